@@ -1,0 +1,155 @@
+package api
+
+// Instance statuses. Lookups return only StatusPassing instances unless asked
+// otherwise.
+const (
+	// StatusPassing means the instance heartbeats within its TTL.
+	StatusPassing = "passing"
+	// StatusCritical means the instance's TTL ran out without a heartbeat.
+	StatusCritical = "critical"
+	// StatusDraining means the instance asked to stop receiving new work.
+	StatusDraining = "draining"
+)
+
+// Proof kinds tell a client what a registration proved about an address.
+const (
+	// ProofAddressPort means the registry's callback reached the advertised
+	// address and port, and the instance answered it.
+	ProofAddressPort = "address+port"
+)
+
+// Default values the server applies when a registration leaves a field out.
+const (
+	DefaultScheme     = "http"
+	DefaultTTL        = "10s"
+	DefaultVerifyPath = "/.well-known/muster/verify"
+)
+
+// HeaderIndex carries the catalog's Raft index for the answered query.
+const HeaderIndex = "X-Muster-Index"
+
+// RegisterRequest is the body of POST /v1/services/{service}/instances.
+type RegisterRequest struct {
+	Address string            `json:"address"`
+	Port    int               `json:"port"`
+	Scheme  string            `json:"scheme,omitempty"`
+	Tags    []string          `json:"tags,omitempty"`
+	Meta    map[string]string `json:"meta,omitempty"`
+	// TTL is a Go duration between 1s and 1h; default 10s.
+	TTL string `json:"ttl,omitempty"`
+	// DeregisterAfter is how long an instance may stay critical before it is
+	// removed; default 10 × TTL.
+	DeregisterAfter string `json:"deregister_after,omitempty"`
+	VerifyPath      string `json:"verify_path,omitempty"`
+	// Nonce is chosen by the instance and echoed in the callback so that the
+	// instance can tie the callback to a registration it started.
+	Nonce string `json:"nonce,omitempty"`
+}
+
+// RegisterResponse is the 201 answer to a registration. The session token is
+// not in it: it travels only to the advertised address, in the callback.
+type RegisterResponse struct {
+	ID      string `json:"id"`
+	Service string `json:"service"`
+	TTL     string `json:"ttl"`
+	Index   uint64 `json:"index"`
+}
+
+// VerifyRequest is the body the registry POSTs to the instance's verify path.
+type VerifyRequest struct {
+	Service    string `json:"service"`
+	InstanceID string `json:"instance_id"`
+	Challenge  string `json:"challenge"`
+	Nonce      string `json:"nonce"`
+	Token      string `json:"token"`
+}
+
+// VerifyResponse is the instance's 200 answer to a VerifyRequest. Proof is
+// base64(HMAC-SHA256(enrolment key secret, challenge)). Nonce, when present,
+// must equal the request's nonce.
+type VerifyResponse struct {
+	Proof string `json:"proof"`
+	Nonce string `json:"nonce,omitempty"`
+}
+
+// HeartbeatResponse answers PUT /v1/instances/{id}/heartbeat.
+type HeartbeatResponse struct {
+	TTL    string `json:"ttl"`
+	Status string `json:"status"`
+}
+
+// Instance is one registered instance as lookups show it.
+type Instance struct {
+	ID      string            `json:"id"`
+	Service string            `json:"service"`
+	Address string            `json:"address"`
+	Port    int               `json:"port"`
+	Scheme  string            `json:"scheme"`
+	URL     string            `json:"url"`
+	Tags    []string          `json:"tags"`
+	Meta    map[string]string `json:"meta"`
+	Status  string            `json:"status"`
+	// LastSeenMS is the age of the last heartbeat in milliseconds; -1 when
+	// this registry has not heard from the instance since it became leader.
+	LastSeenMS int64 `json:"last_seen_ms"`
+	TTLMS      int64 `json:"ttl_ms"`
+	// Quality in [0,1] is how far the instance's liveness can be trusted;
+	// see docs/api.md for the formula.
+	Quality      float64 `json:"quality"`
+	Proof        string  `json:"proof"`
+	RegisteredAt string  `json:"registered_at"`
+}
+
+// LookupResponse answers GET /v1/services/{service}.
+type LookupResponse struct {
+	Service   string     `json:"service"`
+	Index     uint64     `json:"index"`
+	Instances []Instance `json:"instances"`
+}
+
+// ServiceSummary is one row of GET /v1/services.
+type ServiceSummary struct {
+	Name      string `json:"name"`
+	Index     uint64 `json:"index"`
+	Instances int    `json:"instances"`
+	Passing   int    `json:"passing"`
+	Critical  int    `json:"critical"`
+	Draining  int    `json:"draining"`
+}
+
+// ServicesResponse answers GET /v1/services.
+type ServicesResponse struct {
+	Index    uint64           `json:"index"`
+	Services []ServiceSummary `json:"services"`
+}
+
+// CreateKeyRequest is the body of POST /v1/keys.
+type CreateKeyRequest struct {
+	// Services are name patterns; "*" matches any run of characters.
+	Services []string `json:"services"`
+	// Description is a free-form note shown in listings.
+	Description string `json:"description,omitempty"`
+}
+
+// Key is an enrolment key as listings show it, without its secret.
+type Key struct {
+	ID          string   `json:"id"`
+	Services    []string `json:"services"`
+	Description string   `json:"description,omitempty"`
+	CreatedAt   string   `json:"created_at"`
+	// Secret is set only in the answer to POST /v1/keys.
+	Secret string `json:"secret,omitempty"`
+}
+
+// KeysResponse answers GET /v1/keys.
+type KeysResponse struct {
+	Keys []Key `json:"keys"`
+}
+
+// Health answers /livez and /readyz.
+type Health struct {
+	Status string `json:"status"`
+	Leader string `json:"leader,omitempty"`
+	Index  uint64 `json:"index,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}

@@ -1,0 +1,208 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/musterhq/muster/api"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Addr is the registry's base URL; default http://127.0.0.1:9000.
+	Addr string
+	// Token is sent as a bearer token (the admin token, for key management).
+	Token string
+	// HTTPClient is used for requests; default has a 30 s timeout.
+	HTTPClient *http.Client
+}
+
+// DefaultAddr is where a registry listens unless told otherwise.
+const DefaultAddr = "http://127.0.0.1:9000"
+
+// Client talks to a registry's HTTP API. It is safe for concurrent use.
+type Client struct {
+	base  *url.URL
+	token string
+	hc    *http.Client
+}
+
+// New returns a client.
+func New(cfg Config) (*Client, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.Addr, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: registry address %q must be http(s)://host:port", cfg.Addr)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &Client{base: u, token: cfg.Token, hc: hc}, nil
+}
+
+// do sends a request and decodes a JSON answer into out (when non-nil).
+func (c *Client) do(ctx context.Context, op, method, path string, query url.Values, token string, in, out any) (http.Header, error) {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = query.Encode()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token == "" {
+		token = c.token
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: read answer: %w", op, err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb api.ErrorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
+			eb.Error = api.ErrorDetail{Code: codeForStatus(resp.StatusCode), Message: strings.TrimSpace(string(data))}
+		}
+		return resp.Header, &Error{Op: op, Status: resp.StatusCode, ErrorDetail: eb.Error}
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.Header, fmt.Errorf("%s: decode answer: %w", op, err)
+		}
+	}
+	return resp.Header, nil
+}
+
+func codeForStatus(s int) string {
+	switch {
+	case s == http.StatusNotFound:
+		return api.CodeNotFound
+	case s == http.StatusUnauthorized:
+		return api.CodeUnauthorized
+	case s == http.StatusForbidden:
+		return api.CodeForbidden
+	case s >= 500:
+		return api.CodeUnavailable
+	default:
+		return api.CodeInvalidArgument
+	}
+}
+
+// CreateKey creates an enrolment key for the given service name patterns.
+// The answer holds the key's secret, shown only this once. Needs the admin
+// token.
+func (c *Client) CreateKey(ctx context.Context, services []string, description string) (api.Key, error) {
+	var k api.Key
+	_, err := c.do(ctx, "create key", http.MethodPost, "/v1/keys", nil, "", api.CreateKeyRequest{Services: services, Description: description}, &k)
+	return k, err
+}
+
+// Keys lists enrolment keys, without secrets. Needs the admin token.
+func (c *Client) Keys(ctx context.Context) ([]api.Key, error) {
+	var out api.KeysResponse
+	_, err := c.do(ctx, "list keys", http.MethodGet, "/v1/keys", nil, "", nil, &out)
+	return out.Keys, err
+}
+
+// RevokeKey revokes an enrolment key. Needs the admin token.
+func (c *Client) RevokeKey(ctx context.Context, id string) error {
+	_, err := c.do(ctx, "revoke key", http.MethodDelete, "/v1/keys/"+url.PathEscape(id), nil, "", nil, nil)
+	return err
+}
+
+// Services lists services with instance counts by status.
+func (c *Client) Services(ctx context.Context) (api.ServicesResponse, error) {
+	var out api.ServicesResponse
+	_, err := c.do(ctx, "list services", http.MethodGet, "/v1/services", nil, "", nil, &out)
+	return out, err
+}
+
+// LookupOption refines a lookup.
+type LookupOption func(url.Values)
+
+// WithTag keeps instances carrying tag; repeat for several (all must match).
+func WithTag(tag string) LookupOption { return func(q url.Values) { q.Add("tag", tag) } }
+
+// WithMeta keeps instances whose meta[key] is value; repeatable.
+func WithMeta(key, value string) LookupOption {
+	return func(q url.Values) { q.Add("meta", key+":"+value) }
+}
+
+// WithStatus asks for instances of a status ("passing", "critical",
+// "draining" or "any") instead of passing ones.
+func WithStatus(status string) LookupOption { return func(q url.Values) { q.Set("status", status) } }
+
+// Lookup returns a service's instances (passing ones unless WithStatus says
+// otherwise), with their freshness.
+func (c *Client) Lookup(ctx context.Context, service string, opts ...LookupOption) (api.LookupResponse, error) {
+	q := url.Values{}
+	for _, o := range opts {
+		o(q)
+	}
+	var out api.LookupResponse
+	h, err := c.do(ctx, "lookup", http.MethodGet, "/v1/services/"+url.PathEscape(service), q, "", nil, &out)
+	if err == nil && out.Index == 0 && h != nil {
+		out.Index, _ = strconv.ParseUint(h.Get(api.HeaderIndex), 10, 64)
+	}
+	return out, err
+}
+
+// Instance returns one instance.
+func (c *Client) Instance(ctx context.Context, id string) (api.Instance, error) {
+	var out api.Instance
+	_, err := c.do(ctx, "get instance", http.MethodGet, "/v1/instances/"+url.PathEscape(id), nil, "", nil, &out)
+	return out, err
+}
+
+// Deregister removes an instance. token is its session token; empty means
+// the client's own (admin) token.
+func (c *Client) Deregister(ctx context.Context, id, token string) error {
+	_, err := c.do(ctx, "deregister", http.MethodDelete, "/v1/instances/"+url.PathEscape(id), nil, token, nil, nil)
+	return err
+}
+
+// Heartbeat renews an instance's TTL with its session token. ErrNotFound
+// means the registry no longer knows the instance: register again.
+func (c *Client) Heartbeat(ctx context.Context, id, token string) (api.HeartbeatResponse, error) {
+	var out api.HeartbeatResponse
+	_, err := c.do(ctx, "heartbeat", http.MethodPut, "/v1/instances/"+url.PathEscape(id)+"/heartbeat", nil, token, nil, &out)
+	return out, err
+}
+
+// Register asks the registry to register an instance of service, using the
+// enrolment key secret. The registry calls the instance back before it
+// answers; the instance must serve the verify path (see VerifyHandler in a
+// later part of this SDK, or answer it as docs/api.md describes).
+func (c *Client) Register(ctx context.Context, service, keySecret string, req api.RegisterRequest) (api.RegisterResponse, error) {
+	var out api.RegisterResponse
+	_, err := c.do(ctx, "register", http.MethodPost, "/v1/services/"+url.PathEscape(service)+"/instances", nil, keySecret, req, &out)
+	return out, err
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+func runServer(ctx context.Context, e env, args []string) error {
+	def := server.DefaultConfig()
+	fs := flag.NewFlagSet("muster server", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	httpAddr := fs.String("http-addr", e.envOr("MUSTER_HTTP_ADDR", def.HTTPAddr), "HTTP API address; port 0 picks a free port (env MUSTER_HTTP_ADDR)")
+	dataDir := fs.String("data-dir", e.envOr("MUSTER_DATA_DIR", def.DataDir), "data directory (env MUSTER_DATA_DIR)")
+	raftAddr := fs.String("raft-addr", e.envOr("MUSTER_RAFT_ADDR", def.RaftAddr), "Raft transport address (env MUSTER_RAFT_ADDR)")
+	tokenFile := fs.String("admin-token-file", e.envOr("MUSTER_ADMIN_TOKEN_FILE", ""), "read the admin token from this file instead of <data-dir>/admin-token")
+	allow := fs.String("verify-allow", e.envOr("MUSTER_VERIFY_ALLOW", defaultAllowString()), "comma-separated networks registration callbacks may reach")
+	verifyTimeout := fs.Duration("verify-timeout", def.VerifyTimeout, "timeout of a registration callback")
+	grace := fs.Duration("expiry-grace", def.Grace, "after becoming leader, no instance expires before its TTL plus this grace")
+	logLevel := fs.String("log-level", e.envOr("MUSTER_LOG_LEVEL", "info"), "debug, info, warn or error")
+	logFormat := fs.String("log-format", e.envOr("MUSTER_LOG_FORMAT", "text"), "text or json")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("server takes no arguments, got %q: %w", pos, errUsage)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", errUsage)
+	}
+	var h slog.Handler
+	switch *logFormat {
+	case "text":
+		h = slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})
+	case "json":
+		h = slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level})
+	default:
+		return fmt.Errorf("--log-format must be text or json: %w", errUsage)
+	}
+	prefixes, err := verify.ParseAllow(strings.Split(*allow, ","))
+	if err != nil {
+		return fmt.Errorf("--verify-allow: %w", err)
+	}
+	cfg := def
+	cfg.HTTPAddr, cfg.DataDir, cfg.RaftAddr = *httpAddr, *dataDir, *raftAddr
+	cfg.AdminToken = e.getenv("MUSTER_ADMIN_TOKEN")
+	cfg.AdminTokenFile = *tokenFile
+	cfg.VerifyAllow = prefixes
+	cfg.VerifyTimeout = *verifyTimeout
+	cfg.Grace = *grace
+	cfg.Logger = slog.New(h)
+	s, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down")
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(15 * time.Second):
+		return fmt.Errorf("shutdown took longer than 15s")
+	}
+}
+
+func defaultAllowString() string {
+	var parts []string
+	for _, p := range verify.DefaultAllow() {
+		parts = append(parts, p.String())
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,20 @@
+// Package catalog is muster's deterministic state machine: service
+// instances, enrolment keys and per-service Raft indexes.
+//
+// Every change is a Command passed to Catalog.Apply together with the Raft
+// log index that carries it. Apply is deterministic: it reads no clock, no
+// randomness and no environment, so every replica that applies the same log
+// reaches the same state. Time values a command needs (registration time) are
+// chosen by the proposer and travel inside the command.
+//
+// The catalog never imports raft; internal/cluster adapts it to raft.FSM.
+//
+// Concurrency: Apply, Snapshot and Restore are called by one goroutine at a
+// time (the Raft FSM goroutine). Read methods may be called from any
+// goroutine concurrently with Apply; they take a read lock briefly and return
+// immutable values that callers must not modify.
+//
+//	c := catalog.New()
+//	res := c.Apply(1, catalog.Command{Op: catalog.OpCreateKey, Key: &catalog.Key{...}})
+//	view := c.Service("fetch_url")
+package catalog

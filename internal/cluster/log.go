@@ -1,0 +1,43 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// newHCLogger returns an hclog.Logger that forwards raft's lines to slog.
+func newHCLogger(l *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:   "raft",
+		Level:  hclog.Info,
+		Output: &slogWriter{l: l},
+	})
+}
+
+// slogWriter turns hclog's text lines into slog records.
+type slogWriter struct{ l *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
+		s := string(line)
+		level := slog.LevelInfo
+		switch {
+		case strings.Contains(s, "[ERROR]"):
+			level = slog.LevelError
+		case strings.Contains(s, "[WARN]"):
+			level = slog.LevelWarn
+		case strings.Contains(s, "[DEBUG]"), strings.Contains(s, "[TRACE]"):
+			level = slog.LevelDebug
+		}
+		// Strip hclog's own timestamp; slog adds one.
+		if i := strings.Index(s, " ["); i >= 0 {
+			s = s[i+1:]
+		}
+		w.l.Log(context.Background(), level, s, "component", "raft")
+	}
+	return len(p), nil
+}

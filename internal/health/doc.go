@@ -1,0 +1,17 @@
+// Package health owns instance liveness: last-seen times and recent
+// heartbeat intervals, which live in memory only, and the leader's sweep
+// that turns missed TTLs into Raft-applied status changes.
+//
+// Heartbeats are not Raft writes. A heartbeat updates the Tracker; only
+// transitions (passing → critical when a TTL runs out, critical → passing on
+// a heartbeat, removal after deregister_after) become catalog commands.
+//
+// Mass-expiry protection: after a node becomes leader it has heard no
+// heartbeats, so every instance's clock starts at leaderSince + Grace. No
+// instance expires until a full TTL plus the grace has passed since the
+// node became leader, so a restart never empties the catalog.
+//
+//	t := health.NewTracker()
+//	t.Beat(id, time.Now())
+//	q := t.Quality(id, ttl, time.Now())
+package health

@@ -1,0 +1,137 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// Proposer commits catalog commands; *cluster.Node implements it.
+type Proposer interface {
+	Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, error)
+}
+
+// Instances lists the catalog's instances; *catalog.Catalog implements it.
+type Instances interface {
+	Instances() []*catalog.Instance
+	Instance(id string) (*catalog.Instance, bool)
+}
+
+// SweepConfig configures a Sweeper.
+type SweepConfig struct {
+	// Interval is how often the sweep runs.
+	Interval time.Duration
+	// Grace is added to every TTL after this node becomes leader.
+	Grace  time.Duration
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultSweepConfig returns the production settings.
+func DefaultSweepConfig() SweepConfig {
+	return SweepConfig{Interval: 250 * time.Millisecond, Grace: 10 * time.Second}
+}
+
+// Validate reports a configuration error.
+func (c SweepConfig) Validate() error {
+	if c.Interval <= 0 {
+		return errors.New("health: sweep interval must be positive")
+	}
+	if c.Grace < 0 {
+		return errors.New("health: grace must not be negative")
+	}
+	return nil
+}
+
+// Sweeper expires instances whose TTL ran out. It runs only on the leader.
+type Sweeper struct {
+	cfg      SweepConfig
+	tracker  *Tracker
+	cat      Instances
+	proposer Proposer
+}
+
+// NewSweeper returns a sweeper over the given tracker, catalog and proposer.
+func NewSweeper(cfg SweepConfig, t *Tracker, cat Instances, p Proposer) *Sweeper {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Sweeper{cfg: cfg, tracker: t, cat: cat, proposer: p}
+}
+
+// Run sweeps every Interval until ctx ends or stillLeader reports false.
+// leaderSince is when this node became a ready leader.
+func (s *Sweeper) Run(ctx context.Context, leaderSince time.Time, stillLeader func() bool) {
+	tick := time.NewTicker(s.cfg.Interval)
+	defer tick.Stop()
+	floor := leaderSince.Add(s.cfg.Grace)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if !stillLeader() {
+				return
+			}
+			s.Sweep(ctx, floor)
+		}
+	}
+}
+
+// Deadline returns when inst expires: a TTL after its last heartbeat, but
+// never before floor + TTL.
+func (s *Sweeper) base(inst *catalog.Instance, floor time.Time) time.Time {
+	last, ok := s.tracker.Seen(inst.ID)
+	if !ok || last.Before(floor) {
+		return floor
+	}
+	return last
+}
+
+// Sweep makes one pass: passing or draining instances past their TTL become
+// critical; critical ones past deregister_after are removed; the tracker
+// forgets instances that left the catalog.
+func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
+	now := s.cfg.Now()
+	for _, inst := range s.cat.Instances() {
+		age := now.Sub(s.base(inst, floor))
+		switch {
+		case inst.Status != catalog.StatusCritical && age > inst.TTL:
+			s.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: inst.Status, Reason: "ttl expired"})
+		case inst.Status == catalog.StatusCritical && age > inst.DeregisterAfter:
+			if s.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, IfStatus: catalog.StatusCritical, Reason: "deregister_after expired"}) {
+				s.tracker.Forget(inst.ID)
+			}
+		}
+	}
+	for _, id := range s.tracker.IDs() {
+		if _, ok := s.cat.Instance(id); !ok {
+			s.tracker.Forget(id)
+		}
+	}
+}
+
+func (s *Sweeper) propose(ctx context.Context, cmd catalog.Command) bool {
+	res, err := s.proposer.Apply(ctx, cmd)
+	if err == nil {
+		err = res.Err
+	}
+	switch {
+	case err == nil:
+		s.cfg.Logger.Info("instance "+string(cmd.Op), "id", cmd.ID, "status", cmd.Status, "reason", cmd.Reason)
+		return true
+	case errors.Is(err, catalog.ErrConflict), errors.Is(err, catalog.ErrNotFound):
+		// A heartbeat or deregistration won the race; nothing to do.
+		return false
+	default:
+		s.cfg.Logger.Warn("sweep command failed", "op", cmd.Op, "id", cmd.ID, "err", err)
+		return false
+	}
+}

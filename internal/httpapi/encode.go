@@ -1,0 +1,93 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/musterhq/muster/api"
+)
+
+// decodeJSON reads one JSON value from r's body into v, refusing unknown
+// fields, trailing data and bodies over max bytes.
+func decodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) *Error {
+	body := http.MaxBytesReader(w, r.Body, max)
+	return decodeReader(body, max, v)
+}
+
+// decodeReader is decodeJSON without the ResponseWriter, for fuzzing.
+func decodeReader(body io.Reader, max int64, v any) *Error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err, max)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return jsonError(err, max)
+		}
+		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func jsonError(err error, max int64) *Error {
+	var (
+		mbe *http.MaxBytesError
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "", "body larger than %d bytes", max)
+	case errors.Is(err, io.EOF):
+		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body is empty; a JSON object is required")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body is truncated JSON")
+	case errors.As(err, &syn):
+		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "malformed JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		field := typ.Field
+		return errorf(http.StatusBadRequest, api.CodeInvalidArgument, field, "field %q must be %s, not %s", field, typ.Type.String(), typ.Value)
+	}
+	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
+		field := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
+		return errorf(http.StatusBadRequest, api.CodeUnknownField, field, "unknown field %q", field)
+	}
+	return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "malformed JSON: %s", err)
+}
+
+// writeJSON writes v with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
+
+// writeError writes err as {"error": {...}}; internal errors are logged with
+// their cause, which the client never sees.
+func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
+	e := toAPIError(err)
+	if e.Status >= 500 && e.Code == api.CodeInternal {
+		log.Error("internal error", "err", err)
+	}
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="muster"`)
+	}
+	writeJSON(w, e.Status, api.ErrorBody{Error: e.ErrorDetail})
+}
+
+// bearer returns the bearer token of r, or "".
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) > len(p) && strings.EqualFold(h[:len(p)], p) {
+		return strings.TrimSpace(h[len(p):])
+	}
+	return ""
+}

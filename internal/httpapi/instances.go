@@ -1,0 +1,93 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// heartbeat handles PUT /v1/instances/{id}/heartbeat. It is a hot path: it
+// touches only memory unless the instance was critical, in which case the
+// transition back to passing is committed through Raft.
+func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) {
+	inst, ok := a.Catalog.Instance(r.PathValue("id"))
+	if !ok {
+		writeError(w, a.Logger, errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered; register again"))
+		return
+	}
+	tok := bearer(r)
+	if tok == "" {
+		writeError(w, a.Logger, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "session token required (Authorization: Bearer ...)"))
+		return
+	}
+	if !inst.TokenMatches(tok) {
+		writeError(w, a.Logger, errorf(http.StatusForbidden, api.CodeForbidden, "", "session token does not match this instance"))
+		return
+	}
+	if _, ok := a.floor(); !ok {
+		writeError(w, a.Logger, errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "this node is not a ready leader; retry"))
+		return
+	}
+	a.Tracker.Beat(inst.ID, a.Now())
+	status := inst.Status
+	if status == catalog.StatusCritical {
+		res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "heartbeat"})
+		if err == nil {
+			err = res.Err
+		}
+		switch {
+		case err == nil:
+			status = catalog.StatusPassing
+			a.Logger.Info("instance passing again", "id", inst.ID, "service", inst.Service)
+		case err == catalog.ErrConflict:
+			if cur, ok := a.Catalog.Instance(inst.ID); ok {
+				status = cur.Status
+			}
+		default:
+			writeError(w, a.Logger, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{TTL: inst.TTL.String(), Status: status})
+}
+
+// deregister handles DELETE /v1/instances/{id} with the instance's session
+// token or the admin token.
+func (a *apiServer) deregister(w http.ResponseWriter, r *http.Request) {
+	inst, ok := a.Catalog.Instance(r.PathValue("id"))
+	if !ok {
+		writeError(w, a.Logger, errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered"))
+		return
+	}
+	tok := bearer(r)
+	if tok == "" {
+		writeError(w, a.Logger, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "session token or admin token required"))
+		return
+	}
+	if !inst.TokenMatches(tok) && !a.isAdmin(r) {
+		writeError(w, a.Logger, errorf(http.StatusForbidden, api.CodeForbidden, "", "token is neither this instance's session token nor the admin token"))
+		return
+	}
+	res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, Reason: "api"})
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		writeError(w, a.Logger, err)
+		return
+	}
+	a.Tracker.Forget(inst.ID)
+	a.Logger.Info("instance deregistered", "id", inst.ID, "service", inst.Service, "index", res.Index)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) {
+	inst, ok := a.Catalog.Instance(r.PathValue("id"))
+	if !ok {
+		writeError(w, a.Logger, errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered"))
+		return
+	}
+	floor, _ := a.floor()
+	writeJSON(w, http.StatusOK, a.toAPI(inst, floor, a.Now()))
+}

@@ -1,0 +1,242 @@
+package httpapi
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+// Registration limits.
+const (
+	MinTTL             = time.Second
+	MaxTTL             = time.Hour
+	MaxDeregisterAfter = 7 * 24 * time.Hour
+	maxTags            = 64
+	maxTagLen          = 128
+	maxMeta            = 64
+	maxMetaKeyLen      = 128
+	maxMetaValueLen    = 512
+	maxNonceLen        = 128
+	maxVerifyPathLen   = 256
+	maxHostLen         = 253
+)
+
+// registration is a validated registration request.
+type registration struct {
+	api.RegisterRequest
+	ttl, deregisterAfter time.Duration
+}
+
+// validateRegister checks a registration body and fills in defaults. Every
+// error names its field.
+func validateRegister(req api.RegisterRequest) (registration, *Error) {
+	reg := registration{RegisterRequest: req}
+	if req.Address == "" {
+		return reg, badField("address", "address is required")
+	}
+	if !validHost(req.Address) {
+		return reg, badField("address", "address must be an IP address or a DNS host name")
+	}
+	if req.Port < 1 || req.Port > 65535 {
+		return reg, badField("port", "port must be between 1 and 65535")
+	}
+	switch req.Scheme {
+	case "":
+		reg.Scheme = api.DefaultScheme
+	case "http", "https":
+	default:
+		return reg, badField("scheme", "scheme must be http or https")
+	}
+	ttl := req.TTL
+	if ttl == "" {
+		ttl = api.DefaultTTL
+	}
+	d, err := time.ParseDuration(ttl)
+	if err != nil {
+		return reg, badField("ttl", "ttl %q is not a duration such as 10s", ttl)
+	}
+	if d < MinTTL || d > MaxTTL {
+		return reg, badField("ttl", "ttl must be between %s and %s", MinTTL, MaxTTL)
+	}
+	reg.ttl = d
+	reg.TTL = d.String()
+	reg.deregisterAfter = 10 * d
+	if req.DeregisterAfter != "" {
+		da, err := time.ParseDuration(req.DeregisterAfter)
+		if err != nil {
+			return reg, badField("deregister_after", "deregister_after %q is not a duration", req.DeregisterAfter)
+		}
+		if da < d || da > MaxDeregisterAfter {
+			return reg, badField("deregister_after", "deregister_after must be between the ttl and %s", MaxDeregisterAfter)
+		}
+		reg.deregisterAfter = da
+	}
+	if req.VerifyPath == "" {
+		reg.VerifyPath = api.DefaultVerifyPath
+	} else if !validPath(req.VerifyPath) {
+		return reg, badField("verify_path", "verify_path must start with / and hold at most %d printable characters, without ? or #", maxVerifyPathLen)
+	}
+	if len(req.Nonce) > maxNonceLen || !printable(req.Nonce) {
+		return reg, badField("nonce", "nonce must be at most %d printable characters", maxNonceLen)
+	}
+	if len(req.Tags) > maxTags {
+		return reg, badField("tags", "at most %d tags", maxTags)
+	}
+	for _, t := range req.Tags {
+		if t == "" || len(t) > maxTagLen || !printable(t) || strings.ContainsAny(t, " ,") {
+			return reg, badField("tags", "tag %q must be 1 to %d printable characters without spaces or commas", t, maxTagLen)
+		}
+	}
+	if len(req.Meta) > maxMeta {
+		return reg, badField("meta", "at most %d meta entries", maxMeta)
+	}
+	for k, v := range req.Meta {
+		if k == "" || len(k) > maxMetaKeyLen || !metaKey(k) {
+			return reg, badField("meta", "meta key %q must be 1 to %d of A-Z a-z 0-9 . _ -", k, maxMetaKeyLen)
+		}
+		if len(v) > maxMetaValueLen || !printable(v) {
+			return reg, badField("meta", "meta value of %q must be at most %d printable characters", k, maxMetaValueLen)
+		}
+	}
+	return reg, nil
+}
+
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if len(h) > maxHostLen {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validPath(p string) bool {
+	return len(p) <= maxVerifyPathLen && strings.HasPrefix(p, "/") && !strings.ContainsAny(p, "?# ") && printable(p)
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func metaKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// register handles POST /v1/services/{service}/instances: authenticate the
+// enrolment key, validate, call the instance back, then commit through Raft.
+// Nothing is stored unless every step passes.
+func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
+	secret := bearer(r)
+	if secret == "" {
+		writeError(w, a.Logger, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "enrolment key required (Authorization: Bearer ...)"))
+		return
+	}
+	key, ok := a.Catalog.KeyBySecretHash(catalog.HashSecret(secret))
+	if !ok {
+		writeError(w, a.Logger, catalog.ErrKeyRevoked)
+		return
+	}
+	service := r.PathValue("service")
+	if !catalog.ValidServiceName(service) {
+		writeError(w, a.Logger, badField("service", "service name must be 1 to 63 of a-z 0-9 - _"))
+		return
+	}
+	if !key.Allows(service) {
+		writeError(w, a.Logger, catalog.ErrKeyScope)
+		return
+	}
+	var req api.RegisterRequest
+	if err := decodeJSON(w, r, a.MaxBody, &req); err != nil {
+		writeError(w, a.Logger, err)
+		return
+	}
+	reg, verr := validateRegister(req)
+	if verr != nil {
+		writeError(w, a.Logger, verr)
+		return
+	}
+	if err := a.Verifier.CheckAddress(r.Context(), reg.Address); err != nil {
+		writeError(w, a.Logger, err)
+		return
+	}
+	select {
+	case a.verifySlots <- struct{}{}:
+		defer func() { <-a.verifySlots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, a.Logger, errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many registrations in flight; retry"))
+		return
+	}
+
+	id := catalog.RandomID(16)
+	token := catalog.RandomSecret()
+	challenge := catalog.RandomSecret()
+	target := verify.Target{Scheme: reg.Scheme, Address: reg.Address, Port: reg.Port, Path: reg.VerifyPath}
+	err := a.Verifier.Verify(r.Context(), target, api.VerifyRequest{
+		Service: service, InstanceID: id, Challenge: challenge, Nonce: reg.Nonce, Token: token,
+	}, secret)
+	if err != nil {
+		var ve *verify.Error
+		if errors.As(err, &ve) {
+			a.Logger.Info("registration refused", "service", service, "address", reg.Address, "port", reg.Port, "reason", ve.Reason)
+		}
+		writeError(w, a.Logger, err)
+		return
+	}
+
+	now := a.Now()
+	inst := &catalog.Instance{
+		ID: id, Service: service, Address: reg.Address, Port: reg.Port, Scheme: reg.Scheme,
+		Tags: reg.Tags, Meta: reg.Meta, TTL: reg.ttl, DeregisterAfter: reg.deregisterAfter,
+		TokenHash: catalog.HashSecret(token), KeyID: key.ID, Proof: api.ProofAddressPort,
+		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
+	}
+	res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: "api"})
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		writeError(w, a.Logger, err)
+		return
+	}
+	a.Tracker.Beat(id, now)
+	if res.Replaced != "" {
+		a.Tracker.Forget(res.Replaced)
+	}
+	a.Logger.Info("instance registered", "service", service, "id", id, "address", reg.Address, "port", reg.Port, "replaced", res.Replaced, "index", res.Index)
+	w.Header().Set("Location", "/v1/instances/"+id)
+	writeJSON(w, http.StatusCreated, api.RegisterResponse{ID: id, Service: service, TTL: reg.TTL, Index: res.Index})
+}

@@ -1,0 +1,251 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/musterhq/muster/api"
+)
+
+// DefaultAllow lists the networks callbacks may reach by default: loopback
+// and private ranges. Link-local (cloud metadata) is deliberately absent.
+var defaultAllow = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
+
+// DefaultAllow returns the default callback allowlist.
+func DefaultAllow() []netip.Prefix {
+	out := make([]netip.Prefix, len(defaultAllow))
+	for i, s := range defaultAllow {
+		out[i] = netip.MustParsePrefix(s)
+	}
+	return out
+}
+
+// Config configures a Verifier.
+type Config struct {
+	// Timeout bounds the whole callback: dial, request and answer.
+	Timeout time.Duration
+	// MaxBody caps the bytes read from the answer.
+	MaxBody int64
+	// Allow lists the networks a callback may connect to.
+	Allow []netip.Prefix
+}
+
+// DefaultConfig returns a 2 s timeout, a 64 KiB answer cap and DefaultAllow.
+func DefaultConfig() Config {
+	return Config{Timeout: 2 * time.Second, MaxBody: 64 << 10, Allow: DefaultAllow()}
+}
+
+// Validate reports a configuration error.
+func (c Config) Validate() error {
+	if c.Timeout <= 0 {
+		return errors.New("verify: timeout must be positive")
+	}
+	if c.MaxBody <= 0 {
+		return errors.New("verify: max body must be positive")
+	}
+	if len(c.Allow) == 0 {
+		return errors.New("verify: allowlist is empty")
+	}
+	return nil
+}
+
+// ParseAllow parses a comma-separated list of CIDR prefixes or addresses.
+func ParseAllow(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("verify: allow %q: not a CIDR prefix or address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// Error is a failed verification. Reason is one of the api.Reason* codes.
+type Error struct {
+	Reason string
+	Msg    string
+}
+
+func (e *Error) Error() string { return "verification failed: " + e.Reason + ": " + e.Msg }
+
+// ErrNotAllowed means the advertised address is outside the allowlist.
+var ErrNotAllowed = errors.New("verify: address not in the callback allowlist")
+
+// Target is where a callback goes.
+type Target struct {
+	Scheme  string
+	Address string
+	Port    int
+	Path    string
+}
+
+// URL returns the callback URL.
+func (t Target) URL() string {
+	return t.Scheme + "://" + net.JoinHostPort(t.Address, strconv.Itoa(t.Port)) + t.Path
+}
+
+// Verifier runs callbacks. It is safe for concurrent use.
+type Verifier struct {
+	cfg    Config
+	client *http.Client
+}
+
+// New returns a verifier.
+func New(cfg Config) (*Verifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	v := &Verifier{cfg: cfg}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: v.control}
+	tr := &http.Transport{
+		Proxy:                  nil,
+		DialContext:            dialer.DialContext,
+		DisableKeepAlives:      true,
+		TLSHandshakeTimeout:    cfg.Timeout,
+		MaxResponseHeaderBytes: 16 << 10,
+		ResponseHeaderTimeout:  cfg.Timeout,
+	}
+	v.client = &http.Client{
+		Transport: tr,
+		Timeout:   cfg.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	return v, nil
+}
+
+// Allowed reports whether ip is inside the allowlist.
+func (v *Verifier) Allowed(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range v.cfg.Allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// control runs just before each connect, on the resolved address.
+func (v *Verifier) control(network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: %s", ErrNotAllowed, address)
+	}
+	if !v.Allowed(ap.Addr()) {
+		return fmt.Errorf("%w: %s", ErrNotAllowed, ap.Addr())
+	}
+	return nil
+}
+
+// CheckAddress resolves host and reports ErrNotAllowed unless every address
+// it resolves to is inside the allowlist. It lets a registration be refused
+// before any callback; the dial-time check still guards the connection.
+func (v *Verifier) CheckAddress(ctx context.Context, host string) error {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if !v.Allowed(ip) {
+			return fmt.Errorf("%w: %s", ErrNotAllowed, ip)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		return &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot resolve %q", host)}
+	}
+	for _, ip := range ips {
+		if !v.Allowed(ip) {
+			return fmt.Errorf("%w: %s resolves to %s", ErrNotAllowed, host, ip)
+		}
+	}
+	return nil
+}
+
+// Proof returns base64(HMAC-SHA256(secret, challenge)), the answer an
+// instance must give.
+func Proof(secret, challenge string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(challenge))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Verify POSTs req to t and checks the answer's proof against keySecret. It
+// returns nil, a *Error with the reason, or an error wrapping ErrNotAllowed.
+func (v *Verifier) Verify(ctx context.Context, t Target, req api.VerifyRequest, keySecret string) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("verify: encode: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL(), bytes.NewReader(body))
+	if err != nil {
+		return &Error{Reason: api.ReasonUnreachable, Msg: err.Error()}
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("User-Agent", "muster-verify/1")
+	resp, err := v.client.Do(hreq)
+	if err != nil {
+		if errors.Is(err, ErrNotAllowed) {
+			return fmt.Errorf("%w (%s)", ErrNotAllowed, t.Address)
+		}
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return &Error{Reason: api.ReasonTimeout, Msg: fmt.Sprintf("no answer from %s within %s", t.URL(), v.cfg.Timeout)}
+		}
+		return &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot reach %s", t.URL())}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return &Error{Reason: api.ReasonRedirect, Msg: fmt.Sprintf("%s answered %d; redirects are not followed", t.URL(), resp.StatusCode)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return &Error{Reason: api.ReasonBadStatus, Msg: fmt.Sprintf("%s answered %d, want 200", t.URL(), resp.StatusCode)}
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, v.cfg.MaxBody+1))
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return &Error{Reason: api.ReasonTimeout, Msg: "answer not complete within " + v.cfg.Timeout.String()}
+		}
+		return &Error{Reason: api.ReasonBadResponse, Msg: "reading answer: " + err.Error()}
+	}
+	if int64(len(data)) > v.cfg.MaxBody {
+		return &Error{Reason: api.ReasonBadResponse, Msg: fmt.Sprintf("answer larger than %d bytes", v.cfg.MaxBody)}
+	}
+	var vr api.VerifyResponse
+	if err := json.Unmarshal(data, &vr); err != nil {
+		return &Error{Reason: api.ReasonBadResponse, Msg: "answer is not JSON {\"proof\": ...}"}
+	}
+	if vr.Nonce != "" && vr.Nonce != req.Nonce {
+		return &Error{Reason: api.ReasonNonceMismatch, Msg: "answer's nonce differs from the registration's"}
+	}
+	want := Proof(keySecret, req.Challenge)
+	if !hmac.Equal([]byte(vr.Proof), []byte(want)) {
+		return &Error{Reason: api.ReasonBadProof, Msg: "proof does not match the challenge and enrolment key"}
+	}
+	return nil
+}
