@@ -1,0 +1,118 @@
+// Package testutil holds helpers shared by muster's tests: a logger that
+// writes to testing.TB, and a fake service instance that answers the
+// registry's verification callback. It is imported only by _test files.
+package testutil
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/musterhq/muster/api"
+)
+
+// Logger returns a slog.Logger writing to tb.Log until the test ends.
+func Logger(tb testing.TB) *slog.Logger {
+	w := &tbWriter{tb: tb}
+	tb.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tbWriter struct {
+	mu   sync.Mutex
+	tb   testing.TB
+	done bool
+}
+
+func (w *tbWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.tb.Log(string(p[:len(p)-1]))
+	}
+	return len(p), nil
+}
+
+// ProofFunc computes the proof an instance answers for a challenge.
+type ProofFunc func(secret, challenge string) string
+
+// Instance is a fake service instance: an HTTP server on 127.0.0.1 that
+// answers the verification callback. Its behaviour can be changed between
+// registrations through the exported fields, under Mu.
+type Instance struct {
+	Server *httptest.Server
+	Proof  ProofFunc
+
+	Mu sync.Mutex
+	// Secret is the enrolment key secret used to answer challenges.
+	Secret string
+	// Handler, when set, answers the callback instead of the default.
+	Handler http.HandlerFunc
+	// EchoNonce, when set, is put in the answer's nonce field.
+	EchoNonce string
+	// Calls records every callback received.
+	Calls []api.VerifyRequest
+}
+
+// NewInstance starts a fake instance answering with proof(secret, challenge).
+func NewInstance(tb testing.TB, secret string, proof ProofFunc) *Instance {
+	tb.Helper()
+	in := &Instance{Secret: secret, Proof: proof}
+	in.Server = httptest.NewServer(http.HandlerFunc(in.serve))
+	tb.Cleanup(in.Server.Close)
+	return in
+}
+
+func (in *Instance) serve(w http.ResponseWriter, r *http.Request) {
+	var req api.VerifyRequest
+	body, _ := io.ReadAll(r.Body)
+	_ = json.Unmarshal(body, &req)
+	in.Mu.Lock()
+	in.Calls = append(in.Calls, req)
+	h, secret, echo := in.Handler, in.Secret, in.EchoNonce
+	in.Mu.Unlock()
+	if h != nil {
+		h(w, r)
+		return
+	}
+	if r.URL.Path != api.DefaultVerifyPath || r.Method != http.MethodPost {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(api.VerifyResponse{Proof: in.Proof(secret, req.Challenge), Nonce: echo})
+}
+
+// Port returns the instance's port.
+func (in *Instance) Port() int {
+	_, p, _ := net.SplitHostPort(in.Server.Listener.Addr().String())
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// LastCall returns the most recent callback.
+func (in *Instance) LastCall() (api.VerifyRequest, bool) {
+	in.Mu.Lock()
+	defer in.Mu.Unlock()
+	if len(in.Calls) == 0 {
+		return api.VerifyRequest{}, false
+	}
+	return in.Calls[len(in.Calls)-1], true
+}
+
+// CallCount returns how many callbacks arrived.
+func (in *Instance) CallCount() int {
+	in.Mu.Lock()
+	defer in.Mu.Unlock()
+	return len(in.Calls)
+}
