@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+// binary is the muster executable built once for the tests that run it as
+// a real process.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "muster-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "muster")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a muster server running as a child process.
+type proc struct {
+	cmd *exec.Cmd
+	url string
+}
+
+// startProc runs `muster server` on free ports over dataDir and waits until
+// it is ready.
+func startProc(tb testing.TB, dataDir string, extra ...string) *proc {
+	tb.Helper()
+	args := append([]string{"server", "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
+		"--data-dir", dataDir, "--log-format", "json"}, extra...)
+	cmd := exec.Command(binary, args...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	p := &proc{cmd: cmd}
+	tb.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	urlCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Bytes()
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil && rec["msg"] == "muster listening" {
+				urlCh <- rec["url"].(string)
+			}
+		}
+	}()
+	select {
+	case p.url = <-urlCh:
+	case <-time.After(15 * time.Second):
+		tb.Fatal("server did not log its address")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(p.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal("server not ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *proc) kill9(tb testing.TB) {
+	tb.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		tb.Fatal(err)
+	}
+	p.cmd.Wait()
+}
+
+func adminToken(tb testing.TB, dataDir string) string {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestServerProcess_SurvivesKill9: acknowledged writes survive SIGKILL, and
+// after a restart no instance expires before its TTL plus the grace.
+func TestServerProcess_SurvivesKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	const grace = 3 * time.Second
+	const ttl = 2 * time.Second
+	p := startProc(t, dir, "--expiry-grace", grace.String())
+	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(ctx, []string{"svc*"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	const n = 20
+	ids := map[string]string{} // id → token
+	for i := 0; i < n; i++ {
+		reg, err := admin.Register(ctx, "svc"+strconv.Itoa(i), k.Secret, api.RegisterRequest{
+			Address: "127.0.0.1", Port: inst.Port(), TTL: ttl.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		call, _ := inst.LastCall()
+		ids[reg.ID] = call.Token
+	}
+	p.kill9(t)
+
+	restarted := time.Now()
+	p = startProc(t, dir, "--expiry-grace", grace.String())
+	anon, _ := client.New(client.Config{Addr: p.url})
+	// Every acknowledged registration is back, passing, though the new
+	// leader has heard no heartbeat yet.
+	for i := 0; i < n; i++ {
+		res, err := anon.Lookup(ctx, "svc"+strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Instances) != 1 || ids[res.Instances[0].ID] == "" {
+			t.Fatalf("svc%d after restart: %+v", i, res)
+		}
+		if res.Instances[0].LastSeenMS != -1 {
+			t.Errorf("svc%d last_seen_ms = %d, want -1 (not heard since restart)", i, res.Instances[0].LastSeenMS)
+		}
+	}
+	// The key survived too: it still authorises registration.
+	if _, err := anon.Register(ctx, "svc_new", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1h"}); err != nil {
+		t.Fatalf("register with the key after restart: %v", err)
+	}
+
+	// svc0 is never heartbeaten: it must stay passing until at least the
+	// restart + TTL + grace, then expire.
+	var expiredAt time.Time
+	for deadline := restarted.Add(ttl + grace + 8*time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		res, err := anon.Lookup(ctx, "svc0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Instances) == 0 {
+			expiredAt = time.Now()
+			break
+		}
+	}
+	if expiredAt.IsZero() {
+		t.Fatal("svc0 never expired after the restart")
+	}
+	if d := expiredAt.Sub(restarted); d < ttl+grace {
+		t.Fatalf("svc0 expired %s after the restart, before TTL+grace (%s)", d, ttl+grace)
+	}
+	// Its session token (stored as a hash) still works: a heartbeat revives it.
+	for id, tok := range ids {
+		inst0, err := anon.Instance(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inst0.Service != "svc0" {
+			continue
+		}
+		hb, err := anon.Heartbeat(ctx, id, tok)
+		if err != nil || hb.Status != api.StatusPassing {
+			t.Fatalf("heartbeat after restart = %+v, %v", hb, err)
+		}
+	}
+}
+
+// TestServerProcess_SecondServerSameDir: a second server on the same data
+// dir refuses to start instead of corrupting it.
+func TestServerProcess_SecondServerSameDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	dir := t.TempDir()
+	startProc(t, dir)
+	cmd := exec.Command(binary, "server", "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--data-dir", dir)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !bytes.Contains(out, []byte("another muster")) {
+		t.Fatalf("second server: err %v, output %s", err, out)
+	}
+}
+
+// cli runs the CLI in-process with the given environment.
+func cli(t *testing.T, env map[string]string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	if err != nil {
+		t.Logf("stderr: %s", errOut.String())
+	}
+	return out.String(), err
+}
+
+func TestCLI_KeysLookupDeregister(t *testing.T) {
+	dir := t.TempDir()
+	cfg := server.DefaultConfig()
+	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", dir
+	cfg.RaftTimeout, cfg.Grace = 50*time.Millisecond, 0
+	cfg.Logger = testutil.Logger(t)
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MUSTER_ADDR": s.URL(), "MUSTER_TOKEN": adminToken(t, dir)}
+
+	out, err := cli(t, env, "keys", "create", "--service", "fetch_*", "--service", "dice_scraper", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k api.Key
+	if err := json.Unmarshal([]byte(out), &k); err != nil || k.Secret == "" {
+		t.Fatalf("keys create output %q: %v", out, err)
+	}
+	out, err = cli(t, env, "keys", "list")
+	if err != nil || !strings.Contains(out, k.ID) || !strings.Contains(out, "fetch_*,dice_scraper") || strings.Contains(out, k.Secret) {
+		t.Fatalf("keys list = %q, %v", out, err)
+	}
+
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	c, _ := client.New(client.Config{Addr: s.URL()})
+	reg, err := c.Register(context.Background(), "fetch_url", k.Secret, api.RegisterRequest{
+		Address: "127.0.0.1", Port: inst.Port(), Tags: []string{"v2"}, Meta: map[string]string{"site": "dice.com"}, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = cli(t, env, "services")
+	if err != nil || !strings.Contains(out, "fetch_url") {
+		t.Fatalf("services = %q, %v", out, err)
+	}
+	out, err = cli(t, env, "lookup", "fetch_url", "--tag", "v2", "--meta", "site:dice.com")
+	if err != nil || !strings.Contains(out, reg.ID) || !strings.Contains(out, "passing") {
+		t.Fatalf("lookup table = %q, %v", out, err)
+	}
+	out, err = cli(t, env, "lookup", "fetch_url", "--tag", "v3", "-o", "json")
+	var lr api.LookupResponse
+	if err != nil || json.Unmarshal([]byte(out), &lr) != nil || len(lr.Instances) != 0 || lr.Index == 0 {
+		t.Fatalf("lookup json = %q, %v", out, err)
+	}
+	if _, err := cli(t, env, "lookup"); !errors.Is(err, errUsage) {
+		t.Fatalf("lookup without name: %v", err)
+	}
+	if _, err := cli(t, env, "deregister", reg.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(t, env, "deregister", reg.ID); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("second deregister: %v", err)
+	}
+	if _, err := cli(t, env, "keys", "revoke", k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(t, map[string]string{"MUSTER_ADDR": s.URL()}, "keys", "list"); !errors.Is(err, client.ErrUnauthorized) {
+		t.Fatalf("keys list without token: %v", err)
+	}
+	if _, err := cli(t, env, "frobnicate"); !errors.Is(err, errUsage) {
+		t.Fatalf("unknown command: %v", err)
+	}
+}
