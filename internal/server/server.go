@@ -87,6 +87,7 @@ type Server struct {
 	tracker  *health.Tracker
 	listener net.Listener
 	http     *http.Server
+	handler  http.Handler
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	once     sync.Once
@@ -144,6 +145,7 @@ func (s *Server) Start(ctx context.Context) error {
 		Catalog: s.cat, Node: node, Tracker: s.tracker, Verifier: verifier,
 		AdminTokenHash: catalog.HashSecret(adminToken), Grace: s.cfg.Grace, Logger: s.log,
 	})
+	s.handler = handler
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
 		node.Close()
@@ -261,6 +263,9 @@ func (s *Server) AdminTokenPath() string { return s.adminTokenPath }
 
 // Catalog returns the server's catalog (read-only use).
 func (s *Server) Catalog() *catalog.Catalog { return s.cat }
+
+// Handler returns the HTTP API handler, for in-process benchmarks.
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Node returns the server's Raft node.
 func (s *Server) Node() *cluster.Node { return s.node }
