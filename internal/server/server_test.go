@@ -425,7 +425,9 @@ func TestServer_RegisterRefusals(t *testing.T) {
 				}
 			}},
 		{name: "redirect from the callback", service: "fetch_url", secret: k.Secret, body: regBody(t, good), status: 422, code: api.CodeVerificationFailed, reason: api.ReasonRedirect, callback: true,
-			handler: func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, target.URL+"/steal", http.StatusTemporaryRedirect) }},
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, target.URL+"/steal", http.StatusTemporaryRedirect)
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
