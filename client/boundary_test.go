@@ -1,0 +1,24 @@
+package client_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestBoundary_NoInternalImports: the SDK and the wire types must never
+// depend on the server's internal packages.
+func TestBoundary_NoInternalImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "github.com/musterhq/muster/client", "github.com/musterhq/muster/api").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/musterhq/muster/internal") {
+			t.Errorf("client or api depends on %s", pkg)
+		}
+		if !strings.HasPrefix(pkg, "github.com/musterhq/muster/") {
+			t.Errorf("client or api depends on third-party package %s", pkg)
+		}
+	}
+}
