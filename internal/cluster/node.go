@@ -267,6 +267,11 @@ func (n *Node) watchLeadership() {
 					break
 				}
 				n.log.Warn("barrier after election failed, retrying", "err", err)
+				select {
+				case <-n.stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
 			}
 			n.mu.Lock()
 			if gen == n.leaderGen && n.raft.State() == raft.Leader {
@@ -360,6 +365,14 @@ func (n *Node) Close() error {
 	close(n.stop)
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
+	n.mu.Lock()
+	n.leaderGen++
+	select {
+	case <-n.ready:
+		n.ready = make(chan struct{})
+	default:
+	}
+	n.mu.Unlock()
 	n.transport.Close()
 	if cerr := n.store.Close(); err == nil {
 		err = cerr
