@@ -141,6 +141,18 @@ func (a *apiServer) floor() (time.Time, bool) {
 	}
 }
 
+// readyFloor is floor for read handlers: when the node is not a ready
+// leader its catalog may still be replaying the log, so rather than answer
+// from a partial catalog it writes a 503 and reports false.
+func (a *apiServer) readyFloor(w http.ResponseWriter) (time.Time, bool) {
+	floor, ok := a.floor()
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, a.Logger, errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the catalog is still loading; retry"))
+	}
+	return floor, ok
+}
+
 func (a *apiServer) livez(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
 }

@@ -11,6 +11,11 @@ import (
 // touches only memory unless the instance was critical, in which case the
 // transition back to passing is committed through Raft.
 func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) {
+	// Readiness first: during log replay an unknown ID is not yet a reason
+	// to tell the instance to register again.
+	if _, ok := a.readyFloor(w); !ok {
+		return
+	}
 	inst, ok := a.Catalog.Instance(r.PathValue("id"))
 	if !ok {
 		writeError(w, a.Logger, errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered; register again"))
@@ -23,10 +28,6 @@ func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	if !inst.TokenMatches(tok) {
 		writeError(w, a.Logger, errorf(http.StatusForbidden, api.CodeForbidden, "", "session token does not match this instance"))
-		return
-	}
-	if _, ok := a.floor(); !ok {
-		writeError(w, a.Logger, errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "this node is not a ready leader; retry"))
 		return
 	}
 	a.Tracker.Beat(inst.ID, a.Now())
@@ -55,6 +56,9 @@ func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 // deregister handles DELETE /v1/instances/{id} with the instance's session
 // token or the admin token.
 func (a *apiServer) deregister(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.readyFloor(w); !ok {
+		return
+	}
 	inst, ok := a.Catalog.Instance(r.PathValue("id"))
 	if !ok {
 		writeError(w, a.Logger, errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered"))
@@ -83,11 +87,14 @@ func (a *apiServer) deregister(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) {
+	floor, ok := a.readyFloor(w)
+	if !ok {
+		return
+	}
 	inst, ok := a.Catalog.Instance(r.PathValue("id"))
 	if !ok {
 		writeError(w, a.Logger, errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered"))
 		return
 	}
-	floor, _ := a.floor()
 	writeJSON(w, http.StatusOK, a.toAPI(inst, floor, a.Now()))
 }

@@ -100,10 +100,13 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, a.Logger, qerr)
 		return
 	}
+	floor, ok := a.readyFloor(w)
+	if !ok {
+		return
+	}
 	resp := api.LookupResponse{Service: service, Instances: []api.Instance{}}
 	if view := a.Catalog.Service(service); view != nil {
 		resp.Index = view.Index
-		floor, _ := a.floor()
 		now := a.Now()
 		resp.Instances = make([]api.Instance, 0, len(view.Instances))
 		for _, inst := range view.Instances {
@@ -124,7 +127,10 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 // listServices handles GET /v1/services: services with instances, and
 // counts by status.
 func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) {
-	floor, _ := a.floor()
+	floor, ok := a.readyFloor(w)
+	if !ok {
+		return
+	}
 	now := a.Now()
 	resp := api.ServicesResponse{Index: a.Catalog.Index(), Services: []api.ServiceSummary{}}
 	for _, v := range a.Catalog.Services() {
