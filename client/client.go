@@ -206,3 +206,11 @@ func (c *Client) Register(ctx context.Context, service, keySecret string, req ap
 	_, err := c.do(ctx, "register", http.MethodPost, "/v1/services/"+url.PathEscape(service)+"/instances", nil, keySecret, req, &out)
 	return out, err
 }
+
+// Drain marks an instance draining: it stays registered but leaves default
+// lookups. token is its session token; empty means the client's own token.
+func (c *Client) Drain(ctx context.Context, id, token string) (api.HeartbeatResponse, error) {
+	var out api.HeartbeatResponse
+	_, err := c.do(ctx, "drain", http.MethodPut, "/v1/instances/"+url.PathEscape(id)+"/drain", nil, token, nil, &out)
+	return out, err
+}

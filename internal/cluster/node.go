@@ -22,6 +22,10 @@ import (
 // Raft leader.
 var ErrNotLeader = errors.New("cluster: not the leader")
 
+// ErrTimeout means a command could not be handed to Raft in time; it was
+// not applied.
+var ErrTimeout = errors.New("cluster: timed out waiting for the log")
+
 // ErrClosed means the node has been closed.
 var ErrClosed = errors.New("cluster: node closed")
 
@@ -342,6 +346,9 @@ func (n *Node) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, 
 		}
 		if errors.Is(err, raft.ErrRaftShutdown) {
 			return catalog.Result{}, ErrClosed
+		}
+		if errors.Is(err, raft.ErrEnqueueTimeout) {
+			return catalog.Result{}, ErrTimeout
 		}
 		return catalog.Result{}, fmt.Errorf("cluster: apply: %w", err)
 	}

@@ -47,7 +47,7 @@ func toAPIError(err error) *Error {
 		return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "enrolment key is unknown or revoked")
 	case errors.Is(err, catalog.ErrKeyScope):
 		return errorf(http.StatusForbidden, api.CodeForbidden, "service", "enrolment key does not allow this service name")
-	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrClosed):
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrClosed), errors.Is(err, cluster.ErrTimeout):
 		return errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "no leader can accept writes right now; retry")
 	default:
 		return errorf(http.StatusInternalServerError, api.CodeInternal, "", "internal error")

@@ -53,24 +53,35 @@ func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.HeartbeatResponse{TTL: inst.TTL.String(), Status: status})
 }
 
-// deregister handles DELETE /v1/instances/{id} with the instance's session
-// token or the admin token.
-func (a *apiServer) deregister(w http.ResponseWriter, r *http.Request) {
+// instanceForOwner resolves the instance named in the path for a caller
+// that must hold its session token or the admin token. On failure it writes
+// the error and returns false.
+func (a *apiServer) instanceForOwner(w http.ResponseWriter, r *http.Request) (*catalog.Instance, bool) {
 	if _, ok := a.readyFloor(w); !ok {
-		return
+		return nil, false
 	}
 	inst, ok := a.Catalog.Instance(r.PathValue("id"))
 	if !ok {
 		writeError(w, a.Logger, errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered"))
-		return
+		return nil, false
 	}
 	tok := bearer(r)
 	if tok == "" {
 		writeError(w, a.Logger, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "session token or admin token required"))
-		return
+		return nil, false
 	}
 	if !inst.TokenMatches(tok) && !a.isAdmin(r) {
 		writeError(w, a.Logger, errorf(http.StatusForbidden, api.CodeForbidden, "", "token is neither this instance's session token nor the admin token"))
+		return nil, false
+	}
+	return inst, true
+}
+
+// deregister handles DELETE /v1/instances/{id} with the instance's session
+// token or the admin token.
+func (a *apiServer) deregister(w http.ResponseWriter, r *http.Request) {
+	inst, ok := a.instanceForOwner(w, r)
+	if !ok {
 		return
 	}
 	res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, Reason: "api"})
@@ -84,6 +95,26 @@ func (a *apiServer) deregister(w http.ResponseWriter, r *http.Request) {
 	a.Tracker.Forget(inst.ID)
 	a.Logger.Info("instance deregistered", "id", inst.ID, "service", inst.Service, "index", res.Index)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// drain handles PUT /v1/instances/{id}/drain: the instance stays registered
+// and heartbeating but leaves default lookups, so clients stop sending it
+// new work before it deregisters.
+func (a *apiServer) drain(w http.ResponseWriter, r *http.Request) {
+	inst, ok := a.instanceForOwner(w, r)
+	if !ok {
+		return
+	}
+	res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusDraining, Reason: "api"})
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		writeError(w, a.Logger, err)
+		return
+	}
+	a.Logger.Info("instance draining", "id", inst.ID, "service", inst.Service)
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{TTL: inst.TTL.String(), Status: catalog.StatusDraining})
 }
 
 func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) {

@@ -68,7 +68,6 @@ func (a *apiServer) createKey(w http.ResponseWriter, r *http.Request) {
 	a.Logger.Info("enrolment key created", "key_id", k.ID, "services", k.Services)
 	out := keyToAPI(k)
 	out.Secret = secret
-	w.Header().Set("Location", "/v1/keys/"+k.ID)
 	writeJSON(w, http.StatusCreated, out)
 }
 

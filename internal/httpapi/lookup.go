@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -81,10 +80,10 @@ func (a *apiServer) toAPI(inst *catalog.Instance, floor, now time.Time) api.Inst
 	}
 	return api.Instance{
 		ID: inst.ID, Service: inst.Service, Address: inst.Address, Port: inst.Port, Scheme: inst.Scheme,
-		URL:  inst.Scheme + "://" + net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port)),
+		URL:  inst.URL(),
 		Tags: tags, Meta: meta, Status: a.effectiveStatus(inst, floor, now),
 		LastSeenMS: lastSeen, TTLMS: inst.TTL.Milliseconds(), Quality: f.Quality,
-		Proof: inst.Proof, RegisteredAt: inst.RegisteredAt.UTC().Format(time.RFC3339Nano),
+		Proof: inst.Proof, RegisteredAt: inst.RegisteredAtString(),
 	}
 }
 

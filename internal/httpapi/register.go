@@ -159,6 +159,11 @@ func metaKey(k string) bool {
 // enrolment key, validate, call the instance back, then commit through Raft.
 // Nothing is stored unless every step passes.
 func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
+	// Keys are read from the catalog, so wait until it is loaded rather
+	// than refuse a valid key during log replay.
+	if _, ok := a.readyFloor(w); !ok {
+		return
+	}
 	secret := bearer(r)
 	if secret == "" {
 		writeError(w, a.Logger, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "enrolment key required (Authorization: Bearer ...)"))

@@ -27,6 +27,7 @@ func (a *apiServer) routes() []route {
 
 		{"GET", "/v1/instances/{id}", a.getInstance},
 		{"PUT", "/v1/instances/{id}/heartbeat", a.heartbeat},
+		{"PUT", "/v1/instances/{id}/drain", a.drain},
 		{"DELETE", "/v1/instances/{id}", a.deregister},
 	}
 }

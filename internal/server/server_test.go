@@ -608,3 +608,45 @@ func TestServer_Health(t *testing.T) {
 		}
 	}
 }
+
+func TestServer_Drain(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	k := h.key(t, "svc")
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := h.anon.Register(ctx, "svc", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := inst.Calls[0].Token
+	if _, err := h.anon.Drain(ctx, reg.ID, ""); !errors.Is(err, client.ErrUnauthorized) {
+		t.Fatalf("drain without token: %v", err)
+	}
+	if _, err := h.anon.Drain(ctx, reg.ID, "wrong"); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("drain with wrong token: %v", err)
+	}
+	if _, err := h.anon.Drain(ctx, "nope", tok); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("drain unknown: %v", err)
+	}
+	res, err := h.anon.Drain(ctx, reg.ID, tok)
+	if err != nil || res.Status != api.StatusDraining {
+		t.Fatalf("drain = %+v, %v", res, err)
+	}
+	if l, _ := h.anon.Lookup(ctx, "svc"); len(l.Instances) != 0 {
+		t.Fatalf("draining instance in default lookup: %+v", l)
+	}
+	if l, _ := h.anon.Lookup(ctx, "svc", client.WithStatus("draining")); len(l.Instances) != 1 {
+		t.Fatalf("status=draining lookup: %+v", l)
+	}
+	if hb, err := h.anon.Heartbeat(ctx, reg.ID, tok); err != nil || hb.Status != api.StatusDraining {
+		t.Fatalf("heartbeat while draining = %+v, %v", hb, err)
+	}
+	svcs, err := h.anon.Services(ctx)
+	if err != nil || len(svcs.Services) != 1 || svcs.Services[0].Draining != 1 || svcs.Services[0].Passing != 0 {
+		t.Fatalf("services = %+v, %v", svcs, err)
+	}
+	// The admin token may drain too.
+	if _, err := h.admin.Drain(ctx, reg.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+}
