@@ -4,10 +4,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Catalog is the in-memory state machine. See the package doc for its
@@ -191,6 +194,8 @@ func cloneMap(m map[string]string) map[string]string {
 }
 
 func (c *Catalog) putInstance(inst *Instance) {
+	inst.url = inst.Scheme + "://" + net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port))
+	inst.registeredAt = inst.RegisteredAt.UTC().Format(time.RFC3339Nano)
 	c.instances[inst.ID] = inst
 	set := c.byService[inst.Service]
 	if set == nil {

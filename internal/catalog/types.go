@@ -41,7 +41,18 @@ type Instance struct {
 	RegisteredAt time.Time `json:"registered_at"`
 	CreateIndex  uint64    `json:"create_index"`
 	ModifyIndex  uint64    `json:"modify_index"`
+
+	// Derived when the instance enters the catalog, so that lookups do
+	// not rebuild them on every request.
+	url          string
+	registeredAt string
 }
+
+// URL returns scheme://address:port.
+func (inst *Instance) URL() string { return inst.url }
+
+// RegisteredAtString returns RegisteredAt in RFC 3339 with nanoseconds, UTC.
+func (inst *Instance) RegisteredAtString() string { return inst.registeredAt }
 
 // Key is an enrolment key. Only a hash of its secret is stored.
 type Key struct {
