@@ -13,5 +13,5 @@
 //
 //	t := health.NewTracker()
 //	t.Beat(id, time.Now())
-//	q := t.Quality(id, ttl, time.Now())
+//	f := t.Freshness(id, ttl, time.Now()) // f.Age, f.Quality
 package health

@@ -85,23 +85,13 @@ func (s *Sweeper) Run(ctx context.Context, leaderSince time.Time, stillLeader fu
 	}
 }
 
-// Deadline returns when inst expires: a TTL after its last heartbeat, but
-// never before floor + TTL.
-func (s *Sweeper) base(inst *catalog.Instance, floor time.Time) time.Time {
-	last, ok := s.tracker.Seen(inst.ID)
-	if !ok || last.Before(floor) {
-		return floor
-	}
-	return last
-}
-
 // Sweep makes one pass: passing or draining instances past their TTL become
 // critical; critical ones past deregister_after are removed; the tracker
 // forgets instances that left the catalog.
 func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 	now := s.cfg.Now()
 	for _, inst := range s.cat.Instances() {
-		age := now.Sub(s.base(inst, floor))
+		age := now.Sub(s.tracker.Base(inst, floor))
 		switch {
 		case inst.Status != catalog.StatusCritical && age > inst.TTL:
 			s.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: inst.Status, Reason: "ttl expired"})

@@ -1,6 +1,7 @@
 package health
 
 import (
+	"github.com/musterhq/muster/internal/catalog"
 	"math"
 	"sync"
 	"time"
@@ -10,7 +11,7 @@ import (
 const historyLen = 8
 
 // Tracker records heartbeats. It is safe for concurrent use; Beat, Seen and
-// Quality take a shared lock on the map and a per-instance lock.
+// Freshness take a shared lock on the map and a per-instance lock.
 type Tracker struct {
 	mu sync.RWMutex
 	m  map[string]*liveness
@@ -70,6 +71,21 @@ func (t *Tracker) Seen(id string) (time.Time, bool) {
 	return time.Unix(0, last), true
 }
 
+// Base returns the time from which inst's TTL runs: its last heartbeat,
+// or its registration time if this tracker has heard none, but never
+// earlier than floor (the moment this node became a ready leader, plus the
+// grace). The sweep and lookups both judge expiry from it, so they agree.
+func (t *Tracker) Base(inst *catalog.Instance, floor time.Time) time.Time {
+	base := inst.RegisteredAt
+	if last, ok := t.Seen(inst.ID); ok && last.After(base) {
+		base = last
+	}
+	if base.Before(floor) {
+		return floor
+	}
+	return base
+}
+
 // Forget drops id's history (the instance left the catalog).
 func (t *Tracker) Forget(id string) {
 	t.mu.Lock()
@@ -95,9 +111,8 @@ type Freshness struct {
 	Quality float64
 }
 
-// Freshness returns id's heartbeat age and quality at now. base is the
-// earliest time the tracker may assume as a last heartbeat (the leader's
-// start plus grace); it stands in for a heartbeat not heard.
+// Freshness returns id's heartbeat age and quality at now. An instance this
+// tracker has not heard from has Age -1 and Quality 0.
 func (t *Tracker) Freshness(id string, ttl time.Duration, now time.Time) Freshness {
 	t.mu.RLock()
 	l := t.m[id]
@@ -124,7 +139,7 @@ func (t *Tracker) Freshness(id string, ttl time.Duration, now time.Time) Freshne
 //	regularity = mean of score(gap) over the last 8 heartbeat gaps, where
 //	             gaps not yet observed count 0.5 each
 //
-// An instance that heartbeats at TTL/3, as the SDK does, scores 1 once it
+// An instance that heartbeats at TTL/3 or faster scores 1 once it
 // has eight gaps of history. A new instance starts at 0.5 and earns trust
 // with each regular heartbeat; one that cuts it close to its TTL, or has
 // missed beats, scores lower before it ever expires. Quality is rounded to

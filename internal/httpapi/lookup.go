@@ -54,10 +54,7 @@ func (a *apiServer) effectiveStatus(inst *catalog.Instance, floor, now time.Time
 	if floor.IsZero() {
 		return inst.Status
 	}
-	base := floor
-	if last, ok := a.Tracker.Seen(inst.ID); ok && last.After(floor) {
-		base = last
-	}
+	base := a.Tracker.Base(inst, floor)
 	if now.Sub(base) > inst.TTL {
 		return catalog.StatusCritical
 	}
