@@ -16,6 +16,10 @@ const (
 	// ProofAddressPort means the registry's callback reached the advertised
 	// address and port, and the instance answered it.
 	ProofAddressPort = "address+port"
+	// ProofAddress means the callback reached the advertised address on
+	// another port (verify_port, e.g. a sidecar's): the instance proved
+	// control of the host, not of the exact port it advertises.
+	ProofAddress = "address"
 )
 
 // Default values the server applies when a registration leaves a field out.
@@ -41,6 +45,10 @@ type RegisterRequest struct {
 	// removed; default 10 × TTL.
 	DeregisterAfter string `json:"deregister_after,omitempty"`
 	VerifyPath      string `json:"verify_path,omitempty"`
+	// VerifyPort, when set and different from Port, is where the callback
+	// goes (a sidecar registering a process that cannot answer it). The
+	// instance's proof is then ProofAddress instead of ProofAddressPort.
+	VerifyPort int `json:"verify_port,omitempty"`
 	// Nonce is chosen by the instance and echoed in the callback so that the
 	// instance can tie the callback to a registration it started.
 	Nonce string `json:"nonce,omitempty"`

@@ -47,6 +47,11 @@ func validateRegister(req api.RegisterRequest) (registration, *Error) {
 	if req.Port < 1 || req.Port > 65535 {
 		return reg, badField("port", "port must be between 1 and 65535")
 	}
+	if req.VerifyPort == 0 {
+		reg.VerifyPort = req.Port
+	} else if req.VerifyPort < 1 || req.VerifyPort > 65535 {
+		return reg, badField("verify_port", "verify_port must be between 1 and 65535")
+	}
 	switch req.Scheme {
 	case "":
 		reg.Scheme = api.DefaultScheme
@@ -209,7 +214,11 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 	id := catalog.RandomID(16)
 	token := catalog.RandomSecret()
 	challenge := catalog.RandomSecret()
-	target := verify.Target{Scheme: reg.Scheme, Address: reg.Address, Port: reg.Port, Path: reg.VerifyPath}
+	target := verify.Target{Scheme: reg.Scheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath}
+	proof := api.ProofAddressPort
+	if reg.VerifyPort != reg.Port {
+		proof = api.ProofAddress
+	}
 	err := a.Verifier.Verify(r.Context(), target, api.VerifyRequest{
 		Service: service, InstanceID: id, Challenge: challenge, Nonce: reg.Nonce, Token: token,
 	}, secret)
@@ -226,7 +235,7 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 	inst := &catalog.Instance{
 		ID: id, Service: service, Address: reg.Address, Port: reg.Port, Scheme: reg.Scheme,
 		Tags: reg.Tags, Meta: reg.Meta, TTL: reg.ttl, DeregisterAfter: reg.deregisterAfter,
-		TokenHash: catalog.HashSecret(token), KeyID: key.ID, Proof: api.ProofAddressPort,
+		TokenHash: catalog.HashSecret(token), KeyID: key.ID, Proof: proof,
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
 	res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: "api"})

@@ -650,3 +650,35 @@ func TestServer_Drain(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestServer_VerifyPort: a sidecar answers the callback on another port;
+// the instance is listed at its own port with the weaker "address" proof.
+func TestServer_VerifyPort(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	k := h.key(t, "svc")
+	sidecar := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := h.anon.Register(ctx, "svc", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: 8080, VerifyPort: sidecar.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sidecar.CallCount() != 1 {
+		t.Fatalf("sidecar got %d callbacks", sidecar.CallCount())
+	}
+	got, err := h.anon.Instance(ctx, reg.ID)
+	if err != nil || got.Port != 8080 || got.Proof != api.ProofAddress {
+		t.Fatalf("instance = %+v, %v", got, err)
+	}
+	same := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg2, err := h.anon.Register(ctx, "svc", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: same.Port(), VerifyPort: same.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := h.anon.Instance(ctx, reg2.ID); got.Proof != api.ProofAddressPort {
+		t.Fatalf("verify_port equal to port: proof %q", got.Proof)
+	}
+	status, eb, _ := h.post(t, "svc", k.Secret, []byte(`{"address":"127.0.0.1","port":80,"verify_port":70000}`))
+	if status != 400 || eb.Error.Field != "verify_port" {
+		t.Fatalf("bad verify_port: %d %+v", status, eb)
+	}
+}
