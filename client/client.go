@@ -160,19 +160,23 @@ func WithMeta(key, value string) LookupOption {
 // "draining" or "any") instead of passing ones.
 func WithStatus(status string) LookupOption { return func(q url.Values) { q.Set("status", status) } }
 
-// Lookup returns a service's instances (passing ones unless WithStatus says
-// otherwise), with their freshness.
-func (c *Client) Lookup(ctx context.Context, service string, opts ...LookupOption) (api.LookupResponse, error) {
+// Lookup asks the registry for a service's instances (passing ones unless
+// WithStatus says otherwise), with their freshness. It does not cache; see
+// Resolver for a cache with a staleness policy.
+func (c *Client) Lookup(ctx context.Context, service string, opts ...LookupOption) (Result, error) {
 	q := url.Values{}
 	for _, o := range opts {
 		o(q)
 	}
 	var out api.LookupResponse
 	h, err := c.do(ctx, "lookup", http.MethodGet, "/v1/services/"+url.PathEscape(service), q, "", nil, &out)
-	if err == nil && out.Index == 0 && h != nil {
+	if err != nil {
+		return Result{}, err
+	}
+	if out.Index == 0 && h != nil {
 		out.Index, _ = strconv.ParseUint(h.Get(api.HeaderIndex), 10, 64)
 	}
-	return out, err
+	return newResult(out, time.Now()), nil
 }
 
 // Instance returns one instance.

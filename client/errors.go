@@ -63,3 +63,12 @@ func (e *Error) Error() string {
 func (e *Error) Is(target error) bool {
 	return codeSentinels[e.Code] == target
 }
+
+// Client-side errors of the resolver and transport.
+var (
+	// ErrNoInstances means the service has no usable instance.
+	ErrNoInstances = errors.New("client: no passing instances")
+	// ErrStale means the registry could not be reached and the cached
+	// answer is older than the resolver's MaxStale.
+	ErrStale = errors.New("client: registry unreachable and cached instances too old")
+)

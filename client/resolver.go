@@ -1,0 +1,232 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Strategy chooses among a service's instances.
+type Strategy int
+
+// The strategies Pick knows.
+const (
+	// RoundRobin takes instances in turn (the default).
+	RoundRobin Strategy = iota
+	// Random takes an instance uniformly at random.
+	Random
+	// QualityWeighted takes an instance at random, weighted by its
+	// quality, so that instances whose liveness is less certain (new,
+	// irregular, close to their TTL) get less traffic.
+	QualityWeighted
+)
+
+// ResolverConfig configures a Resolver.
+type ResolverConfig struct {
+	// Client talks to the registry. Required.
+	Client *Client
+	// MaxAge is how long an answer is served from the cache before it is
+	// revalidated with the registry; default 2s.
+	MaxAge time.Duration
+	// MaxStale is how old a cached answer may be and still be served,
+	// marked Stale, when the registry cannot be reached; default 60s.
+	// Beyond it, lookups fail with ErrStale.
+	MaxStale time.Duration
+	// Strategy is Pick's balancing strategy; default RoundRobin.
+	Strategy Strategy
+	// EjectFor is how long an instance reported failing is left out of
+	// Pick; default 10s.
+	EjectFor time.Duration
+	// Logger receives stale-cache warnings; default discards.
+	Logger *slog.Logger
+}
+
+// Resolver is the client side of the SDK: cached lookups with an explicit
+// staleness policy, load balancing, and outlier ejection. It is safe for
+// concurrent use.
+type Resolver struct {
+	cfg     ResolverConfig
+	mu      sync.Mutex
+	entries map[string]*cacheEntry
+	ejected sync.Map // instance ID → time.Time until which it is ejected
+}
+
+type cacheEntry struct {
+	mu     sync.Mutex // serialises revalidation of this entry
+	result atomic.Pointer[Result]
+	next   atomic.Uint64 // round-robin cursor
+}
+
+// NewResolver returns a resolver.
+func NewResolver(cfg ResolverConfig) (*Resolver, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("client: resolver needs a Client")
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = 2 * time.Second
+	}
+	if cfg.MaxStale == 0 {
+		cfg.MaxStale = 60 * time.Second
+	}
+	if cfg.EjectFor == 0 {
+		cfg.EjectFor = 10 * time.Second
+	}
+	if cfg.MaxAge < 0 || cfg.MaxStale < cfg.MaxAge || cfg.EjectFor < 0 {
+		return nil, errors.New("client: resolver needs 0 <= MaxAge <= MaxStale and EjectFor >= 0")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Resolver{cfg: cfg, entries: map[string]*cacheEntry{}}, nil
+}
+
+func cacheKey(service string, opts []LookupOption) string {
+	if len(opts) == 0 {
+		return service
+	}
+	q := url.Values{}
+	for _, o := range opts {
+		o(q)
+	}
+	for _, vs := range q {
+		sort.Strings(vs)
+	}
+	return service + "?" + q.Encode()
+}
+
+func (r *Resolver) entry(key string) *cacheEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.entries[key]
+	if e == nil {
+		e = &cacheEntry{}
+		r.entries[key] = e
+	}
+	return e
+}
+
+// Lookup returns the service's instances from the cache while the answer
+// is younger than MaxAge, and asks the registry otherwise. When the
+// registry cannot be reached (or has no leader), a cached answer up to
+// MaxStale old is returned with Stale set; an older one gives ErrStale.
+// Refusals from the registry (a bad name, say) are returned as they are.
+func (r *Resolver) Lookup(ctx context.Context, service string, opts ...LookupOption) (Result, error) {
+	e := r.entry(cacheKey(service, opts))
+	if res := e.result.Load(); res != nil && time.Since(res.FetchedAt) < r.cfg.MaxAge {
+		return *res, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// Another caller may have revalidated while this one waited.
+	if res := e.result.Load(); res != nil && time.Since(res.FetchedAt) < r.cfg.MaxAge {
+		return *res, nil
+	}
+	fresh, err := r.cfg.Client.Lookup(ctx, service, opts...)
+	if err == nil {
+		e.result.Store(&fresh)
+		return fresh, nil
+	}
+	if !errors.Is(err, ErrUnavailable) {
+		return Result{}, err
+	}
+	cached := e.result.Load()
+	if cached == nil {
+		return Result{}, err
+	}
+	age := time.Since(cached.FetchedAt)
+	if age > r.cfg.MaxStale {
+		return Result{}, fmt.Errorf("%w: %s has an answer %s old (max stale %s): %w", ErrStale, service, age.Round(time.Millisecond), r.cfg.MaxStale, err)
+	}
+	r.cfg.Logger.Warn("registry unreachable; serving cached instances", "service", service, "age", age.Round(time.Millisecond), "err", err)
+	stale := *cached
+	stale.Stale, stale.StaleErr = true, err
+	return stale, nil
+}
+
+// Pick returns one instance of the service by the resolver's strategy,
+// leaving out instances ejected after ReportFailure. If every instance is
+// ejected, it picks among all of them rather than fail.
+func (r *Resolver) Pick(ctx context.Context, service string, opts ...LookupOption) (Instance, error) {
+	return r.pick(ctx, service, nil, opts)
+}
+
+func (r *Resolver) pick(ctx context.Context, service string, exclude map[string]bool, opts []LookupOption) (Instance, error) {
+	res, err := r.Lookup(ctx, service, opts...)
+	if err != nil {
+		return Instance{}, err
+	}
+	now := time.Now()
+	cands := make([]Instance, 0, len(res.Instances))
+	for _, in := range res.Instances {
+		if !exclude[in.ID] && !r.isEjected(in.ID, now) {
+			cands = append(cands, in)
+		}
+	}
+	if len(cands) == 0 {
+		for _, in := range res.Instances {
+			if !exclude[in.ID] {
+				cands = append(cands, in)
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return Instance{}, fmt.Errorf("%w: %s", ErrNoInstances, service)
+	}
+	switch r.cfg.Strategy {
+	case Random:
+		return cands[rand.IntN(len(cands))], nil
+	case QualityWeighted:
+		return weighted(cands), nil
+	default:
+		e := r.entry(cacheKey(service, opts))
+		return cands[int(e.next.Add(1)-1)%len(cands)], nil
+	}
+}
+
+// weighted picks by quality, with a small floor so that an instance of
+// quality 0 (just restarted registry) can still be chosen.
+func weighted(cands []Instance) Instance {
+	const floor = 0.01
+	total := 0.0
+	for _, in := range cands {
+		total += max(in.Quality, floor)
+	}
+	x := rand.Float64() * total
+	for _, in := range cands {
+		x -= max(in.Quality, floor)
+		if x < 0 {
+			return in
+		}
+	}
+	return cands[len(cands)-1]
+}
+
+func (r *Resolver) isEjected(id string, now time.Time) bool {
+	v, ok := r.ejected.Load(id)
+	if !ok {
+		return false
+	}
+	if now.After(v.(time.Time)) {
+		r.ejected.Delete(id)
+		return false
+	}
+	return true
+}
+
+// ReportFailure ejects an instance from Pick for EjectFor, after a local
+// failure (refused connection, timeout).
+func (r *Resolver) ReportFailure(id string) {
+	r.ejected.Store(id, time.Now().Add(r.cfg.EjectFor))
+}
+
+// ReportSuccess lifts an ejection early.
+func (r *Resolver) ReportSuccess(id string) {
+	r.ejected.Delete(id)
+}

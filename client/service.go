@@ -1,0 +1,473 @@
+package client
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/musterhq/muster/api"
+)
+
+// ServiceConfig describes a service instance that looks after its own
+// registration.
+type ServiceConfig struct {
+	// Name is the service name (1 to 63 of a-z 0-9 - _).
+	Name string
+	// Address and Port are where clients reach the instance; the registry
+	// calls Address back to verify it.
+	Address string
+	Port    int
+	// Scheme is http (default) or https.
+	Scheme string
+	Tags   []string
+	Meta   map[string]string
+	// TTL is how long the registry waits for a heartbeat; default 10s.
+	// Heartbeats go out at about TTL/3, with jitter.
+	TTL time.Duration
+	// DeregisterAfter, when set, is how long the registry keeps the
+	// instance after its last heartbeat; default 10 × TTL.
+	DeregisterAfter time.Duration
+	// Registry is the registry's base URL; default $MUSTER_ADDR, then
+	// http://127.0.0.1:9000.
+	Registry string
+	// Key is the enrolment key secret; default $MUSTER_KEY.
+	Key string
+	// VerifyPath is where the verify handler is mounted; default
+	// /.well-known/muster/verify.
+	VerifyPath string
+	// VerifyPort, when set, tells the registry to call back on this port
+	// instead of Port (a sidecar).
+	VerifyPort int
+	// ListenAddr is where Serve listens; default Address:Port. Set it to
+	// ":PORT" to listen on every interface.
+	ListenAddr string
+	// DrainDelay is how long a shutting-down instance stays registered as
+	// draining before it deregisters, so that clients' caches move away
+	// from it; default 0.
+	DrainDelay time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay when the registry
+	// cannot be reached; defaults 200ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// HTTPClient talks to the registry; default has a 10 s timeout.
+	HTTPClient *http.Client
+	// Logger receives state transitions; default discards.
+	Logger *slog.Logger
+}
+
+func (c *ServiceConfig) setDefaults(getenv func(string) string) {
+	if c.Registry == "" {
+		c.Registry = getenv("MUSTER_ADDR")
+	}
+	if c.Key == "" {
+		c.Key = getenv("MUSTER_KEY")
+	}
+	if c.Scheme == "" {
+		c.Scheme = api.DefaultScheme
+	}
+	if c.TTL == 0 {
+		c.TTL = 10 * time.Second
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = net.JoinHostPort(c.Address, strconv.Itoa(c.Port))
+	}
+	if c.VerifyPath == "" {
+		c.VerifyPath = api.DefaultVerifyPath
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 200 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+}
+
+// Validate reports a configuration error.
+func (c *ServiceConfig) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("service name is required"))
+	}
+	if c.Address == "" {
+		errs = append(errs, errors.New("address is required"))
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		errs = append(errs, errors.New("port must be between 1 and 65535"))
+	}
+	if c.Key == "" {
+		errs = append(errs, errors.New("enrolment key is required (ServiceConfig.Key or MUSTER_KEY)"))
+	}
+	if c.TTL < time.Second {
+		errs = append(errs, errors.New("ttl must be at least 1s"))
+	}
+	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, errors.New("backoff bounds are invalid"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("client: service config: %w", err)
+	}
+	return nil
+}
+
+// State is what a Registration reports about itself.
+type State struct {
+	// Registered is true while the registry holds this instance and its
+	// last heartbeat was accepted.
+	Registered bool
+	InstanceID string
+	// Status is the registry's last word on the instance (passing,
+	// critical, draining), or "" when not registered.
+	Status string
+	// LastError is the most recent failure talking to the registry; it is
+	// cleared by the next success.
+	LastError error
+	// Since is when Registered last changed.
+	Since time.Time
+}
+
+// Registration keeps one service instance registered: it registers (and
+// answers the registry's verification callback), heartbeats, registers
+// again when the registry has forgotten the instance, and drains and
+// deregisters on shutdown. The registry being down never stops it: it
+// retries with capped exponential backoff and jitter.
+//
+// Mount VerifyHandler on the instance's HTTP server (Serve does this), then
+// call Run.
+type Registration struct {
+	cfg    ServiceConfig
+	client *Client
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]*pendingReg // by nonce
+	state   State
+	token   string
+	changed chan struct{} // closed and replaced on every state change
+}
+
+type pendingReg struct {
+	token, instanceID string
+	done              bool
+}
+
+// NewRegistration checks cfg (filling defaults from MUSTER_ADDR and
+// MUSTER_KEY) and returns a registration that has not started.
+func NewRegistration(cfg ServiceConfig) (*Registration, error) {
+	cfg.setDefaults(os.Getenv)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := New(Config{Addr: cfg.Registry, HTTPClient: cfg.HTTPClient})
+	if err != nil {
+		return nil, err
+	}
+	return &Registration{
+		cfg: cfg, client: c, log: cfg.Logger.With("service", cfg.Name),
+		pending: map[string]*pendingReg{}, changed: make(chan struct{}),
+	}, nil
+}
+
+// State returns the registration's current state.
+func (r *Registration) State() State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.state
+}
+
+// WaitRegistered blocks until the instance is registered or ctx ends.
+func (r *Registration) WaitRegistered(ctx context.Context) (State, error) {
+	for {
+		r.mu.Lock()
+		st, ch := r.state, r.changed
+		r.mu.Unlock()
+		if st.Registered {
+			return st, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
+}
+
+func (r *Registration) setState(f func(*State)) {
+	r.mu.Lock()
+	before := r.state
+	f(&r.state)
+	if r.state.Registered != before.Registered {
+		r.state.Since = time.Now()
+	}
+	after := r.state
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+	switch {
+	case after.Registered && !before.Registered:
+		r.log.Info("registered with muster", "instance_id", after.InstanceID, "status", after.Status)
+	case !after.Registered && before.Registered:
+		r.log.Warn("no longer registered with muster", "instance_id", before.InstanceID, "err", after.LastError)
+	}
+}
+
+// VerifyHandler answers the registry's verification callback, but only for
+// registrations this process started: the callback's nonce must match a
+// pending registration. Anything else is refused with 403, so a forged
+// callback learns nothing and plants no token.
+func (r *Registration) VerifyHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		var vr api.VerifyRequest
+		if err := json.NewDecoder(io.LimitReader(req.Body, 64<<10)).Decode(&vr); err != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		r.mu.Lock()
+		p, ok := r.pending[vr.Nonce]
+		if ok && vr.Nonce != "" && vr.Service == r.cfg.Name && !p.done && vr.Token != "" && vr.InstanceID != "" {
+			p.token, p.instanceID, p.done = vr.Token, vr.InstanceID, true
+		} else {
+			ok = false
+		}
+		r.mu.Unlock()
+		if !ok {
+			r.log.Warn("refused a verification callback this process did not ask for", "remote", req.RemoteAddr)
+			http.Error(w, "no such pending registration", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(api.VerifyResponse{Proof: proof(r.cfg.Key, vr.Challenge), Nonce: vr.Nonce})
+	})
+}
+
+// proof is base64(HMAC-SHA256(secret, challenge)).
+func proof(secret, challenge string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(challenge))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+func newNonce() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// register makes one registration attempt.
+func (r *Registration) register(ctx context.Context) error {
+	nonce := newNonce()
+	p := &pendingReg{}
+	r.mu.Lock()
+	r.pending[nonce] = p
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.pending, nonce)
+		r.mu.Unlock()
+	}()
+	req := api.RegisterRequest{
+		Address: r.cfg.Address, Port: r.cfg.Port, Scheme: r.cfg.Scheme, Tags: r.cfg.Tags, Meta: r.cfg.Meta,
+		TTL: r.cfg.TTL.String(), VerifyPath: r.cfg.VerifyPath, VerifyPort: r.cfg.VerifyPort, Nonce: nonce,
+	}
+	if r.cfg.DeregisterAfter > 0 {
+		req.DeregisterAfter = r.cfg.DeregisterAfter.String()
+	}
+	resp, err := r.client.Register(ctx, r.cfg.Name, r.cfg.Key, req)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	token, id := p.token, p.instanceID
+	r.mu.Unlock()
+	if token == "" || id != resp.ID {
+		return fmt.Errorf("register: the registry accepted instance %s but its callback never reached this process's verify handler", resp.ID)
+	}
+	r.mu.Lock()
+	r.token = token
+	r.mu.Unlock()
+	r.setState(func(s *State) {
+		s.Registered, s.InstanceID, s.Status, s.LastError = true, resp.ID, api.StatusPassing, nil
+	})
+	return nil
+}
+
+// backoff returns the delay before retry number n (from 0): exponential
+// from MinBackoff, capped at MaxBackoff, with full jitter in [d/2, d].
+func (r *Registration) backoff(n int) time.Duration {
+	d := float64(r.cfg.MinBackoff) * math.Pow(2, float64(min(n, 30)))
+	if d > float64(r.cfg.MaxBackoff) {
+		d = float64(r.cfg.MaxBackoff)
+	}
+	return time.Duration(d/2 + mrand.Float64()*d/2)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Run registers and heartbeats until ctx ends, then drains (when
+// DrainDelay > 0) and deregisters. It returns after the shutdown; it never
+// returns early because of the registry.
+func (r *Registration) Run(ctx context.Context) error {
+	attempt := 0
+	for ctx.Err() == nil {
+		if !r.State().Registered {
+			if err := r.register(ctx); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				d := r.backoff(attempt)
+				attempt++
+				r.setState(func(s *State) { s.LastError = err })
+				r.log.Warn("registration failed; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
+				sleep(ctx, d)
+				continue
+			}
+			attempt = 0
+		}
+		// Heartbeat at about TTL/3, jittered by ±10%; after a failed
+		// heartbeat, sooner, so that a short registry outage does not cost
+		// the instance its TTL.
+		next := r.cfg.TTL / 3
+		next += time.Duration((mrand.Float64()*0.2 - 0.1) * float64(next))
+		if attempt > 0 {
+			next = min(r.backoff(attempt-1), next)
+		}
+		if !sleep(ctx, next) {
+			break
+		}
+		if r.heartbeat(ctx) {
+			attempt = 0
+		} else {
+			attempt++
+		}
+	}
+	return r.shutdown()
+}
+
+// heartbeat sends one heartbeat and reacts to the answer. It reports
+// whether the heartbeat was accepted or answered definitively.
+func (r *Registration) heartbeat(ctx context.Context) bool {
+	st := r.State()
+	r.mu.Lock()
+	token := r.token
+	r.mu.Unlock()
+	resp, err := r.client.Heartbeat(ctx, st.InstanceID, token)
+	switch {
+	case err == nil:
+		r.setState(func(s *State) { s.Registered, s.Status, s.LastError = true, resp.Status, nil })
+		return true
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrForbidden):
+		// The registry forgot the instance (expired, replaced, restored
+		// from an older state): register again at once.
+		r.setState(func(s *State) { s.Registered, s.Status, s.LastError = false, "", err })
+		return true
+	case ctx.Err() != nil:
+		return true
+	default:
+		// Registry down or between leaders: keep the registration and
+		// retry soon.
+		r.setState(func(s *State) { s.LastError = err })
+		r.log.Warn("heartbeat failed; will retry", "err", err)
+		return false
+	}
+}
+
+// shutdown drains and deregisters with a bounded time.
+func (r *Registration) shutdown() error {
+	st := r.State()
+	if !st.Registered && st.InstanceID == "" {
+		return nil
+	}
+	r.mu.Lock()
+	token := r.token
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second+r.cfg.DrainDelay)
+	defer cancel()
+	if r.cfg.DrainDelay > 0 {
+		if _, err := r.client.Drain(ctx, st.InstanceID, token); err == nil {
+			r.log.Info("draining before deregistration", "instance_id", st.InstanceID, "delay", r.cfg.DrainDelay)
+			sleep(ctx, r.cfg.DrainDelay)
+		}
+	}
+	err := r.client.Deregister(ctx, st.InstanceID, token)
+	if errors.Is(err, ErrNotFound) {
+		err = nil
+	}
+	r.setState(func(s *State) { s.Registered, s.Status, s.LastError = false, "", err })
+	if err != nil {
+		r.log.Warn("deregistration failed; the instance will expire after its TTL", "instance_id", st.InstanceID, "err", err)
+		return fmt.Errorf("client: deregister: %w", err)
+	}
+	r.log.Info("deregistered from muster", "instance_id", st.InstanceID)
+	return nil
+}
+
+// Serve runs handler on cfg.Address:cfg.Port with the verify route mounted,
+// keeps the instance registered, and on ctx's end drains, stops accepting
+// requests, finishes those in flight and deregisters. It returns when all
+// of that is done.
+func Serve(ctx context.Context, cfg ServiceConfig, handler http.Handler) error {
+	reg, err := NewRegistration(cfg)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(reg.cfg.VerifyPath, reg.VerifyHandler())
+	mux.Handle("/", handler)
+	srv := &http.Server{
+		Addr:              reg.cfg.ListenAddr,
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	done := make(chan error, 1)
+	go func() { done <- reg.Run(runCtx) }()
+	select {
+	case err := <-errc:
+		stopRun()
+		<-done
+		return fmt.Errorf("client: serve: %w", err)
+	case <-ctx.Done():
+	}
+	regErr := <-done // drains and deregisters first, so clients move away
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shutErr := srv.Shutdown(sctx)
+	return errors.Join(regErr, shutErr)
+}
