@@ -36,10 +36,14 @@ Usage:
   muster services                             list services
   muster lookup NAME [--tag T] [--meta k:v] [--status S] [-o table|json]
   muster deregister ID                        remove an instance (admin token)
+  muster register --service NAME --address A --port P [--tag T] [--meta k=v] [--ttl D]
+                                              register a process as a sidecar: answer the
+                                              callback, heartbeat, deregister on Ctrl-C
   muster version
 
-CLI commands read MUSTER_ADDR (default http://127.0.0.1:9000) and
-MUSTER_TOKEN (the admin token). Run "muster COMMAND -h" for a command's flags.
+CLI commands read MUSTER_ADDR (default http://127.0.0.1:9000),
+MUSTER_TOKEN (the admin token) and, for register, MUSTER_KEY (an enrolment
+key secret). Run "muster COMMAND -h" for a command's flags.
 `
 
 // run is the whole CLI; main only wires the process to it.
@@ -60,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runLookup(ctx, e, args[1:])
 	case "deregister":
 		return runDeregister(ctx, e, args[1:])
+	case "register":
+		return runRegister(ctx, e, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, "muster", version)
 		return nil

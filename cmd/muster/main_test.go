@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -301,4 +302,85 @@ func TestCLI_KeysLookupDeregister(t *testing.T) {
 	if _, err := cli(t, env, "frobnicate"); !errors.Is(err, errUsage) {
 		t.Fatalf("unknown command: %v", err)
 	}
+}
+
+func TestCLI_RegisterSidecar(t *testing.T) {
+	dir := t.TempDir()
+	cfg := server.DefaultConfig()
+	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", dir
+	cfg.RaftTimeout, cfg.Grace = 50*time.Millisecond, 0
+	cfg.Logger = testutil.Logger(t)
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	if err := s.Ready(rctx); err != nil {
+		t.Fatal(err)
+	}
+	admin, _ := client.New(client.Config{Addr: s.URL(), Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(context.Background(), []string{"legacy"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MUSTER_ADDR": s.URL(), "MUSTER_KEY": k.Secret}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"register", "--service", "legacy", "--address", "127.0.0.1", "--port", "8080",
+			"--tag", "old", "--meta", "team=core", "--ttl", "2s"}, func(k string) string { return env[k] }, &out, &errOut)
+	}()
+	var found client.Result
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		found, err = admin.Lookup(context.Background(), "legacy")
+		if err == nil && len(found.Instances) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sidecar never registered; stderr: %s", errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	in := found.Instances[0]
+	if in.Port != 8080 || in.Proof != api.ProofAddress || in.Meta["team"] != "core" || in.Tags[0] != "old" {
+		t.Fatalf("sidecar instance = %+v", in)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("register returned %v; stderr %s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "registered legacy as "+in.ID) || !strings.Contains(out.String(), "deregistered legacy") {
+		t.Fatalf("stdout = %q", out.String())
+	}
+	if _, err := admin.Instance(context.Background(), in.ID); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("after Ctrl-C the instance is still there: %v", err)
+	}
+	if _, err := cli(t, env, "register", "--service", "legacy"); !errors.Is(err, errUsage) {
+		t.Fatalf("register without address: %v", err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
