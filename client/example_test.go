@@ -1,0 +1,108 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/server"
+)
+
+// exampleRegistry starts an embedded registry for the examples and returns
+// its URL, an enrolment key for every service, and a stop function. In real
+// use the registry is `muster server`, and the URL and key come from
+// MUSTER_ADDR and MUSTER_KEY.
+func exampleRegistry() (url, key string, stop func()) {
+	dir, _ := os.MkdirTemp("", "muster-example")
+	cfg := server.DefaultConfig()
+	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir, cfg.AdminToken = "127.0.0.1:0", "127.0.0.1:0", dir, adminToken
+	cfg.RaftTimeout = 50 * time.Millisecond
+	s, _ := server.New(cfg)
+	s.Start(context.Background())
+	s.Ready(context.Background())
+	admin, _ := client.New(client.Config{Addr: s.URL(), Token: adminToken})
+	k, _ := admin.CreateKey(context.Background(), []string{"*"}, "examples")
+	return s.URL(), k.Secret, func() { s.Close(); os.RemoveAll(dir) }
+}
+
+func examplePort() int {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// A service that registers itself, heartbeats, and deregisters when its
+// context ends.
+func ExampleServe() {
+	registry, key, stop := exampleRegistry()
+	defer stop()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- client.Serve(ctx, client.ServiceConfig{
+			Name: "greeter", Address: "127.0.0.1", Port: examplePort(),
+			Tags: []string{"v1"}, TTL: 3 * time.Second,
+			Registry: registry, Key: key, // default: $MUSTER_ADDR, $MUSTER_KEY
+		}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "hello")
+		}))
+	}()
+
+	c, _ := client.New(client.Config{Addr: registry})
+	for {
+		res, _ := c.Lookup(context.Background(), "greeter", client.WithTag("v1"))
+		if len(res.Instances) == 1 {
+			fmt.Println("greeter is", res.Instances[0].Status)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	fmt.Println("Serve returned:", <-done)
+	res, _ := c.Lookup(context.Background(), "greeter")
+	fmt.Println("instances after shutdown:", len(res.Instances))
+	// Output:
+	// greeter is passing
+	// Serve returned: <nil>
+	// instances after shutdown: 0
+}
+
+// A client that calls a service by name: the host of the URL is the
+// service name, and the resolver picks a live instance.
+func ExampleResolver_HTTPClient() {
+	registry, key, stop := exampleRegistry()
+	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error)
+	go func() {
+		served <- client.Serve(ctx, client.ServiceConfig{
+			Name: "fetch_url", Address: "127.0.0.1", Port: examplePort(), Registry: registry, Key: key,
+		}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "fetched %s", r.URL.Query().Get("url"))
+		}))
+	}()
+	defer func() { cancel(); <-served }()
+
+	c, _ := client.New(client.Config{Addr: registry})
+	resolver, _ := client.NewResolver(client.ResolverConfig{Client: c, MaxAge: 100 * time.Millisecond})
+	httpc := resolver.HTTPClient()
+	for {
+		resp, err := httpc.Get("http://fetch_url/api/v1/fetchurl/?url=example.org")
+		if err != nil {
+			time.Sleep(10 * time.Millisecond) // not registered yet
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(string(body))
+		break
+	}
+	// Output:
+	// fetched example.org
+}
