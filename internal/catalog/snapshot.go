@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -68,7 +69,8 @@ func (c *countWriter) Write(p []byte) (int, error) {
 }
 
 // Restore replaces the catalog's whole state with a snapshot written by
-// WriteTo. On error the catalog is unchanged.
+// WriteTo. The snapshot is checked in full before anything changes: on
+// error the catalog is unchanged.
 func (c *Catalog) Restore(r io.Reader) error {
 	var st state
 	if err := json.NewDecoder(r).Decode(&st); err != nil {
@@ -76,6 +78,9 @@ func (c *Catalog) Restore(r io.Reader) error {
 	}
 	if st.Version != snapshotVersion {
 		return fmt.Errorf("catalog: restore: snapshot version %d, want %d", st.Version, snapshotVersion)
+	}
+	if err := st.check(); err != nil {
+		return fmt.Errorf("catalog: restore: %w", err)
 	}
 	c.mu.Lock()
 	c.reset()
@@ -87,12 +92,46 @@ func (c *Catalog) Restore(r io.Reader) error {
 	for _, inst := range st.Instances {
 		c.putInstance(inst)
 	}
+	for name := range c.byService {
+		if _, ok := st.Services[name]; !ok {
+			st.Services[name] = st.Index
+		}
+	}
 	for name, idx := range st.Services {
 		c.rebuild(name, idx)
 	}
 	c.mu.Unlock()
 	if c.onChange != nil {
 		c.onChange(st.Index, nil)
+	}
+	return nil
+}
+
+// check validates a decoded snapshot: every entry present and complete,
+// no duplicate IDs.
+func (st *state) check() error {
+	keys := map[string]bool{}
+	hashes := map[string]bool{}
+	for i, k := range st.Keys {
+		if k == nil || k.ID == "" || len(k.SecretHash) != sha256.Size || keys[k.ID] || hashes[string(k.SecretHash)] {
+			return fmt.Errorf("key %d is missing, incomplete or duplicated", i)
+		}
+		keys[k.ID], hashes[string(k.SecretHash)] = true, true
+	}
+	ids := map[string]bool{}
+	for i, inst := range st.Instances {
+		if inst == nil || inst.ID == "" || !ValidServiceName(inst.Service) || len(inst.TokenHash) != sha256.Size || !validStatus(inst.Status) || ids[inst.ID] {
+			return fmt.Errorf("instance %d is missing, incomplete or duplicated", i)
+		}
+		ids[inst.ID] = true
+	}
+	for name := range st.Services {
+		if !ValidServiceName(name) {
+			return fmt.Errorf("service name %q is invalid", name)
+		}
+	}
+	if st.Services == nil {
+		st.Services = map[string]uint64{}
 	}
 	return nil
 }
