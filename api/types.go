@@ -41,8 +41,9 @@ type RegisterRequest struct {
 	Meta    map[string]string `json:"meta,omitempty"`
 	// TTL is a Go duration between 1s and 1h; default 10s.
 	TTL string `json:"ttl,omitempty"`
-	// DeregisterAfter is how long an instance may stay critical before it is
-	// removed; default 10 × TTL.
+	// DeregisterAfter is how long an instance may go without a heartbeat
+	// before it is removed (it turns critical after TTL first); at least
+	// the TTL, default 10 × TTL.
 	DeregisterAfter string `json:"deregister_after,omitempty"`
 	VerifyPath      string `json:"verify_path,omitempty"`
 	// VerifyPort, when set and different from Port, is where the callback

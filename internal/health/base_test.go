@@ -35,3 +35,35 @@ func TestTracker_Base(t *testing.T) {
 		})
 	}
 }
+
+func TestTracker_Status(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	floor := t0.Add(-time.Hour)
+	for _, tc := range []struct {
+		name   string
+		status string
+		beat   time.Duration // after t0; <0: none
+		now    time.Duration // after t0
+		floor  time.Time
+		want   string
+	}{
+		{"fresh", catalog.StatusPassing, 0, 500 * time.Millisecond, floor, catalog.StatusPassing},
+		{"ttl ran out, not yet swept", catalog.StatusPassing, 0, 1500 * time.Millisecond, floor, catalog.StatusCritical},
+		{"draining and expired", catalog.StatusDraining, 0, 1500 * time.Millisecond, floor, catalog.StatusCritical},
+		{"draining and fresh", catalog.StatusDraining, 0, 500 * time.Millisecond, floor, catalog.StatusDraining},
+		{"critical stays critical", catalog.StatusCritical, 0, 0, floor, catalog.StatusCritical},
+		{"not ready: catalog status stands", catalog.StatusPassing, -1, time.Hour, time.Time{}, catalog.StatusPassing},
+		{"within grace after restart", catalog.StatusPassing, -1, 2 * time.Hour, t0.Add(2 * time.Hour), catalog.StatusPassing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := NewTracker()
+			inst := &catalog.Instance{ID: "a", Status: tc.status, RegisteredAt: t0, TTL: time.Second}
+			if tc.beat >= 0 {
+				tr.Beat("a", t0.Add(tc.beat))
+			}
+			if got := tr.Status(inst, tc.floor, t0.Add(tc.now)); got != tc.want {
+				t.Fatalf("Status = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

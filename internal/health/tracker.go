@@ -86,6 +86,21 @@ func (t *Tracker) Base(inst *catalog.Instance, floor time.Time) time.Time {
 	return base
 }
 
+// Status returns inst's effective status at now: an instance whose TTL
+// has run out (judged from Base) reads as critical even before the sweep
+// commits the change. With a zero floor (the node is not a ready leader, so
+// it has no heartbeat history to judge by) the catalog's status stands.
+// Every reader (HTTP lookups, and later DNS) uses this one rule.
+func (t *Tracker) Status(inst *catalog.Instance, floor, now time.Time) string {
+	if inst.Status == catalog.StatusCritical || floor.IsZero() {
+		return inst.Status
+	}
+	if now.Sub(t.Base(inst, floor)) > inst.TTL {
+		return catalog.StatusCritical
+	}
+	return inst.Status
+}
+
 // Forget drops id's history (the instance left the catalog).
 func (t *Tracker) Forget(id string) {
 	t.mu.Lock()

@@ -44,23 +44,6 @@ func parseLookupQuery(q map[string][]string) (lookupQuery, *Error) {
 	return lq, nil
 }
 
-// effectiveStatus is the instance's status as a lookup reports it: an
-// instance whose TTL has run out reads as critical even before the sweep
-// commits the change, so a lookup never hands out a stale address.
-func (a *apiServer) effectiveStatus(inst *catalog.Instance, floor, now time.Time) string {
-	if inst.Status == catalog.StatusCritical {
-		return inst.Status
-	}
-	if floor.IsZero() {
-		return inst.Status
-	}
-	base := a.Tracker.Base(inst, floor)
-	if now.Sub(base) > inst.TTL {
-		return catalog.StatusCritical
-	}
-	return inst.Status
-}
-
 func (a *apiServer) toAPI(inst *catalog.Instance, floor, now time.Time) api.Instance {
 	f := a.Tracker.Freshness(inst.ID, inst.TTL, now)
 	lastSeen := int64(-1)
@@ -78,7 +61,7 @@ func (a *apiServer) toAPI(inst *catalog.Instance, floor, now time.Time) api.Inst
 	return api.Instance{
 		ID: inst.ID, Service: inst.Service, Address: inst.Address, Port: inst.Port, Scheme: inst.Scheme,
 		URL:  inst.URL(),
-		Tags: tags, Meta: meta, Status: a.effectiveStatus(inst, floor, now),
+		Tags: tags, Meta: meta, Status: a.Tracker.Status(inst, floor, now),
 		LastSeenMS: lastSeen, TTLMS: inst.TTL.Milliseconds(), Quality: f.Quality,
 		Proof: inst.Proof, RegisteredAt: inst.RegisteredAtString(),
 	}
@@ -135,7 +118,7 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) {
 		}
 		s := api.ServiceSummary{Name: v.Name, Index: v.Index, Instances: len(v.Instances)}
 		for _, inst := range v.Instances {
-			switch a.effectiveStatus(inst, floor, now) {
+			switch a.Tracker.Status(inst, floor, now) {
 			case catalog.StatusPassing:
 				s.Passing++
 			case catalog.StatusCritical:
