@@ -63,6 +63,9 @@ func addrKey(service, address string, port int) string {
 func (c *Catalog) Apply(idx uint64, cmd Command) Result {
 	c.mu.Lock()
 	res, touched := c.apply(idx, cmd)
+	if touched == nil {
+		touched = []string{} // nil is reserved for "everything", after Restore
+	}
 	if idx > c.index {
 		c.index = idx
 	}
@@ -122,6 +125,7 @@ func (c *Catalog) apply(idx uint64, cmd Command) (Result, []string) {
 		}
 		stored := *k
 		stored.Services = slices.Clone(k.Services)
+		stored.SecretHash = slices.Clone(k.SecretHash)
 		stored.CreateIndex = idx
 		c.keys[stored.ID] = &stored
 		c.keysByHash[string(stored.SecretHash)] = &stored
@@ -175,6 +179,7 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	stored := *in
 	stored.Tags = slices.Clone(in.Tags)
 	stored.Meta = cloneMap(in.Meta)
+	stored.TokenHash = slices.Clone(in.TokenHash)
 	stored.CreateIndex = idx
 	stored.ModifyIndex = idx
 	c.putInstance(&stored)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -66,6 +67,7 @@ func (c Config) Validate() error {
 func ParseAllow(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {
+		s = strings.TrimSpace(s)
 		if s == "" {
 			continue
 		}

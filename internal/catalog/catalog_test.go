@@ -1,0 +1,1286 @@
+package catalog_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"reflect"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// t0 is a fixed wall-clock time for commands; Apply never reads a clock.
+var t0 = time.Date(2025, 1, 2, 3, 4, 5, 6000, time.UTC)
+
+// newKey returns a complete key whose secret is "secret-"+id.
+func newKey(id string, patterns ...string) *catalog.Key {
+	return &catalog.Key{
+		ID:          id,
+		SecretHash:  catalog.HashSecret("secret-" + id),
+		Services:    patterns,
+		Description: "key " + id,
+		CreatedAt:   t0,
+	}
+}
+
+// newInstance returns a complete, passing instance enrolled with key k1.
+func newInstance(id, service, address string, port int) *catalog.Instance {
+	return &catalog.Instance{
+		ID:              id,
+		Service:         service,
+		Address:         address,
+		Port:            port,
+		Scheme:          "http",
+		Tags:            []string{"v1", "blue"},
+		Meta:            map[string]string{"zone": "a"},
+		TTL:             10 * time.Second,
+		DeregisterAfter: 100 * time.Second,
+		TokenHash:       catalog.HashSecret("token-" + id),
+		KeyID:           "k1",
+		Proof:           "address+port",
+		Status:          catalog.StatusPassing,
+		RegisteredAt:    t0,
+	}
+}
+
+func createKey(k *catalog.Key) catalog.Command {
+	return catalog.Command{Op: catalog.OpCreateKey, Key: k}
+}
+
+func register(inst *catalog.Instance) catalog.Command {
+	return catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: "test"}
+}
+
+// replica is a catalog driven like a Raft log: every command gets the next
+// index.
+type replica struct {
+	c   *catalog.Catalog
+	idx uint64
+}
+
+func newReplica() *replica { return &replica{c: catalog.New()} }
+
+// apply applies cmd at the next index and returns its result.
+func (l *replica) apply(cmd catalog.Command) catalog.Result {
+	l.idx++
+	return l.c.Apply(l.idx, cmd)
+}
+
+// must applies cmds and fails tb if any of them fails.
+func (l *replica) must(tb testing.TB, cmds ...catalog.Command) {
+	tb.Helper()
+	for _, cmd := range cmds {
+		if res := l.apply(cmd); res.Err != nil {
+			tb.Fatalf("apply %s at %d: %v", cmd.Op, l.idx, res.Err)
+		}
+	}
+}
+
+// snapshotJSON returns the catalog's snapshot as written by WriteTo.
+func snapshotJSON(tb testing.TB, c *catalog.Catalog) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	n, err := c.Snapshot().WriteTo(&buf)
+	if err != nil {
+		tb.Fatalf("WriteTo: %v", err)
+	}
+	if n != int64(buf.Len()) {
+		tb.Fatalf("WriteTo reported %d bytes, wrote %d", n, buf.Len())
+	}
+	return buf.Bytes()
+}
+
+// viewIDs returns the instance IDs of a service view, in view order.
+func viewIDs(tb testing.TB, c *catalog.Catalog, service string) []string {
+	tb.Helper()
+	v := c.Service(service)
+	if v == nil {
+		tb.Fatalf("Service(%q) = nil", service)
+	}
+	ids := []string{}
+	for _, inst := range v.Instances {
+		ids = append(ids, inst.ID)
+	}
+	return ids
+}
+
+// noPanic runs fn and reports a panic as a test failure, so that one bug does
+// not abort the rest of the package's tests. It reports whether fn returned.
+func noPanic(tb testing.TB, what string, fn func()) (ok bool) {
+	tb.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			tb.Errorf("%s panicked: %v\n%s", what, r, debug.Stack())
+			ok = false
+		}
+	}()
+	fn()
+	return true
+}
+
+func TestCatalog_Apply(t *testing.T) {
+	// base is applied before every case: a key for web-* and api, and one
+	// passing instance i1 of web-a.
+	base := []catalog.Command{
+		createKey(newKey("k1", "web-*", "api")),
+		register(newInstance("i1", "web-a", "10.0.0.1", 80)),
+	}
+	withStatus := func(inst *catalog.Instance, s string) *catalog.Instance { inst.Status = s; return inst }
+	withKey := func(inst *catalog.Instance, k string) *catalog.Instance { inst.KeyID = k; return inst }
+
+	tests := []struct {
+		name         string
+		setup        []catalog.Command
+		cmd          catalog.Command
+		wantErr      error
+		wantReplaced string
+		check        func(t *testing.T, c *catalog.Catalog)
+	}{
+		{
+			name: "register",
+			cmd:  register(newInstance("i2", "web-a", "10.0.0.2", 80)),
+			check: func(t *testing.T, c *catalog.Catalog) {
+				inst, ok := c.Instance("i2")
+				if !ok {
+					t.Fatal("i2 not stored")
+				}
+				if inst.CreateIndex != 3 || inst.ModifyIndex != 3 {
+					t.Errorf("indexes = %d/%d, want 3/3", inst.CreateIndex, inst.ModifyIndex)
+				}
+				if got := viewIDs(t, c, "web-a"); !slices.Equal(got, []string{"i1", "i2"}) {
+					t.Errorf("view = %v", got)
+				}
+			},
+		},
+		{
+			name:         "register replaces same service address and port",
+			cmd:          register(newInstance("i2", "web-a", "10.0.0.1", 80)),
+			wantReplaced: "i1",
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if _, ok := c.Instance("i1"); ok {
+					t.Error("replaced i1 still present")
+				}
+				if got := viewIDs(t, c, "web-a"); !slices.Equal(got, []string{"i2"}) {
+					t.Errorf("view = %v, want [i2]", got)
+				}
+				// A third registration at the address replaces i2, not i1.
+				res := c.Apply(4, register(newInstance("i3", "web-a", "10.0.0.1", 80)))
+				if res.Err != nil || res.Replaced != "i2" {
+					t.Errorf("second replacement = %+v, want Replaced i2", res)
+				}
+			},
+		},
+		{
+			name: "register same address other port does not replace",
+			cmd:  register(newInstance("i2", "web-a", "10.0.0.1", 81)),
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if got := viewIDs(t, c, "web-a"); !slices.Equal(got, []string{"i1", "i2"}) {
+					t.Errorf("view = %v", got)
+				}
+			},
+		},
+		{
+			name: "register same address and port other service does not replace",
+			cmd:  register(newInstance("i2", "web-b", "10.0.0.1", 80)),
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if _, ok := c.Instance("i1"); !ok {
+					t.Error("i1 of another service was removed")
+				}
+			},
+		},
+		{
+			name: "register replaces after the old instance changed status",
+			setup: []catalog.Command{
+				{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusCritical},
+			},
+			cmd:          register(newInstance("i2", "web-a", "10.0.0.1", 80)),
+			wantReplaced: "i1",
+		},
+		{
+			name: "register at the address of a deregistered instance replaces nothing",
+			setup: []catalog.Command{
+				{Op: catalog.OpDeregister, ID: "i1"},
+			},
+			cmd: register(newInstance("i2", "web-a", "10.0.0.1", 80)),
+		},
+		{
+			name:    "register duplicate ID",
+			cmd:     register(newInstance("i1", "web-a", "10.0.0.9", 80)),
+			wantErr: catalog.ErrExists,
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if inst, _ := c.Instance("i1"); inst.Address != "10.0.0.1" {
+					t.Errorf("i1 was overwritten: %+v", inst)
+				}
+			},
+		},
+		{
+			name:    "register with unknown key",
+			cmd:     register(withKey(newInstance("i2", "web-a", "10.0.0.2", 80), "nope")),
+			wantErr: catalog.ErrKeyRevoked,
+		},
+		{
+			name:    "register with revoked key",
+			setup:   []catalog.Command{{Op: catalog.OpRevokeKey, ID: "k1"}},
+			cmd:     register(newInstance("i2", "web-a", "10.0.0.2", 80)),
+			wantErr: catalog.ErrKeyRevoked,
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if _, ok := c.Instance("i2"); ok {
+					t.Error("instance stored despite revoked key")
+				}
+			},
+		},
+		{
+			name:    "register revoked key does not replace",
+			setup:   []catalog.Command{{Op: catalog.OpRevokeKey, ID: "k1"}},
+			cmd:     register(newInstance("i2", "web-a", "10.0.0.1", 80)),
+			wantErr: catalog.ErrKeyRevoked,
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if _, ok := c.Instance("i1"); !ok {
+					t.Error("failed registration removed the instance at its address")
+				}
+			},
+		},
+		{
+			name:    "register outside key scope",
+			cmd:     register(newInstance("i2", "db", "10.0.0.2", 80)),
+			wantErr: catalog.ErrKeyScope,
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if c.Service("db") != nil {
+					t.Error("service view created by a refused registration")
+				}
+			},
+		},
+		{
+			name: "register exact pattern",
+			cmd:  register(newInstance("i2", "api", "10.0.0.2", 80)),
+		},
+		{
+			name:    "register prefix of exact pattern",
+			cmd:     register(newInstance("i2", "apix", "10.0.0.2", 80)),
+			wantErr: catalog.ErrKeyScope,
+		},
+		{name: "register nil instance", cmd: catalog.Command{Op: catalog.OpRegister}, wantErr: catalog.ErrBadCommand},
+		{name: "register empty ID", cmd: register(newInstance("", "web-a", "10.0.0.2", 80)), wantErr: catalog.ErrBadCommand},
+		{name: "register bad service name", cmd: register(newInstance("i2", "Web", "10.0.0.2", 80)), wantErr: catalog.ErrBadCommand},
+		{name: "register empty service name", cmd: register(newInstance("i2", "", "10.0.0.2", 80)), wantErr: catalog.ErrBadCommand},
+		{
+			name: "register short token hash",
+			cmd: register(func() *catalog.Instance {
+				i := newInstance("i2", "web-a", "10.0.0.2", 80)
+				i.TokenHash = i.TokenHash[:31]
+				return i
+			}()),
+			wantErr: catalog.ErrBadCommand,
+		},
+		{
+			name:    "register missing token hash",
+			cmd:     register(func() *catalog.Instance { i := newInstance("i2", "web-a", "10.0.0.2", 80); i.TokenHash = nil; return i }()),
+			wantErr: catalog.ErrBadCommand,
+		},
+		{name: "register bad status", cmd: register(withStatus(newInstance("i2", "web-a", "10.0.0.2", 80), "up")), wantErr: catalog.ErrBadCommand},
+		{name: "register empty status", cmd: register(withStatus(newInstance("i2", "web-a", "10.0.0.2", 80), "")), wantErr: catalog.ErrBadCommand},
+		{
+			name: "register critical",
+			cmd:  register(withStatus(newInstance("i2", "web-a", "10.0.0.2", 80), catalog.StatusCritical)),
+		},
+
+		{
+			name: "deregister",
+			cmd:  catalog.Command{Op: catalog.OpDeregister, ID: "i1"},
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if _, ok := c.Instance("i1"); ok {
+					t.Error("i1 still present")
+				}
+				if got := viewIDs(t, c, "web-a"); len(got) != 0 {
+					t.Errorf("view = %v, want empty", got)
+				}
+			},
+		},
+		{name: "deregister unknown", cmd: catalog.Command{Op: catalog.OpDeregister, ID: "nope"}, wantErr: catalog.ErrNotFound},
+		{name: "deregister twice", setup: []catalog.Command{{Op: catalog.OpDeregister, ID: "i1"}}, cmd: catalog.Command{Op: catalog.OpDeregister, ID: "i1"}, wantErr: catalog.ErrNotFound},
+		{
+			name: "deregister if status holds",
+			cmd:  catalog.Command{Op: catalog.OpDeregister, ID: "i1", IfStatus: catalog.StatusPassing},
+		},
+		{
+			name:    "deregister if status differs",
+			cmd:     catalog.Command{Op: catalog.OpDeregister, ID: "i1", IfStatus: catalog.StatusCritical},
+			wantErr: catalog.ErrConflict,
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if _, ok := c.Instance("i1"); !ok {
+					t.Error("conditional deregister removed i1 despite conflict")
+				}
+			},
+		},
+
+		{
+			name: "set status",
+			cmd:  catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusDraining},
+			check: func(t *testing.T, c *catalog.Catalog) {
+				inst, _ := c.Instance("i1")
+				if inst.Status != catalog.StatusDraining || inst.CreateIndex != 2 || inst.ModifyIndex != 3 {
+					t.Errorf("i1 = status %q create %d modify %d, want draining 2 3", inst.Status, inst.CreateIndex, inst.ModifyIndex)
+				}
+				if v := c.Service("web-a"); v.Instances[0] != inst {
+					t.Error("service view does not hold the new instance value")
+				}
+			},
+		},
+		{name: "set status unknown", cmd: catalog.Command{Op: catalog.OpSetStatus, ID: "nope", Status: catalog.StatusCritical}, wantErr: catalog.ErrNotFound},
+		{name: "set status bad status", cmd: catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: "down"}, wantErr: catalog.ErrBadCommand},
+		{name: "set status empty status", cmd: catalog.Command{Op: catalog.OpSetStatus, ID: "i1"}, wantErr: catalog.ErrBadCommand},
+		{
+			name: "set status if status holds",
+			cmd:  catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusCritical, IfStatus: catalog.StatusPassing},
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if inst, _ := c.Instance("i1"); inst.Status != catalog.StatusCritical {
+					t.Errorf("status = %q", inst.Status)
+				}
+			},
+		},
+		{
+			name:    "set status if status differs",
+			cmd:     catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical},
+			wantErr: catalog.ErrConflict,
+		},
+		{
+			name: "set status to current status is a no-op",
+			cmd:  catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusPassing},
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if inst, _ := c.Instance("i1"); inst.ModifyIndex != 2 {
+					t.Errorf("ModifyIndex = %d, want 2 (unchanged)", inst.ModifyIndex)
+				}
+				if v := c.Service("web-a"); v.Index != 2 {
+					t.Errorf("service index = %d, want 2 (unchanged)", v.Index)
+				}
+			},
+		},
+
+		{
+			name: "create key",
+			cmd:  createKey(newKey("k2", "db")),
+			check: func(t *testing.T, c *catalog.Catalog) {
+				k, ok := c.KeyBySecretHash(catalog.HashSecret("secret-k2"))
+				if !ok || k.ID != "k2" || k.CreateIndex != 3 {
+					t.Fatalf("KeyBySecretHash = %+v, %v", k, ok)
+				}
+				if got := c.Keys(); len(got) != 2 || got[0].ID != "k1" || got[1].ID != "k2" {
+					t.Errorf("Keys() not sorted by ID: %v", got)
+				}
+				if res := c.Apply(4, register(withKey(newInstance("i2", "db", "10.0.0.2", 80), "k2"))); res.Err != nil {
+					t.Errorf("register with new key: %v", res.Err)
+				}
+			},
+		},
+		{name: "create key duplicate ID", cmd: createKey(&catalog.Key{ID: "k1", SecretHash: catalog.HashSecret("other"), Services: []string{"x"}}), wantErr: catalog.ErrExists},
+		{name: "create key duplicate secret", cmd: createKey(&catalog.Key{ID: "k2", SecretHash: catalog.HashSecret("secret-k1"), Services: []string{"x"}}), wantErr: catalog.ErrExists},
+		{name: "create key nil", cmd: catalog.Command{Op: catalog.OpCreateKey}, wantErr: catalog.ErrBadCommand},
+		{name: "create key empty ID", cmd: createKey(newKey("", "x")), wantErr: catalog.ErrBadCommand},
+		{name: "create key no services", cmd: createKey(newKey("k2")), wantErr: catalog.ErrBadCommand},
+		{name: "create key short hash", cmd: createKey(&catalog.Key{ID: "k2", SecretHash: []byte("short"), Services: []string{"x"}}), wantErr: catalog.ErrBadCommand},
+
+		{
+			name: "revoke key",
+			cmd:  catalog.Command{Op: catalog.OpRevokeKey, ID: "k1"},
+			check: func(t *testing.T, c *catalog.Catalog) {
+				if _, ok := c.KeyBySecretHash(catalog.HashSecret("secret-k1")); ok {
+					t.Error("revoked key still authenticates")
+				}
+				if len(c.Keys()) != 0 {
+					t.Errorf("Keys() = %v, want none", c.Keys())
+				}
+				// Revocation stops new registrations, not existing instances.
+				if _, ok := c.Instance("i1"); !ok {
+					t.Error("revocation removed an existing instance")
+				}
+				// The ID and secret may be used again.
+				if res := c.Apply(4, createKey(newKey("k1", "x"))); res.Err != nil {
+					t.Errorf("re-create revoked key: %v", res.Err)
+				}
+			},
+		},
+		{name: "revoke unknown key", cmd: catalog.Command{Op: catalog.OpRevokeKey, ID: "nope"}, wantErr: catalog.ErrNotFound},
+
+		{name: "unknown op", cmd: catalog.Command{Op: "explode", ID: "i1"}, wantErr: catalog.ErrBadCommand},
+		{name: "empty op", cmd: catalog.Command{}, wantErr: catalog.ErrBadCommand},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newReplica()
+			l.must(t, base...)
+			l.must(t, tt.setup...)
+			before := snapshotJSON(t, l.c)
+			res := l.apply(tt.cmd)
+			if !errors.Is(res.Err, tt.wantErr) || (tt.wantErr == nil && res.Err != nil) {
+				t.Fatalf("Apply(%s) err = %v, want %v", tt.cmd.Op, res.Err, tt.wantErr)
+			}
+			if res.Index != l.idx {
+				t.Errorf("Result.Index = %d, want %d", res.Index, l.idx)
+			}
+			if res.Replaced != tt.wantReplaced {
+				t.Errorf("Result.Replaced = %q, want %q", res.Replaced, tt.wantReplaced)
+			}
+			if got := l.c.Index(); got != l.idx {
+				t.Errorf("Index() = %d, want %d (failed commands still advance the applied index)", got, l.idx)
+			}
+			if res.Err != nil {
+				// A failed command changes nothing but the applied index.
+				after := snapshotJSON(t, l.c)
+				if want := bytes.Replace(before, fmt.Appendf(nil, `"index":%d`, l.idx-1), fmt.Appendf(nil, `"index":%d`, l.idx), 1); !bytes.Equal(after, want) {
+					t.Errorf("failed command changed the catalog:\nbefore %s\nafter  %s", before, after)
+				}
+			}
+			if tt.check != nil {
+				tt.check(t, l.c)
+			}
+		})
+	}
+}
+
+func TestCatalog_Apply_copiesInput(t *testing.T) {
+	l := newReplica()
+	k := newKey("k1", "web-*")
+	inst := newInstance("i1", "web-a", "10.0.0.1", 80)
+	l.must(t, createKey(k), register(inst))
+
+	// The caller's command values may be reused after Apply.
+	k.Services[0] = "changed"
+	inst.Tags[0] = "changed"
+	inst.Meta["zone"] = "changed"
+	inst.Status = catalog.StatusCritical
+
+	if got := l.c.Keys()[0].Services; !slices.Equal(got, []string{"web-*"}) {
+		t.Errorf("stored key services = %v", got)
+	}
+	stored, _ := l.c.Instance("i1")
+	if stored == inst {
+		t.Fatal("catalog stored the caller's pointer")
+	}
+	if stored.Tags[0] != "v1" || stored.Meta["zone"] != "a" || stored.Status != catalog.StatusPassing {
+		t.Errorf("stored instance follows caller's changes: %+v", stored)
+	}
+}
+
+func TestCatalog_ServiceIndex(t *testing.T) {
+	l := newReplica()
+	l.must(t,
+		createKey(newKey("k1", "*")),                       // 1
+		register(newInstance("a1", "a", "10.0.0.1", 80)),   // 2
+		register(newInstance("b1", "b", "10.0.0.2", 80)),   // 3
+		register(newInstance("a2", "a", "10.0.0.3", 80)),   // 4
+		createKey(newKey("k2", "x")),                       // 5: touches no service
+		catalog.Command{Op: catalog.OpRevokeKey, ID: "k2"}, // 6
+	)
+	type want map[string]uint64
+	steps := []struct {
+		name    string
+		cmd     *catalog.Command // nil: just check
+		wantErr error
+		want    want
+	}{
+		{name: "after registrations", want: want{"a": 4, "b": 3}},
+		{name: "set status", cmd: &catalog.Command{Op: catalog.OpSetStatus, ID: "a1", Status: catalog.StatusCritical}, want: want{"a": 7, "b": 3}},
+		{name: "no-op set status", cmd: &catalog.Command{Op: catalog.OpSetStatus, ID: "a1", Status: catalog.StatusCritical}, want: want{"a": 7, "b": 3}},
+		{name: "failed command", cmd: &catalog.Command{Op: catalog.OpDeregister, ID: "a1", IfStatus: catalog.StatusPassing}, wantErr: catalog.ErrConflict, want: want{"a": 7, "b": 3}},
+		{name: "refused registration", cmd: &catalog.Command{Op: catalog.OpRegister, Instance: newInstance("a1", "a", "10.0.0.9", 80)}, wantErr: catalog.ErrExists, want: want{"a": 7, "b": 3}},
+		{name: "deregister one", cmd: &catalog.Command{Op: catalog.OpDeregister, ID: "a1"}, want: want{"a": 11, "b": 3}},
+		{name: "replace", cmd: &catalog.Command{Op: catalog.OpRegister, Instance: newInstance("b2", "b", "10.0.0.2", 80)}, want: want{"a": 11, "b": 12}},
+		{name: "last instance leaves", cmd: &catalog.Command{Op: catalog.OpDeregister, ID: "a2"}, want: want{"a": 13, "b": 12}},
+		{name: "service comes back", cmd: &catalog.Command{Op: catalog.OpRegister, Instance: newInstance("a3", "a", "10.0.0.1", 80)}, want: want{"a": 14, "b": 12}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.cmd != nil {
+				if res := l.apply(*st.cmd); !errors.Is(res.Err, st.wantErr) || (st.wantErr == nil && res.Err != nil) {
+					t.Fatalf("apply: %v, want %v", res.Err, st.wantErr)
+				}
+			}
+			for name, idx := range st.want {
+				v := l.c.Service(name)
+				if v == nil {
+					t.Fatalf("Service(%q) = nil", name)
+				}
+				if v.Index != idx {
+					t.Errorf("Service(%q).Index = %d, want %d", name, v.Index, idx)
+				}
+				if v.Name != name {
+					t.Errorf("Service(%q).Name = %q", name, v.Name)
+				}
+			}
+			var names []string
+			for _, v := range l.c.Services() {
+				names = append(names, v.Name)
+			}
+			if !slices.Equal(names, []string{"a", "b"}) {
+				t.Errorf("Services() = %v, want [a b]", names)
+			}
+		})
+	}
+	if v := l.c.Service("never"); v != nil {
+		t.Errorf("Service(never) = %+v, want nil", v)
+	}
+	if v := l.c.Service("a"); v == nil || len(v.Instances) != 1 {
+		t.Errorf("Service(a) = %+v, want one instance", v)
+	}
+}
+
+func TestCatalog_ServiceView(t *testing.T) {
+	l := newReplica()
+	l.must(t,
+		createKey(newKey("k1", "web")),
+		register(newInstance("i2", "web", "10.0.0.2", 80)),
+		register(newInstance("i1", "web", "10.0.0.1", 80)),
+		register(newInstance("i3", "web", "10.0.0.3", 80)),
+	)
+	old := l.c.Service("web")
+	if got := viewIDs(t, l.c, "web"); !slices.Equal(got, []string{"i1", "i2", "i3"}) {
+		t.Fatalf("view not sorted by ID: %v", got)
+	}
+	oldInstances := slices.Clone(old.Instances)
+	oldCopy := make([]catalog.Instance, len(old.Instances))
+	for i, inst := range old.Instances {
+		oldCopy[i] = *inst
+	}
+	oldIndex := old.Index
+
+	l.must(t,
+		catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusCritical},
+		catalog.Command{Op: catalog.OpDeregister, ID: "i2"},
+		register(newInstance("i4", "web", "10.0.0.3", 80)), // replaces i3
+		register(newInstance("i0", "web", "10.0.0.9", 80)),
+	)
+
+	if old.Index != oldIndex {
+		t.Errorf("old view index changed: %d → %d", oldIndex, old.Index)
+	}
+	if len(old.Instances) != len(oldInstances) {
+		t.Fatalf("old view has %d instances, had %d", len(old.Instances), len(oldInstances))
+	}
+	for i := range old.Instances {
+		if old.Instances[i] != oldInstances[i] {
+			t.Errorf("old view slot %d now points at %s", i, old.Instances[i].ID)
+		}
+		if !reflect.DeepEqual(*old.Instances[i], oldCopy[i]) {
+			t.Errorf("instance %s in old view was modified:\n got %+v\nwant %+v", oldCopy[i].ID, *old.Instances[i], oldCopy[i])
+		}
+	}
+	if got := viewIDs(t, l.c, "web"); !slices.Equal(got, []string{"i0", "i1", "i4"}) {
+		t.Errorf("new view = %v, want [i0 i1 i4]", got)
+	}
+	if cur := l.c.Service("web"); cur == old {
+		t.Error("Service returned the same view pointer after changes")
+	}
+}
+
+// populate applies a command sequence that exercises every op and leaves a
+// service with no instances, so that snapshots carry every kind of state.
+func populate(tb testing.TB, l *replica) {
+	tb.Helper()
+	withTags := newInstance("c1", "cache", "192.168.1.5", 6379)
+	withTags.Tags = nil
+	withTags.Meta = map[string]string{"a": "1", "b": "2", "c": "3"}
+	withTags.RegisteredAt = time.Date(2025, 6, 1, 0, 0, 0, 0, time.FixedZone("x", 3600))
+	l.must(tb,
+		createKey(newKey("k1", "web-*", "cache", "gone")),
+		createKey(newKey("k2", "*")),
+		createKey(newKey("k3", "x")),
+		register(newInstance("w1", "web-a", "10.0.0.1", 80)),
+		register(newInstance("w2", "web-a", "10.0.0.2", 80)),
+		register(newInstance("w3", "web-b", "::1", 8080)),
+		register(withTags),
+		register(newInstance("g1", "gone", "10.0.0.3", 80)),
+		catalog.Command{Op: catalog.OpSetStatus, ID: "w2", Status: catalog.StatusDraining},
+		catalog.Command{Op: catalog.OpDeregister, ID: "g1"},
+		catalog.Command{Op: catalog.OpRevokeKey, ID: "k3"},
+		register(newInstance("w4", "web-a", "10.0.0.1", 80)), // replaces w1
+	)
+	l.apply(catalog.Command{Op: catalog.OpDeregister, ID: "nope"}) // failed, still advances the index
+}
+
+func TestSnapshot_WriteTo(t *testing.T) {
+	t.Run("round trip", func(t *testing.T) {
+		src := newReplica()
+		populate(t, src)
+		orig := snapshotJSON(t, src.c)
+
+		dst := catalog.New()
+		if err := dst.Restore(bytes.NewReader(orig)); err != nil {
+			t.Fatalf("Restore: %v", err)
+		}
+		if got := snapshotJSON(t, dst); !bytes.Equal(got, orig) {
+			t.Fatalf("restored snapshot differs:\n got %s\nwant %s", got, orig)
+		}
+		if dst.Index() != src.c.Index() {
+			t.Errorf("Index() = %d, want %d", dst.Index(), src.c.Index())
+		}
+		for _, sv := range src.c.Services() {
+			dv := dst.Service(sv.Name)
+			if dv == nil || dv.Index != sv.Index || len(dv.Instances) != len(sv.Instances) {
+				t.Errorf("Service(%q) = %+v, want %+v", sv.Name, dv, sv)
+			}
+		}
+		if v := dst.Service("gone"); v == nil || len(v.Instances) != 0 {
+			t.Errorf("empty service view not restored: %+v", v)
+		}
+		if k, ok := dst.KeyBySecretHash(catalog.HashSecret("secret-k2")); !ok || k.ID != "k2" {
+			t.Error("restored key does not authenticate")
+		}
+		if inst, ok := dst.Instance("w4"); !ok || !inst.TokenMatches("token-w4") {
+			t.Error("restored instance lost its token hash")
+		}
+
+		// The restored catalog goes on exactly like the original.
+		next := []catalog.Command{
+			register(newInstance("w5", "web-b", "::1", 8080)), // replaces w3
+			{Op: catalog.OpSetStatus, ID: "c1", Status: catalog.StatusCritical, IfStatus: catalog.StatusPassing},
+			register(newInstance("z1", "web-z", "10.0.0.9", 80)),
+		}
+		for _, cmd := range next {
+			idx := src.c.Index() + 1
+			r1, r2 := src.c.Apply(idx, cmd), dst.Apply(idx, cmd)
+			if !reflect.DeepEqual(r1, r2) {
+				t.Errorf("Apply %s: original %+v, restored %+v", cmd.Op, r1, r2)
+			}
+		}
+		if a, b := snapshotJSON(t, src.c), snapshotJSON(t, dst); !bytes.Equal(a, b) {
+			t.Errorf("catalogs diverged after restore:\n%s\n%s", a, b)
+		}
+	})
+
+	t.Run("point in time", func(t *testing.T) {
+		l := newReplica()
+		populate(t, l)
+		want := snapshotJSON(t, l.c)
+		snap := l.c.Snapshot()
+		l.must(t,
+			register(newInstance("late", "web-a", "10.0.0.7", 80)),
+			catalog.Command{Op: catalog.OpDeregister, ID: "w2"},
+			catalog.Command{Op: catalog.OpRevokeKey, ID: "k1"},
+		)
+		var buf bytes.Buffer
+		if _, err := snap.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), want) {
+			t.Errorf("snapshot written after later changes differs:\n got %s\nwant %s", buf.Bytes(), want)
+		}
+	})
+
+	t.Run("write error", func(t *testing.T) {
+		l := newReplica()
+		populate(t, l)
+		if _, err := l.c.Snapshot().WriteTo(failWriter{}); err == nil {
+			t.Error("WriteTo to a failing writer returned nil")
+		}
+	})
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// Base64 of two distinct 32-byte hashes, for hand-written snapshots.
+const (
+	zeroHash = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	oneHash  = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+)
+
+// instJSON returns a snapshot instance entry.
+func instJSON(id, service, tokenHash, status string) string {
+	return fmt.Sprintf(`{"id":%q,"service":%q,"address":"10.0.0.1","port":80,"scheme":"http","token_hash":%q,"status":%q}`, id, service, tokenHash, status)
+}
+
+func TestCatalog_Restore(t *testing.T) {
+	t.Run("replaces existing state", func(t *testing.T) {
+		src := newReplica()
+		src.must(t, createKey(newKey("only", "solo")), register(func() *catalog.Instance {
+			i := newInstance("s1", "solo", "10.0.0.1", 80)
+			i.KeyID = "only"
+			return i
+		}()))
+		dst := newReplica()
+		populate(t, dst)
+		if err := dst.c.Restore(bytes.NewReader(snapshotJSON(t, src.c))); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := snapshotJSON(t, dst.c), snapshotJSON(t, src.c); !bytes.Equal(got, want) {
+			t.Errorf("restore merged instead of replacing:\n got %s\nwant %s", got, want)
+		}
+		if dst.c.Service("web-a") != nil {
+			t.Error("old service view survived restore")
+		}
+		if _, ok := dst.c.KeyBySecretHash(catalog.HashSecret("secret-k1")); ok {
+			t.Error("old key survived restore")
+		}
+		// A registration at an address from the previous state replaces
+		// nothing: the address index was replaced too.
+		n1 := newInstance("n1", "web-a", "10.0.0.1", 80)
+		dst.c.Apply(100, createKey(newKey("k9", "web-*")))
+		n1.KeyID = "k9"
+		if res := dst.c.Apply(101, register(n1)); res.Err != nil || res.Replaced != "" {
+			t.Errorf("register after restore = %+v, want no replacement", res)
+		}
+	})
+
+	t.Run("instance of a service without a view", func(t *testing.T) {
+		in := `{"version":1,"index":7,"instances":[` + instJSON("a", "orphan", zeroHash, "passing") + `]}`
+		c := catalog.New()
+		if err := c.Restore(strings.NewReader(in)); err != nil {
+			t.Fatal(err)
+		}
+		v := c.Service("orphan")
+		if v == nil || v.Index != 7 || len(v.Instances) != 1 {
+			t.Errorf("Service(orphan) = %+v, want a view at the snapshot index holding a", v)
+		}
+	})
+
+	bad := []struct {
+		name string
+		in   string
+	}{
+		{"empty", ""},
+		{"not json", "snapshot"},
+		{"truncated", `{"version":1,"index":3,"instances":[`},
+		{"null", "null"},
+		{"array", "[]"},
+		{"no version", `{"index":3}`},
+		{"future version", `{"version":2,"index":3}`},
+		{"wrong type", `{"version":1,"index":"three"}`},
+		{"negative index", `{"version":1,"index":-1}`},
+		// Decodable, but not a state Apply could have produced.
+		{"null instance", `{"version":1,"index":3,"instances":[null]}`},
+		{"null key", `{"version":1,"index":3,"keys":[null]}`},
+		{"instance without ID", `{"version":1,"instances":[` + instJSON("", "s", zeroHash, "passing") + `]}`},
+		{"instance with bad service", `{"version":1,"instances":[` + instJSON("a", "S", zeroHash, "passing") + `]}`},
+		{"instance with short token hash", `{"version":1,"instances":[` + instJSON("a", "s", "AAAA", "passing") + `]}`},
+		{"instance with bad status", `{"version":1,"instances":[` + instJSON("a", "s", zeroHash, "up") + `]}`},
+		{"duplicate instance IDs", `{"version":1,"instances":[` + instJSON("a", "s", zeroHash, "passing") + `,` + instJSON("a", "t", zeroHash, "passing") + `]}`},
+		{"key without ID", `{"version":1,"keys":[{"secret_hash":"` + zeroHash + `","services":["x"]}]}`},
+		{"key with short hash", `{"version":1,"keys":[{"id":"k","secret_hash":"AAAA","services":["x"]}]}`},
+		{"duplicate key IDs", `{"version":1,"keys":[{"id":"k","secret_hash":"` + zeroHash + `"},{"id":"k","secret_hash":"` + oneHash + `"}]}`},
+		{"duplicate key secrets", `{"version":1,"keys":[{"id":"k","secret_hash":"` + zeroHash + `"},{"id":"k2","secret_hash":"` + zeroHash + `"}]}`},
+		{"bad service name", `{"version":1,"services":{"Bad":1}}`},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newReplica()
+			populate(t, l)
+			before := snapshotJSON(t, l.c)
+			called := false
+			l.c.OnChange(func(uint64, []string) { called = true })
+			var err error
+			if !noPanic(t, "Restore", func() { err = l.c.Restore(strings.NewReader(tt.in)) }) {
+				return // the catalog may still be locked
+			}
+			if err == nil {
+				t.Fatalf("Restore(%q) = nil, want error", tt.in)
+			}
+			if got := snapshotJSON(t, l.c); !bytes.Equal(got, before) {
+				t.Errorf("failed Restore changed the catalog:\n got %s\nwant %s", got, before)
+			}
+			if called {
+				t.Error("OnChange called after a failed Restore")
+			}
+		})
+	}
+}
+
+// script returns a pseudo-random but fixed command sequence over a small
+// space of IDs, services and addresses, so that replacements, conflicts
+// and failures all occur.
+func script(seed uint64, n int) []catalog.Command {
+	r := rand.New(rand.NewPCG(seed, seed))
+	services := []string{"a", "b", "c-1", "web_x"}
+	statuses := []string{catalog.StatusPassing, catalog.StatusCritical, catalog.StatusDraining}
+	id := func(prefix string) string { return fmt.Sprintf("%s%d", prefix, r.IntN(12)) }
+	cmds := []catalog.Command{createKey(newKey("k1", "*"))}
+	for range n {
+		switch r.IntN(6) {
+		case 0, 1:
+			inst := newInstance(id("i"), services[r.IntN(len(services))], fmt.Sprintf("10.0.0.%d", r.IntN(4)), 80+r.IntN(2))
+			inst.KeyID = id("k")
+			if r.IntN(3) > 0 {
+				inst.KeyID = "k1"
+			}
+			inst.Status = statuses[r.IntN(len(statuses))]
+			inst.RegisteredAt = t0.Add(time.Duration(r.IntN(1000)) * time.Second)
+			cmds = append(cmds, register(inst))
+		case 2:
+			cmds = append(cmds, catalog.Command{Op: catalog.OpSetStatus, ID: id("i"), Status: statuses[r.IntN(3)], IfStatus: []string{"", catalog.StatusPassing}[r.IntN(2)]})
+		case 3:
+			cmds = append(cmds, catalog.Command{Op: catalog.OpDeregister, ID: id("i"), IfStatus: []string{"", catalog.StatusCritical}[r.IntN(2)]})
+		case 4:
+			k := newKey(id("k"), services[r.IntN(len(services))], "web*")
+			cmds = append(cmds, createKey(k))
+		case 5:
+			cmds = append(cmds, catalog.Command{Op: catalog.OpRevokeKey, ID: id("k")})
+		}
+	}
+	return cmds
+}
+
+func TestCatalog_Apply_deterministic(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 42} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			cmds := script(seed, 400)
+			direct, viaLog := catalog.New(), catalog.New()
+			var results [2][]catalog.Result
+			for i, cmd := range cmds {
+				idx := uint64(i + 1)
+				results[0] = append(results[0], direct.Apply(idx, cmd))
+				// The second replica sees the command as Raft carries it.
+				b, err := catalog.EncodeCommand(cmd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dec, err := catalog.DecodeCommand(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				results[1] = append(results[1], viaLog.Apply(idx, dec))
+			}
+			for i := range results[0] {
+				if !reflect.DeepEqual(results[0][i], results[1][i]) {
+					t.Fatalf("command %d (%s): results differ: %+v vs %+v", i, cmds[i].Op, results[0][i], results[1][i])
+				}
+			}
+			a, b := snapshotJSON(t, direct), snapshotJSON(t, viaLog)
+			if !bytes.Equal(a, b) {
+				t.Fatalf("snapshots differ:\n%s\n%s", a, b)
+			}
+			// Taking the snapshot again gives the same bytes: no map order leaks.
+			for range 5 {
+				if again := snapshotJSON(t, direct); !bytes.Equal(again, a) {
+					t.Fatal("two snapshots of one catalog differ")
+				}
+			}
+			if len(direct.Instances()) == 0 {
+				t.Error("script left no instances; it exercises too little")
+			}
+		})
+	}
+}
+
+func TestCatalog_OnChange(t *testing.T) {
+	type call struct {
+		index    uint64
+		services []string
+	}
+	l := newReplica()
+	var calls []call
+	l.c.OnChange(func(index uint64, services []string) {
+		// Key changes touch no service; nil and empty are treated alike here.
+		if len(services) == 0 {
+			services = nil
+		}
+		calls = append(calls, call{index, slices.Clone(services)})
+	})
+	steps := []struct {
+		name string
+		cmd  catalog.Command
+		want []call // the calls this step adds
+	}{
+		{"create key", createKey(newKey("k1", "*")), []call{{1, nil}}},
+		{"register", register(newInstance("a1", "a", "10.0.0.1", 80)), []call{{2, []string{"a"}}}},
+		{"register other service", register(newInstance("b1", "b", "10.0.0.1", 80)), []call{{3, []string{"b"}}}},
+		{"replace", register(newInstance("a2", "a", "10.0.0.1", 80)), []call{{4, []string{"a"}}}},
+		{"set status", catalog.Command{Op: catalog.OpSetStatus, ID: "a2", Status: catalog.StatusCritical}, []call{{5, []string{"a"}}}},
+		{"failed conditional", catalog.Command{Op: catalog.OpDeregister, ID: "a2", IfStatus: catalog.StatusPassing}, nil},
+		{"failed register", register(newInstance("a2", "a", "10.0.0.1", 80)), nil},
+		{"bad command", catalog.Command{Op: "nope"}, nil},
+		{"deregister", catalog.Command{Op: catalog.OpDeregister, ID: "b1"}, []call{{9, []string{"b"}}}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			calls = nil
+			l.apply(st.cmd)
+			if !reflect.DeepEqual(calls, st.want) {
+				t.Errorf("OnChange calls = %+v, want %+v", calls, st.want)
+			}
+		})
+	}
+	t.Run("restore", func(t *testing.T) {
+		snap := snapshotJSON(t, l.c)
+		calls = nil
+		if err := l.c.Restore(bytes.NewReader(snap)); err != nil {
+			t.Fatal(err)
+		}
+		if want := []call{{9, nil}}; !reflect.DeepEqual(calls, want) {
+			t.Errorf("OnChange calls = %+v, want %+v", calls, want)
+		}
+	})
+}
+
+func TestCatalog_concurrentReads(t *testing.T) {
+	// Readers run alongside Apply, as HTTP handlers do alongside the FSM
+	// goroutine; -race checks the locking.
+	l := newReplica()
+	l.must(t, createKey(newKey("k1", "*")))
+	cmds := script(7, 300)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for _, v := range l.c.Services() {
+					for _, inst := range v.Instances {
+						_ = inst.Status
+					}
+				}
+				_ = l.c.Instances()
+				_ = l.c.Keys()
+				_, _ = l.c.KeyBySecretHash(catalog.HashSecret("secret-k1"))
+				_ = l.c.Index()
+				var buf bytes.Buffer
+				_, _ = l.c.Snapshot().WriteTo(&buf)
+			}
+		}()
+	}
+	for _, cmd := range cmds {
+		l.apply(cmd)
+	}
+	close(done)
+	wg.Wait()
+}
+
+func TestMatchPattern(t *testing.T) {
+	tests := []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"web", "web", true},
+		{"web", "web2", false},
+		{"web", "we", false},
+		{"web", "", false},
+		{"*", "", true},
+		{"*", "anything", true},
+		{"**", "x", true},
+		{"web-*", "web-", true},
+		{"web-*", "web-a", true},
+		{"web-*", "web", false},
+		{"web-*", "api-web-a", false},
+		{"*-db", "users-db", true},
+		{"*-db", "-db", true},
+		{"*-db", "users-db2", false},
+		{"a*b", "ab", true},
+		{"a*b", "axxb", true},
+		{"a*b", "axxbc", false},
+		{"a*a", "a", false}, // prefix and suffix must not overlap
+		{"a*a", "aa", true},
+		{"ab*ba", "aba", false},
+		{"ab*ba", "abba", true},
+		{"a*b*c", "abc", true},
+		{"a*b*c", "aXbYc", true},
+		{"a*b*c", "acb", false},
+		{"*a*a", "aa", true},
+		{"*a*a", "a", false},
+		{"*ab*ab", "abab", true},
+		{"*ab*ab", "abxab", true},
+		{"*ab*ab", "aab", false},
+		{"*x*", "abc", false},
+		{"*x*", "axc", true},
+		{"s*", "S", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pattern+"/"+tt.name, func(t *testing.T) {
+			if got := catalog.MatchPattern(tt.pattern, tt.name); got != tt.want {
+				t.Errorf("MatchPattern(%q, %q) = %v, want %v", tt.pattern, tt.name, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestKey_Allows(t *testing.T) {
+	k := newKey("k", "web-*", "api")
+	for name, want := range map[string]bool{"web-a": true, "api": true, "apis": false, "db": false, "": false} {
+		if got := k.Allows(name); got != want {
+			t.Errorf("Allows(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if (&catalog.Key{}).Allows("x") {
+		t.Error("key without patterns allows a service")
+	}
+}
+
+func TestValidServiceName(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"a", true},
+		{"fetch_url", true},
+		{"web-1", true},
+		{"0", true},
+		{strings.Repeat("a", catalog.MaxNameLen), true},
+		{strings.Repeat("a", catalog.MaxNameLen+1), false},
+		{"", false},
+		{"Web", false},
+		{"web.a", false},
+		{"web a", false},
+		{"web*", false},
+		{"wéb", false},
+		{"web/a", false},
+		{"web\x00", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := catalog.ValidServiceName(tt.name); got != tt.want {
+				t.Errorf("ValidServiceName(%q) = %v, want %v", tt.name, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidPattern(t *testing.T) {
+	tests := []struct {
+		pattern string
+		want    bool
+	}{
+		{"web", true},
+		{"*", true},
+		{"web-*", true},
+		{"*-db*", true},
+		{strings.Repeat("*", catalog.MaxNameLen), true},
+		{strings.Repeat("a", catalog.MaxNameLen+1), false},
+		{"", false},
+		{"Web-*", false},
+		{"web.*", false},
+		{"web?", false},
+		{"web *", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pattern, func(t *testing.T) {
+			if got := catalog.ValidPattern(tt.pattern); got != tt.want {
+				t.Errorf("ValidPattern(%q) = %v, want %v", tt.pattern, got, tt.want)
+			}
+		})
+	}
+}
+
+// commands returns one complete command of every op.
+func commands() []catalog.Command {
+	return []catalog.Command{
+		register(newInstance("i1", "web-a", "10.0.0.1", 80)),
+		{Op: catalog.OpDeregister, ID: "i1", IfStatus: catalog.StatusCritical, Reason: "expired"},
+		{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusCritical, IfStatus: catalog.StatusPassing},
+		createKey(newKey("k1", "web-*", "api")),
+		{Op: catalog.OpRevokeKey, ID: "k1"},
+		{},
+	}
+}
+
+func TestEncodeCommand(t *testing.T) {
+	for _, cmd := range commands() {
+		t.Run(string(cmd.Op), func(t *testing.T) {
+			b, err := catalog.EncodeCommand(cmd)
+			if err != nil {
+				t.Fatalf("EncodeCommand: %v", err)
+			}
+			if b[0] != 1 {
+				t.Errorf("version byte = %d, want 1", b[0])
+			}
+			got, err := catalog.DecodeCommand(b)
+			if err != nil {
+				t.Fatalf("DecodeCommand: %v", err)
+			}
+			if !reflect.DeepEqual(got, cmd) {
+				t.Errorf("round trip:\n got %+v\nwant %+v", got, cmd)
+			}
+			again, err := catalog.EncodeCommand(got)
+			if err != nil || !bytes.Equal(again, b) {
+				t.Errorf("re-encoding differs: %s vs %s (%v)", again, b, err)
+			}
+		})
+	}
+}
+
+func TestDecodeCommand(t *testing.T) {
+	valid, err := catalog.EncodeCommand(catalog.Command{Op: catalog.OpRevokeKey, ID: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		in   []byte
+	}{
+		{"nil", nil},
+		{"empty", []byte{}},
+		{"version only", []byte{1}},
+		{"version zero", append([]byte{0}, valid[1:]...)},
+		{"version two", append([]byte{2}, valid[1:]...)},
+		{"no version byte", valid[1:]},
+		{"garbage", append([]byte{1}, "garbage"...)},
+		{"trailing data", append(slices.Clone(valid), "{}"...)},
+		{"wrong field type", append([]byte{1}, `{"op":"register","instance":{"port":"80"}}`...)},
+		{"bad base64", append([]byte{1}, `{"op":"register","instance":{"token_hash":"!!"}}`...)},
+		{"bad time", append([]byte{1}, `{"op":"register","instance":{"registered_at":"yesterday"}}`...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd, err := catalog.DecodeCommand(tt.in)
+			if !errors.Is(err, catalog.ErrBadCommand) {
+				t.Fatalf("DecodeCommand(%q) err = %v, want ErrBadCommand", tt.in, err)
+			}
+			if !reflect.DeepEqual(cmd, catalog.Command{}) {
+				t.Errorf("DecodeCommand returned a partial command on error: %+v", cmd)
+			}
+		})
+	}
+}
+
+// checkDerived fails tb unless every instance's derived fields agree with
+// its stored ones.
+func checkDerived(tb testing.TB, c *catalog.Catalog) {
+	tb.Helper()
+	for _, inst := range c.Instances() {
+		if want := inst.Scheme + "://" + net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port)); inst.URL() != want {
+			tb.Errorf("instance %s: URL() = %q, want %q", inst.ID, inst.URL(), want)
+		}
+		if want := inst.RegisteredAt.UTC().Format(time.RFC3339Nano); inst.RegisteredAtString() != want {
+			tb.Errorf("instance %s: RegisteredAtString() = %q, want %q", inst.ID, inst.RegisteredAtString(), want)
+		}
+	}
+}
+
+func TestInstance_URL(t *testing.T) {
+	l := newReplica()
+	v6 := newInstance("v6", "web-b", "fd00::1", 8443)
+	v6.Scheme = "https"
+	v6.RegisteredAt = time.Date(2025, 6, 1, 2, 0, 0, 5, time.FixedZone("x", 2*3600))
+	l.must(t,
+		createKey(newKey("k1", "web-*")),
+		register(newInstance("v4", "web-a", "10.0.0.1", 80)),
+		register(v6),
+	)
+	want := map[string][2]string{
+		"v4": {"http://10.0.0.1:80", "2025-01-02T03:04:05.000006Z"},
+		"v6": {"https://[fd00::1]:8443", "2025-06-01T00:00:00.000000005Z"},
+	}
+	check := func(t *testing.T, c *catalog.Catalog) {
+		t.Helper()
+		for id, w := range want {
+			inst, ok := c.Instance(id)
+			if !ok {
+				t.Fatalf("%s missing", id)
+			}
+			if inst.URL() != w[0] || inst.RegisteredAtString() != w[1] {
+				t.Errorf("%s: URL() = %q, RegisteredAtString() = %q; want %q, %q", id, inst.URL(), inst.RegisteredAtString(), w[0], w[1])
+			}
+		}
+		checkDerived(t, c)
+	}
+	t.Run("register", func(t *testing.T) { check(t, l.c) })
+	t.Run("set status", func(t *testing.T) {
+		l.must(t, catalog.Command{Op: catalog.OpSetStatus, ID: "v6", Status: catalog.StatusDraining})
+		check(t, l.c)
+	})
+	t.Run("restore", func(t *testing.T) {
+		c := catalog.New()
+		if err := c.Restore(bytes.NewReader(snapshotJSON(t, l.c))); err != nil {
+			t.Fatal(err)
+		}
+		check(t, c)
+	})
+}
+
+func TestInstance_TokenMatches(t *testing.T) {
+	inst := newInstance("i1", "a", "10.0.0.1", 80)
+	for tok, want := range map[string]bool{"token-i1": true, "token-i2": false, "": false, "token-i1 ": false} {
+		if got := inst.TokenMatches(tok); got != want {
+			t.Errorf("TokenMatches(%q) = %v, want %v", tok, got, want)
+		}
+	}
+	if (&catalog.Instance{}).TokenMatches("") {
+		t.Error("instance without a token hash matches the empty token")
+	}
+}
+
+func TestInstance_HasTags(t *testing.T) {
+	inst := newInstance("i1", "a", "10.0.0.1", 80) // tags v1, blue
+	tests := []struct {
+		want []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"v1"}, true},
+		{[]string{"blue", "v1"}, true},
+		{[]string{"v2"}, false},
+		{[]string{"v1", "v2"}, false},
+	}
+	for _, tt := range tests {
+		if got := inst.HasTags(tt.want); got != tt.ok {
+			t.Errorf("HasTags(%q) = %v, want %v", tt.want, got, tt.ok)
+		}
+	}
+}
+
+func TestInstance_HasMeta(t *testing.T) {
+	inst := newInstance("i1", "a", "10.0.0.1", 80)
+	inst.Meta = map[string]string{"zone": "a", "empty": "", "url": "http://x:1"}
+	tests := []struct {
+		want []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"zone:a"}, true},
+		{[]string{"zone:b"}, false},
+		{[]string{"zone"}, false}, // no colon: value "" differs from "a"
+		{[]string{"empty:"}, true},
+		{[]string{"empty"}, true},
+		{[]string{"missing:"}, false},
+		{[]string{"url:http://x:1"}, true}, // only the first colon splits
+		{[]string{"zone:a", "url:http://x:1"}, true},
+		{[]string{"zone:a", "zone:b"}, false},
+	}
+	for _, tt := range tests {
+		if got := inst.HasMeta(tt.want); got != tt.ok {
+			t.Errorf("HasMeta(%q) = %v, want %v", tt.want, got, tt.ok)
+		}
+	}
+}
+
+func TestHashSecret(t *testing.T) {
+	// SHA-256("abc"), FIPS 180-2 test vector.
+	const want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	if got := hex.EncodeToString(catalog.HashSecret("abc")); got != want {
+		t.Errorf("HashSecret(abc) = %s, want %s", got, want)
+	}
+}
+
+func TestRandomID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		id := catalog.RandomID(16)
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Fatalf("RandomID(16) = %q, want 32 lowercase hex digits", id)
+		}
+		if seen[id] {
+			t.Fatalf("RandomID repeated %q", id)
+		}
+		seen[id] = true
+	}
+	s := catalog.RandomSecret()
+	if len(s) != 43 || strings.ContainsAny(s, "+/=") {
+		t.Errorf("RandomSecret() = %q, want 43 unpadded base64url characters", s)
+	}
+	if s == catalog.RandomSecret() {
+		t.Error("RandomSecret repeated")
+	}
+}

@@ -1,0 +1,216 @@
+package catalog_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// seeded returns a catalog holding key k1 (web-*) and passing instance i1 of
+// web-a, applied at indexes 1 and 2.
+func seeded(tb testing.TB) *replica {
+	tb.Helper()
+	r := newReplica()
+	r.must(tb, createKey(newKey("k1", "web-*")), register(newInstance("i1", "web-a", "10.0.0.1", 80)))
+	return r
+}
+
+// applyErrors are the errors Apply may return in Result.Err.
+var applyErrors = []error{
+	catalog.ErrNotFound, catalog.ErrKeyRevoked, catalog.ErrKeyScope,
+	catalog.ErrConflict, catalog.ErrExists, catalog.ErrBadCommand,
+}
+
+func FuzzDecodeCommand(f *testing.F) {
+	for _, cmd := range commands() {
+		b, err := catalog.EncodeCommand(cmd)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	// Commands that hit the seeded catalog's state.
+	for _, cmd := range []catalog.Command{
+		register(newInstance("i2", "web-a", "10.0.0.1", 80)), // replaces i1
+		register(newInstance("i1", "web-a", "10.0.0.2", 80)), // duplicate ID
+		register(newInstance("i2", "db", "10.0.0.2", 80)),    // out of scope
+		{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusCritical, IfStatus: catalog.StatusPassing},
+		{Op: catalog.OpDeregister, ID: "i1", IfStatus: catalog.StatusCritical},
+		{Op: catalog.OpRevokeKey, ID: "k1"},
+		createKey(newKey("k1", "x")),
+	} {
+		b, err := catalog.EncodeCommand(cmd)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		"",
+		"\x01",
+		"\x02{}",
+		"{}",
+		"\x01null",
+		"\x01{}",
+		"\x01[]",
+		`` + "\x01" + `{"op":"register","instance":null}`,
+		"\x01" + `{"op":"register","instance":{"id":"i9","service":"web-a","token_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","status":"passing","key_id":"k1"}}`,
+		"\x01" + `{"op":"register","instance":{"id":"i9","service":"web-a","registered_at":"9999-12-31T23:59:59.999999999+23:59"}}`,
+		"\x01" + `{"op":"create_key","key":{"id":"k2","secret_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","services":[""]}}`,
+		"\x01" + `{"op":"create_key","key":null}`,
+		"\x01" + `{"op":"set_status","id":"i1","status":"critical","if_status":"passing","OP":"deregister"}`,
+		"\x01" + `{"op":"register","instance":{"tags":[],"meta":{},"token_hash":""}}`,
+		"\x01" + `{"op":"set_status","id":"i1","status":"passing\ud800"}`,
+	} {
+		f.Add([]byte(s))
+	}
+
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var cmd catalog.Command
+		var err error
+		if !noPanic(t, "DecodeCommand", func() { cmd, err = catalog.DecodeCommand(b) }) {
+			return
+		}
+		if err != nil {
+			if !errors.Is(err, catalog.ErrBadCommand) {
+				t.Errorf("DecodeCommand error %v does not wrap ErrBadCommand", err)
+			}
+			return
+		}
+
+		r := seeded(t)
+		before := snapshotJSON(t, r.c)
+		var res catalog.Result
+		if !noPanic(t, "Apply", func() { res = r.c.Apply(3, cmd) }) {
+			return
+		}
+		if res.Index != 3 || r.c.Index() != 3 {
+			t.Errorf("Result.Index = %d, Index() = %d, want 3", res.Index, r.c.Index())
+		}
+		if res.Err != nil {
+			known := false
+			for _, e := range applyErrors {
+				known = known || errors.Is(res.Err, e)
+			}
+			if !known {
+				t.Errorf("Apply returned unexpected error %v", res.Err)
+			}
+			want := bytes.Replace(before, []byte(`"index":2`), []byte(`"index":3`), 1)
+			if after := snapshotJSON(t, r.c); !bytes.Equal(after, want) {
+				t.Errorf("failed command (%v) changed the catalog:\nbefore %s\nafter  %s", res.Err, before, after)
+			}
+		}
+
+		checkDerived(t, r.c)
+
+		// Whatever the command did, the state survives a snapshot round trip.
+		snap := snapshotJSON(t, r.c)
+		other := catalog.New()
+		if err := other.Restore(bytes.NewReader(snap)); err != nil {
+			t.Fatalf("Restore of the snapshot after Apply: %v\n%s", err, snap)
+		}
+		if again := snapshotJSON(t, other); !bytes.Equal(again, snap) {
+			t.Errorf("snapshot round trip after Apply differs:\n%s\n%s", snap, again)
+		}
+
+		enc, err := catalog.EncodeCommand(cmd)
+		if err != nil {
+			t.Fatalf("EncodeCommand of a decoded command: %v", err)
+		}
+		dec, err := catalog.DecodeCommand(enc)
+		if err != nil {
+			t.Fatalf("DecodeCommand(EncodeCommand(cmd)): %v\n%s", err, enc)
+		}
+		enc2, err := catalog.EncodeCommand(dec)
+		if err != nil {
+			t.Fatalf("EncodeCommand after round trip: %v", err)
+		}
+		if !bytes.Equal(enc, enc2) {
+			t.Errorf("encoding not stable:\n%s\n%s", enc, enc2)
+		}
+	})
+}
+
+func FuzzRestore(f *testing.F) {
+	full := newReplica()
+	populate(f, full)
+	good := snapshotJSON(f, full.c)
+	f.Add(good)
+	f.Add(snapshotJSON(f, catalog.New()))
+	f.Add(snapshotJSON(f, seeded(f).c))
+	f.Add(good[:len(good)/2])
+	f.Add(append(bytes.Clone(good), good...))
+	for _, s := range []string{
+		"",
+		"null",
+		"{}",
+		"[]",
+		`{"version":1}`,
+		`{"version":2,"index":1}`,
+		`{"version":1,"index":18446744073709551615}`,
+		`{"version":1,"index":-1}`,
+		`{"version":1,"index":5,"services":{"ghost":4}}`,
+		`{"version":1,"index":5,"instances":[{"id":"a","service":"s"}],"services":{}}`,
+		`{"version":1,"index":5,"instances":[{"id":"a","service":"s"},{"id":"a","service":"t"}],"services":{"s":1,"t":2}}`,
+		`{"version":1,"index":5,"keys":[{"id":"k","secret_hash":"AAAA"},{"id":"k2","secret_hash":"AAAA"}]}`,
+		`{"version":1,"instances":[{"id":"a","registered_at":"2025-01-02T03:04:05+23:59"}],"services":{"":1}}`,
+		`{"version":1,"index":7,"instances":[` + instJSON("a", "orphan", zeroHash, "passing") + `]}`,
+		`{"version":1,"index":7,"instances":[` + instJSON("a", "s", zeroHash, "passing") + `,` + instJSON("b", "s", oneHash, "critical") + `],"keys":[{"id":"k","secret_hash":"` + zeroHash + `","services":["*"]}],"services":{"s":6,"gone":2}}`,
+		// Lists holding null decode into nil pointers.
+		`{"version":1,"index":3,"instances":[null]}`,
+		`{"version":1,"index":3,"keys":[null]}`,
+	} {
+		f.Add([]byte(s))
+	}
+
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := newReplica()
+		populate(t, r)
+		before := snapshotJSON(t, r.c)
+		calls := 0
+		r.c.OnChange(func(uint64, []string) { calls++ })
+
+		var err error
+		if !noPanic(t, "Restore", func() { err = r.c.Restore(bytes.NewReader(b)) }) {
+			return // the catalog may still be locked
+		}
+		if err != nil {
+			if after := snapshotJSON(t, r.c); !bytes.Equal(after, before) {
+				t.Errorf("failed Restore (%v) changed the catalog:\nbefore %s\nafter  %s", err, before, after)
+			}
+			if calls != 0 {
+				t.Errorf("OnChange called %d times after a failed Restore", calls)
+			}
+			return
+		}
+		if calls != 1 {
+			t.Errorf("OnChange called %d times after Restore, want 1", calls)
+		}
+		checkDerived(t, r.c)
+		for _, inst := range r.c.Instances() {
+			if v := r.c.Service(inst.Service); v == nil || !slices.Contains(v.Instances, inst) {
+				t.Errorf("instance %s is not in its service's view", inst.ID)
+			}
+		}
+		// Whatever was accepted can be snapshotted and restored again, as a
+		// follower installing this node's next snapshot would.
+		snap := snapshotJSON(t, r.c)
+		other := catalog.New()
+		if err := other.Restore(bytes.NewReader(snap)); err != nil {
+			t.Fatalf("restoring the snapshot of a restored catalog: %v\n%s", err, snap)
+		}
+		if again := snapshotJSON(t, other); !bytes.Equal(again, snap) {
+			t.Errorf("second round trip differs:\n%s\n%s", snap, again)
+		}
+		// And the catalog still applies commands over the restored state.
+		idx := r.c.Index()
+		for _, cmd := range commands() {
+			idx++
+			noPanic(t, fmt.Sprintf("Apply(%s) after Restore", cmd.Op), func() { r.c.Apply(idx, cmd) })
+		}
+	})
+}
