@@ -201,42 +201,9 @@ func (v *Verifier) Verify(ctx context.Context, t Target, req api.VerifyRequest, 
 	if err != nil {
 		return fmt.Errorf("verify: encode: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
-	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL(), bytes.NewReader(body))
+	data, err := v.Call(ctx, t, "application/json", body)
 	if err != nil {
-		return &Error{Reason: api.ReasonUnreachable, Msg: err.Error()}
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("User-Agent", "muster-verify/1")
-	resp, err := v.client.Do(hreq)
-	if err != nil {
-		if errors.Is(err, ErrNotAllowed) {
-			return fmt.Errorf("%w (%s)", ErrNotAllowed, t.Address)
-		}
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-			return &Error{Reason: api.ReasonTimeout, Msg: fmt.Sprintf("no answer from %s within %s", t.URL(), v.cfg.Timeout)}
-		}
-		return &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot reach %s", t.URL())}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		return &Error{Reason: api.ReasonRedirect, Msg: fmt.Sprintf("%s answered %d; redirects are not followed", t.URL(), resp.StatusCode)}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return &Error{Reason: api.ReasonBadStatus, Msg: fmt.Sprintf("%s answered %d, want 200", t.URL(), resp.StatusCode)}
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, v.cfg.MaxBody+1))
-	if err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-			return &Error{Reason: api.ReasonTimeout, Msg: "answer not complete within " + v.cfg.Timeout.String()}
-		}
-		return &Error{Reason: api.ReasonBadResponse, Msg: "reading answer: " + err.Error()}
-	}
-	if int64(len(data)) > v.cfg.MaxBody {
-		return &Error{Reason: api.ReasonBadResponse, Msg: fmt.Sprintf("answer larger than %d bytes", v.cfg.MaxBody)}
+		return err
 	}
 	var vr api.VerifyResponse
 	if err := json.Unmarshal(data, &vr); err != nil {
@@ -250,4 +217,61 @@ func (v *Verifier) Verify(ctx context.Context, t Target, req api.VerifyRequest, 
 		return &Error{Reason: api.ReasonBadProof, Msg: "proof does not match the challenge and enrolment key"}
 	}
 	return nil
+}
+
+// Call POSTs body to t under every guard (allowlist at dial time, no
+// redirects, no proxy, deadline, answer size cap) and returns the answer of
+// a 200. Failures are a *Error with the reason, or an error wrapping
+// ErrNotAllowed. Verify and the tutorial-protocol registration both use it.
+func (v *Verifier) Call(ctx context.Context, t Target, contentType string, body []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL(), bytes.NewReader(body))
+	if err != nil {
+		return nil, &Error{Reason: api.ReasonUnreachable, Msg: err.Error()}
+	}
+	hreq.Header.Set("Content-Type", contentType)
+	hreq.Header.Set("User-Agent", "muster-verify/1")
+	resp, err := v.client.Do(hreq)
+	if err != nil {
+		if errors.Is(err, ErrNotAllowed) {
+			return nil, fmt.Errorf("%w (%s)", ErrNotAllowed, t.Address)
+		}
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return nil, &Error{Reason: api.ReasonTimeout, Msg: fmt.Sprintf("no answer from %s within %s", t.URL(), v.cfg.Timeout)}
+		}
+		return nil, &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot reach %s: %s", t.URL(), rootCause(err))}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, &Error{Reason: api.ReasonRedirect, Msg: fmt.Sprintf("%s answered %d; redirects are not followed", t.URL(), resp.StatusCode)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &Error{Reason: api.ReasonBadStatus, Msg: fmt.Sprintf("%s answered %d, want 200", t.URL(), resp.StatusCode)}
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, v.cfg.MaxBody+1))
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return nil, &Error{Reason: api.ReasonTimeout, Msg: "answer not complete within " + v.cfg.Timeout.String()}
+		}
+		return nil, &Error{Reason: api.ReasonBadResponse, Msg: "reading answer: " + err.Error()}
+	}
+	if int64(len(data)) > v.cfg.MaxBody {
+		return nil, &Error{Reason: api.ReasonBadResponse, Msg: fmt.Sprintf("answer larger than %d bytes", v.cfg.MaxBody)}
+	}
+	return data, nil
+}
+
+// rootCause returns the innermost error's text (connection refused, a TLS
+// certificate problem), without Go's wrapping of the URL and operation.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
 }
