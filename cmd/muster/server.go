@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/musterhq/muster/internal/httpapi"
 	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -23,6 +24,11 @@ func runServer(ctx context.Context, e env, args []string) error {
 	allow := fs.String("verify-allow", e.envOr("MUSTER_VERIFY_ALLOW", defaultAllowString()), "comma-separated networks registration callbacks may reach")
 	verifyTimeout := fs.Duration("verify-timeout", def.VerifyTimeout, "timeout of a registration callback")
 	grace := fs.Duration("expiry-grace", def.Grace, "after becoming leader, no instance expires before its TTL plus this grace")
+	seedDef := httpapi.DefaultSeedConfig()
+	seedCompat := fs.Bool("seed-compat", false, "also serve the tutorial's form-encoded protocol under /api/v1/ (register, verify, ping, lookup)")
+	seedChallenge := fs.String("seed-challenge", seedDef.Challenge, "challenge phrase of the tutorial protocol")
+	seedResponse := fs.String("seed-response", seedDef.Response, "response phrase the tutorial protocol expects")
+	seedInterval := fs.Duration("seed-heartbeat-interval", seedDef.HeartbeatInterval, "ping interval of tutorial-protocol services; their TTL is three intervals")
 	logLevel := fs.String("log-level", e.envOr("MUSTER_LOG_LEVEL", "info"), "debug, info, warn or error")
 	logFormat := fs.String("log-format", e.envOr("MUSTER_LOG_FORMAT", "text"), "text or json")
 	pos, err := parse(fs, args)
@@ -57,6 +63,9 @@ func runServer(ctx context.Context, e env, args []string) error {
 	cfg.VerifyTimeout = *verifyTimeout
 	cfg.Grace = *grace
 	cfg.Logger = slog.New(h)
+	if *seedCompat {
+		cfg.Seed = &httpapi.SeedConfig{Challenge: *seedChallenge, Response: *seedResponse, HeartbeatInterval: *seedInterval}
+	}
 	s, err := server.New(cfg)
 	if err != nil {
 		return err

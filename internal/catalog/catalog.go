@@ -269,6 +269,15 @@ func (c *Catalog) Instance(id string) (*Instance, bool) {
 	return inst, ok
 }
 
+// InstanceByAddr returns the instance of service registered at address and
+// port (there is at most one: a new registration replaces the old).
+func (c *Catalog) InstanceByAddr(service, address string, port int) (*Instance, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	inst, ok := c.instances[c.addrs[addrKey(service, address, port)]]
+	return inst, ok
+}
+
 // Instances returns every instance, in no particular order.
 func (c *Catalog) Instances() []*Instance {
 	c.mu.RLock()

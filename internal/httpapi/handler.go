@@ -44,11 +44,14 @@ type Deps struct {
 	MaxVerifying int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Seed, when set, also serves the tutorial's wire protocol.
+	Seed *SeedConfig
 }
 
 type apiServer struct {
 	Deps
 	verifySlots chan struct{}
+	seed        *seedState
 }
 
 // NewHandler returns the API handler.
@@ -66,11 +69,17 @@ func NewHandler(d Deps) http.Handler {
 		d.Now = time.Now
 	}
 	a := &apiServer{Deps: d, verifySlots: make(chan struct{}, d.MaxVerifying)}
+	if d.Seed != nil {
+		a.seed = &seedState{cfg: *d.Seed}
+	}
 
 	mux := http.NewServeMux()
 	paths := http.NewServeMux() // the same patterns without methods, to tell 405 from 404
 	allowed := map[string][]string{}
 	for _, rt := range a.routes() {
+		if rt.Seed && a.seed == nil {
+			continue
+		}
 		mux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)
 		if _, ok := allowed[rt.Pattern]; !ok {
 			paths.Handle(rt.Pattern, http.NotFoundHandler())

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"errors"
 	"net/http"
 
 	"github.com/musterhq/muster/api"
@@ -30,27 +32,37 @@ func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, a.Logger, errorf(http.StatusForbidden, api.CodeForbidden, "", "session token does not match this instance"))
 		return
 	}
-	a.Tracker.Beat(inst.ID, a.Now())
-	status := inst.Status
-	if status == catalog.StatusCritical {
-		res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "heartbeat"})
-		if err == nil {
-			err = res.Err
-		}
-		switch {
-		case err == nil:
-			status = catalog.StatusPassing
-			a.Logger.Info("instance passing again", "id", inst.ID, "service", inst.Service)
-		case err == catalog.ErrConflict:
-			if cur, ok := a.Catalog.Instance(inst.ID); ok {
-				status = cur.Status
-			}
-		default:
-			writeError(w, a.Logger, err)
-			return
-		}
+	status, err := a.beat(r.Context(), inst)
+	if err != nil {
+		writeError(w, a.Logger, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, api.HeartbeatResponse{TTL: inst.TTL.String(), Status: status})
+}
+
+// beat records a heartbeat of inst and, if it was critical, commits its
+// return to passing. It returns the instance's status after the beat.
+func (a *apiServer) beat(ctx context.Context, inst *catalog.Instance) (string, error) {
+	a.Tracker.Beat(inst.ID, a.Now())
+	if inst.Status != catalog.StatusCritical {
+		return inst.Status, nil
+	}
+	res, err := a.Node.Apply(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "heartbeat"})
+	if err == nil {
+		err = res.Err
+	}
+	switch {
+	case err == nil:
+		a.Logger.Info("instance passing again", "id", inst.ID, "service", inst.Service)
+		return catalog.StatusPassing, nil
+	case errors.Is(err, catalog.ErrConflict):
+		if cur, ok := a.Catalog.Instance(inst.ID); ok {
+			return cur.Status, nil
+		}
+		return inst.Status, nil
+	default:
+		return "", err
+	}
 }
 
 // instanceForOwner resolves the instance named in the path for a caller

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -238,19 +239,31 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 		TokenHash: catalog.HashSecret(token), KeyID: key.ID, Proof: proof,
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
-	res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: "api"})
-	if err == nil {
-		err = res.Err
-	}
+	res, err := a.commitRegistration(r.Context(), inst, "api")
 	if err != nil {
 		writeError(w, a.Logger, err)
 		return
 	}
-	a.Tracker.Beat(id, now)
+	w.Header().Set("Location", "/v1/instances/"+id)
+	writeJSON(w, http.StatusCreated, api.RegisterResponse{ID: id, Service: service, TTL: reg.TTL, Index: res.Index})
+}
+
+// commitRegistration commits a verified instance through Raft and starts
+// its heartbeat clock. Both the /v1 and the tutorial-protocol registrations
+// end here.
+func (a *apiServer) commitRegistration(ctx context.Context, inst *catalog.Instance, reason string) (catalog.Result, error) {
+	res, err := a.Node.Apply(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason})
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return res, err
+	}
+	a.Tracker.Beat(inst.ID, inst.RegisteredAt)
 	if res.Replaced != "" {
 		a.Tracker.Forget(res.Replaced)
 	}
-	a.Logger.Info("instance registered", "service", service, "id", id, "address", reg.Address, "port", reg.Port, "replaced", res.Replaced, "index", res.Index)
-	w.Header().Set("Location", "/v1/instances/"+id)
-	writeJSON(w, http.StatusCreated, api.RegisterResponse{ID: id, Service: service, TTL: reg.TTL, Index: res.Index})
+	a.Logger.Info("instance registered", "service", inst.Service, "id", inst.ID, "address", inst.Address, "port", inst.Port,
+		"protocol", reason, "replaced", res.Replaced, "index", res.Index)
+	return res, nil
 }

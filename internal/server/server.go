@@ -35,6 +35,8 @@ type Config struct {
 	// Grace is added to every TTL after the node becomes leader.
 	Grace         time.Duration
 	SweepInterval time.Duration
+	// Seed, when set, also serves the tutorial's wire protocol.
+	Seed *httpapi.SeedConfig
 	// RaftTimeout sets Raft's heartbeat and election timeouts.
 	RaftTimeout time.Duration
 	Logger      *slog.Logger
@@ -74,6 +76,11 @@ func (c Config) Validate() error {
 	}
 	if len(c.VerifyAllow) == 0 {
 		errs = append(errs, errors.New("verify allowlist is empty"))
+	}
+	if c.Seed != nil {
+		if err := c.Seed.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -143,7 +150,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	handler := httpapi.NewHandler(httpapi.Deps{
 		Catalog: s.cat, Node: node, Tracker: s.tracker, Verifier: verifier,
-		AdminTokenHash: catalog.HashSecret(adminToken), Grace: s.cfg.Grace, Logger: s.log,
+		AdminTokenHash: catalog.HashSecret(adminToken), Grace: s.cfg.Grace, Logger: s.log, Seed: s.cfg.Seed,
 	})
 	s.handler = handler
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
