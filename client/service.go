@@ -57,6 +57,9 @@ type ServiceConfig struct {
 	// ListenAddr is where Serve listens; default Address:Port. Set it to
 	// ":PORT" to listen on every interface.
 	ListenAddr string
+	// Listener, when set, is used by Serve instead of listening on
+	// ListenAddr; Port defaults to its port. Handy with port 0.
+	Listener net.Listener
 	// DrainDelay is how long a shutting-down instance stays registered as
 	// draining before it deregisters, so that clients' caches move away
 	// from it; default 0.
@@ -71,6 +74,11 @@ type ServiceConfig struct {
 }
 
 func (c *ServiceConfig) setDefaults(getenv func(string) string) {
+	if c.Port == 0 && c.Listener != nil {
+		if a, ok := c.Listener.Addr().(*net.TCPAddr); ok {
+			c.Port = a.Port
+		}
+	}
 	if c.Registry == "" {
 		c.Registry = getenv("MUSTER_ADDR")
 	}
@@ -448,12 +456,17 @@ func Serve(ctx context.Context, cfg ServiceConfig, handler http.Handler) error {
 	mux.Handle(reg.cfg.VerifyPath, reg.VerifyHandler())
 	mux.Handle("/", handler)
 	srv := &http.Server{
-		Addr:              reg.cfg.ListenAddr,
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	ln := reg.cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", reg.cfg.ListenAddr); err != nil {
+			return fmt.Errorf("client: serve: %w", err)
+		}
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	done := make(chan error, 1)
