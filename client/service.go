@@ -234,7 +234,7 @@ func (r *Registration) setState(f func(*State)) {
 	switch {
 	case after.Registered && !before.Registered:
 		r.log.Info("registered with muster", "instance_id", after.InstanceID, "status", after.Status)
-	case !after.Registered && before.Registered:
+	case !after.Registered && before.Registered && after.LastError != nil:
 		r.log.Warn("no longer registered with muster", "instance_id", before.InstanceID, "err", after.LastError)
 	}
 }

@@ -39,6 +39,7 @@ Usage:
   muster register --service NAME --address A --port P [--tag T] [--meta k=v] [--ttl D]
                                               register a process as a sidecar: answer the
                                               callback, heartbeat, deregister on Ctrl-C
+  muster demo                                 the tutorial's word-cloud app on muster
   muster version
 
 CLI commands read MUSTER_ADDR (default http://127.0.0.1:9000),
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDeregister(ctx, e, args[1:])
 	case "register":
 		return runRegister(ctx, e, args[1:])
+	case "demo":
+		return runDemo(ctx, e, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, "muster", version)
 		return nil

@@ -1,0 +1,117 @@
+package scraper
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/musterhq/muster/api"
+	"golang.org/x/net/html"
+)
+
+// MaxBodyBytes caps a request's form body.
+const MaxBodyBytes = 4 << 20
+
+// CodeNoMatch is the error code (422) of a page on which the layout's
+// selector matches nothing, or only an empty element.
+const CodeNoMatch = "not_a_posting"
+
+// ErrNoMatch means the selector matches no element of the page.
+var ErrNoMatch = errors.New("scraper: no element matches the selector")
+
+// Extract returns the text (see Text) of the first element of page that
+// sel matches. The error wraps ErrNoMatch when nothing matches; a page too
+// broken (or too deeply nested) for the HTML parser gives its parse error.
+// An element without text gives "" and no error.
+func Extract(page string, sel Selector) (string, error) {
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		return "", fmt.Errorf("scraper: parse page: %w", err)
+	}
+	n := sel.First(doc)
+	if n == nil {
+		return "", fmt.Errorf("%w: %s", ErrNoMatch, sel)
+	}
+	return Text(n), nil
+}
+
+// Handler returns the scraper for layout l: POST /api/v1/words with form
+// field html. It panics if l.Validate fails.
+func Handler(l Layout) http.Handler {
+	if err := l.Validate(); err != nil {
+		panic(err)
+	}
+	sel, _ := ParseSelector(l.Selector)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v1/words", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			writeError(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use POST /api/v1/words with form field html")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		if err := parseForm(r); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeError(w, http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, fmt.Sprintf("the form is larger than %d bytes", MaxBodyBytes))
+				return
+			}
+			writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, "cannot read the form: "+err.Error())
+			return
+		}
+		page := r.PostForm.Get("html")
+		if strings.TrimSpace(page) == "" {
+			writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, "the form field html is required and must hold the page's HTML")
+			return
+		}
+		text, err := Extract(page, sel)
+		switch {
+		case errors.Is(err, ErrNoMatch):
+			writeError(w, http.StatusUnprocessableEntity, CodeNoMatch, fmt.Sprintf("the page does not look like a %s job posting: it has no %s", l.Site, sel))
+			return
+		case err != nil:
+			writeError(w, http.StatusUnprocessableEntity, CodeNoMatch, fmt.Sprintf("the page does not look like a %s job posting: %v", l.Site, err))
+			return
+		}
+		if text == "" {
+			writeError(w, http.StatusUnprocessableEntity, CodeNoMatch, fmt.Sprintf("the page's %s holds no text", sel))
+			return
+		}
+		writeJSON(w, http.StatusOK, struct {
+			Data string `json:"data"`
+		}{text})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint "+r.URL.Path+"; try POST /api/v1/words")
+	})
+	return mux
+}
+
+// parseForm parses an application/x-www-form-urlencoded or
+// multipart/form-data body into r.PostForm.
+func parseForm(r *http.Request) error {
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		return r.ParseMultipartForm(MaxBodyBytes)
+	}
+	return r.ParseForm()
+}
+
+// writeJSON writes v as the JSON answer.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"cannot encode the answer"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// writeError writes {"error": {"code", "message"}}.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
+}
