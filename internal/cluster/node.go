@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/durable"
 )
 
 // ErrNotLeader means this node cannot accept writes because it is not the
@@ -209,31 +210,10 @@ func loadNodeID(dir string) (string, error) {
 		return "", fmt.Errorf("cluster: node id: %w", err)
 	}
 	id := "node-" + catalog.RandomID(6)
-	if err := writeFileSync(p, []byte(id), 0o600); err != nil {
+	if err := durable.WriteFile(p, []byte(id), 0o600); err != nil {
 		return "", fmt.Errorf("cluster: node id: %w", err)
 	}
 	return id, nil
-}
-
-// writeFileSync writes a file atomically and durably.
-func writeFileSync(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // watchLeadership tracks leadership. On gaining it, the node waits for a
@@ -247,14 +227,7 @@ func (n *Node) watchLeadership() {
 			return
 		case isLeader := <-ch:
 			if !isLeader {
-				n.mu.Lock()
-				n.leaderGen++
-				select {
-				case <-n.ready:
-					n.ready = make(chan struct{})
-				default:
-				}
-				n.mu.Unlock()
+				n.unready()
 				n.log.Warn("lost leadership")
 				continue
 			}
@@ -285,6 +258,19 @@ func (n *Node) watchLeadership() {
 			}
 			n.mu.Unlock()
 		}
+	}
+}
+
+// unready ends the current leadership term as far as readiness goes: a
+// barrier still in flight for it will not mark the node ready.
+func (n *Node) unready() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.leaderGen++
+	select {
+	case <-n.ready:
+		n.ready = make(chan struct{})
+	default:
 	}
 }
 
@@ -372,14 +358,7 @@ func (n *Node) Close() error {
 	close(n.stop)
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
-	n.mu.Lock()
-	n.leaderGen++
-	select {
-	case <-n.ready:
-		n.ready = make(chan struct{})
-	default:
-	}
-	n.mu.Unlock()
+	n.unready()
 	n.transport.Close()
 	if cerr := n.store.Close(); err == nil {
 		err = cerr

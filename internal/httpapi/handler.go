@@ -117,6 +117,19 @@ func (a *apiServer) recoverer(next http.Handler) http.Handler {
 	})
 }
 
+// verifySlot takes one of the slots for registration callbacks; when all
+// are taken it answers 503 busy and reports false. Call release when done.
+func (a *apiServer) verifySlot(w http.ResponseWriter) (release func(), ok bool) {
+	select {
+	case a.verifySlots <- struct{}{}:
+		return func() { <-a.verifySlots }, true
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, a.Logger, errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many registrations in flight; retry"))
+		return nil, false
+	}
+}
+
 // isAdmin reports whether r carries the admin token.
 func (a *apiServer) isAdmin(r *http.Request) bool {
 	tok := bearer(r)

@@ -203,14 +203,11 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, a.Logger, err)
 		return
 	}
-	select {
-	case a.verifySlots <- struct{}{}:
-		defer func() { <-a.verifySlots }()
-	default:
-		w.Header().Set("Retry-After", "1")
-		writeError(w, a.Logger, errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many registrations in flight; retry"))
+	release, ok := a.verifySlot(w)
+	if !ok {
 		return
 	}
+	defer release()
 
 	id := catalog.RandomID(16)
 	token := catalog.RandomSecret()

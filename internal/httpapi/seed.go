@@ -184,14 +184,11 @@ func (a *apiServer) seedRegister(w http.ResponseWriter, r *http.Request) {
 		a.seedError(w, err)
 		return
 	}
-	select {
-	case a.verifySlots <- struct{}{}:
-		defer func() { <-a.verifySlots }()
-	default:
-		w.Header().Set("Retry-After", "1")
-		writeError(w, a.Logger, errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many registrations in flight; retry"))
+	release, ok := a.verifySlot(w)
+	if !ok {
 		return
 	}
+	defer release()
 	secret := catalog.RandomSecret()
 	form := url.Values{"challenge": {a.seed.cfg.Challenge}, "secret": {secret}}
 	target := verify.Target{Scheme: addr.scheme, Address: addr.host, Port: addr.port, Path: seedVerifyPath}

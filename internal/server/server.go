@@ -16,6 +16,7 @@ import (
 
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/cluster"
+	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/health"
 	"github.com/musterhq/muster/internal/httpapi"
 	"github.com/musterhq/muster/internal/verify"
@@ -230,32 +231,11 @@ func (s *Server) loadAdminToken() (string, error) {
 		return "", fmt.Errorf("server: admin token: %w", err)
 	}
 	tok := "ma_" + catalog.RandomSecret()
-	if err := writeSecret(path, tok); err != nil {
+	if err := durable.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("server: admin token: %w", err)
 	}
 	s.log.Info("admin token created; read it from this file", "path", path)
 	return tok, nil
-}
-
-// writeSecret writes a secret file with mode 0600, durably.
-func writeSecret(path, secret string) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(secret + "\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // Addr returns the bound HTTP address.
