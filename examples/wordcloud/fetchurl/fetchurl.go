@@ -3,7 +3,6 @@ package fetchurl
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/examples/wordcloud/internal/reply"
 )
 
 // ServiceName is the name fetch_url registers under.
@@ -128,7 +128,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("/api/v1/fetchurl/{$}", f.serve)
 	mux.HandleFunc("/api/v1/fetchurl", f.serve)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint "+r.URL.Path+"; try GET /api/v1/fetchurl/?url=")
+		reply.Error(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint "+r.URL.Path+"; try GET /api/v1/fetchurl/?url=")
 	})
 	return mux
 }
@@ -142,12 +142,12 @@ type fetcher struct {
 func (f *fetcher) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use GET /api/v1/fetchurl/?url=")
+		reply.Error(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use GET /api/v1/fetchurl/?url=")
 		return
 	}
 	target, err := parseTarget(r.URL.Query().Get("url"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, err.Error())
+		reply.Error(w, http.StatusBadRequest, api.CodeInvalidArgument, err.Error())
 		return
 	}
 	body, ferr := f.fetch(r.Context(), target)
@@ -155,10 +155,10 @@ func (f *fetcher) serve(w http.ResponseWriter, r *http.Request) {
 		if r.Context().Err() != nil {
 			return // the caller has gone; nobody reads the answer
 		}
-		writeError(w, ferr.status, ferr.code, ferr.msg)
+		reply.Error(w, ferr.status, ferr.code, ferr.msg)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
+	reply.JSON(w, http.StatusOK, struct {
 		Data string `json:"data"`
 	}{base64.StdEncoding.EncodeToString(body)})
 }
@@ -239,22 +239,4 @@ func (f *fetcher) transportError(ctx context.Context, target *url.URL, reading b
 		msg = fmt.Sprintf("reading %s failed: %v", target, err)
 	}
 	return &fetchError{http.StatusBadGateway, CodeUnreachable, msg}
-}
-
-// writeJSON writes v as the JSON answer.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"cannot encode the answer"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
-}
-
-// writeError writes {"error": {"code", "message"}}.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
 }

@@ -1,13 +1,13 @@
 package scraper
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/examples/wordcloud/internal/reply"
 	"golang.org/x/net/html"
 )
 
@@ -48,43 +48,43 @@ func Handler(l Layout) http.Handler {
 	mux.HandleFunc("/api/v1/words", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
-			writeError(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use POST /api/v1/words with form field html")
+			reply.Error(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use POST /api/v1/words with form field html")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		if err := parseForm(r); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				writeError(w, http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, fmt.Sprintf("the form is larger than %d bytes", MaxBodyBytes))
+				reply.Error(w, http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, fmt.Sprintf("the form is larger than %d bytes", MaxBodyBytes))
 				return
 			}
-			writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, "cannot read the form: "+err.Error())
+			reply.Error(w, http.StatusBadRequest, api.CodeInvalidArgument, "cannot read the form: "+err.Error())
 			return
 		}
 		page := r.PostForm.Get("html")
 		if strings.TrimSpace(page) == "" {
-			writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, "the form field html is required and must hold the page's HTML")
+			reply.Error(w, http.StatusBadRequest, api.CodeInvalidArgument, "the form field html is required and must hold the page's HTML")
 			return
 		}
 		text, err := Extract(page, sel)
 		switch {
 		case errors.Is(err, ErrNoMatch):
-			writeError(w, http.StatusUnprocessableEntity, CodeNoMatch, fmt.Sprintf("the page does not look like a %s job posting: it has no %s", l.Site, sel))
+			reply.Error(w, http.StatusUnprocessableEntity, CodeNoMatch, fmt.Sprintf("the page does not look like a %s job posting: it has no %s", l.Site, sel))
 			return
 		case err != nil:
-			writeError(w, http.StatusUnprocessableEntity, CodeNoMatch, fmt.Sprintf("the page does not look like a %s job posting: %v", l.Site, err))
+			reply.Error(w, http.StatusUnprocessableEntity, CodeNoMatch, fmt.Sprintf("the page does not look like a %s job posting: %v", l.Site, err))
 			return
 		}
 		if text == "" {
-			writeError(w, http.StatusUnprocessableEntity, CodeNoMatch, fmt.Sprintf("the page's %s holds no text", sel))
+			reply.Error(w, http.StatusUnprocessableEntity, CodeNoMatch, fmt.Sprintf("the page's %s holds no text", sel))
 			return
 		}
-		writeJSON(w, http.StatusOK, struct {
+		reply.JSON(w, http.StatusOK, struct {
 			Data string `json:"data"`
 		}{text})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint "+r.URL.Path+"; try POST /api/v1/words")
+		reply.Error(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint "+r.URL.Path+"; try POST /api/v1/words")
 	})
 	return mux
 }
@@ -96,22 +96,4 @@ func parseForm(r *http.Request) error {
 		return r.ParseMultipartForm(MaxBodyBytes)
 	}
 	return r.ParseForm()
-}
-
-// writeJSON writes v as the JSON answer.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"cannot encode the answer"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
-}
-
-// writeError writes {"error": {"code", "message"}}.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
 }

@@ -2,13 +2,13 @@ package wordcloud
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/examples/wordcloud/internal/reply"
 )
 
 // ServiceName is the name the service registers under.
@@ -29,35 +29,35 @@ func Handler() http.Handler {
 	mux.HandleFunc("/api/v1/wordcloud", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
-			writeError(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use POST /api/v1/wordcloud with form field words")
+			reply.Error(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use POST /api/v1/wordcloud with form field words")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		if err := parseForm(r); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				writeError(w, http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, fmt.Sprintf("the form is larger than %d bytes", MaxBodyBytes))
+				reply.Error(w, http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, fmt.Sprintf("the form is larger than %d bytes", MaxBodyBytes))
 				return
 			}
-			writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, "cannot read the form: "+err.Error())
+			reply.Error(w, http.StatusBadRequest, api.CodeInvalidArgument, "cannot read the form: "+err.Error())
 			return
 		}
 		words, ok := r.PostForm["words"]
 		if !ok {
-			writeError(w, http.StatusBadRequest, api.CodeInvalidArgument, "the form field words is required")
+			reply.Error(w, http.StatusBadRequest, api.CodeInvalidArgument, "the form field words is required")
 			return
 		}
 		counts := Frequencies(strings.Join(words, "\n"))
 		if len(counts) == 0 {
-			writeError(w, http.StatusUnprocessableEntity, CodeNoWords, "no words to draw")
+			reply.Error(w, http.StatusUnprocessableEntity, CodeNoWords, "no words to draw")
 			return
 		}
-		writeJSON(w, http.StatusOK, struct {
+		reply.JSON(w, http.StatusOK, struct {
 			Data string `json:"data"`
 		}{base64.StdEncoding.EncodeToString(Render(counts, DefaultMaxWords))})
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint "+r.URL.Path+"; try POST /api/v1/wordcloud")
+		reply.Error(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint "+r.URL.Path+"; try POST /api/v1/wordcloud")
 	})
 	return mux
 }
@@ -69,22 +69,4 @@ func parseForm(r *http.Request) error {
 		return r.ParseMultipartForm(MaxBodyBytes)
 	}
 	return r.ParseForm()
-}
-
-// writeJSON writes v as the JSON answer.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"cannot encode the answer"}}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
-}
-
-// writeError writes {"error": {"code", "message"}}.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
 }
