@@ -92,3 +92,25 @@ func checkErr(t *testing.T, e *Error) {
 		t.Fatalf("unexpected status %d", e.Status)
 	}
 }
+
+// FuzzSeedAddr feeds arbitrary url and port form fields of the tutorial
+// protocol to their parser.
+func FuzzSeedAddr(f *testing.F) {
+	for _, s := range [][2]string{
+		{"http://localhost", "8888"}, {"https://127.0.0.1", "443"}, {"http://[::1]", "80"},
+		{"http://localhost:80", "80"}, {"ftp://x", "1"}, {"http://x/path", "1"}, {"", ""}, {"http://", "0"},
+		{"http://user@host", "1"}, {"http://h?q=1", "1"}, {"%zz", "x"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, rawURL, rawPort string) {
+		a, err := parseSeedAddr(rawURL, rawPort)
+		if err != nil {
+			checkErr(t, err)
+			return
+		}
+		if a.port < 1 || a.port > 65535 || (a.scheme != "http" && a.scheme != "https") || !validHost(a.host) {
+			t.Fatalf("parser accepted %+v from %q %q", a, rawURL, rawPort)
+		}
+	})
+}
