@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -383,4 +384,92 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// startRegistryAt runs an in-process registry on addr over dir.
+func startRegistryAt(t *testing.T, dir, addr string) *server.Server {
+	t.Helper()
+	cfg := server.DefaultConfig()
+	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = addr, "127.0.0.1:0", dir
+	cfg.AdminToken = "ma_sidecar-test"
+	cfg.RaftTimeout, cfg.Grace, cfg.SweepInterval = 50*time.Millisecond, 2*time.Second, 50*time.Millisecond
+	cfg.Logger = testutil.Logger(t)
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestCLI_RegisterSidecarSurvivesRegistry: the sidecar keeps trying while
+// the registry is down at start, registers once it comes, and stays
+// registered across a registry restart.
+func TestCLI_RegisterSidecarSurvivesRegistry(t *testing.T) {
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	first := startRegistryAt(t, dir, addr)
+	admin, _ := client.New(client.Config{Addr: first.URL(), Token: "ma_sidecar-test"})
+	k, err := admin.CreateKey(context.Background(), []string{"legacy"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+
+	env := map[string]string{"MUSTER_ADDR": "http://" + addr, "MUSTER_KEY": k.Secret}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"register", "--service", "legacy", "--address", "127.0.0.1", "--port", "8080", "--ttl", "1s"},
+			func(k string) string { return env[k] }, &out, &errOut)
+	}()
+	defer func() { cancel(); <-done }()
+	time.Sleep(700 * time.Millisecond)
+	if strings.Contains(out.String(), "registered legacy") {
+		t.Fatal("registered with no registry running")
+	}
+
+	find := func() (client.Instance, bool) {
+		res, err := admin.Lookup(context.Background(), "legacy")
+		if err != nil || len(res.Instances) != 1 {
+			return client.Instance{}, false
+		}
+		return res.Instances[0], true
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; sidecar stderr:\n%s", what, errOut.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	second := startRegistryAt(t, dir, addr)
+	waitFor("the sidecar to register once the registry is up", func() bool { _, ok := find(); return ok })
+	before, _ := find()
+
+	second.Close()
+	time.Sleep(500 * time.Millisecond)
+	startRegistryAt(t, dir, addr)
+	// Heard again by the restarted registry: the same instance, or a new
+	// registration if the old one had been forgotten.
+	waitFor("the sidecar to heartbeat the restarted registry", func() bool {
+		in, ok := find()
+		return ok && in.LastSeenMS >= 0
+	})
+	after, _ := find()
+	t.Logf("instance before the restart %s, after %s", before.ID, after.ID)
 }
