@@ -201,6 +201,8 @@ func cloneMap(m map[string]string) map[string]string {
 func (c *Catalog) putInstance(inst *Instance) {
 	inst.url = inst.Scheme + "://" + net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port))
 	inst.registeredAt = inst.RegisteredAt.UTC().Format(time.RFC3339Nano)
+	inst.ttl = inst.TTL.String()
+	inst.wire = &wireCache{}
 	c.instances[inst.ID] = inst
 	set := c.byService[inst.Service]
 	if set == nil {

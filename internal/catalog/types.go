@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -46,7 +47,31 @@ type Instance struct {
 	// not rebuild them on every request.
 	url          string
 	registeredAt string
+	ttl          string
+	// wire caches an encoding of the instance's immutable fields for the
+	// API layer (see Wire). A fresh one is set when the instance enters
+	// the catalog, so copies never share a stale encoding.
+	wire *wireCache
 }
+
+type wireCache struct {
+	once sync.Once
+	b    []byte
+}
+
+// Wire returns encode(inst), computed once per stored instance. Lookups use
+// it to avoid re-encoding fields that cannot change. encode must depend only
+// on the instance's fields.
+func (inst *Instance) Wire(encode func(*Instance) []byte) []byte {
+	if inst.wire == nil { // an instance not (yet) in a catalog
+		return encode(inst)
+	}
+	inst.wire.once.Do(func() { inst.wire.b = encode(inst) })
+	return inst.wire.b
+}
+
+// TTLString returns the TTL as a Go duration string ("10s").
+func (inst *Instance) TTLString() string { return inst.ttl }
 
 // URL returns scheme://address:port.
 func (inst *Instance) URL() string { return inst.url }

@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/musterhq/muster/api"
@@ -67,7 +69,10 @@ func (a *apiServer) toAPI(inst *catalog.Instance, floor, now time.Time) api.Inst
 	}
 }
 
-// lookup handles GET /v1/services/{service}, served from memory.
+// lookup handles GET /v1/services/{service}, served from memory. It is
+// the hot path: the answer is assembled in a pooled buffer from each
+// instance's cached encoding of its immutable fields plus the three that
+// change (status, last_seen_ms, quality), with no reflection per request.
 func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 	service := r.PathValue("service")
 	if !catalog.ValidServiceName(service) {
@@ -83,24 +88,98 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	resp := api.LookupResponse{Service: service, Instances: []api.Instance{}}
-	if view := a.Catalog.Service(service); view != nil {
-		resp.Index = view.Index
+	bp := bufPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	var index uint64
+	view := a.Catalog.Service(service)
+	if view != nil {
+		index = view.Index
+	}
+	// Service names are [a-z0-9_-]: safe in JSON without escaping.
+	b = append(b, `{"service":"`...)
+	b = append(b, service...)
+	b = append(b, `","index":`...)
+	b = strconv.AppendUint(b, index, 10)
+	b = append(b, `,"instances":[`...)
+	if view != nil {
 		now := a.Now()
-		resp.Instances = make([]api.Instance, 0, len(view.Instances))
+		first := true
 		for _, inst := range view.Instances {
 			if !inst.HasTags(lq.tags) || !inst.HasMeta(lq.meta) {
 				continue
 			}
-			ai := a.toAPI(inst, floor, now)
-			if lq.status != "any" && ai.Status != lq.status {
+			status := a.Tracker.Status(inst, floor, now)
+			if lq.status != "any" && status != lq.status {
 				continue
 			}
-			resp.Instances = append(resp.Instances, ai)
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = a.appendInstance(b, inst, status, now)
 		}
 	}
-	w.Header().Set(api.HeaderIndex, strconv.FormatUint(resp.Index, 10))
-	writeJSON(w, http.StatusOK, resp)
+	b = append(b, "]}\n"...)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set(api.HeaderIndex, strconv.FormatUint(index, 10))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+	if cap(b) <= 1<<20 { // do not keep huge buffers around
+		*bp = b
+		bufPool.Put(bp)
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// appendInstance appends inst as the JSON of an api.Instance.
+func (a *apiServer) appendInstance(b []byte, inst *catalog.Instance, status string, now time.Time) []byte {
+	f := a.Tracker.Freshness(inst.ID, inst.TTL, now)
+	lastSeen := int64(-1)
+	if f.Age >= 0 {
+		lastSeen = f.Age.Milliseconds()
+	}
+	b = append(b, inst.Wire(encodeStatic)...)
+	b = append(b, `,"status":"`...)
+	b = append(b, status...) // one of a few fixed words
+	b = append(b, `","last_seen_ms":`...)
+	b = strconv.AppendInt(b, lastSeen, 10)
+	b = append(b, `,"quality":`...)
+	b = strconv.AppendFloat(b, f.Quality, 'f', -1, 64)
+	return append(b, '}')
+}
+
+// encodeStatic encodes the fields of an api.Instance that cannot change for
+// a stored instance, as an unterminated JSON object ("{...", no closing
+// brace) for appendInstance to complete.
+func encodeStatic(inst *catalog.Instance) []byte {
+	tags := inst.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	meta := inst.Meta
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	b, err := json.Marshal(struct {
+		ID           string            `json:"id"`
+		Service      string            `json:"service"`
+		Address      string            `json:"address"`
+		Port         int               `json:"port"`
+		Scheme       string            `json:"scheme"`
+		URL          string            `json:"url"`
+		Tags         []string          `json:"tags"`
+		Meta         map[string]string `json:"meta"`
+		TTLMS        int64             `json:"ttl_ms"`
+		Proof        string            `json:"proof"`
+		RegisteredAt string            `json:"registered_at"`
+	}{inst.ID, inst.Service, inst.Address, inst.Port, inst.Scheme, inst.URL(), tags, meta,
+		inst.TTL.Milliseconds(), inst.Proof, inst.RegisteredAtString()})
+	if err != nil { // cannot happen: only strings, ints and a string map
+		panic(err)
+	}
+	return b[:len(b)-1]
 }
 
 // listServices handles GET /v1/services: services with instances, and

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -680,5 +681,52 @@ func TestServer_VerifyPort(t *testing.T) {
 	status, eb, _ := h.post(t, "svc", k.Secret, []byte(`{"address":"127.0.0.1","port":80,"verify_port":70000}`))
 	if status != 400 || eb.Error.Field != "verify_port" {
 		t.Fatalf("bad verify_port: %d %+v", status, eb)
+	}
+}
+
+// TestServer_LookupEncoding: the lookup's hand-assembled JSON says exactly
+// what the generic encoder says for the same instance, even for tags and
+// meta that need escaping.
+func TestServer_LookupEncoding(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	k := h.key(t, "svc")
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := h.anon.Register(ctx, "svc", k.Secret, api.RegisterRequest{
+		Address: "127.0.0.1", Port: inst.Port(), TTL: "1h",
+		Tags: []string{`q"uote`, `back\slash`, "<html>&", "ünï"},
+		Meta: map[string]string{"a.b": `va"l\ue`, "z": "</script>", "emoji": "☃"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(h.srv.URL() + "/v1/services/svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var lr api.LookupResponse
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&lr); err != nil {
+		t.Fatalf("lookup answer %s: %v", raw, err)
+	}
+	if len(lr.Instances) != 1 || lr.Service != "svc" || lr.Index != reg.Index || resp.Header.Get(api.HeaderIndex) != fmt.Sprint(reg.Index) {
+		t.Fatalf("lookup = %s", raw)
+	}
+	one, err := h.anon.Instance(ctx, reg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := lr.Instances[0]
+	if d := got.LastSeenMS - one.LastSeenMS; d < -1000 || d > 1000 {
+		t.Errorf("last_seen_ms %d vs %d", got.LastSeenMS, one.LastSeenMS)
+	}
+	got.LastSeenMS, got.Quality = one.LastSeenMS, one.Quality
+	a, _ := json.Marshal(got)
+	b, _ := json.Marshal(one)
+	if !bytes.Equal(a, b) {
+		t.Fatalf("lookup instance\n %s\nGET instance\n %s", a, b)
 	}
 }
