@@ -15,6 +15,7 @@ import (
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
 )
 
@@ -23,25 +24,9 @@ const adminToken = "ma_test-admin-token"
 // startRegistry runs a registry on addr (127.0.0.1:0 for any port) over dir.
 func startRegistry(tb testing.TB, dir, addr string) *server.Server {
 	tb.Helper()
-	cfg := server.DefaultConfig()
-	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = addr, "127.0.0.1:0", dir
-	cfg.AdminToken = adminToken
-	cfg.RaftTimeout, cfg.SweepInterval, cfg.Grace = 50*time.Millisecond, 50*time.Millisecond, 2*time.Second
-	cfg.Logger = testutil.Logger(tb)
-	s, err := server.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.Ready(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	return s
+	return testserver.Start(tb, func(c *server.Config) {
+		c.HTTPAddr, c.DataDir, c.AdminToken, c.Grace = addr, dir, adminToken, 2*time.Second
+	})
 }
 
 func adminClient(tb testing.TB, url string) *client.Client {

@@ -21,6 +21,7 @@ import (
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -233,23 +234,7 @@ func cli(t *testing.T, env map[string]string, args ...string) (string, error) {
 
 func TestCLI_KeysLookupDeregister(t *testing.T) {
 	dir := t.TempDir()
-	cfg := server.DefaultConfig()
-	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", dir
-	cfg.RaftTimeout, cfg.Grace = 50*time.Millisecond, 0
-	cfg.Logger = testutil.Logger(t)
-	s, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.Ready(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := testserver.Start(t, func(c *server.Config) { c.DataDir = dir })
 	env := map[string]string{"MUSTER_ADDR": s.URL(), "MUSTER_TOKEN": adminToken(t, dir)}
 
 	out, err := cli(t, env, "keys", "create", "--service", "fetch_*", "--service", "dice_scraper", "-o", "json")
@@ -307,23 +292,7 @@ func TestCLI_KeysLookupDeregister(t *testing.T) {
 
 func TestCLI_RegisterSidecar(t *testing.T) {
 	dir := t.TempDir()
-	cfg := server.DefaultConfig()
-	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", dir
-	cfg.RaftTimeout, cfg.Grace = 50*time.Millisecond, 0
-	cfg.Logger = testutil.Logger(t)
-	s, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer rcancel()
-	if err := s.Ready(rctx); err != nil {
-		t.Fatal(err)
-	}
+	s := testserver.Start(t, func(c *server.Config) { c.DataDir = dir })
 	admin, _ := client.New(client.Config{Addr: s.URL(), Token: adminToken(t, dir)})
 	k, err := admin.CreateKey(context.Background(), []string{"legacy"}, "")
 	if err != nil {
@@ -389,25 +358,9 @@ func (s *syncBuffer) String() string {
 // startRegistryAt runs an in-process registry on addr over dir.
 func startRegistryAt(t *testing.T, dir, addr string) *server.Server {
 	t.Helper()
-	cfg := server.DefaultConfig()
-	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = addr, "127.0.0.1:0", dir
-	cfg.AdminToken = "ma_sidecar-test"
-	cfg.RaftTimeout, cfg.Grace, cfg.SweepInterval = 50*time.Millisecond, 2*time.Second, 50*time.Millisecond
-	cfg.Logger = testutil.Logger(t)
-	s, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.Ready(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testserver.Start(t, func(c *server.Config) {
+		c.HTTPAddr, c.DataDir, c.AdminToken, c.Grace = addr, dir, "ma_sidecar-test", 2*time.Second
+	})
 }
 
 // TestCLI_RegisterSidecarSurvivesRegistry: the sidecar keeps trying while

@@ -22,6 +22,7 @@ import (
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -55,33 +56,14 @@ func (s *syncBuffer) String() string {
 // start runs a server on 127.0.0.1:0 with a temp data dir and fast timers.
 func start(tb testing.TB, mutate func(*server.Config)) *harness {
 	tb.Helper()
-	h := &harness{dir: tb.TempDir(), logs: &syncBuffer{}}
-	cfg := server.DefaultConfig()
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.RaftAddr = "127.0.0.1:0"
-	cfg.DataDir = h.dir
-	cfg.Grace = 0
-	cfg.SweepInterval = 50 * time.Millisecond
-	cfg.RaftTimeout = 50 * time.Millisecond
-	cfg.VerifyTimeout = time.Second
-	tl := testutil.Logger(tb)
-	cfg.Logger = slog.New(teeHandler{slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}), tl.Handler()})
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { srv.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Ready(ctx); err != nil {
-		tb.Fatalf("server not ready: %v", err)
-	}
+	h := &harness{logs: &syncBuffer{}}
+	srv := testserver.Start(tb, func(c *server.Config) {
+		h.dir = c.DataDir
+		c.Logger = slog.New(teeHandler{slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}), c.Logger.Handler()})
+		if mutate != nil {
+			mutate(c)
+		}
+	})
 	h.srv = srv
 	tok, err := os.ReadFile(filepath.Join(h.dir, "admin-token"))
 	if err != nil {

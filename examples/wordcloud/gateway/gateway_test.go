@@ -19,6 +19,7 @@ import (
 	"github.com/musterhq/muster/examples/wordcloud/scraper"
 	"github.com/musterhq/muster/examples/wordcloud/wordcloud"
 	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
 	"golang.org/x/net/html"
 )
@@ -29,24 +30,8 @@ const adminToken = "ma_test-admin-token"
 // URL and an enrolment key for every service.
 func startRegistry(tb testing.TB) (string, string) {
 	tb.Helper()
-	cfg := server.DefaultConfig()
-	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", tb.TempDir()
-	cfg.AdminToken = adminToken
-	cfg.RaftTimeout, cfg.SweepInterval = 50*time.Millisecond, 50*time.Millisecond
-	cfg.Logger = testutil.Logger(tb)
-	s, err := server.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.Ready(ctx); err != nil {
-		tb.Fatal(err)
-	}
+	s := testserver.Start(tb, func(c *server.Config) { c.AdminToken = adminToken })
+	ctx := context.Background()
 	admin, err := client.New(client.Config{Addr: s.URL(), Token: adminToken})
 	if err != nil {
 		tb.Fatal(err)
