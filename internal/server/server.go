@@ -102,6 +102,18 @@ type Server struct {
 	// AdminTokenPath is where the admin token was read or written; empty
 	// when it came from Config.AdminToken.
 	adminTokenPath string
+	// fresh holds connections that have sent no request yet, with the
+	// time they were accepted (see Close).
+	fresh sync.Map
+}
+
+// trackNew records connections that have not sent a request yet.
+func (s *Server) trackNew(c net.Conn, st http.ConnState) {
+	if st == http.StateNew {
+		s.fresh.Store(c, time.Now())
+	} else {
+		s.fresh.Delete(c)
+	}
 }
 
 // New checks cfg and returns an unstarted server.
@@ -161,6 +173,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.listener = ln
 	s.http = &http.Server{
+		ConnState:         s.trackNew,
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -274,8 +287,29 @@ func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
 		if s.http != nil {
+			// Shutdown waits for requests in flight, but it also waits up
+			// to 5 s for connections that never sent one (a client's
+			// spare dial). Those are closed once they have been silent
+			// for half a second.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = s.http.Shutdown(ctx)
+			done := make(chan struct{})
+			go func() { _ = s.http.Shutdown(ctx); close(done) }()
+			tick := time.NewTicker(100 * time.Millisecond)
+		wait:
+			for {
+				select {
+				case <-done:
+					break wait
+				case now := <-tick.C:
+					s.fresh.Range(func(k, v any) bool {
+						if now.Sub(v.(time.Time)) > 500*time.Millisecond {
+							k.(net.Conn).Close()
+						}
+						return true
+					})
+				}
+			}
+			tick.Stop()
 			cancel()
 		}
 		if s.cancel != nil {

@@ -712,3 +712,27 @@ func TestServer_LookupEncoding(t *testing.T) {
 		t.Fatalf("lookup instance\n %s\nGET instance\n %s", a, b)
 	}
 }
+
+// TestServer_CloseDoesNotWaitForSilentConnections: a connection that never
+// sends a request (a client's spare dial) does not hold up shutdown for
+// net/http's five seconds.
+func TestServer_CloseDoesNotWaitForSilentConnections(t *testing.T) {
+	h := start(t, nil)
+	conn, err := net.Dial("tcp", h.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(50 * time.Millisecond) // accepted by the server
+	began := time.Now()
+	if err := h.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(began); d > 4*time.Second {
+		t.Fatalf("Close took %s", d)
+	}
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the silent connection is still open after Close")
+	}
+}
