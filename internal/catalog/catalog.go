@@ -112,6 +112,20 @@ func (c *Catalog) apply(idx uint64, cmd Command) (Result, []string) {
 		c.putInstance(&next)
 		c.rebuild(next.Service, idx)
 		return Result{}, []string{next.Service}
+	case OpDrain:
+		inst, ok := c.instances[cmd.ID]
+		if !ok {
+			return Result{Err: ErrNotFound}, nil
+		}
+		if inst.Draining {
+			return Result{}, nil
+		}
+		next := *inst
+		next.Draining = true
+		next.ModifyIndex = idx
+		c.putInstance(&next)
+		c.rebuild(next.Service, idx)
+		return Result{}, []string{next.Service}
 	case OpCreateKey:
 		k := cmd.Key
 		if k == nil || k.ID == "" || len(k.SecretHash) != sha256.Size || len(k.Services) == 0 {
@@ -145,7 +159,7 @@ func (c *Catalog) apply(idx uint64, cmd Command) (Result, []string) {
 
 func validStatus(s string) bool {
 	switch s {
-	case "passing", "critical", "draining":
+	case StatusPassing, StatusCritical:
 		return true
 	}
 	return false

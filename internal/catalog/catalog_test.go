@@ -324,12 +324,24 @@ func TestCatalog_Apply(t *testing.T) {
 		},
 
 		{
-			name: "set status",
-			cmd:  catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusDraining},
+			name: "drain",
+			cmd:  catalog.Command{Op: catalog.OpDrain, ID: "i1"},
 			check: func(t *testing.T, c *catalog.Catalog) {
 				inst, _ := c.Instance("i1")
-				if inst.Status != catalog.StatusDraining || inst.CreateIndex != 2 || inst.ModifyIndex != 3 {
-					t.Errorf("i1 = status %q create %d modify %d, want draining 2 3", inst.Status, inst.CreateIndex, inst.ModifyIndex)
+				if !inst.Draining || inst.Status != catalog.StatusPassing || inst.ModifyIndex != 3 {
+					t.Errorf("i1 = draining %v status %q modify %d, want draining passing 3", inst.Draining, inst.Status, inst.ModifyIndex)
+				}
+			},
+		},
+		{name: "drain unknown", cmd: catalog.Command{Op: catalog.OpDrain, ID: "nope"}, wantErr: catalog.ErrNotFound},
+		{name: "set status draining is not a status", cmd: catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusDraining}, wantErr: catalog.ErrBadCommand},
+		{
+			name: "set status",
+			cmd:  catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusCritical},
+			check: func(t *testing.T, c *catalog.Catalog) {
+				inst, _ := c.Instance("i1")
+				if inst.Status != catalog.StatusCritical || inst.CreateIndex != 2 || inst.ModifyIndex != 3 {
+					t.Errorf("i1 = status %q create %d modify %d, want critical 2 3", inst.Status, inst.CreateIndex, inst.ModifyIndex)
 				}
 				if v := c.Service("web-a"); v.Instances[0] != inst {
 					t.Error("service view does not hold the new instance value")
@@ -599,7 +611,7 @@ func populate(tb testing.TB, l *replica) {
 		register(newInstance("w3", "web-b", "::1", 8080)),
 		register(withTags),
 		register(newInstance("g1", "gone", "10.0.0.3", 80)),
-		catalog.Command{Op: catalog.OpSetStatus, ID: "w2", Status: catalog.StatusDraining},
+		catalog.Command{Op: catalog.OpDrain, ID: "w2"},
 		catalog.Command{Op: catalog.OpDeregister, ID: "g1"},
 		catalog.Command{Op: catalog.OpRevokeKey, ID: "k3"},
 		register(newInstance("w4", "web-a", "10.0.0.1", 80)), // replaces w1
@@ -801,7 +813,7 @@ func TestCatalog_Restore(t *testing.T) {
 func script(seed uint64, n int) []catalog.Command {
 	r := rand.New(rand.NewPCG(seed, seed))
 	services := []string{"a", "b", "c-1", "web_x"}
-	statuses := []string{catalog.StatusPassing, catalog.StatusCritical, catalog.StatusDraining}
+	statuses := []string{catalog.StatusPassing, catalog.StatusCritical, "bogus"}
 	id := func(prefix string) string { return fmt.Sprintf("%s%d", prefix, r.IntN(12)) }
 	cmds := []catalog.Command{createKey(newKey("k1", "*"))}
 	for range n {
@@ -1188,7 +1200,7 @@ func TestInstance_URL(t *testing.T) {
 	}
 	t.Run("register", func(t *testing.T) { check(t, l.c) })
 	t.Run("set status", func(t *testing.T) {
-		l.must(t, catalog.Command{Op: catalog.OpSetStatus, ID: "v6", Status: catalog.StatusDraining})
+		l.must(t, catalog.Command{Op: catalog.OpDrain, ID: "v6"})
 		check(t, l.c)
 	})
 	t.Run("restore", func(t *testing.T) {

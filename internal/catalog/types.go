@@ -35,10 +35,15 @@ type Instance struct {
 	TTL             time.Duration     `json:"ttl"`
 	DeregisterAfter time.Duration     `json:"deregister_after"`
 	// TokenHash is SHA-256 of the session token; the token itself is never stored.
-	TokenHash    []byte    `json:"token_hash"`
-	KeyID        string    `json:"key_id"`
-	Proof        string    `json:"proof"`
-	Status       string    `json:"status"`
+	TokenHash []byte `json:"token_hash"`
+	KeyID     string `json:"key_id"`
+	Proof     string `json:"proof"`
+	// Status is the instance's health as committed: passing or critical.
+	Status string `json:"status"`
+	// Draining is set when the instance asked to stop receiving new work.
+	// It is separate from Status so that a drained instance that misses a
+	// heartbeat and comes back is still draining.
+	Draining     bool      `json:"draining,omitempty"`
 	RegisteredAt time.Time `json:"registered_at"`
 	CreateIndex  uint64    `json:"create_index"`
 	ModifyIndex  uint64    `json:"modify_index"`
@@ -115,6 +120,7 @@ const (
 	OpRegister   Op = "register"
 	OpDeregister Op = "deregister"
 	OpSetStatus  Op = "set_status"
+	OpDrain      Op = "drain"
 	OpCreateKey  Op = "create_key"
 	OpRevokeKey  Op = "revoke_key"
 )
@@ -123,7 +129,9 @@ const (
 //   - OpRegister: Instance (complete, with ID and TokenHash). An existing
 //     instance of the same service, address and port is replaced.
 //   - OpDeregister: ID; IfStatus, when set, makes it conditional.
-//   - OpSetStatus: ID, Status; IfStatus, when set, makes it conditional.
+//   - OpSetStatus: ID, Status (passing or critical); IfStatus, when set,
+//     makes it conditional.
+//   - OpDrain: ID. Marks the instance draining; idempotent.
 //   - OpCreateKey: Key (complete, with ID and SecretHash).
 //   - OpRevokeKey: ID.
 type Command struct {
@@ -146,7 +154,9 @@ type Result struct {
 	Err      error
 }
 
-// Instance statuses, as in package api.
+// Instance statuses, as in package api. Status holds only passing or
+// critical; draining is what readers report for a healthy instance with
+// Draining set.
 const (
 	StatusPassing  = "passing"
 	StatusCritical = "critical"

@@ -52,12 +52,16 @@ func TestTracker_Status(t *testing.T) {
 		{"draining and expired", catalog.StatusDraining, 0, 1500 * time.Millisecond, floor, catalog.StatusCritical},
 		{"draining and fresh", catalog.StatusDraining, 0, 500 * time.Millisecond, floor, catalog.StatusDraining},
 		{"critical stays critical", catalog.StatusCritical, 0, 0, floor, catalog.StatusCritical},
+		{"draining and not ready", catalog.StatusDraining, -1, time.Hour, time.Time{}, catalog.StatusDraining},
 		{"not ready: catalog status stands", catalog.StatusPassing, -1, time.Hour, time.Time{}, catalog.StatusPassing},
 		{"within grace after restart", catalog.StatusPassing, -1, 2 * time.Hour, t0.Add(2 * time.Hour), catalog.StatusPassing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := NewTracker()
 			inst := &catalog.Instance{ID: "a", Status: tc.status, RegisteredAt: t0, TTL: time.Second}
+			if tc.status == catalog.StatusDraining {
+				inst.Status, inst.Draining = catalog.StatusPassing, true
+			}
 			if tc.beat >= 0 {
 				tr.Beat("a", t0.Add(tc.beat))
 			}

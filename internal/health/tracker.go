@@ -1,74 +1,93 @@
 package health
 
 import (
-	"github.com/musterhq/muster/internal/catalog"
 	"math"
 	"sync"
 	"time"
+
+	"github.com/musterhq/muster/internal/catalog"
 )
 
 // historyLen is how many recent heartbeat intervals quality looks at.
 const historyLen = 8
 
-// Tracker records heartbeats. It is safe for concurrent use; Beat, Seen and
-// Freshness take a shared lock on the map and a per-instance lock.
+// Tracker records heartbeats. It is safe for concurrent use; every method
+// takes a shared lock on the map and a short per-instance lock.
+//
+// Times are kept as offsets from the tracker's creation, so that with times
+// from time.Now they follow the monotonic clock: a step of the wall clock
+// neither revives a dead instance nor expires a live one.
 type Tracker struct {
-	mu sync.RWMutex
-	m  map[string]*liveness
+	epoch time.Time
+	mu    sync.RWMutex
+	m     map[string]*liveness
 }
 
 type liveness struct {
 	mu   sync.Mutex
-	last int64 // unix nanoseconds of the last heartbeat
-	// intervals is a ring of the last historyLen heartbeat gaps in ns.
-	intervals [historyLen]int64
+	last time.Duration // offset from epoch of the last heartbeat
+	// intervals is a ring of the last historyLen heartbeat gaps.
+	intervals [historyLen]time.Duration
 	n, pos    int
 }
 
 // NewTracker returns an empty tracker.
-func NewTracker() *Tracker { return &Tracker{m: map[string]*liveness{}} }
+func NewTracker() *Tracker { return &Tracker{epoch: time.Now(), m: map[string]*liveness{}} }
 
-// Beat records a heartbeat (or a registration) of id at now.
+// Beat records a heartbeat (or a registration) of id at now. A beat older
+// than the last one recorded is ignored.
 func (t *Tracker) Beat(id string, now time.Time) {
+	at := now.Sub(t.epoch)
 	t.mu.RLock()
 	l := t.m[id]
 	t.mu.RUnlock()
 	if l == nil {
 		t.mu.Lock()
 		if l = t.m[id]; l == nil {
-			l = &liveness{}
-			t.m[id] = l
+			t.m[id] = &liveness{last: at}
+			t.mu.Unlock()
+			return
 		}
 		t.mu.Unlock()
 	}
-	ns := now.UnixNano()
 	l.mu.Lock()
-	if l.last != 0 && ns > l.last {
-		l.intervals[l.pos] = ns - l.last
+	if at > l.last {
+		l.intervals[l.pos] = at - l.last
 		l.pos = (l.pos + 1) % historyLen
 		if l.n < historyLen {
 			l.n++
 		}
-	}
-	if ns > l.last {
-		l.last = ns
+		l.last = at
 	}
 	l.mu.Unlock()
+}
+
+// snapshot is one consistent read of an instance's liveness.
+type snapshot struct {
+	ok        bool
+	last      time.Time
+	intervals [historyLen]time.Duration
+	n         int
+}
+
+func (t *Tracker) read(id string) snapshot {
+	t.mu.RLock()
+	l := t.m[id]
+	t.mu.RUnlock()
+	if l == nil {
+		return snapshot{}
+	}
+	l.mu.Lock()
+	s := snapshot{ok: true, last: t.epoch.Add(l.last), intervals: l.intervals, n: l.n}
+	l.mu.Unlock()
+	return s
 }
 
 // Seen returns the time of id's last heartbeat, and false if this tracker
 // has none (never heard, or forgotten).
 func (t *Tracker) Seen(id string) (time.Time, bool) {
-	t.mu.RLock()
-	l := t.m[id]
-	t.mu.RUnlock()
-	if l == nil {
-		return time.Time{}, false
-	}
-	l.mu.Lock()
-	last := l.last
-	l.mu.Unlock()
-	return time.Unix(0, last), true
+	s := t.read(id)
+	return s.last, s.ok
 }
 
 // Base returns the time from which inst's TTL runs: its last heartbeat,
@@ -76,29 +95,41 @@ func (t *Tracker) Seen(id string) (time.Time, bool) {
 // earlier than floor (the moment this node became a ready leader, plus the
 // grace). The sweep and lookups both judge expiry from it, so they agree.
 func (t *Tracker) Base(inst *catalog.Instance, floor time.Time) time.Time {
-	base := inst.RegisteredAt
-	if last, ok := t.Seen(inst.ID); ok && last.After(base) {
-		base = last
-	}
-	if base.Before(floor) {
-		return floor
-	}
-	return base
+	return base(inst, t.read(inst.ID), floor)
 }
 
-// Status returns inst's effective status at now: an instance whose TTL
-// has run out (judged from Base) reads as critical even before the sweep
-// commits the change. With a zero floor (the node is not a ready leader, so
-// it has no heartbeat history to judge by) the catalog's status stands.
-// Every reader (HTTP lookups, and later DNS) uses this one rule.
+func base(inst *catalog.Instance, s snapshot, floor time.Time) time.Time {
+	b := inst.RegisteredAt
+	if s.ok && s.last.After(b) {
+		b = s.last
+	}
+	if b.Before(floor) {
+		return floor
+	}
+	return b
+}
+
+// Status returns inst's effective status at now: critical if the catalog
+// says so or if its TTL has run out (judged from Base) even before the
+// sweep commits the change; otherwise draining if it asked to drain;
+// otherwise passing. With a zero floor (the node is not a ready leader, so
+// it has no heartbeat history to judge by) no TTL is judged. Every reader
+// (HTTP lookups, the tutorial protocol, later DNS) uses this one rule.
 func (t *Tracker) Status(inst *catalog.Instance, floor, now time.Time) string {
-	if inst.Status == catalog.StatusCritical || floor.IsZero() {
-		return inst.Status
-	}
-	if now.Sub(t.Base(inst, floor)) > inst.TTL {
+	return status(inst, t.read(inst.ID), floor, now)
+}
+
+func status(inst *catalog.Instance, s snapshot, floor, now time.Time) string {
+	switch {
+	case inst.Status == catalog.StatusCritical:
 		return catalog.StatusCritical
+	case !floor.IsZero() && now.Sub(base(inst, s, floor)) > inst.TTL:
+		return catalog.StatusCritical
+	case inst.Draining:
+		return catalog.StatusDraining
+	default:
+		return catalog.StatusPassing
 	}
-	return inst.Status
 }
 
 // Forget drops id's history (the instance left the catalog).
@@ -129,22 +160,25 @@ type Freshness struct {
 // Freshness returns id's heartbeat age and quality at now. An instance this
 // tracker has not heard from has Age -1 and Quality 0.
 func (t *Tracker) Freshness(id string, ttl time.Duration, now time.Time) Freshness {
-	t.mu.RLock()
-	l := t.m[id]
-	t.mu.RUnlock()
-	if l == nil {
+	return freshness(t.read(id), ttl, now)
+}
+
+func freshness(s snapshot, ttl time.Duration, now time.Time) Freshness {
+	if !s.ok {
 		return Freshness{Age: -1, Quality: 0}
 	}
-	l.mu.Lock()
-	last := l.last
-	intervals := l.intervals
-	n := l.n
-	l.mu.Unlock()
-	age := time.Duration(now.UnixNano() - last)
+	age := now.Sub(s.last)
 	if age < 0 {
 		age = 0
 	}
-	return Freshness{Age: age, Quality: quality(age, ttl, intervals[:n])}
+	return Freshness{Age: age, Quality: quality(age, ttl, s.intervals[:s.n])}
+}
+
+// View returns inst's effective status and freshness from one read of the
+// tracker: the lookup hot path.
+func (t *Tracker) View(inst *catalog.Instance, floor, now time.Time) (string, Freshness) {
+	s := t.read(inst.ID)
+	return status(inst, s, floor, now), freshness(s, inst.TTL, now)
 }
 
 // quality scores liveness in [0,1] as recency × regularity:
@@ -159,7 +193,7 @@ func (t *Tracker) Freshness(id string, ttl time.Duration, now time.Time) Freshne
 // with each regular heartbeat; one that cuts it close to its TTL, or has
 // missed beats, scores lower before it ever expires. Quality is rounded to
 // three decimals.
-func quality(age, ttl time.Duration, gaps []int64) float64 {
+func quality(age, ttl time.Duration, gaps []time.Duration) float64 {
 	if ttl <= 0 {
 		return 0
 	}

@@ -55,7 +55,7 @@ func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 func (a *apiServer) beat(ctx context.Context, inst *catalog.Instance) (string, error) {
 	a.Tracker.Beat(inst.ID, a.Now())
 	if inst.Status != catalog.StatusCritical {
-		return inst.Status, nil
+		return reported(inst), nil
 	}
 	res, err := a.Node.Apply(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "heartbeat"})
 	if err == nil {
@@ -64,15 +64,30 @@ func (a *apiServer) beat(ctx context.Context, inst *catalog.Instance) (string, e
 	switch {
 	case err == nil:
 		a.Logger.Info("instance passing again", "id", inst.ID, "service", inst.Service)
+		if inst.Draining {
+			return catalog.StatusDraining, nil
+		}
 		return catalog.StatusPassing, nil
 	case errors.Is(err, catalog.ErrConflict):
 		if cur, ok := a.Catalog.Instance(inst.ID); ok {
-			return cur.Status, nil
+			return reported(cur), nil
 		}
-		return inst.Status, nil
+		return reported(inst), nil
 	default:
 		return "", err
 	}
+}
+
+// reported is the status a heartbeat answer gives for an instance that has
+// just been heard: critical, draining or passing.
+func reported(inst *catalog.Instance) string {
+	if inst.Status == catalog.StatusCritical {
+		return catalog.StatusCritical
+	}
+	if inst.Draining {
+		return catalog.StatusDraining
+	}
+	return catalog.StatusPassing
 }
 
 // instanceForOwner resolves the instance named in the path for a caller
@@ -127,7 +142,7 @@ func (a *apiServer) drain(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusDraining, Reason: "api"})
+	res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpDrain, ID: inst.ID, Reason: "api"})
 	if err == nil {
 		err = res.Err
 	}
@@ -136,7 +151,11 @@ func (a *apiServer) drain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.Logger.Info("instance draining", "id", inst.ID, "service", inst.Service)
-	writeJSON(w, http.StatusOK, api.HeartbeatResponse{TTL: inst.TTL.String(), Status: catalog.StatusDraining})
+	status := catalog.StatusDraining
+	if cur, ok := a.Catalog.Instance(inst.ID); ok && cur.Status == catalog.StatusCritical {
+		status = catalog.StatusCritical
+	}
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{TTL: inst.TTLString(), Status: status})
 }
 
 func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) {

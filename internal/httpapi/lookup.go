@@ -10,6 +10,7 @@ import (
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/health"
 )
 
 // lookupQuery is a parsed GET /v1/services/{service} query.
@@ -47,7 +48,7 @@ func parseLookupQuery(q map[string][]string) (lookupQuery, *Error) {
 }
 
 func (a *apiServer) toAPI(inst *catalog.Instance, floor, now time.Time) api.Instance {
-	f := a.Tracker.Freshness(inst.ID, inst.TTL, now)
+	status, f := a.Tracker.View(inst, floor, now)
 	lastSeen := int64(-1)
 	if f.Age >= 0 {
 		lastSeen = f.Age.Milliseconds()
@@ -63,7 +64,7 @@ func (a *apiServer) toAPI(inst *catalog.Instance, floor, now time.Time) api.Inst
 	return api.Instance{
 		ID: inst.ID, Service: inst.Service, Address: inst.Address, Port: inst.Port, Scheme: inst.Scheme,
 		URL:  inst.URL(),
-		Tags: tags, Meta: meta, Status: a.Tracker.Status(inst, floor, now),
+		Tags: tags, Meta: meta, Status: status,
 		LastSeenMS: lastSeen, TTLMS: inst.TTL.Milliseconds(), Quality: f.Quality,
 		Proof: inst.Proof, RegisteredAt: inst.RegisteredAtString(),
 	}
@@ -108,7 +109,7 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 			if !inst.HasTags(lq.tags) || !inst.HasMeta(lq.meta) {
 				continue
 			}
-			status := a.Tracker.Status(inst, floor, now)
+			status, f := a.Tracker.View(inst, floor, now)
 			if lq.status != "any" && status != lq.status {
 				continue
 			}
@@ -116,7 +117,7 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 				b = append(b, ',')
 			}
 			first = false
-			b = a.appendInstance(b, inst, status, now)
+			b = appendInstance(b, inst, status, f)
 		}
 	}
 	b = append(b, "]}\n"...)
@@ -134,8 +135,7 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 // appendInstance appends inst as the JSON of an api.Instance.
-func (a *apiServer) appendInstance(b []byte, inst *catalog.Instance, status string, now time.Time) []byte {
-	f := a.Tracker.Freshness(inst.ID, inst.TTL, now)
+func appendInstance(b []byte, inst *catalog.Instance, status string, f health.Freshness) []byte {
 	lastSeen := int64(-1)
 	if f.Age >= 0 {
 		lastSeen = f.Age.Milliseconds()

@@ -632,6 +632,28 @@ func TestServer_Drain(t *testing.T) {
 	if _, err := h.admin.Drain(ctx, reg.ID, ""); err != nil {
 		t.Fatal(err)
 	}
+
+	// A drained instance that misses its TTL and then heartbeats again is
+	// still draining: it does not come back into default lookups.
+	short := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg2, err := h.anon.Register(ctx, "svc", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: short.Port(), TTL: "1s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok2 := short.Calls[0].Token
+	if _, err := h.anon.Drain(ctx, reg2.ID, tok2); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the drained instance to expire", func() bool {
+		in, ok := h.srv.Catalog().Instance(reg2.ID)
+		return ok && in.Status == api.StatusCritical
+	})
+	if hb, err := h.anon.Heartbeat(ctx, reg2.ID, tok2); err != nil || hb.Status != api.StatusDraining {
+		t.Fatalf("heartbeat of a drained, expired instance = %+v, %v; want draining", hb, err)
+	}
+	if l, _ := h.anon.Lookup(ctx, "svc"); len(l.Instances) != 0 {
+		t.Fatalf("a drained instance is back in default lookups: %+v", l.Instances)
+	}
 }
 
 // TestServer_VerifyPort: a sidecar answers the callback on another port;
