@@ -46,6 +46,9 @@ type RegisterRequest struct {
 	// the TTL, default 10 × TTL.
 	DeregisterAfter string `json:"deregister_after,omitempty"`
 	VerifyPath      string `json:"verify_path,omitempty"`
+	// VerifyScheme is the scheme of the callback; default Scheme. A sidecar
+	// that answers in plain HTTP for an https instance sets "http".
+	VerifyScheme string `json:"verify_scheme,omitempty"`
 	// VerifyPort, when set and different from Port, is where the callback
 	// goes (a sidecar registering a process that cannot answer it). The
 	// instance's proof is then ProofAddress instead of ProofAddressPort.
@@ -54,6 +57,9 @@ type RegisterRequest struct {
 	// instance can tie the callback to a registration it started.
 	Nonce string `json:"nonce,omitempty"`
 }
+
+// VerifyPathPrefix is where every verify_path must live.
+const VerifyPathPrefix = "/.well-known/muster/"
 
 // RegisterResponse is the 201 answer to a registration. The session token is
 // not in it: it travels only to the advertised address, in the callback.

@@ -54,6 +54,9 @@ type ServiceConfig struct {
 	// VerifyPort, when set, tells the registry to call back on this port
 	// instead of Port (a sidecar).
 	VerifyPort int
+	// VerifyScheme, when set, is the scheme of the callback instead of
+	// Scheme (a plain-HTTP sidecar for an https instance).
+	VerifyScheme string
 	// ListenAddr is where Serve listens; default Address:Port. Set it to
 	// ":PORT" to listen on every interface.
 	ListenAddr string
@@ -300,7 +303,7 @@ func (r *Registration) register(ctx context.Context) error {
 	}()
 	req := api.RegisterRequest{
 		Address: r.cfg.Address, Port: r.cfg.Port, Scheme: r.cfg.Scheme, Tags: r.cfg.Tags, Meta: r.cfg.Meta,
-		TTL: r.cfg.TTL.String(), VerifyPath: r.cfg.VerifyPath, VerifyPort: r.cfg.VerifyPort, Nonce: nonce,
+		TTL: r.cfg.TTL.String(), VerifyPath: r.cfg.VerifyPath, VerifyPort: r.cfg.VerifyPort, VerifyScheme: r.cfg.VerifyScheme, Nonce: nonce,
 	}
 	if r.cfg.DeregisterAfter > 0 {
 		req.DeregisterAfter = r.cfg.DeregisterAfter.String()

@@ -71,7 +71,7 @@ func runRegister(ctx context.Context, e env, args []string) error {
 	reg, err := client.NewRegistration(client.ServiceConfig{
 		Name: *name, Address: *address, Port: *port, Scheme: *scheme, Tags: tags, Meta: meta, TTL: *ttl,
 		Registry: e.envOr("MUSTER_ADDR", client.DefaultAddr), Key: key,
-		VerifyPort: ln.Addr().(*net.TCPAddr).Port, Logger: log,
+		VerifyPort: ln.Addr().(*net.TCPAddr).Port, VerifyScheme: "http", Logger: log,
 	})
 	if err != nil {
 		return err

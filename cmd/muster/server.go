@@ -28,6 +28,7 @@ func runServer(ctx context.Context, e env, args []string) error {
 	seedCompat := fs.Bool("seed-compat", false, "also serve the tutorial's form-encoded protocol under /api/v1/ (register, verify, ping, lookup)")
 	seedChallenge := fs.String("seed-challenge", seedDef.Challenge, "challenge phrase of the tutorial protocol")
 	seedResponse := fs.String("seed-response", seedDef.Response, "response phrase the tutorial protocol expects")
+	seedServices := fs.String("seed-services", strings.Join(seedDef.Services, ","), "comma-separated service name patterns the tutorial protocol may register")
 	seedInterval := fs.Duration("seed-heartbeat-interval", seedDef.HeartbeatInterval, "ping interval of tutorial-protocol services; their TTL is three intervals")
 	logLevel := fs.String("log-level", e.envOr("MUSTER_LOG_LEVEL", "info"), "debug, info, warn or error")
 	logFormat := fs.String("log-format", e.envOr("MUSTER_LOG_FORMAT", "text"), "text or json")
@@ -64,7 +65,14 @@ func runServer(ctx context.Context, e env, args []string) error {
 	cfg.Grace = *grace
 	cfg.Logger = slog.New(h)
 	if *seedCompat {
-		cfg.Seed = &httpapi.SeedConfig{Challenge: *seedChallenge, Response: *seedResponse, HeartbeatInterval: *seedInterval}
+		var pats []string
+		for _, p := range strings.Split(*seedServices, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				pats = append(pats, p)
+			}
+		}
+		cfg.Seed = &httpapi.SeedConfig{Challenge: *seedChallenge, Response: *seedResponse, HeartbeatInterval: *seedInterval, Services: pats}
+		cfg.Logger.Warn("the tutorial protocol is on: it registers without an enrolment key, for these name patterns", "seed_services", pats)
 	}
 	s, err := server.New(cfg)
 	if err != nil {

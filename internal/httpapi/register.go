@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -45,6 +46,7 @@ func validateRegister(req api.RegisterRequest) (registration, *Error) {
 	if !validHost(req.Address) {
 		return reg, badField("address", "address must be an IP address or a DNS host name")
 	}
+	reg.Address = normalHost(req.Address)
 	if req.Port < 1 || req.Port > 65535 {
 		return reg, badField("port", "port must be between 1 and 65535")
 	}
@@ -59,6 +61,13 @@ func validateRegister(req api.RegisterRequest) (registration, *Error) {
 	case "http", "https":
 	default:
 		return reg, badField("scheme", "scheme must be http or https")
+	}
+	switch req.VerifyScheme {
+	case "":
+		reg.VerifyScheme = reg.Scheme
+	case "http", "https":
+	default:
+		return reg, badField("verify_scheme", "verify_scheme must be http or https")
 	}
 	ttl := req.TTL
 	if ttl == "" {
@@ -86,8 +95,8 @@ func validateRegister(req api.RegisterRequest) (registration, *Error) {
 	}
 	if req.VerifyPath == "" {
 		reg.VerifyPath = api.DefaultVerifyPath
-	} else if !validPath(req.VerifyPath) {
-		return reg, badField("verify_path", "verify_path must start with / and hold at most %d printable characters, without ? or #", maxVerifyPathLen)
+	} else if !validPath(req.VerifyPath) || !strings.HasPrefix(req.VerifyPath, verifyPathPrefix) {
+		return reg, badField("verify_path", "verify_path must start with %s and hold at most %d printable characters, without ? or #", verifyPathPrefix, maxVerifyPathLen)
 	}
 	if len(req.Nonce) > maxNonceLen || !printable(req.Nonce) {
 		return reg, badField("nonce", "nonce must be at most %d printable characters", maxNonceLen)
@@ -114,6 +123,21 @@ func validateRegister(req api.RegisterRequest) (registration, *Error) {
 	return reg, nil
 }
 
+// verifyPathPrefix bounds where a callback may go on the instance's host,
+// so that an enrolment key cannot aim the registry's POST at an arbitrary
+// endpoint of some other service in the allowlisted networks.
+const verifyPathPrefix = api.VerifyPathPrefix
+
+// normalHost returns the canonical spelling of a valid host, so that one
+// endpoint has one catalog key: IPs in their shortest form (IPv4-mapped
+// IPv6 as IPv4), names in lower case without a trailing dot.
+func normalHost(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap().WithZone("").String()
+	}
+	return strings.TrimSuffix(strings.ToLower(h), ".")
+}
+
 func validHost(h string) bool {
 	if net.ParseIP(h) != nil {
 		return true
@@ -121,6 +145,7 @@ func validHost(h string) bool {
 	if len(h) > maxHostLen {
 		return false
 	}
+	h = strings.TrimSuffix(h, ".")
 	for _, label := range strings.Split(h, ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
@@ -212,7 +237,7 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 	id := catalog.RandomID(16)
 	token := catalog.RandomSecret()
 	challenge := catalog.RandomSecret()
-	target := verify.Target{Scheme: reg.Scheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath}
+	target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath}
 	proof := api.ProofAddressPort
 	if reg.VerifyPort != reg.Port {
 		proof = api.ProofAddress
@@ -223,7 +248,8 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var ve *verify.Error
 		if errors.As(err, &ve) {
-			a.Logger.Info("registration refused", "service", service, "address", reg.Address, "port", reg.Port, "reason", ve.Reason)
+			a.Logger.Info("registration refused", "service", service, "address", reg.Address, "port", reg.Port,
+				"reason", ve.Reason, "detail", ve.Detail)
 		}
 		writeError(w, a.Logger, err)
 		return

@@ -28,6 +28,9 @@ type SeedConfig struct {
 	// HeartbeatInterval is how often seed services ping; their TTL is three
 	// intervals.
 	HeartbeatInterval time.Duration
+	// Services are the name patterns ('*' wildcard) the tutorial protocol
+	// may register. It has no enrolment key, so this is its only scope.
+	Services []string
 }
 
 // DefaultSeedConfig returns the tutorial's phrases and its 10 s interval.
@@ -36,6 +39,7 @@ func DefaultSeedConfig() SeedConfig {
 		Challenge:         "It jolly well looks like it might rain",
 		Response:          "That is why I carry an umbrella",
 		HeartbeatInterval: 10 * time.Second,
+		Services:          []string{"*"},
 	}
 }
 
@@ -46,6 +50,14 @@ func (c SeedConfig) Validate() error {
 	}
 	if c.HeartbeatInterval < 100*time.Millisecond || 3*c.HeartbeatInterval > MaxTTL {
 		return fmt.Errorf("seed: heartbeat interval must be between 100ms and %s", MaxTTL/3)
+	}
+	if len(c.Services) == 0 {
+		return errors.New("seed: at least one service name pattern is required")
+	}
+	for _, p := range c.Services {
+		if !catalog.ValidPattern(p) {
+			return fmt.Errorf("seed: service pattern %q: 1 to 63 of a-z 0-9 - _ and *", p)
+		}
 	}
 	return nil
 }
@@ -86,7 +98,7 @@ func parseSeedAddr(rawURL, rawPort string) (seedAddr, *Error) {
 	if !validHost(u.Hostname()) {
 		return seedAddr{}, badField("url", "url host must be an IP address or a DNS host name")
 	}
-	return seedAddr{scheme: u.Scheme, host: u.Hostname(), port: port}, nil
+	return seedAddr{scheme: u.Scheme, host: normalHost(u.Hostname()), port: port}, nil
 }
 
 // url returns the tutorial's url form of an instance: scheme://host.
@@ -174,6 +186,18 @@ func (a *apiServer) seedRegister(w http.ResponseWriter, r *http.Request) {
 	if !catalog.ValidServiceName(name) {
 		a.seedError(w, badField("name", "service name must be 1 to 63 of a-z 0-9 - _"))
 		return
+	}
+	if !(&catalog.Key{Services: a.seed.cfg.Services}).Allows(name) {
+		a.seedError(w, errorf(http.StatusForbidden, api.CodeForbidden, "name", "the tutorial protocol may not register %q here (see --seed-services)", name))
+		return
+	}
+	if view := a.Catalog.Service(name); view != nil {
+		for _, inst := range view.Instances {
+			if inst.KeyID != seedKeyID {
+				a.seedError(w, errorf(http.StatusForbidden, api.CodeForbidden, "name", "%q is registered through the /v1 API; the tutorial protocol may not join it", name))
+				return
+			}
+		}
 	}
 	addr, aerr := parseSeedAddr(f[1], f[2])
 	if aerr != nil {

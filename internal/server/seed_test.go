@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/httpapi"
 	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
 )
 
 // tutorialService is a service written against the tutorial's protocol: it
@@ -259,5 +262,41 @@ func TestSeedProtocol_OffByDefault(t *testing.T) {
 	status, _ := postForm(t, h.srv.URL()+"/api/v1/register/", "name=a&url=http%3A%2F%2Flocalhost&port=1")
 	if status != 404 {
 		t.Fatalf("seed register without --seed-compat: %d", status)
+	}
+}
+
+// TestSeedProtocol_Scope: without an enrolment key, the tutorial protocol
+// registers only names in --seed-services, and never joins a service that
+// is registered through /v1.
+func TestSeedProtocol_Scope(t *testing.T) {
+	h := start(t, func(c *server.Config) {
+		sc := httpapi.DefaultSeedConfig()
+		sc.Services = []string{"fetch_*", "payments"}
+		c.Seed = &sc
+	})
+	ctx := t.Context()
+	k := h.key(t, "payments")
+	owner := testutil.NewInstance(t, k.Secret, verify.Proof)
+	if _, err := h.anon.Register(ctx, "payments", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: owner.Port()}); err != nil {
+		t.Fatal(err)
+	}
+	svc := newTutorialService(t, "x")
+	port := strconv.Itoa(svc.port())
+	for _, tc := range []struct {
+		name string
+		want int
+	}{
+		{"wordcloud", 400}, // outside --seed-services
+		{"payments", 400},  // a /v1 service
+		{"fetch_url", 200},
+	} {
+		status, body := postForm(t, h.srv.URL()+"/api/v1/register/", "name="+tc.name+"&url=http%3A%2F%2Flocalhost&port="+port)
+		if status != tc.want {
+			t.Fatalf("register %s: %d %s, want %d", tc.name, status, body, tc.want)
+		}
+	}
+	res, err := h.anon.Lookup(ctx, "payments")
+	if err != nil || len(res.Instances) != 1 || res.Instances[0].Port != owner.Port() {
+		t.Fatalf("payments after the attempt: %+v, %v", res, err)
 	}
 }

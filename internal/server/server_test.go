@@ -312,6 +312,8 @@ func TestServer_ReRegisterReplaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same endpoint spelt another way is the same endpoint.
+	req.Address = "::ffff:127.0.0.1"
 	second, err := h.anon.Register(ctx, "svc", k.Secret, req)
 	if err != nil {
 		t.Fatal(err)
@@ -380,6 +382,8 @@ func TestServer_RegisterRefusals(t *testing.T) {
 		{name: "ttl too long", service: "fetch_url", secret: k.Secret, body: []byte(`{"address":"127.0.0.1","port":80,"ttl":"2h"}`), status: 400, code: api.CodeInvalidArgument, field: "ttl"},
 		{name: "ttl garbage", service: "fetch_url", secret: k.Secret, body: []byte(`{"address":"127.0.0.1","port":80,"ttl":"soon"}`), status: 400, code: api.CodeInvalidArgument, field: "ttl"},
 		{name: "bad verify path", service: "fetch_url", secret: k.Secret, body: []byte(`{"address":"127.0.0.1","port":80,"verify_path":"x?y"}`), status: 400, code: api.CodeInvalidArgument, field: "verify_path"},
+		{name: "verify path outside /.well-known/muster/", service: "fetch_url", secret: k.Secret, body: []byte(`{"address":"127.0.0.1","port":80,"verify_path":"/admin/reset"}`), status: 400, code: api.CodeInvalidArgument, field: "verify_path"},
+		{name: "bad verify scheme", service: "fetch_url", secret: k.Secret, body: []byte(`{"address":"127.0.0.1","port":80,"verify_scheme":"gopher"}`), status: 400, code: api.CodeInvalidArgument, field: "verify_scheme"},
 		{name: "bad meta key", service: "fetch_url", secret: k.Secret, body: []byte(`{"address":"127.0.0.1","port":80,"meta":{"a b":"c"}}`), status: 400, code: api.CodeInvalidArgument, field: "meta"},
 		{name: "bad address", service: "fetch_url", secret: k.Secret, body: []byte(`{"address":"http://x/","port":80}`), status: 400, code: api.CodeInvalidArgument, field: "address"},
 		{name: "address outside allowlist", service: "fetch_url", secret: k.Secret, body: []byte(`{"address":"8.8.8.8","port":80}`), status: 422, code: api.CodeAddressNotAllowed, field: "address"},

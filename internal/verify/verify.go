@@ -88,6 +88,10 @@ func ParseAllow(list []string) ([]netip.Prefix, error) {
 type Error struct {
 	Reason string
 	Msg    string
+	// Detail says more (the network error, the status answered) for the
+	// registry's own log. It is not in Error(): an enrolment key holder
+	// must not be able to map the allowlisted networks through it.
+	Detail string
 }
 
 func (e *Error) Error() string { return "verification failed: " + e.Reason + ": " + e.Msg }
@@ -241,14 +245,14 @@ func (v *Verifier) Call(ctx context.Context, t Target, contentType string, body 
 		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 			return nil, &Error{Reason: api.ReasonTimeout, Msg: fmt.Sprintf("no answer from %s within %s", t.URL(), v.cfg.Timeout)}
 		}
-		return nil, &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot reach %s: %s", t.URL(), rootCause(err))}
+		return nil, &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot reach %s", t.URL()), Detail: rootCause(err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		return nil, &Error{Reason: api.ReasonRedirect, Msg: fmt.Sprintf("%s answered %d; redirects are not followed", t.URL(), resp.StatusCode)}
+		return nil, &Error{Reason: api.ReasonRedirect, Msg: fmt.Sprintf("%s answered with a redirect; redirects are not followed", t.URL()), Detail: resp.Status}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &Error{Reason: api.ReasonBadStatus, Msg: fmt.Sprintf("%s answered %d, want 200", t.URL(), resp.StatusCode)}
+		return nil, &Error{Reason: api.ReasonBadStatus, Msg: fmt.Sprintf("%s did not answer 200", t.URL()), Detail: resp.Status}
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, v.cfg.MaxBody+1))
 	if err != nil {
@@ -256,7 +260,7 @@ func (v *Verifier) Call(ctx context.Context, t Target, contentType string, body 
 		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 			return nil, &Error{Reason: api.ReasonTimeout, Msg: "answer not complete within " + v.cfg.Timeout.String()}
 		}
-		return nil, &Error{Reason: api.ReasonBadResponse, Msg: "reading answer: " + err.Error()}
+		return nil, &Error{Reason: api.ReasonBadResponse, Msg: "the answer could not be read", Detail: err.Error()}
 	}
 	if int64(len(data)) > v.cfg.MaxBody {
 		return nil, &Error{Reason: api.ReasonBadResponse, Msg: fmt.Sprintf("answer larger than %d bytes", v.cfg.MaxBody)}
