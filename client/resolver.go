@@ -59,9 +59,13 @@ type Resolver struct {
 }
 
 type cacheEntry struct {
-	mu     sync.Mutex // serialises revalidation of this entry
 	result atomic.Pointer[Result]
 	next   atomic.Uint64 // round-robin cursor
+
+	mu       sync.Mutex
+	inflight chan struct{} // closed when the running revalidation ends
+	lastErr  error         // the last revalidation's failure, if it failed
+	failedAt time.Time
 }
 
 // NewResolver returns a resolver.
@@ -117,37 +121,85 @@ func (r *Resolver) entry(key string) *cacheEntry {
 // registry cannot be reached (or has no leader), a cached answer up to
 // MaxStale old is returned with Stale set; an older one gives ErrStale.
 // Refusals from the registry (a bad name, say) are returned as they are.
+//
+// One revalidation per service and filter runs at a time; other callers
+// wait for it only as long as their own ctx allows, and then get the stale
+// answer. After a failed revalidation, callers get the stale answer at once
+// for MaxAge before the registry is tried again.
 func (r *Resolver) Lookup(ctx context.Context, service string, opts ...LookupOption) (Result, error) {
 	e := r.entry(cacheKey(service, opts))
 	if res := e.result.Load(); res != nil && time.Since(res.FetchedAt) < r.cfg.MaxAge {
 		return *res, nil
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	// Another caller may have revalidated while this one waited.
 	if res := e.result.Load(); res != nil && time.Since(res.FetchedAt) < r.cfg.MaxAge {
+		e.mu.Unlock()
 		return *res, nil
 	}
-	fresh, err := r.cfg.Client.Lookup(ctx, service, opts...)
+	if e.lastErr != nil && time.Since(e.failedAt) < r.cfg.MaxAge {
+		err := e.lastErr
+		e.mu.Unlock()
+		if !errors.Is(err, ErrUnavailable) {
+			return Result{}, err
+		}
+		return r.stale(e, service, err)
+	}
+	ch := e.inflight
+	if ch == nil {
+		ch = make(chan struct{})
+		e.inflight = ch
+		go r.revalidate(e, ch, service, opts)
+	}
+	e.mu.Unlock()
+
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return r.stale(e, service, ctx.Err())
+	}
+	e.mu.Lock()
+	err := e.lastErr
+	e.mu.Unlock()
 	if err == nil {
-		e.result.Store(&fresh)
-		return fresh, nil
+		return *e.result.Load(), nil
 	}
 	if !errors.Is(err, ErrUnavailable) {
 		return Result{}, err
 	}
+	return r.stale(e, service, err)
+}
+
+// revalidate asks the registry and records the outcome. It runs detached
+// from any one caller's context, bounded by the client's own timeout.
+func (r *Resolver) revalidate(e *cacheEntry, done chan struct{}, service string, opts []LookupOption) {
+	fresh, err := r.cfg.Client.Lookup(context.Background(), service, opts...)
+	e.mu.Lock()
+	if err == nil {
+		e.result.Store(&fresh)
+		e.lastErr = nil
+	} else {
+		e.lastErr, e.failedAt = err, time.Now()
+	}
+	e.inflight = nil
+	close(done)
+	e.mu.Unlock()
+}
+
+// stale applies the staleness policy after a failed or abandoned
+// revalidation: the cached answer, marked, if it is young enough.
+func (r *Resolver) stale(e *cacheEntry, service string, cause error) (Result, error) {
 	cached := e.result.Load()
 	if cached == nil {
-		return Result{}, err
+		return Result{}, cause
 	}
 	age := time.Since(cached.FetchedAt)
 	if age > r.cfg.MaxStale {
-		return Result{}, fmt.Errorf("%w: %s has an answer %s old (max stale %s): %w", ErrStale, service, age.Round(time.Millisecond), r.cfg.MaxStale, err)
+		return Result{}, fmt.Errorf("%w: %s has an answer %s old (max stale %s): %w", ErrStale, service, age.Round(time.Millisecond), r.cfg.MaxStale, cause)
 	}
-	r.cfg.Logger.Warn("registry unreachable; serving cached instances", "service", service, "age", age.Round(time.Millisecond), "err", err)
-	stale := *cached
-	stale.Stale, stale.StaleErr = true, err
-	return stale, nil
+	r.cfg.Logger.Warn("registry unreachable; serving cached instances", "service", service, "age", age.Round(time.Millisecond), "err", cause)
+	out := *cached
+	out.Stale, out.StaleErr = true, cause
+	return out, nil
 }
 
 // Pick returns one instance of the service by the resolver's strategy,

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -495,5 +497,53 @@ func TestClient_ErrorsMatchSentinels(t *testing.T) {
 	down, _ := client.New(client.Config{Addr: "http://127.0.0.1:" + fmt.Sprint(freePort(t))})
 	if _, err := down.Lookup(ctx, "svc"); !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("registry down: %v", err)
+	}
+}
+
+// TestResolver_HungRegistry: a registry that accepts connections but never
+// answers does not make callers queue behind one another; each gets the
+// cached answer, marked stale, within its own deadline.
+func TestResolver_HungRegistry(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"service":"svc","index":3,"instances":[{"id":"a","service":"svc","address":"127.0.0.1","port":1,"scheme":"http","url":"http://127.0.0.1:1","tags":[],"meta":{},"status":"passing","last_seen_ms":5,"ttl_ms":10000,"quality":1,"proof":"address+port","registered_at":"2026-01-01T00:00:00Z"}]}`)
+			return
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	c, _ := client.New(client.Config{Addr: hung.URL, HTTPClient: &http.Client{Timeout: 30 * time.Second}})
+	res, _ := client.NewResolver(client.ResolverConfig{Client: c, MaxAge: 10 * time.Millisecond, MaxStale: time.Minute})
+	if r, err := res.Lookup(context.Background(), "svc"); err != nil || len(r.Instances) != 1 {
+		t.Fatalf("first lookup: %+v, %v", r, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	var wg sync.WaitGroup
+	began := time.Now()
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			r, err := res.Lookup(ctx, "svc")
+			if err != nil || !r.Stale || len(r.Instances) != 1 {
+				t.Errorf("lookup against a hung registry: %+v, %v", r, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if d := time.Since(began); d > 2*time.Second {
+		t.Fatalf("four lookups with 200ms deadlines took %s: they queued", d)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("the registry got %d requests; one revalidation at a time expected 2", n)
 	}
 }
