@@ -83,6 +83,7 @@ func ExampleResolver_HTTPClient() {
 	go func() {
 		served <- client.Serve(ctx, client.ServiceConfig{
 			Name: "fetch_url", Address: "127.0.0.1", Port: examplePort(), Registry: registry, Key: key,
+			DrainDelay: -1, // no clients to drain away from
 		}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "fetched %s", r.URL.Query().Get("url"))
 		}))

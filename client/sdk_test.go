@@ -90,7 +90,7 @@ func startBackend(tb testing.TB, registry, key, name, reply string) *backend {
 	b.reg, err = client.NewRegistration(client.ServiceConfig{
 		Name: name, Address: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, TTL: 3 * time.Second,
 		Registry: registry, Key: key, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		Logger: testutil.Logger(tb),
+		Logger: testutil.Logger(tb), DrainDelay: -1,
 	})
 	if err != nil {
 		tb.Fatal(err)

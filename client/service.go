@@ -64,8 +64,9 @@ type ServiceConfig struct {
 	// ListenAddr; Port defaults to its port. Handy with port 0.
 	Listener net.Listener
 	// DrainDelay is how long a shutting-down instance stays registered as
-	// draining before it deregisters, so that clients' caches move away
-	// from it; default 0.
+	// draining before it deregisters, so that clients' caches (a
+	// Resolver's MaxAge, 2 s by default) move away from it; default 2s.
+	// A negative value skips draining.
 	DrainDelay time.Duration
 	// MinBackoff and MaxBackoff bound the retry delay when the registry
 	// cannot be reached; defaults 200ms and 30s.
@@ -99,6 +100,9 @@ func (c *ServiceConfig) setDefaults(getenv func(string) string) {
 	}
 	if c.VerifyPath == "" {
 		c.VerifyPath = api.DefaultVerifyPath
+	}
+	if c.DrainDelay == 0 {
+		c.DrainDelay = 2 * time.Second
 	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = 200 * time.Millisecond
@@ -174,8 +178,13 @@ type Registration struct {
 	pending map[string]*pendingReg // by nonce
 	state   State
 	token   string
+	orphan  orphanReg
 	changed chan struct{} // closed and replaced on every state change
 }
+
+// orphanReg is a registration whose callback was answered but whose 201
+// was not seen.
+type orphanReg struct{ id, token string }
 
 type pendingReg struct {
 	token, instanceID string
@@ -310,6 +319,11 @@ func (r *Registration) register(ctx context.Context) error {
 	}
 	resp, err := r.client.Register(ctx, r.cfg.Name, r.cfg.Key, req)
 	if err != nil {
+		r.mu.Lock()
+		if p.done {
+			r.orphan = orphanReg{id: p.instanceID, token: p.token}
+		}
+		r.mu.Unlock()
 		return err
 	}
 	r.mu.Lock()
@@ -319,7 +333,7 @@ func (r *Registration) register(ctx context.Context) error {
 		return fmt.Errorf("register: the registry accepted instance %s but its callback never reached this process's verify handler", resp.ID)
 	}
 	r.mu.Lock()
-	r.token = token
+	r.token, r.orphan = token, orphanReg{}
 	r.mu.Unlock()
 	r.setState(func(s *State) {
 		s.Registered, s.InstanceID, s.Status, s.LastError = true, resp.ID, api.StatusPassing, nil
@@ -395,7 +409,11 @@ func (r *Registration) heartbeat(ctx context.Context) bool {
 	r.mu.Lock()
 	token := r.token
 	r.mu.Unlock()
-	resp, err := r.client.Heartbeat(ctx, st.InstanceID, token)
+	// A heartbeat that takes longer than TTL/3 is as good as lost: give up
+	// on it and let the next one try.
+	hctx, cancel := context.WithTimeout(ctx, r.cfg.TTL/3)
+	defer cancel()
+	resp, err := r.client.Heartbeat(hctx, st.InstanceID, token)
 	switch {
 	case err == nil:
 		r.setState(func(s *State) { s.Registered, s.Status, s.LastError = true, resp.Status, nil })
@@ -419,15 +437,21 @@ func (r *Registration) heartbeat(ctx context.Context) bool {
 // shutdown drains and deregisters with a bounded time.
 func (r *Registration) shutdown() error {
 	st := r.State()
-	if !st.Registered && st.InstanceID == "" {
-		return nil
-	}
 	r.mu.Lock()
 	token := r.token
+	if st.InstanceID == "" && r.orphan.id != "" {
+		// Shut down while a registration was being answered: the
+		// registry may hold the instance although this process never
+		// saw its 201. Remove it rather than leave it to expire.
+		st.InstanceID, token = r.orphan.id, r.orphan.token
+	}
 	r.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second+r.cfg.DrainDelay)
+	if st.InstanceID == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second+max(r.cfg.DrainDelay, 0))
 	defer cancel()
-	if r.cfg.DrainDelay > 0 {
+	if r.cfg.DrainDelay >= 0 && st.Registered {
 		if _, err := r.client.Drain(ctx, st.InstanceID, token); err == nil {
 			r.log.Info("draining before deregistration", "instance_id", st.InstanceID, "delay", r.cfg.DrainDelay)
 			sleep(ctx, r.cfg.DrainDelay)

@@ -54,7 +54,7 @@ func register(tb testing.TB, registry, key, name string, meta map[string]string,
 	}
 	reg, err := client.NewRegistration(client.ServiceConfig{
 		Name: name, Meta: meta, Address: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port,
-		Registry: registry, Key: key, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		Registry: registry, Key: key, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, DrainDelay: -1,
 	})
 	if err != nil {
 		tb.Fatal(err)
