@@ -67,11 +67,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if attempts <= 0 {
 		attempts = 3
 	}
+	// A RoundTripper must close the request body, even on errors.
+	closeBody := func() {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+	}
 	tried := map[string]bool{}
 	var lastErr error
 	for i := 0; i < attempts; i++ {
 		inst, err := t.Resolver.pick(req.Context(), service, tried, nil)
 		if err != nil {
+			closeBody()
 			if lastErr != nil && errors.Is(err, ErrNoInstances) {
 				return nil, lastErr
 			}
@@ -80,6 +87,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		tried[inst.ID] = true
 		out, err := rewrite(req, inst, i > 0)
 		if err != nil {
+			closeBody()
 			return nil, err
 		}
 		resp, err := base.RoundTrip(out)
@@ -96,6 +104,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, lastErr
 		}
 	}
+	closeBody()
 	return nil, lastErr
 }
 

@@ -15,8 +15,18 @@ import (
 // durably. A reader sees the old file or the new one, never a part.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	// A leftover temporary file (say, from a crash) is removed, not
+	// reused: reusing it would keep whatever mode it had.
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("durable: %w", err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
+		return fmt.Errorf("durable: %w", err)
+	}
+	if err := f.Chmod(perm); err != nil { // whatever the umask
+		f.Close()
+		os.Remove(tmp)
 		return fmt.Errorf("durable: %w", err)
 	}
 	if _, err := f.Write(data); err != nil {

@@ -66,21 +66,23 @@ func NewSweeper(cfg SweepConfig, t *Tracker, cat Instances, p Proposer) *Sweeper
 	return &Sweeper{cfg: cfg, tracker: t, cat: cat, proposer: p}
 }
 
-// Run sweeps every Interval until ctx ends or stillLeader reports false.
-// leaderSince is when this node became a ready leader.
-func (s *Sweeper) Run(ctx context.Context, leaderSince time.Time, stillLeader func() bool) {
+// Run sweeps every Interval until ctx ends or leadership reports that
+// this node is no longer a ready leader. leadership is read on every tick,
+// so a term lost and regained between two ticks starts a new floor, the
+// same one the readers use.
+func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, ok bool)) {
 	tick := time.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
-	floor := leaderSince.Add(s.cfg.Grace)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if !stillLeader() {
+			since, ok := leadership()
+			if !ok {
 				return
 			}
-			s.Sweep(ctx, floor)
+			s.Sweep(ctx, since.Add(s.cfg.Grace))
 		}
 	}
 }

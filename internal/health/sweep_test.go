@@ -457,7 +457,7 @@ func TestSweeper_Run(t *testing.T) {
 		// Past TTL counted from leaderSince, but not from leaderSince+grace.
 		r.clock.Set(leaderSince.Add(ttl + time.Second))
 		calls := 0
-		s.Run(context.Background(), leaderSince, func() bool { calls++; return calls <= 3 })
+		s.Run(context.Background(), func() (time.Time, bool) { calls++; return leaderSince, calls <= 3 })
 		if calls != 4 {
 			t.Errorf("stillLeader called %d times, want 4", calls)
 		}
@@ -466,7 +466,7 @@ func TestSweeper_Run(t *testing.T) {
 		}
 		r.clock.Set(floor.Add(ttl + time.Nanosecond))
 		calls = 0
-		s.Run(context.Background(), leaderSince, func() bool { calls++; return calls <= 1 })
+		s.Run(context.Background(), func() (time.Time, bool) { calls++; return leaderSince, calls <= 1 })
 		if got := r.status("i1"); got != catalog.StatusCritical {
 			t.Errorf("status = %q, want critical after floor+TTL", got)
 		}
@@ -477,7 +477,7 @@ func TestSweeper_Run(t *testing.T) {
 		s := health.NewSweeper(cfg, r.tracker, r.cat, r.prop)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		s.Run(ctx, leaderSince, func() bool { t.Error("stillLeader called after ctx ended"); return true })
+		s.Run(ctx, func() (time.Time, bool) { t.Error("leadership read after ctx ended"); return leaderSince, true })
 	})
 }
 

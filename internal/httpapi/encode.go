@@ -50,6 +50,8 @@ func jsonError(err error, max int64) *Error {
 		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body is truncated JSON")
 	case errors.As(err, &syn):
 		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "malformed JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ) && typ.Field == "":
+		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body must be a JSON object")
 	case errors.As(err, &typ):
 		field := typ.Field
 		return errorf(http.StatusBadRequest, api.CodeInvalidArgument, field, "field %q must be %s, not %s", field, typ.Type.String(), typ.Value)

@@ -75,6 +75,9 @@ func (a *apiServer) listKeys(w http.ResponseWriter, r *http.Request) {
 	if !a.requireAdmin(w, r) {
 		return
 	}
+	if _, ok := a.readyFloor(w); !ok {
+		return
+	}
 	keys := a.Catalog.Keys()
 	out := api.KeysResponse{Keys: make([]api.Key, 0, len(keys))}
 	for _, k := range keys {

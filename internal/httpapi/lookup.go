@@ -25,6 +25,11 @@ func parseLookupQuery(q map[string][]string) (lookupQuery, *Error) {
 	for k, vs := range q {
 		switch k {
 		case "tag":
+			for _, v := range vs {
+				if v == "" {
+					return lq, badField("tag", "tag filter must not be empty")
+				}
+			}
 			lq.tags = vs
 		case "meta":
 			for _, v := range vs {

@@ -203,17 +203,27 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) sweepWhileLeader(ctx context.Context) {
 	sw := health.NewSweeper(health.SweepConfig{Interval: s.cfg.SweepInterval, Grace: s.cfg.Grace, Logger: s.log}, s.tracker, s.cat, s.node)
 	for {
-		ready, since := s.node.Ready()
+		ready, _ := s.node.Ready()
 		select {
 		case <-ctx.Done():
 			return
 		case <-ready:
 		}
-		_, since = s.node.Ready()
-		sw.Run(ctx, since, s.node.IsReady)
+		sw.Run(ctx, s.leadership)
 		if ctx.Err() != nil {
 			return
 		}
+	}
+}
+
+// leadership reports whether the node is a ready leader, and since when.
+func (s *Server) leadership() (time.Time, bool) {
+	ch, since := s.node.Ready()
+	select {
+	case <-ch:
+		return since, true
+	default:
+		return time.Time{}, false
 	}
 }
 

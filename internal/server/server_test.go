@@ -368,7 +368,7 @@ func TestServer_RegisterRefusals(t *testing.T) {
 		{name: "name outside scope", service: "wordcloud", secret: k.Secret, body: regBody(t, good), status: 403, code: api.CodeForbidden, field: "service"},
 		{name: "invalid name", service: "Fetch.URL", secret: k.Secret, body: regBody(t, good), status: 400, code: api.CodeInvalidArgument, field: "service"},
 		{name: "malformed json", service: "fetch_url", secret: k.Secret, body: []byte(`{"address": "127.0.0.1",`), status: 400, code: api.CodeInvalidJSON},
-		{name: "not an object", service: "fetch_url", secret: k.Secret, body: []byte(`[1,2]`), status: 400, code: api.CodeInvalidArgument},
+		{name: "not an object", service: "fetch_url", secret: k.Secret, body: []byte(`[1,2]`), status: 400, code: api.CodeInvalidJSON},
 		{name: "trailing data", service: "fetch_url", secret: k.Secret, body: append(regBody(t, good), []byte(`{}`)...), status: 400, code: api.CodeInvalidJSON},
 		{name: "empty body", service: "fetch_url", secret: k.Secret, body: nil, status: 400, code: api.CodeInvalidJSON},
 		{name: "unknown field", service: "fetch_url", secret: k.Secret, body: []byte(`{"address":"127.0.0.1","port":80,"bogus":1}`), status: 400, code: api.CodeUnknownField, field: "bogus"},
