@@ -27,6 +27,7 @@ import (
 	"github.com/musterhq/muster/examples/wordcloud/scraper"
 	"github.com/musterhq/muster/examples/wordcloud/wordcloud"
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/server"
 )
 
@@ -38,7 +39,33 @@ type demoState struct {
 	JobBoard string `json:"job_board"`
 }
 
-func demoStatePath() string { return filepath.Join(os.TempDir(), "muster-demo.json") }
+// demoStatePath is per user, so that two users' demos never mix.
+func demoStatePath() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("muster-demo-%d.json", os.Getuid()))
+}
+
+// readDemoState reads the running demo's state, trusting only a regular
+// file of this user's that nobody else can read or write (it holds a key).
+func readDemoState() (demoState, error) {
+	var st demoState
+	p := demoStatePath()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return st, err
+	}
+	sys, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 || !ok || int(sys.Uid) != os.Getuid() {
+		return st, fmt.Errorf("%s is not a private file of this user's; not trusting it", p)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("demo state %s: %w", p, err)
+	}
+	return st, nil
+}
 
 const demoUsage = `muster demo: the tutorial's word-cloud app, rebuilt on muster
 
@@ -121,10 +148,11 @@ func runDemoAll(ctx context.Context, e env, online, verbose bool) error {
 	boardURL := "http://" + boardLn.Addr().String()
 
 	state := demoState{Registry: reg.URL(), Key: key.Secret, JobBoard: boardURL}
-	if b, err := json.Marshal(state); err == nil {
-		os.WriteFile(demoStatePath(), b, 0o600)
-		defer os.Remove(demoStatePath())
+	b, _ := json.Marshal(state)
+	if err := durable.WriteFile(demoStatePath(), b, 0o600); err != nil {
+		return fmt.Errorf("demo: write state for `muster demo scraper`: %w", err)
 	}
+	defer os.Remove(demoStatePath())
 
 	self, err := os.Executable()
 	if err != nil {
@@ -292,13 +320,9 @@ func runDemoService(ctx context.Context, e env, args []string, joining bool) err
 	}
 	registry, key := e.getenv("MUSTER_ADDR"), e.getenv("MUSTER_KEY")
 	if joining && (registry == "" || key == "") {
-		b, err := os.ReadFile(demoStatePath())
+		st, err := readDemoState()
 		if err != nil {
 			return fmt.Errorf("no running demo found (start `muster demo` first, or set MUSTER_ADDR and MUSTER_KEY): %w", err)
-		}
-		var st demoState
-		if err := json.Unmarshal(b, &st); err != nil {
-			return fmt.Errorf("demo state %s: %w", demoStatePath(), err)
 		}
 		registry, key = st.Registry, st.Key
 	}
