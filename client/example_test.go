@@ -30,10 +30,15 @@ func exampleRegistry() (url, key string, stop func()) {
 	return s.URL(), k.Secret, func() { s.Close(); os.RemoveAll(dir) }
 }
 
-func examplePort() int {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+// within10s retries f every 10 ms for up to 10 s, so that an example
+// fails instead of hanging when something is wrong.
+func within10s(f func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if f() {
+			return true
+		}
+	}
+	return false
 }
 
 // A service that registers itself, heartbeats, and deregisters when its
@@ -42,26 +47,35 @@ func ExampleServe() {
 	registry, key, stop := exampleRegistry()
 	defer stop()
 
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // any free port
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
 		done <- client.Serve(ctx, client.ServiceConfig{
-			Name: "greeter", Address: "127.0.0.1", Port: examplePort(),
+			Name: "greeter", Address: "127.0.0.1", Listener: ln,
 			Tags: []string{"v1"}, TTL: 3 * time.Second,
 			Registry: registry, Key: key, // default: $MUSTER_ADDR, $MUSTER_KEY
+			DrainDelay: 100 * time.Millisecond,
 		}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, "hello")
 		}))
 	}()
 
 	c, _ := client.New(client.Config{Addr: registry})
-	for {
-		res, _ := c.Lookup(context.Background(), "greeter", client.WithTag("v1"))
-		if len(res.Instances) == 1 {
+	found := within10s(func() bool {
+		res, err := c.Lookup(context.Background(), "greeter", client.WithTag("v1"))
+		if err == nil && len(res.Instances) == 1 {
 			fmt.Println("greeter is", res.Instances[0].Status)
-			break
+			return true
 		}
-		time.Sleep(10 * time.Millisecond)
+		return false
+	})
+	if !found {
+		fmt.Println("greeter never registered")
 	}
 	cancel()
 	fmt.Println("Serve returned:", <-done)
@@ -78,11 +92,16 @@ func ExampleServe() {
 func ExampleResolver_HTTPClient() {
 	registry, key, stop := exampleRegistry()
 	defer stop()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error)
 	go func() {
 		served <- client.Serve(ctx, client.ServiceConfig{
-			Name: "fetch_url", Address: "127.0.0.1", Port: examplePort(), Registry: registry, Key: key,
+			Name: "fetch_url", Address: "127.0.0.1", Listener: ln, Registry: registry, Key: key,
 			DrainDelay: -1, // no clients to drain away from
 		}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "fetched %s", r.URL.Query().Get("url"))
@@ -93,16 +112,18 @@ func ExampleResolver_HTTPClient() {
 	c, _ := client.New(client.Config{Addr: registry})
 	resolver, _ := client.NewResolver(client.ResolverConfig{Client: c, MaxAge: 100 * time.Millisecond})
 	httpc := resolver.HTTPClient()
-	for {
+	ok := within10s(func() bool { // until the service has registered
 		resp, err := httpc.Get("http://fetch_url/api/v1/fetchurl/?url=example.org")
 		if err != nil {
-			time.Sleep(10 * time.Millisecond) // not registered yet
-			continue
+			return false
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		fmt.Println(string(body))
-		break
+		return true
+	})
+	if !ok {
+		fmt.Println("fetch_url never answered")
 	}
 	// Output:
 	// fetched example.org

@@ -437,6 +437,13 @@ func TestResolver_Strategies(t *testing.T) {
 			if len(seen) != 3 {
 				t.Fatalf("picked %d of 3 instances: %v", len(seen), seen)
 			}
+			if s == client.RoundRobin {
+				for id, n := range seen {
+					if n != 100 {
+						t.Fatalf("round robin picked %s %d times of 300", id, n)
+					}
+				}
+			}
 			// Ejecting two leaves one.
 			var ejected []string
 			for id := range ids {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"testing"
@@ -111,6 +112,28 @@ func FuzzSeedAddr(f *testing.F) {
 		}
 		if a.port < 1 || a.port > 65535 || (a.scheme != "http" && a.scheme != "https") || !validHost(a.host) {
 			t.Fatalf("parser accepted %+v from %q %q", a, rawURL, rawPort)
+		}
+	})
+}
+
+// FuzzCheckSeedReply feeds arbitrary verify answers of the tutorial
+// protocol to their checker: only the right phrase and secret pass.
+func FuzzCheckSeedReply(f *testing.F) {
+	const phrase, secret = "That is why I carry an umbrella", "s3cret"
+	for _, s := range []string{
+		`{"name":"a","url":"http://localhost","port":8888,"reply":"That is why I carry an umbrella","secret":"s3cret"}`,
+		`{"reply":"That is why I carry an umbrella","secret":"other"}`,
+		`{"reply":"nope","secret":"s3cret"}`, `[]`, `null`, `{`, ``, `{"reply":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		err := checkSeedReply(data, phrase, secret)
+		if err == nil {
+			var v struct{ Reply, Secret string }
+			if json.Unmarshal(data, &v) != nil || v.Reply != phrase || v.Secret != secret {
+				t.Fatalf("accepted %q", data)
+			}
 		}
 	})
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -492,11 +493,31 @@ func TestServer_TokenOnlyToAddress(t *testing.T) {
 	if len(call.Token) < 32 || bytes.Contains(raw, []byte(call.Token)) {
 		t.Fatalf("token %q leaked in the answer %s", call.Token, raw)
 	}
-	for _, inst := range h.srv.Catalog().Instances() {
-		if bytes.Contains(inst.TokenHash, []byte(call.Token)) || len(inst.TokenHash) != 32 {
-			t.Fatal("token is not stored as a SHA-256 hash")
-		}
+	want := sha256.Sum256([]byte(call.Token))
+	insts := h.srv.Catalog().Instances()
+	if len(insts) != 1 || !bytes.Equal(insts[0].TokenHash, want[:]) {
+		t.Fatal("the catalog does not hold the token's SHA-256")
 	}
+	// Neither the session token nor the key secret is anywhere on disk:
+	// not in the Raft log, not in a snapshot.
+	if err := h.srv.Node().Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	filepath.WalkDir(h.dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, secret := range map[string]string{"session token": call.Token, "key secret": k.Secret} {
+			if bytes.Contains(b, []byte(secret)) {
+				t.Errorf("%s found in %s", name, path)
+			}
+		}
+		return nil
+	})
 }
 
 func TestServer_Keys(t *testing.T) {
