@@ -382,12 +382,16 @@ func TestTransport_SpreadsAndRoutesAroundKilledInstance(t *testing.T) {
 	// A POST without an idempotency key is still retried when the
 	// connection was refused, since nothing was sent.
 	res.ReportSuccess(backends[0].reg.State().InstanceID) // un-eject, so the dead one is tried again
+	before = backends[1].hits.Load() + backends[2].hits.Load()
 	for i := 0; i < 6; i++ {
 		resp, err := httpc.Post("http://echo/submit", "text/plain", strings.NewReader("payload"))
 		if err != nil {
 			t.Fatalf("POST %d: %v", i, err)
 		}
 		resp.Body.Close()
+	}
+	if got := backends[1].hits.Load() + backends[2].hits.Load() - before; got != 6 {
+		t.Fatalf("survivors served %d of 6 POSTs", got)
 	}
 
 	// Non-service hosts pass through untouched.
