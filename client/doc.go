@@ -1,11 +1,25 @@
 // Package client is muster's Go SDK. It imports only the public api package
 // and the standard library, never the server's internal packages.
 //
-// This first part holds the HTTP client for the registry's API: enrolment
-// keys, lookups, service listings and deregistration. Wire error codes come
-// back as errors that match the package's sentinels with errors.Is.
+// It has three layers:
+//
+//   - Client: the HTTP calls of the registry's API (enrolment keys,
+//     registration, heartbeats, drains, deregistration, lookups, service
+//     listings). Wire error codes come back as errors that match the
+//     package's sentinels with errors.Is.
+//   - The service side: Registration keeps one instance registered (it
+//     answers the verification callback, heartbeats, registers again when
+//     the registry has forgotten it, and drains and deregisters on
+//     shutdown); Serve does all of that around an http.Handler.
+//   - The client side: Resolver gives cached lookups with an explicit
+//     staleness policy, balancing (Pick) and outlier ejection; its
+//     HTTPClient sends requests for http://service-name/… to an instance.
+//
+// A lookup through the Client:
 //
 //	c, _ := client.New(client.Config{Addr: "http://127.0.0.1:9000"})
 //	res, err := c.Lookup(ctx, "fetch_url", client.WithTag("v2"))
 //	if errors.Is(err, client.ErrUnauthorized) { ... }
+//
+// docs/sdk.md describes the behaviour in detail.
 package client

@@ -38,7 +38,8 @@ type ServiceConfig struct {
 	Tags   []string
 	Meta   map[string]string
 	// TTL is how long the registry waits for a heartbeat; default 10s.
-	// Heartbeats go out at about TTL/3, with jitter.
+	// Heartbeats go out at about TTL/3, with jitter, and each gives up
+	// after TTL/3.
 	TTL time.Duration
 	// DeregisterAfter, when set, is how long the registry keeps the
 	// instance after its last heartbeat; default 10 × TTL.
@@ -147,8 +148,11 @@ func (c *ServiceConfig) Validate() error {
 
 // State is what a Registration reports about itself.
 type State struct {
-	// Registered is true while the registry holds this instance and its
-	// last heartbeat was accepted.
+	// Registered is true once the registry has accepted the registration,
+	// until the registry says it has forgotten the instance (a heartbeat
+	// answered 404 or 403) or Run deregisters it. A heartbeat that fails
+	// for another reason (registry down, no leader, a timeout) leaves it
+	// true; LastError says what happened.
 	Registered bool
 	InstanceID string
 	// Status is the registry's last word on the instance (passing,
@@ -362,9 +366,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Run registers and heartbeats until ctx ends, then drains (when
-// DrainDelay > 0) and deregisters. It returns after the shutdown; it never
-// returns early because of the registry.
+// Run registers and heartbeats until ctx ends, then drains for DrainDelay
+// (unless it is negative) and deregisters. An instance whose callback this
+// process answered but whose 201 had not arrived when ctx ended is
+// deregistered too. Run returns after the shutdown; it never returns early
+// because of the registry.
 func (r *Registration) Run(ctx context.Context) error {
 	attempt := 0
 	for ctx.Err() == nil {
@@ -471,9 +477,9 @@ func (r *Registration) shutdown() error {
 }
 
 // Serve runs handler on cfg.Address:cfg.Port with the verify route mounted,
-// keeps the instance registered, and on ctx's end drains, stops accepting
-// requests, finishes those in flight and deregisters. It returns when all
-// of that is done.
+// keeps the instance registered, and on ctx's end drains, deregisters, then
+// stops accepting requests and finishes those in flight. It returns when
+// all of that is done.
 func Serve(ctx context.Context, cfg ServiceConfig, handler http.Handler) error {
 	reg, err := NewRegistration(cfg)
 	if err != nil {

@@ -221,7 +221,11 @@ func (a *apiServer) seedRegister(w http.ResponseWriter, r *http.Request) {
 		err = checkSeedReply(data, a.seed.cfg.Response, secret)
 	}
 	if err != nil {
-		a.Logger.Info("seed registration refused", "service", name, "address", addr.host, "port", addr.port, "err", err)
+		var detail string
+		if ve := (*verify.Error)(nil); errors.As(err, &ve) {
+			detail = ve.Detail
+		}
+		a.Logger.Info("seed registration refused", "service", name, "address", addr.host, "port", addr.port, "err", err, "detail", detail)
 		a.seedError(w, err)
 		return
 	}
