@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -301,7 +300,7 @@ func TestCLI_RegisterSidecar(t *testing.T) {
 	env := map[string]string{"MUSTER_ADDR": s.URL(), "MUSTER_KEY": k.Secret}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
+	var out, errOut testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"register", "--service", "legacy", "--address", "127.0.0.1", "--port", "8080",
@@ -338,23 +337,6 @@ func TestCLI_RegisterSidecar(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startRegistryAt runs an in-process registry on addr over dir.
 func startRegistryAt(t *testing.T, dir, addr string) *server.Server {
 	t.Helper()
@@ -381,7 +363,7 @@ func TestCLI_RegisterSidecarSurvivesRegistry(t *testing.T) {
 
 	env := map[string]string{"MUSTER_ADDR": "http://" + addr, "MUSTER_KEY": k.Secret}
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
+	var out, errOut testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"register", "--service", "legacy", "--address", "127.0.0.1", "--port", "8080", "--ttl", "1s"},

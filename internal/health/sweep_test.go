@@ -1,7 +1,6 @@
 package health_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/health"
+	"github.com/musterhq/muster/internal/testutil"
 )
 
 // proposer applies commands straight to a catalog with an incrementing
@@ -75,24 +75,6 @@ func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now
 
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
-// syncBuffer collects log output written from any goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Times of the sweep tests: this node became leader at leaderSince; with
 // the grace, no instance's clock starts before floor.
 const (
@@ -112,7 +94,7 @@ type rig struct {
 	tracker *health.Tracker
 	prop    *proposer
 	clock   *clock
-	logs    *syncBuffer
+	logs    *testutil.Buffer
 	sweeper *health.Sweeper
 }
 
@@ -122,7 +104,7 @@ func newRig(tb testing.TB) *rig {
 		cat:     catalog.New(),
 		tracker: health.NewTracker(),
 		clock:   &clock{now: leaderSince},
-		logs:    &syncBuffer{},
+		logs:    &testutil.Buffer{},
 	}
 	r.prop = &proposer{cat: r.cat}
 	cfg := health.DefaultSweepConfig()

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,30 +33,13 @@ type harness struct {
 	dir   string
 	admin *client.Client
 	anon  *client.Client
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *testutil.Buffer
 }
 
 // start runs a server on 127.0.0.1:0 with a temp data dir and fast timers.
 func start(tb testing.TB, mutate func(*server.Config)) *harness {
 	tb.Helper()
-	h := &harness{logs: &syncBuffer{}}
+	h := &harness{logs: &testutil.Buffer{}}
 	srv := testserver.Start(tb, func(c *server.Config) {
 		h.dir = c.DataDir
 		c.Logger = slog.New(teeHandler{slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}), c.Logger.Handler()})

@@ -46,19 +46,7 @@ func Handler(l Layout) http.Handler {
 	sel, _ := ParseSelector(l.Selector)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/words", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			reply.Error(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use POST /api/v1/words with form field html")
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-		if err := parseForm(r); err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				reply.Error(w, http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, fmt.Sprintf("the form is larger than %d bytes", MaxBodyBytes))
-				return
-			}
-			reply.Error(w, http.StatusBadRequest, api.CodeInvalidArgument, "cannot read the form: "+err.Error())
+		if !reply.Form(w, r, MaxBodyBytes, "use POST /api/v1/words with form field html") {
 			return
 		}
 		page := r.PostForm.Get("html")
@@ -87,13 +75,4 @@ func Handler(l Layout) http.Handler {
 		reply.Error(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint "+r.URL.Path+"; try POST /api/v1/words")
 	})
 	return mux
-}
-
-// parseForm parses an application/x-www-form-urlencoded or
-// multipart/form-data body into r.PostForm.
-func parseForm(r *http.Request) error {
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
-		return r.ParseMultipartForm(MaxBodyBytes)
-	}
-	return r.ParseForm()
 }

@@ -2,8 +2,6 @@ package wordcloud
 
 import (
 	"encoding/base64"
-	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -27,19 +25,7 @@ const CodeNoWords = "no_words"
 func Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v1/wordcloud", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			reply.Error(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use POST /api/v1/wordcloud with form field words")
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-		if err := parseForm(r); err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				reply.Error(w, http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, fmt.Sprintf("the form is larger than %d bytes", MaxBodyBytes))
-				return
-			}
-			reply.Error(w, http.StatusBadRequest, api.CodeInvalidArgument, "cannot read the form: "+err.Error())
+		if !reply.Form(w, r, MaxBodyBytes, "use POST /api/v1/wordcloud with form field words") {
 			return
 		}
 		words, ok := r.PostForm["words"]
@@ -60,13 +46,4 @@ func Handler() http.Handler {
 		reply.Error(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint "+r.URL.Path+"; try POST /api/v1/wordcloud")
 	})
 	return mux
-}
-
-// parseForm parses an application/x-www-form-urlencoded or
-// multipart/form-data body into r.PostForm.
-func parseForm(r *http.Request) error {
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
-		return r.ParseMultipartForm(MaxBodyBytes)
-	}
-	return r.ParseForm()
 }
