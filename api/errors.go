@@ -47,4 +47,7 @@ type ErrorDetail struct {
 const (
 	// CodeBusy means the server is at its limit of concurrent registrations.
 	CodeBusy = "busy"
+	// CodeRateLimited means an enrolment key has caused too many failed
+	// verifications lately; retry after the Retry-After header.
+	CodeRateLimited = "rate_limited"
 )

@@ -41,6 +41,7 @@ var codeSentinels = map[string]error{
 	api.CodeAddressNotAllowed:  ErrAddressNotAllowed,
 	api.CodeUnavailable:        ErrUnavailable,
 	api.CodeBusy:               ErrUnavailable,
+	api.CodeRateLimited:        ErrUnavailable,
 }
 
 // Error is an error answer from the registry.

@@ -42,6 +42,10 @@ type Deps struct {
 	MaxBody int64
 	// MaxVerifying caps concurrent registration callbacks; default 64.
 	MaxVerifying int
+	// FailureBurst failed verifications per enrolment key are allowed at
+	// once, then one per FailureEvery; defaults 10 and 6s.
+	FailureBurst int
+	FailureEvery time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Seed, when set, also serves the tutorial's wire protocol.
@@ -51,6 +55,7 @@ type Deps struct {
 type apiServer struct {
 	Deps
 	verifySlots chan struct{}
+	failures    *failureLimiter
 	seed        *seedState
 }
 
@@ -68,7 +73,13 @@ func NewHandler(d Deps) http.Handler {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	a := &apiServer{Deps: d, verifySlots: make(chan struct{}, d.MaxVerifying)}
+	if d.FailureBurst == 0 {
+		d.FailureBurst = 10
+	}
+	if d.FailureEvery == 0 {
+		d.FailureEvery = 6 * time.Second
+	}
+	a := &apiServer{Deps: d, verifySlots: make(chan struct{}, d.MaxVerifying), failures: newFailureLimiter(d.FailureBurst, d.FailureEvery)}
 	if d.Seed != nil {
 		a.seed = &seedState{cfg: *d.Seed}
 	}

@@ -33,6 +33,10 @@ type Config struct {
 	AdminTokenFile string
 	VerifyAllow    []netip.Prefix
 	VerifyTimeout  time.Duration
+	// VerifyFailureBurst failed verifications per enrolment key are allowed
+	// at once, then one per VerifyFailureEvery; beyond that, 429.
+	VerifyFailureBurst int
+	VerifyFailureEvery time.Duration
 	// Grace is added to every TTL after the node becomes leader.
 	Grace         time.Duration
 	SweepInterval time.Duration
@@ -46,14 +50,16 @@ type Config struct {
 // DefaultConfig returns the settings of `muster server` with no flags.
 func DefaultConfig() Config {
 	return Config{
-		HTTPAddr:      "127.0.0.1:9000",
-		DataDir:       "muster-data",
-		RaftAddr:      "127.0.0.1:9001",
-		VerifyAllow:   verify.DefaultAllow(),
-		VerifyTimeout: 2 * time.Second,
-		Grace:         10 * time.Second,
-		SweepInterval: 250 * time.Millisecond,
-		RaftTimeout:   500 * time.Millisecond,
+		HTTPAddr:           "127.0.0.1:9000",
+		DataDir:            "muster-data",
+		RaftAddr:           "127.0.0.1:9001",
+		VerifyAllow:        verify.DefaultAllow(),
+		VerifyTimeout:      2 * time.Second,
+		VerifyFailureBurst: 10,
+		VerifyFailureEvery: 6 * time.Second,
+		Grace:              10 * time.Second,
+		SweepInterval:      250 * time.Millisecond,
+		RaftTimeout:        500 * time.Millisecond,
 	}
 }
 
@@ -164,6 +170,7 @@ func (s *Server) Start(ctx context.Context) error {
 	handler := httpapi.NewHandler(httpapi.Deps{
 		Catalog: s.cat, Node: node, Tracker: s.tracker, Verifier: verifier,
 		AdminTokenHash: catalog.HashSecret(adminToken), Grace: s.cfg.Grace, Logger: s.log, Seed: s.cfg.Seed,
+		FailureBurst: s.cfg.VerifyFailureBurst, FailureEvery: s.cfg.VerifyFailureEvery,
 	})
 	s.handler = handler
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)

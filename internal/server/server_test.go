@@ -765,3 +765,29 @@ func TestServer_CloseDoesNotWaitForSilentConnections(t *testing.T) {
 		t.Fatal("the silent connection is still open after Close")
 	}
 }
+
+// TestServer_FailedVerificationsAreRateLimited: an enrolment key that keeps
+// failing verification (probing addresses, say) is slowed down; other keys
+// are not.
+func TestServer_FailedVerificationsAreRateLimited(t *testing.T) {
+	h := start(t, func(c *server.Config) { c.VerifyFailureBurst, c.VerifyFailureEvery = 3, time.Hour })
+	prober := h.key(t, "svc")
+	honest := h.key(t, "svc")
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	body := regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: closed})
+	for i := 0; i < 3; i++ {
+		if status, eb, _ := h.post(t, "svc", prober.Secret, body); status != 422 {
+			t.Fatalf("attempt %d: %d %+v", i, status, eb)
+		}
+	}
+	status, eb, _ := h.post(t, "svc", prober.Secret, body)
+	if status != http.StatusTooManyRequests || eb.Error.Code != api.CodeRateLimited {
+		t.Fatalf("fourth failing attempt: %d %+v, want 429 rate_limited", status, eb)
+	}
+	inst := testutil.NewInstance(t, honest.Secret, verify.Proof)
+	if status, eb, _ := h.post(t, "svc", honest.Secret, regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port()})); status != 201 {
+		t.Fatalf("another key: %d %+v", status, eb)
+	}
+}

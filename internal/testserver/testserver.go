@@ -22,6 +22,9 @@ func Config(tb testing.TB) server.Config {
 	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", tb.TempDir()
 	cfg.RaftTimeout, cfg.SweepInterval, cfg.Grace = 50*time.Millisecond, 50*time.Millisecond, 0
 	cfg.VerifyTimeout = time.Second
+	// Refusal tables fail many verifications with one key; the limiter has
+	// its own test.
+	cfg.VerifyFailureBurst = 1000
 	cfg.Logger = testutil.Logger(tb)
 	return cfg
 }
