@@ -50,6 +50,7 @@ func TestMain(m *testing.M) {
 type proc struct {
 	cmd *exec.Cmd
 	url string
+	log testutil.Buffer // everything it logged (JSON lines)
 }
 
 // startProc runs `muster server` on free ports over dataDir and waits until
@@ -73,6 +74,7 @@ func startProc(tb testing.TB, dataDir string, extra ...string) *proc {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Bytes()
+			p.log.Write(append(line, '\n'))
 			var rec map[string]any
 			if json.Unmarshal(line, &rec) == nil && rec["msg"] == "muster listening" {
 				urlCh <- rec["url"].(string)
@@ -407,4 +409,51 @@ func TestCLI_RegisterSidecarSurvivesRegistry(t *testing.T) {
 	})
 	after, _ := find()
 	t.Logf("instance before the restart %s, after %s", before.ID, after.ID)
+}
+
+// TestServerProcess_PauseDoesNotExpireEveryone: a registry process that is
+// stopped (SIGSTOP) for several TTLs could hear no heartbeat meanwhile; on
+// resuming it restarts every clock instead of expiring the instances whose
+// heartbeats it missed.
+func TestServerProcess_PauseDoesNotExpireEveryone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	dir := t.TempDir()
+	p := startProc(t, dir, "--expiry-grace", "1s")
+	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(context.Background(), []string{"svc"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An instance registered just before the pause, which then cannot
+	// heartbeat a stopped registry (this one never heartbeats at all).
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	if _, err := admin.Register(context.Background(), "svc", k.Secret, api.RegisterRequest{
+		Address: "127.0.0.1", Port: inst.Port(), TTL: "2s"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // longer than the TTL
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// The clocks restart at the resume: nothing expires before resume +
+	// grace (1s) + TTL (2s). Look well inside that window, after several
+	// sweeps have run.
+	time.Sleep(1500 * time.Millisecond)
+
+	logs := p.log.String()
+	if !strings.Contains(logs, "judging expiry afresh") {
+		t.Fatalf("the registry did not notice its pause; log:\n%s", logs)
+	}
+	if strings.Contains(logs, `"status":"critical"`) {
+		t.Fatalf("an instance was expired for heartbeats the stopped registry could not hear; log:\n%s", logs)
+	}
+	res, err := admin.Lookup(context.Background(), "svc")
+	if err != nil || len(res.Instances) != 1 {
+		t.Fatalf("after the pause: %+v, %v", res, err)
+	}
 }

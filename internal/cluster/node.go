@@ -283,6 +283,22 @@ func (n *Node) Ready() (<-chan struct{}, time.Time) {
 	return n.ready, n.leaderSince
 }
 
+// Rebase moves the time Ready reports forward to t, if the node is a ready
+// leader and t is later. The server calls it after the process was paused
+// (stopped, or starved): heartbeats could not be heard before t, so expiry
+// must be judged from t, as after an election.
+func (n *Node) Rebase(t time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	select {
+	case <-n.ready:
+		if t.After(n.leaderSince) {
+			n.leaderSince = t
+		}
+	default:
+	}
+}
+
 // IsReady reports whether the node leads and has applied the whole log.
 func (n *Node) IsReady() bool {
 	ch, _ := n.Ready()

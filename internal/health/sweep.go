@@ -29,6 +29,14 @@ type SweepConfig struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OnPause, when set, is called by Run when ticks stopped for more than
+	// PauseAfter (the process was stopped or starved and could hear no
+	// heartbeats). It should move the floor to the given time, as a new
+	// leadership term would; Run skips that tick's sweep.
+	OnPause func(resumed time.Time, paused time.Duration)
+	// PauseAfter is the tick gap taken as a pause; default 4 intervals,
+	// at least 1s.
+	PauseAfter time.Duration
 }
 
 // DefaultSweepConfig returns the production settings.
@@ -63,6 +71,9 @@ func NewSweeper(cfg SweepConfig, t *Tracker, cat Instances, p Proposer) *Sweeper
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.PauseAfter == 0 {
+		cfg.PauseAfter = max(4*cfg.Interval, time.Second)
+	}
 	return &Sweeper{cfg: cfg, tracker: t, cat: cat, proposer: p}
 }
 
@@ -73,11 +84,20 @@ func NewSweeper(cfg SweepConfig, t *Tracker, cat Instances, p Proposer) *Sweeper
 func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, ok bool)) {
 	tick := time.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			now := time.Now() // monotonic, whatever cfg.Now says
+			gap := now.Sub(last)
+			last = now
+			if gap > s.cfg.PauseAfter && s.cfg.OnPause != nil {
+				s.cfg.Logger.Warn("the sweep did not run for a while; judging expiry afresh from now", "paused", gap.Round(time.Millisecond))
+				s.cfg.OnPause(now, gap)
+				continue
+			}
 			since, ok := leadership()
 			if !ok {
 				return

@@ -208,7 +208,12 @@ func (s *Server) Start(ctx context.Context) error {
 // sweepWhileLeader runs the expiry sweep during each term in which this
 // node is a ready leader.
 func (s *Server) sweepWhileLeader(ctx context.Context) {
-	sw := health.NewSweeper(health.SweepConfig{Interval: s.cfg.SweepInterval, Grace: s.cfg.Grace, Logger: s.log}, s.tracker, s.cat, s.node)
+	sw := health.NewSweeper(health.SweepConfig{
+		Interval: s.cfg.SweepInterval, Grace: s.cfg.Grace, Logger: s.log,
+		// After a pause nobody could be heard: restart every clock, as a
+		// new leader would.
+		OnPause: func(resumed time.Time, _ time.Duration) { s.node.Rebase(resumed) },
+	}, s.tracker, s.cat, s.node)
 	for {
 		ready, _ := s.node.Ready()
 		select {
