@@ -10,6 +10,7 @@ const (
 	CodeUnauthorized       = "unauthorized"
 	CodeForbidden          = "forbidden"
 	CodeNotFound           = "not_found"
+	CodeConflict           = "conflict"
 	CodeMethodNotAllowed   = "method_not_allowed"
 	CodeVerificationFailed = "verification_failed"
 	CodeAddressNotAllowed  = "address_not_allowed"

@@ -30,6 +30,7 @@ var (
 
 var codeSentinels = map[string]error{
 	api.CodeNotFound:           ErrNotFound,
+	api.CodeConflict:           ErrInvalid,
 	api.CodeUnauthorized:       ErrUnauthorized,
 	api.CodeForbidden:          ErrForbidden,
 	api.CodeInvalidJSON:        ErrInvalid,

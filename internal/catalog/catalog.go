@@ -93,6 +93,11 @@ func (c *Catalog) apply(idx uint64, cmd Command) (Result, []string) {
 		c.rebuild(inst.Service, idx)
 		return Result{}, []string{inst.Service}
 	case OpSetStatus:
+		if cmd.Status == StatusDraining && cmd.IfStatus == "" {
+			// Log entries written before draining became a flag.
+			cmd.Op = OpDrain
+			return c.apply(idx, cmd)
+		}
 		inst, ok := c.instances[cmd.ID]
 		if !ok {
 			return Result{Err: ErrNotFound}, nil
@@ -181,6 +186,14 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	}
 	if !k.Allows(in.Service) {
 		return Result{Err: ErrKeyScope}, nil
+	}
+	for _, other := range c.byService[in.Service] {
+		if (other.KeyID == SeedKeyID) != (in.KeyID == SeedKeyID) {
+			if other.Address == in.Address && other.Port == in.Port {
+				continue // the same endpoint: this registration replaces it
+			}
+			return Result{Err: ErrProtocolMix}, nil
+		}
 	}
 	var res Result
 	ak := addrKey(in.Service, in.Address, in.Port)

@@ -334,7 +334,18 @@ func TestCatalog_Apply(t *testing.T) {
 			},
 		},
 		{name: "drain unknown", cmd: catalog.Command{Op: catalog.OpDrain, ID: "nope"}, wantErr: catalog.ErrNotFound},
-		{name: "set status draining is not a status", cmd: catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusDraining}, wantErr: catalog.ErrBadCommand},
+		{
+			// Log entries written before draining became a flag still drain.
+			name: "legacy set status draining",
+			cmd:  catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusDraining},
+			check: func(t *testing.T, c *catalog.Catalog) {
+				inst, _ := c.Instance("i1")
+				if !inst.Draining || inst.Status != catalog.StatusPassing {
+					t.Errorf("i1 = draining %v status %q, want draining, passing", inst.Draining, inst.Status)
+				}
+			},
+		},
+		{name: "conditional set status draining is not a status", cmd: catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusDraining, IfStatus: catalog.StatusPassing}, wantErr: catalog.ErrBadCommand},
 		{
 			name: "set status",
 			cmd:  catalog.Command{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusCritical},
@@ -1294,5 +1305,55 @@ func TestRandomID(t *testing.T) {
 	}
 	if s == catalog.RandomSecret() {
 		t.Error("RandomSecret repeated")
+	}
+}
+
+// TestCatalog_Restore_legacyDraining: a snapshot written when draining was
+// a status restores as a passing instance with the drain flag.
+func TestCatalog_Restore_legacyDraining(t *testing.T) {
+	const snap = `{"version":1,"index":5,"instances":[{"id":"i1","service":"web","address":"10.0.0.1","port":80,"scheme":"http","ttl":1000000000,"deregister_after":10000000000,"token_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","key_id":"k1","proof":"address+port","status":"draining","registered_at":"2026-01-01T00:00:00Z","create_index":2,"modify_index":3}],"keys":[],"services":{"web":3}}`
+	c := catalog.New()
+	if err := c.Restore(strings.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	inst, ok := c.Instance("i1")
+	if !ok || !inst.Draining || inst.Status != catalog.StatusPassing {
+		t.Fatalf("restored %+v", inst)
+	}
+}
+
+// TestCatalog_Apply_protocolMix: instances of the tutorial protocol's key
+// and of ordinary keys never share a service, in either order, though an
+// endpoint may move from one to the other by re-registering.
+func TestCatalog_Apply_protocolMix(t *testing.T) {
+	c := catalog.New()
+	idx := uint64(0)
+	apply := func(cmd catalog.Command) error { idx++; return c.Apply(idx, cmd).Err }
+	for _, id := range []string{"k1", catalog.SeedKeyID} {
+		k := &catalog.Key{ID: id, SecretHash: make([]byte, 32), Services: []string{"*"}}
+		k.SecretHash[0] = byte(len(id))
+		if err := apply(catalog.Command{Op: catalog.OpCreateKey, Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := func(id, service, key string, port int) error {
+		return apply(catalog.Command{Op: catalog.OpRegister, Instance: &catalog.Instance{
+			ID: id, Service: service, Address: "10.0.0.1", Port: port, Scheme: "http", TTL: time.Second,
+			DeregisterAfter: time.Minute, TokenHash: make([]byte, 32), KeyID: key, Status: catalog.StatusPassing}})
+	}
+	if err := reg("a", "payments", "k1", 80); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg("b", "payments", catalog.SeedKeyID, 81); !errors.Is(err, catalog.ErrProtocolMix) {
+		t.Fatalf("seed joining a /v1 service: %v", err)
+	}
+	if err := reg("c", "legacy", catalog.SeedKeyID, 80); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg("d", "legacy", "k1", 81); !errors.Is(err, catalog.ErrProtocolMix) {
+		t.Fatalf("/v1 joining a seed service: %v", err)
+	}
+	if err := reg("e", "legacy", "k1", 80); err != nil {
+		t.Fatalf("the same endpoint moving to /v1: %v", err)
 	}
 }

@@ -90,6 +90,9 @@ func (c *Catalog) Restore(r io.Reader) error {
 		c.keysByHash[string(k.SecretHash)] = k
 	}
 	for _, inst := range st.Instances {
+		if inst.Status == StatusDraining { // written before draining became a flag
+			inst.Status, inst.Draining = StatusPassing, true
+		}
 		c.putInstance(inst)
 	}
 	for name := range c.byService {
@@ -120,7 +123,8 @@ func (st *state) check() error {
 	}
 	ids := map[string]bool{}
 	for i, inst := range st.Instances {
-		if inst == nil || inst.ID == "" || !ValidServiceName(inst.Service) || len(inst.TokenHash) != sha256.Size || !validStatus(inst.Status) || ids[inst.ID] {
+		if inst == nil || inst.ID == "" || !ValidServiceName(inst.Service) || len(inst.TokenHash) != sha256.Size ||
+			!(validStatus(inst.Status) || inst.Status == StatusDraining) || ids[inst.ID] {
 			return fmt.Errorf("instance %d is missing, incomplete or duplicated", i)
 		}
 		ids[inst.ID] = true

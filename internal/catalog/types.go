@@ -18,6 +18,10 @@ var (
 	ErrConflict = errors.New("catalog: precondition failed")
 	// ErrExists means a command would create an object whose ID is taken.
 	ErrExists = errors.New("catalog: already exists")
+	// ErrProtocolMix means a registration would put instances admitted by
+	// the tutorial protocol's key and by ordinary enrolment keys in one
+	// service; the catalog keeps the two apart.
+	ErrProtocolMix = errors.New("catalog: service belongs to the other registration protocol")
 	// ErrBadCommand means a command could not be decoded or is incomplete.
 	ErrBadCommand = errors.New("catalog: bad command")
 )
@@ -111,6 +115,11 @@ type ServiceView struct {
 	Index     uint64
 	Instances []*Instance
 }
+
+// SeedKeyID is the enrolment key under which the tutorial protocol
+// (--seed-compat) registers. Its instances never share a service with
+// instances of other keys.
+const SeedKeyID = "key_seed_compat"
 
 // Op names a command.
 type Op string

@@ -90,6 +90,8 @@ func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, o
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			// The gap since the end of the last sweep, so that a slow sweep
+			// (many commits, a slow disk) is not taken for a pause.
 			now := time.Now() // monotonic, whatever cfg.Now says
 			gap := now.Sub(last)
 			last = now
@@ -103,6 +105,7 @@ func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, o
 				return
 			}
 			s.Sweep(ctx, since.Add(s.cfg.Grace))
+			last = time.Now()
 		}
 	}
 }

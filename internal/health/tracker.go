@@ -99,8 +99,10 @@ func (t *Tracker) Base(inst *catalog.Instance, floor time.Time) time.Time {
 }
 
 func base(inst *catalog.Instance, s snapshot, floor time.Time) time.Time {
+	// The tracker's time is on the monotonic clock; RegisteredAt is a wall
+	// time from the log. Use it only when the tracker has heard nothing.
 	b := inst.RegisteredAt
-	if s.ok && s.last.After(b) {
+	if s.ok {
 		b = s.last
 	}
 	if b.Before(floor) {

@@ -45,6 +45,8 @@ func toAPIError(err error) *Error {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "", "not found")
 	case errors.Is(err, catalog.ErrKeyRevoked):
 		return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "enrolment key is unknown or revoked")
+	case errors.Is(err, catalog.ErrProtocolMix):
+		return errorf(http.StatusConflict, api.CodeConflict, "service", "this service is registered through the other protocol (the tutorial's, or /v1); the two never share a service")
 	case errors.Is(err, catalog.ErrKeyScope):
 		return errorf(http.StatusForbidden, api.CodeForbidden, "service", "enrolment key does not allow this service name")
 	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrClosed), errors.Is(err, cluster.ErrTimeout):

@@ -271,7 +271,7 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 		TokenHash: catalog.HashSecret(token), KeyID: key.ID, Proof: proof,
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
-	res, err := a.commitRegistration(r.Context(), inst, "api")
+	res, err := a.commitRegistration(r.Context(), inst, "api", now)
 	if err != nil {
 		writeError(w, a.Logger, err)
 		return
@@ -283,7 +283,11 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 // commitRegistration commits a verified instance through Raft and starts
 // its heartbeat clock. Both the /v1 and the tutorial-protocol registrations
 // end here.
-func (a *apiServer) commitRegistration(ctx context.Context, inst *catalog.Instance, reason string) (catalog.Result, error) {
+//
+// now is the registration time as read from the clock (with its monotonic
+// reading, which inst.RegisteredAt, in UTC, no longer carries): the
+// tracker's first beat must be on the same clock as later heartbeats.
+func (a *apiServer) commitRegistration(ctx context.Context, inst *catalog.Instance, reason string, now time.Time) (catalog.Result, error) {
 	res, err := a.Node.Apply(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason})
 	if err == nil {
 		err = res.Err
@@ -291,7 +295,7 @@ func (a *apiServer) commitRegistration(ctx context.Context, inst *catalog.Instan
 	if err != nil {
 		return res, err
 	}
-	a.Tracker.Beat(inst.ID, inst.RegisteredAt)
+	a.Tracker.Beat(inst.ID, now)
 	if res.Replaced != "" {
 		a.Tracker.Forget(res.Replaced)
 	}

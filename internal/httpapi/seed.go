@@ -62,11 +62,9 @@ func (c SeedConfig) Validate() error {
 	return nil
 }
 
-// seedKeyID names the enrolment key that tutorial-protocol registrations
-// are committed under. Its secret is random and never shown, so it can
-// authorise nothing else; it exists because every catalog instance names
-// the key that admitted it.
-const seedKeyID = "key_seed_compat"
+// seedKeyID is the key tutorial-protocol registrations are committed
+// under; see catalog.SeedKeyID.
+const seedKeyID = catalog.SeedKeyID
 
 const seedVerifyPath = "/api/v1/verify/"
 
@@ -234,13 +232,18 @@ func (a *apiServer) seedRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ttl := 3 * a.seed.cfg.HeartbeatInterval
+	now := a.Now()
 	inst := &catalog.Instance{
 		ID: catalog.RandomID(16), Service: name, Address: addr.host, Port: addr.port, Scheme: addr.scheme,
 		Meta: map[string]string{"protocol": "seed"}, TTL: ttl, DeregisterAfter: 10 * ttl,
 		TokenHash: catalog.HashSecret(secret), KeyID: seedKeyID, Proof: api.ProofAddressPort,
-		Status: catalog.StatusPassing, RegisteredAt: a.Now().UTC(),
+		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
-	if _, err := a.commitRegistration(r.Context(), inst, "seed"); err != nil {
+	if _, err := a.commitRegistration(r.Context(), inst, "seed", now); err != nil {
+		if errors.Is(err, catalog.ErrProtocolMix) {
+			a.seedError(w, err)
+			return
+		}
 		writeError(w, a.Logger, err)
 		return
 	}
