@@ -147,7 +147,14 @@ func validHost(h string) bool {
 		return false
 	}
 	h = strings.TrimSuffix(h, ".")
-	for _, label := range strings.Split(h, ".") {
+	labels := strings.Split(h, ".")
+	// An all-numeric last label is no DNS name but an IPv4 address in a
+	// form the resolver would still accept (127.1, 2130706433): refuse it
+	// rather than let one endpoint have two spellings.
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" || strings.HasPrefix(strings.ToLower(last), "0x") {
+		return false
+	}
+	for _, label := range labels {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
 		}
@@ -161,8 +168,26 @@ func validHost(h string) bool {
 	return true
 }
 
+// validPath accepts a plain absolute path: letters, digits and - . _ ~ /
+// only (so no percent-encoding, no ; or \ for a server to reinterpret), and
+// no empty, "." or ".." segment, so that what the registry checks is the
+// path every server on the way will see.
 func validPath(p string) bool {
-	return len(p) <= maxVerifyPathLen && strings.HasPrefix(p, "/") && !strings.ContainsAny(p, "?# ") && printable(p)
+	if len(p) > maxVerifyPathLen || !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~/", c) >= 0) {
+			return false
+		}
+	}
+	for _, seg := range strings.Split(strings.Trim(p, "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 func printable(s string) bool {
