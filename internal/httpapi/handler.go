@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,7 +56,10 @@ type Deps struct {
 type apiServer struct {
 	Deps
 	verifySlots chan struct{}
+	// failures limits failed verifications per (key, address) and, three
+	// times as generous, per key; keyFailures is the per-key one.
 	failures    *failureLimiter
+	keyFailures *failureLimiter
 	seed        *seedState
 }
 
@@ -79,7 +83,8 @@ func NewHandler(d Deps) http.Handler {
 	if d.FailureEvery == 0 {
 		d.FailureEvery = 6 * time.Second
 	}
-	a := &apiServer{Deps: d, verifySlots: make(chan struct{}, d.MaxVerifying), failures: newFailureLimiter(d.FailureBurst, d.FailureEvery)}
+	a := &apiServer{Deps: d, verifySlots: make(chan struct{}, d.MaxVerifying), failures: newFailureLimiter(d.FailureBurst, d.FailureEvery),
+		keyFailures: newFailureLimiter(3*d.FailureBurst, d.FailureEvery/3)}
 	if d.Seed != nil {
 		a.seed = &seedState{cfg: *d.Seed}
 	}
@@ -138,6 +143,31 @@ func (a *apiServer) verifySlot(w http.ResponseWriter) (release func(), ok bool) 
 		w.Header().Set("Retry-After", "1")
 		writeError(w, a.Logger, errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many registrations in flight; retry"))
 		return nil, false
+	}
+}
+
+// takeVerification reserves a verification for a caller on both limiters
+// (byTarget: the caller and the address; byCaller: the caller alone). When
+// either is spent it answers 429 and returns nil; otherwise it returns a
+// func to call if the verification succeeds, which refunds the tokens.
+func (a *apiServer) takeVerification(w http.ResponseWriter, byTarget, byCaller string) (succeeded func()) {
+	now := a.Now()
+	ok, wait := a.failures.Take(now, byTarget)
+	if ok {
+		if ok, wait = a.keyFailures.Take(now, byCaller); !ok {
+			a.failures.Refund(now, byTarget)
+		}
+	}
+	if !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		writeError(w, a.Logger, errorf(http.StatusTooManyRequests, api.CodeRateLimited, "",
+			"too many failed verifications lately from this enrolment key or address; retry in %s", wait.Round(time.Second)+time.Second))
+		return nil
+	}
+	return func() {
+		now := a.Now()
+		a.failures.Refund(now, byTarget)
+		a.keyFailures.Refund(now, byCaller)
 	}
 }
 

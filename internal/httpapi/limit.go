@@ -5,11 +5,12 @@ import (
 	"time"
 )
 
-// failureLimiter bounds how many failed verifications each enrolment key
-// may cause: a token bucket per key, spent only by failures. A key holder
-// probing addresses in the allowlisted networks through the callback is
-// slowed to the refill rate; a service that registers correctly never
-// notices it.
+// failureLimiter bounds how many failed verifications a caller may cause:
+// token buckets by name, spent when a verification starts and given back
+// when it succeeds, so that only failures count and concurrent attempts
+// cannot overdraw. A caller probing addresses in the allowlisted networks
+// through the callback is slowed to the refill rate; a service that
+// registers correctly never spends anything.
 type failureLimiter struct {
 	burst float64
 	every time.Duration // one token back per every
@@ -27,42 +28,51 @@ func newFailureLimiter(burst int, every time.Duration) *failureLimiter {
 	return &failureLimiter{burst: float64(burst), every: every, buckets: map[string]*bucket{}}
 }
 
-// refill brings b up to date at now. Call with l.mu held.
-func (l *failureLimiter) refill(b *bucket, now time.Time) {
+// get returns name's bucket refilled up to now. Call with l.mu held.
+func (l *failureLimiter) get(name string, now time.Time) *bucket {
+	b := l.buckets[name]
+	if b == nil {
+		b = &bucket{tokens: l.burst, at: now}
+		l.buckets[name] = b
+		return b
+	}
 	if d := now.Sub(b.at); d > 0 {
 		b.tokens = min(l.burst, b.tokens+float64(d)/float64(l.every))
 		b.at = now
 	}
+	return b
 }
 
-// Allow reports whether key may attempt another verification, and if not,
-// how long until it may.
-func (l *failureLimiter) Allow(key string, now time.Time) (bool, time.Duration) {
+// Take spends a token of every named bucket, or of none: it reports false,
+// and how long until all have one, when any is empty.
+func (l *failureLimiter) Take(now time.Time, names ...string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
-		return true, 0
+	var wait time.Duration
+	for _, n := range names {
+		if b := l.get(n, now); b.tokens < 1 {
+			wait = max(wait, time.Duration((1-b.tokens)*float64(l.every)))
+		}
 	}
-	l.refill(b, now)
-	if b.tokens >= 1 {
-		return true, 0
+	if wait > 0 {
+		return false, wait
 	}
-	return false, time.Duration((1 - b.tokens) * float64(l.every))
+	for _, n := range names {
+		l.buckets[n].tokens--
+	}
+	return true, 0
 }
 
-// Fail spends one token of key's bucket.
-func (l *failureLimiter) Fail(key string, now time.Time) {
+// Refund gives back the tokens Take spent, after a verification that
+// succeeded. Buckets that are full again are forgotten, so the map holds
+// only callers that failed lately.
+func (l *failureLimiter) Refund(now time.Time, names ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := l.buckets[key]
-	if b == nil {
-		b = &bucket{tokens: l.burst, at: now}
-		l.buckets[key] = b
-	}
-	l.refill(b, now)
-	b.tokens = max(0, b.tokens-1)
-	if b.tokens >= l.burst { // full again: forget it
-		delete(l.buckets, key)
+	for _, n := range names {
+		b := l.get(n, now)
+		if b.tokens = min(l.burst, b.tokens+1); b.tokens >= l.burst {
+			delete(l.buckets, n)
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -250,22 +249,19 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 		writeError(w, a.Logger, verr)
 		return
 	}
-	if ok, wait := a.failures.Allow(key.ID, a.Now()); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		writeError(w, a.Logger, errorf(http.StatusTooManyRequests, api.CodeRateLimited, "",
-			"this enrolment key caused too many failed verifications lately; retry in %s", wait.Round(time.Second)+time.Second))
-		return
-	}
-	if err := a.Verifier.CheckAddress(r.Context(), reg.Address); err != nil {
-		a.failures.Fail(key.ID, a.Now())
-		writeError(w, a.Logger, err)
-		return
-	}
 	release, ok := a.verifySlot(w)
 	if !ok {
 		return
 	}
 	defer release()
+	succeeded := a.takeVerification(w, key.ID+"|"+reg.Address, key.ID)
+	if succeeded == nil {
+		return
+	}
+	if err := a.Verifier.CheckAddress(r.Context(), reg.Address); err != nil {
+		writeError(w, a.Logger, err)
+		return
+	}
 
 	id := catalog.RandomID(16)
 	token := catalog.RandomSecret()
@@ -279,7 +275,6 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 		Service: service, InstanceID: id, Challenge: challenge, Nonce: reg.Nonce, Token: token,
 	}, secret)
 	if err != nil {
-		a.failures.Fail(key.ID, a.Now())
 		var ve *verify.Error
 		if errors.As(err, &ve) {
 			a.Logger.Info("registration refused", "service", service, "address", reg.Address, "port", reg.Port,
@@ -296,6 +291,7 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 		TokenHash: catalog.HashSecret(token), KeyID: key.ID, Proof: proof,
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
+	succeeded()
 	res, err := a.commitRegistration(r.Context(), inst, "api", now)
 	if err != nil {
 		writeError(w, a.Logger, err)

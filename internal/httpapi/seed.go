@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -202,15 +203,21 @@ func (a *apiServer) seedRegister(w http.ResponseWriter, r *http.Request) {
 		a.seedError(w, aerr)
 		return
 	}
-	if err := a.Verifier.CheckAddress(r.Context(), addr.host); err != nil {
-		a.seedError(w, err)
-		return
-	}
+	// No key here: the caller is its remote address.
 	release, ok := a.verifySlot(w)
 	if !ok {
 		return
 	}
 	defer release()
+	caller, _, _ := net.SplitHostPort(r.RemoteAddr)
+	succeeded := a.takeVerification(w, "seed|"+caller+"|"+addr.host, "seed|"+caller)
+	if succeeded == nil {
+		return
+	}
+	if err := a.Verifier.CheckAddress(r.Context(), addr.host); err != nil {
+		a.seedError(w, err)
+		return
+	}
 	secret := catalog.RandomSecret()
 	form := url.Values{"challenge": {a.seed.cfg.Challenge}, "secret": {secret}}
 	target := verify.Target{Scheme: addr.scheme, Address: addr.host, Port: addr.port, Path: seedVerifyPath}
@@ -227,6 +234,7 @@ func (a *apiServer) seedRegister(w http.ResponseWriter, r *http.Request) {
 		a.seedError(w, err)
 		return
 	}
+	succeeded()
 	if err := a.ensureSeedKey(r); err != nil {
 		writeError(w, a.Logger, err)
 		return

@@ -81,6 +81,9 @@ func (c Config) Validate() error {
 	if c.VerifyTimeout <= 0 {
 		errs = append(errs, errors.New("verify timeout must be positive"))
 	}
+	if c.VerifyFailureBurst < 1 || c.VerifyFailureEvery <= 0 {
+		errs = append(errs, errors.New("verify failure burst must be at least 1 and its refill period positive"))
+	}
 	if len(c.VerifyAllow) == 0 {
 		errs = append(errs, errors.New("verify allowlist is empty"))
 	}
