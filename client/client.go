@@ -84,7 +84,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("%s: read answer: %w", op, err)
+		return nil, fmt.Errorf("%s: %w: read answer: %w", op, ErrUnavailable, err)
 	}
 	if resp.StatusCode >= 300 {
 		var eb api.ErrorBody
@@ -95,7 +95,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.Unmarshal(data, out); err != nil {
-			return resp.Header, fmt.Errorf("%s: decode answer: %w", op, err)
+			return resp.Header, fmt.Errorf("%s: %w: decode answer: %w", op, ErrUnavailable, err)
 		}
 	}
 	return resp.Header, nil

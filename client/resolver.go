@@ -44,7 +44,11 @@ type ResolverConfig struct {
 	// EjectFor is how long an instance reported failing is left out of
 	// Pick; default 10s.
 	EjectFor time.Duration
-	// Logger receives stale-cache warnings; default discards.
+	// RevalidateTimeout bounds one revalidation with the registry, whatever
+	// the Client's own HTTP timeout; default 10s.
+	RevalidateTimeout time.Duration
+	// Logger receives stale-cache warnings (at most one per cached service
+	// every 10 s); default discards.
 	Logger *slog.Logger
 }
 
@@ -66,6 +70,7 @@ type cacheEntry struct {
 	inflight chan struct{} // closed when the running revalidation ends
 	lastErr  error         // the last revalidation's failure, if it failed
 	failedAt time.Time
+	warnedAt time.Time // last stale-cache warning
 }
 
 // NewResolver returns a resolver.
@@ -81,6 +86,9 @@ func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 	}
 	if cfg.EjectFor == 0 {
 		cfg.EjectFor = 10 * time.Second
+	}
+	if cfg.RevalidateTimeout == 0 {
+		cfg.RevalidateTimeout = 10 * time.Second
 	}
 	if cfg.MaxAge < 0 || cfg.MaxStale < cfg.MaxAge || cfg.EjectFor < 0 {
 		return nil, errors.New("client: resolver needs 0 <= MaxAge <= MaxStale and EjectFor >= 0")
@@ -148,7 +156,7 @@ func (r *Resolver) Lookup(ctx context.Context, service string, opts ...LookupOpt
 	if ch == nil {
 		ch = make(chan struct{})
 		e.inflight = ch
-		go r.revalidate(e, ch, service, opts)
+		go r.revalidate(context.WithoutCancel(ctx), e, ch, service, opts)
 	}
 	e.mu.Unlock()
 
@@ -171,8 +179,13 @@ func (r *Resolver) Lookup(ctx context.Context, service string, opts ...LookupOpt
 
 // revalidate asks the registry and records the outcome. It runs detached
 // from any one caller's context, bounded by the client's own timeout.
-func (r *Resolver) revalidate(e *cacheEntry, done chan struct{}, service string, opts []LookupOption) {
-	fresh, err := r.cfg.Client.Lookup(context.Background(), service, opts...)
+func (r *Resolver) revalidate(ctx context.Context, e *cacheEntry, done chan struct{}, service string, opts []LookupOption) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RevalidateTimeout)
+	defer cancel()
+	fresh, err := r.cfg.Client.Lookup(ctx, service, opts...)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
+		err = fmt.Errorf("%w: revalidation took longer than %s: %w", ErrUnavailable, r.cfg.RevalidateTimeout, err)
+	}
 	e.mu.Lock()
 	if err == nil {
 		e.result.Store(&fresh)
@@ -196,10 +209,29 @@ func (r *Resolver) stale(e *cacheEntry, service string, cause error) (Result, er
 	if age > r.cfg.MaxStale {
 		return Result{}, fmt.Errorf("%w: %s has an answer %s old (max stale %s): %w", ErrStale, service, age.Round(time.Millisecond), r.cfg.MaxStale, cause)
 	}
-	r.cfg.Logger.Warn("registry unreachable; serving cached instances", "service", service, "age", age.Round(time.Millisecond), "err", cause)
+	r.warnStale(e, service, age, cause)
 	out := *cached
 	out.Stale, out.StaleErr = true, cause
 	return out, nil
+}
+
+// warnStale logs that a stale answer is served, at most once per entry
+// every 10 s; a caller's own deadline is not the registry's fault and is
+// logged at debug level.
+func (r *Resolver) warnStale(e *cacheEntry, service string, age time.Duration, cause error) {
+	if errors.Is(cause, context.DeadlineExceeded) || errors.Is(cause, context.Canceled) {
+		r.cfg.Logger.Debug("caller's deadline before revalidation; serving cached instances", "service", service, "age", age.Round(time.Millisecond))
+		return
+	}
+	e.mu.Lock()
+	quiet := time.Since(e.warnedAt) < 10*time.Second
+	if !quiet {
+		e.warnedAt = time.Now()
+	}
+	e.mu.Unlock()
+	if !quiet {
+		r.cfg.Logger.Warn("registry unreachable; serving cached instances", "service", service, "age", age.Round(time.Millisecond), "err", cause)
+	}
 }
 
 // Pick returns one instance of the service by the resolver's strategy,

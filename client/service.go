@@ -66,7 +66,7 @@ type ServiceConfig struct {
 	Listener net.Listener
 	// DrainDelay is how long a shutting-down instance stays registered as
 	// draining before it deregisters, so that clients' caches (a
-	// Resolver's MaxAge, 2 s by default) move away from it; default 2s.
+	// Resolver's MaxAge, 2 s by default) move away from it; default 3s.
 	// A negative value skips draining.
 	DrainDelay time.Duration
 	// MinBackoff and MaxBackoff bound the retry delay when the registry
@@ -103,7 +103,9 @@ func (c *ServiceConfig) setDefaults(getenv func(string) string) {
 		c.VerifyPath = api.DefaultVerifyPath
 	}
 	if c.DrainDelay == 0 {
-		c.DrainDelay = 2 * time.Second
+		// Longer than a Resolver's default MaxAge (2 s), with room for the
+		// revalidation itself.
+		c.DrainDelay = 3 * time.Second
 	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = 200 * time.Millisecond
@@ -309,11 +311,14 @@ func (r *Registration) register(ctx context.Context) error {
 	r.mu.Lock()
 	r.pending[nonce] = p
 	r.mu.Unlock()
-	defer func() {
+	// finish retires the nonce and, in the same critical section, reads
+	// what its callback delivered, so that no callback can slip in between.
+	finish := func() (token, id string, answered bool) {
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		delete(r.pending, nonce)
-		r.mu.Unlock()
-	}()
+		return p.token, p.instanceID, p.done
+	}
 	req := api.RegisterRequest{
 		Address: r.cfg.Address, Port: r.cfg.Port, Scheme: r.cfg.Scheme, Tags: r.cfg.Tags, Meta: r.cfg.Meta,
 		TTL: r.cfg.TTL.String(), VerifyPath: r.cfg.VerifyPath, VerifyPort: r.cfg.VerifyPort, VerifyScheme: r.cfg.VerifyScheme, Nonce: nonce,
@@ -322,17 +327,17 @@ func (r *Registration) register(ctx context.Context) error {
 		req.DeregisterAfter = r.cfg.DeregisterAfter.String()
 	}
 	resp, err := r.client.Register(ctx, r.cfg.Name, r.cfg.Key, req)
+	token, id, answered := finish()
 	if err != nil {
-		r.mu.Lock()
-		if p.done {
-			r.orphan = orphanReg{id: p.instanceID, token: p.token}
+		if answered {
+			// The registry may have committed this instance although the
+			// answer was lost: remember it so shutdown can remove it.
+			r.mu.Lock()
+			r.orphan = orphanReg{id: id, token: token}
+			r.mu.Unlock()
 		}
-		r.mu.Unlock()
 		return err
 	}
-	r.mu.Lock()
-	token, id := p.token, p.instanceID
-	r.mu.Unlock()
 	if token == "" || id != resp.ID {
 		return fmt.Errorf("register: the registry accepted instance %s but its callback never reached this process's verify handler", resp.ID)
 	}
@@ -444,25 +449,34 @@ func (r *Registration) heartbeat(ctx context.Context) bool {
 func (r *Registration) shutdown() error {
 	st := r.State()
 	r.mu.Lock()
-	token := r.token
-	if st.InstanceID == "" && r.orphan.id != "" {
-		// Shut down while a registration was being answered: the
-		// registry may hold the instance although this process never
-		// saw its 201. Remove it rather than leave it to expire.
-		st.InstanceID, token = r.orphan.id, r.orphan.token
-	}
+	token, orphan := r.token, r.orphan
+	r.orphan = orphanReg{}
 	r.mu.Unlock()
-	if st.InstanceID == "" {
+	if orphan.id != "" {
+		// Shut down while a registration was being answered: the
+		// registry may hold that instance although this process never
+		// saw its 201. Remove it rather than leave it to expire.
+		octx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := r.client.Deregister(octx, orphan.id, orphan.token); err == nil {
+			r.log.Info("deregistered an instance whose registration answer was lost", "instance_id", orphan.id)
+		}
+		cancel()
+	}
+	if st.InstanceID == "" || !st.Registered && orphan.id != "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second+max(r.cfg.DrainDelay, 0))
-	defer cancel()
 	if r.cfg.DrainDelay >= 0 && st.Registered {
-		if _, err := r.client.Drain(ctx, st.InstanceID, token); err == nil {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := r.client.Drain(dctx, st.InstanceID, token)
+		cancel()
+		if err == nil {
 			r.log.Info("draining before deregistration", "instance_id", st.InstanceID, "delay", r.cfg.DrainDelay)
-			sleep(ctx, r.cfg.DrainDelay)
+			time.Sleep(r.cfg.DrainDelay)
 		}
 	}
+	// Its own deadline: a slow drain must not leave none for this.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	err := r.client.Deregister(ctx, st.InstanceID, token)
 	if errors.Is(err, ErrNotFound) {
 		err = nil

@@ -67,9 +67,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if attempts <= 0 {
 		attempts = 3
 	}
-	// A RoundTripper must close the request body, even on errors.
+	// A RoundTripper must close the request body, even on errors; once
+	// Base has been handed a request, Base has closed it.
+	sent := false
 	closeBody := func() {
-		if req.Body != nil {
+		if req.Body != nil && !sent {
 			req.Body.Close()
 		}
 	}
@@ -90,6 +92,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			closeBody()
 			return nil, err
 		}
+		sent = true
 		resp, err := base.RoundTrip(out)
 		if err == nil {
 			t.Resolver.ReportSuccess(inst.ID)
