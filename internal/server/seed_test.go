@@ -285,14 +285,21 @@ func TestSeedProtocol_Scope(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		want int
+		code string
 	}{
-		{"wordcloud", 400}, // outside --seed-services
-		{"payments", 400},  // a /v1 service
-		{"fetch_url", 200},
+		{"wordcloud", 400, api.CodeForbidden}, // outside --seed-services
+		{"payments", 400, api.CodeForbidden},  // a /v1 service
+		{"fetch_url", 200, ""},
 	} {
 		status, body := postForm(t, h.srv.URL()+"/api/v1/register/", "name="+tc.name+"&url=http%3A%2F%2Flocalhost&port="+port)
 		if status != tc.want {
 			t.Fatalf("register %s: %d %s, want %d", tc.name, status, body, tc.want)
+		}
+		if tc.code != "" {
+			var eb api.ErrorBody
+			if json.Unmarshal(body, &eb); eb.Error.Code != tc.code || eb.Error.Field != "name" {
+				t.Fatalf("register %s: %s, want code %s on field name", tc.name, body, tc.code)
+			}
 		}
 	}
 	res, err := h.anon.Lookup(ctx, "payments")

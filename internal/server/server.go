@@ -335,6 +335,11 @@ func (s *Server) Close() error {
 				}
 			}
 			tick.Stop()
+			if ctx.Err() != nil {
+				// Requests still running after the grace (a client that
+				// never finishes its headers, say) are cut off.
+				s.http.Close()
+			}
 			cancel()
 		}
 		if s.cancel != nil {

@@ -488,7 +488,8 @@ func TestServer_TokenOnlyToAddress(t *testing.T) {
 	if err := h.srv.Node().Snapshot(); err != nil {
 		t.Fatal(err)
 	}
-	filepath.WalkDir(h.dir, func(path string, d os.DirEntry, err error) error {
+	walked := 0
+	err := filepath.WalkDir(h.dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -496,6 +497,7 @@ func TestServer_TokenOnlyToAddress(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		walked++
 		for name, secret := range map[string]string{"session token": call.Token, "key secret": k.Secret} {
 			if bytes.Contains(b, []byte(secret)) {
 				t.Errorf("%s found in %s", name, path)
@@ -503,6 +505,9 @@ func TestServer_TokenOnlyToAddress(t *testing.T) {
 		}
 		return nil
 	})
+	if err != nil || walked < 3 { // raft.db, a snapshot's state and meta, node-id, admin-token
+		t.Fatalf("walked %d files of the data dir: %v", walked, err)
+	}
 }
 
 func TestServer_Keys(t *testing.T) {
