@@ -306,4 +306,11 @@ func TestSeedProtocol_Scope(t *testing.T) {
 	if err != nil || len(res.Instances) != 1 || res.Instances[0].Port != owner.Port() {
 		t.Fatalf("payments after the attempt: %+v, %v", res, err)
 	}
+	// Nor does /v1 join a service of the tutorial protocol.
+	k2 := h.key(t, "fetch_url")
+	other := testutil.NewInstance(t, k2.Secret, verify.Proof)
+	status, eb, raw := h.post(t, "fetch_url", k2.Secret, regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: other.Port()}))
+	if status != 409 || eb.Error.Code != api.CodeConflict {
+		t.Fatalf("/v1 joining a seed service: %d %s", status, raw)
+	}
 }
