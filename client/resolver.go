@@ -150,20 +150,23 @@ func (r *Resolver) Lookup(ctx context.Context, service string, opts ...LookupOpt
 		if !errors.Is(err, ErrUnavailable) {
 			return Result{}, err
 		}
-		return r.stale(e, service, err)
+		return r.stale(e, service, err, false)
 	}
 	ch := e.inflight
 	if ch == nil {
 		ch = make(chan struct{})
 		e.inflight = ch
-		go r.revalidate(context.WithoutCancel(ctx), e, ch, service, opts)
+		// Detached from the caller entirely: its cancellation must not
+		// cut the revalidation short for everyone, and its values (a
+		// request trace, say) must not fire on this goroutine.
+		go r.revalidate(e, ch, service, opts)
 	}
 	e.mu.Unlock()
 
 	select {
 	case <-ch:
 	case <-ctx.Done():
-		return r.stale(e, service, ctx.Err())
+		return r.stale(e, service, ctx.Err(), true)
 	}
 	e.mu.Lock()
 	err := e.lastErr
@@ -174,17 +177,17 @@ func (r *Resolver) Lookup(ctx context.Context, service string, opts ...LookupOpt
 	if !errors.Is(err, ErrUnavailable) {
 		return Result{}, err
 	}
-	return r.stale(e, service, err)
+	return r.stale(e, service, err, false)
 }
 
 // revalidate asks the registry and records the outcome. It runs detached
 // from any one caller's context, bounded by the client's own timeout.
-func (r *Resolver) revalidate(ctx context.Context, e *cacheEntry, done chan struct{}, service string, opts []LookupOption) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.RevalidateTimeout)
+func (r *Resolver) revalidate(e *cacheEntry, done chan struct{}, service string, opts []LookupOption) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RevalidateTimeout)
 	defer cancel()
 	fresh, err := r.cfg.Client.Lookup(ctx, service, opts...)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
-		err = fmt.Errorf("%w: revalidation took longer than %s: %w", ErrUnavailable, r.cfg.RevalidateTimeout, err)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w: no answer from the registry within %s", ErrUnavailable, r.cfg.RevalidateTimeout)
 	}
 	e.mu.Lock()
 	if err == nil {
@@ -200,7 +203,9 @@ func (r *Resolver) revalidate(ctx context.Context, e *cacheEntry, done chan stru
 
 // stale applies the staleness policy after a failed or abandoned
 // revalidation: the cached answer, marked, if it is young enough.
-func (r *Resolver) stale(e *cacheEntry, service string, cause error) (Result, error) {
+// callerGaveUp says the caller's own deadline ended the wait, which is not
+// the registry's fault.
+func (r *Resolver) stale(e *cacheEntry, service string, cause error, callerGaveUp bool) (Result, error) {
 	cached := e.result.Load()
 	if cached == nil {
 		return Result{}, cause
@@ -209,7 +214,7 @@ func (r *Resolver) stale(e *cacheEntry, service string, cause error) (Result, er
 	if age > r.cfg.MaxStale {
 		return Result{}, fmt.Errorf("%w: %s has an answer %s old (max stale %s): %w", ErrStale, service, age.Round(time.Millisecond), r.cfg.MaxStale, cause)
 	}
-	r.warnStale(e, service, age, cause)
+	r.warnStale(e, service, age, cause, callerGaveUp)
 	out := *cached
 	out.Stale, out.StaleErr = true, cause
 	return out, nil
@@ -218,8 +223,8 @@ func (r *Resolver) stale(e *cacheEntry, service string, cause error) (Result, er
 // warnStale logs that a stale answer is served, at most once per entry
 // every 10 s; a caller's own deadline is not the registry's fault and is
 // logged at debug level.
-func (r *Resolver) warnStale(e *cacheEntry, service string, age time.Duration, cause error) {
-	if errors.Is(cause, context.DeadlineExceeded) || errors.Is(cause, context.Canceled) {
+func (r *Resolver) warnStale(e *cacheEntry, service string, age time.Duration, cause error, callerGaveUp bool) {
+	if callerGaveUp {
 		r.cfg.Logger.Debug("caller's deadline before revalidation; serving cached instances", "service", service, "age", age.Round(time.Millisecond))
 		return
 	}

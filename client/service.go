@@ -184,7 +184,7 @@ type Registration struct {
 	pending map[string]*pendingReg // by nonce
 	state   State
 	token   string
-	orphan  orphanReg
+	orphans []orphanReg // answered registrations whose 201 was lost
 	changed chan struct{} // closed and replaced on every state change
 }
 
@@ -333,7 +333,7 @@ func (r *Registration) register(ctx context.Context) error {
 			// The registry may have committed this instance although the
 			// answer was lost: remember it so shutdown can remove it.
 			r.mu.Lock()
-			r.orphan = orphanReg{id: id, token: token}
+			r.orphans = append(r.orphans, orphanReg{id: id, token: token})
 			r.mu.Unlock()
 		}
 		return err
@@ -342,7 +342,8 @@ func (r *Registration) register(ctx context.Context) error {
 		return fmt.Errorf("register: the registry accepted instance %s but its callback never reached this process's verify handler", resp.ID)
 	}
 	r.mu.Lock()
-	r.token, r.orphan = token, orphanReg{}
+	// This registration replaced any orphan of the same endpoint.
+	r.token, r.orphans = token, nil
 	r.mu.Unlock()
 	r.setState(func(s *State) {
 		s.Registered, s.InstanceID, s.Status, s.LastError = true, resp.ID, api.StatusPassing, nil
@@ -449,20 +450,20 @@ func (r *Registration) heartbeat(ctx context.Context) bool {
 func (r *Registration) shutdown() error {
 	st := r.State()
 	r.mu.Lock()
-	token, orphan := r.token, r.orphan
-	r.orphan = orphanReg{}
+	token, orphans := r.token, r.orphans
+	r.orphans = nil
 	r.mu.Unlock()
-	if orphan.id != "" {
-		// Shut down while a registration was being answered: the
-		// registry may hold that instance although this process never
+	for _, o := range orphans {
+		// Shut down while registrations were being answered: the
+		// registry may hold such an instance although this process never
 		// saw its 201. Remove it rather than leave it to expire.
 		octx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := r.client.Deregister(octx, orphan.id, orphan.token); err == nil {
-			r.log.Info("deregistered an instance whose registration answer was lost", "instance_id", orphan.id)
+		if err := r.client.Deregister(octx, o.id, o.token); err == nil {
+			r.log.Info("deregistered an instance whose registration answer was lost", "instance_id", o.id)
 		}
 		cancel()
 	}
-	if st.InstanceID == "" || !st.Registered && orphan.id != "" {
+	if st.InstanceID == "" || !st.Registered && len(orphans) > 0 {
 		return nil
 	}
 	if r.cfg.DrainDelay >= 0 && st.Registered {
