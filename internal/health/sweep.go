@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/musterhq/muster/internal/catalog"
@@ -81,23 +82,41 @@ func NewSweeper(cfg SweepConfig, t *Tracker, cat Instances, p Proposer) *Sweeper
 // this node is no longer a ready leader. leadership is read on every tick,
 // so a term lost and regained between two ticks starts a new floor, the
 // same one the readers use.
+//
+// A watchdog goroutine, which does nothing but tick, measures pauses of
+// the process: a slow sweep does not delay it, and a pause stops it as it
+// stops everything. Before each sweep Run checks the longest gap it saw.
 func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, ok bool)) {
+	var longest atomic.Int64 // nanoseconds; swapped to 0 when read
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() {
+		t := time.NewTicker(s.cfg.Interval)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				now := time.Now() // monotonic, whatever cfg.Now says
+				if gap := int64(now.Sub(last)); gap > longest.Load() {
+					longest.Store(gap)
+				}
+				last = now
+			}
+		}
+	}()
 	tick := time.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
-	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			// The gap since the end of the last sweep, so that a slow sweep
-			// (many commits, a slow disk) is not taken for a pause.
-			now := time.Now() // monotonic, whatever cfg.Now says
-			gap := now.Sub(last)
-			last = now
-			if gap > s.cfg.PauseAfter && s.cfg.OnPause != nil {
+			if gap := time.Duration(longest.Swap(0)); gap > s.cfg.PauseAfter && s.cfg.OnPause != nil {
 				s.cfg.Logger.Warn("the sweep did not run for a while; judging expiry afresh from now", "paused", gap.Round(time.Millisecond))
-				s.cfg.OnPause(now, gap)
+				s.cfg.OnPause(time.Now(), gap)
 				continue
 			}
 			since, ok := leadership()
@@ -105,7 +124,6 @@ func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, o
 				return
 			}
 			s.Sweep(ctx, since.Add(s.cfg.Grace))
-			last = time.Now()
 		}
 	}
 }

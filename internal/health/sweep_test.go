@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -481,5 +482,43 @@ func TestSweepConfig_Validate(t *testing.T) {
 				t.Errorf("Validate() = %v, wantErr %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// slowProposer commits like proposer, but each commit takes a while, as
+// with a slow disk.
+type slowProposer struct {
+	*proposer
+	delay time.Duration
+}
+
+func (p slowProposer) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, error) {
+	time.Sleep(p.delay)
+	return p.proposer.Apply(ctx, cmd)
+}
+
+// TestSweeper_Run_slowSweepIsNotAPause: sweeps that take longer than the
+// pause threshold (many commits, a slow disk) must not be taken for a
+// pause of the process, which would restart every expiry clock.
+func TestSweeper_Run_slowSweepIsNotAPause(t *testing.T) {
+	r := newRig(t)
+	for _, id := range []string{"a", "b", "c"} {
+		r.register(t, id, catalog.StatusPassing)
+	}
+	var paused atomic.Int32
+	cfg := health.DefaultSweepConfig()
+	cfg.Interval, cfg.Grace, cfg.PauseAfter = 20*time.Millisecond, 0, 400*time.Millisecond
+	cfg.OnPause = func(time.Time, time.Duration) { paused.Add(1) }
+	sw := health.NewSweeper(cfg, r.tracker, r.cat, slowProposer{r.prop, 300 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	// The floor is an hour ago: every instance is long expired, so the
+	// first sweep commits three slow status changes (about 0.9 s).
+	sw.Run(ctx, func() (time.Time, bool) { return time.Now().Add(-time.Hour), true })
+	if n := paused.Load(); n != 0 {
+		t.Fatalf("a slow sweep was taken for a pause %d times", n)
+	}
+	if got := r.status("a"); got == catalog.StatusPassing {
+		t.Fatal("a is still passing: the sweep did not run")
 	}
 }
