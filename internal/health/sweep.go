@@ -87,23 +87,25 @@ func NewSweeper(cfg SweepConfig, t *Tracker, cat Instances, p Proposer) *Sweeper
 // the process: a slow sweep does not delay it, and a pause stops it as it
 // stops everything. Before each sweep Run checks the longest gap it saw.
 func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, ok bool)) {
-	var longest atomic.Int64 // nanoseconds; swapped to 0 when read
+	// The watchdog records the longest gap between its ticks and when it
+	// last ticked, as offsets from start on the monotonic clock.
+	start := time.Now()
+	var longest, lastTick atomic.Int64
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go func() {
 		t := time.NewTicker(s.cfg.Interval)
 		defer t.Stop()
-		last := time.Now()
 		for {
 			select {
 			case <-wctx.Done():
 				return
 			case <-t.C:
-				now := time.Now() // monotonic, whatever cfg.Now says
-				if gap := int64(now.Sub(last)); gap > longest.Load() {
+				now := int64(time.Since(start))
+				if gap := now - lastTick.Load(); gap > longest.Load() {
 					longest.Store(gap)
 				}
-				last = now
+				lastTick.Store(now)
 			}
 		}
 	}()
@@ -114,9 +116,15 @@ func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, o
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if gap := time.Duration(longest.Swap(0)); gap > s.cfg.PauseAfter && s.cfg.OnPause != nil {
+			// A pause shows either as a long gap the watchdog saw, or, when
+			// this goroutine runs first after it, as a watchdog that has
+			// not ticked for long. A slow sweep shows as neither.
+			now := int64(time.Since(start))
+			gap := max(time.Duration(longest.Swap(0)), time.Duration(now-lastTick.Load()))
+			if gap > s.cfg.PauseAfter && s.cfg.OnPause != nil {
 				s.cfg.Logger.Warn("the sweep did not run for a while; judging expiry afresh from now", "paused", gap.Round(time.Millisecond))
 				s.cfg.OnPause(time.Now(), gap)
+				lastTick.Store(now)
 				continue
 			}
 			since, ok := leadership()
