@@ -86,7 +86,7 @@ func (c *Catalog) apply(idx uint64, cmd Command) (Result, []string) {
 		if !ok {
 			return Result{Err: ErrNotFound}, nil
 		}
-		if cmd.IfStatus != "" && inst.Status != cmd.IfStatus {
+		if cmd.IfStatus != "" && !statusIs(inst, cmd.IfStatus) {
 			return Result{Err: ErrConflict}, nil
 		}
 		c.removeInstance(inst)
@@ -105,7 +105,7 @@ func (c *Catalog) apply(idx uint64, cmd Command) (Result, []string) {
 		if !validStatus(cmd.Status) {
 			return Result{Err: fmt.Errorf("%w: status %q", ErrBadCommand, cmd.Status)}, nil
 		}
-		if cmd.IfStatus != "" && inst.Status != cmd.IfStatus {
+		if cmd.IfStatus != "" && !statusIs(inst, cmd.IfStatus) {
 			return Result{Err: ErrConflict}, nil
 		}
 		if inst.Status == cmd.Status {
@@ -162,6 +162,16 @@ func (c *Catalog) apply(idx uint64, cmd Command) (Result, []string) {
 	}
 }
 
+// statusIs reports whether inst is in status s for a conditional command.
+// Entries written when draining was a status name it: it means a passing
+// instance with the drain flag.
+func statusIs(inst *Instance, s string) bool {
+	if s == StatusDraining {
+		return inst.Status == StatusPassing && inst.Draining
+	}
+	return inst.Status == s
+}
+
 func validStatus(s string) bool {
 	switch s {
 	case StatusPassing, StatusCritical:
@@ -187,11 +197,23 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	if !k.Allows(in.Service) {
 		return Result{Err: ErrKeyScope}, nil
 	}
-	for _, other := range c.byService[in.Service] {
-		if (other.KeyID == SeedKeyID) != (in.KeyID == SeedKeyID) {
-			if other.Address == in.Address && other.Port == in.Port {
-				continue // the same endpoint: this registration replaces it
+	if cmd.Rules >= 1 {
+		// A service whose instances all came in through the other
+		// protocol refuses this one; a service that already has instances
+		// of this protocol (mixed before the rule existed) does not, so
+		// that those can still re-register.
+		own, other := false, false
+		for _, ex := range c.byService[in.Service] {
+			switch {
+			case (ex.KeyID == SeedKeyID) == (in.KeyID == SeedKeyID):
+				own = true
+			case ex.Address == in.Address && ex.Port == in.Port:
+				// The same endpoint moving to this protocol: it is replaced.
+			default:
+				other = true
 			}
+		}
+		if other && !own {
 			return Result{Err: ErrProtocolMix}, nil
 		}
 	}

@@ -1337,7 +1337,7 @@ func TestCatalog_Apply_protocolMix(t *testing.T) {
 		}
 	}
 	reg := func(id, service, key string, port int) error {
-		return apply(catalog.Command{Op: catalog.OpRegister, Instance: &catalog.Instance{
+		return apply(catalog.Command{Op: catalog.OpRegister, Rules: catalog.RulesCurrent, Instance: &catalog.Instance{
 			ID: id, Service: service, Address: "10.0.0.1", Port: port, Scheme: "http", TTL: time.Second,
 			DeregisterAfter: time.Minute, TokenHash: make([]byte, 32), KeyID: key, Status: catalog.StatusPassing}})
 	}
@@ -1355,5 +1355,39 @@ func TestCatalog_Apply_protocolMix(t *testing.T) {
 	}
 	if err := reg("e", "legacy", "k1", 80); err != nil {
 		t.Fatalf("the same endpoint moving to /v1: %v", err)
+	}
+
+	// Entries written before the rule replay as they were applied.
+	if err := apply(catalog.Command{Op: catalog.OpRegister, Instance: &catalog.Instance{
+		ID: "f", Service: "payments", Address: "10.0.0.1", Port: 90, Scheme: "http", TTL: time.Second,
+		DeregisterAfter: time.Minute, TokenHash: make([]byte, 32), KeyID: catalog.SeedKeyID, Status: catalog.StatusPassing}}); err != nil {
+		t.Fatalf("a legacy entry without Rules: %v", err)
+	}
+	// In a service mixed before the rule, both kinds may still re-register.
+	if err := reg("g", "payments", "k1", 80); err != nil {
+		t.Fatalf("re-registering in a mixed service: %v", err)
+	}
+}
+
+// TestCatalog_Apply_legacyDrainingConditions: conditional commands written
+// when draining was a status still match a drained passing instance.
+func TestCatalog_Apply_legacyDrainingConditions(t *testing.T) {
+	c := catalog.New()
+	k := &catalog.Key{ID: "k1", SecretHash: make([]byte, 32), Services: []string{"*"}}
+	cmds := []catalog.Command{
+		{Op: catalog.OpCreateKey, Key: k},
+		{Op: catalog.OpRegister, Instance: &catalog.Instance{ID: "i", Service: "web", Address: "10.0.0.1", Port: 80, Scheme: "http",
+			TTL: time.Second, DeregisterAfter: time.Minute, TokenHash: make([]byte, 32), KeyID: "k1", Status: catalog.StatusPassing}},
+		{Op: catalog.OpSetStatus, ID: "i", Status: catalog.StatusDraining},                                   // legacy drain
+		{Op: catalog.OpSetStatus, ID: "i", Status: catalog.StatusCritical, IfStatus: catalog.StatusDraining}, // legacy sweep
+		{Op: catalog.OpDeregister, ID: "i", IfStatus: catalog.StatusCritical},
+	}
+	for i, cmd := range cmds {
+		if res := c.Apply(uint64(i+1), cmd); res.Err != nil {
+			t.Fatalf("command %d (%s): %v", i, cmd.Op, res.Err)
+		}
+	}
+	if _, ok := c.Instance("i"); ok {
+		t.Fatal("the legacy drain → expire → deregister sequence left the instance in the catalog")
 	}
 }

@@ -152,7 +152,16 @@ type Command struct {
 	IfStatus string    `json:"if_status,omitempty"`
 	// Reason says why, for the audit trail (e.g. "expired", "api").
 	Reason string `json:"reason,omitempty"`
+	// Rules is the version of the rules a proposer wants applied. Rules
+	// added to Apply after entries were first written are enforced only
+	// for commands that ask for them, so an old log replays exactly as it
+	// was applied the first time. See RulesCurrent.
+	Rules int `json:"rules,omitempty"`
 }
+
+// RulesCurrent is the Rules value proposers set today:
+//   - 1: tutorial-protocol and /v1 instances do not share a service.
+const RulesCurrent = 1
 
 // Result is what Apply returns for one command.
 type Result struct {

@@ -309,7 +309,7 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 // reading, which inst.RegisteredAt, in UTC, no longer carries): the
 // tracker's first beat must be on the same clock as later heartbeats.
 func (a *apiServer) commitRegistration(ctx context.Context, inst *catalog.Instance, reason string, now time.Time) (catalog.Result, error) {
-	res, err := a.Node.Apply(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason})
+	res, err := a.Node.Apply(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason, Rules: catalog.RulesCurrent})
 	if err == nil {
 		err = res.Err
 	}
