@@ -146,29 +146,26 @@ func (a *apiServer) verifySlot(w http.ResponseWriter) (release func(), ok bool) 
 	}
 }
 
-// takeVerification reserves a verification for a caller on both limiters
-// (byTarget: the caller and the address; byCaller: the caller alone). When
-// either is spent it answers 429 and returns nil; otherwise it returns a
-// func to call if the verification succeeds, which refunds the tokens.
-func (a *apiServer) takeVerification(w http.ResponseWriter, byTarget, byCaller string) (succeeded func()) {
+// verificationAllowed checks the failure limiters for a caller (byTarget:
+// the caller and the address; byCaller: the caller alone). It returns
+// false and how long to wait when either is spent; failed(), to call when
+// the verification fails, spends from both.
+func (a *apiServer) verificationAllowed(byTarget, byCaller string) (ok bool, wait time.Duration, failed func()) {
 	now := a.Now()
-	ok, wait := a.failures.Take(now, byTarget)
-	if ok {
-		if ok, wait = a.keyFailures.Take(now, byCaller); !ok {
-			a.failures.Refund(now, byTarget)
-		}
-	}
-	if !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		writeError(w, a.Logger, errorf(http.StatusTooManyRequests, api.CodeRateLimited, "",
-			"too many failed verifications lately from this enrolment key or address; retry in %s", wait.Round(time.Second)+time.Second))
-		return nil
-	}
-	return func() {
+	ok1, w1 := a.failures.Allow(now, byTarget)
+	ok2, w2 := a.keyFailures.Allow(now, byCaller)
+	return ok1 && ok2, max(w1, w2), func() {
 		now := a.Now()
-		a.failures.Refund(now, byTarget)
-		a.keyFailures.Refund(now, byCaller)
+		a.failures.Fail(now, byTarget)
+		a.keyFailures.Fail(now, byCaller)
 	}
+}
+
+// rateLimited is the refusal when a caller's failure allowance is spent.
+func rateLimited(w http.ResponseWriter, wait time.Duration, who string) *Error {
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+	return errorf(http.StatusTooManyRequests, api.CodeRateLimited, "",
+		"too many failed verifications lately from this %s; retry in %s", who, wait.Round(time.Second)+time.Second)
 }
 
 // isAdmin reports whether r carries the admin token.

@@ -6,11 +6,13 @@ import (
 )
 
 // failureLimiter bounds how many failed verifications a caller may cause:
-// token buckets by name, spent when a verification starts and given back
-// when it succeeds, so that only failures count and concurrent attempts
-// cannot overdraw. A caller probing addresses in the allowlisted networks
-// through the callback is slowed to the refill rate; a service that
-// registers correctly never spends anything.
+// token buckets by name. An attempt is let through while every named
+// bucket holds a token, and only a failure spends one. Concurrent attempts
+// can therefore overdraw a bucket, by at most the number of verifications
+// in flight (64); the debt is paid back before the next attempt is let
+// through. A caller probing addresses in the allowlisted networks through
+// the callback is slowed to the refill rate; a service that registers
+// correctly never spends anything, however many replicas register at once.
 type failureLimiter struct {
 	burst float64
 	every time.Duration // one token back per every
@@ -24,54 +26,62 @@ type bucket struct {
 	at     time.Time
 }
 
+// maxBuckets is the map size at which full buckets are swept out.
+const maxBuckets = 10000
+
 func newFailureLimiter(burst int, every time.Duration) *failureLimiter {
 	return &failureLimiter{burst: float64(burst), every: every, buckets: map[string]*bucket{}}
 }
 
-// get returns name's bucket refilled up to now. Call with l.mu held.
-func (l *failureLimiter) get(name string, now time.Time) *bucket {
-	b := l.buckets[name]
-	if b == nil {
-		b = &bucket{tokens: l.burst, at: now}
-		l.buckets[name] = b
-		return b
-	}
+// refill brings b up to date at now. Call with l.mu held.
+func (l *failureLimiter) refill(b *bucket, now time.Time) {
 	if d := now.Sub(b.at); d > 0 {
 		b.tokens = min(l.burst, b.tokens+float64(d)/float64(l.every))
 		b.at = now
 	}
-	return b
 }
 
-// Take spends a token of every named bucket, or of none: it reports false,
-// and how long until all have one, when any is empty.
-func (l *failureLimiter) Take(now time.Time, names ...string) (bool, time.Duration) {
+// Allow reports whether every named bucket holds a token, and if not, how
+// long until they all do.
+func (l *failureLimiter) Allow(now time.Time, names ...string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var wait time.Duration
 	for _, n := range names {
-		if b := l.get(n, now); b.tokens < 1 {
+		b := l.buckets[n]
+		if b == nil {
+			continue
+		}
+		if l.refill(b, now); b.tokens < 1 {
 			wait = max(wait, time.Duration((1-b.tokens)*float64(l.every)))
 		}
 	}
-	if wait > 0 {
-		return false, wait
-	}
-	for _, n := range names {
-		l.buckets[n].tokens--
-	}
-	return true, 0
+	return wait == 0, wait
 }
 
-// Refund gives back the tokens Take spent, after a verification that
-// succeeded. Buckets that are full again are forgotten, so the map holds
-// only callers that failed lately.
-func (l *failureLimiter) Refund(now time.Time, names ...string) {
+// Fail spends a token of every named bucket (a failed verification).
+func (l *failureLimiter) Fail(now time.Time, names ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(l.buckets) >= maxBuckets {
+		l.sweep(now)
+	}
 	for _, n := range names {
-		b := l.get(n, now)
-		if b.tokens = min(l.burst, b.tokens+1); b.tokens >= l.burst {
+		b := l.buckets[n]
+		if b == nil {
+			b = &bucket{tokens: l.burst, at: now}
+			l.buckets[n] = b
+		}
+		l.refill(b, now)
+		b.tokens--
+	}
+}
+
+// sweep forgets buckets that have refilled: they hold nothing a fresh
+// bucket would not. Call with l.mu held.
+func (l *failureLimiter) sweep(now time.Time) {
+	for n, b := range l.buckets {
+		if l.refill(b, now); b.tokens >= l.burst {
 			delete(l.buckets, n)
 		}
 	}

@@ -44,7 +44,7 @@ func validateRegister(req api.RegisterRequest) (registration, *Error) {
 		return reg, badField("address", "address is required")
 	}
 	if !validHost(req.Address) {
-		return reg, badField("address", "address must be an IP address or a DNS host name")
+		return reg, badField("address", "address must be an IP address or a DNS host name (a name whose last label is all digits is neither)")
 	}
 	reg.Address = normalHost(req.Address)
 	if req.Port < 1 || req.Port > 65535 {
@@ -96,7 +96,7 @@ func validateRegister(req api.RegisterRequest) (registration, *Error) {
 	if req.VerifyPath == "" {
 		reg.VerifyPath = api.DefaultVerifyPath
 	} else if !validPath(req.VerifyPath) || !strings.HasPrefix(req.VerifyPath, verifyPathPrefix) {
-		return reg, badField("verify_path", "verify_path must start with %s and hold at most %d printable characters, without ? or #", verifyPathPrefix, maxVerifyPathLen)
+		return reg, badField("verify_path", "verify_path must start with %s and hold at most %d of a-z A-Z 0-9 - . _ ~ /, with no empty, . or .. segment", verifyPathPrefix, maxVerifyPathLen)
 	}
 	if len(req.Nonce) > maxNonceLen || !printable(req.Nonce) {
 		return reg, badField("nonce", "nonce must be at most %d printable characters", maxNonceLen)
@@ -254,11 +254,13 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	succeeded := a.takeVerification(w, key.ID+"|"+reg.Address, key.ID)
-	if succeeded == nil {
+	ok, wait, failed := a.verificationAllowed(key.ID+"|"+reg.Address, key.ID)
+	if !ok {
+		writeError(w, a.Logger, rateLimited(w, wait, "enrolment key and address"))
 		return
 	}
 	if err := a.Verifier.CheckAddress(r.Context(), reg.Address); err != nil {
+		failed()
 		writeError(w, a.Logger, err)
 		return
 	}
@@ -275,6 +277,7 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 		Service: service, InstanceID: id, Challenge: challenge, Nonce: reg.Nonce, Token: token,
 	}, secret)
 	if err != nil {
+		failed()
 		var ve *verify.Error
 		if errors.As(err, &ve) {
 			a.Logger.Info("registration refused", "service", service, "address", reg.Address, "port", reg.Port,
@@ -291,7 +294,6 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) {
 		TokenHash: catalog.HashSecret(token), KeyID: key.ID, Proof: proof,
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
-	succeeded()
 	res, err := a.commitRegistration(r.Context(), inst, "api", now)
 	if err != nil {
 		writeError(w, a.Logger, err)

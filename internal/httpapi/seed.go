@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -74,6 +75,26 @@ type seedState struct {
 	cfg     SeedConfig
 	rotate  sync.Map // service → *atomic.Uint64, for rotating lookups
 	keyOnce sync.Mutex
+}
+
+// callerNet names the network a caller of the tutorial protocol comes
+// from, for its failure limit: the IPv4 address, or the IPv6 /64 (a host
+// usually has a whole /64 to pick addresses from).
+func callerNet(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
 }
 
 // seedAddr is a parsed (url, port) pair of the tutorial protocol.
@@ -209,12 +230,14 @@ func (a *apiServer) seedRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	caller, _, _ := net.SplitHostPort(r.RemoteAddr)
-	succeeded := a.takeVerification(w, "seed|"+caller+"|"+addr.host, "seed|"+caller)
-	if succeeded == nil {
+	caller := callerNet(r.RemoteAddr)
+	ok, wait, failed := a.verificationAllowed("seed|"+caller+"|"+addr.host, "seed|"+caller)
+	if !ok {
+		a.seedError(w, rateLimited(w, wait, "address"))
 		return
 	}
 	if err := a.Verifier.CheckAddress(r.Context(), addr.host); err != nil {
+		failed()
 		a.seedError(w, err)
 		return
 	}
@@ -226,6 +249,7 @@ func (a *apiServer) seedRegister(w http.ResponseWriter, r *http.Request) {
 		err = checkSeedReply(data, a.seed.cfg.Response, secret)
 	}
 	if err != nil {
+		failed()
 		var detail string
 		if ve := (*verify.Error)(nil); errors.As(err, &ve) {
 			detail = ve.Detail
@@ -234,7 +258,6 @@ func (a *apiServer) seedRegister(w http.ResponseWriter, r *http.Request) {
 		a.seedError(w, err)
 		return
 	}
-	succeeded()
 	if err := a.ensureSeedKey(r); err != nil {
 		writeError(w, a.Logger, err)
 		return
@@ -249,7 +272,7 @@ func (a *apiServer) seedRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := a.commitRegistration(r.Context(), inst, "seed", now); err != nil {
 		if errors.Is(err, catalog.ErrProtocolMix) {
-			a.seedError(w, err)
+			a.seedError(w, errorf(http.StatusForbidden, api.CodeForbidden, "name", "%q is registered through the /v1 API; the tutorial protocol may not join it", name))
 			return
 		}
 		writeError(w, a.Logger, err)

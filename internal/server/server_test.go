@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -798,4 +799,18 @@ func TestServer_FailedVerificationsAreRateLimited(t *testing.T) {
 	if status, eb, _ := h.post(t, "svc", honest.Secret, regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port()})); status != 201 {
 		t.Fatalf("another key: %d %+v", status, eb)
 	}
+	// Many replicas of a fleet registering at once with one key on one
+	// address spend nothing: only failures count.
+	var wg sync.WaitGroup
+	for i := 0; i < 12; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replica := testutil.NewInstance(t, honest.Secret, verify.Proof)
+			if status, eb, _ := h.post(t, "svc", honest.Secret, regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: replica.Port()})); status != 201 {
+				t.Errorf("replica: %d %+v", status, eb)
+			}
+		}()
+	}
+	wg.Wait()
 }
