@@ -184,7 +184,7 @@ type Registration struct {
 	pending map[string]*pendingReg // by nonce
 	state   State
 	token   string
-	orphans []orphanReg // answered registrations whose 201 was lost
+	orphans []orphanReg   // answered registrations whose 201 was lost
 	changed chan struct{} // closed and replaced on every state change
 }
 
