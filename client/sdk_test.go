@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -564,5 +565,71 @@ func TestResolver_HungRegistry(t *testing.T) {
 	wg.Wait()
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("the registry got %d requests; one revalidation at a time expected 2", n)
+	}
+}
+
+// TestResolver_RevalidateTimeout: with no deadline of its own, a caller
+// still gets the stale answer once RevalidateTimeout has passed, and the
+// hung registry is warned about (not blamed on the caller).
+func TestResolver_RevalidateTimeout(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			fmt.Fprint(w, `{"service":"svc","index":3,"instances":[{"id":"a","service":"svc","address":"127.0.0.1","port":1,"scheme":"http","url":"http://127.0.0.1:1","tags":[],"meta":{},"status":"passing","last_seen_ms":5,"ttl_ms":10000,"quality":1,"proof":"address+port","registered_at":"2026-01-01T00:00:00Z"}]}`)
+			return
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	var logs testutil.Buffer
+	c, _ := client.New(client.Config{Addr: hung.URL, HTTPClient: &http.Client{}}) // no timeout at all
+	res, _ := client.NewResolver(client.ResolverConfig{Client: c, MaxAge: 10 * time.Millisecond, RevalidateTimeout: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if _, err := res.Lookup(context.Background(), "svc"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	began := time.Now()
+	r, err := res.Lookup(context.Background(), "svc")
+	if err != nil || !r.Stale || !errors.Is(r.StaleErr, client.ErrUnavailable) {
+		t.Fatalf("lookup against a hung registry: %+v, %v", r, err)
+	}
+	if d := time.Since(began); d > 3*time.Second {
+		t.Fatalf("the lookup took %s despite a 200ms revalidation timeout", d)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "registry unreachable") {
+		t.Fatalf("no warning about the hung registry; log:\n%s", logs.String())
+	}
+}
+
+// TestClient_GarbledAnswerIsUnavailable: a 200 whose body is not the
+// expected JSON (a proxy truncating it, say) is a transport failure, so a
+// resolver falls back to its cache rather than failing hard.
+func TestClient_GarbledAnswerIsUnavailable(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			fmt.Fprint(w, `{"service":"svc","index":1,"instances":[]}`)
+			return
+		}
+		fmt.Fprint(w, `{"service":"svc","ind`)
+	}))
+	defer srv.Close()
+	c, _ := client.New(client.Config{Addr: srv.URL})
+	res, _ := client.NewResolver(client.ResolverConfig{Client: c, MaxAge: time.Millisecond})
+	if _, err := res.Lookup(context.Background(), "svc"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if _, err := c.Lookup(context.Background(), "svc"); !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("garbled answer: %v, want ErrUnavailable", err)
+	}
+	if r, err := res.Lookup(context.Background(), "svc"); err != nil || !r.Stale {
+		t.Fatalf("resolver after a garbled answer: %+v, %v", r, err)
 	}
 }

@@ -336,8 +336,8 @@ func (s *Server) Close() error {
 			}
 			tick.Stop()
 			if ctx.Err() != nil {
-				// Requests still running after the grace (a client that
-				// never finishes its headers, say) are cut off.
+				// Requests still running after the grace (a slow request
+				// body, a long handler) are cut off.
 				s.http.Close()
 			}
 			cancel()
