@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -60,7 +61,10 @@ func startProc(tb testing.TB, dataDir string, extra ...string) *proc {
 	args := append([]string{"server", "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
 		"--data-dir", dataDir, "--log-format", "json"}, extra...)
 	cmd := exec.Command(binary, args...)
-	stderr, _ := cmd.StderrPipe()
+	// An io.Writer rather than StderrPipe: Wait then returns only after
+	// everything the process wrote has been read.
+	stderr, pw := io.Pipe()
+	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
@@ -68,6 +72,7 @@ func startProc(tb testing.TB, dataDir string, extra ...string) *proc {
 	tb.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+		pw.Close()
 	})
 	urlCh := make(chan string, 1)
 	go func() {
@@ -455,5 +460,42 @@ func TestServerProcess_PauseDoesNotExpireEveryone(t *testing.T) {
 	res, err := admin.Lookup(context.Background(), "svc")
 	if err != nil || len(res.Instances) != 1 {
 		t.Fatalf("after the pause: %+v, %v", res, err)
+	}
+}
+
+// TestServerProcess_SIGTERM: the server shuts down cleanly on SIGTERM, and
+// what it acknowledged is there when it starts again.
+func TestServerProcess_SIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(context.Background(), []string{"svc"}, "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("server exited with %v after SIGTERM; log:\n%s", err, p.log.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("server still running 15s after SIGTERM")
+	}
+	if !strings.Contains(p.log.String(), "shutting down") {
+		t.Fatalf("no shutdown in the log:\n%s", p.log.String())
+	}
+	p2 := startProc(t, dir)
+	admin2, _ := client.New(client.Config{Addr: p2.url, Token: adminToken(t, dir)})
+	keys, err := admin2.Keys(context.Background())
+	if err != nil || len(keys) != 1 || keys[0].ID != k.ID {
+		t.Fatalf("keys after a clean restart: %+v, %v", keys, err)
 	}
 }
