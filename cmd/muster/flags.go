@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"strings"
+
+	"github.com/musterhq/muster/client"
 )
 
 // errUsage marks a command-line mistake; the exit code is 2.
@@ -51,4 +53,21 @@ func (e env) envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// hint suggests the likely fix for a CLI command's error, or "".
+func hint(err error, getenv func(string) string) string {
+	switch {
+	case errors.Is(err, client.ErrUnauthorized) && getenv("MUSTER_TOKEN") == "":
+		return "set MUSTER_TOKEN to the admin token, e.g. export MUSTER_TOKEN=$(cat muster-data/admin-token)"
+	case errors.Is(err, client.ErrForbidden) && getenv("MUSTER_TOKEN") != "":
+		return "MUSTER_TOKEN is not this registry's admin token (see <data-dir>/admin-token)"
+	case errors.Is(err, client.ErrUnavailable):
+		addr := getenv("MUSTER_ADDR")
+		if addr == "" {
+			addr = client.DefaultAddr
+		}
+		return "is a registry running at " + addr + "? (MUSTER_ADDR sets where the CLI looks)"
+	}
+	return ""
 }

@@ -15,6 +15,9 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "muster:", err)
+		if h := hint(err, os.Getenv); h != "" {
+			fmt.Fprintln(os.Stderr, "hint:", h)
+		}
 		os.Exit(exitCode(err))
 	}
 }

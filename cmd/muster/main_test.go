@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -497,5 +498,24 @@ func TestServerProcess_SIGTERM(t *testing.T) {
 	keys, err := admin2.Keys(context.Background())
 	if err != nil || len(keys) != 1 || keys[0].ID != k.ID {
 		t.Fatalf("keys after a clean restart: %+v, %v", keys, err)
+	}
+}
+
+func TestHint(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	for _, tc := range []struct {
+		err  error
+		env  map[string]string
+		want string
+	}{
+		{&client.Error{ErrorDetail: api.ErrorDetail{Code: api.CodeUnauthorized}}, nil, "set MUSTER_TOKEN"},
+		{&client.Error{ErrorDetail: api.ErrorDetail{Code: api.CodeForbidden}}, map[string]string{"MUSTER_TOKEN": "x"}, "not this registry's admin token"},
+		{fmt.Errorf("x: %w", client.ErrUnavailable), map[string]string{"MUSTER_ADDR": "http://h:1"}, "http://h:1"},
+		{errors.New("other"), nil, ""},
+	} {
+		got := hint(tc.err, env(tc.env))
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("hint(%v) = %q, want something with %q", tc.err, got, tc.want)
+		}
 	}
 }
