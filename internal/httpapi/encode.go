@@ -63,9 +63,14 @@ func jsonError(err error, max int64) *Error {
 	return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "malformed JSON: %s", err)
 }
 
+// jsonContentType is shared by every answer; net/http never modifies a
+// header's value slice, and sharing it saves an allocation per request on
+// the hot paths.
+var jsonContentType = []string{"application/json"}
+
 // writeJSON writes v with the given status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	_ = enc.Encode(v)

@@ -45,7 +45,7 @@ func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 	b = append(b, `","status":"`...)
 	b = append(b, status...)
 	b = append(b, "\"}\n"...)
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
 }

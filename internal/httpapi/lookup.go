@@ -127,7 +127,7 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 	}
 	b = append(b, "]}\n"...)
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = jsonContentType
 	h.Set(api.HeaderIndex, strconv.FormatUint(index, 10))
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
