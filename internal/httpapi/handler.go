@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/musterhq/muster/api"
@@ -60,6 +61,8 @@ type apiServer struct {
 	// times as generous, per key; keyFailures is the per-key one.
 	failures    *failureLimiter
 	keyFailures *failureLimiter
+	// bufs holds the lookups' answer buffers.
+	bufs sync.Pool
 	seed        *seedState
 }
 
@@ -85,6 +88,7 @@ func NewHandler(d Deps) http.Handler {
 	}
 	a := &apiServer{Deps: d, verifySlots: make(chan struct{}, d.MaxVerifying), failures: newFailureLimiter(d.FailureBurst, d.FailureEvery),
 		keyFailures: newFailureLimiter(3*d.FailureBurst, d.FailureEvery/3)}
+	a.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
 	if d.Seed != nil {
 		a.seed = &seedState{cfg: *d.Seed}
 	}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/musterhq/muster/api"
@@ -94,7 +93,7 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	bp := bufPool.Get().(*[]byte)
+	bp := a.bufs.Get().(*[]byte)
 	b := (*bp)[:0]
 	var index uint64
 	view := a.Catalog.Service(service)
@@ -133,11 +132,10 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 	if cap(b) <= 1<<20 { // do not keep huge buffers around
 		*bp = b
-		bufPool.Put(bp)
+		a.bufs.Put(bp)
 	}
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 // appendInstance appends inst as the JSON of an api.Instance.
 func appendInstance(b []byte, inst *catalog.Instance, status string, f health.Freshness) []byte {
