@@ -63,7 +63,7 @@ type apiServer struct {
 	keyFailures *failureLimiter
 	// bufs holds the lookups' answer buffers.
 	bufs sync.Pool
-	seed        *seedState
+	seed *seedState
 }
 
 // NewHandler returns the API handler.

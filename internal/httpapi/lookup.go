@@ -136,7 +136,6 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-
 // appendInstance appends inst as the JSON of an api.Instance.
 func appendInstance(b []byte, inst *catalog.Instance, status string, f health.Freshness) []byte {
 	lastSeen := int64(-1)
