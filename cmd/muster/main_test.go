@@ -519,3 +519,71 @@ func TestHint(t *testing.T) {
 		}
 	}
 }
+
+// TestSDK_RegistryKilledMidRun: the registry process is SIGKILLed and
+// started again on the same address; a service using the SDK stays
+// registered without intervention, and a client's resolver serves its
+// cached instances, marked stale, while the registry is down.
+func TestSDK_RegistryKilledMidRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	p := startProc(t, dir, "--http-addr", addr, "--expiry-grace", "3s")
+	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(context.Background(), []string{"echo"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- client.Serve(ctx, client.ServiceConfig{
+			Name: "echo", Address: "127.0.0.1", Listener: svcLn, TTL: 2 * time.Second, DrainDelay: -1,
+			Registry: p.url, Key: k.Secret, MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+			Logger: testutil.Logger(t),
+		}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "echo") }))
+	}()
+	defer func() { cancel(); <-served }()
+
+	c, _ := client.New(client.Config{Addr: p.url})
+	res, _ := client.NewResolver(client.ResolverConfig{Client: c, MaxAge: 50 * time.Millisecond, MaxStale: time.Minute, Logger: testutil.Logger(t)})
+	waitFor := func(what string, d time.Duration, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("the service to register", 10*time.Second, func() bool {
+		r, err := res.Lookup(context.Background(), "echo")
+		return err == nil && len(r.Instances) == 1 && !r.Stale
+	})
+	first, _ := res.Lookup(context.Background(), "echo")
+
+	p.kill9(t)
+	time.Sleep(100 * time.Millisecond)
+	r, err := res.Lookup(context.Background(), "echo")
+	if err != nil || !r.Stale || len(r.Instances) != 1 || r.Instances[0].ID != first.Instances[0].ID {
+		t.Fatalf("lookup while the registry is dead: %+v, %v; want the cached instance, marked stale", r, err)
+	}
+	resp, err := res.HTTPClient().Get("http://echo/")
+	if err != nil {
+		t.Fatalf("calling the service by name while the registry is dead: %v", err)
+	}
+	resp.Body.Close()
+	time.Sleep(time.Second) // the service's heartbeats fail meanwhile
+
+	startProc(t, dir, "--http-addr", addr, "--expiry-grace", "3s")
+	waitFor("the service to be heard by the restarted registry", 15*time.Second, func() bool {
+		r, err := res.Lookup(context.Background(), "echo")
+		return err == nil && !r.Stale && len(r.Instances) == 1 && r.Instances[0].LastSeenMS >= 0
+	})
+}
