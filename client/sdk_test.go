@@ -516,21 +516,7 @@ func TestClient_ErrorsMatchSentinels(t *testing.T) {
 // answers does not make callers queue behind one another; each gets the
 // cached answer, marked stale, within its own deadline.
 func TestResolver_HungRegistry(t *testing.T) {
-	var calls atomic.Int32
-	release := make(chan struct{})
-	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) == 1 {
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, `{"service":"svc","index":3,"instances":[{"id":"a","service":"svc","address":"127.0.0.1","port":1,"scheme":"http","url":"http://127.0.0.1:1","tags":[],"meta":{},"status":"passing","last_seen_ms":5,"ttl_ms":10000,"quality":1,"proof":"address+port","registered_at":"2026-01-01T00:00:00Z"}]}`)
-			return
-		}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer hung.Close()
-	defer close(release)
+	hung, calls := hungRegistry(t)
 	c, _ := client.New(client.Config{Addr: hung.URL, HTTPClient: &http.Client{Timeout: 30 * time.Second}})
 	res, _ := client.NewResolver(client.ResolverConfig{Client: c, MaxAge: 10 * time.Millisecond, MaxStale: time.Minute})
 	if r, err := res.Lookup(context.Background(), "svc"); err != nil || len(r.Instances) != 1 {
@@ -572,20 +558,7 @@ func TestResolver_HungRegistry(t *testing.T) {
 // still gets the stale answer once RevalidateTimeout has passed, and the
 // hung registry is warned about (not blamed on the caller).
 func TestResolver_RevalidateTimeout(t *testing.T) {
-	var calls atomic.Int32
-	release := make(chan struct{})
-	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) == 1 {
-			fmt.Fprint(w, `{"service":"svc","index":3,"instances":[{"id":"a","service":"svc","address":"127.0.0.1","port":1,"scheme":"http","url":"http://127.0.0.1:1","tags":[],"meta":{},"status":"passing","last_seen_ms":5,"ttl_ms":10000,"quality":1,"proof":"address+port","registered_at":"2026-01-01T00:00:00Z"}]}`)
-			return
-		}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer hung.Close()
-	defer close(release)
+	hung, _ := hungRegistry(t)
 	var logs testutil.Buffer
 	c, _ := client.New(client.Config{Addr: hung.URL, HTTPClient: &http.Client{}}) // no timeout at all
 	res, _ := client.NewResolver(client.ResolverConfig{Client: c, MaxAge: 10 * time.Millisecond, RevalidateTimeout: 200 * time.Millisecond,
@@ -632,4 +605,25 @@ func TestClient_GarbledAnswerIsUnavailable(t *testing.T) {
 	if r, err := res.Lookup(context.Background(), "svc"); err != nil || !r.Stale {
 		t.Fatalf("resolver after a garbled answer: %+v, %v", r, err)
 	}
+}
+
+// hungRegistry serves one lookup answer for "svc", then accepts requests
+// and never answers them, until the test ends. It counts the requests.
+func hungRegistry(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	calls := new(atomic.Int32)
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"service":"svc","index":3,"instances":[{"id":"a","service":"svc","address":"127.0.0.1","port":1,"scheme":"http","url":"http://127.0.0.1:1","tags":[],"meta":{},"status":"passing","last_seen_ms":5,"ttl_ms":10000,"quality":1,"proof":"address+port","registered_at":"2026-01-01T00:00:00Z"}]}`)
+			return
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); hung.Close() })
+	return hung, calls
 }
