@@ -72,6 +72,16 @@ func (t teeHandler) WithGroup(n string) slog.Handler {
 	return teeHandler{t.a.WithGroup(n), t.b.WithGroup(n)}
 }
 
+// adminToken returns the admin token the server wrote.
+func (h *harness) adminToken(tb testing.TB) string {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(h.dir, "admin-token"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func (h *harness) key(tb testing.TB, patterns ...string) api.Key {
 	tb.Helper()
 	k, err := h.admin.CreateKey(context.Background(), patterns, "test")
