@@ -116,7 +116,13 @@ func runDemoAll(ctx context.Context, e env, online, verbose bool) error {
 	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", dir
 	cfg.AdminToken = "ma_" + catalog.RandomSecret()
 	cfg.Grace = 2 * time.Second
-	cfg.Logger = log.With("component", "registry")
+	// The registry's own warnings (its first election, say) are noise in
+	// the demo unless asked for with -v.
+	regLevel := slog.LevelError
+	if verbose {
+		regLevel = slog.LevelInfo
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: regLevel})).With("component", "registry")
 	reg, err := server.New(cfg)
 	if err != nil {
 		return err
