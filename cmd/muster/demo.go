@@ -105,11 +105,6 @@ func runDemoAll(ctx context.Context, e env, online, verbose bool) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	logLevel := slog.LevelWarn
-	if verbose {
-		logLevel = slog.LevelInfo
-	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: logLevel}))
 
 	// The registry, on free ports so that it never collides with one on 9000.
 	cfg := server.DefaultConfig()
