@@ -71,3 +71,20 @@ func TestTracker_Status(t *testing.T) {
 		})
 	}
 }
+
+func TestTracker_Retain(t *testing.T) {
+	tr := NewTracker()
+	now := time.Now()
+	for _, id := range []string{"a", "b", "c"} {
+		tr.Beat(id, now)
+	}
+	tr.Retain(func(id string) bool { return id != "b" })
+	if _, ok := tr.Seen("b"); ok {
+		t.Fatal("b is still held")
+	}
+	for _, id := range []string{"a", "c"} {
+		if _, ok := tr.Seen(id); !ok {
+			t.Fatalf("%s was dropped", id)
+		}
+	}
+}

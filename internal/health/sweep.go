@@ -111,6 +111,7 @@ func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, o
 	}()
 	tick := time.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
+	sweeps := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -132,6 +133,9 @@ func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, o
 				return
 			}
 			s.Sweep(ctx, since.Add(s.cfg.Grace))
+			if sweeps++; sweeps%collectEvery == 0 {
+				s.Collect()
+			}
 		}
 	}
 }
@@ -152,11 +156,20 @@ func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 			}
 		}
 	}
-	for _, id := range s.tracker.IDs() {
-		if _, ok := s.cat.Instance(id); !ok {
-			s.tracker.Forget(id)
-		}
-	}
+}
+
+// collectEvery is how many sweeps pass between two Collects.
+const collectEvery = 40
+
+// Collect drops the tracker's history of instances that are no longer in
+// the catalog. Every removal path forgets its instance already; this
+// catches the rest (a heartbeat that raced a deregistration), so Run does
+// it only every collectEvery sweeps, not on the hot sweep.
+func (s *Sweeper) Collect() {
+	s.tracker.Retain(func(id string) bool {
+		_, ok := s.cat.Instance(id)
+		return ok
+	})
 }
 
 func (s *Sweeper) propose(ctx context.Context, cmd catalog.Command) bool {

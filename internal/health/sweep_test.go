@@ -148,6 +148,7 @@ func (r *rig) register(tb testing.TB, id, status string) {
 func (r *rig) sweepAt(t time.Time) {
 	r.clock.Set(t)
 	r.sweeper.Sweep(context.Background(), floor)
+	r.sweeper.Collect()
 }
 
 // status returns id's status, or "" if it left the catalog.

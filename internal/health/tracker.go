@@ -141,6 +141,18 @@ func (t *Tracker) Forget(id string) {
 	t.mu.Unlock()
 }
 
+// Retain drops every instance for which keep reports false. It holds the
+// tracker's write lock throughout; keep must not call the tracker.
+func (t *Tracker) Retain(keep func(id string) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id := range t.m {
+		if !keep(id) {
+			delete(t.m, id)
+		}
+	}
+}
+
 // IDs returns the IDs the tracker holds.
 func (t *Tracker) IDs() []string {
 	t.mu.RLock()
