@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/musterhq/muster/examples/wordcloud/internal/servicetest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -160,25 +161,12 @@ func TestHandler_Fetch(t *testing.T) {
 func TestHandler_Routes(t *testing.T) {
 	svc := httptest.NewServer(fetchurl.Handler(fetchurl.Config{}))
 	defer svc.Close()
-	for _, tt := range []struct {
-		method, path string
-		want         int
-	}{
-		{"GET", "/api/v1/fetchurl", 400}, // without the trailing slash, still the endpoint
-		{"POST", "/api/v1/fetchurl/", 405},
-		{"GET", "/api/v1/fetchurl/more", 404},
-		{"GET", "/", 404},
-	} {
-		req, _ := http.NewRequest(tt.method, svc.URL+tt.path, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tt.want {
-			t.Errorf("%s %s = %d, want %d", tt.method, tt.path, resp.StatusCode, tt.want)
-		}
-	}
+	servicetest.CheckRoutes(t, svc.URL, []servicetest.Route{
+		{Method: "GET", Path: "/api/v1/fetchurl", Want: 400}, // without the trailing slash, still the endpoint
+		{Method: "POST", Path: "/api/v1/fetchurl/", Want: 405},
+		{Method: "GET", Path: "/api/v1/fetchurl/more", Want: 404},
+		{Method: "GET", Path: "/", Want: 404},
+	})
 }
 
 // TestHandler_ThroughJobBoard fetches the sample pages with the job board as

@@ -1,7 +1,7 @@
 package scraper_test
 
 import (
-	"encoding/json"
+	"github.com/musterhq/muster/examples/wordcloud/internal/servicetest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -167,19 +167,7 @@ func boardPages(tb testing.TB) map[string]string {
 // post sends form to a scraper and returns the status, data and error.
 func post(tb testing.TB, srvURL string, form url.Values) (int, string, api.ErrorDetail) {
 	tb.Helper()
-	resp, err := http.PostForm(srvURL+"/api/v1/words", form)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Data  string
-		Error api.ErrorDetail
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		tb.Fatal(err)
-	}
-	return resp.StatusCode, body.Data, body.Error
+	return servicetest.PostForm(tb, srvURL+"/api/v1/words", form)
 }
 
 // TestHandler_SamplePages runs every layout's scraper on every sample page:
@@ -252,23 +240,10 @@ func TestHandler_Errors(t *testing.T) {
 			}
 		})
 	}
-	for _, tt := range []struct {
-		method, path string
-		want         int
-	}{
-		{"GET", "/api/v1/words", 405},
-		{"POST", "/api/v1/wordz", 404},
-	} {
-		req, _ := http.NewRequest(tt.method, srv.URL+tt.path, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tt.want {
-			t.Errorf("%s %s = %d, want %d", tt.method, tt.path, resp.StatusCode, tt.want)
-		}
-	}
+	servicetest.CheckRoutes(t, srv.URL, []servicetest.Route{
+		{Method: "GET", Path: "/api/v1/words", Want: 405},
+		{Method: "POST", Path: "/api/v1/wordz", Want: 404},
+	})
 }
 
 func TestHandler_Multipart(t *testing.T) {

@@ -3,9 +3,9 @@ package wordcloud_test
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"github.com/musterhq/muster/examples/wordcloud/internal/servicetest"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -172,19 +172,7 @@ func TestRender_Edges(t *testing.T) {
 
 func postWords(tb testing.TB, srvURL string, form url.Values) (int, string, api.ErrorDetail) {
 	tb.Helper()
-	resp, err := http.PostForm(srvURL+"/api/v1/wordcloud", form)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Data  string
-		Error api.ErrorDetail
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		tb.Fatal(err)
-	}
-	return resp.StatusCode, body.Data, body.Error
+	return servicetest.PostForm(tb, srvURL+"/api/v1/wordcloud", form)
 }
 
 func TestHandler(t *testing.T) {
