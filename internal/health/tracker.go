@@ -121,6 +121,13 @@ func (t *Tracker) Status(inst *catalog.Instance, floor, now time.Time) string {
 	return status(inst, t.read(inst.ID), floor, now)
 }
 
+// Committed is inst's status by the same rule with no TTL to judge: what
+// the catalog says, with draining for a healthy drained instance. It is
+// what to report for an instance that has just been heard from.
+func Committed(inst *catalog.Instance) string {
+	return status(inst, snapshot{}, time.Time{}, time.Time{})
+}
+
 func status(inst *catalog.Instance, s snapshot, floor, now time.Time) string {
 	switch {
 	case inst.Status == catalog.StatusCritical:

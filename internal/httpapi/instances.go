@@ -7,6 +7,7 @@ import (
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/health"
 )
 
 // heartbeat handles PUT /v1/instances/{id}/heartbeat. It is a hot path: it
@@ -55,7 +56,7 @@ func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) {
 func (a *apiServer) beat(ctx context.Context, inst *catalog.Instance) (string, error) {
 	a.Tracker.Beat(inst.ID, a.Now())
 	if inst.Status != catalog.StatusCritical {
-		return reported(inst), nil
+		return health.Committed(inst), nil // the hot path: no further lookup
 	}
 	res, err := a.Node.Apply(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "heartbeat"})
 	if err == nil {
@@ -64,30 +65,20 @@ func (a *apiServer) beat(ctx context.Context, inst *catalog.Instance) (string, e
 	switch {
 	case err == nil:
 		a.Logger.Info("instance passing again", "id", inst.ID, "service", inst.Service)
-		if inst.Draining {
-			return catalog.StatusDraining, nil
-		}
-		return catalog.StatusPassing, nil
-	case errors.Is(err, catalog.ErrConflict):
-		if cur, ok := a.Catalog.Instance(inst.ID); ok {
-			return reported(cur), nil
-		}
-		return reported(inst), nil
+	case errors.Is(err, catalog.ErrConflict): // the sweep or another beat won
 	default:
 		return "", err
 	}
+	return a.statusNow(inst), nil
 }
 
-// reported is the status a heartbeat answer gives for an instance that has
-// just been heard: critical, draining or passing.
-func reported(inst *catalog.Instance) string {
-	if inst.Status == catalog.StatusCritical {
-		return catalog.StatusCritical
+// statusNow is the status to report for an instance that has just been
+// heard from or changed: the catalog's latest word on it.
+func (a *apiServer) statusNow(inst *catalog.Instance) string {
+	if cur, ok := a.Catalog.Instance(inst.ID); ok {
+		inst = cur
 	}
-	if inst.Draining {
-		return catalog.StatusDraining
-	}
-	return catalog.StatusPassing
+	return health.Committed(inst)
 }
 
 // instanceForOwner resolves the instance named in the path for a caller
@@ -151,11 +142,7 @@ func (a *apiServer) drain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.Logger.Info("instance draining", "id", inst.ID, "service", inst.Service)
-	status := catalog.StatusDraining
-	if cur, ok := a.Catalog.Instance(inst.ID); ok && cur.Status == catalog.StatusCritical {
-		status = catalog.StatusCritical
-	}
-	writeJSON(w, http.StatusOK, api.HeartbeatResponse{TTL: inst.TTLString(), Status: status})
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{TTL: inst.TTLString(), Status: a.statusNow(inst)})
 }
 
 func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) {
