@@ -20,8 +20,8 @@ import (
 func exampleRegistry() (url, key string, stop func()) {
 	dir, _ := os.MkdirTemp("", "muster-example")
 	cfg := server.DefaultConfig()
-	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir, cfg.AdminToken = "127.0.0.1:0", "127.0.0.1:0", dir, adminToken
-	cfg.RaftTimeout = 50 * time.Millisecond
+	cfg.HTTPAddr, cfg.Cluster.RaftAddr, cfg.DataDir, cfg.AdminToken = "127.0.0.1:0", "127.0.0.1:0", dir, adminToken
+	cfg.Cluster.HeartbeatTimeout, cfg.Cluster.ElectionTimeout = 50*time.Millisecond, 50*time.Millisecond
 	s, _ := server.New(cfg)
 	s.Start(context.Background())
 	s.Ready(context.Background())

@@ -28,7 +28,7 @@ const adminToken = "ma_test-admin-token"
 func startRegistry(tb testing.TB, dir, addr string) *server.Server {
 	tb.Helper()
 	return testserver.Start(tb, func(c *server.Config) {
-		c.HTTPAddr, c.DataDir, c.AdminToken, c.Grace = addr, dir, adminToken, 2*time.Second
+		c.HTTPAddr, c.DataDir, c.AdminToken, c.Liveness.Grace = addr, dir, adminToken, 2*time.Second
 	})
 }
 

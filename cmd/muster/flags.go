@@ -11,6 +11,17 @@ import (
 // errUsage marks a command-line mistake; the exit code is 2.
 var errUsage = errors.New("usage error")
 
+// usageError is a command-line mistake whose message says it all: it
+// exits with 2 like errUsage, without the "usage error" suffix.
+type usageError string
+
+func (e usageError) Error() string        { return string(e) }
+func (e usageError) Is(target error) bool { return target == errUsage }
+
+// errDemoMoved answers `muster demo`: the word-cloud demo left this binary
+// so that it never depends on the examples.
+const errDemoMoved = usageError("the demo is its own command now: go run ./examples/wordcloud/cmd/demo")
+
 func exitCode(err error) int {
 	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
 		return 2

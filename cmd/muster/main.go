@@ -42,7 +42,6 @@ Usage:
   muster register --service NAME --address A --port P [--tag T] [--meta k=v] [--ttl D]
                                               register a process as a sidecar: answer the
                                               callback, heartbeat, deregister on Ctrl-C
-  muster demo                                 the tutorial's word-cloud app on muster
   muster version
 
 CLI commands read MUSTER_ADDR (default http://127.0.0.1:9000),
@@ -71,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "register":
 		return runRegister(ctx, e, args[1:])
 	case "demo":
-		return runDemo(ctx, e, args[1:])
+		return errDemoMoved
 	case "version":
 		fmt.Fprintln(stdout, "muster", version)
 		return nil

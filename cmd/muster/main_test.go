@@ -349,7 +349,7 @@ func TestCLI_RegisterSidecar(t *testing.T) {
 func startRegistryAt(t *testing.T, dir, addr string) *server.Server {
 	t.Helper()
 	return testserver.Start(t, func(c *server.Config) {
-		c.HTTPAddr, c.DataDir, c.AdminToken, c.Grace = addr, dir, "ma_sidecar-test", 2*time.Second
+		c.HTTPAddr, c.DataDir, c.AdminToken, c.Liveness.Grace = addr, dir, "ma_sidecar-test", 2*time.Second
 	})
 }
 

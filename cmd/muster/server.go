@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/musterhq/muster/internal/httpapi"
+	"github.com/musterhq/muster/internal/registry"
 	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -19,12 +19,12 @@ func runServer(ctx context.Context, e env, args []string) error {
 	fs.SetOutput(e.stderr)
 	httpAddr := fs.String("http-addr", e.envOr("MUSTER_HTTP_ADDR", def.HTTPAddr), "HTTP API address; port 0 picks a free port (env MUSTER_HTTP_ADDR)")
 	dataDir := fs.String("data-dir", e.envOr("MUSTER_DATA_DIR", def.DataDir), "data directory (env MUSTER_DATA_DIR)")
-	raftAddr := fs.String("raft-addr", e.envOr("MUSTER_RAFT_ADDR", def.RaftAddr), "Raft transport address (env MUSTER_RAFT_ADDR)")
+	raftAddr := fs.String("raft-addr", e.envOr("MUSTER_RAFT_ADDR", def.Cluster.RaftAddr), "Raft transport address (env MUSTER_RAFT_ADDR)")
 	tokenFile := fs.String("admin-token-file", e.envOr("MUSTER_ADMIN_TOKEN_FILE", ""), "read the admin token from this file instead of <data-dir>/admin-token")
 	allow := fs.String("verify-allow", e.envOr("MUSTER_VERIFY_ALLOW", defaultAllowString()), "comma-separated networks registration callbacks may reach")
-	verifyTimeout := fs.Duration("verify-timeout", def.VerifyTimeout, "timeout of a registration callback")
-	grace := fs.Duration("expiry-grace", def.Grace, "after becoming leader, no instance expires before its TTL plus this grace")
-	seedDef := httpapi.DefaultSeedConfig()
+	verifyTimeout := fs.Duration("verify-timeout", def.Verify.Timeout, "timeout of a registration callback")
+	grace := fs.Duration("expiry-grace", def.Liveness.Grace, "after becoming leader, no instance expires before its TTL plus this grace")
+	seedDef := registry.DefaultSeedConfig()
 	seedCompat := fs.Bool("seed-compat", false, "also serve the tutorial's form-encoded protocol under /api/v1/ (register, verify, ping, lookup)")
 	seedChallenge := fs.String("seed-challenge", seedDef.Challenge, "challenge phrase of the tutorial protocol")
 	seedResponse := fs.String("seed-response", seedDef.Response, "response phrase the tutorial protocol expects")
@@ -57,12 +57,12 @@ func runServer(ctx context.Context, e env, args []string) error {
 		return fmt.Errorf("--verify-allow: %w", err)
 	}
 	cfg := def
-	cfg.HTTPAddr, cfg.DataDir, cfg.RaftAddr = *httpAddr, *dataDir, *raftAddr
+	cfg.HTTPAddr, cfg.DataDir, cfg.Cluster.RaftAddr = *httpAddr, *dataDir, *raftAddr
 	cfg.AdminToken = e.getenv("MUSTER_ADMIN_TOKEN")
 	cfg.AdminTokenFile = *tokenFile
-	cfg.VerifyAllow = prefixes
-	cfg.VerifyTimeout = *verifyTimeout
-	cfg.Grace = *grace
+	cfg.Verify.Allow = prefixes
+	cfg.Verify.Timeout = *verifyTimeout
+	cfg.Liveness.Grace = *grace
 	cfg.Logger = slog.New(h)
 	if *seedCompat {
 		var pats []string
@@ -71,7 +71,7 @@ func runServer(ctx context.Context, e env, args []string) error {
 				pats = append(pats, p)
 			}
 		}
-		cfg.Seed = &httpapi.SeedConfig{Challenge: *seedChallenge, Response: *seedResponse, HeartbeatInterval: *seedInterval, Services: pats}
+		cfg.Registry.Seed = &registry.SeedConfig{Challenge: *seedChallenge, Response: *seedResponse, HeartbeatInterval: *seedInterval, Services: pats}
 		cfg.Logger.Warn("the tutorial protocol is on: it registers without an enrolment key, for these name patterns", "seed_services", pats)
 	}
 	s, err := server.New(cfg)
@@ -81,12 +81,22 @@ func runServer(ctx context.Context, e env, args []string) error {
 	if err := s.Start(ctx); err != nil {
 		return err
 	}
-	<-ctx.Done()
-	cfg.Logger.Info("shutting down")
+	var stopped error
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("shutting down")
+	case <-s.Done():
+		// The log holds a command this version cannot apply; the node
+		// logged which. Stop with an error so that a supervisor notices.
+		stopped = fmt.Errorf("stopped: %w", s.Err())
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Close() }()
 	select {
 	case err := <-done:
+		if stopped != nil {
+			return stopped
+		}
 		return err
 	case <-time.After(15 * time.Second):
 		return fmt.Errorf("shutdown took longer than 15s")

@@ -4,13 +4,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
-	"net"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
 // Catalog is the in-memory state machine. See the package doc for its
@@ -27,23 +24,46 @@ type Catalog struct {
 	keysByHash map[string]*Key
 	// addrs maps service+address+port to the instance ID, for replacement.
 	addrs map[string]string
-	// onChange, when set, is called after each applied change with the
-	// names of the services it touched. It runs on the Apply goroutine.
-	onChange func(index uint64, services []string)
+
+	// ops is the dispatch table, built by New and never changed.
+	ops map[Op]applyFunc
+
+	subs subscribers
 }
+
+// applyFunc applies one command at index idx under the write lock. It
+// returns the result and the services whose views it rebuilt.
+type applyFunc func(c *Catalog, idx uint64, cmd Command) (Result, []string)
 
 // New returns an empty catalog.
 func New() *Catalog {
-	c := &Catalog{}
+	c := &Catalog{ops: map[Op]applyFunc{
+		OpRegister:   (*Catalog).applyRegister,
+		OpDeregister: (*Catalog).applyDeregister,
+		OpSetStatus:  (*Catalog).applySetStatus,
+		OpDrain:      (*Catalog).applyDrain,
+		OpCreateKey:  (*Catalog).applyCreateKey,
+		OpRevokeKey:  (*Catalog).applyRevokeKey,
+	}}
 	c.reset()
 	return c
 }
 
-// OnChange registers fn to be called after every Apply and Restore with the
-// index and the services that changed (nil after Restore: everything may
-// have). fn runs on the Apply goroutine and must not block. Call OnChange
-// before the first Apply.
-func (c *Catalog) OnChange(fn func(index uint64, services []string)) { c.onChange = fn }
+// Ops returns the operations this version applies, sorted.
+func (c *Catalog) Ops() []Op {
+	out := make([]Op, 0, len(c.ops))
+	for op := range c.ops {
+		out = append(out, op)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Knows reports whether this version of the catalog applies op.
+func (c *Catalog) Knows(op Op) bool {
+	_, ok := c.ops[op]
+	return ok
+}
 
 func (c *Catalog) reset() {
 	c.index = 0
@@ -60,180 +80,63 @@ func addrKey(service, address string, port int) string {
 }
 
 // Apply applies cmd at Raft index idx. It is deterministic.
+//
+// A command this version cannot apply as its proposer meant it (an
+// unknown operation, or rules newer than RulesCurrent) is answered
+// ErrUnsupported, changes nothing and does not advance Index: the caller
+// must stop applying the log (package cluster does), because replicas
+// that know the command apply it. An unknown operation marked
+// SkipIfUnknown is answered ErrSkipped instead, and the log goes on. A
+// command with no operation at all is malformed (ErrBadCommand), which
+// every replica agrees on.
 func (c *Catalog) Apply(idx uint64, cmd Command) Result {
+	fn, known := c.ops[cmd.Op]
+	switch {
+	case !known && cmd.Op != "" && !cmd.SkipIfUnknown:
+		return Result{Index: idx, Err: fmt.Errorf("%w: unknown op %q", ErrUnsupported, cmd.Op)}
+	case cmd.Rules > RulesCurrent:
+		return Result{Index: idx, Err: fmt.Errorf("%w: rules version %d (this version knows up to %d)", ErrUnsupported, cmd.Rules, RulesCurrent)}
+	}
+	var (
+		res     Result
+		touched []string
+	)
 	c.mu.Lock()
-	res, touched := c.apply(idx, cmd)
-	if touched == nil {
-		touched = []string{} // nil is reserved for "everything", after Restore
+	switch {
+	case cmd.Op == "":
+		res.Err = fmt.Errorf("%w: no op", ErrBadCommand)
+	case !known:
+		res.Err = fmt.Errorf("%w: op %q", ErrSkipped, cmd.Op)
+	default:
+		res, touched = fn(c, idx, cmd)
 	}
 	if idx > c.index {
 		c.index = idx
 	}
 	c.mu.Unlock()
 	res.Index = idx
-	if res.Err == nil && c.onChange != nil {
-		c.onChange(idx, touched)
+	if res.Err == nil {
+		c.subs.notify(idx, touched, false)
 	}
 	return res
-}
-
-func (c *Catalog) apply(idx uint64, cmd Command) (Result, []string) {
-	switch cmd.Op {
-	case OpRegister:
-		return c.applyRegister(idx, cmd)
-	case OpDeregister:
-		inst, ok := c.instances[cmd.ID]
-		if !ok {
-			return Result{Err: ErrNotFound}, nil
-		}
-		if cmd.IfStatus != "" && !statusIs(inst, cmd.IfStatus) {
-			return Result{Err: ErrConflict}, nil
-		}
-		c.removeInstance(inst)
-		c.rebuild(inst.Service, idx)
-		return Result{}, []string{inst.Service}
-	case OpSetStatus:
-		if cmd.Status == StatusDraining && cmd.IfStatus == "" {
-			// Log entries written before draining became a flag.
-			cmd.Op = OpDrain
-			return c.apply(idx, cmd)
-		}
-		inst, ok := c.instances[cmd.ID]
-		if !ok {
-			return Result{Err: ErrNotFound}, nil
-		}
-		if !validStatus(cmd.Status) {
-			return Result{Err: fmt.Errorf("%w: status %q", ErrBadCommand, cmd.Status)}, nil
-		}
-		if cmd.IfStatus != "" && !statusIs(inst, cmd.IfStatus) {
-			return Result{Err: ErrConflict}, nil
-		}
-		if inst.Status == cmd.Status {
-			return Result{}, nil
-		}
-		next := *inst
-		next.Status = cmd.Status
-		next.ModifyIndex = idx
-		c.putInstance(&next)
-		c.rebuild(next.Service, idx)
-		return Result{}, []string{next.Service}
-	case OpDrain:
-		inst, ok := c.instances[cmd.ID]
-		if !ok {
-			return Result{Err: ErrNotFound}, nil
-		}
-		if inst.Draining {
-			return Result{}, nil
-		}
-		next := *inst
-		next.Draining = true
-		next.ModifyIndex = idx
-		c.putInstance(&next)
-		c.rebuild(next.Service, idx)
-		return Result{}, []string{next.Service}
-	case OpCreateKey:
-		k := cmd.Key
-		if k == nil || k.ID == "" || len(k.SecretHash) != sha256.Size || len(k.Services) == 0 {
-			return Result{Err: ErrBadCommand}, nil
-		}
-		if _, ok := c.keys[k.ID]; ok {
-			return Result{Err: ErrExists}, nil
-		}
-		if _, ok := c.keysByHash[string(k.SecretHash)]; ok {
-			return Result{Err: ErrExists}, nil
-		}
-		stored := *k
-		stored.Services = slices.Clone(k.Services)
-		stored.SecretHash = slices.Clone(k.SecretHash)
-		stored.CreateIndex = idx
-		c.keys[stored.ID] = &stored
-		c.keysByHash[string(stored.SecretHash)] = &stored
-		return Result{}, nil
-	case OpRevokeKey:
-		k, ok := c.keys[cmd.ID]
-		if !ok {
-			return Result{Err: ErrNotFound}, nil
-		}
-		delete(c.keys, k.ID)
-		delete(c.keysByHash, string(k.SecretHash))
-		return Result{}, nil
-	default:
-		return Result{Err: fmt.Errorf("%w: unknown op %q", ErrBadCommand, cmd.Op)}, nil
-	}
 }
 
 // statusIs reports whether inst is in status s for a conditional command.
 // Entries written when draining was a status name it: it means a passing
 // instance with the drain flag.
-func statusIs(inst *Instance, s string) bool {
+func statusIs(inst *Instance, s Status) bool {
 	if s == StatusDraining {
 		return inst.Status == StatusPassing && inst.Draining
 	}
 	return inst.Status == s
 }
 
-func validStatus(s string) bool {
+func validStatus(s Status) bool {
 	switch s {
 	case StatusPassing, StatusCritical:
 		return true
 	}
 	return false
-}
-
-func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
-	in := cmd.Instance
-	if in == nil || in.ID == "" || !ValidServiceName(in.Service) || len(in.TokenHash) != sha256.Size || !validStatus(in.Status) {
-		return Result{Err: ErrBadCommand}, nil
-	}
-	if _, ok := c.instances[in.ID]; ok {
-		return Result{Err: ErrExists}, nil
-	}
-	// The key is checked again here, inside the state machine, so that a
-	// revocation committed between the HTTP check and this command wins.
-	k, ok := c.keys[in.KeyID]
-	if !ok {
-		return Result{Err: ErrKeyRevoked}, nil
-	}
-	if !k.Allows(in.Service) {
-		return Result{Err: ErrKeyScope}, nil
-	}
-	if cmd.Rules >= 1 {
-		// A service whose instances all came in through the other
-		// protocol refuses this one; a service that already has instances
-		// of this protocol (mixed before the rule existed) does not, so
-		// that those can still re-register.
-		own, other := false, false
-		for _, ex := range c.byService[in.Service] {
-			switch {
-			case (ex.KeyID == SeedKeyID) == (in.KeyID == SeedKeyID):
-				own = true
-			case ex.Address == in.Address && ex.Port == in.Port:
-				// The same endpoint moving to this protocol: it is replaced.
-			default:
-				other = true
-			}
-		}
-		if other && !own {
-			return Result{Err: ErrProtocolMix}, nil
-		}
-	}
-	var res Result
-	ak := addrKey(in.Service, in.Address, in.Port)
-	if oldID, ok := c.addrs[ak]; ok {
-		if old, ok := c.instances[oldID]; ok {
-			c.removeInstance(old)
-			res.Replaced = oldID
-		}
-	}
-	stored := *in
-	stored.Tags = slices.Clone(in.Tags)
-	stored.Meta = cloneMap(in.Meta)
-	stored.TokenHash = slices.Clone(in.TokenHash)
-	stored.CreateIndex = idx
-	stored.ModifyIndex = idx
-	c.putInstance(&stored)
-	c.rebuild(stored.Service, idx)
-	return res, []string{stored.Service}
 }
 
 func cloneMap(m map[string]string) map[string]string {
@@ -248,10 +151,6 @@ func cloneMap(m map[string]string) map[string]string {
 }
 
 func (c *Catalog) putInstance(inst *Instance) {
-	inst.url = inst.Scheme + "://" + net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port))
-	inst.registeredAt = inst.RegisteredAt.UTC().Format(time.RFC3339Nano)
-	inst.ttl = inst.TTL.String()
-	inst.wire = &wireCache{}
 	c.instances[inst.ID] = inst
 	set := c.byService[inst.Service]
 	if set == nil {
@@ -338,6 +237,14 @@ func (c *Catalog) Instances() []*Instance {
 	}
 	c.mu.RUnlock()
 	return out
+}
+
+// Key returns one enrolment key by ID.
+func (c *Catalog) Key(id string) (*Key, bool) {
+	c.mu.RLock()
+	k, ok := c.keys[id]
+	c.mu.RUnlock()
+	return k, ok
 }
 
 // KeyBySecretHash returns the key whose secret hashes to h.

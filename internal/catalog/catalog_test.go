@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"reflect"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -135,7 +133,7 @@ func TestCatalog_Apply(t *testing.T) {
 		createKey(newKey("k1", "web-*", "api")),
 		register(newInstance("i1", "web-a", "10.0.0.1", 80)),
 	}
-	withStatus := func(inst *catalog.Instance, s string) *catalog.Instance { inst.Status = s; return inst }
+	withStatus := func(inst *catalog.Instance, s catalog.Status) *catalog.Instance { inst.Status = s; return inst }
 	withKey := func(inst *catalog.Instance, k string) *catalog.Instance { inst.KeyID = k; return inst }
 
 	tests := []struct {
@@ -434,7 +432,7 @@ func TestCatalog_Apply(t *testing.T) {
 		},
 		{name: "revoke unknown key", cmd: catalog.Command{Op: catalog.OpRevokeKey, ID: "nope"}, wantErr: catalog.ErrNotFound},
 
-		{name: "unknown op", cmd: catalog.Command{Op: "explode", ID: "i1"}, wantErr: catalog.ErrBadCommand},
+		{name: "unknown op marked skippable", cmd: catalog.Command{Op: "explode", ID: "i1", SkipIfUnknown: true}, wantErr: catalog.ErrSkipped},
 		{name: "empty op", cmd: catalog.Command{}, wantErr: catalog.ErrBadCommand},
 	}
 	for _, tt := range tests {
@@ -467,6 +465,43 @@ func TestCatalog_Apply(t *testing.T) {
 				tt.check(t, l.c)
 			}
 		})
+	}
+}
+
+// TestCatalog_Apply_unsupported: a command this version cannot apply as
+// its proposer meant it changes nothing, not even the applied index, and
+// says so with ErrUnsupported, for the replica to stop. (An unknown op was
+// ErrBadCommand before: applied nowhere here while a newer leader applied
+// it, which is divergence once there are several voters.)
+func TestCatalog_Apply_unsupported(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cmd  catalog.Command
+	}{
+		{"unknown op", catalog.Command{Op: "explode", ID: "i1"}},
+		{"rules from the future", catalog.Command{Op: catalog.OpDeregister, ID: "i1", Rules: catalog.RulesCurrent + 1}},
+		{"rules from the future on a skippable command", catalog.Command{Op: catalog.OpDeregister, ID: "i1", Rules: catalog.RulesCurrent + 1, SkipIfUnknown: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newReplica()
+			l.must(t, createKey(newKey("k1", "web-*")), register(newInstance("i1", "web-a", "10.0.0.1", 80)))
+			sub := l.c.Subscribe()
+			defer sub.Close()
+			before := snapshotJSON(t, l.c)
+			res := l.c.Apply(3, tt.cmd)
+			if !errors.Is(res.Err, catalog.ErrUnsupported) {
+				t.Fatalf("Apply err = %v, want ErrUnsupported", res.Err)
+			}
+			if after := snapshotJSON(t, l.c); !bytes.Equal(after, before) {
+				t.Errorf("unsupported command changed the catalog:\nbefore %s\nafter  %s", before, after)
+			}
+			if ch, ok := sub.Take(); ok {
+				t.Errorf("unsupported command notified subscribers: %+v", ch)
+			}
+		})
+	}
+	if c := catalog.New(); !c.Knows(catalog.OpDrain) || c.Knows("explode") {
+		t.Error("Knows disagrees with the dispatch table")
 	}
 }
 
@@ -799,8 +834,8 @@ func TestCatalog_Restore(t *testing.T) {
 			l := newReplica()
 			populate(t, l)
 			before := snapshotJSON(t, l.c)
-			called := false
-			l.c.OnChange(func(uint64, []string) { called = true })
+			sub := l.c.Subscribe()
+			defer sub.Close()
 			var err error
 			if !noPanic(t, "Restore", func() { err = l.c.Restore(strings.NewReader(tt.in)) }) {
 				return // the catalog may still be locked
@@ -811,8 +846,8 @@ func TestCatalog_Restore(t *testing.T) {
 			if got := snapshotJSON(t, l.c); !bytes.Equal(got, before) {
 				t.Errorf("failed Restore changed the catalog:\n got %s\nwant %s", got, before)
 			}
-			if called {
-				t.Error("OnChange called after a failed Restore")
+			if ch, ok := sub.Take(); ok {
+				t.Errorf("a failed Restore notified subscribers: %+v", ch)
 			}
 		})
 	}
@@ -824,7 +859,7 @@ func TestCatalog_Restore(t *testing.T) {
 func script(seed uint64, n int) []catalog.Command {
 	r := rand.New(rand.NewPCG(seed, seed))
 	services := []string{"a", "b", "c-1", "web_x"}
-	statuses := []string{catalog.StatusPassing, catalog.StatusCritical, "bogus"}
+	statuses := []catalog.Status{catalog.StatusPassing, catalog.StatusCritical, "bogus"}
 	id := func(prefix string) string { return fmt.Sprintf("%s%d", prefix, r.IntN(12)) }
 	cmds := []catalog.Command{createKey(newKey("k1", "*"))}
 	for range n {
@@ -839,9 +874,9 @@ func script(seed uint64, n int) []catalog.Command {
 			inst.RegisteredAt = t0.Add(time.Duration(r.IntN(1000)) * time.Second)
 			cmds = append(cmds, register(inst))
 		case 2:
-			cmds = append(cmds, catalog.Command{Op: catalog.OpSetStatus, ID: id("i"), Status: statuses[r.IntN(3)], IfStatus: []string{"", catalog.StatusPassing}[r.IntN(2)]})
+			cmds = append(cmds, catalog.Command{Op: catalog.OpSetStatus, ID: id("i"), Status: statuses[r.IntN(3)], IfStatus: []catalog.Status{"", catalog.StatusPassing}[r.IntN(2)]})
 		case 3:
-			cmds = append(cmds, catalog.Command{Op: catalog.OpDeregister, ID: id("i"), IfStatus: []string{"", catalog.StatusCritical}[r.IntN(2)]})
+			cmds = append(cmds, catalog.Command{Op: catalog.OpDeregister, ID: id("i"), IfStatus: []catalog.Status{"", catalog.StatusCritical}[r.IntN(2)]})
 		case 4:
 			k := newKey(id("k"), services[r.IntN(len(services))], "web*")
 			cmds = append(cmds, createKey(k))
@@ -894,52 +929,116 @@ func TestCatalog_Apply_deterministic(t *testing.T) {
 	}
 }
 
-func TestCatalog_OnChange(t *testing.T) {
+// TestCatalog_Subscribe: every subscriber learns, after each applied
+// change, its index and the services it touched; failed commands and
+// failed restores notify no one; a Restore means "everything".
+func TestCatalog_Subscribe(t *testing.T) {
 	type call struct {
 		index    uint64
 		services []string
+		all      bool
 	}
 	l := newReplica()
-	var calls []call
-	l.c.OnChange(func(index uint64, services []string) {
-		// Key changes touch no service; nil and empty are treated alike here.
-		if len(services) == 0 {
-			services = nil
+	subs := []*catalog.Subscription{l.c.Subscribe(), l.c.Subscribe()}
+	take := func(t *testing.T, s *catalog.Subscription) []call {
+		t.Helper()
+		ch, ok := s.Take()
+		if !ok {
+			return nil
 		}
-		calls = append(calls, call{index, slices.Clone(services)})
-	})
+		select {
+		case <-s.Ready():
+			t.Error("Ready still signalled after Take")
+		default:
+		}
+		// Key changes touch no service; nil and empty are treated alike here.
+		if len(ch.Services) == 0 {
+			ch.Services = nil
+		}
+		return []call{{ch.Index, ch.Services, ch.All}}
+	}
 	steps := []struct {
 		name string
 		cmd  catalog.Command
-		want []call // the calls this step adds
+		want []call // the change this step adds
 	}{
-		{"create key", createKey(newKey("k1", "*")), []call{{1, nil}}},
-		{"register", register(newInstance("a1", "a", "10.0.0.1", 80)), []call{{2, []string{"a"}}}},
-		{"register other service", register(newInstance("b1", "b", "10.0.0.1", 80)), []call{{3, []string{"b"}}}},
-		{"replace", register(newInstance("a2", "a", "10.0.0.1", 80)), []call{{4, []string{"a"}}}},
-		{"set status", catalog.Command{Op: catalog.OpSetStatus, ID: "a2", Status: catalog.StatusCritical}, []call{{5, []string{"a"}}}},
+		{"create key", createKey(newKey("k1", "*")), []call{{1, nil, false}}},
+		{"register", register(newInstance("a1", "a", "10.0.0.1", 80)), []call{{2, []string{"a"}, false}}},
+		{"register other service", register(newInstance("b1", "b", "10.0.0.1", 80)), []call{{3, []string{"b"}, false}}},
+		{"replace", register(newInstance("a2", "a", "10.0.0.1", 80)), []call{{4, []string{"a"}, false}}},
+		{"set status", catalog.Command{Op: catalog.OpSetStatus, ID: "a2", Status: catalog.StatusCritical}, []call{{5, []string{"a"}, false}}},
 		{"failed conditional", catalog.Command{Op: catalog.OpDeregister, ID: "a2", IfStatus: catalog.StatusPassing}, nil},
 		{"failed register", register(newInstance("a2", "a", "10.0.0.1", 80)), nil},
-		{"bad command", catalog.Command{Op: "nope"}, nil},
-		{"deregister", catalog.Command{Op: catalog.OpDeregister, ID: "b1"}, []call{{9, []string{"b"}}}},
+		{"unknown command", catalog.Command{Op: "nope"}, nil},
+		{"deregister", catalog.Command{Op: catalog.OpDeregister, ID: "b1"}, []call{{9, []string{"b"}, false}}},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			calls = nil
 			l.apply(st.cmd)
-			if !reflect.DeepEqual(calls, st.want) {
-				t.Errorf("OnChange calls = %+v, want %+v", calls, st.want)
+			for i, s := range subs {
+				if st.want != nil {
+					select {
+					case <-s.Ready():
+					default:
+						t.Errorf("subscriber %d: Ready not signalled", i)
+					}
+				}
+				if got := take(t, s); !reflect.DeepEqual(got, st.want) {
+					t.Errorf("subscriber %d: change = %+v, want %+v", i, got, st.want)
+				}
 			}
 		})
 	}
 	t.Run("restore", func(t *testing.T) {
 		snap := snapshotJSON(t, l.c)
-		calls = nil
 		if err := l.c.Restore(bytes.NewReader(snap)); err != nil {
 			t.Fatal(err)
 		}
-		if want := []call{{9, nil}}; !reflect.DeepEqual(calls, want) {
-			t.Errorf("OnChange calls = %+v, want %+v", calls, want)
+		for i, s := range subs {
+			if got, want := take(t, s), []call{{9, nil, true}}; !reflect.DeepEqual(got, want) {
+				t.Errorf("subscriber %d: change = %+v, want %+v", i, got, want)
+			}
+		}
+	})
+	t.Run("coalesced", func(t *testing.T) {
+		l.must(t,
+			register(newInstance("c1", "c", "10.0.0.3", 80)),
+			register(newInstance("b2", "b", "10.0.0.3", 80)),
+			catalog.Command{Op: catalog.OpDrain, ID: "c1"},
+		)
+		for i, s := range subs {
+			if got, want := take(t, s), []call{{l.idx, []string{"b", "c"}, false}}; !reflect.DeepEqual(got, want) {
+				t.Errorf("subscriber %d: change = %+v, want %+v", i, got, want)
+			}
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		subs[1].Close()
+		l.must(t, catalog.Command{Op: catalog.OpDeregister, ID: "c1"})
+		if got := take(t, subs[1]); got != nil {
+			t.Errorf("closed subscriber got %+v", got)
+		}
+		if got := take(t, subs[0]); len(got) != 1 || got[0].index != l.idx {
+			t.Errorf("open subscriber got %+v", got)
+		}
+	})
+	t.Run("a subscriber that never takes does not block Apply", func(t *testing.T) {
+		idle := l.c.Subscribe()
+		defer idle.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := range 5000 {
+				l.apply(catalog.Command{Op: catalog.OpSetStatus, ID: "a2", Status: []catalog.Status{catalog.StatusPassing, catalog.StatusCritical}[i%2]})
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("Apply blocked on a subscriber that never takes")
+		}
+		if got := take(t, idle); len(got) != 1 || got[0].index != l.idx || !reflect.DeepEqual(got[0].services, []string{"a"}) {
+			t.Errorf("idle subscriber's coalesced change = %+v, want index %d, services [a]", got, l.idx)
 		}
 	})
 }
@@ -1146,9 +1245,6 @@ func TestDecodeCommand(t *testing.T) {
 		{"nil", nil},
 		{"empty", []byte{}},
 		{"version only", []byte{1}},
-		{"version zero", append([]byte{0}, valid[1:]...)},
-		{"version two", append([]byte{2}, valid[1:]...)},
-		{"no version byte", valid[1:]},
 		{"garbage", append([]byte{1}, "garbage"...)},
 		{"trailing data", append(slices.Clone(valid), "{}"...)},
 		{"wrong field type", append([]byte{1}, `{"op":"register","instance":{"port":"80"}}`...)},
@@ -1166,61 +1262,27 @@ func TestDecodeCommand(t *testing.T) {
 			}
 		})
 	}
-}
-
-// checkDerived fails tb unless every instance's derived fields agree with
-// its stored ones.
-func checkDerived(tb testing.TB, c *catalog.Catalog) {
-	tb.Helper()
-	for _, inst := range c.Instances() {
-		if want := inst.Scheme + "://" + net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port)); inst.URL() != want {
-			tb.Errorf("instance %s: URL() = %q, want %q", inst.ID, inst.URL(), want)
-		}
-		if want := inst.RegisteredAt.UTC().Format(time.RFC3339Nano); inst.RegisteredAtString() != want {
-			tb.Errorf("instance %s: RegisteredAtString() = %q, want %q", inst.ID, inst.RegisteredAtString(), want)
-		}
-	}
-}
-
-func TestInstance_URL(t *testing.T) {
-	l := newReplica()
-	v6 := newInstance("v6", "web-b", "fd00::1", 8443)
-	v6.Scheme = "https"
-	v6.RegisteredAt = time.Date(2025, 6, 1, 2, 0, 0, 5, time.FixedZone("x", 2*3600))
-	l.must(t,
-		createKey(newKey("k1", "web-*")),
-		register(newInstance("v4", "web-a", "10.0.0.1", 80)),
-		register(v6),
-	)
-	want := map[string][2]string{
-		"v4": {"http://10.0.0.1:80", "2025-01-02T03:04:05.000006Z"},
-		"v6": {"https://[fd00::1]:8443", "2025-06-01T00:00:00.000000005Z"},
-	}
-	check := func(t *testing.T, c *catalog.Catalog) {
-		t.Helper()
-		for id, w := range want {
-			inst, ok := c.Instance(id)
-			if !ok {
-				t.Fatalf("%s missing", id)
+	// An entry in an encoding this version does not know is what a newer
+	// muster writes: it must stop the replica, not be skipped (these were
+	// ErrBadCommand before the rule for unknown commands).
+	for _, tt := range []struct {
+		name string
+		in   []byte
+	}{
+		{"version zero", append([]byte{0}, valid[1:]...)},
+		{"version two", append([]byte{2}, valid[1:]...)},
+		{"no version byte", valid[1:]},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd, err := catalog.DecodeCommand(tt.in)
+			if !errors.Is(err, catalog.ErrUnsupported) {
+				t.Fatalf("DecodeCommand(%q) err = %v, want ErrUnsupported", tt.in, err)
 			}
-			if inst.URL() != w[0] || inst.RegisteredAtString() != w[1] {
-				t.Errorf("%s: URL() = %q, RegisteredAtString() = %q; want %q, %q", id, inst.URL(), inst.RegisteredAtString(), w[0], w[1])
+			if !reflect.DeepEqual(cmd, catalog.Command{}) {
+				t.Errorf("DecodeCommand returned a partial command on error: %+v", cmd)
 			}
-		}
-		checkDerived(t, c)
+		})
 	}
-	t.Run("register", func(t *testing.T) { check(t, l.c) })
-	t.Run("set status", func(t *testing.T) {
-		l.must(t, catalog.Command{Op: catalog.OpDrain, ID: "v6"})
-		check(t, l.c)
-	})
-	t.Run("restore", func(t *testing.T) {
-		c := catalog.New()
-		if err := c.Restore(bytes.NewReader(snapshotJSON(t, l.c))); err != nil {
-			t.Fatal(err)
-		}
-		check(t, c)
-	})
 }
 
 func TestInstance_TokenMatches(t *testing.T) {
@@ -1284,27 +1346,6 @@ func TestHashSecret(t *testing.T) {
 	const want = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 	if got := hex.EncodeToString(catalog.HashSecret("abc")); got != want {
 		t.Errorf("HashSecret(abc) = %s, want %s", got, want)
-	}
-}
-
-func TestRandomID(t *testing.T) {
-	seen := map[string]bool{}
-	for range 100 {
-		id := catalog.RandomID(16)
-		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
-			t.Fatalf("RandomID(16) = %q, want 32 lowercase hex digits", id)
-		}
-		if seen[id] {
-			t.Fatalf("RandomID repeated %q", id)
-		}
-		seen[id] = true
-	}
-	s := catalog.RandomSecret()
-	if len(s) != 43 || strings.ContainsAny(s, "+/=") {
-		t.Errorf("RandomSecret() = %q, want 43 unpadded base64url characters", s)
-	}
-	if s == catalog.RandomSecret() {
-		t.Error("RandomSecret repeated")
 	}
 }
 

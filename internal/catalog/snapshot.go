@@ -11,49 +11,66 @@ import (
 // snapshotVersion guards the snapshot format.
 const snapshotVersion = 1
 
-// state is the serialised form of the catalog.
+// state is the serialised form of the catalog (version 1; see codec.go).
 type state struct {
 	Version   int               `json:"version"`
 	Index     uint64            `json:"index"`
-	Instances []*Instance       `json:"instances"`
-	Keys      []*Key            `json:"keys"`
+	Instances []*instanceV1     `json:"instances"`
+	Keys      []*keyV1          `json:"keys"`
 	Services  map[string]uint64 `json:"services"`
 }
 
 // Snapshot is a point-in-time copy of the catalog that can be written out
 // while Apply goes on.
-type Snapshot struct{ st state }
+type Snapshot struct {
+	index     uint64
+	instances []*Instance
+	keys      []*Key
+	services  map[string]uint64
+}
 
 // Snapshot captures the catalog. The returned value shares only immutable
 // instances and keys with the catalog.
 func (c *Catalog) Snapshot() *Snapshot {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	st := state{
-		Version:   snapshotVersion,
-		Index:     c.index,
-		Instances: make([]*Instance, 0, len(c.instances)),
-		Keys:      make([]*Key, 0, len(c.keys)),
-		Services:  make(map[string]uint64, len(c.services)),
+	s := &Snapshot{
+		index:     c.index,
+		instances: make([]*Instance, 0, len(c.instances)),
+		keys:      make([]*Key, 0, len(c.keys)),
+		services:  make(map[string]uint64, len(c.services)),
 	}
 	for _, inst := range c.instances {
-		st.Instances = append(st.Instances, inst)
+		s.instances = append(s.instances, inst)
 	}
 	for _, k := range c.keys {
-		st.Keys = append(st.Keys, k)
+		s.keys = append(s.keys, k)
 	}
 	for name, v := range c.services {
-		st.Services[name] = v.Index
+		s.services[name] = v.Index
+	}
+	return s
+}
+
+// WriteTo writes the snapshot as JSON, instances and keys sorted by ID.
+func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	st := state{
+		Version:   snapshotVersion,
+		Index:     s.index,
+		Instances: make([]*instanceV1, 0, len(s.instances)),
+		Keys:      make([]*keyV1, 0, len(s.keys)),
+		Services:  s.services,
+	}
+	for _, inst := range s.instances {
+		st.Instances = append(st.Instances, instanceToV1(inst))
+	}
+	for _, k := range s.keys {
+		st.Keys = append(st.Keys, keyToV1(k))
 	}
 	sort.Slice(st.Instances, func(i, j int) bool { return st.Instances[i].ID < st.Instances[j].ID })
 	sort.Slice(st.Keys, func(i, j int) bool { return st.Keys[i].ID < st.Keys[j].ID })
-	return &Snapshot{st: st}
-}
-
-// WriteTo writes the snapshot as JSON.
-func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw := &countWriter{w: w}
-	err := json.NewEncoder(cw).Encode(&s.st)
+	err := json.NewEncoder(cw).Encode(&st)
 	return cw.n, err
 }
 
@@ -85,11 +102,13 @@ func (c *Catalog) Restore(r io.Reader) error {
 	c.mu.Lock()
 	c.reset()
 	c.index = st.Index
-	for _, k := range st.Keys {
+	for _, r := range st.Keys {
+		k := r.toKey()
 		c.keys[k.ID] = k
 		c.keysByHash[string(k.SecretHash)] = k
 	}
-	for _, inst := range st.Instances {
+	for _, r := range st.Instances {
+		inst := r.toInstance()
 		if inst.Status == StatusDraining { // written before draining became a flag
 			inst.Status, inst.Draining = StatusPassing, true
 		}
@@ -104,9 +123,7 @@ func (c *Catalog) Restore(r io.Reader) error {
 		c.rebuild(name, idx)
 	}
 	c.mu.Unlock()
-	if c.onChange != nil {
-		c.onChange(st.Index, nil)
-	}
+	c.subs.notify(st.Index, nil, true)
 	return nil
 }
 
@@ -124,7 +141,7 @@ func (st *state) check() error {
 	ids := map[string]bool{}
 	for i, inst := range st.Instances {
 		if inst == nil || inst.ID == "" || !ValidServiceName(inst.Service) || len(inst.TokenHash) != sha256.Size ||
-			!(validStatus(inst.Status) || inst.Status == StatusDraining) || ids[inst.ID] {
+			!(validStatus(Status(inst.Status)) || Status(inst.Status) == StatusDraining) || ids[inst.ID] {
 			return fmt.Errorf("instance %d is missing, incomplete or duplicated", i)
 		}
 		ids[inst.ID] = true

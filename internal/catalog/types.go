@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"errors"
-	"sync"
 	"time"
 )
 
@@ -23,79 +22,69 @@ var (
 	// service; the catalog keeps the two apart.
 	ErrProtocolMix = errors.New("catalog: service belongs to the other registration protocol")
 	// ErrBadCommand means a command could not be decoded or is incomplete.
+	// Every replica refuses such a command alike, so refusing it changes
+	// nothing and the log goes on.
 	ErrBadCommand = errors.New("catalog: bad command")
+	// ErrUnsupported means a command needs a newer version of muster: its
+	// operation, encoding or rules version is unknown to this one, and it
+	// is not marked SkipIfUnknown. A replica that meets it must stop
+	// applying the log, or it would diverge from replicas that applied it.
+	ErrUnsupported = errors.New("catalog: command needs a newer version of muster")
+	// ErrSkipped means a command of an unknown operation marked
+	// SkipIfUnknown was skipped: it changed nothing here, by its
+	// proposer's leave.
+	ErrSkipped = errors.New("catalog: unknown optional command skipped")
+)
+
+// Status is an instance's health. The catalog stores only StatusPassing
+// and StatusCritical; StatusDraining is what readers report for a healthy
+// instance whose Draining flag is set.
+type Status string
+
+// Instance statuses; the same words as in package api.
+const (
+	StatusPassing  Status = "passing"
+	StatusCritical Status = "critical"
+	StatusDraining Status = "draining"
 )
 
 // Instance is one registered service instance. Values stored in the catalog
-// are immutable: a change replaces the pointer.
+// are immutable: a change replaces the pointer. It is the in-memory model
+// only; the Raft log and snapshots use their own versioned records
+// (codec.go), and the HTTP API its own encoding.
 type Instance struct {
-	ID              string            `json:"id"`
-	Service         string            `json:"service"`
-	Address         string            `json:"address"`
-	Port            int               `json:"port"`
-	Scheme          string            `json:"scheme"`
-	Tags            []string          `json:"tags,omitempty"`
-	Meta            map[string]string `json:"meta,omitempty"`
-	TTL             time.Duration     `json:"ttl"`
-	DeregisterAfter time.Duration     `json:"deregister_after"`
+	ID              string
+	Service         string
+	Address         string
+	Port            int
+	Scheme          string
+	Tags            []string
+	Meta            map[string]string
+	TTL             time.Duration
+	DeregisterAfter time.Duration
 	// TokenHash is SHA-256 of the session token; the token itself is never stored.
-	TokenHash []byte `json:"token_hash"`
-	KeyID     string `json:"key_id"`
-	Proof     string `json:"proof"`
+	TokenHash []byte
+	KeyID     string
+	Proof     string
 	// Status is the instance's health as committed: passing or critical.
-	Status string `json:"status"`
+	Status Status
 	// Draining is set when the instance asked to stop receiving new work.
 	// It is separate from Status so that a drained instance that misses a
 	// heartbeat and comes back is still draining.
-	Draining     bool      `json:"draining,omitempty"`
-	RegisteredAt time.Time `json:"registered_at"`
-	CreateIndex  uint64    `json:"create_index"`
-	ModifyIndex  uint64    `json:"modify_index"`
-
-	// Derived when the instance enters the catalog, so that lookups do
-	// not rebuild them on every request.
-	url          string
-	registeredAt string
-	ttl          string
-	// wire caches an encoding of the instance's immutable fields for the
-	// API layer (see Wire). A fresh one is set when the instance enters
-	// the catalog, so copies never share a stale encoding.
-	wire *wireCache
+	Draining     bool
+	RegisteredAt time.Time
+	CreateIndex  uint64
+	ModifyIndex  uint64
 }
-
-type wireCache struct {
-	once sync.Once
-	b    []byte
-}
-
-// Wire returns encode(inst), computed once per stored instance. Lookups use
-// it to avoid re-encoding fields that cannot change. encode must depend only
-// on the instance's fields.
-func (inst *Instance) Wire(encode func(*Instance) []byte) []byte {
-	if inst.wire == nil { // an instance not (yet) in a catalog
-		return encode(inst)
-	}
-	inst.wire.once.Do(func() { inst.wire.b = encode(inst) })
-	return inst.wire.b
-}
-
-// TTLString returns the TTL as a Go duration string ("10s").
-func (inst *Instance) TTLString() string { return inst.ttl }
-
-// URL returns scheme://address:port.
-func (inst *Instance) URL() string { return inst.url }
-
-// RegisteredAtString returns RegisteredAt in RFC 3339 with nanoseconds, UTC.
-func (inst *Instance) RegisteredAtString() string { return inst.registeredAt }
 
 // Key is an enrolment key. Only a hash of its secret is stored.
 type Key struct {
-	ID          string    `json:"id"`
-	SecretHash  []byte    `json:"secret_hash"`
-	Services    []string  `json:"services"`
-	Description string    `json:"description,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	CreateIndex uint64    `json:"create_index"`
+	ID          string
+	SecretHash  []byte
+	Services    []string
+	Description string
+	CreatedAt   time.Time
+	CreateIndex uint64
 }
 
 // Allows reports whether the key's patterns admit the service name.
@@ -109,7 +98,9 @@ func (k *Key) Allows(service string) bool {
 }
 
 // ServiceView is an immutable picture of one service: its instances sorted
-// by ID and the Raft index of the last change to it.
+// by ID and the Raft index of the last change to it. A change to the
+// service replaces the view, so a view's pointer identifies one version of
+// the service (front ends key their caches by it).
 type ServiceView struct {
 	Name      string
 	Index     uint64
@@ -124,7 +115,8 @@ const SeedKeyID = "key_seed_compat"
 // Op names a command.
 type Op string
 
-// The commands Apply understands.
+// The commands Apply understands. Each has one apply method (apply.go) and
+// an entry in the table New builds.
 const (
 	OpRegister   Op = "register"
 	OpDeregister Op = "deregister"
@@ -144,22 +136,27 @@ const (
 //   - OpCreateKey: Key (complete, with ID and SecretHash).
 //   - OpRevokeKey: ID.
 type Command struct {
-	Op       Op        `json:"op"`
-	Instance *Instance `json:"instance,omitempty"`
-	Key      *Key      `json:"key,omitempty"`
-	ID       string    `json:"id,omitempty"`
-	Status   string    `json:"status,omitempty"`
-	IfStatus string    `json:"if_status,omitempty"`
+	Op       Op
+	Instance *Instance
+	Key      *Key
+	ID       string
+	Status   Status
+	IfStatus Status
 	// Reason says why, for the audit trail (e.g. "expired", "api").
-	Reason string `json:"reason,omitempty"`
+	Reason string
 	// Rules is the version of the rules a proposer wants applied. Rules
 	// added to Apply after entries were first written are enforced only
 	// for commands that ask for them, so an old log replays exactly as it
 	// was applied the first time. See RulesCurrent.
-	Rules int `json:"rules,omitempty"`
+	Rules int
+	// SkipIfUnknown lets a replica that does not know Op skip the command
+	// instead of stopping. Set it only on operations whose absence on an
+	// older replica changes nothing that replica serves.
+	SkipIfUnknown bool
 }
 
-// RulesCurrent is the Rules value proposers set today:
+// RulesCurrent is the Rules value proposers set today, and the highest
+// this version applies:
 //   - 1: tutorial-protocol and /v1 instances do not share a service.
 const RulesCurrent = 1
 
@@ -171,12 +168,3 @@ type Result struct {
 	Replaced string
 	Err      error
 }
-
-// Instance statuses, as in package api. Status holds only passing or
-// critical; draining is what readers report for a healthy instance with
-// Draining set.
-const (
-	StatusPassing  = "passing"
-	StatusCritical = "critical"
-	StatusDraining = "draining"
-)

@@ -1,7 +1,11 @@
 package cluster
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -10,22 +14,53 @@ import (
 
 // fsm adapts a catalog to raft.FSM. Apply is deterministic because the
 // catalog's Apply is; every catalog mutation goes through here.
-type fsm struct{ cat *catalog.Catalog }
+//
+// The rule for entries: one that is malformed in a way every replica sees
+// alike (catalog.ErrBadCommand) is answered with that error and the log
+// goes on, so a bad entry cannot stall it. One that this version cannot
+// apply as its proposer meant (catalog.ErrUnsupported: an unknown
+// operation, encoding or rules version, written by a newer muster) halts
+// the replica: it applies nothing more, refuses to snapshot (so the entry
+// is never compacted away unapplied), and calls halt once, which stops
+// Raft and reports the error to the operator. Restarted with the same
+// version it halts again at the same entry; upgraded, it applies it.
+type fsm struct {
+	cat    *catalog.Catalog
+	log    *slog.Logger
+	halt   func(error)
+	halted atomic.Bool
+}
 
 var _ raft.FSM = (*fsm)(nil)
 
-// Apply decodes one log entry and applies it at the entry's index. Entries
-// that do not decode still advance nothing but are answered with an error,
-// so a bad entry cannot stall the log.
+// Apply decodes one log entry and applies it at the entry's index.
 func (f *fsm) Apply(l *raft.Log) interface{} {
-	cmd, err := catalog.DecodeCommand(l.Data)
-	if err != nil {
-		return catalog.Result{Index: l.Index, Err: err}
+	if f.halted.Load() {
+		return catalog.Result{Index: l.Index, Err: ErrHalted}
 	}
-	return f.cat.Apply(l.Index, cmd)
+	cmd, err := catalog.DecodeCommand(l.Data)
+	if err == nil {
+		res := f.cat.Apply(l.Index, cmd)
+		if !errors.Is(res.Err, catalog.ErrUnsupported) {
+			if errors.Is(res.Err, catalog.ErrSkipped) {
+				f.log.Warn("skipped a log entry this version does not know; its proposer marked it safe to skip", "index", l.Index, "op", cmd.Op)
+			}
+			return res
+		}
+		err = res.Err
+	}
+	if errors.Is(err, catalog.ErrUnsupported) {
+		f.halted.Store(true)
+		f.halt(fmt.Errorf("log entry %d: %w", l.Index, err))
+		return catalog.Result{Index: l.Index, Err: ErrHalted}
+	}
+	return catalog.Result{Index: l.Index, Err: err}
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if f.halted.Load() {
+		return nil, ErrHalted
+	}
 	return &fsmSnapshot{s: f.cat.Snapshot()}, nil
 }
 

@@ -17,18 +17,35 @@ import (
 
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/durable"
+	"github.com/musterhq/muster/internal/random"
 )
 
-// ErrNotLeader means this node cannot accept writes because it is not the
-// Raft leader.
-var ErrNotLeader = errors.New("cluster: not the leader")
+// unavailableError is an error of the replication layer that means "no
+// node can take this write right now; retry". Its Unavailable method is
+// how consumers (package registry) recognise it without importing this
+// package.
+type unavailableError string
 
-// ErrTimeout means a command could not be handed to Raft in time; it was
-// not applied.
-var ErrTimeout = errors.New("cluster: timed out waiting for the log")
+func (e unavailableError) Error() string { return string(e) }
 
-// ErrClosed means the node has been closed.
-var ErrClosed = errors.New("cluster: node closed")
+// Unavailable reports true: retrying later, or on the leader, may succeed.
+func (unavailableError) Unavailable() bool { return true }
+
+// Errors of Apply other than the catalog's own. Each has an
+// Unavailable() bool method that reports true.
+var (
+	// ErrNotLeader means this node cannot accept writes because it is not
+	// the Raft leader.
+	ErrNotLeader error = unavailableError("cluster: not the leader")
+	// ErrTimeout means a command could not be handed to Raft in time; it
+	// was not applied.
+	ErrTimeout error = unavailableError("cluster: timed out waiting for the log")
+	// ErrClosed means the node has been closed.
+	ErrClosed error = unavailableError("cluster: node closed")
+	// ErrHalted means the node stopped applying the log because it met a
+	// command this version cannot apply; see Node.Done.
+	ErrHalted error = unavailableError("cluster: node halted at a command it cannot apply")
+)
 
 // Config configures a Node.
 type Config struct {
@@ -97,6 +114,12 @@ type Node struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// halted is closed when the FSM meets a command it cannot apply;
+	// haltErr says which (set before the close).
+	halted   chan struct{}
+	haltErr  error
+	haltOnce sync.Once
 }
 
 // Open opens (or creates) the node's Raft state in cfg.DataDir and starts
@@ -121,7 +144,7 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		}
 		cfg.NodeID = id
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, cat: cat, ready: make(chan struct{}), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, cat: cat, ready: make(chan struct{}), stop: make(chan struct{}), halted: make(chan struct{})}
 	hl := newHCLogger(cfg.Logger)
 
 	store, err := raftboltdb.New(raftboltdb.Options{
@@ -181,7 +204,7 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		}
 	}
 
-	r, err := raft.NewRaft(rc, &fsm{cat: cat}, store, store, snaps, trans)
+	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt}, store, store, snaps, trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
@@ -209,7 +232,7 @@ func loadNodeID(dir string) (string, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("cluster: node id: %w", err)
 	}
-	id := "node-" + catalog.RandomID(6)
+	id := "node-" + random.ID(6)
 	if err := durable.WriteFile(p, []byte(id), 0o600); err != nil {
 		return "", fmt.Errorf("cluster: node id: %w", err)
 	}
@@ -251,7 +274,7 @@ func (n *Node) watchLeadership() {
 				}
 			}
 			n.mu.Lock()
-			if gen == n.leaderGen && n.raft.State() == raft.Leader {
+			if gen == n.leaderGen && n.raft.State() == raft.Leader && n.Err() == nil {
 				n.leaderSince = time.Now()
 				close(n.ready)
 				n.log.Info("leader ready", "index", n.cat.Index(), "node_id", n.cfg.NodeID)
@@ -283,22 +306,6 @@ func (n *Node) Ready() (<-chan struct{}, time.Time) {
 	return n.ready, n.leaderSince
 }
 
-// Rebase moves the time Ready reports forward to t, if the node is a ready
-// leader and t is later. The server calls it after the process was paused
-// (stopped, or starved): heartbeats could not be heard before t, so expiry
-// must be judged from t, as after an election.
-func (n *Node) Rebase(t time.Time) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	select {
-	case <-n.ready:
-		if t.After(n.leaderSince) {
-			n.leaderSince = t
-		}
-	default:
-	}
-}
-
 // IsReady reports whether the node leads and has applied the whole log.
 func (n *Node) IsReady() bool {
 	ch, _ := n.Ready()
@@ -322,13 +329,21 @@ func (n *Node) NodeID() string { return n.cfg.NodeID }
 // RaftAddr returns the address the Raft transport listens on.
 func (n *Node) RaftAddr() string { return string(n.transport.LocalAddr()) }
 
-// Apply proposes cmd and waits until it is committed and applied. The
-// returned Result carries the catalog's own error (not found, revoked key…);
-// the error return is for the replication layer (not leader, timeout).
+// Apply proposes cmd and waits until it is committed and applied. It is the
+// one place where a command's fate is folded into a single error: the
+// catalog's own (catalog.ErrNotFound, ErrKeyRevoked…), returned as is and
+// also in Result.Err, or one of this package's, which mean the command
+// was not applied (ErrNotLeader, ErrTimeout, ErrClosed, ErrHalted). The
+// Result's Index and Replaced are set when the command was applied.
 func (n *Node) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, error) {
 	b, err := catalog.EncodeCommand(cmd)
 	if err != nil {
 		return catalog.Result{}, err
+	}
+	select {
+	case <-n.halted:
+		return catalog.Result{}, ErrHalted
+	default:
 	}
 	if n.raft.State() != raft.Leader {
 		return catalog.Result{}, ErrNotLeader
@@ -358,7 +373,41 @@ func (n *Node) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, 
 	if !ok {
 		return catalog.Result{}, fmt.Errorf("cluster: apply: unexpected response %T", f.Response())
 	}
-	return res, nil
+	return res, res.Err
+}
+
+// halt is called once by the FSM when it meets a command it cannot apply.
+// It must not block the FSM goroutine: stopping Raft waits for that very
+// goroutine, so it happens on another.
+func (n *Node) halt(err error) {
+	n.haltOnce.Do(func() {
+		n.haltErr = err
+		n.log.Error("stopping: the Raft log holds a command this version of muster cannot apply; "+
+			"run the muster version that wrote it (or a newer one) on this node", "err", err, "node_id", n.cfg.NodeID)
+		close(n.halted)
+		n.unready()
+		go func() {
+			if err := n.raft.Shutdown().Error(); err != nil {
+				n.log.Warn("raft shutdown after halt", "err", err)
+			}
+		}()
+	})
+}
+
+// Done returns a channel closed when the node halted because its log holds
+// a command this version cannot apply; Err then says which. A halted node
+// is never ready and refuses writes with ErrHalted. Close still has to be
+// called.
+func (n *Node) Done() <-chan struct{} { return n.halted }
+
+// Err returns why the node halted, or nil while it has not.
+func (n *Node) Err() error {
+	select {
+	case <-n.halted:
+		return n.haltErr
+	default:
+		return nil
+	}
 }
 
 // Snapshot forces a snapshot now (used by tests and operators).

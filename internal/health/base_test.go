@@ -41,11 +41,11 @@ func TestTracker_Status(t *testing.T) {
 	floor := t0.Add(-time.Hour)
 	for _, tc := range []struct {
 		name   string
-		status string
+		status catalog.Status
 		beat   time.Duration // after t0; <0: none
 		now    time.Duration // after t0
 		floor  time.Time
-		want   string
+		want   catalog.Status
 	}{
 		{"fresh", catalog.StatusPassing, 0, 500 * time.Millisecond, floor, catalog.StatusPassing},
 		{"ttl ran out, not yet swept", catalog.StatusPassing, 0, 1500 * time.Millisecond, floor, catalog.StatusCritical},

@@ -10,7 +10,9 @@ import (
 	"github.com/musterhq/muster/internal/catalog"
 )
 
-// Proposer commits catalog commands; *cluster.Node implements it.
+// Proposer commits catalog commands; *cluster.Node implements it. Apply
+// returns the command's fate as one error: the catalog's own
+// (catalog.ErrConflict…) or the replication layer's.
 type Proposer interface {
 	Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, error)
 }
@@ -25,15 +27,14 @@ type Instances interface {
 type SweepConfig struct {
 	// Interval is how often the sweep runs.
 	Interval time.Duration
-	// Grace is added to every TTL after this node becomes leader.
-	Grace  time.Duration
-	Logger *slog.Logger
+	Logger   *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// OnPause, when set, is called by Run when ticks stopped for more than
-	// PauseAfter (the process was stopped or starved and could hear no
-	// heartbeats). It should move the floor to the given time, as a new
-	// leadership term would; Run skips that tick's sweep.
+	// OnPause, when set, is told when Run found that ticks stopped for
+	// more than PauseAfter (the process was stopped or starved and could
+	// hear no heartbeats). Run has then rebased the Liveness to the time
+	// of resuming, as a new leadership term would, and skips that tick's
+	// sweep.
 	OnPause func(resumed time.Time, paused time.Duration)
 	// PauseAfter is the tick gap taken as a pause; default 4 intervals,
 	// at least 1s.
@@ -42,7 +43,7 @@ type SweepConfig struct {
 
 // DefaultSweepConfig returns the production settings.
 func DefaultSweepConfig() SweepConfig {
-	return SweepConfig{Interval: 250 * time.Millisecond, Grace: 10 * time.Second}
+	return SweepConfig{Interval: 250 * time.Millisecond}
 }
 
 // Validate reports a configuration error.
@@ -50,8 +51,8 @@ func (c SweepConfig) Validate() error {
 	if c.Interval <= 0 {
 		return errors.New("health: sweep interval must be positive")
 	}
-	if c.Grace < 0 {
-		return errors.New("health: grace must not be negative")
+	if c.PauseAfter < 0 {
+		return errors.New("health: pause threshold must not be negative")
 	}
 	return nil
 }
@@ -59,13 +60,14 @@ func (c SweepConfig) Validate() error {
 // Sweeper expires instances whose TTL ran out. It runs only on the leader.
 type Sweeper struct {
 	cfg      SweepConfig
+	live     *Liveness
 	tracker  *Tracker
 	cat      Instances
 	proposer Proposer
 }
 
-// NewSweeper returns a sweeper over the given tracker, catalog and proposer.
-func NewSweeper(cfg SweepConfig, t *Tracker, cat Instances, p Proposer) *Sweeper {
+// NewSweeper returns a sweeper that judges by live and commits through p.
+func NewSweeper(cfg SweepConfig, live *Liveness, cat Instances, p Proposer) *Sweeper {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -75,18 +77,18 @@ func NewSweeper(cfg SweepConfig, t *Tracker, cat Instances, p Proposer) *Sweeper
 	if cfg.PauseAfter == 0 {
 		cfg.PauseAfter = max(4*cfg.Interval, time.Second)
 	}
-	return &Sweeper{cfg: cfg, tracker: t, cat: cat, proposer: p}
+	return &Sweeper{cfg: cfg, live: live, tracker: live.Tracker(), cat: cat, proposer: p}
 }
 
-// Run sweeps every Interval until ctx ends or leadership reports that
-// this node is no longer a ready leader. leadership is read on every tick,
+// Run sweeps every Interval until ctx ends or the Liveness reports that
+// this node is no longer a ready leader. Leadership is read on every tick,
 // so a term lost and regained between two ticks starts a new floor, the
 // same one the readers use.
 //
 // A watchdog goroutine, which does nothing but tick, measures pauses of
 // the process: a slow sweep does not delay it, and a pause stops it as it
 // stops everything. Before each sweep Run checks the longest gap it saw.
-func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, ok bool)) {
+func (s *Sweeper) Run(ctx context.Context) {
 	// The watchdog records the longest gap between its ticks and when it
 	// last ticked, as offsets from start on the monotonic clock.
 	start := time.Now()
@@ -122,17 +124,21 @@ func (s *Sweeper) Run(ctx context.Context, leadership func() (since time.Time, o
 			// not ticked for long. A slow sweep shows as neither.
 			now := int64(time.Since(start))
 			gap := max(time.Duration(longest.Swap(0)), time.Duration(now-lastTick.Load()))
-			if gap > s.cfg.PauseAfter && s.cfg.OnPause != nil {
+			if gap > s.cfg.PauseAfter {
 				s.cfg.Logger.Warn("the sweep did not run for a while; judging expiry afresh from now", "paused", gap.Round(time.Millisecond))
-				s.cfg.OnPause(time.Now(), gap)
+				resumed := time.Now()
+				s.live.Rebase(resumed)
+				if s.cfg.OnPause != nil {
+					s.cfg.OnPause(resumed, gap)
+				}
 				lastTick.Store(now)
 				continue
 			}
-			since, ok := leadership()
+			floor, ok := s.live.Floor()
 			if !ok {
 				return
 			}
-			s.Sweep(ctx, since.Add(s.cfg.Grace))
+			s.Sweep(ctx, floor)
 			if sweeps++; sweeps%collectEvery == 0 {
 				s.Collect()
 			}
@@ -173,10 +179,7 @@ func (s *Sweeper) Collect() {
 }
 
 func (s *Sweeper) propose(ctx context.Context, cmd catalog.Command) bool {
-	res, err := s.proposer.Apply(ctx, cmd)
-	if err == nil {
-		err = res.Err
-	}
+	_, err := s.proposer.Apply(ctx, cmd)
 	switch {
 	case err == nil:
 		s.cfg.Logger.Info("instance "+string(cmd.Op), "id", cmd.ID, "status", cmd.Status, "reason", cmd.Reason)

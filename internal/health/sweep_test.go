@@ -45,7 +45,8 @@ func (p *proposer) Apply(_ context.Context, cmd catalog.Command) (catalog.Result
 	}
 	p.cmds = append(p.cmds, cmd)
 	p.idx++
-	return p.cat.Apply(p.idx, cmd), nil
+	res := p.cat.Apply(p.idx, cmd)
+	return res, res.Err // folded, as cluster.Node.Apply does
 }
 
 // commit applies cmd outside the sweep and fails tb if it fails.
@@ -65,6 +66,30 @@ func (p *proposer) proposed() []catalog.Command {
 	defer p.mu.Unlock()
 	return append([]catalog.Command(nil), p.cmds...)
 }
+
+// leadership is a settable Leadership: the seam where the cluster layer
+// sits in production. ok, when set, decides for each call whether this
+// node is still a ready leader (n counts the calls, from 1).
+type leadership struct {
+	mu    sync.Mutex
+	since time.Time
+	calls int
+	ok    func(n int) bool
+}
+
+func (l *leadership) Ready() (<-chan struct{}, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	if l.ok != nil && !l.ok(l.calls) {
+		return make(chan struct{}), time.Time{}
+	}
+	ch := make(chan struct{})
+	close(ch)
+	return ch, l.since
+}
+
+func (l *leadership) count() int { l.mu.Lock(); defer l.mu.Unlock(); return l.calls }
 
 // clock is a settable clock for SweepConfig.Now.
 type clock struct {
@@ -109,10 +134,9 @@ func newRig(tb testing.TB) *rig {
 	}
 	r.prop = &proposer{cat: r.cat}
 	cfg := health.DefaultSweepConfig()
-	cfg.Grace = grace
 	cfg.Now = r.clock.Now
 	cfg.Logger = slog.New(slog.NewTextHandler(r.logs, nil))
-	r.sweeper = health.NewSweeper(cfg, r.tracker, r.cat, r.prop)
+	r.sweeper = health.NewSweeper(cfg, r.liveness(grace, &leadership{since: leaderSince}), r.cat, r.prop)
 	r.prop.commit(tb, catalog.Command{Op: catalog.OpCreateKey, Key: &catalog.Key{
 		ID: "k1", SecretHash: catalog.HashSecret("k1"), Services: []string{"*"},
 	}})
@@ -124,11 +148,16 @@ func newRig(tb testing.TB) *rig {
 	return r
 }
 
+// liveness returns a Liveness over the rig's tracker.
+func (r *rig) liveness(grace time.Duration, l health.Leadership) *health.Liveness {
+	return health.NewLiveness(health.LivenessConfig{Grace: grace}, r.tracker, l)
+}
+
 // register commits a registration of id with the given status, without a
 // heartbeat.
 // register commits an instance with the given status; "draining" means a
 // passing instance that then drains.
-func (r *rig) register(tb testing.TB, id, status string) {
+func (r *rig) register(tb testing.TB, id string, status catalog.Status) {
 	tb.Helper()
 	committed := status
 	if status == catalog.StatusDraining {
@@ -152,7 +181,7 @@ func (r *rig) sweepAt(t time.Time) {
 }
 
 // status returns id's status, or "" if it left the catalog.
-func (r *rig) status(id string) string {
+func (r *rig) status(id string) catalog.Status {
 	inst, ok := r.cat.Instance(id)
 	if !ok {
 		return ""
@@ -168,10 +197,10 @@ func TestSweeper_Sweep(t *testing.T) {
 	F := func(d time.Duration) time.Time { return floor.Add(d) }
 	tests := []struct {
 		name   string
-		status string
+		status catalog.Status
 		beat   time.Time // zero: never heard since this node became leader
 		now    time.Time
-		want   string // "" means removed
+		want   catalog.Status // "" means removed
 		// removedNext means a second sweep at the same instant removes the
 		// instance; otherwise it changes nothing.
 		removedNext bool
@@ -298,7 +327,7 @@ func TestSweeper_Sweep_lifecycle(t *testing.T) {
 		r.tracker.Beat("other", now)
 		r.sweepAt(now)
 		if s := r.status("i1"); s != prev {
-			transitions = append(transitions, s+"@"+off.String())
+			transitions = append(transitions, string(s)+"@"+off.String())
 			prev = s
 			switch s {
 			case catalog.StatusCritical:
@@ -344,11 +373,11 @@ func TestSweeper_Sweep_forgets(t *testing.T) {
 func TestSweeper_Sweep_races(t *testing.T) {
 	tests := []struct {
 		name   string
-		status string
+		status catalog.Status
 		// race commits a competing change just before the sweep's command.
 		race       catalog.Command
 		now        time.Duration // after floor
-		want       string
+		want       catalog.Status
 		wantForget bool
 	}{
 		{
@@ -436,21 +465,22 @@ func TestSweeper_Run(t *testing.T) {
 	t.Run("stops when no longer leader", func(t *testing.T) {
 		r := newRig(t)
 		r.register(t, "i1", catalog.StatusPassing)
-		cfg := health.SweepConfig{Interval: time.Millisecond, Grace: grace, Now: r.clock.Now}
-		s := health.NewSweeper(cfg, r.tracker, r.cat, r.prop)
+		cfg := health.SweepConfig{Interval: time.Millisecond, Now: r.clock.Now}
+		lead := &leadership{since: leaderSince, ok: func(n int) bool { return n <= 3 }}
+		s := health.NewSweeper(cfg, r.liveness(grace, lead), r.cat, r.prop)
 		// Past TTL counted from leaderSince, but not from leaderSince+grace.
 		r.clock.Set(leaderSince.Add(ttl + time.Second))
-		calls := 0
-		s.Run(context.Background(), func() (time.Time, bool) { calls++; return leaderSince, calls <= 3 })
-		if calls != 4 {
-			t.Errorf("stillLeader called %d times, want 4", calls)
+		s.Run(context.Background())
+		if calls := lead.count(); calls != 4 {
+			t.Errorf("leadership read %d times, want 4", calls)
 		}
 		if got := r.status("i1"); got != catalog.StatusPassing {
 			t.Errorf("status = %q: Run did not add the grace to leaderSince", got)
 		}
 		r.clock.Set(floor.Add(ttl + time.Nanosecond))
-		calls = 0
-		s.Run(context.Background(), func() (time.Time, bool) { calls++; return leaderSince, calls <= 1 })
+		lead2 := &leadership{since: leaderSince, ok: func(n int) bool { return n <= 1 }}
+		s = health.NewSweeper(cfg, r.liveness(grace, lead2), r.cat, r.prop)
+		s.Run(context.Background())
 		if got := r.status("i1"); got != catalog.StatusCritical {
 			t.Errorf("status = %q, want critical after floor+TTL", got)
 		}
@@ -458,10 +488,14 @@ func TestSweeper_Run(t *testing.T) {
 	t.Run("stops when ctx ends", func(t *testing.T) {
 		r := newRig(t)
 		cfg := health.SweepConfig{Interval: time.Hour, Now: r.clock.Now}
-		s := health.NewSweeper(cfg, r.tracker, r.cat, r.prop)
+		lead := &leadership{since: leaderSince}
+		s := health.NewSweeper(cfg, r.liveness(grace, lead), r.cat, r.prop)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		s.Run(ctx, func() (time.Time, bool) { t.Error("leadership read after ctx ended"); return leaderSince, true })
+		s.Run(ctx)
+		if n := lead.count(); n != 0 {
+			t.Errorf("leadership read %d times after ctx ended", n)
+		}
 	})
 }
 
@@ -472,10 +506,10 @@ func TestSweepConfig_Validate(t *testing.T) {
 		wantErr bool
 	}{
 		{"default", health.DefaultSweepConfig(), false},
-		{"no grace", health.SweepConfig{Interval: time.Second}, false},
-		{"zero interval", health.SweepConfig{Grace: time.Second}, true},
+		{"interval only", health.SweepConfig{Interval: time.Second}, false},
+		{"zero interval", health.SweepConfig{}, true},
 		{"negative interval", health.SweepConfig{Interval: -time.Second}, true},
-		{"negative grace", health.SweepConfig{Interval: time.Second, Grace: -1}, true},
+		{"negative pause threshold", health.SweepConfig{Interval: time.Second, PauseAfter: -1}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -508,14 +542,15 @@ func TestSweeper_Run_slowSweepIsNotAPause(t *testing.T) {
 	}
 	var paused atomic.Int32
 	cfg := health.DefaultSweepConfig()
-	cfg.Interval, cfg.Grace, cfg.PauseAfter = 20*time.Millisecond, 0, 400*time.Millisecond
+	cfg.Interval, cfg.PauseAfter = 20*time.Millisecond, 400*time.Millisecond
 	cfg.OnPause = func(time.Time, time.Duration) { paused.Add(1) }
-	sw := health.NewSweeper(cfg, r.tracker, r.cat, slowProposer{r.prop, 300 * time.Millisecond})
+	// The node has led for an hour: every instance is long expired, so the
+	// first sweep commits three slow status changes (about 0.9 s).
+	live := r.liveness(0, &leadership{since: time.Now().Add(-time.Hour)})
+	sw := health.NewSweeper(cfg, live, r.cat, slowProposer{r.prop, 300 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	// The floor is an hour ago: every instance is long expired, so the
-	// first sweep commits three slow status changes (about 0.9 s).
-	sw.Run(ctx, func() (time.Time, bool) { return time.Now().Add(-time.Hour), true })
+	sw.Run(ctx)
 	if n := paused.Load(); n != 0 {
 		t.Fatalf("a slow sweep was taken for a pause %d times", n)
 	}

@@ -117,18 +117,18 @@ func base(inst *catalog.Instance, s snapshot, floor time.Time) time.Time {
 // otherwise passing. With a zero floor (the node is not a ready leader, so
 // it has no heartbeat history to judge by) no TTL is judged. Every reader
 // (HTTP lookups, the tutorial protocol, later DNS) uses this one rule.
-func (t *Tracker) Status(inst *catalog.Instance, floor, now time.Time) string {
+func (t *Tracker) Status(inst *catalog.Instance, floor, now time.Time) catalog.Status {
 	return status(inst, t.read(inst.ID), floor, now)
 }
 
 // Committed is inst's status by the same rule with no TTL to judge: what
 // the catalog says, with draining for a healthy drained instance. It is
 // what to report for an instance that has just been heard from.
-func Committed(inst *catalog.Instance) string {
+func Committed(inst *catalog.Instance) catalog.Status {
 	return status(inst, snapshot{}, time.Time{}, time.Time{})
 }
 
-func status(inst *catalog.Instance, s snapshot, floor, now time.Time) string {
+func status(inst *catalog.Instance, s snapshot, floor, now time.Time) catalog.Status {
 	switch {
 	case inst.Status == catalog.StatusCritical:
 		return catalog.StatusCritical
@@ -197,7 +197,7 @@ func freshness(s snapshot, ttl time.Duration, now time.Time) Freshness {
 
 // View returns inst's effective status and freshness from one read of the
 // tracker: the lookup hot path.
-func (t *Tracker) View(inst *catalog.Instance, floor, now time.Time) (string, Freshness) {
+func (t *Tracker) View(inst *catalog.Instance, floor, now time.Time) (catalog.Status, Freshness) {
 	s := t.read(inst.ID)
 	return status(inst, s, floor, now), freshness(s, inst.TTL, now)
 }

@@ -30,7 +30,7 @@ func decodeReader(body io.Reader, max int64, v any) *Error {
 		if errors.As(err, &mbe) {
 			return jsonError(err, max)
 		}
-		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body must hold exactly one JSON object")
+		return Errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body must hold exactly one JSON object")
 	}
 	return nil
 }
@@ -43,24 +43,24 @@ func jsonError(err error, max int64) *Error {
 	)
 	switch {
 	case errors.As(err, &mbe):
-		return errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "", "body larger than %d bytes", max)
+		return Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "", "body larger than %d bytes", max)
 	case errors.Is(err, io.EOF):
-		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body is empty; a JSON object is required")
+		return Errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body is empty; a JSON object is required")
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body is truncated JSON")
+		return Errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body is truncated JSON")
 	case errors.As(err, &syn):
-		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "malformed JSON at byte %d", syn.Offset)
+		return Errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "malformed JSON at byte %d", syn.Offset)
 	case errors.As(err, &typ) && typ.Field == "":
-		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body must be a JSON object")
+		return Errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body must be a JSON object")
 	case errors.As(err, &typ):
 		field := typ.Field
-		return errorf(http.StatusBadRequest, api.CodeInvalidArgument, field, "field %q must be %s, not %s", field, typ.Type.String(), typ.Value)
+		return Errorf(http.StatusBadRequest, api.CodeInvalidArgument, field, "field %q must be %s, not %s", field, typ.Type.String(), typ.Value)
 	}
 	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
 		field := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
-		return errorf(http.StatusBadRequest, api.CodeUnknownField, field, "unknown field %q", field)
+		return Errorf(http.StatusBadRequest, api.CodeUnknownField, field, "unknown field %q", field)
 	}
-	return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "malformed JSON: %s", err)
+	return Errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "malformed JSON: %s", err)
 }
 
 // jsonContentType is shared by every answer; net/http never modifies a
@@ -68,29 +68,43 @@ func jsonError(err error, max int64) *Error {
 // the hot paths.
 var jsonContentType = []string{"application/json"}
 
-// writeJSON writes v with the given status.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON writes v as JSON with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	_ = enc.Encode(v)
 }
 
-// writeError writes err as {"error": {...}}; internal errors are logged with
-// their cause, which the client never sees.
-func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
-	e := toAPIError(err)
+// writeRaw writes an answer already encoded as JSON.
+func writeRaw(w http.ResponseWriter, status int, b []byte) {
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// WriteError writes err as {"error": {...}} with the status and headers
+// of APIError. Internal errors are logged with their cause, which the
+// client never sees.
+func WriteError(w http.ResponseWriter, log *slog.Logger, err error) {
+	e := APIError(err)
 	if e.Status >= 500 && e.Code == api.CodeInternal {
 		log.Error("internal error", "err", err)
 	}
-	if e.Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="muster"`)
-	}
-	writeJSON(w, e.Status, api.ErrorBody{Error: e.ErrorDetail})
+	setErrorHeaders(w, e, e.Status)
+	WriteJSON(w, e.Status, api.ErrorBody{Error: e.ErrorDetail})
 }
 
-// bearer returns the bearer token of r, or "".
-func bearer(r *http.Request) string {
+// WriteErrorAs writes err's body as WriteError does, but with status: for
+// a protocol whose clients expect one status for every refusal.
+func WriteErrorAs(w http.ResponseWriter, err error, status int) {
+	e := APIError(err)
+	setErrorHeaders(w, e, status)
+	WriteJSON(w, status, api.ErrorBody{Error: e.ErrorDetail})
+}
+
+// Bearer returns the bearer token of r, or "".
+func Bearer(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	const p = "Bearer "
 	if len(h) > len(p) && strings.EqualFold(h[:len(p)], p) {

@@ -4,54 +4,115 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
-	"github.com/musterhq/muster/internal/cluster"
-	"github.com/musterhq/muster/internal/verify"
+	"github.com/musterhq/muster/internal/registry"
 )
 
 // Error is an API error with its HTTP status.
 type Error struct {
 	Status int
 	api.ErrorDetail
+	// RetryAfter, when positive, is sent as the Retry-After header, in
+	// seconds.
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-func errorf(status int, code, field, format string, args ...any) *Error {
+// Errorf returns an *Error with the given status, code and field.
+func Errorf(status int, code, field, format string, args ...any) *Error {
 	return &Error{Status: status, ErrorDetail: api.ErrorDetail{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}}
 }
 
-func badField(field, format string, args ...any) *Error {
-	return errorf(http.StatusBadRequest, api.CodeInvalidArgument, field, format, args...)
+// BadField returns a 400 invalid_argument naming field.
+func BadField(field, format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, api.CodeInvalidArgument, field, format, args...)
 }
 
-// toAPIError is the one table from domain errors to status and code.
-func toAPIError(err error) *Error {
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
-	var ve *verify.Error
+// APIError is the one table from the registry's errors (and the catalog's,
+// which the registry passes on) to HTTP status and error code.
+func APIError(err error) *Error {
+	var (
+		e   *Error
+		fe  *registry.FieldError
+		ve  *registry.VerifyError
+		rle *registry.RateLimitError
+	)
 	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.As(err, &fe):
+		return BadField(fe.Field, "%s", fe.Message)
 	case errors.As(err, &ve):
 		return &Error{Status: http.StatusUnprocessableEntity, ErrorDetail: api.ErrorDetail{
-			Code: api.CodeVerificationFailed, Reason: ve.Reason, Message: ve.Error()}}
-	case errors.Is(err, verify.ErrNotAllowed):
-		return errorf(http.StatusUnprocessableEntity, api.CodeAddressNotAllowed, "address",
+			Code: api.CodeVerificationFailed, Reason: ve.Reason, Message: ve.Message}}
+	case errors.As(err, &rle):
+		e := Errorf(http.StatusTooManyRequests, api.CodeRateLimited, "", "%s", rle.Error())
+		e.RetryAfter = int(rle.Wait.Seconds()) + 1
+		return e
+	case errors.Is(err, registry.ErrAddressNotAllowed):
+		return Errorf(http.StatusUnprocessableEntity, api.CodeAddressNotAllowed, "address",
 			"%s; the registry only calls back networks in its --verify-allow list", err)
+	case errors.Is(err, registry.ErrNotReady):
+		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the catalog is still loading; retry")
+		e.RetryAfter = 1
+		return e
+	case errors.Is(err, registry.ErrBusy):
+		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many registrations in flight; retry")
+		e.RetryAfter = 1
+		return e
+	case errors.Is(err, registry.ErrUnavailable):
+		return Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "no leader can accept writes right now; retry")
+	case errors.Is(err, registry.ErrInstanceNotFound):
+		return Errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered")
+	case errors.Is(err, registry.ErrNoCredential):
+		return Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "credential required (Authorization: Bearer ...)")
+	case errors.Is(err, registry.ErrWrongToken):
+		return Errorf(http.StatusForbidden, api.CodeForbidden, "", "this token may not do this")
 	case errors.Is(err, catalog.ErrNotFound):
-		return errorf(http.StatusNotFound, api.CodeNotFound, "", "not found")
+		return Errorf(http.StatusNotFound, api.CodeNotFound, "", "not found")
 	case errors.Is(err, catalog.ErrKeyRevoked):
-		return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "enrolment key is unknown or revoked")
+		return Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "enrolment key is unknown or revoked")
 	case errors.Is(err, catalog.ErrProtocolMix):
-		return errorf(http.StatusConflict, api.CodeConflict, "service", "this service is registered through the other protocol (the tutorial's, or /v1); the two never share a service")
+		return Errorf(http.StatusConflict, api.CodeConflict, "service", "this service is registered through the other protocol (the tutorial's, or /v1); the two never share a service")
 	case errors.Is(err, catalog.ErrKeyScope):
-		return errorf(http.StatusForbidden, api.CodeForbidden, "service", "enrolment key does not allow this service name")
-	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrClosed), errors.Is(err, cluster.ErrTimeout):
-		return errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "no leader can accept writes right now; retry")
+		return Errorf(http.StatusForbidden, api.CodeForbidden, "service", "enrolment key does not allow this service name")
 	default:
-		return errorf(http.StatusInternalServerError, api.CodeInternal, "", "internal error")
+		return Errorf(http.StatusInternalServerError, api.CodeInternal, "", "internal error")
+	}
+}
+
+// authMessages replaces the generic messages of the registry's credential
+// and lookup errors with ones that tell the caller of one endpoint what it
+// must send. Empty strings keep the generic message.
+type authMessages struct {
+	missing  string // ErrNoCredential
+	wrong    string // ErrWrongToken
+	notFound string // ErrInstanceNotFound
+}
+
+func (m authMessages) apply(err error) error {
+	switch {
+	case m.missing != "" && errors.Is(err, registry.ErrNoCredential):
+		return Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "%s", m.missing)
+	case m.wrong != "" && errors.Is(err, registry.ErrWrongToken):
+		return Errorf(http.StatusForbidden, api.CodeForbidden, "", "%s", m.wrong)
+	case m.notFound != "" && errors.Is(err, registry.ErrInstanceNotFound):
+		return Errorf(http.StatusNotFound, api.CodeNotFound, "", "%s", m.notFound)
+	}
+	return err
+}
+
+// setErrorHeaders sets the headers an error answer with the given status
+// carries.
+func setErrorHeaders(w http.ResponseWriter, e *Error, status int) {
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="muster"`)
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
 }

@@ -1,159 +1,69 @@
 package httpapi
 
 import (
-	"context"
-	"errors"
 	"net/http"
 
 	"github.com/musterhq/muster/api"
-	"github.com/musterhq/muster/internal/catalog"
-	"github.com/musterhq/muster/internal/health"
 )
 
-// heartbeat handles PUT /v1/instances/{id}/heartbeat. It is a hot path: it
-// touches only memory unless the instance was critical, in which case the
-// transition back to passing is committed through Raft.
-func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) {
-	// Readiness first: during log replay an unknown ID is not yet a reason
-	// to tell the instance to register again.
-	if _, ok := a.readyFloor(w); !ok {
-		return
+var (
+	heartbeatAuth = authMessages{
+		missing:  "session token required (Authorization: Bearer ...)",
+		wrong:    "session token does not match this instance",
+		notFound: "instance not registered; register again",
 	}
-	inst, ok := a.Catalog.Instance(r.PathValue("id"))
-	if !ok {
-		writeError(w, a.Logger, errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered; register again"))
-		return
+	ownerAuth = authMessages{
+		missing: "session token or admin token required",
+		wrong:   "token is neither this instance's session token nor the admin token",
 	}
-	tok := bearer(r)
-	if tok == "" {
-		writeError(w, a.Logger, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "session token required (Authorization: Bearer ...)"))
-		return
-	}
-	if !inst.TokenMatches(tok) {
-		writeError(w, a.Logger, errorf(http.StatusForbidden, api.CodeForbidden, "", "session token does not match this instance"))
-		return
-	}
-	status, err := a.beat(r.Context(), inst)
+)
+
+// heartbeat handles PUT /v1/instances/{id}/heartbeat. It is a hot path:
+// the answer is small and fixed in shape, so it is assembled by hand in a
+// stack buffer (both values are JSON-safe by construction).
+func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) error {
+	inst, status, err := a.reg.Heartbeat(r.Context(), r.PathValue("id"), Bearer(r))
 	if err != nil {
-		writeError(w, a.Logger, err)
-		return
+		return heartbeatAuth.apply(err)
 	}
-	// A hot path: the answer is small and fixed in shape, so it is
-	// assembled by hand (both values are JSON-safe by construction).
 	var buf [64]byte
 	b := append(buf[:0], `{"ttl":"`...)
-	b = append(b, inst.TTLString()...)
+	b = append(b, inst.TTL.String()...)
 	b = append(b, `","status":"`...)
 	b = append(b, status...)
 	b = append(b, "\"}\n"...)
-	w.Header()["Content-Type"] = jsonContentType
-	w.WriteHeader(http.StatusOK)
-	w.Write(b)
-}
-
-// beat records a heartbeat of inst and, if it was critical, commits its
-// return to passing. It returns the instance's status after the beat.
-func (a *apiServer) beat(ctx context.Context, inst *catalog.Instance) (string, error) {
-	a.Tracker.Beat(inst.ID, a.Now())
-	if inst.Status != catalog.StatusCritical {
-		return health.Committed(inst), nil // the hot path: no further lookup
-	}
-	res, err := a.Node.Apply(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "heartbeat"})
-	if err == nil {
-		err = res.Err
-	}
-	switch {
-	case err == nil:
-		a.Logger.Info("instance passing again", "id", inst.ID, "service", inst.Service)
-	case errors.Is(err, catalog.ErrConflict): // the sweep or another beat won
-	default:
-		return "", err
-	}
-	return a.statusNow(inst), nil
-}
-
-// statusNow is the status to report for an instance that has just been
-// heard from or changed: the catalog's latest word on it.
-func (a *apiServer) statusNow(inst *catalog.Instance) string {
-	if cur, ok := a.Catalog.Instance(inst.ID); ok {
-		inst = cur
-	}
-	return health.Committed(inst)
-}
-
-// instanceForOwner resolves the instance named in the path for a caller
-// that must hold its session token or the admin token. On failure it writes
-// the error and returns false.
-func (a *apiServer) instanceForOwner(w http.ResponseWriter, r *http.Request) (*catalog.Instance, bool) {
-	if _, ok := a.readyFloor(w); !ok {
-		return nil, false
-	}
-	inst, ok := a.Catalog.Instance(r.PathValue("id"))
-	if !ok {
-		writeError(w, a.Logger, errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered"))
-		return nil, false
-	}
-	tok := bearer(r)
-	if tok == "" {
-		writeError(w, a.Logger, errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "session token or admin token required"))
-		return nil, false
-	}
-	if !inst.TokenMatches(tok) && !a.isAdmin(r) {
-		writeError(w, a.Logger, errorf(http.StatusForbidden, api.CodeForbidden, "", "token is neither this instance's session token nor the admin token"))
-		return nil, false
-	}
-	return inst, true
+	writeRaw(w, http.StatusOK, b)
+	return nil
 }
 
 // deregister handles DELETE /v1/instances/{id} with the instance's session
 // token or the admin token.
-func (a *apiServer) deregister(w http.ResponseWriter, r *http.Request) {
-	inst, ok := a.instanceForOwner(w, r)
-	if !ok {
-		return
+func (a *apiServer) deregister(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.reg.Deregister(r.Context(), r.PathValue("id"), Bearer(r)); err != nil {
+		return ownerAuth.apply(err)
 	}
-	res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, Reason: "api"})
-	if err == nil {
-		err = res.Err
-	}
-	if err != nil {
-		writeError(w, a.Logger, err)
-		return
-	}
-	a.Tracker.Forget(inst.ID)
-	a.Logger.Info("instance deregistered", "id", inst.ID, "service", inst.Service, "index", res.Index)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // drain handles PUT /v1/instances/{id}/drain: the instance stays registered
-// and heartbeating but leaves default lookups, so clients stop sending it
-// new work before it deregisters.
-func (a *apiServer) drain(w http.ResponseWriter, r *http.Request) {
-	inst, ok := a.instanceForOwner(w, r)
-	if !ok {
-		return
-	}
-	res, err := a.Node.Apply(r.Context(), catalog.Command{Op: catalog.OpDrain, ID: inst.ID, Reason: "api"})
-	if err == nil {
-		err = res.Err
-	}
+// and heartbeating but leaves default lookups.
+func (a *apiServer) drain(w http.ResponseWriter, r *http.Request) error {
+	inst, status, err := a.reg.Drain(r.Context(), r.PathValue("id"), Bearer(r))
 	if err != nil {
-		writeError(w, a.Logger, err)
-		return
+		return ownerAuth.apply(err)
 	}
-	a.Logger.Info("instance draining", "id", inst.ID, "service", inst.Service)
-	writeJSON(w, http.StatusOK, api.HeartbeatResponse{TTL: inst.TTLString(), Status: a.statusNow(inst)})
+	WriteJSON(w, http.StatusOK, api.HeartbeatResponse{TTL: inst.TTL.String(), Status: string(status)})
+	return nil
 }
 
-func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) {
-	floor, ok := a.readyFloor(w)
-	if !ok {
-		return
+// getInstance handles GET /v1/instances/{id}.
+func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) error {
+	e, err := a.reg.Instance(r.PathValue("id"))
+	if err != nil {
+		return err
 	}
-	inst, ok := a.Catalog.Instance(r.PathValue("id"))
-	if !ok {
-		writeError(w, a.Logger, errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered"))
-		return
-	}
-	writeJSON(w, http.StatusOK, a.toAPI(inst, floor, a.Now()))
+	b := appendInstance(nil, encodeStatic(e.Instance), e)
+	writeRaw(w, http.StatusOK, append(b, '\n'))
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/musterhq/muster/internal/cluster"
 	"github.com/musterhq/muster/internal/health"
 	"github.com/musterhq/muster/internal/httpapi"
+	"github.com/musterhq/muster/internal/registry"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -31,10 +32,14 @@ func TestHandler_NotReady(t *testing.T) {
 	}
 	defer node.Close()
 	v, _ := verify.New(verify.DefaultConfig())
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{
-		Catalog: cat, Node: node, Tracker: health.NewTracker(), Verifier: v,
-		AdminTokenHash: catalog.HashSecret("admin"), Logger: testutil.Logger(t),
-	}))
+	live := health.NewLiveness(health.DefaultLivenessConfig(), health.NewTracker(), node)
+	rcfg := registry.DefaultConfig()
+	rcfg.AdminTokenHash = catalog.HashSecret("admin")
+	reg, err := registry.New(rcfg, cat, node, live, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: testutil.Logger(t)}))
 	defer srv.Close()
 
 	for _, tc := range []struct{ method, path string }{

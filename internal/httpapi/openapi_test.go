@@ -12,6 +12,7 @@ import (
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/httpapi"
+	"github.com/musterhq/muster/internal/seedapi"
 )
 
 // specPath is docs/openapi.json, relative to this package's directory (go
@@ -84,7 +85,9 @@ func TestOpenAPI_Routes(t *testing.T) {
 	spec := loadSpec(t)
 
 	routes := map[string]bool{}
-	for _, r := range httpapi.Routes() {
+	// The tutorial protocol's routes are served beside /v1 and documented
+	// in the same spec.
+	for _, r := range append(httpapi.Routes(), seedapi.Routes()...) {
 		method, pattern, ok := strings.Cut(r, " ")
 		if !ok || method != strings.ToUpper(method) || !strings.HasPrefix(pattern, "/") {
 			t.Errorf("route %q is not \"METHOD /pattern\"", r)

@@ -5,42 +5,48 @@ import (
 	"strings"
 )
 
-// route is one entry of the API. The OpenAPI test reads this table.
-type route struct {
+// HandlerFunc is a handler that returns its error instead of writing it;
+// the adapter of the front end that mounts it writes the error.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Route is one entry of the API: a method, a net/http pattern and its
+// handler. Other front ends pass theirs in Deps.Mount.
+type Route struct {
 	Method  string
 	Pattern string
 	Handler http.HandlerFunc
-	// Seed routes are served only with --seed-compat.
-	Seed bool
 }
 
-// routes lists every route the API serves.
+// route is one entry of this package's table.
+type route struct {
+	Method  string
+	Pattern string
+	Handler HandlerFunc
+}
+
+// routes lists every route of the /v1 API.
 func (a *apiServer) routes() []route {
 	return []route{
-		{"GET", "/livez", a.livez, false},
-		{"GET", "/readyz", a.readyz, false},
+		{"GET", "/livez", a.livez},
+		{"GET", "/readyz", a.readyz},
 
-		{"POST", "/v1/keys", a.createKey, false},
-		{"GET", "/v1/keys", a.listKeys, false},
-		{"DELETE", "/v1/keys/{id}", a.revokeKey, false},
+		{"POST", "/v1/keys", a.createKey},
+		{"GET", "/v1/keys", a.listKeys},
+		{"DELETE", "/v1/keys/{id}", a.revokeKey},
 
-		{"POST", "/v1/services/{service}/instances", a.register, false},
-		{"GET", "/v1/services", a.listServices, false},
-		{"GET", "/v1/services/{service}", a.lookup, false},
+		{"POST", "/v1/services/{service}/instances", a.register},
+		{"GET", "/v1/services", a.listServices},
+		{"GET", "/v1/services/{service}", a.lookup},
 
-		{"GET", "/v1/instances/{id}", a.getInstance, false},
-		{"PUT", "/v1/instances/{id}/heartbeat", a.heartbeat, false},
-		{"PUT", "/v1/instances/{id}/drain", a.drain, false},
-		{"DELETE", "/v1/instances/{id}", a.deregister, false},
-
-		// The tutorial's protocol, paths exactly as it wrote them.
-		{"POST", "/api/v1/register/{$}", a.seedRegister, true},
-		{"GET", "/api/v1/register/{$}", a.seedLookup, true},
-		{"POST", "/api/v1/ping/{$}", a.seedPing, true},
+		{"GET", "/v1/instances/{id}", a.getInstance},
+		{"PUT", "/v1/instances/{id}/heartbeat", a.heartbeat},
+		{"PUT", "/v1/instances/{id}/drain", a.drain},
+		{"DELETE", "/v1/instances/{id}", a.deregister},
 	}
 }
 
-// Routes returns "METHOD pattern" for every route, for tests and docs.
+// Routes returns "METHOD pattern" for every route of the /v1 API, for
+// tests and docs.
 func Routes() []string {
 	var a apiServer
 	var out []string

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
-	"github.com/musterhq/muster/internal/httpapi"
+	"github.com/musterhq/muster/internal/registry"
 	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
@@ -96,9 +96,9 @@ func seedLookup(t *testing.T, base, name string) (int, map[string]any, string) {
 func TestSeedProtocol(t *testing.T) {
 	const interval = 300 * time.Millisecond
 	h := start(t, func(c *server.Config) {
-		sc := httpapi.DefaultSeedConfig()
+		sc := registry.DefaultSeedConfig()
 		sc.HeartbeatInterval = interval
-		c.Seed = &sc
+		c.Registry.Seed = &sc
 	})
 	base := h.srv.URL()
 	svc := newTutorialService(t, "fetch_url")
@@ -270,9 +270,9 @@ func TestSeedProtocol_OffByDefault(t *testing.T) {
 // is registered through /v1.
 func TestSeedProtocol_Scope(t *testing.T) {
 	h := start(t, func(c *server.Config) {
-		sc := httpapi.DefaultSeedConfig()
+		sc := registry.DefaultSeedConfig()
 		sc.Services = []string{"fetch_*", "payments"}
-		c.Seed = &sc
+		c.Registry.Seed = &sc
 	})
 	ctx := t.Context()
 	k := h.key(t, "payments")

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,51 +18,57 @@ import (
 	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/health"
 	"github.com/musterhq/muster/internal/httpapi"
+	"github.com/musterhq/muster/internal/random"
+	"github.com/musterhq/muster/internal/registry"
+	"github.com/musterhq/muster/internal/seedapi"
 	"github.com/musterhq/muster/internal/verify"
 )
 
-// Config configures a server.
+// Config configures a server. Each component's settings are its own
+// Config, with its defaults and validation in its own package; this one
+// adds only what the assembly owns (addresses, the data dir, the admin
+// token) and checks them all.
 type Config struct {
 	HTTPAddr string
-	DataDir  string
-	RaftAddr string
+	// DataDir holds the Raft state and the admin token. It overrides
+	// Cluster.DataDir.
+	DataDir string
 	// AdminToken, when set, is the admin token. Otherwise AdminTokenFile is
 	// read, and failing that DataDir/admin-token is read or created (0600).
 	AdminToken     string
 	AdminTokenFile string
-	VerifyAllow    []netip.Prefix
-	VerifyTimeout  time.Duration
-	// VerifyFailureBurst failed verifications per enrolment key are allowed
-	// at once, then one per VerifyFailureEvery; beyond that, 429.
-	VerifyFailureBurst int
-	VerifyFailureEvery time.Duration
-	// Grace is added to every TTL after the node becomes leader.
-	Grace         time.Duration
-	SweepInterval time.Duration
-	// Seed, when set, also serves the tutorial's wire protocol.
-	Seed *httpapi.SeedConfig
-	// RaftTimeout sets Raft's heartbeat and election timeouts.
-	RaftTimeout time.Duration
-	Logger      *slog.Logger
+
+	// Cluster configures Raft (its address, timeouts, snapshots).
+	Cluster cluster.Config
+	// Verify configures registration callbacks (allowlist, timeout).
+	Verify verify.Config
+	// Liveness holds the expiry grace after an election or a pause.
+	Liveness health.LivenessConfig
+	// Sweep configures the leader's expiry sweep.
+	Sweep health.SweepConfig
+	// Registry configures the workflows: callback slots, failure limits,
+	// and the tutorial protocol (Registry.Seed). Its AdminTokenHash is
+	// set from the admin token.
+	Registry registry.Config
+
+	// Logger receives every component's log lines; nil discards them.
+	Logger *slog.Logger
 }
 
 // DefaultConfig returns the settings of `muster server` with no flags.
 func DefaultConfig() Config {
 	return Config{
-		HTTPAddr:           "127.0.0.1:9000",
-		DataDir:            "muster-data",
-		RaftAddr:           "127.0.0.1:9001",
-		VerifyAllow:        verify.DefaultAllow(),
-		VerifyTimeout:      2 * time.Second,
-		VerifyFailureBurst: 10,
-		VerifyFailureEvery: 6 * time.Second,
-		Grace:              10 * time.Second,
-		SweepInterval:      250 * time.Millisecond,
-		RaftTimeout:        500 * time.Millisecond,
+		HTTPAddr: "127.0.0.1:9000",
+		DataDir:  "muster-data",
+		Cluster:  cluster.DefaultConfig(),
+		Verify:   verify.DefaultConfig(),
+		Liveness: health.DefaultLivenessConfig(),
+		Sweep:    health.DefaultSweepConfig(),
+		Registry: registry.DefaultConfig(),
 	}
 }
 
-// Validate reports a configuration error.
+// Validate reports every configuration error at once.
 func (c Config) Validate() error {
 	var errs []error
 	if c.HTTPAddr == "" {
@@ -72,23 +77,10 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir is required"))
 	}
-	if c.Grace < 0 {
-		errs = append(errs, errors.New("grace must not be negative"))
-	}
-	if c.SweepInterval <= 0 {
-		errs = append(errs, errors.New("sweep interval must be positive"))
-	}
-	if c.VerifyTimeout <= 0 {
-		errs = append(errs, errors.New("verify timeout must be positive"))
-	}
-	if c.VerifyFailureBurst < 1 || c.VerifyFailureEvery <= 0 {
-		errs = append(errs, errors.New("verify failure burst must be at least 1 and its refill period positive"))
-	}
-	if len(c.VerifyAllow) == 0 {
-		errs = append(errs, errors.New("verify allowlist is empty"))
-	}
-	if c.Seed != nil {
-		if err := c.Seed.Validate(); err != nil {
+	cc := c.Cluster
+	cc.DataDir = c.DataDir
+	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate()} {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -101,7 +93,7 @@ type Server struct {
 	log      *slog.Logger
 	cat      *catalog.Catalog
 	node     *cluster.Node
-	tracker  *health.Tracker
+	live     *health.Liveness
 	listener net.Listener
 	http     *http.Server
 	handler  http.Handler
@@ -148,33 +140,33 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.cat = catalog.New()
-	s.tracker = health.NewTracker()
-	ncfg := cluster.DefaultConfig()
+	ncfg := s.cfg.Cluster
 	ncfg.DataDir = s.cfg.DataDir
-	ncfg.RaftAddr = s.cfg.RaftAddr
-	if s.cfg.RaftTimeout > 0 {
-		ncfg.HeartbeatTimeout = s.cfg.RaftTimeout
-		ncfg.ElectionTimeout = s.cfg.RaftTimeout
-	}
 	ncfg.Logger = s.log
 	node, err := cluster.Open(ncfg, s.cat)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
 	s.node = node
-	vcfg := verify.DefaultConfig()
-	vcfg.Allow = s.cfg.VerifyAllow
-	vcfg.Timeout = s.cfg.VerifyTimeout
-	verifier, err := verify.New(vcfg)
+	s.live = health.NewLiveness(s.cfg.Liveness, health.NewTracker(), node)
+	verifier, err := verify.New(s.cfg.Verify)
 	if err != nil {
 		node.Close()
 		return fmt.Errorf("server: %w", err)
 	}
-	handler := httpapi.NewHandler(httpapi.Deps{
-		Catalog: s.cat, Node: node, Tracker: s.tracker, Verifier: verifier,
-		AdminTokenHash: catalog.HashSecret(adminToken), Grace: s.cfg.Grace, Logger: s.log, Seed: s.cfg.Seed,
-		FailureBurst: s.cfg.VerifyFailureBurst, FailureEvery: s.cfg.VerifyFailureEvery,
-	})
+	rcfg := s.cfg.Registry
+	rcfg.AdminTokenHash = catalog.HashSecret(adminToken)
+	rcfg.Logger = s.log
+	reg, err := registry.New(rcfg, s.cat, node, s.live, verifier)
+	if err != nil {
+		node.Close()
+		return fmt.Errorf("server: %w", err)
+	}
+	var mount []httpapi.Route
+	if reg.SeedEnabled() {
+		mount = seedapi.New(reg, s.log, maxBody).Routes()
+	}
+	handler := httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: s.log, MaxBody: maxBody, Mount: mount})
 	s.handler = handler
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
@@ -208,15 +200,15 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
+// maxBody caps request bodies on every front end.
+const maxBody = 64 << 10
+
 // sweepWhileLeader runs the expiry sweep during each term in which this
 // node is a ready leader.
 func (s *Server) sweepWhileLeader(ctx context.Context) {
-	sw := health.NewSweeper(health.SweepConfig{
-		Interval: s.cfg.SweepInterval, Grace: s.cfg.Grace, Logger: s.log,
-		// After a pause nobody could be heard: restart every clock, as a
-		// new leader would.
-		OnPause: func(resumed time.Time, _ time.Duration) { s.node.Rebase(resumed) },
-	}, s.tracker, s.cat, s.node)
+	scfg := s.cfg.Sweep
+	scfg.Logger = s.log
+	sw := health.NewSweeper(scfg, s.live, s.cat, s.node)
 	for {
 		ready, _ := s.node.Ready()
 		select {
@@ -224,21 +216,10 @@ func (s *Server) sweepWhileLeader(ctx context.Context) {
 			return
 		case <-ready:
 		}
-		sw.Run(ctx, s.leadership)
+		sw.Run(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-	}
-}
-
-// leadership reports whether the node is a ready leader, and since when.
-func (s *Server) leadership() (time.Time, bool) {
-	ch, since := s.node.Ready()
-	select {
-	case <-ch:
-		return since, true
-	default:
-		return time.Time{}, false
 	}
 }
 
@@ -268,7 +249,7 @@ func (s *Server) loadAdminToken() (string, error) {
 	if !errors.Is(err, os.ErrNotExist) || s.cfg.AdminTokenFile != "" {
 		return "", fmt.Errorf("server: admin token: %w", err)
 	}
-	tok := "ma_" + catalog.RandomSecret()
+	tok := "ma_" + random.Secret()
 	if err := durable.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("server: admin token: %w", err)
 	}
@@ -294,6 +275,14 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Node returns the server's Raft node.
 func (s *Server) Node() *cluster.Node { return s.node }
+
+// Done returns a channel closed when the server stopped by itself: its
+// Raft log holds a command this version cannot apply (see cluster.Node).
+// Err then says why. Close still has to be called.
+func (s *Server) Done() <-chan struct{} { return s.node.Done() }
+
+// Err returns why the server stopped by itself, or nil.
+func (s *Server) Err() error { return s.node.Err() }
 
 // Ready blocks until the node is a ready leader or ctx ends.
 func (s *Server) Ready(ctx context.Context) error {

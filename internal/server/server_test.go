@@ -322,7 +322,7 @@ func TestServer_ReRegisterReplaces(t *testing.T) {
 }
 
 func TestServer_RegisterRefusals(t *testing.T) {
-	h := start(t, func(c *server.Config) { c.VerifyTimeout = 300 * time.Millisecond })
+	h := start(t, func(c *server.Config) { c.Verify.Timeout = 300 * time.Millisecond })
 	ctx := context.Background()
 	k := h.key(t, "fetch_*", "dice_scraper")
 	revoked := h.key(t, "fetch_url")
@@ -789,7 +789,7 @@ func TestServer_CloseDoesNotWaitForSilentConnections(t *testing.T) {
 // failing verification (probing addresses, say) is slowed down; other keys
 // are not.
 func TestServer_FailedVerificationsAreRateLimited(t *testing.T) {
-	h := start(t, func(c *server.Config) { c.VerifyFailureBurst, c.VerifyFailureEvery = 3, time.Hour })
+	h := start(t, func(c *server.Config) { c.Registry.FailureBurst, c.Registry.FailureEvery = 3, time.Hour })
 	prober := h.key(t, "svc")
 	honest := h.key(t, "svc")
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")

@@ -19,12 +19,13 @@ import (
 // fresh temp dir, 50 ms Raft and sweep timers, no expiry grace.
 func Config(tb testing.TB) server.Config {
 	cfg := server.DefaultConfig()
-	cfg.HTTPAddr, cfg.RaftAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", tb.TempDir()
-	cfg.RaftTimeout, cfg.SweepInterval, cfg.Grace = 50*time.Millisecond, 50*time.Millisecond, 0
-	cfg.VerifyTimeout = time.Second
+	cfg.HTTPAddr, cfg.Cluster.RaftAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", tb.TempDir()
+	cfg.Cluster.HeartbeatTimeout, cfg.Cluster.ElectionTimeout = 50*time.Millisecond, 50*time.Millisecond
+	cfg.Sweep.Interval, cfg.Liveness.Grace = 50*time.Millisecond, 0
+	cfg.Verify.Timeout = time.Second
 	// Refusal tables fail many verifications with one key; the limiter has
 	// its own test.
-	cfg.VerifyFailureBurst = 1000
+	cfg.Registry.FailureBurst = 1000
 	cfg.Logger = testutil.Logger(tb)
 	return cfg
 }

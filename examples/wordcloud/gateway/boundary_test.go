@@ -1,29 +1,92 @@
 package gateway_test
 
 import (
+	"encoding/json"
+	"errors"
+	"io"
 	"os/exec"
 	"strings"
 	"testing"
 )
 
-// TestBoundary_Imports: the word-cloud packages (not their tests) use only
-// the standard library, muster's public api and client packages, each
-// other, and golang.org/x/net/html, never the server's internal packages.
+// TestBoundary_Imports: the packages under examples/ (not their tests)
+// stay on the SDK side of the module.
+//
+// Every library (fetchurl, scraper, wordcloud, gateway, jobboard,
+// internal/…) uses only the standard library, muster's public api and
+// client packages, other example libraries and golang.org/x/net/html,
+// never the server's internal packages, even indirectly.
+//
+// The one exception is the demo command, examples/wordcloud/cmd/demo,
+// which embeds a registry: it may import, besides what a library may,
+// internal/server and internal/durable, and no other internal/ package
+// (it depends on what those two import). Any other command under
+// examples/ fails this test until it gets a rule here.
 func TestBoundary_Imports(t *testing.T) {
-	const prefix = "github.com/musterhq/muster/examples/wordcloud/"
-	pkgs := []string{prefix + "fetchurl", prefix + "scraper", prefix + "wordcloud", prefix + "jobboard", prefix + "gateway"}
-	out, err := exec.Command("go", append([]string{"list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}"}, pkgs...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
+	const (
+		module   = "github.com/musterhq/muster/"
+		examples = module + "examples/"
+		demo     = examples + "wordcloud/cmd/demo"
+	)
+	library := func(pkg string) bool {
+		return strings.HasPrefix(pkg, examples) ||
+			pkg == module+"api" ||
+			pkg == module+"client" ||
+			pkg == "golang.org/x/net/html" || strings.HasPrefix(pkg, "golang.org/x/net/html/")
 	}
-	for _, pkg := range strings.Fields(string(out)) {
-		switch {
-		case strings.HasPrefix(pkg, prefix),
-			pkg == "github.com/musterhq/muster/api",
-			pkg == "github.com/musterhq/muster/client",
-			strings.HasPrefix(pkg, "golang.org/x/net/html"):
-		default:
-			t.Errorf("the word-cloud packages depend on %s", pkg)
+	demoOnly := map[string]bool{module + "internal/server": true, module + "internal/durable": true}
+
+	cmd := exec.Command("go", "list", "-deps", "-json=ImportPath,Name,Standard,Imports,Deps", examples+"...")
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
 		}
+		t.Fatalf("go list: %v\n%s", err, stderr)
+	}
+	type pkg struct {
+		ImportPath, Name string
+		Standard         bool
+		Imports, Deps    []string
+	}
+	var all []pkg
+	standard := map[string]bool{}
+	for dec := json.NewDecoder(strings.NewReader(string(out))); ; {
+		var p pkg
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, p)
+		standard[p.ImportPath] = p.Standard
+	}
+
+	libraries, sawDemo := 0, false
+	for _, p := range all {
+		switch {
+		case !strings.HasPrefix(p.ImportPath, examples):
+			// A dependency; judged through the packages that import it.
+		case p.ImportPath == demo:
+			sawDemo = true
+			for _, imp := range p.Imports {
+				if !standard[imp] && !library(imp) && !demoOnly[imp] {
+					t.Errorf("the demo command imports %s; it may import only what the libraries may, internal/server and internal/durable", imp)
+				}
+			}
+		case p.Name == "main":
+			t.Errorf("command %s has no import rule in this test", p.ImportPath)
+		default:
+			libraries++
+			for _, dep := range p.Deps {
+				if !standard[dep] && !library(dep) {
+					t.Errorf("%s depends on %s", p.ImportPath, dep)
+				}
+			}
+		}
+	}
+	if !sawDemo || libraries < 5 {
+		t.Fatalf("go list found the demo command: %v, and %d libraries; expected it and at least 5", sawDemo, libraries)
 	}
 }

@@ -2,15 +2,10 @@ package client
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
@@ -257,47 +252,6 @@ func (r *Registration) setState(f func(*State)) {
 	}
 }
 
-// VerifyHandler answers the registry's verification callback, but only for
-// registrations this process started: the callback's nonce must match a
-// pending registration. Anything else is refused with 403, so a forged
-// callback learns nothing and plants no token.
-func (r *Registration) VerifyHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		var vr api.VerifyRequest
-		if err := json.NewDecoder(io.LimitReader(req.Body, 64<<10)).Decode(&vr); err != nil {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		r.mu.Lock()
-		p, ok := r.pending[vr.Nonce]
-		if ok && vr.Nonce != "" && vr.Service == r.cfg.Name && !p.done && vr.Token != "" && vr.InstanceID != "" {
-			p.token, p.instanceID, p.done = vr.Token, vr.InstanceID, true
-		} else {
-			ok = false
-		}
-		r.mu.Unlock()
-		if !ok {
-			r.log.Warn("refused a verification callback this process did not ask for", "remote", req.RemoteAddr)
-			http.Error(w, "no such pending registration", http.StatusForbidden)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(api.VerifyResponse{Proof: proof(r.cfg.Key, vr.Challenge), Nonce: vr.Nonce})
-	})
-}
-
-// proof is base64(HMAC-SHA256(secret, challenge)).
-func proof(secret, challenge string) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(challenge))
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
-}
-
 func newNonce() string {
 	b := make([]byte, 16)
 	rand.Read(b)
@@ -489,46 +443,4 @@ func (r *Registration) shutdown() error {
 	}
 	r.log.Info("deregistered from muster", "instance_id", st.InstanceID)
 	return nil
-}
-
-// Serve runs handler on cfg.Address:cfg.Port with the verify route mounted,
-// keeps the instance registered, and on ctx's end drains, deregisters, then
-// stops accepting requests and finishes those in flight. It returns when
-// all of that is done.
-func Serve(ctx context.Context, cfg ServiceConfig, handler http.Handler) error {
-	reg, err := NewRegistration(cfg)
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle(reg.cfg.VerifyPath, reg.VerifyHandler())
-	mux.Handle("/", handler)
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	ln := reg.cfg.Listener
-	if ln == nil {
-		if ln, err = net.Listen("tcp", reg.cfg.ListenAddr); err != nil {
-			return fmt.Errorf("client: serve: %w", err)
-		}
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	done := make(chan error, 1)
-	go func() { done <- reg.Run(runCtx) }()
-	select {
-	case err := <-errc:
-		stopRun()
-		<-done
-		return fmt.Errorf("client: serve: %w", err)
-	case <-ctx.Done():
-	}
-	regErr := <-done // drains and deregisters first, so clients move away
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	shutErr := srv.Shutdown(sctx)
-	return errors.Join(regErr, shutErr)
 }

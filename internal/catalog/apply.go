@@ -1,0 +1,153 @@
+package catalog
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"slices"
+)
+
+// The apply methods, one per operation. Each runs under the write lock,
+// reads nothing but the catalog and the command, and returns the services
+// whose views it rebuilt.
+
+func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
+	in := cmd.Instance
+	if in == nil || in.ID == "" || !ValidServiceName(in.Service) || len(in.TokenHash) != sha256.Size || !validStatus(in.Status) {
+		return Result{Err: ErrBadCommand}, nil
+	}
+	if _, ok := c.instances[in.ID]; ok {
+		return Result{Err: ErrExists}, nil
+	}
+	// The key is checked again here, inside the state machine, so that a
+	// revocation committed between the registry's check and this command
+	// wins.
+	k, ok := c.keys[in.KeyID]
+	if !ok {
+		return Result{Err: ErrKeyRevoked}, nil
+	}
+	if !k.Allows(in.Service) {
+		return Result{Err: ErrKeyScope}, nil
+	}
+	if cmd.Rules >= 1 {
+		// A service whose instances all came in through the other
+		// protocol refuses this one; a service that already has instances
+		// of this protocol (mixed before the rule existed) does not, so
+		// that those can still re-register.
+		own, other := false, false
+		for _, ex := range c.byService[in.Service] {
+			switch {
+			case (ex.KeyID == SeedKeyID) == (in.KeyID == SeedKeyID):
+				own = true
+			case ex.Address == in.Address && ex.Port == in.Port:
+				// The same endpoint moving to this protocol: it is replaced.
+			default:
+				other = true
+			}
+		}
+		if other && !own {
+			return Result{Err: ErrProtocolMix}, nil
+		}
+	}
+	var res Result
+	ak := addrKey(in.Service, in.Address, in.Port)
+	if oldID, ok := c.addrs[ak]; ok {
+		if old, ok := c.instances[oldID]; ok {
+			c.removeInstance(old)
+			res.Replaced = oldID
+		}
+	}
+	stored := *in
+	stored.Tags = slices.Clone(in.Tags)
+	stored.Meta = cloneMap(in.Meta)
+	stored.TokenHash = slices.Clone(in.TokenHash)
+	stored.CreateIndex = idx
+	stored.ModifyIndex = idx
+	c.putInstance(&stored)
+	c.rebuild(stored.Service, idx)
+	return res, []string{stored.Service}
+}
+
+func (c *Catalog) applyDeregister(idx uint64, cmd Command) (Result, []string) {
+	inst, ok := c.instances[cmd.ID]
+	if !ok {
+		return Result{Err: ErrNotFound}, nil
+	}
+	if cmd.IfStatus != "" && !statusIs(inst, cmd.IfStatus) {
+		return Result{Err: ErrConflict}, nil
+	}
+	c.removeInstance(inst)
+	c.rebuild(inst.Service, idx)
+	return Result{}, []string{inst.Service}
+}
+
+func (c *Catalog) applySetStatus(idx uint64, cmd Command) (Result, []string) {
+	if cmd.Status == StatusDraining && cmd.IfStatus == "" {
+		// Log entries written before draining became a flag.
+		return c.applyDrain(idx, cmd)
+	}
+	inst, ok := c.instances[cmd.ID]
+	if !ok {
+		return Result{Err: ErrNotFound}, nil
+	}
+	if !validStatus(cmd.Status) {
+		return Result{Err: fmt.Errorf("%w: status %q", ErrBadCommand, cmd.Status)}, nil
+	}
+	if cmd.IfStatus != "" && !statusIs(inst, cmd.IfStatus) {
+		return Result{Err: ErrConflict}, nil
+	}
+	if inst.Status == cmd.Status {
+		return Result{}, nil
+	}
+	next := *inst
+	next.Status = cmd.Status
+	next.ModifyIndex = idx
+	c.putInstance(&next)
+	c.rebuild(next.Service, idx)
+	return Result{}, []string{next.Service}
+}
+
+func (c *Catalog) applyDrain(idx uint64, cmd Command) (Result, []string) {
+	inst, ok := c.instances[cmd.ID]
+	if !ok {
+		return Result{Err: ErrNotFound}, nil
+	}
+	if inst.Draining {
+		return Result{}, nil
+	}
+	next := *inst
+	next.Draining = true
+	next.ModifyIndex = idx
+	c.putInstance(&next)
+	c.rebuild(next.Service, idx)
+	return Result{}, []string{next.Service}
+}
+
+func (c *Catalog) applyCreateKey(idx uint64, cmd Command) (Result, []string) {
+	k := cmd.Key
+	if k == nil || k.ID == "" || len(k.SecretHash) != sha256.Size || len(k.Services) == 0 {
+		return Result{Err: ErrBadCommand}, nil
+	}
+	if _, ok := c.keys[k.ID]; ok {
+		return Result{Err: ErrExists}, nil
+	}
+	if _, ok := c.keysByHash[string(k.SecretHash)]; ok {
+		return Result{Err: ErrExists}, nil
+	}
+	stored := *k
+	stored.Services = slices.Clone(k.Services)
+	stored.SecretHash = slices.Clone(k.SecretHash)
+	stored.CreateIndex = idx
+	c.keys[stored.ID] = &stored
+	c.keysByHash[string(stored.SecretHash)] = &stored
+	return Result{}, nil
+}
+
+func (c *Catalog) applyRevokeKey(idx uint64, cmd Command) (Result, []string) {
+	k, ok := c.keys[cmd.ID]
+	if !ok {
+		return Result{Err: ErrNotFound}, nil
+	}
+	delete(c.keys, k.ID)
+	delete(c.keysByHash, string(k.SecretHash))
+	return Result{}, nil
+}

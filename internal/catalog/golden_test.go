@@ -1,0 +1,126 @@
+package catalog_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// The golden files under testdata/golden were written by the version-1
+// encoder as it shipped (the registry before the service layer), one file
+// per command kind in the order they are applied, and the snapshot of the
+// catalog they leave. They are never regenerated: a change to the code
+// that would stop an existing data dir from replaying fails here.
+
+func goldenCommands(tb testing.TB) (names []string, raw [][]byte) {
+	tb.Helper()
+	paths, err := filepath.Glob("testdata/golden/command-*.v1")
+	if err != nil || len(paths) == 0 {
+		tb.Fatalf("no golden commands: %v", err)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		names = append(names, filepath.Base(p))
+		raw = append(raw, b)
+	}
+	return names, raw
+}
+
+// TestGolden_Commands decodes and applies every version-1 command in
+// order, checks that each encodes back to the very same bytes, and that the
+// catalog they leave is the golden snapshot, byte for byte.
+func TestGolden_Commands(t *testing.T) {
+	names, raw := goldenCommands(t)
+	c := catalog.New()
+	seen := map[catalog.Op]bool{}
+	var decoded []catalog.Command
+	for i, b := range raw {
+		cmd, err := catalog.DecodeCommand(b)
+		if err != nil {
+			t.Fatalf("%s: %v", names[i], err)
+		}
+		seen[cmd.Op] = true
+		decoded = append(decoded, cmd)
+		again, err := catalog.EncodeCommand(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(again, b) {
+			t.Errorf("%s does not encode back to its golden bytes:\n got %s\nwant %s", names[i], again, b)
+		}
+		if res := c.Apply(uint64(i+1), cmd); res.Err != nil {
+			t.Fatalf("%s: apply: %v", names[i], res.Err)
+		}
+	}
+	for _, op := range c.Ops() {
+		if !seen[op] {
+			t.Errorf("no golden command for op %q: add one under testdata/golden, written by the encoder of the version that introduces it", op)
+		}
+	}
+
+	// Decoded values, field by field, for the richest command of each kind.
+	reg := decoded[2].Instance
+	wantReg := &catalog.Instance{
+		ID: "aaaa0000000000000000000000000001", Service: "fetch_url", Address: "127.0.0.1", Port: 8001, Scheme: "http",
+		Tags: []string{"v2", "blue"}, Meta: map[string]string{"site": "dice.com", "zone": "a"},
+		TTL: 10 * time.Second, DeregisterAfter: 100 * time.Second, TokenHash: catalog.HashSecret("token-aaaa0000000000000000000000000001"),
+		KeyID: "key_0a1b2c3d4e5f6071", Proof: "address+port", Status: catalog.StatusPassing,
+		RegisteredAt: time.Date(2026, 11, 30, 12, 0, 0, 123456789, time.UTC),
+	}
+	if decoded[2].Op != catalog.OpRegister || decoded[2].Rules != 1 || decoded[2].Reason != "api" || !reflect.DeepEqual(reg, wantReg) {
+		t.Errorf("%s decodes to %+v %+v, want %+v", names[2], decoded[2], reg, wantReg)
+	}
+	key := decoded[0].Key
+	wantKey := &catalog.Key{ID: "key_0a1b2c3d4e5f6071", SecretHash: catalog.HashSecret("mk_golden"), Services: []string{"fetch_*", "dice_scraper"},
+		Description: "golden key", CreatedAt: time.Date(2026, 11, 30, 11, 59, 0, 0, time.UTC)}
+	if !reflect.DeepEqual(key, wantKey) {
+		t.Errorf("%s decodes to %+v, want %+v", names[0], key, wantKey)
+	}
+	if st := decoded[6]; st.Op != catalog.OpSetStatus || st.Status != catalog.StatusCritical || st.IfStatus != catalog.StatusPassing || st.ID != wantReg.ID {
+		t.Errorf("%s decodes to %+v", names[6], st)
+	}
+
+	want, err := os.ReadFile("testdata/golden/snapshot.v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotJSON(t, c); !bytes.Equal(got, want) {
+		t.Errorf("the golden commands leave a different catalog:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestGolden_Snapshot restores the version-1 snapshot and writes it back
+// unchanged, and the catalog it holds is the one the commands left.
+func TestGolden_Snapshot(t *testing.T) {
+	want, err := os.ReadFile("testdata/golden/snapshot.v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := catalog.New()
+	if err := c.Restore(bytes.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotJSON(t, c); !bytes.Equal(got, want) {
+		t.Errorf("snapshot round trip differs:\n got %s\nwant %s", got, want)
+	}
+	inst, ok := c.Instance("aaaa0000000000000000000000000001")
+	if !ok || !inst.Draining || inst.Status != catalog.StatusPassing || inst.ModifyIndex != 9 || inst.Address != "127.0.0.1" {
+		t.Errorf("restored instance = %+v, %v", inst, ok)
+	}
+	if v := c.Service("other"); v == nil || v.Index != 15 || len(v.Instances) != 0 {
+		t.Errorf("restored empty service view = %+v", v)
+	}
+	if _, ok := c.KeyBySecretHash(catalog.HashSecret("mk_golden")); !ok {
+		t.Error("restored key not found by its secret")
+	}
+}

@@ -1,0 +1,132 @@
+package registry
+
+import (
+	"context"
+	"errors"
+
+	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/health"
+)
+
+// Heartbeat records a heartbeat of the instance id from the holder of its
+// session token, and returns the instance and its status after the beat.
+// It is a hot path: it touches only memory unless the instance was
+// critical, in which case its return to passing is committed. Errors, in
+// the order checked: ErrNotReady (during log replay an unknown ID is no
+// reason to tell an instance to register again), ErrInstanceNotFound,
+// ErrNoCredential, ErrWrongToken, ErrUnavailable.
+func (r *Registry) Heartbeat(ctx context.Context, id, token string) (*catalog.Instance, catalog.Status, error) {
+	if err := r.Ready(); err != nil {
+		return nil, "", err
+	}
+	inst, ok := r.cat.Instance(id)
+	if !ok {
+		return nil, "", ErrInstanceNotFound
+	}
+	if token == "" {
+		return nil, "", ErrNoCredential
+	}
+	if !inst.TokenMatches(token) {
+		return nil, "", ErrWrongToken
+	}
+	status, err := r.beat(ctx, inst)
+	if err != nil {
+		return nil, "", err
+	}
+	return inst, status, nil
+}
+
+// beat records a heartbeat of inst and, if it was critical, commits its
+// return to passing. It returns the instance's status after the beat.
+func (r *Registry) beat(ctx context.Context, inst *catalog.Instance) (catalog.Status, error) {
+	r.live.Beat(inst.ID, r.now())
+	if inst.Status != catalog.StatusCritical {
+		return health.Committed(inst), nil // the hot path: no further lookup
+	}
+	_, err := r.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "heartbeat"})
+	switch {
+	case err == nil:
+		r.log.Info("instance passing again", "id", inst.ID, "service", inst.Service)
+	case errors.Is(err, catalog.ErrConflict): // the sweep or another beat won
+	default:
+		return "", err
+	}
+	return r.statusNow(inst), nil
+}
+
+// statusNow is the status to report for an instance that has just been
+// heard from or changed: the catalog's latest word on it.
+func (r *Registry) statusNow(inst *catalog.Instance) catalog.Status {
+	if cur, ok := r.cat.Instance(inst.ID); ok {
+		inst = cur
+	}
+	return health.Committed(inst)
+}
+
+// owned resolves the instance id for a caller that must hold its session
+// token or the admin token. Errors: ErrNotReady, ErrInstanceNotFound,
+// ErrNoCredential, ErrWrongToken.
+func (r *Registry) owned(id, token string) (*catalog.Instance, error) {
+	if err := r.Ready(); err != nil {
+		return nil, err
+	}
+	inst, ok := r.cat.Instance(id)
+	if !ok {
+		return nil, ErrInstanceNotFound
+	}
+	if token == "" {
+		return nil, ErrNoCredential
+	}
+	if !inst.TokenMatches(token) && !r.isAdmin(token) {
+		return nil, ErrWrongToken
+	}
+	return inst, nil
+}
+
+// Deregister removes the instance id, for the holder of its session token
+// or of the admin token, and returns the index of the removal. Errors: as
+// owned, then catalog.ErrNotFound (removed meanwhile), ErrUnavailable.
+func (r *Registry) Deregister(ctx context.Context, id, token string) (uint64, error) {
+	inst, err := r.owned(id, token)
+	if err != nil {
+		return 0, err
+	}
+	res, err := r.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, Reason: "api"})
+	if err != nil {
+		return 0, err
+	}
+	r.live.Forget(inst.ID)
+	r.log.Info("instance deregistered", "id", inst.ID, "service", inst.Service, "index", res.Index)
+	return res.Index, nil
+}
+
+// Drain marks the instance id draining, for the holder of its session
+// token or of the admin token: it stays registered and heartbeating but
+// leaves default lookups, so clients stop sending it new work before it
+// deregisters. It returns the instance and its status after the drain.
+// Errors: as Deregister.
+func (r *Registry) Drain(ctx context.Context, id, token string) (*catalog.Instance, catalog.Status, error) {
+	inst, err := r.owned(id, token)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := r.propose(ctx, catalog.Command{Op: catalog.OpDrain, ID: inst.ID, Reason: "api"}); err != nil {
+		return nil, "", err
+	}
+	r.log.Info("instance draining", "id", inst.ID, "service", inst.Service)
+	return inst, r.statusNow(inst), nil
+}
+
+// Instance returns one instance as a reader sees it now. Errors:
+// ErrNotReady, ErrInstanceNotFound.
+func (r *Registry) Instance(id string) (Entry, error) {
+	floor, ok := r.live.Floor()
+	if !ok {
+		return Entry{}, ErrNotReady
+	}
+	inst, ok := r.cat.Instance(id)
+	if !ok {
+		return Entry{}, ErrInstanceNotFound
+	}
+	return entry(r.live, inst, floor, r.now()), nil
+}

@@ -1,0 +1,95 @@
+package registry
+
+import (
+	"context"
+	"time"
+
+	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/random"
+)
+
+// Limits of an enrolment key.
+const (
+	maxKeyPatterns    = 32
+	maxDescriptionLen = 256
+)
+
+// KeySpec is what an admin asks for when creating an enrolment key.
+type KeySpec struct {
+	// Services are name patterns; "*" matches any run of name characters.
+	Services []string
+	// Description is a free-form note shown in listings.
+	Description string
+}
+
+// Validate checks a key spec; every error is a *FieldError.
+func (k KeySpec) Validate() error {
+	if len(k.Services) == 0 {
+		return badField("services", "at least one service name pattern is required")
+	}
+	if len(k.Services) > maxKeyPatterns {
+		return badField("services", "at most %d patterns", maxKeyPatterns)
+	}
+	for _, p := range k.Services {
+		if !catalog.ValidPattern(p) {
+			return badField("services", "pattern %q: 1 to 63 of a-z 0-9 - _ and *", p)
+		}
+	}
+	if len(k.Description) > maxDescriptionLen {
+		return badField("description", "at most %d bytes", maxDescriptionLen)
+	}
+	return nil
+}
+
+// CreateKey creates an enrolment key for the holder of the admin token and
+// returns it with its secret, which is shown this once and stored only as
+// a hash. Errors: ErrNoCredential, ErrWrongToken, a *FieldError,
+// ErrUnavailable.
+func (r *Registry) CreateKey(ctx context.Context, token string, spec KeySpec) (*catalog.Key, string, error) {
+	if err := r.CheckAdmin(token); err != nil {
+		return nil, "", err
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, "", err
+	}
+	secret := "mk_" + random.Secret()
+	k := &catalog.Key{
+		ID:          "key_" + random.ID(8),
+		SecretHash:  catalog.HashSecret(secret),
+		Services:    spec.Services,
+		Description: spec.Description,
+		CreatedAt:   r.now().UTC().Truncate(time.Second),
+	}
+	if _, err := r.propose(ctx, catalog.Command{Op: catalog.OpCreateKey, Key: k, Reason: "api"}); err != nil {
+		return nil, "", err
+	}
+	r.log.Info("enrolment key created", "key_id", k.ID, "services", k.Services)
+	return k, secret, nil
+}
+
+// Keys lists the enrolment keys, sorted by ID, for the holder of the admin
+// token. Errors: ErrNoCredential, ErrWrongToken, ErrNotReady.
+func (r *Registry) Keys(token string) ([]*catalog.Key, error) {
+	if err := r.CheckAdmin(token); err != nil {
+		return nil, err
+	}
+	if err := r.Ready(); err != nil {
+		return nil, err
+	}
+	return r.cat.Keys(), nil
+}
+
+// RevokeKey revokes an enrolment key for the holder of the admin token.
+// Instances it admitted stay; no new registration can use it, even one
+// whose callback was running when it was revoked. Errors: ErrNoCredential,
+// ErrWrongToken, catalog.ErrNotFound, ErrUnavailable.
+func (r *Registry) RevokeKey(ctx context.Context, token, id string) error {
+	if err := r.CheckAdmin(token); err != nil {
+		return err
+	}
+	if _, err := r.propose(ctx, catalog.Command{Op: catalog.OpRevokeKey, ID: id, Reason: "api"}); err != nil {
+		return err
+	}
+	r.log.Info("enrolment key revoked", "key_id", id)
+	return nil
+}

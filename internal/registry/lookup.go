@@ -1,0 +1,135 @@
+package registry
+
+import (
+	"time"
+
+	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/health"
+)
+
+// StatusAny in a Filter selects instances whatever their status.
+const StatusAny catalog.Status = "any"
+
+// Filter selects instances of a service.
+type Filter struct {
+	// Tags the instance must all carry.
+	Tags []string
+	// Meta entries ("key:value") the instance must all have.
+	Meta []string
+	// Status the instance must have now (its effective status), or
+	// StatusAny; "" means catalog.StatusPassing.
+	Status catalog.Status
+}
+
+// Entry is one instance as a reader sees it now: its effective status
+// (the one rule of package health, the same as the sweep's) and its
+// freshness.
+type Entry struct {
+	Instance *catalog.Instance
+	Status   catalog.Status
+	// Age is the time since the last heartbeat this node heard; negative
+	// when it has heard none since it became leader.
+	Age time.Duration
+	// Quality in [0,1] is how far the instance's liveness can be trusted.
+	Quality float64
+}
+
+func entry(live *health.Liveness, inst *catalog.Instance, floor, now time.Time) Entry {
+	st, f := live.View(inst, floor, now)
+	return Entry{Instance: inst, Status: st, Age: f.Age, Quality: f.Quality}
+}
+
+// ServiceRead is one service as read at one moment: an immutable view of
+// its instances and the floor and time their liveness is judged by.
+type ServiceRead struct {
+	// View is the catalog's view of the service, nil if the service has
+	// never had an instance. Its pointer changes with every change to the
+	// service, so front ends may key caches by it.
+	View  *catalog.ServiceView
+	live  *health.Liveness
+	floor time.Time
+	now   time.Time
+}
+
+// Index returns the service's index (0 for a service never seen).
+func (s *ServiceRead) Index() uint64 {
+	if s.View == nil {
+		return 0
+	}
+	return s.View.Index
+}
+
+// Each calls yield for every instance that passes f, in ID order, until
+// yield returns false. It reads the heartbeat tracker once per instance
+// that passes the tag and meta filters, and allocates nothing.
+func (s *ServiceRead) Each(f Filter, yield func(i int, e Entry) bool) {
+	if s.View == nil {
+		return
+	}
+	want := f.Status
+	if want == "" {
+		want = catalog.StatusPassing
+	}
+	for i, inst := range s.View.Instances {
+		if !inst.HasTags(f.Tags) || !inst.HasMeta(f.Meta) {
+			continue
+		}
+		e := entry(s.live, inst, s.floor, s.now)
+		if want != StatusAny && e.Status != want {
+			continue
+		}
+		if !yield(i, e) {
+			return
+		}
+	}
+}
+
+// Service returns the service name as read now, served from memory with
+// no disk and no Raft round trip. Errors: ErrNotReady.
+func (r *Registry) Service(name string) (ServiceRead, error) {
+	floor, ok := r.live.Floor()
+	if !ok {
+		return ServiceRead{}, ErrNotReady
+	}
+	return ServiceRead{View: r.cat.Service(name), live: r.live, floor: floor, now: r.now()}, nil
+}
+
+// Summary is one service in the service list.
+type Summary struct {
+	Name      string
+	Index     uint64
+	Instances int
+	Passing   int
+	Critical  int
+	Draining  int
+}
+
+// Services returns every service that has instances, sorted by name, with
+// counts by effective status, and the catalog's index. Errors: ErrNotReady.
+func (r *Registry) Services() ([]Summary, uint64, error) {
+	floor, ok := r.live.Floor()
+	if !ok {
+		return nil, 0, ErrNotReady
+	}
+	now := r.now()
+	index := r.cat.Index()
+	out := []Summary{}
+	for _, v := range r.cat.Services() {
+		if len(v.Instances) == 0 {
+			continue
+		}
+		s := Summary{Name: v.Name, Index: v.Index, Instances: len(v.Instances)}
+		for _, inst := range v.Instances {
+			switch r.live.Status(inst, floor, now) {
+			case catalog.StatusPassing:
+				s.Passing++
+			case catalog.StatusCritical:
+				s.Critical++
+			case catalog.StatusDraining:
+				s.Draining++
+			}
+		}
+		out = append(out, s)
+	}
+	return out, index, nil
+}

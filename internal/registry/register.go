@@ -1,0 +1,359 @@
+package registry
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/random"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+// Registration limits.
+const (
+	MinTTL             = time.Second
+	MaxTTL             = time.Hour
+	MaxDeregisterAfter = 7 * 24 * time.Hour
+	maxTags            = 64
+	maxTagLen          = 128
+	maxMeta            = 64
+	maxMetaKeyLen      = 128
+	maxMetaValueLen    = 512
+	maxNonceLen        = 128
+	maxVerifyPathLen   = 256
+	maxHostLen         = 253
+)
+
+// registration is a validated registration request.
+type registration struct {
+	api.RegisterRequest
+	ttl, deregisterAfter time.Duration
+}
+
+// validateRegister checks a registration request and fills in defaults.
+// Every error is a *FieldError naming its field.
+func validateRegister(req api.RegisterRequest) (registration, *FieldError) {
+	reg := registration{RegisterRequest: req}
+	if req.Address == "" {
+		return reg, badField("address", "address is required")
+	}
+	if !validHost(req.Address) {
+		return reg, badField("address", "address must be an IP address or a DNS host name (a name whose last label is all digits is neither)")
+	}
+	reg.Address = normalHost(req.Address)
+	if req.Port < 1 || req.Port > 65535 {
+		return reg, badField("port", "port must be between 1 and 65535")
+	}
+	if req.VerifyPort == 0 {
+		reg.VerifyPort = req.Port
+	} else if req.VerifyPort < 1 || req.VerifyPort > 65535 {
+		return reg, badField("verify_port", "verify_port must be between 1 and 65535")
+	}
+	switch req.Scheme {
+	case "":
+		reg.Scheme = api.DefaultScheme
+	case "http", "https":
+	default:
+		return reg, badField("scheme", "scheme must be http or https")
+	}
+	switch req.VerifyScheme {
+	case "":
+		reg.VerifyScheme = reg.Scheme
+	case "http", "https":
+	default:
+		return reg, badField("verify_scheme", "verify_scheme must be http or https")
+	}
+	ttl := req.TTL
+	if ttl == "" {
+		ttl = api.DefaultTTL
+	}
+	d, err := time.ParseDuration(ttl)
+	if err != nil {
+		return reg, badField("ttl", "ttl %q is not a duration such as 10s", ttl)
+	}
+	if d < MinTTL || d > MaxTTL {
+		return reg, badField("ttl", "ttl must be between %s and %s", MinTTL, MaxTTL)
+	}
+	reg.ttl = d
+	reg.TTL = d.String()
+	reg.deregisterAfter = 10 * d
+	if req.DeregisterAfter != "" {
+		da, err := time.ParseDuration(req.DeregisterAfter)
+		if err != nil {
+			return reg, badField("deregister_after", "deregister_after %q is not a duration", req.DeregisterAfter)
+		}
+		if da < d || da > MaxDeregisterAfter {
+			return reg, badField("deregister_after", "deregister_after must be between the ttl and %s", MaxDeregisterAfter)
+		}
+		reg.deregisterAfter = da
+	}
+	if req.VerifyPath == "" {
+		reg.VerifyPath = api.DefaultVerifyPath
+	} else if !validPath(req.VerifyPath) || !strings.HasPrefix(req.VerifyPath, verifyPathPrefix) {
+		return reg, badField("verify_path", "verify_path must start with %s and hold at most %d of a-z A-Z 0-9 - . _ ~ /, with no empty, . or .. segment", verifyPathPrefix, maxVerifyPathLen)
+	}
+	if len(req.Nonce) > maxNonceLen || !printable(req.Nonce) {
+		return reg, badField("nonce", "nonce must be at most %d printable characters", maxNonceLen)
+	}
+	if len(req.Tags) > maxTags {
+		return reg, badField("tags", "at most %d tags", maxTags)
+	}
+	for _, t := range req.Tags {
+		if t == "" || len(t) > maxTagLen || !printable(t) || strings.ContainsAny(t, " ,") {
+			return reg, badField("tags", "tag %q must be 1 to %d printable characters without spaces or commas", t, maxTagLen)
+		}
+	}
+	if len(req.Meta) > maxMeta {
+		return reg, badField("meta", "at most %d meta entries", maxMeta)
+	}
+	for k, v := range req.Meta {
+		if k == "" || len(k) > maxMetaKeyLen || !metaKey(k) {
+			return reg, badField("meta", "meta key %q must be 1 to %d of A-Z a-z 0-9 . _ -", k, maxMetaKeyLen)
+		}
+		if len(v) > maxMetaValueLen || !printable(v) {
+			return reg, badField("meta", "meta value of %q must be at most %d printable characters", k, maxMetaValueLen)
+		}
+	}
+	return reg, nil
+}
+
+// verifyPathPrefix bounds where a callback may go on the instance's host,
+// so that an enrolment key cannot aim the registry's POST at an arbitrary
+// endpoint of some other service in the allowlisted networks.
+const verifyPathPrefix = api.VerifyPathPrefix
+
+// CanonicalHost returns the canonical spelling of h, an IP address or a
+// DNS host name, and false if h is neither (see validHost). Front ends that
+// take an address in another form (the tutorial protocol's url) use it so
+// that one endpoint has one catalog key whatever the front end.
+func CanonicalHost(h string) (string, bool) {
+	if !validHost(h) {
+		return "", false
+	}
+	return normalHost(h), true
+}
+
+// normalHost returns the canonical spelling of a valid host, so that one
+// endpoint has one catalog key: IPs in their shortest form (IPv4-mapped
+// IPv6 as IPv4), names in lower case without a trailing dot.
+func normalHost(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap().WithZone("").String()
+	}
+	return strings.TrimSuffix(strings.ToLower(h), ".")
+}
+
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if len(h) > maxHostLen {
+		return false
+	}
+	h = strings.TrimSuffix(h, ".")
+	labels := strings.Split(h, ".")
+	// An all-numeric last label is no DNS name but an IPv4 address in a
+	// form the resolver would still accept (127.1, 2130706433): refuse it
+	// rather than let one endpoint have two spellings.
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" || strings.HasPrefix(strings.ToLower(last), "0x") {
+		return false
+	}
+	for _, label := range labels {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validPath accepts a plain absolute path: letters, digits and - . _ ~ /
+// only (so no percent-encoding, no ; or \ for a server to reinterpret), and
+// no empty, "." or ".." segment, so that what the registry checks is the
+// path every server on the way will see.
+func validPath(p string) bool {
+	if len(p) > maxVerifyPathLen || !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~/", c) >= 0) {
+			return false
+		}
+	}
+	for _, seg := range strings.Split(strings.Trim(p, "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func metaKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckServiceName returns a *FieldError for the field "service" unless
+// name is a valid service name.
+func CheckServiceName(name string) error {
+	if !catalog.ValidServiceName(name) {
+		return badField("service", "service name must be 1 to 63 of a-z 0-9 - _")
+	}
+	return nil
+}
+
+// Admission is a caller's right to register one service with an enrolment
+// key: the result of AdmitKey, to pass to Register.
+type Admission struct {
+	service string
+	key     *catalog.Key
+	secret  string
+}
+
+// Service returns the service the admission is for.
+func (a Admission) Service() string { return a.service }
+
+// AdmitKey checks that secret is a live enrolment key whose scope allows
+// service. Errors, in the order checked: ErrNotReady (keys are read from
+// the catalog, so a valid key is not refused during log replay),
+// ErrNoCredential, catalog.ErrKeyRevoked (unknown or revoked key), a
+// *FieldError (bad service name), catalog.ErrKeyScope.
+func (r *Registry) AdmitKey(secret, service string) (Admission, error) {
+	if err := r.Ready(); err != nil {
+		return Admission{}, err
+	}
+	if secret == "" {
+		return Admission{}, ErrNoCredential
+	}
+	key, ok := r.cat.KeyBySecretHash(catalog.HashSecret(secret))
+	if !ok {
+		return Admission{}, catalog.ErrKeyRevoked
+	}
+	if err := CheckServiceName(service); err != nil {
+		return Admission{}, err
+	}
+	if !key.Allows(service) {
+		return Admission{}, catalog.ErrKeyScope
+	}
+	return Admission{service: service, key: key, secret: secret}, nil
+}
+
+// Registered is the outcome of a registration.
+type Registered struct {
+	ID      string
+	Service string
+	// TTL is the TTL as a Go duration string, normalised ("10s").
+	TTL   string
+	Index uint64
+}
+
+// Register validates req, calls the instance back at the address it
+// advertises, and commits it. Nothing is stored unless every step passes.
+// Errors: a *FieldError; ErrBusy; a *RateLimitError; ErrAddressNotAllowed;
+// a *VerifyError; the catalog's (catalog.ErrKeyRevoked when the key was
+// revoked meanwhile, ErrKeyScope, ErrProtocolMix); ErrUnavailable.
+func (r *Registry) Register(ctx context.Context, adm Admission, req api.RegisterRequest) (Registered, error) {
+	reg, ferr := validateRegister(req)
+	if ferr != nil {
+		return Registered{}, ferr
+	}
+	release, err := r.verifySlot()
+	if err != nil {
+		return Registered{}, err
+	}
+	defer release()
+	failed, err := r.verificationAllowed(adm.key.ID+"|"+reg.Address, adm.key.ID, "enrolment key and address")
+	if err != nil {
+		return Registered{}, err
+	}
+	if err := r.verifier.CheckAddress(ctx, reg.Address); err != nil {
+		failed()
+		return Registered{}, err
+	}
+
+	id := random.ID(16)
+	token := random.Secret()
+	challenge := random.Secret()
+	target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath}
+	proof := api.ProofAddressPort
+	if reg.VerifyPort != reg.Port {
+		proof = api.ProofAddress
+	}
+	err = r.verifier.Verify(ctx, target, api.VerifyRequest{
+		Service: adm.service, InstanceID: id, Challenge: challenge, Nonce: reg.Nonce, Token: token,
+	}, adm.secret)
+	if err != nil {
+		failed()
+		return Registered{}, r.asVerifyError(err, "registration refused", "service", adm.service, "address", reg.Address, "port", reg.Port)
+	}
+
+	now := r.now()
+	inst := &catalog.Instance{
+		ID: id, Service: adm.service, Address: reg.Address, Port: reg.Port, Scheme: reg.Scheme,
+		Tags: reg.Tags, Meta: reg.Meta, TTL: reg.ttl, DeregisterAfter: reg.deregisterAfter,
+		TokenHash: catalog.HashSecret(token), KeyID: adm.key.ID, Proof: proof,
+		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
+	}
+	res, err := r.commitRegistration(ctx, inst, "api", now)
+	if err != nil {
+		return Registered{}, err
+	}
+	return Registered{ID: id, Service: adm.service, TTL: reg.TTL, Index: res.Index}, nil
+}
+
+// commitRegistration commits a verified instance and starts its heartbeat
+// clock. Both protocols' registrations end here.
+//
+// now is the registration time as read from the clock (with its monotonic
+// reading, which inst.RegisteredAt, in UTC, no longer carries): the
+// tracker's first beat must be on the same clock as later heartbeats.
+func (r *Registry) commitRegistration(ctx context.Context, inst *catalog.Instance, reason string, now time.Time) (catalog.Result, error) {
+	res, err := r.propose(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason, Rules: catalog.RulesCurrent})
+	if err != nil {
+		return res, err
+	}
+	r.live.Beat(inst.ID, now)
+	if res.Replaced != "" {
+		r.live.Forget(res.Replaced)
+	}
+	r.log.Info("instance registered", "service", inst.Service, "id", inst.ID, "address", inst.Address, "port", inst.Port,
+		"protocol", reason, "replaced", res.Replaced, "index", res.Index)
+	return res, nil
+}
+
+// ValidateRegistration checks a registration request as Register does
+// before calling the instance back; a refusal is a *FieldError.
+func ValidateRegistration(req api.RegisterRequest) error {
+	if _, err := validateRegister(req); err != nil {
+		return err
+	}
+	return nil
+}

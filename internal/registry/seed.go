@@ -1,0 +1,230 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/random"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+// SeedConfig is the tutorial protocol's admission policy (`muster server
+// --seed-compat`): the registry POSTs a challenge phrase and a fresh secret
+// to the service, which proves itself by answering with the response
+// phrase and the same secret. There is no enrolment key; Services is the
+// only scope. Instances admitted this way are ordinary catalog instances,
+// under catalog.SeedKeyID.
+type SeedConfig struct {
+	// Challenge is the phrase the registry sends; Response is the phrase
+	// the service must answer with.
+	Challenge, Response string
+	// HeartbeatInterval is how often seed services ping; their TTL is three
+	// intervals.
+	HeartbeatInterval time.Duration
+	// Services are the name patterns ('*' wildcard) the tutorial protocol
+	// may register.
+	Services []string
+}
+
+// DefaultSeedConfig returns the tutorial's phrases and its 10 s interval.
+func DefaultSeedConfig() SeedConfig {
+	return SeedConfig{
+		Challenge:         "It jolly well looks like it might rain",
+		Response:          "That is why I carry an umbrella",
+		HeartbeatInterval: 10 * time.Second,
+		Services:          []string{"*"},
+	}
+}
+
+// Validate reports a configuration error.
+func (c SeedConfig) Validate() error {
+	if c.Challenge == "" || c.Response == "" {
+		return errors.New("seed: challenge and response phrases must not be empty")
+	}
+	if c.HeartbeatInterval < 100*time.Millisecond || 3*c.HeartbeatInterval > MaxTTL {
+		return fmt.Errorf("seed: heartbeat interval must be between 100ms and %s", MaxTTL/3)
+	}
+	if len(c.Services) == 0 {
+		return errors.New("seed: at least one service name pattern is required")
+	}
+	for _, p := range c.Services {
+		if !catalog.ValidPattern(p) {
+			return fmt.Errorf("seed: service pattern %q: 1 to 63 of a-z 0-9 - _ and *", p)
+		}
+	}
+	return nil
+}
+
+// SeedVerifyPath is where the tutorial protocol's callback goes.
+const SeedVerifyPath = "/api/v1/verify/"
+
+// SeedAddr is an instance's address as the tutorial protocol gives it.
+type SeedAddr struct {
+	Scheme string // http or https
+	Host   string // canonical (see CanonicalHost)
+	Port   int
+}
+
+// SeedAdmission is a caller's right to register one service through the
+// tutorial protocol: the result of AdmitSeed, to pass to RegisterSeed.
+type SeedAdmission struct {
+	service string
+	caller  string
+}
+
+// AdmitSeed checks that the tutorial protocol may register service for a
+// caller at remote (its network address, which stands in for the key the
+// protocol does not have, in the failure limits). Errors: ErrSeedOff,
+// ErrNotReady, a *FieldError, ErrSeedScope, catalog.ErrProtocolMix (the
+// service has /v1 instances).
+func (r *Registry) AdmitSeed(remote, service string) (SeedAdmission, error) {
+	if r.cfg.Seed == nil {
+		return SeedAdmission{}, ErrSeedOff
+	}
+	if err := r.Ready(); err != nil {
+		return SeedAdmission{}, err
+	}
+	if err := CheckServiceName(service); err != nil {
+		return SeedAdmission{}, err
+	}
+	if !(&catalog.Key{Services: r.cfg.Seed.Services}).Allows(service) {
+		return SeedAdmission{}, ErrSeedScope
+	}
+	if view := r.cat.Service(service); view != nil {
+		for _, inst := range view.Instances {
+			if inst.KeyID != catalog.SeedKeyID {
+				return SeedAdmission{}, catalog.ErrProtocolMix
+			}
+		}
+	}
+	return SeedAdmission{service: service, caller: callerNet(remote)}, nil
+}
+
+// RegisterSeed runs the tutorial protocol's phrase exchange with the
+// instance at addr and commits it, with a TTL of three heartbeat
+// intervals. Errors: ErrBusy; a *RateLimitError; ErrAddressNotAllowed; a
+// *VerifyError; catalog.ErrProtocolMix; ErrUnavailable.
+func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr SeedAddr) (*catalog.Instance, error) {
+	release, err := r.verifySlot()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	failed, err := r.verificationAllowed("seed|"+adm.caller+"|"+addr.Host, "seed|"+adm.caller, "address")
+	if err != nil {
+		return nil, err
+	}
+	if err := r.verifier.CheckAddress(ctx, addr.Host); err != nil {
+		failed()
+		return nil, err
+	}
+	secret := random.Secret()
+	form := url.Values{"challenge": {r.cfg.Seed.Challenge}, "secret": {secret}}
+	target := verify.Target{Scheme: addr.Scheme, Address: addr.Host, Port: addr.Port, Path: SeedVerifyPath}
+	data, err := r.verifier.Call(ctx, target, "application/x-www-form-urlencoded", []byte(form.Encode()))
+	if err == nil {
+		err = checkSeedReply(data, r.cfg.Seed.Response, secret)
+	}
+	if err != nil {
+		failed()
+		return nil, r.asVerifyError(err, "seed registration refused", "service", adm.service, "address", addr.Host, "port", addr.Port)
+	}
+	if err := r.ensureSeedKey(ctx); err != nil {
+		return nil, err
+	}
+	ttl := 3 * r.cfg.Seed.HeartbeatInterval
+	now := r.now()
+	inst := &catalog.Instance{
+		ID: random.ID(16), Service: adm.service, Address: addr.Host, Port: addr.Port, Scheme: addr.Scheme,
+		Meta: map[string]string{"protocol": "seed"}, TTL: ttl, DeregisterAfter: 10 * ttl,
+		TokenHash: catalog.HashSecret(secret), KeyID: catalog.SeedKeyID, Proof: api.ProofAddressPort,
+		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
+	}
+	if _, err := r.commitRegistration(ctx, inst, "seed", now); err != nil {
+		return nil, err
+	}
+	return inst, nil
+}
+
+// SeedPing is the tutorial protocol's heartbeat: the instance of service
+// registered at addr, authenticated by the secret of its verification.
+// Errors: ErrSeedOff, ErrNotReady, ErrInstanceNotFound (no instance matches
+// the name, address and secret), ErrUnavailable.
+func (r *Registry) SeedPing(ctx context.Context, service string, addr SeedAddr, secret string) (catalog.Status, error) {
+	if r.cfg.Seed == nil {
+		return "", ErrSeedOff
+	}
+	if err := r.Ready(); err != nil {
+		return "", err
+	}
+	inst, ok := r.cat.InstanceByAddr(service, addr.Host, addr.Port)
+	if !ok || inst.Scheme != addr.Scheme || !inst.TokenMatches(secret) {
+		return "", ErrInstanceNotFound
+	}
+	return r.beat(ctx, inst)
+}
+
+// ensureSeedKey creates the tutorial protocol's key the first time it is
+// needed.
+func (r *Registry) ensureSeedKey(ctx context.Context) error {
+	r.seedKey.Lock()
+	defer r.seedKey.Unlock()
+	if _, ok := r.cat.Key(catalog.SeedKeyID); ok {
+		return nil
+	}
+	_, err := r.propose(ctx, catalog.Command{Op: catalog.OpCreateKey, Reason: "seed-compat", Key: &catalog.Key{
+		ID: catalog.SeedKeyID, SecretHash: catalog.HashSecret(random.Secret()), Services: []string{"*"},
+		Description: "registrations through the tutorial protocol (--seed-compat)", CreatedAt: r.now().UTC().Truncate(time.Second),
+	}})
+	if errors.Is(err, catalog.ErrExists) {
+		err = nil
+	}
+	return err
+}
+
+// checkSeedReply checks the verify answer: JSON whose reply is the
+// response phrase and whose secret is the one sent.
+func checkSeedReply(data []byte, response, secret string) error {
+	var reply struct {
+		Reply  string `json:"reply"`
+		Secret string `json:"secret"`
+	}
+	if err := json.Unmarshal(data, &reply); err != nil {
+		return &verify.Error{Reason: api.ReasonBadResponse, Msg: `answer is not JSON {"name", "url", "port", "reply", "secret"}`}
+	}
+	if reply.Reply != response {
+		return &verify.Error{Reason: api.ReasonBadProof, Msg: "reply is not the expected response phrase"}
+	}
+	if reply.Secret != secret {
+		return &verify.Error{Reason: api.ReasonBadProof, Msg: "secret is not the one the registry sent"}
+	}
+	return nil
+}
+
+// callerNet names the network a caller of the tutorial protocol comes
+// from, for its failure limit: the IPv4 address, or the IPv6 /64 (a host
+// usually has a whole /64 to pick addresses from).
+func callerNet(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
