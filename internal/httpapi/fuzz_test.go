@@ -87,4 +87,3 @@ func checkErr(t *testing.T, e *Error) {
 		t.Fatalf("unexpected status %d", e.Status)
 	}
 }
-

@@ -31,4 +31,3 @@ func FuzzSeedAddr(f *testing.F) {
 		}
 	})
 }
-
