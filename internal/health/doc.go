@@ -11,6 +11,15 @@
 // instance expires until a full TTL plus the grace has passed since the
 // node became leader, so a restart never empties the catalog.
 //
+// Liveness is the one owner of "is this instance alive": the Tracker, the
+// leadership it depends on (*cluster.Node), and the grace. The sweep, the
+// registry's lookups and every front end ask it, through the one status
+// rule (Tracker.Status, Committed), so they cannot disagree.
+//
+//	live := health.NewLiveness(health.DefaultLivenessConfig(), health.NewTracker(), node)
+//	floor, ok := live.Floor() // not ok: not a ready leader, judge nothing
+//	status, fresh := live.View(inst, floor, time.Now())
+//
 //	t := health.NewTracker()
 //	t.Beat(id, time.Now())
 //	f := t.Freshness(id, ttl, time.Now()) // f.Age, f.Quality

@@ -42,11 +42,11 @@ func start(tb testing.TB, mutate func(*server.Config)) *harness {
 	tb.Helper()
 	h := &harness{logs: &testutil.Buffer{}}
 	srv := testserver.Start(tb, func(c *server.Config) {
-		h.dir = c.DataDir
 		c.Logger = slog.New(teeHandler{slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}), c.Logger.Handler()})
 		if mutate != nil {
 			mutate(c)
 		}
+		h.dir = c.DataDir
 	})
 	h.srv = srv
 	tok, err := os.ReadFile(filepath.Join(h.dir, "admin-token"))

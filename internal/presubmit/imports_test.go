@@ -1,0 +1,152 @@
+package presubmit
+
+import (
+	"bufio"
+	"bytes"
+	"os/exec"
+	"path"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/musterhq/muster/"
+
+// layers is which packages of this module each package may import (its
+// non-test files; tests may import more). It is the architecture of
+// docs/architecture.md, enforced: a package that is not listed, or an
+// import that is not allowed, fails TestImports_Layers. A pattern ending
+// in "/..." matches the packages under it.
+//
+// Read it bottom-up: catalog, random and durable import nothing of ours;
+// cluster and health sit on the catalog; registry holds the workflows over
+// catalog, health and verify; front ends (httpapi, seedapi) call the
+// registry and never cluster, health or verify; server assembles them all;
+// cmd/muster and embedding programs use server.
+var layers = map[string][]string{
+	"api":    {},
+	"client": {"api"},
+
+	"internal/catalog":  {},
+	"internal/random":   {},
+	"internal/durable":  {},
+	"internal/cluster":  {"internal/catalog", "internal/durable", "internal/random"},
+	"internal/health":   {"internal/catalog"},
+	"internal/verify":   {"api"},
+	"internal/registry": {"api", "internal/catalog", "internal/health", "internal/random", "internal/verify"},
+	"internal/httpapi":  {"api", "internal/catalog", "internal/registry"},
+	"internal/seedapi":  {"api", "internal/catalog", "internal/httpapi", "internal/registry"},
+	"internal/server": {"internal/catalog", "internal/cluster", "internal/durable", "internal/health", "internal/httpapi",
+		"internal/random", "internal/registry", "internal/seedapi", "internal/verify"},
+
+	// Test helpers (imported only by _test files).
+	"internal/testutil":   {"api"},
+	"internal/testserver": {"internal/server", "internal/testutil"},
+	"internal/presubmit":  {},
+
+	"cmd/muster": {"api", "client", "internal/registry", "internal/server", "internal/verify"},
+
+	// The examples use the SDK only; the demo command also embeds a
+	// registry, as any program may through internal/server.
+	"examples/wordcloud/cmd/demo": {"api", "client", "examples/wordcloud/...", "internal/durable", "internal/server"},
+	"examples/wordcloud/...":      {"api", "client", "examples/wordcloud/..."},
+}
+
+// thirdParty is which packages may import each module outside the
+// standard library. Raft and its storage stay inside internal/cluster.
+var thirdParty = map[string][]string{
+	"github.com/hashicorp/raft":         {"internal/cluster"},
+	"github.com/hashicorp/raft-boltdb/": {"internal/cluster"},
+	"github.com/hashicorp/go-hclog":     {"internal/cluster"},
+	"go.etcd.io/bbolt":                  {"internal/cluster"},
+	"golang.org/x/net/html":             {"examples/wordcloud/..."},
+}
+
+func match(pattern, pkg string) bool {
+	if p, ok := strings.CutSuffix(pattern, "/..."); ok {
+		return pkg == p || strings.HasPrefix(pkg, p+"/")
+	}
+	return pkg == pattern
+}
+
+// rule returns the allowed imports of pkg: the exact entry if there is
+// one, else the longest matching pattern.
+func rule(pkg string) ([]string, bool) {
+	if r, ok := layers[pkg]; ok {
+		return r, true
+	}
+	best, found := "", false
+	for p := range layers {
+		if match(p, pkg) && len(p) > len(best) {
+			best, found = p, true
+		}
+	}
+	return layers[best], found
+}
+
+// TestImports_Layers checks every package's imports against layers and
+// thirdParty.
+func TestImports_Layers(t *testing.T) {
+	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	seen := 0
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		pkg := strings.TrimPrefix(fields[0], module)
+		allowed, ok := rule(pkg)
+		if !ok {
+			t.Errorf("package %s is not in the layer table of imports_test.go: add it, and to docs/architecture.md", pkg)
+			continue
+		}
+		seen++
+		for _, imp := range fields[1:] {
+			if own, ok := strings.CutPrefix(imp, module); ok {
+				if !slices.ContainsFunc(allowed, func(p string) bool { return match(p, own) }) {
+					t.Errorf("%s imports %s, which its layer does not allow (allowed: %v)", pkg, own, allowed)
+				}
+				continue
+			}
+			if !strings.Contains(strings.SplitN(imp, "/", 2)[0], ".") {
+				continue // standard library
+			}
+			ok := false
+			for prefix, users := range thirdParty {
+				if strings.HasPrefix(imp, prefix) || imp == strings.TrimSuffix(prefix, "/") {
+					ok = slices.ContainsFunc(users, func(p string) bool { return match(p, pkg) })
+					break
+				}
+			}
+			if !ok {
+				t.Errorf("%s imports %s, which no rule in thirdParty allows it", pkg, imp)
+			}
+		}
+	}
+	if seen < 15 {
+		t.Fatalf("only %d packages checked; go list output:\n%s", seen, out)
+	}
+}
+
+// TestImports_RuleTable: every entry of layers names a package or a
+// pattern that exists, so the table cannot rot.
+func TestImports_RuleTable(t *testing.T) {
+	cmd := exec.Command("go", "list", "./...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs := strings.Fields(string(out))
+	for p := range layers {
+		if !slices.ContainsFunc(pkgs, func(full string) bool { return match(p, strings.TrimPrefix(full, module)) }) {
+			t.Errorf("layers lists %s, which matches no package", p)
+		}
+		if path.Clean(p) != p && !strings.HasSuffix(p, "/...") {
+			t.Errorf("layers entry %q is not a clean path", p)
+		}
+	}
+}
