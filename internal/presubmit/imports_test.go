@@ -41,7 +41,7 @@ var layers = map[string][]string{
 
 	// Test helpers (imported only by _test files).
 	"internal/testutil":   {"api"},
-	"internal/testserver": {"internal/server", "internal/testutil"},
+	"internal/testserver": {"api", "client", "internal/server", "internal/testutil"},
 	"internal/presubmit":  {},
 
 	"cmd/muster": {"api", "client", "internal/registry", "internal/server", "internal/verify"},

@@ -18,12 +18,12 @@ import (
 func benchSetup(b *testing.B, n int) (*harness, string, string) {
 	b.Helper()
 	h := start(b, nil)
-	k := h.key(b, "bench")
+	k := h.Key(b, "bench")
 	ctx := context.Background()
 	var id, tok string
 	for i := 0; i < n; i++ {
 		inst := testutil.NewInstance(b, k.Secret, verify.Proof)
-		reg, err := h.anon.Register(ctx, "bench", k.Secret, api.RegisterRequest{
+		reg, err := h.Anon.Register(ctx, "bench", k.Secret, api.RegisterRequest{
 			Address: "127.0.0.1", Port: inst.Port(), TTL: "1h", Tags: []string{"v1"}, Meta: map[string]string{"zone": fmt.Sprint(i % 3)}})
 		if err != nil {
 			b.Fatal(err)
@@ -38,7 +38,7 @@ func benchSetup(b *testing.B, n int) (*harness, string, string) {
 // 10-instance service: routing, filtering, freshness, JSON encoding.
 func BenchmarkLookup_Handler(b *testing.B) {
 	h, _, _ := benchSetup(b, 10)
-	handler := h.srv.Handler()
+	handler := h.Srv.Handler()
 	req := httptest.NewRequest(http.MethodGet, "/v1/services/bench?tag=v1", nil)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -57,7 +57,7 @@ func BenchmarkLookup_Handler(b *testing.B) {
 // check and tracker update, no Raft write.
 func BenchmarkHeartbeat_Handler(b *testing.B) {
 	h, id, tok := benchSetup(b, 1)
-	handler := h.srv.Handler()
+	handler := h.Srv.Handler()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -77,7 +77,7 @@ func BenchmarkHeartbeat_Handler(b *testing.B) {
 // keep-alive connections.
 func BenchmarkLookup_Loopback(b *testing.B) {
 	h, _, _ := benchSetup(b, 10)
-	url := h.srv.URL() + "/v1/services/bench"
+	url := h.Srv.URL() + "/v1/services/bench"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -97,13 +97,13 @@ func BenchmarkLookup_Loopback(b *testing.B) {
 // Raft commit with fsync, answer.
 func BenchmarkRegister_Loopback(b *testing.B) {
 	h := start(b, nil)
-	k := h.key(b, "bench")
+	k := h.Key(b, "bench")
 	inst := testutil.NewInstance(b, k.Secret, verify.Proof)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := h.anon.Register(ctx, "bench", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1h"}); err != nil {
+		if _, err := h.Anon.Register(ctx, "bench", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1h"}); err != nil {
 			b.Fatal(err)
 		}
 	}

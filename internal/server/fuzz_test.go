@@ -31,8 +31,8 @@ func FuzzHandler(f *testing.F) {
 	}
 	// The server must not log through f inside the fuzz target.
 	h := start(f, func(c *server.Config) { c.Logger = slog.New(slog.DiscardHandler) })
-	adminTok := h.adminToken(f)
-	handler := h.srv.Handler()
+	adminTok := h.AdminToken(f)
+	handler := h.Srv.Handler()
 	f.Fuzz(func(t *testing.T, method, path, auth string, body []byte) {
 		req, err := http.NewRequest(method, "http://muster"+path, bytes.NewReader(body))
 		if err != nil {

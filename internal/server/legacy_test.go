@@ -52,7 +52,7 @@ func TestServer_OpensLegacyDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got bytes.Buffer
-	if _, err := h.srv.Catalog().Snapshot().WriteTo(&got); err != nil {
+	if _, err := h.Srv.Catalog().Snapshot().WriteTo(&got); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(bytes.TrimSpace(got.Bytes()), want.Bytes()) {
@@ -64,7 +64,7 @@ func TestServer_OpensLegacyDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, _ := client.New(client.Config{Addr: h.srv.URL(), Token: strings.TrimSpace(string(tok))})
+	admin, _ := client.New(client.Config{Addr: h.Srv.URL(), Token: strings.TrimSpace(string(tok))})
 	ctx := context.Background()
 	keys, err := admin.Keys(ctx)
 	if err != nil {
@@ -92,7 +92,7 @@ func TestServer_OpensLegacyDataDir(t *testing.T) {
 		t.Errorf("keys = %v, want %v", keyIDs, wantKeys)
 	}
 	for _, inst := range st.Instances {
-		res, err := h.anon.Lookup(ctx, inst.Service, client.WithStatus("any"))
+		res, err := h.Anon.Lookup(ctx, inst.Service, client.WithStatus("any"))
 		if err != nil {
 			t.Fatal(err)
 		}

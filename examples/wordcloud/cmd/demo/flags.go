@@ -26,7 +26,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return errors.Join(err, errUsage)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q: %w", fs.Name(), fs.Arg(0), errUsage)
+		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
 	}
 	return nil
 }

@@ -37,6 +37,10 @@ const usage = `demo: the tutorial's word-cloud app, rebuilt on muster
   go run ./examples/wordcloud/cmd/demo scraper --site SITE
         add a scraper for SITE to the running demo
         (built-in layouts: dice.com, jobs.example.com, example.org)
+
+Flags of the first:
+  -online   let fetch_url reach the internet instead of the offline sample job board
+  -v        show the services' logs
 `
 
 // run is the whole command; main only wires the process to it. The
@@ -57,10 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	online := fs.Bool("online", false, "let fetch_url reach the internet instead of the offline sample job board")
 	verbose := fs.Bool("v", false, "show the services' logs")
 	if err := parse(fs, args); err != nil {

@@ -1,4 +1,4 @@
-package server_test
+package seedapi_test
 
 import (
 	"encoding/json"
@@ -16,6 +16,7 @@ import (
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/registry"
 	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -95,12 +96,12 @@ func seedLookup(t *testing.T, base, name string) (int, map[string]any, string) {
 
 func TestSeedProtocol(t *testing.T) {
 	const interval = 300 * time.Millisecond
-	h := start(t, func(c *server.Config) {
+	h := testserver.NewHarness(t, func(c *server.Config) {
 		sc := registry.DefaultSeedConfig()
 		sc.HeartbeatInterval = interval
 		c.Registry.Seed = &sc
 	})
-	base := h.srv.URL()
+	base := h.Srv.URL()
 	svc := newTutorialService(t, "fetch_url")
 	form := func(kv ...string) string {
 		var b strings.Builder
@@ -133,7 +134,7 @@ func TestSeedProtocol(t *testing.T) {
 		t.Fatalf("lookup: %d %q %v", status, ct, data)
 	}
 	// It is an ordinary catalog instance.
-	res, err := h.anon.Lookup(t.Context(), "fetch_url")
+	res, err := h.Anon.Lookup(t.Context(), "fetch_url")
 	if err != nil || len(res.Instances) != 1 || res.Instances[0].Meta["protocol"] != "seed" || res.Instances[0].TTLMS != 3*interval.Milliseconds() {
 		t.Fatalf("/v1 lookup: %+v, %v", res, err)
 	}
@@ -258,8 +259,8 @@ func TestSeedProtocol(t *testing.T) {
 // TestSeedProtocol_OffByDefault: without --seed-compat the tutorial's paths
 // do not exist.
 func TestSeedProtocol_OffByDefault(t *testing.T) {
-	h := start(t, nil)
-	status, _ := postForm(t, h.srv.URL()+"/api/v1/register/", "name=a&url=http%3A%2F%2Flocalhost&port=1")
+	h := testserver.NewHarness(t, nil)
+	status, _ := postForm(t, h.Srv.URL()+"/api/v1/register/", "name=a&url=http%3A%2F%2Flocalhost&port=1")
 	if status != 404 {
 		t.Fatalf("seed register without --seed-compat: %d", status)
 	}
@@ -269,15 +270,15 @@ func TestSeedProtocol_OffByDefault(t *testing.T) {
 // registers only names in --seed-services, and never joins a service that
 // is registered through /v1.
 func TestSeedProtocol_Scope(t *testing.T) {
-	h := start(t, func(c *server.Config) {
+	h := testserver.NewHarness(t, func(c *server.Config) {
 		sc := registry.DefaultSeedConfig()
 		sc.Services = []string{"fetch_*", "payments"}
 		c.Registry.Seed = &sc
 	})
 	ctx := t.Context()
-	k := h.key(t, "payments")
+	k := h.Key(t, "payments")
 	owner := testutil.NewInstance(t, k.Secret, verify.Proof)
-	if _, err := h.anon.Register(ctx, "payments", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: owner.Port()}); err != nil {
+	if _, err := h.Anon.Register(ctx, "payments", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: owner.Port()}); err != nil {
 		t.Fatal(err)
 	}
 	svc := newTutorialService(t, "x")
@@ -291,7 +292,7 @@ func TestSeedProtocol_Scope(t *testing.T) {
 		{"payments", 400, api.CodeForbidden},  // a /v1 service
 		{"fetch_url", 200, ""},
 	} {
-		status, body := postForm(t, h.srv.URL()+"/api/v1/register/", "name="+tc.name+"&url=http%3A%2F%2Flocalhost&port="+port)
+		status, body := postForm(t, h.Srv.URL()+"/api/v1/register/", "name="+tc.name+"&url=http%3A%2F%2Flocalhost&port="+port)
 		if status != tc.want {
 			t.Fatalf("register %s: %d %s, want %d", tc.name, status, body, tc.want)
 		}
@@ -302,14 +303,14 @@ func TestSeedProtocol_Scope(t *testing.T) {
 			}
 		}
 	}
-	res, err := h.anon.Lookup(ctx, "payments")
+	res, err := h.Anon.Lookup(ctx, "payments")
 	if err != nil || len(res.Instances) != 1 || res.Instances[0].Port != owner.Port() {
 		t.Fatalf("payments after the attempt: %+v, %v", res, err)
 	}
 	// Nor does /v1 join a service of the tutorial protocol.
-	k2 := h.key(t, "fetch_url")
+	k2 := h.Key(t, "fetch_url")
 	other := testutil.NewInstance(t, k2.Secret, verify.Proof)
-	status, eb, raw := h.post(t, "fetch_url", k2.Secret, regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: other.Port()}))
+	status, eb, raw := h.Post(t, "fetch_url", k2.Secret, testserver.RegBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: other.Port()}))
 	if status != 409 || eb.Error.Code != api.CodeConflict {
 		t.Fatalf("/v1 joining a seed service: %d %s", status, raw)
 	}
