@@ -48,6 +48,8 @@ func (r *Registry) beat(ctx context.Context, inst *catalog.Instance) (catalog.St
 	case err == nil:
 		r.log.Info("instance passing again", "id", inst.ID, "service", inst.Service)
 	case errors.Is(err, catalog.ErrConflict): // the sweep or another beat won
+	case errors.Is(err, catalog.ErrNotFound): // the sweep removed it meanwhile
+		return "", ErrInstanceNotFound
 	default:
 		return "", err
 	}

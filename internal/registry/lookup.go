@@ -60,7 +60,7 @@ func (s *ServiceRead) Index() uint64 {
 }
 
 // Each calls yield for every instance that passes f, in ID order, until
-// yield returns false. It reads the heartbeat tracker once per instance
+// yield returns false; i is the instance's position in View.Instances. It reads the heartbeat tracker once per instance
 // that passes the tag and meta filters, and allocates nothing.
 func (s *ServiceRead) Each(f Filter, yield func(i int, e Entry) bool) {
 	if s.View == nil {

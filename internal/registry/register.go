@@ -281,6 +281,9 @@ type Registered struct {
 // a *VerifyError; the catalog's (catalog.ErrKeyRevoked when the key was
 // revoked meanwhile, ErrKeyScope, ErrProtocolMix); ErrUnavailable.
 func (r *Registry) Register(ctx context.Context, adm Admission, req api.RegisterRequest) (Registered, error) {
+	if adm.key == nil { // not from AdmitKey
+		return Registered{}, ErrNoCredential
+	}
 	reg, ferr := validateRegister(req)
 	if ferr != nil {
 		return Registered{}, ferr
@@ -296,7 +299,7 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 	}
 	if err := r.verifier.CheckAddress(ctx, reg.Address); err != nil {
 		failed()
-		return Registered{}, err
+		return Registered{}, r.asVerifyError(err, "registration refused", "service", adm.service, "address", reg.Address, "port", reg.Port)
 	}
 
 	id := random.ID(16)

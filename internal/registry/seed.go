@@ -124,7 +124,7 @@ func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr See
 	}
 	if err := r.verifier.CheckAddress(ctx, addr.Host); err != nil {
 		failed()
-		return nil, err
+		return nil, r.asVerifyError(err, "seed registration refused", "service", adm.service, "address", addr.Host, "port", addr.Port)
 	}
 	secret := random.Secret()
 	form := url.Values{"challenge": {r.cfg.Seed.Challenge}, "secret": {secret}}
