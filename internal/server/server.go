@@ -79,6 +79,9 @@ func (c Config) Validate() error {
 	}
 	cc := c.Cluster
 	cc.DataDir = c.DataDir
+	if cc.DataDir == "" {
+		cc.DataDir = "." // reported above, once
+	}
 	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
