@@ -59,12 +59,6 @@ func (c *Catalog) Ops() []Op {
 	return out
 }
 
-// Knows reports whether this version of the catalog applies op.
-func (c *Catalog) Knows(op Op) bool {
-	_, ok := c.ops[op]
-	return ok
-}
-
 func (c *Catalog) reset() {
 	c.index = 0
 	c.instances = map[string]*Instance{}

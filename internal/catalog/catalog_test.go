@@ -500,8 +500,8 @@ func TestCatalog_Apply_unsupported(t *testing.T) {
 			}
 		})
 	}
-	if c := catalog.New(); !c.Knows(catalog.OpDrain) || c.Knows("explode") {
-		t.Error("Knows disagrees with the dispatch table")
+	if ops := catalog.New().Ops(); !slices.Contains(ops, catalog.OpDrain) || slices.Contains(ops, "explode") {
+		t.Errorf("Ops() = %v disagrees with the dispatch table", ops)
 	}
 }
 

@@ -2,7 +2,7 @@ package health
 
 import (
 	"errors"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/musterhq/muster/internal/catalog"
@@ -45,10 +45,11 @@ type Liveness struct {
 	lead    Leadership
 	grace   time.Duration
 
-	mu sync.Mutex
 	// rebased is when the process resumed from its last pause (see
-	// Rebase); it moves the start of judgement forward within a term.
-	rebased time.Time
+	// Rebase); it moves the start of judgement forward within a term. It
+	// is read on every lookup and heartbeat, so it is an atomic pointer,
+	// not a lock.
+	rebased atomic.Pointer[time.Time]
 }
 
 // NewLiveness returns the liveness of instances heard by t, judged while l
@@ -60,9 +61,6 @@ func NewLiveness(cfg LivenessConfig, t *Tracker, l Leadership) *Liveness {
 // Tracker returns the heartbeat tracker.
 func (l *Liveness) Tracker() *Tracker { return l.tracker }
 
-// Grace returns the configured grace.
-func (l *Liveness) Grace() time.Duration { return l.grace }
-
 // Leading reports whether this node is a ready leader, and since when it
 // can judge expiry: the moment it became a ready leader, or the moment it
 // last resumed from a pause if that is later.
@@ -73,11 +71,9 @@ func (l *Liveness) Leading() (since time.Time, ok bool) {
 	default:
 		return time.Time{}, false
 	}
-	l.mu.Lock()
-	if l.rebased.After(since) {
-		since = l.rebased
+	if r := l.rebased.Load(); r != nil && r.After(since) {
+		since = *r
 	}
-	l.mu.Unlock()
 	return since, true
 }
 
@@ -100,11 +96,15 @@ func (l *Liveness) Rebase(t time.Time) {
 	if _, ok := l.Leading(); !ok {
 		return
 	}
-	l.mu.Lock()
-	if t.After(l.rebased) {
-		l.rebased = t
+	for {
+		cur := l.rebased.Load()
+		if cur != nil && !t.After(*cur) {
+			return
+		}
+		if l.rebased.CompareAndSwap(cur, &t) {
+			return
+		}
 	}
-	l.mu.Unlock()
 }
 
 // Beat records a heartbeat (or a registration) of id at now.

@@ -61,7 +61,6 @@ func (c SweepConfig) Validate() error {
 type Sweeper struct {
 	cfg      SweepConfig
 	live     *Liveness
-	tracker  *Tracker
 	cat      Instances
 	proposer Proposer
 }
@@ -77,7 +76,7 @@ func NewSweeper(cfg SweepConfig, live *Liveness, cat Instances, p Proposer) *Swe
 	if cfg.PauseAfter == 0 {
 		cfg.PauseAfter = max(4*cfg.Interval, time.Second)
 	}
-	return &Sweeper{cfg: cfg, live: live, tracker: live.Tracker(), cat: cat, proposer: p}
+	return &Sweeper{cfg: cfg, live: live, cat: cat, proposer: p}
 }
 
 // Run sweeps every Interval until ctx ends or the Liveness reports that
@@ -152,13 +151,13 @@ func (s *Sweeper) Run(ctx context.Context) {
 func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 	now := s.cfg.Now()
 	for _, inst := range s.cat.Instances() {
-		age := now.Sub(s.tracker.Base(inst, floor))
+		age := now.Sub(s.live.Tracker().Base(inst, floor))
 		switch {
 		case inst.Status != catalog.StatusCritical && age > inst.TTL:
 			s.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: inst.Status, Reason: "ttl expired"})
 		case inst.Status == catalog.StatusCritical && age > inst.DeregisterAfter:
 			if s.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, IfStatus: catalog.StatusCritical, Reason: "deregister_after expired"}) {
-				s.tracker.Forget(inst.ID)
+				s.live.Forget(inst.ID)
 			}
 		}
 	}
@@ -172,7 +171,7 @@ const collectEvery = 40
 // catches the rest (a heartbeat that raced a deregistration), so Run does
 // it only every collectEvery sweeps, not on the hot sweep.
 func (s *Sweeper) Collect() {
-	s.tracker.Retain(func(id string) bool {
+	s.live.Tracker().Retain(func(id string) bool {
 		_, ok := s.cat.Instance(id)
 		return ok
 	})

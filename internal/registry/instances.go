@@ -9,7 +9,8 @@ import (
 )
 
 // Heartbeat records a heartbeat of the instance id from the holder of its
-// session token, and returns the instance and its status after the beat.
+// session token, and returns the instance as it was found (before any
+// change the beat committed) and its status after the beat.
 // It is a hot path: it touches only memory unless the instance was
 // critical, in which case its return to passing is committed. Errors, in
 // the order checked: ErrNotReady (during log replay an unknown ID is no
@@ -105,7 +106,8 @@ func (r *Registry) Deregister(ctx context.Context, id, token string) (uint64, er
 // Drain marks the instance id draining, for the holder of its session
 // token or of the admin token: it stays registered and heartbeating but
 // leaves default lookups, so clients stop sending it new work before it
-// deregisters. It returns the instance and its status after the drain.
+// deregisters. It returns the instance as it was found (before the drain)
+// and its status after the drain.
 // Errors: as Deregister.
 func (r *Registry) Drain(ctx context.Context, id, token string) (*catalog.Instance, catalog.Status, error) {
 	inst, err := r.owned(id, token)

@@ -64,6 +64,9 @@ func (r *Registry) CreateKey(ctx context.Context, token string, spec KeySpec) (*
 		return nil, "", err
 	}
 	r.log.Info("enrolment key created", "key_id", k.ID, "services", k.Services)
+	if stored, ok := r.cat.Key(k.ID); ok {
+		k = stored // with its CreateIndex, and not sharing spec's slice
+	}
 	return k, secret, nil
 }
 

@@ -288,35 +288,27 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 	if ferr != nil {
 		return Registered{}, ferr
 	}
-	release, err := r.verifySlot()
-	if err != nil {
-		return Registered{}, err
-	}
-	defer release()
-	failed, err := r.verificationAllowed(adm.key.ID+"|"+reg.Address, adm.key.ID, "enrolment key and address")
-	if err != nil {
-		return Registered{}, err
-	}
-	if err := r.verifier.CheckAddress(ctx, reg.Address); err != nil {
-		failed()
-		return Registered{}, r.asVerifyError(err, "registration refused", "service", adm.service, "address", reg.Address, "port", reg.Port)
-	}
-
 	id := random.ID(16)
 	token := random.Secret()
-	challenge := random.Secret()
-	target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath}
 	proof := api.ProofAddressPort
 	if reg.VerifyPort != reg.Port {
 		proof = api.ProofAddress
 	}
-	err = r.verifier.Verify(ctx, target, api.VerifyRequest{
-		Service: adm.service, InstanceID: id, Challenge: challenge, Nonce: reg.Nonce, Token: token,
-	}, adm.secret)
+	release, err := r.proveAddress(ctx, addressProof{
+		byTarget: adm.key.ID + "|" + reg.Address, byCaller: adm.key.ID, who: "enrolment key and address",
+		host: reg.Address, refused: "registration refused",
+		attrs: []any{"service", adm.service, "address", reg.Address, "port", reg.Port},
+		call: func(ctx context.Context) error {
+			target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath}
+			return r.verifier.Verify(ctx, target, api.VerifyRequest{
+				Service: adm.service, InstanceID: id, Challenge: random.Secret(), Nonce: reg.Nonce, Token: token,
+			}, adm.secret)
+		},
+	})
 	if err != nil {
-		failed()
-		return Registered{}, r.asVerifyError(err, "registration refused", "service", adm.service, "address", reg.Address, "port", reg.Port)
+		return Registered{}, err
 	}
+	defer release()
 
 	now := r.now()
 	inst := &catalog.Instance{

@@ -240,33 +240,51 @@ func (r *Registry) CheckAdmin(token string) error {
 	return nil
 }
 
-// verifySlot takes one of the slots for registration callbacks, or
-// returns ErrBusy. Call release when done.
-func (r *Registry) verifySlot() (release func(), err error) {
+// addressProof is how one registration proves its address: the names it
+// is rate-limited under, the host to check against the allowlist, and the
+// callback that must succeed.
+type addressProof struct {
+	byTarget, byCaller string // failure limiter names: caller and address, caller alone
+	who                string // the caller, as a RateLimitError names it
+	host               string
+	call               func(ctx context.Context) error
+	refused            string // the log message of a refusal
+	attrs              []any  // and its attributes
+}
+
+// proveAddress runs the steps every registration shares before its commit,
+// in this order: take a callback slot (ErrBusy), check the failure limits
+// (*RateLimitError), check the host against the allowlist
+// (ErrAddressNotAllowed, or *VerifyError when it does not resolve), and
+// run the callback (*VerifyError). A failure of the last two spends from
+// the limits and is logged with its detail. On success the caller holds
+// the slot until it calls release, after its commit.
+func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release func(), err error) {
 	select {
 	case r.verifySlots <- struct{}{}:
-		return func() { <-r.verifySlots }, nil
 	default:
 		return nil, ErrBusy
 	}
-}
-
-// verificationAllowed checks the failure limiters for a caller (byTarget:
-// the caller and the address; byCaller: the caller alone). It returns a
-// RateLimitError naming who when either is spent; failed, to call when the
-// verification fails, spends from both.
-func (r *Registry) verificationAllowed(byTarget, byCaller, who string) (failed func(), err error) {
+	release = func() { <-r.verifySlots }
 	now := r.now()
-	ok1, w1 := r.failures.Allow(now, byTarget)
-	ok2, w2 := r.keyFailures.Allow(now, byCaller)
+	ok1, w1 := r.failures.Allow(now, p.byTarget)
+	ok2, w2 := r.keyFailures.Allow(now, p.byCaller)
 	if !ok1 || !ok2 {
-		return nil, &RateLimitError{Wait: max(w1, w2), Who: who}
+		release()
+		return nil, &RateLimitError{Wait: max(w1, w2), Who: p.who}
 	}
-	return func() {
+	err = r.verifier.CheckAddress(ctx, p.host)
+	if err == nil {
+		err = p.call(ctx)
+	}
+	if err != nil {
+		release()
 		now := r.now()
-		r.failures.Fail(now, byTarget)
-		r.keyFailures.Fail(now, byCaller)
-	}, nil
+		r.failures.Fail(now, p.byTarget)
+		r.keyFailures.Fail(now, p.byCaller)
+		return nil, r.asVerifyError(err, p.refused, p.attrs...)
+	}
+	return release, nil
 }
 
 // asVerifyError turns the verifier's refusal into the registry's, logging

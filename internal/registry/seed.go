@@ -113,30 +113,25 @@ func (r *Registry) AdmitSeed(remote, service string) (SeedAdmission, error) {
 // intervals. Errors: ErrBusy; a *RateLimitError; ErrAddressNotAllowed; a
 // *VerifyError; catalog.ErrProtocolMix; ErrUnavailable.
 func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr SeedAddr) (*catalog.Instance, error) {
-	release, err := r.verifySlot()
+	secret := random.Secret()
+	release, err := r.proveAddress(ctx, addressProof{
+		byTarget: "seed|" + adm.caller + "|" + addr.Host, byCaller: "seed|" + adm.caller, who: "address",
+		host: addr.Host, refused: "seed registration refused",
+		attrs: []any{"service", adm.service, "address", addr.Host, "port", addr.Port},
+		call: func(ctx context.Context) error {
+			form := url.Values{"challenge": {r.cfg.Seed.Challenge}, "secret": {secret}}
+			target := verify.Target{Scheme: addr.Scheme, Address: addr.Host, Port: addr.Port, Path: SeedVerifyPath}
+			data, err := r.verifier.Call(ctx, target, "application/x-www-form-urlencoded", []byte(form.Encode()))
+			if err != nil {
+				return err
+			}
+			return checkSeedReply(data, r.cfg.Seed.Response, secret)
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	failed, err := r.verificationAllowed("seed|"+adm.caller+"|"+addr.Host, "seed|"+adm.caller, "address")
-	if err != nil {
-		return nil, err
-	}
-	if err := r.verifier.CheckAddress(ctx, addr.Host); err != nil {
-		failed()
-		return nil, r.asVerifyError(err, "seed registration refused", "service", adm.service, "address", addr.Host, "port", addr.Port)
-	}
-	secret := random.Secret()
-	form := url.Values{"challenge": {r.cfg.Seed.Challenge}, "secret": {secret}}
-	target := verify.Target{Scheme: addr.Scheme, Address: addr.Host, Port: addr.Port, Path: SeedVerifyPath}
-	data, err := r.verifier.Call(ctx, target, "application/x-www-form-urlencoded", []byte(form.Encode()))
-	if err == nil {
-		err = checkSeedReply(data, r.cfg.Seed.Response, secret)
-	}
-	if err != nil {
-		failed()
-		return nil, r.asVerifyError(err, "seed registration refused", "service", adm.service, "address", addr.Host, "port", addr.Port)
-	}
 	if err := r.ensureSeedKey(ctx); err != nil {
 		return nil, err
 	}

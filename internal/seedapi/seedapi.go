@@ -147,11 +147,11 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name := f[0]
-	if !catalog.ValidServiceName(name) {
-		return httpapi.BadField("name", "service name must be 1 to 63 of a-z 0-9 - _")
-	}
 	adm, err := a.reg.AdmitSeed(r.RemoteAddr, name)
+	var fe *registry.FieldError
 	switch {
+	case errors.As(err, &fe):
+		return httpapi.BadField("name", "%s", fe.Message) // the service name is this protocol's "name"
 	case errors.Is(err, registry.ErrSeedScope):
 		return httpapi.Errorf(http.StatusForbidden, api.CodeForbidden, "name", "the tutorial protocol may not register %q here (see --seed-services)", name)
 	case errors.Is(err, catalog.ErrProtocolMix):
@@ -179,11 +179,11 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 // instance of X as {"data": {"name", "url", "port"}}, rotating among them;
 // 400 when there is none.
 func (a *API) lookup(w http.ResponseWriter, r *http.Request) error {
-	rd, err := a.reg.Service(r.URL.Query().Get("service_name"))
+	name := r.URL.Query().Get("service_name")
+	rd, err := a.reg.Service(name)
 	if err != nil {
 		return err
 	}
-	name := r.URL.Query().Get("service_name")
 	if name == "" {
 		return httpapi.BadField("service_name", "service_name is required")
 	}

@@ -190,6 +190,13 @@ func TestSeedProtocol(t *testing.T) {
 		})
 	}
 
+	// An invalid name is refused naming the protocol's field, "name".
+	status, body = postForm(t, base+"/api/v1/register/", form("name", "Word.Cloud", "url", "http://localhost", "port", oport))
+	var eb api.ErrorBody
+	if err := json.Unmarshal(body, &eb); status != 400 || err != nil || eb.Error.Code != api.CodeInvalidArgument || eb.Error.Field != "name" {
+		t.Fatalf("register with an invalid name: %d %s, want 400 invalid_argument field name", status, body)
+	}
+
 	// Two instances: lookups rotate among them.
 	second := newTutorialService(t, "fetch_url")
 	if status, body := postForm(t, base+"/api/v1/register/", form("name", "fetch_url", "url", "http://localhost", "port", strconv.Itoa(second.port()))); status != 200 {
