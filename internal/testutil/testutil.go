@@ -5,11 +5,15 @@ package testutil
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -135,4 +139,24 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// BuildBinary builds the main package in dir (relative to the caller's
+// package, "." for itself) into a fresh temp dir, for tests that run it as
+// a real process, and returns its path and a function that removes it. It
+// is meant for TestMain, so it returns errors instead of failing a test;
+// the error includes the compiler's output.
+func BuildBinary(dir, name string) (path string, cleanup func(), err error) {
+	tmp, err := os.MkdirTemp("", "muster-bin")
+	if err != nil {
+		return "", nil, err
+	}
+	path = filepath.Join(tmp, name)
+	cmd := exec.Command("go", "build", "-o", path, ".")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, fmt.Errorf("go build %s: %v\n%s", dir, err, out)
+	}
+	return path, func() { os.RemoveAll(tmp) }, nil
 }

@@ -35,7 +35,7 @@ var startedRE = regexp.MustCompile(`^started (\S+) pid=(\d+)$`)
 func startDemo(t *testing.T) *demoProc {
 	t.Helper()
 	d := &demoProc{pids: map[string]int{}, tmp: t.TempDir(), farewell: make(chan string, 1), eof: make(chan struct{})}
-	d.cmd = exec.Command(binary)
+	d.cmd = exec.Command(binary, readmeStart...)
 	d.cmd.Env = append(os.Environ(), "TMPDIR="+d.tmp)
 	stdout, _ := d.cmd.StdoutPipe()
 	d.cmd.Stderr = testWriter{t}
@@ -202,7 +202,7 @@ func TestDemo_BrowserEndToEnd(t *testing.T) {
 
 	// Start a scraper for the unsupported site; the gateway uses it without
 	// a restart.
-	sc := exec.Command(binary, "scraper", "--site", "example.org")
+	sc := exec.Command(binary, readmeJoin...)
 	sc.Env = append(os.Environ(), "TMPDIR="+d.tmp)
 	sc.Stdout, sc.Stderr = testWriter{t}, testWriter{t}
 	if err := sc.Start(); err != nil {
