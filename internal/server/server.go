@@ -74,14 +74,8 @@ func (c Config) Validate() error {
 	if c.HTTPAddr == "" {
 		errs = append(errs, errors.New("http address is required"))
 	}
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("data dir is required"))
-	}
 	cc := c.Cluster
-	cc.DataDir = c.DataDir
-	if cc.DataDir == "" {
-		cc.DataDir = "." // reported above, once
-	}
+	cc.DataDir = c.DataDir // the cluster's check reports it missing
 	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
