@@ -75,7 +75,7 @@ func NewHandler(d Deps) http.Handler {
 
 // adapt turns a handler that returns its error into an http.HandlerFunc
 // that writes it: the one place /v1 errors are written.
-func (a *apiServer) adapt(h HandlerFunc) http.HandlerFunc {
+func (a *apiServer) adapt(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			WriteError(w, a.log, err)

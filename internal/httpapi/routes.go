@@ -5,9 +5,9 @@ import (
 	"strings"
 )
 
-// HandlerFunc is a handler that returns its error instead of writing it;
-// the adapter of the front end that mounts it writes the error.
-type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+// handlerFunc is a handler that returns its error instead of writing it;
+// the adapter of apiServer writes the error.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // Route is one entry of the API: a method, a net/http pattern and its
 // handler. Other front ends pass theirs in Deps.Mount.
@@ -21,7 +21,7 @@ type Route struct {
 type route struct {
 	Method  string
 	Pattern string
-	Handler HandlerFunc
+	Handler handlerFunc
 }
 
 // routes lists every route of the /v1 API.
