@@ -276,10 +276,20 @@ func (s *Server) Node() *cluster.Node { return s.node }
 // Done returns a channel closed when the server stopped by itself: its
 // Raft log holds a command this version cannot apply (see cluster.Node).
 // Err then says why. Close still has to be called.
-func (s *Server) Done() <-chan struct{} { return s.node.Done() }
+func (s *Server) Done() <-chan struct{} {
+	if s.node == nil { // not started: it cannot stop by itself
+		return nil
+	}
+	return s.node.Done()
+}
 
 // Err returns why the server stopped by itself, or nil.
-func (s *Server) Err() error { return s.node.Err() }
+func (s *Server) Err() error {
+	if s.node == nil {
+		return nil
+	}
+	return s.node.Err()
+}
 
 // Ready blocks until the node is a ready leader or ctx ends.
 func (s *Server) Ready(ctx context.Context) error {
