@@ -86,3 +86,50 @@ func (l *failureLimiter) sweep(now time.Time) {
 		}
 	}
 }
+
+// share is one named part of the callback capacity and the most slots it
+// may hold at once.
+type share struct {
+	name string
+	max  int
+}
+
+// slotPool hands out registration callback slots by shares: a slot is
+// taken only if every share it is counted in is below its maximum. The
+// whole capacity is one share; each caller (an enrolment key, a tutorial
+// caller's network) is another, so that one caller holding slow callbacks
+// can take its share and no more; the tutorial protocol as a whole is a
+// third, so that keyless callers can never crowd out keyed ones.
+type slotPool struct {
+	mu   sync.Mutex
+	used map[string]int
+}
+
+func newSlotPool() *slotPool { return &slotPool{used: map[string]int{}} }
+
+// take counts a slot in every share and returns its release, or reports
+// false (and takes nothing) if any share is full.
+func (p *slotPool) take(shares ...share) (release func(), ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range shares {
+		if p.used[s.name] >= s.max {
+			return nil, false
+		}
+	}
+	for _, s := range shares {
+		p.used[s.name]++
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			for _, s := range shares {
+				if p.used[s.name]--; p.used[s.name] == 0 {
+					delete(p.used, s.name)
+				}
+			}
+		})
+	}, true
+}

@@ -24,6 +24,10 @@ const (
 	maxMeta            = 64
 	maxMetaKeyLen      = 128
 	maxMetaValueLen    = 512
+	// MaxLabelBytes bounds the tags and meta of one instance together
+	// (the bytes of every tag, meta key and meta value): every lookup
+	// answer carries them, so they are kept small.
+	MaxLabelBytes = 4096
 	maxNonceLen        = 128
 	maxVerifyPathLen   = 256
 	maxHostLen         = 253
@@ -119,7 +123,27 @@ func validateRegister(req api.RegisterRequest) (registration, *FieldError) {
 			return reg, badField("meta", "meta value of %q must be at most %d printable characters", k, maxMetaValueLen)
 		}
 	}
+	if n := labelBytes(req.Tags, req.Meta); n > MaxLabelBytes {
+		field := "meta"
+		if len(req.Meta) == 0 {
+			field = "tags"
+		}
+		return reg, badField(field, "tags and meta together hold %d bytes; at most %d are allowed", n, MaxLabelBytes)
+	}
 	return reg, nil
+}
+
+// labelBytes is the size of an instance's tags and meta as MaxLabelBytes
+// counts it.
+func labelBytes(tags []string, meta map[string]string) int {
+	n := 0
+	for _, t := range tags {
+		n += len(t)
+	}
+	for k, v := range meta {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // verifyPathPrefix bounds where a callback may go on the instance's host,

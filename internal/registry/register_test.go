@@ -5,6 +5,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -133,6 +134,20 @@ func TestRegistry_Register_fields(t *testing.T) {
 		{"meta value", func(p int) api.RegisterRequest {
 			return api.RegisterRequest{Address: "127.0.0.1", Port: p, Meta: map[string]string{"k": "\x00"}}
 		}, "meta"},
+		{"tags over the label bytes", func(p int) api.RegisterRequest {
+			tags := make([]string, 33) // 33 × 128 bytes > 4096
+			for i := range tags {
+				tags[i] = fmt.Sprintf("%03d", i) + strings.Repeat("t", 125)
+			}
+			return api.RegisterRequest{Address: "127.0.0.1", Port: p, Tags: tags}
+		}, "tags"},
+		{"tags and meta over the label bytes", func(p int) api.RegisterRequest {
+			meta := map[string]string{}
+			for i := range 8 { // 8 × 512 bytes, plus keys, plus a tag > 4096
+				meta[fmt.Sprintf("k%d", i)] = strings.Repeat("v", 510)
+			}
+			return api.RegisterRequest{Address: "127.0.0.1", Port: p, Tags: []string{"blue"}, Meta: meta}
+		}, "meta"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, withConfig(func(c *registry.Config) { c.MaxVerifying, c.FailureBurst = 1, 1 }))
@@ -167,6 +182,14 @@ func TestValidateRegistration(t *testing.T) {
 		{Address: "localhost", Port: 80, TTL: "1h", DeregisterAfter: "168h"},
 		{Address: "10.0.0.5", Port: 8080, VerifyPath: "/.well-known/muster/sidecar/v2", Nonce: "n-1",
 			Tags: []string{"v2", "blue"}, Meta: map[string]string{"zone.name_1-a": "eu west"}},
+		// Exactly the label bytes allowed: 32 tags of 128 bytes.
+		{Address: "127.0.0.1", Port: 80, Tags: func() []string {
+			tags := make([]string, 32)
+			for i := range tags {
+				tags[i] = fmt.Sprintf("%03d", i) + strings.Repeat("t", 125)
+			}
+			return tags
+		}()},
 	} {
 		if err := registry.ValidateRegistration(req); err != nil {
 			t.Errorf("ValidateRegistration(%+v) = %v", req, err)

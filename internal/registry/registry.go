@@ -105,6 +105,11 @@ type Config struct {
 	AdminTokenHash []byte
 	// MaxVerifying caps concurrent registration callbacks.
 	MaxVerifying int
+	// MaxVerifyingPerCaller caps the callbacks one caller may have in
+	// flight: one enrolment key, or one network calling through the
+	// tutorial protocol. The tutorial protocol as a whole may hold at most
+	// half of MaxVerifying.
+	MaxVerifyingPerCaller int
 	// FailureBurst failed verifications per enrolment key and address are
 	// allowed at once, then one per FailureEvery (per key alone, three
 	// times as many); beyond that, RateLimitError.
@@ -120,7 +125,7 @@ type Config struct {
 
 // DefaultConfig returns the production settings.
 func DefaultConfig() Config {
-	return Config{MaxVerifying: 64, FailureBurst: 10, FailureEvery: 6 * time.Second}
+	return Config{MaxVerifying: 64, MaxVerifyingPerCaller: 8, FailureBurst: 10, FailureEvery: 6 * time.Second}
 }
 
 // Validate reports a configuration error.
@@ -128,6 +133,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.MaxVerifying < 1 {
 		errs = append(errs, errors.New("registry: at least one concurrent verification is required"))
+	}
+	if c.MaxVerifyingPerCaller < 1 {
+		errs = append(errs, errors.New("registry: at least one concurrent verification per caller is required"))
 	}
 	if c.FailureBurst < 1 || c.FailureEvery <= 0 {
 		errs = append(errs, errors.New("registry: verify failure burst must be at least 1 and its refill period positive"))
@@ -150,7 +158,7 @@ type Registry struct {
 	live     *health.Liveness
 	verifier *verify.Verifier
 
-	verifySlots chan struct{}
+	slots *slotPool
 	// failures limits failed verifications per (caller, address) and,
 	// three times as generous, per caller alone (keyFailures).
 	failures    *failureLimiter
@@ -173,7 +181,7 @@ func New(cfg Config, cat *catalog.Catalog, p Proposer, live *health.Liveness, v 
 	}
 	return &Registry{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, cat: cat, prop: p, live: live, verifier: v,
-		verifySlots: make(chan struct{}, cfg.MaxVerifying),
+		slots:       newSlotPool(),
 		failures:    newFailureLimiter(cfg.FailureBurst, cfg.FailureEvery),
 		keyFailures: newFailureLimiter(3*cfg.FailureBurst, cfg.FailureEvery/3),
 	}, nil
@@ -245,6 +253,7 @@ func (r *Registry) CheckAdmin(token string) error {
 // callback that must succeed.
 type addressProof struct {
 	byTarget, byCaller string // failure limiter names: caller and address, caller alone
+	seed               bool   // through the tutorial protocol
 	who                string // the caller, as a RateLimitError names it
 	host               string
 	call               func(ctx context.Context) error
@@ -253,19 +262,22 @@ type addressProof struct {
 }
 
 // proveAddress runs the steps every registration shares before its commit,
-// in this order: take a callback slot (ErrBusy), check the failure limits
+// in this order: take a callback slot within the caller's shares
+// (ErrBusy), check the failure limits
 // (*RateLimitError), check the host against the allowlist
 // (ErrAddressNotAllowed, or *VerifyError when it does not resolve), and
 // run the callback (*VerifyError). A failure of the last two spends from
 // the limits and is logged with its detail. On success the caller holds
 // the slot until it calls release, after its commit.
 func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release func(), err error) {
-	select {
-	case r.verifySlots <- struct{}{}:
-	default:
+	shares := []share{{"", r.cfg.MaxVerifying}, {"caller|" + p.byCaller, r.cfg.MaxVerifyingPerCaller}}
+	if p.seed {
+		shares = append(shares, share{"seed", max(1, r.cfg.MaxVerifying/2)})
+	}
+	release, ok := r.slots.take(shares...)
+	if !ok {
 		return nil, ErrBusy
 	}
-	release = func() { <-r.verifySlots }
 	now := r.now()
 	ok1, w1 := r.failures.Allow(now, p.byTarget)
 	ok2, w2 := r.keyFailures.Allow(now, p.byCaller)

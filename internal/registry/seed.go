@@ -115,7 +115,7 @@ func (r *Registry) AdmitSeed(remote, service string) (SeedAdmission, error) {
 func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr SeedAddr) (*catalog.Instance, error) {
 	secret := random.Secret()
 	release, err := r.proveAddress(ctx, addressProof{
-		byTarget: "seed|" + adm.caller + "|" + addr.Host, byCaller: "seed|" + adm.caller, who: "address",
+		byTarget: "seed|" + adm.caller + "|" + addr.Host, byCaller: "seed|" + adm.caller, who: "address", seed: true,
 		host: addr.Host, refused: "seed registration refused",
 		attrs: []any{"service", adm.service, "address", addr.Host, "port", addr.Port},
 		call: func(ctx context.Context) error {
