@@ -27,10 +27,10 @@ const (
 	// MaxLabelBytes bounds the tags and meta of one instance together
 	// (the bytes of every tag, meta key and meta value): every lookup
 	// answer carries them, so they are kept small.
-	MaxLabelBytes = 4096
-	maxNonceLen        = 128
-	maxVerifyPathLen   = 256
-	maxHostLen         = 253
+	MaxLabelBytes    = 4096
+	maxNonceLen      = 128
+	maxVerifyPathLen = 256
+	maxHostLen       = 253
 )
 
 // registration is a validated registration request.
