@@ -51,4 +51,9 @@ const (
 	// CodeRateLimited means an enrolment key has caused too many failed
 	// verifications lately; retry after the Retry-After header.
 	CodeRateLimited = "rate_limited"
+	// CodeQuotaExceeded means a registration would take an enrolment key
+	// or an address over its limit of instances, or a key registers
+	// faster than its rate (then with a Retry-After header). Nothing was
+	// stored, and the instance was not called back.
+	CodeQuotaExceeded = "quota_exceeded"
 )

@@ -144,6 +144,9 @@ type CreateKeyRequest struct {
 	Services []string `json:"services"`
 	// Description is a free-form note shown in listings.
 	Description string `json:"description,omitempty"`
+	// MaxInstances caps the instances registered with the key at once;
+	// 0 or absent means the server's default (--max-instances-per-key).
+	MaxInstances int `json:"max_instances,omitempty"`
 }
 
 // Key is an enrolment key as listings show it, without its secret.
@@ -151,7 +154,12 @@ type Key struct {
 	ID          string   `json:"id"`
 	Services    []string `json:"services"`
 	Description string   `json:"description,omitempty"`
-	CreatedAt   string   `json:"created_at"`
+	// MaxInstances is the key's limit of instances at once, the server's
+	// default when the key was created without one.
+	MaxInstances int `json:"max_instances"`
+	// Instances is how many instances are registered with the key now.
+	Instances int    `json:"instances"`
+	CreatedAt string `json:"created_at"`
 	// Secret is set only in the answer to POST /v1/keys.
 	Secret string `json:"secret,omitempty"`
 }
@@ -167,4 +175,8 @@ type Health struct {
 	Leader string `json:"leader,omitempty"`
 	Index  uint64 `json:"index,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Degraded names what is impaired while the node still serves reads
+	// ("disk": writes are refused until space is freed); /readyz then
+	// answers 200 with status "degraded".
+	Degraded string `json:"degraded,omitempty"`
 }

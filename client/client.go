@@ -120,8 +120,15 @@ func codeForStatus(s int) string {
 // The answer holds the key's secret, shown only this once. Needs the admin
 // token.
 func (c *Client) CreateKey(ctx context.Context, services []string, description string) (api.Key, error) {
+	return c.NewKey(ctx, api.CreateKeyRequest{Services: services, Description: description})
+}
+
+// NewKey creates an enrolment key from a full request (with its
+// MaxInstances, say). The answer holds the key's secret, shown only this
+// once. Needs the admin token.
+func (c *Client) NewKey(ctx context.Context, req api.CreateKeyRequest) (api.Key, error) {
 	var k api.Key
-	_, err := c.do(ctx, "create key", http.MethodPost, "/v1/keys", nil, "", api.CreateKeyRequest{Services: services, Description: description}, &k)
+	_, err := c.do(ctx, "create key", http.MethodPost, "/v1/keys", nil, "", req, &k)
 	return k, err
 }
 

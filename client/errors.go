@@ -26,6 +26,10 @@ var (
 	// ErrUnavailable means the registry cannot serve the request now (no
 	// leader, busy); retrying later may succeed.
 	ErrUnavailable = errors.New("client: registry unavailable")
+	// ErrQuotaExceeded means a registration would take the enrolment key
+	// or the address over its limit of instances, or the key registers
+	// faster than its rate; nothing was stored.
+	ErrQuotaExceeded = errors.New("client: quota exceeded")
 )
 
 var codeSentinels = map[string]error{
@@ -43,6 +47,7 @@ var codeSentinels = map[string]error{
 	api.CodeUnavailable:        ErrUnavailable,
 	api.CodeBusy:               ErrUnavailable,
 	api.CodeRateLimited:        ErrUnavailable,
+	api.CodeQuotaExceeded:      ErrQuotaExceeded,
 }
 
 // Error is an error answer from the registry.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
 )
 
@@ -39,6 +40,7 @@ func runKeys(ctx context.Context, e env, args []string) error {
 		var services multi
 		fs.Var(&services, "service", "service name pattern the key may register; repeatable; * is a wildcard")
 		desc := fs.String("description", "", "a note shown in key listings")
+		maxInst := fs.Int("max-instances", 0, "the most instances registered with the key at once (0: the server's --max-instances-per-key)")
 		out := fs.String("o", "table", "output: table or json")
 		pos, err := parse(fs, args[1:])
 		if err != nil {
@@ -48,15 +50,15 @@ func runKeys(ctx context.Context, e env, args []string) error {
 		if len(services) == 0 {
 			return fmt.Errorf("keys create needs at least one --service PATTERN: %w", errUsage)
 		}
-		k, err := c.CreateKey(ctx, services, *desc)
+		k, err := c.NewKey(ctx, api.CreateKeyRequest{Services: services, Description: *desc, MaxInstances: *maxInst})
 		if err != nil {
 			return err
 		}
 		if *out == "json" {
 			return printJSON(e.stdout, k)
 		}
-		fmt.Fprintf(e.stdout, "id:       %s\nsecret:   %s\nservices: %s\n\nThe secret is shown only once. Give it to the services as MUSTER_KEY.\n",
-			k.ID, k.Secret, strings.Join(k.Services, ", "))
+		fmt.Fprintf(e.stdout, "id:       %s\nsecret:   %s\nservices: %s\nlimit:    %d instances\n\nThe secret is shown only once. Give it to the services as MUSTER_KEY.\n",
+			k.ID, k.Secret, strings.Join(k.Services, ", "), k.MaxInstances)
 		return nil
 	case "list":
 		out := fs.String("o", "table", "output: table or json")
@@ -71,9 +73,9 @@ func runKeys(ctx context.Context, e env, args []string) error {
 			return printJSON(e.stdout, keys)
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSERVICES\tCREATED\tDESCRIPTION")
+		fmt.Fprintln(tw, "ID\tSERVICES\tINSTANCES\tCREATED\tDESCRIPTION")
 		for _, k := range keys {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID, strings.Join(k.Services, ","), k.CreatedAt, k.Description)
+			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", k.ID, strings.Join(k.Services, ","), k.Instances, k.MaxInstances, k.CreatedAt, k.Description)
 		}
 		return tw.Flush()
 	case "revoke":

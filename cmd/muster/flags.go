@@ -52,6 +52,13 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// given reports whether the flag name was set on the command line.
+func given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // multi is a repeatable string flag.
 type multi []string
 

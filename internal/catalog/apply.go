@@ -48,13 +48,22 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 			return Result{Err: ErrProtocolMix}, nil
 		}
 	}
+	seed := in.KeyID == SeedKeyID
+	if cmd.Rules >= 2 && seed && c.keyed[in.Service] {
+		return Result{Err: ErrProtocolMix}, nil
+	}
 	var res Result
 	ak := addrKey(in.Service, in.Address, in.Port)
-	if oldID, ok := c.addrs[ak]; ok {
-		if old, ok := c.instances[oldID]; ok {
-			c.removeInstance(old)
-			res.Replaced = oldID
-		}
+	old := c.instances[c.addrs[ak]]
+	if cmd.Rules >= 2 && old != nil && old.KeyID != in.KeyID && in.Proof != ProofAddressPort {
+		return Result{Err: ErrReplaceDenied}, nil
+	}
+	if old != nil {
+		c.removeInstance(old)
+		res.Replaced = old.ID
+	}
+	if cmd.Rules >= 2 && !seed {
+		c.keyed[in.Service] = true
 	}
 	stored := *in
 	stored.Tags = slices.Clone(in.Tags)

@@ -24,6 +24,13 @@ type Catalog struct {
 	keysByHash map[string]*Key
 	// addrs maps service+address+port to the instance ID, for replacement.
 	addrs map[string]string
+	// byKey, byHost and byKeyHost count the instances of each key, at
+	// each address, and of each key at each address, for quotas.
+	byKey, byHost, byKeyHost map[string]int
+	// keyed holds the services that have had an instance of an ordinary
+	// enrolment key (registered under rules 2 or later): the tutorial
+	// protocol never takes them.
+	keyed map[string]bool
 
 	// ops is the dispatch table, built by New and never changed.
 	ops map[Op]applyFunc
@@ -67,6 +74,10 @@ func (c *Catalog) reset() {
 	c.keys = map[string]*Key{}
 	c.keysByHash = map[string]*Key{}
 	c.addrs = map[string]string{}
+	c.byKey = map[string]int{}
+	c.byHost = map[string]int{}
+	c.byKeyHost = map[string]int{}
+	c.keyed = map[string]bool{}
 }
 
 func addrKey(service, address string, port int) string {
@@ -153,6 +164,9 @@ func (c *Catalog) putInstance(inst *Instance) {
 	}
 	set[inst.ID] = inst
 	c.addrs[addrKey(inst.Service, inst.Address, inst.Port)] = inst.ID
+	c.byKey[inst.KeyID]++
+	c.byHost[inst.Address]++
+	c.byKeyHost[inst.KeyID+"\x00"+inst.Address]++
 }
 
 func (c *Catalog) removeInstance(inst *Instance) {
@@ -161,6 +175,15 @@ func (c *Catalog) removeInstance(inst *Instance) {
 	ak := addrKey(inst.Service, inst.Address, inst.Port)
 	if c.addrs[ak] == inst.ID {
 		delete(c.addrs, ak)
+	}
+	decrement(c.byKey, inst.KeyID)
+	decrement(c.byHost, inst.Address)
+	decrement(c.byKeyHost, inst.KeyID+"\x00"+inst.Address)
+}
+
+func decrement(m map[string]int, k string) {
+	if m[k]--; m[k] <= 0 {
+		delete(m, k)
 	}
 }
 
@@ -220,6 +243,23 @@ func (c *Catalog) InstanceByAddr(service, address string, port int) (*Instance, 
 	defer c.mu.RUnlock()
 	inst, ok := c.instances[c.addrs[addrKey(service, address, port)]]
 	return inst, ok
+}
+
+// Held returns how many instances are registered with the enrolment key
+// keyID, how many at address (of any service and key), and how many of
+// the key at the address.
+func (c *Catalog) Held(keyID, address string) (byKey, byAddress, byKeyAtAddress int) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.byKey[keyID], c.byHost[address], c.byKeyHost[keyID+"\x00"+address]
+}
+
+// Keyed reports whether service has had an instance of an ordinary
+// enrolment key (see RulesCurrent, rules 2).
+func (c *Catalog) Keyed(service string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.keyed[service]
 }
 
 // Instances returns every instance, in no particular order.

@@ -1208,83 +1208,6 @@ func commands() []catalog.Command {
 	}
 }
 
-func TestEncodeCommand(t *testing.T) {
-	for _, cmd := range commands() {
-		t.Run(string(cmd.Op), func(t *testing.T) {
-			b, err := catalog.EncodeCommand(cmd)
-			if err != nil {
-				t.Fatalf("EncodeCommand: %v", err)
-			}
-			if b[0] != 1 {
-				t.Errorf("version byte = %d, want 1", b[0])
-			}
-			got, err := catalog.DecodeCommand(b)
-			if err != nil {
-				t.Fatalf("DecodeCommand: %v", err)
-			}
-			if !reflect.DeepEqual(got, cmd) {
-				t.Errorf("round trip:\n got %+v\nwant %+v", got, cmd)
-			}
-			again, err := catalog.EncodeCommand(got)
-			if err != nil || !bytes.Equal(again, b) {
-				t.Errorf("re-encoding differs: %s vs %s (%v)", again, b, err)
-			}
-		})
-	}
-}
-
-func TestDecodeCommand(t *testing.T) {
-	valid, err := catalog.EncodeCommand(catalog.Command{Op: catalog.OpRevokeKey, ID: "k1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name string
-		in   []byte
-	}{
-		{"nil", nil},
-		{"empty", []byte{}},
-		{"version only", []byte{1}},
-		{"garbage", append([]byte{1}, "garbage"...)},
-		{"trailing data", append(slices.Clone(valid), "{}"...)},
-		{"wrong field type", append([]byte{1}, `{"op":"register","instance":{"port":"80"}}`...)},
-		{"bad base64", append([]byte{1}, `{"op":"register","instance":{"token_hash":"!!"}}`...)},
-		{"bad time", append([]byte{1}, `{"op":"register","instance":{"registered_at":"yesterday"}}`...)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cmd, err := catalog.DecodeCommand(tt.in)
-			if !errors.Is(err, catalog.ErrBadCommand) {
-				t.Fatalf("DecodeCommand(%q) err = %v, want ErrBadCommand", tt.in, err)
-			}
-			if !reflect.DeepEqual(cmd, catalog.Command{}) {
-				t.Errorf("DecodeCommand returned a partial command on error: %+v", cmd)
-			}
-		})
-	}
-	// An entry in an encoding this version does not know is what a newer
-	// muster writes: it must stop the replica, not be skipped (these were
-	// ErrBadCommand before the rule for unknown commands).
-	for _, tt := range []struct {
-		name string
-		in   []byte
-	}{
-		{"version zero", append([]byte{0}, valid[1:]...)},
-		{"version two", append([]byte{2}, valid[1:]...)},
-		{"no version byte", valid[1:]},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			cmd, err := catalog.DecodeCommand(tt.in)
-			if !errors.Is(err, catalog.ErrUnsupported) {
-				t.Fatalf("DecodeCommand(%q) err = %v, want ErrUnsupported", tt.in, err)
-			}
-			if !reflect.DeepEqual(cmd, catalog.Command{}) {
-				t.Errorf("DecodeCommand returned a partial command on error: %+v", cmd)
-			}
-		})
-	}
-}
-
 func TestInstance_TokenMatches(t *testing.T) {
 	inst := newInstance("i1", "a", "10.0.0.1", 80)
 	for tok, want := range map[string]bool{"token-i1": true, "token-i2": false, "": false, "token-i1 ": false} {
@@ -1380,7 +1303,8 @@ func TestCatalog_Apply_protocolMix(t *testing.T) {
 	reg := func(id, service, key string, port int) error {
 		return apply(catalog.Command{Op: catalog.OpRegister, Rules: catalog.RulesCurrent, Instance: &catalog.Instance{
 			ID: id, Service: service, Address: "10.0.0.1", Port: port, Scheme: "http", TTL: time.Second,
-			DeregisterAfter: time.Minute, TokenHash: make([]byte, 32), KeyID: key, Status: catalog.StatusPassing}})
+			DeregisterAfter: time.Minute, TokenHash: make([]byte, 32), KeyID: key, Status: catalog.StatusPassing,
+			Proof: catalog.ProofAddressPort}})
 	}
 	if err := reg("a", "payments", "k1", 80); err != nil {
 		t.Fatal(err)
@@ -1430,5 +1354,87 @@ func TestCatalog_Apply_legacyDrainingConditions(t *testing.T) {
 	}
 	if _, ok := c.Instance("i"); ok {
 		t.Fatal("the legacy drain → expire → deregister sequence left the instance in the catalog")
+	}
+}
+
+// TestCatalog_Apply_rules2 pins the rules of version 2: replacing another
+// key's instance needs proof of its port; a service that has had /v1
+// instances is never taken by the tutorial protocol, even after they are
+// all gone, and that memory survives a snapshot; entries of rules 1
+// replay as before.
+func TestCatalog_Apply_rules2(t *testing.T) {
+	c := catalog.New()
+	idx := uint64(0)
+	apply := func(cmd catalog.Command) error { idx++; return c.Apply(idx, cmd).Err }
+	for _, id := range []string{"k1", "k2", catalog.SeedKeyID} {
+		k := &catalog.Key{ID: id, SecretHash: make([]byte, 32), Services: []string{"*"}}
+		k.SecretHash[0] = byte(len(id) + int(id[len(id)-1]))
+		if err := apply(catalog.Command{Op: catalog.OpCreateKey, Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := func(rules int, id, service, key string, port int, proof string) error {
+		return apply(catalog.Command{Op: catalog.OpRegister, Rules: rules, Instance: &catalog.Instance{
+			ID: id, Service: service, Address: "10.0.0.1", Port: port, Scheme: "http", TTL: time.Second,
+			DeregisterAfter: time.Minute, TokenHash: make([]byte, 32), KeyID: key, Status: catalog.StatusPassing, Proof: proof}})
+	}
+	const host, both = "address", catalog.ProofAddressPort
+	if err := reg(2, "a", "billing", "k1", 80, both); err != nil {
+		t.Fatal(err)
+	}
+	// Another key proving only the host cannot take the endpoint over.
+	if err := reg(2, "b", "billing", "k2", 80, host); !errors.Is(err, catalog.ErrReplaceDenied) {
+		t.Fatalf("another key replacing with proof of the host only: %v", err)
+	}
+	if _, ok := c.Instance("a"); !ok {
+		t.Fatal("the refused replacement removed the instance")
+	}
+	// The same key may, and so may another key proving the port.
+	if err := reg(2, "c", "billing", "k1", 80, host); err != nil {
+		t.Fatalf("the same key replacing with proof of the host: %v", err)
+	}
+	if err := reg(2, "d", "billing", "k2", 80, both); err != nil {
+		t.Fatalf("another key replacing with proof of the port: %v", err)
+	}
+	// Rules 1 replays the old way.
+	if err := reg(1, "e", "billing", "k1", 80, host); err != nil {
+		t.Fatalf("a rules-1 replacement: %v", err)
+	}
+	if n, m, o := c.Held("k1", "10.0.0.1"); n != 1 || m != 1 || o != 1 {
+		t.Fatalf("Held = %d, %d, %d; want 1, 1, 1", n, m, o)
+	}
+	if n, m, o := c.Held("k2", "10.0.0.1"); n != 0 || m != 1 || o != 0 {
+		t.Fatalf("Held(k2) = %d, %d, %d; want 0, 1, 0", n, m, o)
+	}
+
+	// Once every /v1 instance of billing is gone, the tutorial protocol
+	// still cannot take the name.
+	if err := apply(catalog.Command{Op: catalog.OpDeregister, ID: "e"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, m, o := c.Held("k1", "10.0.0.1"); n != 0 || m != 0 || o != 0 {
+		t.Fatalf("Held after deregistering = %d, %d, %d", n, m, o)
+	}
+	if err := reg(2, "f", "billing", catalog.SeedKeyID, 81, both); !errors.Is(err, catalog.ErrProtocolMix) {
+		t.Fatalf("the tutorial protocol taking a name /v1 held: %v", err)
+	}
+	// A name /v1 never held is free for it.
+	if err := reg(2, "g", "fetch_url", catalog.SeedKeyID, 82, both); err != nil {
+		t.Fatal(err)
+	}
+	// The memory survives a snapshot.
+	var buf bytes.Buffer
+	if _, err := c.Snapshot().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	c2 := catalog.New()
+	if err := c2.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !c2.Keyed("billing") || c2.Keyed("fetch_url") {
+		t.Fatalf("restored Keyed: billing %v, fetch_url %v", c2.Keyed("billing"), c2.Keyed("fetch_url"))
+	}
+	if n, m, o := c2.Held(catalog.SeedKeyID, "10.0.0.1"); n != 1 || m != 1 || o != 1 {
+		t.Fatalf("restored Held = %d, %d, %d", n, m, o)
 	}
 }

@@ -1,8 +1,10 @@
 package catalog
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"time"
 )
 
@@ -16,9 +18,32 @@ import (
 // To change the format, add fields (old entries decode with them empty and
 // must mean what they meant before), or add a version: a new first byte for
 // commands, a new "version" for snapshots, with the old decoders kept.
+//
+// Command encodings, named by their first byte:
+//
+//	version 1: 0x01, then the JSON of commandV1. No checksum. Written until
+//	           encoding version 2; still read, and validated on the way
+//	           in (see DecodeCommand).
+//	version 2: 0x02, then the same JSON body as version 1, then the
+//	           CRC-32C (Castagnoli) of the version byte and the body, 4
+//	           bytes big-endian. Written today.
+//
+// The checksum catches a flipped or torn byte in a replica's copy of the
+// log (Raft and raft-boltdb check nothing of an entry's data), which would
+// otherwise be applied as if a proposer had meant it. Snapshots keep the
+// CRC the Raft snapshot store puts around them.
+const (
+	commandVersion1 byte = 1
+	commandVersion2 byte = 2
+	// checksumLen is the length of a version-2 entry's trailer.
+	checksumLen = 4
+)
 
-// commandVersion is the first byte of every encoded command.
-const commandVersion byte = 1
+// checksum is the CRC-32C of b. (crc32.MakeTable keeps the Castagnoli
+// table after its first call.)
+func checksum(b []byte) uint32 {
+	return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
+}
 
 // commandV1 is a command as version 1 of the log writes it.
 type commandV1 struct {
@@ -56,12 +81,15 @@ type instanceV1 struct {
 
 // keyV1 is an enrolment key in version 1 of the log and of snapshots.
 type keyV1 struct {
-	ID          string    `json:"id"`
-	SecretHash  []byte    `json:"secret_hash"`
-	Services    []string  `json:"services"`
-	Description string    `json:"description,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	CreateIndex uint64    `json:"create_index"`
+	ID          string   `json:"id"`
+	SecretHash  []byte   `json:"secret_hash"`
+	Services    []string `json:"services"`
+	Description string   `json:"description,omitempty"`
+	// MaxInstances is absent in keys written before quotas (0: the
+	// registry's default).
+	MaxInstances int       `json:"max_instances,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	CreateIndex  uint64    `json:"create_index"`
 }
 
 func instanceToV1(in *Instance) *instanceV1 {
@@ -93,7 +121,7 @@ func keyToV1(k *Key) *keyV1 {
 		return nil
 	}
 	return &keyV1{ID: k.ID, SecretHash: k.SecretHash, Services: k.Services, Description: k.Description,
-		CreatedAt: k.CreatedAt, CreateIndex: k.CreateIndex}
+		MaxInstances: k.MaxInstances, CreatedAt: k.CreatedAt, CreateIndex: k.CreateIndex}
 }
 
 func (r *keyV1) toKey() *Key {
@@ -101,12 +129,12 @@ func (r *keyV1) toKey() *Key {
 		return nil
 	}
 	return &Key{ID: r.ID, SecretHash: r.SecretHash, Services: r.Services, Description: r.Description,
-		CreatedAt: r.CreatedAt, CreateIndex: r.CreateIndex}
+		MaxInstances: r.MaxInstances, CreatedAt: r.CreatedAt, CreateIndex: r.CreateIndex}
 }
 
-// EncodeCommand returns the Raft log form of cmd.
+// EncodeCommand returns the Raft log form of cmd, in encoding version 2.
 func EncodeCommand(cmd Command) ([]byte, error) {
-	b, err := json.Marshal(commandV1{
+	body, err := json.Marshal(commandV1{
 		Op: string(cmd.Op), Instance: instanceToV1(cmd.Instance), Key: keyToV1(cmd.Key), ID: cmd.ID,
 		Status: string(cmd.Status), IfStatus: string(cmd.IfStatus), Reason: cmd.Reason, Rules: cmd.Rules,
 		SkipIfUnknown: cmd.SkipIfUnknown,
@@ -114,23 +142,67 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog: encode command: %w", err)
 	}
-	return append([]byte{commandVersion}, b...), nil
+	b := make([]byte, 0, 1+len(body)+checksumLen)
+	b = append(b, commandVersion2)
+	b = append(b, body...)
+	return binary.BigEndian.AppendUint32(b, checksum(b)), nil
 }
 
-// DecodeCommand parses the Raft log form of a command. It never panics,
-// whatever the input. An entry whose first byte is not a known version is
-// ErrUnsupported (a newer muster wrote it); an entry of a known version
-// that does not parse is ErrBadCommand.
+// DecodeCommand parses the Raft log form of a command, of encoding
+// version 1 or 2. It never panics, whatever the input. Its errors:
+//
+//   - ErrUnsupported: the first byte is no version this muster knows (a
+//     newer muster wrote the entry, or its first byte is damaged).
+//   - ErrCorrupt: a version-2 entry whose checksum does not match, or
+//     that is too short to hold one; a version-1 entry that does not
+//     parse, or whose command fails Command.Validate. Version 1 has no
+//     checksum, so this is the only check its entries get, and no muster
+//     ever wrote a version-1 entry that fails it.
+//   - ErrBadCommand: an empty entry, or a version-2 entry whose checksum
+//     matches but whose body does not parse: its proposer wrote it so, and
+//     every replica refuses it alike.
+//
+// A version-2 command that parses is returned without Validate: the
+// checksum vouches for its bytes, and whether it is well formed is the
+// applier's to judge, as for any command (package cluster refuses it
+// with ErrBadCommand, alike on every replica).
 func DecodeCommand(b []byte) (Command, error) {
 	if len(b) == 0 {
 		return Command{}, fmt.Errorf("%w: empty entry", ErrBadCommand)
 	}
-	if b[0] != commandVersion {
-		return Command{}, fmt.Errorf("%w: command encoding version %d", ErrUnsupported, b[0])
+	switch b[0] {
+	case commandVersion1:
+		cmd, err := decodeBody(b[1:])
+		if err != nil {
+			return Command{}, fmt.Errorf("%w: version-1 entry (no checksum) does not parse: %v", ErrCorrupt, err)
+		}
+		if err := cmd.Validate(); err != nil {
+			return Command{}, fmt.Errorf("%w: version-1 entry (no checksum) holds a command no muster proposes: %v", ErrCorrupt, err)
+		}
+		return cmd, nil
+	case commandVersion2:
+		if len(b) < 1+checksumLen {
+			return Command{}, fmt.Errorf("%w: version-2 entry of %d bytes is too short to hold its checksum", ErrCorrupt, len(b))
+		}
+		n := len(b) - checksumLen
+		if stored, computed := binary.BigEndian.Uint32(b[n:]), checksum(b[:n]); stored != computed {
+			return Command{}, fmt.Errorf("%w: checksum mismatch (stored %08x, computed %08x over %d bytes)", ErrCorrupt, stored, computed, n)
+		}
+		cmd, err := decodeBody(b[1:n])
+		if err != nil {
+			return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, err)
+		}
+		return cmd, nil
+	default:
+		return Command{}, fmt.Errorf("%w: command encoding version %d (or a damaged first byte)", ErrUnsupported, b[0])
 	}
+}
+
+// decodeBody parses the JSON body that versions 1 and 2 share.
+func decodeBody(body []byte) (Command, error) {
 	var r commandV1
-	if err := json.Unmarshal(b[1:], &r); err != nil {
-		return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, err)
+	if err := json.Unmarshal(body, &r); err != nil {
+		return Command{}, err
 	}
 	return Command{
 		Op: Op(r.Op), Instance: r.Instance.toInstance(), Key: r.Key.toKey(), ID: r.ID,

@@ -68,7 +68,26 @@ func FuzzDecodeCommand(f *testing.F) {
 		"\x01" + `{"op":"set_status","id":"i1","status":"passing\ud800"}`,
 	} {
 		f.Add([]byte(s))
+		if len(s) > 0 && s[0] == 1 {
+			// The same body in encoding version 2, its checksum right.
+			f.Add(frameV2([]byte(s[1:])))
+		}
 	}
+	// Version-2 entries damaged: a flipped byte in the body, in the
+	// checksum, truncated, relabelled as version 1.
+	good, err := catalog.EncodeCommand(register(newInstance("i2", "web-a", "10.0.0.2", 80)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, i := range []int{1, 30, len(good) / 2, len(good) - 5, len(good) - 1} {
+		b := bytes.Clone(good)
+		b[i] ^= 0x20
+		f.Add(b)
+	}
+	f.Add(good[:len(good)-1])
+	f.Add(good[:3])
+	f.Add(append([]byte{1}, good[1:]...))
+	f.Add(asV1(good))
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var cmd catalog.Command
@@ -77,11 +96,41 @@ func FuzzDecodeCommand(f *testing.F) {
 			return
 		}
 		if err != nil {
-			unsupported := len(b) > 0 && b[0] != 1
-			if !errors.Is(err, catalog.ErrBadCommand) && !(unsupported && errors.Is(err, catalog.ErrUnsupported)) {
-				t.Errorf("DecodeCommand error %v wraps neither ErrBadCommand nor, for an unknown version byte, ErrUnsupported", err)
+			// Which error each kind of entry may get: corruption only for
+			// the versions it can be told in, ErrBadCommand only where
+			// every replica refuses alike (no entry, or a version-2 body
+			// whose checksum matches), ErrUnsupported only for an unknown
+			// version byte.
+			var want []error
+			switch {
+			case len(b) == 0:
+				want = []error{catalog.ErrBadCommand}
+			case b[0] == 1:
+				want = []error{catalog.ErrCorrupt}
+			case b[0] == 2:
+				want = []error{catalog.ErrCorrupt, catalog.ErrBadCommand}
+			default:
+				want = []error{catalog.ErrUnsupported}
+			}
+			n := 0
+			for _, e := range []error{catalog.ErrCorrupt, catalog.ErrBadCommand, catalog.ErrUnsupported} {
+				if errors.Is(err, e) {
+					n++
+					if !slices.Contains(want, e) {
+						t.Errorf("DecodeCommand(%q) error %v; want one of %v", b, err, want)
+					}
+				}
+			}
+			if n != 1 {
+				t.Errorf("DecodeCommand(%q) error %v wraps %d of ErrCorrupt, ErrBadCommand, ErrUnsupported; want exactly one", b, err, n)
 			}
 			return
+		}
+		if b[0] == 1 {
+			// A version-1 entry is validated as it is decoded.
+			if err := cmd.Validate(); err != nil {
+				t.Errorf("DecodeCommand accepted a version-1 entry that fails Validate: %v", err)
+			}
 		}
 
 		r := seeded(t)
@@ -217,6 +266,61 @@ func FuzzRestore(f *testing.F) {
 		for _, cmd := range commands() {
 			idx++
 			noPanic(t, fmt.Sprintf("Apply(%s) after Restore", cmd.Op), func() { r.c.Apply(idx, cmd) })
+		}
+	})
+}
+
+// FuzzDecodeCommandV2 explores the body of encoding version 2 behind a
+// matching checksum (which a fuzzer would rarely hit by chance), and
+// checks that changing any one byte after the first is caught: CRC-32C
+// detects every error burst of up to 32 bits.
+func FuzzDecodeCommandV2(f *testing.F) {
+	for _, cmd := range commands() {
+		b, err := catalog.EncodeCommand(cmd)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b[1:len(b)-4], uint(7), byte(1))
+	}
+	f.Add([]byte(`{"op":"register","instance":{"id":"i9","service":"web-a","address":"127/0.0.1","port":80}}`), uint(40), byte(0x40))
+	f.Add([]byte(`{"op":"create_key","key":{"id":"k2","services":["*"],"max_instances":-1}}`), uint(0), byte(0))
+	f.Add([]byte(`{"op":"set_status","id":"i1","status":"critical","rules":99}`), uint(3), byte(0xff))
+	f.Add([]byte(`null`), uint(1), byte(0x80))
+	f.Add([]byte{}, uint(0), byte(1))
+
+	f.Fuzz(func(t *testing.T, body []byte, pos uint, mask byte) {
+		b := frameV2(body)
+		var cmd catalog.Command
+		var err error
+		if !noPanic(t, "DecodeCommand", func() { cmd, err = catalog.DecodeCommand(b) }) {
+			return
+		}
+		if err != nil && (!errors.Is(err, catalog.ErrBadCommand) || errors.Is(err, catalog.ErrCorrupt)) {
+			t.Errorf("DecodeCommand of a well-framed version-2 entry: %v; want ErrBadCommand only", err)
+		}
+		if err == nil {
+			var verr error
+			if !noPanic(t, "Validate", func() { verr = cmd.Validate() }) {
+				return
+			}
+			if verr != nil && !errors.Is(verr, catalog.ErrBadCommand) {
+				t.Errorf("Validate error %v does not wrap ErrBadCommand", verr)
+			}
+			if verr == nil {
+				r := seeded(t)
+				noPanic(t, "Apply", func() { r.c.Apply(3, cmd) })
+			}
+		}
+		if mask == 0 {
+			return
+		}
+		damaged := bytes.Clone(b)
+		damaged[1+int(pos%uint(len(b)-1))] ^= mask
+		if !noPanic(t, "DecodeCommand", func() { _, err = catalog.DecodeCommand(damaged) }) {
+			return
+		}
+		if !errors.Is(err, catalog.ErrCorrupt) {
+			t.Errorf("a changed byte in %q went unnoticed: DecodeCommand = %v", damaged, err)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,12 +16,21 @@ import (
 // The golden files under testdata/golden were written by the version-1
 // encoder as it shipped (the registry before the service layer), one file
 // per command kind in the order they are applied, and the snapshot of the
-// catalog they leave. They are never regenerated: a change to the code
-// that would stop an existing data dir from replaying fails here.
+// catalog they leave. The .v2 files are the same commands as the encoder
+// of command encoding version 2 (a CRC-32C trailer) first wrote them. They
+// are never regenerated: a change to the code that would stop an existing
+// data dir from replaying fails here.
 
 func goldenCommands(tb testing.TB) (names []string, raw [][]byte) {
 	tb.Helper()
-	paths, err := filepath.Glob("testdata/golden/command-*.v1")
+	return goldenFiles(tb, "v1")
+}
+
+// goldenFiles returns the golden commands of one encoding version, by
+// name.
+func goldenFiles(tb testing.TB, version string) (names []string, raw [][]byte) {
+	tb.Helper()
+	paths, err := filepath.Glob("testdata/golden/command-*." + version)
 	if err != nil || len(paths) == 0 {
 		tb.Fatalf("no golden commands: %v", err)
 	}
@@ -36,9 +46,17 @@ func goldenCommands(tb testing.TB) (names []string, raw [][]byte) {
 	return names, raw
 }
 
+// asV1 is the version-1 encoding of a command whose version-2 encoding is
+// b: the same body, version byte 1, no checksum.
+func asV1(b []byte) []byte {
+	return append([]byte{1}, b[1:len(b)-4]...)
+}
+
 // TestGolden_Commands decodes and applies every version-1 command in
-// order, checks that each encodes back to the very same bytes, and that the
-// catalog they leave is the golden snapshot, byte for byte.
+// order, checks that each passes Command.Validate (version-1 entries have
+// no checksum, and one that fails validation halts the replica as
+// corrupt), that the version-2 encoder writes the very same body, and
+// that the catalog they leave is the golden snapshot, byte for byte.
 func TestGolden_Commands(t *testing.T) {
 	names, raw := goldenCommands(t)
 	c := catalog.New()
@@ -49,14 +67,17 @@ func TestGolden_Commands(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", names[i], err)
 		}
+		if err := cmd.Validate(); err != nil {
+			t.Errorf("%s fails validation, so a data dir holding it would halt: %v", names[i], err)
+		}
 		seen[cmd.Op] = true
 		decoded = append(decoded, cmd)
 		again, err := catalog.EncodeCommand(cmd)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(again, b) {
-			t.Errorf("%s does not encode back to its golden bytes:\n got %s\nwant %s", names[i], again, b)
+		if !bytes.Equal(asV1(again), b) {
+			t.Errorf("%s does not encode back to its golden body:\n got %s\nwant %s", names[i], asV1(again), b)
 		}
 		if res := c.Apply(uint64(i+1), cmd); res.Err != nil {
 			t.Fatalf("%s: apply: %v", names[i], res.Err)
@@ -122,5 +143,64 @@ func TestGolden_Snapshot(t *testing.T) {
 	}
 	if _, ok := c.KeyBySecretHash(catalog.HashSecret("mk_golden")); !ok {
 		t.Error("restored key not found by its secret")
+	}
+}
+
+// TestGolden_CommandsV2 decodes every version-2 golden command, checks
+// that it encodes back to the very same bytes (body and checksum), that it
+// is the same command as its version-1 twin, and that applied in order
+// the commands leave the catalog their twins leave. Every operation has a
+// version-2 golden file.
+func TestGolden_CommandsV2(t *testing.T) {
+	names, raw := goldenFiles(t, "v2")
+	v1Names, v1Raw := goldenCommands(t)
+	twins := map[string][]byte{}
+	for i, n := range v1Names {
+		twins[strings.TrimSuffix(n, ".v1")] = v1Raw[i]
+	}
+	c, c1 := catalog.New(), catalog.New()
+	seen := map[catalog.Op]bool{}
+	for i, b := range raw {
+		if b[0] != 2 {
+			t.Fatalf("%s: version byte %d, want 2", names[i], b[0])
+		}
+		cmd, err := catalog.DecodeCommand(b)
+		if err != nil {
+			t.Fatalf("%s: %v", names[i], err)
+		}
+		if err := cmd.Validate(); err != nil {
+			t.Errorf("%s fails validation: %v", names[i], err)
+		}
+		seen[cmd.Op] = true
+		again, err := catalog.EncodeCommand(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(again, b) {
+			t.Errorf("%s does not encode back to its golden bytes:\n got %q\nwant %q", names[i], again, b)
+		}
+		if res := c.Apply(uint64(i+1), cmd); res.Err != nil {
+			t.Fatalf("%s: apply: %v", names[i], res.Err)
+		}
+		twin, ok := twins[strings.TrimSuffix(names[i], ".v2")]
+		if !ok {
+			continue
+		}
+		old, err := catalog.DecodeCommand(twin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(cmd, old) {
+			t.Errorf("%s decodes to %+v, its version-1 twin to %+v", names[i], cmd, old)
+		}
+		c1.Apply(uint64(i+1), old)
+	}
+	for _, op := range c.Ops() {
+		if !seen[op] {
+			t.Errorf("no version-2 golden command for op %q: add one under testdata/golden, written by the encoder of the version that introduces it", op)
+		}
+	}
+	if a, b := snapshotJSON(t, c), snapshotJSON(t, c1); !bytes.Equal(a, b) {
+		t.Errorf("the version-2 golden commands leave a different catalog from their version-1 twins:\n%s\n%s", a, b)
 	}
 }

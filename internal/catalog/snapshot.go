@@ -18,6 +18,9 @@ type state struct {
 	Instances []*instanceV1     `json:"instances"`
 	Keys      []*keyV1          `json:"keys"`
 	Services  map[string]uint64 `json:"services"`
+	// Keyed are the services the tutorial protocol may never take (see
+	// Catalog.Keyed), sorted; absent in snapshots written before rules 2.
+	Keyed []string `json:"keyed,omitempty"`
 }
 
 // Snapshot is a point-in-time copy of the catalog that can be written out
@@ -27,6 +30,7 @@ type Snapshot struct {
 	instances []*Instance
 	keys      []*Key
 	services  map[string]uint64
+	keyed     []string
 }
 
 // Snapshot captures the catalog. The returned value shares only immutable
@@ -49,6 +53,10 @@ func (c *Catalog) Snapshot() *Snapshot {
 	for name, v := range c.services {
 		s.services[name] = v.Index
 	}
+	for name := range c.keyed {
+		s.keyed = append(s.keyed, name)
+	}
+	sort.Strings(s.keyed)
 	return s
 }
 
@@ -60,6 +68,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		Instances: make([]*instanceV1, 0, len(s.instances)),
 		Keys:      make([]*keyV1, 0, len(s.keys)),
 		Services:  s.services,
+		Keyed:     s.keyed,
 	}
 	for _, inst := range s.instances {
 		st.Instances = append(st.Instances, instanceToV1(inst))
@@ -121,6 +130,9 @@ func (c *Catalog) Restore(r io.Reader) error {
 	}
 	for name, idx := range st.Services {
 		c.rebuild(name, idx)
+	}
+	for _, name := range st.Keyed {
+		c.keyed[name] = true
 	}
 	c.mu.Unlock()
 	c.subs.notify(st.Index, nil, true)

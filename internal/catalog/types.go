@@ -17,6 +17,12 @@ var (
 	ErrConflict = errors.New("catalog: precondition failed")
 	// ErrExists means a command would create an object whose ID is taken.
 	ErrExists = errors.New("catalog: already exists")
+	// ErrReplaceDenied means a registration would replace an instance
+	// registered with another enrolment key at the same service, address
+	// and port without proving the port itself (Proof is not
+	// address+port): proving the host alone does not take over another
+	// key's instance.
+	ErrReplaceDenied = errors.New("catalog: the instance at this address and port belongs to another enrolment key")
 	// ErrProtocolMix means a registration would put instances admitted by
 	// the tutorial protocol's key and by ordinary enrolment keys in one
 	// service; the catalog keeps the two apart.
@@ -30,6 +36,15 @@ var (
 	// is not marked SkipIfUnknown. A replica that meets it must stop
 	// applying the log, or it would diverge from replicas that applied it.
 	ErrUnsupported = errors.New("catalog: command needs a newer version of muster")
+	// ErrCorrupt means a log entry is not what its proposer wrote: its
+	// checksum does not match (encoding version 2), or, in a version-1
+	// entry, which has no checksum, it does not parse or holds a command
+	// that no muster proposes (see Command.Validate). Unlike
+	// ErrBadCommand it is not refused alike by every replica: the damage
+	// is in this replica's copy. A replica that meets it must stop
+	// applying the log, as for ErrUnsupported, rather than serve what the
+	// damage made of it.
+	ErrCorrupt = errors.New("catalog: log entry is corrupt")
 	// ErrSkipped means a command of an unknown operation marked
 	// SkipIfUnknown was skipped: it changed nothing here, by its
 	// proposer's leave.
@@ -83,8 +98,11 @@ type Key struct {
 	SecretHash  []byte
 	Services    []string
 	Description string
-	CreatedAt   time.Time
-	CreateIndex uint64
+	// MaxInstances caps the instances registered with the key at once;
+	// 0 means the registry's default.
+	MaxInstances int
+	CreatedAt    time.Time
+	CreateIndex  uint64
 }
 
 // Allows reports whether the key's patterns admit the service name.
@@ -106,6 +124,11 @@ type ServiceView struct {
 	Index     uint64
 	Instances []*Instance
 }
+
+// ProofAddressPort is Instance.Proof when the registration's callback
+// reached the advertised port itself (the same words as
+// api.ProofAddressPort).
+const ProofAddressPort = "address+port"
 
 // SeedKeyID is the enrolment key under which the tutorial protocol
 // (--seed-compat) registers. Its instances never share a service with
@@ -158,7 +181,10 @@ type Command struct {
 // RulesCurrent is the Rules value proposers set today, and the highest
 // this version applies:
 //   - 1: tutorial-protocol and /v1 instances do not share a service.
-const RulesCurrent = 1
+//   - 2: replacing another key's instance needs proof of its port
+//     (ErrReplaceDenied); a service that has had /v1 instances (since
+//     rules 2) is never taken by the tutorial protocol (ErrProtocolMix).
+const RulesCurrent = 2
 
 // Result is what Apply returns for one command.
 type Result struct {

@@ -16,14 +16,24 @@ import (
 // catalog's Apply is; every catalog mutation goes through here.
 //
 // The rule for entries: one that is malformed in a way every replica sees
-// alike (catalog.ErrBadCommand) is answered with that error and the log
-// goes on, so a bad entry cannot stall it. One that this version cannot
+// alike (catalog.ErrBadCommand: a version-2 entry whose checksum matches
+// but which does not parse, or whose command fails Command.Validate) is
+// answered with that error and the log goes on, so a bad entry cannot
+// stall it. Two kinds halt the replica: an entry this version cannot
 // apply as its proposer meant (catalog.ErrUnsupported: an unknown
-// operation, encoding or rules version, written by a newer muster) halts
-// the replica: it applies nothing more, refuses to snapshot (so the entry
-// is never compacted away unapplied), and calls halt once, which stops
-// Raft and reports the error to the operator. Restarted with the same
-// version it halts again at the same entry; upgraded, it applies it.
+// operation, encoding or rules version, written by a newer muster), and
+// an entry that is not what its proposer wrote (catalog.ErrCorrupt: a
+// checksum mismatch, or a version-1 entry, which has no checksum, that
+// does not parse or fails validation). Halting, it applies nothing more,
+// refuses to snapshot (so the entry is never compacted away unapplied),
+// and calls halt once, which stops Raft and reports the error, with the
+// entry's index, to the operator. Restarted as it is, it halts again at
+// the same entry; upgraded (unsupported) or with its data dir restored
+// (corrupt), it goes on.
+//
+// Validation comes before Apply so that a damaged field that still
+// parses (an address with a '/' in it) is never served; an unknown
+// operation or a newer rules version skips it and is judged by Apply.
 type fsm struct {
 	cat    *catalog.Catalog
 	log    *slog.Logger
@@ -40,6 +50,9 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 	}
 	cmd, err := catalog.DecodeCommand(l.Data)
 	if err == nil {
+		err = cmd.Validate()
+	}
+	if err == nil {
 		res := f.cat.Apply(l.Index, cmd)
 		if !errors.Is(res.Err, catalog.ErrUnsupported) {
 			if errors.Is(res.Err, catalog.ErrSkipped) {
@@ -49,7 +62,7 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 		}
 		err = res.Err
 	}
-	if errors.Is(err, catalog.ErrUnsupported) {
+	if errors.Is(err, catalog.ErrUnsupported) || errors.Is(err, catalog.ErrCorrupt) {
 		f.halted.Store(true)
 		f.halt(fmt.Errorf("log entry %d: %w", l.Index, err))
 		return catalog.Result{Index: l.Index, Err: ErrHalted}

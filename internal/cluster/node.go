@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,46 +12,35 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/random"
 )
 
-// unavailableError is an error of the replication layer that means "no
-// node can take this write right now; retry". Its Unavailable method is
-// how consumers (package registry) recognise it without importing this
-// package.
-type unavailableError string
-
-func (e unavailableError) Error() string { return string(e) }
-
-// Unavailable reports true: retrying later, or on the leader, may succeed.
-func (unavailableError) Unavailable() bool { return true }
-
-// Errors of Apply other than the catalog's own. Each has an
-// Unavailable() bool method that reports true.
-var (
-	// ErrNotLeader means this node cannot accept writes because it is not
-	// the Raft leader.
-	ErrNotLeader error = unavailableError("cluster: not the leader")
-	// ErrTimeout means a command could not be handed to Raft in time; it
-	// was not applied.
-	ErrTimeout error = unavailableError("cluster: timed out waiting for the log")
-	// ErrClosed means the node has been closed.
-	ErrClosed error = unavailableError("cluster: node closed")
-	// ErrHalted means the node stopped applying the log because it met a
-	// command this version cannot apply; see Node.Done.
-	ErrHalted error = unavailableError("cluster: node halted at a command it cannot apply")
-)
-
 // Config configures a Node.
 type Config struct {
 	// DataDir holds raft.db, snapshots/ and node-id.
 	DataDir string
-	// RaftAddr is the TCP address Raft binds; port 0 picks a free one.
+	// RaftAddr is the TCP address Raft listens on when the node has a
+	// cluster secret; port 0 picks a free one. Without a secret the node
+	// has no Raft listener and RaftAddr is unused (see transport.go).
 	RaftAddr string
+	// Secret is the cluster secret. With one, Raft listens on RaftAddr and
+	// accepts only peers that prove they hold the same secret; without
+	// one, the node must be the only voter of its cluster, and Raft runs
+	// over an in-memory transport that nothing outside the process can
+	// reach. At least MinSecretLen bytes.
+	Secret Secret
+	// SecretFile, when set, is read for Secret at Open (ReadSecretFile:
+	// the file must be readable by its owner only).
+	SecretFile string
+	// ForceNewCluster lets a node start although raft.db holds no Raft
+	// state while the data dir shows it held a cluster (ErrStateLost), or
+	// after the operator moved a damaged raft.db aside (ErrDamaged): the
+	// catalog comes back from the latest snapshot, or empty. It has no
+	// effect when raft.db holds state.
+	ForceNewCluster bool
 	// NodeID names this node; empty means read it from DataDir/node-id or
 	// create it there.
 	NodeID string
@@ -66,7 +54,16 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// SnapshotThreshold is how many log entries trigger a snapshot.
 	SnapshotThreshold uint64
-	Logger            *slog.Logger
+	// DiskReserve is the free space, in bytes, that the data dir's
+	// filesystem must keep: below it Apply refuses commands with
+	// ErrDiskFull before they reach Raft, and Degraded reports "disk".
+	// 0 means DefaultDiskReserve (64 MiB); a negative value turns the
+	// check off.
+	DiskReserve int64
+	// DiskFree reads the free space of the data dir's filesystem; nil
+	// means statfs(2). Tests replace it.
+	DiskFree Statfs
+	Logger   *slog.Logger
 }
 
 // DefaultConfig returns the configuration of the embedded single node.
@@ -79,6 +76,7 @@ func DefaultConfig() Config {
 		ElectionTimeout:   500 * time.Millisecond,
 		ApplyTimeout:      5 * time.Second,
 		SnapshotThreshold: 8192,
+		DiskReserve:       DefaultDiskReserve,
 	}
 }
 
@@ -87,8 +85,14 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("cluster: data dir is required")
 	}
-	if c.RaftAddr == "" {
-		return errors.New("cluster: raft address is required")
+	if len(c.Secret) > 0 && c.SecretFile != "" {
+		return errors.New("cluster: give the cluster secret or its file, not both")
+	}
+	if len(c.Secret) > 0 && len(c.Secret) < MinSecretLen {
+		return fmt.Errorf("cluster: the cluster secret must be at least %d bytes", MinSecretLen)
+	}
+	if (len(c.Secret) > 0 || c.SecretFile != "") && c.RaftAddr == "" {
+		return errors.New("cluster: raft address is required with a cluster secret")
 	}
 	if c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < 5*time.Millisecond {
 		return errors.New("cluster: raft timeouts must be at least 5ms")
@@ -101,7 +105,7 @@ type Node struct {
 	cfg       Config
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
-	transport *raft.NetworkTransport
+	transport transport
 	log       *slog.Logger
 	cat       *catalog.Catalog
 
@@ -120,6 +124,16 @@ type Node struct {
 	halted   chan struct{}
 	haltErr  error
 	haltOnce sync.Once
+
+	// raftStopOnce makes Raft's shutdown happen once, with every caller
+	// of stopRaft waiting for it (see stopRaft).
+	raftStopOnce sync.Once
+	raftStopErr  error
+
+	// diskGuard refuses writes while the data dir's disk is nearly full;
+	// see disk.go. It is made on first use.
+	diskGuard *diskGuard
+	diskOnce  sync.Once
 }
 
 // Open opens (or creates) the node's Raft state in cfg.DataDir and starts
@@ -147,34 +161,42 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, cat: cat, ready: make(chan struct{}), stop: make(chan struct{}), halted: make(chan struct{})}
 	hl := newHCLogger(cfg.Logger)
 
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: time.Second},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: open raft.db (is another muster using %s?): %w", cfg.DataDir, err)
+	secret := cfg.Secret
+	if cfg.SecretFile != "" {
+		s, err := ReadSecretFile(cfg.SecretFile)
+		if err != nil {
+			return nil, err
+		}
+		secret = s
 	}
-	n.store = store
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("cluster: snapshots: %w", err)
 	}
-	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	st, err := openStore(cfg, snaps)
+	if err != nil {
+		return nil, err
+	}
+	store := st.store
+	n.store = store
+	if len(secret) == 0 {
+		if err := singleVoterRule(st.conf, raft.ServerID(cfg.NodeID), cfg.DataDir); err != nil {
+			store.Close()
+			return nil, err
+		}
+	}
+	trans, err := newTransport(cfg, secret, hl)
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("cluster: raft address: %w", err)
-	}
-	var advertise net.Addr
-	if addr.Port != 0 && !addr.IP.IsUnspecified() {
-		advertise = addr
-	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, hl)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("cluster: raft transport: %w", err)
+		return nil, err
 	}
 	n.transport = trans
+	if len(secret) == 0 {
+		n.log.Info("raft has no network listener: without a cluster secret this node is a single voter",
+			"raft_addr", trans.LocalAddr())
+	} else {
+		n.log.Info("raft listening; it accepts only peers that hold the cluster secret", "raft_addr", trans.LocalAddr())
+	}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -186,22 +208,35 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 	}
 
-	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(store, store, snaps)
+	has, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("cluster: inspect state: %w", err)
+	}
+	switch {
+	case !has && cfg.Bootstrap:
+		conf := raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
+		}}}
+		if err := raft.BootstrapCluster(rc, store, store, snaps, trans, conf); err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
+		}
+		// Recorded after the bootstrap is on disk: a crash in between
+		// leaves state without the record, which the next start writes.
+		id, err := writeClusterID(cfg.DataDir)
 		if err != nil {
 			n.closeStores()
-			return nil, fmt.Errorf("cluster: inspect state: %w", err)
+			return nil, err
 		}
-		if !has {
-			conf := raft.Configuration{Servers: []raft.Server{{
-				Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
-			}}}
-			if err := raft.BootstrapCluster(rc, store, store, snaps, trans, conf); err != nil {
-				n.closeStores()
-				return nil, fmt.Errorf("cluster: bootstrap: %w", err)
-			}
-			n.log.Info("bootstrapped a new single-voter cluster", "node_id", cfg.NodeID)
+		n.log.Info("bootstrapped a new single-voter cluster", "node_id", cfg.NodeID, "cluster_id", id)
+	case has && !st.marked:
+		id, err := writeClusterID(cfg.DataDir)
+		if err != nil {
+			n.closeStores()
+			return nil, err
 		}
+		n.log.Info("recorded that this data dir holds a cluster", "file", filepath.Join(cfg.DataDir, clusterIDFile), "cluster_id", id)
 	}
 
 	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt}, store, store, snaps, trans)
@@ -258,12 +293,16 @@ func (n *Node) watchLeadership() {
 			n.leaderGen++
 			gen := n.leaderGen
 			n.mu.Unlock()
+			var err error
 			for {
-				err := n.raft.Barrier(n.cfg.ApplyTimeout).Error()
+				err = n.waitFuture(n.raft.Barrier(n.cfg.ApplyTimeout))
 				if err == nil {
 					break
 				}
-				if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if errors.Is(err, ErrHalted) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
 					break
 				}
 				n.log.Warn("barrier after election failed, retrying", "err", err)
@@ -272,6 +311,9 @@ func (n *Node) watchLeadership() {
 					return
 				case <-time.After(100 * time.Millisecond):
 				}
+			}
+			if err == nil {
+				n.updateOwnAddress()
 			}
 			n.mu.Lock()
 			if gen == n.leaderGen && n.raft.State() == raft.Leader && n.Err() == nil {
@@ -326,16 +368,27 @@ func (n *Node) Leader() string {
 // NodeID returns this node's Raft server ID.
 func (n *Node) NodeID() string { return n.cfg.NodeID }
 
-// RaftAddr returns the address the Raft transport listens on.
+// RaftAddr returns the address the Raft transport listens on, or, for a
+// node without a cluster secret (which has no listener), InMemoryAddrPrefix
+// followed by the node ID.
 func (n *Node) RaftAddr() string { return string(n.transport.LocalAddr()) }
 
 // Apply proposes cmd and waits until it is committed and applied. It is the
 // one place where a command's fate is folded into a single error: the
 // catalog's own (catalog.ErrNotFound, ErrKeyRevoked…), returned as is and
 // also in Result.Err, or one of this package's, which mean the command
-// was not applied (ErrNotLeader, ErrTimeout, ErrClosed, ErrHalted). The
-// Result's Index and Replaced are set when the command was applied.
+// was not applied: ErrNotLeader, ErrTimeout, ErrClosed, ErrHalted,
+// ErrDiskFull (the data dir's filesystem is below Config.DiskReserve,
+// checked before the command reaches Raft, or the log write found the disk
+// full) and ErrStorage (Raft could not write the log), the last two
+// wrapped with their detail. A command that fails Command.Validate is
+// refused before it is proposed, with an error wrapping
+// catalog.ErrBadCommand. The Result's Index and Replaced are set when the
+// command was applied.
 func (n *Node) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, error) {
+	if err := cmd.Validate(); err != nil {
+		return catalog.Result{}, fmt.Errorf("cluster: refusing to propose: %w", err)
+	}
 	b, err := catalog.EncodeCommand(cmd)
 	if err != nil {
 		return catalog.Result{}, err
@@ -348,6 +401,11 @@ func (n *Node) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, 
 	if n.raft.State() != raft.Leader {
 		return catalog.Result{}, ErrNotLeader
 	}
+	// Refused here, a write on a full disk costs nothing; refused by the
+	// log store, it would step the leader down (see disk.go).
+	if err := n.disk().check(); err != nil {
+		return catalog.Result{}, err
+	}
 	timeout := n.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		if d := time.Until(dl); d < timeout {
@@ -357,17 +415,16 @@ func (n *Node) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, 
 	f := n.raft.Apply(b, timeout)
 	// The future is waited on even if ctx ends: the command may already be
 	// in the log, and the caller must learn its fate rather than guess.
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return catalog.Result{}, ErrNotLeader
+	// Only a halt or Close ends the wait early (hashicorp/raft may leave
+	// a future unanswered at shutdown); the error then says the command's
+	// fate is unknown to this node.
+	if err := n.waitFuture(f); err != nil {
+		err = applyError(err)
+		if errors.Is(err, ErrDiskFull) || errors.Is(err, ErrStorage) {
+			n.disk().failed()
+			n.log.Error("writing the log failed; the command was not applied", "err", err, "data_dir", n.cfg.DataDir)
 		}
-		if errors.Is(err, raft.ErrRaftShutdown) {
-			return catalog.Result{}, ErrClosed
-		}
-		if errors.Is(err, raft.ErrEnqueueTimeout) {
-			return catalog.Result{}, ErrTimeout
-		}
-		return catalog.Result{}, fmt.Errorf("cluster: apply: %w", err)
+		return catalog.Result{}, err
 	}
 	res, ok := f.Response().(catalog.Result)
 	if !ok {
@@ -381,13 +438,22 @@ func (n *Node) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, 
 // goroutine, so it happens on another.
 func (n *Node) halt(err error) {
 	n.haltOnce.Do(func() {
+		msg := "stopping: the Raft log holds a command this version of muster cannot apply; " +
+			"run the muster version that wrote it (or a newer one) on this node"
+		if errors.Is(err, catalog.ErrCorrupt) {
+			db := filepath.Join(n.cfg.DataDir, "raft.db")
+			err = fmt.Errorf("%w; the entry is in %s and is not what was written there. "+
+				"Nothing from it on was applied or served. Restore the data dir from a backup, "+
+				"or, in a cluster of several voters, empty this node's data dir so that it copies the log from the leader; "+
+				"check the disk", err, db)
+			msg = "stopping: a Raft log entry is corrupt"
+		}
 		n.haltErr = err
-		n.log.Error("stopping: the Raft log holds a command this version of muster cannot apply; "+
-			"run the muster version that wrote it (or a newer one) on this node", "err", err, "node_id", n.cfg.NodeID)
+		n.log.Error(msg, "err", err, "node_id", n.cfg.NodeID)
 		close(n.halted)
 		n.unready()
 		go func() {
-			if err := n.raft.Shutdown().Error(); err != nil {
+			if err := n.stopRaft(); err != nil {
 				n.log.Warn("raft shutdown after halt", "err", err)
 			}
 		}()
@@ -413,6 +479,33 @@ func (n *Node) Err() error {
 // Snapshot forces a snapshot now (used by tests and operators).
 func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
 
+// stopRaft shuts Raft down and waits until it has stopped, however many
+// goroutines call it (a halt and Close). Raft's own Shutdown returns at
+// once to every caller but the first, before Raft has stopped: closing
+// the stores after it crashed Raft ("database not open").
+func (n *Node) stopRaft() error {
+	n.raftStopOnce.Do(func() { n.raftStopErr = n.raft.Shutdown().Error() })
+	return n.raftStopErr
+}
+
+// waitFuture waits for a Raft future, or until the node closes or halts.
+// A Barrier or Apply future that Raft dispatched is never answered if
+// Raft shuts down before its FSM reaches it (hashicorp/raft answers only
+// some futures on shutdown); the goroutine left waiting on such a one
+// ends with the process.
+func (n *Node) waitFuture(f raft.Future) error {
+	ch := make(chan error, 1)
+	go func() { ch <- f.Error() }()
+	select {
+	case err := <-ch:
+		return err
+	case <-n.stop:
+		return ErrClosed
+	case <-n.halted:
+		return ErrHalted
+	}
+}
+
 // Close stops Raft and closes the stores.
 func (n *Node) Close() error {
 	select {
@@ -421,7 +514,7 @@ func (n *Node) Close() error {
 	default:
 	}
 	close(n.stop)
-	err := n.raft.Shutdown().Error()
+	err := n.stopRaft()
 	n.wg.Wait()
 	n.unready()
 	n.transport.Close()

@@ -128,20 +128,29 @@ type bytesBuffer []byte
 
 func (b *bytesBuffer) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
 
-// TestNode_BadEntryDoesNotStall: an entry of a known encoding that does
-// not parse is refused alike by every replica, so the log goes on. (This
-// test wrote "garbage", whose first byte is no known version; such an entry
-// now halts the node, see TestNode_HaltsOnUnsupportedEntry.)
+// TestNode_BadEntryDoesNotStall: an entry whose checksum matches but
+// which does not parse, or whose command fails validation, is what its
+// proposer wrote, and every replica refuses it alike, so the log goes on.
+// (This test wrote "garbage" with first byte 1; an entry of version 1,
+// which has no checksum, that does not parse is now taken for corruption
+// and halts the node, see TestNode_HaltsOnCorruptEntry; one whose first
+// byte is no known version halts it too, see
+// TestNode_HaltsOnUnsupportedEntry.)
 func TestNode_BadEntryDoesNotStall(t *testing.T) {
 	n, _ := openReady(t, testConfig(t, t.TempDir()))
 	defer n.Close()
-	f := n.raft.Apply(append([]byte{1}, "garbage"...), time.Second)
-	if err := f.Error(); err != nil {
-		t.Fatal(err)
-	}
-	res, ok := f.Response().(catalog.Result)
-	if !ok || !errors.Is(res.Err, catalog.ErrBadCommand) {
-		t.Fatalf("garbage entry response = %#v", f.Response())
+	for _, body := range []string{
+		"garbage",
+		`{"op":"register","instance":{"id":"i1","service":"svc","address":"127/0.0.1","port":80}}`,
+	} {
+		f := n.raft.Apply(frameV2([]byte(body)), time.Second)
+		if err := f.Error(); err != nil {
+			t.Fatal(err)
+		}
+		res, ok := f.Response().(catalog.Result)
+		if !ok || !errors.Is(res.Err, catalog.ErrBadCommand) {
+			t.Fatalf("entry %s: response = %#v", body, f.Response())
+		}
 	}
 	mustApply(t, n, catalog.Command{Op: catalog.OpCreateKey, Key: &catalog.Key{ID: "k1", SecretHash: hash("s"), Services: []string{"x"}}})
 	// An unknown operation its proposer marked skippable is skipped too.
@@ -169,7 +178,7 @@ func TestNode_HaltsOnUnsupportedEntry(t *testing.T) {
 			b, _ := catalog.EncodeCommand(catalog.Command{Op: "from_the_future", ID: "x"})
 			return b
 		}},
-		{"unknown encoding version", func() []byte { return []byte{2, '{', '}'} }},
+		{"unknown encoding version", func() []byte { return []byte{3, '{', '}'} }},
 		{"newer rules", func() []byte {
 			b, _ := catalog.EncodeCommand(catalog.Command{Op: catalog.OpRevokeKey, ID: "k1", Rules: catalog.RulesCurrent + 1})
 			return b
@@ -260,7 +269,12 @@ func TestConfig_Validate(t *testing.T) {
 	}{
 		{"default", func(*Config) {}, true},
 		{"no data dir", func(c *Config) { c.DataDir = "" }, false},
-		{"no raft addr", func(c *Config) { c.RaftAddr = "" }, false},
+		{"no raft addr without a secret", func(c *Config) { c.RaftAddr = "" }, true},
+		{"no raft addr with a secret", func(c *Config) { c.RaftAddr, c.Secret = "", testSecret("a") }, false},
+		{"no raft addr with a secret file", func(c *Config) { c.RaftAddr, c.SecretFile = "", "/some/file" }, false},
+		{"secret", func(c *Config) { c.Secret = testSecret("a") }, true},
+		{"short secret", func(c *Config) { c.Secret = Secret("short") }, false},
+		{"secret and secret file", func(c *Config) { c.Secret, c.SecretFile = testSecret("a"), "/some/file" }, false},
 		{"tiny timeouts", func(c *Config) { c.HeartbeatTimeout = time.Millisecond }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

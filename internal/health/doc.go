@@ -14,7 +14,14 @@
 // Liveness is the one owner of "is this instance alive": the Tracker, the
 // leadership it depends on (*cluster.Node), and the grace. The sweep, the
 // registry's lookups and every front end ask it, through the one status
-// rule (Tracker.Status, Committed), so they cannot disagree.
+// rule (Liveness.Status and View, Committed), so they cannot disagree.
+//
+// Clocks: heartbeats are kept on the monotonic clock. The only wall time
+// the rule reads is an instance's RegisteredAt from the log, used until
+// its first heartbeat; one that a clock stepped back across a restart put
+// in the future is read as the moment the term's first sweep listed the
+// instance (Liveness.Base), so it cannot postpone expiry past TTL + grace
+// after the node became leader.
 //
 //	live := health.NewLiveness(health.DefaultLivenessConfig(), health.NewTracker(), node)
 //	floor, ok := live.Floor() // not ok: not a ready leader, judge nothing

@@ -50,6 +50,21 @@ type Liveness struct {
 	// is read on every lookup and heartbeat, so it is an atomic pointer,
 	// not a lock.
 	rebased atomic.Pointer[time.Time]
+
+	// marked is the latest mark the sweep took (see observe); nil until
+	// the first sweep. Written by the sweep's goroutine only, read by
+	// every judgement.
+	marked atomic.Pointer[mark]
+}
+
+// mark is what one sweep saw: every instance with a CreateIndex up to
+// index had been applied to the catalog by at (a reading of this
+// process's clock). Catalog indexes grow in the order of application, so
+// an instance applied later has a higher CreateIndex.
+type mark struct {
+	floor time.Time // the floor of the sweep that took it
+	index uint64
+	at    time.Time
 }
 
 // NewLiveness returns the liveness of instances heard by t, judged while l
@@ -113,13 +128,47 @@ func (l *Liveness) Beat(id string, now time.Time) { l.tracker.Beat(id, now) }
 // Forget drops id's history (the instance left the catalog).
 func (l *Liveness) Forget(id string) { l.tracker.Forget(id) }
 
+// observe takes a mark for the sweep under floor that listed insts and
+// then read its clock at at, unless a sweep under the same floor took one
+// already: a mark stands for the whole term (or the time since a pause),
+// and a later one would move an old registration's base forward again.
+// Only the sweep's goroutine calls it.
+func (l *Liveness) observe(floor time.Time, insts []*catalog.Instance, at time.Time) {
+	if m := l.marked.Load(); m != nil && m.floor.Equal(floor) {
+		return
+	}
+	m := &mark{floor: floor, at: at}
+	for _, inst := range insts {
+		m.index = max(m.index, inst.CreateIndex)
+	}
+	l.marked.Store(m)
+}
+
+// Base returns the time from which inst's TTL runs under floor (from
+// Floor): its last heartbeat, or its registration time if the tracker has
+// heard none, but never earlier than floor; and a registration time that
+// a clock stepped back across a restart (or another node's clock) put
+// after this node began to judge is read as that moment, so that it
+// cannot postpone expiry. The sweep and Status judge expiry from it, so
+// they agree.
+func (l *Liveness) Base(inst *catalog.Instance, floor time.Time) time.Time {
+	return base(inst, l.tracker.read(inst.ID), floor, l.marked.Load())
+}
+
 // View returns inst's effective status and freshness at now under floor
 // (from Floor): the lookup hot path, one read of the tracker.
 func (l *Liveness) View(inst *catalog.Instance, floor, now time.Time) (catalog.Status, Freshness) {
-	return l.tracker.View(inst, floor, now)
+	s := l.tracker.read(inst.ID)
+	return status(inst, s, floor, now, l.marked.Load()), freshness(s, inst.TTL, now)
 }
 
-// Status returns inst's effective status at now under floor.
+// Status returns inst's effective status at now under floor (from Floor),
+// by the one status rule: critical if the catalog says so or if its TTL,
+// counted from Base, has run out, even before the sweep commits the
+// change; otherwise draining if it asked to drain; otherwise passing. With
+// a zero floor (this node is not a ready leader, so it has no heartbeat
+// history to judge by) no TTL is judged. Every reader (HTTP lookups, the
+// tutorial protocol, later DNS) and the sweep use this one rule.
 func (l *Liveness) Status(inst *catalog.Instance, floor, now time.Time) catalog.Status {
-	return l.tracker.Status(inst, floor, now)
+	return status(inst, l.tracker.read(inst.ID), floor, now, l.marked.Load())
 }

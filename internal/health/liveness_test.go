@@ -45,7 +45,7 @@ func TestLiveness_Floor(t *testing.T) {
 	}
 }
 
-func TestLiveness_StatusAgreesWithTracker(t *testing.T) {
+func TestLiveness_StatusAgreesWithView(t *testing.T) {
 	since := time.Now().Add(-time.Hour)
 	tr := health.NewTracker()
 	live := health.NewLiveness(health.LivenessConfig{Grace: time.Second}, tr, &leadership{since: since})
@@ -53,12 +53,16 @@ func TestLiveness_StatusAgreesWithTracker(t *testing.T) {
 	floor, _ := live.Floor()
 	now := time.Now()
 	live.Beat("i1", now.Add(-10*time.Second))
-	if got, want := live.Status(inst, floor, now), tr.Status(inst, floor, now); got != want || got != catalog.StatusCritical {
-		t.Fatalf("Status = %q, tracker says %q; want critical", got, want)
+	st, _ := live.View(inst, floor, now)
+	if got := live.Status(inst, floor, now); got != st || got != catalog.StatusCritical {
+		t.Fatalf("Status = %q, View says %q; want critical", got, st)
+	}
+	if got, want := live.Base(inst, floor), now.Add(-10*time.Second); !got.Equal(want) {
+		t.Fatalf("Base = %v, want the last beat %v", got, want)
 	}
 	live.Beat("i1", now)
 	st, f := live.View(inst, floor, now)
-	if st != catalog.StatusPassing || f.Age != 0 {
+	if st != catalog.StatusPassing || f.Age != 0 || live.Status(inst, floor, now) != st {
 		t.Fatalf("View after a beat = %q, %+v", st, f)
 	}
 	live.Forget("i1")

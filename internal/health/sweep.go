@@ -148,17 +148,30 @@ func (s *Sweeper) Run(ctx context.Context) {
 // Sweep makes one pass: passing or draining instances past their TTL become
 // critical; critical ones past deregister_after are removed; the tracker
 // forgets instances that left the catalog.
+//
+// The first sweep under a floor also marks, for the status rule, which
+// instances were in the catalog before it: their registration times
+// cannot be later than this sweep (see Liveness.Base).
 func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
-	now := s.cfg.Now()
-	for _, inst := range s.cat.Instances() {
-		age := now.Sub(s.live.Tracker().Base(inst, floor))
+	insts := s.cat.Instances()
+	now := s.cfg.Now() // after the listing: every listed instance was applied by now
+	s.live.observe(floor, insts, now)
+	for _, inst := range insts {
+		age := now.Sub(s.live.Base(inst, floor))
+		var ok, stop bool
 		switch {
 		case inst.Status != catalog.StatusCritical && age > inst.TTL:
-			s.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: inst.Status, Reason: "ttl expired"})
+			_, stop = s.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: inst.Status, Reason: "ttl expired"})
 		case inst.Status == catalog.StatusCritical && age > inst.DeregisterAfter:
-			if s.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, IfStatus: catalog.StatusCritical, Reason: "deregister_after expired"}) {
+			if ok, stop = s.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, IfStatus: catalog.StatusCritical, Reason: "deregister_after expired"}); ok {
 				s.live.Forget(inst.ID)
 			}
+		}
+		if stop {
+			// No write can be taken now (a full disk, a lost
+			// leadership): the next sweep tries again, and the pass
+			// logs one line, not one per instance.
+			return
 		}
 	}
 }
@@ -177,17 +190,24 @@ func (s *Sweeper) Collect() {
 	})
 }
 
-func (s *Sweeper) propose(ctx context.Context, cmd catalog.Command) bool {
+// propose commits one sweep command. It reports whether the command was
+// applied, and whether the pass should stop because no write can be taken
+// now (the error says it is Unavailable).
+func (s *Sweeper) propose(ctx context.Context, cmd catalog.Command) (ok, stop bool) {
 	_, err := s.proposer.Apply(ctx, cmd)
+	var u interface{ Unavailable() bool }
 	switch {
 	case err == nil:
 		s.cfg.Logger.Info("instance "+string(cmd.Op), "id", cmd.ID, "status", cmd.Status, "reason", cmd.Reason)
-		return true
+		return true, false
 	case errors.Is(err, catalog.ErrConflict), errors.Is(err, catalog.ErrNotFound):
 		// A heartbeat or deregistration won the race; nothing to do.
-		return false
+		return false, false
+	case errors.As(err, &u) && u.Unavailable():
+		s.cfg.Logger.Warn("sweep paused: no write can be taken now; retrying at the next sweep", "op", cmd.Op, "id", cmd.ID, "err", err)
+		return false, true
 	default:
 		s.cfg.Logger.Warn("sweep command failed", "op", cmd.Op, "id", cmd.ID, "err", err)
-		return false
+		return false, false
 	}
 }

@@ -442,6 +442,42 @@ func TestSweeper_Sweep_proposeError(t *testing.T) {
 	}
 }
 
+// unavailable is an error of the replication layer meaning "no write can
+// be taken now" (a full disk, a lost leadership).
+type unavailable string
+
+func (e unavailable) Error() string   { return string(e) }
+func (unavailable) Unavailable() bool { return true }
+
+// TestSweeper_Sweep_unavailable: when the replication layer can take no
+// write (a full disk), a pass stops at the first refusal: one proposal
+// and one warning per sweep, not one per expired instance.
+func TestSweeper_Sweep_unavailable(t *testing.T) {
+	r := newRig(t)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		r.register(t, id, catalog.StatusPassing)
+	}
+	calls := 0
+	r.prop.err = unavailable("disk full")
+	var count func(*proposer)
+	count = func(p *proposer) { calls++; p.mu.Lock(); p.race = count; p.mu.Unlock() } // re-armed: every proposal
+	r.prop.race = count
+	r.sweepAt(floor.Add(time.Hour))
+	if calls != 1 {
+		t.Errorf("%d proposals in one pass, want 1", calls)
+	}
+	if n := strings.Count(r.logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("logged %d warnings, want 1:\n%s", n, r.logs)
+	}
+	r.prop.err, r.prop.race = nil, nil
+	r.sweepAt(floor.Add(time.Hour))
+	for _, id := range []string{"a", "b", "c", "d"} {
+		if r.status(id) != catalog.StatusCritical {
+			t.Errorf("%s is %s after the disk came back", id, r.status(id))
+		}
+	}
+}
+
 // TestSweeper_Sweep_freshRegistration sweeps between a registration's
 // commit and its first tracker beat: the register handler commits the
 // instance through Raft and only then calls Tracker.Beat, so a sweep long

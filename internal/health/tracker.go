@@ -90,20 +90,31 @@ func (t *Tracker) Seen(id string) (time.Time, bool) {
 	return s.last, s.ok
 }
 
-// Base returns the time from which inst's TTL runs: its last heartbeat,
+// base returns the time from which inst's TTL runs: its last heartbeat,
 // or its registration time if this tracker has heard none, but never
-// earlier than floor (the moment this node became a ready leader, plus the
-// grace). The sweep and lookups both judge expiry from it, so they agree.
-func (t *Tracker) Base(inst *catalog.Instance, floor time.Time) time.Time {
-	return base(inst, t.read(inst.ID), floor)
-}
-
-func base(inst *catalog.Instance, s snapshot, floor time.Time) time.Time {
-	// The tracker's time is on the monotonic clock; RegisteredAt is a wall
-	// time from the log. Use it only when the tracker has heard nothing.
+// earlier than floor (the moment this node became a ready leader, or
+// resumed from a pause, plus the grace). Liveness.Base is its one caller
+// outside the status rule below.
+//
+// The tracker's times are on this process's monotonic clock, but
+// RegisteredAt is a wall time from the log, stamped perhaps by an earlier
+// process whose clock read later than this one's (the clock stepped back
+// across the restart, or another node's clock runs ahead). Such a time
+// must not postpone expiry. m, when not nil, says that every instance
+// with a CreateIndex up to m.index had been applied by m.at: such an
+// instance cannot have registered later than m.at, so a later
+// RegisteredAt is read as m.at. The mark is taken by the first sweep under
+// each floor (see Liveness.observe), within a sweep interval of the term's
+// start, so an instance from before the term is judged from the floor,
+// and one registered during the term (applied after the mark) keeps its
+// registration time.
+func base(inst *catalog.Instance, s snapshot, floor time.Time, m *mark) time.Time {
 	b := inst.RegisteredAt
-	if s.ok {
+	switch {
+	case s.ok:
 		b = s.last
+	case m != nil && inst.CreateIndex <= m.index && b.After(m.at):
+		b = m.at
 	}
 	if b.Before(floor) {
 		return floor
@@ -111,28 +122,24 @@ func base(inst *catalog.Instance, s snapshot, floor time.Time) time.Time {
 	return b
 }
 
-// Status returns inst's effective status at now: critical if the catalog
-// says so or if its TTL has run out (judged from Base) even before the
-// sweep commits the change; otherwise draining if it asked to drain;
-// otherwise passing. With a zero floor (the node is not a ready leader, so
-// it has no heartbeat history to judge by) no TTL is judged. Every reader
-// (HTTP lookups, the tutorial protocol, later DNS) uses this one rule.
-func (t *Tracker) Status(inst *catalog.Instance, floor, now time.Time) catalog.Status {
-	return status(inst, t.read(inst.ID), floor, now)
-}
-
-// Committed is inst's status by the same rule with no TTL to judge: what
-// the catalog says, with draining for a healthy drained instance. It is
-// what to report for an instance that has just been heard from.
+// Committed is inst's status by the one status rule (Liveness.Status)
+// with no TTL to judge: what the catalog says, with draining for a
+// healthy drained instance. It is what to report for an instance that has
+// just been heard from.
 func Committed(inst *catalog.Instance) catalog.Status {
-	return status(inst, snapshot{}, time.Time{}, time.Time{})
+	return status(inst, snapshot{}, time.Time{}, time.Time{}, nil)
 }
 
-func status(inst *catalog.Instance, s snapshot, floor, now time.Time) catalog.Status {
+// status is the one status rule: critical if the catalog says so or if
+// inst's TTL has run out (judged from base) even before the sweep commits
+// the change; otherwise draining if it asked to drain; otherwise passing.
+// With a zero floor (the node is not a ready leader, so it has no
+// heartbeat history to judge by) no TTL is judged.
+func status(inst *catalog.Instance, s snapshot, floor, now time.Time, m *mark) catalog.Status {
 	switch {
 	case inst.Status == catalog.StatusCritical:
 		return catalog.StatusCritical
-	case !floor.IsZero() && now.Sub(base(inst, s, floor)) > inst.TTL:
+	case !floor.IsZero() && now.Sub(base(inst, s, floor, m)) > inst.TTL:
 		return catalog.StatusCritical
 	case inst.Draining:
 		return catalog.StatusDraining
@@ -193,13 +200,6 @@ func freshness(s snapshot, ttl time.Duration, now time.Time) Freshness {
 		age = 0
 	}
 	return Freshness{Age: age, Quality: quality(age, ttl, s.intervals[:s.n])}
-}
-
-// View returns inst's effective status and freshness from one read of the
-// tracker: the lookup hot path.
-func (t *Tracker) View(inst *catalog.Instance, floor, now time.Time) (catalog.Status, Freshness) {
-	s := t.read(inst.ID)
-	return status(inst, s, floor, now), freshness(s, inst.TTL, now)
 }
 
 // quality scores liveness in [0,1] as recency × regularity:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
@@ -40,6 +41,7 @@ func APIError(err error) *Error {
 		fe  *registry.FieldError
 		ve  *registry.VerifyError
 		rle *registry.RateLimitError
+		qe  *registry.QuotaError
 	)
 	switch {
 	case errors.As(err, &e):
@@ -49,6 +51,12 @@ func APIError(err error) *Error {
 	case errors.As(err, &ve):
 		return &Error{Status: http.StatusUnprocessableEntity, ErrorDetail: api.ErrorDetail{
 			Code: api.CodeVerificationFailed, Reason: ve.Reason, Message: ve.Message}}
+	case errors.As(err, &qe):
+		e := Errorf(http.StatusTooManyRequests, api.CodeQuotaExceeded, "", "%s", qe.Message)
+		if qe.Wait > 0 {
+			e.RetryAfter = int((qe.Wait + time.Second - 1) / time.Second)
+		}
+		return e
 	case errors.As(err, &rle):
 		e := Errorf(http.StatusTooManyRequests, api.CodeRateLimited, "", "%s", rle.Error())
 		e.RetryAfter = int(rle.Wait.Seconds()) + 1
@@ -65,7 +73,7 @@ func APIError(err error) *Error {
 		e.RetryAfter = 1
 		return e
 	case errors.Is(err, registry.ErrUnavailable):
-		return Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "no leader can accept writes right now; retry")
+		return unavailableError(err)
 	case errors.Is(err, registry.ErrInstanceNotFound):
 		return Errorf(http.StatusNotFound, api.CodeNotFound, "", "instance not registered")
 	case errors.Is(err, registry.ErrNoCredential):
@@ -78,11 +86,38 @@ func APIError(err error) *Error {
 		return Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "enrolment key is unknown or revoked")
 	case errors.Is(err, catalog.ErrProtocolMix):
 		return Errorf(http.StatusConflict, api.CodeConflict, "service", "this service is registered through the other protocol (the tutorial's, or /v1); the two never share a service")
+	case errors.Is(err, catalog.ErrReplaceDenied):
+		return Errorf(http.StatusConflict, api.CodeConflict, "port",
+			"an instance of another enrolment key is registered at this address and port; replacing it needs the callback on the port itself (no verify_port), or that key")
 	case errors.Is(err, catalog.ErrKeyScope):
 		return Errorf(http.StatusForbidden, api.CodeForbidden, "service", "enrolment key does not allow this service name")
 	default:
 		return Errorf(http.StatusInternalServerError, api.CodeInternal, "", "internal error")
 	}
+}
+
+// retryHint is what the replication layer's errors carry through
+// registry.ErrUnavailable (package cluster's implement it): why the write
+// was refused, in words fit for a client, and how long to wait.
+type retryHint interface {
+	UnavailableReason() string
+	RetryAfter() time.Duration
+}
+
+// unavailableError is the 503 of a write no node could take: its message
+// names the reason (no leader, a full disk, a failed disk write) and its
+// Retry-After how long that reason takes to pass: 1 s for an election, 10
+// s for a full disk, which needs its operator. Without a hint it is the
+// answer to an election.
+func unavailableError(err error) *Error {
+	e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "no leader can accept writes right now; retry")
+	e.RetryAfter = 1
+	var hint retryHint
+	if errors.As(err, &hint) {
+		e.Message = hint.UnavailableReason() + "; retry"
+		e.RetryAfter = max(1, int((hint.RetryAfter()+time.Second-1)/time.Second))
+	}
+	return e
 }
 
 // authMessages replaces the generic messages of the registry's credential

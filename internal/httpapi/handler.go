@@ -23,6 +23,8 @@ type Deps struct {
 	// Mount are routes of other front ends served beside /v1 (the
 	// tutorial protocol), sharing the 404 and 405 answers.
 	Mount []Route
+	// Lookups bounds lookups with large answers (see LookupConfig).
+	Lookups LookupConfig
 }
 
 type apiServer struct {
@@ -32,6 +34,8 @@ type apiServer struct {
 	enc     *instanceEncoder
 	// bufs holds the lookups' answer buffers.
 	bufs sync.Pool
+	// lookups are the slots of lookups with large answers.
+	lookups *lookupSlots
 }
 
 // NewHandler returns the API handler.
@@ -42,7 +46,7 @@ func NewHandler(d Deps) http.Handler {
 	if d.MaxBody == 0 {
 		d.MaxBody = 64 << 10
 	}
-	a := &apiServer{reg: d.Registry, log: d.Logger, maxBody: d.MaxBody, enc: newInstanceEncoder()}
+	a := &apiServer{reg: d.Registry, log: d.Logger, maxBody: d.MaxBody, enc: newInstanceEncoder(), lookups: newLookupSlots(d.Lookups)}
 	a.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
 
 	all := d.Mount
@@ -105,6 +109,12 @@ func (a *apiServer) livez(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// readyz answers 200 while the node serves reads (a ready leader), and
+// 503 while it does not. A degraded node still answers 200, so that a
+// load balancer keeps sending it reads, with status "degraded", the
+// impaired part in "degraded" and what it means in "reason": with "disk",
+// writes are refused (503 unavailable with Retry-After) until space is
+// freed.
 func (a *apiServer) readyz(w http.ResponseWriter, r *http.Request) error {
 	h := a.reg.Health()
 	if !h.Ready {
@@ -112,7 +122,15 @@ func (a *apiServer) readyz(w http.ResponseWriter, r *http.Request) error {
 		if h.Leader != "" {
 			reason = "catalog not yet loaded on the leader, or this node is not the leader"
 		}
-		WriteJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not_ready", Leader: h.Leader, Reason: reason})
+		WriteJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not_ready", Leader: h.Leader, Reason: reason, Degraded: h.Degraded})
+		return nil
+	}
+	if h.Degraded != "" {
+		reason := "degraded: " + h.Degraded
+		if h.Degraded == "disk" {
+			reason = "the data dir's disk is below its free-space reserve: writes are refused until space is freed; reads are served"
+		}
+		WriteJSON(w, http.StatusOK, api.Health{Status: "degraded", Leader: h.Leader, Index: h.Index, Degraded: h.Degraded, Reason: reason})
 		return nil
 	}
 	WriteJSON(w, http.StatusOK, api.Health{Status: "ready", Leader: h.Leader, Index: h.Index})

@@ -57,11 +57,23 @@ func instanceURL(inst *catalog.Instance) string {
 // appendInstance appends e's instance as the JSON of an api.Instance, its
 // static part being static (from encodeStatic).
 func appendInstance(b, static []byte, e registry.Entry) []byte {
+	return appendDynamic(append(b, static...), e)
+}
+
+// maxDynamic is the room a writer that flushes before an instance would
+// overflow its buffer leaves for what appendDynamic appends: its keys, a
+// status, an int64 and a quality, under 100 bytes in practice (a longer
+// quality only lets the buffer grow past its size).
+const maxDynamic = 128
+
+// appendDynamic completes an instance's static encoding with the three
+// fields that change on every read (fewer than maxDynamic bytes in
+// practice).
+func appendDynamic(b []byte, e registry.Entry) []byte {
 	lastSeen := int64(-1)
 	if e.Age >= 0 {
 		lastSeen = e.Age.Milliseconds()
 	}
-	b = append(b, static...)
 	b = append(b, `,"status":"`...)
 	b = append(b, e.Status...) // one of a few fixed words
 	b = append(b, `","last_seen_ms":`...)

@@ -14,8 +14,10 @@ var adminAuth = authMessages{
 	wrong:   "this token is not the admin token",
 }
 
-func keyToAPI(k *catalog.Key) api.Key {
-	return api.Key{ID: k.ID, Services: k.Services, Description: k.Description, CreatedAt: k.CreatedAt.UTC().Format(time.RFC3339)}
+func (a *apiServer) keyToAPI(k *catalog.Key) api.Key {
+	limit, held := a.reg.KeyUsage(k)
+	return api.Key{ID: k.ID, Services: k.Services, Description: k.Description, MaxInstances: limit, Instances: held,
+		CreatedAt: k.CreatedAt.UTC().Format(time.RFC3339)}
 }
 
 // createKey handles POST /v1/keys. The admin token is checked before the
@@ -29,11 +31,11 @@ func (a *apiServer) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
 		return err
 	}
-	k, secret, err := a.reg.CreateKey(r.Context(), tok, registry.KeySpec{Services: req.Services, Description: req.Description})
+	k, secret, err := a.reg.CreateKey(r.Context(), tok, registry.KeySpec{Services: req.Services, Description: req.Description, MaxInstances: req.MaxInstances})
 	if err != nil {
 		return adminAuth.apply(err)
 	}
-	out := keyToAPI(k)
+	out := a.keyToAPI(k)
 	out.Secret = secret
 	WriteJSON(w, http.StatusCreated, out)
 	return nil
@@ -47,7 +49,7 @@ func (a *apiServer) listKeys(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := api.KeysResponse{Keys: make([]api.Key, 0, len(keys))}
 	for _, k := range keys {
-		out.Keys = append(out.Keys, keyToAPI(k))
+		out.Keys = append(out.Keys, a.keyToAPI(k))
 	}
 	WriteJSON(w, http.StatusOK, out)
 	return nil

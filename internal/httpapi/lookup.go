@@ -1,14 +1,98 @@
 package httpapi
 
 import (
+	"context"
+	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/registry"
 )
+
+// LookupConfig bounds the lookups whose answers are larger than one buffer
+// (32 KiB): they are streamed, each holding a slot. Smaller answers take
+// no slot, so large lookups never starve small ones. Zero fields take
+// their defaults.
+type LookupConfig struct {
+	// MaxLarge is how many large answers may be written at once; default
+	// 16. With a buffer of 32 KiB per answer, they hold at most MaxLarge ×
+	// 32 KiB of buffers however large the service.
+	MaxLarge int
+	// Wait is how long a large lookup waits for a slot before it is
+	// answered 503 busy with Retry-After; default 1 s.
+	Wait time.Duration
+	// WriteTimeout bounds the writing of one large answer, so that a
+	// client that reads slowly or not at all gives its slot back; default
+	// 30 s. The answer is cut short when it runs out.
+	WriteTimeout time.Duration
+}
+
+// DefaultLookupConfig returns the defaults of LookupConfig.
+func DefaultLookupConfig() LookupConfig {
+	return LookupConfig{MaxLarge: 16, Wait: time.Second, WriteTimeout: 30 * time.Second}
+}
+
+// Validate reports a negative setting (zero means the default).
+func (c LookupConfig) Validate() error {
+	if c.MaxLarge < 0 || c.Wait < 0 || c.WriteTimeout < 0 {
+		return errors.New("httpapi: lookup limits must not be negative")
+	}
+	return nil
+}
+
+// withDefaults returns c with its zero (or negative) fields set to the
+// defaults.
+func (c LookupConfig) withDefaults() LookupConfig {
+	d := DefaultLookupConfig()
+	if c.MaxLarge <= 0 {
+		c.MaxLarge = d.MaxLarge
+	}
+	if c.Wait <= 0 {
+		c.Wait = d.Wait
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	return c
+}
+
+// lookupSlots are the slots of large lookups. Waiters are served in the
+// order they came (a channel's blocked senders queue in order).
+type lookupSlots struct {
+	cfg   LookupConfig
+	slots chan struct{} // one token per large answer being written
+}
+
+func newLookupSlots(cfg LookupConfig) *lookupSlots {
+	cfg = cfg.withDefaults()
+	return &lookupSlots{cfg: cfg, slots: make(chan struct{}, cfg.MaxLarge)}
+}
+
+// acquire takes a slot, waiting up to cfg.Wait or until ctx ends; it
+// reports whether it got one. A slot taken must be released.
+func (l *lookupSlots) acquire(ctx context.Context) bool {
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(l.cfg.Wait)
+	defer t.Stop()
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+func (l *lookupSlots) release() { <-l.slots }
 
 // parseLookupQuery parses a GET /v1/services/{service} query.
 func parseLookupQuery(q map[string][]string) (registry.Filter, *Error) {
@@ -47,6 +131,20 @@ func parseLookupQuery(q map[string][]string) (registry.Filter, *Error) {
 // the hot path: the answer is assembled in a pooled buffer from each
 // instance's cached static encoding plus the three fields that change,
 // with no reflection per request.
+//
+// An answer that fits in the buffer (lookupChunk) is written whole, as
+// one write. A larger one is streamed: it takes a slot of a.lookups
+// (waiting up to LookupConfig.Wait, else 503 busy), and is written through
+// the same fixed buffer, flushed each time it fills, within
+// LookupConfig.WriteTimeout. Memory per lookup is therefore bounded by the
+// buffer whatever the size of the service, and the memory and time of
+// large answers by the slots. A large answer's first buffer is encoded
+// twice, once to learn that the answer does not fit and again to stream
+// it: the buffer is given back in between, so that a lookup waiting for a
+// slot holds none. A streamed answer has sent its status and
+// X-Muster-Index before its body: the read is an immutable view, so only
+// a write can fail midway, and then the answer is cut short (the client
+// sees the body end early: a chunked body without its last chunk).
 func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	service := r.PathValue("service")
 	if err := registry.CheckServiceName(service); err != nil {
@@ -60,38 +158,146 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	ans := lookupAnswer{service: service, rd: rd, filter: f}
+	if rd.View != nil {
+		ans.enc = a.enc.forView(rd.View)
+	}
+	bp := a.bufs.Get().(*[]byte)
+	b, whole, _ := ans.encode((*bp)[:0], nil)
+	if whole {
+		setLookupHeaders(w, rd.Index())
+		w.WriteHeader(http.StatusOK)
+		w.Write(b)
+	}
+	a.putBuf(bp, b)
+	if whole {
+		return nil
+	}
+	return a.streamLookup(w, r, &ans)
+}
+
+// streamLookup writes a lookup answer larger than lookupChunk in chunks,
+// holding a slot of a.lookups.
+func (a *apiServer) streamLookup(w http.ResponseWriter, r *http.Request, ans *lookupAnswer) error {
+	if !a.lookups.acquire(r.Context()) { // or the client left while waiting
+		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many large lookups in flight; retry")
+		e.RetryAfter = 1
+		return e
+	}
+	defer a.lookups.release()
+	// The deadline covers the rest of this response, net/http's final
+	// flush included; net/http clears it before the connection's next
+	// request. A ResponseWriter that cannot set one (a test recorder)
+	// writes without it.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.lookups.cfg.WriteTimeout))
+	setLookupHeaders(w, ans.rd.Index())
+	w.WriteHeader(http.StatusOK)
 	bp := a.bufs.Get().(*[]byte)
 	b := (*bp)[:0]
-	index := rd.Index()
+	if cap(b) < lookupChunk {
+		b = make([]byte, 0, lookupChunk)
+	}
+	b, _, err := ans.encode(b, w)
+	if err == nil {
+		_, err = w.Write(b)
+	}
+	a.putBuf(bp, b)
+	if err != nil {
+		// Too late for an error answer: the status is sent. The client
+		// went away or read too slowly; net/http closes the connection.
+		a.log.Debug("lookup answer cut short", "service", ans.service, "err", err)
+	}
+	return nil
+}
+
+// setLookupHeaders sets the headers of a lookup answer.
+func setLookupHeaders(w http.ResponseWriter, index uint64) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h.Set(api.HeaderIndex, strconv.FormatUint(index, 10))
+}
+
+// putBuf returns a lookup buffer to the pool, unless it grew past twice
+// lookupChunk (encode never lets it; a buffer that did is not kept).
+func (a *apiServer) putBuf(bp *[]byte, b []byte) {
+	if cap(b) <= 2*lookupChunk {
+		*bp = b[:0]
+		a.bufs.Put(bp)
+	}
+}
+
+const (
+	// lookupChunk is the size of a lookup's buffer: an answer that fits
+	// is written whole, a larger one is streamed in writes of at most
+	// this size.
+	lookupChunk = 32 << 10
+	// lookupEnd closes a lookup's answer.
+	lookupEnd = "]}\n"
+)
+
+// lookupAnswer is one lookup's answer: the JSON of an api.LookupResponse
+// and a newline.
+type lookupAnswer struct {
+	service string
+	rd      registry.ServiceRead
+	filter  registry.Filter
+	enc     *viewEncoding // nil when rd.View is
+}
+
+// encode appends the answer to b, keeping len(b) within lookupChunk.
+// With w nil it stops at the first instance that would overflow, and
+// returns whole false; otherwise it writes b to w and starts it again
+// each time the next instance would overflow, and returns the rest of the
+// answer (for the caller to write) or the first write error. When it has
+// to flush before an instance whose static encoding alone is over half of
+// lookupChunk, it writes that encoding to w from the cache rather than
+// copy it into b.
+func (ans *lookupAnswer) encode(b []byte, w io.Writer) (_ []byte, whole bool, err error) {
 	// Service names are [a-z0-9_-]: safe in JSON without escaping.
 	b = append(b, `{"service":"`...)
-	b = append(b, service...)
+	b = append(b, ans.service...)
 	b = append(b, `","index":`...)
-	b = strconv.AppendUint(b, index, 10)
+	b = strconv.AppendUint(b, ans.rd.Index(), 10)
 	b = append(b, `,"instances":[`...)
-	if rd.View != nil {
-		enc := a.enc.forView(rd.View)
+	whole = true
+	if ans.enc != nil {
 		first := true
-		rd.Each(f, func(i int, e registry.Entry) bool {
+		ans.rd.Each(ans.filter, func(i int, e registry.Entry) bool {
+			static := ans.enc.static[i]
+			if len(b)+1+len(static)+maxDynamic > lookupChunk-len(lookupEnd) {
+				if w == nil {
+					whole = false
+					return false
+				}
+				if !first {
+					b = append(b, ',')
+				}
+				first = false
+				if len(static) > lookupChunk/2 {
+					if _, err = w.Write(b); err == nil {
+						_, err = w.Write(static)
+					}
+					b = appendDynamic(b[:0], e)
+					return err == nil
+				}
+				if _, err = w.Write(b); err != nil {
+					return false
+				}
+				b = appendInstance(b[:0], static, e)
+				return true
+			}
 			if !first {
 				b = append(b, ',')
 			}
 			first = false
-			b = appendInstance(b, enc.static[i], e)
+			b = appendInstance(b, static, e)
 			return true
 		})
 	}
-	b = append(b, "]}\n"...)
-	h := w.Header()
-	h["Content-Type"] = jsonContentType
-	h.Set(api.HeaderIndex, strconv.FormatUint(index, 10))
-	w.WriteHeader(http.StatusOK)
-	w.Write(b)
-	if cap(b) <= 1<<20 { // do not keep huge buffers around
-		*bp = b
-		a.bufs.Put(bp)
+	if !whole || err != nil {
+		return b, false, err
 	}
-	return nil
+	return append(b, lookupEnd...), true, nil
 }
 
 // listServices handles GET /v1/services: services with instances, and

@@ -86,9 +86,11 @@ func TestRegistry_Register_fairShare(t *testing.T) {
 	t.Cleanup(release)
 
 	adm := r.admit(t, evil, "evil")
-	stop := hostile(t, 64, func(ctx context.Context) { r.reg.Register(ctx, adm, at(slow)) })
-	// Wait until the hostile key holds every slot it can get.
-	waitFor(t, func() bool { return slow.CallCount() >= registry.DefaultConfig().MaxVerifyingPerCaller })
+	cfg := registry.DefaultConfig()
+	stop := hostile(t, cfg.MaxVerifying, func(ctx context.Context) { r.reg.Register(ctx, adm, at(slow)) })
+	// Wait until the hostile key holds every slot it can get: half the
+	// pool.
+	waitFor(t, func() bool { return slow.CallCount() >= cfg.MaxVerifying/2 })
 
 	in := newInstance(t, good)
 	rate := successRate(t, 100, func() error {
@@ -122,7 +124,7 @@ func TestRegistry_RegisterSeed_fairShare(t *testing.T) {
 	addr := registry.SeedAddr{Scheme: "http", Host: "127.0.0.1", Port: slowSrv.Listener.Addr().(*net.TCPAddr).Port}
 
 	var next atomic.Int64
-	stop := hostile(t, 64, func(ctx context.Context) {
+	stop := hostile(t, registry.DefaultConfig().MaxVerifying, func(ctx context.Context) {
 		// Callers rotate through 127/8, each a network of its own.
 		n := next.Add(1)
 		remote := fmt.Sprintf("127.%d.%d.%d:5000", (n>>16)&255, (n>>8)&255, n&255)

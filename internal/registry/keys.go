@@ -20,7 +20,13 @@ type KeySpec struct {
 	Services []string
 	// Description is a free-form note shown in listings.
 	Description string
+	// MaxInstances caps the instances registered with the key at once,
+	// 1 to MaxKeyInstances; 0 means Config.MaxInstancesPerKey.
+	MaxInstances int
 }
+
+// MaxKeyInstances is the highest limit of instances a key may have.
+const MaxKeyInstances = 1_000_000
 
 // Validate checks a key spec; every error is a *FieldError.
 func (k KeySpec) Validate() error {
@@ -38,6 +44,9 @@ func (k KeySpec) Validate() error {
 	if len(k.Description) > maxDescriptionLen {
 		return badField("description", "at most %d bytes", maxDescriptionLen)
 	}
+	if k.MaxInstances < 0 || k.MaxInstances > MaxKeyInstances {
+		return badField("max_instances", "max_instances must be between 1 and %d, or 0 for the server's default", MaxKeyInstances)
+	}
 	return nil
 }
 
@@ -54,11 +63,12 @@ func (r *Registry) CreateKey(ctx context.Context, token string, spec KeySpec) (*
 	}
 	secret := "mk_" + random.Secret()
 	k := &catalog.Key{
-		ID:          "key_" + random.ID(8),
-		SecretHash:  catalog.HashSecret(secret),
-		Services:    spec.Services,
-		Description: spec.Description,
-		CreatedAt:   r.now().UTC().Truncate(time.Second),
+		ID:           "key_" + random.ID(8),
+		SecretHash:   catalog.HashSecret(secret),
+		Services:     spec.Services,
+		Description:  spec.Description,
+		MaxInstances: spec.MaxInstances,
+		CreatedAt:    r.now().UTC().Truncate(time.Second),
 	}
 	if _, err := r.propose(ctx, catalog.Command{Op: catalog.OpCreateKey, Key: k, Reason: "api"}); err != nil {
 		return nil, "", err
@@ -95,4 +105,15 @@ func (r *Registry) RevokeKey(ctx context.Context, token, id string) error {
 	}
 	r.log.Info("enrolment key revoked", "key_id", id)
 	return nil
+}
+
+// KeyUsage returns the limit of instances of key k (its own, or the
+// default) and how many it holds now.
+func (r *Registry) KeyUsage(k *catalog.Key) (limit, held int) {
+	limit = k.MaxInstances
+	if limit == 0 {
+		limit = r.cfg.MaxInstancesPerKey
+	}
+	held, _, _ = r.cat.Held(k.ID, "")
+	return limit, held
 }

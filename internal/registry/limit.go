@@ -94,40 +94,52 @@ type share struct {
 	max  int
 }
 
-// slotPool hands out registration callback slots by shares: a slot is
-// taken only if every share it is counted in is below its maximum. The
-// whole capacity is one share; each caller (an enrolment key, a tutorial
-// caller's network) is another, so that one caller holding slow callbacks
-// can take its share and no more; the tutorial protocol as a whole is a
-// third, so that keyless callers can never crowd out keyed ones.
+// slotPool hands out registration callback slots fairly. The pool holds
+// max slots. The first half is open to anyone; the second half only to
+// callers (an enrolment key, a tutorial caller's network) holding fewer
+// than their share, perCaller. So one caller holding slow callbacks can
+// take at most half the pool, and every other caller still finds a slot
+// for its first perCaller callbacks, while a lone caller's burst (a
+// fleet restarting) is not refused while the pool is mostly idle. Hard
+// shares are caps that hold whatever the pool's state: the tutorial
+// protocol as a whole is one, so that keyless callers can never crowd
+// out keyed ones.
 type slotPool struct {
 	mu   sync.Mutex
-	used map[string]int
+	used map[string]int // by share name; "" is the whole pool
 }
 
 func newSlotPool() *slotPool { return &slotPool{used: map[string]int{}} }
 
-// take counts a slot in every share and returns its release, or reports
-// false (and takes nothing) if any share is full.
-func (p *slotPool) take(shares ...share) (release func(), ok bool) {
+// take counts a slot for caller (and in every hard share) and returns its
+// release, or reports false and takes nothing.
+func (p *slotPool) take(max, perCaller int, caller string, hard ...share) (release func(), ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, s := range shares {
+	total := p.used[""]
+	if total >= max || (p.used[caller] >= perCaller && total >= max/2) {
+		return nil, false
+	}
+	for _, s := range hard {
 		if p.used[s.name] >= s.max {
 			return nil, false
 		}
 	}
-	for _, s := range shares {
-		p.used[s.name]++
+	names := append([]string{"", caller}, make([]string, 0, len(hard))...)
+	for _, s := range hard {
+		names = append(names, s.name)
+	}
+	for _, n := range names {
+		p.used[n]++
 	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			for _, s := range shares {
-				if p.used[s.name]--; p.used[s.name] == 0 {
-					delete(p.used, s.name)
+			for _, n := range names {
+				if p.used[n]--; p.used[n] == 0 {
+					delete(p.used, n)
 				}
 			}
 		})

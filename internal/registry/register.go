@@ -301,12 +301,18 @@ type Registered struct {
 
 // Register validates req, calls the instance back at the address it
 // advertises, and commits it. Nothing is stored unless every step passes.
-// Errors: a *FieldError; ErrBusy; a *RateLimitError; ErrAddressNotAllowed;
-// a *VerifyError; the catalog's (catalog.ErrKeyRevoked when the key was
-// revoked meanwhile, ErrKeyScope, ErrProtocolMix); ErrUnavailable.
+// Errors: a *FieldError; catalog.ErrReplaceDenied (another key's instance
+// holds the address and port, and only the host is proved); a
+// *QuotaError; ErrBusy; a *RateLimitError; ErrAddressNotAllowed; a
+// *VerifyError; the catalog's (catalog.ErrKeyRevoked when the key was
+// revoked meanwhile, ErrKeyScope, ErrProtocolMix, ErrReplaceDenied);
+// ErrUnavailable.
 func (r *Registry) Register(ctx context.Context, adm Admission, req api.RegisterRequest) (Registered, error) {
 	if adm.key == nil { // not from AdmitKey
 		return Registered{}, ErrNoCredential
+	}
+	if err := r.writable(); err != nil { // before the callback: a full disk refuses at once
+		return Registered{}, err
 	}
 	reg, ferr := validateRegister(req)
 	if ferr != nil {
@@ -318,9 +324,20 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 	if reg.VerifyPort != reg.Port {
 		proof = api.ProofAddress
 	}
+	old, replacing := r.cat.InstanceByAddr(adm.service, reg.Address, reg.Port)
+	if replacing && old.KeyID != adm.key.ID && proof != api.ProofAddressPort {
+		// Checked again in the catalog; refused here before any callback.
+		return Registered{}, catalog.ErrReplaceDenied
+	}
+	unreserve, err := r.reserve(adm.key, reg.Address, id, replacing, replacing && old.KeyID == adm.key.ID)
+	if err != nil {
+		return Registered{}, err
+	}
+	defer unreserve()
+	_, _, known := r.cat.Held(adm.key.ID, reg.Address)
 	release, err := r.proveAddress(ctx, addressProof{
 		byTarget: adm.key.ID + "|" + reg.Address, byCaller: adm.key.ID, who: "enrolment key and address",
-		host: reg.Address, refused: "registration refused",
+		host: reg.Address, refused: "registration refused", detailed: known > 0,
 		attrs: []any{"service", adm.service, "address", reg.Address, "port", reg.Port},
 		call: func(ctx context.Context) error {
 			target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath}

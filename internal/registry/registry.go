@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/health"
 	"github.com/musterhq/muster/internal/verify"
@@ -105,16 +106,29 @@ type Config struct {
 	AdminTokenHash []byte
 	// MaxVerifying caps concurrent registration callbacks.
 	MaxVerifying int
-	// MaxVerifyingPerCaller caps the callbacks one caller may have in
-	// flight: one enrolment key, or one network calling through the
-	// tutorial protocol. The tutorial protocol as a whole may hold at most
-	// half of MaxVerifying.
+	// MaxVerifyingPerCaller is one caller's share of the callback slots
+	// (a caller is an enrolment key, or a network calling through the
+	// tutorial protocol): a caller holding its share gets more only while
+	// fewer than half of MaxVerifying are taken. The tutorial protocol as
+	// a whole never holds more than half.
 	MaxVerifyingPerCaller int
 	// FailureBurst failed verifications per enrolment key and address are
 	// allowed at once, then one per FailureEvery (per key alone, three
 	// times as many); beyond that, RateLimitError.
 	FailureBurst int
 	FailureEvery time.Duration
+	// MaxInstancesPerKey is the default limit of instances registered
+	// with one enrolment key at once; a key may set its own.
+	MaxInstancesPerKey int
+	// MaxInstancesPerAddress limits the instances at one address, of any
+	// key and service: one listener proving a host (verify_port) cannot
+	// vouch for more.
+	MaxInstancesPerAddress int
+	// RegisterBurst registrations per enrolment key are let through at
+	// once, then one per RegisterEvery: the bound on how fast one key can
+	// grow the Raft log.
+	RegisterBurst int
+	RegisterEvery time.Duration
 	// Seed, when set, turns on the tutorial protocol's admission policy.
 	Seed *SeedConfig
 	// Logger receives the registry's log lines; nil discards them.
@@ -125,7 +139,10 @@ type Config struct {
 
 // DefaultConfig returns the production settings.
 func DefaultConfig() Config {
-	return Config{MaxVerifying: 64, MaxVerifyingPerCaller: 8, FailureBurst: 10, FailureEvery: 6 * time.Second}
+	return Config{
+		MaxVerifying: 128, MaxVerifyingPerCaller: 16, FailureBurst: 10, FailureEvery: 6 * time.Second,
+		MaxInstancesPerKey: 1000, MaxInstancesPerAddress: 256, RegisterBurst: 500, RegisterEvery: 20 * time.Millisecond,
+	}
 }
 
 // Validate reports a configuration error.
@@ -139,6 +156,12 @@ func (c Config) Validate() error {
 	}
 	if c.FailureBurst < 1 || c.FailureEvery <= 0 {
 		errs = append(errs, errors.New("registry: verify failure burst must be at least 1 and its refill period positive"))
+	}
+	if c.MaxInstancesPerKey < 1 || c.MaxInstancesPerKey > MaxKeyInstances || c.MaxInstancesPerAddress < 1 {
+		errs = append(errs, fmt.Errorf("registry: instance limits per key (1 to %d) and per address must be at least 1", MaxKeyInstances))
+	}
+	if c.RegisterBurst < 1 || c.RegisterEvery <= 0 {
+		errs = append(errs, errors.New("registry: register burst must be at least 1 and its refill period positive"))
 	}
 	if c.Seed != nil {
 		if err := c.Seed.Validate(); err != nil {
@@ -163,6 +186,13 @@ type Registry struct {
 	// three times as generous, per caller alone (keyFailures).
 	failures    *failureLimiter
 	keyFailures *failureLimiter
+	// registrations limits registrations per key (their rate); quotas
+	// the instances per key and per address.
+	registrations *failureLimiter
+	// seedFailures bounds failed callbacks of the tutorial protocol as a
+	// whole: its callers are only addresses, which a caller can rotate.
+	seedFailures *failureLimiter
+	quotas       quotas
 	// seedKey serialises the creation of the tutorial protocol's key.
 	seedKey sync.Mutex
 }
@@ -181,9 +211,11 @@ func New(cfg Config, cat *catalog.Catalog, p Proposer, live *health.Liveness, v 
 	}
 	return &Registry{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, cat: cat, prop: p, live: live, verifier: v,
-		slots:       newSlotPool(),
-		failures:    newFailureLimiter(cfg.FailureBurst, cfg.FailureEvery),
-		keyFailures: newFailureLimiter(3*cfg.FailureBurst, cfg.FailureEvery/3),
+		slots:         newSlotPool(),
+		failures:      newFailureLimiter(cfg.FailureBurst, cfg.FailureEvery),
+		keyFailures:   newFailureLimiter(3*cfg.FailureBurst, cfg.FailureEvery/3),
+		registrations: newFailureLimiter(cfg.RegisterBurst, cfg.RegisterEvery),
+		seedFailures:  newFailureLimiter(10*cfg.FailureBurst, cfg.FailureEvery/10),
 	}, nil
 }
 
@@ -205,16 +237,50 @@ type Health struct {
 	Leader string
 	// Index is the catalog's applied index (set when Ready).
 	Index uint64
+	// Degraded names what is impaired while the node still serves reads,
+	// as the replication layer reports it: "disk" while the data dir's
+	// disk is below its reserve and writes are refused. "" when nothing
+	// is.
+	Degraded string
 }
 
-// Health reports whether this node can serve, who leads, and how far its
-// catalog has applied the log.
+// storage is what the replication layer may report of its disk besides
+// leadership; *cluster.Node implements it. It is optional: a Proposer
+// without it is never degraded and never refuses ahead of a write.
+type storage interface {
+	// Degraded names what is impaired, "" when nothing is.
+	Degraded() string
+	// Writable returns nil unless a write would be refused now whoever
+	// proposed it (a full disk); its errors have Unavailable() true. It is
+	// cheap and does not check leadership.
+	Writable() error
+}
+
+// Health reports whether this node can serve, who leads, how far its
+// catalog has applied the log, and whether it is degraded.
 func (r *Registry) Health() Health {
 	h := Health{Leader: r.prop.Leader()}
 	if r.Ready() == nil {
 		h.Ready, h.Index = true, r.cat.Index()
 	}
+	if s, ok := r.prop.(storage); ok {
+		h.Degraded = s.Degraded()
+	}
 	return h
+}
+
+// writable returns ErrUnavailable (wrapping the replication layer's
+// reason) if a write would be refused now whoever proposed it, so that a
+// workflow can refuse before work a refused commit would waste: a
+// registration calls the instance back before it commits, and a stranger
+// must not make the registry call out for nothing while its disk is full.
+func (r *Registry) writable() error {
+	if s, ok := r.prop.(storage); ok {
+		if err := s.Writable(); err != nil && unavailable(err) {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	return nil
 }
 
 // propose commits cmd. It is the one place where the registry writes: a
@@ -254,11 +320,17 @@ func (r *Registry) CheckAdmin(token string) error {
 type addressProof struct {
 	byTarget, byCaller string // failure limiter names: caller and address, caller alone
 	seed               bool   // through the tutorial protocol
-	who                string // the caller, as a RateLimitError names it
-	host               string
-	call               func(ctx context.Context) error
-	refused            string // the log message of a refusal
-	attrs              []any  // and its attributes
+	// detailed gives the caller the callback's precise failure reason;
+	// otherwise every network failure (unreachable, timeout, an HTTP
+	// status, a redirect, an answer that is not the protocol's) is
+	// reported as one, so that the callback is no port scanner. Set when
+	// the caller's key already holds an instance at the address.
+	detailed bool
+	who      string // the caller, as a RateLimitError names it
+	host     string
+	call     func(ctx context.Context) error
+	refused  string // the log message of a refusal
+	attrs    []any  // and its attributes
 }
 
 // proveAddress runs the steps every registration shares before its commit,
@@ -270,20 +342,24 @@ type addressProof struct {
 // the limits and is logged with its detail. On success the caller holds
 // the slot until it calls release, after its commit.
 func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release func(), err error) {
-	shares := []share{{"", r.cfg.MaxVerifying}, {"caller|" + p.byCaller, r.cfg.MaxVerifyingPerCaller}}
+	var hard []share
 	if p.seed {
-		shares = append(shares, share{"seed", max(1, r.cfg.MaxVerifying/2)})
+		hard = append(hard, share{"seed", max(1, r.cfg.MaxVerifying/2)})
 	}
-	release, ok := r.slots.take(shares...)
+	release, ok := r.slots.take(r.cfg.MaxVerifying, r.cfg.MaxVerifyingPerCaller, "caller|"+p.byCaller, hard...)
 	if !ok {
 		return nil, ErrBusy
 	}
 	now := r.now()
 	ok1, w1 := r.failures.Allow(now, p.byTarget)
 	ok2, w2 := r.keyFailures.Allow(now, p.byCaller)
-	if !ok1 || !ok2 {
+	ok3, w3 := true, time.Duration(0)
+	if p.seed {
+		ok3, w3 = r.seedFailures.Allow(now, "seed")
+	}
+	if !ok1 || !ok2 || !ok3 {
 		release()
-		return nil, &RateLimitError{Wait: max(w1, w2), Who: p.who}
+		return nil, &RateLimitError{Wait: max(w1, w2, w3), Who: p.who}
 	}
 	err = r.verifier.CheckAddress(ctx, p.host)
 	if err == nil {
@@ -294,18 +370,31 @@ func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release fu
 		now := r.now()
 		r.failures.Fail(now, p.byTarget)
 		r.keyFailures.Fail(now, p.byCaller)
-		return nil, r.asVerifyError(err, p.refused, p.attrs...)
+		if p.seed {
+			r.seedFailures.Fail(now, "seed")
+		}
+		return nil, r.asVerifyError(err, p.detailed, p.refused, p.attrs...)
 	}
 	return release, nil
 }
 
 // asVerifyError turns the verifier's refusal into the registry's, logging
-// its detail (which callers never see). Other errors pass through.
-func (r *Registry) asVerifyError(err error, msg string, attrs ...any) error {
+// its detail (which callers never see). Unless detailed, every network
+// failure becomes one reason (see addressProof.detailed). Other errors
+// pass through.
+func (r *Registry) asVerifyError(err error, detailed bool, msg string, attrs ...any) error {
 	var ve *verify.Error
 	if !errors.As(err, &ve) {
 		return err
 	}
-	r.log.Info(msg, append(attrs, "reason", ve.Reason, "detail", ve.Detail)...)
+	r.log.Info(msg, append(attrs, "reason", ve.Reason, "message", ve.Msg, "detail", ve.Detail)...)
+	if !detailed {
+		switch ve.Reason {
+		case api.ReasonUnreachable, api.ReasonTimeout, api.ReasonBadStatus, api.ReasonRedirect, api.ReasonBadResponse:
+			return &VerifyError{Reason: api.ReasonUnreachable, Message: "verification failed: the callback did not reach a service " +
+				"answering the verification protocol at the advertised address (the registry's log has the detail; the precise reason is " +
+				"given once the enrolment key has an instance registered at this address)"}
+		}
+	}
 	return &VerifyError{Reason: ve.Reason, Message: ve.Error()}
 }

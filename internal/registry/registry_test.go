@@ -53,13 +53,14 @@ type proposer struct {
 	cmds   []catalog.Command
 	err    error                 // when set, returned instead of applying
 	before func(catalog.Command) // when set, run before applying, without mu
+	after  func(catalog.Command) // when set, run after applying, without mu
 	leader string
 }
 
 func (p *proposer) Apply(_ context.Context, cmd catalog.Command) (catalog.Result, error) {
 	p.mu.Lock()
 	p.cmds = append(p.cmds, cmd)
-	err, before := p.err, p.before
+	err, before, after := p.err, p.before, p.after
 	p.mu.Unlock()
 	if err != nil {
 		return catalog.Result{}, err
@@ -68,6 +69,9 @@ func (p *proposer) Apply(_ context.Context, cmd catalog.Command) (catalog.Result
 		before(cmd)
 	}
 	res := p.apply(cmd)
+	if after != nil {
+		after(cmd)
+	}
 	return res, res.Err
 }
 
@@ -88,6 +92,14 @@ func (p *proposer) Leader() string {
 func (p *proposer) fail(err error) {
 	p.mu.Lock()
 	p.err = err
+	p.mu.Unlock()
+}
+
+// setAfter installs a hook run after each proposed command is applied,
+// before Apply returns.
+func (p *proposer) setAfter(fn func(catalog.Command)) {
+	p.mu.Lock()
+	p.after = fn
 	p.mu.Unlock()
 }
 
@@ -430,6 +442,7 @@ func rateLimited(who string, wait time.Duration) errCheck {
 
 func TestConfig_Validate(t *testing.T) {
 	seed := registry.DefaultSeedConfig()
+	seed.Services = []string{"fetch_url"}
 	for _, tc := range []struct {
 		name   string
 		change func(*registry.Config)
@@ -440,6 +453,12 @@ func TestConfig_Validate(t *testing.T) {
 		{"no verification slot", func(c *registry.Config) { c.MaxVerifying = 0 }, false},
 		{"no failure burst", func(c *registry.Config) { c.FailureBurst = 0 }, false},
 		{"no refill", func(c *registry.Config) { c.FailureEvery = 0 }, false},
+		{"no verification slot per caller", func(c *registry.Config) { c.MaxVerifyingPerCaller = 0 }, false},
+		{"no instance per key", func(c *registry.Config) { c.MaxInstancesPerKey = 0 }, false},
+		{"too many instances per key", func(c *registry.Config) { c.MaxInstancesPerKey = registry.MaxKeyInstances + 1 }, false},
+		{"no instance per address", func(c *registry.Config) { c.MaxInstancesPerAddress = 0 }, false},
+		{"no register burst", func(c *registry.Config) { c.RegisterBurst = 0 }, false},
+		{"no register refill", func(c *registry.Config) { c.RegisterEvery = 0 }, false},
 		{"bad seed", func(c *registry.Config) { c.Seed = &registry.SeedConfig{} }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -464,7 +483,11 @@ func TestSeedConfig_Validate(t *testing.T) {
 		change func(*registry.SeedConfig)
 		ok     bool
 	}{
-		{"default", func(*registry.SeedConfig) {}, true},
+		{"default, with services named", func(*registry.SeedConfig) {}, true},
+		{"default without services", func(c *registry.SeedConfig) { c.Services = registry.DefaultSeedConfig().Services }, false},
+		{"only a wildcard", func(c *registry.SeedConfig) { c.Services = []string{"fetch_url", "*"} }, false},
+		{"only wildcards", func(c *registry.SeedConfig) { c.Services = []string{"**"} }, false},
+		{"a pattern with a wildcard", func(c *registry.SeedConfig) { c.Services = []string{"seed-*"} }, true},
 		{"no challenge", func(c *registry.SeedConfig) { c.Challenge = "" }, false},
 		{"no response", func(c *registry.SeedConfig) { c.Response = "" }, false},
 		{"interval too short", func(c *registry.SeedConfig) { c.HeartbeatInterval = 99 * time.Millisecond }, false},
@@ -475,6 +498,7 @@ func TestSeedConfig_Validate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := registry.DefaultSeedConfig()
+			c.Services = []string{"fetch_url"}
 			tc.change(&c)
 			if err := c.Validate(); (err == nil) != tc.ok {
 				t.Fatalf("Validate = %v, want ok %v", err, tc.ok)

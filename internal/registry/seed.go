@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/musterhq/muster/api"
@@ -30,7 +31,9 @@ type SeedConfig struct {
 	// intervals.
 	HeartbeatInterval time.Duration
 	// Services are the name patterns ('*' wildcard) the tutorial protocol
-	// may register.
+	// may register. There is no default: the names a keyless protocol may
+	// take are named by the operator, and a pattern of wildcards alone
+	// is refused.
 	Services []string
 }
 
@@ -40,7 +43,6 @@ func DefaultSeedConfig() SeedConfig {
 		Challenge:         "It jolly well looks like it might rain",
 		Response:          "That is why I carry an umbrella",
 		HeartbeatInterval: 10 * time.Second,
-		Services:          []string{"*"},
 	}
 }
 
@@ -53,11 +55,14 @@ func (c SeedConfig) Validate() error {
 		return fmt.Errorf("seed: heartbeat interval must be between 100ms and %s", MaxTTL/3)
 	}
 	if len(c.Services) == 0 {
-		return errors.New("seed: at least one service name pattern is required")
+		return errors.New("seed: name the services the tutorial protocol may register (--seed-services fetch_url,dice_scraper,...)")
 	}
 	for _, p := range c.Services {
 		if !catalog.ValidPattern(p) {
 			return fmt.Errorf("seed: service pattern %q: 1 to 63 of a-z 0-9 - _ and *", p)
+		}
+		if strings.Trim(p, "*") == "" {
+			return fmt.Errorf("seed: service pattern %q would let anyone who can reach the API register any name; name the tutorial's services", p)
 		}
 	}
 	return nil
@@ -84,7 +89,7 @@ type SeedAdmission struct {
 // caller at remote (its network address, which stands in for the key the
 // protocol does not have, in the failure limits). Errors: ErrSeedOff,
 // ErrNotReady, a *FieldError, ErrSeedScope, catalog.ErrProtocolMix (the
-// service has /v1 instances).
+// service has, or has had, /v1 instances).
 func (r *Registry) AdmitSeed(remote, service string) (SeedAdmission, error) {
 	if r.cfg.Seed == nil {
 		return SeedAdmission{}, ErrSeedOff
@@ -98,6 +103,9 @@ func (r *Registry) AdmitSeed(remote, service string) (SeedAdmission, error) {
 	if !(&catalog.Key{Services: r.cfg.Seed.Services}).Allows(service) {
 		return SeedAdmission{}, ErrSeedScope
 	}
+	if r.cat.Keyed(service) {
+		return SeedAdmission{}, catalog.ErrProtocolMix
+	}
 	if view := r.cat.Service(service); view != nil {
 		for _, inst := range view.Instances {
 			if inst.KeyID != catalog.SeedKeyID {
@@ -110,9 +118,20 @@ func (r *Registry) AdmitSeed(remote, service string) (SeedAdmission, error) {
 
 // RegisterSeed runs the tutorial protocol's phrase exchange with the
 // instance at addr and commits it, with a TTL of three heartbeat
-// intervals. Errors: ErrBusy; a *RateLimitError; ErrAddressNotAllowed; a
-// *VerifyError; catalog.ErrProtocolMix; ErrUnavailable.
+// intervals. Errors: a *QuotaError; ErrBusy; a *RateLimitError;
+// ErrAddressNotAllowed; a *VerifyError; catalog.ErrProtocolMix;
+// ErrUnavailable.
 func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr SeedAddr) (*catalog.Instance, error) {
+	if err := r.writable(); err != nil { // before the callback: a full disk refuses at once
+		return nil, err
+	}
+	id := random.ID(16)
+	old, replacing := r.cat.InstanceByAddr(adm.service, addr.Host, addr.Port)
+	unreserve, err := r.reserve(&catalog.Key{ID: catalog.SeedKeyID}, addr.Host, id, replacing, replacing && old.KeyID == catalog.SeedKeyID)
+	if err != nil {
+		return nil, err
+	}
+	defer unreserve()
 	secret := random.Secret()
 	release, err := r.proveAddress(ctx, addressProof{
 		byTarget: "seed|" + adm.caller + "|" + addr.Host, byCaller: "seed|" + adm.caller, who: "address", seed: true,
@@ -138,7 +157,7 @@ func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr See
 	ttl := 3 * r.cfg.Seed.HeartbeatInterval
 	now := r.now()
 	inst := &catalog.Instance{
-		ID: random.ID(16), Service: adm.service, Address: addr.Host, Port: addr.Port, Scheme: addr.Scheme,
+		ID: id, Service: adm.service, Address: addr.Host, Port: addr.Port, Scheme: addr.Scheme,
 		Meta: map[string]string{"protocol": "seed"}, TTL: ttl, DeregisterAfter: 10 * ttl,
 		TokenHash: catalog.HashSecret(secret), KeyID: catalog.SeedKeyID, Proof: api.ProofAddressPort,
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),

@@ -99,6 +99,7 @@ func TestSeedProtocol(t *testing.T) {
 	h := testserver.NewHarness(t, func(c *server.Config) {
 		sc := registry.DefaultSeedConfig()
 		sc.HeartbeatInterval = interval
+		sc.Services = []string{"fetch_url"}
 		c.Registry.Seed = &sc
 	})
 	base := h.Srv.URL()
@@ -313,6 +314,18 @@ func TestSeedProtocol_Scope(t *testing.T) {
 	res, err := h.Anon.Lookup(ctx, "payments")
 	if err != nil || len(res.Instances) != 1 || res.Instances[0].Port != owner.Port() {
 		t.Fatalf("payments after the attempt: %+v, %v", res, err)
+	}
+	// A rolling restart deregisters every /v1 instance of payments before
+	// registering again: the keyless protocol still cannot take the name.
+	if err := h.Admin.Deregister(ctx, res.Instances[0].ID, h.AdminToken(t)); err != nil {
+		t.Fatal(err)
+	}
+	status, body := postForm(t, h.Srv.URL()+"/api/v1/register/", "name=payments&url=http%3A%2F%2Flocalhost&port="+port)
+	if status != 400 {
+		t.Fatalf("squatting payments while it has no instance: %d %s", status, body)
+	}
+	if res, err := h.Anon.Lookup(ctx, "payments"); err == nil && len(res.Instances) != 0 {
+		t.Fatalf("payments serves %+v after a squatting attempt", res.Instances)
 	}
 	// Nor does /v1 join a service of the tutorial protocol.
 	k2 := h.Key(t, "fetch_url")

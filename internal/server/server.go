@@ -50,6 +50,9 @@ type Config struct {
 	// and the tutorial protocol (Registry.Seed). Its AdminTokenHash is
 	// set from the admin token.
 	Registry registry.Config
+	// Lookups bounds lookups with large answers: how many are written at
+	// once, how long one waits for its turn, and how long one may take.
+	Lookups httpapi.LookupConfig
 
 	// Logger receives every component's log lines; nil discards them.
 	Logger *slog.Logger
@@ -65,6 +68,7 @@ func DefaultConfig() Config {
 		Liveness: health.DefaultLivenessConfig(),
 		Sweep:    health.DefaultSweepConfig(),
 		Registry: registry.DefaultConfig(),
+		Lookups:  httpapi.DefaultLookupConfig(),
 	}
 }
 
@@ -76,7 +80,7 @@ func (c Config) Validate() error {
 	}
 	cc := c.Cluster
 	cc.DataDir = c.DataDir // the cluster's check reports it missing
-	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate()} {
+	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -163,7 +167,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if reg.SeedEnabled() {
 		mount = seedapi.New(reg, s.log, maxBody).Routes()
 	}
-	handler := httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: s.log, MaxBody: maxBody, Mount: mount})
+	handler := httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: s.log, MaxBody: maxBody, Mount: mount, Lookups: s.cfg.Lookups})
 	s.handler = handler
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {

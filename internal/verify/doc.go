@@ -8,7 +8,10 @@
 // every connection is checked against an allowlist of networks at dial time
 // (after DNS resolution, so rebinding cannot slip past), redirects are never
 // followed, the answer is read up to a size cap, and the whole exchange has
-// a deadline. No proxy from the environment is used.
+// a deadline. No proxy from the environment is used. The well-known cloud
+// metadata addresses (169.254.169.254, fd00:ec2::254, 100.100.100.200 and
+// the others in metadata.go) are refused in every spelling (IPv4-mapped,
+// IPv4-compatible, NAT64, 6to4), whatever the allowlist.
 //
 //	v, _ := verify.New(verify.DefaultConfig())
 //	err := v.Verify(ctx, verify.Target{Scheme: "http", Address: "127.0.0.1", Port: 8888, Path: "/.well-known/muster/verify"}, req, keySecret)

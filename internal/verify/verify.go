@@ -22,7 +22,9 @@ import (
 )
 
 // DefaultAllow lists the networks callbacks may reach by default: loopback
-// and private ranges. Link-local (cloud metadata) is deliberately absent.
+// and private ranges. Link-local (169.254.0.0/16, fe80::/10) is absent,
+// and the cloud metadata addresses inside these ranges (fd00:ec2::254 is
+// in fc00::/7) are refused whatever the allowlist (metadata.go).
 var defaultAllow = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
 
 // DefaultAllow returns the default callback allowlist.
@@ -40,7 +42,8 @@ type Config struct {
 	Timeout time.Duration
 	// MaxBody caps the bytes read from the answer.
 	MaxBody int64
-	// Allow lists the networks a callback may connect to.
+	// Allow lists the networks a callback may connect to. The cloud
+	// metadata addresses (metadata.go) are refused even inside it.
 	Allow []netip.Prefix
 }
 
@@ -116,6 +119,8 @@ func (t Target) URL() string {
 type Verifier struct {
 	cfg    Config
 	client *http.Client
+	// metadata is the set of metadataAddrs; never changed after New.
+	metadata map[netip.Addr]struct{}
 }
 
 // New returns a verifier.
@@ -123,7 +128,7 @@ func New(cfg Config) (*Verifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	v := &Verifier{cfg: cfg}
+	v := &Verifier{cfg: cfg, metadata: metadataSet()}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: v.control}
 	tr := &http.Transport{
 		Proxy:                  nil,
@@ -143,15 +148,32 @@ func New(cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
-// Allowed reports whether ip is inside the allowlist.
-func (v *Verifier) Allowed(ip netip.Addr) bool {
-	ip = ip.Unmap()
+// Allowed reports whether a callback may connect to ip: it is inside the
+// allowlist and is not a cloud metadata address in any spelling
+// (IPv4-mapped, IPv4-compatible, NAT64, 6to4), nor an unspecified,
+// multicast or broadcast address, whatever the allowlist.
+func (v *Verifier) Allowed(ip netip.Addr) bool { return v.check(ip, "") == nil }
+
+// check returns nil if a callback may connect to ip, or an error wrapping
+// ErrNotAllowed. what names the address in the error: ip itself, or the
+// host name that resolved to it.
+func (v *Verifier) check(ip netip.Addr, what string) error {
+	if v.isMetadata(ip) {
+		return fmt.Errorf("%w: %s is a cloud metadata address, refused whatever the allowlist", ErrNotAllowed, what)
+	}
+	u := ip.Unmap()
+	if u.IsUnspecified() || u.IsMulticast() || u == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		// 0.0.0.0 and :: connect to this host; multicast and broadcast
+		// are no one host. Refused whatever the allowlist (0.0.0.0/0
+		// holds them).
+		return fmt.Errorf("%w: %s is not a unicast address of another host", ErrNotAllowed, what)
+	}
 	for _, p := range v.cfg.Allow {
-		if p.Contains(ip) {
-			return true
+		if p.Contains(u) {
+			return nil
 		}
 	}
-	return false
+	return fmt.Errorf("%w: %s", ErrNotAllowed, what)
 }
 
 // control runs just before each connect, on the resolved address.
@@ -160,21 +182,16 @@ func (v *Verifier) control(network, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s", ErrNotAllowed, address)
 	}
-	if !v.Allowed(ap.Addr()) {
-		return fmt.Errorf("%w: %s", ErrNotAllowed, ap.Addr())
-	}
-	return nil
+	return v.check(ap.Addr(), ap.Addr().String())
 }
 
 // CheckAddress resolves host and reports ErrNotAllowed unless every address
-// it resolves to is inside the allowlist. It lets a registration be refused
-// before any callback; the dial-time check still guards the connection.
+// it resolves to is allowed (see Allowed). It lets a registration be
+// refused before any callback; the dial-time check still guards the
+// connection.
 func (v *Verifier) CheckAddress(ctx context.Context, host string) error {
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if !v.Allowed(ip) {
-			return fmt.Errorf("%w: %s", ErrNotAllowed, ip)
-		}
-		return nil
+		return v.check(ip, ip.String())
 	}
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
@@ -183,8 +200,8 @@ func (v *Verifier) CheckAddress(ctx context.Context, host string) error {
 		return &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot resolve %q", host)}
 	}
 	for _, ip := range ips {
-		if !v.Allowed(ip) {
-			return fmt.Errorf("%w: %s resolves to %s", ErrNotAllowed, host, ip)
+		if err := v.check(ip, host+" resolves to "+ip.String()); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -1,0 +1,258 @@
+package catalog
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// The rules every command must meet before it is applied. They are the
+// union of what every version of muster has proposed, not the registry's
+// current, stricter rules for requests: a log entry written by an older
+// version must still pass (package registry refuses some forms at the
+// front door that its earlier versions stored, such as an upper-case host
+// name or a host name whose last label is all digits). So a rule here may
+// be loosened only with a new Rules version (replicas that do not know it
+// halt instead of refusing what others apply), and never tightened for a
+// Rules version that is already in logs.
+//
+// The registry keeps its own checks, which give each field a user-facing
+// message, and its tests check that whatever it accepts passes Validate.
+const (
+	// MaxIDLen is the longest instance or key ID.
+	MaxIDLen = 128
+
+	maxHostLen         = 253
+	maxTTL             = time.Hour
+	maxDeregisterAfter = 7 * 24 * time.Hour
+	maxTags            = 64
+	maxTagLen          = 128
+	maxMeta            = 64
+	maxMetaKeyLen      = 128
+	maxMetaValueLen    = 512
+	maxDescriptionLen  = 256
+	maxProofLen        = 64
+)
+
+// Validate reports whether cmd is a command some version of muster could
+// have proposed: its IDs, service name, address, port, scheme, TTLs,
+// hashes, status, tags and meta are well formed. Its error wraps
+// ErrBadCommand and names the field. It is deterministic and reads only
+// cmd.
+//
+// It judges only what this version can apply: a command of an unknown
+// operation, or asking for rules newer than RulesCurrent, is left to
+// Apply (ErrUnsupported or ErrSkipped), so that a newer proposer's
+// looser rules halt this replica rather than make it refuse what others
+// apply. It does not look at the catalog (whether an ID exists, whether a
+// key allows a service): that is Apply's.
+func (cmd Command) Validate() error {
+	switch {
+	case cmd.Rules > RulesCurrent:
+		return nil
+	case cmd.Rules < 0:
+		return badCommand("rules", "rules version %d is negative", cmd.Rules)
+	}
+	switch cmd.Op {
+	case "":
+		return badCommand("op", "no operation")
+	case OpRegister:
+		return validateInstance(cmd.Instance)
+	case OpDeregister, OpDrain, OpRevokeKey:
+		if err := checkID("id", cmd.ID); err != nil {
+			return err
+		}
+		if cmd.IfStatus != "" && !knownStatus(cmd.IfStatus) {
+			return badCommand("if_status", "unknown status %q", cmd.IfStatus)
+		}
+		return nil
+	case OpSetStatus:
+		if err := checkID("id", cmd.ID); err != nil {
+			return err
+		}
+		if !knownStatus(cmd.Status) {
+			return badCommand("status", "unknown status %q", cmd.Status)
+		}
+		if cmd.IfStatus != "" && !knownStatus(cmd.IfStatus) {
+			return badCommand("if_status", "unknown status %q", cmd.IfStatus)
+		}
+		return nil
+	case OpCreateKey:
+		return validateKey(cmd.Key)
+	}
+	return nil // an operation this version does not know: Apply's to judge
+}
+
+func validateInstance(in *Instance) error {
+	if in == nil {
+		return badCommand("instance", "missing")
+	}
+	if err := checkID("instance.id", in.ID); err != nil {
+		return err
+	}
+	if !ValidServiceName(in.Service) {
+		return badCommand("instance.service", "service name %q is not 1 to %d of a-z 0-9 - _", in.Service, MaxNameLen)
+	}
+	if !ValidHost(in.Address) {
+		return badCommand("instance.address", "address %.64q is neither an IP address nor a DNS host name", in.Address)
+	}
+	if in.Port < 1 || in.Port > 65535 {
+		return badCommand("instance.port", "port %d is not between 1 and 65535", in.Port)
+	}
+	if in.Scheme != "http" && in.Scheme != "https" {
+		return badCommand("instance.scheme", "scheme %.16q is neither http nor https", in.Scheme)
+	}
+	if in.TTL <= 0 || in.TTL > maxTTL {
+		return badCommand("instance.ttl", "ttl %s is not above 0 and at most %s", in.TTL, maxTTL)
+	}
+	if in.DeregisterAfter < in.TTL || in.DeregisterAfter > maxDeregisterAfter {
+		return badCommand("instance.deregister_after", "deregister_after %s is not between the ttl and %s", in.DeregisterAfter, maxDeregisterAfter)
+	}
+	if len(in.TokenHash) != sha256.Size {
+		return badCommand("instance.token_hash", "token hash of %d bytes, want %d", len(in.TokenHash), sha256.Size)
+	}
+	if err := checkID("instance.key_id", in.KeyID); err != nil {
+		return err
+	}
+	if len(in.Proof) > maxProofLen || !printable(in.Proof) {
+		return badCommand("instance.proof", "proof must be at most %d printable characters", maxProofLen)
+	}
+	if !validStatus(in.Status) {
+		return badCommand("instance.status", "status %q is neither passing nor critical", in.Status)
+	}
+	if len(in.Tags) > maxTags {
+		return badCommand("instance.tags", "%d tags, at most %d", len(in.Tags), maxTags)
+	}
+	for _, t := range in.Tags {
+		if t == "" || len(t) > maxTagLen || !printable(t) || strings.ContainsAny(t, " ,") {
+			return badCommand("instance.tags", "tag %q is not 1 to %d printable characters without spaces or commas", t, maxTagLen)
+		}
+	}
+	if len(in.Meta) > maxMeta {
+		return badCommand("instance.meta", "%d meta entries, at most %d", len(in.Meta), maxMeta)
+	}
+	for k, v := range in.Meta {
+		if k == "" || len(k) > maxMetaKeyLen || !metaKey(k) {
+			return badCommand("instance.meta", "meta key %q is not 1 to %d of A-Z a-z 0-9 . _ -", k, maxMetaKeyLen)
+		}
+		if len(v) > maxMetaValueLen || !printable(v) {
+			return badCommand("instance.meta", "meta value of %q is not at most %d printable characters", k, maxMetaValueLen)
+		}
+	}
+	return nil
+}
+
+func validateKey(k *Key) error {
+	if k == nil {
+		return badCommand("key", "missing")
+	}
+	if err := checkID("key.id", k.ID); err != nil {
+		return err
+	}
+	if len(k.SecretHash) != sha256.Size {
+		return badCommand("key.secret_hash", "secret hash of %d bytes, want %d", len(k.SecretHash), sha256.Size)
+	}
+	if len(k.Services) == 0 {
+		return badCommand("key.services", "no service name pattern")
+	}
+	for _, p := range k.Services {
+		if !ValidPattern(p) {
+			return badCommand("key.services", "pattern %q is not 1 to %d of a-z 0-9 - _ and *", p, MaxNameLen)
+		}
+	}
+	if len(k.Description) > maxDescriptionLen {
+		return badCommand("key.description", "description of %d bytes, at most %d", len(k.Description), maxDescriptionLen)
+	}
+	if k.MaxInstances < 0 {
+		return badCommand("key.max_instances", "max_instances %d is negative", k.MaxInstances)
+	}
+	return nil
+}
+
+func badCommand(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrBadCommand, field, fmt.Sprintf(format, args...))
+}
+
+// ValidID reports whether s is an instance or key ID: 1 to MaxIDLen of
+// A-Z a-z 0-9 - _ and '.'. Proposers use lowercase hex with a prefix
+// ("key_…"); the rule is wider so that it holds for every ID ever
+// written.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkID(field, id string) error {
+	if !ValidID(id) {
+		return badCommand(field, "ID %.64q is not 1 to %d of A-Z a-z 0-9 - _ .", id, MaxIDLen)
+	}
+	return nil
+}
+
+// ValidHost reports whether h may be an instance's address in the
+// catalog: an IP address as net.ParseIP reads it, or a DNS host name of
+// dot-separated labels of 1 to 63 letters, digits and '-' (not at either
+// end of a label), at most 253 bytes in all, with no trailing dot. It is
+// the rule every version of the registry has kept to; the registry
+// refuses more at the front door (see registry.CanonicalHost) and stores
+// hosts in canonical form.
+func ValidHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if h == "" || len(h) > maxHostLen {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// knownStatus reports whether s is a status a command may name: the two
+// the catalog stores, or draining, which entries written before draining
+// became a flag use.
+func knownStatus(s Status) bool {
+	return s == StatusPassing || s == StatusCritical || s == StatusDraining
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func metaKey(k string) bool {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

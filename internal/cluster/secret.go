@@ -1,0 +1,88 @@
+package cluster
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+)
+
+// MinSecretLen is the shortest cluster secret accepted, in bytes. The
+// output of `openssl rand -hex 32` (64 characters) is a good secret.
+const MinSecretLen = 32
+
+// Secret is the cluster secret: every Raft peer holds the same one, and a
+// connection to the Raft port is accepted only from a peer that proves it
+// holds it too (see the Raft port section of docs/security.md). It prints
+// and logs as "[secret]", never as its bytes.
+type Secret []byte
+
+// String hides the secret from fmt's %v and %s.
+func (Secret) String() string { return "[secret]" }
+
+// GoString hides the secret from fmt's %#v.
+func (Secret) GoString() string { return "[secret]" }
+
+// LogValue hides the secret from slog.
+func (Secret) LogValue() slog.Value { return slog.StringValue("[secret]") }
+
+// ReadSecretFile reads a cluster secret from path. The file must be
+// readable by its owner only (mode 0600 or stricter): a secret that other
+// users can read admits them to the cluster, so a group- or
+// world-accessible file is refused rather than warned about. Surrounding
+// whitespace (a trailing newline) is not part of the secret. Errors name
+// the file, never its content.
+func ReadSecretFile(path string) (Secret, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: secret file: %w", err)
+	}
+	defer f.Close()
+	// The mode is read from the open file, so that it is the mode of
+	// the file read, not of one swapped in between.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: secret file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("cluster: secret file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("cluster: secret file %s can be read or written by other users (mode %04o); "+
+			"make it readable by its owner only: chmod 600 %s", path, perm, path)
+	}
+	// A secret is short; a file of more than 64 KiB is not a secret file.
+	const max = 64 << 10
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: secret file %s: %w", path, err)
+	}
+	if len(b) > max {
+		return nil, fmt.Errorf("cluster: secret file %s is larger than 64 KiB; is it the right file?", path)
+	}
+	s := bytes.TrimSpace(b)
+	if len(s) < MinSecretLen {
+		return nil, fmt.Errorf("cluster: secret file %s holds %d bytes; a cluster secret needs at least %d "+
+			"(make one with: openssl rand -hex 32 > %s)", path, len(s), MinSecretLen, path)
+	}
+	return Secret(bytes.Clone(s)), nil
+}
+
+// identityLabel is the HKDF info string of the transport's key. Changing
+// it changes every cluster's key, so it carries a version.
+const identityLabel = "muster raft transport identity v1 (ed25519 seed)"
+
+// identity derives the Raft transport's ed25519 key from the secret. Every
+// holder of the secret derives the same key, and the key reveals nothing
+// of the secret (HKDF-SHA256, a one-way function of it).
+func identity(s Secret) (ed25519.PrivateKey, error) {
+	seed, err := hkdf.Key(sha256.New, s, nil, identityLabel, ed25519.SeedSize)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: derive transport key: %w", err)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}

@@ -1,0 +1,372 @@
+package cluster
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// The rule of the Raft port: a node without a cluster secret has no Raft
+// listener at all. It is a single voter whose Raft runs over an in-memory
+// transport that nothing outside the process can reach, and its
+// Config.RaftAddr is unused. A node with a secret listens on RaftAddr,
+// and every connection, in either direction, is mutually authenticated
+// with a key derived from the secret before Raft reads or writes a byte
+// of it (secureStream). A peer that does not hold the secret is dropped
+// and logged at warn.
+
+// InMemoryAddrPrefix starts the Raft address of a node that has no Raft
+// listener ("in-memory:" + its node ID); Node.RaftAddr and Node.Leader
+// report it. Nothing can dial it.
+const InMemoryAddrPrefix = "in-memory:"
+
+// Limits of the secure stream layer.
+const (
+	// handshakeTimeout bounds how long a connection may take to prove it
+	// holds the secret, so that a silent stranger cannot hold it open.
+	handshakeTimeout = 5 * time.Second
+	// maxHandshakes bounds the connections being authenticated at once.
+	// A connection beyond it is closed at once.
+	maxHandshakes = 16
+	// refusalLogEvery is the least time between two warnings about
+	// refused connections; those in between are counted in the next.
+	refusalLogEvery = time.Second
+)
+
+// transport is what a Node needs of its Raft transport.
+type transport interface {
+	raft.Transport
+	Close() error
+}
+
+// newTransport returns the node's Raft transport: in memory without a
+// secret, the secure stream layer on cfg.RaftAddr with one.
+func newTransport(cfg Config, secret Secret, hl hclog.Logger) (transport, error) {
+	if len(secret) == 0 {
+		_, t := raft.NewInmemTransport(raft.ServerAddress(InMemoryAddrPrefix + cfg.NodeID))
+		return t, nil
+	}
+	stream, err := listenSecure(cfg.RaftAddr, secret, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hl,
+	}), nil
+}
+
+// errNotClusterKey is the handshake error of a peer whose key is not the
+// one derived from the cluster secret.
+var errNotClusterKey = errors.New("cluster: the peer does not hold the cluster secret")
+
+// tlsConfig returns the TLS configuration both ends of a Raft connection
+// use. Each presents a certificate for the key derived from the secret and
+// accepts the other only if its certificate is for that same key; TLS 1.3
+// makes each prove it holds the private key (CertificateVerify), so a
+// certificate copied off the wire is of no use. Certificate chains, names
+// and dates are not checked (InsecureSkipVerify covers only those):
+// possession of the key is the whole credential.
+func tlsConfig(secret Secret) (*tls.Config, error) {
+	key, err := identity(secret)
+	if err != nil {
+		return nil, err
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		NotBefore:    time.Unix(0, 0).UTC(),
+		NotAfter:     time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: transport certificate: %w", err)
+	}
+	verify := func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return errNotClusterKey
+		}
+		cert, err := x509.ParseCertificate(raw[0])
+		if err != nil {
+			return errNotClusterKey
+		}
+		got, ok := cert.PublicKey.(ed25519.PublicKey)
+		if !ok || subtle.ConstantTimeCompare(got, pub) != 1 {
+			return errNotClusterKey
+		}
+		return nil
+	}
+	return &tls.Config{
+		MinVersion:            tls.VersionTLS13,
+		Certificates:          []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		ClientAuth:            tls.RequireAnyClientCert,
+		InsecureSkipVerify:    true, // chains and names only; VerifyPeerCertificate checks the key
+		VerifyPeerCertificate: verify,
+		ServerName:            "muster-raft",
+		NextProtos:            []string{"muster-raft/1"},
+	}, nil
+}
+
+// secureStream is a raft.StreamLayer over TCP in which every connection
+// is mutually authenticated with the cluster secret before it is handed
+// to Raft (Accept) or returned to it (Dial).
+//
+// An accept loop (one goroutine) takes TCP connections and starts a
+// handshake goroutine for each, at most maxHandshakes at a time; each
+// handshake has handshakeTimeout to finish. Authenticated connections
+// wait on conns for Accept. Close stops the loop and every handshake, and
+// waits for them.
+type secureStream struct {
+	ln        net.Listener
+	advertise net.Addr
+	tls       *tls.Config
+	log       *slog.Logger
+
+	// Tunables, set before the accept loop starts (tests shorten them).
+	handshakeTimeout time.Duration
+	logEvery         time.Duration
+
+	slots chan struct{} // a token per handshake in progress
+	conns chan net.Conn // authenticated, for Accept
+	done  chan struct{}
+	ctx   context.Context // ends at Close, aborting handshakes
+	stop  context.CancelFunc
+	once  sync.Once
+	wg    sync.WaitGroup
+
+	mu         sync.Mutex // guards the two below
+	lastWarn   time.Time
+	suppressed int
+}
+
+var _ raft.StreamLayer = (*secureStream)(nil)
+
+// listenSecure binds addr and starts accepting authenticated connections.
+func listenSecure(addr string, secret Secret, log *slog.Logger) (*secureStream, error) {
+	return listenSecureWith(addr, secret, log, handshakeTimeout, maxHandshakes, refusalLogEvery)
+}
+
+func listenSecureWith(addr string, secret Secret, log *slog.Logger, timeout time.Duration, slots int, logEvery time.Duration) (*secureStream, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	conf, err := tlsConfig(secret)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft listener: %w", err)
+	}
+	tcp, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() {
+		ln.Close()
+		return nil, fmt.Errorf("cluster: raft address %s cannot be given to peers; listen on the IP address they reach this node at", addr)
+	}
+	s := &secureStream{
+		ln: ln, advertise: tcp, tls: conf, log: log,
+		handshakeTimeout: timeout, logEvery: logEvery,
+		slots: make(chan struct{}, slots),
+		conns: make(chan net.Conn),
+		done:  make(chan struct{}),
+	}
+	s.ctx, s.stop = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s, nil
+}
+
+func (s *secureStream) acceptLoop() {
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			// A temporary failure (out of file descriptors): back off.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("raft listener: accept failed", "err", err)
+			select {
+			case <-s.done:
+				return
+			case <-time.After(delay):
+			}
+			continue
+		}
+		delay = 0
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			c.Close()
+			s.refused(c.RemoteAddr(), errors.New("too many connections are proving the cluster secret at once"))
+			continue
+		}
+		s.wg.Add(1)
+		go s.handshake(c)
+	}
+}
+
+// handshake authenticates one accepted connection and hands it to Accept,
+// or closes it.
+func (s *secureStream) handshake(c net.Conn) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(s.ctx, s.handshakeTimeout)
+	c.SetDeadline(time.Now().Add(s.handshakeTimeout))
+	tc := tls.Server(c, s.tls)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	<-s.slots
+	if err != nil {
+		c.Close()
+		select {
+		case <-s.done:
+		default:
+			s.refused(c.RemoteAddr(), err)
+		}
+		return
+	}
+	c.SetDeadline(time.Time{})
+	select {
+	case s.conns <- tc:
+	case <-s.done:
+		tc.Close()
+	}
+}
+
+// refused logs a refused connection at warn, at most once per logEvery;
+// the ones in between are counted in the next line. err never holds the
+// secret or the key.
+func (s *secureStream) refused(remote net.Addr, err error) {
+	s.mu.Lock()
+	now := time.Now()
+	if !s.lastWarn.IsZero() && now.Sub(s.lastWarn) < s.logEvery {
+		s.suppressed++
+		s.mu.Unlock()
+		return
+	}
+	n := s.suppressed
+	s.lastWarn, s.suppressed = now, 0
+	s.mu.Unlock()
+	s.log.Warn("raft: refused a connection that did not prove it holds the cluster secret",
+		"remote", remote.String(), "err", err, "refused_since_last_warning", n)
+}
+
+// Accept returns the next authenticated connection.
+func (s *secureStream) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.conns:
+		return c, nil
+	case <-s.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops listening, aborts handshakes in progress and waits for them.
+func (s *secureStream) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.done)
+		s.stop()
+		err = s.ln.Close()
+		s.wg.Wait()
+	})
+	return err
+}
+
+// Addr is the address peers dial.
+func (s *secureStream) Addr() net.Addr { return s.advertise }
+
+// Dial connects to a peer and authenticates it (and this node to it)
+// within timeout.
+func (s *secureStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if timeout <= 0 || timeout > s.handshakeTimeout {
+		timeout = s.handshakeTimeout
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", string(address))
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, s.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("cluster: raft peer %s: %w", address, err)
+	}
+	return tc, nil
+}
+
+// singleVoterRule enforces the rule for a node without a cluster secret:
+// its Raft configuration, if it has one yet, lists this node and no other
+// server. A member of a larger cluster needs the secret to reach its
+// peers; a configuration without this node means node-id was changed.
+func singleVoterRule(conf raft.Configuration, self raft.ServerID, dataDir string) error {
+	if len(conf.Servers) == 0 {
+		return nil
+	}
+	mine := false
+	var all []string
+	for _, s := range conf.Servers {
+		mine = mine || s.ID == self
+		all = append(all, fmt.Sprintf("%s (%s)", s.ID, s.Address))
+	}
+	if !mine {
+		return fmt.Errorf("cluster: the Raft configuration in raft.db lists %v but not this node, %s; was %s/node-id changed?",
+			all, self, dataDir)
+	}
+	if len(conf.Servers) > 1 {
+		return fmt.Errorf("cluster: the Raft configuration in raft.db lists other servers %v; "+
+			"the members of a cluster of more than one node need the cluster secret (muster server --cluster-secret-file)", all)
+	}
+	return nil
+}
+
+// updateOwnAddress makes the leader's entry in the Raft configuration
+// carry its transport's address. Raft elects a single voter by its ID,
+// so a node whose address changed (a data dir bootstrapped on
+// 127.0.0.1:9001, now without a listener, or on another port) still
+// elects itself; the configuration is corrected here so that peers that
+// join later are given the address this node has now. It runs on the
+// leader only, once per term, and logs rather than fails: the stale
+// address harms nothing until there are peers.
+func (n *Node) updateOwnAddress() {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		n.log.Warn("could not read the Raft configuration", "err", err)
+		return
+	}
+	self, addr := raft.ServerID(n.cfg.NodeID), n.transport.LocalAddr()
+	for _, s := range f.Configuration().Servers {
+		if s.ID != self || s.Address == addr || s.Suffrage != raft.Voter {
+			continue
+		}
+		// AddVoter of an existing voter changes only its address.
+		if err := n.waitFuture(n.raft.AddVoter(self, addr, f.Index(), n.cfg.ApplyTimeout)); err != nil {
+			n.log.Warn("could not update this node's address in the Raft configuration", "from", s.Address, "to", addr, "err", err)
+			return
+		}
+		n.log.Info("updated this node's address in the Raft configuration", "from", s.Address, "to", addr)
+	}
+}

@@ -1,0 +1,110 @@
+package registry
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// QuotaError means a registration would take an enrolment key or an
+// address over its limit of instances, or a key registers faster than
+// its rate. Nothing is stored and the instance is not called back. Wait
+// is set for the rate: how long until a registration is let through.
+type QuotaError struct {
+	Message string
+	Wait    time.Duration
+}
+
+func (e *QuotaError) Error() string { return e.Message }
+
+// quotas holds the registrations a node has admitted but not yet
+// committed, so that concurrent registrations cannot together overshoot a
+// limit the catalog's counts alone would allow. The catalog counts what
+// is committed (catalog.Held); a pending registration, known by its
+// instance ID, counts until the catalog holds that ID, so that none is
+// counted twice between its commit and its release. Only the leader
+// registers, so the two together are exact.
+type quotas struct {
+	mu      sync.Mutex
+	pending map[string]map[string]bool // "key|ID" or "host|address" → instance IDs
+}
+
+// reserve admits instance id as one more instance of the key and at the
+// address, or returns a *QuotaError. replacing says the registration will
+// replace an instance at the same service, address and port, of the same
+// key when sameKey: the address's count, and then the key's, do not grow.
+// The caller must call release after its commit (or its failure).
+func (r *Registry) reserve(key *catalog.Key, address, id string, replacing, sameKey bool) (release func(), err error) {
+	now := r.now()
+	if ok, wait := r.registrations.Allow(now, key.ID); !ok {
+		return nil, &QuotaError{Wait: wait, Message: fmt.Sprintf(
+			"enrolment key %s registers faster than %s allows (%d at once, then one every %s); retry in %s",
+			key.ID, "--register-rate", r.cfg.RegisterBurst, r.cfg.RegisterEvery, roundUp(wait))}
+	}
+	r.registrations.Fail(now, key.ID) // spend: every attempt counts, whatever its outcome
+	limit := key.MaxInstances
+	if limit == 0 {
+		limit = r.cfg.MaxInstancesPerKey
+	}
+	keyName, hostName := "key|"+key.ID, "host|"+address
+	var names []string
+	q := &r.quotas
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	byKey, byHost, _ := r.cat.Held(key.ID, address)
+	if !(replacing && sameKey) {
+		if byKey+r.uncommitted(keyName) >= limit {
+			return nil, &QuotaError{Message: fmt.Sprintf(
+				"enrolment key %s already holds %d instances, its limit (max_instances); deregister some, or create a key with a higher max_instances", key.ID, limit)}
+		}
+		names = append(names, keyName)
+	}
+	if !replacing {
+		if byHost+r.uncommitted(hostName) >= r.cfg.MaxInstancesPerAddress {
+			return nil, &QuotaError{Message: fmt.Sprintf(
+				"address %s already holds %d instances, the limit per address (--max-instances-per-address)", address, r.cfg.MaxInstancesPerAddress)}
+		}
+		names = append(names, hostName)
+	}
+	if q.pending == nil {
+		q.pending = map[string]map[string]bool{}
+	}
+	for _, n := range names {
+		if q.pending[n] == nil {
+			q.pending[n] = map[string]bool{}
+		}
+		q.pending[n][id] = true
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			for _, n := range names {
+				if delete(q.pending[n], id); len(q.pending[n]) == 0 {
+					delete(q.pending, n)
+				}
+			}
+		})
+	}, nil
+}
+
+// uncommitted counts the pending registrations under name that the
+// catalog does not hold yet. Call with r.quotas.mu held.
+func (r *Registry) uncommitted(name string) int {
+	n := 0
+	for id := range r.quotas.pending[name] {
+		if _, ok := r.cat.Instance(id); !ok {
+			n++
+		}
+	}
+	return n
+}
+
+// roundUp rounds d up to a whole second, for messages that pair with a
+// Retry-After header.
+func roundUp(d time.Duration) time.Duration {
+	return (d + time.Second - 1).Truncate(time.Second)
+}
