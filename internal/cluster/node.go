@@ -148,8 +148,13 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 5 * time.Second
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("cluster: data dir: %w", err)
+	// The data dir and raft's snapshots dir (which raft would create
+	// 0755) are the owner's alone; raft.db and the snapshots inside hold
+	// hashes of every secret.
+	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, "snapshots")} {
+		if _, err := durable.PrivateDir(dir); err != nil {
+			return nil, fmt.Errorf("cluster: data dir: %w", err)
+		}
 	}
 	if cfg.NodeID == "" {
 		id, err := loadNodeID(cfg.DataDir)

@@ -57,3 +57,22 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	}
 	return nil
 }
+
+// PrivateDir creates dir (and its parents) if absent, and makes dir
+// itself accessible to its owner alone (0700), tightening it if it was
+// looser: the files inside are then out of other users' reach whatever
+// modes their writers gave them. It reports whether it tightened an
+// existing directory, so that the caller can say so.
+func PrivateDir(dir string) (tightened bool, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, err
+	}
+	info, err := os.Stat(dir)
+	if err != nil {
+		return false, err
+	}
+	if info.Mode().Perm()&0o077 == 0 {
+		return false, nil
+	}
+	return true, os.Chmod(dir, info.Mode().Perm()&0o700|0o700)
+}

@@ -133,8 +133,12 @@ func New(cfg Config) (*Server, error) {
 // returns once the listener is bound; use Ready or /readyz to wait for the
 // catalog to be loaded.
 func (s *Server) Start(ctx context.Context) error {
-	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+	tightened, err := durable.PrivateDir(s.cfg.DataDir)
+	if err != nil {
 		return fmt.Errorf("server: data dir: %w", err)
+	}
+	if tightened {
+		s.log.Warn("the data dir was readable by others; made it the owner's alone (0700)", "data_dir", s.cfg.DataDir)
 	}
 	adminToken, err := s.loadAdminToken()
 	if err != nil {

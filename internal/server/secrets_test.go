@@ -1,0 +1,101 @@
+package server_test
+
+import (
+	"context"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+// TestServer_NoSecretsInLogsOrOpenFiles: a session of every kind of
+// credential use, logged at debug level, writes none of the secrets
+// involved (admin token, enrolment key secret, session token) to the
+// log; and the data dir, with every directory in it, is its owner's
+// alone, even when it was created open to others.
+func TestServer_NoSecretsInLogsOrOpenFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, func(c *server.Config) { c.DataDir = dir })
+	ctx := context.Background()
+	admin := h.AdminToken(t)
+	k := h.Key(t, "web")
+	in := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := h.Anon.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call, _ := in.LastCall()
+	if _, err := h.Anon.Heartbeat(ctx, reg.ID, call.Token); err != nil {
+		t.Fatal(err)
+	}
+	// Refusals log too: a wrong key, a wrong token, a failed callback.
+	wrong := testutil.NewInstance(t, "mk_not-the-key", verify.Proof)
+	h.Anon.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: wrong.Port()})
+	h.Anon.Register(ctx, "web", "mk_guessed-secret", api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()})
+	h.Anon.Heartbeat(ctx, reg.ID, "guessed-token")
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	h.Anon.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: port})
+	if err := h.Admin.Deregister(ctx, reg.ID, admin); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Admin.RevokeKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := h.Srv.Node().Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	logs := h.Logs.String()
+	if !strings.Contains(logs, reg.ID) || !strings.Contains(logs, k.ID) {
+		t.Fatalf("the log lacks the instance and key IDs, so it tests nothing:\n%s", logs)
+	}
+	for name, secret := range map[string]string{
+		"admin token": admin, "enrolment key secret": k.Secret, "session token": call.Token,
+		"guessed key": "mk_guessed-secret", "guessed token": "guessed-token",
+	} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds the %s", name)
+		}
+	}
+
+	err = filepath.WalkDir(h.Dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mode := info.Mode().Perm()
+		if d.IsDir() {
+			// The data dir and the directories in it: what lies deeper
+			// (raft's snapshot directories) is out of reach through them.
+			if (path == h.Dir || filepath.Dir(path) == h.Dir) && mode&0o077 != 0 {
+				t.Errorf("directory %s has mode %v", path, mode)
+			}
+			return nil
+		}
+		if filepath.Dir(path) == h.Dir && mode&0o077 != 0 {
+			t.Errorf("file %s has mode %v, want no access for group or others", path, mode)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(h.Dir, "admin-token")); err != nil {
+		t.Fatalf("no admin-token file: %v", err)
+	}
+}
