@@ -54,7 +54,7 @@ type proc struct {
 // it is ready.
 func startProc(tb testing.TB, dataDir string, extra ...string) *proc {
 	tb.Helper()
-	args := append([]string{"server", "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
+	args := append([]string{"server", "--http-addr", "127.0.0.1:0",
 		"--data-dir", dataDir, "--log-format", "json"}, extra...)
 	cmd := exec.Command(binary, args...)
 	// An io.Writer rather than StderrPipe: Wait then returns only after

@@ -35,6 +35,7 @@ func runServer(ctx context.Context, e env, args []string) error {
 	perAddr := fs.Int("max-instances-per-address", def.Registry.MaxInstancesPerAddress, "instances one address may hold at once, of any key")
 	regRate := fs.Float64("register-rate", float64(time.Second)/float64(def.Registry.RegisterEvery), "registrations per second one enrolment key may make, after a burst of ten seconds' worth")
 	seedInterval := fs.Duration("seed-heartbeat-interval", seedDef.HeartbeatInterval, "ping interval of tutorial-protocol services; their TTL is three intervals")
+	diskReserve := fs.Int64("disk-reserve-mib", def.Cluster.DiskReserve>>20, "free space (MiB) the data dir's filesystem must keep: below it writes are refused with 503 while reads go on, so the Raft log never meets a full disk; 0 turns the guard off")
 	logLevel := fs.String("log-level", e.envOr("MUSTER_LOG_LEVEL", "info"), "debug, info, warn or error")
 	logFormat := fs.String("log-format", e.envOr("MUSTER_LOG_FORMAT", "text"), "text or json")
 	pos, err := parse(fs, args)
@@ -71,6 +72,14 @@ func runServer(ctx context.Context, e env, args []string) error {
 	cfg.Liveness.Grace = *grace
 	if *regRate <= 0 || *regRate > 1e6 {
 		return fmt.Errorf("--register-rate must be between 0 and 1000000 a second: %w", errUsage)
+	}
+	switch {
+	case *diskReserve < 0:
+		return fmt.Errorf("--disk-reserve-mib must not be negative: %w", errUsage)
+	case *diskReserve == 0:
+		cfg.Cluster.DiskReserve = -1 // off
+	default:
+		cfg.Cluster.DiskReserve = *diskReserve << 20
 	}
 	cfg.Registry.MaxInstancesPerKey, cfg.Registry.MaxInstancesPerAddress = *perKey, *perAddr
 	cfg.Registry.RegisterEvery = time.Duration(float64(time.Second) / *regRate)

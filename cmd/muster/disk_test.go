@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+// TestServerProcess_DiskReserve: with --disk-reserve-mib above the free
+// space of the data dir's disk, the server starts, reads work, writes get
+// a retryable 503 naming the disk, and /readyz says degraded: disk.
+func TestServerProcess_DiskReserve(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	p := startProc(t, dir, "--disk-reserve-mib", "1000000000") // a petabyte: never free
+	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
+	if _, err := admin.CreateKey(ctx, []string{"web"}, ""); !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("a write on a disk below the reserve: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, p.url+"/v1/keys", strings.NewReader(`{"services":["web"]}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken(t, dir))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eb api.ErrorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || eb.Error.Code != api.CodeUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(eb.Error.Message, "disk") {
+		t.Fatalf("a write below the reserve: %d %+v, Retry-After %q", resp.StatusCode, eb, resp.Header.Get("Retry-After"))
+	}
+	if _, err := admin.Services(ctx); err != nil {
+		t.Fatalf("a read on a disk below the reserve: %v", err)
+	}
+	resp, err = http.Get(p.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h api.Health
+	json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || h.Degraded != "disk" {
+		t.Fatalf("/readyz = %d %+v, want 200 degraded: disk", resp.StatusCode, h)
+	}
+
+	// With the guard off (0) on the same data dir, writes work.
+	p.kill9(t)
+	p = startProc(t, dir, "--disk-reserve-mib", "0")
+	admin, _ = client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(ctx, []string{"web"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := testutil.NewInstance(t, k.Secret, verify.Proof)
+	if _, err := admin.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()}); err != nil {
+		t.Fatal(err)
+	}
+}
