@@ -96,6 +96,9 @@ func runServer(ctx context.Context, e env, args []string) error {
 			}
 		}
 		cfg.Registry.Seed = &registry.SeedConfig{Challenge: *seedChallenge, Response: *seedResponse, HeartbeatInterval: *seedInterval, Services: pats}
+		if err := cfg.Registry.Seed.Validate(); err != nil {
+			return fmt.Errorf("--seed-compat: %w", err)
+		}
 		cfg.Logger.Warn("the tutorial protocol is on: it registers without an enrolment key, for these name patterns", "seed_services", pats)
 	}
 	s, err := server.New(cfg)

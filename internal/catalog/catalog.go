@@ -155,7 +155,12 @@ func cloneMap(m map[string]string) map[string]string {
 	return out
 }
 
+// putInstance stores inst, new or a changed copy of a stored instance of
+// the same ID, keeping every index and count right.
 func (c *Catalog) putInstance(inst *Instance) {
+	if old, ok := c.instances[inst.ID]; ok {
+		c.removeInstance(old)
+	}
 	c.instances[inst.ID] = inst
 	set := c.byService[inst.Service]
 	if set == nil {

@@ -1438,3 +1438,69 @@ func TestCatalog_Apply_rules2(t *testing.T) {
 		t.Fatalf("restored Held = %d, %d, %d", n, m, o)
 	}
 }
+
+// TestCatalog_Held_matchesInstances: after any sequence of commands
+// (registrations, replacements, status changes, drains, deregistrations,
+// and a snapshot round trip), Held counts exactly the instances the
+// catalog holds, per key, per address and per key at an address. A
+// count that drifts would refuse registrations for ever (quotas).
+func TestCatalog_Held_matchesInstances(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	c := catalog.New()
+	idx := uint64(0)
+	apply := func(cmd catalog.Command) { idx++; c.Apply(idx, cmd) }
+	keys := []string{"k0", "k1", "k2"}
+	for i, id := range keys {
+		h := make([]byte, 32)
+		h[0] = byte(i + 1)
+		apply(catalog.Command{Op: catalog.OpCreateKey, Key: &catalog.Key{ID: id, SecretHash: h, Services: []string{"*"}}})
+	}
+	hosts := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+	check := func(c *catalog.Catalog, step int) {
+		t.Helper()
+		byKey, byHost, byBoth := map[string]int{}, map[string]int{}, map[string]int{}
+		for _, inst := range c.Instances() {
+			byKey[inst.KeyID]++
+			byHost[inst.Address]++
+			byBoth[inst.KeyID+"|"+inst.Address]++
+		}
+		for _, k := range keys {
+			for _, h := range hosts {
+				gk, gh, gb := c.Held(k, h)
+				if gk != byKey[k] || gh != byHost[h] || gb != byBoth[k+"|"+h] {
+					t.Fatalf("step %d: Held(%s, %s) = %d, %d, %d; the catalog holds %d, %d, %d",
+						step, k, h, gk, gh, gb, byKey[k], byHost[h], byBoth[k+"|"+h])
+				}
+			}
+		}
+	}
+	var ids []string
+	for step := range 3000 {
+		switch r := rng.IntN(10); {
+		case r < 4 || len(ids) == 0:
+			id := fmt.Sprintf("i%d", step)
+			apply(catalog.Command{Op: catalog.OpRegister, Rules: catalog.RulesCurrent, Instance: &catalog.Instance{
+				ID: id, Service: []string{"a", "b"}[rng.IntN(2)], Address: hosts[rng.IntN(len(hosts))], Port: 80 + rng.IntN(4),
+				Scheme: "http", TTL: time.Second, DeregisterAfter: time.Minute, TokenHash: make([]byte, 32),
+				KeyID: keys[rng.IntN(len(keys))], Status: catalog.StatusPassing, Proof: catalog.ProofAddressPort}})
+			ids = append(ids, id)
+		case r < 6:
+			st := []catalog.Status{catalog.StatusPassing, catalog.StatusCritical}[rng.IntN(2)]
+			apply(catalog.Command{Op: catalog.OpSetStatus, ID: ids[rng.IntN(len(ids))], Status: st})
+		case r < 8:
+			apply(catalog.Command{Op: catalog.OpDrain, ID: ids[rng.IntN(len(ids))]})
+		default:
+			apply(catalog.Command{Op: catalog.OpDeregister, ID: ids[rng.IntN(len(ids))]})
+		}
+		check(c, step)
+	}
+	var buf bytes.Buffer
+	if _, err := c.Snapshot().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored := catalog.New()
+	if err := restored.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	check(restored, -1)
+}

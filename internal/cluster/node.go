@@ -267,6 +267,9 @@ func loadNodeID(dir string) (string, error) {
 	p := filepath.Join(dir, "node-id")
 	b, err := os.ReadFile(p)
 	if err == nil && len(b) > 0 {
+		if _, err := durable.PrivateFile(p); err != nil { // an older version's file
+			return "", fmt.Errorf("cluster: node id: %w", err)
+		}
 		return string(b), nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -76,3 +76,17 @@ func PrivateDir(dir string) (tightened bool, err error) {
 	}
 	return true, os.Chmod(dir, info.Mode().Perm()&0o700|0o700)
 }
+
+// PrivateFile makes the existing file path readable and writable by its
+// owner alone (0600) if it was open to others, and reports whether it
+// changed it.
+func PrivateFile(path string) (tightened bool, err error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	if info.Mode().Perm()&0o077 == 0 {
+		return false, nil
+	}
+	return true, os.Chmod(path, info.Mode().Perm()&0o600)
+}

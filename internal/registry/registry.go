@@ -373,7 +373,7 @@ func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release fu
 		if p.seed {
 			r.seedFailures.Fail(now, "seed")
 		}
-		return nil, r.asVerifyError(err, p.detailed, p.refused, p.attrs...)
+		return nil, r.asVerifyError(err, p, p.attrs...)
 	}
 	return release, nil
 }
@@ -382,18 +382,23 @@ func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release fu
 // its detail (which callers never see). Unless detailed, every network
 // failure becomes one reason (see addressProof.detailed). Other errors
 // pass through.
-func (r *Registry) asVerifyError(err error, detailed bool, msg string, attrs ...any) error {
+func (r *Registry) asVerifyError(err error, p addressProof, attrs ...any) error {
 	var ve *verify.Error
 	if !errors.As(err, &ve) {
 		return err
 	}
-	r.log.Info(msg, append(attrs, "reason", ve.Reason, "message", ve.Msg, "detail", ve.Detail)...)
-	if !detailed {
+	r.log.Info(p.refused, append(attrs, "reason", ve.Reason, "message", ve.Msg, "detail", ve.Detail)...)
+	if !p.detailed {
 		switch ve.Reason {
 		case api.ReasonUnreachable, api.ReasonTimeout, api.ReasonBadStatus, api.ReasonRedirect, api.ReasonBadResponse:
-			return &VerifyError{Reason: api.ReasonUnreachable, Message: "verification failed: the callback did not reach a service " +
-				"answering the verification protocol at the advertised address (the registry's log has the detail; the precise reason is " +
-				"given once the enrolment key has an instance registered at this address)"}
+			msg := "verification failed: the callback did not reach a service answering the verification protocol at the " +
+				"advertised address (the registry's log has the detail; the precise reason is given once the enrolment key " +
+				"has an instance registered at this address)"
+			if p.seed {
+				msg = "verification failed: the callback did not reach a service answering the tutorial's protocol at the " +
+					"advertised address (the registry's log has the detail)"
+			}
+			return &VerifyError{Reason: api.ReasonUnreachable, Message: msg}
 		}
 	}
 	return &VerifyError{Reason: ve.Reason, Message: ve.Error()}

@@ -99,3 +99,34 @@ func TestServer_NoSecretsInLogsOrOpenFiles(t *testing.T) {
 		t.Fatalf("no admin-token file: %v", err)
 	}
 }
+
+// TestServer_TightensAnOlderDataDir: a data dir an older version left open
+// to others (0755, with admin-token and node-id 0644) is made its owner's
+// alone at start, and the server says so.
+func TestServer_TightensAnOlderDataDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"admin-token": "ma_older-version-token\n", "node-id": "node-older"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := start(t, func(c *server.Config) { c.DataDir = dir })
+	for name, want := range map[string]os.FileMode{".": 0o700, "admin-token": 0o600, "node-id": 0o600} {
+		info, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.Mode().Perm(); got != want {
+			t.Errorf("%s has mode %v, want %v", name, got, want)
+		}
+	}
+	if h.AdminToken(t) != "ma_older-version-token" || h.Srv.Node().NodeID() != "node-older" {
+		t.Fatal("the older files' contents were not kept")
+	}
+	if logs := h.Logs.String(); !strings.Contains(logs, "made it the owner's alone") || !strings.Contains(logs, "made it 0600") {
+		t.Fatalf("the server did not say it tightened the data dir:\n%s", logs)
+	}
+}

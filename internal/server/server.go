@@ -245,7 +245,15 @@ func (s *Server) loadAdminToken() (string, error) {
 		if tok == "" {
 			return "", fmt.Errorf("server: admin token file %s is empty", path)
 		}
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if s.cfg.AdminTokenFile == "" {
+			// The data dir's own file (perhaps written by an older
+			// version): made private.
+			if tightened, err := durable.PrivateFile(path); err != nil {
+				return "", fmt.Errorf("server: admin token: %w", err)
+			} else if tightened {
+				s.log.Warn("admin token file was readable by others; made it 0600", "path", path)
+			}
+		} else if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 			s.log.Warn("admin token file is readable by others; chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
 		}
 		s.log.Info("admin token loaded", "path", path)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -65,5 +67,21 @@ func TestServerProcess_DiskReserve(t *testing.T) {
 	in := testutil.NewInstance(t, k.Secret, verify.Proof)
 	if _, err := admin.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServer_SeedCompatNeedsNames: --seed-compat without --seed-services,
+// or with wildcards alone, refuses to start, before it creates anything.
+func TestServer_SeedCompatNeedsNames(t *testing.T) {
+	for _, extra := range [][]string{nil, {"--seed-services", "*"}, {"--seed-services", "fetch_url,**"}} {
+		dir := filepath.Join(t.TempDir(), "data")
+		args := append([]string{"server", "--http-addr", "127.0.0.1:0", "--data-dir", dir, "--seed-compat"}, extra...)
+		_, err := cli(t, nil, args...)
+		if err == nil || !strings.Contains(err.Error(), "seed") {
+			t.Fatalf("%v: %v", extra, err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%v: the refused start created the data dir (%v)", extra, err)
+		}
 	}
 }
