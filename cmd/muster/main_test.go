@@ -344,7 +344,7 @@ func TestCLI_RegisterSidecar(t *testing.T) {
 func startRegistryAt(t *testing.T, dir, addr string) *server.Server {
 	t.Helper()
 	return testserver.Start(t, func(c *server.Config) {
-		c.HTTPAddr, c.DataDir, c.AdminToken, c.Liveness.Grace = addr, dir, "ma_sidecar-test", 2*time.Second
+		c.HTTPAddr, c.DataDir, c.AdminToken, c.Liveness.Grace = addr, dir, "ma_sidecar-test-token", 2*time.Second
 	})
 }
 
@@ -357,7 +357,7 @@ func TestCLI_RegisterSidecarSurvivesRegistry(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	first := startRegistryAt(t, dir, addr)
-	admin, _ := client.New(client.Config{Addr: first.URL(), Token: "ma_sidecar-test"})
+	admin, _ := client.New(client.Config{Addr: first.URL(), Token: "ma_sidecar-test-token"})
 	k, err := admin.CreateKey(context.Background(), []string{"legacy"}, "")
 	if err != nil {
 		t.Fatal(err)

@@ -130,3 +130,25 @@ func TestServer_TightensAnOlderDataDir(t *testing.T) {
 		t.Fatalf("the server did not say it tightened the data dir:\n%s", logs)
 	}
 }
+
+// TestServer_RefusesAShortAdminToken: an admin token that could be
+// guessed is refused, given directly or in the data dir's file.
+func TestServer_RefusesAShortAdminToken(t *testing.T) {
+	cfg := server.DefaultConfig()
+	cfg.DataDir, cfg.HTTPAddr, cfg.AdminToken = t.TempDir(), "127.0.0.1:0", "short"
+	if _, err := server.New(cfg); err == nil || !strings.Contains(err.Error(), "at least") {
+		t.Fatalf("New with a 5-character admin token: %v", err)
+	}
+	cfg.AdminToken = ""
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "admin-token"), []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "at least") {
+		s.Close()
+		t.Fatalf("Start with a 5-character admin-token file: %v", err)
+	}
+}

@@ -73,10 +73,18 @@ func DefaultConfig() Config {
 }
 
 // Validate reports every configuration error at once.
+// MinAdminTokenLen is the shortest admin token accepted: the token
+// authorises every write, and one that could be guessed would open them
+// all.
+const MinAdminTokenLen = 16
+
 func (c Config) Validate() error {
 	var errs []error
 	if c.HTTPAddr == "" {
 		errs = append(errs, errors.New("http address is required"))
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen {
+		errs = append(errs, fmt.Errorf("the admin token must be at least %d characters (openssl rand -hex 24 makes one)", MinAdminTokenLen))
 	}
 	cc := c.Cluster
 	cc.DataDir = c.DataDir // the cluster's check reports it missing
@@ -242,8 +250,8 @@ func (s *Server) loadAdminToken() (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
 		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", fmt.Errorf("server: admin token file %s is empty", path)
+		if len(tok) < MinAdminTokenLen {
+			return "", fmt.Errorf("server: the admin token in %s must be at least %d characters (openssl rand -hex 24 makes one)", path, MinAdminTokenLen)
 		}
 		if s.cfg.AdminTokenFile == "" {
 			// The data dir's own file (perhaps written by an older

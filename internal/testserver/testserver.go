@@ -2,7 +2,7 @@
 // Raft on 127.0.0.1:0, a temporary data dir, fast timers, logs to the test.
 // It is imported only by _test files.
 //
-//	s := testserver.Start(t, func(c *server.Config) { c.AdminToken = "ma_x" })
+//	s := testserver.Start(t, func(c *server.Config) { c.AdminToken = "ma_0123456789abcdef" })
 //	c, _ := client.New(client.Config{Addr: s.URL()})
 package testserver
 
