@@ -72,12 +72,12 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every configuration error at once.
 // MinAdminTokenLen is the shortest admin token accepted: the token
 // authorises every write, and one that could be guessed would open them
 // all.
 const MinAdminTokenLen = 16
 
+// Validate reports every configuration error at once.
 func (c Config) Validate() error {
 	var errs []error
 	if c.HTTPAddr == "" {
