@@ -311,3 +311,39 @@ func TestAPI_LookupEncoding(t *testing.T) {
 		t.Fatalf("lookup instance\n %s\nGET instance\n %s", a, b)
 	}
 }
+
+// TestAPI_NonCanonicalPaths: a path with an empty, . or .. segment (an
+// empty $ID in a script) answers the JSON 404 of an unknown endpoint,
+// never a bare redirect.
+func TestAPI_NonCanonicalPaths(t *testing.T) {
+	h := start(t, nil)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct{ method, path string }{
+		{"PUT", "/v1/instances//heartbeat"},
+		{"GET", "//v1/services"},
+		{"GET", "/v1/./services"},
+		{"GET", "/v1/services/../keys"},
+		{"DELETE", "/v1/instances/"},
+		{"GET", "/v1//services/x"},
+	} {
+		req, _ := http.NewRequest(tc.method, h.Srv.URL()+tc.path, nil)
+		req.URL.Opaque = tc.path // sent as written, not cleaned by the client
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var eb api.ErrorBody
+		json.NewDecoder(resp.Body).Decode(&eb)
+		resp.Body.Close()
+		if resp.StatusCode != 404 || eb.Error.Code != api.CodeNotFound || resp.Header.Get("Location") != "" {
+			t.Errorf("%s %s: %d %+v Location %q, want the JSON 404", tc.method, tc.path, resp.StatusCode, eb, resp.Header.Get("Location"))
+		}
+	}
+	// Canonical paths still route, with or without a trailing slash where
+	// the route has one.
+	resp, err := http.Get(h.Srv.URL() + "/v1/services")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /v1/services: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}

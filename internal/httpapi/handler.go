@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -74,7 +75,36 @@ func NewHandler(d Deps) http.Handler {
 		}
 		WriteError(w, a.log, Errorf(http.StatusNotFound, api.CodeNotFound, "", "no such endpoint %s", r.URL.Path))
 	})
-	return a.recoverer(mux)
+	return a.recoverer(a.canonical(mux))
+}
+
+// canonical answers a path that is not in canonical form (an empty, . or
+// .. segment: /v1/instances//heartbeat, //v1/services) with the JSON 404
+// of an unknown endpoint. net/http's mux would answer a bare redirect to
+// the cleaned path, which no API client follows usefully and which can
+// turn a missing ID into a request for another resource.
+func (a *apiServer) canonical(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; r.Method != http.MethodConnect && !canonicalPath(p) {
+			WriteError(w, a.log, Errorf(http.StatusNotFound, api.CodeNotFound, "",
+				"no such endpoint %s: the path has an empty, . or .. segment (is an ID missing?)", p))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// canonicalPath reports whether p is rooted and has no empty, . or ..
+// segment (a trailing slash is allowed: the tutorial's paths have one).
+func canonicalPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 // adapt turns a handler that returns its error into an http.HandlerFunc
