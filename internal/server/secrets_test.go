@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"net"
 	"os"
@@ -150,5 +151,42 @@ func TestServer_RefusesAShortAdminToken(t *testing.T) {
 	if err := s.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "at least") {
 		s.Close()
 		t.Fatalf("Start with a 5-character admin-token file: %v", err)
+	}
+}
+
+// TestServer_FailedStartWritesNothing: a start that fails on its HTTP
+// address (in use) or on its cluster secret file (readable by others)
+// leaves a new data dir unwritten, so that fixing the flag and starting
+// again is all it takes.
+func TestServer_FailedStartWritesNothing(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	loose := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(loose, []byte(strings.Repeat("s", 40)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func(*server.Config){
+		"address in use":    func(c *server.Config) { c.HTTPAddr = busy.Addr().String() },
+		"loose secret file": func(c *server.Config) { c.Cluster.SecretFile = loose },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := server.DefaultConfig()
+			cfg.DataDir, cfg.HTTPAddr = filepath.Join(t.TempDir(), "data"), "127.0.0.1:0"
+			change(&cfg)
+			s, err := server.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Start(context.Background()); err == nil {
+				s.Close()
+				t.Fatal("started")
+			}
+			if _, err := os.Stat(cfg.DataDir); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the failed start created the data dir (%v)", err)
+			}
+		})
 	}
 }

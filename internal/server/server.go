@@ -137,10 +137,31 @@ func New(cfg Config) (*Server, error) {
 	return &Server{cfg: cfg, log: cfg.Logger}, nil
 }
 
-// Start opens storage, starts Raft, binds the HTTP listener and serves. It
-// returns once the listener is bound; use Ready or /readyz to wait for the
-// catalog to be loaded.
-func (s *Server) Start(ctx context.Context) error {
+// Start binds the HTTP listener, opens storage, starts Raft and serves.
+// It returns once the listener is bound; use Ready or /readyz to wait for
+// the catalog to be loaded. A start that fails on the address or the
+// cluster secret file writes nothing to the data dir.
+func (s *Server) Start(ctx context.Context) (err error) {
+	// What can be checked without writing is checked first, so that a
+	// start that fails (a port in use, a bad secret file) leaves a new
+	// data dir unwritten.
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("server: listen %s: %w", s.cfg.HTTPAddr, err)
+	}
+	defer func() {
+		if err != nil {
+			ln.Close()
+		}
+	}()
+	ncfg := s.cfg.Cluster
+	if ncfg.SecretFile != "" {
+		secret, err := cluster.ReadSecretFile(ncfg.SecretFile)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		ncfg.Secret, ncfg.SecretFile = secret, ""
+	}
 	tightened, err := durable.PrivateDir(s.cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("server: data dir: %w", err)
@@ -153,7 +174,6 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.cat = catalog.New()
-	ncfg := s.cfg.Cluster
 	ncfg.DataDir = s.cfg.DataDir
 	ncfg.Logger = s.log
 	node, err := cluster.Open(ncfg, s.cat)
@@ -181,11 +201,6 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	handler := httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: s.log, MaxBody: maxBody, Mount: mount, Lookups: s.cfg.Lookups})
 	s.handler = handler
-	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
-	if err != nil {
-		node.Close()
-		return fmt.Errorf("server: listen %s: %w", s.cfg.HTTPAddr, err)
-	}
 	s.listener = ln
 	s.http = &http.Server{
 		ConnState:         s.trackNew,
