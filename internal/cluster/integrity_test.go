@@ -240,3 +240,40 @@ func TestNode_ApplyValidates(t *testing.T) {
 		t.Fatal("the invalid command reached the log")
 	}
 }
+
+// TestNode_RefusesCommandTurnedNoop: a command entry whose type was
+// changed to a no-op or a barrier (which Raft would skip, bringing a
+// deregistered address back or losing a registration) is damage: the
+// node refuses to open, naming the entry.
+func TestNode_RefusesCommandTurnedNoop(t *testing.T) {
+	for _, typ := range []raft.LogType{raft.LogNoop, raft.LogBarrier} {
+		t.Run(typ.String(), func(t *testing.T) {
+			cfg := testConfig(t, t.TempDir())
+			n, _ := openReady(t, cfg)
+			mustApply(t, n, catalog.Command{Op: catalog.OpCreateKey, Key: &catalog.Key{ID: "k1", SecretHash: hash("s"), Services: []string{"svc*"}}})
+			mustApply(t, n, registerCmd("i1", "svc", 8001))
+			res := mustApply(t, n, catalog.Command{Op: catalog.OpDeregister, ID: "i1"})
+			if err := n.Close(); err != nil {
+				t.Fatal(err)
+			}
+			store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var l raft.Log
+			if err := store.GetLog(res.Index, &l); err != nil {
+				t.Fatal(err)
+			}
+			l.Type = typ
+			if err := store.StoreLog(&l); err != nil {
+				t.Fatal(err)
+			}
+			store.Close()
+
+			_, err = Open(cfg, catalog.New())
+			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), fmt.Sprintf("log entry %d", res.Index)) {
+				t.Fatalf("Open with the deregistration turned into a %s: %v", typ, err)
+			}
+		})
+	}
+}

@@ -624,7 +624,13 @@ func checkLog(store *raftboltdb.BoltStore, snaps []*raft.SnapshotMeta) (raft.Con
 				return fmt.Errorf("log entry %d has term %d, past the current term %d", i, l.Term, term)
 			}
 			switch l.Type {
-			case raft.LogCommand, raft.LogNoop, raft.LogBarrier:
+			case raft.LogCommand:
+			case raft.LogNoop, raft.LogBarrier:
+				// Raft writes these empty. One with data is a command
+				// whose type changed, and would be skipped unapplied.
+				if len(l.Data) > 0 {
+					return fmt.Errorf("log entry %d is marked type %d, which Raft writes empty, but holds %d bytes (a command whose type byte changed?)", i, l.Type, len(l.Data))
+				}
 			case raft.LogConfiguration:
 				c, err := decodeConfiguration(l.Data)
 				if err != nil {

@@ -4,6 +4,7 @@ package httpapi_test
 // encodings) against a real registry on 127.0.0.1.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -338,6 +339,23 @@ func TestAPI_NonCanonicalPaths(t *testing.T) {
 		if resp.StatusCode != 404 || eb.Error.Code != api.CodeNotFound || resp.Header.Get("Location") != "" {
 			t.Errorf("%s %s: %d %+v Location %q, want the JSON 404", tc.method, tc.path, resp.StatusCode, eb, resp.Header.Get("Location"))
 		}
+	}
+	// CONNECT (as to a proxy) gets a JSON answer too.
+	conn, err := net.Dial("tcp", h.Srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n")
+	resp0, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eb api.ErrorBody
+	json.NewDecoder(resp0.Body).Decode(&eb)
+	resp0.Body.Close()
+	if resp0.StatusCode != 405 || eb.Error.Code != api.CodeMethodNotAllowed {
+		t.Errorf("CONNECT: %d %+v", resp0.StatusCode, eb)
 	}
 	// Canonical paths still route, with or without a trailing slash where
 	// the route has one.

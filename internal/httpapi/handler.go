@@ -85,7 +85,11 @@ func NewHandler(d Deps) http.Handler {
 // turn a missing ID into a request for another resource.
 func (a *apiServer) canonical(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := r.URL.Path; r.Method != http.MethodConnect && !canonicalPath(p) {
+		if r.Method == http.MethodConnect { // never routed; the mux would answer in plain text
+			WriteError(w, a.log, Errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "", "method CONNECT is not allowed: muster is not a proxy"))
+			return
+		}
+		if p := r.URL.Path; !canonicalPath(p) {
 			WriteError(w, a.log, Errorf(http.StatusNotFound, api.CodeNotFound, "",
 				"no such endpoint %s: the path has an empty, . or .. segment (is an ID missing?)", p))
 			return

@@ -129,8 +129,9 @@ func TestAPI_ReplaceDenied(t *testing.T) {
 }
 
 // TestAPI_CallbackReasonsOpaque: to a key with no instance at the address,
-// a closed port, a silent port and a port serving other HTTP all fail
-// with the same reason and message: the callback is no port scanner.
+// a closed port, a silent port, a port serving other HTTP and one
+// answering any POST with JSON all fail with the same reason and
+// message: the callback is no port scanner.
 func TestAPI_CallbackReasonsOpaque(t *testing.T) {
 	h := start(t, func(c *server.Config) { c.Verify.Timeout = 300 * time.Millisecond })
 	k := h.Key(t, "web")
@@ -141,8 +142,10 @@ func TestAPI_CallbackReasonsOpaque(t *testing.T) {
 	defer silent.Close()
 	web := httptest.NewServer(http.NotFoundHandler())
 	defer web.Close()
+	catchAll := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"status":"ok"}`)) }))
+	defer catchAll.Close()
 	var first api.ErrorDetail
-	for i, port := range []int{closed, silent.Addr().(*net.TCPAddr).Port, web.Listener.Addr().(*net.TCPAddr).Port} {
+	for i, port := range []int{closed, silent.Addr().(*net.TCPAddr).Port, web.Listener.Addr().(*net.TCPAddr).Port, catchAll.Listener.Addr().(*net.TCPAddr).Port} {
 		status, eb, raw := h.Post(t, "web", k.Secret, regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: port}))
 		if status != 422 || eb.Error.Reason != api.ReasonUnreachable {
 			t.Fatalf("port %d: %d %s", i, status, raw)

@@ -40,10 +40,20 @@ func (r *Registry) Heartbeat(ctx context.Context, id, token string) (*catalog.In
 // beat records a heartbeat of inst and, if it was critical, commits its
 // return to passing. It returns the instance's status after the beat.
 func (r *Registry) beat(ctx context.Context, inst *catalog.Instance) (catalog.Status, error) {
-	r.live.Beat(inst.ID, r.now())
+	now := r.now()
+	r.live.Beat(inst.ID, now)
 	if inst.Status != catalog.StatusCritical {
 		return health.Committed(inst), nil // the hot path: no further lookup
 	}
+	// The return to passing is a write, and an instance that flaps (a
+	// TTL of 1 s, a heartbeat every 2 s) would write for ever: it spends
+	// from its key's write budget, the one registrations spend. Out of
+	// budget, the beat is kept in memory and the instance stays critical
+	// until a later beat finds budget.
+	if ok, _ := r.registrations.Allow(now, inst.KeyID); !ok {
+		return catalog.StatusCritical, nil
+	}
+	r.registrations.Fail(now, inst.KeyID)
 	_, err := r.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "heartbeat"})
 	switch {
 	case err == nil:
@@ -113,6 +123,11 @@ func (r *Registry) Drain(ctx context.Context, id, token string) (*catalog.Instan
 	inst, err := r.owned(id, token)
 	if err != nil {
 		return nil, "", err
+	}
+	if inst.Draining {
+		// Already draining: nothing to write. (A drain committed for
+		// every call would let a token holder grow the log without end.)
+		return inst, r.statusNow(inst), nil
 	}
 	if _, err := r.propose(ctx, catalog.Command{Op: catalog.OpDrain, ID: inst.ID, Reason: "api"}); err != nil {
 		return nil, "", err

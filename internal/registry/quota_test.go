@@ -317,3 +317,67 @@ func TestRegistry_Register_quotaCommittedNotPending(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRegistry_WritesBoundedPerKey: a token holder cannot grow the log
+// without end: draining a draining instance writes nothing, and the
+// returns to passing of a flapping instance spend its key's write budget;
+// out of budget, the beat is kept and the instance stays critical.
+func TestRegistry_WritesBoundedPerKey(t *testing.T) {
+	const every = time.Minute
+	r := newRig(t, withConfig(func(c *registry.Config) { c.RegisterBurst, c.RegisterEvery = 3, every }))
+	_, sec := r.key(t, "web")
+	in := newInstance(t, sec)
+	reg := r.register(t, sec, "web", in, at(in)) // spends 1 of 3
+
+	r.prop.reset()
+	for range 100 {
+		if _, _, err := r.reg.Drain(t.Context(), reg.ID, reg.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.prop.count(catalog.OpDrain); n != 1 {
+		t.Fatalf("100 drains proposed %d commands, want 1", n)
+	}
+
+	flap := func() catalog.Status {
+		t.Helper()
+		r.commit(t, catalog.Command{Op: catalog.OpSetStatus, ID: reg.ID, Status: catalog.StatusCritical})
+		_, st, err := r.reg.Heartbeat(t.Context(), reg.ID, reg.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	r.prop.reset()
+	for i, want := range []catalog.Status{catalog.StatusDraining, catalog.StatusDraining, catalog.StatusCritical, catalog.StatusCritical} {
+		if got := flap(); got != want {
+			t.Fatalf("flap %d: status %s, want %s", i, got, want)
+		}
+	}
+	if n := r.prop.count(catalog.OpSetStatus); n != 2 {
+		t.Fatalf("4 recoveries proposed %d commands, want 2 (the budget left)", n)
+	}
+	r.clock.Advance(every)
+	if got := flap(); got != catalog.StatusDraining {
+		t.Fatalf("after a refill: status %s", got)
+	}
+}
+
+// TestRegistry_Register_rateLimitNamesTheLimit: once a key's failures
+// across all addresses are spent, a never-tried address is refused with
+// a message naming the key's limit, not the key-and-address one.
+func TestRegistry_Register_rateLimitNamesTheLimit(t *testing.T) {
+	const every = time.Minute
+	r := newRig(t, withConfig(func(c *registry.Config) { c.FailureBurst, c.FailureEvery = 1, every }))
+	_, sec := r.key(t, "web")
+	port := closedPort(t)
+	for i := range 3 { // the key's own burst is three times the address's
+		_, err := r.reg.Register(t.Context(), r.admit(t, sec, "web"), api.RegisterRequest{Address: fmt.Sprintf("127.0.0.%d", i+2), Port: port})
+		checkErr(t, err, verifyErr(api.ReasonUnreachable))
+	}
+	_, err := r.reg.Register(t.Context(), r.admit(t, sec, "web"), api.RegisterRequest{Address: "127.0.0.9", Port: port})
+	var rle *registry.RateLimitError
+	if !errors.As(err, &rle) || rle.Who != "enrolment key" {
+		t.Fatalf("a never-tried address after the key's failures: %v", err)
+	}
+}

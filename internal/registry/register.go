@@ -336,7 +336,7 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 	defer unreserve()
 	_, _, known := r.cat.Held(adm.key.ID, reg.Address)
 	release, err := r.proveAddress(ctx, addressProof{
-		byTarget: adm.key.ID + "|" + reg.Address, byCaller: adm.key.ID, who: "enrolment key and address",
+		byTarget: adm.key.ID + "|" + reg.Address, byCaller: adm.key.ID, who: "enrolment key and address", whoCaller: "enrolment key",
 		host: reg.Address, refused: "registration refused", detailed: known > 0,
 		attrs: []any{"service", adm.service, "address", reg.Address, "port", reg.Port},
 		call: func(ctx context.Context) error {

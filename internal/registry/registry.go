@@ -325,12 +325,13 @@ type addressProof struct {
 	// status, a redirect, an answer that is not the protocol's) is
 	// reported as one, so that the callback is no port scanner. Set when
 	// the caller's key already holds an instance at the address.
-	detailed bool
-	who      string // the caller, as a RateLimitError names it
-	host     string
-	call     func(ctx context.Context) error
-	refused  string // the log message of a refusal
-	attrs    []any  // and its attributes
+	detailed  bool
+	who       string // the caller and address, as a RateLimitError names them
+	whoCaller string // the caller alone
+	host      string
+	call      func(ctx context.Context) error
+	refused   string // the log message of a refusal
+	attrs     []any  // and its attributes
 }
 
 // proveAddress runs the steps every registration shares before its commit,
@@ -359,7 +360,15 @@ func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release fu
 	}
 	if !ok1 || !ok2 || !ok3 {
 		release()
-		return nil, &RateLimitError{Wait: max(w1, w2, w3), Who: p.who}
+		// Name the limit that is spent (the one with the longest wait).
+		who, wait := p.who, w1
+		if w2 > wait {
+			who, wait = p.whoCaller, w2
+		}
+		if w3 > wait {
+			who, wait = "tutorial protocol (from every address together)", w3
+		}
+		return nil, &RateLimitError{Wait: wait, Who: who}
 	}
 	err = r.verifier.CheckAddress(ctx, p.host)
 	if err == nil {

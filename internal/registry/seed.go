@@ -134,7 +134,7 @@ func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr See
 	defer unreserve()
 	secret := random.Secret()
 	release, err := r.proveAddress(ctx, addressProof{
-		byTarget: "seed|" + adm.caller + "|" + addr.Host, byCaller: "seed|" + adm.caller, who: "address", seed: true,
+		byTarget: "seed|" + adm.caller + "|" + addr.Host, byCaller: "seed|" + adm.caller, who: "address", whoCaller: "address", seed: true,
 		host: addr.Host, refused: "seed registration refused",
 		attrs: []any{"service", adm.service, "address", addr.Host, "port", addr.Port},
 		call: func(ctx context.Context) error {

@@ -227,7 +227,10 @@ func (v *Verifier) Verify(ctx context.Context, t Target, req api.VerifyRequest, 
 		return err
 	}
 	var vr api.VerifyResponse
-	if err := json.Unmarshal(data, &vr); err != nil {
+	if err := json.Unmarshal(data, &vr); err != nil || vr.Proof == "" {
+		// An answer without a proof is any service's answer, not the
+		// protocol's: it is a bad response, which a caller without an
+		// instance at the address cannot tell from a closed port.
 		return &Error{Reason: api.ReasonBadResponse, Msg: "answer is not JSON {\"proof\": ...}"}
 	}
 	if vr.Nonce != "" && vr.Nonce != req.Nonce {

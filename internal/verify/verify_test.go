@@ -215,8 +215,11 @@ func TestVerifier_Verify(t *testing.T) {
 		{name: "good proof without nonce", handler: reply(200, jsonBody(api.VerifyResponse{Proof: good}))},
 		{name: "good proof with unknown fields", handler: reply(200, `{"proof":"`+good+`","version":2}`)},
 		{name: "bad proof", handler: answer("another-secret"), wantReason: api.ReasonBadProof},
-		{name: "empty proof", handler: reply(200, `{}`), wantReason: api.ReasonBadProof},
-		{name: "null answer", handler: reply(200, `null`), wantReason: api.ReasonBadProof},
+		// No proof at all: any service's answer, not the protocol's.
+		{name: "empty proof", handler: reply(200, `{}`), wantReason: api.ReasonBadResponse},
+		{name: "null answer", handler: reply(200, `null`), wantReason: api.ReasonBadResponse},
+		{name: "a catch-all status answer", handler: reply(200, `{"status":"ok"}`), wantReason: api.ReasonBadResponse},
+		{name: "a proof that is wrong", handler: reply(200, `{"proof":"AAAA"}`), wantReason: api.ReasonBadProof},
 		{name: "proof of another challenge", handler: reply(200, jsonBody(api.VerifyResponse{Proof: hmacProof(keySecret, "other")})), wantReason: api.ReasonBadProof},
 		{name: "unpadded proof", handler: reply(200, jsonBody(api.VerifyResponse{Proof: strings.TrimRight(good, "=")})), wantReason: api.ReasonBadProof},
 		{name: "hex proof", handler: reply(200, jsonBody(api.VerifyResponse{Proof: hexProof(keySecret, req.Challenge)})), wantReason: api.ReasonBadProof},
