@@ -170,8 +170,8 @@ func (c *Catalog) putInstance(inst *Instance) {
 	set[inst.ID] = inst
 	c.addrs[addrKey(inst.Service, inst.Address, inst.Port)] = inst.ID
 	c.byKey[inst.KeyID]++
-	c.byHost[inst.Address]++
-	c.byKeyHost[inst.KeyID+"\x00"+inst.Address]++
+	c.byHost[inst.Host()]++
+	c.byKeyHost[inst.KeyID+"\x00"+inst.Host()]++
 }
 
 func (c *Catalog) removeInstance(inst *Instance) {
@@ -182,8 +182,8 @@ func (c *Catalog) removeInstance(inst *Instance) {
 		delete(c.addrs, ak)
 	}
 	decrement(c.byKey, inst.KeyID)
-	decrement(c.byHost, inst.Address)
-	decrement(c.byKeyHost, inst.KeyID+"\x00"+inst.Address)
+	decrement(c.byHost, inst.Host())
+	decrement(c.byKeyHost, inst.KeyID+"\x00"+inst.Host())
 }
 
 func decrement(m map[string]int, k string) {
@@ -251,12 +251,12 @@ func (c *Catalog) InstanceByAddr(service, address string, port int) (*Instance, 
 }
 
 // Held returns how many instances are registered with the enrolment key
-// keyID, how many at address (of any service and key), and how many of
-// the key at the address.
-func (c *Catalog) Held(keyID, address string) (byKey, byAddress, byKeyAtAddress int) {
+// keyID, how many at the host host (of any service and key; see
+// Instance.Host), and how many of the key at the host.
+func (c *Catalog) Held(keyID, host string) (byKey, byAddress, byKeyAtAddress int) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.byKey[keyID], c.byHost[address], c.byKeyHost[keyID+"\x00"+address]
+	return c.byKey[keyID], c.byHost[host], c.byKeyHost[keyID+"\x00"+host]
 }
 
 // Keyed reports whether service has had an instance of an ordinary

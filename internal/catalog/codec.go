@@ -72,6 +72,7 @@ type instanceV1 struct {
 	TokenHash       []byte            `json:"token_hash"`
 	KeyID           string            `json:"key_id"`
 	Proof           string            `json:"proof"`
+	HostIP          string            `json:"host_ip,omitempty"`
 	Status          string            `json:"status"`
 	Draining        bool              `json:"draining,omitempty"`
 	RegisteredAt    time.Time         `json:"registered_at"`
@@ -99,7 +100,7 @@ func instanceToV1(in *Instance) *instanceV1 {
 	return &instanceV1{
 		ID: in.ID, Service: in.Service, Address: in.Address, Port: in.Port, Scheme: in.Scheme,
 		Tags: in.Tags, Meta: in.Meta, TTL: in.TTL, DeregisterAfter: in.DeregisterAfter,
-		TokenHash: in.TokenHash, KeyID: in.KeyID, Proof: in.Proof, Status: string(in.Status),
+		TokenHash: in.TokenHash, KeyID: in.KeyID, Proof: in.Proof, HostIP: in.HostIP, Status: string(in.Status),
 		Draining: in.Draining, RegisteredAt: in.RegisteredAt, CreateIndex: in.CreateIndex, ModifyIndex: in.ModifyIndex,
 	}
 }
@@ -111,7 +112,7 @@ func (r *instanceV1) toInstance() *Instance {
 	return &Instance{
 		ID: r.ID, Service: r.Service, Address: r.Address, Port: r.Port, Scheme: r.Scheme,
 		Tags: r.Tags, Meta: r.Meta, TTL: r.TTL, DeregisterAfter: r.DeregisterAfter,
-		TokenHash: r.TokenHash, KeyID: r.KeyID, Proof: r.Proof, Status: Status(r.Status),
+		TokenHash: r.TokenHash, KeyID: r.KeyID, Proof: r.Proof, HostIP: r.HostIP, Status: Status(r.Status),
 		Draining: r.Draining, RegisteredAt: r.RegisteredAt, CreateIndex: r.CreateIndex, ModifyIndex: r.ModifyIndex,
 	}
 }

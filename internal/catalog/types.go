@@ -81,6 +81,11 @@ type Instance struct {
 	TokenHash []byte
 	KeyID     string
 	Proof     string
+	// HostIP is the address that stood for the instance's host when it
+	// registered (the lowest its address resolved to), so that limits per
+	// address count hosts, not spellings. Empty in instances registered
+	// before it was recorded; Address stands in for it then.
+	HostIP string
 	// Status is the instance's health as committed: passing or critical.
 	Status Status
 	// Draining is set when the instance asked to stop receiving new work.
@@ -90,6 +95,15 @@ type Instance struct {
 	RegisteredAt time.Time
 	CreateIndex  uint64
 	ModifyIndex  uint64
+}
+
+// Host is what limits per address count the instance under: HostIP, or
+// Address for an instance registered before HostIP was recorded.
+func (in *Instance) Host() string {
+	if in.HostIP != "" {
+		return in.HostIP
+	}
+	return in.Address
 }
 
 // Key is an enrolment key. Only a hash of its secret is stored.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -119,6 +120,11 @@ func validateInstance(in *Instance) error {
 	}
 	if len(in.Proof) > maxProofLen || !printable(in.Proof) {
 		return badCommand("instance.proof", "proof must be at most %d printable characters", maxProofLen)
+	}
+	if in.HostIP != "" {
+		if a, err := netip.ParseAddr(in.HostIP); err != nil || a.String() != in.HostIP {
+			return badCommand("instance.host_ip", "host_ip %.64q is not an IP address in its canonical form", in.HostIP)
+		}
 	}
 	if !validStatus(in.Status) {
 		return badCommand("instance.status", "status %q is neither passing nor critical", in.Status)

@@ -40,8 +40,8 @@ func TestLookup_BoundedMemory(t *testing.T) {
 	}
 	t.Run("registered", func(t *testing.T) {
 		h := start(t, func(c *server.Config) {
-			// One key, one address, as fast as the callbacks go.
-			c.Registry.MaxVerifyingPerCaller = 16
+			// One key, one address, as fast as the callbacks go (a lone
+			// caller may hold half the callback slots).
 			c.Registry.MaxInstancesPerAddress = 2 * attackInstances
 			c.Registry.MaxInstancesPerKey = 2 * attackInstances
 			c.Registry.RegisterBurst = attackInstances

@@ -25,7 +25,7 @@ func TestRegistry_concurrent(t *testing.T) {
 		beats   = 4
 		seeds   = 8
 	)
-	r := newRig(t, withSeed(), withConfig(func(c *registry.Config) { c.MaxVerifyingPerCaller = workers }))
+	r := newRig(t, withSeed())
 	_, secret := r.key(t, "web-*")
 	instances := make([]*testutil.Instance, workers)
 	for w := range instances {

@@ -87,61 +87,86 @@ func (l *failureLimiter) sweep(now time.Time) {
 	}
 }
 
-// share is one named part of the callback capacity and the most slots it
-// may hold at once.
-type share struct {
-	name string
-	max  int
-}
-
-// slotPool hands out registration callback slots fairly. The pool holds
-// max slots. The first half is open to anyone; the second half only to
-// callers (an enrolment key, a tutorial caller's network) holding fewer
-// than their share, perCaller. So one caller holding slow callbacks can
-// take at most half the pool, and every other caller still finds a slot
-// for its first perCaller callbacks, while a lone caller's burst (a
-// fleet restarting) is not refused while the pool is mostly idle. Hard
-// shares are caps that hold whatever the pool's state: the tutorial
-// protocol as a whole is one, so that keyless callers can never crowd
-// out keyed ones.
+// slotPool hands out registration callback slots, max at a time, fairly
+// between callers (an enrolment key; for the tutorial protocol, a
+// caller's network). A caller's share is the capacity open to it divided
+// by one more than the number of callers holding slots (itself counted),
+// and never less than minShare: so a lone caller (a fleet restarting with
+// one key) may take half the capacity, k callers holding slow callbacks
+// take at most k/(k+1) of it, and a newcomer always finds its share free
+// once callbacks beyond the new shares end. The tutorial protocol is a
+// group of its own, capped at half the capacity (its callers can rotate
+// addresses at will); keyed callers share what it does not hold.
 type slotPool struct {
-	mu   sync.Mutex
-	used map[string]int // by share name; "" is the whole pool
+	mu            sync.Mutex
+	total         int
+	seed          int            // slots held through the tutorial protocol
+	byCaller      map[string]int // slots held by each caller
+	keyed, seeded int            // callers holding slots, by group
 }
 
-func newSlotPool() *slotPool { return &slotPool{used: map[string]int{}} }
+func newSlotPool() *slotPool { return &slotPool{byCaller: map[string]int{}} }
 
-// take counts a slot for caller (and in every hard share) and returns its
-// release, or reports false and takes nothing.
-func (p *slotPool) take(max, perCaller int, caller string, hard ...share) (release func(), ok bool) {
+// take counts a slot for caller and returns its release, or reports false
+// and takes nothing.
+func (p *slotPool) take(max, minShare int, caller string, seed bool) (release func(), ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	total := p.used[""]
-	if total >= max || (p.used[caller] >= perCaller && total >= max/2) {
+	if p.total >= max {
 		return nil, false
 	}
-	for _, s := range hard {
-		if p.used[s.name] >= s.max {
+	held := p.byCaller[caller]
+	open, callers := max-p.seed, p.keyed
+	if seed {
+		open, callers = max/2, p.seeded
+		if p.seed >= open {
 			return nil, false
 		}
 	}
-	names := append([]string{"", caller}, make([]string, 0, len(hard))...)
-	for _, s := range hard {
-		names = append(names, s.name)
+	if held == 0 {
+		callers++
 	}
-	for _, n := range names {
-		p.used[n]++
+	if held >= maxInt(minShare, open/(callers+1)) {
+		return nil, false
 	}
+	p.add(caller, seed, 1)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			for _, n := range names {
-				if p.used[n]--; p.used[n] == 0 {
-					delete(p.used, n)
-				}
-			}
+			p.add(caller, seed, -1)
 		})
 	}, true
+}
+
+// add counts d slots (1 or -1) for caller. Call with p.mu held.
+func (p *slotPool) add(caller string, seed bool, d int) {
+	before := p.byCaller[caller]
+	p.total += d
+	if seed {
+		p.seed += d
+	}
+	if p.byCaller[caller] = before + d; p.byCaller[caller] == 0 {
+		delete(p.byCaller, caller)
+	}
+	var change int
+	switch {
+	case before == 0 && d > 0:
+		change = 1
+	case before == 1 && d < 0:
+		change = -1
+	}
+	if seed {
+		p.seeded += change
+	} else {
+		p.keyed += change
+	}
+}
+
+func maxInt(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
 }

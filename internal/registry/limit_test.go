@@ -63,3 +63,88 @@ func TestCallerNet(t *testing.T) {
 		}
 	}
 }
+
+// TestSlotPool_Shares pins the pool's fairness: a lone caller may take
+// half the capacity; callers that keep every slot they can get (their
+// callbacks ending and restarting together, the worst case) settle at
+// their shares, and a newcomer then always finds slots; the tutorial
+// protocol's callers, however many, hold at most half; and every release
+// gives its slot back.
+func TestSlotPool_Shares(t *testing.T) {
+	const max, minShare = 128, 4
+	p := newSlotPool()
+	greedy := func(caller string, seed bool) (n int, release []func()) {
+		for {
+			r, ok := p.take(max, minShare, caller, seed)
+			if !ok {
+				return n, release
+			}
+			n++
+			release = append(release, r)
+		}
+	}
+	if n, rel := greedy("fleet", false); n != max/2 {
+		t.Fatalf("a lone caller took %d slots, want %d", n, max/2)
+	} else {
+		for _, r := range rel {
+			r()
+		}
+	}
+
+	held := map[string][]func(){}
+	for round := range 8 {
+		for i := range 8 {
+			c := fmt.Sprintf("evil-%d", i)
+			for _, r := range held[c] { // its callbacks end …
+				r()
+			}
+			_, held[c] = greedy(c, false) // … and it takes all it can again
+		}
+		got, rel := greedy("newcomer", false)
+		// The first rounds are the transient: callers that took more when
+		// fewer were active give the excess back as their callbacks end
+		// (four rounds: four callback timeouts at most).
+		if round >= 4 && got < minShare {
+			t.Fatalf("round %d: a newcomer found %d slots beside 8 greedy callers", round, got)
+		}
+		for _, r := range rel {
+			r()
+		}
+	}
+	for i := range 8 {
+		if n := len(held[fmt.Sprintf("evil-%d", i)]); n > max/9+1 {
+			t.Errorf("greedy caller %d settled at %d slots, over its share %d", i, n, max/9)
+		}
+	}
+	for _, rel := range held {
+		for _, r := range rel {
+			r()
+		}
+	}
+
+	// The tutorial protocol's callers, one per address, hold at most half.
+	seedTotal := 0
+	var seedRel []func()
+	for i := range 200 {
+		n, rel := greedy(fmt.Sprintf("seed|127.0.%d.1", i), true)
+		seedTotal += n
+		seedRel = append(seedRel, rel...)
+	}
+	if seedTotal != max/2 {
+		t.Fatalf("tutorial callers hold %d slots, want %d", seedTotal, max/2)
+	}
+	if n, rel := greedy("keyed", false); n < minShare {
+		t.Fatalf("a keyed caller found %d slots beside the tutorial callers", n)
+	} else {
+		for _, r := range rel {
+			r()
+		}
+	}
+	for _, r := range seedRel {
+		r()
+		r() // a second release changes nothing
+	}
+	if p.total != 0 || p.seed != 0 || p.keyed != 0 || p.seeded != 0 || len(p.byCaller) != 0 {
+		t.Fatalf("after every release: %+v", p)
+	}
+}

@@ -145,7 +145,7 @@ func TestRegistry_Register_rate(t *testing.T) {
 // succeed.
 func TestRegistry_Register_quotaConcurrent(t *testing.T) {
 	const limit, tries = 5, 24
-	r := newRig(t, withConfig(func(c *registry.Config) { c.MaxVerifyingPerCaller = tries }))
+	r := newRig(t)
 	_, sec, err := r.reg.CreateKey(t.Context(), adminToken, registry.KeySpec{Services: []string{"web"}, MaxInstances: limit})
 	if err != nil {
 		t.Fatal(err)
@@ -379,5 +379,28 @@ func TestRegistry_Register_rateLimitNamesTheLimit(t *testing.T) {
 	var rle *registry.RateLimitError
 	if !errors.As(err, &rle) || rle.Who != "enrolment key" {
 		t.Fatalf("a never-tried address after the key's failures: %v", err)
+	}
+}
+
+// TestRegistry_Register_quotaPerHostNotSpelling: the limit per address
+// counts hosts, not spellings: instances at 127.0.0.1 and at localhost
+// (which resolves to it) count together, and an instance records the
+// address that stood for its host.
+func TestRegistry_Register_quotaPerHostNotSpelling(t *testing.T) {
+	r := newRig(t, withConfig(func(c *registry.Config) { c.MaxInstancesPerAddress = 2 }))
+	_, sec := r.key(t, "web")
+	in := newInstance(t, sec)
+	r.register(t, sec, "web", in, onPort(in, 35000))
+	named := onPort(in, 35001)
+	named.Address = "localhost"
+	reg := r.register(t, sec, "web", in, named)
+	if inst, _ := r.cat.Instance(reg.ID); inst.HostIP != "127.0.0.1" || inst.Address != "localhost" {
+		t.Fatalf("instance at localhost recorded host %q, address %q", inst.HostIP, inst.Address)
+	}
+	for _, addr := range []string{"localhost", "127.0.0.1", "LOCALHOST."} {
+		req := onPort(in, 35002)
+		req.Address = addr
+		_, err := r.reg.Register(t.Context(), r.admit(t, sec, "web"), req)
+		checkErr(t, err, quota("address 127.0.0.1 already holds 2 instances", false))
 	}
 }

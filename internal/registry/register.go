@@ -329,15 +329,12 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 		// Checked again in the catalog; refused here before any callback.
 		return Registered{}, catalog.ErrReplaceDenied
 	}
-	unreserve, err := r.reserve(adm.key, reg.Address, id, replacing, replacing && old.KeyID == adm.key.ID)
-	if err != nil {
-		return Registered{}, err
-	}
-	defer unreserve()
-	_, _, known := r.cat.Held(adm.key.ID, reg.Address)
-	release, err := r.proveAddress(ctx, addressProof{
+	release, hostIP, err := r.proveAddress(ctx, addressProof{
 		byTarget: adm.key.ID + "|" + reg.Address, byCaller: adm.key.ID, who: "enrolment key and address", whoCaller: "enrolment key",
-		host: reg.Address, refused: "registration refused", detailed: known > 0,
+		host: reg.Address, refused: "registration refused", keyID: adm.key.ID,
+		reserve: func(hostIP string) (func(), error) {
+			return r.reserve(adm.key, hostIP, id, replacing, replacing && old.KeyID == adm.key.ID)
+		},
 		attrs: []any{"service", adm.service, "address", reg.Address, "port", reg.Port},
 		call: func(ctx context.Context) error {
 			target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath}
@@ -355,7 +352,7 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 	inst := &catalog.Instance{
 		ID: id, Service: adm.service, Address: reg.Address, Port: reg.Port, Scheme: reg.Scheme,
 		Tags: reg.Tags, Meta: reg.Meta, TTL: reg.ttl, DeregisterAfter: reg.deregisterAfter,
-		TokenHash: catalog.HashSecret(token), KeyID: adm.key.ID, Proof: proof,
+		TokenHash: catalog.HashSecret(token), KeyID: adm.key.ID, Proof: proof, HostIP: hostIP,
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
 	res, err := r.commitRegistration(ctx, inst, "api", now)

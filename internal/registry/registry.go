@@ -106,12 +106,13 @@ type Config struct {
 	AdminTokenHash []byte
 	// MaxVerifying caps concurrent registration callbacks.
 	MaxVerifying int
-	// MaxVerifyingPerCaller is one caller's share of the callback slots
-	// (a caller is an enrolment key, or a network calling through the
-	// tutorial protocol): a caller holding its share gets more only while
-	// fewer than half of MaxVerifying are taken. The tutorial protocol as
-	// a whole never holds more than half.
-	MaxVerifyingPerCaller int
+	// MinVerifyingShare is the least share of the callback slots a caller
+	// (an enrolment key, or a network calling through the tutorial
+	// protocol) is held to: a caller's share is the capacity open to it
+	// divided among the callers holding slots, plus one for a newcomer,
+	// and never less than this. The tutorial protocol as a whole never
+	// holds more than half of MaxVerifying. See slotPool.
+	MinVerifyingShare int
 	// FailureBurst failed verifications per enrolment key and address are
 	// allowed at once, then one per FailureEvery (per key alone, three
 	// times as many); beyond that, RateLimitError.
@@ -140,7 +141,7 @@ type Config struct {
 // DefaultConfig returns the production settings.
 func DefaultConfig() Config {
 	return Config{
-		MaxVerifying: 128, MaxVerifyingPerCaller: 16, FailureBurst: 10, FailureEvery: 6 * time.Second,
+		MaxVerifying: 128, MinVerifyingShare: 4, FailureBurst: 10, FailureEvery: 6 * time.Second,
 		MaxInstancesPerKey: 1000, MaxInstancesPerAddress: 256, RegisterBurst: 500, RegisterEvery: 20 * time.Millisecond,
 	}
 }
@@ -151,8 +152,8 @@ func (c Config) Validate() error {
 	if c.MaxVerifying < 1 {
 		errs = append(errs, errors.New("registry: at least one concurrent verification is required"))
 	}
-	if c.MaxVerifyingPerCaller < 1 {
-		errs = append(errs, errors.New("registry: at least one concurrent verification per caller is required"))
+	if c.MinVerifyingShare < 1 {
+		errs = append(errs, errors.New("registry: a caller's least share of verifications must be at least 1"))
 	}
 	if c.FailureBurst < 1 || c.FailureEvery <= 0 {
 		errs = append(errs, errors.New("registry: verify failure burst must be at least 1 and its refill period positive"))
@@ -320,36 +321,39 @@ func (r *Registry) CheckAdmin(token string) error {
 type addressProof struct {
 	byTarget, byCaller string // failure limiter names: caller and address, caller alone
 	seed               bool   // through the tutorial protocol
-	// detailed gives the caller the callback's precise failure reason;
-	// otherwise every network failure (unreachable, timeout, an HTTP
+	// keyID is the caller's key. The caller gets the callback's precise
+	// failure reason only when the key already holds an instance at the
+	// host; otherwise every network failure (unreachable, timeout, an HTTP
 	// status, a redirect, an answer that is not the protocol's) is
-	// reported as one, so that the callback is no port scanner. Set when
-	// the caller's key already holds an instance at the address.
-	detailed  bool
+	// reported as one, so that the callback is no port scanner. The
+	// tutorial protocol, which has no key of the caller's, never gets it.
+	keyID     string
 	who       string // the caller and address, as a RateLimitError names them
 	whoCaller string // the caller alone
 	host      string
-	call      func(ctx context.Context) error
-	refused   string // the log message of a refusal
-	attrs     []any  // and its attributes
+	// reserve admits the registration under the quotas, given the
+	// address that stands for the host (see verify.Resolve), before any
+	// callback; its release runs with the slot's.
+	reserve func(hostIP string) (release func(), err error)
+	call    func(ctx context.Context) error
+	refused string // the log message of a refusal
+	attrs   []any  // and its attributes
 }
 
 // proveAddress runs the steps every registration shares before its commit,
 // in this order: take a callback slot within the caller's shares
-// (ErrBusy), check the failure limits
-// (*RateLimitError), check the host against the allowlist
-// (ErrAddressNotAllowed, or *VerifyError when it does not resolve), and
-// run the callback (*VerifyError). A failure of the last two spends from
-// the limits and is logged with its detail. On success the caller holds
-// the slot until it calls release, after its commit.
-func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release func(), err error) {
-	var hard []share
-	if p.seed {
-		hard = append(hard, share{"seed", max(1, r.cfg.MaxVerifying/2)})
-	}
-	release, ok := r.slots.take(r.cfg.MaxVerifying, r.cfg.MaxVerifyingPerCaller, "caller|"+p.byCaller, hard...)
+// (ErrBusy), check the failure limits (*RateLimitError), resolve the host
+// and check it against the allowlist (ErrAddressNotAllowed, or
+// *VerifyError when it does not resolve), admit it under the quotas
+// (*QuotaError, from p.reserve), and run the callback (*VerifyError). A
+// failure of the allowlist or the callback spends from the failure limits
+// and is logged with its detail. On success the caller holds the slot
+// and the quota reservation until it calls release, after its commit;
+// hostIP is the address that stands for the host.
+func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release func(), hostIP string, err error) {
+	release, ok := r.slots.take(r.cfg.MaxVerifying, r.cfg.MinVerifyingShare, p.byCaller, p.seed)
 	if !ok {
-		return nil, ErrBusy
+		return nil, "", ErrBusy
 	}
 	now := r.now()
 	ok1, w1 := r.failures.Allow(now, p.byTarget)
@@ -368,10 +372,23 @@ func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release fu
 		if w3 > wait {
 			who, wait = "tutorial protocol (from every address together)", w3
 		}
-		return nil, &RateLimitError{Wait: wait, Who: who}
+		return nil, "", &RateLimitError{Wait: wait, Who: who}
 	}
-	err = r.verifier.CheckAddress(ctx, p.host)
+	ip, err := r.verifier.Resolve(ctx, p.host)
+	detailed := false
 	if err == nil {
+		hostIP = ip.String()
+		unreserve, qerr := p.reserve(hostIP)
+		if qerr != nil {
+			release() // over quota is no failed verification: nothing spent
+			return nil, "", qerr
+		}
+		slot := release
+		release = func() { unreserve(); slot() }
+		if !p.seed {
+			_, _, held := r.cat.Held(p.keyID, hostIP)
+			detailed = held > 0
+		}
 		err = p.call(ctx)
 	}
 	if err != nil {
@@ -382,22 +399,22 @@ func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release fu
 		if p.seed {
 			r.seedFailures.Fail(now, "seed")
 		}
-		return nil, r.asVerifyError(err, p, p.attrs...)
+		return nil, "", r.asVerifyError(err, p, detailed, p.attrs...)
 	}
-	return release, nil
+	return release, hostIP, nil
 }
 
 // asVerifyError turns the verifier's refusal into the registry's, logging
 // its detail (which callers never see). Unless detailed, every network
 // failure becomes one reason (see addressProof.detailed). Other errors
 // pass through.
-func (r *Registry) asVerifyError(err error, p addressProof, attrs ...any) error {
+func (r *Registry) asVerifyError(err error, p addressProof, detailed bool, attrs ...any) error {
 	var ve *verify.Error
 	if !errors.As(err, &ve) {
 		return err
 	}
 	r.log.Info(p.refused, append(attrs, "reason", ve.Reason, "message", ve.Msg, "detail", ve.Detail)...)
-	if !p.detailed {
+	if !detailed {
 		switch ve.Reason {
 		case api.ReasonUnreachable, api.ReasonTimeout, api.ReasonBadStatus, api.ReasonRedirect, api.ReasonBadResponse:
 			msg := "verification failed: the callback did not reach a service answering the verification protocol at the " +

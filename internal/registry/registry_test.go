@@ -453,7 +453,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"no verification slot", func(c *registry.Config) { c.MaxVerifying = 0 }, false},
 		{"no failure burst", func(c *registry.Config) { c.FailureBurst = 0 }, false},
 		{"no refill", func(c *registry.Config) { c.FailureEvery = 0 }, false},
-		{"no verification slot per caller", func(c *registry.Config) { c.MaxVerifyingPerCaller = 0 }, false},
+		{"no least share", func(c *registry.Config) { c.MinVerifyingShare = 0 }, false},
 		{"no instance per key", func(c *registry.Config) { c.MaxInstancesPerKey = 0 }, false},
 		{"too many instances per key", func(c *registry.Config) { c.MaxInstancesPerKey = registry.MaxKeyInstances + 1 }, false},
 		{"no instance per address", func(c *registry.Config) { c.MaxInstancesPerAddress = 0 }, false},

@@ -127,13 +127,11 @@ func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr See
 	}
 	id := random.ID(16)
 	old, replacing := r.cat.InstanceByAddr(adm.service, addr.Host, addr.Port)
-	unreserve, err := r.reserve(&catalog.Key{ID: catalog.SeedKeyID}, addr.Host, id, replacing, replacing && old.KeyID == catalog.SeedKeyID)
-	if err != nil {
-		return nil, err
-	}
-	defer unreserve()
 	secret := random.Secret()
-	release, err := r.proveAddress(ctx, addressProof{
+	release, hostIP, err := r.proveAddress(ctx, addressProof{
+		reserve: func(hostIP string) (func(), error) {
+			return r.reserve(&catalog.Key{ID: catalog.SeedKeyID}, hostIP, id, replacing, replacing && old.KeyID == catalog.SeedKeyID)
+		},
 		byTarget: "seed|" + adm.caller + "|" + addr.Host, byCaller: "seed|" + adm.caller, who: "address", whoCaller: "address", seed: true,
 		host: addr.Host, refused: "seed registration refused",
 		attrs: []any{"service", adm.service, "address", addr.Host, "port", addr.Port},
@@ -159,7 +157,7 @@ func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr See
 	inst := &catalog.Instance{
 		ID: id, Service: adm.service, Address: addr.Host, Port: addr.Port, Scheme: addr.Scheme,
 		Meta: map[string]string{"protocol": "seed"}, TTL: ttl, DeregisterAfter: 10 * ttl,
-		TokenHash: catalog.HashSecret(secret), KeyID: catalog.SeedKeyID, Proof: api.ProofAddressPort,
+		TokenHash: catalog.HashSecret(secret), KeyID: catalog.SeedKeyID, Proof: api.ProofAddressPort, HostIP: hostIP,
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
 	if _, err := r.commitRegistration(ctx, inst, "seed", now); err != nil {

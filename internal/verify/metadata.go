@@ -55,8 +55,10 @@ func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
 		return true
 	}
 	nat64 := b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b
+	siit := zero(b[:8]) && b[8] == 0xff && b[9] == 0xff && b[10] == 0 && b[11] == 0
 	switch {
 	case zero(b[:12]), // IPv4-compatible
+		siit,                            // ::ffff:0:0:0/96, IPv4-translated (RFC 2765)
 		nat64 && zero(b[4:12]),          // 64:ff9b::/96
 		nat64 && b[4] == 0 && b[5] == 1: // 64:ff9b:1::/48
 		return netip.AddrFrom4([4]byte(b[12:16])), true

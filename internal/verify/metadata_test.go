@@ -55,7 +55,8 @@ func spellings(tb testing.TB, addr string) []string {
 		v6([12]byte{}),                       // IPv4-compatible, ::a.b.c.d
 		v6([12]byte{0x00, 0x64, 0xff, 0x9b}), // NAT64, 64:ff9b::/96
 		v6([12]byte{0x00, 0x64, 0xff, 0x9b, 0, 1}), // local-use NAT64, 64:ff9b:1::/48
-		sixToFour, // 6to4, 2002:AABB:CCDD::1
+		v6([12]byte{8: 0xff, 9: 0xff}),             // IPv4-translated (SIIT), ::ffff:0:a.b.c.d
+		sixToFour,                                  // 6to4, 2002:AABB:CCDD::1
 	}
 }
 

@@ -190,21 +190,35 @@ func (v *Verifier) control(network, address string, _ syscall.RawConn) error {
 // refused before any callback; the dial-time check still guards the
 // connection.
 func (v *Verifier) CheckAddress(ctx context.Context, host string) error {
+	_, err := v.Resolve(ctx, host)
+	return err
+}
+
+// Resolve checks host as CheckAddress does and returns the address that
+// stands for the host: the lowest of the addresses it resolves to
+// (IPv4-mapped ones unmapped), or the address itself. Every spelling of
+// one host (127.0.0.1, localhost, a wildcard DNS name) has the same one,
+// so limits per address can count hosts rather than spellings.
+func (v *Verifier) Resolve(ctx context.Context, host string) (netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return v.check(ip, ip.String())
+		return ip.Unmap().WithZone(""), v.check(ip, ip.String())
 	}
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
 	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil || len(ips) == 0 {
-		return &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot resolve %q", host)}
+		return netip.Addr{}, &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot resolve %q", host)}
 	}
+	var lowest netip.Addr
 	for _, ip := range ips {
 		if err := v.check(ip, host+" resolves to "+ip.String()); err != nil {
-			return err
+			return netip.Addr{}, err
+		}
+		if u := ip.Unmap().WithZone(""); !lowest.IsValid() || u.Less(lowest) {
+			lowest = u
 		}
 	}
-	return nil
+	return lowest, nil
 }
 
 // Proof returns base64(HMAC-SHA256(secret, challenge)), the answer an
