@@ -48,12 +48,18 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 			return Result{Err: ErrProtocolMix}, nil
 		}
 	}
+	ak := addrKey(in.Service, in.Address, in.Port)
+	if b, ok := c.bars[ak]; ok && cmd.Rules >= 3 {
+		if b.Until.After(in.RegisteredAt) {
+			return Result{Err: ErrBarred}, nil
+		}
+		c.dropBar(b) // ended: judged by the command's own time, so alike everywhere
+	}
 	seed := in.KeyID == SeedKeyID
 	if cmd.Rules >= 2 && seed && c.keyed[in.Service] {
 		return Result{Err: ErrProtocolMix}, nil
 	}
 	var res Result
-	ak := addrKey(in.Service, in.Address, in.Port)
 	old := c.instances[c.addrs[ak]]
 	if cmd.Rules >= 2 && old != nil && old.KeyID != in.KeyID && in.Proof != ProofAddressPort {
 		return Result{Err: ErrReplaceDenied}, nil
@@ -129,6 +135,31 @@ func (c *Catalog) applyDrain(idx uint64, cmd Command) (Result, []string) {
 	c.putInstance(&next)
 	c.rebuild(next.Service, idx)
 	return Result{}, []string{next.Service}
+}
+
+func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
+	inst, ok := c.instances[cmd.ID]
+	if !ok {
+		return Result{Err: ErrNotFound}, nil
+	}
+	if cmd.Until.IsZero() {
+		return Result{Err: ErrBadCommand}, nil
+	}
+	c.removeInstance(inst)
+	c.rebuild(inst.Service, idx)
+	ak := addrKey(inst.Service, inst.Address, inst.Port)
+	if old, ok := c.bars[ak]; ok {
+		c.dropBar(old)
+	}
+	b := &Bar{Service: inst.Service, Address: inst.Address, Port: inst.Port, Instance: inst.ID, Reason: cmd.Reason, Until: cmd.Until, Index: idx}
+	c.bars[ak] = b
+	c.barsByID[inst.ID] = b
+	return Result{}, []string{inst.Service}
+}
+
+func (c *Catalog) dropBar(b *Bar) {
+	delete(c.bars, addrKey(b.Service, b.Address, b.Port))
+	delete(c.barsByID, b.Instance)
 }
 
 func (c *Catalog) applyCreateKey(idx uint64, cmd Command) (Result, []string) {

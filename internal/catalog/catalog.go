@@ -31,6 +31,9 @@ type Catalog struct {
 	// enrolment key (registered under rules 2 or later): the tutorial
 	// protocol never takes them.
 	keyed map[string]bool
+	// bars are the evicted endpoints by addrKey, and by instance ID.
+	bars     map[string]*Bar
+	barsByID map[string]*Bar
 
 	// ops is the dispatch table, built by New and never changed.
 	ops map[Op]applyFunc
@@ -51,6 +54,7 @@ func New() *Catalog {
 		OpDrain:      (*Catalog).applyDrain,
 		OpCreateKey:  (*Catalog).applyCreateKey,
 		OpRevokeKey:  (*Catalog).applyRevokeKey,
+		OpEvict:      (*Catalog).applyEvict,
 	}}
 	c.reset()
 	return c
@@ -78,6 +82,8 @@ func (c *Catalog) reset() {
 	c.byHost = map[string]int{}
 	c.byKeyHost = map[string]int{}
 	c.keyed = map[string]bool{}
+	c.bars = map[string]*Bar{}
+	c.barsByID = map[string]*Bar{}
 }
 
 func addrKey(service, address string, port int) string {
@@ -265,6 +271,37 @@ func (c *Catalog) Keyed(service string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.keyed[service]
+}
+
+// Bar returns the bar on the endpoint, if an eviction set one (it may
+// have ended: compare Until with the time).
+func (c *Catalog) Bar(service, address string, port int) (*Bar, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	b, ok := c.bars[addrKey(service, address, port)]
+	return b, ok
+}
+
+// BarByInstance returns the bar set by the eviction of instance id.
+func (c *Catalog) BarByInstance(id string) (*Bar, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	b, ok := c.barsByID[id]
+	return b, ok
+}
+
+// Bars returns every bar, ended or not, sorted by service, address, port.
+func (c *Catalog) Bars() []*Bar {
+	c.mu.RLock()
+	out := make([]*Bar, 0, len(c.bars))
+	for _, b := range c.bars {
+		out = append(out, b)
+	}
+	c.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		return addrKey(out[i].Service, out[i].Address, out[i].Port) < addrKey(out[j].Service, out[j].Address, out[j].Port)
+	})
+	return out
 }
 
 // Instances returns every instance, in no particular order.

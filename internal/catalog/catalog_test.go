@@ -1504,3 +1504,68 @@ func TestCatalog_Held_matchesInstances(t *testing.T) {
 	}
 	check(restored, -1)
 }
+
+// TestCatalog_Apply_evict: an eviction removes the instance and bars its
+// endpoint until Until, judged by each registration's own time; the bar
+// is kept in snapshots, ends by itself, and entries of older rules replay
+// as they were applied.
+func TestCatalog_Apply_evict(t *testing.T) {
+	c := catalog.New()
+	idx := uint64(0)
+	apply := func(cmd catalog.Command) error { idx++; return c.Apply(idx, cmd).Err }
+	h := make([]byte, 32)
+	if err := apply(catalog.Command{Op: catalog.OpCreateKey, Key: &catalog.Key{ID: "k1", SecretHash: h, Services: []string{"*"}}}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	reg := func(rules int, id string, at time.Time) error {
+		return apply(catalog.Command{Op: catalog.OpRegister, Rules: rules, Instance: &catalog.Instance{
+			ID: id, Service: "web", Address: "10.0.0.1", Port: 80, Scheme: "http", TTL: time.Second,
+			DeregisterAfter: time.Minute, TokenHash: make([]byte, 32), KeyID: "k1", Status: catalog.StatusPassing,
+			Proof: catalog.ProofAddressPort, RegisteredAt: at}})
+	}
+	if err := reg(catalog.RulesCurrent, "a", t0); err != nil {
+		t.Fatal(err)
+	}
+	until := t0.Add(10 * time.Minute)
+	if err := apply(catalog.Command{Op: catalog.OpEvict, ID: "a", Until: until, Reason: "bad build"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Instance("a"); ok {
+		t.Fatal("the evicted instance is still there")
+	}
+	if b, ok := c.BarByInstance("a"); !ok || !b.Until.Equal(until) || b.Reason != "bad build" {
+		t.Fatalf("BarByInstance = %+v, %v", b, ok)
+	}
+	if err := reg(catalog.RulesCurrent, "b", t0.Add(time.Minute)); !errors.Is(err, catalog.ErrBarred) {
+		t.Fatalf("registering the endpoint during its bar: %v", err)
+	}
+	if err := reg(2, "c", t0.Add(time.Minute)); err != nil { // written before bars existed
+		t.Fatalf("a rules-2 registration: %v", err)
+	}
+	if err := apply(catalog.Command{Op: catalog.OpEvict, ID: "c", Until: until}); err != nil {
+		t.Fatal(err)
+	}
+	// The bar survives a snapshot.
+	var buf bytes.Buffer
+	if _, err := c.Snapshot().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	c2 := catalog.New()
+	if err := c2.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := c2.Bar("web", "10.0.0.1", 80); !ok || b.Instance != "c" || len(c2.Bars()) != 1 {
+		t.Fatalf("restored bar = %+v, %v", b, ok)
+	}
+	// After the bar, the endpoint registers, and the bar is gone.
+	if err := reg(catalog.RulesCurrent, "d", until); err != nil {
+		t.Fatalf("registering when the bar ends: %v", err)
+	}
+	if _, ok := c.Bar("web", "10.0.0.1", 80); ok {
+		t.Fatal("the ended bar was kept")
+	}
+	if err := apply(catalog.Command{Op: catalog.OpEvict, ID: "nope", Until: until}); !errors.Is(err, catalog.ErrNotFound) {
+		t.Fatalf("evicting an unknown instance: %v", err)
+	}
+}

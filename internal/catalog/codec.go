@@ -56,6 +56,8 @@ type commandV1 struct {
 	Reason        string      `json:"reason,omitempty"`
 	Rules         int         `json:"rules,omitempty"`
 	SkipIfUnknown bool        `json:"skip_if_unknown,omitempty"`
+	// Until is set by evictions only (written since encoding version 2).
+	Until *time.Time `json:"until,omitempty"`
 }
 
 // instanceV1 is an instance in version 1 of the log and of snapshots.
@@ -138,7 +140,7 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 	body, err := json.Marshal(commandV1{
 		Op: string(cmd.Op), Instance: instanceToV1(cmd.Instance), Key: keyToV1(cmd.Key), ID: cmd.ID,
 		Status: string(cmd.Status), IfStatus: string(cmd.IfStatus), Reason: cmd.Reason, Rules: cmd.Rules,
-		SkipIfUnknown: cmd.SkipIfUnknown,
+		SkipIfUnknown: cmd.SkipIfUnknown, Until: timeOrNil(cmd.Until),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("catalog: encode command: %w", err)
@@ -205,9 +207,21 @@ func decodeBody(body []byte) (Command, error) {
 	if err := json.Unmarshal(body, &r); err != nil {
 		return Command{}, err
 	}
-	return Command{
+	cmd := Command{
 		Op: Op(r.Op), Instance: r.Instance.toInstance(), Key: r.Key.toKey(), ID: r.ID,
 		Status: Status(r.Status), IfStatus: Status(r.IfStatus), Reason: r.Reason, Rules: r.Rules,
 		SkipIfUnknown: r.SkipIfUnknown,
-	}, nil
+	}
+	if r.Until != nil {
+		cmd.Until = *r.Until
+	}
+	return cmd, nil
+}
+
+// timeOrNil is t, or nil for the zero time, so that it is left out.
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

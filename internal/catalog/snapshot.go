@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 )
 
 // snapshotVersion guards the snapshot format.
@@ -21,6 +22,20 @@ type state struct {
 	// Keyed are the services the tutorial protocol may never take (see
 	// Catalog.Keyed), sorted; absent in snapshots written before rules 2.
 	Keyed []string `json:"keyed,omitempty"`
+	// Bars are the evictions' bars on endpoints, ended or not; absent in
+	// snapshots written before evictions.
+	Bars []*barV1 `json:"bars,omitempty"`
+}
+
+// barV1 is a Bar in snapshots.
+type barV1 struct {
+	Service  string    `json:"service"`
+	Address  string    `json:"address"`
+	Port     int       `json:"port"`
+	Instance string    `json:"instance"`
+	Reason   string    `json:"reason,omitempty"`
+	Until    time.Time `json:"until"`
+	Index    uint64    `json:"index"`
 }
 
 // Snapshot is a point-in-time copy of the catalog that can be written out
@@ -31,6 +46,7 @@ type Snapshot struct {
 	keys      []*Key
 	services  map[string]uint64
 	keyed     []string
+	bars      []*Bar
 }
 
 // Snapshot captures the catalog. The returned value shares only immutable
@@ -57,6 +73,9 @@ func (c *Catalog) Snapshot() *Snapshot {
 		s.keyed = append(s.keyed, name)
 	}
 	sort.Strings(s.keyed)
+	for _, b := range c.bars {
+		s.bars = append(s.bars, b)
+	}
 	return s
 }
 
@@ -70,6 +89,11 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		Services:  s.services,
 		Keyed:     s.keyed,
 	}
+	for _, b := range s.bars {
+		st.Bars = append(st.Bars, &barV1{Service: b.Service, Address: b.Address, Port: b.Port, Instance: b.Instance,
+			Reason: b.Reason, Until: b.Until, Index: b.Index})
+	}
+	sort.Slice(st.Bars, func(i, j int) bool { return st.Bars[i].Instance < st.Bars[j].Instance })
 	for _, inst := range s.instances {
 		st.Instances = append(st.Instances, instanceToV1(inst))
 	}
@@ -134,6 +158,11 @@ func (c *Catalog) Restore(r io.Reader) error {
 	for _, name := range st.Keyed {
 		c.keyed[name] = true
 	}
+	for _, r := range st.Bars {
+		b := &Bar{Service: r.Service, Address: r.Address, Port: r.Port, Instance: r.Instance, Reason: r.Reason, Until: r.Until, Index: r.Index}
+		c.bars[addrKey(b.Service, b.Address, b.Port)] = b
+		c.barsByID[b.Instance] = b
+	}
 	c.mu.Unlock()
 	c.subs.notify(st.Index, nil, true)
 	return nil
@@ -142,6 +171,11 @@ func (c *Catalog) Restore(r io.Reader) error {
 // check validates a decoded snapshot: every entry present and complete,
 // no duplicate IDs.
 func (st *state) check() error {
+	for i, b := range st.Bars {
+		if b == nil || b.Instance == "" || !ValidServiceName(b.Service) || b.Until.IsZero() {
+			return fmt.Errorf("bar %d is missing or incomplete", i)
+		}
+	}
 	keys := map[string]bool{}
 	hashes := map[string]bool{}
 	for i, k := range st.Keys {

@@ -23,6 +23,9 @@ var (
 	// address+port): proving the host alone does not take over another
 	// key's instance.
 	ErrReplaceDenied = errors.New("catalog: the instance at this address and port belongs to another enrolment key")
+	// ErrBarred means a registration is for an endpoint an operator
+	// evicted, whose bar has not ended (see Bar).
+	ErrBarred = errors.New("catalog: the endpoint is barred by an eviction")
 	// ErrProtocolMix means a registration would put instances admitted by
 	// the tutorial protocol's key and by ordinary enrolment keys in one
 	// service; the catalog keeps the two apart.
@@ -106,6 +109,18 @@ func (in *Instance) Host() string {
 	return in.Address
 }
 
+// Bar keeps an evicted endpoint (a service, address and port) from
+// registering again until Until.
+type Bar struct {
+	Service  string
+	Address  string
+	Port     int
+	Instance string // the ID evicted
+	Reason   string
+	Until    time.Time
+	Index    uint64 // of the eviction
+}
+
 // Key is an enrolment key. Only a hash of its secret is stored.
 type Key struct {
 	ID          string
@@ -161,6 +176,10 @@ const (
 	OpDrain      Op = "drain"
 	OpCreateKey  Op = "create_key"
 	OpRevokeKey  Op = "revoke_key"
+	// OpEvict removes an instance and bars its endpoint (service, address
+	// and port) from registering again until Until. Added with command
+	// encoding version 2; an older replica halts at it, as it must.
+	OpEvict Op = "evict"
 )
 
 // Command is one catalog change. Which fields are read depends on Op:
@@ -172,6 +191,7 @@ const (
 //   - OpDrain: ID. Marks the instance draining; idempotent.
 //   - OpCreateKey: Key (complete, with ID and SecretHash).
 //   - OpRevokeKey: ID.
+//   - OpEvict: ID, Until.
 type Command struct {
 	Op       Op
 	Instance *Instance
@@ -181,6 +201,8 @@ type Command struct {
 	IfStatus Status
 	// Reason says why, for the audit trail (e.g. "expired", "api").
 	Reason string
+	// Until is when an eviction's bar ends (OpEvict).
+	Until time.Time
 	// Rules is the version of the rules a proposer wants applied. Rules
 	// added to Apply after entries were first written are enforced only
 	// for commands that ask for them, so an old log replays exactly as it
@@ -198,7 +220,9 @@ type Command struct {
 //   - 2: replacing another key's instance needs proof of its port
 //     (ErrReplaceDenied); a service that has had /v1 instances (since
 //     rules 2) is never taken by the tutorial protocol (ErrProtocolMix).
-const RulesCurrent = 2
+//   - 3: an endpoint barred by an eviction does not register before the
+//     bar ends, judged by the registration's RegisteredAt (ErrBarred).
+const RulesCurrent = 3
 
 // Result is what Apply returns for one command.
 type Result struct {

@@ -83,6 +83,14 @@ func (cmd Command) Validate() error {
 		return nil
 	case OpCreateKey:
 		return validateKey(cmd.Key)
+	case OpEvict:
+		if err := checkID("id", cmd.ID); err != nil {
+			return err
+		}
+		if cmd.Until.IsZero() {
+			return badCommand("until", "an eviction needs the time its bar ends")
+		}
+		return nil
 	}
 	return nil // an operation this version does not know: Apply's to judge
 }
