@@ -164,6 +164,28 @@ type Key struct {
 	Secret string `json:"secret,omitempty"`
 }
 
+// EvictRequest is the body of POST /v1/instances/{id}/evict.
+type EvictRequest struct {
+	// For is how long the instance's endpoint may not register again, a
+	// Go duration from 1s to 720h.
+	For string `json:"for"`
+	// Reason is a note for the audit trail and the refusals, at most 256
+	// printable characters.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Eviction answers POST /v1/instances/{id}/evict.
+type Eviction struct {
+	ID      string `json:"id"`
+	Service string `json:"service"`
+	Address string `json:"address"`
+	Port    int    `json:"port"`
+	// Until is when the endpoint may register again (RFC 3339).
+	Until  string `json:"until"`
+	Reason string `json:"reason,omitempty"`
+	Index  uint64 `json:"index"`
+}
+
 // KeysResponse answers GET /v1/keys.
 type KeysResponse struct {
 	Keys []Key `json:"keys"`

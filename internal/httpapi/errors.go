@@ -42,6 +42,8 @@ func APIError(err error) *Error {
 		ve  *registry.VerifyError
 		rle *registry.RateLimitError
 		qe  *registry.QuotaError
+		be  *registry.BarredError
+		ee  *registry.EvictedError
 	)
 	switch {
 	case errors.As(err, &e):
@@ -51,6 +53,12 @@ func APIError(err error) *Error {
 	case errors.As(err, &ve):
 		return &Error{Status: http.StatusUnprocessableEntity, ErrorDetail: api.ErrorDetail{
 			Code: api.CodeVerificationFailed, Reason: ve.Reason, Message: ve.Message}}
+	case errors.As(err, &be):
+		return Errorf(http.StatusConflict, api.CodeConflict, "port", "%s", be.Error())
+	case errors.As(err, &ee):
+		return Errorf(http.StatusNotFound, api.CodeNotFound, "", "%s", ee.Error())
+	case errors.Is(err, catalog.ErrBarred):
+		return Errorf(http.StatusConflict, api.CodeConflict, "port", "this endpoint was evicted by an operator and may not register yet")
 	case errors.As(err, &qe):
 		e := Errorf(http.StatusTooManyRequests, api.CodeQuotaExceeded, "", "%s", qe.Message)
 		if qe.Wait > 0 {
@@ -130,7 +138,10 @@ type authMessages struct {
 }
 
 func (m authMessages) apply(err error) error {
+	var ee *registry.EvictedError
 	switch {
+	case errors.As(err, &ee): // says more than any generic message
+		return err
 	case m.missing != "" && errors.Is(err, registry.ErrNoCredential):
 		return Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "%s", m.missing)
 	case m.wrong != "" && errors.Is(err, registry.ErrWrongToken):

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/musterhq/muster/api"
 )
@@ -65,5 +66,29 @@ func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) error {
 	}
 	b := appendInstance(nil, encodeStatic(e.Instance), e)
 	writeRaw(w, http.StatusOK, append(b, '\n'))
+	return nil
+}
+
+// evict handles POST /v1/instances/{id}/evict (admin token): the instance
+// is removed and its endpoint barred from registering for a while.
+func (a *apiServer) evict(w http.ResponseWriter, r *http.Request) error {
+	tok := Bearer(r)
+	if err := a.reg.CheckAdmin(tok); err != nil {
+		return adminAuth.apply(err)
+	}
+	var req api.EvictRequest
+	if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(req.For)
+	if err != nil {
+		return BadField("for", "for %q is not a duration such as 10m", req.For)
+	}
+	b, err := a.reg.Evict(r.Context(), tok, r.PathValue("id"), d, req.Reason)
+	if err != nil {
+		return adminAuth.apply(err)
+	}
+	WriteJSON(w, http.StatusOK, api.Eviction{ID: b.Instance, Service: b.Service, Address: b.Address, Port: b.Port,
+		Until: b.Until.UTC().Format(time.RFC3339Nano), Reason: b.Reason, Index: b.Index})
 	return nil
 }

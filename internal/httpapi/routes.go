@@ -42,6 +42,7 @@ func (a *apiServer) routes() []route {
 		{"PUT", "/v1/instances/{id}/heartbeat", a.heartbeat},
 		{"PUT", "/v1/instances/{id}/drain", a.drain},
 		{"DELETE", "/v1/instances/{id}", a.deregister},
+		{"POST", "/v1/instances/{id}/evict", a.evict},
 	}
 }
 

@@ -22,7 +22,7 @@ func (r *Registry) Heartbeat(ctx context.Context, id, token string) (*catalog.In
 	}
 	inst, ok := r.cat.Instance(id)
 	if !ok {
-		return nil, "", ErrInstanceNotFound
+		return nil, "", r.notFound(id)
 	}
 	if token == "" {
 		return nil, "", ErrNoCredential
@@ -85,7 +85,7 @@ func (r *Registry) owned(id, token string) (*catalog.Instance, error) {
 	}
 	inst, ok := r.cat.Instance(id)
 	if !ok {
-		return nil, ErrInstanceNotFound
+		return nil, r.notFound(id)
 	}
 	if token == "" {
 		return nil, ErrNoCredential
@@ -145,7 +145,7 @@ func (r *Registry) Instance(id string) (Entry, error) {
 	}
 	inst, ok := r.cat.Instance(id)
 	if !ok {
-		return Entry{}, ErrInstanceNotFound
+		return Entry{}, r.notFound(id)
 	}
 	return entry(r.live, inst, floor, r.now()), nil
 }

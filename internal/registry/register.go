@@ -324,6 +324,9 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 	if reg.VerifyPort != reg.Port {
 		proof = api.ProofAddress
 	}
+	if err := r.barred(adm.service, reg.Address, reg.Port); err != nil {
+		return Registered{}, err
+	}
 	old, replacing := r.cat.InstanceByAddr(adm.service, reg.Address, reg.Port)
 	if replacing && old.KeyID != adm.key.ID && proof != api.ProofAddressPort {
 		// Checked again in the catalog; refused here before any callback.

@@ -125,6 +125,9 @@ func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr See
 	if err := r.writable(); err != nil { // before the callback: a full disk refuses at once
 		return nil, err
 	}
+	if err := r.barred(adm.service, addr.Host, addr.Port); err != nil {
+		return nil, err
+	}
 	id := random.ID(16)
 	old, replacing := r.cat.InstanceByAddr(adm.service, addr.Host, addr.Port)
 	secret := random.Secret()

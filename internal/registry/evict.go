@@ -1,0 +1,100 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// Eviction limits.
+const (
+	MinEviction = time.Second
+	MaxEviction = 30 * 24 * time.Hour
+	maxReason   = 256
+)
+
+// BarredError means a registration is for an endpoint (service, address
+// and port) that an operator evicted, and the bar has not ended.
+type BarredError struct{ Bar catalog.Bar }
+
+func (e *BarredError) Error() string {
+	return fmt.Sprintf("%s at %s:%d was evicted by an operator until %s%s; it may register again after that",
+		e.Bar.Service, e.Bar.Address, e.Bar.Port, e.Bar.Until.Format(time.RFC3339), reasonSuffix(e.Bar.Reason))
+}
+
+// EvictedError means the instance asked for was evicted by an operator;
+// its endpoint is barred until Bar.Until. It is an ErrInstanceNotFound.
+type EvictedError struct{ Bar catalog.Bar }
+
+func (e *EvictedError) Error() string {
+	return fmt.Sprintf("instance %s was evicted by an operator; %s at %s:%d may register again after %s%s",
+		e.Bar.Instance, e.Bar.Service, e.Bar.Address, e.Bar.Port, e.Bar.Until.Format(time.RFC3339), reasonSuffix(e.Bar.Reason))
+}
+
+// Is makes an EvictedError an ErrInstanceNotFound.
+func (e *EvictedError) Is(target error) bool { return target == ErrInstanceNotFound }
+
+func reasonSuffix(r string) string {
+	if r == "" {
+		return ""
+	}
+	return " (" + r + ")"
+}
+
+// notFound is the error for an instance ID the catalog does not hold: an
+// *EvictedError while the eviction that removed it bars its endpoint,
+// else ErrInstanceNotFound.
+func (r *Registry) notFound(id string) error {
+	if b, ok := r.cat.BarByInstance(id); ok && b.Until.After(r.now()) {
+		return &EvictedError{Bar: *b}
+	}
+	return ErrInstanceNotFound
+}
+
+// Evict removes instance id, for the holder of the admin token, and bars
+// its endpoint from registering again for d (a replicated bar: every node
+// and every restart keeps it). It is how an operator makes a removal
+// stick while the instance's own process would register again at once.
+// Errors: ErrNoCredential, ErrWrongToken, a *FieldError (d or reason),
+// ErrNotReady, ErrInstanceNotFound, ErrUnavailable.
+func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration, reason string) (*catalog.Bar, error) {
+	if err := r.CheckAdmin(token); err != nil {
+		return nil, err
+	}
+	if d < MinEviction || d > MaxEviction {
+		return nil, badField("for", "an eviction lasts from %s to %s", MinEviction, MaxEviction)
+	}
+	if len(reason) > maxReason || !printable(reason) {
+		return nil, badField("reason", "reason must be at most %d printable characters", maxReason)
+	}
+	if err := r.Ready(); err != nil {
+		return nil, err
+	}
+	inst, ok := r.cat.Instance(id)
+	if !ok {
+		return nil, r.notFound(id)
+	}
+	until := r.now().Add(d).UTC().Truncate(time.Millisecond)
+	if _, err := r.propose(ctx, catalog.Command{Op: catalog.OpEvict, ID: id, Until: until, Reason: reason}); err != nil {
+		if errors.Is(err, catalog.ErrNotFound) {
+			return nil, r.notFound(id)
+		}
+		return nil, err
+	}
+	r.live.Forget(id)
+	r.log.Info("instance evicted", "id", id, "service", inst.Service, "address", inst.Address, "port", inst.Port,
+		"until", until, "reason", reason)
+	b, _ := r.cat.BarByInstance(id)
+	return b, nil
+}
+
+// barred returns a *BarredError if an eviction bars the endpoint now.
+func (r *Registry) barred(service, address string, port int) error {
+	if b, ok := r.cat.Bar(service, address, port); ok && b.Until.After(r.now()) {
+		return &BarredError{Bar: *b}
+	}
+	return nil
+}
