@@ -79,6 +79,9 @@ func (c *Catalog) Snapshot() *Snapshot {
 	return s
 }
 
+// Index is the Raft index of the last command the snapshot holds.
+func (s *Snapshot) Index() uint64 { return s.index }
+
 // WriteTo writes the snapshot as JSON, instances and keys sorted by ID.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	st := state{

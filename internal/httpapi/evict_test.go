@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/cluster"
+	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -104,5 +107,54 @@ func TestAPI_Evict(t *testing.T) {
 	time.Sleep(time.Until(until) + 50*time.Millisecond)
 	if st, _, raw := h.Post(t, "web", k.Secret, regBody(t, req)); st != 201 {
 		t.Fatalf("registration after the bar: %d %s", st, raw)
+	}
+}
+
+// TestAPI_Snapshot: the admin reads the whole catalog as one snapshot (a
+// backup), which restores into a new data dir as the same catalog;
+// strangers and non-admin tokens are refused.
+func TestAPI_Snapshot(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	k := h.Key(t, "web")
+	in := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := h.Anon.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(token string) (*http.Response, []byte) {
+		r, _ := http.NewRequest(http.MethodGet, h.Srv.URL()+"/v1/snapshot", nil)
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	if resp, _ := get(""); resp.StatusCode != 401 {
+		t.Fatalf("snapshot without a token: %d", resp.StatusCode)
+	}
+	if resp, _ := get(k.Secret); resp.StatusCode != 403 {
+		t.Fatalf("snapshot with an enrolment key: %d", resp.StatusCode)
+	}
+	resp, body := get(h.AdminToken(t))
+	if resp.StatusCode != 200 || resp.Header.Get(api.HeaderIndex) == "" {
+		t.Fatalf("snapshot: %d %q", resp.StatusCode, resp.Header.Get(api.HeaderIndex))
+	}
+	dir := filepath.Join(t.TempDir(), "restored")
+	if _, err := cluster.RestoreSnapshot(dir, body); err != nil {
+		t.Fatal(err)
+	}
+	restored := start(t, func(c *server.Config) { c.DataDir = dir })
+	got, err := restored.Admin.Instance(ctx, reg.ID)
+	if err != nil || got.Port != in.Port() {
+		t.Fatalf("the restored server's instance: %+v, %v", got, err)
+	}
+	if keys, err := restored.Admin.Keys(ctx); err != nil || len(keys) != 1 || keys[0].ID != k.ID {
+		t.Fatalf("the restored server's keys: %+v, %v", keys, err)
 	}
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/musterhq/muster/api"
@@ -61,5 +62,21 @@ func (a *apiServer) revokeKey(w http.ResponseWriter, r *http.Request) error {
 		return adminAuth.apply(err)
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// snapshot handles GET /v1/snapshot (admin token): the whole catalog as of
+// one index, the backup that `muster snapshot restore` brings back.
+func (a *apiServer) snapshot(w http.ResponseWriter, r *http.Request) error {
+	s, index, err := a.reg.Snapshot(Bearer(r))
+	if err != nil {
+		return adminAuth.apply(err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(api.HeaderIndex, strconv.FormatUint(index, 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := s.WriteTo(w); err != nil {
+		a.log.Debug("snapshot answer cut short", "err", err)
+	}
 	return nil
 }

@@ -33,6 +33,7 @@ func (a *apiServer) routes() []route {
 		{"POST", "/v1/keys", a.createKey},
 		{"GET", "/v1/keys", a.listKeys},
 		{"DELETE", "/v1/keys/{id}", a.revokeKey},
+		{"GET", "/v1/snapshot", a.snapshot},
 
 		{"POST", "/v1/services/{service}/instances", a.register},
 		{"GET", "/v1/services", a.listServices},

@@ -117,3 +117,17 @@ func (r *Registry) KeyUsage(k *catalog.Key) (limit, held int) {
 	held, _, _ = r.cat.Held(k.ID, "")
 	return limit, held
 }
+
+// Snapshot returns a point-in-time copy of the whole catalog (a backup),
+// for the holder of the admin token: it holds the hashes of every secret
+// and token. Errors: ErrNoCredential, ErrWrongToken, ErrNotReady.
+func (r *Registry) Snapshot(token string) (*catalog.Snapshot, uint64, error) {
+	if err := r.CheckAdmin(token); err != nil {
+		return nil, 0, err
+	}
+	if err := r.Ready(); err != nil {
+		return nil, 0, err
+	}
+	s := r.cat.Snapshot()
+	return s, s.Index(), nil
+}
