@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A walk-through in the docs is a test: its shell blocks run, in order,
+// in one bash session against a real server started with the docs' own
+// quickstart command, and each block's output must show what the block's
+// "# " comment lines show. Only the ports change: the docs' fixed 9000
+// (the server) and 18888 (an instance) become free ports, so that the
+// test never meets another server.
+
+// docBlock is one ```sh block: its commands and the output it shows.
+type docBlock struct {
+	line   int      // of the opening fence, for messages
+	script string   // the block as written
+	shows  []string // its "# " lines, the output it shows
+}
+
+// docBlocks returns the ```sh blocks of the doc between the heading
+// section and the next heading of the same level.
+func docBlocks(t *testing.T, path, section string) []docBlock {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	level := strings.Index(section, " ")
+	var blocks []docBlock
+	in, fenced := false, false
+	var cur docBlock
+	for i, l := range lines {
+		switch {
+		case l == section:
+			in = true
+			continue
+		case in && !fenced && strings.HasPrefix(l, strings.Repeat("#", level)+" "):
+			in = false
+		}
+		if !in {
+			continue
+		}
+		switch {
+		case !fenced && l == "```sh":
+			fenced, cur = true, docBlock{line: i + 1}
+		case fenced && l == "```":
+			fenced = false
+			blocks = append(blocks, cur)
+		case fenced:
+			cur.script += l + "\n"
+			if s, ok := strings.CutPrefix(strings.TrimSpace(l), "# "); ok && !strings.HasPrefix(l, "#!") {
+				cur.shows = append(cur.shows, s)
+			}
+		}
+	}
+	if len(blocks) == 0 {
+		t.Fatalf("%s: no ```sh blocks under %q", path, section)
+	}
+	return blocks
+}
+
+// showPattern turns a line of shown output into a pattern: "..." stands
+// for anything, and IDs, secrets, tokens, times and indexes vary from run
+// to run. ports maps the docs' ports to the test's.
+func showPattern(show string, ports *strings.Replacer) *regexp.Regexp {
+	parts := strings.Split(ports.Replace(show), "...")
+	for i, part := range parts {
+		p := regexp.QuoteMeta(part)
+		for _, r := range []struct{ from, to string }{
+			{`key_[0-9a-f]{16}`, `key_[0-9a-f]{16}`},
+			{`\b[0-9a-f]{32}\b`, `[0-9a-f]{32}`},
+			{`node-[0-9a-f]+`, `node-[0-9a-f]+`},
+			{`\d{4}-\d\d-\d\dT[0-9:]+(\\\.\d+)?Z`, `[0-9T:.Z-]+`},
+		} {
+			p = regexp.MustCompile(r.from).ReplaceAllString(p, r.to)
+		}
+		parts[i] = p
+	}
+	return regexp.MustCompile(strings.Join(parts, ".*"))
+}
+
+// runWalkthrough runs the doc's section against a fresh server in a
+// scratch copy of the repository (so that the docs' relative paths and
+// their `go build` work), and checks every block.
+func runWalkthrough(t *testing.T, doc, section string) {
+	if testing.Short() {
+		t.Skip("runs the docs' commands against a real server")
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("no curl")
+	}
+	blocks := docBlocks(t, filepath.Join("../..", doc), section)
+
+	// A scratch directory that looks like the repository: every top-level
+	// entry is a link to the real one, and muster-data and the built
+	// binary land in the scratch directory.
+	dir := t.TempDir()
+	root, _ := filepath.Abs("../..")
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "muster-data" || e.Name() == "muster" {
+			continue
+		}
+		if err := os.Symlink(filepath.Join(root, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The docs' fixed ports: the server's, and the callback's of an
+	// instance they start.
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	calleePort := freePort(t)
+	ports := strings.NewReplacer("127.0.0.1:9000", addr, "18888", strconv.Itoa(calleePort))
+	env := append(os.Environ(), "MUSTER_HTTP_ADDR="+addr, "MUSTER_ADDR=", "MUSTER_TOKEN=", "MUSTER_KEY=")
+
+	// The quickstart's command, as written, with the address from the
+	// environment.
+	server := exec.Command("go", "run", "./cmd/muster", "server")
+	server.Dir, server.Env = dir, env
+	var serverLog bytes.Buffer
+	server.Stdout, server.Stderr = &serverLog, &serverLog
+	server.SysProcAttr = procGroup()
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		killGroup(server)
+		server.Wait()
+		if t.Failed() {
+			t.Logf("server log:\n%s", serverLog.String())
+		}
+	})
+	waitReady(t, "http://"+addr)
+
+	var script strings.Builder
+	script.WriteString("set -euo pipefail\n")
+	for i, b := range blocks {
+		fmt.Fprintf(&script, "echo '@@block %d'\n", i)
+		script.WriteString(ports.Replace(b.script))
+	}
+	script.WriteString("echo '@@end'\n")
+	sh := exec.Command("bash", "-c", script.String())
+	sh.Dir, sh.Env = dir, env
+	sh.SysProcAttr = procGroup()
+	var out bytes.Buffer
+	sh.Stdout, sh.Stderr = &out, &out
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sh.Wait() }()
+	var runErr error
+	select {
+	case runErr = <-done:
+	case <-ctx.Done():
+		killGroup(sh)
+		runErr = <-done
+		t.Errorf("the walk-through did not finish in 2 minutes")
+	}
+	killGroup(sh) // whatever the blocks left running in the background
+
+	// Split the output by block.
+	got := map[int]string{}
+	cur := -1
+	finished := false
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		l := sc.Text()
+		if n, ok := strings.CutPrefix(l, "@@block "); ok {
+			cur, _ = strconv.Atoi(n)
+			continue
+		}
+		if l == "@@end" {
+			finished = true
+			continue
+		}
+		got[cur] += l + "\n"
+	}
+	if runErr != nil || !finished {
+		t.Fatalf("%s %q: block %d (line %d) failed: %v\n--- script\n%s--- output\n%s", doc, section, cur, blocks[max(cur, 0)].line, runErr, blocks[max(cur, 0)].script, got[cur])
+	}
+	for i, b := range blocks {
+		for _, show := range b.shows {
+			if !showPattern(show, ports).MatchString(got[i]) {
+				t.Errorf("%s line %d: the block's output does not show %q:\n%s", doc, b.line, show, got[i])
+			}
+		}
+	}
+}
+
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second) // go run compiles first
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the server at %s did not become ready", url)
+}
+
+// TestDocs_APIWalkthrough: docs/api.md's curl walk-through runs as
+// written.
+func TestDocs_APIWalkthrough(t *testing.T) {
+	runWalkthrough(t, "docs/api.md", "## A walk-through with curl")
+}
