@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
@@ -19,188 +20,365 @@ func (e env) newClient() (*client.Client, error) {
 	return client.New(client.Config{Addr: e.envOr("MUSTER_ADDR", client.DefaultAddr), Token: e.getenv("MUSTER_TOKEN")})
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// envOr returns the environment value of name, or def.
+func (e env) envOr(name, def string) string {
+	if v := e.getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
-func runKeys(ctx context.Context, e env, args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("keys needs create, list or revoke: %w", errUsage)
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return err
-	}
-	fs := flag.NewFlagSet("muster keys "+args[0], flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	switch args[0] {
-	case "create":
-		var services multi
-		fs.Var(&services, "service", "service name pattern the key may register; repeatable; * is a wildcard")
-		desc := fs.String("description", "", "a note shown in key listings")
-		maxInst := fs.Int("max-instances", 0, "the most instances registered with the key at once (0: the server's --max-instances-per-key)")
-		out := fs.String("o", "table", "output: table or json")
-		pos, err := parse(fs, args[1:])
-		if err != nil {
-			return err
+// Environment blocks of the client commands' help.
+const (
+	envAddr  = "  MUSTER_ADDR   the registry's URL (default " + client.DefaultAddr + ")\n"
+	envToken = "  MUSTER_TOKEN  the admin token\n"
+)
+
+func withEnv(long string, vars ...string) string {
+	return long + "\n\nEnvironment:\n" + strings.TrimSuffix(strings.Join(vars, ""), "\n")
+}
+
+// nArgs requires exactly n positional arguments, described by what.
+func nArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s needs %s", strings.TrimPrefix(cmd.CommandPath(), "muster "), what)
 		}
-		services = append(services, pos...)
-		if len(services) == 0 {
-			return fmt.Errorf("keys create needs at least one --service PATTERN: %w", errUsage)
-		}
-		k, err := c.NewKey(ctx, api.CreateKeyRequest{Services: services, Description: *desc, MaxInstances: *maxInst})
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			return printJSON(e.stdout, k)
-		}
-		fmt.Fprintf(e.stdout, "id:       %s\nsecret:   %s\nservices: %s\nlimit:    %d instances\n\nThe secret is shown only once. Give it to the services as MUSTER_KEY.\n",
-			k.ID, k.Secret, strings.Join(k.Services, ", "), k.MaxInstances)
 		return nil
-	case "list":
-		out := fs.String("o", "table", "output: table or json")
-		if _, err := parse(fs, args[1:]); err != nil {
-			return err
+	}
+}
+
+// completeServices completes a service name from the registry's list.
+func completeServices(e env) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		keys, err := c.Keys(ctx)
+		c, err := e.newClient()
 		if err != nil {
-			return err
+			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		if *out == "json" {
-			return printJSON(e.stdout, keys)
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSERVICES\tINSTANCES\tCREATED\tDESCRIPTION")
-		for _, k := range keys {
-			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", k.ID, strings.Join(k.Services, ","), k.Instances, k.MaxInstances, k.CreatedAt, k.Description)
-		}
-		return tw.Flush()
-	case "revoke":
-		pos, err := parse(fs, args[1:])
+		ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+		defer cancel()
+		res, err := c.Services(ctx)
 		if err != nil {
-			return err
+			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		if len(pos) != 1 {
-			return fmt.Errorf("keys revoke needs one key ID: %w", errUsage)
+		var names []string
+		for _, s := range res.Services {
+			names = append(names, s.Name)
 		}
-		if err := c.RevokeKey(ctx, pos[0]); err != nil {
-			return err
-		}
-		fmt.Fprintln(e.stdout, "revoked", pos[0])
-		return nil
-	default:
-		return fmt.Errorf("unknown keys command %q: %w", args[0], errUsage)
+		return names, cobra.ShellCompDirectiveNoFileComp
 	}
 }
 
-func runServices(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("muster services", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	out := fs.String("o", "table", "output: table or json")
-	if _, err := parse(fs, args); err != nil {
-		return err
+func newKeysCreateCmd(e env) *cobra.Command {
+	var (
+		services []string
+		desc     string
+		maxInst  int
+		out      *enumValue
+	)
+	cmd := &cobra.Command{
+		Use:   "create --service PATTERN... [flags]",
+		Short: "create an enrolment key; its secret is shown once",
+		Long: withEnv(`Create an enrolment key that may register the services its patterns
+match ("*" matches any run of characters). The secret is shown only once:
+give it to the services as MUSTER_KEY. Patterns may also be given as
+arguments.`, envAddr, envToken),
+		Example: `  muster keys create --service 'fetch_*' --service dice_scraper
+  muster keys create --service web -o json`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			services = append(services, args...)
+			if len(services) == 0 {
+				return usageError("keys create needs at least one --service PATTERN")
+			}
+			c, err := e.newClient()
+			if err != nil {
+				return err
+			}
+			k, err := c.NewKey(cmd.Context(), api.CreateKeyRequest{Services: services, Description: desc, MaxInstances: maxInst})
+			if err != nil {
+				return err
+			}
+			return printOut(e.stdout, out.String(), k, []string{k.ID}, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "id:       %s\nsecret:   %s\nservices: %s\nlimit:    %d instances\n\nThe secret is shown only once. Give it to the services as MUSTER_KEY.\n",
+					k.ID, k.Secret, strings.Join(k.Services, ", "), k.MaxInstances)
+				return err
+			})
+		},
 	}
-	c, err := e.newClient()
-	if err != nil {
-		return err
-	}
-	res, err := c.Services(ctx)
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(e.stdout, res)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tINSTANCES\tPASSING\tCRITICAL\tDRAINING")
-	for _, s := range res.Services {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", s.Name, s.Instances, s.Passing, s.Critical, s.Draining)
-	}
-	return tw.Flush()
+	f := cmd.Flags()
+	f.StringArrayVar(&services, "service", nil, "service name pattern the key may register; repeatable; * is a wildcard")
+	f.StringVar(&desc, "description", "", "a note shown in key listings")
+	f.IntVar(&maxInst, "max-instances", 0, "the most instances registered with the key at once (0: the server's --max-instances-per-key)")
+	out = outputFlag(cmd)
+	return cmd
 }
 
-func runLookup(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("muster lookup", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	var tags, metas multi
-	fs.Var(&tags, "tag", "only instances with this tag; repeatable")
-	fs.Var(&metas, "meta", "only instances with meta key:value; repeatable")
-	status := fs.String("status", "", "passing (default), critical, draining or any")
-	out := fs.String("o", "table", "output: table or json")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func newKeysListCmd(e env) *cobra.Command {
+	var out *enumValue
+	cmd := &cobra.Command{
+		Use:   "list [flags]",
+		Short: "list enrolment keys",
+		Long:  withEnv("List the enrolment keys, without their secrets.", envAddr, envToken),
+		Args:  nArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.newClient()
+			if err != nil {
+				return err
+			}
+			keys, err := c.Keys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var ids []string
+			for _, k := range keys {
+				ids = append(ids, k.ID)
+			}
+			return printOut(e.stdout, out.String(), keys, ids, func(w io.Writer) error {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tSERVICES\tINSTANCES\tCREATED\tDESCRIPTION")
+				for _, k := range keys {
+					fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", k.ID, strings.Join(k.Services, ","), k.Instances, k.MaxInstances, k.CreatedAt, k.Description)
+				}
+				return tw.Flush()
+			})
+		},
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("lookup needs one service NAME: %w", errUsage)
-	}
-	var opts []client.LookupOption
-	for _, t := range tags {
-		opts = append(opts, client.WithTag(t))
-	}
-	for _, m := range metas {
-		k, v, ok := strings.Cut(m, ":")
-		if !ok {
-			return fmt.Errorf("--meta %q must be key:value: %w", m, errUsage)
-		}
-		opts = append(opts, client.WithMeta(k, v))
-	}
-	if *status != "" {
-		opts = append(opts, client.WithStatus(*status))
-	}
-	c, err := e.newClient()
-	if err != nil {
-		return err
-	}
-	res, err := c.Lookup(ctx, pos[0], opts...)
-	if err != nil {
-		return err
-	}
-	switch *out {
-	case "json":
-		return printJSON(e.stdout, res)
-	case "table":
-	default:
-		return fmt.Errorf("-o must be table or json: %w", errUsage)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tURL\tSTATUS\tLAST SEEN\tQUALITY\tTAGS\tMETA")
-	for _, in := range res.Instances {
-		seen := "-"
-		if in.LastSeenMS >= 0 {
-			seen = fmt.Sprintf("%.1fs", float64(in.LastSeenMS)/1000)
-		}
-		var meta []string
-		for k, v := range in.Meta {
-			meta = append(meta, k+"="+v)
-		}
-		sort.Strings(meta)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%s\n", in.ID, in.URL, in.Status, seen, in.Quality, strings.Join(in.Tags, ","), strings.Join(meta, ","))
-	}
-	return tw.Flush()
+	out = outputFlag(cmd)
+	return cmd
 }
 
-func runDeregister(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("muster deregister", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	token := fs.String("token", "", "the instance's session token (default: MUSTER_TOKEN, the admin token)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func newKeysRevokeCmd(e env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke ID",
+		Short: "revoke an enrolment key",
+		Long: withEnv(`Revoke an enrolment key: it registers nothing more. Instances it
+registered stay until they leave or expire.`, envAddr, envToken),
+		Args: nArgs(1, "one key ID"),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			c, err := e.newClient()
+			if len(args) > 0 || err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+			defer cancel()
+			keys, _ := c.Keys(ctx)
+			var ids []string
+			for _, k := range keys {
+				ids = append(ids, k.ID+"\t"+strings.Join(k.Services, ","))
+			}
+			return ids, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.newClient()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeKey(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, "revoked", args[0])
+			return nil
+		},
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("deregister needs one instance ID: %w", errUsage)
+}
+
+func newServicesCmd(e env) *cobra.Command {
+	var out *enumValue
+	cmd := &cobra.Command{
+		Use:   "services [flags]",
+		Short: "list services with their instance counts",
+		Long:  withEnv("List the services with their instances counted by status. With -o id, the names alone.", envAddr),
+		Args:  nArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.newClient()
+			if err != nil {
+				return err
+			}
+			res, err := c.Services(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var names []string
+			for _, s := range res.Services {
+				names = append(names, s.Name)
+			}
+			return printOut(e.stdout, out.String(), res, names, func(w io.Writer) error {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SERVICE\tINSTANCES\tPASSING\tCRITICAL\tDRAINING")
+				for _, s := range res.Services {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", s.Name, s.Instances, s.Passing, s.Critical, s.Draining)
+				}
+				return tw.Flush()
+			})
+		},
 	}
-	c, err := e.newClient()
-	if err != nil {
-		return err
+	out = outputFlag(cmd)
+	return cmd
+}
+
+func newLookupCmd(e env) *cobra.Command {
+	var (
+		tags, metas []string
+		out         *enumValue
+		status      *enumValue
+	)
+	cmd := &cobra.Command{
+		Use:   "lookup NAME [flags]",
+		Short: "look up a service's instances",
+		Long: withEnv(`Look up a service's instances: the passing ones unless --status says
+otherwise. With several --tag or --meta, an instance must match them all.`, envAddr),
+		Example: `  muster lookup fetch_url --tag v2 --meta site=dice.com
+  muster lookup fetch_url --status any -o json
+  ID=$(muster lookup fetch_url -o id | head -n 1)`,
+		Args:              nArgs(1, "one service NAME"),
+		ValidArgsFunction: completeServices(e),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var opts []client.LookupOption
+			for _, t := range tags {
+				opts = append(opts, client.WithTag(t))
+			}
+			for _, m := range metas {
+				k, v, err := parseMeta(m)
+				if err != nil {
+					return err
+				}
+				opts = append(opts, client.WithMeta(k, v))
+			}
+			if s := status.String(); s != "" {
+				opts = append(opts, client.WithStatus(s))
+			}
+			c, err := e.newClient()
+			if err != nil {
+				return err
+			}
+			res, err := c.Lookup(cmd.Context(), args[0], opts...)
+			if err != nil {
+				return err
+			}
+			var ids []string
+			for _, in := range res.Instances {
+				ids = append(ids, in.ID)
+			}
+			return printOut(e.stdout, out.String(), res, ids, func(w io.Writer) error {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tURL\tSTATUS\tLAST SEEN\tQUALITY\tTAGS\tMETA")
+				for _, in := range res.Instances {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%s\n", in.ID, in.URL, in.Status, lastSeen(in.LastSeenMS),
+						in.Quality, strings.Join(in.Tags, ","), formatMeta(in.Meta))
+				}
+				return tw.Flush()
+			})
+		},
 	}
-	if err := c.Deregister(ctx, pos[0], *token); err != nil {
-		return err
+	f := cmd.Flags()
+	f.StringArrayVar(&tags, "tag", nil, "only instances with this tag; repeatable")
+	f.StringArrayVar(&metas, "meta", nil, "only instances with this meta key=value (or key:value); repeatable")
+	status = enumFlag(cmd, "status", "", "", "instances of this status: passing (the default), critical, draining or any",
+		"passing", "critical", "draining", "any")
+	out = outputFlag(cmd)
+	return cmd
+}
+
+func lastSeen(ms int64) string {
+	if ms < 0 {
+		return "-"
 	}
-	fmt.Fprintln(e.stdout, "deregistered", pos[0])
-	return nil
+	return fmt.Sprintf("%.1fs", float64(ms)/1000)
+}
+
+// formatMeta prints meta as key=value pairs in key order, the one form
+// the CLI prints (it reads key=value and key:value).
+func formatMeta(m map[string]string) string {
+	var kv []string
+	for k, v := range m {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
+}
+
+func newInstanceCmd(e env) *cobra.Command {
+	var out *enumValue
+	cmd := &cobra.Command{
+		Use:   "instance ID [flags]",
+		Short: "show one instance, whatever its status",
+		Long:  withEnv("Show one instance, whatever its status.", envAddr),
+		Args:  nArgs(1, "one instance ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.newClient()
+			if err != nil {
+				return err
+			}
+			in, err := c.Instance(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printOut(e.stdout, out.String(), in, []string{in.ID}, func(w io.Writer) error {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				for _, row := range [][2]string{
+					{"id", in.ID}, {"service", in.Service}, {"url", in.URL}, {"status", in.Status},
+					{"last seen", lastSeen(in.LastSeenMS)}, {"ttl", (time.Duration(in.TTLMS) * time.Millisecond).String()},
+					{"quality", fmt.Sprintf("%.2f", in.Quality)}, {"tags", strings.Join(in.Tags, ",")},
+					{"meta", formatMeta(in.Meta)}, {"proof", in.Proof}, {"registered", in.RegisteredAt},
+				} {
+					fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	out = outputFlag(cmd)
+	return cmd
+}
+
+func newDrainCmd(e env) *cobra.Command {
+	var token string
+	cmd := &cobra.Command{
+		Use:   "drain ID [flags]",
+		Short: "take an instance out of default lookups before it leaves",
+		Long: withEnv(`Drain an instance: it stays registered and keeps heartbeating, but leaves
+default lookups (muster lookup NAME --status draining shows it). Only
+registering again undoes it.`, envAddr, envToken),
+		Args: nArgs(1, "one instance ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.newClient()
+			if err != nil {
+				return err
+			}
+			res, err := c.Drain(cmd.Context(), args[0], token)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "drained %s (status %s)\n", args[0], res.Status)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&token, "token", "", "the instance's session token (default: MUSTER_TOKEN, the admin token)")
+	return cmd
+}
+
+func newDeregisterCmd(e env) *cobra.Command {
+	var token string
+	cmd := &cobra.Command{
+		Use:   "deregister ID [flags]",
+		Short: "remove an instance",
+		Long:  withEnv("Remove an instance from the registry at once.", envAddr, envToken),
+		Args:  nArgs(1, "one instance ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.newClient()
+			if err != nil {
+				return err
+			}
+			if err := c.Deregister(cmd.Context(), args[0], token); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, "deregistered", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&token, "token", "", "the instance's session token (default: MUSTER_TOKEN, the admin token)")
+	return cmd
 }

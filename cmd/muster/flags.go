@@ -2,9 +2,14 @@ package main
 
 import (
 	"errors"
-	"flag"
+	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
 )
 
@@ -18,63 +23,170 @@ type usageError string
 func (e usageError) Error() string        { return string(e) }
 func (e usageError) Is(target error) bool { return target == errUsage }
 
+// usagef returns a usageError with a formatted message.
+func usagef(format string, args ...any) error { return usageError(fmt.Sprintf(format, args...)) }
+
+// cmdUsageError is a usage mistake in a known command: report points at
+// that command's -h.
+type cmdUsageError struct {
+	cmd string // e.g. "muster keys create"
+	err error
+}
+
+func (e *cmdUsageError) Error() string        { return e.err.Error() }
+func (e *cmdUsageError) Unwrap() error        { return e.err }
+func (e *cmdUsageError) Is(target error) bool { return target == errUsage }
+
+// errHelpShown answers a bare `muster` or `muster keys`: the help went to
+// stderr already, and the exit code is 2.
+var errHelpShown = usageError("a command is needed")
+
 // errDemoMoved answers `muster demo`: the word-cloud demo left this binary
 // so that it never depends on the examples.
 const errDemoMoved = usageError("the demo is its own command now: go run ./examples/wordcloud/cmd/demo")
 
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
 		return 2
 	}
 	return 1
 }
 
-// parse parses flags that may come before or after positional arguments
-// ("lookup NAME --tag x") and returns the positionals.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+// envAnnotation is the pflag annotation naming a flag's environment
+// variable.
+const envAnnotation = "muster_env"
+
+// bindEnv lets the environment variable env set the flag name when the
+// command line does not, and says so in the flag's help.
+func bindEnv(fs *pflag.FlagSet, name, env string) {
+	f := fs.Lookup(name)
+	f.Usage += " (env " + env + ")"
+	fs.SetAnnotation(name, envAnnotation, []string{env})
+}
+
+// flagEnv returns the environment variable bound to f, or "".
+func flagEnv(f *pflag.Flag) string {
+	if v := f.Annotations[envAnnotation]; len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+// enumValue is a string flag that takes one of a fixed set of values and
+// names them when given another.
+type enumValue struct {
+	value   string
+	allowed []string
+	fold    bool // compare case-insensitively, keep the lower case
+}
+
+func (v *enumValue) String() string { return v.value }
+func (v *enumValue) Type() string   { return strings.Join(v.allowed, "|") }
+func (v *enumValue) Set(s string) error {
+	if v.fold {
+		s = strings.ToLower(s)
+	}
+	if !slices.Contains(v.allowed, s) {
+		return fmt.Errorf("must be one of %s", strings.Join(v.allowed, ", "))
+	}
+	v.value = s
+	return nil
+}
+
+// enumFlag defines a flag of cmd that takes one of allowed (def first by
+// convention), with shell completion of the values.
+func enumFlag(cmd *cobra.Command, name, short, def, usage string, allowed ...string) *enumValue {
+	v := &enumValue{value: def, allowed: allowed}
+	cmd.Flags().VarP(v, name, short, usage)
+	cmd.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(allowed, cobra.ShellCompDirectiveNoFileComp))
+	return v
+}
+
+// parseMeta reads a meta flag's key=value or key:value. Meta keys hold
+// neither character (docs/api.md), so the first of them splits.
+func parseMeta(s string) (key, value string, err error) {
+	i := strings.IndexAny(s, "=:")
+	if i <= 0 {
+		return "", "", usagef("--meta %q must be key=value (or key:value)", s)
+	}
+	return s[:i], s[i+1:], nil
+}
+
+// singleDashLong rewrites -name to --name for every long flag of the
+// command args select. Go's flag package, which muster used before, took
+// both forms and printed the single-dash one in its help, so scripts may
+// hold them; pflag would read -http-addr as the shorthands -h -t -t ….
+// A flag's value and everything after "--" are left alone.
+func singleDashLong(root *cobra.Command, args []string) []string {
+	out := make([]string, 0, len(args))
+	cmd := root
+	lookup := func(name string) *pflag.Flag {
+		if name == "help" || name == "version" && cmd == root {
+			// Defined by cobra only when the command runs.
+			return &pflag.Flag{Name: name, NoOptDefVal: "true"}
+		}
+		if f := cmd.Flags().Lookup(name); f != nil {
+			return f
+		}
+		for c := cmd.Parent(); c != nil; c = c.Parent() {
+			if f := c.PersistentFlags().Lookup(name); f != nil {
+				return f
 			}
-			return nil, errors.Join(err, errUsage)
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		return nil
 	}
-}
-
-// given reports whether the flag name was set on the command line.
-func given(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
-
-// multi is a repeatable string flag.
-type multi []string
-
-func (m *multi) String() string     { return strings.Join(*m, ",") }
-func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
-
-// envOr returns the environment value of name, or def.
-func (e env) envOr(name, def string) string {
-	if v := e.getenv(name); v != "" {
-		return v
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		var f *pflag.Flag
+		switch {
+		case a == "--":
+			return append(out, args[i:]...)
+		case strings.HasPrefix(a, "--"):
+			f = lookup(strings.SplitN(a[2:], "=", 2)[0])
+		case strings.HasPrefix(a, "-") && len(a) > 2:
+			name, _, _ := strings.Cut(a[1:], "=")
+			if f = lookup(name); f != nil && len(name) > 1 {
+				a = "-" + a
+			}
+		case strings.HasPrefix(a, "-") && len(a) == 2:
+			f = cmd.Flags().ShorthandLookup(a[1:])
+		default:
+			for _, sub := range cmd.Commands() {
+				if sub.Name() == a || slices.Contains(sub.Aliases, a) {
+					cmd = sub
+					break
+				}
+			}
+		}
+		out = append(out, a)
+		// A flag that takes a value, given without "=", takes the next
+		// argument whatever it looks like.
+		if f != nil && f.NoOptDefVal == "" && !strings.Contains(a, "=") && i+1 < len(args) {
+			i++
+			out = append(out, args[i])
+		}
 	}
-	return def
+	return out
 }
 
 // hint suggests the likely fix for a CLI command's error, or "".
 func hint(err error, getenv func(string) string) string {
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.Op == "register" {
+		switch {
+		case ce.Code == api.CodeUnauthorized:
+			return "the enrolment key (MUSTER_KEY or --key-file) is unknown to this registry or was revoked"
+		case ce.Code == api.CodeForbidden:
+			return "the enrolment key's service patterns do not admit this name (muster keys list shows them)"
+		case ce.Code == api.CodeAddressNotAllowed:
+			return "the registry's --verify-allow does not cover --address"
+		case ce.Code == api.CodeNotFound || ce.Code == api.CodeMethodNotAllowed:
+			return "is MUSTER_ADDR the URL of a muster registry?"
+		}
+	}
 	switch {
 	case errors.Is(err, client.ErrUnauthorized) && getenv("MUSTER_TOKEN") == "":
 		return "set MUSTER_TOKEN to the admin token, e.g. export MUSTER_TOKEN=$(cat muster-data/admin-token)"

@@ -54,8 +54,14 @@ type proc struct {
 // it is ready.
 func startProc(tb testing.TB, dataDir string, extra ...string) *proc {
 	tb.Helper()
-	args := append([]string{"server", "--http-addr", "127.0.0.1:0",
-		"--data-dir", dataDir, "--log-format", "json"}, extra...)
+	return startProcArgs(tb, append([]string{"server", "--http-addr", "127.0.0.1:0",
+		"--data-dir", dataDir, "--log-format", "json"}, extra...)...)
+}
+
+// startProcArgs runs muster with args, which must make it a server
+// logging JSON, and waits until it is ready.
+func startProcArgs(tb testing.TB, args ...string) *proc {
+	tb.Helper()
 	cmd := exec.Command(binary, args...)
 	// An io.Writer rather than StderrPipe: Wait then returns only after
 	// everything the process wrote has been read.

@@ -12,22 +12,27 @@ import (
 )
 
 // TestREADME_ServerFlags: the README's table of server flags lists exactly
-// the flags `muster server` has.
+// the flags `muster server -h` shows, each with the environment variable
+// its help names, if any.
 func TestREADME_ServerFlags(t *testing.T) {
 	var out, errOut bytes.Buffer
-	run(context.Background(), []string{"server", "-h"}, func(string) string { return "" }, &out, &errOut)
-	have := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z][a-z-]*)`).FindAllStringSubmatch(errOut.String(), -1) {
-		have[m[1]] = true
+	if err := run(context.Background(), []string{"server", "-h"}, func(string) string { return "" }, &out, &errOut); err != nil {
+		t.Fatalf("muster server -h: %v", err)
+	}
+	have := map[string]string{} // flag → env
+	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-[a-z], )?--([a-z][a-z-]*)\b(?:.*\(env ([A-Z_]+)\))?`).FindAllStringSubmatch(out.String(), -1) {
+		if m[1] != "help" {
+			have[m[1]] = m[2]
+		}
 	}
 	if len(have) < 5 {
-		t.Fatalf("could not read the flags from `muster server -h`:\n%s", errOut.String())
+		t.Fatalf("could not read the flags from `muster server -h`:\n%s", out.String())
 	}
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	documented := map[string]bool{}
+	documented := map[string]string{}
 	inTable := false
 	for _, line := range strings.Split(string(readme), "\n") {
 		switch {
@@ -36,20 +41,26 @@ func TestREADME_ServerFlags(t *testing.T) {
 		case inTable && !strings.HasPrefix(line, "|"):
 			inTable = false
 		case inTable:
-			cell := strings.SplitN(line, "|", 3)[1]
-			for _, m := range regexp.MustCompile("`--([a-z-]+)`").FindAllStringSubmatch(cell, -1) {
-				documented[m[1]] = true
+			cells := strings.SplitN(line, "|", 4)
+			envs := regexp.MustCompile("`(MUSTER_[A-Z_]+)`").FindAllStringSubmatch(cells[2], -1)
+			for i, m := range regexp.MustCompile("`--([a-z-]+)`").FindAllStringSubmatch(cells[1], -1) {
+				documented[m[1]] = ""
+				if i < len(envs) {
+					documented[m[1]] = envs[i][1]
+				}
 			}
 		}
 	}
 	var missing, extra []string
-	for f := range have {
-		if !documented[f] {
+	for f, env := range have {
+		if d, ok := documented[f]; !ok {
 			missing = append(missing, f)
+		} else if d != env {
+			t.Errorf("README: --%s has env %q; its help says %q", f, d, env)
 		}
 	}
 	for f := range documented {
-		if !have[f] {
+		if _, ok := have[f]; !ok {
 			extra = append(extra, f)
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,66 +12,103 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
 )
 
-// runRegister is the sidecar: it registers a process that cannot embed the
-// SDK, answers the verification callback on its own port of the same
-// address, heartbeats until interrupted, and deregisters on the way out.
-func runRegister(ctx context.Context, e env, args []string) error {
-	fs := flag.NewFlagSet("muster register", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	name := fs.String("service", "", "service name (required)")
-	address := fs.String("address", "", "address clients use to reach the process (required)")
-	port := fs.Int("port", 0, "port clients use to reach the process (required)")
-	scheme := fs.String("scheme", "http", "http or https")
-	var tags, metas multi
-	fs.Var(&tags, "tag", "tag; repeatable")
-	fs.Var(&metas, "meta", "meta key=value (or key:value); repeatable")
-	ttl := fs.Duration("ttl", 10*time.Second, "heartbeat TTL")
-	verifyPort := fs.Int("verify-port", 0, "port on --address where this sidecar answers the registry's callback (default: any free port)")
-	keyFile := fs.String("key-file", "", "read the enrolment key from this file (default: $MUSTER_KEY)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+const registerLong = `Register a process that cannot embed the SDK, and keep it registered:
+the sidecar answers the registry's verification callback on its own port
+of --address, heartbeats until interrupted, and drains and deregisters on
+Ctrl-C (or SIGTERM).
+
+It retries, with backoff, whatever may pass: the registry down, busy or
+without a leader (503), a rate limit or quota (429), a callback that
+failed (422 verification_failed: the address may not be reachable yet).
+It exits with status 1 and the registry's message when the registry
+refuses the registration for good: an unknown or revoked key (401), a
+name outside the key's patterns (403), a bad request (400), no
+registration endpoint at MUSTER_ADDR (404, 405), a conflict (409), or an
+address outside the registry's --verify-allow (422 address_not_allowed).
+
+Environment:
+` + envAddr + `  MUSTER_KEY    the enrolment key secret (or --key-file)`
+
+// pollState is how often the sidecar looks at its registration's state,
+// to report a new instance ID on stdout.
+const pollState = 200 * time.Millisecond
+
+func newRegisterCmd(e env) *cobra.Command {
+	var (
+		name, address, keyFile string
+		port, verifyPort       int
+		tags, metas            []string
+		ttl                    time.Duration
+		scheme                 *enumValue
+	)
+	cmd := &cobra.Command{
+		Use:   "register --service NAME --address A --port P [flags]",
+		Short: "register a process as a sidecar: answer the callback, heartbeat, deregister on Ctrl-C",
+		Long:  registerLong,
+		Example: `  MUSTER_KEY=mk_... muster register --service fetch_url --address 127.0.0.1 --port 8888 \
+      --tag v2 --meta site=dice.com --ttl 10s`,
+		Args: nArgs(0, "no arguments (give --service, --address and --port)"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" || address == "" || port == 0 {
+				return usageError("register needs --service, --address and --port")
+			}
+			meta := map[string]string{}
+			for _, m := range metas {
+				k, v, err := parseMeta(m)
+				if err != nil {
+					return err
+				}
+				meta[k] = v
+			}
+			key := e.getenv("MUSTER_KEY")
+			if keyFile != "" {
+				b, err := os.ReadFile(keyFile)
+				if err != nil {
+					return fmt.Errorf("--key-file: %w", err)
+				}
+				key = strings.TrimSpace(string(b))
+			}
+			if key == "" {
+				return usageError("an enrolment key is required: set MUSTER_KEY or --key-file")
+			}
+			return sidecar(cmd.Context(), e, client.ServiceConfig{
+				Name: name, Address: address, Port: port, Scheme: scheme.String(), Tags: tags, Meta: meta, TTL: ttl,
+				Registry: e.envOr("MUSTER_ADDR", client.DefaultAddr), Key: key, VerifyPort: verifyPort, VerifyScheme: "http",
+			})
+		},
 	}
-	if len(pos) > 0 || *name == "" || *address == "" || *port == 0 {
-		return fmt.Errorf("register needs --service, --address and --port: %w", errUsage)
-	}
-	meta := map[string]string{}
-	for _, m := range metas {
-		k, v, ok := strings.Cut(m, "=")
-		if !ok {
-			k, v, ok = strings.Cut(m, ":")
-		}
-		if !ok || k == "" {
-			return fmt.Errorf("--meta %q must be key=value: %w", m, errUsage)
-		}
-		meta[k] = v
-	}
-	key := e.getenv("MUSTER_KEY")
-	if *keyFile != "" {
-		b, err := os.ReadFile(*keyFile)
-		if err != nil {
-			return fmt.Errorf("--key-file: %w", err)
-		}
-		key = strings.TrimSpace(string(b))
-	}
-	if key == "" {
-		return fmt.Errorf("an enrolment key is required: set MUSTER_KEY or --key-file: %w", errUsage)
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(*address, strconv.Itoa(*verifyPort)))
+	f := cmd.Flags()
+	f.StringVar(&name, "service", "", "service name (required)")
+	f.StringVar(&address, "address", "", "address clients use to reach the process (required)")
+	f.IntVar(&port, "port", 0, "port clients use to reach the process (required)")
+	scheme = enumFlag(cmd, "scheme", "", "http", "the process's scheme", "http", "https")
+	f.StringArrayVar(&tags, "tag", nil, "tag; repeatable")
+	f.StringArrayVar(&metas, "meta", nil, "meta key=value (or key:value); repeatable")
+	f.DurationVar(&ttl, "ttl", 10*time.Second, "heartbeat TTL")
+	f.IntVar(&verifyPort, "verify-port", 0, "port on --address where this sidecar answers the registry's callback (default: any free port)")
+	f.StringVar(&keyFile, "key-file", "", "read the enrolment key from this file (default: env MUSTER_KEY)")
+	cmd.MarkFlagFilename("key-file")
+	return cmd
+}
+
+// sidecar registers cfg's instance, answering its callback on
+// cfg.VerifyPort of cfg.Address, until ctx ends or the registry refuses
+// it for good.
+func sidecar(ctx context.Context, e env, cfg client.ServiceConfig) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.VerifyPort)))
 	if err != nil {
 		return fmt.Errorf("listen for the verification callback: %w", err)
 	}
 	defer ln.Close()
-	log := slog.New(slog.NewTextHandler(e.stderr, nil))
-	reg, err := client.NewRegistration(client.ServiceConfig{
-		Name: *name, Address: *address, Port: *port, Scheme: *scheme, Tags: tags, Meta: meta, TTL: *ttl,
-		Registry: e.envOr("MUSTER_ADDR", client.DefaultAddr), Key: key,
-		VerifyPort: ln.Addr().(*net.TCPAddr).Port, VerifyScheme: "http", Logger: log,
-	})
+	cfg.VerifyPort = ln.Addr().(*net.TCPAddr).Port
+	cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, nil))
+	reg, err := client.NewRegistration(cfg)
 	if err != nil {
 		return err
 	}
@@ -81,19 +117,58 @@ func runRegister(ctx context.Context, e env, args []string) error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
-	log.Info("sidecar answering verification callbacks", "verify_addr", ln.Addr().String(), "service", *name)
-	printed := make(chan struct{})
-	go func() {
-		defer close(printed)
-		if st, err := reg.WaitRegistered(ctx); err == nil {
-			fmt.Fprintf(e.stdout, "registered %s as %s; Ctrl-C to deregister\n", *name, st.InstanceID)
+	cfg.Logger.Info("sidecar answering verification callbacks", "verify_addr", ln.Addr().String(), "service", cfg.Name)
+
+	// Run retries what may pass and returns at once, with an error that
+	// matches client.ErrRefused, when the registry refuses for good.
+	ran := make(chan error, 1)
+	go func() { ran <- reg.Run(ctx) }()
+	printed := "" // the instance ID last reported as registered
+	report := func(st client.State, suffix string) {
+		if st.InstanceID != "" && st.InstanceID != printed {
+			printed = st.InstanceID
+			fmt.Fprintf(e.stdout, "registered %s as %s%s\n", cfg.Name, st.InstanceID, suffix)
 		}
-	}()
-	err = reg.Run(ctx)
-	<-printed
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
 	}
-	fmt.Fprintf(e.stdout, "deregistered %s\n", *name)
-	return nil
+	tick := time.NewTicker(pollState)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-ran:
+			st := reg.State()
+			report(st, "")
+			var ce *client.Error
+			switch {
+			case errors.Is(err, client.ErrRefused) && errors.As(err, &ce):
+				return refusedError{ce: ce, err: err}
+			case err != nil && !errors.Is(err, context.Canceled):
+				return err
+			case st.InstanceID != "":
+				// An instance was registered, and Run deregistered it (or
+				// found the registry had already forgotten it).
+				fmt.Fprintf(e.stdout, "deregistered %s (%s)\n", cfg.Name, st.InstanceID)
+			}
+			return nil
+		case <-tick.C:
+			if st := reg.State(); st.Registered {
+				report(st, "; Ctrl-C to deregister")
+			}
+		}
+	}
 }
+
+// refusedError is the registry refusing the sidecar's registration for
+// good; it matches client.ErrRefused and the registry's error.
+type refusedError struct {
+	ce  *client.Error
+	err error
+}
+
+func (e refusedError) Error() string {
+	msg := fmt.Sprintf("the registry refused the registration: %s (%d %s", e.ce.Message, e.ce.Status, e.ce.Code)
+	if e.ce.Field != "" {
+		msg += ", field " + e.ce.Field
+	}
+	return msg + ")"
+}
+func (e refusedError) Unwrap() error { return e.err }

@@ -2,105 +2,172 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/musterhq/muster/internal/registry"
 	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/verify"
 )
 
-func runServer(ctx context.Context, e env, args []string) error {
-	def := server.DefaultConfig()
-	fs := flag.NewFlagSet("muster server", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	httpAddr := fs.String("http-addr", e.envOr("MUSTER_HTTP_ADDR", def.HTTPAddr), "HTTP API address; port 0 picks a free port (env MUSTER_HTTP_ADDR)")
-	dataDir := fs.String("data-dir", e.envOr("MUSTER_DATA_DIR", def.DataDir), "data directory (env MUSTER_DATA_DIR)")
-	raftAddr := fs.String("raft-addr", e.envOr("MUSTER_RAFT_ADDR", def.Cluster.RaftAddr), "Raft listener address, used only with --cluster-secret-file; without a secret this node is a single voter with no Raft listener (env MUSTER_RAFT_ADDR)")
-	secretFile := fs.String("cluster-secret-file", e.envOr("MUSTER_CLUSTER_SECRET_FILE", ""), "file holding the cluster secret, readable by its owner only (chmod 600), at least 32 bytes (openssl rand -hex 32); with it Raft listens on --raft-addr and accepts only peers that hold the same secret (env MUSTER_CLUSTER_SECRET_FILE)")
-	forceNew := fs.Bool("force-new-cluster", false, "start although raft.db lost the Raft state this data dir held (see <data-dir>/cluster-id), or after a damaged raft.db was moved aside: the catalog comes back from the latest snapshot in <data-dir>/snapshots, or empty")
-	tokenFile := fs.String("admin-token-file", e.envOr("MUSTER_ADMIN_TOKEN_FILE", ""), "read the admin token from this file instead of <data-dir>/admin-token")
-	allow := fs.String("verify-allow", e.envOr("MUSTER_VERIFY_ALLOW", defaultAllowString()), "comma-separated networks registration callbacks may reach")
-	verifyTimeout := fs.Duration("verify-timeout", def.Verify.Timeout, "timeout of a registration callback")
-	grace := fs.Duration("expiry-grace", def.Liveness.Grace, "after becoming leader, no instance expires before its TTL plus this grace")
-	seedDef := registry.DefaultSeedConfig()
-	seedCompat := fs.Bool("seed-compat", false, "also serve the tutorial's form-encoded protocol under /api/v1/ (register, verify, ping, lookup)")
-	seedChallenge := fs.String("seed-challenge", seedDef.Challenge, "challenge phrase of the tutorial protocol")
-	seedResponse := fs.String("seed-response", seedDef.Response, "response phrase the tutorial protocol expects")
-	seedServices := fs.String("seed-services", "", "comma-separated service names (or patterns) the tutorial protocol may register; required with --seed-compat")
-	perKey := fs.Int("max-instances-per-key", def.Registry.MaxInstancesPerKey, "instances one enrolment key may hold at once, unless the key sets its own max_instances")
-	perAddr := fs.Int("max-instances-per-address", def.Registry.MaxInstancesPerAddress, "instances one address may hold at once, of any key")
-	regRate := fs.Float64("register-rate", float64(time.Second)/float64(def.Registry.RegisterEvery), "registrations per second one enrolment key may make, after a burst of ten seconds' worth")
-	seedInterval := fs.Duration("seed-heartbeat-interval", seedDef.HeartbeatInterval, "ping interval of tutorial-protocol services; their TTL is three intervals")
-	diskReserve := fs.Int64("disk-reserve-mib", def.Cluster.DiskReserve>>20, "free space (MiB) the data dir's filesystem must keep: below it writes are refused with 503 while reads go on, so the Raft log never meets a full disk; 0 turns the guard off")
-	logLevel := fs.String("log-level", e.envOr("MUSTER_LOG_LEVEL", "info"), "debug, info, warn or error")
-	logFormat := fs.String("log-format", e.envOr("MUSTER_LOG_FORMAT", "text"), "text or json")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+const serverLong = `Run a registry node: the HTTP API on --http-addr, the catalog in memory,
+every change in a Raft log under --data-dir.
+
+A flag's value comes from, in order: the command line; its environment
+variable, where it has one (shown as "env"); the --config file; the
+default. The config file is TOML whose keys are the flags' names:
+
+  http-addr = "0.0.0.0:9000"
+  data-dir = "/var/lib/muster"
+  verify-allow = ["10.0.0.0/8", "127.0.0.1"]   # or one comma-separated string
+  expiry-grace = "15s"
+  log-format = "json"
+
+An unknown key is an error. force-new-cluster is for the command line
+only: a file would repeat it at every start.`
+
+// serverFlags are the values of muster server's flags, once resolved.
+type serverFlags struct {
+	config                             string
+	httpAddr, dataDir, raftAddr        string
+	secretFile, tokenFile, allow       string
+	forceNew, seedCompat               bool
+	verifyTimeout, grace, seedInterval time.Duration
+	seedChallenge, seedResponse        string
+	seedServices                       string
+	perKey, perAddr                    int
+	regRate                            float64
+	diskReserve                        int64
+	logLevel, logFormat                *enumValue
+}
+
+func newServerCmd(e env) *cobra.Command {
+	var o serverFlags
+	cmd := &cobra.Command{
+		Use:   "server [flags]",
+		Short: "run a registry node",
+		Long:  serverLong,
+		Args:  nArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.serverConfig(cmd.Flags(), e)
+			if err != nil {
+				return err
+			}
+			return e.serve(cmd.Context(), e, cfg)
+		},
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("server takes no arguments, got %q: %w", pos, errUsage)
+	def := server.DefaultConfig()
+	seedDef := registry.DefaultSeedConfig()
+	f := cmd.Flags()
+	f.SortFlags = false
+	f.StringVar(&o.config, "config", "", "read flag values from this TOML file (see above)")
+	bindEnv(f, "config", "MUSTER_CONFIG")
+	f.StringVar(&o.httpAddr, "http-addr", def.HTTPAddr, "HTTP API address; port 0 picks a free port")
+	bindEnv(f, "http-addr", "MUSTER_HTTP_ADDR")
+	f.StringVar(&o.dataDir, "data-dir", def.DataDir, "data directory")
+	bindEnv(f, "data-dir", "MUSTER_DATA_DIR")
+	f.StringVar(&o.raftAddr, "raft-addr", def.Cluster.RaftAddr, "Raft listener address, used only with --cluster-secret-file; without a secret this node is a single voter with no Raft listener")
+	bindEnv(f, "raft-addr", "MUSTER_RAFT_ADDR")
+	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the cluster secret, readable by its owner only (chmod 600), at least 32 bytes (openssl rand -hex 32); with it Raft listens on --raft-addr and accepts only peers that hold the same secret")
+	bindEnv(f, "cluster-secret-file", "MUSTER_CLUSTER_SECRET_FILE")
+	f.BoolVar(&o.forceNew, "force-new-cluster", false, "start although raft.db lost the Raft state this data dir held (see <data-dir>/cluster-id), or after a damaged raft.db was moved aside: the catalog comes back from the latest snapshot in <data-dir>/snapshots, or empty")
+	f.StringVar(&o.tokenFile, "admin-token-file", "", "read the admin token from this file instead of <data-dir>/admin-token; MUSTER_ADMIN_TOKEN gives the token itself")
+	bindEnv(f, "admin-token-file", "MUSTER_ADMIN_TOKEN_FILE")
+	f.StringVar(&o.allow, "verify-allow", defaultAllowString(), "comma-separated networks registration callbacks may reach; replaces the default")
+	bindEnv(f, "verify-allow", "MUSTER_VERIFY_ALLOW")
+	f.SetAnnotation("verify-allow", listAnnotation, []string{"true"})
+	f.DurationVar(&o.verifyTimeout, "verify-timeout", def.Verify.Timeout, "timeout of a registration callback")
+	f.DurationVar(&o.grace, "expiry-grace", def.Liveness.Grace, "after becoming leader, no instance expires before its TTL plus this grace")
+	f.IntVar(&o.perKey, "max-instances-per-key", def.Registry.MaxInstancesPerKey, "instances one enrolment key may hold at once, unless the key sets its own max_instances")
+	f.IntVar(&o.perAddr, "max-instances-per-address", def.Registry.MaxInstancesPerAddress, "instances one address may hold at once, of any key")
+	f.Float64Var(&o.regRate, "register-rate", float64(time.Second)/float64(def.Registry.RegisterEvery), "registrations per second one enrolment key may make, after a burst of ten seconds' worth")
+	f.Int64Var(&o.diskReserve, "disk-reserve-mib", def.Cluster.DiskReserve>>20, "free space (MiB) the data dir's filesystem must keep: below it writes are refused with 503 while reads go on, so the Raft log never meets a full disk; 0 turns the guard off")
+	o.logLevel = enumFlag(cmd, "log-level", "", "info", "log level", "debug", "info", "warn", "error")
+	o.logLevel.fold = true
+	bindEnv(f, "log-level", "MUSTER_LOG_LEVEL")
+	o.logFormat = enumFlag(cmd, "log-format", "", "text", "log format", "text", "json")
+	bindEnv(f, "log-format", "MUSTER_LOG_FORMAT")
+	f.BoolVar(&o.seedCompat, "seed-compat", false, "also serve the tutorial's form-encoded protocol under /api/v1/ (register, verify, ping, lookup)")
+	f.StringVar(&o.seedServices, "seed-services", "", "comma-separated service names (or patterns) the tutorial protocol may register; required with --seed-compat")
+	f.SetAnnotation("seed-services", listAnnotation, []string{"true"})
+	f.StringVar(&o.seedChallenge, "seed-challenge", seedDef.Challenge, "challenge phrase of the tutorial protocol")
+	f.StringVar(&o.seedResponse, "seed-response", seedDef.Response, "response phrase the tutorial protocol expects")
+	f.DurationVar(&o.seedInterval, "seed-heartbeat-interval", seedDef.HeartbeatInterval, "ping interval of tutorial-protocol services; their TTL is three intervals")
+	for _, name := range []string{"config", "cluster-secret-file", "admin-token-file"} {
+		cmd.MarkFlagFilename(name)
+	}
+	cmd.MarkFlagDirname("data-dir")
+	return cmd
+}
+
+// serverConfig fills the flags the command line left unset from their
+// environment variables, then from the config file, and returns the
+// server's configuration.
+func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, error) {
+	if err := resolveFlags(fs, e.getenv); err != nil {
+		return server.Config{}, err
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", errUsage)
-	}
+	level.UnmarshalText([]byte(o.logLevel.String())) // one of the enum's values
 	var h slog.Handler
-	switch *logFormat {
-	case "text":
-		h = slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})
-	case "json":
+	if o.logFormat.String() == "json" {
 		h = slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level})
-	default:
-		return fmt.Errorf("--log-format must be text or json: %w", errUsage)
+	} else {
+		h = slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})
 	}
-	prefixes, err := verify.ParseAllow(strings.Split(*allow, ","))
+	prefixes, err := verify.ParseAllow(strings.Split(o.allow, ","))
 	if err != nil {
-		return fmt.Errorf("--verify-allow: %w", err)
+		return server.Config{}, fmt.Errorf("--verify-allow: %w", err)
 	}
-	cfg := def
-	cfg.HTTPAddr, cfg.DataDir, cfg.Cluster.RaftAddr = *httpAddr, *dataDir, *raftAddr
-	cfg.Cluster.SecretFile, cfg.Cluster.ForceNewCluster = *secretFile, *forceNew
+	cfg := server.DefaultConfig()
+	cfg.HTTPAddr, cfg.DataDir, cfg.Cluster.RaftAddr = o.httpAddr, o.dataDir, o.raftAddr
+	cfg.Cluster.SecretFile, cfg.Cluster.ForceNewCluster = o.secretFile, o.forceNew
 	cfg.AdminToken = e.getenv("MUSTER_ADMIN_TOKEN")
-	cfg.AdminTokenFile = *tokenFile
+	cfg.AdminTokenFile = o.tokenFile
 	cfg.Verify.Allow = prefixes
-	cfg.Verify.Timeout = *verifyTimeout
-	cfg.Liveness.Grace = *grace
-	if *regRate <= 0 || *regRate > 1e6 {
-		return fmt.Errorf("--register-rate must be between 0 and 1000000 a second: %w", errUsage)
+	cfg.Verify.Timeout = o.verifyTimeout
+	cfg.Liveness.Grace = o.grace
+	if o.regRate <= 0 || o.regRate > 1e6 {
+		return server.Config{}, usageError("--register-rate must be between 0 and 1000000 a second")
 	}
 	switch {
-	case *diskReserve < 0:
-		return fmt.Errorf("--disk-reserve-mib must not be negative: %w", errUsage)
-	case *diskReserve == 0:
+	case o.diskReserve < 0:
+		return server.Config{}, usageError("--disk-reserve-mib must not be negative")
+	case o.diskReserve == 0:
 		cfg.Cluster.DiskReserve = -1 // off
 	default:
-		cfg.Cluster.DiskReserve = *diskReserve << 20
+		cfg.Cluster.DiskReserve = o.diskReserve << 20
 	}
-	cfg.Registry.MaxInstancesPerKey, cfg.Registry.MaxInstancesPerAddress = *perKey, *perAddr
-	cfg.Registry.RegisterEvery = time.Duration(float64(time.Second) / *regRate)
-	cfg.Registry.RegisterBurst = max(1, int(10**regRate))
+	cfg.Registry.MaxInstancesPerKey, cfg.Registry.MaxInstancesPerAddress = o.perKey, o.perAddr
+	cfg.Registry.RegisterEvery = time.Duration(float64(time.Second) / o.regRate)
+	cfg.Registry.RegisterBurst = max(1, int(10*o.regRate))
 	cfg.Logger = slog.New(h)
-	if *secretFile == "" && (given(fs, "raft-addr") || e.getenv("MUSTER_RAFT_ADDR") != "") {
-		cfg.Logger.Warn("--raft-addr has no effect without --cluster-secret-file: this node is a single voter with no Raft listener", "raft_addr", *raftAddr)
+	if o.secretFile == "" && fs.Changed("raft-addr") {
+		cfg.Logger.Warn("--raft-addr has no effect without --cluster-secret-file: this node is a single voter with no Raft listener", "raft_addr", o.raftAddr)
 	}
-	if *seedCompat {
+	if o.seedCompat {
 		var pats []string
-		for _, p := range strings.Split(*seedServices, ",") {
+		for _, p := range strings.Split(o.seedServices, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				pats = append(pats, p)
 			}
 		}
-		cfg.Registry.Seed = &registry.SeedConfig{Challenge: *seedChallenge, Response: *seedResponse, HeartbeatInterval: *seedInterval, Services: pats}
+		cfg.Registry.Seed = &registry.SeedConfig{Challenge: o.seedChallenge, Response: o.seedResponse, HeartbeatInterval: o.seedInterval, Services: pats}
 		if err := cfg.Registry.Seed.Validate(); err != nil {
-			return fmt.Errorf("--seed-compat: %w", err)
+			return server.Config{}, fmt.Errorf("--seed-compat: %w", err)
 		}
 		cfg.Logger.Warn("the tutorial protocol is on: it registers without an enrolment key, for these name patterns", "seed_services", pats)
 	}
+	return cfg, nil
+}
+
+// serve runs a registry with cfg until ctx ends or the node halts.
+func serve(ctx context.Context, _ env, cfg server.Config) error {
 	s, err := server.New(cfg)
 	if err != nil {
 		return err

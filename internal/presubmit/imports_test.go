@@ -44,7 +44,7 @@ var layers = map[string][]string{
 	"internal/testserver": {"api", "client", "internal/server", "internal/testutil"},
 	"internal/presubmit":  {},
 
-	"cmd/muster": {"api", "client", "internal/registry", "internal/server", "internal/verify"},
+	"cmd/muster": {"api", "client", "internal/durable", "internal/registry", "internal/server", "internal/verify"},
 
 	// The examples use the SDK only; the demo command also embeds a
 	// registry, as any program may through internal/server.
@@ -60,6 +60,10 @@ var thirdParty = map[string][]string{
 	"github.com/hashicorp/go-hclog":     {"internal/cluster"},
 	"go.etcd.io/bbolt":                  {"internal/cluster"},
 	"golang.org/x/net/html":             {"examples/wordcloud/..."},
+	"github.com/spf13/cobra":            {"cmd/muster"},
+	"github.com/spf13/pflag":            {"cmd/muster"},
+	"github.com/BurntSushi/toml":        {"cmd/muster"},
+	"go.yaml.in/yaml/v3":                {"cmd/muster"},
 }
 
 func match(pattern, pkg string) bool {

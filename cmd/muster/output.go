@@ -1,0 +1,68 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+)
+
+// outputFlag defines -o/--output on a command that prints records.
+func outputFlag(cmd *cobra.Command) *enumValue {
+	return enumFlag(cmd, "output", "o", "table",
+		"output format: table; json or yaml (the registry's answer, same field names); id (the IDs alone, one a line)",
+		"table", "json", "yaml", "id")
+}
+
+// printOut writes v in format: json and yaml show v itself; id writes
+// ids one a line; table calls table.
+func printOut(w io.Writer, format string, v any, ids []string, table func(io.Writer) error) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		return printYAML(w, v)
+	case "id":
+		for _, id := range ids {
+			if _, err := fmt.Fprintln(w, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return table(w)
+}
+
+// printYAML writes v as YAML with the field names and order of its JSON:
+// the JSON is read as a YAML document (YAML being a superset of JSON)
+// and written back in block style.
+func printYAML(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	blockStyle(&doc)
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// blockStyle clears the flow and quoting styles the JSON gave every node;
+// the encoder then quotes only the strings that need it.
+func blockStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
