@@ -101,6 +101,10 @@ arguments.`, envAddr, envToken),
 			if err != nil {
 				return err
 			}
+			if out.String() == "secret" { // for MUSTER_KEY=$(muster keys create ... -o secret)
+				_, err := fmt.Fprintln(e.stdout, k.Secret)
+				return err
+			}
 			return printOut(e.stdout, out.String(), k, []string{k.ID}, func(w io.Writer) error {
 				_, err := fmt.Fprintf(w, "id:       %s\nsecret:   %s\nservices: %s\nlimit:    %d instances\n\nThe secret is shown only once. Give it to the services as MUSTER_KEY.\n",
 					k.ID, k.Secret, strings.Join(k.Services, ", "), k.MaxInstances)
@@ -112,7 +116,9 @@ arguments.`, envAddr, envToken),
 	f.StringArrayVar(&services, "service", nil, "service name pattern the key may register; repeatable; * is a wildcard")
 	f.StringVar(&desc, "description", "", "a note shown in key listings")
 	f.IntVar(&maxInst, "max-instances", 0, "the most instances registered with the key at once (0: the server's --max-instances-per-key)")
-	out = outputFlag(cmd)
+	out = enumFlag(cmd, "output", "o", "table",
+		"output format: table; json or yaml (the registry's answer, same field names); id (the key's ID); secret (the secret alone)",
+		"table", "json", "yaml", "id", "secret")
 	return cmd
 }
 

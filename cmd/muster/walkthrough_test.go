@@ -229,3 +229,8 @@ func waitReady(t *testing.T, url string) {
 func TestDocs_APIWalkthrough(t *testing.T) {
 	runWalkthrough(t, "docs/api.md", "## A walk-through with curl")
 }
+
+// TestDocs_READMEWalkthrough: the README's walk-through runs as written.
+func TestDocs_READMEWalkthrough(t *testing.T) {
+	runWalkthrough(t, "README.md", "## Walk-through")
+}
