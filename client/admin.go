@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/musterhq/muster/api"
@@ -44,9 +45,10 @@ func (c *Client) Snapshot(ctx context.Context, w io.Writer) (uint64, error) {
 		var eb api.ErrorBody
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
-			eb.Error = api.ErrorDetail{Code: codeForStatus(resp.StatusCode), Message: string(data)}
+			eb.Error = api.ErrorDetail{Code: codeForStatus(resp.StatusCode), Message: strings.TrimSpace(string(data))}
 		}
-		return 0, &Error{Op: "snapshot", Status: resp.StatusCode, ErrorDetail: eb.Error}
+		return 0, &Error{Op: "snapshot", Status: resp.StatusCode, ErrorDetail: eb.Error,
+			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	index, _ := strconv.ParseUint(resp.Header.Get(api.HeaderIndex), 10, 64)
 	if _, err := io.Copy(w, resp.Body); err != nil {

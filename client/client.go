@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +17,9 @@ import (
 
 // Config configures a Client.
 type Config struct {
-	// Addr is the registry's base URL; default http://127.0.0.1:9000.
+	// Addr is the registry's base URL. When empty, New takes
+	// $MUSTER_ADDR, and when that is empty too, DefaultAddr: the same
+	// order as ServiceConfig.Registry.
 	Addr string
 	// Token is sent as a bearer token (the admin token, for key management).
 	Token string
@@ -35,14 +37,23 @@ type Client struct {
 	hc    *http.Client
 }
 
-// New returns a client.
+// New returns a client of the registry at cfg.Addr, $MUSTER_ADDR or
+// DefaultAddr, the first that is set.
 func New(cfg Config) (*Client, error) {
+	return newClient(cfg, os.Getenv)
+}
+
+func newClient(cfg Config, getenv func(string) string) (*Client, error) {
+	from := ""
 	if cfg.Addr == "" {
-		cfg.Addr = DefaultAddr
+		cfg.Addr, from = getenv("MUSTER_ADDR"), " (from $MUSTER_ADDR)"
+	}
+	if cfg.Addr == "" {
+		cfg.Addr, from = DefaultAddr, ""
 	}
 	u, err := url.Parse(strings.TrimRight(cfg.Addr, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("client: registry address %q must be http(s)://host:port", cfg.Addr)
+		return nil, errorf("registry address %q%s must be http(s)://host:port", cfg.Addr, from)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
@@ -60,13 +71,13 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
+			return nil, errorf("%s: %w", op, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, errorf("%s: %w", op, err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -79,23 +90,24 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+		return nil, errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: read answer: %w", op, ErrUnavailable, err)
+		return nil, errorf("%s: %w: read answer: %w", op, ErrUnavailable, err)
 	}
 	if resp.StatusCode >= 300 {
 		var eb api.ErrorBody
 		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
 			eb.Error = api.ErrorDetail{Code: codeForStatus(resp.StatusCode), Message: strings.TrimSpace(string(data))}
 		}
-		return resp.Header, &Error{Op: op, Status: resp.StatusCode, ErrorDetail: eb.Error}
+		return resp.Header, &Error{Op: op, Status: resp.StatusCode, ErrorDetail: eb.Error,
+			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.Unmarshal(data, out); err != nil {
-			return resp.Header, fmt.Errorf("%s: %w: decode answer: %w", op, ErrUnavailable, err)
+			return resp.Header, errorf("%s: %w: decode answer: %w", op, ErrUnavailable, err)
 		}
 	}
 	return resp.Header, nil
@@ -109,7 +121,9 @@ func codeForStatus(s int) string {
 		return api.CodeUnauthorized
 	case s == http.StatusForbidden:
 		return api.CodeForbidden
-	case s >= 500:
+	case s == http.StatusTooManyRequests:
+		return api.CodeRateLimited
+	case s == http.StatusRequestTimeout, s >= 500:
 		return api.CodeUnavailable
 	default:
 		return api.CodeInvalidArgument

@@ -10,7 +10,10 @@
 //   - The service side: Registration keeps one instance registered (it
 //     answers the verification callback, heartbeats, registers again when
 //     the registry has forgotten it, and drains and deregisters on
-//     shutdown); Serve does all of that around an http.Handler.
+//     shutdown); Serve does all of that around an http.Handler. Failures
+//     that may pass are retried (never sooner than a Retry-After); a
+//     refusal that retrying cannot fix, such as a wrong key, stops both,
+//     and Registration.Err reports it.
 //   - The client side: Resolver gives cached lookups with an explicit
 //     staleness policy, balancing (Pick) and outlier ejection; its
 //     HTTPClient sends requests for http://service-name/… to an instance.
@@ -20,6 +23,10 @@
 //	c, _ := client.New(client.Config{Addr: "http://127.0.0.1:9000"})
 //	res, err := c.Lookup(ctx, "fetch_url", client.WithTag("v2"))
 //	if errors.Is(err, client.ErrUnauthorized) { ... }
+//
+// The service side and the Resolver log through slog.Default() unless
+// given a Logger; slog.New(slog.DiscardHandler) silences them. The
+// registry's address is Config.Addr, else $MUSTER_ADDR, else DefaultAddr.
 //
 // docs/sdk.md describes the behaviour in detail.
 package client

@@ -2,8 +2,10 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -127,4 +129,45 @@ func ExampleResolver_HTTPClient() {
 	}
 	// Output:
 	// fetched example.org
+}
+
+// A registration the registry refuses for good (here, a wrong key) stops
+// retrying, and says why through Err, which Run and WaitRegistered
+// return too.
+func ExampleRegistration_Err() {
+	registry, _, stop := exampleRegistry()
+	defer stop()
+
+	reg, err := client.NewRegistration(client.ServiceConfig{
+		Name: "greeter", Address: "127.0.0.1", Port: 8080,
+		Registry: registry, Key: "mk_wrong",
+		Logger: slog.New(slog.DiscardHandler), // the default logs to slog.Default()
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go reg.Run(ctx)
+	_, err = reg.WaitRegistered(ctx)
+	fmt.Println("refused:", errors.Is(err, client.ErrRefused), err == reg.Err())
+	fmt.Println("wrong key:", errors.Is(reg.Err(), client.ErrUnauthorized))
+	fmt.Println(reg.Err())
+	// Output:
+	// refused: true true
+	// wrong key: true
+	// client: registration refused: register: enrolment key is unknown or revoked (401 unauthorized)
+}
+
+// The defaults a ServiceConfig's zero fields take.
+func ExampleDefaultServiceConfig() {
+	cfg := client.DefaultServiceConfig()
+	fmt.Println(cfg.Scheme, cfg.TTL, cfg.VerifyPath, cfg.DrainDelay, cfg.MinBackoff, cfg.MaxBackoff)
+	cfg.Name, cfg.Address, cfg.Port, cfg.Key = "greeter", "127.0.0.1", 8080, "mk_..."
+	cfg.TTL = 30 * time.Second
+	fmt.Println(cfg.Validate())
+	// Output:
+	// http 10s /.well-known/muster/verify 3s 200ms 30s
+	// <nil>
 }

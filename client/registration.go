@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,11 +70,34 @@ type ServiceConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	// HTTPClient talks to the registry; default has a 10 s timeout.
 	HTTPClient *http.Client
-	// Logger receives state transitions; default discards.
+	// Logger receives registration failures and state changes; default
+	// slog.Default() as of NewRegistration. To silence it, set
+	// slog.New(slog.DiscardHandler).
 	Logger *slog.Logger
 }
 
+// DefaultServiceConfig returns the defaults that NewRegistration and
+// Serve apply to the zero fields of a ServiceConfig: scheme http, a 10 s
+// TTL, the default verify path, a 3 s drain, backoff from 200 ms to 30 s.
+// Name, Address, Port, Registry and Key are left empty: the first three
+// are the caller's to set, and Registry and Key default to $MUSTER_ADDR
+// and $MUSTER_KEY when NewRegistration runs. Logger and HTTPClient are
+// left nil, which means slog.Default() and a client with a 10 s timeout.
+func DefaultServiceConfig() ServiceConfig {
+	return ServiceConfig{
+		Scheme:     api.DefaultScheme,
+		TTL:        10 * time.Second,
+		VerifyPath: api.DefaultVerifyPath,
+		// Longer than a Resolver's default MaxAge (2 s), with room for the
+		// revalidation itself.
+		DrainDelay: 3 * time.Second,
+		MinBackoff: 200 * time.Millisecond,
+		MaxBackoff: 30 * time.Second,
+	}
+}
+
 func (c *ServiceConfig) setDefaults(getenv func(string) string) {
+	d := DefaultServiceConfig()
 	if c.Port == 0 && c.Listener != nil {
 		if a, ok := c.Listener.Addr().(*net.TCPAddr); ok {
 			c.Port = a.Port
@@ -86,30 +110,28 @@ func (c *ServiceConfig) setDefaults(getenv func(string) string) {
 		c.Key = getenv("MUSTER_KEY")
 	}
 	if c.Scheme == "" {
-		c.Scheme = api.DefaultScheme
+		c.Scheme = d.Scheme
 	}
 	if c.TTL == 0 {
-		c.TTL = 10 * time.Second
+		c.TTL = d.TTL
 	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = net.JoinHostPort(c.Address, strconv.Itoa(c.Port))
 	}
 	if c.VerifyPath == "" {
-		c.VerifyPath = api.DefaultVerifyPath
+		c.VerifyPath = d.VerifyPath
 	}
 	if c.DrainDelay == 0 {
-		// Longer than a Resolver's default MaxAge (2 s), with room for the
-		// revalidation itself.
-		c.DrainDelay = 3 * time.Second
+		c.DrainDelay = d.DrainDelay
 	}
 	if c.MinBackoff == 0 {
-		c.MinBackoff = 200 * time.Millisecond
+		c.MinBackoff = d.MinBackoff
 	}
 	if c.MaxBackoff == 0 {
-		c.MaxBackoff = 30 * time.Second
+		c.MaxBackoff = d.MaxBackoff
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.Default()
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -137,10 +159,39 @@ func (c *ServiceConfig) Validate() error {
 	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
 		errs = append(errs, errors.New("backoff bounds are invalid"))
 	}
+	if !validVerifyPath(c.VerifyPath) {
+		errs = append(errs, fmt.Errorf("verify path %q must start with %s and hold at most %d of a-z A-Z 0-9 - . _ ~ /, with no empty, . or .. segment",
+			c.VerifyPath, api.VerifyPathPrefix, maxVerifyPathLen))
+	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("client: service config: %w", err)
+		return errorf("service config: %w", err)
 	}
 	return nil
+}
+
+// maxVerifyPathLen is the registry's limit on a verify path.
+const maxVerifyPathLen = 256
+
+// validVerifyPath applies the registry's rule for a verify path (under
+// api.VerifyPathPrefix; letters, digits and - . _ ~ / only; no empty, "."
+// or ".." segment), so that a bad one is refused before anything runs:
+// such a path is also one that http.ServeMux accepts as a pattern.
+func validVerifyPath(p string) bool {
+	if len(p) > maxVerifyPathLen || !strings.HasPrefix(p, api.VerifyPathPrefix) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~/", c) >= 0) {
+			return false
+		}
+	}
+	for _, seg := range strings.Split(strings.Trim(p, "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // State is what a Registration reports about itself.
@@ -165,11 +216,14 @@ type State struct {
 // Registration keeps one service instance registered: it registers (and
 // answers the registry's verification callback), heartbeats, registers
 // again when the registry has forgotten the instance, and drains and
-// deregisters on shutdown. The registry being down never stops it: it
-// retries with capped exponential backoff and jitter.
+// deregisters on shutdown. The registry being down, busy or between
+// leaders never stops it: it retries with capped exponential backoff and
+// jitter, never sooner than the registry's Retry-After. A refusal that
+// retrying cannot fix (a wrong key, say) does stop it: Run returns the
+// refusal, which Err and WaitRegistered report too.
 //
 // Mount VerifyHandler on the instance's HTTP server (Serve does this), then
-// call Run.
+// call Run, once.
 type Registration struct {
 	cfg    ServiceConfig
 	client *Client
@@ -179,8 +233,14 @@ type Registration struct {
 	pending map[string]*pendingReg // by nonce
 	state   State
 	token   string
+	refused error         // the permanent refusal that stopped Run
 	orphans []orphanReg   // answered registrations whose 201 was lost
 	changed chan struct{} // closed and replaced on every state change
+
+	// Owned by Run's goroutine: the current run of failed heartbeats and
+	// when it was last logged at warning level.
+	hbFailures int
+	hbWarned   time.Time
 }
 
 // orphanReg is a registration whose callback was answered but whose 201
@@ -216,14 +276,33 @@ func (r *Registration) State() State {
 	return r.state
 }
 
-// WaitRegistered blocks until the instance is registered or ctx ends.
+// Err returns the registry's permanent refusal of this registration, or
+// nil. It is nil while the instance is registered, while transient
+// failures (the registry down, busy, rate limiting, a quota, a callback
+// that failed) are being retried, and after a normal shutdown. Once the
+// registry refuses in a way that retrying cannot fix (401 unauthorized,
+// 403 forbidden, 400 invalid request, 409 conflict, 422
+// address_not_allowed), Run stops retrying and returns this error; it
+// matches ErrRefused and the registry's own error (ErrUnauthorized, say)
+// with errors.Is, and it does not change afterwards.
+func (r *Registration) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused
+}
+
+// WaitRegistered blocks until the instance is registered, the registry
+// refuses it for good (the error is then Err's), or ctx ends.
 func (r *Registration) WaitRegistered(ctx context.Context) (State, error) {
 	for {
 		r.mu.Lock()
-		st, ch := r.state, r.changed
+		st, ch, refused := r.state, r.changed, r.refused
 		r.mu.Unlock()
 		if st.Registered {
 			return st, nil
+		}
+		if refused != nil {
+			return st, refused
 		}
 		select {
 		case <-ch:
@@ -249,6 +328,8 @@ func (r *Registration) setState(f func(*State)) {
 		r.log.Info("registered with muster", "instance_id", after.InstanceID, "status", after.Status)
 	case !after.Registered && before.Registered && after.LastError != nil:
 		r.log.Warn("no longer registered with muster", "instance_id", before.InstanceID, "err", after.LastError)
+	case after.Registered && after.Status != before.Status:
+		r.log.Info("status changed", "instance_id", after.InstanceID, "from", before.Status, "to", after.Status)
 	}
 }
 
@@ -293,7 +374,7 @@ func (r *Registration) register(ctx context.Context) error {
 		return err
 	}
 	if token == "" || id != resp.ID {
-		return fmt.Errorf("register: the registry accepted instance %s but its callback never reached this process's verify handler", resp.ID)
+		return errorf("register: the registry accepted instance %s but its callback never reached this process's verify handler", resp.ID)
 	}
 	r.mu.Lock()
 	// This registration replaced any orphan of the same endpoint.
@@ -315,6 +396,20 @@ func (r *Registration) backoff(n int) time.Duration {
 	return time.Duration(d/2 + mrand.Float64()*d/2)
 }
 
+// maxRetryAfter bounds the Retry-After the SDK honours, so that a
+// confused proxy cannot park an instance for hours.
+const maxRetryAfter = 10 * time.Minute
+
+// atLeastRetryAfter returns d, or the Retry-After that err carries (up to
+// maxRetryAfter) if that is longer, plus up to a tenth more so that
+// instances told the same thing do not come back in step.
+func atLeastRetryAfter(d time.Duration, err error) time.Duration {
+	if ra := min(retryAfter(err), maxRetryAfter); ra > d {
+		return ra + time.Duration(mrand.Float64()*float64(ra)/10)
+	}
+	return d
+}
+
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -329,17 +424,37 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // Run registers and heartbeats until ctx ends, then drains for DrainDelay
 // (unless it is negative) and deregisters. An instance whose callback this
 // process answered but whose 201 had not arrived when ctx ended is
-// deregistered too. Run returns after the shutdown; it never returns early
-// because of the registry.
+// deregistered too. Run returns after the shutdown.
+//
+// Failures that may pass (the registry unreachable, 503 unavailable or
+// busy, 429 rate_limited or quota_exceeded, 422 verification_failed, 500)
+// are retried with backoff, never sooner than the answer's Retry-After,
+// and logged. A refusal that retrying cannot fix (see Err) ends the
+// retries: Run cleans up and returns that refusal at once, without
+// waiting for ctx. Otherwise it returns nil, or the error of a
+// deregistration that failed.
 func (r *Registration) Run(ctx context.Context) error {
 	attempt := 0
+	var hbErr error // the last failed heartbeat's, for its Retry-After
 	for ctx.Err() == nil {
 		if !r.State().Registered {
 			if err := r.register(ctx); err != nil {
 				if ctx.Err() != nil {
 					break
 				}
-				d := r.backoff(attempt)
+				if permanent(err) {
+					refused := errorf("%w: %w", ErrRefused, err)
+					r.mu.Lock()
+					r.refused = refused
+					r.mu.Unlock()
+					r.setState(func(s *State) { s.LastError = err })
+					r.log.Error("registration refused; not retrying", "err", err)
+					if serr := r.shutdown(); serr != nil {
+						return errors.Join(refused, serr)
+					}
+					return refused
+				}
+				d := atLeastRetryAfter(r.backoff(attempt), err)
 				attempt++
 				r.setState(func(s *State) { s.LastError = err })
 				r.log.Warn("registration failed; retrying", "err", err, "retry_in", d.Round(time.Millisecond))
@@ -349,17 +464,17 @@ func (r *Registration) Run(ctx context.Context) error {
 			attempt = 0
 		}
 		// Heartbeat at about TTL/3, jittered by ±10%; after a failed
-		// heartbeat, sooner, so that a short registry outage does not cost
-		// the instance its TTL.
+		// heartbeat, sooner (but not sooner than its Retry-After), so that
+		// a short registry outage does not cost the instance its TTL.
 		next := r.cfg.TTL / 3
 		next += time.Duration((mrand.Float64()*0.2 - 0.1) * float64(next))
 		if attempt > 0 {
-			next = min(r.backoff(attempt-1), next)
+			next = min(atLeastRetryAfter(r.backoff(attempt-1), hbErr), next)
 		}
 		if !sleep(ctx, next) {
 			break
 		}
-		if r.heartbeat(ctx) {
+		if hbErr = r.heartbeat(ctx); hbErr == nil {
 			attempt = 0
 		} else {
 			attempt++
@@ -368,9 +483,10 @@ func (r *Registration) Run(ctx context.Context) error {
 	return r.shutdown()
 }
 
-// heartbeat sends one heartbeat and reacts to the answer. It reports
-// whether the heartbeat was accepted or answered definitively.
-func (r *Registration) heartbeat(ctx context.Context) bool {
+// heartbeat sends one heartbeat and reacts to the answer. It returns nil
+// when the heartbeat was accepted or answered definitively, and the
+// failure when it should be retried soon.
+func (r *Registration) heartbeat(ctx context.Context) error {
 	st := r.State()
 	r.mu.Lock()
 	token := r.token
@@ -382,21 +498,33 @@ func (r *Registration) heartbeat(ctx context.Context) bool {
 	resp, err := r.client.Heartbeat(hctx, st.InstanceID, token)
 	switch {
 	case err == nil:
+		if r.hbFailures > 0 {
+			r.log.Info("heartbeats accepted again", "instance_id", st.InstanceID, "failed", r.hbFailures)
+			r.hbFailures = 0
+		}
 		r.setState(func(s *State) { s.Registered, s.Status, s.LastError = true, resp.Status, nil })
-		return true
+		return nil
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrForbidden):
 		// The registry forgot the instance (expired, replaced, restored
 		// from an older state): register again at once.
+		r.hbFailures = 0
 		r.setState(func(s *State) { s.Registered, s.Status, s.LastError = false, "", err })
-		return true
+		return nil
 	case ctx.Err() != nil:
-		return true
+		return nil
 	default:
 		// Registry down or between leaders: keep the registration and
-		// retry soon.
+		// retry soon. The first failure of a run is a warning, and then
+		// one a minute, so that an outage does not flood the log.
+		r.hbFailures++
 		r.setState(func(s *State) { s.LastError = err })
-		r.log.Warn("heartbeat failed; will retry", "err", err)
-		return false
+		if r.hbFailures == 1 || time.Since(r.hbWarned) >= time.Minute {
+			r.hbWarned = time.Now()
+			r.log.Warn("heartbeat failed; will retry", "instance_id", st.InstanceID, "failed", r.hbFailures, "err", err)
+		} else {
+			r.log.Debug("heartbeat failed; will retry", "instance_id", st.InstanceID, "failed", r.hbFailures, "err", err)
+		}
+		return err
 	}
 }
 
@@ -433,14 +561,22 @@ func (r *Registration) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := r.client.Deregister(ctx, st.InstanceID, token)
-	if errors.Is(err, ErrNotFound) {
+	// 404: the instance expired or was removed. 403: its ID now belongs to
+	// a registration that replaced it, whose token this one is not.
+	// Either way it is no longer this process's to remove.
+	gone := errors.Is(err, ErrNotFound) || errors.Is(err, ErrForbidden)
+	if gone {
 		err = nil
 	}
 	r.setState(func(s *State) { s.Registered, s.Status, s.LastError = false, "", err })
-	if err != nil {
+	switch {
+	case err != nil:
 		r.log.Warn("deregistration failed; the instance will expire after its TTL", "instance_id", st.InstanceID, "err", err)
-		return fmt.Errorf("client: deregister: %w", err)
+		return errorf("%w", err)
+	case gone:
+		r.log.Info("the instance had already left muster (expired, removed or replaced)", "instance_id", st.InstanceID)
+	default:
+		r.log.Info("deregistered from muster", "instance_id", st.InstanceID)
 	}
-	r.log.Info("deregistered from muster", "instance_id", st.InstanceID)
 	return nil
 }

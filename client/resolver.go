@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -48,7 +47,8 @@ type ResolverConfig struct {
 	// the Client's own HTTP timeout; default 10s.
 	RevalidateTimeout time.Duration
 	// Logger receives stale-cache warnings (at most one per cached service
-	// every 10 s); default discards.
+	// every 10 s); default slog.Default() as of NewResolver. To silence
+	// it, set slog.New(slog.DiscardHandler).
 	Logger *slog.Logger
 }
 
@@ -94,7 +94,7 @@ func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 		return nil, errors.New("client: resolver needs 0 <= MaxAge <= MaxStale and EjectFor >= 0")
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = slog.Default()
 	}
 	return &Resolver{cfg: cfg, entries: map[string]*cacheEntry{}}, nil
 }
@@ -187,7 +187,7 @@ func (r *Resolver) revalidate(e *cacheEntry, done chan struct{}, service string,
 	defer cancel()
 	fresh, err := r.cfg.Client.Lookup(ctx, service, opts...)
 	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("%w: no answer from the registry within %s", ErrUnavailable, r.cfg.RevalidateTimeout)
+		err = errorf("lookup: %w: no answer within %s", ErrUnavailable, r.cfg.RevalidateTimeout)
 	}
 	e.mu.Lock()
 	if err == nil {
@@ -212,7 +212,7 @@ func (r *Resolver) stale(e *cacheEntry, service string, cause error, callerGaveU
 	}
 	age := time.Since(cached.FetchedAt)
 	if age > r.cfg.MaxStale {
-		return Result{}, fmt.Errorf("%w: %s has an answer %s old (max stale %s): %w", ErrStale, service, age.Round(time.Millisecond), r.cfg.MaxStale, cause)
+		return Result{}, errorf("%w: %s has an answer %s old (max stale %s): %w", ErrStale, service, age.Round(time.Millisecond), r.cfg.MaxStale, cause)
 	}
 	r.warnStale(e, service, age, cause, callerGaveUp)
 	out := *cached
@@ -241,9 +241,14 @@ func (r *Resolver) warnStale(e *cacheEntry, service string, age time.Duration, c
 
 // Pick returns one instance of the service by the resolver's strategy,
 // leaving out instances ejected after ReportFailure. If every instance is
-// ejected, it picks among all of them rather than fail.
+// ejected, it picks among all of them rather than fail. With no passing
+// instance, the error matches ErrNoInstances.
 func (r *Resolver) Pick(ctx context.Context, service string, opts ...LookupOption) (Instance, error) {
-	return r.pick(ctx, service, nil, opts)
+	inst, err := r.pick(ctx, service, nil, opts)
+	if err != nil {
+		return Instance{}, errorf("pick %s: %w", service, err)
+	}
+	return inst, nil
 }
 
 func (r *Resolver) pick(ctx context.Context, service string, exclude map[string]bool, opts []LookupOption) (Instance, error) {
@@ -266,7 +271,7 @@ func (r *Resolver) pick(ctx context.Context, service string, exclude map[string]
 		}
 	}
 	if len(cands) == 0 {
-		return Instance{}, fmt.Errorf("%w: %s", ErrNoInstances, service)
+		return Instance{}, ErrNoInstances // the caller names the service
 	}
 	switch r.cfg.Strategy {
 	case Random:

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -13,12 +12,22 @@ import (
 // keeps the instance registered, and on ctx's end drains, deregisters, then
 // stops accepting requests and finishes those in flight. It returns when
 // all of that is done.
+//
+// A configuration error (a bad VerifyPath, a missing key) is returned at
+// once, before anything listens. If the registry refuses the registration
+// in a way that retrying cannot fix (a wrong key, a name outside the key's
+// scope: see Registration.Err), Serve stops serving too, letting requests
+// in flight finish, and returns that refusal (it matches ErrRefused)
+// without waiting for ctx: a service nobody can find should fail loudly,
+// not run unseen. To keep serving regardless, use a Registration.
 func Serve(ctx context.Context, cfg ServiceConfig, handler http.Handler) error {
 	reg, err := NewRegistration(cfg)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
+	// Cannot panic: Validate has checked VerifyPath against the
+	// registry's rule, whose paths are all plain ServeMux patterns.
 	mux.Handle(reg.cfg.VerifyPath, reg.VerifyHandler())
 	mux.Handle("/", handler)
 	srv := &http.Server{
@@ -28,7 +37,7 @@ func Serve(ctx context.Context, cfg ServiceConfig, handler http.Handler) error {
 	ln := reg.cfg.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", reg.cfg.ListenAddr); err != nil {
-			return fmt.Errorf("client: serve: %w", err)
+			return errorf("serve: %w", err)
 		}
 	}
 	errc := make(chan error, 1)
@@ -37,14 +46,16 @@ func Serve(ctx context.Context, cfg ServiceConfig, handler http.Handler) error {
 	defer stopRun()
 	done := make(chan error, 1)
 	go func() { done <- reg.Run(runCtx) }()
+	var regErr error
 	select {
 	case err := <-errc:
 		stopRun()
 		<-done
-		return fmt.Errorf("client: serve: %w", err)
+		return errorf("serve: %w", err)
 	case <-ctx.Done():
+		regErr = <-done // drains and deregisters first, so clients move away
+	case regErr = <-done: // refused for good
 	}
-	regErr := <-done // drains and deregisters first, so clients move away
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	shutErr := srv.Shutdown(sctx)

@@ -16,17 +16,26 @@ import (
 // idempotent requests (GET, HEAD, OPTIONS, TRACE, PUT, DELETE, or any with
 // an Idempotency-Key header) whose body can be replayed.
 //
-// Hosts that are not service names (anything with a dot, or an IP) pass
-// through to Base unchanged.
+// Hosts that are not service names (anything with a dot, an IP, a host
+// with a port) pass through to Base unchanged, unless OnlyServices is set.
+// A host that would be a service name but for its upper case letters
+// (http://Fetch_URL/) is an error that says so, matching
+// ErrNotServiceName, rather than a DNS lookup: service names are lower
+// case, and DNS ignores case, so the lower-case spelling loses nothing.
 type Transport struct {
 	Resolver *Resolver
 	// Base carries the requests; default http.DefaultTransport.
 	Base http.RoundTripper
 	// MaxAttempts bounds the instances tried per request; default 3.
 	MaxAttempts int
-	// IsService reports whether a host names a service; default: a host
-	// with no dot and no colon that is a valid service name.
+	// IsService reports whether a host names a service; default
+	// DefaultIsService. Set, it replaces the upper-case rule above too.
 	IsService func(host string) bool
+	// OnlyServices, when set, makes every request whose host is not a
+	// service name (including one with a port) fail with an error
+	// matching ErrNotServiceName, instead of passing through to Base: for
+	// clients that must only ever reach services through muster.
+	OnlyServices bool
 }
 
 // HTTPClient returns an *http.Client whose requests to service names go
@@ -61,6 +70,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	service := req.URL.Hostname()
 	if req.URL.Port() != "" || !isService(service) {
+		if err := t.notService(req.URL.Host, service); err != nil {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			return nil, err
+		}
 		return base.RoundTrip(req)
 	}
 	attempts := t.MaxAttempts
@@ -84,7 +99,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if lastErr != nil && errors.Is(err, ErrNoInstances) {
 				return nil, lastErr
 			}
-			return nil, fmt.Errorf("client: resolve %s: %w", service, err)
+			return nil, errorf("resolve %s: %w", service, err)
 		}
 		tried[inst.ID] = true
 		out, err := rewrite(req, inst, i > 0)
@@ -102,13 +117,26 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		t.Resolver.ReportFailure(inst.ID)
-		lastErr = fmt.Errorf("client: %s instance %s (%s): %w", service, inst.ID, inst.URL, err)
+		lastErr = errorf("%s instance %s (%s): %w", service, inst.ID, inst.URL, err)
 		if !canRetry(req, err) {
 			return nil, lastErr
 		}
 	}
 	closeBody()
 	return nil, lastErr
+}
+
+// notService returns the error for a request whose host is not a service
+// name, or nil when such a request may pass through to Base.
+func (t *Transport) notService(hostport, host string) error {
+	if lower := strings.ToLower(host); t.IsService == nil && hostport == host && host != lower && DefaultIsService(lower) {
+		return errorf("%w: host %q: service names are lower case; write %q", ErrNotServiceName, host, lower)
+	}
+	if t.OnlyServices {
+		return errorf("%w: host %q: this transport sends requests only to muster services, named by 1 to 63 of a-z 0-9 - _ with no port",
+			ErrNotServiceName, hostport)
+	}
+	return nil
 }
 
 // rewrite points a copy of req at inst. Retries get a fresh body.
@@ -120,7 +148,7 @@ func rewrite(req *http.Request, inst Instance, retry bool) (*http.Request, error
 	if retry && req.Body != nil && req.Body != http.NoBody {
 		body, err := req.GetBody()
 		if err != nil {
-			return nil, fmt.Errorf("client: replay body: %w", err)
+			return nil, errorf("replay body: %w", err)
 		}
 		out.Body = body
 	}
