@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,13 +23,15 @@ import (
 // fetch_url reach the internet instead of the job board; verbose shows the
 // registry's and the services' logs.
 func runDemo(ctx context.Context, e env, online, verbose bool) error {
-	dir, err := os.MkdirTemp("", "muster-demo-")
+	// This run's directory: the registry's data and the state file, gone
+	// when the run stops.
+	runDir, err := os.MkdirTemp("", runPattern)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer os.RemoveAll(runDir)
 
-	reg, token, err := startRegistry(ctx, dir, e.stderr, verbose)
+	reg, token, err := startRegistry(ctx, filepath.Join(runDir, "registry"), e.stderr, verbose)
 	if err != nil {
 		return err
 	}
@@ -49,10 +52,9 @@ func runDemo(ctx context.Context, e env, online, verbose bool) error {
 	defer board.Close()
 	boardURL := "http://" + boardLn.Addr().String()
 
-	if err := writeState(state{Registry: reg.URL(), Key: key.Secret, JobBoard: boardURL}); err != nil {
+	if err := writeState(runDir, state{Registry: reg.URL(), Key: key.Secret, JobBoard: boardURL, PID: os.Getpid()}); err != nil {
 		return err
 	}
-	defer os.Remove(statePath())
 
 	self, err := os.Executable()
 	if err != nil {
@@ -97,9 +99,11 @@ func runDemo(ctx context.Context, e env, online, verbose bool) error {
 	fmt.Fprintln(e.stdout, "\nScrapers run for dice.com and jobs.example.com; example.org has none yet.")
 	fmt.Fprintln(e.stdout, "Add one while the demo runs, and the gateway uses it at once:")
 	fmt.Fprintln(e.stdout, "  go run ./examples/wordcloud/cmd/demo scraper --site example.org")
+	fmt.Fprintf(e.stdout, "(it finds this demo in %s; with several demos running, add --state and that path)\n", statePath(runDir))
 	fmt.Fprintln(e.stdout, "\nCtrl-C stops everything.")
 
 	<-ctx.Done()
+	os.Remove(statePath(runDir)) // first: no one joins a demo that is stopping
 	fmt.Fprintln(e.stdout, "stopping: each service drains and deregisters")
 	kids.stop()
 	return farewell(c, e.stdout)

@@ -34,9 +34,10 @@ const usage = `demo: the tutorial's word-cloud app, rebuilt on muster
   go run ./examples/wordcloud/cmd/demo [-online] [-v]
         start a registry, the services, the sample job board and the
         gateway, all on free ports; Ctrl-C stops them
-  go run ./examples/wordcloud/cmd/demo scraper --site SITE
+  go run ./examples/wordcloud/cmd/demo scraper --site SITE [--state FILE]
         add a scraper for SITE to the running demo
-        (built-in layouts: dice.com, jobs.example.com, example.org)
+        (built-in layouts: dice.com, jobs.example.com, example.org);
+        --state names the demo's state file when several demos run
 
 Flags of the first:
   -online   let fetch_url reach the internet instead of the offline sample job board

@@ -23,8 +23,8 @@ import (
 // runService runs one of the app's services in this process until ctx
 // ends: args are its name and flags. It finds the registry and its
 // enrolment key in MUSTER_ADDR and MUSTER_KEY. joining means a user
-// started it by hand (`demo scraper`), so they may come from the running
-// demo's state file instead.
+// started it by hand (`demo scraper`), so they may come from a running
+// demo's state file instead (joinState).
 func runService(ctx context.Context, e env, args []string, joining bool) error {
 	if len(args) == 0 {
 		return fmt.Errorf("demo service needs a name: %w", errUsage)
@@ -33,14 +33,18 @@ func runService(ctx context.Context, e env, args []string, joining bool) error {
 	fs := flag.NewFlagSet("demo "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	site := fs.String("site", "", "the job site this scraper reads (scraper only)")
+	var stateFile *string
+	if joining {
+		stateFile = fs.String("state", "", "the state file of the demo to join, when several are running")
+	}
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
 	registry, key := e.getenv("MUSTER_ADDR"), e.getenv("MUSTER_KEY")
 	if joining && (registry == "" || key == "") {
-		st, err := readState()
+		st, err := joinState(*stateFile)
 		if err != nil {
-			return fmt.Errorf("no running demo found (start `go run ./examples/wordcloud/cmd/demo` first, or set MUSTER_ADDR and MUSTER_KEY): %w", err)
+			return err
 		}
 		registry, key = st.Registry, st.Key
 	}
