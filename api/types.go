@@ -120,6 +120,9 @@ type LookupResponse struct {
 	Service   string     `json:"service"`
 	Index     uint64     `json:"index"`
 	Instances []Instance `json:"instances"`
+	// Evicted are the service's endpoints an operator evicted, which may
+	// not register before their Until; absent when there are none.
+	Evicted []Eviction `json:"evicted,omitempty"`
 }
 
 // ServiceSummary is one row of GET /v1/services.

@@ -21,6 +21,9 @@ type Result struct {
 	// Index is the registry's Raft index for the service.
 	Index     uint64     `json:"index"`
 	Instances []Instance `json:"instances"`
+	// Evicted are the service's endpoints an operator evicted, which may
+	// not register before their Until.
+	Evicted []api.Eviction `json:"evicted,omitempty"`
 	// FetchedAt is when the registry gave this answer.
 	FetchedAt time.Time `json:"fetched_at"`
 	// Stale is set when the registry could not be reached to revalidate
@@ -33,7 +36,7 @@ type Result struct {
 func (r Result) Age() time.Duration { return time.Since(r.FetchedAt) }
 
 func newResult(lr api.LookupResponse, fetched time.Time) Result {
-	res := Result{Service: lr.Service, Index: lr.Index, FetchedAt: fetched, Instances: make([]Instance, len(lr.Instances))}
+	res := Result{Service: lr.Service, Index: lr.Index, FetchedAt: fetched, Instances: make([]Instance, len(lr.Instances)), Evicted: lr.Evicted}
 	for i, in := range lr.Instances {
 		res.Instances[i] = Instance{Instance: in}
 		if in.LastSeenMS >= 0 {

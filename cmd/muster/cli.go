@@ -275,7 +275,17 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%s\n", in.ID, in.URL, in.Status, lastSeen(in.LastSeenMS),
 						in.Quality, strings.Join(in.Tags, ","), formatMeta(in.Meta))
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				for _, ev := range res.Evicted {
+					reason := ""
+					if ev.Reason != "" {
+						reason = " (" + ev.Reason + ")"
+					}
+					fmt.Fprintf(w, "evicted: %s:%d until %s%s\n", ev.Address, ev.Port, ev.Until, reason)
+				}
+				return nil
 			})
 		},
 	}

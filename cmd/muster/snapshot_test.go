@@ -48,6 +48,9 @@ func TestCLI_EvictAndSnapshot(t *testing.T) {
 	if _, err := h.Anon.Register(ctx, "web", k.Secret, req); !errors.Is(err, client.ErrInvalid) || !strings.Contains(err.Error(), "evicted") {
 		t.Fatalf("re-registration after the eviction: %v", err)
 	}
+	if got := cli("lookup", "web"); !strings.Contains(got, "evicted: 127.0.0.1:") || !strings.Contains(got, "(bad build)") {
+		t.Fatalf("lookup during the bar:\n%s", got)
+	}
 	if _, _, err, code := runCLI(t, env, "evict", reg.ID, "--for", "1h"); code != 1 || !strings.Contains(err.Error(), "evicted") {
 		t.Fatalf("evicting it again: %v, exit %d", err, code)
 	}

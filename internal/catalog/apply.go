@@ -146,7 +146,6 @@ func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
 		return Result{Err: ErrBadCommand}, nil
 	}
 	c.removeInstance(inst)
-	c.rebuild(inst.Service, idx)
 	ak := addrKey(inst.Service, inst.Address, inst.Port)
 	if old, ok := c.bars[ak]; ok {
 		c.dropBar(old)
@@ -154,6 +153,7 @@ func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
 	b := &Bar{Service: inst.Service, Address: inst.Address, Port: inst.Port, Instance: inst.ID, Reason: cmd.Reason, Until: cmd.Until, Index: idx}
 	c.bars[ak] = b
 	c.barsByID[inst.ID] = b
+	c.rebuild(inst.Service, idx)
 	return Result{}, []string{inst.Service}
 }
 

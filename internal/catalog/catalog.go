@@ -208,7 +208,16 @@ func (c *Catalog) rebuild(service string, idx uint64) {
 		list = append(list, inst)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list}
+	var bars []*Bar
+	for _, b := range c.bars { // few: evictions are an operator's
+		if b.Service == service {
+			bars = append(bars, b)
+		}
+	}
+	sort.Slice(bars, func(i, j int) bool {
+		return addrKey(service, bars[i].Address, bars[i].Port) < addrKey(service, bars[j].Address, bars[j].Port)
+	})
+	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Bars: bars}
 }
 
 // Index returns the Raft index of the last applied command.

@@ -155,16 +155,16 @@ func (c *Catalog) Restore(r io.Reader) error {
 			st.Services[name] = st.Index
 		}
 	}
+	for _, r := range st.Bars {
+		b := &Bar{Service: r.Service, Address: r.Address, Port: r.Port, Instance: r.Instance, Reason: r.Reason, Until: r.Until, Index: r.Index}
+		c.bars[addrKey(b.Service, b.Address, b.Port)] = b
+		c.barsByID[b.Instance] = b
+	}
 	for name, idx := range st.Services {
 		c.rebuild(name, idx)
 	}
 	for _, name := range st.Keyed {
 		c.keyed[name] = true
-	}
-	for _, r := range st.Bars {
-		b := &Bar{Service: r.Service, Address: r.Address, Port: r.Port, Instance: r.Instance, Reason: r.Reason, Until: r.Until, Index: r.Index}
-		c.bars[addrKey(b.Service, b.Address, b.Port)] = b
-		c.barsByID[b.Instance] = b
 	}
 	c.mu.Unlock()
 	c.subs.notify(st.Index, nil, true)

@@ -152,6 +152,10 @@ type ServiceView struct {
 	Name      string
 	Index     uint64
 	Instances []*Instance
+	// Bars are the evictions' bars on the service's endpoints, ended or
+	// not (readers compare Until with the time), sorted by address and
+	// port.
+	Bars []*Bar
 }
 
 // ProofAddressPort is Instance.Proof when the registration's callback

@@ -103,10 +103,18 @@ func TestAPI_Evict(t *testing.T) {
 	if st, _, raw := h.Post(t, "web", k.Secret, regBody(t, other)); st != 201 {
 		t.Fatalf("another endpoint of the host: %d %s", st, raw)
 	}
+	// Lookups show the evicted endpoint, and until when.
+	res, err := h.Anon.Lookup(ctx, "web")
+	if err != nil || len(res.Evicted) != 1 || res.Evicted[0].Port != in.Port() || res.Evicted[0].Reason != "bad build" || res.Evicted[0].Until != ev.Until {
+		t.Fatalf("lookup during the bar: %+v, %v", res, err)
+	}
 	// After the bar, it registers.
 	time.Sleep(time.Until(until) + 50*time.Millisecond)
 	if st, _, raw := h.Post(t, "web", k.Secret, regBody(t, req)); st != 201 {
 		t.Fatalf("registration after the bar: %d %s", st, raw)
+	}
+	if res, err := h.Anon.Lookup(ctx, "web"); err != nil || len(res.Evicted) != 0 {
+		t.Fatalf("lookup after the bar: %+v, %v", res, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/catalog"
 )
 
 var (
@@ -88,7 +89,11 @@ func (a *apiServer) evict(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return adminAuth.apply(err)
 	}
-	WriteJSON(w, http.StatusOK, api.Eviction{ID: b.Instance, Service: b.Service, Address: b.Address, Port: b.Port,
-		Until: b.Until.UTC().Format(time.RFC3339Nano), Reason: b.Reason, Index: b.Index})
+	WriteJSON(w, http.StatusOK, evictionToAPI(b))
 	return nil
+}
+
+func evictionToAPI(b *catalog.Bar) api.Eviction {
+	return api.Eviction{ID: b.Instance, Service: b.Service, Address: b.Address, Port: b.Port,
+		Until: b.Until.UTC().Format(time.RFC3339Nano), Reason: b.Reason, Index: b.Index}
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -297,7 +298,31 @@ func (ans *lookupAnswer) encode(b []byte, w io.Writer) (_ []byte, whole bool, er
 	if !whole || err != nil {
 		return b, false, err
 	}
-	return append(b, lookupEnd...), true, nil
+	if len(ans.rd.Evicted) == 0 {
+		return append(b, lookupEnd...), true, nil
+	}
+	// The evicted endpoints, rare: encoded by reflection, after the
+	// instances.
+	ev := make([]api.Eviction, len(ans.rd.Evicted))
+	for i, bar := range ans.rd.Evicted {
+		ev[i] = evictionToAPI(bar)
+	}
+	tail, merr := json.Marshal(ev)
+	if merr != nil {
+		return b, false, merr
+	}
+	if len(b)+len(tail)+len(`],"evicted":}`)+1 > lookupChunk {
+		if w == nil {
+			return b, false, nil
+		}
+		if _, err := w.Write(b); err != nil {
+			return b, false, err
+		}
+		b = b[:0]
+	}
+	b = append(b, `],"evicted":`...)
+	b = append(b, tail...)
+	return append(b, "}\n"...), true, nil
 }
 
 // listServices handles GET /v1/services: services with instances, and

@@ -45,8 +45,11 @@ type ServiceRead struct {
 	// View is the catalog's view of the service, nil if the service has
 	// never had an instance. Its pointer changes with every change to the
 	// service, so front ends may key caches by it.
-	View  *catalog.ServiceView
-	live  *health.Liveness
+	View *catalog.ServiceView
+	// Evicted are the bars of evictions on the service's endpoints that
+	// have not ended: endpoints an operator keeps out, and until when.
+	Evicted []*catalog.Bar
+	live    *health.Liveness
 	floor time.Time
 	now   time.Time
 }
@@ -91,7 +94,16 @@ func (r *Registry) Service(name string) (ServiceRead, error) {
 	if !ok {
 		return ServiceRead{}, ErrNotReady
 	}
-	return ServiceRead{View: r.cat.Service(name), live: r.live, floor: floor, now: r.now()}, nil
+	now := r.now()
+	sr := ServiceRead{View: r.cat.Service(name), live: r.live, floor: floor, now: now}
+	if sr.View != nil && len(sr.View.Bars) > 0 {
+		for _, b := range sr.View.Bars {
+			if b.Until.After(now) {
+				sr.Evicted = append(sr.Evicted, b)
+			}
+		}
+	}
+	return sr, nil
 }
 
 // Summary is one service in the service list.
