@@ -38,7 +38,8 @@ type Catalog struct {
 	// ops is the dispatch table, built by New and never changed.
 	ops map[Op]applyFunc
 
-	subs subscribers
+	subs  subscribers
+	watch watches
 }
 
 // applyFunc applies one command at index idx under the write lock. It
@@ -128,6 +129,7 @@ func (c *Catalog) Apply(idx uint64, cmd Command) Result {
 	res.Index = idx
 	if res.Err == nil {
 		c.subs.notify(idx, touched, false)
+		c.watch.wake(touched, false)
 	}
 	return res
 }

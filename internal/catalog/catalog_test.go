@@ -1569,3 +1569,49 @@ func TestCatalog_Apply_evict(t *testing.T) {
 		t.Fatalf("evicting an unknown instance: %v", err)
 	}
 }
+
+// TestCatalog_Watch: a service's watch channel closes at the next change
+// of that service only; the list's at the next change of any service;
+// a Restore closes them all.
+func TestCatalog_Watch(t *testing.T) {
+	c := catalog.New()
+	idx := uint64(0)
+	apply := func(cmd catalog.Command) { idx++; c.Apply(idx, cmd) }
+	apply(catalog.Command{Op: catalog.OpCreateKey, Key: &catalog.Key{ID: "k1", SecretHash: make([]byte, 32), Services: []string{"*"}}})
+	reg := func(id, service string) {
+		apply(catalog.Command{Op: catalog.OpRegister, Rules: catalog.RulesCurrent, Instance: &catalog.Instance{
+			ID: id, Service: service, Address: "10.0.0.1", Port: 80 + len(id), Scheme: "http", TTL: time.Second,
+			DeregisterAfter: time.Minute, TokenHash: make([]byte, 32), KeyID: "k1", Status: catalog.StatusPassing,
+			Proof: catalog.ProofAddressPort}})
+	}
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	viewA, a := c.Watch("a")
+	_, b := c.Watch("b")
+	_, list := c.WatchList()
+	if viewA != nil || closed(a) || closed(b) || closed(list) {
+		t.Fatal("channels closed before any change")
+	}
+	reg("i1", "a")
+	if !closed(a) || closed(b) || !closed(list) {
+		t.Fatalf("after a change to a: a %v, b %v, list %v; want true, false, true", closed(a), closed(b), closed(list))
+	}
+	viewA, a2 := c.Watch("a")
+	if viewA == nil || len(viewA.Instances) != 1 || closed(a2) {
+		t.Fatal("a new watch of a: the view or the channel is wrong")
+	}
+	var buf bytes.Buffer
+	c.Snapshot().WriteTo(&buf)
+	if err := c.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(a2) || !closed(b) {
+		t.Fatal("a Restore left watches open")
+	}
+}

@@ -168,6 +168,7 @@ func (c *Catalog) Restore(r io.Reader) error {
 	}
 	c.mu.Unlock()
 	c.subs.notify(st.Index, nil, true)
+	c.watch.wake(nil, true)
 	return nil
 }
 

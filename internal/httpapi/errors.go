@@ -76,6 +76,10 @@ func APIError(err error) *Error {
 		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the catalog is still loading; retry")
 		e.RetryAfter = 1
 		return e
+	case errors.Is(err, registry.ErrTooManyWaiters):
+		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many blocking queries held open; retry, or ask without index and wait")
+		e.RetryAfter = 1
+		return e
 	case errors.Is(err, registry.ErrBusy):
 		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many registrations in flight; retry")
 		e.RetryAfter = 1

@@ -121,11 +121,37 @@ func parseLookupQuery(q map[string][]string) (registry.Filter, *Error) {
 			default:
 				return f, BadField("status", "status must be passing, critical, draining or any")
 			}
+		case "index", "wait": // parseBlocking's
 		default:
 			return f, BadField(k, "unknown query parameter %q", k)
 		}
 	}
 	return f, nil
+}
+
+// parseBlocking reads a blocking query's index and wait: blocking is
+// false when the query has neither. wait without index is an error; an
+// index without wait waits registry.DefaultWait.
+func parseBlocking(q map[string][]string) (index uint64, wait time.Duration, blocking bool, _ *Error) {
+	is, hasIndex := q["index"]
+	ws, hasWait := q["wait"]
+	if !hasIndex && !hasWait {
+		return 0, 0, false, nil
+	}
+	if !hasIndex {
+		return 0, 0, false, BadField("wait", "wait needs index: the index of the answer you hold (X-Muster-Index)")
+	}
+	index, err := strconv.ParseUint(is[len(is)-1], 10, 64)
+	if err != nil {
+		return 0, 0, false, BadField("index", "index %q is not a non-negative integer", is[len(is)-1])
+	}
+	wait = registry.DefaultWait
+	if hasWait {
+		if wait, err = time.ParseDuration(ws[len(ws)-1]); err != nil || wait <= 0 || wait > registry.MaxWait {
+			return 0, 0, false, BadField("wait", "wait %q must be a duration above 0 and at most %s", ws[len(ws)-1], registry.MaxWait)
+		}
+	}
+	return index, wait, true, nil
 }
 
 // lookup handles GET /v1/services/{service}, served from memory. It is
@@ -151,11 +177,22 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	if err := registry.CheckServiceName(service); err != nil {
 		return err
 	}
-	f, qerr := parseLookupQuery(r.URL.Query())
+	q := r.URL.Query()
+	f, qerr := parseLookupQuery(q)
 	if qerr != nil {
 		return qerr
 	}
-	rd, err := a.reg.Service(service)
+	index, wait, blocking, qerr := parseBlocking(q)
+	if qerr != nil {
+		return qerr
+	}
+	var rd registry.ServiceRead
+	var err error
+	if blocking {
+		rd, err = a.reg.WaitService(r.Context(), service, index, wait)
+	} else {
+		rd, err = a.reg.Service(service)
+	}
 	if err != nil {
 		return err
 	}
@@ -328,7 +365,26 @@ func (ans *lookupAnswer) encode(b []byte, w io.Writer) (_ []byte, whole bool, er
 // listServices handles GET /v1/services: services with instances, and
 // counts by status.
 func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
-	sums, index, err := a.reg.Services()
+	q := r.URL.Query()
+	for k := range q {
+		if k != "index" && k != "wait" {
+			return BadField(k, "unknown query parameter %q", k)
+		}
+	}
+	since, wait, blocking, qerr := parseBlocking(q)
+	if qerr != nil {
+		return qerr
+	}
+	var (
+		sums  []registry.Summary
+		index uint64
+		err   error
+	)
+	if blocking {
+		sums, index, err = a.reg.WaitServices(r.Context(), since, wait)
+	} else {
+		sums, index, err = a.reg.Services()
+	}
 	if err != nil {
 		return err
 	}

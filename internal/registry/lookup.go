@@ -50,8 +50,8 @@ type ServiceRead struct {
 	// have not ended: endpoints an operator keeps out, and until when.
 	Evicted []*catalog.Bar
 	live    *health.Liveness
-	floor time.Time
-	now   time.Time
+	floor   time.Time
+	now     time.Time
 }
 
 // Index returns the service's index (0 for a service never seen).

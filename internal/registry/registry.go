@@ -39,6 +39,9 @@ var (
 	ErrUnavailable = errors.New("registry: no leader can accept writes right now")
 	// ErrBusy means every slot for registration callbacks is taken.
 	ErrBusy = errors.New("registry: too many registrations in flight")
+	// ErrTooManyWaiters means Config.MaxWaiters blocking queries are held
+	// open already.
+	ErrTooManyWaiters = errors.New("registry: too many blocking queries held open")
 	// ErrNoCredential means the caller presented no token or key.
 	ErrNoCredential = errors.New("registry: credential required")
 	// ErrWrongToken means the caller's token is not one that may do this:
@@ -130,6 +133,9 @@ type Config struct {
 	// grow the Raft log.
 	RegisterBurst int
 	RegisterEvery time.Duration
+	// MaxWaiters bounds the blocking queries held open at once; beyond
+	// it, ErrBusy.
+	MaxWaiters int
 	// Seed, when set, turns on the tutorial protocol's admission policy.
 	Seed *SeedConfig
 	// Logger receives the registry's log lines; nil discards them.
@@ -143,6 +149,7 @@ func DefaultConfig() Config {
 	return Config{
 		MaxVerifying: 128, MinVerifyingShare: 4, FailureBurst: 10, FailureEvery: 6 * time.Second,
 		MaxInstancesPerKey: 1000, MaxInstancesPerAddress: 256, RegisterBurst: 500, RegisterEvery: 20 * time.Millisecond,
+		MaxWaiters: 20000,
 	}
 }
 
@@ -160,6 +167,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInstancesPerKey < 1 || c.MaxInstancesPerKey > MaxKeyInstances || c.MaxInstancesPerAddress < 1 {
 		errs = append(errs, fmt.Errorf("registry: instance limits per key (1 to %d) and per address must be at least 1", MaxKeyInstances))
+	}
+	if c.MaxWaiters < 1 {
+		errs = append(errs, errors.New("registry: at least one blocking query must be allowed"))
 	}
 	if c.RegisterBurst < 1 || c.RegisterEvery <= 0 {
 		errs = append(errs, errors.New("registry: register burst must be at least 1 and its refill period positive"))
@@ -194,6 +204,7 @@ type Registry struct {
 	// whole: its callers are only addresses, which a caller can rotate.
 	seedFailures *failureLimiter
 	quotas       quotas
+	waiters      waiters
 	// seedKey serialises the creation of the tutorial protocol's key.
 	seedKey sync.Mutex
 }
