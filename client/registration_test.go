@@ -353,14 +353,12 @@ func TestRegistration_ShutdownAfterReplacement(t *testing.T) {
 	// instance's on DELETE: the registry answers 403, as it does to the
 	// holder of a replaced instance's old token.
 	target, _ := url.Parse(reg.URL())
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	direct := proxy.Director
-	proxy.Director = func(req *http.Request) {
-		direct(req)
-		if req.Method == http.MethodDelete {
-			req.Header.Set("Authorization", "Bearer not-this-instances-token")
+	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		if pr.Out.Method == http.MethodDelete {
+			pr.Out.Header.Set("Authorization", "Bearer not-this-instances-token")
 		}
-	}
+	}}
 	front := &http.Server{Handler: proxy}
 	fln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

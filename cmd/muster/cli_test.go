@@ -30,12 +30,12 @@ import (
 
 // runCLI runs the CLI in-process and returns its stdout, stderr, error and
 // exit code (as main would exit).
-func runCLI(tb testing.TB, env map[string]string, args ...string) (stdout, stderr string, err error, code int) {
+func runCLI(tb testing.TB, env map[string]string, args ...string) (stdout, stderr string, code int, err error) {
 	tb.Helper()
 	var out, errOut bytes.Buffer
 	err = run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
 	code = report(err, func(k string) string { return env[k] }, &errOut)
-	return out.String(), errOut.String(), err, code
+	return out.String(), errOut.String(), code, err
 }
 
 // commandPaths lists every command of the tree, as arguments.
@@ -63,7 +63,7 @@ func TestRun_HelpExitsZero(t *testing.T) {
 	}
 	for _, path := range paths {
 		for _, args := range [][]string{append(path, "-h"), append(path, "--help"), append([]string{"help"}, path...)} {
-			out, errOut, err, code := runCLI(t, nil, args...)
+			out, errOut, code, err := runCLI(t, nil, args...)
 			if err != nil || code != 0 || !strings.Contains(out, "Usage:") || errOut != "" {
 				t.Errorf("muster %s: exit %d, err %v, stderr %q, stdout:\n%s", strings.Join(args, " "), code, err, errOut, out)
 			}
@@ -71,7 +71,7 @@ func TestRun_HelpExitsZero(t *testing.T) {
 	}
 	// A group given no command shows its help on stderr and exits 2.
 	for _, args := range [][]string{nil, {"keys"}} {
-		out, errOut, _, code := runCLI(t, nil, args...)
+		out, errOut, code, _ := runCLI(t, nil, args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, "Available Commands:") {
 			t.Errorf("muster %v: exit %d, stdout %q, stderr:\n%s", args, code, out, errOut)
 		}
@@ -106,7 +106,7 @@ func TestReport_UsageErrors(t *testing.T) {
 		{[]string{"help", "keys", "bogus"}, `unknown help topic "keys bogus"`, "muster help"},
 		{[]string{"server", "--register-rate", "0"}, "--register-rate must be between", "muster server"},
 	} {
-		out, errOut, err, code := runCLI(t, nil, tc.args...)
+		out, errOut, code, err := runCLI(t, nil, tc.args...)
 		lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
 		if code != 2 || !errors.Is(err, errUsage) || out != "" || len(lines) != 2 ||
 			!strings.HasPrefix(lines[0], "muster: ") || !strings.Contains(lines[0], tc.want) ||
@@ -154,7 +154,7 @@ func TestSingleDashLong(t *testing.T) {
 	// End to end: the server reads them (and refuses --seed-compat
 	// without names, before it starts anything).
 	dir := filepath.Join(t.TempDir(), "data")
-	_, _, err, _ := runCLI(t, nil, "server", "-http-addr", "127.0.0.1:0", "-data-dir", dir, "-seed-compat")
+	_, _, _, err := runCLI(t, nil, "server", "-http-addr", "127.0.0.1:0", "-data-dir", dir, "-seed-compat")
 	if err == nil || !strings.Contains(err.Error(), "seed") {
 		t.Fatalf("server with single-dash flags: %v", err)
 	}
@@ -167,7 +167,7 @@ func TestCLI_Outputs(t *testing.T) {
 	env := map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": h.AdminToken(t)}
 	cli := func(args ...string) string {
 		t.Helper()
-		out, errOut, err, _ := runCLI(t, env, args...)
+		out, errOut, _, err := runCLI(t, env, args...)
 		if err != nil {
 			t.Fatalf("muster %s: %v\n%s", strings.Join(args, " "), err, errOut)
 		}
@@ -247,10 +247,10 @@ func TestCLI_Outputs(t *testing.T) {
 	if got := cli("lookup", "web2", "--status", "draining", "-o", "id"); got != reg.ID+"\n" {
 		t.Fatalf("lookup --status draining = %q", got)
 	}
-	if _, _, err, code := runCLI(t, env, "drain", "nope"); !errors.Is(err, client.ErrNotFound) || code != 1 {
+	if _, _, code, err := runCLI(t, env, "drain", "nope"); !errors.Is(err, client.ErrNotFound) || code != 1 {
 		t.Fatalf("drain of an unknown instance: %v, exit %d", err, code)
 	}
-	if _, errOut, err, _ := runCLI(t, map[string]string{"MUSTER_ADDR": h.Srv.URL()}, "drain", reg.ID); !errors.Is(err, client.ErrUnauthorized) || !strings.Contains(errOut, "hint: set MUSTER_TOKEN") {
+	if _, errOut, _, err := runCLI(t, map[string]string{"MUSTER_ADDR": h.Srv.URL()}, "drain", reg.ID); !errors.Is(err, client.ErrUnauthorized) || !strings.Contains(errOut, "hint: set MUSTER_TOKEN") {
 		t.Fatalf("drain without a token: %v\n%s", err, errOut)
 	}
 }
@@ -310,13 +310,13 @@ func TestVersion(t *testing.T) {
 	}
 
 	for _, args := range [][]string{{"version"}, {"--version"}, {"-v"}} {
-		out, _, err, _ := runCLI(t, nil, args...)
+		out, _, _, err := runCLI(t, nil, args...)
 		if err != nil || !strings.HasPrefix(out, "muster ") || !strings.Contains(out, "\ncommit:") || !strings.Contains(out, "\ncommit time:") ||
 			!strings.Contains(out, runtime.Version()) {
 			t.Errorf("muster %v = %q, %v", args, out, err)
 		}
 	}
-	out, _, err, _ := runCLI(t, nil, "version", "-o", "json")
+	out, _, _, err := runCLI(t, nil, "version", "-o", "json")
 	var j map[string]any
 	if err != nil || json.Unmarshal([]byte(out), &j) != nil || j["version"] == nil || j["go"] != runtime.Version() {
 		t.Errorf("version -o json = %q, %v", out, err)
@@ -341,12 +341,12 @@ func TestVersion(t *testing.T) {
 // and of service names from the registry.
 func TestCompletion(t *testing.T) {
 	for _, sh := range []string{"bash", "zsh", "fish", "powershell"} {
-		out, _, err, _ := runCLI(t, nil, "completion", sh)
+		out, _, _, err := runCLI(t, nil, "completion", sh)
 		if err != nil || len(out) < 1000 || !strings.Contains(out, "muster") {
 			t.Errorf("completion %s: %d bytes, %v", sh, len(out), err)
 		}
 	}
-	out, _, err, _ := runCLI(t, nil, "__complete", "server", "--log-level", "")
+	out, _, _, err := runCLI(t, nil, "__complete", "server", "--log-level", "")
 	if err != nil || !strings.Contains(out, "debug\ninfo\nwarn\nerror\n") {
 		t.Errorf("completing --log-level: %q, %v", out, err)
 	}
@@ -356,7 +356,7 @@ func TestCompletion(t *testing.T) {
 	if _, err := h.Anon.Register(context.Background(), "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()}); err != nil {
 		t.Fatal(err)
 	}
-	out, _, err, _ = runCLI(t, map[string]string{"MUSTER_ADDR": h.Srv.URL()}, "__complete", "lookup", "")
+	out, _, _, err = runCLI(t, map[string]string{"MUSTER_ADDR": h.Srv.URL()}, "__complete", "lookup", "")
 	if err != nil || !strings.HasPrefix(out, "web\n") {
 		t.Errorf("completing lookup NAME: %q, %v", out, err)
 	}
@@ -520,7 +520,7 @@ func TestCLI_RegisterSidecarRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
-			out, errOut, err, code := runCLI(t, map[string]string{"MUSTER_ADDR": tc.addr, "MUSTER_KEY": tc.key},
+			out, errOut, code, err := runCLI(t, map[string]string{"MUSTER_ADDR": tc.addr, "MUSTER_KEY": tc.key},
 				"register", "--service", tc.service, "--address", "127.0.0.1", "--port", "8080")
 			if code != 1 || !errors.Is(err, client.ErrRefused) || !strings.Contains(errOut, "\nmuster: the registry refused the registration: ") ||
 				!strings.Contains(errOut, tc.want+"\n") || tc.hint != "" && !strings.Contains(errOut, "\nhint: ") || !strings.Contains(errOut, tc.hint) {
@@ -574,7 +574,7 @@ func TestCLI_RegisterSidecarInterruptedUnregistered(t *testing.T) {
 func TestCLI_Health(t *testing.T) {
 	h := testserver.NewHarness(t, nil)
 	for args, want := range map[string]string{"health": "ok\n", "health --ready": "ready\n"} {
-		out, errOut, err, code := runCLI(t, map[string]string{"MUSTER_ADDR": h.Srv.URL()}, strings.Fields(args)...)
+		out, errOut, code, err := runCLI(t, map[string]string{"MUSTER_ADDR": h.Srv.URL()}, strings.Fields(args)...)
 		if err != nil || code != 0 || out != want {
 			t.Errorf("muster %s: %q, exit %d, %v\n%s", args, out, code, err, errOut)
 		}
@@ -582,7 +582,7 @@ func TestCLI_Health(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	if out, errOut, _, code := runCLI(t, map[string]string{"MUSTER_ADDR": "http://" + addr}, "health"); code != 1 || out != "" || !strings.HasPrefix(errOut, "muster: health: ") {
+	if out, errOut, code, _ := runCLI(t, map[string]string{"MUSTER_ADDR": "http://" + addr}, "health"); code != 1 || out != "" || !strings.HasPrefix(errOut, "muster: health: ") {
 		t.Errorf("muster health with nothing listening: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }

@@ -28,7 +28,7 @@ func TestCLI_EvictAndSnapshot(t *testing.T) {
 	env := map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": h.AdminToken(t)}
 	cli := func(args ...string) string {
 		t.Helper()
-		out, errOut, err, _ := runCLI(t, env, args...)
+		out, errOut, _, err := runCLI(t, env, args...)
 		if err != nil {
 			t.Fatalf("muster %s: %v\n%s", strings.Join(args, " "), err, errOut)
 		}
@@ -51,7 +51,7 @@ func TestCLI_EvictAndSnapshot(t *testing.T) {
 	if got := cli("lookup", "web"); !strings.Contains(got, "evicted: 127.0.0.1:") || !strings.Contains(got, "(bad build)") {
 		t.Fatalf("lookup during the bar:\n%s", got)
 	}
-	if _, _, err, code := runCLI(t, env, "evict", reg.ID, "--for", "1h"); code != 1 || !strings.Contains(err.Error(), "evicted") {
+	if _, _, code, err := runCLI(t, env, "evict", reg.ID, "--for", "1h"); code != 1 || !strings.Contains(err.Error(), "evicted") {
 		t.Fatalf("evicting it again: %v, exit %d", err, code)
 	}
 
@@ -69,10 +69,10 @@ func TestCLI_EvictAndSnapshot(t *testing.T) {
 	if got := cli("snapshot", "restore", file, "--data-dir", dir); !strings.Contains(got, "restored the catalog") {
 		t.Fatalf("snapshot restore = %q", got)
 	}
-	if _, _, err, code := runCLI(t, env, "snapshot", "restore", file, "--data-dir", dir); code != 1 || err == nil {
+	if _, _, code, err := runCLI(t, env, "snapshot", "restore", file, "--data-dir", dir); code != 1 || err == nil {
 		t.Fatalf("restoring into a dir that holds a cluster: %v, exit %d", err, code)
 	}
-	if _, _, err, code := runCLI(t, env, "snapshot", "restore", file); code != 2 {
+	if _, _, code, err := runCLI(t, env, "snapshot", "restore", file); code != 2 {
 		t.Fatalf("restore without --data-dir: %v, exit %d", err, code)
 	}
 	p := startProc(t, dir)

@@ -512,7 +512,7 @@ func (r *boltFile) bucket(path []string, v []byte, bdepth int) error {
 		r.buckets[path[0]] = true
 	}
 	if len(path) > 1 && (path[0] == "logs" || path[0] == "conf") {
-		return fmt.Errorf("Raft's %s bucket holds a bucket", path[0])
+		return fmt.Errorf("the Raft bucket %s holds a bucket", path[0])
 	}
 	if len(v) < bucketSize {
 		return fmt.Errorf("the header of bucket %q is %d bytes", strings.Join(path, "/"), len(v))
