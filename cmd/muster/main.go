@@ -84,7 +84,7 @@ registry node; the other commands talk to a running registry.
 
 Environment:
   MUSTER_ADDR   the registry's URL (default ` + client.DefaultAddr + `)
-  MUSTER_TOKEN  the admin token, for keys, deregister and drain
+  MUSTER_TOKEN  the admin token, for keys, drain, evict, deregister and snapshot save
   MUSTER_KEY    an enrolment key secret, for register`
 
 // newRootCmd builds the command tree. It holds no state beyond one run.

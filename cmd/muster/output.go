@@ -12,7 +12,7 @@ import (
 // outputFlag defines -o/--output on a command that prints records.
 func outputFlag(cmd *cobra.Command) *enumValue {
 	return enumFlag(cmd, "output", "o", "table",
-		"output format: table; json or yaml (the registry's answer, same field names); id (the IDs alone, one a line)",
+		"output format: table; json or yaml (the registry's answer, same field names); id (the IDs alone, one a line; for services, the names)",
 		"table", "json", "yaml", "id")
 }
 

@@ -122,7 +122,7 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	}
 	prefixes, err := verify.ParseAllow(strings.Split(o.allow, ","))
 	if err != nil {
-		return server.Config{}, fmt.Errorf("--verify-allow: %w", err)
+		return server.Config{}, usagef("--verify-allow: %v", err)
 	}
 	cfg := server.DefaultConfig()
 	cfg.HTTPAddr, cfg.DataDir, cfg.Cluster.RaftAddr = o.httpAddr, o.dataDir, o.raftAddr
@@ -159,9 +159,14 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 		}
 		cfg.Registry.Seed = &registry.SeedConfig{Challenge: o.seedChallenge, Response: o.seedResponse, HeartbeatInterval: o.seedInterval, Services: pats}
 		if err := cfg.Registry.Seed.Validate(); err != nil {
-			return server.Config{}, fmt.Errorf("--seed-compat: %w", err)
+			return server.Config{}, usagef("--seed-compat: %v", err)
 		}
 		cfg.Logger.Warn("the tutorial protocol is on: it registers without an enrolment key, for these name patterns", "seed_services", pats)
+	}
+	// A value the components refuse is a command-line mistake too: exit 2,
+	// before anything is opened or written.
+	if err := cfg.Validate(); err != nil {
+		return server.Config{}, usagef("%v", err)
 	}
 	return cfg, nil
 }

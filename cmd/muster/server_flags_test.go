@@ -85,3 +85,23 @@ func TestServer_SeedCompatNeedsNames(t *testing.T) {
 		}
 	}
 }
+
+// TestServer_BadFlagValuesAreUsageErrors: a flag value a component
+// refuses exits 2, like any command-line mistake, before anything is
+// created.
+func TestServer_BadFlagValuesAreUsageErrors(t *testing.T) {
+	for _, bad := range [][]string{
+		{"--expiry-grace", "-5s"}, {"--verify-timeout", "0s"}, {"--max-instances-per-key", "-1"},
+		{"--verify-allow", "notacidr"}, {"--register-rate", "-1"},
+	} {
+		dir := filepath.Join(t.TempDir(), "data")
+		args := append([]string{"server", "--http-addr", "127.0.0.1:0", "--data-dir", dir}, bad...)
+		_, errOut, code, err := runCLI(t, nil, args...)
+		if code != 2 || err == nil || !strings.Contains(errOut, "-h") {
+			t.Errorf("%v: exit %d, %v\n%s", bad, code, err, errOut)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%v: the refused start created the data dir", bad)
+		}
+	}
+}

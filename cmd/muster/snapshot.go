@@ -19,7 +19,7 @@ func newEvictCmd(e env) *cobra.Command {
 		reason string
 	)
 	cmd := &cobra.Command{
-		Use:   "evict ID --for DURATION [flags]",
+		Use:   "evict ID [--for DURATION] [--reason TEXT]",
 		Short: "remove an instance and keep its endpoint out for a while (admin token)",
 		Long: withEnv(`Evict an instance: it is removed, and its endpoint (service, address and
 port) may not register again until the time printed, even while its
@@ -109,8 +109,9 @@ serving.`, envAddr, envToken),
 catalog is the snapshot in FILE. Start muster server --data-dir DIR to
 bring the backup back: it resumes from the snapshot's index, and the
 instances that still run heartbeat or register again as after any
-restart. The admin token is the new server's (a new one is written to
-DIR/admin-token unless you give one).`,
+restart. The admin token is the new server's: it writes one to
+DIR/admin-token at its first start, unless MUSTER_ADMIN_TOKEN or
+--admin-token-file gives it one.`,
 		Args: nArgs(1, "one file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dataDir == "" {

@@ -12,6 +12,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/durable"
 )
 
 // ErrDataDirInUse means RestoreSnapshot was asked to write into a data
@@ -27,14 +28,16 @@ var ErrDataDirInUse = errors.New("cluster: the data dir already holds a cluster"
 func RestoreSnapshot(dataDir string, snapshot []byte) (uint64, error) {
 	cat := catalog.New()
 	if err := cat.Restore(bytes.NewReader(snapshot)); err != nil {
-		return 0, fmt.Errorf("cluster: the snapshot: %w", err)
+		return 0, fmt.Errorf("not a muster catalog snapshot, or a damaged one: %w", err)
 	}
 	index := cat.Index()
 	if index == 0 {
 		return 0, errors.New("cluster: the snapshot holds no index; it was not written by a muster server")
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return 0, fmt.Errorf("cluster: data dir: %w", err)
+	for _, dir := range []string{dataDir, filepath.Join(dataDir, "snapshots")} {
+		if _, err := durable.PrivateDir(dir); err != nil {
+			return 0, fmt.Errorf("cluster: data dir: %w", err)
+		}
 	}
 	if _, exists, err := readClusterID(dataDir); err != nil || exists {
 		if err == nil {

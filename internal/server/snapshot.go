@@ -22,9 +22,15 @@ type SnapshotSummary struct {
 func InspectSnapshot(snapshot []byte) (SnapshotSummary, error) {
 	c := catalog.New()
 	if err := c.Restore(bytes.NewReader(snapshot)); err != nil {
-		return SnapshotSummary{}, fmt.Errorf("server: %w", err)
+		return SnapshotSummary{}, fmt.Errorf("not a muster catalog snapshot, or a damaged one: %w", err)
 	}
-	return SnapshotSummary{Index: c.Index(), Instances: len(c.Instances()), Services: len(c.Services()),
+	services := 0
+	for _, v := range c.Services() {
+		if len(v.Instances) > 0 { // as muster services counts them
+			services++
+		}
+	}
+	return SnapshotSummary{Index: c.Index(), Instances: len(c.Instances()), Services: services,
 		Keys: len(c.Keys()), Evictions: len(c.Bars())}, nil
 }
 
