@@ -565,6 +565,7 @@ func (r *Registration) shutdown() error {
 	// a registration that replaced it, whose token this one is not.
 	// Either way it is no longer this process's to remove.
 	gone := errors.Is(err, ErrNotFound) || errors.Is(err, ErrForbidden)
+	rawErr := err
 	if gone {
 		err = nil
 	}
@@ -574,7 +575,9 @@ func (r *Registration) shutdown() error {
 		r.log.Warn("deregistration failed; the instance will expire after its TTL", "instance_id", st.InstanceID, "err", err)
 		return errorf("%w", err)
 	case gone:
-		r.log.Info("the instance had already left muster (expired, removed or replaced)", "instance_id", st.InstanceID)
+		// The registry's answer says why (an eviction names its end).
+		r.log.Info("the instance had already left muster (expired, removed, evicted or replaced)", "instance_id", st.InstanceID,
+			"answer", rawErr.Error())
 	default:
 		r.log.Info("deregistered from muster", "instance_id", st.InstanceID)
 	}

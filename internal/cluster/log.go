@@ -33,10 +33,15 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		case strings.Contains(s, "[DEBUG]"), strings.Contains(s, "[TRACE]"):
 			level = slog.LevelDebug
 		}
-		// Strip hclog's own timestamp; slog adds one.
+		// Strip hclog's own timestamp and level (slog has its own) and
+		// its "raft: " name (the component says it).
 		if i := strings.Index(s, " ["); i >= 0 {
 			s = s[i+1:]
 		}
+		if i := strings.Index(s, "]"); strings.HasPrefix(s, "[") && i > 0 {
+			s = strings.TrimLeft(s[i+1:], " ")
+		}
+		s = strings.TrimPrefix(s, "raft: ")
 		w.l.Log(context.Background(), level, s, "component", "raft")
 	}
 	return len(p), nil

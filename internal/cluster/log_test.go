@@ -1,0 +1,30 @@
+package cluster
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// TestHCLogger: raft's lines reach slog once each, at their level, with
+// neither hclog's timestamp nor its level nor its name repeated in the
+// message.
+func TestHCLogger(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHCLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l.Warn("heartbeat timeout reached, starting election", "last-leader-addr", "n0")
+	l.Info("entering leader state", "leader", "n1")
+	out := buf.String()
+	for _, want := range []string{
+		`level=WARN msg="heartbeat timeout reached, starting election: last-leader-addr=n0" component=raft`,
+		`level=INFO msg="entering leader state: leader=n1" component=raft`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "[WARN]") || strings.Contains(out, "raft: ") {
+		t.Errorf("the message repeats hclog's level or name:\n%s", out)
+	}
+}
