@@ -91,3 +91,6 @@ func (r *Registry) WaitServices(ctx context.Context, index uint64, wait time.Dur
 	}
 	return r.Services()
 }
+
+// Waiters returns how many blocking queries are held open now.
+func (r *Registry) Waiters() int { return int(r.waiters.n.Load()) }

@@ -6,7 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/testutil"
@@ -107,4 +113,83 @@ func BenchmarkRegister_Loopback(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkBlockingQueries_Idle holds 10,000 blocking lookups of one
+// service open on the handler (no sockets: the cost measured is the
+// registry's and the handler's, not the kernel's), measures the process's
+// CPU while they wait and the heap they hold, then registers one instance
+// and measures how long until every one of them has answered. Figures:
+// base-cpu-ms/s (CPU milliseconds per second, the process idle with no
+// waiter), idle-cpu-ms/s (the same with the waiters held), heap-B/waiter
+// and stack-B/waiter (their goroutines' stacks), wake-all-ms. Run it with
+//
+//	go test -run xxx -bench BlockingQueries -benchtime 1x ./internal/server/
+func BenchmarkBlockingQueries_Idle(b *testing.B) {
+	const waiters = 10000
+	h := start(b, nil)
+	k := h.Key(b, "bench")
+	handler := h.Srv.Handler()
+	ctx := context.Background()
+	resp, err := http.Get(h.Srv.URL() + "/v1/services/bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	index := resp.Header.Get(api.HeaderIndex)
+	const idle = 3 * time.Second
+	for range b.N {
+		base0 := processCPU() // the process idle, with no waiter
+		time.Sleep(idle)
+		base := processCPU() - base0
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var wg sync.WaitGroup
+		var answered atomic.Int64
+		for range waiters {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w := httptest.NewRecorder()
+				handler.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/services/bench?index="+index+"&wait=10m", nil))
+				if w.Code == 200 {
+					answered.Add(1)
+				}
+			}()
+		}
+		for h.Srv.Registry().Waiters() < waiters {
+			time.Sleep(10 * time.Millisecond)
+		}
+		runtime.GC()
+		var held runtime.MemStats
+		runtime.ReadMemStats(&held)
+		cpu0 := processCPU()
+		time.Sleep(idle)
+		cpu := processCPU() - cpu0
+
+		inst := testutil.NewInstance(b, k.Secret, verify.Proof)
+		woke := time.Now()
+		if _, err := h.Anon.Register(ctx, "bench", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port()}); err != nil {
+			b.Fatal(err)
+		}
+		wg.Wait()
+		wake := time.Since(woke)
+		if answered.Load() != waiters {
+			b.Fatalf("%d of %d waiters answered 200", answered.Load(), waiters)
+		}
+		b.ReportMetric(float64(base.Milliseconds())/idle.Seconds(), "base-cpu-ms/s")
+		b.ReportMetric(float64(cpu.Milliseconds())/idle.Seconds(), "idle-cpu-ms/s")
+		b.ReportMetric(float64(held.HeapInuse-before.HeapInuse)/waiters, "heap-B/waiter")
+		b.ReportMetric(float64(held.StackInuse-before.StackInuse)/waiters, "stack-B/waiter")
+		b.ReportMetric(float64(wake.Microseconds())/1000, "wake-all-ms")
+		index = strconv.FormatUint(h.Srv.Catalog().Index(), 10)
+	}
+}
+
+// processCPU returns the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

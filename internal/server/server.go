@@ -103,6 +103,7 @@ type Server struct {
 	cat      *catalog.Catalog
 	node     *cluster.Node
 	live     *health.Liveness
+	reg      *registry.Registry
 	listener net.Listener
 	http     *http.Server
 	handler  http.Handler
@@ -191,6 +192,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	rcfg.AdminTokenHash = catalog.HashSecret(adminToken)
 	rcfg.Logger = s.log
 	reg, err := registry.New(rcfg, s.cat, node, s.live, verifier)
+	s.reg = reg
 	if err != nil {
 		node.Close()
 		return fmt.Errorf("server: %w", err)
@@ -308,6 +310,9 @@ func (s *Server) Catalog() *catalog.Catalog { return s.cat }
 
 // Handler returns the HTTP API handler, for in-process benchmarks.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Registry returns the registry the front ends call (nil before Start).
+func (s *Server) Registry() *registry.Registry { return s.reg }
 
 // Node returns the server's Raft node.
 func (s *Server) Node() *cluster.Node { return s.node }
