@@ -126,7 +126,7 @@ func validateInstance(in *Instance) error {
 	if err := checkID("instance.key_id", in.KeyID); err != nil {
 		return err
 	}
-	if len(in.Proof) > maxProofLen || !printable(in.Proof) {
+	if len(in.Proof) > maxProofLen || !Printable(in.Proof) {
 		return badCommand("instance.proof", "proof must be at most %d printable characters", maxProofLen)
 	}
 	if in.HostIP != "" {
@@ -141,7 +141,7 @@ func validateInstance(in *Instance) error {
 		return badCommand("instance.tags", "%d tags, at most %d", len(in.Tags), maxTags)
 	}
 	for _, t := range in.Tags {
-		if t == "" || len(t) > maxTagLen || !printable(t) || strings.ContainsAny(t, " ,") {
+		if t == "" || len(t) > maxTagLen || !Printable(t) || strings.ContainsAny(t, " ,") {
 			return badCommand("instance.tags", "tag %q is not 1 to %d printable characters without spaces or commas", t, maxTagLen)
 		}
 	}
@@ -149,10 +149,10 @@ func validateInstance(in *Instance) error {
 		return badCommand("instance.meta", "%d meta entries, at most %d", len(in.Meta), maxMeta)
 	}
 	for k, v := range in.Meta {
-		if k == "" || len(k) > maxMetaKeyLen || !metaKey(k) {
+		if k == "" || len(k) > maxMetaKeyLen || !ValidMetaKey(k) {
 			return badCommand("instance.meta", "meta key %q is not 1 to %d of A-Z a-z 0-9 . _ -", k, maxMetaKeyLen)
 		}
-		if len(v) > maxMetaValueLen || !printable(v) {
+		if len(v) > maxMetaValueLen || !Printable(v) {
 			return badCommand("instance.meta", "meta value of %q is not at most %d printable characters", k, maxMetaValueLen)
 		}
 	}
@@ -249,7 +249,9 @@ func knownStatus(s Status) bool {
 	return s == StatusPassing || s == StatusCritical || s == StatusDraining
 }
 
-func printable(s string) bool {
+// Printable reports whether s is valid UTF-8 without control characters:
+// the rule for tags, meta values, nonces and notes.
+func Printable(s string) bool {
 	if !utf8.ValidString(s) {
 		return false
 	}
@@ -261,7 +263,9 @@ func printable(s string) bool {
 	return true
 }
 
-func metaKey(k string) bool {
+// ValidMetaKey reports whether k is made of A-Z a-z 0-9 . _ - only (its
+// length is the caller's to check).
+func ValidMetaKey(k string) bool {
 	for i := 0; i < len(k); i++ {
 		c := k[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {

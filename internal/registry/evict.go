@@ -67,7 +67,7 @@ func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration,
 	if d < MinEviction || d > MaxEviction {
 		return nil, badField("for", "an eviction lasts from %s to %s", MinEviction, MaxEviction)
 	}
-	if len(reason) > maxReason || !printable(reason) {
+	if len(reason) > maxReason || !catalog.Printable(reason) {
 		return nil, badField("reason", "reason must be at most %d printable characters", maxReason)
 	}
 	if err := r.Ready(); err != nil {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
@@ -101,14 +100,14 @@ func validateRegister(req api.RegisterRequest) (registration, *FieldError) {
 	} else if !validPath(req.VerifyPath) || !strings.HasPrefix(req.VerifyPath, verifyPathPrefix) {
 		return reg, badField("verify_path", "verify_path must start with %s and hold at most %d of a-z A-Z 0-9 - . _ ~ /, with no empty, . or .. segment", verifyPathPrefix, maxVerifyPathLen)
 	}
-	if len(req.Nonce) > maxNonceLen || !printable(req.Nonce) {
+	if len(req.Nonce) > maxNonceLen || !catalog.Printable(req.Nonce) {
 		return reg, badField("nonce", "nonce must be at most %d printable characters", maxNonceLen)
 	}
 	if len(req.Tags) > maxTags {
 		return reg, badField("tags", "at most %d tags", maxTags)
 	}
 	for _, t := range req.Tags {
-		if t == "" || len(t) > maxTagLen || !printable(t) || strings.ContainsAny(t, " ,") {
+		if t == "" || len(t) > maxTagLen || !catalog.Printable(t) || strings.ContainsAny(t, " ,") {
 			return reg, badField("tags", "tag %q must be 1 to %d printable characters without spaces or commas", t, maxTagLen)
 		}
 	}
@@ -116,10 +115,10 @@ func validateRegister(req api.RegisterRequest) (registration, *FieldError) {
 		return reg, badField("meta", "at most %d meta entries", maxMeta)
 	}
 	for k, v := range req.Meta {
-		if k == "" || len(k) > maxMetaKeyLen || !metaKey(k) {
+		if k == "" || len(k) > maxMetaKeyLen || !catalog.ValidMetaKey(k) {
 			return reg, badField("meta", "meta key %q must be 1 to %d of A-Z a-z 0-9 . _ -", k, maxMetaKeyLen)
 		}
-		if len(v) > maxMetaValueLen || !printable(v) {
+		if len(v) > maxMetaValueLen || !catalog.Printable(v) {
 			return reg, badField("meta", "meta value of %q must be at most %d printable characters", k, maxMetaValueLen)
 		}
 	}
@@ -217,28 +216,6 @@ func validPath(p string) bool {
 	}
 	for _, seg := range strings.Split(strings.Trim(p, "/"), "/") {
 		if seg == "" || seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
-}
-
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func metaKey(k string) bool {
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
 			return false
 		}
 	}
