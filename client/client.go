@@ -62,7 +62,8 @@ func newClient(cfg Config, getenv func(string) string) (*Client, error) {
 	return &Client{base: u, token: cfg.Token, hc: hc}, nil
 }
 
-// do sends a request and decodes a JSON answer into out (when non-nil).
+// do sends a request and decodes a JSON answer into out (when non-nil);
+// an out that is an io.Writer gets a successful answer's body as is.
 func (c *Client) do(ctx context.Context, op, method, path string, query url.Values, token string, in, out any) (http.Header, error) {
 	u := *c.base
 	u.Path += path
@@ -93,6 +94,13 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 		return nil, errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
+	if w, ok := out.(io.Writer); ok && resp.StatusCode < 300 {
+		// A raw answer (a snapshot), copied as it comes, of any size.
+		if _, err := io.Copy(w, resp.Body); err != nil {
+			return resp.Header, errorf("%s: %w: read answer: %w", op, ErrUnavailable, err)
+		}
+		return resp.Header, nil
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, errorf("%s: %w: read answer: %w", op, ErrUnavailable, err)
