@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"slices"
+	"sort"
 )
 
 // The apply methods, one per operation. Each runs under the write lock,
@@ -150,16 +151,32 @@ func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
 	if old, ok := c.bars[ak]; ok {
 		c.dropBar(old)
 	}
-	b := &Bar{Service: inst.Service, Address: inst.Address, Port: inst.Port, Instance: inst.ID, Reason: cmd.Reason, Until: cmd.Until, Index: idx}
-	c.bars[ak] = b
-	c.barsByID[inst.ID] = b
+	c.addBar(&Bar{Service: inst.Service, Address: inst.Address, Port: inst.Port, Instance: inst.ID, Reason: cmd.Reason, Until: cmd.Until, Index: idx})
 	c.rebuild(inst.Service, idx)
 	return Result{}, []string{inst.Service}
 }
 
+// addBar records b. The caller rebuilds the service's view.
+func (c *Catalog) addBar(b *Bar) {
+	c.bars[addrKey(b.Service, b.Address, b.Port)] = b
+	c.barsByID[b.Instance] = b
+	list := append(slices.Clone(c.barsBySvc[b.Service]), b)
+	sort.Slice(list, func(i, j int) bool {
+		return addrKey(b.Service, list[i].Address, list[i].Port) < addrKey(b.Service, list[j].Address, list[j].Port)
+	})
+	c.barsBySvc[b.Service] = list
+}
+
+// dropBar forgets b. The caller rebuilds the service's view.
 func (c *Catalog) dropBar(b *Bar) {
 	delete(c.bars, addrKey(b.Service, b.Address, b.Port))
 	delete(c.barsByID, b.Instance)
+	list := slices.DeleteFunc(slices.Clone(c.barsBySvc[b.Service]), func(x *Bar) bool { return x == b })
+	if len(list) == 0 {
+		delete(c.barsBySvc, b.Service)
+	} else {
+		c.barsBySvc[b.Service] = list
+	}
 }
 
 func (c *Catalog) applyCreateKey(idx uint64, cmd Command) (Result, []string) {

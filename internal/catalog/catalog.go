@@ -31,9 +31,12 @@ type Catalog struct {
 	// enrolment key (registered under rules 2 or later): the tutorial
 	// protocol never takes them.
 	keyed map[string]bool
-	// bars are the evicted endpoints by addrKey, and by instance ID.
-	bars     map[string]*Bar
-	barsByID map[string]*Bar
+	// bars are the evicted endpoints by addrKey, by instance ID, and by
+	// service (a sorted slice replaced, never changed, when a bar comes or
+	// goes, so that views can share it).
+	bars      map[string]*Bar
+	barsByID  map[string]*Bar
+	barsBySvc map[string][]*Bar
 
 	// ops is the dispatch table, built by New and never changed.
 	ops map[Op]applyFunc
@@ -85,6 +88,7 @@ func (c *Catalog) reset() {
 	c.keyed = map[string]bool{}
 	c.bars = map[string]*Bar{}
 	c.barsByID = map[string]*Bar{}
+	c.barsBySvc = map[string][]*Bar{}
 }
 
 func addrKey(service, address string, port int) string {
@@ -210,16 +214,7 @@ func (c *Catalog) rebuild(service string, idx uint64) {
 		list = append(list, inst)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-	var bars []*Bar
-	for _, b := range c.bars { // few: evictions are an operator's
-		if b.Service == service {
-			bars = append(bars, b)
-		}
-	}
-	sort.Slice(bars, func(i, j int) bool {
-		return addrKey(service, bars[i].Address, bars[i].Port) < addrKey(service, bars[j].Address, bars[j].Port)
-	})
-	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Bars: bars}
+	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Bars: c.barsBySvc[service]}
 }
 
 // Index returns the Raft index of the last applied command.

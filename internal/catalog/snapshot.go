@@ -156,9 +156,7 @@ func (c *Catalog) Restore(r io.Reader) error {
 		}
 	}
 	for _, r := range st.Bars {
-		b := &Bar{Service: r.Service, Address: r.Address, Port: r.Port, Instance: r.Instance, Reason: r.Reason, Until: r.Until, Index: r.Index}
-		c.bars[addrKey(b.Service, b.Address, b.Port)] = b
-		c.barsByID[b.Instance] = b
+		c.addBar(&Bar{Service: r.Service, Address: r.Address, Port: r.Port, Instance: r.Instance, Reason: r.Reason, Until: r.Until, Index: r.Index})
 	}
 	for name, idx := range st.Services {
 		c.rebuild(name, idx)
