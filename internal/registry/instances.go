@@ -53,7 +53,7 @@ func (r *Registry) beat(ctx context.Context, inst *catalog.Instance) (catalog.St
 	if ok, _ := r.registrations.Allow(now, inst.KeyID); !ok {
 		return catalog.StatusCritical, nil
 	}
-	r.registrations.Fail(now, inst.KeyID)
+	r.registrations.Spend(now, inst.KeyID)
 	_, err := r.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "heartbeat"})
 	switch {
 	case err == nil:

@@ -5,15 +5,16 @@ import (
 	"time"
 )
 
-// failureLimiter bounds how many failed verifications a caller may cause:
-// token buckets by name. An attempt is let through while every named
-// bucket holds a token, and only a failure spends one. Concurrent attempts
-// can therefore overdraw a bucket, by at most the number of verifications
-// in flight (64); the debt is paid back before the next attempt is let
-// through. A caller probing addresses in the allowlisted networks through
-// the callback is slowed to the refill rate; a service that registers
-// correctly never spends anything, however many replicas register at once.
-type failureLimiter struct {
+// buckets are token buckets by name: Allow reports whether every named
+// bucket holds a token, Spend takes one from each. The registry uses them
+// for failed verifications (only a failure spends, so a service that
+// registers correctly never spends anything, however many replicas
+// register at once, and a caller probing addresses through the callback
+// is slowed to the refill rate) and for the write rate per key (every
+// attempt spends). Concurrent attempts can overdraw a bucket, by at most
+// the number in flight; the debt is paid back before the next attempt is
+// let through.
+type buckets struct {
 	burst float64
 	every time.Duration // one token back per every
 
@@ -29,12 +30,12 @@ type bucket struct {
 // maxBuckets is the map size at which full buckets are swept out.
 const maxBuckets = 10000
 
-func newFailureLimiter(burst int, every time.Duration) *failureLimiter {
-	return &failureLimiter{burst: float64(burst), every: every, buckets: map[string]*bucket{}}
+func newBuckets(burst int, every time.Duration) *buckets {
+	return &buckets{burst: float64(burst), every: every, buckets: map[string]*bucket{}}
 }
 
 // refill brings b up to date at now. Call with l.mu held.
-func (l *failureLimiter) refill(b *bucket, now time.Time) {
+func (l *buckets) refill(b *bucket, now time.Time) {
 	if d := now.Sub(b.at); d > 0 {
 		b.tokens = min(l.burst, b.tokens+float64(d)/float64(l.every))
 		b.at = now
@@ -43,7 +44,7 @@ func (l *failureLimiter) refill(b *bucket, now time.Time) {
 
 // Allow reports whether every named bucket holds a token, and if not, how
 // long until they all do.
-func (l *failureLimiter) Allow(now time.Time, names ...string) (bool, time.Duration) {
+func (l *buckets) Allow(now time.Time, names ...string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var wait time.Duration
@@ -59,8 +60,8 @@ func (l *failureLimiter) Allow(now time.Time, names ...string) (bool, time.Durat
 	return wait == 0, wait
 }
 
-// Fail spends a token of every named bucket (a failed verification).
-func (l *failureLimiter) Fail(now time.Time, names ...string) {
+// Spend takes a token from every named bucket.
+func (l *buckets) Spend(now time.Time, names ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.buckets) >= maxBuckets {
@@ -79,7 +80,7 @@ func (l *failureLimiter) Fail(now time.Time, names ...string) {
 
 // sweep forgets buckets that have refilled: they hold nothing a fresh
 // bucket would not. Call with l.mu held.
-func (l *failureLimiter) sweep(now time.Time) {
+func (l *buckets) sweep(now time.Time) {
 	for n, b := range l.buckets {
 		if l.refill(b, now); b.tokens >= l.burst {
 			delete(l.buckets, n)

@@ -8,14 +8,14 @@ import (
 
 func TestFailureLimiter_AllowFail(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	l := newFailureLimiter(3, time.Second)
+	l := newBuckets(3, time.Second)
 	for i := 0; i < 10; i++ {
 		if ok, _ := l.Allow(t0, "k"); !ok {
 			t.Fatal("attempts that do not fail were refused")
 		}
 	}
 	for i := 0; i < 3; i++ {
-		l.Fail(t0, "k")
+		l.Spend(t0, "k")
 	}
 	if ok, wait := l.Allow(t0, "k"); ok || wait != time.Second {
 		t.Fatalf("after 3 failures: %v, wait %s; want refused, 1s", ok, wait)
@@ -31,7 +31,7 @@ func TestFailureLimiter_AllowFail(t *testing.T) {
 	}
 	// Concurrent failures overdraw; the debt is paid before the next try.
 	for i := 0; i < 5; i++ {
-		l.Fail(t0.Add(time.Second), "d")
+		l.Spend(t0.Add(time.Second), "d")
 	}
 	if ok, wait := l.Allow(t0.Add(time.Second), "d"); ok || wait != 3*time.Second {
 		t.Fatalf("after overdrawing by 2: %v, wait %s; want refused, 3s", ok, wait)
@@ -40,11 +40,11 @@ func TestFailureLimiter_AllowFail(t *testing.T) {
 
 func TestFailureLimiter_sweep(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	l := newFailureLimiter(1, time.Second)
+	l := newBuckets(1, time.Second)
 	for i := 0; i < maxBuckets; i++ {
-		l.Fail(t0, fmt.Sprint(i))
+		l.Spend(t0, fmt.Sprint(i))
 	}
-	l.Fail(t0.Add(time.Hour), "new")
+	l.Spend(t0.Add(time.Hour), "new")
 	if n := len(l.buckets); n != 1 {
 		t.Fatalf("%d buckets held after they all refilled, want 1", n)
 	}

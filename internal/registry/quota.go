@@ -43,7 +43,7 @@ func (r *Registry) reserve(key *catalog.Key, address, id string, replacing, same
 			"enrolment key %s registers faster than %s allows (%d at once, then one every %s); retry in %s",
 			key.ID, "--register-rate", r.cfg.RegisterBurst, r.cfg.RegisterEvery, roundUp(wait))}
 	}
-	r.registrations.Fail(now, key.ID) // spend: every attempt counts, whatever its outcome
+	r.registrations.Spend(now, key.ID) // every attempt counts, whatever its outcome
 	limit := key.MaxInstances
 	if limit == 0 {
 		limit = r.cfg.MaxInstancesPerKey

@@ -195,14 +195,14 @@ type Registry struct {
 	slots *slotPool
 	// failures limits failed verifications per (caller, address) and,
 	// three times as generous, per caller alone (keyFailures).
-	failures    *failureLimiter
-	keyFailures *failureLimiter
+	failures    *buckets
+	keyFailures *buckets
 	// registrations limits registrations per key (their rate); quotas
 	// the instances per key and per address.
-	registrations *failureLimiter
+	registrations *buckets
 	// seedFailures bounds failed callbacks of the tutorial protocol as a
 	// whole: its callers are only addresses, which a caller can rotate.
-	seedFailures *failureLimiter
+	seedFailures *buckets
 	quotas       quotas
 	waiters      waiters
 	// seedKey serialises the creation of the tutorial protocol's key.
@@ -224,10 +224,10 @@ func New(cfg Config, cat *catalog.Catalog, p Proposer, live *health.Liveness, v 
 	return &Registry{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, cat: cat, prop: p, live: live, verifier: v,
 		slots:         newSlotPool(),
-		failures:      newFailureLimiter(cfg.FailureBurst, cfg.FailureEvery),
-		keyFailures:   newFailureLimiter(3*cfg.FailureBurst, cfg.FailureEvery/3),
-		registrations: newFailureLimiter(cfg.RegisterBurst, cfg.RegisterEvery),
-		seedFailures:  newFailureLimiter(10*cfg.FailureBurst, cfg.FailureEvery/10),
+		failures:      newBuckets(cfg.FailureBurst, cfg.FailureEvery),
+		keyFailures:   newBuckets(3*cfg.FailureBurst, cfg.FailureEvery/3),
+		registrations: newBuckets(cfg.RegisterBurst, cfg.RegisterEvery),
+		seedFailures:  newBuckets(10*cfg.FailureBurst, cfg.FailureEvery/10),
 	}, nil
 }
 
@@ -405,10 +405,10 @@ func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release fu
 	if err != nil {
 		release()
 		now := r.now()
-		r.failures.Fail(now, p.byTarget)
-		r.keyFailures.Fail(now, p.byCaller)
+		r.failures.Spend(now, p.byTarget)
+		r.keyFailures.Spend(now, p.byCaller)
 		if p.seed {
-			r.seedFailures.Fail(now, "seed")
+			r.seedFailures.Spend(now, "seed")
 		}
 		return nil, "", r.asVerifyError(err, p, detailed, p.attrs...)
 	}
