@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-func TestFailureLimiter_AllowFail(t *testing.T) {
+func TestBuckets_AllowSpend(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	l := newBuckets(3, time.Second)
 	for i := 0; i < 10; i++ {
@@ -38,7 +38,7 @@ func TestFailureLimiter_AllowFail(t *testing.T) {
 	}
 }
 
-func TestFailureLimiter_sweep(t *testing.T) {
+func TestBuckets_sweep(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	l := newBuckets(1, time.Second)
 	for i := 0; i < maxBuckets; i++ {
