@@ -69,6 +69,7 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 		c.removeInstance(old)
 		res.Replaced = old.ID
 	}
+	ev := &Event{Type: EventRegistered, Replaced: old}
 	if cmd.Rules >= 2 && !seed {
 		c.keyed[in.Service] = true
 	}
@@ -80,6 +81,8 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	stored.ModifyIndex = idx
 	c.putInstance(&stored)
 	c.rebuild(stored.Service, idx)
+	ev.Instance = &stored
+	c.event = ev
 	return res, []string{stored.Service}
 }
 
@@ -93,6 +96,11 @@ func (c *Catalog) applyDeregister(idx uint64, cmd Command) (Result, []string) {
 	}
 	c.removeInstance(inst)
 	c.rebuild(inst.Service, idx)
+	reason := ReasonDeregistered
+	if cmd.IfStatus == StatusCritical {
+		reason = ReasonExpired
+	}
+	c.event = &Event{Type: EventDeregistered, Instance: inst, Reason: reason}
 	return Result{}, []string{inst.Service}
 }
 
@@ -119,6 +127,7 @@ func (c *Catalog) applySetStatus(idx uint64, cmd Command) (Result, []string) {
 	next.ModifyIndex = idx
 	c.putInstance(&next)
 	c.rebuild(next.Service, idx)
+	c.event = &Event{Type: EventStatus, Instance: &next}
 	return Result{}, []string{next.Service}
 }
 
@@ -135,6 +144,7 @@ func (c *Catalog) applyDrain(idx uint64, cmd Command) (Result, []string) {
 	next.ModifyIndex = idx
 	c.putInstance(&next)
 	c.rebuild(next.Service, idx)
+	c.event = &Event{Type: EventStatus, Instance: &next}
 	return Result{}, []string{next.Service}
 }
 
@@ -153,6 +163,7 @@ func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
 	}
 	c.addBar(&Bar{Service: inst.Service, Address: inst.Address, Port: inst.Port, Instance: inst.ID, Reason: cmd.Reason, Until: cmd.Until, Index: idx})
 	c.rebuild(inst.Service, idx)
+	c.event = &Event{Type: EventDeregistered, Instance: inst, Reason: ReasonEvicted}
 	return Result{}, []string{inst.Service}
 }
 

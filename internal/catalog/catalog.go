@@ -43,6 +43,10 @@ type Catalog struct {
 
 	subs  subscribers
 	watch watches
+	// events are the recent changes, for streams; event is the one the
+	// command being applied made, recorded by Apply if it succeeds.
+	events history
+	event  *Event
 }
 
 // applyFunc applies one command at index idx under the write lock. It
@@ -50,7 +54,7 @@ type Catalog struct {
 type applyFunc func(c *Catalog, idx uint64, cmd Command) (Result, []string)
 
 // New returns an empty catalog.
-func New() *Catalog {
+func New(opts ...Option) *Catalog {
 	c := &Catalog{ops: map[Op]applyFunc{
 		OpRegister:   (*Catalog).applyRegister,
 		OpDeregister: (*Catalog).applyDeregister,
@@ -60,6 +64,10 @@ func New() *Catalog {
 		OpRevokeKey:  (*Catalog).applyRevokeKey,
 		OpEvict:      (*Catalog).applyEvict,
 	}}
+	c.events = newHistory(DefaultEventHistory)
+	for _, o := range opts {
+		o(c)
+	}
 	c.reset()
 	return c
 }
@@ -126,6 +134,14 @@ func (c *Catalog) Apply(idx uint64, cmd Command) Result {
 	default:
 		res, touched = fn(c, idx, cmd)
 	}
+	ev := c.event
+	c.event = nil
+	if ev != nil && res.Err == nil {
+		ev.Index = idx
+		c.events.record(ev)
+	} else {
+		ev = nil
+	}
 	if idx > c.index {
 		c.index = idx
 	}
@@ -134,6 +150,9 @@ func (c *Catalog) Apply(idx uint64, cmd Command) Result {
 	if res.Err == nil {
 		c.subs.notify(idx, touched, false)
 		c.watch.wake(touched, false)
+	}
+	if ev != nil {
+		c.events.wake()
 	}
 	return res
 }
@@ -241,7 +260,7 @@ func (c *Catalog) Services() []*ServiceView {
 		out = append(out, v)
 	}
 	c.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sortViews(out)
 	return out
 }
 

@@ -164,9 +164,11 @@ func (c *Catalog) Restore(r io.Reader) error {
 	for _, name := range st.Keyed {
 		c.keyed[name] = true
 	}
+	c.events.reset(st.Index)
 	c.mu.Unlock()
 	c.subs.notify(st.Index, nil, true)
 	c.watch.wake(nil, true)
+	c.events.wake()
 	return nil
 }
 

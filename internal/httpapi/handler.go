@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -26,6 +27,12 @@ type Deps struct {
 	Mount []Route
 	// Lookups bounds lookups with large answers (see LookupConfig).
 	Lookups LookupConfig
+	// Watch tunes the event stream (see WatchConfig).
+	Watch WatchConfig
+	// Closing, when set, ends when the server begins to close: handlers
+	// that may run for minutes (streams, blocking queries) then return, so
+	// that shutdown need not wait for them.
+	Closing context.Context
 }
 
 type apiServer struct {
@@ -36,7 +43,9 @@ type apiServer struct {
 	// bufs holds the lookups' answer buffers.
 	bufs sync.Pool
 	// lookups are the slots of lookups with large answers.
-	lookups *lookupSlots
+	lookups  *lookupSlots
+	watchCfg WatchConfig
+	closing  context.Context // nil: never
 }
 
 // NewHandler returns the API handler.
@@ -47,7 +56,8 @@ func NewHandler(d Deps) http.Handler {
 	if d.MaxBody == 0 {
 		d.MaxBody = 64 << 10
 	}
-	a := &apiServer{reg: d.Registry, log: d.Logger, maxBody: d.MaxBody, enc: newInstanceEncoder(), lookups: newLookupSlots(d.Lookups)}
+	a := &apiServer{reg: d.Registry, log: d.Logger, maxBody: d.MaxBody, enc: newInstanceEncoder(), lookups: newLookupSlots(d.Lookups),
+		watchCfg: d.Watch.withDefaults(), closing: d.Closing}
 	a.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
 
 	all := d.Mount
@@ -159,14 +169,18 @@ func (a *apiServer) readyz(w http.ResponseWriter, r *http.Request) error {
 		WriteJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not_ready", Leader: h.Leader, Reason: reason, Degraded: h.Degraded})
 		return nil
 	}
+	// Mass-expiry protection is a state of the fleet, not of this node:
+	// it is reported, and the node stays ready.
+	p := a.reg.ProtectionState()
 	if h.Degraded != "" {
 		reason := "degraded: " + h.Degraded
 		if h.Degraded == "disk" {
 			reason = "the data dir's disk is below its free-space reserve: writes are refused until space is freed; reads are served"
 		}
-		WriteJSON(w, http.StatusOK, api.Health{Status: "degraded", Leader: h.Leader, Index: h.Index, Degraded: h.Degraded, Reason: reason})
+		WriteJSON(w, http.StatusOK, api.Health{Status: "degraded", Leader: h.Leader, Index: h.Index, Degraded: h.Degraded, Reason: reason,
+			Protection: p.Active, ProtectionActivations: p.Activations})
 		return nil
 	}
-	WriteJSON(w, http.StatusOK, api.Health{Status: "ready", Leader: h.Leader, Index: h.Index})
+	WriteJSON(w, http.StatusOK, api.Health{Status: "ready", Leader: h.Leader, Index: h.Index, Protection: p.Active, ProtectionActivations: p.Activations})
 	return nil
 }

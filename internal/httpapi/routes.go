@@ -38,6 +38,7 @@ func (a *apiServer) routes() []route {
 		{"POST", "/v1/services/{service}/instances", a.register},
 		{"GET", "/v1/services", a.listServices},
 		{"GET", "/v1/services/{service}", a.lookup},
+		{"GET", "/v1/watch", a.watch},
 
 		{"GET", "/v1/instances/{id}", a.getInstance},
 		{"PUT", "/v1/instances/{id}/heartbeat", a.heartbeat},

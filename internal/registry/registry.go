@@ -136,6 +136,10 @@ type Config struct {
 	// MaxWaiters bounds the blocking queries held open at once; beyond
 	// it, ErrBusy.
 	MaxWaiters int
+	// MaxStreams bounds the event streams open at once, and
+	// MaxStreamsPerClient those of one client address; beyond them,
+	// ErrTooManyStreams.
+	MaxStreams, MaxStreamsPerClient int
 	// Seed, when set, turns on the tutorial protocol's admission policy.
 	Seed *SeedConfig
 	// Logger receives the registry's log lines; nil discards them.
@@ -149,7 +153,7 @@ func DefaultConfig() Config {
 	return Config{
 		MaxVerifying: 128, MinVerifyingShare: 4, FailureBurst: 10, FailureEvery: 6 * time.Second,
 		MaxInstancesPerKey: 1000, MaxInstancesPerAddress: 256, RegisterBurst: 500, RegisterEvery: 20 * time.Millisecond,
-		MaxWaiters: 20000,
+		MaxWaiters: 20000, MaxStreams: 4096, MaxStreamsPerClient: 1024,
 	}
 }
 
@@ -170,6 +174,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxWaiters < 1 {
 		errs = append(errs, errors.New("registry: at least one blocking query must be allowed"))
+	}
+	if c.MaxStreams < 1 || c.MaxStreamsPerClient < 1 {
+		errs = append(errs, errors.New("registry: at least one event stream, in all and per client, must be allowed"))
 	}
 	if c.RegisterBurst < 1 || c.RegisterEvery <= 0 {
 		errs = append(errs, errors.New("registry: register burst must be at least 1 and its refill period positive"))
@@ -205,6 +212,7 @@ type Registry struct {
 	seedFailures *buckets
 	quotas       quotas
 	waiters      waiters
+	streams      streams
 	// seedKey serialises the creation of the tutorial protocol's key.
 	seedKey sync.Mutex
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,12 @@ type Config struct {
 	// Lookups bounds lookups with large answers: how many are written at
 	// once, how long one waits for its turn, and how long one may take.
 	Lookups httpapi.LookupConfig
+	// Watch tunes the event stream: its heartbeat, write timeout and
+	// batch.
+	Watch httpapi.WatchConfig
+	// EventHistory is how many recent changes the catalog keeps for event
+	// streams to resume from (catalog.DefaultEventHistory when zero).
+	EventHistory int
 
 	// Logger receives every component's log lines; nil discards them.
 	Logger *slog.Logger
@@ -69,6 +76,7 @@ func DefaultConfig() Config {
 		Sweep:    health.DefaultSweepConfig(),
 		Registry: registry.DefaultConfig(),
 		Lookups:  httpapi.DefaultLookupConfig(),
+		Watch:    httpapi.DefaultWatchConfig(),
 	}
 }
 
@@ -86,9 +94,12 @@ func (c Config) Validate() error {
 	if c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen {
 		errs = append(errs, fmt.Errorf("the admin token must be at least %d characters (openssl rand -hex 24 makes one)", MinAdminTokenLen))
 	}
+	if c.EventHistory < 0 {
+		errs = append(errs, errors.New("the event history must not be negative"))
+	}
 	cc := c.Cluster
 	cc.DataDir = c.DataDir // the cluster's check reports it missing
-	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate()} {
+	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate(), c.Watch.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -108,8 +119,11 @@ type Server struct {
 	http     *http.Server
 	handler  http.Handler
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	once     sync.Once
+	// closeLong ends the handlers that may run for minutes (streams,
+	// blocking queries) when Close begins.
+	closeLong context.CancelFunc
+	wg        sync.WaitGroup
+	once      sync.Once
 	// AdminTokenPath is where the admin token was read or written; empty
 	// when it came from Config.AdminToken.
 	adminTokenPath string
@@ -174,7 +188,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	s.cat = catalog.New()
+	s.cat = catalog.New(catalog.WithEventHistory(cmp.Or(s.cfg.EventHistory, catalog.DefaultEventHistory)))
 	ncfg.DataDir = s.cfg.DataDir
 	ncfg.Logger = s.log
 	node, err := cluster.Open(ncfg, s.cat)
@@ -201,11 +215,15 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if reg.SeedEnabled() {
 		mount = seedapi.New(reg, s.log, maxBody).Routes()
 	}
-	handler := httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: s.log, MaxBody: maxBody, Mount: mount, Lookups: s.cfg.Lookups})
+	var closing context.Context
+	closing, s.closeLong = context.WithCancel(context.Background())
+	handler := httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: s.log, MaxBody: maxBody, Mount: mount,
+		Lookups: s.cfg.Lookups, Watch: s.cfg.Watch, Closing: closing})
 	s.handler = handler
 	s.listener = ln
 	s.http = &http.Server{
 		ConnState:         s.trackNew,
+		ConnContext:       httpapi.ConnContext,
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -351,6 +369,9 @@ func (s *Server) Ready(ctx context.Context) error {
 func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
+		if s.closeLong != nil {
+			s.closeLong()
+		}
 		if s.http != nil {
 			// Shutdown waits for requests in flight, but it also waits up
 			// to 5 s for connections that never sent one (a client's
