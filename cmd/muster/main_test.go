@@ -62,7 +62,14 @@ func startProc(tb testing.TB, dataDir string, extra ...string) *proc {
 // logging JSON, and waits until it is ready.
 func startProcArgs(tb testing.TB, args ...string) *proc {
 	tb.Helper()
-	cmd := exec.Command(binary, args...)
+	return startProcCmd(tb, exec.Command(binary, args...))
+}
+
+// startProcCmd runs cmd, which must run muster as a server logging JSON
+// (perhaps through a wrapper such as taskset), and waits until it is
+// ready.
+func startProcCmd(tb testing.TB, cmd *exec.Cmd) *proc {
+	tb.Helper()
 	// An io.Writer rather than StderrPipe: Wait then returns only after
 	// everything the process wrote has been read.
 	stderr, pw := io.Pipe()

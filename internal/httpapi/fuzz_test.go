@@ -87,3 +87,39 @@ func checkErr(t *testing.T, e *Error) {
 		t.Fatalf("unexpected status %d", e.Status)
 	}
 }
+
+// FuzzWatchQuery: any query and Last-Event-ID either parse into valid
+// service names and an index, or are a 400 naming the field.
+func FuzzWatchQuery(f *testing.F) {
+	for _, s := range [][2]string{
+		{"service=web&service=db", ""}, {"after=12", ""}, {"after=12", "40"}, {"", "7"}, {"service=Web", ""},
+		{"after=-1", ""}, {"after=18446744073709551616", ""}, {"x=1", ""}, {"", "abc"}, {"service=", " 3 "},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, raw, lastID string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		services, after, resume, perr := parseWatchQuery(q, lastID)
+		if perr != nil {
+			checkErr(t, perr)
+			if perr.Field == "" {
+				t.Fatalf("error names no field: %+v", perr)
+			}
+			return
+		}
+		for _, s := range services {
+			if registry.CheckServiceName(s) != nil {
+				t.Fatalf("parser accepted service %q", s)
+			}
+		}
+		if !resume && after != 0 {
+			t.Fatalf("after %d without resume", after)
+		}
+		if lastID != "" && !resume {
+			t.Fatalf("Last-Event-ID %q accepted without resuming", lastID)
+		}
+	})
+}

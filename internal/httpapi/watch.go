@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net"
@@ -92,7 +93,7 @@ func parseWatchQuery(q map[string][]string, lastEventID string) (services []stri
 			}
 			after, resume = n, true
 		default:
-			return nil, 0, false, BadField(k, "unknown query parameter %q", k)
+			return nil, 0, false, BadField(cmp.Or(k, "query"), "unknown query parameter %q", k)
 		}
 	}
 	if lastEventID != "" {

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+// BenchmarkWatch_FanOut: 1,000 event streams watch one service of a
+// `muster server` process; each iteration registers one instance (the
+// real verification callback included) and measures, for every watcher,
+// the time from sending the registration to reading its event. It reports
+// the 50th and 99th percentiles and the slowest over all iterations, and
+// the server's CPU per registration fanned out.
+//
+// On a machine with two or more cores the server is pinned to CPU 0
+// (taskset) and this process (the watchers and the registering client)
+// to CPU 1, so that the figures are the server's own. Run:
+//
+//	go test -run xxx -bench Watch_FanOut -benchtime 50x ./cmd/muster/
+//
+// MUSTER_BENCH_WATCHERS changes the number of watchers.
+func BenchmarkWatch_FanOut(b *testing.B) {
+	watchers := 1000
+	if n, err := strconv.Atoi(os.Getenv("MUSTER_BENCH_WATCHERS")); err == nil && n > 0 {
+		watchers = n
+	}
+	dir := b.TempDir()
+	args := []string{binary, "server", "--http-addr", "127.0.0.1:0", "--data-dir", dir, "--log-format", "json"}
+	pinned := false
+	if _, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() >= 2 {
+		args = append([]string{"taskset", "-c", "0"}, args...)
+		if err := exec.Command("taskset", "-a", "-p", "-c", "1", strconv.Itoa(os.Getpid())).Run(); err == nil {
+			pinned = true
+		}
+	}
+	p := startProcCmd(b, exec.Command(args[0], args[1:]...))
+	ctx := context.Background()
+	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(b, dir)})
+	key, err := admin.CreateKey(ctx, []string{"bench"}, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := testutil.NewInstance(b, key.Secret, verify.Proof)
+
+	// Every watcher reports the time it read each registered event's id.
+	type arrival struct {
+		id string
+		at time.Time
+	}
+	arrivals := make(chan arrival, watchers*4)
+	tr := &http.Transport{MaxIdleConnsPerHost: watchers, DisableCompression: true}
+	hc := &http.Client{Transport: tr}
+	var wg sync.WaitGroup
+	ready := make(chan struct{}, watchers)
+	streamCtx, stop := context.WithCancel(ctx)
+	for range watchers {
+		req, _ := http.NewRequestWithContext(streamCtx, http.MethodGet, p.url+"/v1/watch?service=bench", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			b.Fatalf("watch: %s", resp.Status)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer resp.Body.Close()
+			r := bufio.NewReaderSize(resp.Body, 64<<10)
+			var event string
+			for {
+				line, err := r.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				now := time.Now()
+				switch {
+				case strings.HasPrefix(string(line), "event: "):
+					event = strings.TrimSpace(string(line[len("event: "):]))
+				case strings.HasPrefix(string(line), "id: ") && event == api.EventSnapshot:
+					ready <- struct{}{}
+				case strings.HasPrefix(string(line), "id: ") && event == api.EventRegistered:
+					arrivals <- arrival{strings.TrimSpace(string(line[len("id: "):])), now}
+				}
+			}
+		}()
+	}
+	for range watchers {
+		<-ready
+	}
+	b.Cleanup(func() { stop(); wg.Wait() })
+
+	var lat []time.Duration
+	cpu0 := procCPU(b, p.cmd.Process.Pid)
+	b.ResetTimer()
+	for i := range b.N {
+		sent := time.Now()
+		res, err := admin.Register(ctx, "bench", key.Secret, api.RegisterRequest{
+			Address: "127.0.0.1", Port: 20000 + i, VerifyPort: in.Port(), TTL: "1h"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := strconv.FormatUint(res.Index, 10)
+		for got := 0; got < watchers; {
+			select {
+			case a := <-arrivals:
+				if a.id != id {
+					b.Fatalf("event %s arrived while waiting for %s", a.id, id)
+				}
+				lat = append(lat, a.at.Sub(sent))
+				got++
+			case <-time.After(30 * time.Second):
+				b.Fatalf("%d of %d watchers had event %s after 30 s", got, watchers, id)
+			}
+		}
+	}
+	b.StopTimer()
+	cpu := procCPU(b, p.cmd.Process.Pid) - cpu0
+	slices.Sort(lat)
+	pct := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(1), "max-ms")
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "server-cpu-ms/op")
+	if !pinned {
+		b.Logf("not pinned (taskset missing or one CPU): figures include the watchers' own CPU")
+	}
+	b.Logf("%d watchers, %d registrations", watchers, b.N)
+}
+
+// procCPU returns the CPU time (user and system) process pid has used, from
+// /proc (Linux); the benchmark skips elsewhere.
+func procCPU(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Skipf("no /proc: %v", err)
+	}
+	// Fields after the command name (which is in parentheses): state is
+	// field 3, utime 14, stime 15, in clock ticks (100 a second on Linux).
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
