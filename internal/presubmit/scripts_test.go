@@ -155,9 +155,13 @@ func TestScriptsTest(t *testing.T) {
 		noCalls   []string // prefixes of calls that must not be made
 		wantErr   string   // in the script's output
 	}{
-		{name: "chromium on the PATH", chromium: true, wantGo: goAll + "SKIP= ", noCalls: []string{"apt-get", "sudo"}},
+		{name: "chromium on the PATH", chromium: true, wantGo: goAll + "SKIP= ", noCalls: []string{"apt-get", "sudo"},
+			wantCalls: []string{"go test -run ^$ -bench . -benchtime 1x -count=1 -timeout 15m ./..."}},
 		{name: "packages named", chromium: true, args: []string{"./cmd/muster", "./internal/presubmit"},
-			wantGo: "go test -race -count=1 -timeout 30m ./cmd/muster ./internal/presubmit SKIP="},
+			wantGo:  "go test -race -count=1 -timeout 30m ./cmd/muster ./internal/presubmit SKIP=",
+			noCalls: []string{"go test -run ^$ -bench"}},
+		{name: "tests fail: no benchmarks", chromium: true, env: []string{"STUB_GO_EXIT=3"}, wantCode: 3, wantGo: goAll + "SKIP= ",
+			noCalls: []string{"go test -run ^$ -bench"}},
 		{name: "installed as root", env: []string{"STUB_APT=ok"}, wantGo: goAll + "SKIP= ",
 			wantCalls: []string{"apt-get -o DPkg::Lock::Timeout=300 -qq update FRONTEND=noninteractive LC_ALL=C",
 				"apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium FRONTEND=noninteractive LC_ALL=C"},
