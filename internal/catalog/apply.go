@@ -77,6 +77,7 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	stored.Tags = slices.Clone(in.Tags)
 	stored.Meta = cloneMap(in.Meta)
 	stored.TokenHash = slices.Clone(in.TokenHash)
+	stored.Checks = slices.Clone(in.Checks)
 	stored.CreateIndex = idx
 	stored.ModifyIndex = idx
 	c.putInstance(&stored)

@@ -75,11 +75,48 @@ type instanceV1 struct {
 	KeyID           string            `json:"key_id"`
 	Proof           string            `json:"proof"`
 	HostIP          string            `json:"host_ip,omitempty"`
-	Status          string            `json:"status"`
-	Draining        bool              `json:"draining,omitempty"`
-	RegisteredAt    time.Time         `json:"registered_at"`
-	CreateIndex     uint64            `json:"create_index"`
-	ModifyIndex     uint64            `json:"modify_index"`
+	// Checks are absent in instances registered before rules 4.
+	Checks       []checkV1 `json:"checks,omitempty"`
+	Status       string    `json:"status"`
+	Draining     bool      `json:"draining,omitempty"`
+	RegisteredAt time.Time `json:"registered_at"`
+	CreateIndex  uint64    `json:"create_index"`
+	ModifyIndex  uint64    `json:"modify_index"`
+}
+
+// checkV1 is an active health check in version 1 of the log and of
+// snapshots (added with rules 4).
+type checkV1 struct {
+	Type                   string        `json:"type"`
+	Path                   string        `json:"path,omitempty"`
+	Port                   int           `json:"port,omitempty"`
+	Interval               time.Duration `json:"interval"`
+	Timeout                time.Duration `json:"timeout"`
+	GRPCService            string        `json:"grpc_service,omitempty"`
+	FailuresBeforeCritical int           `json:"failures_before_critical"`
+	SuccessesBeforePassing int           `json:"successes_before_passing"`
+}
+
+func checksToV1(cs []Check) []checkV1 {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]checkV1, len(cs))
+	for i, c := range cs {
+		out[i] = checkV1(c)
+	}
+	return out
+}
+
+func checksFromV1(rs []checkV1) []Check {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]Check, len(rs))
+	for i, r := range rs {
+		out[i] = Check(r)
+	}
+	return out
 }
 
 // keyV1 is an enrolment key in version 1 of the log and of snapshots.
@@ -102,7 +139,7 @@ func instanceToV1(in *Instance) *instanceV1 {
 	return &instanceV1{
 		ID: in.ID, Service: in.Service, Address: in.Address, Port: in.Port, Scheme: in.Scheme,
 		Tags: in.Tags, Meta: in.Meta, TTL: in.TTL, DeregisterAfter: in.DeregisterAfter,
-		TokenHash: in.TokenHash, KeyID: in.KeyID, Proof: in.Proof, HostIP: in.HostIP, Status: string(in.Status),
+		TokenHash: in.TokenHash, KeyID: in.KeyID, Proof: in.Proof, HostIP: in.HostIP, Checks: checksToV1(in.Checks), Status: string(in.Status),
 		Draining: in.Draining, RegisteredAt: in.RegisteredAt, CreateIndex: in.CreateIndex, ModifyIndex: in.ModifyIndex,
 	}
 }
@@ -114,7 +151,7 @@ func (r *instanceV1) toInstance() *Instance {
 	return &Instance{
 		ID: r.ID, Service: r.Service, Address: r.Address, Port: r.Port, Scheme: r.Scheme,
 		Tags: r.Tags, Meta: r.Meta, TTL: r.TTL, DeregisterAfter: r.DeregisterAfter,
-		TokenHash: r.TokenHash, KeyID: r.KeyID, Proof: r.Proof, HostIP: r.HostIP, Status: Status(r.Status),
+		TokenHash: r.TokenHash, KeyID: r.KeyID, Proof: r.Proof, HostIP: r.HostIP, Checks: checksFromV1(r.Checks), Status: Status(r.Status),
 		Draining: r.Draining, RegisteredAt: r.RegisteredAt, CreateIndex: r.CreateIndex, ModifyIndex: r.ModifyIndex,
 	}
 }

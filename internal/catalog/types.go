@@ -89,6 +89,10 @@ type Instance struct {
 	// address count hosts, not spellings. Empty in instances registered
 	// before it was recorded; Address stands in for it then.
 	HostIP string
+	// Checks are the active health checks the registry runs against the
+	// instance (nil: none). With checks, TTL may be 0: the instance does
+	// not heartbeat, and its checks alone decide its status.
+	Checks []Check
 	// Status is the instance's health as committed: passing or critical.
 	Status Status
 	// Draining is set when the instance asked to stop receiving new work.
@@ -98,6 +102,23 @@ type Instance struct {
 	RegisteredAt time.Time
 	CreateIndex  uint64
 	ModifyIndex  uint64
+}
+
+// Check is one active health check of an instance, as declared at
+// registration with every default filled in (package checks decides the
+// defaults and the registry's bounds; the catalog only stores it).
+type Check struct {
+	Type        string // "http", "tcp" or "grpc"
+	Path        string // the HTTP check's path and query
+	Port        int    // 0: the instance's port
+	Interval    time.Duration
+	Timeout     time.Duration
+	GRPCService string
+	// FailuresBeforeCritical consecutive failed probes turn the check
+	// critical; SuccessesBeforePassing consecutive good ones turn it
+	// passing again.
+	FailuresBeforeCritical int
+	SuccessesBeforePassing int
 }
 
 // Host is what limits per address count the instance under: HostIP, or
@@ -226,7 +247,9 @@ type Command struct {
 //     rules 2) is never taken by the tutorial protocol (ErrProtocolMix).
 //   - 3: an endpoint barred by an eviction does not register before the
 //     bar ends, judged by the registration's RegisteredAt (ErrBarred).
-const RulesCurrent = 3
+//   - 4: an instance may declare active health checks (Instance.Checks),
+//     and with checks its TTL may be 0 (Command.Validate).
+const RulesCurrent = 4
 
 // Result is what Apply returns for one command.
 type Result struct {

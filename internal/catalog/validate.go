@@ -36,6 +36,9 @@ const (
 	maxMetaValueLen    = 512
 	maxDescriptionLen  = 256
 	maxProofLen        = 64
+	maxChecks          = 16
+	maxCheckTextLen    = 1024
+	maxCheckThreshold  = 100
 )
 
 // Validate reports whether cmd is a command some version of muster could
@@ -61,7 +64,7 @@ func (cmd Command) Validate() error {
 	case "":
 		return badCommand("op", "no operation")
 	case OpRegister:
-		return validateInstance(cmd.Instance)
+		return validateInstance(cmd.Instance, cmd.Rules)
 	case OpDeregister, OpDrain, OpRevokeKey:
 		if err := checkID("id", cmd.ID); err != nil {
 			return err
@@ -95,7 +98,7 @@ func (cmd Command) Validate() error {
 	return nil // an operation this version does not know: Apply's to judge
 }
 
-func validateInstance(in *Instance) error {
+func validateInstance(in *Instance, rules int) error {
 	if in == nil {
 		return badCommand("instance", "missing")
 	}
@@ -114,8 +117,17 @@ func validateInstance(in *Instance) error {
 	if in.Scheme != "http" && in.Scheme != "https" {
 		return badCommand("instance.scheme", "scheme %.16q is neither http nor https", in.Scheme)
 	}
-	if in.TTL <= 0 || in.TTL > maxTTL {
+	if len(in.Checks) > 0 && rules < 4 {
+		return badCommand("instance.checks", "checks need rules 4, the command asks for %d", rules)
+	}
+	switch {
+	case in.TTL == 0 && len(in.Checks) > 0:
+		// Rules 4: the checks alone decide its status.
+	case in.TTL <= 0 || in.TTL > maxTTL:
 		return badCommand("instance.ttl", "ttl %s is not above 0 and at most %s", in.TTL, maxTTL)
+	}
+	if err := validateChecks(in.Checks); err != nil {
+		return err
 	}
 	if in.DeregisterAfter < in.TTL || in.DeregisterAfter > maxDeregisterAfter {
 		return badCommand("instance.deregister_after", "deregister_after %s is not between the ttl and %s", in.DeregisterAfter, maxDeregisterAfter)
@@ -154,6 +166,31 @@ func validateInstance(in *Instance) error {
 		}
 		if len(v) > maxMetaValueLen || !Printable(v) {
 			return badCommand("instance.meta", "meta value of %q is not at most %d printable characters", k, maxMetaValueLen)
+		}
+	}
+	return nil
+}
+
+// validateChecks holds checks to the widest bounds any version allowed;
+// package checks holds registrations to its own, narrower ones.
+func validateChecks(cs []Check) error {
+	if len(cs) > maxChecks {
+		return badCommand("instance.checks", "%d checks, at most %d", len(cs), maxChecks)
+	}
+	for i, c := range cs {
+		field := fmt.Sprintf("instance.checks[%d]", i)
+		switch {
+		case c.Type != "http" && c.Type != "tcp" && c.Type != "grpc":
+			return badCommand(field+".type", "type %.16q is not http, tcp or grpc", c.Type)
+		case len(c.Path) > maxCheckTextLen || !Printable(c.Path) || len(c.GRPCService) > maxCheckTextLen || !Printable(c.GRPCService):
+			return badCommand(field, "path or grpc_service is not at most %d printable characters", maxCheckTextLen)
+		case c.Port < 0 || c.Port > 65535:
+			return badCommand(field+".port", "port %d is not between 0 and 65535", c.Port)
+		case c.Interval <= 0 || c.Interval > maxTTL || c.Timeout <= 0 || c.Timeout > c.Interval:
+			return badCommand(field+".interval", "interval %s and timeout %s are not 0 < timeout <= interval <= %s", c.Interval, c.Timeout, maxTTL)
+		case c.FailuresBeforeCritical < 1 || c.FailuresBeforeCritical > maxCheckThreshold ||
+			c.SuccessesBeforePassing < 1 || c.SuccessesBeforePassing > maxCheckThreshold:
+			return badCommand(field, "thresholds must be between 1 and %d", maxCheckThreshold)
 		}
 	}
 	return nil
