@@ -45,7 +45,12 @@ type RegisterRequest struct {
 	// before it is removed (it turns critical after TTL first); at least
 	// the TTL, default 10 × TTL.
 	DeregisterAfter string `json:"deregister_after,omitempty"`
-	VerifyPath      string `json:"verify_path,omitempty"`
+	// Checks are active health checks the registry runs against the
+	// instance (see CheckDecl); with checks, TTL may be "0s": the
+	// instance does not heartbeat, and its checks alone decide its
+	// status.
+	Checks     []CheckDecl `json:"checks,omitempty"`
+	VerifyPath string      `json:"verify_path,omitempty"`
 	// VerifyScheme is the scheme of the callback; default Scheme. A sidecar
 	// that answers in plain HTTP for an https instance sets "http".
 	VerifyScheme string `json:"verify_scheme,omitempty"`
@@ -113,13 +118,21 @@ type Instance struct {
 	Quality      float64 `json:"quality"`
 	Proof        string  `json:"proof"`
 	RegisteredAt string  `json:"registered_at"`
+	// Checks are the states of the instance's active health checks, as
+	// the registry last probed them; absent when it declares none.
+	Checks []CheckState `json:"checks,omitempty"`
 }
 
 // LookupResponse answers GET /v1/services/{service}.
 type LookupResponse struct {
-	Service   string     `json:"service"`
-	Index     uint64     `json:"index"`
-	Instances []Instance `json:"instances"`
+	Service string `json:"service"`
+	Index   uint64 `json:"index"`
+	// Protection is true while the registry's mass-expiry protection
+	// holds expiries: too many instances fell silent at once, and those
+	// whose TTL ran out since are still shown with their last status.
+	// Absent otherwise.
+	Protection bool       `json:"protection,omitempty"`
+	Instances  []Instance `json:"instances"`
 	// Evicted are the service's endpoints an operator evicted, which may
 	// not register before their Until; absent when there are none.
 	Evicted []Eviction `json:"evicted,omitempty"`
@@ -137,8 +150,12 @@ type ServiceSummary struct {
 
 // ServicesResponse answers GET /v1/services.
 type ServicesResponse struct {
-	Index    uint64           `json:"index"`
-	Services []ServiceSummary `json:"services"`
+	Index uint64 `json:"index"`
+	// Protection is true while mass-expiry protection holds expiries (as
+	// in LookupResponse); it concerns the whole catalog, so it is here
+	// rather than in each ServiceSummary. Absent otherwise.
+	Protection bool             `json:"protection,omitempty"`
+	Services   []ServiceSummary `json:"services"`
 }
 
 // CreateKeyRequest is the body of POST /v1/keys.
@@ -204,4 +221,10 @@ type Health struct {
 	// ("disk": writes are refused until space is freed); /readyz then
 	// answers 200 with status "degraded".
 	Degraded string `json:"degraded,omitempty"`
+	// Protection is true while mass-expiry protection holds expiries;
+	// the node is still ready. Absent otherwise.
+	Protection bool `json:"protection,omitempty"`
+	// ProtectionActivations counts the times mass-expiry protection
+	// turned on since the process started; absent while 0.
+	ProtectionActivations uint64 `json:"protection_activations,omitempty"`
 }

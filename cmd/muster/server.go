@@ -26,6 +26,8 @@ default. The config file is TOML whose keys are the flags' names:
   data-dir = "/var/lib/muster"
   verify-allow = ["10.0.0.0/8", "127.0.0.1"]   # or one comma-separated string
   expiry-grace = "15s"
+  expiry-protection = "on"
+  expiry-protection-max-hold = "5m"
   log-format = "json"
 
 An unknown key is an error. force-new-cluster is for the command line
@@ -44,6 +46,11 @@ type serverFlags struct {
 	regRate                            float64
 	diskReserve                        int64
 	logLevel, logFormat                *enumValue
+	// Mass-expiry protection: on or off, and its tuning.
+	protection                 *enumValue
+	protThreshold, protOverdue float64
+	protMin                    int
+	protMaxHold                time.Duration
 }
 
 func newServerCmd(e env) *cobra.Command {
@@ -83,6 +90,17 @@ func newServerCmd(e env) *cobra.Command {
 	f.SetAnnotation("verify-allow", listAnnotation, []string{"true"})
 	f.DurationVar(&o.verifyTimeout, "verify-timeout", def.Verify.Timeout, "timeout of a registration callback")
 	f.DurationVar(&o.grace, "expiry-grace", def.Liveness.Grace, "after becoming leader, no instance expires before its TTL plus this grace")
+	prot := def.Liveness.Protection
+	o.protection = enumFlag(cmd, "expiry-protection", "", "on", "mass-expiry protection: when too many instances fall silent at once (a network split), hold their expiry until heartbeats come back or --expiry-protection-max-hold passes", "on", "off")
+	bindEnv(f, "expiry-protection", "MUSTER_EXPIRY_PROTECTION")
+	f.Float64Var(&o.protThreshold, "expiry-protection-threshold", prot.Threshold, "share of live instances (0 to 1) that must be overdue at once, more than which expiry is held")
+	bindEnv(f, "expiry-protection-threshold", "MUSTER_EXPIRY_PROTECTION_THRESHOLD")
+	f.IntVar(&o.protMin, "expiry-protection-min-instances", prot.MinInstances, "fewest live instances for which mass-expiry protection acts")
+	bindEnv(f, "expiry-protection-min-instances", "MUSTER_EXPIRY_PROTECTION_MIN_INSTANCES")
+	f.Float64Var(&o.protOverdue, "expiry-protection-overdue-factor", prot.OverdueFactor, "an instance is overdue when silent for this many times its usual heartbeat interval (above 1)")
+	bindEnv(f, "expiry-protection-overdue-factor", "MUSTER_EXPIRY_PROTECTION_OVERDUE_FACTOR")
+	f.DurationVar(&o.protMaxHold, "expiry-protection-max-hold", prot.MaxHold, "longest a hold lasts: held expiries happen by then whatever the heartbeats do")
+	bindEnv(f, "expiry-protection-max-hold", "MUSTER_EXPIRY_PROTECTION_MAX_HOLD")
 	f.IntVar(&o.perKey, "max-instances-per-key", def.Registry.MaxInstancesPerKey, "instances one enrolment key may hold at once, unless the key sets its own max_instances")
 	f.IntVar(&o.perAddr, "max-instances-per-address", def.Registry.MaxInstancesPerAddress, "instances one address may hold at once, of any key")
 	f.Float64Var(&o.regRate, "register-rate", float64(time.Second)/float64(def.Registry.RegisterEvery), "registrations per second one enrolment key may make, after a burst of ten seconds' worth")
@@ -132,6 +150,9 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	cfg.Verify.Allow = prefixes
 	cfg.Verify.Timeout = o.verifyTimeout
 	cfg.Liveness.Grace = o.grace
+	prot := &cfg.Liveness.Protection
+	prot.Enabled = o.protection.String() == "on"
+	prot.Threshold, prot.MinInstances, prot.OverdueFactor, prot.MaxHold = o.protThreshold, o.protMin, o.protOverdue, o.protMaxHold
 	if o.regRate <= 0 || o.regRate > 1e6 {
 		return server.Config{}, usageError("--register-rate must be between 0 and 1000000 a second")
 	}

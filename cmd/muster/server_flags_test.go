@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -93,6 +95,8 @@ func TestServer_BadFlagValuesAreUsageErrors(t *testing.T) {
 	for _, bad := range [][]string{
 		{"--expiry-grace", "-5s"}, {"--verify-timeout", "0s"}, {"--max-instances-per-key", "-1"},
 		{"--verify-allow", "notacidr"}, {"--register-rate", "-1"},
+		{"--expiry-protection", "maybe"}, {"--expiry-protection-threshold", "30"}, {"--expiry-protection-min-instances", "0"},
+		{"--expiry-protection-overdue-factor", "1"}, {"--expiry-protection-max-hold", "0s"},
 	} {
 		dir := filepath.Join(t.TempDir(), "data")
 		args := append([]string{"server", "--http-addr", "127.0.0.1:0", "--data-dir", dir}, bad...)
@@ -102,6 +106,66 @@ func TestServer_BadFlagValuesAreUsageErrors(t *testing.T) {
 		}
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%v: the refused start created the data dir", bad)
+		}
+	}
+}
+
+// TestServerConfig_ExpiryProtection: mass-expiry protection is on by
+// default with the component's defaults; --expiry-protection=off turns it
+// off, and each tuning flag comes from the command line, its MUSTER_
+// variable or the config file, in that order.
+func TestServerConfig_ExpiryProtection(t *testing.T) {
+	def := server.DefaultConfig().Liveness.Protection
+	file := writeFile(t, `
+expiry-protection = "off"
+expiry-protection-threshold = 0.5
+expiry-protection-min-instances = 50
+expiry-protection-overdue-factor = 2
+expiry-protection-max-hold = "5m"
+`)
+	type prot struct {
+		on        bool
+		threshold float64
+		min       int
+		factor    float64
+		maxHold   time.Duration
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want prot
+	}{
+		{"default", nil, nil, prot{true, def.Threshold, def.MinInstances, def.OverdueFactor, def.MaxHold}},
+		{"off", nil, []string{"--expiry-protection=off"}, prot{false, def.Threshold, def.MinInstances, def.OverdueFactor, def.MaxHold}},
+		{"flags", nil, []string{"--expiry-protection", "on", "--expiry-protection-threshold", "0.4", "--expiry-protection-min-instances", "100",
+			"--expiry-protection-overdue-factor", "1.8", "--expiry-protection-max-hold", "90s"}, prot{true, 0.4, 100, 1.8, 90 * time.Second}},
+		{"env", map[string]string{"MUSTER_EXPIRY_PROTECTION": "off", "MUSTER_EXPIRY_PROTECTION_THRESHOLD": "0.25",
+			"MUSTER_EXPIRY_PROTECTION_MIN_INSTANCES": "30", "MUSTER_EXPIRY_PROTECTION_OVERDUE_FACTOR": "1.25",
+			"MUSTER_EXPIRY_PROTECTION_MAX_HOLD": "1m"}, nil, prot{false, 0.25, 30, 1.25, time.Minute}},
+		{"file", nil, []string{"--config", file}, prot{false, 0.5, 50, 2, 5 * time.Minute}},
+		{"env over file, flag over env", map[string]string{"MUSTER_EXPIRY_PROTECTION": "on", "MUSTER_EXPIRY_PROTECTION_MAX_HOLD": "1m"},
+			[]string{"--config", file, "--expiry-protection-max-hold", "3m"}, prot{true, 0.5, 50, 2, 3 * time.Minute}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := serverConfigOf(t, tc.env, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := cfg.Liveness.Protection
+			if got := (prot{p.Enabled, p.Threshold, p.MinInstances, p.OverdueFactor, p.MaxHold}); got != tc.want {
+				t.Fatalf("protection %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct{ text, want string }{
+		{"expiry-protection = true\n", "expiry-protection: want a string, got a boolean"},
+		{"expiry-protection = \"maybe\"\n", "must be one of on, off"},
+		{"expiry-protection-threshold = \"30%\"\n", "expiry-protection-threshold: want a number, got a string"},
+	} {
+		_, err := serverConfigOf(t, nil, "--config", writeFile(t, tc.text))
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want a usage error with %q", tc.text, err, tc.want)
 		}
 	}
 }

@@ -92,7 +92,7 @@ func TestLiveness_status(t *testing.T) {
 			if tc.beat >= 0 {
 				tr.Beat("a", t0.Add(tc.beat))
 			}
-			if got := status(inst, tr.read("a"), tc.floor, t0.Add(tc.now), tc.mark); got != tc.want {
+			if got := status(inst, tr.read("a"), tc.floor, t0.Add(tc.now), tc.mark, nil); got != tc.want {
 				t.Fatalf("status = %q, want %q", got, tc.want)
 			}
 		})

@@ -6,10 +6,21 @@
 // transitions (passing → critical when a TTL runs out, critical → passing on
 // a heartbeat, removal after deregister_after) become catalog commands.
 //
-// Mass-expiry protection: after a node becomes leader it has heard no
-// heartbeats, so every instance's clock starts at leaderSince + Grace. No
-// instance expires until a full TTL plus the grace has passed since the
-// node became leader, so a restart never empties the catalog.
+// After a node becomes leader it has heard no heartbeats, so every
+// instance's clock starts at leaderSince + Grace (the floor). No instance
+// expires until a full TTL plus the grace has passed since the node became
+// leader, so a restart never empties the catalog.
+//
+// Mass-expiry protection covers the opposite case, where the registry is
+// fine but a large share of the fleet stops reaching it at once (a network
+// split). Each sweep counts, over the whole catalog, the live instances
+// and those overdue (silent for OverdueFactor times their usual heartbeat
+// interval, long before their TTL runs out); when more than Threshold of
+// at least MinInstances are overdue, a hold begins, and every expiry that
+// comes due during it is held, for the sweep and for every reader alike,
+// until heartbeats come back or MaxHold has passed (ProtectionConfig has
+// the rule and its cost). The hold is one immutable value behind an atomic
+// pointer, written by the sweep and read with one load by every judgement.
 //
 // Liveness is the one owner of "is this instance alive": the Tracker, the
 // leadership it depends on (*cluster.Node), and the grace. The sweep, the
@@ -26,6 +37,7 @@
 //	live := health.NewLiveness(health.DefaultLivenessConfig(), health.NewTracker(), node)
 //	floor, ok := live.Floor() // not ok: not a ready leader, judge nothing
 //	status, fresh := live.View(inst, floor, time.Now())
+//	held := live.Protecting(floor, time.Now()) // mass-expiry protection on
 //
 //	t := health.NewTracker()
 //	t.Beat(id, time.Now())

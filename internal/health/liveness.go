@@ -23,17 +23,23 @@ type LivenessConfig struct {
 	// (or resumes from a pause): no instance expires before TTL + Grace
 	// from then, so that every live instance has time to be heard.
 	Grace time.Duration
+	// Protection holds expiry while a large share of the catalog is
+	// silent at once (see ProtectionConfig); the zero value is off.
+	Protection ProtectionConfig
 }
 
 // DefaultLivenessConfig returns the production settings.
-func DefaultLivenessConfig() LivenessConfig { return LivenessConfig{Grace: 10 * time.Second} }
+func DefaultLivenessConfig() LivenessConfig {
+	return LivenessConfig{Grace: 10 * time.Second, Protection: DefaultProtectionConfig()}
+}
 
 // Validate reports a configuration error.
 func (c LivenessConfig) Validate() error {
+	var errs []error
 	if c.Grace < 0 {
-		return errors.New("health: grace must not be negative")
+		errs = append(errs, errors.New("health: grace must not be negative"))
 	}
-	return nil
+	return errors.Join(append(errs, c.Protection.Validate())...)
 }
 
 // Liveness is the one owner of "is this instance alive": the heartbeat
@@ -55,6 +61,14 @@ type Liveness struct {
 	// the first sweep. Written by the sweep's goroutine only, read by
 	// every judgement.
 	marked atomic.Pointer[mark]
+
+	// protection configures mass-expiry protection. held is the latest
+	// hold (see protect), nil when there has been none under the current
+	// floor; written by the sweep's goroutine only, read by every
+	// judgement. activations counts the holds started or resumed.
+	protection  ProtectionConfig
+	held        atomic.Pointer[hold]
+	activations atomic.Uint64
 }
 
 // mark is what one sweep saw: every instance with a CreateIndex up to
@@ -70,7 +84,7 @@ type mark struct {
 // NewLiveness returns the liveness of instances heard by t, judged while l
 // reports this node a ready leader.
 func NewLiveness(cfg LivenessConfig, t *Tracker, l Leadership) *Liveness {
-	return &Liveness{tracker: t, lead: l, grace: cfg.Grace}
+	return &Liveness{tracker: t, lead: l, grace: cfg.Grace, protection: cfg.Protection}
 }
 
 // Tracker returns the heartbeat tracker.
@@ -159,16 +173,18 @@ func (l *Liveness) Base(inst *catalog.Instance, floor time.Time) time.Time {
 // (from Floor): the lookup hot path, one read of the tracker.
 func (l *Liveness) View(inst *catalog.Instance, floor, now time.Time) (catalog.Status, Freshness) {
 	s := l.tracker.read(inst.ID)
-	return status(inst, s, floor, now, l.marked.Load()), freshness(s, inst.TTL, now)
+	return status(inst, s, floor, now, l.marked.Load(), l.held.Load()), freshness(s, inst.TTL, now)
 }
 
 // Status returns inst's effective status at now under floor (from Floor),
 // by the one status rule: critical if the catalog says so or if its TTL,
 // counted from Base, has run out, even before the sweep commits the
-// change; otherwise draining if it asked to drain; otherwise passing. With
-// a zero floor (this node is not a ready leader, so it has no heartbeat
-// history to judge by) no TTL is judged. Every reader (HTTP lookups, the
-// tutorial protocol, later DNS) and the sweep use this one rule.
+// change, unless mass-expiry protection holds its expiry (see
+// ProtectionConfig); otherwise draining if it asked to drain; otherwise
+// passing. With a zero floor (this node is not a ready leader, so it has
+// no heartbeat history to judge by) no TTL is judged. Every reader (HTTP
+// lookups, the tutorial protocol, later DNS and streams) and the sweep use
+// this one rule.
 func (l *Liveness) Status(inst *catalog.Instance, floor, now time.Time) catalog.Status {
-	return status(inst, l.tracker.read(inst.ID), floor, now, l.marked.Load())
+	return status(inst, l.tracker.read(inst.ID), floor, now, l.marked.Load(), l.held.Load())
 }

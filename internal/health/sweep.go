@@ -63,6 +63,10 @@ type Sweeper struct {
 	live     *Liveness
 	cat      Instances
 	proposer Proposer
+	// due is the pass's buffer of instances to propose for, kept between
+	// passes so that a pass allocates nothing for it. Owned by the
+	// goroutine that sweeps.
+	due []*catalog.Instance
 }
 
 // NewSweeper returns a sweeper that judges by live and commits through p.
@@ -146,26 +150,66 @@ func (s *Sweeper) Run(ctx context.Context) {
 }
 
 // Sweep makes one pass: passing or draining instances past their TTL become
-// critical; critical ones past deregister_after are removed; the tracker
-// forgets instances that left the catalog.
+// critical, unless mass-expiry protection holds them; critical ones past
+// deregister_after are removed; the tracker forgets instances that left
+// the catalog. Instances with a TTL of 0 (check-only: they never
+// heartbeat) are left to their checks.
 //
 // The first sweep under a floor also marks, for the status rule, which
 // instances were in the catalog before it: their registration times
 // cannot be later than this sweep (see Liveness.Base).
+//
+// With protection on, the pass first judges every instance and counts the
+// live and the overdue ones (see ProtectionConfig), updates the hold from
+// the counts, and only then proposes, so that a hold that begins in this
+// pass already covers it. Each proposal is judged again under the hold as
+// it then stands, with a fresh read of the tracker, by the status rule
+// every reader uses.
 func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 	insts := s.cat.Instances()
 	now := s.cfg.Now() // after the listing: every listed instance was applied by now
-	s.live.observe(floor, insts, now)
+	l := s.live
+	l.observe(floor, insts, now)
+	m, h := l.marked.Load(), l.held.Load()
+	counting := l.protection.Enabled
+	live, overdue := 0, 0
+	due := s.due[:0]
 	for _, inst := range insts {
-		age := now.Sub(s.live.Base(inst, floor))
-		var ok, stop bool
+		if inst.TTL <= 0 {
+			// Check-only: it never heartbeats, so it has no TTL to run
+			// out and no heartbeat to be overdue. Its checks decide its
+			// status, and their runner removes it.
+			continue
+		}
+		snap := l.tracker.read(inst.ID)
+		b := base(inst, snap, floor, m)
 		switch {
-		case inst.Status != catalog.StatusCritical && age > inst.TTL:
-			_, stop = s.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: inst.Status, Reason: "ttl expired"})
-		case inst.Status == catalog.StatusCritical && age > inst.DeregisterAfter:
-			if ok, stop = s.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, IfStatus: catalog.StatusCritical, Reason: "deregister_after expired"}); ok {
-				s.live.Forget(inst.ID)
+		case inst.Status == catalog.StatusCritical:
+			if now.Sub(b) > inst.DeregisterAfter {
+				due = append(due, inst)
 			}
+		case expired(inst, b, floor, now, h):
+			due = append(due, inst)
+		default:
+			live++
+			if counting && now.Sub(b) > overdueAfter(snap, inst.TTL, l.protection.OverdueFactor) {
+				overdue++
+			}
+		}
+	}
+	s.due = due
+	defer clear(s.due) // hold no instance past the pass
+	if counting || h != nil {
+		s.logHold(l.protect(floor, now, live, overdue))
+	}
+	for _, inst := range due {
+		var ok, stop bool
+		if inst.Status == catalog.StatusCritical {
+			if ok, stop = s.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, IfStatus: catalog.StatusCritical, Reason: "deregister_after expired"}); ok {
+				l.Forget(inst.ID)
+			}
+		} else if l.Status(inst, floor, now) == catalog.StatusCritical {
+			_, stop = s.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: inst.Status, Reason: "ttl expired"})
 		}
 		if stop {
 			// No write can be taken now (a full disk, a lost
@@ -173,6 +217,27 @@ func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 			// logs one line, not one per instance.
 			return
 		}
+	}
+}
+
+// logHold logs a change of the hold of mass-expiry protection, with why.
+func (s *Sweeper) logHold(c holdChange, h *hold) {
+	log := s.cfg.Logger
+	switch c {
+	case holdStarted:
+		log.Warn("mass-expiry protection on: too many instances fell silent at once; holding their expiry",
+			"overdue", h.overdue, "live", h.live, "threshold", s.live.protection.Threshold, "until", h.bound)
+	case holdResumed:
+		log.Warn("mass-expiry protection on again: too many instances are silent; the same hold resumes, with its bound",
+			"overdue", h.overdue, "live", h.live, "threshold", s.live.protection.Threshold, "until", h.bound)
+	case holdReleased:
+		log.Warn("mass-expiry protection off: heartbeats are back; an instance still silent has one more TTL to be heard",
+			"overdue", h.overdue, "live", h.live, "held_for", h.end.Sub(h.start).Round(time.Millisecond))
+	case holdBounded:
+		log.Warn("mass-expiry protection off: the hold reached its maximum; held expiries happen now",
+			"overdue", h.overdue, "live", h.live, "held_for", h.end.Sub(h.start).Round(time.Millisecond))
+	case holdDropped:
+		log.Info("mass-expiry protection off: expiry is judged afresh from a new floor (a new term, or a pause)")
 	}
 }
 

@@ -127,19 +127,22 @@ func base(inst *catalog.Instance, s snapshot, floor time.Time, m *mark) time.Tim
 // healthy drained instance. It is what to report for an instance that has
 // just been heard from.
 func Committed(inst *catalog.Instance) catalog.Status {
-	return status(inst, snapshot{}, time.Time{}, time.Time{}, nil)
+	return status(inst, snapshot{}, time.Time{}, time.Time{}, nil, nil)
 }
 
 // status is the one status rule: critical if the catalog says so or if
 // inst's TTL has run out (judged from base) even before the sweep commits
-// the change; otherwise draining if it asked to drain; otherwise passing.
-// With a zero floor (the node is not a ready leader, so it has no
-// heartbeat history to judge by) no TTL is judged.
-func status(inst *catalog.Instance, s snapshot, floor, now time.Time, m *mark) catalog.Status {
+// the change, unless the hold h of mass-expiry protection holds it (see
+// hold.deadline); otherwise draining if it asked to drain; otherwise
+// passing. With a zero floor (the node is not a ready leader, so it has
+// no heartbeat history to judge by) no TTL is judged, and an instance with
+// a TTL of 0 has none: it never heartbeats, and its active checks alone
+// decide its status (what the catalog committed).
+func status(inst *catalog.Instance, s snapshot, floor, now time.Time, m *mark, h *hold) catalog.Status {
 	switch {
 	case inst.Status == catalog.StatusCritical:
 		return catalog.StatusCritical
-	case !floor.IsZero() && now.Sub(base(inst, s, floor, m)) > inst.TTL:
+	case !floor.IsZero() && inst.TTL > 0 && expired(inst, base(inst, s, floor, m), floor, now, h):
 		return catalog.StatusCritical
 	case inst.Draining:
 		return catalog.StatusDraining

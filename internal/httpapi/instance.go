@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/registry"
 )
@@ -80,7 +81,22 @@ func appendDynamic(b []byte, e registry.Entry) []byte {
 	b = strconv.AppendInt(b, lastSeen, 10)
 	b = append(b, `,"quality":`...)
 	b = strconv.AppendFloat(b, e.Quality, 'f', -1, 64)
+	if len(e.Checks) > 0 {
+		b = appendChecks(b, e.Checks)
+	}
 	return append(b, '}')
+}
+
+// appendChecks appends the "checks" field of an instance that declares
+// active health checks. Only instances with checks pay for it: the
+// output excerpts are free text, so they go through encoding/json.
+func appendChecks(b []byte, cs []api.CheckState) []byte {
+	enc, err := json.Marshal(cs)
+	if err != nil { // cannot happen: strings and ints
+		return b
+	}
+	b = append(b, `,"checks":`...)
+	return append(b, enc...)
 }
 
 // instanceEncoder caches the static encoding of every instance of a

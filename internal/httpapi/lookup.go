@@ -296,6 +296,10 @@ func (ans *lookupAnswer) encode(b []byte, w io.Writer) (_ []byte, whole bool, er
 	b = append(b, ans.service...)
 	b = append(b, `","index":`...)
 	b = strconv.AppendUint(b, ans.rd.Index(), 10)
+	if ans.rd.Protection() {
+		// The statuses below were judged under the hold.
+		b = append(b, `,"protection":true`...)
+	}
 	b = append(b, `,"instances":[`...)
 	whole = true
 	if ans.enc != nil {
@@ -388,7 +392,7 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	resp := api.ServicesResponse{Index: index, Services: make([]api.ServiceSummary, 0, len(sums))}
+	resp := api.ServicesResponse{Index: index, Protection: a.reg.Protection(), Services: make([]api.ServiceSummary, 0, len(sums))}
 	for _, s := range sums {
 		resp.Services = append(resp.Services, api.ServiceSummary{Name: s.Name, Index: s.Index, Instances: s.Instances,
 			Passing: s.Passing, Critical: s.Critical, Draining: s.Draining})

@@ -162,7 +162,7 @@ func (s *Stream) snapshot(resync bool) (*StreamSnapshot, error) {
 	index, views := s.r.cat.SnapshotOf(s.services)
 	snap := &StreamSnapshot{Index: index, Resync: resync, Reads: make([]ServiceRead, 0, len(views))}
 	for _, v := range views {
-		snap.Reads = append(snap.Reads, ServiceRead{View: v, live: s.r.live, floor: floor, now: now})
+		snap.Reads = append(snap.Reads, ServiceRead{View: v, live: s.r.live, mon: s.r.monitor.Load(), floor: floor, now: now})
 	}
 	s.cursor = index
 	return snap, nil
@@ -216,5 +216,5 @@ func (s *Stream) Next(max int) (evs []*catalog.Event, snap *StreamSnapshot, wait
 func (r *Registry) EventEntry(e *catalog.Event) Entry {
 	inst := e.Instance
 	f := r.live.Tracker().Freshness(inst.ID, inst.TTL, r.now())
-	return Entry{Instance: inst, Status: health.Committed(inst), Age: f.Age, Quality: f.Quality}
+	return Entry{Instance: inst, Status: health.Committed(inst), Age: f.Age, Quality: f.Quality, Checks: r.CheckStates(inst)}
 }

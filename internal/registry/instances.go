@@ -50,6 +50,11 @@ func (r *Registry) beat(ctx context.Context, inst *catalog.Instance) (catalog.St
 	// from its key's write budget, the one registrations spend. Out of
 	// budget, the beat is kept in memory and the instance stays critical
 	// until a later beat finds budget.
+	if r.checksFailing(inst.ID) {
+		// Its checks hold it down: the heartbeat alone does not make it
+		// passing. The checks bring it back when they pass.
+		return catalog.StatusCritical, nil
+	}
 	if ok, _ := r.registrations.Allow(now, inst.KeyID); !ok {
 		return catalog.StatusCritical, nil
 	}
@@ -147,5 +152,5 @@ func (r *Registry) Instance(id string) (Entry, error) {
 	if !ok {
 		return Entry{}, r.notFound(id)
 	}
-	return entry(r.live, inst, floor, r.now()), nil
+	return entry(r.live, r.monitor.Load(), inst, floor, r.now()), nil
 }

@@ -3,7 +3,9 @@ package registry
 import (
 	"time"
 
+	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/checks"
 	"github.com/musterhq/muster/internal/health"
 )
 
@@ -32,11 +34,18 @@ type Entry struct {
 	Age time.Duration
 	// Quality in [0,1] is how far the instance's liveness can be trusted.
 	Quality float64
+	// Checks are the states of its active health checks (nil when it
+	// declares none).
+	Checks []api.CheckState
 }
 
-func entry(live *health.Liveness, inst *catalog.Instance, floor, now time.Time) Entry {
+func entry(live *health.Liveness, mon *checks.Monitor, inst *catalog.Instance, floor, now time.Time) Entry {
 	st, f := live.View(inst, floor, now)
-	return Entry{Instance: inst, Status: st, Age: f.Age, Quality: f.Quality}
+	e := Entry{Instance: inst, Status: st, Age: f.Age, Quality: f.Quality}
+	if len(inst.Checks) > 0 && mon != nil {
+		e.Checks = mon.States(inst.ID)
+	}
+	return e
 }
 
 // ServiceRead is one service as read at one moment: an immutable view of
@@ -50,8 +59,17 @@ type ServiceRead struct {
 	// have not ended: endpoints an operator keeps out, and until when.
 	Evicted []*catalog.Bar
 	live    *health.Liveness
+	mon     *checks.Monitor // nil when no checks run
 	floor   time.Time
 	now     time.Time
+}
+
+// Protection reports whether mass-expiry protection held expiries at the
+// moment of this read: the statuses Each yields were judged under it, so
+// an answer built from this read should say so. False for a zero
+// ServiceRead.
+func (s *ServiceRead) Protection() bool {
+	return s.live != nil && s.live.Protecting(s.floor, s.now)
 }
 
 // Index returns the service's index (0 for a service never seen).
@@ -77,7 +95,7 @@ func (s *ServiceRead) Each(f Filter, yield func(i int, e Entry) bool) {
 		if !inst.HasTags(f.Tags) || !inst.HasMeta(f.Meta) {
 			continue
 		}
-		e := entry(s.live, inst, s.floor, s.now)
+		e := entry(s.live, s.mon, inst, s.floor, s.now)
 		if want != StatusAny && e.Status != want {
 			continue
 		}
@@ -95,7 +113,7 @@ func (r *Registry) Service(name string) (ServiceRead, error) {
 		return ServiceRead{}, ErrNotReady
 	}
 	now := r.now()
-	sr := ServiceRead{View: r.cat.Service(name), live: r.live, floor: floor, now: now}
+	sr := ServiceRead{View: r.cat.Service(name), live: r.live, mon: r.monitor.Load(), floor: floor, now: now}
 	if sr.View != nil && len(sr.View.Bars) > 0 {
 		for _, b := range sr.View.Bars {
 			if b.Until.After(now) {
@@ -144,4 +162,42 @@ func (r *Registry) Services() ([]Summary, uint64, error) {
 		out = append(out, s)
 	}
 	return out, index, nil
+}
+
+// Protection reports whether mass-expiry protection holds expiries now:
+// a large share of the catalog fell silent at once, and until heartbeats
+// come back (or the hold's bound passes) no reader sees those instances
+// critical and the sweep does not expire them. False when this node is
+// not a ready leader. It costs one atomic load: front ends may call it on
+// every answer and every stream event.
+func (r *Registry) Protection() bool {
+	floor, ok := r.live.Floor()
+	return ok && r.live.Protecting(floor, r.now())
+}
+
+// ProtectionState is mass-expiry protection as an operator sees it.
+type ProtectionState struct {
+	// Active reports whether expiries are held now.
+	Active bool
+	// Since is when the latest hold began, and Until the bound past which
+	// none of its expiries waits; zero when there has been none since
+	// this node last became leader (or resumed from a pause).
+	Since, Until time.Time
+	// Overdue of Live instances were counted when the hold last started,
+	// resumed or ended.
+	Overdue, Live int
+	// Activations counts the times protection turned on since this
+	// process started.
+	Activations uint64
+}
+
+// ProtectionState returns the state of mass-expiry protection. On a node
+// that is not a ready leader only Activations is set.
+func (r *Registry) ProtectionState() ProtectionState {
+	floor, ok := r.live.Floor()
+	if !ok {
+		return ProtectionState{Activations: r.live.Protection(time.Time{}, time.Time{}).Activations}
+	}
+	p := r.live.Protection(floor, r.now())
+	return ProtectionState{Active: p.Active, Since: p.Since, Until: p.Until, Overdue: p.Overdue, Live: p.Live, Activations: p.Activations}
 }

@@ -36,6 +36,7 @@ const (
 type registration struct {
 	api.RegisterRequest
 	ttl, deregisterAfter time.Duration
+	checks               []catalog.Check
 }
 
 // validateRegister checks a registration request and fills in defaults.
@@ -71,6 +72,11 @@ func validateRegister(req api.RegisterRequest) (registration, *FieldError) {
 	default:
 		return reg, badField("verify_scheme", "verify_scheme must be http or https")
 	}
+	cs, ferr := parseChecks(req.Checks, reg.Scheme)
+	if ferr != nil {
+		return reg, ferr
+	}
+	reg.checks = cs
 	ttl := req.TTL
 	if ttl == "" {
 		ttl = api.DefaultTTL
@@ -79,12 +85,17 @@ func validateRegister(req api.RegisterRequest) (registration, *FieldError) {
 	if err != nil {
 		return reg, badField("ttl", "ttl %q is not a duration such as 10s", ttl)
 	}
-	if d < MinTTL || d > MaxTTL {
+	switch {
+	case d == 0 && len(cs) > 0:
+		// Its checks alone decide its status: it never heartbeats.
+	case d == 0:
+		return reg, badField("ttl", "a ttl of 0 needs checks: an instance without checks must heartbeat (ttl between %s and %s)", MinTTL, MaxTTL)
+	case d < MinTTL || d > MaxTTL:
 		return reg, badField("ttl", "ttl must be between %s and %s", MinTTL, MaxTTL)
 	}
 	reg.ttl = d
 	reg.TTL = d.String()
-	reg.deregisterAfter = 10 * d
+	reg.deregisterAfter = 10 * d // 0 for a check-only instance: never removed for being critical
 	if req.DeregisterAfter != "" {
 		da, err := time.ParseDuration(req.DeregisterAfter)
 		if err != nil {
@@ -331,7 +342,7 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 	now := r.now()
 	inst := &catalog.Instance{
 		ID: id, Service: adm.service, Address: reg.Address, Port: reg.Port, Scheme: reg.Scheme,
-		Tags: reg.Tags, Meta: reg.Meta, TTL: reg.ttl, DeregisterAfter: reg.deregisterAfter,
+		Tags: reg.Tags, Meta: reg.Meta, TTL: reg.ttl, DeregisterAfter: reg.deregisterAfter, Checks: reg.checks,
 		TokenHash: catalog.HashSecret(token), KeyID: adm.key.ID, Proof: proof, HostIP: hostIP,
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}

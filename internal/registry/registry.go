@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/checks"
 	"github.com/musterhq/muster/internal/health"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -213,6 +215,9 @@ type Registry struct {
 	quotas       quotas
 	waiters      waiters
 	streams      streams
+	// monitor runs the active health checks while this node leads (see
+	// RunChecks); nil otherwise.
+	monitor atomic.Pointer[checks.Monitor]
 	// seedKey serialises the creation of the tutorial protocol's key.
 	seedKey sync.Mutex
 }

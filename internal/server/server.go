@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/checks"
 	"github.com/musterhq/muster/internal/cluster"
 	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/health"
@@ -43,7 +44,8 @@ type Config struct {
 	Cluster cluster.Config
 	// Verify configures registration callbacks (allowlist, timeout).
 	Verify verify.Config
-	// Liveness holds the expiry grace after an election or a pause.
+	// Liveness holds the expiry grace after an election or a pause, and
+	// mass-expiry protection (Liveness.Protection: on by default).
 	Liveness health.LivenessConfig
 	// Sweep configures the leader's expiry sweep.
 	Sweep health.SweepConfig
@@ -57,6 +59,8 @@ type Config struct {
 	// Watch tunes the event stream: its heartbeat, write timeout and
 	// batch.
 	Watch httpapi.WatchConfig
+	// Checks tunes the active health checks: how many probes run at once.
+	Checks checks.Config
 	// EventHistory is how many recent changes the catalog keeps for event
 	// streams to resume from (catalog.DefaultEventHistory when zero).
 	EventHistory int
@@ -77,6 +81,7 @@ func DefaultConfig() Config {
 		Registry: registry.DefaultConfig(),
 		Lookups:  httpapi.DefaultLookupConfig(),
 		Watch:    httpapi.DefaultWatchConfig(),
+		Checks:   checks.DefaultConfig(),
 	}
 }
 
@@ -99,7 +104,7 @@ func (c Config) Validate() error {
 	}
 	cc := c.Cluster
 	cc.DataDir = c.DataDir // the cluster's check reports it missing
-	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate(), c.Watch.Validate()} {
+	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate(), c.Watch.Validate(), c.Checks.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -264,7 +269,18 @@ func (s *Server) sweepWhileLeader(ctx context.Context) {
 			return
 		case <-ready:
 		}
+		// The active health checks run for the same term as the sweep.
+		term, endTerm := context.WithCancel(ctx)
+		checked := make(chan struct{})
+		go func() {
+			defer close(checked)
+			if err := s.reg.RunChecks(term, s.cfg.Checks); err != nil {
+				s.log.Error("active health checks not running", "err", err)
+			}
+		}()
 		sw.Run(ctx)
+		endTerm()
+		<-checked
 		if ctx.Err() != nil {
 			return
 		}

@@ -1,0 +1,205 @@
+package checks
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/api"
+)
+
+func TestProber_httpGet(t *testing.T) {
+	var redirected atomic.Int64
+	_, otherPort := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		redirected.Add(1)
+	}))
+	var gotURI, gotUA atomic.Value
+	addr, port := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotURI.Store(r.URL.RequestURI())
+		gotUA.Store(r.UserAgent())
+		switch r.URL.Path {
+		case "/ok":
+			io.WriteString(w, "ok\n")
+		case "/empty":
+			w.WriteHeader(http.StatusNoContent)
+		case "/down":
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "down: \x1b[31mdisk\x1b[0m\nfull\x00 \xff!")
+		case "/missing":
+			http.NotFound(w, r)
+		case "/redirect":
+			http.Redirect(w, r, "http://127.0.0.1:"+itoa(otherPort)+"/", http.StatusFound)
+		case "/moved":
+			http.Redirect(w, r, "/ok", http.StatusMovedPermanently)
+		case "/huge", "/huge-error":
+			if r.URL.Path == "/huge-error" {
+				w.WriteHeader(http.StatusInternalServerError)
+			}
+			chunk := []byte(strings.Repeat("x", 64<<10))
+			for range 1024 { // 64 MiB, unless the probe hangs up first
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}
+	}))
+	p := newProber(guard(t))
+	for _, tc := range []struct {
+		path   string
+		ok     bool
+		output string
+	}{
+		{"/ok", true, "HTTP 200: ok"},
+		{"/ok?verbose=1&x=%20", true, "HTTP 200: ok"},
+		{"/empty", true, "HTTP 204"},
+		{"/down", false, "HTTP 503: down: [31mdisk [0m full !"},
+		{"/missing", false, "HTTP 404: 404 page not found"},
+		{"/redirect", false, "HTTP 302: redirects are not followed"},
+		{"/moved", false, "HTTP 301: redirects are not followed"},
+		{"/huge", true, "HTTP 200: " + strings.Repeat("x", MaxOutput-len("HTTP 200: …")) + "…"},
+		{"/huge-error", false, "HTTP 500: " + strings.Repeat("x", MaxOutput-len("HTTP 500: …")) + "…"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			c := httpCheck(tc.path, time.Second, time.Second)
+			start := time.Now()
+			res := p.probe(context.Background(), addr, port, c)
+			if res.ok != tc.ok || res.output != tc.output {
+				t.Errorf("probe = %v %q, want %v %q", res.ok, res.output, tc.ok, tc.output)
+			}
+			if len(res.output) > MaxOutput {
+				t.Errorf("output is %d bytes, more than %d", len(res.output), MaxOutput)
+			}
+			if took := time.Since(start); took > 900*time.Millisecond {
+				t.Errorf("probe took %s", took)
+			}
+			if got, _ := gotURI.Load().(string); got != tc.path {
+				t.Errorf("server saw %q, want %q", got, tc.path)
+			}
+			if got, _ := gotUA.Load().(string); got != userAgent {
+				t.Errorf("User-Agent %q", got)
+			}
+		})
+	}
+	if n := redirected.Load(); n != 0 {
+		t.Errorf("the redirect's target was contacted %d times", n)
+	}
+}
+
+// TestProber_timeout: a probe of a server that never answers, or stops
+// half-way through its answer, ends at the check's timeout.
+func TestProber_timeout(t *testing.T) {
+	s := listenSilent(t)
+	release := make(chan struct{})
+	addr, stallPort := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "starting")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	// Before the server's Close, which waits for its handlers: a
+	// handler that never reads the request body (the HTTP/2 preface of
+	// the gRPC probe is one) does not see its client go.
+	t.Cleanup(func() { close(release) })
+	const timeout = 200 * time.Millisecond
+	p := newProber(guard(t))
+	for _, tc := range []struct {
+		name   string
+		port   int
+		check  Check
+		output string
+	}{
+		{"http silent", s.port(t), httpCheck("/", time.Second, timeout), "timed out after 200ms"},
+		{"http stalled body", stallPort, httpCheck("/", time.Second, timeout), "HTTP 200 but timed out after 200ms"},
+		{"grpc silent", s.port(t), Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: timeout}, "timed out after 200ms"},
+		{"grpc on a stalled HTTP/1 server", stallPort, Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: timeout}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), tc.check.Timeout)
+			defer cancel()
+			start := time.Now()
+			res := p.probe(ctx, addr, tc.port, tc.check)
+			took := time.Since(start)
+			if res.ok || (tc.output != "" && res.output != tc.output) || res.output == "" {
+				t.Errorf("probe = %v %q, want a failure %q", res.ok, res.output, tc.output)
+			}
+			if took > timeout+time.Second {
+				t.Errorf("probe took %s with a timeout of %s", took, timeout)
+			}
+			t.Logf("%s: %q after %s", tc.name, res.output, took.Round(time.Millisecond))
+		})
+	}
+}
+
+// TestProber_closedPort: every type fails on a port nothing listens on.
+func TestProber_closedPort(t *testing.T) {
+	port := closedPort(t)
+	p := newProber(guard(t))
+	for _, typ := range []string{api.CheckHTTP, api.CheckTCP, api.CheckGRPC} {
+		c := Check{Type: typ, Interval: time.Second, Timeout: time.Second}
+		if typ == api.CheckHTTP {
+			c.Path = "/"
+		}
+		res := p.probe(context.Background(), "127.0.0.1", port, c)
+		if res.ok || res.output != "connection refused" {
+			t.Errorf("%s: probe = %v %q, want a failure \"connection refused\"", typ, res.ok, res.output)
+		}
+	}
+}
+
+// TestProber_notAllowed: with an allowlist that excludes loopback, no
+// probe of any type connects to a loopback listener, whether the target
+// is an IP address or a host name that resolves to one.
+func TestProber_notAllowed(t *testing.T) {
+	s := listenSilent(t)
+	p := newProber(guard(t, "10.0.0.0/8"))
+	for _, typ := range []string{api.CheckHTTP, api.CheckTCP, api.CheckGRPC} {
+		for _, host := range []string{"127.0.0.1", "localhost", "::1"} {
+			c := Check{Type: typ, Interval: time.Second, Timeout: time.Second}
+			if typ == api.CheckHTTP {
+				c.Path = "/"
+			}
+			res := p.probe(context.Background(), host, s.port(t), c)
+			if res.ok || !strings.HasPrefix(res.output, "address not allowed") {
+				t.Errorf("%s %s: probe = %v %q, want a refusal", typ, host, res.ok, res.output)
+			}
+		}
+	}
+	if n := s.accepted.Load(); n != 0 {
+		t.Errorf("the listener accepted %d connections", n)
+	}
+}
+
+// TestProber_port: a check's own port overrides the instance's.
+func TestProber_port(t *testing.T) {
+	addr, port := serveHTTP(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	c := Check{Type: api.CheckTCP, Port: port, Interval: time.Second, Timeout: time.Second}
+	if res := newProber(guard(t)).probe(context.Background(), addr, closedPort(t), c); !res.ok || res.output != "connected" {
+		t.Errorf("probe = %v %q", res.ok, res.output)
+	}
+}
+
+func TestExcerpt(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"ok", "ok"},
+		{"  two\r\n\tlines  \n", "two lines"},
+		{"be\a e\x1b\x00", "be e"},
+		{"bad \xff\xfe utf8", "bad utf8"},
+		{"bidi \u202eevil", "bidi evil"},
+		{"hé ✓", "hé ✓"},
+		{strings.Repeat("a", 10), "aaaaaaaaaa"},
+		{strings.Repeat("a", 11), "aaaaaaa…"},
+		{strings.Repeat("é", 6), "ééé…"},
+		{"abcdefg   \x00  ", "abcdefg"},
+	} {
+		if got := excerpt(tc.in, 10); got != tc.want {
+			t.Errorf("excerpt(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,274 @@
+package health
+
+import (
+	"errors"
+	"math"
+	"time"
+
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// ProtectionConfig configures mass-expiry protection: when a large share
+// of the catalog falls silent at once (a network split between the
+// registry and part of the fleet looks exactly like that), expiry is held
+// instead of emptying the catalog one instance at a time.
+//
+// The rule, judged by every sweep over the whole catalog: an instance
+// that heartbeats (a TTL above 0; a check-only instance is neither
+// counted nor held) is live if its status by the one status rule is not
+// critical, and overdue
+// if it is live and has been silent for more than OverdueFactor times its
+// usual heartbeat interval (the median of the last gaps the Tracker
+// recorded, TTL/3 until it has three, kept within [TTL/10, TTL]). When at
+// least MinInstances are live and more than Threshold of them are
+// overdue, a hold begins. Every instance whose TTL runs out after the
+// hold began is held: it is not critical to any reader, and the sweep
+// does not expire it. The hold ends when the overdue share falls back to
+// Threshold or below (heartbeats came back), and at the latest MaxHold
+// after it began. A held instance that is still silent when the hold
+// ends by itself gets one more TTL from that moment to be heard, but
+// never past the MaxHold bound; at the bound, every held expiry happens.
+//
+// Overdue comes long before expiry: with heartbeats every TTL/3 (the
+// SDK's rate) and the default factor of 1.5, an instance is overdue
+// TTL/2 after its last heartbeat and expires a full TTL after it. The
+// instances of one event stop together but last beat up to one interval
+// apart, so their TTLs run out over a third of a TTL; every one of them
+// is overdue before the first of them expires, so the hold is decided in
+// time to cover the whole group. A factor of 2 would leave no margin: the
+// last of the group to have beaten would turn overdue just as the first
+// expires.
+//
+// The zero ProtectionConfig is off.
+type ProtectionConfig struct {
+	// Enabled turns protection on.
+	Enabled bool
+	// Threshold is the share of live instances that must be overdue at
+	// once, more than which expiry is held; between 0 and 1.
+	Threshold float64
+	// MinInstances is the fewest live instances for which protection
+	// acts: in a small catalog a few deaths are a large share.
+	MinInstances int
+	// OverdueFactor is how many usual heartbeat intervals an instance
+	// may be silent before it counts as overdue; above 1.
+	OverdueFactor float64
+	// MaxHold bounds a hold: every held expiry happens at most MaxHold
+	// after the hold began, whatever the heartbeats do.
+	MaxHold time.Duration
+}
+
+// DefaultProtectionConfig returns the production settings: on, more than
+// 30% of at least 20 live instances overdue, overdue after 1.5 usual
+// intervals of silence, holds of at most 2 minutes.
+func DefaultProtectionConfig() ProtectionConfig {
+	return ProtectionConfig{Enabled: true, Threshold: 0.30, MinInstances: 20, OverdueFactor: 1.5, MaxHold: 2 * time.Minute}
+}
+
+// Validate reports a configuration error. A configuration that is off is
+// not checked further.
+func (c ProtectionConfig) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	var errs []error
+	if !(c.Threshold > 0 && c.Threshold < 1) {
+		errs = append(errs, errors.New("health: the protection threshold must be a share between 0 and 1, such as 0.3"))
+	}
+	if c.MinInstances < 1 {
+		errs = append(errs, errors.New("health: protection's minimum of instances must be at least 1"))
+	}
+	if !(c.OverdueFactor > 1) || math.IsInf(c.OverdueFactor, 0) {
+		errs = append(errs, errors.New("health: protection's overdue factor must be above 1"))
+	}
+	if c.MaxHold <= 0 {
+		errs = append(errs, errors.New("health: protection's maximum hold must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// hold is one episode of mass-expiry protection. It is immutable: the
+// sweep stores a new one on every change, and readers load it with one
+// atomic read.
+type hold struct {
+	// floor is the floor the hold was taken under. Under another floor (a
+	// new term, or after a pause) it is ignored: the floor already judges
+	// every instance afresh.
+	floor time.Time
+	// start: an instance whose TTL runs out after start is held.
+	start time.Time
+	// bound is start + MaxHold: no held expiry waits past it.
+	bound time.Time
+	// end is when the hold ended, zero while it is on. A hold that ran to
+	// its bound has end == bound.
+	end time.Time
+	// overdue of live instances were counted by the sweep that last
+	// changed the hold.
+	overdue, live int
+}
+
+// on reports whether h holds expiries at now under floor.
+func (h *hold) on(floor, now time.Time) bool {
+	return h != nil && h.floor.Equal(floor) && h.end.IsZero() && now.Before(h.bound)
+}
+
+// deadline returns the moment after which an instance whose TTL runs out
+// at due (its Base plus its TTL) is critical, under h and floor. An
+// instance whose TTL ran out before the hold began is not held. One whose
+// TTL runs out after it is held while the hold is on; when the hold ended
+// by itself (end before bound) it has one more TTL from the end, but no
+// held expiry waits past the bound.
+func (h *hold) deadline(due time.Time, ttl time.Duration, floor time.Time) time.Time {
+	if h == nil || !h.floor.Equal(floor) || !due.After(h.start) {
+		return due
+	}
+	lim := h.bound
+	if !h.end.IsZero() {
+		if e := h.end.Add(ttl); e.Before(lim) {
+			lim = e
+		}
+	}
+	if lim.After(due) {
+		return lim
+	}
+	return due
+}
+
+// expired reports whether inst, whose TTL runs from b, is past its
+// deadline at now under h and floor.
+func expired(inst *catalog.Instance, b, floor, now time.Time, h *hold) bool {
+	return now.After(h.deadline(b.Add(inst.TTL), inst.TTL, floor))
+}
+
+// minGaps is how many heartbeat gaps the tracker must have recorded for
+// an instance before their median is taken as its usual interval. The
+// first gap runs from the registration, which says little about the
+// rhythm (a first heartbeat may follow a registration closely), and a
+// median of one or two is that gap.
+const minGaps = 3
+
+// overdueAfter returns how long an instance with heartbeat history s and
+// TTL ttl may be silent before it counts as overdue: factor times its
+// usual interval, the median of its recorded gaps once it has minGaps of
+// them (until then, and after a restart, TTL/3: the SDK's heartbeat
+// interval), kept within [TTL/10, TTL] so that a very chatty instance
+// does not turn overdue on a scheduling hiccup.
+func overdueAfter(s snapshot, ttl time.Duration, factor float64) time.Duration {
+	usual := ttl / 3
+	if s.n >= minGaps {
+		usual = median(s.intervals, s.n)
+	}
+	usual = min(max(usual, ttl/10), ttl)
+	return time.Duration(factor * float64(usual))
+}
+
+// median returns the upper median of the first n of gaps, without
+// allocating.
+func median(gaps [historyLen]time.Duration, n int) time.Duration {
+	g := gaps // a copy, sorted in place
+	for i := 1; i < n; i++ {
+		for j := i; j > 0 && g[j] < g[j-1]; j-- {
+			g[j], g[j-1] = g[j-1], g[j]
+		}
+	}
+	return g[n/2]
+}
+
+// Protection is the state of mass-expiry protection as one reading sees
+// it.
+type Protection struct {
+	// Active reports whether expiries are held now.
+	Active bool
+	// Since is when the latest hold under the current floor began, and
+	// Until the bound past which none of its expiries waits (Since plus
+	// MaxHold); both zero when there has been none.
+	Since, Until time.Time
+	// Overdue of Live instances were counted by the sweep that last
+	// started, resumed or ended the hold.
+	Overdue, Live int
+	// Activations counts the times protection turned on (a new hold, or
+	// a hold resumed) since this process started.
+	Activations uint64
+}
+
+// Protecting reports whether mass-expiry protection holds expiries at
+// now under floor (from Floor). It is one atomic load: readers may call
+// it on every lookup.
+func (l *Liveness) Protecting(floor, now time.Time) bool {
+	return l.held.Load().on(floor, now)
+}
+
+// Protection returns the state of mass-expiry protection at now under
+// floor (from Floor).
+func (l *Liveness) Protection(floor, now time.Time) Protection {
+	p := Protection{Activations: l.activations.Load()}
+	if h := l.held.Load(); h != nil && h.floor.Equal(floor) {
+		p.Active = h.on(floor, now)
+		p.Since, p.Until, p.Overdue, p.Live = h.start, h.bound, h.overdue, h.live
+	}
+	return p
+}
+
+// holdChange is what one sweep changed about the hold.
+type holdChange int
+
+const (
+	holdSame     holdChange = iota
+	holdStarted             // a new hold began
+	holdResumed             // a hold that had ended by itself, before its bound, is on again
+	holdReleased            // the overdue share fell back: heartbeats are back
+	holdBounded             // the hold ran to its bound: held expiries happen now
+	holdDropped             // a hold from an earlier floor was dropped while on
+)
+
+// protect updates the hold from one sweep's counts at now under floor:
+// live instances (not critical by the status rule), of which overdue are
+// overdue. Only the sweep's goroutine calls it. It returns what changed
+// and the hold as it now stands.
+func (l *Liveness) protect(floor, now time.Time, live, overdue int) (holdChange, *hold) {
+	p := l.protection
+	h := l.held.Load()
+	if h != nil && !h.floor.Equal(floor) {
+		// A new term, or a pause: the floor judges everyone afresh, and
+		// the next sweep counts again.
+		l.held.Store(nil)
+		if h.end.IsZero() {
+			return holdDropped, nil
+		}
+		h = nil
+	}
+	mass := p.Enabled && live >= p.MinInstances && float64(overdue) > p.Threshold*float64(live)
+	set := func(c holdChange, n hold) (holdChange, *hold) {
+		n.overdue, n.live = overdue, live
+		l.held.Store(&n)
+		if c == holdStarted || c == holdResumed {
+			l.activations.Add(1)
+		}
+		return c, &n
+	}
+	switch {
+	case h != nil && h.end.IsZero() && !now.Before(h.bound):
+		n := *h
+		n.end = h.bound
+		return set(holdBounded, n)
+	case h != nil && h.end.IsZero():
+		if !mass {
+			n := *h
+			n.end = now
+			return set(holdReleased, n)
+		}
+	case h != nil && now.Before(h.bound):
+		// Ended by itself, and its bound has not passed: a new wave of
+		// silence resumes the same hold, so its bound stands, and
+		// instances still within their extra TTL stay held.
+		if mass {
+			n := *h
+			n.end = time.Time{}
+			return set(holdResumed, n)
+		}
+	default:
+		if mass {
+			return set(holdStarted, hold{floor: floor, start: now, bound: now.Add(p.MaxHold)})
+		}
+	}
+	return holdSame, h
+}
