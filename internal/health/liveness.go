@@ -2,6 +2,7 @@ package health
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,10 @@ type Liveness struct {
 	protection  ProtectionConfig
 	held        atomic.Pointer[hold]
 	activations atomic.Uint64
+	// changed is closed, and replaced, when the hold starts or ends, for
+	// readers that push it (event streams).
+	changedMu sync.Mutex
+	changed   chan struct{}
 }
 
 // mark is what one sweep saw: every instance with a CreateIndex up to

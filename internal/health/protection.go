@@ -208,6 +208,28 @@ func (l *Liveness) Protection(floor, now time.Time) Protection {
 	return p
 }
 
+// ProtectionChanged returns a channel that is closed the next time the
+// hold starts, resumes or ends: a reader that pushes the state (an event
+// stream) waits on it, then asks Protecting again.
+func (l *Liveness) ProtectionChanged() <-chan struct{} {
+	l.changedMu.Lock()
+	defer l.changedMu.Unlock()
+	if l.changed == nil {
+		l.changed = make(chan struct{})
+	}
+	return l.changed
+}
+
+// protectionChanged wakes those waiting on ProtectionChanged.
+func (l *Liveness) protectionChanged() {
+	l.changedMu.Lock()
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
+	l.changedMu.Unlock()
+}
+
 // holdChange is what one sweep changed about the hold.
 type holdChange int
 
@@ -232,6 +254,7 @@ func (l *Liveness) protect(floor, now time.Time, live, overdue int) (holdChange,
 		// the next sweep counts again.
 		l.held.Store(nil)
 		if h.end.IsZero() {
+			l.protectionChanged()
 			return holdDropped, nil
 		}
 		h = nil
@@ -243,6 +266,7 @@ func (l *Liveness) protect(floor, now time.Time, live, overdue int) (holdChange,
 		if c == holdStarted || c == holdResumed {
 			l.activations.Add(1)
 		}
+		l.protectionChanged()
 		return c, &n
 	}
 	switch {

@@ -236,6 +236,10 @@ func TestOpenAPI_Schemas(t *testing.T) {
 		{"Key", reflect.TypeFor[api.Key]()},
 		{"KeysResponse", reflect.TypeFor[api.KeysResponse]()},
 		{"Health", reflect.TypeFor[api.Health]()},
+		{"CheckDecl", reflect.TypeFor[api.CheckDecl]()},
+		{"CheckState", reflect.TypeFor[api.CheckState]()},
+		{"WatchSnapshot", reflect.TypeFor[api.WatchSnapshot]()},
+		{"Event", reflect.TypeFor[api.Event]()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -246,6 +246,8 @@ func ten() map[string]int {
 func TestAPI_ProtectionResumeInsideHold(t *testing.T) {
 	f := newHTTPFleet(t, ten(), nil)
 	before, _, _ := f.list(t)
+	stream := openWatch(t, f.h.Srv.URL()+"/v1/watch", "")
+	snapshotOf(t, stream.next(t, 5*time.Second))
 	if n := f.setSilentEvery(true); n != 50 {
 		t.Fatalf("silenced %d", n)
 	}
@@ -301,6 +303,19 @@ func TestAPI_ProtectionResumeInsideHold(t *testing.T) {
 	}
 	if errs := f.errors(); len(errs) > 0 {
 		t.Errorf("heartbeats failed: %v", errs)
+	}
+	// The stream said when protection began and ended, and carried no
+	// expiry in between.
+	var seen []string
+	for len(seen) < 2 {
+		ev := stream.next(t, 5*time.Second)
+		if ev.name != api.EventProtection {
+			t.Fatalf("stream during the hold: %s %s", ev.name, ev.data)
+		}
+		seen = append(seen, ev.data)
+	}
+	if seen[0] != `{"protection":true}` || seen[1] != `{"protection":false}` {
+		t.Fatalf("protection events: %q", seen)
 	}
 }
 

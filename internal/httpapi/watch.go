@@ -152,6 +152,11 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 	defer stop()
 	// A reconnecting EventSource waits this long (ms) before it tries.
 	sw.b = append(sw.b, "retry: 1000\n"...)
+	protChanged := a.reg.ProtectionChanged()
+	prot := a.reg.Protection()
+	if prot && snap == nil {
+		appendProtection(sw, prot)
+	}
 	if snap != nil {
 		err = a.writeSnapshot(sw, snap)
 	} else {
@@ -175,13 +180,20 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 			continue
 		case len(evs) > 0:
 			for _, e := range evs {
-				a.appendEvent(sw, e)
+				a.appendEvent(sw, e, prot)
 			}
 			err = sw.flush()
 			sent = evs[len(evs)-1].Index
 			continue
 		}
 		select {
+		case <-protChanged:
+			protChanged = a.reg.ProtectionChanged()
+			if p := a.reg.Protection(); p != prot {
+				prot = p
+				appendProtection(sw, prot)
+				err = sw.flush()
+			}
 		case <-wait:
 		case <-tick.C:
 			if a.reg.Ready() != nil {
@@ -278,6 +290,9 @@ func (a *apiServer) writeSnapshot(sw *sseWriter, snap *registry.StreamSnapshot) 
 	if snap.Resync {
 		sw.b = append(sw.b, `,"resync":true`...)
 	}
+	if a.reg.Protection() {
+		sw.b = append(sw.b, `,"protection":true`...)
+	}
 	sw.b = append(sw.b, `,"instances":[`...)
 	first := true
 	var err error
@@ -306,7 +321,7 @@ func (a *apiServer) writeSnapshot(sw *sseWriter, snap *registry.StreamSnapshot) 
 // appendEvent appends one change as an SSE event. The event's JSON is
 // built once, by the first stream to send it, and kept in the event's
 // memo for the others.
-func (a *apiServer) appendEvent(sw *sseWriter, e *catalog.Event) {
+func (a *apiServer) appendEvent(sw *sseWriter, e *catalog.Event, protection bool) {
 	data := e.Memo()
 	if data == nil {
 		data = a.encodeEvent(e)
@@ -318,6 +333,18 @@ func (a *apiServer) appendEvent(sw *sseWriter, e *catalog.Event) {
 	sw.b = strconv.AppendUint(sw.b, e.Index, 10)
 	sw.b = append(sw.b, "\ndata: "...)
 	sw.b = append(sw.b, data...)
+	if protection {
+		sw.b = append(sw.b, `,"protection":true`...)
+	}
+	sw.b = append(sw.b, "}\n\n"...)
+}
+
+// appendProtection appends a protection event: mass-expiry protection
+// started (true) or ended (false). It has no id: it is not a change to
+// the catalog.
+func appendProtection(sw *sseWriter, on bool) {
+	sw.b = append(sw.b, "event: protection\ndata: {\"protection\":"...)
+	sw.b = strconv.AppendBool(sw.b, on)
 	sw.b = append(sw.b, "}\n\n"...)
 }
 

@@ -44,8 +44,31 @@ func entry(live *health.Liveness, mon *checks.Monitor, inst *catalog.Instance, f
 	e := Entry{Instance: inst, Status: st, Age: f.Age, Quality: f.Quality}
 	if len(inst.Checks) > 0 && mon != nil {
 		e.Checks = mon.States(inst.ID)
+		if inst.TTL == 0 {
+			checkFreshness(&e)
+		}
 	}
 	return e
+}
+
+// checkFreshness gives a check-only instance (TTL 0, which never
+// heartbeats) the freshness its checks show: last seen at its latest
+// probe, and a quality of 1 while it is passing and every check has been
+// probed and passes, else 0.
+func checkFreshness(e *Entry) {
+	e.Age, e.Quality = -1, 0
+	all := e.Status != catalog.StatusCritical
+	for _, c := range e.Checks {
+		if c.LastRunMS >= 0 && (e.Age < 0 || time.Duration(c.LastRunMS)*time.Millisecond < e.Age) {
+			e.Age = time.Duration(c.LastRunMS) * time.Millisecond
+		}
+		if c.LastRunMS < 0 || c.Status != api.StatusPassing {
+			all = false
+		}
+	}
+	if all {
+		e.Quality = 1
+	}
 }
 
 // ServiceRead is one service as read at one moment: an immutable view of
@@ -174,6 +197,10 @@ func (r *Registry) Protection() bool {
 	floor, ok := r.live.Floor()
 	return ok && r.live.Protecting(floor, r.now())
 }
+
+// ProtectionChanged returns a channel closed the next time mass-expiry
+// protection starts or ends; then ask Protection again.
+func (r *Registry) ProtectionChanged() <-chan struct{} { return r.live.ProtectionChanged() }
 
 // ProtectionState is mass-expiry protection as an operator sees it.
 type ProtectionState struct {
