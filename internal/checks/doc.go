@@ -72,9 +72,16 @@
 //	cs, err := checks.Parse(req.Checks, req.Scheme) // err: a *checks.FieldError
 //	m.Set(checks.Target{ID: id, Address: "10.0.0.7", Port: 8080, Checks: cs, Status: api.StatusPassing})
 //	go m.Run(ctx)
-//	for range m.Changes() {
+//	tick := time.NewTicker(time.Second) // to retry what could not be committed
+//	for {
+//		select {
+//		case <-m.Changes():
+//		case <-tick.C:
+//		case <-ctx.Done():
+//			return
+//		}
 //		for _, tr := range m.Pending() {
-//			if err := propose(ctx, tr); err == nil {
+//			if err := propose(ctx, tr); err == nil { // or a conflict: already there
 //				m.Ack(tr)
 //			}
 //		}

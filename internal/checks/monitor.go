@@ -99,8 +99,10 @@ type Monitor struct {
 	guard  Guard
 	prober *prober
 
-	// mu guards everything below, and every check and target reachable
-	// from it. Probes never run under it.
+	// mu guards everything below, and the state of every check and
+	// target reachable from it; a check's spec and its target's Target
+	// never change after Set, and a probe reads them without it. Probes
+	// never run under it.
 	mu      sync.RWMutex
 	targets map[string]*target
 	due     schedule
@@ -183,6 +185,16 @@ func (m *Monitor) Set(t Target) error {
 		m.Remove(t.ID)
 		return nil
 	}
+	// A caller re-sets every instance of a service at each change of it:
+	// the common case is an unchanged target, answered under the read
+	// lock without building anything.
+	m.mu.RLock()
+	old, ok := m.targets[t.ID]
+	same := ok && old.same(t)
+	m.mu.RUnlock()
+	if same {
+		return nil
+	}
 	if err := m.validate(t); err != nil {
 		return err
 	}
@@ -201,8 +213,8 @@ func (m *Monitor) Set(t Target) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old, ok := m.targets[t.ID]; ok {
-		if old.Address == t.Address && old.Port == t.Port && old.Scheme == t.Scheme && slices.Equal(old.Checks, t.Checks) {
-			return nil
+		if old.same(t) {
+			return nil // set by another caller meanwhile
 		}
 		m.drop(old)
 	}
@@ -216,6 +228,11 @@ func (m *Monitor) Set(t Target) error {
 		signal(m.wake)
 	}
 	return nil
+}
+
+// same reports whether t probes what this target probes, the same way.
+func (t *target) same(o Target) bool {
+	return t.Address == o.Address && t.Port == o.Port && t.Scheme == o.Scheme && slices.Equal(t.Checks, o.Checks)
 }
 
 // validate checks a target with this Monitor's lower bounds.

@@ -108,12 +108,13 @@ func (p *prober) probe(ctx context.Context, address string, port int, c Check) r
 // followed. The output is the status code and the start of the body.
 //
 // It speaks HTTP/1.1 itself (net/http writes the request and parses the
-// answer) rather than through an http.Transport: a probe's connection
-// serves one request, and a Transport would spend two goroutines, their
-// channels and buffers on each, which at a thousand probes a second was
-// a third of the Monitor's CPU. Reading through one LimitReader caps
-// everything the instance can make the registry read (the status line,
-// headers, any 1xx answers and the body) at maxAnswer.
+// answer) rather than through an http.Transport, which would spend two
+// goroutines, their channels and buffers on a connection that serves one
+// request: in BenchmarkChecks_HTTP10k this took the Monitor's user CPU
+// down by about a fifth (the kernel's share of a connection is the
+// same). One LimitedReader under everything read caps what the instance
+// can make the registry read (the status line, headers, any 1xx answers
+// and the body) at maxAnswer.
 func (p *prober) httpGet(ctx context.Context, hostport string, c Check) result {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostport+c.Path, nil)
 	if err != nil {
@@ -135,13 +136,22 @@ func (p *prober) httpGet(ctx context.Context, hostport string, c Check) result {
 	if err := req.Write(conn); err != nil {
 		return result{output: describe(err, c.Timeout)}
 	}
-	br := bufio.NewReader(io.LimitReader(conn, maxAnswer))
+	lr := &io.LimitedReader{R: conn, N: maxAnswer}
+	br := bufio.NewReader(lr)
 	resp, err := http.ReadResponse(br, req)
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(br, req) // 1xx answers come before the answer
 	}
 	if err != nil {
-		return result{output: describe(err, c.Timeout)}
+		switch out := describe(err, c.Timeout); {
+		case lr.N == 0:
+			return result{output: "HTTP answer headers too large"}
+		case out == failed:
+			// Connected, and something answered, but not HTTP.
+			return result{output: "malformed HTTP answer"}
+		default:
+			return result{output: out}
+		}
 	}
 	defer resp.Body.Close()
 	code := resp.StatusCode

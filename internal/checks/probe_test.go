@@ -1,9 +1,12 @@
 package checks
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -33,6 +36,10 @@ func TestProber_httpGet(t *testing.T) {
 			http.NotFound(w, r)
 		case "/redirect":
 			http.Redirect(w, r, "http://127.0.0.1:"+itoa(otherPort)+"/", http.StatusFound)
+		case "/chunked":
+			io.WriteString(w, "chunk1 ")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "chunk2")
 		case "/moved":
 			http.Redirect(w, r, "/ok", http.StatusMovedPermanently)
 		case "/huge", "/huge-error":
@@ -60,6 +67,7 @@ func TestProber_httpGet(t *testing.T) {
 		{"/missing", false, "HTTP 404: 404 page not found"},
 		{"/redirect", false, "HTTP 302: redirects are not followed"},
 		{"/moved", false, "HTTP 301: redirects are not followed"},
+		{"/chunked", true, "HTTP 200: chunk1 chunk2"},
 		{"/huge", true, "HTTP 200: " + strings.Repeat("x", MaxOutput-len("HTTP 200: …")) + "…"},
 		{"/huge-error", false, "HTTP 500: " + strings.Repeat("x", MaxOutput-len("HTTP 500: …")) + "…"},
 	} {
@@ -87,6 +95,69 @@ func TestProber_httpGet(t *testing.T) {
 	if n := redirected.Load(); n != 0 {
 		t.Errorf("the redirect's target was contacted %d times", n)
 	}
+}
+
+// TestProber_httpAnswers: what the HTTP probe makes of answers that
+// net/http's server would not give.
+func TestProber_httpAnswers(t *testing.T) {
+	p := newProber(guard(t))
+	for _, tc := range []struct {
+		name   string
+		answer string
+		ok     bool
+		output string
+	}{
+		{"1xx first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true, "HTTP 200: ok"},
+		{"HTTP/1.0 until close", "HTTP/1.0 200 OK\r\n\r\nlegacy", true, "HTTP 200: legacy"},
+		{"switching protocols", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", false, "HTTP 101"},
+		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\n", false, "malformed HTTP answer"},
+		{"closed at once", "", false, "connection closed before a complete answer"},
+		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok", false, "HTTP 200 but connection closed before a complete answer"},
+		{"endless headers", "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Pad: "+strings.Repeat("a", 100)+"\r\n", 10_000), false, "HTTP answer headers too large"},
+		{"endless 1xx", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 10_000), false, "HTTP answer headers too large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := answerOnce(t, tc.answer)
+			res := p.probe(context.Background(), "127.0.0.1", port, httpCheck("/", time.Second, time.Second))
+			if res.ok != tc.ok || res.output != tc.output {
+				t.Errorf("probe = %v %q, want %v %q", res.ok, res.output, tc.ok, tc.output)
+			}
+		})
+	}
+}
+
+// answerOnce serves one connection on 127.0.0.1: it reads the request's
+// head, writes answer and closes.
+func answerOnce(tb testing.TB, answer string) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		io.WriteString(c, answer)
+	}()
+	tb.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	_, port := hostPort(tb, ln.Addr().String())
+	return port
 }
 
 // TestProber_timeout: a probe of a server that never answers, or stops
@@ -202,4 +273,36 @@ func TestExcerpt(t *testing.T) {
 			t.Errorf("excerpt(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// TestProber_noLeak: a probe leaves no goroutine or connection behind
+// (the registry keeps nothing per instance between probes).
+func TestProber_noLeak(t *testing.T) {
+	_, grpcPort := serveGRPC(t, false)
+	addr, httpPort := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	p := newProber(guard(t))
+	probes := []struct {
+		port int
+		c    Check
+	}{
+		{httpPort, httpCheck("/", time.Second, time.Second)},
+		{httpPort, Check{Type: api.CheckTCP, Interval: time.Second, Timeout: time.Second}},
+		{grpcPort, Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: time.Second}},
+	}
+	run := func() {
+		for _, pr := range probes {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if res := p.probe(ctx, addr, pr.port, pr.c); !res.ok {
+				t.Fatalf("%s: %s", pr.c.Type, res.output)
+			}
+			cancel()
+		}
+	}
+	run() // servers' first connections start their goroutines
+	time.Sleep(50 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	for range 20 {
+		run()
+	}
+	waitFor(t, 5*time.Second, "goroutines to settle", func() bool { return runtime.NumGoroutine() <= before })
 }
