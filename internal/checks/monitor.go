@@ -69,6 +69,10 @@ type Target struct {
 	// api.StatusCritical; "" is passing). Its checks start there; see the
 	// package documentation for why.
 	Status string
+	// Owner is who answers for the target (its enrolment key): the probe
+	// slots are shared fairly among owners, so that one owner's targets
+	// that hang until their timeout cannot hold every slot.
+	Owner string
 }
 
 // Transition is a change of an instance's aggregate check status: every
@@ -115,6 +119,29 @@ type Monitor struct {
 	wake chan struct{}
 	// changes tells the caller that Pending may hold more.
 	changes chan struct{}
+
+	// inflight counts the probes in flight by owner (guarded by mu).
+	inflight map[string]int
+}
+
+// MinShare is the least share of the probe slots an owner is held to:
+// an owner's share is the slots divided among the owners with probes in
+// flight, plus one for a newcomer, and never less than this.
+const MinShare = 4
+
+// deferStep is how long a due probe whose owner holds its share waits
+// before it is looked at again.
+const deferStep = 50 * time.Millisecond
+
+// share reports whether owner may start one more probe. m.mu must be
+// held.
+func (m *Monitor) share(owner string) bool {
+	held := m.inflight[owner]
+	owners := len(m.inflight)
+	if held == 0 {
+		owners++
+	}
+	return held < max(MinShare, m.cfg.Concurrency/(owners+1))
 }
 
 // target is a Target with the state of its checks.
@@ -159,13 +186,14 @@ func NewMonitor(cfg Config, guard Guard) (*Monitor, error) {
 		cfg.MinInterval = MinInterval
 	}
 	return &Monitor{
-		cfg:     cfg,
-		guard:   guard,
-		prober:  newProber(guard),
-		targets: make(map[string]*target),
-		pending: make(map[string]*target),
-		wake:    make(chan struct{}, 1),
-		changes: make(chan struct{}, 1),
+		cfg:      cfg,
+		guard:    guard,
+		prober:   newProber(guard),
+		targets:  make(map[string]*target),
+		pending:  make(map[string]*target),
+		inflight: make(map[string]int),
+		wake:     make(chan struct{}, 1),
+		changes:  make(chan struct{}, 1),
 	}, nil
 }
 
@@ -232,7 +260,7 @@ func (m *Monitor) Set(t Target) error {
 
 // same reports whether t probes what this target probes, the same way.
 func (t *target) same(o Target) bool {
-	return t.Address == o.Address && t.Port == o.Port && t.Scheme == o.Scheme && slices.Equal(t.Checks, o.Checks)
+	return t.Address == o.Address && t.Port == o.Port && t.Scheme == o.Scheme && t.Owner == o.Owner && slices.Equal(t.Checks, o.Checks)
 }
 
 // validate checks a target with this Monitor's lower bounds.
@@ -409,6 +437,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
+			defer m.done(t.Owner)
 			m.run(ctx, c, t, start)
 		})
 	}
@@ -422,15 +451,24 @@ func (m *Monitor) next(ctx context.Context, timer *time.Timer) (*check, Target, 
 		m.mu.Lock()
 		now := time.Now()
 		wait := time.Hour
-		if len(m.due) > 0 {
+		for len(m.due) > 0 {
 			c := m.due[0]
-			if !c.due.After(now) {
-				heap.Pop(&m.due)
-				t := Target{ID: c.t.ID, Address: c.t.Address, Port: c.t.Port}
-				m.mu.Unlock()
-				return c, t, now
+			if c.due.After(now) {
+				wait = c.due.Sub(now)
+				break
 			}
-			wait = c.due.Sub(now)
+			if !m.share(c.t.Owner) {
+				// Its owner holds its share of the slots: the probe waits,
+				// and others' probes go first.
+				c.due = now.Add(deferStep)
+				heap.Fix(&m.due, 0)
+				continue
+			}
+			heap.Pop(&m.due)
+			m.inflight[c.t.Owner]++
+			t := Target{ID: c.t.ID, Address: c.t.Address, Port: c.t.Port, Owner: c.t.Owner}
+			m.mu.Unlock()
+			return c, t, now
 		}
 		m.mu.Unlock()
 		timer.Reset(wait)
@@ -441,6 +479,15 @@ func (m *Monitor) next(ctx context.Context, timer *time.Timer) (*check, Target, 
 			return nil, Target{}, time.Time{}
 		}
 	}
+}
+
+// done counts the end of a probe of owner's.
+func (m *Monitor) done(owner string) {
+	m.mu.Lock()
+	if m.inflight[owner]--; m.inflight[owner] <= 0 {
+		delete(m.inflight, owner)
+	}
+	m.mu.Unlock()
 }
 
 // run probes c once and records the result. It runs in its own goroutine.

@@ -607,3 +607,55 @@ func TestConfig_Validate(t *testing.T) {
 		t.Error("NewMonitor without a guard")
 	}
 }
+
+// TestMonitor_fairShare: one owner whose 40 targets hang until their
+// timeout holds no more than its share of the probe slots, and another
+// owner's probes keep running on time.
+func TestMonitor_fairShare(t *testing.T) {
+	const bound = 8
+	var hanging, peak atomic.Int64
+	slow, slowPort := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := hanging.Add(1)
+		defer hanging.Add(-1)
+		for {
+			p := peak.Load()
+			if now <= p || peak.CompareAndSwap(p, now) {
+				break
+			}
+		}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	var quick atomic.Int64
+	fast, fastPort := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { quick.Add(1) }))
+	var targets []Target
+	for i := range 40 {
+		targets = append(targets, Target{ID: "hang" + itoa(i), Owner: "greedy", Address: slow, Port: slowPort,
+			Checks: []Check{httpCheck("/", 100*time.Millisecond, 100*time.Millisecond)}})
+	}
+	for i := range 4 {
+		targets = append(targets, Target{ID: "ok" + itoa(i), Owner: "other", Address: fast, Port: fastPort,
+			Checks: []Check{httpCheck("/"+itoa(i), 100*time.Millisecond, 50*time.Millisecond)}})
+	}
+	m := newTestMonitor(t, bound, targets...)
+	var held int
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		m.mu.RLock()
+		held = max(held, m.inflight["greedy"])
+		m.mu.RUnlock()
+	}
+	// 4 targets every 100ms for a second: about 40 probes; a starved owner
+	// would get almost none.
+	if n := quick.Load(); n < 20 {
+		t.Errorf("the other owner's probes ran %d times in a second", n)
+	}
+	// The greedy owner's share: max(MinShare, 8/(1+1)) alone, 8/(2+1)
+	// beside the other; the servers saw the same, give or take a probe
+	// whose timeout the server has not yet noticed.
+	if held > max(MinShare, bound/2) || held < 2 {
+		t.Errorf("the greedy owner held %d of %d slots", held, bound)
+	}
+	t.Logf("other owner's probes: %d; greedy owner's peak: %d in the Monitor, %d at its server", quick.Load(), held, peak.Load())
+}

@@ -133,7 +133,7 @@ func (c *checkRun) sync(services []string) {
 				cs[i] = checks.Check(ck)
 			}
 			err := c.m.Set(checks.Target{ID: inst.ID, Address: inst.Address, Port: inst.Port, Scheme: inst.Scheme,
-				Checks: cs, Status: string(inst.Status)})
+				Checks: cs, Status: string(inst.Status), Owner: inst.KeyID})
 			if err != nil {
 				// Admitted under other bounds (or an allowlist since
 				// narrowed): it is not probed, and its status stays as
