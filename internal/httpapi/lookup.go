@@ -189,7 +189,9 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	var rd registry.ServiceRead
 	var err error
 	if blocking {
-		rd, err = a.reg.WaitService(r.Context(), service, index, wait)
+		ctx, stop := a.longLived(r.Context())
+		rd, err = a.reg.WaitService(ctx, service, index, wait)
+		stop()
 	} else {
 		rd, err = a.reg.Service(service)
 	}
@@ -385,7 +387,9 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
 		err   error
 	)
 	if blocking {
-		sums, index, err = a.reg.WaitServices(r.Context(), since, wait)
+		ctx, stop := a.longLived(r.Context())
+		sums, index, err = a.reg.WaitServices(ctx, since, wait)
+		stop()
 	} else {
 		sums, index, err = a.reg.Services()
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -112,5 +113,36 @@ func TestAPI_BlockingLookup(t *testing.T) {
 		if s := <-done; s != 200 {
 			t.Fatalf("a held waiter ended with %d", s)
 		}
+	}
+}
+
+// TestAPI_BlockingLookupEndsAtShutdown: closing the server answers a
+// blocking query at once (with the index it had) instead of holding
+// shutdown for its wait.
+func TestAPI_BlockingLookupEndsAtShutdown(t *testing.T) {
+	h := start(t, nil)
+	_, _, idx, _ := getLookup(t, h.Srv.URL()+"/v1/services/web")
+	type answer struct {
+		status int
+		took   time.Duration
+	}
+	done := make(chan answer, 1)
+	go func() {
+		status, _, _, took := getLookup(t, h.Srv.URL()+"/v1/services/web?index="+strconv.FormatUint(idx, 10)+"&wait=5m")
+		done <- answer{status, took}
+	}()
+	testserver.Eventually(t, 5*time.Second, "the query to wait", func() bool { return h.Srv.Registry().Waiters() == 1 })
+	began := time.Now()
+	h.Srv.Close()
+	select {
+	case a := <-done:
+		if a.status != 200 {
+			t.Fatalf("the blocking query was answered %d at shutdown", a.status)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("the blocking query outlived Close")
+	}
+	if took := time.Since(began); took > 4*time.Second {
+		t.Fatalf("Close took %s with a blocking query open", took)
 	}
 }
