@@ -106,12 +106,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 		return nil, errorf("%s: %w: read answer: %w", op, ErrUnavailable, err)
 	}
 	if resp.StatusCode >= 300 {
-		var eb api.ErrorBody
-		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
-			eb.Error = api.ErrorDetail{Code: codeForStatus(resp.StatusCode), Message: strings.TrimSpace(string(data))}
-		}
-		return resp.Header, &Error{Op: op, Status: resp.StatusCode, ErrorDetail: eb.Error,
-			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+		return resp.Header, answerError(op, resp, data)
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -119,6 +114,17 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 		}
 	}
 	return resp.Header, nil
+}
+
+// answerError is the error of an answer with a status of 300 or more,
+// whose body (or its start) is data.
+func answerError(op string, resp *http.Response, data []byte) *Error {
+	var eb api.ErrorBody
+	if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
+		eb.Error = api.ErrorDetail{Code: codeForStatus(resp.StatusCode), Message: strings.TrimSpace(string(data))}
+	}
+	return &Error{Op: op, Status: resp.StatusCode, ErrorDetail: eb.Error,
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 }
 
 func codeForStatus(s int) string {

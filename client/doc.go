@@ -5,8 +5,9 @@
 //
 //   - Client: the HTTP calls of the registry's API (enrolment keys,
 //     registration, heartbeats, drains, deregistration, lookups, service
-//     listings). Wire error codes come back as errors that match the
-//     package's sentinels with errors.Is.
+//     listings, and Watch, the event stream of changes, which reconnects
+//     and resumes by itself). Wire error codes come back as errors that
+//     match the package's sentinels with errors.Is.
 //   - The service side: Registration keeps one instance registered (it
 //     answers the verification callback, heartbeats, registers again when
 //     the registry has forgotten it, and drains and deregisters on
@@ -15,8 +16,12 @@
 //     refusal that retrying cannot fix, such as a wrong key, stops both,
 //     and Registration.Err reports it.
 //   - The client side: Resolver gives cached lookups with an explicit
-//     staleness policy, balancing (Pick) and outlier ejection; its
+//     staleness policy, kept current by the registry's event stream (a
+//     change reaches it within milliseconds; when the stream is down,
+//     revalidation takes over), balancing (Pick), outlier ejection, and
+//     Watch, a channel of a service's instances as they change; its
 //     HTTPClient sends requests for http://service-name/… to an instance.
+//     Close a Resolver to end its stream.
 //
 // A lookup through the Client:
 //

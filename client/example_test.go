@@ -131,6 +131,52 @@ func ExampleResolver_HTTPClient() {
 	// fetched example.org
 }
 
+// A client that follows a service's instances as they change: the
+// resolver's event stream delivers each change within milliseconds.
+func ExampleResolver_Watch() {
+	registry, key, stop := exampleRegistry()
+	defer stop()
+	c, _ := client.New(client.Config{Addr: registry})
+	resolver, _ := client.NewResolver(client.ResolverConfig{Client: c, Logger: slog.New(slog.DiscardHandler)})
+	defer resolver.Close() // ends the stream
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sets, err := resolver.Watch(ctx, "greeter")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	next := func() {
+		if res, ok := <-sets; ok {
+			fmt.Println("greeter instances:", len(res.Instances))
+		}
+	}
+	next() // the current set, at once
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	svcCtx, stopService := context.WithCancel(ctx)
+	served := make(chan error)
+	go func() {
+		served <- client.Serve(svcCtx, client.ServiceConfig{
+			Name: "greeter", Address: "127.0.0.1", Listener: ln, Registry: registry, Key: key,
+			DrainDelay: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		}, http.NotFoundHandler())
+	}()
+	next() // registered
+	stopService()
+	next() // drained: out of the passing set
+	<-served
+	// Output:
+	// greeter instances: 0
+	// greeter instances: 1
+	// greeter instances: 0
+}
+
 // A registration the registry refuses for good (here, a wrong key) stops
 // retrying, and says why through Err, which Run and WaitRegistered
 // return too.

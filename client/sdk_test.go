@@ -578,6 +578,10 @@ func TestResolver_RevalidateTimeout(t *testing.T) {
 func TestClient_GarbledAnswerIsUnavailable(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/watch" { // a registry without the event stream
+			http.NotFound(w, r)
+			return
+		}
 		if calls.Add(1) == 1 {
 			fmt.Fprint(w, `{"service":"svc","index":1,"instances":[]}`)
 			return
@@ -600,13 +604,14 @@ func TestClient_GarbledAnswerIsUnavailable(t *testing.T) {
 }
 
 // hungRegistry serves one lookup answer for "svc", then accepts requests
-// and never answers them, until the test ends. It counts the requests.
+// and never answers them, until the test ends. It counts the lookups (a
+// resolver's event stream hangs too, uncounted).
 func hungRegistry(t *testing.T) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
 	calls := new(atomic.Int32)
 	release := make(chan struct{})
 	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) == 1 {
+		if strings.HasPrefix(r.URL.Path, "/v1/services/") && calls.Add(1) == 1 {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, `{"service":"svc","index":3,"instances":[{"id":"a","service":"svc","address":"127.0.0.1","port":1,"scheme":"http","url":"http://127.0.0.1:1","tags":[],"meta":{},"status":"passing","last_seen_ms":5,"ttl_ms":10000,"quality":1,"proof":"address+port","registered_at":"2026-01-01T00:00:00Z"}]}`)
 			return

@@ -126,6 +126,7 @@ func newRootCmd(e env) *cobra.Command {
 		keys,
 		newServicesCmd(e),
 		newLookupCmd(e),
+		newWatchCmd(e),
 		newInstanceCmd(e),
 		newDrainCmd(e),
 		newEvictCmd(e),
