@@ -40,6 +40,10 @@ type ServiceConfig struct {
 	// DeregisterAfter, when set, is how long the registry keeps the
 	// instance after its last heartbeat; default 10 × TTL.
 	DeregisterAfter time.Duration
+	// Checks are active health checks the registry runs against the
+	// instance besides its heartbeats (see api.CheckDecl): it is passing
+	// only while it heartbeats and every check passes.
+	Checks []api.CheckDecl
 	// Registry is the registry's base URL; default $MUSTER_ADDR, then
 	// http://127.0.0.1:9000.
 	Registry string
@@ -361,6 +365,7 @@ func (r *Registration) register(ctx context.Context) error {
 	if r.cfg.DeregisterAfter > 0 {
 		req.DeregisterAfter = r.cfg.DeregisterAfter.String()
 	}
+	req.Checks = r.cfg.Checks
 	resp, err := r.client.Register(ctx, r.cfg.Name, r.cfg.Key, req)
 	token, id, answered := finish()
 	if err != nil {

@@ -23,6 +23,11 @@ the sidecar answers the registry's verification callback on its own port
 of --address, heartbeats until interrupted, and drains and deregisters on
 Ctrl-C (or SIGTERM).
 
+With --check-http, --check-tcp or --check-grpc the registry also probes
+the process itself on --port, and lists it as passing only while the
+sidecar heartbeats and every check passes (three failed probes in a row
+make it critical, two good ones bring it back).
+
 It retries, with backoff, whatever may pass: the registry down, busy or
 without a leader (503), a rate limit or quota (429), a callback that
 failed (422 verification_failed: the address may not be reachable yet).
@@ -46,13 +51,18 @@ func newRegisterCmd(e env) *cobra.Command {
 		tags, metas            []string
 		ttl                    time.Duration
 		scheme                 *enumValue
+		checkHTTP              []string
+		checkTCP, checkGRPC    bool
+		grpcService            string
+		checkEvery, checkLimit time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "register --service NAME --address A --port P [flags]",
 		Short: "register a process as a sidecar: answer the callback, heartbeat, deregister on Ctrl-C",
 		Long:  registerLong,
 		Example: `  MUSTER_KEY=mk_... muster register --service fetch_url --address 127.0.0.1 --port 8888 \
-      --tag v2 --meta site=dice.com --ttl 10s`,
+      --tag v2 --meta site=dice.com --ttl 10s
+  MUSTER_KEY=mk_... muster register --service db --address 10.0.3.7 --port 5432 --check-tcp`,
 		Args: nArgs(0, "no arguments (give --service, --address and --port)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name == "" || address == "" || port == 0 {
@@ -77,9 +87,14 @@ func newRegisterCmd(e env) *cobra.Command {
 			if key == "" {
 				return usageError("an enrolment key is required: set MUSTER_KEY or --key-file")
 			}
+			checks := sidecarChecks(checkHTTP, checkTCP, checkGRPC, grpcService, checkEvery, checkLimit)
+			if grpcService != "" && !checkGRPC {
+				return usageError("--check-grpc-service needs --check-grpc")
+			}
 			return sidecar(cmd.Context(), e, client.ServiceConfig{
 				Name: name, Address: address, Port: port, Scheme: scheme.String(), Tags: tags, Meta: meta, TTL: ttl,
 				Registry: e.envOr("MUSTER_ADDR", client.DefaultAddr), Key: key, VerifyPort: verifyPort, VerifyScheme: "http",
+				Checks: checks,
 			})
 		},
 	}
@@ -93,8 +108,40 @@ func newRegisterCmd(e env) *cobra.Command {
 	f.DurationVar(&ttl, "ttl", 10*time.Second, "heartbeat TTL")
 	f.IntVar(&verifyPort, "verify-port", 0, "port on --address where this sidecar answers the registry's callback (default: any free port)")
 	f.StringVar(&keyFile, "key-file", "", "read the enrolment key from this file (default: env MUSTER_KEY)")
+	f.StringArrayVar(&checkHTTP, "check-http", nil, "ask the registry to GET this path on --port and expect 2xx (an active check); repeatable")
+	f.BoolVar(&checkTCP, "check-tcp", false, "ask the registry to connect to --port (an active check)")
+	f.BoolVar(&checkGRPC, "check-grpc", false, "ask the registry to call grpc.health.v1 on --port (an active check)")
+	f.StringVar(&grpcService, "check-grpc-service", "", "the service name --check-grpc asks about (default: the server as a whole)")
+	f.DurationVar(&checkEvery, "check-interval", 10*time.Second, "how often the registry runs each check")
+	f.DurationVar(&checkLimit, "check-timeout", 0, "how long one check may take (default: the smaller of the interval and 5s)")
 	cmd.MarkFlagFilename("key-file")
 	return cmd
+}
+
+// sidecarChecks builds the active checks the sidecar's flags ask for.
+func sidecarChecks(paths []string, tcp, grpc bool, grpcService string, every, limit time.Duration) []api.CheckDecl {
+	var out []api.CheckDecl
+	decl := func(typ string) api.CheckDecl {
+		d := api.CheckDecl{Type: typ, Interval: every.String()}
+		if limit > 0 {
+			d.Timeout = limit.String()
+		}
+		return d
+	}
+	for _, p := range paths {
+		d := decl(api.CheckHTTP)
+		d.Path = p
+		out = append(out, d)
+	}
+	if tcp {
+		out = append(out, decl(api.CheckTCP))
+	}
+	if grpc {
+		d := decl(api.CheckGRPC)
+		d.GRPCService = grpcService
+		out = append(out, d)
+	}
+	return out
 }
 
 // sidecar registers cfg's instance, answering its callback on

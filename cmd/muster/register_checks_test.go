@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testserver"
+	"github.com/musterhq/muster/internal/testutil"
+)
+
+// TestCLI_RegisterSidecarChecks: muster register --check-http and
+// --check-tcp declare active checks of the process: lookups show them,
+// and a failing health endpoint turns the instance critical although the
+// sidecar keeps heartbeating.
+func TestCLI_RegisterSidecarChecks(t *testing.T) {
+	dir := t.TempDir()
+	s := testserver.Start(t, func(c *server.Config) { c.DataDir = dir })
+	admin, _ := client.New(client.Config{Addr: s.URL(), Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(context.Background(), []string{"db"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status atomic.Int32
+	status.Store(200)
+	proc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer proc.Close()
+	port := proc.Listener.Addr().(*net.TCPAddr).Port
+	env := map[string]string{"MUSTER_ADDR": s.URL(), "MUSTER_KEY": k.Secret}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut testutil.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"register", "--service", "db", "--address", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--check-http", "/healthz", "--check-tcp", "--check-interval", "1s", "--check-timeout", "500ms", "--ttl", "2s"},
+			func(k string) string { return env[k] }, &out, &errOut)
+	}()
+	var in client.Instance
+	testserver.Eventually(t, 10*time.Second, "the sidecar's instance with its checks probed", func() bool {
+		res, err := admin.Lookup(context.Background(), "db")
+		if err != nil || len(res.Instances) != 1 || len(res.Instances[0].Checks) != 2 {
+			return false
+		}
+		in = res.Instances[0]
+		return in.Checks[0].LastRunMS >= 0 && in.Checks[1].LastRunMS >= 0
+	})
+	if in.Checks[0].Type != "http" || in.Checks[1].Type != "tcp" || in.Checks[0].Status != "passing" {
+		t.Fatalf("checks = %+v", in.Checks)
+	}
+	status.Store(503)
+	testserver.Eventually(t, 15*time.Second, "the instance critical by its failing check", func() bool {
+		res, err := admin.Lookup(context.Background(), "db", client.WithStatus("critical"))
+		return err == nil && len(res.Instances) == 1
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("register returned %v; stderr %s", err, errOut.String())
+	}
+	if _, err := cli(t, env, "register", "--service", "db", "--address", "127.0.0.1", "--port", "1", "--check-grpc-service", "x"); err == nil {
+		t.Fatal("--check-grpc-service without --check-grpc accepted")
+	}
+}
