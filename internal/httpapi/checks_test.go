@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,7 +24,6 @@ type healthServer struct {
 	status atomic.Int32
 	hits   atomic.Int32
 	hang   atomic.Bool
-	mu     sync.Mutex
 	stop   chan struct{}
 }
 

@@ -203,8 +203,7 @@ func (c *checkRun) commit(ctx context.Context) {
 // never), counted from when this term first saw them critical.
 func (c *checkRun) removeDead(ctx context.Context) {
 	now := c.r.now()
-	for service, ids := range c.held {
-		_ = service
+	for _, ids := range c.held {
 		for id := range ids {
 			inst, ok := c.r.cat.Instance(id)
 			if !ok || inst.TTL != 0 || inst.DeregisterAfter == 0 || inst.Status != catalog.StatusCritical {
