@@ -6,12 +6,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
@@ -239,4 +241,22 @@ func TestChecks_Refusals(t *testing.T) {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// TestChecks_AddressOutsideTheAllowlist: a registration with checks for
+// an address outside the networks the registry may reach is refused
+// before anything is probed or stored.
+func TestChecks_AddressOutsideTheAllowlist(t *testing.T) {
+	h := start(t, func(c *server.Config) { c.Verify.Allow = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} })
+	k := h.Key(t, "db")
+	hs := newHealthServer(t)
+	status, eb, raw := h.Post(t, "db", k.Secret, []byte(`{"address":"127.0.0.1","port":`+itoa(hs.port())+
+		`,"ttl":"0s","checks":[{"type":"http","path":"/healthz"},{"type":"tcp"}]}`))
+	if status != 422 || eb.Error.Code != api.CodeAddressNotAllowed {
+		t.Fatalf("registration outside the allowlist: %d %s", status, raw)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := hs.hits.Load(); n != 0 {
+		t.Fatalf("the refused instance was probed %d times", n)
+	}
 }
