@@ -44,6 +44,12 @@ type ServiceConfig struct {
 	// instance besides its heartbeats (see api.CheckDecl): it is passing
 	// only while it heartbeats and every check passes.
 	Checks []api.CheckDecl
+	// ChecksOnly registers the instance with a TTL of 0: it sends no
+	// heartbeats, and the registry judges it by its Checks alone (they
+	// must be set; TTL is ignored). For a process that cannot heartbeat,
+	// such as a database behind a sidecar. Run then looks the instance up
+	// every 10 s and registers it again if the registry no longer has it.
+	ChecksOnly bool
 	// Registry is the registry's base URL; default $MUSTER_ADDR, then
 	// http://127.0.0.1:9000.
 	Registry string
@@ -157,7 +163,10 @@ func (c *ServiceConfig) Validate() error {
 	if c.Key == "" {
 		errs = append(errs, errors.New("enrolment key is required (ServiceConfig.Key or MUSTER_KEY)"))
 	}
-	if c.TTL < time.Second {
+	switch {
+	case c.ChecksOnly && len(c.Checks) == 0:
+		errs = append(errs, errors.New("ChecksOnly needs at least one check"))
+	case !c.ChecksOnly && c.TTL < time.Second:
 		errs = append(errs, errors.New("ttl must be at least 1s"))
 	}
 	if c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
@@ -366,6 +375,9 @@ func (r *Registration) register(ctx context.Context) error {
 		req.DeregisterAfter = r.cfg.DeregisterAfter.String()
 	}
 	req.Checks = r.cfg.Checks
+	if r.cfg.ChecksOnly {
+		req.TTL = "0s"
+	}
 	resp, err := r.client.Register(ctx, r.cfg.Name, r.cfg.Key, req)
 	token, id, answered := finish()
 	if err != nil {
@@ -471,7 +483,7 @@ func (r *Registration) Run(ctx context.Context) error {
 		// Heartbeat at about TTL/3, jittered by ±10%; after a failed
 		// heartbeat, sooner (but not sooner than its Retry-After), so that
 		// a short registry outage does not cost the instance its TTL.
-		next := r.cfg.TTL / 3
+		next := r.beatEvery()
 		next += time.Duration((mrand.Float64()*0.2 - 0.1) * float64(next))
 		if attempt > 0 {
 			next = min(atLeastRetryAfter(r.backoff(attempt-1), hbErr), next)
@@ -498,9 +510,18 @@ func (r *Registration) heartbeat(ctx context.Context) error {
 	r.mu.Unlock()
 	// A heartbeat that takes longer than TTL/3 is as good as lost: give up
 	// on it and let the next one try.
-	hctx, cancel := context.WithTimeout(ctx, r.cfg.TTL/3)
+	hctx, cancel := context.WithTimeout(ctx, r.beatEvery())
 	defer cancel()
-	resp, err := r.client.Heartbeat(hctx, st.InstanceID, token)
+	var resp api.HeartbeatResponse
+	var err error
+	if r.cfg.ChecksOnly {
+		// No heartbeat: only whether the registry still has it.
+		var in api.Instance
+		in, err = r.client.Instance(hctx, st.InstanceID)
+		resp.Status = in.Status
+	} else {
+		resp, err = r.client.Heartbeat(hctx, st.InstanceID, token)
+	}
 	switch {
 	case err == nil:
 		if r.hbFailures > 0 {
@@ -533,6 +554,40 @@ func (r *Registration) heartbeat(ctx context.Context) error {
 	}
 }
 
+// beatEvery is the time between two heartbeats (TTL/3), or between two
+// looks at a check-only instance.
+func (r *Registration) beatEvery() time.Duration {
+	if r.cfg.ChecksOnly {
+		return 10 * time.Second
+	}
+	return r.cfg.TTL / 3
+}
+
+// drainWait waits out DrainDelay, heartbeating meanwhile: a draining
+// instance is still alive, and one that stopped heartbeating would turn
+// critical (and, when a fleet shuts down together, look like a network
+// split) before it deregisters.
+func (r *Registration) drainWait(id, token string) {
+	end := time.Now().Add(r.cfg.DrainDelay)
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return
+		}
+		if r.cfg.ChecksOnly {
+			time.Sleep(left)
+			return
+		}
+		time.Sleep(min(left, r.cfg.TTL/3))
+		if time.Until(end) <= 0 {
+			return
+		}
+		hctx, cancel := context.WithTimeout(context.Background(), r.cfg.TTL/3)
+		_, _ = r.client.Heartbeat(hctx, id, token)
+		cancel()
+	}
+}
+
 // shutdown drains and deregisters with a bounded time.
 func (r *Registration) shutdown() error {
 	st := r.State()
@@ -559,7 +614,7 @@ func (r *Registration) shutdown() error {
 		cancel()
 		if err == nil {
 			r.log.Info("draining before deregistration", "instance_id", st.InstanceID, "delay", r.cfg.DrainDelay)
-			time.Sleep(r.cfg.DrainDelay)
+			r.drainWait(st.InstanceID, token)
 		}
 	}
 	// Its own deadline: a slow drain must not leave none for this.

@@ -424,3 +424,56 @@ func TestDefaultServiceConfig(t *testing.T) {
 		t.Fatalf("defaults %+v", cfg)
 	}
 }
+
+// TestRegistration_DrainKeepsHeartbeating: during DrainDelay the instance
+// keeps heartbeating, so that a drain longer than its TTL reads
+// draining, never critical, until it deregisters.
+func TestRegistration_DrainKeepsHeartbeating(t *testing.T) {
+	reg := startRegistry(t, t.TempDir(), "127.0.0.1:0")
+	key := newKey(t, reg.URL(), "svc")
+	admin, _ := client.New(client.Config{Addr: reg.URL()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := client.NewRegistration(client.ServiceConfig{
+		Name: "svc", Address: "127.0.0.1", Listener: ln, Registry: reg.URL(), Key: key,
+		TTL: time.Second, DrainDelay: 3 * time.Second, Logger: testutil.Logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: r.VerifyHandler()}
+	go hs.Serve(ln)
+	defer hs.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	st, err := r.WaitRegistered(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past the registry's grace after its election (2 s here), so that
+	// only heartbeats keep the instance alive.
+	time.Sleep(2500 * time.Millisecond)
+	cancel()
+	seen := map[string]bool{}
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !seen["draining"] || seen["critical"] {
+				t.Fatalf("statuses while draining: %v", seen)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+			if in, err := admin.Instance(context.Background(), st.InstanceID); err == nil {
+				seen[in.Status] = true
+			}
+		}
+	}
+}

@@ -26,7 +26,9 @@ Ctrl-C (or SIGTERM).
 With --check-http, --check-tcp or --check-grpc the registry also probes
 the process itself on --port, and lists it as passing only while the
 sidecar heartbeats and every check passes (three failed probes in a row
-make it critical, two good ones bring it back).
+make it critical, two good ones bring it back). With --ttl 0 the sidecar
+sends no heartbeats at all: the checks alone decide, for a process that
+should be judged by itself rather than by its sidecar.
 
 It retries, with backoff, whatever may pass: the registry down, busy or
 without a leader (503), a rate limit or quota (429), a callback that
@@ -91,10 +93,13 @@ func newRegisterCmd(e env) *cobra.Command {
 			if grpcService != "" && !checkGRPC {
 				return usageError("--check-grpc-service needs --check-grpc")
 			}
+			if ttl == 0 && len(checks) == 0 {
+				return usageError("--ttl 0 (no heartbeats) needs a check: --check-http, --check-tcp or --check-grpc")
+			}
 			return sidecar(cmd.Context(), e, client.ServiceConfig{
 				Name: name, Address: address, Port: port, Scheme: scheme.String(), Tags: tags, Meta: meta, TTL: ttl,
 				Registry: e.envOr("MUSTER_ADDR", client.DefaultAddr), Key: key, VerifyPort: verifyPort, VerifyScheme: "http",
-				Checks: checks,
+				Checks: checks, ChecksOnly: ttl == 0,
 			})
 		},
 	}
@@ -105,7 +110,7 @@ func newRegisterCmd(e env) *cobra.Command {
 	scheme = enumFlag(cmd, "scheme", "", "http", "the process's scheme", "http", "https")
 	f.StringArrayVar(&tags, "tag", nil, "tag; repeatable")
 	f.StringArrayVar(&metas, "meta", nil, "meta key=value (or key:value); repeatable")
-	f.DurationVar(&ttl, "ttl", 10*time.Second, "heartbeat TTL")
+	f.DurationVar(&ttl, "ttl", 10*time.Second, "heartbeat TTL; 0 with a check: no heartbeats, the registry judges the process by its checks alone")
 	f.IntVar(&verifyPort, "verify-port", 0, "port on --address where this sidecar answers the registry's callback (default: any free port)")
 	f.StringVar(&keyFile, "key-file", "", "read the enrolment key from this file (default: env MUSTER_KEY)")
 	f.StringArrayVar(&checkHTTP, "check-http", nil, "ask the registry to GET this path on --port and expect 2xx (an active check); repeatable")

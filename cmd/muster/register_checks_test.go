@@ -73,4 +73,63 @@ func TestCLI_RegisterSidecarChecks(t *testing.T) {
 	if _, err := cli(t, env, "register", "--service", "db", "--address", "127.0.0.1", "--port", "1", "--check-grpc-service", "x"); err == nil {
 		t.Fatal("--check-grpc-service without --check-grpc accepted")
 	}
+	if _, err := cli(t, env, "register", "--service", "db", "--address", "127.0.0.1", "--port", "1", "--ttl", "0s"); err == nil {
+		t.Fatal("--ttl 0 without a check accepted")
+	}
+}
+
+// TestCLI_RegisterSidecarChecksOnly: with --ttl 0 the sidecar registers a
+// check-only instance and sends no heartbeat: lookups show a TTL of 0,
+// the instance's last_seen is its latest probe, and Ctrl-C still
+// deregisters it.
+func TestCLI_RegisterSidecarChecksOnly(t *testing.T) {
+	dir := t.TempDir()
+	s := testserver.Start(t, func(c *server.Config) { c.DataDir = dir })
+	admin, _ := client.New(client.Config{Addr: s.URL(), Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(context.Background(), []string{"db"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	env := map[string]string{"MUSTER_ADDR": s.URL(), "MUSTER_KEY": k.Secret}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut testutil.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"register", "--service", "db", "--address", "127.0.0.1", "--port", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port),
+			"--check-tcp", "--check-interval", "1s", "--ttl", "0"}, func(k string) string { return env[k] }, &out, &errOut)
+	}()
+	var in client.Instance
+	testserver.Eventually(t, 10*time.Second, "a probed check-only instance", func() bool {
+		res, err := admin.Lookup(context.Background(), "db")
+		if err != nil || len(res.Instances) != 1 || len(res.Instances[0].Checks) != 1 {
+			return false
+		}
+		in = res.Instances[0]
+		return in.Checks[0].LastRunMS >= 0
+	})
+	if in.TTLMS != 0 || in.Quality != 1 || in.LastSeenMS < 0 {
+		t.Fatalf("check-only instance = %+v", in)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("register returned %v; stderr %s", err, errOut.String())
+	}
+	if _, err := admin.Instance(context.Background(), in.ID); err == nil {
+		t.Fatal("after Ctrl-C the check-only instance is still there")
+	}
 }
