@@ -232,6 +232,9 @@ func (r *cache) onEvent(st *feedState, fc *feedConn, ev WatchEvent, more bool) {
 	case api.EventSnapshot:
 		r.flush(fc)
 		r.applySnapshot(fc, ev.Snapshot)
+	case api.EventProtection:
+		r.flush(fc)
+		r.setProtection(fc, ev.Protection.Protection)
 	case api.EventRegistered, api.EventDeregistered, api.EventStatus:
 		name := ev.Event.Service
 		if name == "" {
@@ -311,7 +314,7 @@ func (r *cache) applySnapshot(fc *feedConn, snap *api.WatchSnapshot) {
 				e.through, e.missed = 0, max(e.missed, snap.Index)
 				e.dirty.Store(true)
 			} else {
-				res := &Result{Service: s.name, Index: snap.Index, Instances: insts, FetchedAt: now}
+				res := &Result{Service: s.name, Index: snap.Index, Instances: insts, FetchedAt: now, Protection: snap.Protection}
 				if insts == nil {
 					res.Instances = []Instance{}
 				}
@@ -321,6 +324,22 @@ func (r *cache) applySnapshot(fc *feedConn, snap *api.WatchSnapshot) {
 				e.setResult(res)
 				e.through, e.missed, e.lastErr = snap.Index, 0, nil
 				e.dirty.Store(false)
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
+// setProtection marks the plain entries of the connection's services with
+// mass-expiry protection's new state (a protection event).
+func (r *cache) setProtection(fc *feedConn, on bool) {
+	for _, s := range fc.services {
+		for _, e := range r.entriesOf(s) {
+			e.mu.Lock()
+			if cur := e.result.Load(); cur != nil && !e.filtered && cur.Protection != on {
+				res := *cur
+				res.Protection = on
+				e.setResult(&res)
 			}
 			e.mu.Unlock()
 		}
@@ -349,7 +368,8 @@ func (r *cache) applyEvents(s *service, evs []api.Event, now time.Time) {
 					insts = patch(insts, &evs[i], now)
 				}
 			}
-			res := &Result{Service: s.name, Index: last, Instances: insts, Evicted: cur.Evicted, FetchedAt: now}
+			res := &Result{Service: s.name, Index: last, Instances: insts, Evicted: cur.Evicted, FetchedAt: now,
+				Protection: evs[len(evs)-1].Protection}
 			e.setResult(res)
 			e.through = last
 		}

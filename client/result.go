@@ -30,13 +30,20 @@ type Result struct {
 	// this answer and a cached one is served instead; StaleErr says why.
 	Stale    bool  `json:"stale,omitempty"`
 	StaleErr error `json:"-"`
+	// Protection is set while the registry's mass-expiry protection holds
+	// expiries: a large share of the fleet fell silent at once, and
+	// instances whose TTL ran out since are still listed as passing (see
+	// docs/api.md). A client may prefer instances with a recent LastSeen
+	// meanwhile.
+	Protection bool `json:"protection,omitempty"`
 }
 
 // Age is how old the answer is.
 func (r Result) Age() time.Duration { return time.Since(r.FetchedAt) }
 
 func newResult(lr api.LookupResponse, fetched time.Time) Result {
-	res := Result{Service: lr.Service, Index: lr.Index, FetchedAt: fetched, Instances: make([]Instance, len(lr.Instances)), Evicted: lr.Evicted}
+	res := Result{Service: lr.Service, Index: lr.Index, FetchedAt: fetched, Instances: make([]Instance, len(lr.Instances)), Evicted: lr.Evicted,
+		Protection: lr.Protection}
 	for i, in := range lr.Instances {
 		res.Instances[i] = Instance{Instance: in}
 		if in.LastSeenMS >= 0 {

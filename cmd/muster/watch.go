@@ -43,8 +43,10 @@ the registry no longer holds the changes since (it keeps the last 8,192),
 it prints the whole state again, marked resync.
 
 With -o json it prints each event as the registry sent it, one JSON
-document a line: the snapshot (api.WatchSnapshot, with every instance)
-and each change (api.Event). It runs until interrupted (exit 0), or
+document a line: the snapshot (api.WatchSnapshot, with every instance),
+each change (api.Event), and mass-expiry protection starting or ending
+({"type":"protection","protection":true}; the registry sends it without
+its type). It runs until interrupted (exit 0), or
 until --count changes or --for have passed.`, envAddr),
 		Example: `  muster watch web api
   muster watch -o json | jq -c 'select(.type != "snapshot")'
@@ -160,7 +162,7 @@ func (p *watchPrinter) line(ev client.WatchEvent) error {
 	}
 	if !p.headerDone {
 		p.headerDone = true
-		if _, err := fmt.Fprintln(p.w, watchRow("INDEX", "EVENT", "SERVICE", "INSTANCE", "ADDRESS", "STATUS", "")); err != nil {
+		if _, err := fmt.Fprintln(p.w, watchRow("INDEX", "EVENT", "SERVICE", "INSTANCE", "ADDRESS", "STATUS", "DETAIL")); err != nil {
 			return err
 		}
 	}
@@ -187,7 +189,7 @@ func (p *watchPrinter) line(ev client.WatchEvent) error {
 		if ev.Protection.Protection {
 			state = "on: expiries held"
 		}
-		rows = append(rows, watchRow(index, ev.Type, "", "", "", "", state))
+		rows = append(rows, watchRow("-", ev.Type, "", "", "", "", state))
 	default: // a type this CLI does not know
 		rows = append(rows, watchRow(index, ev.Type, "", "", "", "", string(ev.Data)))
 	}

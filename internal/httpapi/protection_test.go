@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
@@ -248,6 +249,15 @@ func TestAPI_ProtectionResumeInsideHold(t *testing.T) {
 	before, _, _ := f.list(t)
 	stream := openWatch(t, f.h.Srv.URL()+"/v1/watch", "")
 	snapshotOf(t, stream.next(t, 5*time.Second))
+	// An SDK Resolver kept by the stream alone (MaxAge an hour).
+	resolver, err := client.NewResolver(client.ResolverConfig{Client: f.h.Anon, MaxAge: time.Hour, MaxStale: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resolver.Close()
+	if res, err := resolver.Lookup(context.Background(), "svc3"); err != nil || res.Protection {
+		t.Fatalf("resolver before the silence: %+v, %v", res, err)
+	}
 	if n := f.setSilentEvery(true); n != 50 {
 		t.Fatalf("silenced %d", n)
 	}
@@ -274,6 +284,10 @@ func TestAPI_ProtectionResumeInsideHold(t *testing.T) {
 			if hb := f.readyz(t); !hb.Protection || hb.ProtectionActivations != 1 || hb.Status != "ready" {
 				t.Fatalf("/readyz during the hold: %+v", hb)
 			}
+			testserver.Eventually(t, 2*time.Second, "the resolver to see protection", func() bool {
+				res, err := resolver.Lookup(context.Background(), "svc3")
+				return err == nil && res.Protection && len(res.Instances) == 10
+			})
 		}
 		time.Sleep(pollEvery)
 	}
@@ -297,6 +311,9 @@ func TestAPI_ProtectionResumeInsideHold(t *testing.T) {
 	}
 	if lr := f.lookup(t, "svc3"); lr.Protection {
 		t.Error("a lookup after the hold still says protection")
+	}
+	if res, err := resolver.Lookup(context.Background(), "svc3"); err != nil || res.Protection {
+		t.Errorf("the resolver after the hold: protection %v, %v", res.Protection, err)
 	}
 	if hb := f.readyz(t); hb.Protection || hb.ProtectionActivations != 1 {
 		t.Errorf("/readyz after the hold: %+v", hb)
