@@ -342,6 +342,14 @@ func newInstanceCmd(e env) *cobra.Command {
 				} {
 					fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 				}
+				for _, c := range in.Checks {
+					// Why an instance is critical, when a check says so.
+					when := "not probed yet"
+					if c.LastRunMS >= 0 {
+						when = lastSeen(c.LastRunMS) + " ago"
+					}
+					fmt.Fprintf(tw, "check %s:\t%s (%s) %s\n", c.Type, c.Status, when, c.Output)
+				}
 				return tw.Flush()
 			})
 		},

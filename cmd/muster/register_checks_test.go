@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,6 +67,10 @@ func TestCLI_RegisterSidecarChecks(t *testing.T) {
 		res, err := admin.Lookup(context.Background(), "db", client.WithStatus("critical"))
 		return err == nil && len(res.Instances) == 1
 	})
+	shown, err := cli(t, map[string]string{"MUSTER_ADDR": s.URL()}, "instance", in.ID)
+	if err != nil || !strings.Contains(shown, "check http:") || !strings.Contains(shown, "critical") || !strings.Contains(shown, "HTTP 503") {
+		t.Fatalf("muster instance shows:\n%s (%v)", shown, err)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("register returned %v; stderr %s", err, errOut.String())
