@@ -133,6 +133,56 @@ func adminToken(tb testing.TB, dataDir string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// TestServerProcess_ProtectionAfterKill9: after a kill -9 and a restart,
+// a fleet that never heartbeats again is, to mass-expiry protection, the
+// whole catalog cut off at once: its expiry is held (lookups say
+// protection), and it happens when the hold's bound passes.
+func TestServerProcess_ProtectionAfterKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	args := []string{"--expiry-grace", "1s", "--expiry-protection-max-hold", "4s"}
+	p := startProc(t, dir, args...)
+	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(ctx, []string{"svc*"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	for i := range 20 {
+		if _, err := admin.Register(ctx, "svc"+strconv.Itoa(i), k.Secret, api.RegisterRequest{
+			Address: "127.0.0.1", Port: inst.Port(), TTL: "2s"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.kill9(t)
+	restarted := time.Now()
+	p = startProc(t, dir, args...)
+	anon, _ := client.New(client.Config{Addr: p.url})
+	var held bool
+	var expiredAt time.Time
+	for deadline := restarted.Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		res, err := anon.Lookup(ctx, "svc0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = held || res.Protection
+		if len(res.Instances) == 0 {
+			expiredAt = time.Now()
+			break
+		}
+	}
+	if !held || expiredAt.IsZero() {
+		t.Fatalf("after the restart: held %v, expired at %v", held, expiredAt)
+	}
+	// TTL + grace without protection; the hold adds up to its bound.
+	if d := expiredAt.Sub(restarted); d < 3*time.Second+2*time.Second {
+		t.Fatalf("svc0 expired %s after the restart: the hold did not hold it", d)
+	}
+}
+
 // TestServerProcess_SurvivesKill9: acknowledged writes survive SIGKILL, and
 // after a restart no instance expires before its TTL plus the grace.
 func TestServerProcess_SurvivesKill9(t *testing.T) {
@@ -164,7 +214,11 @@ func TestServerProcess_SurvivesKill9(t *testing.T) {
 	p.kill9(t)
 
 	restarted := time.Now()
-	p = startProc(t, dir, "--expiry-grace", grace.String())
+	// None of the 20 instances heartbeats after the restart: to
+	// mass-expiry protection that is the whole fleet cut off at once, and
+	// it would hold their expiry (TestServerProcess_ProtectionAfterKill9).
+	// This test is about expiry itself.
+	p = startProc(t, dir, "--expiry-grace", grace.String(), "--expiry-protection", "off")
 	anon, _ := client.New(client.Config{Addr: p.url})
 	// Every acknowledged registration is back, passing, though the new
 	// leader has heard no heartbeat yet.
