@@ -263,7 +263,8 @@ func TestClient_Watch_ResumesAcrossRestart(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- c.Watch(ctx, client.WatchRequest{Services: []string{"web"}}, func(ev client.WatchEvent) error {
-			if ev.Type != client.WatchProgress {
+			// A resumed stream begins by saying where protection stands.
+			if ev.Type != client.WatchProgress && ev.Type != api.EventProtection {
 				events <- ev
 			}
 			return nil

@@ -95,6 +95,7 @@ type watchPrinter struct {
 	headerDone  bool // table's header
 	lost        bool // the connection broke and has not come back
 	reconnected bool // a connection came back: a snapshot now is a resync
+	protection  bool // the state of mass-expiry protection last printed
 }
 
 func (p *watchPrinter) print(ev client.WatchEvent) error {
@@ -114,6 +115,14 @@ func (p *watchPrinter) print(ev client.WatchEvent) error {
 		return nil
 	case api.EventSnapshot:
 		p.summary(ev)
+		p.protection = ev.Snapshot.Protection
+	case api.EventProtection:
+		// A resumed stream says where protection stands: print changes
+		// only.
+		if ev.Protection == nil || ev.Protection.Protection == p.protection {
+			return nil
+		}
+		p.protection = ev.Protection.Protection
 	}
 	if err := p.line(ev); err != nil {
 		return err

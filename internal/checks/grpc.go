@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -80,20 +79,18 @@ func (p *prober) grpcHealth(ctx context.Context, hostport string, c Check) resul
 	}
 	// A call that fails before any message is answered with headers
 	// only, which carry the status.
-	code, msg := resp.Trailer.Get("Grpc-Status"), resp.Trailer.Get("Grpc-Message")
+	code := resp.Trailer.Get("Grpc-Status")
 	if code == "" {
-		code, msg = resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message")
+		code = resp.Header.Get("Grpc-Status")
 	}
 	switch code {
 	case "0":
 	case "":
 		return result{output: "gRPC answer without a status"}
 	default:
-		out := "gRPC " + grpcCodeName(code)
-		if m, err := url.PathUnescape(msg); err == nil && m != "" {
-			out += ": " + m
-		}
-		return result{output: excerpt(out, MaxOutput)}
+		// The status's name only: its message is the instance's text,
+		// not the registry's to publish.
+		return result{output: "gRPC " + grpcCodeName(code)}
 	}
 	status, err := healthResponse(data)
 	if err != nil {

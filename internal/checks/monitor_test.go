@@ -134,7 +134,7 @@ func TestMonitor_thresholds(t *testing.T) {
 		t.Fatalf("before the first probe: %+v", s)
 	}
 	waitFor(t, 5*time.Second, "two successes", func() bool { _, s := f.counts(); return s >= 2 })
-	if s := state(t, m, "i1"); s.Status != api.StatusPassing || s.Output != "HTTP 200: ok" || s.LastRunMS < 0 {
+	if s := state(t, m, "i1"); s.Status != api.StatusPassing || s.Output != "HTTP 200 OK" || s.LastRunMS < 0 {
 		t.Fatalf("after successes: %+v", s)
 	}
 
@@ -157,7 +157,7 @@ func TestMonitor_thresholds(t *testing.T) {
 	if failed, _ := f.counts(); failed < failed0+3 {
 		t.Errorf("critical after %d failures", failed-failed0)
 	}
-	if s := state(t, m, "i1"); s.Status != api.StatusCritical || s.Output != "HTTP 503: down" {
+	if s := state(t, m, "i1"); s.Status != api.StatusCritical || s.Output != "HTTP 503 Service Unavailable" {
 		t.Errorf("critical: %+v", s)
 	}
 	if passing, ok := m.Passing("i1"); passing || !ok {

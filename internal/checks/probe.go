@@ -105,7 +105,10 @@ func (p *prober) probe(ctx context.Context, address string, port int, c Check) r
 
 // httpGet GETs c.Path over a connection of its own and reads the answer
 // in the probe's goroutine; any 2xx passes. A 3xx is a failure, never
-// followed. The output is the status code and the start of the body.
+// followed. The output is the status code and its text, never the body:
+// what the instance's port answers is not the registry's to publish
+// (lookups are unauthenticated), however the check's port and path were
+// chosen.
 //
 // It speaks HTTP/1.1 itself (net/http writes the request and parses the
 // answer) rather than through an http.Transport, which would spend two
@@ -165,9 +168,10 @@ func (p *prober) httpGet(ctx context.Context, hostport string, c Check) result {
 		// broke: an incomplete answer is no answer.
 		return result{output: head + " but " + describe(err, c.Timeout)}
 	}
+	_ = body // read so that the answer is whole; never shown
 	out := head
-	if len(body) > 0 {
-		out = excerpt(head+": "+string(body[:min(len(body), 2*MaxOutput)]), MaxOutput)
+	if text := http.StatusText(code); text != "" {
+		out += " " + text
 	}
 	return result{ok: code >= 200 && code < 300, output: out}
 }

@@ -60,16 +60,16 @@ func TestProber_httpGet(t *testing.T) {
 		ok     bool
 		output string
 	}{
-		{"/ok", true, "HTTP 200: ok"},
-		{"/ok?verbose=1&x=%20", true, "HTTP 200: ok"},
-		{"/empty", true, "HTTP 204"},
-		{"/down", false, "HTTP 503: down: [31mdisk [0m full !"},
-		{"/missing", false, "HTTP 404: 404 page not found"},
+		{"/ok", true, "HTTP 200 OK"},
+		{"/ok?verbose=1&x=%20", true, "HTTP 200 OK"},
+		{"/empty", true, "HTTP 204 No Content"},
+		{"/down", false, "HTTP 503 Service Unavailable"}, // the body is never shown
+		{"/missing", false, "HTTP 404 Not Found"},
 		{"/redirect", false, "HTTP 302: redirects are not followed"},
 		{"/moved", false, "HTTP 301: redirects are not followed"},
-		{"/chunked", true, "HTTP 200: chunk1 chunk2"},
-		{"/huge", true, "HTTP 200: " + strings.Repeat("x", MaxOutput-len("HTTP 200: …")) + "…"},
-		{"/huge-error", false, "HTTP 500: " + strings.Repeat("x", MaxOutput-len("HTTP 500: …")) + "…"},
+		{"/chunked", true, "HTTP 200 OK"},
+		{"/huge", true, "HTTP 200 OK"},
+		{"/huge-error", false, "HTTP 500 Internal Server Error"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			c := httpCheck(tc.path, time.Second, time.Second)
@@ -107,9 +107,9 @@ func TestProber_httpAnswers(t *testing.T) {
 		ok     bool
 		output string
 	}{
-		{"1xx first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true, "HTTP 200: ok"},
-		{"HTTP/1.0 until close", "HTTP/1.0 200 OK\r\n\r\nlegacy", true, "HTTP 200: legacy"},
-		{"switching protocols", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", false, "HTTP 101"},
+		{"1xx first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true, "HTTP 200 OK"},
+		{"HTTP/1.0 until close", "HTTP/1.0 200 OK\r\n\r\nlegacy", true, "HTTP 200 OK"},
+		{"switching protocols", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", false, "HTTP 101 Switching Protocols"},
 		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\n", false, "malformed HTTP answer"},
 		{"closed at once", "", false, "connection closed before a complete answer"},
 		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok", false, "HTTP 200 but connection closed before a complete answer"},

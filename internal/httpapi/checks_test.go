@@ -112,7 +112,7 @@ func TestChecks_HTTPThresholds(t *testing.T) {
 		t.Fatalf("after failed probes the stream said %s (%s)", c, ev.data)
 	}
 	got = lookupAny(t, h, "db", res.ID)
-	if got.Status != "critical" || !strings.Contains(got.Checks[0].Output, "503") {
+	if got.Status != "critical" || got.Checks[0].Output != "HTTP 503 Service Unavailable" || strings.Contains(ev.data, "state of the instance") {
 		t.Fatalf("after failed probes: %+v", got)
 	}
 	if _, lr, _, _ := getLookup(t, h.Srv.URL()+"/v1/services/db"); len(lr.Instances) != 0 {

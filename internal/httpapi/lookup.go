@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -95,6 +96,17 @@ func (l *lookupSlots) acquire(ctx context.Context) bool {
 
 func (l *lookupSlots) release() { <-l.slots }
 
+// query parses r's query string. Unlike URL.Query, which drops a pair it
+// cannot parse (tag=a;b, %zz) and so widens a filter without a word, it
+// refuses the whole query.
+func query(r *http.Request) (url.Values, *Error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, BadField("query", "malformed query string: %v", err)
+	}
+	return q, nil
+}
+
 // parseLookupQuery parses a GET /v1/services/{service} query.
 func parseLookupQuery(q map[string][]string) (registry.Filter, *Error) {
 	f := registry.Filter{Status: catalog.StatusPassing}
@@ -177,7 +189,10 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	if err := registry.CheckServiceName(service); err != nil {
 		return err
 	}
-	q := r.URL.Query()
+	q, qerr := query(r)
+	if qerr != nil {
+		return qerr
+	}
 	f, qerr := parseLookupQuery(q)
 	if qerr != nil {
 		return qerr
@@ -371,7 +386,10 @@ func (ans *lookupAnswer) encode(b []byte, w io.Writer) (_ []byte, whole bool, er
 // listServices handles GET /v1/services: services with instances, and
 // counts by status.
 func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q, qerr := query(r)
+	if qerr != nil {
+		return qerr
+	}
 	for k := range q {
 		if k != "index" && k != "wait" {
 			return BadField(k, "unknown query parameter %q", k)

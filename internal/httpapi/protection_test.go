@@ -248,6 +248,7 @@ func TestAPI_ProtectionResumeInsideHold(t *testing.T) {
 	f := newHTTPFleet(t, ten(), nil)
 	before, _, _ := f.list(t)
 	stream := openWatch(t, f.h.Srv.URL()+"/v1/watch", "")
+	stream.protection = true
 	snapshotOf(t, stream.next(t, 5*time.Second))
 	// An SDK Resolver kept by the stream alone (MaxAge an hour).
 	resolver, err := client.NewResolver(client.ResolverConfig{Client: f.h.Anon, MaxAge: time.Hour, MaxStale: 2 * time.Hour})

@@ -119,7 +119,11 @@ func parseWatchQuery(q map[string][]string, lastEventID string) (services []stri
 // WatchConfig.WriteTimeout it is dropped. Either is counted in the
 // registry's StreamStats and logged.
 func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
-	services, after, resume, qerr := parseWatchQuery(r.URL.Query(), r.Header.Get("Last-Event-ID"))
+	q, qerr := query(r)
+	if qerr != nil {
+		return qerr
+	}
+	services, after, resume, qerr := parseWatchQuery(q, r.Header.Get("Last-Event-ID"))
 	if qerr != nil {
 		return qerr
 	}
@@ -147,6 +151,9 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Accel-Buffering", "no") // a buffering proxy would hold events back
 	h.Set(api.HeaderIndex, strconv.FormatUint(st.Cursor(), 10))
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil // the headers say what a GET would stream
+	}
 
 	ctx, stop := a.longLived(r.Context())
 	defer stop()
@@ -154,7 +161,9 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 	sw.b = append(sw.b, "retry: 1000\n"...)
 	protChanged := a.reg.ProtectionChanged()
 	prot := a.reg.Protection()
-	if prot && snap == nil {
+	if snap == nil {
+		// A resumed reader may hold an older state of protection than
+		// the events it missed would have told it: say where it stands.
 		appendProtection(sw, prot)
 	}
 	if snap != nil {

@@ -35,6 +35,9 @@ type sseStream struct {
 	mu     sync.Mutex
 	lastID string
 	pings  int
+	// protection events are skipped unless set: every resumed stream
+	// begins with one.
+	protection bool
 }
 
 // openWatch opens url (a /v1/watch URL) with Last-Event-ID lastID when
@@ -109,6 +112,9 @@ func (s *sseStream) next(t *testing.T, d time.Duration) sseEvent {
 		case ev, ok := <-s.events:
 			if !ok {
 				t.Fatalf("stream ended: %v", <-s.done)
+			}
+			if ev.name == api.EventProtection && !s.protection {
+				continue
 			}
 			if ev.name != "" {
 				return ev
@@ -389,6 +395,8 @@ func TestWatch_BadQueries(t *testing.T) {
 		{"?after=-1", "", "after"},
 		{"?index=3", "", "index"},
 		{"", "abc", "Last-Event-ID"},
+		{"?service=web;x", "", "query"},
+		{"?service=w%zz", "", "query"},
 	} {
 		req, _ := http.NewRequest(http.MethodGet, h.Srv.URL()+"/v1/watch"+c.query, nil)
 		if c.lastID != "" {
@@ -460,4 +468,57 @@ func durString(d time.Duration) string {
 		return ""
 	}
 	return d.String()
+}
+
+// TestAPI_MalformedQueriesAreRefused: a query string with a pair that does
+// not parse is refused whole, instead of dropping the pair and widening
+// the answer, on lookups, blocking queries and the service list.
+func TestAPI_MalformedQueriesAreRefused(t *testing.T) {
+	h := start(t, nil)
+	for _, path := range []string{
+		"/v1/services/web?tag=nope;x", "/v1/services/web?status=critical;", "/v1/services/web?tag=v9%zz",
+		"/v1/services/web?index=5;wait=60s", "/v1/services?index=5;wait=60s",
+	} {
+		resp, err := http.Get(h.Srv.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var eb api.ErrorBody
+		json.NewDecoder(resp.Body).Decode(&eb)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || eb.Error.Code != api.CodeInvalidArgument || eb.Error.Field != "query" {
+			t.Errorf("%s: %d %+v", path, resp.StatusCode, eb)
+		}
+	}
+}
+
+// TestWatch_HEAD: HEAD of the stream answers its headers and ends, holding
+// no stream open.
+func TestWatch_HEAD(t *testing.T) {
+	h := start(t, func(c *server.Config) { c.Registry.MaxStreamsPerClient = 1 })
+	for range 3 {
+		resp, err := http.Head(h.Srv.URL() + "/v1/watch")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("HEAD: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+	testserver.Eventually(t, 5*time.Second, "no stream open", func() bool { return h.Srv.Registry().StreamStats().Open == 0 })
+	openWatch(t, h.Srv.URL()+"/v1/watch", "")
+}
+
+// TestWatch_ResumedStreamSaysWhereProtectionStands: a resumed stream
+// starts with a protection event, so that a reader who saw protection on
+// before it lost the connection learns it ended meanwhile.
+func TestWatch_ResumedStreamSaysWhereProtectionStands(t *testing.T) {
+	h := start(t, nil)
+	idx := h.Srv.Catalog().Index()
+	s := openWatch(t, h.Srv.URL()+"/v1/watch?after="+strconv.FormatUint(idx, 10), "")
+	s.protection = true
+	if ev := s.next(t, 5*time.Second); ev.name != api.EventProtection || ev.data != `{"protection":false}` || ev.id != "" {
+		t.Fatalf("a resumed stream began with %s %q (id %q)", ev.name, ev.data, ev.id)
+	}
 }

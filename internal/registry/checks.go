@@ -132,7 +132,15 @@ func (c *checkRun) sync(services []string) {
 			for i, ck := range inst.Checks {
 				cs[i] = checks.Check(ck)
 			}
-			err := c.m.Set(checks.Target{ID: inst.ID, Address: inst.Address, Port: inst.Port, Scheme: inst.Scheme,
+			// Probes go to the address the callback reached (the one a
+			// host name resolved to at registration), not to whatever the
+			// name resolves to later: a name repointed after registration
+			// must not turn the checks on another host.
+			addr := inst.Address
+			if inst.HostIP != "" {
+				addr = inst.HostIP
+			}
+			err := c.m.Set(checks.Target{ID: inst.ID, Address: addr, Port: inst.Port, Scheme: inst.Scheme,
 				Checks: cs, Status: string(inst.Status), Owner: inst.KeyID})
 			if err != nil {
 				// Admitted under other bounds (or an allowlist since
