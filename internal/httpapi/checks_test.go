@@ -260,3 +260,56 @@ func TestChecks_AddressOutsideTheAllowlist(t *testing.T) {
 		t.Fatalf("the refused instance was probed %d times", n)
 	}
 }
+
+// TestChecks_FlappingSpendsTheKeysWriteBudget: an instance whose check
+// flaps with thresholds of 1 returns to passing only while its key's
+// write budget lasts (the budget registrations and heartbeat revivals
+// spend), so flapping cannot write faster than the key may.
+func TestChecks_FlappingSpendsTheKeysWriteBudget(t *testing.T) {
+	h := start(t, func(c *server.Config) { c.Registry.RegisterBurst, c.Registry.RegisterEvery = 3, time.Hour })
+	ctx := context.Background()
+	k := h.Key(t, "db")
+	in := testutil.NewInstance(t, k.Secret, verify.Proof)
+	var n atomic.Int32
+	flap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%2 == 0 {
+			w.WriteHeader(503)
+		}
+	}))
+	defer flap.Close()
+	stream := openWatch(t, h.Srv.URL()+"/v1/watch?service=db", "")
+	snapshotOf(t, stream.next(t, 5*time.Second))
+	res, err := h.Anon.Register(ctx, "db", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port(), TTL: "0s",
+		Checks: []api.CheckDecl{{Type: "http", Port: flap.Listener.Addr().(*net.TCPAddr).Port, Interval: "1s", Timeout: "500ms",
+			FailuresBeforeCritical: 1, SuccessesBeforePassing: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	passing, critical := 0, 0
+	for time.Now().Before(deadline) {
+		select {
+		case ev := <-stream.events:
+			if ev.name != api.EventStatus {
+				continue
+			}
+			var e api.Event
+			json.Unmarshal([]byte(ev.data), &e)
+			if e.Instance.ID != res.ID {
+				continue
+			}
+			switch e.Instance.Status {
+			case "passing":
+				passing++
+			case "critical":
+				critical++
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// The registration spent one of the 3; two returns to passing are
+	// left, while about 8 probes alternate.
+	if passing > 2 || critical < 2 || n.Load() < 6 {
+		t.Fatalf("%d probes: %d returns to passing, %d to critical", n.Load(), passing, critical)
+	}
+}

@@ -186,12 +186,21 @@ func (c *checkRun) commit(ctx context.Context) {
 		case api.StatusCritical:
 			cmd = catalog.Command{Op: catalog.OpSetStatus, ID: tr.ID, Status: catalog.StatusCritical, IfStatus: catalog.StatusPassing, Reason: "check failed"}
 		default:
+			// A return to passing spends from the key's write budget, as
+			// a heartbeat's does, so that checks that flap cannot write
+			// faster than the key may; out of budget it waits for the
+			// next attempt. Going critical never waits.
+			now := c.r.now()
+			if ok, _ := c.r.registrations.Allow(now, inst.KeyID); !ok {
+				continue
+			}
 			if !c.r.heartbeatFresh(inst) {
 				// Its TTL ran out: a heartbeat, not its checks, brings it
 				// back (the heartbeat asks the Monitor first).
 				c.m.Ack(tr)
 				continue
 			}
+			c.r.registrations.Spend(now, inst.KeyID)
 			cmd = catalog.Command{Op: catalog.OpSetStatus, ID: tr.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "checks passing"}
 		}
 		_, err := c.r.propose(ctx, cmd)
