@@ -205,7 +205,7 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	var err error
 	if blocking {
 		ctx, stop := a.longLived(r.Context())
-		rd, err = a.reg.WaitService(ctx, service, index, wait)
+		rd, err = a.reg.WaitService(ctx, clientOf(r), service, index, wait)
 		stop()
 	} else {
 		rd, err = a.reg.Service(service)
@@ -406,7 +406,7 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
 	)
 	if blocking {
 		ctx, stop := a.longLived(r.Context())
-		sums, index, err = a.reg.WaitServices(ctx, since, wait)
+		sums, index, err = a.reg.WaitServices(ctx, clientOf(r), since, wait)
 		stop()
 	} else {
 		sums, index, err = a.reg.Services()

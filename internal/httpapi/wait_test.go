@@ -146,3 +146,23 @@ func TestAPI_BlockingLookupEndsAtShutdown(t *testing.T) {
 		t.Fatalf("Close took %s with a blocking query open", took)
 	}
 }
+
+// TestAPI_BlockingQueriesPerClient: one client address holds at most
+// MaxWaitersPerClient blocking queries; beyond, 503 busy.
+func TestAPI_BlockingQueriesPerClient(t *testing.T) {
+	h := start(t, func(c *server.Config) { c.Registry.MaxWaitersPerClient = 1 })
+	_, _, idx, _ := getLookup(t, h.Srv.URL()+"/v1/services/web")
+	url := h.Srv.URL() + "/v1/services/web?index=" + strconv.FormatUint(idx, 10) + "&wait=3s"
+	go getLookup(t, url)
+	testserver.Eventually(t, 5*time.Second, "the first query to wait", func() bool { return h.Srv.Registry().Waiters() == 1 })
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eb api.ErrorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || eb.Error.Code != api.CodeBusy {
+		t.Fatalf("a second blocking query from the same address: %d %+v", resp.StatusCode, eb)
+	}
+}

@@ -127,10 +127,7 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 	if qerr != nil {
 		return qerr
 	}
-	client, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		client = r.RemoteAddr
-	}
+	client := clientOf(r)
 	st, err := a.reg.OpenStream(client, services)
 	if err != nil {
 		return err
@@ -231,6 +228,16 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 			"timeout", cfg.WriteTimeout)
 	}
 	return nil
+}
+
+// clientOf is the client a request counts against in limits per client:
+// its remote address without the port.
+func clientOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // connKey is the context key of a request's connection.

@@ -138,6 +138,9 @@ type Config struct {
 	// MaxWaiters bounds the blocking queries held open at once; beyond
 	// it, ErrBusy.
 	MaxWaiters int
+	// MaxWaitersPerClient bounds those of one client address, so that
+	// one client cannot hold them all.
+	MaxWaitersPerClient int
 	// MaxStreams bounds the event streams open at once, and
 	// MaxStreamsPerClient those of one client address; beyond them,
 	// ErrTooManyStreams.
@@ -155,7 +158,7 @@ func DefaultConfig() Config {
 	return Config{
 		MaxVerifying: 128, MinVerifyingShare: 4, FailureBurst: 10, FailureEvery: 6 * time.Second,
 		MaxInstancesPerKey: 1000, MaxInstancesPerAddress: 256, RegisterBurst: 500, RegisterEvery: 20 * time.Millisecond,
-		MaxWaiters: 20000, MaxStreams: 4096, MaxStreamsPerClient: 1024,
+		MaxWaiters: 20000, MaxWaitersPerClient: 5000, MaxStreams: 4096, MaxStreamsPerClient: 1024,
 	}
 }
 
@@ -174,7 +177,7 @@ func (c Config) Validate() error {
 	if c.MaxInstancesPerKey < 1 || c.MaxInstancesPerKey > MaxKeyInstances || c.MaxInstancesPerAddress < 1 {
 		errs = append(errs, fmt.Errorf("registry: instance limits per key (1 to %d) and per address must be at least 1", MaxKeyInstances))
 	}
-	if c.MaxWaiters < 1 {
+	if c.MaxWaiters < 1 || c.MaxWaitersPerClient < 1 {
 		errs = append(errs, errors.New("registry: at least one blocking query must be allowed"))
 	}
 	if c.MaxStreams < 1 || c.MaxStreamsPerClient < 1 {

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -16,9 +17,13 @@ const (
 	MaxWait = 10 * time.Minute
 )
 
-// waiters counts the blocking queries held open; Config.MaxWaiters
-// bounds it.
-type waiters struct{ n atomic.Int64 }
+// waiters counts the blocking queries held open, in all and by client;
+// Config.MaxWaiters and MaxWaitersPerClient bound them.
+type waiters struct {
+	n        atomic.Int64
+	mu       sync.Mutex
+	byClient map[string]int
+}
 
 // jittered adds up to 1/16 of d, so that many waiters started together
 // do not all return together.
@@ -26,13 +31,28 @@ func jittered(d time.Duration) time.Duration {
 	return d + rand.N(d/16+1)
 }
 
-// hold counts one waiter, or reports false if MaxWaiters are held.
-func (r *Registry) hold() (release func(), ok bool) {
-	if r.waiters.n.Add(1) > int64(r.cfg.MaxWaiters) {
-		r.waiters.n.Add(-1)
+// hold counts one waiter of client, or reports false if MaxWaiters are
+// held, or MaxWaitersPerClient by client.
+func (r *Registry) hold(client string) (release func(), ok bool) {
+	w := &r.waiters
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n.Load() >= int64(r.cfg.MaxWaiters) || w.byClient[client] >= r.cfg.MaxWaitersPerClient {
 		return nil, false
 	}
-	return func() { r.waiters.n.Add(-1) }, true
+	if w.byClient == nil {
+		w.byClient = map[string]int{}
+	}
+	w.n.Add(1)
+	w.byClient[client]++
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.n.Add(-1)
+		if w.byClient[client]--; w.byClient[client] <= 0 {
+			delete(w.byClient, client)
+		}
+	}, true
 }
 
 // WaitService is Service as a blocking query: it returns as soon as the
@@ -40,8 +60,8 @@ func (r *Registry) hold() (release func(), ok bool) {
 // has passed or ctx ends, with the service as it is then. A wake-up costs
 // only the waiters of the service that changed. Errors: ErrNotReady,
 // ErrTooManyWaiters.
-func (r *Registry) WaitService(ctx context.Context, name string, index uint64, wait time.Duration) (ServiceRead, error) {
-	release, ok := r.hold()
+func (r *Registry) WaitService(ctx context.Context, client, name string, index uint64, wait time.Duration) (ServiceRead, error) {
+	release, ok := r.hold(client)
 	if !ok {
 		return ServiceRead{}, ErrTooManyWaiters
 	}
@@ -68,8 +88,8 @@ func (r *Registry) WaitService(ctx context.Context, name string, index uint64, w
 // catalog's index is above index after a change to any service, or when
 // wait has passed or ctx ends. Errors: as Services, and
 // ErrTooManyWaiters.
-func (r *Registry) WaitServices(ctx context.Context, index uint64, wait time.Duration) ([]Summary, uint64, error) {
-	release, ok := r.hold()
+func (r *Registry) WaitServices(ctx context.Context, client string, index uint64, wait time.Duration) ([]Summary, uint64, error) {
+	release, ok := r.hold(client)
 	if !ok {
 		return nil, 0, ErrTooManyWaiters
 	}

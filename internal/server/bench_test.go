@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -127,7 +128,8 @@ func BenchmarkRegister_Loopback(b *testing.B) {
 //	go test -run xxx -bench BlockingQueries -benchtime 1x ./internal/server/
 func BenchmarkBlockingQueries_Idle(b *testing.B) {
 	const waiters = 10000
-	h := start(b, nil)
+	// Every waiter comes from one address here: lift the bound per client.
+	h := start(b, func(c *server.Config) { c.Registry.MaxWaitersPerClient = waiters })
 	k := h.Key(b, "bench")
 	handler := h.Srv.Handler()
 	ctx := context.Background()

@@ -208,6 +208,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("server: %w", err)
 	}
 	rcfg := s.cfg.Registry
+	fitToFileLimit(&rcfg, fileLimit(), s.log)
 	rcfg.AdminTokenHash = catalog.HashSecret(adminToken)
 	rcfg.Logger = s.log
 	reg, err := registry.New(rcfg, s.cat, node, s.live, verifier)
@@ -251,6 +252,30 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.log.Info("muster listening", "http_addr", ln.Addr().String(), "url", s.URL(), "raft_addr", node.RaftAddr(),
 		"data_dir", s.cfg.DataDir, "node_id", node.NodeID())
 	return nil
+}
+
+// fitToFileLimit lowers the bounds of the connections that stay open for
+// minutes (blocking queries and event streams), and their shares per
+// client, so that together they hold at most three quarters of the
+// process's limit of open files (limit; 0 when unknown, and nothing
+// changes): the last quarter stays for registrations, heartbeats, lookups,
+// Raft and the data dir. An
+// unauthenticated client that fills them cannot make accept fail for
+// everyone else.
+func fitToFileLimit(c *registry.Config, limit uint64, log *slog.Logger) {
+	want := uint64(c.MaxWaiters + c.MaxStreams)
+	room := limit / 4 * 3
+	if limit == 0 || want <= room {
+		return
+	}
+	scale := func(n int) int { return max(1, int(uint64(n)*room/want)) }
+	before := *c
+	c.MaxWaiters, c.MaxStreams = scale(c.MaxWaiters), scale(c.MaxStreams)
+	c.MaxWaitersPerClient = min(c.MaxWaitersPerClient, c.MaxWaiters)
+	c.MaxStreamsPerClient = min(c.MaxStreamsPerClient, c.MaxStreams)
+	log.Warn("the limit of open files is low for the configured blocking queries and event streams; lowered them to three quarters of it (raise it with ulimit -n or LimitNOFILE=)",
+		"open_files_limit", limit, "max_waiters", c.MaxWaiters, "was", before.MaxWaiters,
+		"max_streams", c.MaxStreams, "was_streams", before.MaxStreams)
 }
 
 // maxBody caps request bodies on every front end.
