@@ -153,7 +153,11 @@ func TestAPI_BlockingQueriesPerClient(t *testing.T) {
 	h := start(t, func(c *server.Config) { c.Registry.MaxWaitersPerClient = 1 })
 	_, _, idx, _ := getLookup(t, h.Srv.URL()+"/v1/services/web")
 	url := h.Srv.URL() + "/v1/services/web?index=" + strconv.FormatUint(idx, 10) + "&wait=3s"
-	go getLookup(t, url)
+	go func() {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+		}
+	}()
 	testserver.Eventually(t, 5*time.Second, "the first query to wait", func() bool { return h.Srv.Registry().Waiters() == 1 })
 	resp, err := http.Get(url)
 	if err != nil {
