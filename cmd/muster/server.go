@@ -50,7 +50,7 @@ type serverFlags struct {
 	protection                 *enumValue
 	protThreshold, protOverdue float64
 	protMin                    int
-	protMaxHold                time.Duration
+	protMaxHold, protCooldown  time.Duration
 }
 
 func newServerCmd(e env) *cobra.Command {
@@ -101,6 +101,8 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "expiry-protection-overdue-factor", "MUSTER_EXPIRY_PROTECTION_OVERDUE_FACTOR")
 	f.DurationVar(&o.protMaxHold, "expiry-protection-max-hold", prot.MaxHold, "longest a hold lasts: held expiries happen by then whatever the heartbeats do")
 	bindEnv(f, "expiry-protection-max-hold", "MUSTER_EXPIRY_PROTECTION_MAX_HOLD")
+	f.DurationVar(&o.protCooldown, "expiry-protection-cooldown", prot.Cooldown, "after a hold is over, no new one begins for this long, counted from when it last held; expiries happen normally meanwhile (0: as long as --expiry-protection-max-hold)")
+	bindEnv(f, "expiry-protection-cooldown", "MUSTER_EXPIRY_PROTECTION_COOLDOWN")
 	f.IntVar(&o.perKey, "max-instances-per-key", def.Registry.MaxInstancesPerKey, "instances one enrolment key may hold at once, unless the key sets its own max_instances")
 	f.IntVar(&o.perAddr, "max-instances-per-address", def.Registry.MaxInstancesPerAddress, "instances one address may hold at once, of any key")
 	f.Float64Var(&o.regRate, "register-rate", float64(time.Second)/float64(def.Registry.RegisterEvery), "registrations per second one enrolment key may make, after a burst of ten seconds' worth")
@@ -153,6 +155,7 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	prot := &cfg.Liveness.Protection
 	prot.Enabled = o.protection.String() == "on"
 	prot.Threshold, prot.MinInstances, prot.OverdueFactor, prot.MaxHold = o.protThreshold, o.protMin, o.protOverdue, o.protMaxHold
+	prot.Cooldown = o.protCooldown
 	if o.regRate <= 0 || o.regRate > 1e6 {
 		return server.Config{}, usageError("--register-rate must be between 0 and 1000000 a second")
 	}

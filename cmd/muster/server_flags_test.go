@@ -97,6 +97,7 @@ func TestServer_BadFlagValuesAreUsageErrors(t *testing.T) {
 		{"--verify-allow", "notacidr"}, {"--register-rate", "-1"},
 		{"--expiry-protection", "maybe"}, {"--expiry-protection-threshold", "30"}, {"--expiry-protection-min-instances", "0"},
 		{"--expiry-protection-overdue-factor", "1"}, {"--expiry-protection-max-hold", "0s"},
+		{"--expiry-protection-cooldown", "-1s"},
 	} {
 		dir := filepath.Join(t.TempDir(), "data")
 		args := append([]string{"server", "--http-addr", "127.0.0.1:0", "--data-dir", dir}, bad...)
@@ -122,6 +123,7 @@ expiry-protection-threshold = 0.5
 expiry-protection-min-instances = 50
 expiry-protection-overdue-factor = 2
 expiry-protection-max-hold = "5m"
+expiry-protection-cooldown = "10m"
 `)
 	type prot struct {
 		on        bool
@@ -129,6 +131,7 @@ expiry-protection-max-hold = "5m"
 		min       int
 		factor    float64
 		maxHold   time.Duration
+		cooldown  time.Duration
 	}
 	for _, tc := range []struct {
 		name string
@@ -136,16 +139,16 @@ expiry-protection-max-hold = "5m"
 		args []string
 		want prot
 	}{
-		{"default", nil, nil, prot{true, def.Threshold, def.MinInstances, def.OverdueFactor, def.MaxHold}},
-		{"off", nil, []string{"--expiry-protection=off"}, prot{false, def.Threshold, def.MinInstances, def.OverdueFactor, def.MaxHold}},
+		{"default", nil, nil, prot{true, def.Threshold, def.MinInstances, def.OverdueFactor, def.MaxHold, def.Cooldown}},
+		{"off", nil, []string{"--expiry-protection=off"}, prot{false, def.Threshold, def.MinInstances, def.OverdueFactor, def.MaxHold, def.Cooldown}},
 		{"flags", nil, []string{"--expiry-protection", "on", "--expiry-protection-threshold", "0.4", "--expiry-protection-min-instances", "100",
-			"--expiry-protection-overdue-factor", "1.8", "--expiry-protection-max-hold", "90s"}, prot{true, 0.4, 100, 1.8, 90 * time.Second}},
+			"--expiry-protection-overdue-factor", "1.8", "--expiry-protection-max-hold", "90s", "--expiry-protection-cooldown", "3m"}, prot{true, 0.4, 100, 1.8, 90 * time.Second, 3 * time.Minute}},
 		{"env", map[string]string{"MUSTER_EXPIRY_PROTECTION": "off", "MUSTER_EXPIRY_PROTECTION_THRESHOLD": "0.25",
 			"MUSTER_EXPIRY_PROTECTION_MIN_INSTANCES": "30", "MUSTER_EXPIRY_PROTECTION_OVERDUE_FACTOR": "1.25",
-			"MUSTER_EXPIRY_PROTECTION_MAX_HOLD": "1m"}, nil, prot{false, 0.25, 30, 1.25, time.Minute}},
-		{"file", nil, []string{"--config", file}, prot{false, 0.5, 50, 2, 5 * time.Minute}},
-		{"env over file, flag over env", map[string]string{"MUSTER_EXPIRY_PROTECTION": "on", "MUSTER_EXPIRY_PROTECTION_MAX_HOLD": "1m"},
-			[]string{"--config", file, "--expiry-protection-max-hold", "3m"}, prot{true, 0.5, 50, 2, 3 * time.Minute}},
+			"MUSTER_EXPIRY_PROTECTION_MAX_HOLD": "1m", "MUSTER_EXPIRY_PROTECTION_COOLDOWN": "4m"}, nil, prot{false, 0.25, 30, 1.25, time.Minute, 4 * time.Minute}},
+		{"file", nil, []string{"--config", file}, prot{false, 0.5, 50, 2, 5 * time.Minute, 10 * time.Minute}},
+		{"env over file, flag over env", map[string]string{"MUSTER_EXPIRY_PROTECTION": "on", "MUSTER_EXPIRY_PROTECTION_MAX_HOLD": "1m", "MUSTER_EXPIRY_PROTECTION_COOLDOWN": "1m"},
+			[]string{"--config", file, "--expiry-protection-max-hold", "3m"}, prot{true, 0.5, 50, 2, 3 * time.Minute, time.Minute}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := serverConfigOf(t, tc.env, tc.args...)
@@ -153,7 +156,7 @@ expiry-protection-max-hold = "5m"
 				t.Fatal(err)
 			}
 			p := cfg.Liveness.Protection
-			if got := (prot{p.Enabled, p.Threshold, p.MinInstances, p.OverdueFactor, p.MaxHold}); got != tc.want {
+			if got := (prot{p.Enabled, p.Threshold, p.MinInstances, p.OverdueFactor, p.MaxHold, p.Cooldown}); got != tc.want {
 				t.Fatalf("protection %+v, want %+v", got, tc.want)
 			}
 		})
@@ -162,6 +165,7 @@ expiry-protection-max-hold = "5m"
 		{"expiry-protection = true\n", "expiry-protection: want a string, got a boolean"},
 		{"expiry-protection = \"maybe\"\n", "must be one of on, off"},
 		{"expiry-protection-threshold = \"30%\"\n", "expiry-protection-threshold: want a number, got a string"},
+		{"expiry-protection-cooldown = \"-1m\"\n", "cooldown must not be negative"},
 	} {
 		_, err := serverConfigOf(t, nil, "--config", writeFile(t, tc.text))
 		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {

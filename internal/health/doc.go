@@ -18,7 +18,10 @@
 // interval, long before their TTL runs out); when more than Threshold of
 // at least MinInstances are overdue, a hold begins, and every expiry that
 // comes due during it is held, for the sweep and for every reader alike,
-// until heartbeats come back or MaxHold has passed (ProtectionConfig has
+// until heartbeats come back or MaxHold has passed. Only instances that
+// stay silent keep a hold on, a hold resumes once, and after one is over
+// no new one begins for Cooldown, so that no fleet can keep expiry held
+// more than MaxHold out of every MaxHold + Cooldown (ProtectionConfig has
 // the rule and its cost). The hold is one immutable value behind an atomic
 // pointer, written by the sweep and read with one load by every judgement.
 //

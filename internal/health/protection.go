@@ -23,11 +23,24 @@ import (
 // least MinInstances are live and more than Threshold of them are
 // overdue, a hold begins. Every instance whose TTL runs out after the
 // hold began is held: it is not critical to any reader, and the sweep
-// does not expire it. The hold ends when the overdue share falls back to
-// Threshold or below (heartbeats came back), and at the latest MaxHold
-// after it began. A held instance that is still silent when the hold
-// ends by itself gets one more TTL from that moment to be heard, but
-// never past the MaxHold bound; at the bound, every held expiry happens.
+// does not expire it.
+//
+// While the hold is on, only the silent keep it on: an overdue instance
+// counts only if it has not been heard since the hold began (or
+// resumed). The hold ends when that count falls back to Threshold of the
+// live or below (heartbeats came back), and at the latest MaxHold after
+// it began. A held instance that is still silent when the hold ends by
+// itself gets one more TTL from that moment to be heard, but never past
+// the MaxHold bound; at the bound, every held expiry happens. A new wave
+// of silence before the bound resumes the same hold, with the same
+// bound, once.
+//
+// A hold is over at its bound, or when it ends by itself after it
+// resumed. Then no new hold begins for Cooldown after it last held (its
+// bound, or the moment it ended), nor before its bound: expiries happen
+// normally meanwhile. So however the fleet (or an insider with an
+// enrolment key) behaves, expiry is held at most MaxHold out of every
+// MaxHold + Cooldown.
 //
 // Overdue comes long before expiry: with heartbeats every TTL/3 (the
 // SDK's rate) and the default factor of 1.5, an instance is overdue
@@ -55,11 +68,18 @@ type ProtectionConfig struct {
 	// MaxHold bounds a hold: every held expiry happens at most MaxHold
 	// after the hold began, whatever the heartbeats do.
 	MaxHold time.Duration
+	// Cooldown is how long after a hold is over no new one may begin,
+	// counted from the moment it last held (see above); zero means as
+	// long as MaxHold, so that expiry is held at most half the time.
+	// Not negative: there is no setting without one, since it is what
+	// bounds how much of the time a fleet can keep expiry held.
+	Cooldown time.Duration
 }
 
 // DefaultProtectionConfig returns the production settings: on, more than
 // 30% of at least 20 live instances overdue, overdue after 1.5 usual
-// intervals of silence, holds of at most 2 minutes.
+// intervals of silence, holds of at most 2 minutes, and a cooldown as
+// long as that (Cooldown zero).
 func DefaultProtectionConfig() ProtectionConfig {
 	return ProtectionConfig{Enabled: true, Threshold: 0.30, MinInstances: 20, OverdueFactor: 1.5, MaxHold: 2 * time.Minute}
 }
@@ -83,7 +103,19 @@ func (c ProtectionConfig) Validate() error {
 	if c.MaxHold <= 0 {
 		errs = append(errs, errors.New("health: protection's maximum hold must be positive"))
 	}
+	if c.Cooldown < 0 {
+		errs = append(errs, errors.New("health: protection's cooldown must not be negative (0 means as long as the maximum hold)"))
+	}
 	return errors.Join(errs...)
+}
+
+// cooldown returns the cooldown in force: Cooldown, or MaxHold when it
+// is zero.
+func (c ProtectionConfig) cooldown() time.Duration {
+	if c.Cooldown == 0 {
+		return c.MaxHold
+	}
+	return c.Cooldown
 }
 
 // hold is one episode of mass-expiry protection. It is immutable: the
@@ -96,11 +128,21 @@ type hold struct {
 	floor time.Time
 	// start: an instance whose TTL runs out after start is held.
 	start time.Time
+	// since is when the hold last turned on: start, or when it resumed.
+	// While it is on, an overdue instance counts only if it has not been
+	// heard since (see counts).
+	since time.Time
 	// bound is start + MaxHold: no held expiry waits past it.
 	bound time.Time
 	// end is when the hold ended, zero while it is on. A hold that ran to
 	// its bound has end == bound.
 	end time.Time
+	// resumed: the hold ended by itself and turned on again; it cannot
+	// resume a second time.
+	resumed bool
+	// refused: a new hold was refused during this one's cooldown, and
+	// logged; the log says so once per cooldown.
+	refused bool
 	// overdue of live instances were counted by the sweep that last
 	// changed the hold.
 	overdue, live int
@@ -109,6 +151,36 @@ type hold struct {
 // on reports whether h holds expiries at now under floor.
 func (h *hold) on(floor, now time.Time) bool {
 	return h != nil && h.floor.Equal(floor) && h.end.IsZero() && now.Before(h.bound)
+}
+
+// counts reports whether an overdue instance whose TTL runs from b counts
+// towards the threshold at now under floor: always, unless h is on and
+// the instance was heard after h last turned on. A hold is kept on by
+// instances that stay silent, as a split's do; one that comes back no
+// longer keeps it on, whatever it does next, until the hold ends.
+func (h *hold) counts(b, floor, now time.Time) bool {
+	return !h.on(floor, now) || !b.After(h.since)
+}
+
+// over reports whether h can hold nothing more at now: its bound has
+// passed, or it ended by itself after it had resumed.
+func (h *hold) over(now time.Time) bool {
+	return !now.Before(h.bound) || h.resumed && !h.end.IsZero()
+}
+
+// next returns, for a hold that is over, the moment from which a new hold
+// may begin: cooldown after it last held (its end, or its bound if it had
+// not ended), and never before its bound, so that every deadline it gave
+// has passed.
+func (h *hold) next(cooldown time.Duration) time.Time {
+	last := h.end
+	if last.IsZero() {
+		last = h.bound
+	}
+	if t := last.Add(cooldown); t.After(h.bound) {
+		return t
+	}
+	return h.bound
 }
 
 // deadline returns the moment after which an instance whose TTL runs out
@@ -185,6 +257,11 @@ type Protection struct {
 	// Overdue of Live instances were counted by the sweep that last
 	// started, resumed or ended the hold.
 	Overdue, Live int
+	// CooldownUntil is, once the latest hold is over (see
+	// ProtectionConfig), the moment from which a new one may begin; it
+	// may have passed. Zero while the latest hold is on or may resume,
+	// and when there has been none.
+	CooldownUntil time.Time
 	// Activations counts the times protection turned on (a new hold, or
 	// a hold resumed) since this process started.
 	Activations uint64
@@ -204,6 +281,9 @@ func (l *Liveness) Protection(floor, now time.Time) Protection {
 	if h := l.held.Load(); h != nil && h.floor.Equal(floor) {
 		p.Active = h.on(floor, now)
 		p.Since, p.Until, p.Overdue, p.Live = h.start, h.bound, h.overdue, h.live
+		if h.over(now) {
+			p.CooldownUntil = h.next(l.protection.cooldown())
+		}
 	}
 	return p
 }
@@ -240,18 +320,20 @@ const (
 	holdReleased            // the overdue share fell back: heartbeats are back
 	holdBounded             // the hold ran to its bound: held expiries happen now
 	holdDropped             // a hold from an earlier floor was dropped while on
+	holdRefused             // too many are overdue, but the last hold's cooldown runs: first time in this cooldown
 )
 
 // protect updates the hold from one sweep's counts at now under floor:
 // live instances (not critical by the status rule), of which overdue are
-// overdue. Only the sweep's goroutine calls it. It returns what changed
-// and the hold as it now stands.
+// overdue and count (see hold.counts). Only the sweep's goroutine calls
+// it. It returns what changed and the hold as it now stands.
 func (l *Liveness) protect(floor, now time.Time, live, overdue int) (holdChange, *hold) {
 	p := l.protection
 	h := l.held.Load()
 	if h != nil && !h.floor.Equal(floor) {
 		// A new term, or a pause: the floor judges everyone afresh, and
-		// the next sweep counts again.
+		// the next sweep counts again. The floor already holds every
+		// expiry for a TTL and the grace, so no cooldown carries over.
 		l.held.Store(nil)
 		if h.end.IsZero() {
 			l.protectionChanged()
@@ -270,29 +352,42 @@ func (l *Liveness) protect(floor, now time.Time, live, overdue int) (holdChange,
 		return c, &n
 	}
 	switch {
-	case h != nil && h.end.IsZero() && !now.Before(h.bound):
+	case h == nil:
+		// None under this floor: a mass silence starts one.
+	case h.end.IsZero() && !now.Before(h.bound):
 		n := *h
 		n.end = h.bound
 		return set(holdBounded, n)
-	case h != nil && h.end.IsZero():
+	case h.end.IsZero():
 		if !mass {
 			n := *h
 			n.end = now
 			return set(holdReleased, n)
 		}
-	case h != nil && now.Before(h.bound):
+		return holdSame, h
+	case !h.over(now):
 		// Ended by itself, and its bound has not passed: a new wave of
-		// silence resumes the same hold, so its bound stands, and
+		// silence resumes the same hold, once, so its bound stands, and
 		// instances still within their extra TTL stay held.
 		if mass {
 			n := *h
-			n.end = time.Time{}
+			n.end, n.since, n.resumed = time.Time{}, now, true
 			return set(holdResumed, n)
 		}
-	default:
-		if mass {
-			return set(holdStarted, hold{floor: floor, start: now, bound: now.Add(p.MaxHold)})
+		return holdSame, h
+	case mass && now.Before(h.next(p.cooldown())):
+		// Over, and its cooldown runs: expiries happen normally. Say so
+		// once per cooldown.
+		if h.refused {
+			return holdSame, h
 		}
+		n := *h
+		n.refused = true
+		l.held.Store(&n)
+		return holdRefused, &n
+	}
+	if mass {
+		return set(holdStarted, hold{floor: floor, start: now, since: now, bound: now.Add(p.MaxHold)})
 	}
 	return holdSame, h
 }

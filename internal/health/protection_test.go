@@ -30,6 +30,10 @@ type fleet struct {
 	beat  map[string]time.Time // last heartbeat
 	crit  map[string]time.Time // when each was first committed critical
 	holds []time.Time          // every sweep time at which expiry was held
+	// pattern, when set for an instance, replaces its regular interval:
+	// the gaps after its heartbeats, in turn (see gap).
+	pattern map[string][]time.Duration
+	step    map[string]int
 }
 
 // sweepStep is the simulated sweep interval.
@@ -42,7 +46,8 @@ func newFleet(tb testing.TB, p health.ProtectionConfig, services map[string]int,
 	tb.Helper()
 	r := newRig(tb)
 	f := &fleet{r: r, lead: &leadership{since: leaderSince}, rnd: rand.New(rand.NewPCG(1, 2)),
-		next: map[string]time.Time{}, beat: map[string]time.Time{}, crit: map[string]time.Time{}}
+		next: map[string]time.Time{}, beat: map[string]time.Time{}, crit: map[string]time.Time{},
+		pattern: map[string][]time.Duration{}, step: map[string]int{}}
 	f.live = health.NewLiveness(health.LivenessConfig{Grace: grace, Protection: p}, r.tracker, f.lead)
 	cfg := health.DefaultSweepConfig()
 	cfg.Now = r.clock.Now
@@ -89,6 +94,18 @@ func (f *fleet) interval() time.Duration {
 	return i + time.Duration((f.rnd.Float64()*0.2-0.1)*float64(i))
 }
 
+// gap returns the time from id's heartbeat to its next: its pattern's
+// next gap if it has one, a regular interval otherwise.
+func (f *fleet) gap(id string) time.Duration {
+	p := f.pattern[id]
+	if len(p) == 0 {
+		return f.interval()
+	}
+	g := p[f.step[id]%len(p)]
+	f.step[id]++
+	return g
+}
+
 // silence stops the heartbeats of ids.
 func (f *fleet) silence(ids []string) {
 	for _, id := range ids {
@@ -119,7 +136,7 @@ func (f *fleet) run(tb testing.TB, d time.Duration, each func(now time.Time)) {
 				if f.r.status(id) == catalog.StatusCritical {
 					f.r.prop.commit(tb, catalog.Command{Op: catalog.OpSetStatus, ID: id, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical})
 				}
-				f.next[id] = n.Add(f.interval())
+				f.next[id] = n.Add(f.gap(id))
 			}
 		}
 		f.now = to
@@ -417,6 +434,9 @@ func TestProtectionConfig_Validate(t *testing.T) {
 		{"factor 1", with(func(c *health.ProtectionConfig) { c.OverdueFactor = 1 }), true},
 		{"factor 2", with(func(c *health.ProtectionConfig) { c.OverdueFactor = 2 }), false},
 		{"no hold", with(func(c *health.ProtectionConfig) { c.MaxHold = 0 }), true},
+		{"cooldown 0 (as long as the maximum hold)", with(func(c *health.ProtectionConfig) { c.Cooldown = 0 }), false},
+		{"cooldown 1s", with(func(c *health.ProtectionConfig) { c.Cooldown = time.Second }), false},
+		{"negative cooldown", with(func(c *health.ProtectionConfig) { c.Cooldown = -time.Second }), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

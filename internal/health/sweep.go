@@ -160,7 +160,9 @@ func (s *Sweeper) Run(ctx context.Context) {
 // cannot be later than this sweep (see Liveness.Base).
 //
 // With protection on, the pass first judges every instance and counts the
-// live and the overdue ones (see ProtectionConfig), updates the hold from
+// live and the overdue ones (while a hold is on, only the overdue that
+// have stayed silent since it turned on; see ProtectionConfig), updates
+// the hold from
 // the counts, and only then proposes, so that a hold that begins in this
 // pass already covers it. Each proposal is judged again under the hold as
 // it then stands, with a fresh read of the tracker, by the status rule
@@ -192,7 +194,7 @@ func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 			due = append(due, inst)
 		default:
 			live++
-			if counting && now.Sub(b) > overdueAfter(snap, inst.TTL, l.protection.OverdueFactor) {
+			if counting && now.Sub(b) > overdueAfter(snap, inst.TTL, l.protection.OverdueFactor) && h.counts(b, floor, now) {
 				overdue++
 			}
 		}
@@ -200,7 +202,8 @@ func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 	s.due = due
 	defer clear(s.due) // hold no instance past the pass
 	if counting || h != nil {
-		s.logHold(l.protect(floor, now, live, overdue))
+		c, nh := l.protect(floor, now, live, overdue)
+		s.logHold(c, nh, live, overdue)
 	}
 	for _, inst := range due {
 		var ok, stop bool
@@ -220,22 +223,32 @@ func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 	}
 }
 
-// logHold logs a change of the hold of mass-expiry protection, with why.
-func (s *Sweeper) logHold(c holdChange, h *hold) {
+// logHold logs a change of the hold of mass-expiry protection, with why:
+// the counts behind it, and this sweep's (live, overdue) for a refusal.
+func (s *Sweeper) logHold(c holdChange, h *hold, live, overdue int) {
 	log := s.cfg.Logger
+	p := s.live.protection
 	switch c {
 	case holdStarted:
 		log.Warn("mass-expiry protection on: too many instances fell silent at once; holding their expiry",
-			"overdue", h.overdue, "live", h.live, "threshold", s.live.protection.Threshold, "until", h.bound)
+			"overdue", h.overdue, "live", h.live, "threshold", p.Threshold, "until", h.bound)
 	case holdResumed:
-		log.Warn("mass-expiry protection on again: too many instances are silent; the same hold resumes, with its bound",
-			"overdue", h.overdue, "live", h.live, "threshold", s.live.protection.Threshold, "until", h.bound)
+		log.Warn("mass-expiry protection on again: too many instances are silent; the same hold resumes, with its bound, for the last time",
+			"overdue", h.overdue, "live", h.live, "threshold", p.Threshold, "until", h.bound)
 	case holdReleased:
+		if h.resumed {
+			log.Warn("mass-expiry protection off: heartbeats are back; an instance still silent has one more TTL to be heard; the hold had resumed once, so it is over, and no new hold begins before the cooldown ends",
+				"overdue", h.overdue, "live", h.live, "held_for", h.end.Sub(h.start).Round(time.Millisecond), "cooldown_until", h.next(p.cooldown()))
+			return
+		}
 		log.Warn("mass-expiry protection off: heartbeats are back; an instance still silent has one more TTL to be heard",
 			"overdue", h.overdue, "live", h.live, "held_for", h.end.Sub(h.start).Round(time.Millisecond))
 	case holdBounded:
-		log.Warn("mass-expiry protection off: the hold reached its maximum; held expiries happen now",
-			"overdue", h.overdue, "live", h.live, "held_for", h.end.Sub(h.start).Round(time.Millisecond))
+		log.Warn("mass-expiry protection off: the hold reached its maximum; held expiries happen now, and no new hold begins before the cooldown ends",
+			"overdue", h.overdue, "live", h.live, "held_for", h.end.Sub(h.start).Round(time.Millisecond), "cooldown_until", h.next(p.cooldown()))
+	case holdRefused:
+		log.Warn("mass-expiry protection refused: too many instances are silent, but the last hold's cooldown runs; expiries happen normally (said once per cooldown)",
+			"overdue", overdue, "live", live, "threshold", p.Threshold, "cooldown_until", h.next(p.cooldown()))
 	case holdDropped:
 		log.Info("mass-expiry protection off: expiry is judged afresh from a new floor (a new term, or a pause)")
 	}
