@@ -227,4 +227,8 @@ type Health struct {
 	// ProtectionActivations counts the times mass-expiry protection
 	// turned on since the process started; absent while 0.
 	ProtectionActivations uint64 `json:"protection_activations,omitempty"`
+	// ProtectionCooldownUntil is, after a hold, the time (RFC 3339)
+	// before which no new hold may begin: a mass silence until then
+	// expires on time. Absent when no cooldown runs.
+	ProtectionCooldownUntil string `json:"protection_cooldown_until,omitempty"`
 }

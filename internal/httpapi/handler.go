@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/registry"
@@ -178,9 +179,19 @@ func (a *apiServer) readyz(w http.ResponseWriter, r *http.Request) error {
 			reason = "the data dir's disk is below its free-space reserve: writes are refused until space is freed; reads are served"
 		}
 		WriteJSON(w, http.StatusOK, api.Health{Status: "degraded", Leader: h.Leader, Index: h.Index, Degraded: h.Degraded, Reason: reason,
-			Protection: p.Active, ProtectionActivations: p.Activations})
+			Protection: p.Active, ProtectionActivations: p.Activations, ProtectionCooldownUntil: cooldown(p)})
 		return nil
 	}
-	WriteJSON(w, http.StatusOK, api.Health{Status: "ready", Leader: h.Leader, Index: h.Index, Protection: p.Active, ProtectionActivations: p.Activations})
+	WriteJSON(w, http.StatusOK, api.Health{Status: "ready", Leader: h.Leader, Index: h.Index, Protection: p.Active, ProtectionActivations: p.Activations,
+		ProtectionCooldownUntil: cooldown(p)})
 	return nil
+}
+
+// cooldown formats the end of protection's cooldown for /readyz, "" when
+// none runs.
+func cooldown(p registry.ProtectionState) string {
+	if p.CooldownUntil.IsZero() {
+		return ""
+	}
+	return p.CooldownUntil.UTC().Format(time.RFC3339)
 }

@@ -396,6 +396,12 @@ func TestAPI_ProtectionBoundedHold(t *testing.T) {
 	testserver.Eventually(t, fleetGrace, "the end of the hold in the log", func() bool {
 		return strings.Contains(f.h.Logs.String(), "the hold reached its maximum")
 	})
+	// A cooldown follows the hold, and /readyz says until when.
+	hb := f.readyz(t)
+	until, err := time.Parse(time.RFC3339, hb.ProtectionCooldownUntil)
+	if err != nil || !until.After(time.Now()) {
+		t.Errorf("/readyz after the bound: cooldown until %q (%v)", hb.ProtectionCooldownUntil, err)
+	}
 }
 
 // TestAPI_ProtectionSingleServiceExpires is the last scenario:

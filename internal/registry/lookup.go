@@ -216,6 +216,9 @@ type ProtectionState struct {
 	// Activations counts the times protection turned on since this
 	// process started.
 	Activations uint64
+	// CooldownUntil is, once the latest hold is over, when a new one may
+	// begin; zero when none is waited for.
+	CooldownUntil time.Time
 }
 
 // ProtectionState returns the state of mass-expiry protection. On a node
@@ -226,5 +229,9 @@ func (r *Registry) ProtectionState() ProtectionState {
 		return ProtectionState{Activations: r.live.Protection(time.Time{}, time.Time{}).Activations}
 	}
 	p := r.live.Protection(floor, r.now())
-	return ProtectionState{Active: p.Active, Since: p.Since, Until: p.Until, Overdue: p.Overdue, Live: p.Live, Activations: p.Activations}
+	st := ProtectionState{Active: p.Active, Since: p.Since, Until: p.Until, Overdue: p.Overdue, Live: p.Live, Activations: p.Activations}
+	if p.CooldownUntil.After(r.now()) {
+		st.CooldownUntil = p.CooldownUntil
+	}
+	return st
 }
