@@ -327,8 +327,8 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 			return r.reserve(adm.key, hostIP, id, replacing, replacing && old.KeyID == adm.key.ID)
 		},
 		attrs: []any{"service", adm.service, "address", reg.Address, "port", reg.Port},
-		call: func(ctx context.Context) error {
-			target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath}
+		call: func(ctx context.Context, hostIP netip.Addr) error {
+			target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath, DialIP: hostIP}
 			return r.verifier.Verify(ctx, target, api.VerifyRequest{
 				Service: adm.service, InstanceID: id, Challenge: random.Secret(), Nonce: reg.Nonce, Token: token,
 			}, adm.secret)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -362,7 +363,9 @@ type addressProof struct {
 	// address that stands for the host (see verify.Resolve), before any
 	// callback; its release runs with the slot's.
 	reserve func(hostIP string) (release func(), err error)
-	call    func(ctx context.Context) error
+	// call runs the callback, connecting to hostIP (the address reserve
+	// was given) and nothing else.
+	call    func(ctx context.Context, hostIP netip.Addr) error
 	refused string // the log message of a refusal
 	attrs   []any  // and its attributes
 }
@@ -416,7 +419,7 @@ func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release fu
 			_, _, held := r.cat.Held(p.keyID, hostIP)
 			detailed = held > 0
 		}
-		err = p.call(ctx)
+		err = p.call(ctx, ip)
 	}
 	if err != nil {
 		release()

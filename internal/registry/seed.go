@@ -138,9 +138,9 @@ func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr See
 		byTarget: "seed|" + adm.caller + "|" + addr.Host, byCaller: "seed|" + adm.caller, who: "address", whoCaller: "address", seed: true,
 		host: addr.Host, refused: "seed registration refused",
 		attrs: []any{"service", adm.service, "address", addr.Host, "port", addr.Port},
-		call: func(ctx context.Context) error {
+		call: func(ctx context.Context, hostIP netip.Addr) error {
 			form := url.Values{"challenge": {r.cfg.Seed.Challenge}, "secret": {secret}}
-			target := verify.Target{Scheme: addr.Scheme, Address: addr.Host, Port: addr.Port, Path: SeedVerifyPath}
+			target := verify.Target{Scheme: addr.Scheme, Address: addr.Host, Port: addr.Port, Path: SeedVerifyPath, DialIP: hostIP}
 			data, err := r.verifier.Call(ctx, target, "application/x-www-form-urlencoded", []byte(form.Encode()))
 			if err != nil {
 				return err

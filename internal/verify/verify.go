@@ -108,7 +108,16 @@ type Target struct {
 	Address string
 	Port    int
 	Path    string
+	// DialIP, when valid, is the one address the call connects to (the
+	// address Resolve found to stand for Address), whatever Address
+	// resolves to by then: the registry records and probes that address,
+	// so that is the one the callback must prove. Address still names the
+	// host in the URL (the Host header, and the name TLS checks).
+	DialIP netip.Addr
 }
+
+// dialIPKey carries Target.DialIP to the dialer.
+type dialIPKey struct{}
 
 // URL returns the callback URL.
 func (t Target) URL() string {
@@ -131,8 +140,17 @@ func New(cfg Config) (*Verifier, error) {
 	v := &Verifier{cfg: cfg, metadata: metadataSet()}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: v.control}
 	tr := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            dialer.DialContext,
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if ip, ok := ctx.Value(dialIPKey{}).(netip.Addr); ok {
+				_, port, err := net.SplitHostPort(addr)
+				if err != nil {
+					return nil, err
+				}
+				addr = net.JoinHostPort(ip.String(), port)
+			}
+			return dialer.DialContext(ctx, network, addr)
+		},
 		DisableKeepAlives:      true,
 		TLSHandshakeTimeout:    cfg.Timeout,
 		MaxResponseHeaderBytes: 16 << 10,
@@ -264,6 +282,9 @@ func (v *Verifier) Verify(ctx context.Context, t Target, req api.VerifyRequest, 
 func (v *Verifier) Call(ctx context.Context, t Target, contentType string, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
+	if t.DialIP.IsValid() {
+		ctx = context.WithValue(ctx, dialIPKey{}, t.DialIP)
+	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL(), bytes.NewReader(body))
 	if err != nil {
 		return nil, &Error{Reason: api.ReasonUnreachable, Msg: err.Error()}

@@ -675,3 +675,35 @@ func TestTarget_URL(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifier_Verify_dialIP: with DialIP the callback connects to that
+// address only, whatever the host name resolves to: a name that resolves
+// to the instance's listener is refused when the pinned address is
+// another one, and the Host header still names the host.
+func TestVerifier_Verify_dialIP(t *testing.T) {
+	var host atomic.Value
+	in := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		host.Store(r.Host)
+		answer("s3cret")(w, r)
+	})
+	v := newVerifier(t, nil)
+	tg := target(t, in.srv)
+	tg.Address = "localhost"
+	req := api.VerifyRequest{Service: "svc", InstanceID: "i", Challenge: "c"}
+
+	tg.DialIP = netip.MustParseAddr("127.0.0.1")
+	if err := v.Verify(context.Background(), tg, req, "s3cret"); err != nil {
+		t.Fatalf("pinned to the listener's address: %v", err)
+	}
+	if got, _ := host.Load().(string); !strings.HasPrefix(got, "localhost:") {
+		t.Errorf("Host header %q, want the host name", got)
+	}
+	before := in.hits.Load()
+	tg.DialIP = netip.MustParseAddr("127.0.0.2") // nothing listens there
+	if err := v.Verify(context.Background(), tg, req, "s3cret"); err == nil {
+		t.Fatal("pinned to another address, the callback still reached the listener")
+	}
+	if in.hits.Load() != before {
+		t.Fatal("the listener was called through the name")
+	}
+}
