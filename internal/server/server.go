@@ -226,6 +226,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	handler := httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: s.log, MaxBody: maxBody, Mount: mount,
 		Lookups: s.cfg.Lookups, Watch: s.cfg.Watch, Closing: closing})
 	s.handler = handler
+	if limit := fileLimit(); limit > 0 {
+		// Connections, idle or not, within three quarters of the limit of
+		// open files, shared fairly among clients (connlimit.go).
+		ln = newConnLimit(ln, int(limit/4*3), s.log)
+	}
 	s.listener = ln
 	s.http = &http.Server{
 		ConnState:         s.trackNew,

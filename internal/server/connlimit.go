@@ -1,0 +1,104 @@
+package server
+
+import (
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// connLimit bounds the HTTP connections the server holds open, in all and
+// by client address, so that no client, and no few clients, can take the
+// process's file descriptors: an idle keep-alive connection costs one as
+// surely as a blocking query does. A client may hold at most a fair share
+// of what it holds and what is free together, split among the clients
+// holding some plus itself (a lone client up to half of all), and never
+// fewer than minConnShare. So every newcomer finds room, however few
+// addresses the others use; only very many addresses can fill the bound. A connection over the bound is closed as soon as it is
+// accepted, before a byte is read.
+type connLimit struct {
+	net.Listener
+	max int
+	log *slog.Logger
+
+	mu       sync.Mutex
+	total    int
+	byClient map[string]int
+	refused  int
+	warned   time.Time
+}
+
+// minConnShare is the least share of connections a client is held to.
+const minConnShare = 64
+
+func newConnLimit(ln net.Listener, max int, log *slog.Logger) *connLimit {
+	return &connLimit{Listener: ln, max: max, log: log, byClient: map[string]int{}}
+}
+
+// Accept returns the next connection within the bounds, closing those
+// beyond them.
+func (l *connLimit) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		client, _, err := net.SplitHostPort(c.RemoteAddr().String())
+		if err != nil {
+			client = c.RemoteAddr().String()
+		}
+		if l.take(client) {
+			return &limitedConn{Conn: c, l: l, client: client}, nil
+		}
+		c.Close()
+	}
+}
+
+// take counts a connection of client, or reports false when it is over
+// the bounds.
+func (l *connLimit) take(client string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held := l.byClient[client]
+	clients := len(l.byClient)
+	if held == 0 {
+		clients++
+	}
+	free := l.max - l.total
+	if free <= 0 || held >= minConnShare && (held+1)*(clients+1) > held+free {
+		l.refused++
+		if now := time.Now(); now.Sub(l.warned) >= time.Minute {
+			l.warned = now
+			l.log.Warn("connections refused: a client holds its share, or every connection is taken",
+				"client", client, "held", held, "open", l.total, "max", l.max, "refused_so_far", l.refused)
+		}
+		return false
+	}
+	l.total++
+	l.byClient[client] = held + 1
+	return true
+}
+
+// release gives back a connection of client.
+func (l *connLimit) release(client string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.byClient[client]--; l.byClient[client] <= 0 {
+		delete(l.byClient, client)
+	}
+}
+
+// limitedConn gives its place back when closed, once.
+type limitedConn struct {
+	net.Conn
+	l      *connLimit
+	client string
+	once   sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c.client) })
+	return err
+}
