@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,8 +27,10 @@ import (
 // `muster server` process; each iteration registers one instance (the
 // real verification callback included) and measures, for every watcher,
 // the time from sending the registration to reading its event. It reports
-// the 50th and 99th percentiles and the slowest over all iterations, and
-// the server's CPU per registration fanned out.
+// the 50th and 99th percentiles and the slowest over all iterations (the
+// registration's callback and commit included), the 99th percentile
+// counted from the registration's 201 instead, and the server's CPU per
+// registration fanned out.
 //
 // On a machine with two or more cores the server is pinned to CPU 0
 // (taskset) and this process (the watchers and the registering client)
@@ -64,7 +68,14 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 		at time.Time
 	}
 	arrivals := make(chan arrival, watchers*4)
-	tr := &http.Transport{MaxIdleConnsPerHost: watchers, DisableCompression: true}
+	// The watchers come from 8 loopback addresses (127.0.0.2 to .9), as
+	// from many clients: one address may hold only its share of streams.
+	var next atomic.Int64
+	tr := &http.Transport{MaxIdleConnsPerHost: watchers, DisableCompression: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			from := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+next.Add(1)%8))}
+			return (&net.Dialer{LocalAddr: from}).DialContext(ctx, network, addr)
+		}}
 	hc := &http.Client{Transport: tr}
 	var wg sync.WaitGroup
 	ready := make(chan struct{}, watchers)
@@ -106,7 +117,7 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 	}
 	b.Cleanup(func() { stop(); wg.Wait() })
 
-	var lat []time.Duration
+	var lat, since201 []time.Duration
 	cpu0 := procCPU(b, p.cmd.Process.Pid)
 	b.ResetTimer()
 	for i := range b.N {
@@ -116,6 +127,7 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		acked := time.Now()
 		id := strconv.FormatUint(res.Index, 10)
 		for got := 0; got < watchers; {
 			select {
@@ -124,6 +136,7 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 					b.Fatalf("event %s arrived while waiting for %s", a.id, id)
 				}
 				lat = append(lat, a.at.Sub(sent))
+				since201 = append(since201, max(0, a.at.Sub(acked))) // some read it before the 201
 				got++
 			case <-time.After(30 * time.Second):
 				b.Fatalf("%d of %d watchers had event %s after 30 s", got, watchers, id)
@@ -133,10 +146,12 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 	b.StopTimer()
 	cpu := procCPU(b, p.cmd.Process.Pid) - cpu0
 	slices.Sort(lat)
-	pct := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	b.ReportMetric(pct(1), "max-ms")
+	slices.Sort(since201)
+	pct := func(l []time.Duration, q float64) float64 { return float64(l[int(q*float64(len(l)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(pct(lat, 0.50), "p50-ms")
+	b.ReportMetric(pct(lat, 0.99), "p99-ms")
+	b.ReportMetric(pct(lat, 1), "max-ms")
+	b.ReportMetric(pct(since201, 0.99), "p99-after-201-ms")
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "server-cpu-ms/op")
 	if !pinned {
 		b.Logf("not pinned (taskset missing or one CPU): figures include the watchers' own CPU")

@@ -129,7 +129,11 @@ func BenchmarkRegister_Loopback(b *testing.B) {
 func BenchmarkBlockingQueries_Idle(b *testing.B) {
 	const waiters = 10000
 	// Every waiter comes from one address here: lift the bound per client.
-	h := start(b, func(c *server.Config) { c.Registry.MaxWaitersPerClient = waiters })
+	// (and keep the bounds within the limit of open files, which the
+	// server would otherwise lower them to fit).
+	h := start(b, func(c *server.Config) {
+		c.Registry.MaxWaiters, c.Registry.MaxWaitersPerClient, c.Registry.MaxStreams, c.Registry.MaxStreamsPerClient = waiters, waiters, 1, 1
+	})
 	k := h.Key(b, "bench")
 	handler := h.Srv.Handler()
 	ctx := context.Background()
@@ -160,8 +164,10 @@ func BenchmarkBlockingQueries_Idle(b *testing.B) {
 				}
 			}()
 		}
-		for h.Srv.Registry().Waiters() < waiters {
-			time.Sleep(10 * time.Millisecond)
+		for deadline := time.Now().Add(time.Minute); h.Srv.Registry().Waiters() < waiters; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("only %d of %d queries are waiting", h.Srv.Registry().Waiters(), waiters)
+			}
 		}
 		runtime.GC()
 		var held runtime.MemStats

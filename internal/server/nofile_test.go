@@ -24,7 +24,7 @@ func TestFitToFileLimit(t *testing.T) {
 		c := d
 		fitToFileLimit(&c, limit, log)
 		if uint64(c.MaxWaiters+c.MaxStreams) > limit/4*3+2 || c.MaxWaiters < 1 || c.MaxStreams < 1 ||
-			c.MaxWaitersPerClient > c.MaxWaiters || c.MaxStreamsPerClient > c.MaxStreams {
+			c.MaxWaitersPerClient > max(1, c.MaxWaiters/4) || c.MaxStreamsPerClient > max(1, c.MaxStreams/4) {
 			t.Errorf("limit %d: waiters %d (%d per client), streams %d (%d per client)", limit,
 				c.MaxWaiters, c.MaxWaitersPerClient, c.MaxStreams, c.MaxStreamsPerClient)
 		}

@@ -276,8 +276,10 @@ func fitToFileLimit(c *registry.Config, limit uint64, log *slog.Logger) {
 	scale := func(n int) int { return max(1, int(uint64(n)*room/want)) }
 	before := *c
 	c.MaxWaiters, c.MaxStreams = scale(c.MaxWaiters), scale(c.MaxStreams)
-	c.MaxWaitersPerClient = min(c.MaxWaitersPerClient, c.MaxWaiters)
-	c.MaxStreamsPerClient = min(c.MaxStreamsPerClient, c.MaxStreams)
+	// The shares per client keep their proportion to the totals (a
+	// quarter each by default), so one client still cannot take them all.
+	c.MaxWaitersPerClient = min(c.MaxWaitersPerClient, max(1, c.MaxWaiters/4))
+	c.MaxStreamsPerClient = min(c.MaxStreamsPerClient, max(1, c.MaxStreams/4))
 	log.Warn("the limit of open files is low for the configured blocking queries and event streams; lowered them to three quarters of it (raise it with ulimit -n or LimitNOFILE=)",
 		"open_files_limit", limit, "max_waiters", c.MaxWaiters, "was", before.MaxWaiters,
 		"max_streams", c.MaxStreams, "was_streams", before.MaxStreams)
