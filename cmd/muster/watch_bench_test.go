@@ -147,7 +147,9 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 	cpu := procCPU(b, p.cmd.Process.Pid) - cpu0
 	slices.Sort(lat)
 	slices.Sort(since201)
-	pct := func(l []time.Duration, q float64) float64 { return float64(l[int(q*float64(len(l)-1))].Microseconds()) / 1000 }
+	pct := func(l []time.Duration, q float64) float64 {
+		return float64(l[int(q*float64(len(l)-1))].Microseconds()) / 1000
+	}
 	b.ReportMetric(pct(lat, 0.50), "p50-ms")
 	b.ReportMetric(pct(lat, 0.99), "p99-ms")
 	b.ReportMetric(pct(lat, 1), "max-ms")
