@@ -102,3 +102,12 @@ func (c *limitedConn) Close() error {
 	c.once.Do(func() { c.l.release(c.client) })
 	return err
 }
+
+// SetWriteBuffer sets the kernel send buffer of the connection beneath,
+// which event streams bound (httpapi.WatchConfig.SendBuffer).
+func (c *limitedConn) SetWriteBuffer(n int) error {
+	if w, ok := c.Conn.(interface{ SetWriteBuffer(int) error }); ok {
+		return w.SetWriteBuffer(n)
+	}
+	return nil
+}
