@@ -181,6 +181,15 @@ func (l *Liveness) View(inst *catalog.Instance, floor, now time.Time) (catalog.S
 	return status(inst, s, floor, now, l.marked.Load(), l.held.Load()), freshness(s, inst.TTL, now)
 }
 
+// Expired reports whether inst's TTL has run out at now under floor, by
+// the TTL part of the status rule alone, whatever the catalog committed:
+// what decides whether something other than a heartbeat (a passing
+// check) may bring a critical instance back. An instance without a TTL
+// never expires.
+func (l *Liveness) Expired(inst *catalog.Instance, floor, now time.Time) bool {
+	return ttlRanOut(inst, l.tracker.read(inst.ID), floor, now, l.marked.Load(), l.held.Load())
+}
+
 // Status returns inst's effective status at now under floor (from Floor),
 // by the one status rule: critical if the catalog says so or if its TTL,
 // counted from Base, has run out, even before the sweep commits the

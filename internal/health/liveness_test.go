@@ -79,3 +79,23 @@ func TestLivenessConfig_Validate(t *testing.T) {
 		t.Fatal("negative grace accepted")
 	}
 }
+
+// TestLiveness_Expired: the TTL part of the status rule alone, whatever
+// the catalog committed: a committed-critical instance with a fresh
+// heartbeat has not expired, one silent past its TTL has, and one with no
+// TTL never does.
+func TestLiveness_Expired(t *testing.T) {
+	since := time.Now().Add(-time.Hour)
+	live := health.NewLiveness(health.LivenessConfig{Grace: time.Second}, health.NewTracker(), &leadership{since: since})
+	floor, _ := live.Floor()
+	now := time.Now()
+	fresh := &catalog.Instance{ID: "fresh", TTL: 5 * time.Second, Status: catalog.StatusCritical, RegisteredAt: since}
+	silent := &catalog.Instance{ID: "silent", TTL: 5 * time.Second, Status: catalog.StatusPassing, RegisteredAt: since}
+	checkOnly := &catalog.Instance{ID: "check-only", Status: catalog.StatusPassing, RegisteredAt: since}
+	live.Beat("fresh", now.Add(-time.Second))
+	live.Beat("silent", now.Add(-10*time.Second))
+	if live.Expired(fresh, floor, now) || !live.Expired(silent, floor, now) || live.Expired(checkOnly, floor, now) {
+		t.Fatalf("Expired: fresh %v, silent %v, check-only %v", live.Expired(fresh, floor, now),
+			live.Expired(silent, floor, now), live.Expired(checkOnly, floor, now))
+	}
+}

@@ -138,11 +138,18 @@ func Committed(inst *catalog.Instance) catalog.Status {
 // no heartbeat history to judge by) no TTL is judged, and an instance with
 // a TTL of 0 has none: it never heartbeats, and its active checks alone
 // decide its status (what the catalog committed).
+// ttlRanOut is the TTL part of the status rule: inst has a TTL, this node
+// judges (floor set), and the TTL counted from its base has run out,
+// unless mass-expiry protection holds it.
+func ttlRanOut(inst *catalog.Instance, s snapshot, floor, now time.Time, m *mark, h *hold) bool {
+	return !floor.IsZero() && inst.TTL > 0 && expired(inst, base(inst, s, floor, m), floor, now, h)
+}
+
 func status(inst *catalog.Instance, s snapshot, floor, now time.Time, m *mark, h *hold) catalog.Status {
 	switch {
 	case inst.Status == catalog.StatusCritical:
 		return catalog.StatusCritical
-	case !floor.IsZero() && inst.TTL > 0 && expired(inst, base(inst, s, floor, m), floor, now, h):
+	case ttlRanOut(inst, s, floor, now, m, h):
 		return catalog.StatusCritical
 	case inst.Draining:
 		return catalog.StatusDraining

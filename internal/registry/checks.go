@@ -244,19 +244,10 @@ func (c *checkRun) removeDead(ctx context.Context) {
 }
 
 // heartbeatFresh reports whether inst's TTL has not run out (always, for
-// a check-only instance): judged by the one status rule, ignoring what
-// the catalog committed.
+// a check-only instance), ignoring what the catalog committed.
 func (r *Registry) heartbeatFresh(inst *catalog.Instance) bool {
-	if inst.TTL == 0 {
-		return true
-	}
 	floor, ok := r.live.Floor()
-	if !ok {
-		return false
-	}
-	probe := *inst
-	probe.Status = catalog.StatusPassing
-	return r.live.Status(&probe, floor, r.now()) != catalog.StatusCritical
+	return ok && !r.live.Expired(inst, floor, r.now())
 }
 
 // checksFailing reports whether this node's Monitor holds inst's checks

@@ -124,9 +124,6 @@ func (s *Stream) Close() {
 // was sent; the front end calls it before Close.
 func (s *Stream) Dropped() { s.r.streams.dropped.Add(1) }
 
-// Services returns the services the stream watches (nil: every one).
-func (s *Stream) Services() []string { return s.services }
-
 // Cursor returns the index the stream has reached: every change up to it
 // has been handed out or did not concern the stream. A reader that
 // reconnects with it misses nothing.
