@@ -8,13 +8,16 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Catalog is the in-memory state machine. See the package doc for its
 // concurrency contract.
 type Catalog struct {
-	mu        sync.RWMutex
-	index     uint64
+	mu sync.RWMutex
+	// index is written under mu's write lock and read without it (Index,
+	// on every stream's wake-up and every blocking query).
+	index     atomic.Uint64
 	instances map[string]*Instance
 	// byService holds each service's instances by ID.
 	byService map[string]map[string]*Instance
@@ -83,7 +86,7 @@ func (c *Catalog) Ops() []Op {
 }
 
 func (c *Catalog) reset() {
-	c.index = 0
+	c.index.Store(0)
 	c.instances = map[string]*Instance{}
 	c.byService = map[string]map[string]*Instance{}
 	c.services = map[string]*ServiceView{}
@@ -142,8 +145,8 @@ func (c *Catalog) Apply(idx uint64, cmd Command) Result {
 	} else {
 		ev = nil
 	}
-	if idx > c.index {
-		c.index = idx
+	if idx > c.index.Load() {
+		c.index.Store(idx)
 	}
 	c.mu.Unlock()
 	res.Index = idx
@@ -237,11 +240,7 @@ func (c *Catalog) rebuild(service string, idx uint64) {
 }
 
 // Index returns the Raft index of the last applied command.
-func (c *Catalog) Index() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.index
-}
+func (c *Catalog) Index() uint64 { return c.index.Load() }
 
 // Service returns the immutable view of one service, or nil if the service
 // has never had an instance.

@@ -186,7 +186,7 @@ func (c *Catalog) SnapshotOf(names []string) (index uint64, views []*ServiceView
 			}
 		}
 	}
-	index = c.index
+	index = c.index.Load()
 	c.mu.RUnlock()
 	sortViews(views)
 	return index, views

@@ -55,7 +55,7 @@ func (c *Catalog) Snapshot() *Snapshot {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	s := &Snapshot{
-		index:     c.index,
+		index:     c.index.Load(),
 		instances: make([]*Instance, 0, len(c.instances)),
 		keys:      make([]*Key, 0, len(c.keys)),
 		services:  make(map[string]uint64, len(c.services)),
@@ -137,7 +137,7 @@ func (c *Catalog) Restore(r io.Reader) error {
 	}
 	c.mu.Lock()
 	c.reset()
-	c.index = st.Index
+	c.index.Store(st.Index)
 	for _, r := range st.Keys {
 		k := r.toKey()
 		c.keys[k.ID] = k
