@@ -229,7 +229,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if limit := fileLimit(); limit > 0 {
 		// Connections, idle or not, within three quarters of the limit of
 		// open files, shared fairly among clients (connlimit.go).
-		ln = newConnLimit(ln, int(limit/4*3), s.log)
+		ln = newConnLimit(ln, int(fileBudget(limit)), s.log)
 	}
 	s.listener = ln
 	s.http = &http.Server{
@@ -259,6 +259,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// fileBudget is the share of the limit of open files that clients'
+// connections may hold: three quarters, the last quarter staying for
+// Raft, the data dir and the server's own needs.
+func fileBudget(limit uint64) uint64 { return limit / 4 * 3 }
+
 // fitToFileLimit lowers the bounds of the connections that stay open for
 // minutes (blocking queries and event streams), and their shares per
 // client, so that together they hold at most three quarters of the
@@ -269,7 +274,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 // everyone else.
 func fitToFileLimit(c *registry.Config, limit uint64, log *slog.Logger) {
 	want := uint64(c.MaxWaiters + c.MaxStreams)
-	room := limit / 4 * 3
+	room := fileBudget(limit)
 	if limit == 0 || want <= room {
 		return
 	}
