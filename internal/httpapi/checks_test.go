@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -311,5 +312,44 @@ func TestChecks_FlappingSpendsTheKeysWriteBudget(t *testing.T) {
 	// left, while about 8 probes alternate.
 	if passing > 2 || critical < 2 || n.Load() < 6 {
 		t.Fatalf("%d probes: %d returns to passing, %d to critical", n.Load(), passing, critical)
+	}
+}
+
+// TestChecks_CheckOnlyRemovedAfterDeregisterAfter: a check-only instance
+// critical by its checks for its deregister_after is removed, with the
+// reason expired; one without a deregister_after stays, critical.
+func TestChecks_CheckOnlyRemovedAfterDeregisterAfter(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	k := h.Key(t, "db")
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	stream := openWatch(t, h.Srv.URL()+"/v1/watch?service=db", "")
+	snapshotOf(t, stream.next(t, 5*time.Second))
+	reg := func(deregAfter string) api.RegisterResponse {
+		in := testutil.NewInstance(t, k.Secret, verify.Proof)
+		res, err := h.Anon.Register(ctx, "db", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port(), TTL: "0s",
+			DeregisterAfter: deregAfter, Checks: []api.CheckDecl{{Type: "tcp", Port: closed, Interval: "1s", Timeout: "200ms", FailuresBeforeCritical: 1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	gone, kept := reg("2s"), reg("")
+	var seen []string
+	for {
+		e, c := change(t, stream.next(t, 15*time.Second))
+		seen = append(seen, c)
+		if e.Type == api.EventDeregistered {
+			if c != "deregistered "+gone.ID+" critical expired" || !slices.Contains(seen, "status "+gone.ID+" critical") ||
+				!slices.Contains(seen, "status "+kept.ID+" critical") {
+				t.Fatalf("events: %q", seen)
+			}
+			break
+		}
+	}
+	if got := lookupAny(t, h, "db", kept.ID); got.Status != "critical" {
+		t.Fatalf("the instance without deregister_after: %+v", got)
 	}
 }

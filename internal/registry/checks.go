@@ -58,7 +58,7 @@ func (r *Registry) RunChecks(ctx context.Context, cfg checks.Config) error {
 	defer cancel()
 	sub := r.cat.Subscribe()
 	defer sub.Close()
-	run := &checkRun{r: r, m: m, held: map[string]map[string]bool{}, criticalSince: map[string]time.Time{}}
+	run := &checkRun{r: r, m: m, held: map[string]map[string]bool{}, removable: map[string]bool{}, criticalSince: map[string]time.Time{}}
 	run.sync(nil)
 	r.monitor.Store(m)
 	defer r.monitor.CompareAndSwap(m, nil)
@@ -97,8 +97,11 @@ type checkRun struct {
 	m *checks.Monitor
 	// held are the IDs of the instances the Monitor holds, by service.
 	held map[string]map[string]bool
-	// criticalSince is when this term first saw each check-only instance
-	// committed critical.
+	// removable are the held check-only instances with a
+	// deregister_after: the only ones removeDead looks at.
+	removable map[string]bool
+	// criticalSince is when this term first saw each of them committed
+	// critical.
 	criticalSince map[string]time.Time
 }
 
@@ -150,6 +153,9 @@ func (c *checkRun) sync(services []string) {
 				continue
 			}
 			now[inst.ID] = true
+			if inst.TTL == 0 && inst.DeregisterAfter > 0 {
+				c.removable[inst.ID] = true
+			}
 		}
 		c.forget(v.Name, now)
 		if len(now) > 0 {
@@ -164,6 +170,7 @@ func (c *checkRun) forget(service string, keep map[string]bool) {
 	for id := range c.held[service] {
 		if !keep[id] {
 			c.m.Remove(id)
+			delete(c.removable, id)
 			delete(c.criticalSince, id)
 		}
 	}
@@ -217,28 +224,28 @@ func (c *checkRun) commit(ctx context.Context) {
 
 // removeDead removes check-only instances (TTL 0, which the sweep does
 // not judge) that have been critical for their deregister_after (0:
-// never), counted from when this term first saw them critical.
+// never), counted from when this term first saw them critical. It looks
+// only at those that have a deregister_after, not at every instance with
+// checks.
 func (c *checkRun) removeDead(ctx context.Context) {
 	now := c.r.now()
-	for _, ids := range c.held {
-		for id := range ids {
-			inst, ok := c.r.cat.Instance(id)
-			if !ok || inst.TTL != 0 || inst.DeregisterAfter == 0 || inst.Status != catalog.StatusCritical {
-				delete(c.criticalSince, id)
-				continue
-			}
-			since, seen := c.criticalSince[id]
-			if !seen {
-				c.criticalSince[id] = now
-				continue
-			}
-			if now.Sub(since) < inst.DeregisterAfter {
-				continue
-			}
-			_, err := c.r.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: id, IfStatus: catalog.StatusCritical, Reason: "deregister_after expired"})
-			if err == nil || errors.Is(err, catalog.ErrConflict) || errors.Is(err, catalog.ErrNotFound) {
-				delete(c.criticalSince, id)
-			}
+	for id := range c.removable {
+		inst, ok := c.r.cat.Instance(id)
+		if !ok || inst.Status != catalog.StatusCritical {
+			delete(c.criticalSince, id)
+			continue
+		}
+		since, seen := c.criticalSince[id]
+		if !seen {
+			c.criticalSince[id] = now
+			continue
+		}
+		if now.Sub(since) < inst.DeregisterAfter {
+			continue
+		}
+		_, err := c.r.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: id, IfStatus: catalog.StatusCritical, Reason: "deregister_after expired"})
+		if err == nil || errors.Is(err, catalog.ErrConflict) || errors.Is(err, catalog.ErrNotFound) {
+			delete(c.criticalSince, id)
 		}
 	}
 }
