@@ -17,18 +17,26 @@ import (
 	"github.com/musterhq/muster/internal/testutil"
 )
 
+// sidecarRegistry starts a registry and makes a key for service; it
+// returns an admin client and the environment of a sidecar of it.
+func sidecarRegistry(t *testing.T, service string) (*client.Client, map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	s := testserver.Start(t, func(c *server.Config) { c.DataDir = dir })
+	admin, _ := client.New(client.Config{Addr: s.URL(), Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(context.Background(), []string{service}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admin, map[string]string{"MUSTER_ADDR": s.URL(), "MUSTER_KEY": k.Secret}
+}
+
 // TestCLI_RegisterSidecarChecks: muster register --check-http and
 // --check-tcp declare active checks of the process: lookups show them,
 // and a failing health endpoint turns the instance critical although the
 // sidecar keeps heartbeating.
 func TestCLI_RegisterSidecarChecks(t *testing.T) {
-	dir := t.TempDir()
-	s := testserver.Start(t, func(c *server.Config) { c.DataDir = dir })
-	admin, _ := client.New(client.Config{Addr: s.URL(), Token: adminToken(t, dir)})
-	k, err := admin.CreateKey(context.Background(), []string{"db"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin, env := sidecarRegistry(t, "db")
 	var status atomic.Int32
 	status.Store(200)
 	proc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -40,7 +48,6 @@ func TestCLI_RegisterSidecarChecks(t *testing.T) {
 	}))
 	defer proc.Close()
 	port := proc.Listener.Addr().(*net.TCPAddr).Port
-	env := map[string]string{"MUSTER_ADDR": s.URL(), "MUSTER_KEY": k.Secret}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errOut testutil.Buffer
@@ -67,7 +74,7 @@ func TestCLI_RegisterSidecarChecks(t *testing.T) {
 		res, err := admin.Lookup(context.Background(), "db", client.WithStatus("critical"))
 		return err == nil && len(res.Instances) == 1
 	})
-	shown, err := cli(t, map[string]string{"MUSTER_ADDR": s.URL()}, "instance", in.ID)
+	shown, err := cli(t, map[string]string{"MUSTER_ADDR": env["MUSTER_ADDR"]}, "instance", in.ID)
 	if err != nil || !strings.Contains(shown, "check http:") || !strings.Contains(shown, "critical") || !strings.Contains(shown, "HTTP 503") {
 		t.Fatalf("muster instance shows:\n%s (%v)", shown, err)
 	}
@@ -88,13 +95,7 @@ func TestCLI_RegisterSidecarChecks(t *testing.T) {
 // the instance's last_seen is its latest probe, and Ctrl-C still
 // deregisters it.
 func TestCLI_RegisterSidecarChecksOnly(t *testing.T) {
-	dir := t.TempDir()
-	s := testserver.Start(t, func(c *server.Config) { c.DataDir = dir })
-	admin, _ := client.New(client.Config{Addr: s.URL(), Token: adminToken(t, dir)})
-	k, err := admin.CreateKey(context.Background(), []string{"db"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin, env := sidecarRegistry(t, "db")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +110,6 @@ func TestCLI_RegisterSidecarChecksOnly(t *testing.T) {
 			c.Close()
 		}
 	}()
-	env := map[string]string{"MUSTER_ADDR": s.URL(), "MUSTER_KEY": k.Secret}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errOut testutil.Buffer
