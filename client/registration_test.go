@@ -368,28 +368,10 @@ func TestRegistration_ShutdownAfterReplacement(t *testing.T) {
 	defer front.Close()
 
 	var logs testutil.Buffer
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := client.NewRegistration(client.ServiceConfig{
-		Name: "svc", Address: "127.0.0.1", Listener: ln, Registry: "http://" + fln.Addr().String(), Key: key,
+	r, _, cancel, done := runRegistration(t, client.ServiceConfig{
+		Name: "svc", Registry: "http://" + fln.Addr().String(), Key: key,
 		DrainDelay: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: r.VerifyHandler()}
-	go hs.Serve(ln)
-	defer hs.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer wcancel()
-	if _, err := r.WaitRegistered(wctx); err != nil {
-		t.Fatal(err)
-	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run returned %v; a 403 on deregistration means the instance is already gone", err)
@@ -432,29 +414,10 @@ func TestRegistration_DrainKeepsHeartbeating(t *testing.T) {
 	reg := startRegistry(t, t.TempDir(), "127.0.0.1:0")
 	key := newKey(t, reg.URL(), "svc")
 	admin, _ := client.New(client.Config{Addr: reg.URL()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := client.NewRegistration(client.ServiceConfig{
-		Name: "svc", Address: "127.0.0.1", Listener: ln, Registry: reg.URL(), Key: key,
+	_, st, cancel, done := runRegistration(t, client.ServiceConfig{
+		Name: "svc", Registry: reg.URL(), Key: key,
 		TTL: time.Second, DrainDelay: 3 * time.Second, Logger: testutil.Logger(t),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: r.VerifyHandler()}
-	go hs.Serve(ln)
-	defer hs.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer wcancel()
-	st, err := r.WaitRegistered(wctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Past the registry's grace after its election (2 s here), so that
 	// only heartbeats keep the instance alive.
 	time.Sleep(2500 * time.Millisecond)
@@ -476,4 +439,34 @@ func TestRegistration_DrainKeepsHeartbeating(t *testing.T) {
 			}
 		}
 	}
+}
+
+// runRegistration serves cfg's verify handler on a fresh 127.0.0.1
+// listener, runs its Registration until the returned cancel, and waits
+// until it is registered; done receives Run's result.
+func runRegistration(t *testing.T, cfg client.ServiceConfig) (*client.Registration, client.State, context.CancelFunc, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Address, cfg.Listener = "127.0.0.1", ln
+	r, err := client.NewRegistration(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: r.VerifyHandler()}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	st, err := r.WaitRegistered(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, st, cancel, done
 }
