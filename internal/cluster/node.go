@@ -63,7 +63,33 @@ type Config struct {
 	// DiskFree reads the free space of the data dir's filesystem; nil
 	// means statfs(2). Tests replace it.
 	DiskFree Statfs
-	Logger   *slog.Logger
+
+	// Join lists members of the cluster to join (see join.go): their
+	// Raft addresses, or whatever ResolveJoin turns into one (the server
+	// gives their HTTP addresses). Used only while the node holds no Raft
+	// state; it needs a cluster secret.
+	Join []string
+	// ResolveJoin turns an entry of Join into a member's Raft address;
+	// nil takes the entries as Raft addresses.
+	ResolveJoin func(ctx context.Context, addr string) (string, error)
+	// BootstrapExpect is how many voters form a new cluster: with it, a
+	// node without state waits until it knows that many (itself
+	// included), and one of them bootstraps Raft with them all. 0 or 1
+	// without Join is the single voter (Bootstrap); above 1 it needs a
+	// cluster secret.
+	BootstrapExpect int
+	// NonVoter joins the cluster as a non-voter: it replicates the log
+	// and serves reads, and takes no part in elections or commitment.
+	NonVoter bool
+	// HTTPAddr is this node's API address, told to the other members (for
+	// muster members).
+	HTTPAddr string
+	// AdminCheck identifies the admin token without revealing it (a hash
+	// of its hash): members whose AdminCheck differ refuse each other's
+	// RPCs, so that a cluster cannot run with two admin tokens.
+	AdminCheck []byte
+
+	Logger *slog.Logger
 }
 
 // DefaultConfig returns the configuration of the embedded single node.
@@ -94,11 +120,21 @@ func (c Config) Validate() error {
 	if (len(c.Secret) > 0 || c.SecretFile != "") && c.RaftAddr == "" {
 		return errors.New("cluster: raft address is required with a cluster secret")
 	}
+	if c.BootstrapExpect < 0 {
+		return errors.New("cluster: bootstrap-expect must not be negative")
+	}
+	if c.Clustered() && len(c.Secret) == 0 && c.SecretFile == "" {
+		return errors.New("cluster: joining or forming a cluster (join, bootstrap-expect above 1, non-voter) needs a cluster secret")
+	}
 	if c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < 5*time.Millisecond {
 		return errors.New("cluster: raft timeouts must be at least 5ms")
 	}
 	return nil
 }
+
+// Clustered reports whether the node is to join or form a cluster of
+// several servers rather than be the single voter.
+func (c Config) Clustered() bool { return len(c.Join) > 0 || c.BootstrapExpect > 1 || c.NonVoter }
 
 // Node is one Raft member holding a catalog.
 type Node struct {
@@ -134,6 +170,14 @@ type Node struct {
 	// see disk.go. It is made on first use.
 	diskGuard *diskGuard
 	diskOnce  sync.Once
+
+	// rpc is the servers' RPC (rpc.go); nil without a cluster secret.
+	rpc *rpcNode
+	// peers are the servers this node heard of (join.go).
+	peersMu sync.Mutex
+	peers   map[string]Peer
+	// promiseMu serialises the grant and release of bootstrap promises.
+	promiseMu sync.Mutex
 }
 
 // Open opens (or creates) the node's Raft state in cfg.DataDir and starts
@@ -163,7 +207,8 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		}
 		cfg.NodeID = id
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, cat: cat, ready: make(chan struct{}), stop: make(chan struct{}), halted: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger, cat: cat, ready: make(chan struct{}), stop: make(chan struct{}), halted: make(chan struct{}),
+		peers: map[string]Peer{}}
 	hl := newHCLogger(cfg.Logger)
 
 	secret := cfg.Secret
@@ -190,7 +235,7 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 			return nil, err
 		}
 	}
-	trans, err := newTransport(cfg, secret, hl)
+	trans, stream, err := newTransport(cfg, secret, hl)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -219,7 +264,7 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		return nil, fmt.Errorf("cluster: inspect state: %w", err)
 	}
 	switch {
-	case !has && cfg.Bootstrap:
+	case !has && cfg.Bootstrap && !cfg.Clustered():
 		conf := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
 		}}}
@@ -250,8 +295,15 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	if stream != nil {
+		n.startRPC(stream)
+	}
 	n.wg.Add(1)
 	go n.watchLeadership()
+	if !has && cfg.Clustered() {
+		n.wg.Add(1)
+		go n.discover()
+	}
 	return n, nil
 }
 
@@ -407,6 +459,18 @@ func (n *Node) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, 
 	default:
 	}
 	if n.raft.State() != raft.Leader {
+		if n.rpc == nil {
+			return catalog.Result{}, ErrNotLeader
+		}
+		return n.forward(ctx, b)
+	}
+	return n.applyEncoded(ctx, b)
+}
+
+// applyEncoded proposes an encoded command on the leader and waits for
+// its fate (see Apply).
+func (n *Node) applyEncoded(ctx context.Context, b []byte) (catalog.Result, error) {
+	if n.raft.State() != raft.Leader {
 		return catalog.Result{}, ErrNotLeader
 	}
 	// Refused here, a write on a full disk costs nothing; refused by the
@@ -522,6 +586,7 @@ func (n *Node) Close() error {
 	default:
 	}
 	close(n.stop)
+	n.rpc.close()
 	err := n.stopRaft()
 	n.wg.Wait()
 	n.unready()

@@ -54,21 +54,21 @@ type transport interface {
 
 // newTransport returns the node's Raft transport: in memory without a
 // secret, the secure stream layer on cfg.RaftAddr with one.
-func newTransport(cfg Config, secret Secret, hl hclog.Logger) (transport, error) {
+func newTransport(cfg Config, secret Secret, hl hclog.Logger) (transport, *secureStream, error) {
 	if len(secret) == 0 {
 		_, t := raft.NewInmemTransport(raft.ServerAddress(InMemoryAddrPrefix + cfg.NodeID))
-		return t, nil
+		return t, nil, nil
 	}
 	stream, err := listenSecure(cfg.RaftAddr, secret, cfg.Logger)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hl,
-	}), nil
+	}), stream, nil
 }
 
 // errNotClusterKey is the handshake error of a peer whose key is not the
@@ -120,8 +120,22 @@ func tlsConfig(secret Secret) (*tls.Config, error) {
 		InsecureSkipVerify:    true, // chains and names only; VerifyPeerCertificate checks the key
 		VerifyPeerCertificate: verify,
 		ServerName:            "muster-raft",
-		NextProtos:            []string{"muster-raft/1"},
+		NextProtos:            []string{protoRaft, protoRPC},
 	}, nil
+}
+
+// The two protocols the Raft port speaks, told apart by ALPN in the same
+// authenticated handshake: Raft's own, and the servers' RPC (rpc.go).
+const (
+	protoRaft = "muster-raft/1"
+	protoRPC  = "muster-rpc/1"
+)
+
+// dialConfig returns conf for a client that speaks proto only.
+func dialConfig(conf *tls.Config, proto string) *tls.Config {
+	c := conf.Clone()
+	c.NextProtos = []string{proto}
+	return c
 }
 
 // secureStream is a raft.StreamLayer over TCP in which every connection
@@ -144,7 +158,8 @@ type secureStream struct {
 	logEvery         time.Duration
 
 	slots chan struct{} // a token per handshake in progress
-	conns chan net.Conn // authenticated, for Accept
+	conns chan net.Conn // authenticated Raft connections, for Accept
+	rpc   *connListener // authenticated RPC connections (rpc.go)
 	done  chan struct{}
 	ctx   context.Context // ends at Close, aborting handshakes
 	stop  context.CancelFunc
@@ -187,6 +202,7 @@ func listenSecureWith(addr string, secret Secret, log *slog.Logger, timeout time
 		conns: make(chan net.Conn),
 		done:  make(chan struct{}),
 	}
+	s.rpc = newConnListener(tcp)
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -247,12 +263,21 @@ func (s *secureStream) handshake(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	conns, conn := s.conns, net.Conn(tc)
+	if tc.ConnectionState().NegotiatedProtocol == protoRPC {
+		// Hidden from net/http as a TLS connection: it would look for a
+		// handler of the negotiated protocol and, finding none, close it.
+		conns, conn = s.rpc.conns, plainConn{tc}
+	}
 	select {
-	case s.conns <- tc:
+	case conns <- conn:
 	case <-s.done:
 		tc.Close()
 	}
 }
+
+// plainConn is an authenticated connection served as plain HTTP/1.1.
+type plainConn struct{ net.Conn }
 
 // refused logs a refused connection at warn, at most once per logEvery;
 // the ones in between are counted in the next line. err never holds the
@@ -289,6 +314,7 @@ func (s *secureStream) Close() error {
 		close(s.done)
 		s.stop()
 		err = s.ln.Close()
+		s.rpc.Close()
 		s.wg.Wait()
 	})
 	return err
@@ -310,7 +336,7 @@ func (s *secureStream) Dial(address raft.ServerAddress, timeout time.Duration) (
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(c, s.tls)
+	tc := tls.Client(c, dialConfig(s.tls, protoRaft))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("cluster: raft peer %s: %w", address, err)
