@@ -51,6 +51,10 @@ type serverFlags struct {
 	protThreshold, protOverdue float64
 	protMin                    int
 	protMaxHold, protCooldown  time.Duration
+
+	// seedVerifyTimeout is the tutorial protocol's patience with the
+	// callback it runs after answering a registration.
+	seedVerifyTimeout time.Duration
 }
 
 func newServerCmd(e env) *cobra.Command {
@@ -118,6 +122,8 @@ func newServerCmd(e env) *cobra.Command {
 	f.StringVar(&o.seedChallenge, "seed-challenge", seedDef.Challenge, "challenge phrase of the tutorial protocol")
 	f.StringVar(&o.seedResponse, "seed-response", seedDef.Response, "response phrase the tutorial protocol expects")
 	f.DurationVar(&o.seedInterval, "seed-heartbeat-interval", seedDef.HeartbeatInterval, "ping interval of tutorial-protocol services; their TTL is three intervals")
+	f.DurationVar(&o.seedVerifyTimeout, "seed-verify-timeout", seedDef.VerifyTimeout, "how long a tutorial-protocol service has to answer the verification callback, which runs after its registration was answered 200")
+	bindEnv(f, "seed-verify-timeout", "MUSTER_SEED_VERIFY_TIMEOUT")
 	for _, name := range []string{"config", "cluster-secret-file", "admin-token-file"} {
 		cmd.MarkFlagFilename(name)
 	}
@@ -181,7 +187,10 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 				pats = append(pats, p)
 			}
 		}
-		cfg.Registry.Seed = &registry.SeedConfig{Challenge: o.seedChallenge, Response: o.seedResponse, HeartbeatInterval: o.seedInterval, Services: pats}
+		sc := registry.DefaultSeedConfig()
+		sc.Challenge, sc.Response, sc.HeartbeatInterval, sc.Services = o.seedChallenge, o.seedResponse, o.seedInterval, pats
+		sc.VerifyTimeout = o.seedVerifyTimeout
+		cfg.Registry.Seed = &sc
 		if err := cfg.Registry.Seed.Validate(); err != nil {
 			return server.Config{}, usagef("--seed-compat: %v", err)
 		}

@@ -283,4 +283,3 @@ func TestCluster_ReadIndex(t *testing.T) {
 		t.Fatalf("follower replica state %+v", r)
 	}
 }
-

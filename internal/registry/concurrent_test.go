@@ -137,9 +137,14 @@ func TestRegistry_concurrent(t *testing.T) {
 				t.Errorf("AdmitSeed: %v", err)
 				return
 			}
-			inst, err := r.reg.RegisterSeed(t.Context(), adm, tutorials[i].addr())
+			v, err := r.reg.RegisterSeed(t.Context(), adm, tutorials[i].addr())
 			if err != nil {
 				t.Errorf("RegisterSeed: %v", err)
+				return
+			}
+			inst, err := v.Wait(t.Context())
+			if err != nil {
+				t.Errorf("seed verification: %v", err)
 				return
 			}
 			_, secret, _, _ := tutorials[i].last()

@@ -273,7 +273,10 @@ func TestRegistry_RegisterSeed_globalFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = r.reg.RegisterSeed(t.Context(), adm, addr)
+		v, err := r.reg.RegisterSeed(t.Context(), adm, addr)
+		if err == nil {
+			_, err = v.Wait(t.Context()) // its failure spends when it ends
+		}
 		var rle *registry.RateLimitError
 		if errors.As(err, &rle) {
 			limited++

@@ -224,6 +224,9 @@ type Registry struct {
 	monitor atomic.Pointer[checks.Monitor]
 	// seedKey serialises the creation of the tutorial protocol's key.
 	seedKey sync.Mutex
+	// seed holds the tutorial protocol's verifications running in the
+	// background (seed_verify.go); nil when the protocol is off.
+	seed *seedVerifications
 }
 
 // New returns a registry over cat, writing through p, judging liveness by
@@ -238,14 +241,22 @@ func New(cfg Config, cat *catalog.Catalog, p Proposer, live *health.Liveness, v 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Registry{
+	r := &Registry{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, cat: cat, prop: p, live: live, verifier: v,
 		slots:         newSlotPool(),
 		failures:      newBuckets(cfg.FailureBurst, cfg.FailureEvery),
 		keyFailures:   newBuckets(3*cfg.FailureBurst, cfg.FailureEvery/3),
 		registrations: newBuckets(cfg.RegisterBurst, cfg.RegisterEvery),
 		seedFailures:  newBuckets(10*cfg.FailureBurst, cfg.FailureEvery/10),
-	}, nil
+	}
+	if cfg.Seed != nil {
+		sv, err := v.WithTimeout(cfg.Seed.VerifyTimeout)
+		if err != nil {
+			return nil, err
+		}
+		r.seed = newSeedVerifications(sv)
+	}
+	return r, nil
 }
 
 // SeedEnabled reports whether the tutorial protocol is on.
@@ -381,9 +392,32 @@ type addressProof struct {
 // and the quota reservation until it calls release, after its commit;
 // hostIP is the address that stands for the host.
 func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release func(), hostIP string, err error) {
+	a, err := r.admitProof(ctx, p)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := r.runProof(ctx, p, a); err != nil {
+		return nil, "", err
+	}
+	return a.release, a.ip.String(), nil
+}
+
+// admittedProof is an address proof past its admission (admitProof): it
+// holds a callback slot and a quota reservation until release, and ip is
+// the address that stands for the host.
+type admittedProof struct {
+	release  func()
+	ip       netip.Addr
+	detailed bool // the caller may learn the callback's precise failure
+}
+
+// admitProof runs proveAddress's steps up to the callback: slot, failure
+// limits, allowlist, quotas. The tutorial protocol answers once they
+// pass and runs the callback (runProof) in the background.
+func (r *Registry) admitProof(ctx context.Context, p addressProof) (admittedProof, error) {
 	release, ok := r.slots.take(r.cfg.MaxVerifying, r.cfg.MinVerifyingShare, p.byCaller, p.seed)
 	if !ok {
-		return nil, "", ErrBusy
+		return admittedProof{}, ErrBusy
 	}
 	now := r.now()
 	ok1, w1 := r.failures.Allow(now, p.byTarget)
@@ -402,36 +436,45 @@ func (r *Registry) proveAddress(ctx context.Context, p addressProof) (release fu
 		if w3 > wait {
 			who, wait = "tutorial protocol (from every address together)", w3
 		}
-		return nil, "", &RateLimitError{Wait: wait, Who: who}
+		return admittedProof{}, &RateLimitError{Wait: wait, Who: who}
 	}
 	ip, err := r.verifier.Resolve(ctx, p.host)
-	detailed := false
-	if err == nil {
-		hostIP = ip.String()
-		unreserve, qerr := p.reserve(hostIP)
-		if qerr != nil {
-			release() // over quota is no failed verification: nothing spent
-			return nil, "", qerr
-		}
-		slot := release
-		release = func() { unreserve(); slot() }
-		if !p.seed {
-			_, _, held := r.cat.Held(p.keyID, hostIP)
-			detailed = held > 0
-		}
-		err = p.call(ctx, ip)
-	}
 	if err != nil {
-		release()
-		now := r.now()
-		r.failures.Spend(now, p.byTarget)
-		r.keyFailures.Spend(now, p.byCaller)
-		if p.seed {
-			r.seedFailures.Spend(now, "seed")
-		}
-		return nil, "", r.asVerifyError(err, p, detailed, p.attrs...)
+		return admittedProof{}, r.proofFailed(p, release, err, false)
 	}
-	return release, hostIP, nil
+	unreserve, qerr := p.reserve(ip.String())
+	if qerr != nil {
+		release() // over quota is no failed verification: nothing spent
+		return admittedProof{}, qerr
+	}
+	a := admittedProof{release: func() { unreserve(); release() }, ip: ip}
+	if !p.seed {
+		_, _, held := r.cat.Held(p.keyID, ip.String())
+		a.detailed = held > 0
+	}
+	return a, nil
+}
+
+// runProof runs the callback of an admitted proof. On failure it releases
+// what a holds, spends from the failure limits and returns the refusal.
+func (r *Registry) runProof(ctx context.Context, p addressProof, a admittedProof) error {
+	if err := p.call(ctx, a.ip); err != nil {
+		return r.proofFailed(p, a.release, err, a.detailed)
+	}
+	return nil
+}
+
+// proofFailed releases a failed proof's hold, spends from the failure
+// limits, and returns the refusal (see asVerifyError).
+func (r *Registry) proofFailed(p addressProof, release func(), err error, detailed bool) error {
+	release()
+	now := r.now()
+	r.failures.Spend(now, p.byTarget)
+	r.keyFailures.Spend(now, p.byCaller)
+	if p.seed {
+		r.seedFailures.Spend(now, "seed")
+	}
+	return r.asVerifyError(err, p, detailed, p.attrs...)
 }
 
 // asVerifyError turns the verifier's refusal into the registry's, logging

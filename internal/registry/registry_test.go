@@ -230,6 +230,7 @@ func newRig(tb testing.TB, opts ...func(*rigOptions)) *rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(r.reg.Close) // background verifications end with the test
 	return r
 }
 
@@ -495,6 +496,14 @@ func TestSeedConfig_Validate(t *testing.T) {
 		{"ttl over the maximum", func(c *registry.SeedConfig) { c.HeartbeatInterval = registry.MaxTTL/3 + time.Second }, false},
 		{"no services", func(c *registry.SeedConfig) { c.Services = nil }, false},
 		{"bad pattern", func(c *registry.SeedConfig) { c.Services = []string{"Web!"} }, false},
+		{"no verify timeout", func(c *registry.SeedConfig) { c.VerifyTimeout = 0 }, false},
+		{"shortest verify timeout", func(c *registry.SeedConfig) { c.VerifyTimeout = 100 * time.Millisecond }, true},
+		{"longest verify timeout", func(c *registry.SeedConfig) { c.VerifyTimeout = registry.MaxSeedVerifyTimeout }, true},
+		{"verify timeout too long", func(c *registry.SeedConfig) { c.VerifyTimeout = registry.MaxSeedVerifyTimeout + time.Second }, false},
+		{"nothing may be pending", func(c *registry.SeedConfig) { c.MaxPending = 0 }, false},
+		{"nothing may be pending per caller", func(c *registry.SeedConfig) { c.MaxPendingPerCaller = 0 }, false},
+		{"more pending per caller than in all", func(c *registry.SeedConfig) { c.MaxPendingPerCaller = c.MaxPending + 1 }, false},
+		{"all pending from one caller", func(c *registry.SeedConfig) { c.MaxPendingPerCaller = c.MaxPending }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := registry.DefaultSeedConfig()
@@ -585,7 +594,11 @@ func TestRegistry_propose(t *testing.T) {
 			if err != nil {
 				tb.Fatal(err)
 			}
-			_, err = r.reg.RegisterSeed(tb.Context(), adm, f.tut.addr())
+			v, err := r.reg.RegisterSeed(tb.Context(), adm, f.tut.addr())
+			if err != nil {
+				return err
+			}
+			_, err = v.Wait(tb.Context()) // the commit follows the background callback
 			return err
 		}},
 		{"Heartbeat of a critical instance", func(tb testing.TB, r *rig, f *fixture) error {

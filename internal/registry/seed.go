@@ -35,14 +35,34 @@ type SeedConfig struct {
 	// take are named by the operator, and a pattern of wildcards alone
 	// is refused.
 	Services []string
+	// VerifyTimeout is how long the background callback of a registration
+	// may take, dial to answer (see RegisterSeed). The tutorial's
+	// services answer only once their registration request has returned,
+	// so the tutorial's registry waited for them in the background, up to
+	// 20 s (Tornado's default).
+	VerifyTimeout time.Duration
+	// MaxPending bounds the registrations awaiting verification at once,
+	// and MaxPendingPerCaller those from one caller's network (its IPv4
+	// address or IPv6 /64); beyond them, ErrSeedPending. Each also holds
+	// a callback slot (Config.MaxVerifying) while it waits.
+	MaxPending, MaxPendingPerCaller int
 }
 
-// DefaultSeedConfig returns the tutorial's phrases and its 10 s interval.
+// MaxSeedVerifyTimeout is the longest SeedConfig.VerifyTimeout allowed:
+// a pending verification holds a callback slot for as long.
+const MaxSeedVerifyTimeout = 2 * time.Minute
+
+// DefaultSeedConfig returns the tutorial's phrases, its 10 s interval and
+// its 20 s patience with the callback; 32 registrations may await
+// verification at once, 8 of them from one caller's network.
 func DefaultSeedConfig() SeedConfig {
 	return SeedConfig{
-		Challenge:         "It jolly well looks like it might rain",
-		Response:          "That is why I carry an umbrella",
-		HeartbeatInterval: 10 * time.Second,
+		Challenge:           "It jolly well looks like it might rain",
+		Response:            "That is why I carry an umbrella",
+		HeartbeatInterval:   10 * time.Second,
+		VerifyTimeout:       20 * time.Second,
+		MaxPending:          32,
+		MaxPendingPerCaller: 8,
 	}
 }
 
@@ -53,6 +73,12 @@ func (c SeedConfig) Validate() error {
 	}
 	if c.HeartbeatInterval < 100*time.Millisecond || 3*c.HeartbeatInterval > MaxTTL {
 		return fmt.Errorf("seed: heartbeat interval must be between 100ms and %s", MaxTTL/3)
+	}
+	if c.VerifyTimeout < 100*time.Millisecond || c.VerifyTimeout > MaxSeedVerifyTimeout {
+		return fmt.Errorf("seed: verify timeout must be between 100ms and %s", MaxSeedVerifyTimeout)
+	}
+	if c.MaxPending < 1 || c.MaxPendingPerCaller < 1 || c.MaxPendingPerCaller > c.MaxPending {
+		return errors.New("seed: at least one registration must be allowed to await verification, and no more per caller than in all")
 	}
 	if len(c.Services) == 0 {
 		return errors.New("seed: name the services the tutorial protocol may register (--seed-services fetch_url,dice_scraper,...)")
@@ -116,54 +142,104 @@ func (r *Registry) AdmitSeed(remote, service string) (SeedAdmission, error) {
 	return SeedAdmission{service: service, caller: callerNet(remote)}, nil
 }
 
-// RegisterSeed runs the tutorial protocol's phrase exchange with the
-// instance at addr and commits it, with a TTL of three heartbeat
-// intervals. Errors: a *QuotaError; ErrBusy; a *RateLimitError;
-// ErrAddressNotAllowed; a *VerifyError; catalog.ErrProtocolMix;
-// ErrUnavailable.
-func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr SeedAddr) (*catalog.Instance, error) {
+// RegisterSeed accepts the instance at addr for the tutorial protocol's
+// phrase exchange and returns without waiting for it, as the tutorial's
+// registry did: the tutorial's services answer the callback only once
+// their registration request has returned. It checks at once everything
+// that needs no answer from the instance (the disk, an operator's bar,
+// the pending bounds, the callback slots, the failure limits, the
+// allowlist, the quotas), then runs the callback in the background, with
+// SeedConfig.VerifyTimeout to answer, and commits the instance, with a
+// TTL of three heartbeat intervals, only if the answer is right. The
+// SeedVerification it returns reports the outcome. A registration for
+// the name, url and port of one still pending returns that one and
+// starts nothing.
+//
+// Errors, when nothing was started: ErrSeedOff; ErrUnavailable; a
+// *BarredError; ErrSeedPending; ErrBusy; a *RateLimitError;
+// ErrAddressNotAllowed; a *VerifyError (the host does not resolve); a
+// *QuotaError; ErrClosed.
+func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr SeedAddr) (*SeedVerification, error) {
+	s := r.seed
+	if s == nil {
+		return nil, ErrSeedOff
+	}
 	if err := r.writable(); err != nil { // before the callback: a full disk refuses at once
 		return nil, err
 	}
 	if err := r.barred(adm.service, addr.Host, addr.Port); err != nil {
 		return nil, err
 	}
-	id := random.ID(16)
+	ep := seedEndpoint{service: adm.service, addr: addr}
+	attrs := []any{"service", adm.service, "address", addr.Host, "port", addr.Port}
+	if v := s.pending(ep); v != nil {
+		r.log.Info("seed registration already awaiting verification", append(attrs, "id", v.ID)...)
+		return v, nil
+	}
+	if err := s.room(adm.caller, *r.cfg.Seed); err != nil { // before the allowlist's DNS lookup
+		return nil, err
+	}
+	v := &SeedVerification{ID: random.ID(16), ep: ep, caller: adm.caller, done: make(chan struct{})}
 	old, replacing := r.cat.InstanceByAddr(adm.service, addr.Host, addr.Port)
 	secret := random.Secret()
-	release, hostIP, err := r.proveAddress(ctx, addressProof{
+	p := addressProof{
 		reserve: func(hostIP string) (func(), error) {
-			return r.reserve(&catalog.Key{ID: catalog.SeedKeyID}, hostIP, id, replacing, replacing && old.KeyID == catalog.SeedKeyID)
+			return r.reserve(&catalog.Key{ID: catalog.SeedKeyID}, hostIP, v.ID, replacing, replacing && old.KeyID == catalog.SeedKeyID)
 		},
 		byTarget: "seed|" + adm.caller + "|" + addr.Host, byCaller: "seed|" + adm.caller, who: "address", whoCaller: "address", seed: true,
-		host: addr.Host, refused: "seed registration refused",
-		attrs: []any{"service", adm.service, "address", addr.Host, "port", addr.Port},
+		host: addr.Host, refused: "seed registration refused", attrs: attrs,
 		call: func(ctx context.Context, hostIP netip.Addr) error {
 			form := url.Values{"challenge": {r.cfg.Seed.Challenge}, "secret": {secret}}
 			target := verify.Target{Scheme: addr.Scheme, Address: addr.Host, Port: addr.Port, Path: SeedVerifyPath, DialIP: hostIP}
-			data, err := r.verifier.Call(ctx, target, "application/x-www-form-urlencoded", []byte(form.Encode()))
+			data, err := s.verifier.Call(ctx, target, "application/x-www-form-urlencoded", []byte(form.Encode()))
 			if err != nil {
+				if s.ctx.Err() != nil {
+					return ErrClosed // cut short by Close: no refusal of the instance's
+				}
 				return err
 			}
 			return checkSeedReply(data, r.cfg.Seed.Response, secret)
 		},
-	})
+	}
+	a, err := r.admitProof(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	if err := r.ensureSeedKey(ctx); err != nil {
+	if running, err := s.add(v, *r.cfg.Seed); err != nil || running != nil {
+		a.release() // refused, or another request for the endpoint got in first
+		return running, err
+	}
+	r.log.Info("seed registration accepted for verification", append(attrs, "id", v.ID, "caller", adm.caller)...)
+	go r.verifySeed(v, p, a, secret)
+	return v, nil
+}
+
+// finishSeed runs an admitted registration's callback and commits the
+// instance if the answer is right. ctx bounds the callback only: once the
+// answer is right the commit runs to its end, unless Close had begun.
+func (r *Registry) finishSeed(ctx context.Context, v *SeedVerification, p addressProof, a admittedProof, secret string) (*catalog.Instance, error) {
+	if err := r.runProof(ctx, p, a); err != nil {
+		return nil, err
+	}
+	defer a.release()
+	if r.seed.ctx.Err() != nil {
+		return nil, ErrClosed // verified, but nothing is committed once Close has begun
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), seedCommitTimeout)
+	defer cancel()
+	if err := r.ensureSeedKey(cctx); err != nil {
 		return nil, err
 	}
 	ttl := 3 * r.cfg.Seed.HeartbeatInterval
 	now := r.now()
+	addr := v.ep.addr
 	inst := &catalog.Instance{
-		ID: id, Service: adm.service, Address: addr.Host, Port: addr.Port, Scheme: addr.Scheme,
+		ID: v.ID, Service: v.ep.service, Address: addr.Host, Port: addr.Port, Scheme: addr.Scheme,
 		Meta: map[string]string{"protocol": "seed"}, TTL: ttl, DeregisterAfter: 10 * ttl,
-		TokenHash: catalog.HashSecret(secret), KeyID: catalog.SeedKeyID, Proof: api.ProofAddressPort, HostIP: hostIP,
+		TokenHash: catalog.HashSecret(secret), KeyID: catalog.SeedKeyID, Proof: api.ProofAddressPort, HostIP: a.ip.String(),
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
-	if _, err := r.commitRegistration(ctx, inst, "seed", now); err != nil {
+	if _, err := r.commitRegistration(cctx, inst, "seed", now); err != nil {
 		return nil, err
 	}
 	return inst, nil

@@ -1,7 +1,9 @@
 package registry_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -34,6 +36,17 @@ type tutorial struct {
 
 func newTutorial(tb testing.TB) *tutorial {
 	tb.Helper()
+	s := newUnstartedTutorial(tb)
+	s.srv.Start()
+	return s
+}
+
+// newUnstartedTutorial returns a tutorial service that listens but serves
+// only once s.srv.Start is called: until then a callback waits in its
+// listen backlog, as it does for the tutorial's own services while their
+// registration request is in flight.
+func newUnstartedTutorial(tb testing.TB) *tutorial {
+	tb.Helper()
 	s := &tutorial{reply: registry.DefaultSeedConfig().Response}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/verify/", func(w http.ResponseWriter, r *http.Request) {
@@ -53,7 +66,7 @@ func newTutorial(tb testing.TB) *tutorial {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"name": "fetch_url", "url": "http://127.0.0.1", "port": 0, "reply": reply, "secret": secret})
 	})
-	s.srv = httptest.NewServer(mux)
+	s.srv = httptest.NewUnstartedServer(mux)
 	tb.Cleanup(s.srv.Close)
 	return s
 }
@@ -92,17 +105,45 @@ func withSeed() func(*rigOptions) {
 	})
 }
 
+// startSeed admits the tutorial service at addr for service, calling
+// from remote, and starts its registration; it returns the pending
+// verification, or the error of either step.
+func (r *rig) startSeed(tb testing.TB, remote, service string, addr registry.SeedAddr) (*registry.SeedVerification, error) {
+	tb.Helper()
+	adm, err := r.reg.AdmitSeed(remote, service)
+	if err != nil {
+		return nil, err
+	}
+	return r.reg.RegisterSeed(tb.Context(), adm, addr)
+}
+
+// waitSeed waits (at most 10 s) for a pending verification's outcome.
+func waitSeed(tb testing.TB, v *registry.SeedVerification) (*catalog.Instance, error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(tb.Context(), 10*time.Second)
+	defer cancel()
+	inst, err := v.Wait(ctx)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		tb.Fatal("the verification did not end in 10s")
+	}
+	return inst, err
+}
+
 // registerSeed admits and registers the tutorial service s for service,
-// failing the test on error, and returns the instance and its secret.
+// waits for its verification, failing the test on any error, and returns
+// the instance and its secret.
 func (r *rig) registerSeed(tb testing.TB, service string, s *tutorial) (*catalog.Instance, string) {
 	tb.Helper()
-	adm, err := r.reg.AdmitSeed("127.0.0.1:40000", service)
-	if err != nil {
-		tb.Fatalf("AdmitSeed: %v", err)
-	}
-	inst, err := r.reg.RegisterSeed(tb.Context(), adm, s.addr())
+	v, err := r.startSeed(tb, "127.0.0.1:40000", service, s.addr())
 	if err != nil {
 		tb.Fatalf("RegisterSeed: %v", err)
+	}
+	inst, err := waitSeed(tb, v)
+	if err != nil {
+		tb.Fatalf("verification: %v", err)
+	}
+	if inst.ID != v.ID {
+		tb.Fatalf("committed as %s, announced as %s", inst.ID, v.ID)
 	}
 	_, secret, _, _ := s.last()
 	return inst, secret
@@ -222,23 +263,26 @@ func TestRegistry_RegisterSeed(t *testing.T) {
 }
 
 // TestRegistry_RegisterSeed_errors: a service that fails the exchange is
-// refused, and nothing (not even the seed key) is created.
+// refused, and nothing (not even the seed key) is created. What needs no
+// answer from the service is refused by RegisterSeed itself; the answer's
+// faults end the verification that RegisterSeed started.
 func TestRegistry_RegisterSeed_errors(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		setup  func(tb testing.TB, s *tutorial, addr *registry.SeedAddr)
-		allow  []netip.Prefix
-		want   errCheck
-		called bool
+		name    string
+		setup   func(tb testing.TB, s *tutorial, addr *registry.SeedAddr)
+		allow   []netip.Prefix
+		started bool // RegisterSeed accepted it: the refusal is the verification's
+		want    errCheck
+		called  bool
 	}{
-		{"wrong phrase", func(_ testing.TB, s *tutorial, _ *registry.SeedAddr) { s.reply = "It is sunny" }, nil, verifyErr(api.ReasonBadProof), true},
-		{"wrong secret", func(_ testing.TB, s *tutorial, _ *registry.SeedAddr) { s.badSecret = true }, nil, verifyErr(api.ReasonBadProof), true},
+		{"wrong phrase", func(_ testing.TB, s *tutorial, _ *registry.SeedAddr) { s.reply = "It is sunny" }, nil, true, verifyErr(api.ReasonBadProof), true},
+		{"wrong secret", func(_ testing.TB, s *tutorial, _ *registry.SeedAddr) { s.badSecret = true }, nil, true, verifyErr(api.ReasonBadProof), true},
 		// The tutorial protocol has no key: every network failure is one
 		// reason (the callback is no port scanner).
-		{"not JSON", func(_ testing.TB, s *tutorial, _ *registry.SeedAddr) { s.notJSON = true }, nil, verifyErr(api.ReasonUnreachable), true},
-		{"nothing there", func(tb testing.TB, _ *tutorial, a *registry.SeedAddr) { a.Port = closedPort(tb) }, nil, verifyErr(api.ReasonUnreachable), false},
-		{"name that cannot resolve", func(_ testing.TB, _ *tutorial, a *registry.SeedAddr) { a.Host = "no-such-host.onion" }, nil, verifyErr(api.ReasonUnreachable), false},
-		{"outside the allowlist", func(testing.TB, *tutorial, *registry.SeedAddr) {}, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, is(registry.ErrAddressNotAllowed), false},
+		{"not JSON", func(_ testing.TB, s *tutorial, _ *registry.SeedAddr) { s.notJSON = true }, nil, true, verifyErr(api.ReasonUnreachable), true},
+		{"nothing there", func(tb testing.TB, _ *tutorial, a *registry.SeedAddr) { a.Port = closedPort(tb) }, nil, true, verifyErr(api.ReasonUnreachable), false},
+		{"name that cannot resolve", func(_ testing.TB, _ *tutorial, a *registry.SeedAddr) { a.Host = "no-such-host.onion" }, nil, false, verifyErr(api.ReasonUnreachable), false},
+		{"outside the allowlist", func(testing.TB, *tutorial, *registry.SeedAddr) {}, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, false, is(registry.ErrAddressNotAllowed), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t, withSeed(), withVerify(func(c *verify.Config) {
@@ -249,11 +293,15 @@ func TestRegistry_RegisterSeed_errors(t *testing.T) {
 			s := newTutorial(t)
 			addr := s.addr()
 			s.set(func(s *tutorial) { tc.setup(t, s, &addr) })
-			adm, err := r.reg.AdmitSeed("127.0.0.1:40000", "fetch_url")
-			if err != nil {
-				t.Fatal(err)
+			v, err := r.startSeed(t, "127.0.0.1:40000", "fetch_url", addr)
+			if tc.started {
+				if err != nil {
+					t.Fatalf("RegisterSeed: %v, want the verification started", err)
+				}
+				_, err = waitSeed(t, v)
+			} else if v != nil {
+				t.Fatalf("RegisterSeed started a verification, want %v", err)
 			}
-			_, err = r.reg.RegisterSeed(t.Context(), adm, addr)
 			checkErr(t, err, tc.want)
 			if _, _, _, calls := s.last(); (calls == 1) != tc.called {
 				t.Fatalf("%d callbacks", calls)
@@ -269,17 +317,19 @@ func TestRegistry_RegisterSeed_errors(t *testing.T) {
 }
 
 // TestRegistry_RegisterSeed_rateLimit: the tutorial protocol has no key,
-// so failures are limited per caller network and address.
+// so failures are limited per caller network and address. A failure
+// spends when its verification ends; the limit refuses the next
+// registration at once.
 func TestRegistry_RegisterSeed_rateLimit(t *testing.T) {
 	r := newRig(t, withSeed(), withConfig(func(c *registry.Config) { c.FailureBurst, c.FailureEvery = 1, time.Minute }))
 	s := newTutorial(t)
 	s.set(func(s *tutorial) { s.reply = "wrong" })
 	try := func(remote string) error {
-		adm, err := r.reg.AdmitSeed(remote, "fetch_url")
+		v, err := r.startSeed(t, remote, "fetch_url", s.addr())
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		_, err = r.reg.RegisterSeed(t.Context(), adm, s.addr())
+		_, err = waitSeed(t, v)
 		return err
 	}
 	checkErr(t, try("192.0.2.7:5000"), verifyErr(api.ReasonBadProof))
@@ -307,7 +357,11 @@ func TestRegistry_protocolMix(t *testing.T) {
 		// A /v1 instance arrives between admission and commit.
 		in := newInstance(t, secret)
 		r.register(t, secret, "fetch_url", in, at(in))
-		_, err = r.reg.RegisterSeed(t.Context(), adm, s.addr())
+		v, err := r.reg.RegisterSeed(t.Context(), adm, s.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = waitSeed(t, v)
 		checkErr(t, err, is(catalog.ErrProtocolMix))
 		_, err = r.reg.AdmitSeed("127.0.0.1:40000", "fetch_url")
 		checkErr(t, err, is(catalog.ErrProtocolMix))

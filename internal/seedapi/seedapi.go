@@ -120,13 +120,12 @@ func parseAddr(rawURL, rawPort string) (registry.SeedAddr, error) {
 	return registry.SeedAddr{Scheme: u.Scheme, Host: host, Port: port}, nil
 }
 
-// seedURL returns the tutorial's url form of an instance: scheme://host.
-func seedURL(inst *catalog.Instance) string {
-	host := inst.Address
+// seedURL returns the tutorial's url form of an address: scheme://host.
+func seedURL(scheme, host string) string {
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
 	}
-	return inst.Scheme + "://" + host
+	return scheme + "://" + host
 }
 
 // joinsV1 is the refusal for a service that has /v1 instances.
@@ -134,10 +133,14 @@ func joinsV1(name string) error {
 	return httpapi.Errorf(http.StatusForbidden, api.CodeForbidden, "name", "%q is registered through the /v1 API; the tutorial protocol may not join it", name)
 }
 
-// register handles POST /api/v1/register/ (name, url, port): the registry
-// POSTs the challenge phrase and a fresh secret to
-// {url}:{port}/api/v1/verify/ and accepts the service only if it answers
-// with the response phrase and the same secret.
+// register handles POST /api/v1/register/ (name, url, port). As the
+// tutorial's registry did, it answers 200 once the request is admitted,
+// before the service is verified: the registry then POSTs the challenge
+// phrase and a fresh secret to {url}:{port}/api/v1/verify/ in the
+// background and registers the service only if it answers with the
+// response phrase and the same secret (registry.RegisterSeed). The 200
+// means "accepted for verification"; the tutorial's services answer the
+// callback only once this request has returned.
 func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	if err := a.reg.Ready(); err != nil {
 		return err
@@ -163,15 +166,21 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	inst, err := a.reg.RegisterSeed(r.Context(), adm, addr)
-	if errors.Is(err, catalog.ErrProtocolMix) {
-		return joinsV1(name)
-	}
-	if err != nil {
+	v, err := a.reg.RegisterSeed(r.Context(), adm, addr)
+	switch {
+	case errors.Is(err, registry.ErrSeedPending):
+		return httpapi.Errorf(http.StatusBadRequest, api.CodeBusy, "", "%s", strings.TrimPrefix(err.Error(), "registry: "))
+	case errors.Is(err, registry.ErrBusy):
+		// The callback slots open to the tutorial protocol, or to this
+		// caller, are held by verifications still pending.
+		return httpapi.Errorf(http.StatusBadRequest, api.CodeBusy, "", "too many registrations awaiting verification; retry once they are answered")
+	case errors.Is(err, registry.ErrClosed):
+		return httpapi.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the registry is stopping; retry")
+	case err != nil:
 		return err
 	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"data": map[string]any{
-		"name": name, "url": seedURL(inst), "port": addr.Port, "id": inst.ID}})
+		"name": name, "url": seedURL(addr.Scheme, addr.Host), "port": addr.Port, "id": v.ID, "status": "verifying"}})
 	return nil
 }
 
@@ -197,7 +206,7 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) error {
 	}
 	v, _ := a.rotate.LoadOrStore(name, new(atomic.Uint64))
 	inst := passing[int((v.(*atomic.Uint64).Add(1)-1)%uint64(len(passing)))]
-	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"name": name, "url": seedURL(inst), "port": inst.Port}})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"name": name, "url": seedURL(inst.Scheme, inst.Address), "port": inst.Port}})
 	return nil
 }
 

@@ -2,6 +2,7 @@ package seedapi_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -94,12 +95,32 @@ func seedLookup(t *testing.T, base, name string) (int, map[string]any, string) {
 	return resp.StatusCode, body.Data, resp.Header.Get("Content-Type")
 }
 
+// lastLine returns the last line of logs that contains substr, or "".
+func lastLine(logs, substr string) string {
+	lines := strings.Split(logs, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], substr) {
+			return lines[i]
+		}
+	}
+	return ""
+}
+
+// waitLookup polls the tutorial's lookup of name until it answers want.
+func waitLookup(t *testing.T, base, name string, want int) {
+	t.Helper()
+	testserver.Eventually(t, 5*time.Second, fmt.Sprintf("the lookup of %s to answer %d", name, want), func() bool {
+		status, _, _ := seedLookup(t, base, name)
+		return status == want
+	})
+}
+
 func TestSeedProtocol(t *testing.T) {
 	const interval = 300 * time.Millisecond
 	h := testserver.NewHarness(t, func(c *server.Config) {
 		sc := registry.DefaultSeedConfig()
 		sc.HeartbeatInterval = interval
-		sc.Services = []string{"fetch_url"}
+		sc.Services = []string{"fetch_url", "wordcloud"}
 		c.Registry.Seed = &sc
 	})
 	base := h.Srv.URL()
@@ -116,11 +137,16 @@ func TestSeedProtocol(t *testing.T) {
 	}
 	port := strconv.Itoa(svc.port())
 
-	// Register: the registry calls the service back before answering.
+	// Register: the registry answers at once, then calls the service back
+	// and registers it once the answer is right.
 	status, body := postForm(t, base+"/api/v1/register/", form("name", "fetch_url", "url", "http://localhost", "port", port))
 	if status != 200 {
 		t.Fatalf("register: %d %s", status, body)
 	}
+	if data, err := testutil.TutorialData(body); err != nil || data["status"] != "verifying" || data["url"] != "http://localhost" {
+		t.Fatalf("register answer: %s (%v), want data with status verifying", body, err)
+	}
+	waitLookup(t, base, "fetch_url", 200)
 	challenge, secret, ctype := svc.last()
 	if challenge != "It jolly well looks like it might rain" || len(secret) < 32 || ctype != "application/x-www-form-urlencoded" {
 		t.Fatalf("callback: challenge %q, secret %q, content type %q", challenge, secret, ctype)
@@ -160,21 +186,25 @@ func TestSeedProtocol(t *testing.T) {
 		})
 	}
 
-	// Refused registrations store nothing.
+	// Refused registrations store nothing. A form or an address that is
+	// wrong is refused at once (400); a wrong answer to the challenge is
+	// known only once the service answers, after the 200, and ends the
+	// verification without registering anything.
 	other := newTutorialService(t, "wordcloud")
 	oport := strconv.Itoa(other.port())
 	for _, tc := range []struct {
-		name  string
-		setup func()
-		body  string
+		name     string
+		setup    func()
+		body     string
+		accepted bool // answered 200, refused by the verification
 	}{
-		{"wrong phrase", func() { other.reply = "I forgot my umbrella" }, form("name", "wordcloud", "url", "http://localhost", "port", oport)},
-		{"wrong secret", func() { other.reply, other.badSecret = "That is why I carry an umbrella", true }, form("name", "wordcloud", "url", "http://localhost", "port", oport)},
-		{"missing port", nil, form("name", "wordcloud", "url", "http://localhost")},
-		{"missing name", nil, form("url", "http://localhost", "port", oport)},
-		{"bad port", nil, form("name", "wordcloud", "url", "http://localhost", "port", "eighty")},
-		{"url with a path", nil, form("name", "wordcloud", "url", "http://localhost/x", "port", oport)},
-		{"outside the allowlist", nil, form("name", "wordcloud", "url", "http://8.8.8.8", "port", oport)},
+		{"wrong phrase", func() { other.reply = "I forgot my umbrella" }, form("name", "wordcloud", "url", "http://localhost", "port", oport), true},
+		{"wrong secret", func() { other.reply, other.badSecret = "That is why I carry an umbrella", true }, form("name", "wordcloud", "url", "http://localhost", "port", oport), true},
+		{"missing port", nil, form("name", "wordcloud", "url", "http://localhost"), false},
+		{"missing name", nil, form("url", "http://localhost", "port", oport), false},
+		{"bad port", nil, form("name", "wordcloud", "url", "http://localhost", "port", "eighty"), false},
+		{"url with a path", nil, form("name", "wordcloud", "url", "http://localhost/x", "port", oport), false},
+		{"outside the allowlist", nil, form("name", "wordcloud", "url", "http://8.8.8.8", "port", oport), false},
 	} {
 		t.Run("register "+tc.name, func(t *testing.T) {
 			if tc.setup != nil {
@@ -182,7 +212,19 @@ func TestSeedProtocol(t *testing.T) {
 				tc.setup()
 				other.mu.Unlock()
 			}
-			if status, body := postForm(t, base+"/api/v1/register/", tc.body); status != 400 {
+			ended := strings.Count(h.Logs.String(), `msg="seed verification ended" service=wordcloud`)
+			status, body := postForm(t, base+"/api/v1/register/", tc.body)
+			switch {
+			case tc.accepted && status == 200:
+				testserver.Eventually(t, 5*time.Second, "the verification to end", func() bool {
+					return strings.Count(h.Logs.String(), `msg="seed verification ended" service=wordcloud`) > ended
+				})
+				if line := lastLine(h.Logs.String(), `msg="seed verification ended" service=wordcloud`); !strings.Contains(line, "outcome=refused reason=bad_proof") {
+					t.Fatalf("verification ended with %q, want it refused for a bad proof", line)
+				}
+			case tc.accepted:
+				t.Fatalf("register: %d %s, want 200 (accepted for verification)", status, body)
+			case status != 400:
 				t.Fatalf("register: %d %s, want 400", status, body)
 			}
 			if status, _, _ := seedLookup(t, base, "wordcloud"); status != 400 {
@@ -203,6 +245,10 @@ func TestSeedProtocol(t *testing.T) {
 	if status, body := postForm(t, base+"/api/v1/register/", form("name", "fetch_url", "url", "http://localhost", "port", strconv.Itoa(second.port()))); status != 200 {
 		t.Fatalf("second register: %d %s", status, body)
 	}
+	testserver.Eventually(t, 5*time.Second, "the second instance to be registered", func() bool {
+		res, err := h.Anon.Lookup(t.Context(), "fetch_url")
+		return err == nil && len(res.Instances) == 2
+	})
 	_, secret2, _ := second.last()
 	seen := map[float64]int{}
 	for i := 0; i < 4; i++ {

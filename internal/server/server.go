@@ -460,6 +460,12 @@ func (s *Server) Close() error {
 			s.cancel()
 		}
 		s.wg.Wait()
+		if s.reg != nil {
+			// Background work (the tutorial protocol's pending
+			// verifications) is cancelled and waited for while Raft can
+			// still commit what has begun.
+			s.reg.Close()
+		}
 		if s.node != nil {
 			err = s.node.Close()
 		}

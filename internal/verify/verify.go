@@ -166,6 +166,16 @@ func New(cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
+// WithTimeout returns a verifier like v (the same allowlist and answer
+// cap) whose callbacks may take up to d: dial, request and answer. The
+// tutorial protocol's background verification, which waits as long as the
+// tutorial's registry did, uses it. It fails only if d is not positive.
+func (v *Verifier) WithTimeout(d time.Duration) (*Verifier, error) {
+	cfg := v.cfg
+	cfg.Timeout = d
+	return New(cfg)
+}
+
 // Allowed reports whether a callback may connect to ip: it is inside the
 // allowlist and is not a cloud metadata address in any spelling
 // (IPv4-mapped, IPv4-compatible, NAT64, 6to4), nor an unspecified,
