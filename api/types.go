@@ -32,6 +32,29 @@ const (
 // HeaderIndex carries the catalog's Raft index for the answered query.
 const HeaderIndex = "X-Muster-Index"
 
+// Headers of every read (lookups, the service list, an instance, the
+// event stream): which server answered and how current its replica is.
+const (
+	// HeaderNode is the answering server's node ID.
+	HeaderNode = "X-Muster-Node"
+	// HeaderKnownLeader is "true" when the answering server knows a
+	// leader now, "false" during an election or a partition.
+	HeaderKnownLeader = "X-Muster-Known-Leader"
+	// HeaderLastContact is how long ago, in milliseconds, the answering
+	// server last heard from its leader: 0 on the leader, -1 never.
+	HeaderLastContact = "X-Muster-Last-Contact"
+)
+
+// Query parameters of every read that choose its consistency.
+const (
+	// QueryConsistent makes a read linearizable: the server confirms
+	// with the leader that it has applied every acknowledged write.
+	QueryConsistent = "consistent"
+	// QueryStale lets any server answer from its replica, whatever its
+	// lag behind the leader.
+	QueryStale = "stale"
+)
+
 // RegisterRequest is the body of POST /v1/services/{service}/instances.
 type RegisterRequest struct {
 	Address string            `json:"address"`

@@ -32,3 +32,19 @@ func (c *Client) Snapshot(ctx context.Context, w io.Writer) (uint64, error) {
 	index, _ := strconv.ParseUint(h.Get(api.HeaderIndex), 10, 64)
 	return index, nil
 }
+
+// Members lists the servers of the registry's cluster, each with its own
+// account of its Raft state, as the server asked reaches them. A server
+// without a cluster secret answers ErrNotFound.
+func (c *Client) Members(ctx context.Context) (api.MembersResponse, error) {
+	var out api.MembersResponse
+	_, err := c.do(ctx, "members", http.MethodGet, "/v1/cluster/members", nil, "", nil, &out)
+	return out, err
+}
+
+// RemoveMember removes the server id from the cluster (a dead one, or
+// one that is to be replaced). Needs the admin token.
+func (c *Client) RemoveMember(ctx context.Context, id string) error {
+	_, err := c.do(ctx, "remove member", http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(id), nil, "", nil, nil)
+	return err
+}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/musterhq/muster/api"
@@ -17,9 +20,19 @@ import (
 
 // Config configures a Client.
 type Config struct {
-	// Addr is the registry's base URL. When empty, New takes
-	// $MUSTER_ADDR, and when that is empty too, DefaultAddr: the same
-	// order as ServiceConfig.Registry.
+	// Addr is the registry's base URL, or several servers' of one
+	// cluster, comma-separated. When empty, New takes $MUSTER_ADDR, and
+	// when that is empty too, DefaultAddr: the same order as
+	// ServiceConfig.Registry.
+	//
+	// With several, the client uses one at a time: the first until it
+	// fails, then the next, and so on round the list. A server fails a
+	// call when it cannot be reached, or answers 503 (no leader, a
+	// follower cut off from its cluster, shutting down); the call then
+	// goes to the next server at once, each server tried at most once per
+	// call. A request that may have reached a server (its connection
+	// broke after it was sent) moves on only if it is safe to repeat: a
+	// GET, PUT or DELETE, never a POST.
 	Addr string
 	// Token is sent as a bearer token (the admin token, for key management).
 	Token string
@@ -32,7 +45,8 @@ const DefaultAddr = "http://127.0.0.1:9000"
 
 // Client talks to a registry's HTTP API. It is safe for concurrent use.
 type Client struct {
-	base  *url.URL
+	bases []*url.URL
+	cur   atomic.Uint32 // the index in bases of the server in use
 	token string
 	hc    *http.Client
 }
@@ -51,69 +65,137 @@ func newClient(cfg Config, getenv func(string) string) (*Client, error) {
 	if cfg.Addr == "" {
 		cfg.Addr, from = DefaultAddr, ""
 	}
-	u, err := url.Parse(strings.TrimRight(cfg.Addr, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errorf("registry address %q%s must be http(s)://host:port", cfg.Addr, from)
+	var bases []*url.URL
+	for _, a := range strings.Split(cfg.Addr, ",") {
+		a = strings.TrimSpace(a)
+		u, err := url.Parse(strings.TrimRight(a, "/"))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, errorf("registry address %q%s must be http(s)://host:port, or several separated by commas", a, from)
+		}
+		bases = append(bases, u)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &Client{base: u, token: cfg.Token, hc: hc}, nil
+	return &Client{bases: bases, token: cfg.Token, hc: hc}, nil
+}
+
+// server returns the server in use and its index.
+func (c *Client) server() (*url.URL, uint32) {
+	i := c.cur.Load()
+	return c.bases[i], i
+}
+
+// failed moves the client past server i, unless another call already
+// did: concurrent failures of one server move it once.
+func (c *Client) failed(i uint32) {
+	if len(c.bases) > 1 {
+		c.cur.CompareAndSwap(i, (i+1)%uint32(len(c.bases)))
+	}
+}
+
+// moveOn reports whether a call that failed on one server with err (a
+// transport error) or status should go on to the next: the server could
+// not be reached, or answered 503, or the request is safe to repeat.
+func moveOn(method string, err error, status int) bool {
+	if err == nil {
+		return status == http.StatusServiceUnavailable
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return method != http.MethodPost
 }
 
 // do sends a request and decodes a JSON answer into out (when non-nil);
 // an out that is an io.Writer gets a successful answer's body as is.
+// With several servers, a failure moves on to the next (see Config.Addr).
 func (c *Client) do(ctx context.Context, op, method, path string, query url.Values, token string, in, out any) (http.Header, error) {
-	u := *c.base
-	u.Path += path
-	u.RawQuery = query.Encode()
-	var body io.Reader
+	var payload []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, errorf("%s: %w", op, err)
 		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
-	if err != nil {
-		return nil, errorf("%s: %w", op, err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		payload = b
 	}
 	if token == "" {
 		token = c.token
+	}
+	var (
+		hdr http.Header
+		err error
+	)
+	for range c.bases {
+		base, i := c.server()
+		var status int
+		hdr, status, err = c.doOn(ctx, base, op, method, path, query, token, payload, in != nil, out)
+		if err == nil || ctx.Err() != nil || len(c.bases) == 1 {
+			return hdr, err
+		}
+		var te *transportError
+		transport := errors.As(err, &te)
+		if !(transport && moveOn(method, te.err, 0)) && !(!transport && moveOn(method, nil, status)) {
+			return hdr, err
+		}
+		c.failed(i)
+	}
+	return hdr, err
+}
+
+// transportError marks a call that got no answer.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+// doOn sends one request to base, and returns the answer's headers and
+// status with do's error.
+func (c *Client) doOn(ctx context.Context, base *url.URL, op, method, path string, query url.Values, token string, payload []byte, hasBody bool, out any) (http.Header, int, error) {
+	u := *base
+	u.Path += path
+	u.RawQuery = query.Encode()
+	var body io.Reader
+	if hasBody {
+		body = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, 0, errorf("%s: %w", op, err)
+	}
+	if hasBody {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, errorf("%s: %w: %w", op, ErrUnavailable, err)
+		return nil, 0, errorf("%s: %w: %w", op, ErrUnavailable, &transportError{err})
 	}
 	defer resp.Body.Close()
 	if w, ok := out.(io.Writer); ok && resp.StatusCode < 300 {
 		// A raw answer (a snapshot), copied as it comes, of any size.
 		if _, err := io.Copy(w, resp.Body); err != nil {
-			return resp.Header, errorf("%s: %w: read answer: %w", op, ErrUnavailable, err)
+			return resp.Header, resp.StatusCode, errorf("%s: %w: read answer: %w", op, ErrUnavailable, err)
 		}
-		return resp.Header, nil
+		return resp.Header, resp.StatusCode, nil
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, errorf("%s: %w: read answer: %w", op, ErrUnavailable, err)
+		return nil, resp.StatusCode, errorf("%s: %w: read answer: %w", op, ErrUnavailable, err)
 	}
 	if resp.StatusCode >= 300 {
-		return resp.Header, answerError(op, resp, data)
+		return resp.Header, resp.StatusCode, answerError(op, resp, data)
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.Unmarshal(data, out); err != nil {
-			return resp.Header, errorf("%s: %w: decode answer: %w", op, ErrUnavailable, err)
+			return resp.Header, resp.StatusCode, errorf("%s: %w: decode answer: %w", op, ErrUnavailable, err)
 		}
 	}
-	return resp.Header, nil
+	return resp.Header, resp.StatusCode, nil
 }
 
 // answerError is the error of an answer with a status of 300 or more,

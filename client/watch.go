@@ -195,7 +195,8 @@ func watchBackoff(base time.Duration, n int) time.Duration {
 
 // watchOnce opens one connection and reads it until it ends.
 func (c *Client) watchOnce(ctx context.Context, req *WatchRequest, st *watchState, fn func(WatchEvent, bool) error) error {
-	u := *c.base
+	base, server := c.server()
+	u := *base
 	u.Path += "/v1/watch"
 	q := url.Values{}
 	for _, s := range req.Services {
@@ -225,6 +226,7 @@ func (c *Client) watchOnce(ctx context.Context, req *WatchRequest, st *watchStat
 	hc.Timeout = 0
 	resp, err := hc.Do(hreq)
 	if err != nil {
+		c.failed(server) // the next attempt goes to the next server
 		if context.Cause(cctx) == errIdle {
 			return errorf("watch: %w: no answer within %s", ErrUnavailable, req.IdleTimeout)
 		}
@@ -232,6 +234,9 @@ func (c *Client) watchOnce(ctx context.Context, req *WatchRequest, st *watchStat
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			c.failed(server)
+		}
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return answerError("watch", resp, data)
 	}
@@ -247,14 +252,19 @@ func (c *Client) watchOnce(ctx context.Context, req *WatchRequest, st *watchStat
 		switch {
 		case err == nil:
 		case context.Cause(cctx) == errIdle:
+			c.failed(server)
 			return errorf("watch: %w: nothing from the registry for %s", ErrUnavailable, req.IdleTimeout)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, errMessageTooLarge):
 			return errorf("watch: %w: the registry sent a message of more than %d bytes (WatchRequest.MaxMessage)", errMessageTooLarge, req.MaxMessage)
 		case err == io.EOF:
+			// A server that ends a stream is closing (or stopped
+			// leading a single-node cluster): resume elsewhere.
+			c.failed(server)
 			return errorf("watch: %w: the registry ended the stream", ErrUnavailable)
 		default:
+			c.failed(server)
 			return errorf("watch: %w: %w", ErrUnavailable, err)
 		}
 		ev, err := st.decode(m)

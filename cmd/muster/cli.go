@@ -30,7 +30,7 @@ func (e env) envOr(name, def string) string {
 
 // Environment blocks of the client commands' help.
 const (
-	envAddr  = "  MUSTER_ADDR   the registry's URL (default " + client.DefaultAddr + ")\n"
+	envAddr  = "  MUSTER_ADDR   the registry's URL (default " + client.DefaultAddr + "), or several servers' separated by commas\n"
 	envToken = "  MUSTER_TOKEN  the admin token\n"
 )
 

@@ -132,6 +132,7 @@ func newRootCmd(e env) *cobra.Command {
 		newEvictCmd(e),
 		newDeregisterCmd(e),
 		newSnapshotCmd(e),
+		newMembersCmd(e),
 		newRegisterCmd(e),
 		newHealthCmd(e),
 		newVersionCmd(info),

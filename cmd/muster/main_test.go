@@ -70,6 +70,16 @@ func startProcArgs(tb testing.TB, args ...string) *proc {
 // ready.
 func startProcCmd(tb testing.TB, cmd *exec.Cmd) *proc {
 	tb.Helper()
+	p := launchProcCmd(tb, cmd)
+	p.waitReady(tb, 15*time.Second)
+	return p
+}
+
+// launchProcCmd runs cmd, which must run muster as a server logging JSON,
+// and returns once it has logged its address, ready or not (a member of
+// a cluster is ready only once the cluster has formed).
+func launchProcCmd(tb testing.TB, cmd *exec.Cmd) *proc {
+	tb.Helper()
 	// An io.Writer rather than StderrPipe: Wait then returns only after
 	// everything the process wrote has been read.
 	stderr, pw := io.Pipe()
@@ -100,13 +110,19 @@ func startProcCmd(tb testing.TB, cmd *exec.Cmd) *proc {
 	case <-time.After(15 * time.Second):
 		tb.Fatal("server did not log its address")
 	}
-	deadline := time.Now().Add(15 * time.Second)
+	return p
+}
+
+// waitReady waits until the server answers /readyz with 200.
+func (p *proc) waitReady(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		resp, err := http.Get(p.url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return p
+				return
 			}
 		}
 		if time.Now().After(deadline) {

@@ -52,6 +52,14 @@ type serverFlags struct {
 	protMin                    int
 	protMaxHold, protCooldown  time.Duration
 
+	// The cluster: this node's ID, members to join, how many voters form
+	// a new cluster, whether it votes, whether it leaves on SIGTERM, and
+	// how stale a follower's default reads may be.
+	nodeID, join          string
+	bootstrapExpect       int
+	nonVoter, leaveOnTerm bool
+	maxStale              time.Duration
+
 	// seedVerifyTimeout is the tutorial protocol's patience with the
 	// callback it runs after answering a registration.
 	seedVerifyTimeout time.Duration
@@ -86,6 +94,19 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "raft-addr", "MUSTER_RAFT_ADDR")
 	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the cluster secret, readable by its owner only (chmod 600), at least 32 bytes (openssl rand -hex 32); with it Raft listens on --raft-addr and accepts only peers that hold the same secret")
 	bindEnv(f, "cluster-secret-file", "MUSTER_CLUSTER_SECRET_FILE")
+	f.StringVar(&o.nodeID, "node-id", "", "this server's ID in the cluster; default: read from <data-dir>/node-id, or made up there on first start")
+	bindEnv(f, "node-id", "MUSTER_NODE_ID")
+	f.StringVar(&o.join, "join", "", "comma-separated HTTP addresses (host:port) of servers of the cluster to join, tried until one answers; needs --cluster-secret-file")
+	bindEnv(f, "join", "MUSTER_JOIN")
+	f.SetAnnotation("join", listAnnotation, []string{"true"})
+	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers (this one included) know each other, found through --join; give every server the same number; needs --cluster-secret-file")
+	bindEnv(f, "bootstrap-expect", "MUSTER_BOOTSTRAP_EXPECT")
+	f.BoolVar(&o.nonVoter, "non-voter", false, "join as a non-voter: a replica that serves reads and takes no part in elections")
+	bindEnv(f, "non-voter", "MUSTER_NON_VOTER")
+	f.BoolVar(&o.leaveOnTerm, "leave-on-terminate", false, "on SIGTERM or SIGINT, leave the cluster (a leader hands its leadership over first) before stopping")
+	bindEnv(f, "leave-on-terminate", "MUSTER_LEAVE_ON_TERMINATE")
+	f.DurationVar(&o.maxStale, "max-stale", registry.DefaultMaxStale, "a follower that has not heard from a leader for longer refuses default reads with 503 (?stale still answers)")
+	bindEnv(f, "max-stale", "MUSTER_MAX_STALE")
 	f.BoolVar(&o.forceNew, "force-new-cluster", false, "start although raft.db lost the Raft state this data dir held (see <data-dir>/cluster-id), or after a damaged raft.db was moved aside: the catalog comes back from the latest snapshot in <data-dir>/snapshots, or empty")
 	f.StringVar(&o.tokenFile, "admin-token-file", "", "read the admin token from this file instead of <data-dir>/admin-token; MUSTER_ADMIN_TOKEN gives the token itself")
 	bindEnv(f, "admin-token-file", "MUSTER_ADMIN_TOKEN_FILE")
@@ -153,6 +174,20 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	cfg := server.DefaultConfig()
 	cfg.HTTPAddr, cfg.DataDir, cfg.Cluster.RaftAddr = o.httpAddr, o.dataDir, o.raftAddr
 	cfg.Cluster.SecretFile, cfg.Cluster.ForceNewCluster = o.secretFile, o.forceNew
+	cfg.Cluster.NodeID, cfg.Cluster.BootstrapExpect, cfg.Cluster.NonVoter = o.nodeID, o.bootstrapExpect, o.nonVoter
+	for _, a := range strings.Split(o.join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			cfg.Cluster.Join = append(cfg.Cluster.Join, a)
+		}
+	}
+	if cfg.Cluster.Clustered() && o.secretFile == "" {
+		return server.Config{}, usageError("--join, --bootstrap-expect and --non-voter need --cluster-secret-file: the servers of a cluster authenticate each other with it")
+	}
+	cfg.LeaveOnClose = o.leaveOnTerm
+	if o.maxStale <= 0 {
+		return server.Config{}, usageError("--max-stale must be above 0")
+	}
+	cfg.Registry.MaxStale = o.maxStale
 	cfg.AdminToken = e.getenv("MUSTER_ADMIN_TOKEN")
 	cfg.AdminTokenFile = o.tokenFile
 	cfg.Verify.Allow = prefixes

@@ -19,6 +19,10 @@ import (
 // as if it were its own and answers with its fate. The callback is thus
 // made exactly once, by the node the client talked to.
 //
+// A forward that succeeded returns once this member has applied the
+// write too, so that the client reads its own write on the member it
+// wrote through.
+//
 // A forward is retried only when the command cannot have reached the
 // log: the leader was not known yet, the connection to it could not be
 // made, or it answered that it no longer leads before it proposed. A
@@ -155,6 +159,7 @@ func (n *Node) forward(ctx context.Context, b []byte) (catalog.Result, error) {
 			switch {
 			case err == nil && ans.Code != "not_leader":
 				res := catalog.Result{Index: ans.Index, Replaced: ans.Replaced, Err: errorOf(ans.Code, ans.Message)}
+				n.awaitApplied(ctx, res.Index)
 				return res, res.Err
 			case err == nil: // it no longer leads, and proposed nothing
 			case !notSent(err):
@@ -168,6 +173,22 @@ func (n *Node) forward(ctx context.Context, b []byte) (catalog.Result, error) {
 		case <-n.stop:
 			return catalog.Result{}, ErrClosed
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// awaitApplied waits, within ctx, until this member's catalog has
+// applied index: a client that wrote through a follower then reads its
+// write there, as it would on the leader. The write is committed either
+// way; only the wait is bounded.
+func (n *Node) awaitApplied(ctx context.Context, index uint64) {
+	for n.cat.Index() < index {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.stop:
+			return
+		case <-time.After(time.Millisecond):
 		}
 	}
 }

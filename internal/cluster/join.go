@@ -181,6 +181,7 @@ func (n *Node) routes() {
 	m.HandleFunc("POST /cluster/add", n.checkAdmin(n.serveAdd))
 	m.HandleFunc("POST /cluster/remove", n.checkAdmin(n.serveRemove))
 	m.HandleFunc("GET /cluster/status", n.checkAdmin(n.serveStatus))
+	m.HandleFunc("POST /cluster/readindex", n.checkAdmin(n.serveReadIndex))
 }
 
 func (n *Node) serveHello(w http.ResponseWriter, r *http.Request) {

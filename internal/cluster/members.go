@@ -232,22 +232,38 @@ func (n *Node) Replica() Replica {
 	return r
 }
 
-// ReadIndex makes a consistent read possible on the leader: it takes the
-// commit index, confirms with a round of heartbeats to a majority that
-// this node still leads, and waits until the log up to that index is
-// applied (the read-index protocol, as Consul's consistent reads do it).
-// A read served after it returns nil sees every write acknowledged
-// before it began. It returns ErrNotLeader on a node that does not lead,
-// or is not yet a ready leader.
+// ReadIndex makes a consistent read possible on this member: the leader
+// takes its commit index and confirms, with a round of heartbeats to a
+// majority, that it still leads; this member (the leader itself, or a
+// follower that asked it over the servers' RPC) then waits until it has
+// applied the log up to that index (the read-index protocol; the index
+// is the catalog's, see leaderReadIndex). A read
+// served after it returns nil sees every write acknowledged before it
+// began. Its errors have Unavailable() true: ErrNotLeader while no ready
+// leader confirms, ErrTimeout when ctx ends first.
 func (n *Node) ReadIndex(ctx context.Context) error {
-	if !n.IsReady() {
-		return ErrNotLeader
+	var idx uint64
+	if n.raft.State() == raft.Leader {
+		var err error
+		if idx, err = n.leaderReadIndex(); err != nil {
+			return err
+		}
+	} else {
+		addr, _ := n.raft.LeaderWithID()
+		if addr == "" || n.rpc == nil {
+			return ErrNotLeader
+		}
+		var ans readIndexAnswer
+		if err := n.Call(ctx, string(addr), "/cluster/readindex", struct{}{}, &ans); err != nil {
+			var re *RemoteError
+			if errors.As(err, &re) {
+				return errorOf(re.Code, re.Message)
+			}
+			return &remoteErr{msg: "cluster: asking the leader for a read index: " + err.Error(), sentinel: ErrNotLeader}
+		}
+		idx = ans.Index
 	}
-	idx := n.raft.CommitIndex()
-	if err := n.waitFuture(n.raft.VerifyLeader()); err != nil {
-		return applyError(err)
-	}
-	for n.raft.AppliedIndex() < idx {
+	for n.cat.Index() < idx {
 		select {
 		case <-ctx.Done():
 			return ErrTimeout
@@ -257,4 +273,35 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+type readIndexAnswer struct {
+	Index uint64 `json:"index"`
+}
+
+// leaderReadIndex is the leader's half of ReadIndex. The index is the
+// catalog's, not Raft's: a write is acknowledged only once the leader's
+// catalog applied it (and a leader is ready only once it applied every
+// entry of earlier terms), so every acknowledged write is at or below
+// the leader's catalog index; and a member's catalog index, unlike
+// raft's applied index (advanced when entries are handed to the FSM, not
+// when it has applied them), says what a read of its catalog sees.
+func (n *Node) leaderReadIndex() (uint64, error) {
+	if !n.IsReady() {
+		return 0, ErrNotLeader
+	}
+	idx := n.cat.Index()
+	if err := n.waitFuture(n.raft.VerifyLeader()); err != nil {
+		return 0, applyError(err)
+	}
+	return idx, nil
+}
+
+func (n *Node) serveReadIndex(w http.ResponseWriter, _ *http.Request) {
+	idx, err := n.leaderReadIndex()
+	if err != nil {
+		WriteRPCError(w, http.StatusServiceUnavailable, codeOf(err), err.Error())
+		return
+	}
+	WriteRPC(w, readIndexAnswer{Index: idx})
 }

@@ -37,7 +37,7 @@
 // instance (Liveness.Base), so it cannot postpone expiry past TTL + grace
 // after the node became leader.
 //
-//	live := health.NewLiveness(health.DefaultLivenessConfig(), health.NewTracker(), node)
+//	live := health.NewLiveness(health.DefaultLivenessConfig(), health.NewTracker(), node, nil)
 //	floor, ok := live.Floor() // not ok: not a ready leader, judge nothing
 //	status, fresh := live.View(inst, floor, time.Now())
 //	held := live.Protecting(floor, time.Now()) // mass-expiry protection on

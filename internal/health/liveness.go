@@ -18,6 +18,21 @@ type Leadership interface {
 	Ready() (<-chan struct{}, time.Time)
 }
 
+// Replica is what Liveness needs of this node's replication beyond
+// leadership, in a cluster of several servers; the server's relay
+// implements it. Its methods must be safe for concurrent use and cheap:
+// they are called on every lookup and every heartbeat.
+type Replica interface {
+	// Serving reports whether this node, while it does not lead, may
+	// serve reads from its replica: it has caught up with the log and
+	// heard from a leader recently enough.
+	Serving() bool
+	// Heard is told of every heartbeat Liveness.Beat records, so that a
+	// follower can pass it on to the leader, and the leader to its
+	// followers.
+	Heard(id string, at time.Time)
+}
+
 // LivenessConfig configures a Liveness.
 type LivenessConfig struct {
 	// Grace is added to every TTL after this node becomes a ready leader
@@ -50,6 +65,7 @@ func (c LivenessConfig) Validate() error {
 type Liveness struct {
 	tracker *Tracker
 	lead    Leadership
+	replica Replica // nil on a single node
 	grace   time.Duration
 
 	// rebased is when the process resumed from its last pause (see
@@ -87,9 +103,11 @@ type mark struct {
 }
 
 // NewLiveness returns the liveness of instances heard by t, judged while l
-// reports this node a ready leader.
-func NewLiveness(cfg LivenessConfig, t *Tracker, l Leadership) *Liveness {
-	return &Liveness{tracker: t, lead: l, grace: cfg.Grace, protection: cfg.Protection}
+// reports this node a ready leader. r, nil on a single node, lets a
+// follower serve the statuses its leader committed (see Floor) and
+// carries heartbeats between the members.
+func NewLiveness(cfg LivenessConfig, t *Tracker, l Leadership, r Replica) *Liveness {
+	return &Liveness{tracker: t, lead: l, replica: r, grace: cfg.Grace, protection: cfg.Protection}
 }
 
 // Tracker returns the heartbeat tracker.
@@ -112,9 +130,25 @@ func (l *Liveness) Leading() (since time.Time, ok bool) {
 }
 
 // Floor returns the earliest time an instance's TTL may run from
-// (Leading plus the grace), and false when this node is not a ready
-// leader: its catalog may be partial and it has no heartbeats to judge by.
+// (Leading plus the grace), and true, on a ready leader. On a follower
+// whose Replica is serving it returns the zero time and true: a follower
+// judges no TTL itself and reports the statuses the leader committed
+// (its sweep turns a missed TTL into a command within a sweep interval),
+// so that the members never disagree about who is alive, mass-expiry
+// protection included. Otherwise it returns false: the catalog may be
+// partial.
 func (l *Liveness) Floor() (time.Time, bool) {
+	if floor, ok := l.LeaderFloor(); ok {
+		return floor, true
+	}
+	if l.replica != nil && l.replica.Serving() {
+		return time.Time{}, true
+	}
+	return time.Time{}, false
+}
+
+// LeaderFloor is Floor on a ready leader only: what the sweep judges by.
+func (l *Liveness) LeaderFloor() (time.Time, bool) {
 	since, ok := l.Leading()
 	if !ok {
 		return time.Time{}, false
@@ -141,8 +175,14 @@ func (l *Liveness) Rebase(t time.Time) {
 	}
 }
 
-// Beat records a heartbeat (or a registration) of id at now.
-func (l *Liveness) Beat(id string, now time.Time) { l.tracker.Beat(id, now) }
+// Beat records a heartbeat (or a registration) of id at now, and tells
+// the Replica.
+func (l *Liveness) Beat(id string, now time.Time) {
+	l.tracker.Beat(id, now)
+	if l.replica != nil {
+		l.replica.Heard(id, now)
+	}
+}
 
 // Forget drops id's history (the instance left the catalog).
 func (l *Liveness) Forget(id string) { l.tracker.Forget(id) }

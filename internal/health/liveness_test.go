@@ -12,7 +12,7 @@ func TestLiveness_Floor(t *testing.T) {
 	since := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	leading := true
 	lead := &leadership{since: since, ok: func(int) bool { return leading }}
-	live := health.NewLiveness(health.LivenessConfig{Grace: 10 * time.Second}, health.NewTracker(), lead)
+	live := health.NewLiveness(health.LivenessConfig{Grace: 10 * time.Second}, health.NewTracker(), lead, nil)
 
 	if f, ok := live.Floor(); !ok || !f.Equal(since.Add(10*time.Second)) {
 		t.Fatalf("Floor() = %v, %v; want since+grace", f, ok)
@@ -48,7 +48,7 @@ func TestLiveness_Floor(t *testing.T) {
 func TestLiveness_StatusAgreesWithView(t *testing.T) {
 	since := time.Now().Add(-time.Hour)
 	tr := health.NewTracker()
-	live := health.NewLiveness(health.LivenessConfig{Grace: time.Second}, tr, &leadership{since: since})
+	live := health.NewLiveness(health.LivenessConfig{Grace: time.Second}, tr, &leadership{since: since}, nil)
 	inst := &catalog.Instance{ID: "i1", TTL: 5 * time.Second, Status: catalog.StatusPassing, RegisteredAt: since}
 	floor, _ := live.Floor()
 	now := time.Now()
@@ -86,7 +86,7 @@ func TestLivenessConfig_Validate(t *testing.T) {
 // TTL never does.
 func TestLiveness_Expired(t *testing.T) {
 	since := time.Now().Add(-time.Hour)
-	live := health.NewLiveness(health.LivenessConfig{Grace: time.Second}, health.NewTracker(), &leadership{since: since})
+	live := health.NewLiveness(health.LivenessConfig{Grace: time.Second}, health.NewTracker(), &leadership{since: since}, nil)
 	floor, _ := live.Floor()
 	now := time.Now()
 	fresh := &catalog.Instance{ID: "fresh", TTL: 5 * time.Second, Status: catalog.StatusCritical, RegisteredAt: since}

@@ -48,7 +48,7 @@ func newFleet(tb testing.TB, p health.ProtectionConfig, services map[string]int,
 	f := &fleet{r: r, lead: &leadership{since: leaderSince}, rnd: rand.New(rand.NewPCG(1, 2)),
 		next: map[string]time.Time{}, beat: map[string]time.Time{}, crit: map[string]time.Time{},
 		pattern: map[string][]time.Duration{}, step: map[string]int{}}
-	f.live = health.NewLiveness(health.LivenessConfig{Grace: grace, Protection: p}, r.tracker, f.lead)
+	f.live = health.NewLiveness(health.LivenessConfig{Grace: grace, Protection: p}, r.tracker, f.lead, nil)
 	cfg := health.DefaultSweepConfig()
 	cfg.Now = r.clock.Now
 	cfg.Logger = slog.New(slog.NewTextHandler(r.logs, nil))
@@ -461,7 +461,7 @@ func BenchmarkSweeper_Sweep(b *testing.B) {
 			p := health.DefaultProtectionConfig()
 			p.Enabled = on
 			r := newRig(b)
-			live := health.NewLiveness(health.LivenessConfig{Grace: grace, Protection: p}, r.tracker, &leadership{since: leaderSince})
+			live := health.NewLiveness(health.LivenessConfig{Grace: grace, Protection: p}, r.tracker, &leadership{since: leaderSince}, nil)
 			cfg := health.DefaultSweepConfig()
 			cfg.Now = r.clock.Now
 			sw := health.NewSweeper(cfg, live, r.cat, r.prop)

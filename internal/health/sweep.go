@@ -137,7 +137,7 @@ func (s *Sweeper) Run(ctx context.Context) {
 				lastTick.Store(now)
 				continue
 			}
-			floor, ok := s.live.Floor()
+			floor, ok := s.live.LeaderFloor()
 			if !ok {
 				return
 			}

@@ -150,7 +150,7 @@ func newRig(tb testing.TB) *rig {
 
 // liveness returns a Liveness over the rig's tracker.
 func (r *rig) liveness(grace time.Duration, l health.Leadership) *health.Liveness {
-	return health.NewLiveness(health.LivenessConfig{Grace: grace}, r.tracker, l)
+	return health.NewLiveness(health.LivenessConfig{Grace: grace}, r.tracker, l, nil)
 }
 
 // register commits a registration of id with the given status, without a

@@ -71,7 +71,7 @@ func bigRegistry(tb testing.TB, service string, n, labelBytes int) *registry.Reg
 	tb.Helper()
 	cat := catalog.New()
 	p := &directProposer{cat: cat}
-	live := health.NewLiveness(health.LivenessConfig{}, health.NewTracker(), leading{time.Now().Add(-time.Hour)})
+	live := health.NewLiveness(health.LivenessConfig{}, health.NewTracker(), leading{time.Now().Add(-time.Hour)}, nil)
 	v, err := verify.New(verify.DefaultConfig())
 	if err != nil {
 		tb.Fatal(err)

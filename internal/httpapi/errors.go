@@ -76,6 +76,11 @@ func APIError(err error) *Error {
 		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the catalog is still loading; retry")
 		e.RetryAfter = 1
 		return e
+	case errors.Is(err, registry.ErrStale):
+		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "",
+			"this server has not heard from a leader recently, so its answer may be behind; retry, ask another server, or add ?stale to accept it")
+		e.RetryAfter = 1
+		return e
 	case errors.Is(err, registry.ErrTooManyWaiters):
 		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many blocking queries held open; retry, or ask without index and wait")
 		e.RetryAfter = 1

@@ -165,7 +165,7 @@ func (a *apiServer) readyz(w http.ResponseWriter, r *http.Request) error {
 	if !h.Ready {
 		reason := "no leader elected yet"
 		if h.Leader != "" {
-			reason = "catalog not yet loaded on the leader, or this node is not the leader"
+			reason = "this node has not yet applied the leader's log (it is loading, or catching up)"
 		}
 		WriteJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not_ready", Leader: h.Leader, Reason: reason, Degraded: h.Degraded})
 		return nil

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"net/http"
 	"time"
 
@@ -61,6 +62,20 @@ func (a *apiServer) drain(w http.ResponseWriter, r *http.Request) error {
 
 // getInstance handles GET /v1/instances/{id}.
 func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) error {
+	q, qerr := query(r)
+	if qerr != nil {
+		return qerr
+	}
+	mode, qerr := readMode(q)
+	if qerr != nil {
+		return qerr
+	}
+	for k := range q {
+		return BadField(cmp.Or(k, "query"), "unknown query parameter %q", k)
+	}
+	if err := a.beginRead(w, r, mode); err != nil {
+		return err
+	}
 	e, err := a.reg.Instance(r.PathValue("id"))
 	if err != nil {
 		return err

@@ -193,6 +193,10 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	if qerr != nil {
 		return qerr
 	}
+	mode, qerr := readMode(q)
+	if qerr != nil {
+		return qerr
+	}
 	f, qerr := parseLookupQuery(q)
 	if qerr != nil {
 		return qerr
@@ -200,6 +204,9 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	index, wait, blocking, qerr := parseBlocking(q)
 	if qerr != nil {
 		return qerr
+	}
+	if err := a.beginRead(w, r, mode); err != nil {
+		return err
 	}
 	var rd registry.ServiceRead
 	var err error
@@ -390,6 +397,10 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
 	if qerr != nil {
 		return qerr
 	}
+	mode, qerr := readMode(q)
+	if qerr != nil {
+		return qerr
+	}
 	for k := range q {
 		if k != "index" && k != "wait" {
 			return BadField(k, "unknown query parameter %q", k)
@@ -398,6 +409,9 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
 	since, wait, blocking, qerr := parseBlocking(q)
 	if qerr != nil {
 		return qerr
+	}
+	if err := a.beginRead(w, r, mode); err != nil {
+		return err
 	}
 	var (
 		sums  []registry.Summary

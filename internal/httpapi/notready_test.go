@@ -32,7 +32,7 @@ func TestHandler_NotReady(t *testing.T) {
 	}
 	defer node.Close()
 	v, _ := verify.New(verify.DefaultConfig())
-	live := health.NewLiveness(health.DefaultLivenessConfig(), health.NewTracker(), node)
+	live := health.NewLiveness(health.DefaultLivenessConfig(), health.NewTracker(), node, nil)
 	rcfg := registry.DefaultConfig()
 	rcfg.AdminTokenHash = catalog.HashSecret("admin")
 	reg, err := registry.New(rcfg, cat, node, live, v)

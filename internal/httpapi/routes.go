@@ -45,6 +45,10 @@ func (a *apiServer) routes() []route {
 		{"PUT", "/v1/instances/{id}/drain", a.drain},
 		{"DELETE", "/v1/instances/{id}", a.deregister},
 		{"POST", "/v1/instances/{id}/evict", a.evict},
+
+		{"GET", "/v1/cluster/members", a.members},
+		{"DELETE", "/v1/cluster/members/{id}", a.removeMember},
+		{"GET", "/v1/cluster/self", a.clusterSelf},
 	}
 }
 

@@ -123,9 +123,16 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 	if qerr != nil {
 		return qerr
 	}
+	mode, qerr := readMode(q)
+	if qerr != nil {
+		return qerr
+	}
 	services, after, resume, qerr := parseWatchQuery(q, r.Header.Get("Last-Event-ID"))
 	if qerr != nil {
 		return qerr
+	}
+	if err := a.beginRead(w, r, mode); err != nil {
+		return err
 	}
 	client := clientOf(r)
 	st, err := a.reg.OpenStream(client, services)

@@ -38,12 +38,12 @@ var layers = map[string][]string{
 	"internal/registry": {"api", "internal/catalog", "internal/checks", "internal/health", "internal/random", "internal/verify"},
 	"internal/httpapi":  {"api", "internal/catalog", "internal/registry"},
 	"internal/seedapi":  {"api", "internal/catalog", "internal/httpapi", "internal/registry"},
-	"internal/server": {"internal/catalog", "internal/checks", "internal/cluster", "internal/durable", "internal/health",
+	"internal/server": {"api", "internal/catalog", "internal/checks", "internal/cluster", "internal/durable", "internal/health",
 		"internal/httpapi", "internal/random", "internal/registry", "internal/seedapi", "internal/verify"},
 
 	// Test helpers (imported only by _test files).
 	"internal/testutil":   {"api"},
-	"internal/testserver": {"api", "client", "internal/server", "internal/testutil"},
+	"internal/testserver": {"api", "client", "internal/cluster", "internal/server", "internal/testutil"},
 	"internal/presubmit":  {},
 
 	"cmd/muster": {"api", "client", "internal/durable", "internal/registry", "internal/server", "internal/verify"},

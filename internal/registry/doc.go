@@ -29,5 +29,8 @@
 //	inst, status, err := reg.Heartbeat(ctx, out.ID, sessionToken)
 //
 // Concurrency: every method is safe for concurrent use. Writes block until
-// the command is committed and applied, or refused.
+// the command is committed and applied, or refused, except the tutorial
+// protocol's RegisterSeed: it returns once the request is admitted, and
+// its callback and commit run on a goroutine of the registry's, which
+// Close cancels and waits for (call it before the Proposer stops).
 package registry

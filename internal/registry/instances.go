@@ -20,7 +20,10 @@ func (r *Registry) Heartbeat(ctx context.Context, id, token string) (*catalog.In
 	if err := r.Ready(); err != nil {
 		return nil, "", err
 	}
-	inst, ok := r.cat.Instance(id)
+	inst, ok, err := r.instance(id)
+	if err != nil {
+		return nil, "", err
+	}
 	if !ok {
 		return nil, "", r.notFound(id)
 	}
@@ -81,6 +84,23 @@ func (r *Registry) statusNow(inst *catalog.Instance) catalog.Status {
 	return health.Committed(inst)
 }
 
+// instance returns the instance id for a write that names it; on a
+// follower that does not hold it, after catching up with the leader (it
+// may have been registered through another server). Errors:
+// ErrUnavailable (see catchUp).
+func (r *Registry) instance(id string) (*catalog.Instance, bool, error) {
+	inst, ok := r.cat.Instance(id)
+	if ok {
+		return inst, true, nil
+	}
+	again, err := r.catchUp()
+	if err != nil || !again {
+		return nil, false, err
+	}
+	inst, ok = r.cat.Instance(id)
+	return inst, ok, nil
+}
+
 // owned resolves the instance id for a caller that must hold its session
 // token or the admin token. Errors: ErrNotReady, ErrInstanceNotFound,
 // ErrNoCredential, ErrWrongToken.
@@ -88,7 +108,10 @@ func (r *Registry) owned(id, token string) (*catalog.Instance, error) {
 	if err := r.Ready(); err != nil {
 		return nil, err
 	}
-	inst, ok := r.cat.Instance(id)
+	inst, ok, err := r.instance(id)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, r.notFound(id)
 	}

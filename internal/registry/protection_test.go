@@ -25,7 +25,7 @@ func TestRegistry_Protection(t *testing.T) {
 	prop := &proposer{cat: cat, leader: "127.0.0.1:7000"}
 	lead := &leadership{leading: true, since: clk.Now().Add(-time.Hour)}
 	pc := health.DefaultProtectionConfig()
-	live := health.NewLiveness(health.LivenessConfig{Protection: pc}, health.NewTracker(), lead)
+	live := health.NewLiveness(health.LivenessConfig{Protection: pc}, health.NewTracker(), lead, nil)
 	v, err := verify.New(verify.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)

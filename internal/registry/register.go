@@ -266,6 +266,15 @@ func (r *Registry) AdmitKey(secret, service string) (Admission, error) {
 		return Admission{}, ErrNoCredential
 	}
 	key, ok := r.cat.KeyBySecretHash(catalog.HashSecret(secret))
+	if !ok { // perhaps a key created through another server
+		again, err := r.catchUp()
+		if err != nil {
+			return Admission{}, err
+		}
+		if again {
+			key, ok = r.cat.KeyBySecretHash(catalog.HashSecret(secret))
+		}
+	}
 	if !ok {
 		return Admission{}, catalog.ErrKeyRevoked
 	}

@@ -148,6 +148,15 @@ type Config struct {
 	MaxStreams, MaxStreamsPerClient int
 	// Seed, when set, turns on the tutorial protocol's admission policy.
 	Seed *SeedConfig
+	// Replication says which node answers a read and how far behind its
+	// replica may be, and makes consistent reads (see Read); nil on a
+	// single node, where every read is the leader's.
+	Replication Replication
+	// MaxStale is how long a follower may go without hearing from a
+	// leader and still answer default reads (see Read); 0 means
+	// DefaultMaxStale.
+	MaxStale time.Duration
+
 	// Logger receives the registry's log lines; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -197,6 +206,8 @@ func (c Config) Validate() error {
 
 // Registry runs the workflows over one catalog. See the package doc.
 type Registry struct {
+	// catchUps holds a token per catch-up running (replica.go).
+	catchUps chan struct{}
 	cfg      Config
 	log      *slog.Logger
 	now      func() time.Time
@@ -244,6 +255,7 @@ func New(cfg Config, cat *catalog.Catalog, p Proposer, live *health.Liveness, v 
 	r := &Registry{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, cat: cat, prop: p, live: live, verifier: v,
 		slots:         newSlotPool(),
+		catchUps:      make(chan struct{}, maxCatchUps),
 		failures:      newBuckets(cfg.FailureBurst, cfg.FailureEvery),
 		keyFailures:   newBuckets(3*cfg.FailureBurst, cfg.FailureEvery/3),
 		registrations: newBuckets(cfg.RegisterBurst, cfg.RegisterEvery),

@@ -220,7 +220,7 @@ func newRig(tb testing.TB, opts ...func(*rigOptions)) *rig {
 	r := &rig{cat: catalog.New(), clock: &clock{now: time.Now().Truncate(time.Second)}}
 	r.prop = &proposer{cat: r.cat, leader: "127.0.0.1:7000"}
 	r.lead = &leadership{leading: true, since: r.clock.Now().Add(-time.Hour)}
-	r.live = health.NewLiveness(health.LivenessConfig{Grace: o.grace}, health.NewTracker(), r.lead)
+	r.live = health.NewLiveness(health.LivenessConfig{Grace: o.grace}, health.NewTracker(), r.lead, nil)
 	v, err := verify.New(o.verify)
 	if err != nil {
 		tb.Fatal(err)
@@ -470,7 +470,7 @@ func TestConfig_Validate(t *testing.T) {
 				t.Fatalf("Validate = %v, want ok %v", err, tc.ok)
 			}
 			v, _ := verify.New(verify.DefaultConfig())
-			reg, err := registry.New(cfg, catalog.New(), &proposer{}, health.NewLiveness(health.LivenessConfig{}, health.NewTracker(), &leadership{}), v)
+			reg, err := registry.New(cfg, catalog.New(), &proposer{}, health.NewLiveness(health.LivenessConfig{}, health.NewTracker(), &leadership{}, nil), v)
 			if (err == nil) != tc.ok || (reg != nil) != tc.ok {
 				t.Fatalf("New = %v, %v; want ok %v", reg, err, tc.ok)
 			}

@@ -48,7 +48,7 @@ func TestRegistry_Register_diskFull(t *testing.T) {
 	cat := catalog.New()
 	p := &diskProposer{proposer: &proposer{cat: cat, leader: "127.0.0.1:7000"}}
 	lead := &leadership{leading: true, since: time.Now().Add(-time.Hour)}
-	live := health.NewLiveness(health.LivenessConfig{}, health.NewTracker(), lead)
+	live := health.NewLiveness(health.LivenessConfig{}, health.NewTracker(), lead, nil)
 	v, err := verify.New(verify.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)

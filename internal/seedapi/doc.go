@@ -6,7 +6,10 @@
 //
 // Like package httpapi it is a transport only: it parses the form, calls
 // the same registry (AdmitSeed, RegisterSeed, SeedPing, Service), and
-// writes the tutorial's {"data": ...} answers. Its refusals are always 400,
+// writes the tutorial's {"data": ...} answers. As the tutorial's registry
+// did, it answers a registration 200 once it is admitted, and the
+// registry verifies the service in the background: the 200 means
+// "accepted for verification", not "registered". Its refusals are always 400,
 // as the tutorial's clients expect, with muster's JSON error body; errors
 // of the registry itself (5xx) are written as /v1 writes them. Its routes
 // are mounted beside /v1 through httpapi.Deps.Mount.

@@ -64,6 +64,10 @@ type Config struct {
 	// EventHistory is how many recent changes the catalog keeps for event
 	// streams to resume from (catalog.DefaultEventHistory when zero).
 	EventHistory int
+	// LeaveOnClose makes Close remove this server from its cluster first
+	// (muster server --leave-on-terminate): a server that leaves for good
+	// does not stay a voter that the cluster counts on.
+	LeaveOnClose bool
 
 	// Logger receives every component's log lines; nil discards them.
 	Logger *slog.Logger
@@ -135,6 +139,9 @@ type Server struct {
 	// fresh holds connections that have sent no request yet, with the
 	// time they were accepted (see Close).
 	fresh sync.Map
+	// relay carries heartbeats between the members (nil on a single
+	// node).
+	relay *relay
 }
 
 // trackNew records connections that have not sent a request yet.
@@ -196,12 +203,25 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.cat = catalog.New(catalog.WithEventHistory(cmp.Or(s.cfg.EventHistory, catalog.DefaultEventHistory)))
 	ncfg.DataDir = s.cfg.DataDir
 	ncfg.Logger = s.log
+	ncfg.HTTPAddr = ln.Addr().String()
+	ncfg.AdminCheck = adminCheck(adminToken)
+	ncfg.ResolveJoin = resolveJoin
 	node, err := cluster.Open(ncfg, s.cat)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
 	s.node = node
-	s.live = health.NewLiveness(s.cfg.Liveness, health.NewTracker(), node)
+	tracker := health.NewTracker()
+	repl := replication{node: node}
+	var replica health.Replica
+	if node.HasPeers() {
+		s.relay = newRelay(node, tracker, s.cat, s.log)
+		repl.relay, replica = s.relay, s.relay
+	}
+	s.live = health.NewLiveness(s.cfg.Liveness, tracker, node, replica)
+	if s.relay != nil {
+		s.relay.live = s.live
+	}
 	verifier, err := verify.New(s.cfg.Verify)
 	if err != nil {
 		node.Close()
@@ -210,6 +230,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	rcfg := s.cfg.Registry
 	fitToFileLimit(&rcfg, fileLimit(), s.log)
 	rcfg.AdminTokenHash = catalog.HashSecret(adminToken)
+	rcfg.Replication = repl
 	rcfg.Logger = s.log
 	reg, err := registry.New(rcfg, s.cat, node, s.live, verifier)
 	s.reg = reg
@@ -254,6 +275,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		defer s.wg.Done()
 		s.sweepWhileLeader(ctx)
 	}()
+	if s.relay != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.relay.run(ctx)
+		}()
+	}
 	s.log.Info("muster listening", "http_addr", ln.Addr().String(), "url", s.URL(), "raft_addr", node.RaftAddr(),
 		"data_dir", s.cfg.DataDir, "node_id", node.NodeID())
 	return nil
@@ -422,6 +450,13 @@ func (s *Server) Ready(ctx context.Context) error {
 func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
+		if s.cfg.LeaveOnClose && s.node != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := s.node.Leave(ctx); err != nil {
+				s.log.Error("could not leave the cluster before stopping; remove this server with muster members remove", "node_id", s.node.NodeID(), "err", err)
+			}
+			cancel()
+		}
 		if s.closeLong != nil {
 			s.closeLong()
 		}

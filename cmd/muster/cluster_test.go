@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+var (
+	clusterClients = flag.Int("cluster.clients", 40, "instances registering and heartbeating in TestClusterProcess_Failover (the issue's full run: 200)")
+	clusterKills   = flag.Int("cluster.kills", 2, "leader kills in TestClusterProcess_Failover (the issue's full run: 5)")
+)
+
+// clusterAdmin is the admin token every server of the test cluster
+// shares.
+const clusterAdmin = "ma_process-cluster-admin-token"
+
+// member is one `muster server` process of a test cluster, with what it
+// takes to start it again over the same data dir.
+type member struct {
+	id, httpAddr string
+	args         []string
+	p            *proc
+}
+
+// freeAddrOn returns ip:port with a port nothing listens on now.
+func freeAddrOn(tb testing.TB, ip string) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		tb.Skipf("cannot listen on %s (Linux routes all of 127.0.0.0/8 to lo; this system does not): %v", ip, err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startClusterProcs starts n servers on 127.0.0.2, .3, …, each expecting n
+// and joining the others, sharing a secret file and an admin token, and
+// waits until each is ready.
+func startClusterProcs(tb testing.TB, n int, extra ...string) []*member {
+	tb.Helper()
+	dir := tb.TempDir()
+	secret := filepath.Join(dir, "cluster-secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("0123456789abcdef", 4)+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	ms := make([]*member, n)
+	raft := make([]string, n)
+	for i := range ms {
+		ip := fmt.Sprintf("127.0.0.%d", i+2)
+		ms[i] = &member{id: fmt.Sprintf("n%d", i+1), httpAddr: freeAddrOn(tb, ip)}
+		raft[i] = freeAddrOn(tb, ip)
+	}
+	for i, m := range ms {
+		var join []string
+		for j, o := range ms {
+			if j != i {
+				join = append(join, o.httpAddr)
+			}
+		}
+		m.args = append([]string{"server", "--node-id", m.id, "--http-addr", m.httpAddr, "--raft-addr", raft[i],
+			"--data-dir", filepath.Join(dir, m.id), "--bootstrap-expect", fmt.Sprint(n), "--join", strings.Join(join, ","),
+			"--cluster-secret-file", secret, "--log-format", "json"}, extra...)
+	}
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.start(tb) }()
+	}
+	wg.Wait()
+	for _, m := range ms {
+		m.p.waitReady(tb, 30*time.Second)
+	}
+	return ms
+}
+
+// start runs the member's process (again).
+func (m *member) start(tb testing.TB) {
+	cmd := exec.Command(binary, m.args...)
+	cmd.Env = append(os.Environ(), "MUSTER_ADMIN_TOKEN="+clusterAdmin)
+	m.p = launchProcCmd(tb, cmd)
+}
+
+// addrs is every member's URL, comma-separated, as MUSTER_ADDR takes it.
+func addrs(ms []*member) string {
+	var us []string
+	for _, m := range ms {
+		us = append(us, "http://"+m.httpAddr)
+	}
+	return strings.Join(us, ",")
+}
+
+// leaderOf asks the members which of them leads.
+func leaderOf(tb testing.TB, ms []*member) int {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range ms {
+			c, _ := client.New(client.Config{Addr: "http://" + m.httpAddr})
+			res, err := c.Members(context.Background())
+			if err != nil {
+				continue
+			}
+			for _, mm := range res.Members {
+				if mm.State == "leader" {
+					for i, x := range ms {
+						if x.id == mm.ID {
+							return i
+						}
+					}
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatal("no member reports a leader")
+	return -1
+}
+
+// TestClusterProcess_Formation: three real processes on 127.0.0.2–4
+// started at once form one cluster; `muster members` lists them with one
+// leader; a server killed with -9 and started again over its data dir
+// rejoins by itself; and a stranger with another secret cannot join.
+func TestClusterProcess_Formation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	ms := startClusterProcs(t, 3)
+	var out, errb strings.Builder
+	getenv := func(k string) string {
+		if k == "MUSTER_ADDR" {
+			return addrs(ms)
+		}
+		return ""
+	}
+	if err := run(context.Background(), []string{"members"}, getenv, &out, &errb); err != nil {
+		t.Fatalf("muster members: %v\n%s", err, errb.String())
+	}
+	if strings.Count(out.String(), "leader") != 1 || strings.Count(out.String(), "follower") != 2 {
+		t.Fatalf("muster members:\n%s", out.String())
+	}
+	t.Logf("muster members:\n%s", out.String())
+
+	f := (leaderOf(t, ms) + 1) % 3
+	ms[f].p.kill9(t)
+	ms[f].start(t)
+	ms[f].p.waitReady(t, 20*time.Second)
+	c, _ := client.New(client.Config{Addr: "http://" + ms[f].httpAddr})
+	res, err := c.Members(context.Background())
+	if err != nil || len(res.Members) != 3 {
+		t.Fatalf("members after a restart: %+v, %v", res, err)
+	}
+}
+
+// TestClusterProcess_Failover is the failover property: instances
+// register and heartbeat through a client that knows all three servers
+// while the leader is killed with -9, again and again (each time started
+// again over its data). Afterwards every acknowledged registration is on
+// every server, and no instance that kept heartbeating was ever reported
+// critical or expired: a stream on the survivors records every status
+// change. The time from each kill to the first acknowledged write is
+// logged. -cluster.clients and -cluster.kills scale it.
+func TestClusterProcess_Failover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	ms := startClusterProcs(t, 3, "--expiry-grace", "2s")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	admin, err := client.New(client.Config{Addr: addrs(ms), Token: clusterAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := admin.CreateKey(ctx, []string{"svc-*"}, "failover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+
+	// Every change of status, seen from the cluster.
+	var bad atomic.Int32
+	var badMu sync.Mutex
+	var badEvents []string
+	go admin.Watch(ctx, client.WatchRequest{}, func(ev client.WatchEvent) error {
+		if e := ev.Event; e != nil && (e.Type == api.EventStatus && e.Instance.Status == api.StatusCritical ||
+			e.Type == api.EventDeregistered && e.Reason != "deregistered") {
+			bad.Add(1)
+			badMu.Lock()
+			badEvents = append(badEvents, fmt.Sprintf("%s %s", ev.Type, ev.Data))
+			badMu.Unlock()
+		}
+		return nil
+	})
+
+	n := *clusterClients
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	var beatFailures atomic.Int32
+	for i := range n {
+		c, err := client.New(client.Config{Addr: addrs(ms)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg, err := c.Register(ctx, fmt.Sprintf("svc-%d", i), k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "3s"})
+		if err != nil {
+			t.Fatalf("register %d: %v", i, err)
+		}
+		ids[i] = reg.ID
+		token := ""
+		inst.Mu.Lock()
+		for _, call := range inst.Calls {
+			if call.InstanceID == reg.ID {
+				token = call.Token
+			}
+		}
+		inst.Mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(500 * time.Millisecond):
+				}
+				if _, err := c.Heartbeat(ctx, reg.ID, token); err != nil && ctx.Err() == nil {
+					if !errors.Is(err, client.ErrUnavailable) {
+						t.Errorf("heartbeat of %s: %v", reg.ID, err)
+					}
+					beatFailures.Add(1)
+				}
+			}
+		}()
+	}
+
+	for kill := range *clusterKills {
+		lead := leaderOf(t, ms)
+		killed := time.Now()
+		ms[lead].p.kill9(t)
+		var first time.Duration
+		for first == 0 && time.Since(killed) < 15*time.Second {
+			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+			if _, err := admin.CreateKey(wctx, []string{"probe"}, "after a kill"); err == nil {
+				first = time.Since(killed)
+			}
+			wcancel()
+			time.Sleep(10 * time.Millisecond)
+		}
+		if first == 0 {
+			t.Fatalf("kill %d: no write acknowledged within 15 s", kill+1)
+		}
+		t.Logf("kill %d of %s (the leader): first acknowledged write after %v", kill+1, ms[lead].id, first.Round(time.Millisecond))
+		time.Sleep(4 * time.Second) // longer than a TTL: expiries would show now
+		ms[lead].start(t)
+		ms[lead].p.waitReady(t, 20*time.Second)
+	}
+	cancel()
+	wg.Wait()
+
+	for _, m := range ms {
+		for i, id := range ids {
+			resp, err := http.Get("http://" + m.httpAddr + "/v1/instances/" + id + "?stale")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("acknowledged registration %d (%s) is missing on %s: %d", i, id, m.id, resp.StatusCode)
+			}
+		}
+	}
+	if bad.Load() > 0 {
+		t.Fatalf("%d instances that kept heartbeating were reported critical or expired: %v", bad.Load(), badEvents)
+	}
+	t.Logf("%d instances, %d kills: every registration on every server, none critical; %d heartbeats refused while no leader was known",
+		n, *clusterKills, beatFailures.Load())
+}

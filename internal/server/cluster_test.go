@@ -1,0 +1,203 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testserver"
+	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+func clientOf(tb testing.TB, s *server.Server, token string) *client.Client {
+	tb.Helper()
+	c, err := client.New(client.Config{Addr: s.URL(), Token: token})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// getRead GETs path on s and returns the answer's status and headers.
+func getRead(tb testing.TB, s *server.Server, path string) (int, http.Header, []byte) {
+	tb.Helper()
+	resp, err := http.Get(s.URL() + path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b []byte
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b = append(b, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// TestCluster_AnyServerServes: in a cluster of three, a key created and
+// an instance registered through followers are seen by lookups on every
+// server; each answer says which server answered and how current it is;
+// heartbeats sent to a follower keep the instance alive on the leader
+// well past its TTL, and every server shows a fresh heartbeat age; a
+// consistent read on a follower sees a registration acknowledged by
+// another follower at once.
+func TestCluster_AnyServerServes(t *testing.T) {
+	servers := testserver.StartCluster(t, 3, nil)
+	lead := testserver.WaitCluster(t, servers)
+	f1, f2 := servers[(lead+1)%3], servers[(lead+2)%3]
+	ctx := context.Background()
+
+	k, err := clientOf(t, f1, testserver.ClusterAdminToken).CreateKey(ctx, []string{"api"}, "through a follower")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := clientOf(t, f2, "").Register(ctx, "api", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := inst.CallCount(); n != 1 {
+		t.Fatalf("the instance was called back %d times, want exactly once", n)
+	}
+	token := inst.Calls[0].Token
+
+	// A consistent read on the other follower sees it at once.
+	status, hdr, body := getRead(t, f1, "/v1/services/api?consistent")
+	var res api.LookupResponse
+	if err := json.Unmarshal(body, &res); err != nil || status != 200 {
+		t.Fatalf("consistent lookup on a follower: %d %s", status, body)
+	}
+	if len(res.Instances) != 1 || res.Instances[0].ID != reg.ID {
+		t.Fatalf("consistent lookup on a follower missed a registration acknowledged by another: %s", body)
+	}
+	if hdr.Get(api.HeaderNode) != f1.Node().NodeID() || hdr.Get(api.HeaderKnownLeader) != "true" {
+		t.Fatalf("headers of a follower's answer: %v", hdr)
+	}
+	if lc, err := strconv.Atoi(hdr.Get(api.HeaderLastContact)); err != nil || lc < 0 || lc > 2000 {
+		t.Fatalf("%s = %q on a follower in contact", api.HeaderLastContact, hdr.Get(api.HeaderLastContact))
+	}
+	if _, hdr, _ := getRead(t, servers[lead], "/v1/services/api"); hdr.Get(api.HeaderLastContact) != "0" {
+		t.Fatalf("%s on the leader = %q, want 0", api.HeaderLastContact, hdr.Get(api.HeaderLastContact))
+	}
+
+	// Heartbeats through a follower only, for four TTLs.
+	hb := clientOf(t, f2, "")
+	for range 12 {
+		if _, err := hb.Heartbeat(ctx, reg.ID, token); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for i, s := range servers {
+		res, err := clientOf(t, s, "").Lookup(ctx, "api")
+		if err != nil {
+			t.Fatalf("server %d: %v", i, err)
+		}
+		if len(res.Instances) != 1 || res.Instances[0].Status != api.StatusPassing {
+			t.Fatalf("server %d: an instance heartbeating through a follower is not passing: %+v", i, res.Instances)
+		}
+		if age := res.Instances[0].LastSeenMS; age < 0 || age > 900 {
+			t.Fatalf("server %d shows a heartbeat age of %d ms for an instance that beat within 300 ms", i, age)
+		}
+	}
+
+	// Silence: it expires on every server.
+	testserver.Eventually(t, 5*time.Second, "the silent instance to be critical everywhere", func() bool {
+		for _, s := range servers {
+			res, err := clientOf(t, s, "").Lookup(ctx, "api", client.WithStatus("any"))
+			if err != nil || len(res.Instances) != 1 || res.Instances[0].Status != api.StatusCritical {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestCluster_Failover: the leader stops; an instance that keeps
+// heartbeating through a follower never goes critical, reads on the
+// survivors never fail, and writes resume through a follower.
+func TestCluster_Failover(t *testing.T) {
+	servers := testserver.StartCluster(t, 3, nil)
+	lead := testserver.WaitCluster(t, servers)
+	ctx := context.Background()
+	f := servers[(lead+1)%3]
+	k, err := clientOf(t, f, testserver.ClusterAdminToken).CreateKey(ctx, []string{"api"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := clientOf(t, f, "").Register(ctx, "api", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := inst.Calls[0].Token
+	// Default reads on a follower may trail the leader briefly; the test
+	// starts once every server has the instance.
+	testserver.Eventually(t, 5*time.Second, "the registration on every server", func() bool {
+		for _, s := range servers {
+			if res, err := clientOf(t, s, "").Lookup(ctx, "api"); err != nil || len(res.Instances) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	stop := make(chan struct{})
+	beatErr := make(chan error, 1)
+	go func() {
+		c := clientOf(t, f, "")
+		for {
+			select {
+			case <-stop:
+				beatErr <- nil
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			if _, err := c.Heartbeat(ctx, reg.ID, token); err != nil && !errors.Is(err, client.ErrUnavailable) {
+				beatErr <- err
+				return
+			}
+		}
+	}()
+
+	killed := time.Now()
+	servers[lead].Close()
+	survivors := []*server.Server{servers[(lead+1)%3], servers[(lead+2)%3]}
+	var firstWrite time.Duration
+	for time.Since(killed) < 4*time.Second {
+		for i, s := range survivors {
+			res, err := clientOf(t, s, "").Lookup(ctx, "api", client.WithStatus("any"))
+			if err != nil {
+				t.Fatalf("survivor %d refused a read %v after the leader stopped: %v", i, time.Since(killed), err)
+			}
+			if len(res.Instances) != 1 || res.Instances[0].Status != api.StatusPassing {
+				t.Fatalf("survivor %d, %v after the leader stopped: %+v", i, time.Since(killed), res.Instances)
+			}
+		}
+		if firstWrite == 0 {
+			if _, err := clientOf(t, f, testserver.ClusterAdminToken).CreateKey(ctx, []string{"web"}, ""); err == nil {
+				firstWrite = time.Since(killed)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	if err := <-beatErr; err != nil {
+		t.Fatalf("a heartbeat through the follower failed: %v", err)
+	}
+	if firstWrite == 0 {
+		t.Fatal("no write succeeded within 4 s of the leader stopping")
+	}
+	t.Logf("first acknowledged write %v after the leader stopped", firstWrite.Round(time.Millisecond))
+}

@@ -1,0 +1,59 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// adminCheck identifies the admin token to the other members without
+// revealing it: a hash of the hash the registry keeps. Members whose
+// checks differ refuse each other (cluster.Config.AdminCheck).
+func adminCheck(token string) []byte {
+	h := sha256.Sum256(append([]byte("muster admin check v1\x00"), catalog.HashSecret(token)...))
+	return h[:]
+}
+
+// joinClient asks members' HTTP APIs for their Raft address: no
+// redirects, no proxy, small answers.
+var joinClient = &http.Client{
+	Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// resolveJoin turns an entry of --join (a member's HTTP address,
+// host:port or a URL) into its Raft address, from GET /v1/cluster/self.
+func resolveJoin(ctx context.Context, addr string) (string, error) {
+	base := addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/v1/cluster/self", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := joinClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /v1/cluster/self answered %s; is %s a muster server?", resp.Status, addr)
+	}
+	var self api.ClusterSelf
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&self); err != nil {
+		return "", fmt.Errorf("GET /v1/cluster/self: %w", err)
+	}
+	if !self.Clustered || self.RaftAddr == "" {
+		return "", errors.New("the server at " + addr + " has no cluster secret, so it cannot be joined; start every server with the same --cluster-secret-file")
+	}
+	return self.RaftAddr, nil
+}
