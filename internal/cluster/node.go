@@ -90,6 +90,10 @@ type Config struct {
 	AdminCheck []byte
 
 	Logger *slog.Logger
+
+	// faults cuts links between members in tests of partitions (see
+	// faults.go); nil otherwise.
+	faults *faults
 }
 
 // DefaultConfig returns the configuration of the embedded single node.

@@ -102,8 +102,7 @@ func (n *Node) startRPC(s *secureStream) {
 	r.client = &http.Client{
 		Transport: &http.Transport{
 			DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				var d net.Dialer
-				c, err := d.DialContext(ctx, network, addr)
+				c, err := s.dialTCP(ctx, addr)
 				if err != nil {
 					return nil, err
 				}

@@ -63,6 +63,7 @@ func newTransport(cfg Config, secret Secret, hl hclog.Logger) (transport, *secur
 	if err != nil {
 		return nil, nil, err
 	}
+	stream.faults = cfg.faults
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,
@@ -156,6 +157,8 @@ type secureStream struct {
 	// Tunables, set before the accept loop starts (tests shorten them).
 	handshakeTimeout time.Duration
 	logEvery         time.Duration
+	// faults cuts links in tests of partitions; nil in production.
+	faults *faults
 
 	slots chan struct{} // a token per handshake in progress
 	conns chan net.Conn // authenticated Raft connections, for Accept
@@ -231,6 +234,10 @@ func (s *secureStream) acceptLoop() {
 			continue
 		}
 		delay = 0
+		if s.faults != nil && !s.faults.admit(c, c.LocalAddr().String(), c.RemoteAddr().String()) {
+			c.Close()
+			continue
+		}
 		select {
 		case s.slots <- struct{}{}:
 		default:
@@ -331,8 +338,7 @@ func (s *secureStream) Dial(address raft.ServerAddress, timeout time.Duration) (
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", string(address))
+	c, err := s.dialTCP(ctx, string(address))
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +348,29 @@ func (s *secureStream) Dial(address raft.ServerAddress, timeout time.Duration) (
 		return nil, fmt.Errorf("cluster: raft peer %s: %w", address, err)
 	}
 	return tc, nil
+}
+
+// dialTCP connects to a member's Raft port, for Raft or the RPC (with
+// faults set, from the IP address this node listens on, and not at all
+// across a cut link).
+func (s *secureStream) dialTCP(ctx context.Context, address string) (net.Conn, error) {
+	var d net.Dialer
+	if s.faults != nil {
+		local := s.advertise.(*net.TCPAddr).IP.String()
+		if s.faults.blocked(local, address) {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errLinkCut}
+		}
+		d.LocalAddr = &net.TCPAddr{IP: s.advertise.(*net.TCPAddr).IP}
+	}
+	c, err := d.DialContext(ctx, "tcp", address)
+	if err != nil {
+		return nil, err
+	}
+	if s.faults != nil && !s.faults.admit(c, c.LocalAddr().String(), address) {
+		c.Close()
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errLinkCut}
+	}
+	return c, nil
 }
 
 // singleVoterRule enforces the rule for a node without a cluster secret:
