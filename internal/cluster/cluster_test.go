@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -22,11 +23,23 @@ type tnode struct {
 }
 
 // clusterConfig is a member's configuration: a fresh data dir, a Raft
-// port picked now, fast timeouts, the secret and admin check given.
+// port picked now on 127.0.0.1, fast timeouts, the secret and admin check
+// given.
 func clusterConfig(tb testing.TB, secret Secret, admin string) Config {
 	tb.Helper()
+	return clusterConfigOn(tb, "127.0.0.1", secret, admin)
+}
+
+// clusterConfigOn is clusterConfig with the Raft port on ip.
+func clusterConfigOn(tb testing.TB, ip string, secret Secret, admin string) Config {
+	tb.Helper()
 	cfg := testConfig(tb, tb.TempDir())
-	cfg.RaftAddr = fmt.Sprintf("127.0.0.1:%d", freePort(tb))
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		tb.Skipf("cannot listen on %s: %v", ip, err)
+	}
+	cfg.RaftAddr = ln.Addr().String()
+	ln.Close()
 	cfg.Secret = secret
 	cfg.Bootstrap = false
 	cfg.AdminCheck = hash(admin)
@@ -51,12 +64,24 @@ func openNode(tb testing.TB, cfg Config) *tnode {
 // expect size voters and to join all the others.
 func startCluster(tb testing.TB, size int) []*tnode {
 	tb.Helper()
+	return startClusterWith(tb, size, nil)
+}
+
+// startClusterWith is startCluster with member i on 127.0.0.(2+i) and its
+// links cut by f (nil: all on 127.0.0.1, no faults).
+func startClusterWith(tb testing.TB, size int, f *faults) []*tnode {
+	tb.Helper()
 	secret := testSecret("cluster")
 	cfgs := make([]Config, size)
 	for i := range cfgs {
-		cfgs[i] = clusterConfig(tb, secret, "admin")
+		ip := "127.0.0.1"
+		if f != nil {
+			ip = fmt.Sprintf("127.0.0.%d", i+2)
+		}
+		cfgs[i] = clusterConfigOn(tb, ip, secret, "admin")
 		cfgs[i].NodeID = fmt.Sprintf("n%d", i+1)
 		cfgs[i].BootstrapExpect = size
+		cfgs[i].faults = f
 	}
 	for i := range cfgs {
 		for j := range cfgs {
@@ -72,10 +97,18 @@ func startCluster(tb testing.TB, size int) []*tnode {
 		go func() { defer wg.Done(); nodes[i] = openNode(tb, cfgs[i]) }()
 	}
 	wg.Wait()
-	// The enrolment key registerCmd's instances name.
-	mustApply(tb, nodes[leaderOf(tb, nodes)].n, catalog.Command{Op: catalog.OpCreateKey,
-		Key: &catalog.Key{ID: "k1", SecretHash: hash("s"), Services: []string{"api", "web"}}})
-	return nodes
+	// The enrolment key registerCmd's instances name (again if the
+	// leadership moved under the first try).
+	key := catalog.Command{Op: catalog.OpCreateKey, Key: &catalog.Key{ID: "k1", SecretHash: hash("s"), Services: []string{"api", "web"}}}
+	for try := 0; ; try++ {
+		_, err := nodes[leaderOf(tb, nodes)].n.Apply(context.Background(), key)
+		if err == nil || errors.Is(err, catalog.ErrExists) {
+			return nodes
+		}
+		if try == 10 {
+			tb.Fatal(err)
+		}
+	}
 }
 
 // leaderOf waits until exactly one of nodes is a ready leader that every

@@ -326,7 +326,13 @@ func TestSecureStream_BoundsHandshakes(t *testing.T) {
 
 func waitFor(tb testing.TB, cond func() bool, what string) {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitWithin(tb, 5*time.Second, cond, what)
+}
+
+// waitWithin is waitFor with its own bound.
+func waitWithin(tb testing.TB, d time.Duration, cond func() bool, what string) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out waiting for %s", what)
