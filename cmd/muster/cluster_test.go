@@ -36,7 +36,9 @@ const clusterAdmin = "ma_process-cluster-admin-token"
 type member struct {
 	id, httpAddr string
 	args         []string
-	p            *proc
+	// wrap runs the process through another command (taskset), if set.
+	wrap []string
+	p    *proc
 }
 
 // freeAddrOn returns ip:port with a port nothing listens on now.
@@ -55,6 +57,13 @@ func freeAddrOn(tb testing.TB, ip string) string {
 // waits until each is ready.
 func startClusterProcs(tb testing.TB, n int, extra ...string) []*member {
 	tb.Helper()
+	return startClusterProcsWrapped(tb, n, nil, extra...)
+}
+
+// startClusterProcsWrapped is startClusterProcs with each process run
+// through wrap (taskset, for benchmarks).
+func startClusterProcsWrapped(tb testing.TB, n int, wrap []string, extra ...string) []*member {
+	tb.Helper()
 	dir := tb.TempDir()
 	secret := filepath.Join(dir, "cluster-secret")
 	if err := os.WriteFile(secret, []byte(strings.Repeat("0123456789abcdef", 4)+"\n"), 0o600); err != nil {
@@ -64,7 +73,7 @@ func startClusterProcs(tb testing.TB, n int, extra ...string) []*member {
 	raft := make([]string, n)
 	for i := range ms {
 		ip := fmt.Sprintf("127.0.0.%d", i+2)
-		ms[i] = &member{id: fmt.Sprintf("n%d", i+1), httpAddr: freeAddrOn(tb, ip)}
+		ms[i] = &member{id: fmt.Sprintf("n%d", i+1), httpAddr: freeAddrOn(tb, ip), wrap: wrap}
 		raft[i] = freeAddrOn(tb, ip)
 	}
 	for i, m := range ms {
@@ -85,6 +94,9 @@ func startClusterProcs(tb testing.TB, n int, extra ...string) []*member {
 	}
 	wg.Wait()
 	for _, m := range ms {
+		if m.p == nil {
+			tb.Fatalf("%s did not start", m.id)
+		}
 		m.p.waitReady(tb, 30*time.Second)
 	}
 	return ms
@@ -92,7 +104,8 @@ func startClusterProcs(tb testing.TB, n int, extra ...string) []*member {
 
 // start runs the member's process (again).
 func (m *member) start(tb testing.TB) {
-	cmd := exec.Command(binary, m.args...)
+	argv := append(append([]string(nil), m.wrap...), append([]string{binary}, m.args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "MUSTER_ADMIN_TOKEN="+clusterAdmin)
 	m.p = launchProcCmd(tb, cmd)
 }

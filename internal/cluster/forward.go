@@ -182,15 +182,27 @@ func (n *Node) forward(ctx context.Context, b []byte) (catalog.Result, error) {
 // write there, as it would on the leader. The write is committed either
 // way; only the wait is bounded.
 func (n *Node) awaitApplied(ctx context.Context, index uint64) {
-	for n.cat.Index() < index {
+	n.waitIndex(ctx, index)
+}
+
+// waitIndex waits until this member's catalog has applied index, ctx
+// ends or the node closes, and reports whether it has. It polls, from
+// 50 µs up to a millisecond apart: the wait is usually a replication
+// round trip, and the catalog has no wake-up for every index.
+func (n *Node) waitIndex(ctx context.Context, index uint64) bool {
+	for d := 50 * time.Microsecond; n.cat.Index() < index; d = min(2*d, time.Millisecond) {
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
-			return
+			t.Stop()
+			return false
 		case <-n.stop:
-			return
-		case <-time.After(time.Millisecond):
+			t.Stop()
+			return false
+		case <-t.C:
 		}
 	}
+	return true
 }
 
 // notSent reports whether an RPC's error shows the request never reached

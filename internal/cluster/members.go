@@ -263,14 +263,11 @@ func (n *Node) ReadIndex(ctx context.Context) error {
 		}
 		idx = ans.Index
 	}
-	for n.cat.Index() < idx {
-		select {
-		case <-ctx.Done():
+	if !n.waitIndex(ctx, idx) {
+		if ctx.Err() != nil {
 			return ErrTimeout
-		case <-n.stop:
-			return ErrClosed
-		case <-time.After(time.Millisecond):
 		}
+		return ErrClosed
 	}
 	return nil
 }

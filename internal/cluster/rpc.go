@@ -113,7 +113,10 @@ func (n *Node) startRPC(s *secureStream) {
 				}
 				return tc, nil
 			},
-			MaxIdleConnsPerHost:   8,
+			// As many idle connections as forwarded writes in flight,
+			// so that a busy follower does not pay a handshake for
+			// each.
+			MaxIdleConnsPerHost:   128,
 			IdleConnTimeout:       rpcIdleTimeout / 2,
 			ResponseHeaderTimeout: rpcCallTimeout + 5*time.Second,
 			DisableCompression:    true,
