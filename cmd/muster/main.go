@@ -133,6 +133,7 @@ func newRootCmd(e env) *cobra.Command {
 		newDeregisterCmd(e),
 		newSnapshotCmd(e),
 		newMembersCmd(e),
+		newTLSCmd(e),
 		newRegisterCmd(e),
 		newHealthCmd(e),
 		newVersionCmd(info),

@@ -38,6 +38,7 @@ type serverFlags struct {
 	config                             string
 	httpAddr, dataDir, raftAddr        string
 	secretFile, tokenFile, allow       string
+	tlsCA, tlsCert, tlsKey             string
 	forceNew, seedCompat               bool
 	verifyTimeout, grace, seedInterval time.Duration
 	seedChallenge, seedResponse        string
@@ -55,10 +56,11 @@ type serverFlags struct {
 	// The cluster: this node's ID, members to join, how many voters form
 	// a new cluster, whether it votes, whether it leaves on SIGTERM, and
 	// how stale a follower's default reads may be.
-	nodeID, join          string
-	bootstrapExpect       int
-	nonVoter, leaveOnTerm bool
-	maxStale              time.Duration
+	nodeID, join                string
+	bootstrapExpect             int
+	nonVoter, leaveOnTerm       bool
+	maxStale                    time.Duration
+	raftHeartbeat, raftElection time.Duration
 
 	// seedVerifyTimeout is the tutorial protocol's patience with the
 	// callback it runs after answering a registration.
@@ -90,16 +92,22 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "http-addr", "MUSTER_HTTP_ADDR")
 	f.StringVar(&o.dataDir, "data-dir", def.DataDir, "data directory")
 	bindEnv(f, "data-dir", "MUSTER_DATA_DIR")
-	f.StringVar(&o.raftAddr, "raft-addr", def.Cluster.RaftAddr, "Raft listener address, used only with --cluster-secret-file; without a secret this node is a single voter with no Raft listener")
+	f.StringVar(&o.raftAddr, "raft-addr", def.Cluster.RaftAddr, "Raft listener address, used only with --cluster-secret-file or --tls-ca/--tls-cert/--tls-key; without either this node is a single voter with no Raft listener")
 	bindEnv(f, "raft-addr", "MUSTER_RAFT_ADDR")
 	f.StringVar(&o.secretFile, "cluster-secret-file", "", "file holding the cluster secret, readable by its owner only (chmod 600), at least 32 bytes (openssl rand -hex 32); with it Raft listens on --raft-addr and accepts only peers that hold the same secret")
 	bindEnv(f, "cluster-secret-file", "MUSTER_CLUSTER_SECRET_FILE")
+	f.StringVar(&o.tlsCA, "tls-ca", "", "the cluster CA's certificate (muster tls ca create); with --tls-cert and --tls-key, instead of --cluster-secret-file, Raft listens on --raft-addr and accepts only peers whose certificate the CA signed")
+	bindEnv(f, "tls-ca", "MUSTER_TLS_CA")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "this server's certificate, signed by the cluster CA (muster tls cert create)")
+	bindEnv(f, "tls-cert", "MUSTER_TLS_CERT")
+	f.StringVar(&o.tlsKey, "tls-key", "", "the private key of --tls-cert, readable by its owner only (chmod 600)")
+	bindEnv(f, "tls-key", "MUSTER_TLS_KEY")
 	f.StringVar(&o.nodeID, "node-id", "", "this server's ID in the cluster; default: read from <data-dir>/node-id, or made up there on first start")
 	bindEnv(f, "node-id", "MUSTER_NODE_ID")
-	f.StringVar(&o.join, "join", "", "comma-separated HTTP addresses (host:port) of servers of the cluster to join, tried until one answers; needs --cluster-secret-file")
+	f.StringVar(&o.join, "join", "", "comma-separated HTTP addresses (host:port) of servers of the cluster to join, tried until one answers; needs --cluster-secret-file or --tls-ca, --tls-cert and --tls-key")
 	bindEnv(f, "join", "MUSTER_JOIN")
 	f.SetAnnotation("join", listAnnotation, []string{"true"})
-	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers (this one included) know each other, found through --join; give every server the same number; needs --cluster-secret-file")
+	f.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers (this one included) know each other, found through --join; give every server the same number; needs --cluster-secret-file or --tls-ca, --tls-cert and --tls-key")
 	bindEnv(f, "bootstrap-expect", "MUSTER_BOOTSTRAP_EXPECT")
 	f.BoolVar(&o.nonVoter, "non-voter", false, "join as a non-voter: a replica that serves reads and takes no part in elections")
 	bindEnv(f, "non-voter", "MUSTER_NON_VOTER")
@@ -107,6 +115,10 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "leave-on-terminate", "MUSTER_LEAVE_ON_TERMINATE")
 	f.DurationVar(&o.maxStale, "max-stale", registry.DefaultMaxStale, "a follower that has not heard from a leader for longer refuses default reads with 503 (?stale still answers)")
 	bindEnv(f, "max-stale", "MUSTER_MAX_STALE")
+	f.DurationVar(&o.raftHeartbeat, "raft-heartbeat-timeout", def.Cluster.HeartbeatTimeout, "a follower that has not heard from its leader for this long starts an election; lower fails over faster and risks needless elections on a slow network")
+	bindEnv(f, "raft-heartbeat-timeout", "MUSTER_RAFT_HEARTBEAT_TIMEOUT")
+	f.DurationVar(&o.raftElection, "raft-election-timeout", def.Cluster.ElectionTimeout, "how long a candidate waits for votes before it tries again")
+	bindEnv(f, "raft-election-timeout", "MUSTER_RAFT_ELECTION_TIMEOUT")
 	f.BoolVar(&o.forceNew, "force-new-cluster", false, "start although raft.db lost the Raft state this data dir held (see <data-dir>/cluster-id), or after a damaged raft.db was moved aside: the catalog comes back from the latest snapshot in <data-dir>/snapshots, or empty")
 	f.StringVar(&o.tokenFile, "admin-token-file", "", "read the admin token from this file instead of <data-dir>/admin-token; MUSTER_ADMIN_TOKEN gives the token itself")
 	bindEnv(f, "admin-token-file", "MUSTER_ADMIN_TOKEN_FILE")
@@ -145,7 +157,7 @@ func newServerCmd(e env) *cobra.Command {
 	f.DurationVar(&o.seedInterval, "seed-heartbeat-interval", seedDef.HeartbeatInterval, "ping interval of tutorial-protocol services; their TTL is three intervals")
 	f.DurationVar(&o.seedVerifyTimeout, "seed-verify-timeout", seedDef.VerifyTimeout, "how long a tutorial-protocol service has to answer the verification callback, which runs after its registration was answered 200")
 	bindEnv(f, "seed-verify-timeout", "MUSTER_SEED_VERIFY_TIMEOUT")
-	for _, name := range []string{"config", "cluster-secret-file", "admin-token-file"} {
+	for _, name := range []string{"config", "cluster-secret-file", "tls-ca", "tls-cert", "tls-key", "admin-token-file"} {
 		cmd.MarkFlagFilename(name)
 	}
 	cmd.MarkFlagDirname("data-dir")
@@ -174,20 +186,23 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	cfg := server.DefaultConfig()
 	cfg.HTTPAddr, cfg.DataDir, cfg.Cluster.RaftAddr = o.httpAddr, o.dataDir, o.raftAddr
 	cfg.Cluster.SecretFile, cfg.Cluster.ForceNewCluster = o.secretFile, o.forceNew
+	cfg.Cluster.TLSCAFile, cfg.Cluster.TLSCertFile, cfg.Cluster.TLSKeyFile = o.tlsCA, o.tlsCert, o.tlsKey
+	authenticated := o.secretFile != "" || o.tlsCA != "" || o.tlsCert != "" || o.tlsKey != ""
 	cfg.Cluster.NodeID, cfg.Cluster.BootstrapExpect, cfg.Cluster.NonVoter = o.nodeID, o.bootstrapExpect, o.nonVoter
 	for _, a := range strings.Split(o.join, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			cfg.Cluster.Join = append(cfg.Cluster.Join, a)
 		}
 	}
-	if cfg.Cluster.Clustered() && o.secretFile == "" {
-		return server.Config{}, usageError("--join, --bootstrap-expect and --non-voter need --cluster-secret-file: the servers of a cluster authenticate each other with it")
+	if cfg.Cluster.Clustered() && !authenticated {
+		return server.Config{}, usageError("--join, --bootstrap-expect and --non-voter need --cluster-secret-file, or --tls-ca, --tls-cert and --tls-key: the servers of a cluster authenticate each other with them")
 	}
 	cfg.LeaveOnClose = o.leaveOnTerm
 	if o.maxStale <= 0 {
 		return server.Config{}, usageError("--max-stale must be above 0")
 	}
 	cfg.Registry.MaxStale = o.maxStale
+	cfg.Cluster.HeartbeatTimeout, cfg.Cluster.ElectionTimeout = o.raftHeartbeat, o.raftElection
 	cfg.AdminToken = e.getenv("MUSTER_ADMIN_TOKEN")
 	cfg.AdminTokenFile = o.tokenFile
 	cfg.Verify.Allow = prefixes
@@ -212,8 +227,8 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	cfg.Registry.RegisterEvery = time.Duration(float64(time.Second) / o.regRate)
 	cfg.Registry.RegisterBurst = max(1, int(10*o.regRate))
 	cfg.Logger = slog.New(h)
-	if o.secretFile == "" && fs.Changed("raft-addr") {
-		cfg.Logger.Warn("--raft-addr has no effect without --cluster-secret-file: this node is a single voter with no Raft listener", "raft_addr", o.raftAddr)
+	if !authenticated && fs.Changed("raft-addr") {
+		cfg.Logger.Warn("--raft-addr has no effect without --cluster-secret-file or --tls-ca, --tls-cert and --tls-key: this node is a single voter with no Raft listener", "raft_addr", o.raftAddr)
 	}
 	if o.seedCompat {
 		var pats []string

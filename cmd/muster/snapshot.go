@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/server"
 )
@@ -101,35 +103,66 @@ serving.`, envAddr, envToken),
 		},
 	}
 	out = enumFlag(inspect, "output", "o", "table", "output format: table, json or yaml", "table", "json", "yaml")
-	var dataDir string
+	var (
+		dataDir string
+		timeout time.Duration
+	)
 	restore := &cobra.Command{
-		Use:   "restore FILE --data-dir DIR",
-		Short: "make a new data dir hold a saved snapshot; then start a server on it",
-		Long: `Make DIR, which must not hold a cluster yet, a single-node registry whose
-catalog is the snapshot in FILE. Start muster server --data-dir DIR to
-bring the backup back: it resumes from the snapshot's index, and the
-instances that still run heartbeat or register again as after any
-restart. The admin token is the new server's: it writes one to
-DIR/admin-token at its first start, unless MUSTER_ADMIN_TOKEN or
---admin-token-file gives it one.`,
+		Use:   "restore FILE [--data-dir DIR]",
+		Short: "put a saved snapshot back: into the running registry (admin token), or into a new data dir",
+		Long: withEnv(`Put the catalog saved in FILE back.
+
+Without --data-dir, into the running registry: every server of its
+cluster then holds the snapshot's catalog, in one step of the replicated
+log, and they keep serving. What was registered, created or evicted since
+the snapshot was saved is gone, and keys revoked since are valid again:
+instances that still run register again when their next heartbeat is
+refused. Every restored instance has its TTL (and the grace after an
+election) from the restore on to be heard, so none expires at once. The
+snapshot is checked in full first, here and by the registry: a damaged
+one changes nothing. If the registry answers that it is unavailable, the
+restore may or may not have happened: running it again is safe.
+
+With --data-dir, make DIR, which must not hold a cluster yet, a
+single-node registry whose catalog is the snapshot in FILE. Start muster
+server --data-dir DIR to bring the backup back: it resumes from the
+snapshot's index, and the instances that still run heartbeat or register
+again as after any restart. The admin token is the new server's: it
+writes one to DIR/admin-token at its first start, unless
+MUSTER_ADMIN_TOKEN or --admin-token-file gives it one.`, envAddr, envToken),
 		Args: nArgs(1, "one file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if dataDir == "" {
-				return usagef("snapshot restore needs --data-dir DIR")
-			}
 			b, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
-			index, err := server.RestoreSnapshot(dataDir, b)
+			if dataDir != "" {
+				index, err := server.RestoreSnapshot(dataDir, b)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "restored the catalog at index %d into %s; start it with: muster server --data-dir %s\n", index, dataDir, dataDir)
+				return nil
+			}
+			if _, err := server.InspectSnapshot(b); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			c, err := client.New(client.Config{Addr: e.envOr("MUSTER_ADDR", client.DefaultAddr), Token: e.getenv("MUSTER_TOKEN"),
+				HTTPClient: &http.Client{Timeout: timeout}})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "restored the catalog at index %d into %s; start it with: muster server --data-dir %s\n", index, dataDir, dataDir)
+			res, err := c.Restore(cmd.Context(), b)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "restored the catalog saved at index %d into the running registry, now at index %d: %d instances of %d services, %d keys, %d evictions\n",
+				res.SnapshotIndex, res.Index, res.Instances, res.Services, res.Keys, res.Evictions)
 			return nil
 		},
 	}
-	restore.Flags().StringVar(&dataDir, "data-dir", "", "the new data directory")
+	restore.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long the upload and the restore may take, without --data-dir")
+	restore.Flags().StringVar(&dataDir, "data-dir", "", "restore into this new data directory instead of the running registry")
 	group.AddCommand(save, inspect, restore)
 	return group
 }

@@ -72,9 +72,6 @@ func TestCLI_EvictAndSnapshot(t *testing.T) {
 	if _, _, code, err := runCLI(t, env, "snapshot", "restore", file, "--data-dir", dir); code != 1 || err == nil {
 		t.Fatalf("restoring into a dir that holds a cluster: %v, exit %d", err, code)
 	}
-	if _, _, code, err := runCLI(t, env, "snapshot", "restore", file); code != 2 {
-		t.Fatalf("restore without --data-dir: %v, exit %d", err, code)
-	}
 	p := startProc(t, dir)
 	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
 	if keys, err := admin.Keys(ctx); err != nil || len(keys) != 1 || keys[0].ID != k.ID {
@@ -83,5 +80,85 @@ func TestCLI_EvictAndSnapshot(t *testing.T) {
 	anon, _ := client.New(client.Config{Addr: p.url})
 	if _, err := anon.Register(ctx, "web", k.Secret, req); !errors.Is(err, client.ErrInvalid) || !strings.Contains(err.Error(), "evicted") {
 		t.Fatalf("the restored server forgot the eviction: %v", err)
+	}
+
+	// Restored again, into the running binary: the key made since is gone.
+	if _, err := admin.CreateKey(ctx, []string{"db"}, "made after the save"); err != nil {
+		t.Fatal(err)
+	}
+	procEnv := map[string]string{"MUSTER_ADDR": p.url, "MUSTER_TOKEN": adminToken(t, dir)}
+	if out, errOut, code, err := runCLI(t, procEnv, "snapshot", "restore", file); code != 0 || !strings.Contains(out, "into the running registry") {
+		t.Fatalf("restore into the running server: %q %q, exit %d, %v", out, errOut, code, err)
+	}
+	if keys, err := admin.Keys(ctx); err != nil || len(keys) != 1 || keys[0].ID != k.ID {
+		t.Fatalf("the running server's keys after the restore: %+v, %v", keys, err)
+	}
+}
+
+// TestCLI_SnapshotRestoreLive: muster snapshot restore FILE, without
+// --data-dir, puts a saved snapshot back into the running registry: what
+// was made after the save is gone, and what was removed is back. A
+// damaged file, or no admin token, changes nothing.
+func TestCLI_SnapshotRestoreLive(t *testing.T) {
+	ctx := context.Background()
+	h := testserver.NewHarness(t, nil)
+	env := map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": h.AdminToken(t)}
+	kept := h.Key(t, "web")
+	in := testutil.NewInstance(t, kept.Secret, verify.Proof)
+	reg, err := h.Anon.Register(ctx, "web", kept.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "backup.json")
+	if out, errOut, code, err := runCLI(t, env, "snapshot", "save", file); code != 0 {
+		t.Fatalf("snapshot save: %q %q %v", out, errOut, err)
+	}
+	h.Key(t, "db")
+	if err := h.Admin.Deregister(ctx, reg.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := filepath.Join(t.TempDir(), "damaged.json")
+	if err := os.WriteFile(damaged, b[:len(b)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := h.Srv.Catalog().Index()
+
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		out  string // in stdout, or else in the error
+	}{
+		{"no file", env, []string{"snapshot", "restore"}, 2, "one file"},
+		{"a damaged file", env, []string{"snapshot", "restore", damaged}, 1, "damaged"},
+		{"no admin token", map[string]string{"MUSTER_ADDR": h.Srv.URL()}, []string{"snapshot", "restore", file}, 1, "admin token required"},
+		{"a wrong token", map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": "ma_not-the-admin-token"}, []string{"snapshot", "restore", file}, 1, "not the admin token"},
+		{"restored", env, []string{"snapshot", "restore", file}, 0, "restored the catalog saved at index"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, code, err := runCLI(t, tt.env, tt.args...)
+			got := out
+			if err != nil {
+				got = err.Error()
+			}
+			if code != tt.code || !strings.Contains(got, tt.out) {
+				t.Fatalf("exit %d, %q; want exit %d, %q", code, got, tt.code, tt.out)
+			}
+			if code != 0 && h.Srv.Catalog().Index() != before {
+				t.Fatalf("the catalog changed: index %d, was %d", h.Srv.Catalog().Index(), before)
+			}
+		})
+	}
+	if keys, err := h.Admin.Keys(ctx); err != nil || len(keys) != 1 || keys[0].ID != kept.ID {
+		t.Errorf("keys after the restore: %+v, %v", keys, err)
+	}
+	if got, err := h.Admin.Instance(ctx, reg.ID); err != nil || got.Status != "passing" {
+		t.Errorf("the instance removed after the save: %+v, %v", got, err)
 	}
 }

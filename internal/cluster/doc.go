@@ -22,11 +22,14 @@
 // the log store would step the leader down and take reads with it.
 // Writable and Degraded report the same check to the registry.
 //
-// The Raft port (transport.go): a node without a cluster secret has no
-// Raft listener; it is a single voter over an in-memory transport. With
-// Config.Secret (or SecretFile) Raft listens on RaftAddr, and a
-// connection reaches Raft only after a TLS 1.3 handshake in which both
-// ends prove they hold the secret (an ed25519 key derived from it).
+// The Raft port (transport.go): a node without a cluster secret or
+// certificates has no Raft listener; it is a single voter over an
+// in-memory transport. With Config.Secret (or SecretFile) Raft listens on
+// RaftAddr, and a connection reaches Raft only after a TLS 1.3 handshake
+// in which both ends prove they hold the secret (an ed25519 key derived
+// from it). With TLSCAFile, TLSCertFile and TLSKeyFile instead (tls.go),
+// both ends must present a certificate from the cluster CA, valid now,
+// for server and client authentication.
 //
 // Open checks the data dir before Raft starts (datadir.go, storecheck.go):
 // raft.db's structure and every log entry, so that damage is one
@@ -38,6 +41,7 @@
 //	cfg := cluster.DefaultConfig()
 //	cfg.DataDir = dir // no secret: in memory, no listener
 //	// cfg.RaftAddr, cfg.SecretFile = "10.0.0.5:9001", "/etc/muster/cluster-secret"
+//	// or cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = "muster-ca.pem", "n1.pem", "n1-key.pem"
 //	n, err := cluster.Open(cfg, cat)
 //	res, err := n.Apply(ctx, catalog.Command{...})
 package cluster

@@ -286,6 +286,11 @@ func (n *Node) discover() {
 		switch {
 		case existing != "":
 			n.askToJoin(ctx, existing)
+		case n.cfg.BootstrapExpect == 0 || n.cfg.NonVoter:
+			if attempt == 0 || attempt%50 == 0 {
+				n.log.Info("no server reached holds a cluster yet; waiting to join one (a new cluster forms only among servers started with --bootstrap-expect)",
+					"known", len(n.known()))
+			}
 		case n.cfg.BootstrapExpect > 0 && !n.cfg.NonVoter:
 			voters := []Peer{n.self()}
 			for _, p := range n.known() {

@@ -23,8 +23,9 @@ type Config struct {
 	// DataDir holds raft.db, snapshots/ and node-id.
 	DataDir string
 	// RaftAddr is the TCP address Raft listens on when the node has a
-	// cluster secret; port 0 picks a free one. Without a secret the node
-	// has no Raft listener and RaftAddr is unused (see transport.go).
+	// cluster secret or certificates; port 0 picks a free one. Without
+	// either the node has no Raft listener and RaftAddr is unused (see
+	// transport.go).
 	RaftAddr string
 	// Secret is the cluster secret. With one, Raft listens on RaftAddr and
 	// accepts only peers that prove they hold the same secret; without
@@ -35,6 +36,19 @@ type Config struct {
 	// SecretFile, when set, is read for Secret at Open (ReadSecretFile:
 	// the file must be readable by its owner only).
 	SecretFile string
+	// TLSCAFile, TLSCertFile and TLSKeyFile, given together, authenticate
+	// the Raft port with certificates from a cluster CA instead of a
+	// secret (tls.go): Raft listens on RaftAddr and accepts only peers
+	// whose certificate chains to a CA in TLSCAFile, is valid now and is
+	// for both server and client authentication; this node presents
+	// TLSCertFile. TLSKeyFile must be readable by its owner only. They
+	// are read at Open by LoadTLS. A node has a secret or certificates,
+	// never both.
+	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// TLS is the three files above already loaded (LoadTLS), for an
+	// embedder, or a caller that checks them before it writes anything;
+	// give it or the files, not both.
+	TLS *TLSIdentity
 	// ForceNewCluster lets a node start although raft.db holds no Raft
 	// state while the data dir shows it held a cluster (ErrStateLost), or
 	// after the operator moved a damaged raft.db aside (ErrDamaged): the
@@ -121,14 +135,25 @@ func (c Config) Validate() error {
 	if len(c.Secret) > 0 && len(c.Secret) < MinSecretLen {
 		return fmt.Errorf("cluster: the cluster secret must be at least %d bytes", MinSecretLen)
 	}
-	if (len(c.Secret) > 0 || c.SecretFile != "") && c.RaftAddr == "" {
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
+	if c.hasSecret() && c.hasTLS() {
+		return errors.New("cluster: give a cluster secret or TLS certificates from a cluster CA, not both: " +
+			"every server of a cluster authenticates its peers with the same one (see docs/cluster.md)")
+	}
+	if c.hasSecret() && c.RaftAddr == "" {
 		return errors.New("cluster: raft address is required with a cluster secret")
+	}
+	if c.hasTLS() && c.RaftAddr == "" {
+		return errors.New("cluster: raft address is required with TLS certificates")
 	}
 	if c.BootstrapExpect < 0 {
 		return errors.New("cluster: bootstrap-expect must not be negative")
 	}
-	if c.Clustered() && len(c.Secret) == 0 && c.SecretFile == "" {
-		return errors.New("cluster: joining or forming a cluster (join, bootstrap-expect above 1, non-voter) needs a cluster secret")
+	if c.Clustered() && !c.hasSecret() && !c.hasTLS() {
+		return errors.New("cluster: joining or forming a cluster (join, bootstrap-expect above 1, non-voter) needs a cluster secret " +
+			"or TLS certificates from a cluster CA")
 	}
 	if c.HeartbeatTimeout < 5*time.Millisecond || c.ElectionTimeout < 5*time.Millisecond {
 		return errors.New("cluster: raft timeouts must be at least 5ms")
@@ -182,6 +207,10 @@ type Node struct {
 	peers   map[string]Peer
 	// promiseMu serialises the grant and release of bootstrap promises.
 	promiseMu sync.Mutex
+	// restoreMu is held by a restore (restore_live.go) while it replaces
+	// the catalog, and for reading by every proposal of a command, which
+	// is refused while a restore holds it.
+	restoreMu sync.RWMutex
 }
 
 // Open opens (or creates) the node's Raft state in cfg.DataDir and starts
@@ -215,13 +244,9 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		peers: map[string]Peer{}}
 	hl := newHCLogger(cfg.Logger)
 
-	secret := cfg.Secret
-	if cfg.SecretFile != "" {
-		s, err := ReadSecretFile(cfg.SecretFile)
-		if err != nil {
-			return nil, err
-		}
-		secret = s
+	auth, err := loadPeerAuth(cfg)
+	if err != nil {
+		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
 	if err != nil {
@@ -233,23 +258,23 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 	}
 	store := st.store
 	n.store = store
-	if len(secret) == 0 {
+	if auth == nil {
 		if err := singleVoterRule(st.conf, raft.ServerID(cfg.NodeID), cfg.DataDir); err != nil {
 			store.Close()
 			return nil, err
 		}
 	}
-	trans, stream, err := newTransport(cfg, secret, hl)
+	trans, stream, err := newTransport(cfg, auth, hl)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
 	n.transport = trans
-	if len(secret) == 0 {
-		n.log.Info("raft has no network listener: without a cluster secret this node is a single voter",
+	if auth == nil {
+		n.log.Info("raft has no network listener: without a cluster secret or certificates this node is a single voter",
 			"raft_addr", trans.LocalAddr())
 	} else {
-		n.log.Info("raft listening; it accepts only peers that hold the cluster secret", "raft_addr", trans.LocalAddr())
+		n.log.Info("raft listening; it accepts only peers that prove they hold "+auth.credential(), "raft_addr", trans.LocalAddr())
 	}
 
 	rc := raft.DefaultConfig()
@@ -293,7 +318,7 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		n.log.Info("recorded that this data dir holds a cluster", "file", filepath.Join(cfg.DataDir, clusterIDFile), "cluster_id", id)
 	}
 
-	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt}, store, store, snaps, trans)
+	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt}, contiguousLog{store}, store, snaps, trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
@@ -404,7 +429,9 @@ func (n *Node) unready() {
 }
 
 // Ready returns a channel closed once this node leads and has applied the
-// whole log, and the time it became ready. A new channel is handed out after
+// whole log, and the time it became ready, or, if later, the time a
+// restore from a backup last replaced its catalog (restore_live.go),
+// from which expiry is judged afresh. A new channel is handed out after
 // leadership is lost.
 func (n *Node) Ready() (<-chan struct{}, time.Time) {
 	n.mu.Lock()
@@ -477,6 +504,12 @@ func (n *Node) applyEncoded(ctx context.Context, b []byte) (catalog.Result, erro
 	if n.raft.State() != raft.Leader {
 		return catalog.Result{}, ErrNotLeader
 	}
+	// None is proposed while a restore replaces the catalog: it was
+	// decided against the catalog being replaced (restore_live.go).
+	if !n.restoreMu.TryRLock() {
+		return catalog.Result{}, errRestoring
+	}
+	defer n.restoreMu.RUnlock()
 	// Refused here, a write on a full disk costs nothing; refused by the
 	// log store, it would step the leader down (see disk.go).
 	if err := n.disk().check(); err != nil {

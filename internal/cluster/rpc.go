@@ -30,7 +30,7 @@ import (
 // Bounds of the RPC server. Its clients are authenticated members, but a
 // member with a bug must not exhaust the leader either.
 const (
-	rpcMaxBody     = 16 << 20 // a batch of heartbeats or a feed page
+	rpcMaxBody     = 16 << 20 // a batch of heartbeats or a feed page; a restore has its own bound (restore_live.go)
 	rpcMaxHeader   = 16 << 10
 	rpcIdleTimeout = 90 * time.Second
 	// rpcCallTimeout bounds an RPC whose caller gave no deadline.
@@ -126,6 +126,7 @@ func (n *Node) startRPC(s *secureStream) {
 	}
 	n.rpc = r
 	n.routes()
+	n.restoreRoutes()
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -139,7 +140,7 @@ func (n *Node) startRPC(s *secureStream) {
 // holds another cluster secret.
 func handshakeError(addr string, err error) error {
 	return fmt.Errorf("%w: %s refused this node or was refused by it "+
-		"(do both hold the same cluster secret?): %w", errHandshake, addr, err)
+		"(do both hold the same cluster secret, or certificates from the same cluster CA?): %w", errHandshake, addr, err)
 }
 
 // errHandshake marks a connection to a member that failed in the

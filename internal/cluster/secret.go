@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,32 +38,9 @@ func (Secret) LogValue() slog.Value { return slog.StringValue("[secret]") }
 // whitespace (a trailing newline) is not part of the secret. Errors name
 // the file, never its content.
 func ReadSecretFile(path string) (Secret, error) {
-	f, err := os.Open(path)
+	b, err := readPrivateFile(path, "secret file")
 	if err != nil {
-		return nil, fmt.Errorf("cluster: secret file: %w", err)
-	}
-	defer f.Close()
-	// The mode is read from the open file, so that it is the mode of
-	// the file read, not of one swapped in between.
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("cluster: secret file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("cluster: secret file %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("cluster: secret file %s can be read or written by other users (mode %04o); "+
-			"make it readable by its owner only: chmod 600 %s", path, perm, path)
-	}
-	// A secret is short; a file of more than 64 KiB is not a secret file.
-	const max = 64 << 10
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("cluster: secret file %s: %w", path, err)
-	}
-	if len(b) > max {
-		return nil, fmt.Errorf("cluster: secret file %s is larger than 64 KiB; is it the right file?", path)
+		return nil, err
 	}
 	s := bytes.TrimSpace(b)
 	if len(s) < MinSecretLen {
@@ -70,6 +48,45 @@ func ReadSecretFile(path string) (Secret, error) {
 			"(make one with: openssl rand -hex 32 > %s)", path, len(s), MinSecretLen, path)
 	}
 	return Secret(bytes.Clone(s)), nil
+}
+
+// maxPrivateFile bounds the files readPrivateFile reads: a secret or a
+// PEM key is short, so a larger file is not the right one.
+const maxPrivateFile = 64 << 10
+
+// readPrivateFile reads a file that holds a credential (the cluster
+// secret, a TLS private key), which must be a regular file that only its
+// owner may read or write (mode 0600 or stricter): one that other users
+// can read hands them the credential, so it is refused rather than
+// warned about. what names the file in errors ("secret file"); errors
+// name the path and the fix, never the content.
+func readPrivateFile(path, what string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %s: %w", what, err)
+	}
+	defer f.Close()
+	// The mode is read from the open file, so that it is the mode of
+	// the file read, not of one swapped in between.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %s: %w", what, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("cluster: %s %s is not a regular file", what, path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("cluster: %s %s can be read or written by other users (mode %04o); "+
+			"make it readable by its owner only: chmod 600 %s", what, path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxPrivateFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %s %s: %w", what, path, err)
+	}
+	if len(b) > maxPrivateFile {
+		return nil, fmt.Errorf("cluster: %s %s is larger than 64 KiB; is it the right file?", what, path)
+	}
+	return b, nil
 }
 
 // identityLabel is the HKDF info string of the transport's key. Changing
@@ -86,3 +103,10 @@ func identity(s Secret) (ed25519.PrivateKey, error) {
 	}
 	return ed25519.NewKeyFromSeed(seed), nil
 }
+
+// tlsConfig makes Secret a peerAuth: the Raft port's TLS configuration
+// for a key derived from the secret (secretTLSConfig).
+func (s Secret) tlsConfig() (*tls.Config, error) { return secretTLSConfig(s) }
+
+// credential is what a peer proves in secret mode, for logs.
+func (Secret) credential() string { return "the cluster secret" }

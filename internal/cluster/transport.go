@@ -13,20 +13,22 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
-// The rule of the Raft port: a node without a cluster secret has no Raft
-// listener at all. It is a single voter whose Raft runs over an in-memory
-// transport that nothing outside the process can reach, and its
-// Config.RaftAddr is unused. A node with a secret listens on RaftAddr,
-// and every connection, in either direction, is mutually authenticated
-// with a key derived from the secret before Raft reads or writes a byte
-// of it (secureStream). A peer that does not hold the secret is dropped
-// and logged at warn.
+// The rule of the Raft port: a node without a cluster secret or
+// certificates from a cluster CA has no Raft listener at all. It is a
+// single voter whose Raft runs over an in-memory transport that nothing
+// outside the process can reach, and its Config.RaftAddr is unused. A
+// node with either listens on RaftAddr, and every connection, in either
+// direction, is mutually authenticated with TLS 1.3 before Raft reads or
+// writes a byte of it (secureStream): with a key derived from the secret
+// (secretTLSConfig), or with certificates from the CA (tls.go). A peer
+// that proves neither is dropped and logged at warn.
 
 // InMemoryAddrPrefix starts the Raft address of a node that has no Raft
 // listener ("in-memory:" + its node ID); Node.RaftAddr and Node.Leader
@@ -35,8 +37,8 @@ const InMemoryAddrPrefix = "in-memory:"
 
 // Limits of the secure stream layer.
 const (
-	// handshakeTimeout bounds how long a connection may take to prove it
-	// holds the secret, so that a silent stranger cannot hold it open.
+	// handshakeTimeout bounds how long a connection may take to prove its
+	// credential, so that a silent stranger cannot hold it open.
 	handshakeTimeout = 5 * time.Second
 	// maxHandshakes bounds the connections being authenticated at once.
 	// A connection beyond it is closed at once.
@@ -52,18 +54,32 @@ type transport interface {
 	Close() error
 }
 
+// peerAuth is how the Raft port authenticates both ends of every
+// connection: Secret (a key derived from the shared cluster secret) or
+// *TLSIdentity (certificates from the cluster CA). A node has one or
+// neither (loadPeerAuth).
+type peerAuth interface {
+	// tlsConfig returns the configuration both ends of a connection use:
+	// TLS 1.3, this node's certificate, the check of the peer's, and the
+	// ALPN protocols of the Raft port.
+	tlsConfig() (*tls.Config, error)
+	// credential names what a peer must prove, for logs ("the cluster
+	// secret"); it never holds the credential itself.
+	credential() string
+}
+
 // newTransport returns the node's Raft transport: in memory without a
-// secret, the secure stream layer on cfg.RaftAddr with one.
-func newTransport(cfg Config, secret Secret, hl hclog.Logger) (transport, *secureStream, error) {
-	if len(secret) == 0 {
+// credential (auth nil), the secure stream layer on cfg.RaftAddr with one.
+func newTransport(cfg Config, auth peerAuth, hl hclog.Logger) (transport, *secureStream, error) {
+	if auth == nil {
 		_, t := raft.NewInmemTransport(raft.ServerAddress(InMemoryAddrPrefix + cfg.NodeID))
 		return t, nil, nil
 	}
-	stream, err := listenSecure(cfg.RaftAddr, secret, cfg.Logger)
+	stream, err := listenSecure(cfg.RaftAddr, auth, cfg.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	stream.faults = cfg.faults
+	stream.faults.Store(cfg.faults)
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,
@@ -76,14 +92,14 @@ func newTransport(cfg Config, secret Secret, hl hclog.Logger) (transport, *secur
 // one derived from the cluster secret.
 var errNotClusterKey = errors.New("cluster: the peer does not hold the cluster secret")
 
-// tlsConfig returns the TLS configuration both ends of a Raft connection
-// use. Each presents a certificate for the key derived from the secret and
-// accepts the other only if its certificate is for that same key; TLS 1.3
-// makes each prove it holds the private key (CertificateVerify), so a
-// certificate copied off the wire is of no use. Certificate chains, names
-// and dates are not checked (InsecureSkipVerify covers only those):
-// possession of the key is the whole credential.
-func tlsConfig(secret Secret) (*tls.Config, error) {
+// secretTLSConfig returns the TLS configuration both ends of a Raft
+// connection use in secret mode. Each presents a certificate for the key
+// derived from the secret and accepts the other only if its certificate
+// is for that same key; TLS 1.3 makes each prove it holds the private key
+// (CertificateVerify), so a certificate copied off the wire is of no use.
+// Certificate chains, names and dates are not checked (InsecureSkipVerify
+// covers only those): possession of the key is the whole credential.
+func secretTLSConfig(secret Secret) (*tls.Config, error) {
 	key, err := identity(secret)
 	if err != nil {
 		return nil, err
@@ -140,8 +156,9 @@ func dialConfig(conf *tls.Config, proto string) *tls.Config {
 }
 
 // secureStream is a raft.StreamLayer over TCP in which every connection
-// is mutually authenticated with the cluster secret before it is handed
-// to Raft (Accept) or returned to it (Dial).
+// is mutually authenticated (with the cluster secret, or certificates
+// from the cluster CA) before it is handed to Raft (Accept) or returned
+// to it (Dial).
 //
 // An accept loop (one goroutine) takes TCP connections and starts a
 // handshake goroutine for each, at most maxHandshakes at a time; each
@@ -153,12 +170,15 @@ type secureStream struct {
 	advertise net.Addr
 	tls       *tls.Config
 	log       *slog.Logger
+	// credential is what peers prove (peerAuth.credential), for logs.
+	credential string
 
 	// Tunables, set before the accept loop starts (tests shorten them).
 	handshakeTimeout time.Duration
 	logEvery         time.Duration
-	// faults cuts links in tests of partitions; nil in production.
-	faults *faults
+	// faults cuts links in tests of partitions; nil in production. Set
+	// once, after the accept loop started, hence atomic.
+	faults atomic.Pointer[faults]
 
 	slots chan struct{} // a token per handshake in progress
 	conns chan net.Conn // authenticated Raft connections, for Accept
@@ -177,15 +197,15 @@ type secureStream struct {
 var _ raft.StreamLayer = (*secureStream)(nil)
 
 // listenSecure binds addr and starts accepting authenticated connections.
-func listenSecure(addr string, secret Secret, log *slog.Logger) (*secureStream, error) {
-	return listenSecureWith(addr, secret, log, handshakeTimeout, maxHandshakes, refusalLogEvery)
+func listenSecure(addr string, auth peerAuth, log *slog.Logger) (*secureStream, error) {
+	return listenSecureWith(addr, auth, log, handshakeTimeout, maxHandshakes, refusalLogEvery)
 }
 
-func listenSecureWith(addr string, secret Secret, log *slog.Logger, timeout time.Duration, slots int, logEvery time.Duration) (*secureStream, error) {
+func listenSecureWith(addr string, auth peerAuth, log *slog.Logger, timeout time.Duration, slots int, logEvery time.Duration) (*secureStream, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	conf, err := tlsConfig(secret)
+	conf, err := auth.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +219,7 @@ func listenSecureWith(addr string, secret Secret, log *slog.Logger, timeout time
 		return nil, fmt.Errorf("cluster: raft address %s cannot be given to peers; listen on the IP address they reach this node at", addr)
 	}
 	s := &secureStream{
-		ln: ln, advertise: tcp, tls: conf, log: log,
+		ln: ln, advertise: tcp, tls: conf, log: log, credential: auth.credential(),
 		handshakeTimeout: timeout, logEvery: logEvery,
 		slots: make(chan struct{}, slots),
 		conns: make(chan net.Conn),
@@ -234,7 +254,7 @@ func (s *secureStream) acceptLoop() {
 			continue
 		}
 		delay = 0
-		if s.faults != nil && !s.faults.admit(c, c.LocalAddr().String(), c.RemoteAddr().String()) {
+		if f := s.faults.Load(); f != nil && !f.admit(c, c.LocalAddr().String(), c.RemoteAddr().String()) {
 			c.Close()
 			continue
 		}
@@ -242,7 +262,7 @@ func (s *secureStream) acceptLoop() {
 		case s.slots <- struct{}{}:
 		default:
 			c.Close()
-			s.refused(c.RemoteAddr(), errors.New("too many connections are proving the cluster secret at once"))
+			s.refused(c.RemoteAddr(), errors.New("too many connections are proving their credentials at once"))
 			continue
 		}
 		s.wg.Add(1)
@@ -288,7 +308,7 @@ type plainConn struct{ net.Conn }
 
 // refused logs a refused connection at warn, at most once per logEvery;
 // the ones in between are counted in the next line. err never holds the
-// secret or the key.
+// secret or a key.
 func (s *secureStream) refused(remote net.Addr, err error) {
 	s.mu.Lock()
 	now := time.Now()
@@ -300,7 +320,7 @@ func (s *secureStream) refused(remote net.Addr, err error) {
 	n := s.suppressed
 	s.lastWarn, s.suppressed = now, 0
 	s.mu.Unlock()
-	s.log.Warn("raft: refused a connection that did not prove it holds the cluster secret",
+	s.log.Warn("raft: refused a connection that did not prove it holds "+s.credential,
 		"remote", remote.String(), "err", err, "refused_since_last_warning", n)
 }
 
@@ -355,9 +375,10 @@ func (s *secureStream) Dial(address raft.ServerAddress, timeout time.Duration) (
 // across a cut link).
 func (s *secureStream) dialTCP(ctx context.Context, address string) (net.Conn, error) {
 	var d net.Dialer
-	if s.faults != nil {
+	f := s.faults.Load()
+	if f != nil {
 		local := s.advertise.(*net.TCPAddr).IP.String()
-		if s.faults.blocked(local, address) {
+		if f.blocked(local, address) {
 			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errLinkCut}
 		}
 		d.LocalAddr = &net.TCPAddr{IP: s.advertise.(*net.TCPAddr).IP}
@@ -366,17 +387,18 @@ func (s *secureStream) dialTCP(ctx context.Context, address string) (net.Conn, e
 	if err != nil {
 		return nil, err
 	}
-	if s.faults != nil && !s.faults.admit(c, c.LocalAddr().String(), address) {
+	if f != nil && !f.admit(c, c.LocalAddr().String(), address) {
 		c.Close()
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errLinkCut}
 	}
 	return c, nil
 }
 
-// singleVoterRule enforces the rule for a node without a cluster secret:
-// its Raft configuration, if it has one yet, lists this node and no other
-// server. A member of a larger cluster needs the secret to reach its
-// peers; a configuration without this node means node-id was changed.
+// singleVoterRule enforces the rule for a node without a cluster secret
+// or certificates: its Raft configuration, if it has one yet, lists this
+// node and no other server. A member of a larger cluster needs one of
+// them to reach its peers; a configuration without this node means
+// node-id was changed.
 func singleVoterRule(conf raft.Configuration, self raft.ServerID, dataDir string) error {
 	if len(conf.Servers) == 0 {
 		return nil
@@ -393,7 +415,8 @@ func singleVoterRule(conf raft.Configuration, self raft.ServerID, dataDir string
 	}
 	if len(conf.Servers) > 1 {
 		return fmt.Errorf("cluster: the Raft configuration in raft.db lists other servers %v; "+
-			"the members of a cluster of more than one node need the cluster secret (muster server --cluster-secret-file)", all)
+			"the members of a cluster of more than one node need the cluster secret (muster server --cluster-secret-file) "+
+			"or certificates from the cluster CA (--tls-ca, --tls-cert, --tls-key)", all)
 	}
 	return nil
 }

@@ -10,7 +10,9 @@ import (
 )
 
 // Leadership tells whether this node is a ready leader (it leads and has
-// applied its whole log) and since when; *cluster.Node implements it.
+// applied its whole log) and since when: since it became one or, if
+// later, since a restore from a backup last replaced its catalog, from
+// which expiry is judged afresh; *cluster.Node implements it.
 type Leadership interface {
 	// Ready returns a channel that is closed while this node is a ready
 	// leader, and the time it became one. A new channel is handed out

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/musterhq/muster/api"
@@ -112,6 +113,12 @@ func APIError(err error) *Error {
 			"an instance of another enrolment key is registered at this address and port; replacing it needs the callback on the port itself (no verify_port), or that key")
 	case errors.Is(err, catalog.ErrKeyScope):
 		return Errorf(http.StatusForbidden, api.CodeForbidden, "service", "enrolment key does not allow this service name")
+	case errors.Is(err, catalog.ErrBadSnapshot):
+		// The message says what is wrong with it (from the server that
+		// checked it: this one, or the leader).
+		return Errorf(http.StatusBadRequest, api.CodeInvalidArgument, "", "%s; nothing was restored", strings.TrimPrefix(err.Error(), "catalog: "))
+	case errors.Is(err, catalog.ErrSnapshotTooLarge):
+		return Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "", "the snapshot is larger than %d bytes; nothing was restored", catalog.MaxSnapshotSize)
 	default:
 		return Errorf(http.StatusInternalServerError, api.CodeInternal, "", "internal error")
 	}

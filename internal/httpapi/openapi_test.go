@@ -240,6 +240,10 @@ func TestOpenAPI_Schemas(t *testing.T) {
 		{"CheckState", reflect.TypeFor[api.CheckState]()},
 		{"WatchSnapshot", reflect.TypeFor[api.WatchSnapshot]()},
 		{"Event", reflect.TypeFor[api.Event]()},
+		{"RestoreResponse", reflect.TypeFor[api.RestoreResponse]()},
+		{"Member", reflect.TypeFor[api.Member]()},
+		{"MembersResponse", reflect.TypeFor[api.MembersResponse]()},
+		{"ClusterSelf", reflect.TypeFor[api.ClusterSelf]()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,6 +34,7 @@ func (a *apiServer) routes() []route {
 		{"GET", "/v1/keys", a.listKeys},
 		{"DELETE", "/v1/keys/{id}", a.revokeKey},
 		{"GET", "/v1/snapshot", a.snapshot},
+		{"PUT", "/v1/snapshot", a.restore},
 
 		{"POST", "/v1/services/{service}/instances", a.register},
 		{"GET", "/v1/services", a.listServices},

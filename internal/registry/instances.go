@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/health"
@@ -48,6 +49,32 @@ func (r *Registry) beat(ctx context.Context, inst *catalog.Instance) (catalog.St
 	if inst.Status != catalog.StatusCritical {
 		return health.Committed(inst), nil // the hot path: no further lookup
 	}
+	if r.cfg.Replication != nil && !r.cfg.Replication.Info().Leader {
+		// A follower: the beat reaches the leader (see Replica.Heard),
+		// which holds the instance's checks and its key's budget and
+		// brings it back (Revive).
+		return catalog.StatusCritical, nil
+	}
+	return r.revive(ctx, inst, now)
+}
+
+// Revive brings the critical instance id back to passing, on the leader,
+// after a heartbeat a follower heard and passed on, by the rules of a
+// heartbeat heard here. It does nothing for an instance that is not
+// critical, or on a node that does not lead.
+func (r *Registry) Revive(ctx context.Context, id string) {
+	inst, ok := r.cat.Instance(id)
+	if !ok || inst.Status != catalog.StatusCritical || r.cfg.Replication == nil || !r.cfg.Replication.Info().Leader {
+		return
+	}
+	if _, err := r.revive(ctx, inst, r.now()); err != nil {
+		r.log.Warn("could not bring an instance back after a heartbeat through a follower", "id", id, "err", err)
+	}
+}
+
+// revive commits a critical instance's return to passing after a
+// heartbeat, unless its checks fail or its key is out of write budget.
+func (r *Registry) revive(ctx context.Context, inst *catalog.Instance, now time.Time) (catalog.Status, error) {
 	// The return to passing is a write, and an instance that flaps (a
 	// TTL of 1 s, a heartbeat every 2 s) would write for ever: it spends
 	// from its key's write budget, the one registrations spend. Out of

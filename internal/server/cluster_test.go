@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,7 +54,8 @@ func getRead(tb testing.TB, s *server.Server, path string) (int, http.Header, []
 // heartbeats sent to a follower keep the instance alive on the leader
 // well past its TTL, and every server shows a fresh heartbeat age; a
 // consistent read on a follower sees a registration acknowledged by
-// another follower at once.
+// another follower at once; silent, it goes critical everywhere, and a
+// heartbeat through a follower brings it back everywhere.
 func TestCluster_AnyServerServes(t *testing.T) {
 	servers := testserver.StartCluster(t, 3, nil)
 	lead := testserver.WaitCluster(t, servers)
@@ -114,15 +117,25 @@ func TestCluster_AnyServerServes(t *testing.T) {
 	}
 
 	// Silence: it expires on every server.
-	testserver.Eventually(t, 5*time.Second, "the silent instance to be critical everywhere", func() bool {
-		for _, s := range servers {
-			res, err := clientOf(t, s, "").Lookup(ctx, "api", client.WithStatus("any"))
-			if err != nil || len(res.Instances) != 1 || res.Instances[0].Status != api.StatusCritical {
-				return false
+	everywhere := func(status string) func() bool {
+		return func() bool {
+			for _, s := range servers {
+				res, err := clientOf(t, s, "").Lookup(ctx, "api", client.WithStatus("any"))
+				if err != nil || len(res.Instances) != 1 || res.Instances[0].Status != status {
+					return false
+				}
 			}
+			return true
 		}
-		return true
-	})
+	}
+	testserver.Eventually(t, 5*time.Second, "the silent instance to be critical everywhere", everywhere(api.StatusCritical))
+
+	// Heard again through a follower, it comes back: the leader, which
+	// the beat reaches, commits its return.
+	if _, err := hb.Heartbeat(ctx, reg.ID, token); err != nil {
+		t.Fatal(err)
+	}
+	testserver.Eventually(t, 5*time.Second, "the instance heard again to be passing everywhere", everywhere(api.StatusPassing))
 }
 
 // TestCluster_Failover: the leader stops; an instance that keeps
@@ -200,4 +213,73 @@ func TestCluster_Failover(t *testing.T) {
 		t.Fatal("no write succeeded within 4 s of the leader stopping")
 	}
 	t.Logf("first acknowledged write %v after the leader stopped", firstWrite.Round(time.Millisecond))
+}
+
+// TestCluster_RegistrationFollowsServers: the SDK's Registration, given
+// every server of a cluster, registers through the first, and when that
+// server stops it goes on heartbeating through the others: the same
+// instance, never registered again, never critical.
+func TestCluster_RegistrationFollowsServers(t *testing.T) {
+	servers := testserver.StartCluster(t, 3, nil)
+	lead := testserver.WaitCluster(t, servers)
+	ctx := context.Background()
+	// Under the race detector the 50 ms Raft timeouts of the test cluster
+	// may move the leadership now and then: a write is retried, as the
+	// SDK's Registration does.
+	var k api.Key
+	testserver.Eventually(t, 5*time.Second, "the key to be created", func() bool {
+		var err error
+		k, err = clientOf(t, servers[lead], testserver.ClusterAdminToken).CreateKey(ctx, []string{"api"}, "")
+		return err == nil
+	})
+	// The server the SDK tries first is a follower, then the leader.
+	first := servers[(lead+1)%3]
+	var list []string
+	for _, s := range []*server.Server{first, servers[lead], servers[(lead+2)%3]} {
+		list = append(list, s.URL())
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := client.NewRegistration(client.ServiceConfig{Name: "api", Address: "127.0.0.1", Listener: ln,
+		Registry: strings.Join(list, ","), Key: k.Secret, TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: r.VerifyHandler()}
+	go hs.Serve(ln)
+	defer hs.Close()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	st, err := r.WaitRegistered(wctx)
+	wcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	first.Close()
+	others := []*server.Server{servers[lead], servers[(lead+2)%3]}
+	for range 12 { // four TTLs
+		time.Sleep(300 * time.Millisecond)
+		for _, s := range others {
+			res, err := clientOf(t, s, "").Lookup(ctx, "api", client.WithStatus("any"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Instances) != 1 || res.Instances[0].ID != st.InstanceID || res.Instances[0].Status != api.StatusPassing {
+				t.Fatalf("after the server the SDK used stopped: %+v (want %s passing)", res.Instances, st.InstanceID)
+			}
+		}
+	}
+	if now := r.State(); !now.Registered || now.InstanceID != st.InstanceID {
+		t.Fatalf("the registration changed: %+v", now)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
 }

@@ -53,7 +53,7 @@ func resolveJoin(ctx context.Context, addr string) (string, error) {
 		return "", fmt.Errorf("GET /v1/cluster/self: %w", err)
 	}
 	if !self.Clustered || self.RaftAddr == "" {
-		return "", errors.New("the server at " + addr + " has no cluster secret, so it cannot be joined; start every server with the same --cluster-secret-file")
+		return "", errors.New("the server at " + addr + " has no cluster credential, so it cannot be joined; start every server with the same --cluster-secret-file, or with certificates from the same CA (--tls-ca, --tls-cert, --tls-key)")
 	}
 	return self.RaftAddr, nil
 }

@@ -48,8 +48,11 @@ type relay struct {
 	node    *cluster.Node
 	tracker *health.Tracker
 	cat     *catalog.Catalog
-	live    *health.Liveness // set before run starts
-	log     *slog.Logger
+	live    *health.Liveness // set by serve
+	// revive brings a critical instance back after a beat a follower
+	// passed on (the registry's Revive); set by serve.
+	revive func(ctx context.Context, id string)
+	log    *slog.Logger
 
 	leading  atomic.Bool
 	caughtUp atomic.Bool
@@ -124,13 +127,23 @@ func newRelay(node *cluster.Node, tracker *health.Tracker, cat *catalog.Catalog,
 	r := &relay{node: node, tracker: tracker, cat: cat, log: log,
 		journal: make([]journalEntry, journalSize), outbox: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 	r.info.Store(&replicaState{lastContact: time.Time{}})
-	node.HandleRPC("POST /relay/beats", http.HandlerFunc(r.serveBeats))
-	node.HandleRPC("POST /relay/feed", http.HandlerFunc(r.serveFeed))
 	return r
 }
 
-// Serving implements health.Replica.
-func (r *relay) Serving() bool { return !r.leading.Load() && r.caughtUp.Load() }
+// serve sets what the relay needs of the components built after it, and
+// then adds its routes to the servers' RPC: the leader's half is served
+// from then on.
+func (r *relay) serve(live *health.Liveness, revive func(ctx context.Context, id string)) {
+	r.live, r.revive = live, revive
+	r.node.HandleRPC("POST /relay/beats", http.HandlerFunc(r.serveBeats))
+	r.node.HandleRPC("POST /relay/feed", http.HandlerFunc(r.serveFeed))
+}
+
+// Serving implements health.Replica: this node has caught up with the
+// log once since it started. Liveness asks it only when the node is not
+// a ready leader, so that a leader stepping down (or one elected and not
+// yet ready) goes on answering reads as a follower does.
+func (r *relay) Serving() bool { return r.caughtUp.Load() }
 
 // Heard implements health.Replica: the leader journals the beat, a
 // follower queues it for the leader.
@@ -251,14 +264,24 @@ func (r *relay) serveBeats(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	now := time.Now()
+	var critical []string
 	for _, b := range in.Beats {
 		if b.AgeMS < 0 || b.AgeMS > maxBeatAge.Milliseconds() {
 			continue
 		}
-		if _, ok := r.cat.Instance(b.ID); !ok {
+		inst, ok := r.cat.Instance(b.ID)
+		if !ok {
 			continue
 		}
 		r.live.Beat(b.ID, now.Add(-time.Duration(b.AgeMS)*time.Millisecond))
+		if inst.Status == catalog.StatusCritical {
+			critical = append(critical, b.ID)
+		}
+	}
+	// Instances heard again after they went critical: their return is a
+	// write, decided here, where their checks and budgets are.
+	for _, id := range critical {
+		r.revive(req.Context(), id)
 	}
 	cluster.WriteRPC(w, struct{}{})
 }

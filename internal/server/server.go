@@ -166,8 +166,8 @@ func New(cfg Config) (*Server, error) {
 
 // Start binds the HTTP listener, opens storage, starts Raft and serves.
 // It returns once the listener is bound; use Ready or /readyz to wait for
-// the catalog to be loaded. A start that fails on the address or the
-// cluster secret file writes nothing to the data dir.
+// the catalog to be loaded. A start that fails on the address, the
+// cluster secret file or the TLS files writes nothing to the data dir.
 func (s *Server) Start(ctx context.Context) (err error) {
 	// What can be checked without writing is checked first, so that a
 	// start that fails (a port in use, a bad secret file) leaves a new
@@ -188,6 +188,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("server: %w", err)
 		}
 		ncfg.Secret, ncfg.SecretFile = secret, ""
+	}
+	if ncfg.TLSCAFile != "" || ncfg.TLSCertFile != "" || ncfg.TLSKeyFile != "" {
+		id, err := cluster.LoadTLS(ncfg.TLSCAFile, ncfg.TLSCertFile, ncfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		ncfg.TLS, ncfg.TLSCAFile, ncfg.TLSCertFile, ncfg.TLSKeyFile = id, "", "", ""
 	}
 	tightened, err := durable.PrivateDir(s.cfg.DataDir)
 	if err != nil {
@@ -219,9 +226,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		repl.relay, replica = s.relay, s.relay
 	}
 	s.live = health.NewLiveness(s.cfg.Liveness, tracker, node, replica)
-	if s.relay != nil {
-		s.relay.live = s.live
-	}
 	verifier, err := verify.New(s.cfg.Verify)
 	if err != nil {
 		node.Close()
@@ -234,6 +238,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	rcfg.Logger = s.log
 	reg, err := registry.New(rcfg, s.cat, node, s.live, verifier)
 	s.reg = reg
+	if s.relay != nil && reg != nil {
+		s.relay.serve(s.live, reg.Revive)
+	}
 	if err != nil {
 		node.Close()
 		return fmt.Errorf("server: %w", err)

@@ -17,8 +17,11 @@ type SnapshotSummary struct {
 	Evictions int    `json:"evictions"`
 }
 
-// InspectSnapshot checks a catalog snapshot in full, as a restore would,
-// and summarises it.
+// InspectSnapshot checks a catalog snapshot in full, as a server
+// restoring it does, and summarises it. It is lenient where a restore
+// into a running registry is strict (catalog.ReadBackup refuses fields it
+// does not know): a snapshot of a newer server saves and inspects with
+// an older muster, and the server it is restored into judges it.
 func InspectSnapshot(snapshot []byte) (SnapshotSummary, error) {
 	c := catalog.New()
 	if err := c.Restore(bytes.NewReader(snapshot)); err != nil {
@@ -36,7 +39,9 @@ func InspectSnapshot(snapshot []byte) (SnapshotSummary, error) {
 
 // RestoreSnapshot makes dataDir, which must hold no cluster yet, a
 // single-voter cluster holding the catalog snapshot: start a server on
-// it to bring the backup back. It returns the snapshot's index.
+// it to bring the backup back. It returns the snapshot's index. To
+// restore a backup into a running registry instead, send it to
+// PUT /v1/snapshot (Registry.Restore).
 func RestoreSnapshot(dataDir string, snapshot []byte) (uint64, error) {
 	return cluster.RestoreSnapshot(dataDir, snapshot)
 }
