@@ -67,12 +67,17 @@ func newClient(cfg Config, getenv func(string) string) (*Client, error) {
 	}
 	var bases []*url.URL
 	for _, a := range strings.Split(cfg.Addr, ",") {
-		a = strings.TrimSpace(a)
+		if a = strings.TrimSpace(a); a == "" && strings.Contains(cfg.Addr, ",") {
+			continue // a trailing or doubled comma
+		}
 		u, err := url.Parse(strings.TrimRight(a, "/"))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, errorf("registry address %q%s must be http(s)://host:port, or several separated by commas", a, from)
 		}
 		bases = append(bases, u)
+	}
+	if len(bases) == 0 {
+		return nil, errorf("registry address %q%s names no server", cfg.Addr, from)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {

@@ -40,6 +40,10 @@ func clusterConfigOn(tb testing.TB, ip string, secret Secret, admin string) Conf
 	}
 	cfg.RaftAddr = ln.Addr().String()
 	ln.Close()
+	// Not testConfig's 50 ms: a leader whose lease (half of this) runs
+	// out steps down, and under the race detector on two busy cores a
+	// 25 ms lease made the leadership move in the middle of tests.
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout = 250*time.Millisecond, 250*time.Millisecond
 	cfg.Secret = secret
 	cfg.Bootstrap = false
 	cfg.AdminCheck = hash(admin)
@@ -258,6 +262,18 @@ func TestCluster_Membership(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return len(again.cat.Instances()) == 1 }, "the wiped server to join once the old member was removed")
+	// Another server under a member's ID, on another address (a copied
+	// configuration), is refused: it would take the member's place.
+	dup := clusterConfig(t, testSecret("cluster"), "admin")
+	dup.NodeID = nodes[(lead+1)%3].cfg.NodeID
+	dup.Join = []string{nodes[lead].n.RaftAddr()}
+	d := openNode(t, dup)
+	waitFor(t, func() bool { return strings.Contains(d.logs.String(), "id_taken") }, "a server under a member's ID to be refused")
+	for _, s := range nodes[lead].n.raft.GetConfiguration().Configuration().Servers {
+		if string(s.ID) == dup.NodeID && string(s.Address) != nodes[(lead+1)%3].n.RaftAddr() {
+			t.Fatalf("a server under %s's ID moved it to %s", dup.NodeID, s.Address)
+		}
+	}
 	if err := nodes[lead].n.RemoveMember(context.Background(), "nobody"); !errors.Is(err, ErrUnknownMember) {
 		t.Fatalf("removing an unknown member: %v", err)
 	}

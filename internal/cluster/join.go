@@ -117,6 +117,23 @@ func (n *Node) hasState() bool {
 	return f.Error() == nil && len(f.Configuration().Servers) > 0
 }
 
+// isMember reports whether this node's latest Raft configuration lists
+// it: a node that holds state but is not listed (it was removed, or it
+// took over the address of a member whose data dir was wiped) is not a
+// member, and keeps asking to be one.
+func (n *Node) isMember() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == n.cfg.NodeID {
+			return true
+		}
+	}
+	return false
+}
+
 // learn records peers heard of, and returns whether any is new.
 func (n *Node) learn(ps ...Peer) bool {
 	n.peersMu.Lock()
@@ -274,7 +291,7 @@ func (n *Node) discover() {
 	n.log.Info("looking for the cluster", "join", n.cfg.Join, "bootstrap_expect", n.cfg.BootstrapExpect, "voter", !n.cfg.NonVoter)
 	lastKnown, lastWarn := -1, time.Time{}
 	for attempt := 0; ; attempt++ {
-		if n.hasState() {
+		if n.isMember() {
 			n.log.Info("this node is a member of the cluster", "node_id", n.cfg.NodeID)
 			return
 		}
@@ -381,7 +398,7 @@ func (n *Node) askToJoin(ctx context.Context, addr string) {
 	}
 	n.log.Info("the cluster added this node; waiting for the leader's log", "via", addr, "voter", !n.cfg.NonVoter)
 	deadline := time.Now().Add(10 * time.Second)
-	for !n.hasState() && time.Now().Before(deadline) {
+	for !n.isMember() && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			return
@@ -479,7 +496,16 @@ func (n *Node) addServer(ctx context.Context, p Peer) error {
 				"the address %s belongs to member %s; if that server's data dir was wiped, remove it first (muster members remove %s), then start this one again",
 				p.RaftAddr, s.ID, s.ID)}
 		}
-		if string(s.ID) == p.ID && string(s.Address) == p.RaftAddr && (s.Suffrage == raft.Voter) == p.Voter {
+		if string(s.ID) == p.ID && string(s.Address) != p.RaftAddr {
+			// A server that asks to join holds no state: a member that
+			// moved keeps its data dir and needs no join. Another server
+			// under a member's ID (a copied --config) would take its
+			// place, so it is refused.
+			return &RemoteError{Code: "id_taken", Message: fmt.Sprintf(
+				"the node ID %s belongs to the member at %s; give this server another --node-id, or, if that member is gone for good, remove it first (muster members remove %s)",
+				p.ID, s.Address, p.ID)}
+		}
+		if string(s.ID) == p.ID && (s.Suffrage == raft.Voter) == p.Voter {
 			n.learn(p)
 			return nil // already a member
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -200,6 +201,10 @@ type Node struct {
 	diskGuard *diskGuard
 	diskOnce  sync.Once
 
+	// raftReady holds raft once NewRaft returned, for the vote guard's
+	// goroutine, which may run before (voteguard.go).
+	raftReady atomic.Pointer[raft.Raft]
+
 	// rpc is the servers' RPC (rpc.go); nil without a cluster secret.
 	rpc *rpcNode
 	// peers are the servers this node heard of (join.go).
@@ -269,6 +274,10 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
+	if stream != nil {
+		// Only a node with peers can be asked for votes (voteguard.go).
+		trans = guardVotes(trans, n.mayVote)
+	}
 	n.transport = trans
 	if auth == nil {
 		n.log.Info("raft has no network listener: without a cluster secret or certificates this node is a single voter",
@@ -324,14 +333,22 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	n.raftReady.Store(r)
 	if stream != nil {
 		n.startRPC(stream)
 	}
 	n.wg.Add(1)
 	go n.watchLeadership()
-	if !has && cfg.Clustered() {
+	switch {
+	case !has && cfg.Clustered():
 		n.wg.Add(1)
 		go n.discover()
+	case has && n.rpc != nil && !n.isMember():
+		// It was removed, or left: Raft will not let it take part
+		// again, and it never learns more of the log.
+		n.log.Error("this server holds a cluster's state but is not in the cluster's configuration: it was removed or left. "+
+			"To make it a member again, stop it, empty its data dir, and start it with --join (without --bootstrap-expect)",
+			"node_id", cfg.NodeID, "data_dir", cfg.DataDir)
 	}
 	return n, nil
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -42,7 +44,7 @@ const (
 	handshakeTimeout = 5 * time.Second
 	// maxHandshakes bounds the connections being authenticated at once.
 	// A connection beyond it is closed at once.
-	maxHandshakes = 16
+	maxHandshakes = 64
 	// refusalLogEvery is the least time between two warnings about
 	// refused connections; those in between are counted in the next.
 	refusalLogEvery = time.Second
@@ -80,6 +82,7 @@ func newTransport(cfg Config, auth peerAuth, hl hclog.Logger) (transport, *secur
 		return nil, nil, err
 	}
 	stream.faults.Store(cfg.faults)
+	stream.admin.Store(&cfg.AdminCheck)
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 3,
@@ -179,6 +182,14 @@ type secureStream struct {
 	// faults cuts links in tests of partitions; nil in production. Set
 	// once, after the accept loop started, hence atomic.
 	faults atomic.Pointer[faults]
+	// admin is Config.AdminCheck, exchanged on every Raft connection
+	// (exchangeAdmin); set with faults.
+	admin atomic.Pointer[[]byte]
+	// perIP counts the handshakes in progress from each remote address,
+	// under mu: one address gets at most maxHandshakesPerIP of the
+	// slots, so that a stranger looping connections cannot take them
+	// all from the members.
+	perIP map[string]int
 
 	slots chan struct{} // a token per handshake in progress
 	conns chan net.Conn // authenticated Raft connections, for Accept
@@ -258,9 +269,15 @@ func (s *secureStream) acceptLoop() {
 			c.Close()
 			continue
 		}
+		if !s.takeIP(c.RemoteAddr()) {
+			c.Close()
+			s.refused(c.RemoteAddr(), errors.New("too many connections from this address are proving the cluster credential at once"))
+			continue
+		}
 		select {
 		case s.slots <- struct{}{}:
 		default:
+			s.releaseIP(c.RemoteAddr())
 			c.Close()
 			s.refused(c.RemoteAddr(), errors.New("too many connections are proving their credentials at once"))
 			continue
@@ -278,8 +295,12 @@ func (s *secureStream) handshake(c net.Conn) {
 	c.SetDeadline(time.Now().Add(s.handshakeTimeout))
 	tc := tls.Server(c, s.tls)
 	err := tc.HandshakeContext(ctx)
+	if err == nil && tc.ConnectionState().NegotiatedProtocol != protoRPC {
+		err = s.exchangeAdmin(tc)
+	}
 	cancel()
 	<-s.slots
+	s.releaseIP(c.RemoteAddr())
 	if err != nil {
 		c.Close()
 		select {
@@ -300,6 +321,36 @@ func (s *secureStream) handshake(c net.Conn) {
 	case conns <- conn:
 	case <-s.done:
 		tc.Close()
+	}
+}
+
+// maxHandshakesPerIP is the share of the handshake slots one remote
+// address may hold.
+const maxHandshakesPerIP = 16
+
+// takeIP counts a handshake from remote's address, or reports false when
+// that address holds its share already.
+func (s *secureStream) takeIP(remote net.Addr) bool {
+	ip := hostOf(remote.String())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP == nil {
+		s.perIP = map[string]int{}
+	}
+	if s.perIP[ip] >= maxHandshakesPerIP {
+		return false
+	}
+	s.perIP[ip]++
+	return true
+}
+
+// releaseIP ends a handshake counted by takeIP.
+func (s *secureStream) releaseIP(remote net.Addr) {
+	ip := hostOf(remote.String())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
 	}
 }
 
@@ -367,7 +418,43 @@ func (s *secureStream) Dial(address raft.ServerAddress, timeout time.Duration) (
 		c.Close()
 		return nil, fmt.Errorf("cluster: raft peer %s: %w", address, err)
 	}
+	if dl, ok := ctx.Deadline(); ok {
+		tc.SetDeadline(dl)
+	}
+	if err := s.exchangeAdmin(tc); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("cluster: raft peer %s: %w", address, err)
+	}
+	tc.SetDeadline(time.Time{})
 	return tc, nil
+}
+
+// errAdminMismatch is the refusal of a Raft connection between members
+// whose admin tokens differ.
+var errAdminMismatch = errors.New("the peer's admin token differs from this server's; every server of a cluster needs the same admin token (MUSTER_ADMIN_TOKEN or --admin-token-file)")
+
+// exchangeAdmin runs on every authenticated Raft connection, in both
+// directions, before Raft sees it: each end sends the hash of its admin
+// token (Config.AdminCheck, inside the encrypted session) and reads the
+// other's, and the connection is refused if they differ. The servers'
+// RPC makes the same check on every request; this one keeps a server
+// with another admin token from voting, replicating, or leading.
+func (s *secureStream) exchangeAdmin(c net.Conn) error {
+	mine := make([]byte, sha256.Size)
+	if p := s.admin.Load(); p != nil {
+		copy(mine, *p)
+	}
+	if _, err := c.Write(mine); err != nil {
+		return err
+	}
+	theirs := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(c, theirs); err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(mine, theirs) != 1 {
+		return errAdminMismatch
+	}
+	return nil
 }
 
 // dialTCP connects to a member's Raft port, for Raft or the RPC (with

@@ -312,7 +312,10 @@ type storage interface {
 // catalog has applied the log, and whether it is degraded.
 func (r *Registry) Health() Health {
 	h := Health{Leader: r.prop.Leader()}
-	if r.Ready() == nil {
+	// Ready when a default read would be answered: a ready leader, or a
+	// follower that has caught up and heard from a leader within
+	// MaxStale (see Read).
+	if _, err := r.Read(context.Background(), ReadDefault); err == nil {
 		h.Ready, h.Index = true, r.cat.Index()
 	}
 	if s, ok := r.prop.(storage); ok {

@@ -393,6 +393,11 @@ func (s *Server) loadAdminToken() (string, error) {
 	if !errors.Is(err, os.ErrNotExist) || s.cfg.AdminTokenFile != "" {
 		return "", fmt.Errorf("server: admin token: %w", err)
 	}
+	if s.cfg.Cluster.Clustered() {
+		// Each server would make up its own, and members with different
+		// admin tokens refuse each other: a cluster's token is given.
+		return "", errors.New("server: a server that forms or joins a cluster needs the cluster's admin token, the same on every server: set MUSTER_ADMIN_TOKEN or --admin-token-file")
+	}
 	tok := "ma_" + random.Secret()
 	if err := durable.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("server: admin token: %w", err)

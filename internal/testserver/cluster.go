@@ -42,6 +42,10 @@ func ClusterConfig(tb testing.TB, i int, httpAddrs []string) server.Config {
 	cfg.Cluster.Secret = ClusterSecret
 	cfg.Cluster.BootstrapExpect = len(httpAddrs)
 	cfg.Cluster.ApplyTimeout = 3 * time.Second
+	// Longer than Config's 50 ms: a leader steps down when half of this
+	// passes without a majority's answer, which a busy machine running
+	// the race detector can make happen in the middle of a test.
+	cfg.Cluster.HeartbeatTimeout, cfg.Cluster.ElectionTimeout = 250*time.Millisecond, 250*time.Millisecond
 	cfg.AdminToken = ClusterAdminToken
 	for j, a := range httpAddrs {
 		if j != i {
