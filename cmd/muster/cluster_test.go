@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,15 +43,26 @@ type member struct {
 	p    *proc
 }
 
-// freeAddrOn returns ip:port with a port nothing listens on now.
+// freeAddrOn returns ip:port with a port nothing listens on now, picked
+// below Linux's ephemeral range (32768 and up), so that no listener on
+// port 0 in a test running beside this one can take it before the
+// server it is meant for binds it.
 func freeAddrOn(tb testing.TB, ip string) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
+	if ln, err := net.Listen("tcp", ip+":0"); err != nil {
 		tb.Skipf("cannot listen on %s (Linux routes all of 127.0.0.0/8 to lo; this system does not): %v", ip, err)
+	} else {
+		ln.Close()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for range 100 {
+		addr := net.JoinHostPort(ip, strconv.Itoa(20000+rand.IntN(12000)))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	tb.Fatalf("no free port on %s", ip)
+	return ""
 }
 
 // startClusterProcs starts n servers on 127.0.0.2, .3, …, each expecting n

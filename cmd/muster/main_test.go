@@ -108,7 +108,7 @@ func launchProcCmd(tb testing.TB, cmd *exec.Cmd) *proc {
 	select {
 	case p.url = <-urlCh:
 	case <-time.After(15 * time.Second):
-		tb.Fatal("server did not log its address")
+		tb.Fatalf("server did not log its address; its log:\n%s", p.log.String())
 	}
 	return p
 }
