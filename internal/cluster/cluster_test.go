@@ -83,6 +83,13 @@ func startClusterWith(tb testing.TB, size int, f *faults) []*tnode {
 			ip = fmt.Sprintf("127.0.0.%d", i+2)
 		}
 		cfgs[i] = clusterConfigOn(tb, ip, secret, "admin")
+		// A port let go may be picked again: each member's is its own.
+		for j := 0; j < i; j++ {
+			if cfgs[j].RaftAddr == cfgs[i].RaftAddr {
+				cfgs[i] = clusterConfigOn(tb, ip, secret, "admin")
+				j = -1
+			}
+		}
 		cfgs[i].NodeID = fmt.Sprintf("n%d", i+1)
 		cfgs[i].BootstrapExpect = size
 		cfgs[i].faults = f

@@ -30,6 +30,22 @@ func freeAddr(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
+// freeAddrs returns n distinct 127.0.0.1 addresses that nothing listens
+// on now.
+func freeAddrs(tb testing.TB, n int) []string {
+	tb.Helper()
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer ln.Close()
+		out = append(out, ln.Addr().String())
+	}
+	return out
+}
+
 // ClusterConfig returns the configuration of member i of an n-server test
 // cluster whose HTTP addresses are httpAddrs: Config's fast timers, the
 // shared secret and admin token, bootstrap-expect n, and the others'
@@ -62,15 +78,16 @@ func ClusterConfig(tb testing.TB, i int, httpAddrs []string) server.Config {
 // nothing).
 func StartCluster(tb testing.TB, n int, mutate func(i int, c *server.Config)) []*server.Server {
 	tb.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		addrs[i] = freeAddr(tb)
-	}
+	// Every address at once, each port held until all are picked: one
+	// picked and let go could be picked again for another.
+	all := freeAddrs(tb, 2*n)
+	addrs, raftAddrs := all[:n], all[n:]
 	servers := make([]*server.Server, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range servers {
 		cfg := ClusterConfig(tb, i, addrs)
+		cfg.Cluster.RaftAddr = raftAddrs[i]
 		if mutate != nil {
 			mutate(i, &cfg)
 		}
