@@ -141,8 +141,13 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 			return hdr, err
 		}
 		var te *transportError
-		transport := errors.As(err, &te)
-		if !(transport && moveOn(method, te.err, 0)) && !(!transport && moveOn(method, nil, status)) {
+		var next bool
+		if errors.As(err, &te) {
+			next = moveOn(method, te.err, 0)
+		} else {
+			next = moveOn(method, nil, status)
+		}
+		if !next {
 			return hdr, err
 		}
 		c.failed(i)

@@ -159,7 +159,7 @@ func (n *Node) forward(ctx context.Context, b []byte) (catalog.Result, error) {
 			switch {
 			case err == nil && ans.Code != "not_leader":
 				res := catalog.Result{Index: ans.Index, Replaced: ans.Replaced, Err: errorOf(ans.Code, ans.Message)}
-				n.awaitApplied(ctx, res.Index)
+				n.waitIndex(ctx, res.Index) // the client then reads its write here
 				return res, res.Err
 			case err == nil: // it no longer leads, and proposed nothing
 			case !notSent(err):
@@ -175,14 +175,6 @@ func (n *Node) forward(ctx context.Context, b []byte) (catalog.Result, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// awaitApplied waits, within ctx, until this member's catalog has
-// applied index: a client that wrote through a follower then reads its
-// write there, as it would on the leader. The write is committed either
-// way; only the wait is bounded.
-func (n *Node) awaitApplied(ctx context.Context, index uint64) {
-	n.waitIndex(ctx, index)
 }
 
 // waitIndex waits until this member's catalog has applied index, ctx

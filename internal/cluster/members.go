@@ -220,6 +220,10 @@ type Replica struct {
 	Applied, Commit uint64
 }
 
+// IsLeader reports whether this node is the Raft leader now (ready or
+// not): one atomic read.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
 // Replica returns this node's replication state. It is cheap: no I/O.
 func (n *Node) Replica() Replica {
 	addr, id := n.raft.LeaderWithID()

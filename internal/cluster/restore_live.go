@@ -133,7 +133,7 @@ func (n *Node) Restore(ctx context.Context, b *catalog.Backup) (uint64, error) {
 			if err == nil {
 				// As a forwarded write: the client reads it here next.
 				actx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)
-				n.awaitApplied(actx, index)
+				n.waitIndex(actx, index)
 				cancel()
 				return index, nil
 			}

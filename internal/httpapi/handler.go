@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/musterhq/muster/api"
@@ -47,6 +48,8 @@ type apiServer struct {
 	lookups  *lookupSlots
 	watchCfg WatchConfig
 	closing  context.Context // nil: never
+	// nodeHeader is the X-Muster-Node value last sent (see beginRead).
+	nodeHeader atomic.Pointer[[]string]
 }
 
 // NewHandler returns the API handler.

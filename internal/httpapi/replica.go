@@ -39,13 +39,36 @@ func readMode(q url.Values) (registry.ReadMode, *Error) {
 // mode, and says in the answer's headers which server answers and how
 // current its replica is (set on refusals too, so that a client can tell
 // a stale follower from a loading one).
+//
+// It runs on every lookup: the usual values are slices shared by every
+// answer (net/http only reads a header's values), so that the three
+// headers cost no allocation on a leader.
 func (a *apiServer) beginRead(w http.ResponseWriter, r *http.Request, mode registry.ReadMode) error {
 	info, err := a.reg.Read(r.Context(), mode)
 	h := w.Header()
 	if info.Node != "" {
-		h.Set(api.HeaderNode, info.Node)
+		node := a.nodeHeader.Load()
+		if node == nil || (*node)[0] != info.Node {
+			node = &[]string{info.Node}
+			a.nodeHeader.Store(node)
+		}
+		h[api.HeaderNode] = *node
 	}
-	h.Set(api.HeaderKnownLeader, strconv.FormatBool(info.KnownLeader))
-	h.Set(api.HeaderLastContact, strconv.FormatInt(info.LastContact.Milliseconds(), 10))
+	h[api.HeaderKnownLeader] = headerFalse
+	if info.KnownLeader {
+		h[api.HeaderKnownLeader] = headerTrue
+	}
+	if info.LastContact == 0 {
+		h[api.HeaderLastContact] = headerZero
+	} else {
+		h[api.HeaderLastContact] = []string{strconv.FormatInt(info.LastContact.Milliseconds(), 10)}
+	}
 	return err
 }
+
+// Header values shared by every answer; never written to.
+var (
+	headerTrue  = []string{"true"}
+	headerFalse = []string{"false"}
+	headerZero  = []string{"0"}
+)

@@ -126,7 +126,7 @@ type feedAnswer struct {
 func newRelay(node *cluster.Node, tracker *health.Tracker, cat *catalog.Catalog, log *slog.Logger) *relay {
 	r := &relay{node: node, tracker: tracker, cat: cat, log: log,
 		journal: make([]journalEntry, journalSize), outbox: map[string]time.Time{}, kick: make(chan struct{}, 1)}
-	r.info.Store(&replicaState{lastContact: time.Time{}})
+	r.info.Store(&replicaState{})
 	return r
 }
 
@@ -380,13 +380,15 @@ var (
 // Info implements registry.Replication.
 func (p replication) Info() registry.ReplicaInfo {
 	info := registry.ReplicaInfo{Node: p.node.NodeID(), LastContact: -1}
-	var st replicaState
-	if p.relay != nil {
-		st = *p.relay.info.Load()
-	} else {
-		rep := p.node.Replica()
-		st = replicaState{leader: rep.Leader, knownLeader: rep.LeaderAddr != "", lastContact: rep.LastContact}
+	if p.relay == nil {
+		// A single node: it has no leader but itself. This runs on every
+		// lookup, so it is one atomic read, not the node's whole Replica.
+		if p.node.IsLeader() {
+			info.Leader, info.KnownLeader, info.LastContact = true, true, 0
+		}
+		return info
 	}
+	st := p.relay.info.Load()
 	info.Leader, info.KnownLeader = st.leader, st.knownLeader
 	switch {
 	case st.leader:
