@@ -220,19 +220,7 @@ func TestClusterProcess_Failover(t *testing.T) {
 	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
 
 	// Every change of status, seen from the cluster.
-	var bad atomic.Int32
-	var badMu sync.Mutex
-	var badEvents []string
-	go admin.Watch(ctx, client.WatchRequest{}, func(ev client.WatchEvent) error {
-		if e := ev.Event; e != nil && (e.Type == api.EventStatus && e.Instance.Status == api.StatusCritical ||
-			e.Type == api.EventDeregistered && e.Reason != "deregistered") {
-			bad.Add(1)
-			badMu.Lock()
-			badEvents = append(badEvents, fmt.Sprintf("%s %s", ev.Type, ev.Data))
-			badMu.Unlock()
-		}
-		return nil
-	})
+	bad := watchExpiries(ctx, admin)
 
 	n := *clusterClients
 	ids := make([]string, n)
@@ -248,14 +236,7 @@ func TestClusterProcess_Failover(t *testing.T) {
 			t.Fatalf("register %d: %v", i, err)
 		}
 		ids[i] = reg.ID
-		token := ""
-		inst.Mu.Lock()
-		for _, call := range inst.Calls {
-			if call.InstanceID == reg.ID {
-				token = call.Token
-			}
-		}
-		inst.Mu.Unlock()
+		token := inst.TokenOf(reg.ID)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -311,9 +292,37 @@ func TestClusterProcess_Failover(t *testing.T) {
 			}
 		}
 	}
-	if bad.Load() > 0 {
-		t.Fatalf("%d instances that kept heartbeating were reported critical or expired: %v", bad.Load(), badEvents)
+	if got := bad.events(); len(got) > 0 {
+		t.Fatalf("%d instances that kept heartbeating were reported critical or expired: %v", len(got), got)
 	}
 	t.Logf("%d instances, %d kills: every registration on every server, none critical; %d heartbeats refused while no leader was known",
 		n, *clusterKills, beatFailures.Load())
+}
+
+// expiries records every instance a stream reports critical, or gone
+// otherwise than by its own deregistration.
+type expiries struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (e *expiries) events() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.got...)
+}
+
+// watchExpiries watches every service through c until ctx ends.
+func watchExpiries(ctx context.Context, c *client.Client) *expiries {
+	e := &expiries{}
+	go c.Watch(ctx, client.WatchRequest{}, func(ev client.WatchEvent) error {
+		if x := ev.Event; x != nil && (x.Type == api.EventStatus && x.Instance.Status == api.StatusCritical ||
+			x.Type == api.EventDeregistered && x.Reason != "deregistered") {
+			e.mu.Lock()
+			e.got = append(e.got, fmt.Sprintf("%s %s", ev.Type, ev.Data))
+			e.mu.Unlock()
+		}
+		return nil
+	})
+	return e
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -71,14 +70,7 @@ func runClusterDoc(t *testing.T, doc, section string) {
 			t.Fatal(err)
 		}
 	}
-	var script strings.Builder
-	script.WriteString("set -euo pipefail\n")
-	for i, b := range blocks {
-		fmt.Fprintf(&script, "echo '@@block %d'\n", i)
-		script.WriteString(ports.Replace(b.script))
-	}
-	script.WriteString("echo '@@end'\n")
-	sh := exec.Command("bash", "-c", script.String())
+	sh := exec.Command("bash", "-c", blockScript(blocks, ports))
 	sh.Dir = dir
 	sh.Env = append(os.Environ(), "MUSTER_ADDR=", "MUSTER_TOKEN=", "MUSTER_ADMIN_TOKEN=")
 	sh.SysProcAttr = procGroup()
@@ -107,28 +99,7 @@ func runClusterDoc(t *testing.T, doc, section string) {
 	}
 	killGroup(sh) // the servers the blocks left running
 	out, _ := os.ReadFile(outFile.Name())
-	got, cur, finished := map[int]string{}, -1, false
-	for _, l := range strings.Split(string(out), "\n") {
-		if n, ok := strings.CutPrefix(l, "@@block "); ok {
-			cur, _ = strconv.Atoi(n)
-			continue
-		}
-		if l == "@@end" {
-			finished = true
-			continue
-		}
-		got[cur] += l + "\n"
-	}
-	if runErr != nil || !finished {
-		t.Fatalf("%s %q: block %d failed: %v\n--- output\n%s", doc, section, cur, runErr, string(out))
-	}
-	for i, b := range blocks {
-		for _, show := range b.shows {
-			if !showPattern(show, ports).MatchString(got[i]) {
-				t.Errorf("%s line %d: the block's output does not show %q:\n%s", doc, b.line, show, got[i])
-			}
-		}
-	}
+	checkBlocks(t, doc, section, blocks, string(out), runErr, ports)
 }
 
 // TestDocs_READMECluster: the README's three servers on one machine run

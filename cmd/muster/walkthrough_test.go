@@ -151,14 +151,7 @@ func runWalkthrough(t *testing.T, doc, section string) {
 	})
 	waitReady(t, "http://"+addr)
 
-	var script strings.Builder
-	script.WriteString("set -euo pipefail\n")
-	for i, b := range blocks {
-		fmt.Fprintf(&script, "echo '@@block %d'\n", i)
-		script.WriteString(ports.Replace(b.script))
-	}
-	script.WriteString("echo '@@end'\n")
-	sh := exec.Command("bash", "-c", script.String())
+	sh := exec.Command("bash", "-c", blockScript(blocks, ports))
 	sh.Dir, sh.Env = dir, env
 	sh.SysProcAttr = procGroup()
 	var out bytes.Buffer
@@ -180,11 +173,32 @@ func runWalkthrough(t *testing.T, doc, section string) {
 	}
 	killGroup(sh) // whatever the blocks left running in the background
 
-	// Split the output by block.
+	checkBlocks(t, doc, section, blocks, out.String(), runErr, ports)
+}
+
+// blockScript is the bash script that runs blocks in order, with the
+// docs' ports replaced, marking where each block's output begins and
+// where the whole ends (for checkBlocks).
+func blockScript(blocks []docBlock, ports *strings.Replacer) string {
+	var script strings.Builder
+	script.WriteString("set -euo pipefail\n")
+	for i, b := range blocks {
+		fmt.Fprintf(&script, "echo '@@block %d'\n", i)
+		script.WriteString(ports.Replace(b.script))
+	}
+	script.WriteString("echo '@@end'\n")
+	return script.String()
+}
+
+// checkBlocks splits a blockScript's output by block, fails if the
+// script failed or stopped early, and checks that each block's output
+// shows what the block's "# " lines show.
+func checkBlocks(t *testing.T, doc, section string, blocks []docBlock, out string, runErr error, ports *strings.Replacer) {
+	t.Helper()
 	got := map[int]string{}
 	cur := -1
 	finished := false
-	sc := bufio.NewScanner(&out)
+	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		l := sc.Text()
 		if n, ok := strings.CutPrefix(l, "@@block "); ok {

@@ -115,6 +115,19 @@ func (in *Instance) LastCall() (api.VerifyRequest, bool) {
 	return in.Calls[len(in.Calls)-1], true
 }
 
+// TokenOf returns the session token the registry sent in its callback
+// for instance id, or "" if none came.
+func (in *Instance) TokenOf(id string) string {
+	in.Mu.Lock()
+	defer in.Mu.Unlock()
+	for _, c := range in.Calls {
+		if c.InstanceID == id {
+			return c.Token
+		}
+	}
+	return ""
+}
+
 // CallCount returns how many callbacks arrived.
 func (in *Instance) CallCount() int {
 	in.Mu.Lock()
