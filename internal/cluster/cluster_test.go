@@ -72,8 +72,9 @@ func startCluster(tb testing.TB, size int) []*tnode {
 }
 
 // startClusterWith is startCluster with member i on 127.0.0.(2+i) and its
-// links cut by f (nil: all on 127.0.0.1, no faults).
-func startClusterWith(tb testing.TB, size int, f *faults) []*tnode {
+// links cut by f (nil: all on 127.0.0.1, no faults), and each member's
+// configuration changed by mutate, if given, once its ID is set.
+func startClusterWith(tb testing.TB, size int, f *faults, mutate ...func(*Config)) []*tnode {
 	tb.Helper()
 	secret := testSecret("cluster")
 	cfgs := make([]Config, size)
@@ -93,6 +94,9 @@ func startClusterWith(tb testing.TB, size int, f *faults) []*tnode {
 		cfgs[i].NodeID = fmt.Sprintf("n%d", i+1)
 		cfgs[i].BootstrapExpect = size
 		cfgs[i].faults = f
+		for _, m := range mutate {
+			m(&cfgs[i])
+		}
 	}
 	for i := range cfgs {
 		for j := range cfgs {

@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -157,30 +156,7 @@ func useCertificates(tb testing.TB, cfg *Config, ca *testCA) {
 // certificate from ca instead of the shared secret.
 func startCertCluster(tb testing.TB, size int, ca *testCA) []*tnode {
 	tb.Helper()
-	cfgs := make([]Config, size)
-	for i := range cfgs {
-		cfgs[i] = clusterConfig(tb, nil, "admin")
-		cfgs[i].NodeID = fmt.Sprintf("n%d", i+1)
-		cfgs[i].BootstrapExpect = size
-		useCertificates(tb, &cfgs[i], ca)
-	}
-	for i := range cfgs {
-		for j := range cfgs {
-			if i != j {
-				cfgs[i].Join = append(cfgs[i].Join, cfgs[j].RaftAddr)
-			}
-		}
-	}
-	nodes := make([]*tnode, size)
-	var wg sync.WaitGroup
-	for i := range cfgs {
-		wg.Add(1)
-		go func() { defer wg.Done(); nodes[i] = openNode(tb, cfgs[i]) }()
-	}
-	wg.Wait()
-	mustApply(tb, nodes[leaderOf(tb, nodes)].n, catalog.Command{Op: catalog.OpCreateKey,
-		Key: &catalog.Key{ID: "k1", SecretHash: hash("s"), Services: []string{"api", "web"}}})
-	return nodes
+	return startClusterWith(tb, size, nil, func(c *Config) { useCertificates(tb, c, ca) })
 }
 
 // newCertPeer is a Raft NetworkTransport on a secure stream in
