@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -96,3 +97,17 @@ func (n *Node) mayVote(candidate raft.ServerID) bool {
 	}
 	return false
 }
+
+// RequestPreVote passes pre-votes through: Raft uses pre-voting only
+// when its transport offers it, and without it a server cut off from the
+// others raises its term at every timeout and disrupts the cluster when
+// it comes back.
+func (g *guardedTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	p, ok := g.transport.(raft.WithPreVote)
+	if !ok {
+		return errors.New("cluster: the transport does not carry pre-votes")
+	}
+	return p.RequestPreVote(id, target, args, resp)
+}
+
+var _ raft.WithPreVote = (*guardedTransport)(nil)
