@@ -58,9 +58,12 @@ func (a *apiServer) beginRead(w http.ResponseWriter, r *http.Request, mode regis
 	if info.KnownLeader {
 		h[api.HeaderKnownLeader] = headerTrue
 	}
-	if info.LastContact == 0 {
+	switch {
+	case info.LastContact == 0:
 		h[api.HeaderLastContact] = headerZero
-	} else {
+	case info.LastContact < 0:
+		h[api.HeaderLastContact] = headerNever
+	default:
 		h[api.HeaderLastContact] = []string{strconv.FormatInt(info.LastContact.Milliseconds(), 10)}
 	}
 	return err
@@ -71,4 +74,5 @@ var (
 	headerTrue  = []string{"true"}
 	headerFalse = []string{"false"}
 	headerZero  = []string{"0"}
+	headerNever = []string{"-1"}
 )

@@ -283,3 +283,31 @@ func TestCluster_RegistrationFollowsServers(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// TestCluster_LoneServerNeverContacted: a server waiting for the others
+// of its --bootstrap-expect has never heard from a leader: a read is
+// refused with 503, and its headers say no leader is known and the last
+// contact was never (-1), not "just now" (0).
+func TestCluster_LoneServerNeverContacted(t *testing.T) {
+	addrs := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}
+	cfg := testserver.ClusterConfig(t, 0, addrs)
+	cfg.HTTPAddr = "127.0.0.1:0"
+	s, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	code, hdr, body := getRead(t, s, "/v1/services/api")
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("read on a lone server = %d %s, want 503", code, body)
+	}
+	if got := hdr.Get(api.HeaderLastContact); got != "-1" {
+		t.Fatalf("%s = %q on a server that never heard from a leader, want -1", api.HeaderLastContact, got)
+	}
+	if got := hdr.Get(api.HeaderKnownLeader); got != "false" {
+		t.Fatalf("%s = %q, want false", api.HeaderKnownLeader, got)
+	}
+}
