@@ -287,6 +287,18 @@ func WithMeta(key, value string) LookupOption {
 // "draining" or "any") instead of passing ones.
 func WithStatus(status string) LookupOption { return func(q url.Values) { q.Set("status", status) } }
 
+// WithConsistent makes a lookup on a cluster's follower go through the
+// leader (a read index): it sees every write acknowledged before it
+// began. Not with WithStale.
+func WithConsistent() LookupOption {
+	return func(q url.Values) { q.Set(api.QueryConsistent, "") }
+}
+
+// WithStale lets any server answer from its own replica, however far
+// behind the leader it is (a follower without a leader still answers).
+// Not with WithConsistent.
+func WithStale() LookupOption { return func(q url.Values) { q.Set(api.QueryStale, "") } }
+
 // Lookup asks the registry for a service's instances (passing ones unless
 // WithStatus says otherwise), with their freshness. It does not cache; see
 // Resolver for a cache with a staleness policy.

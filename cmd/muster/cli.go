@@ -227,9 +227,10 @@ func newServicesCmd(e env) *cobra.Command {
 
 func newLookupCmd(e env) *cobra.Command {
 	var (
-		tags, metas []string
-		out         *enumValue
-		status      *enumValue
+		tags, metas       []string
+		out               *enumValue
+		status            *enumValue
+		consistent, stale bool
 	)
 	cmd := &cobra.Command{
 		Use:   "lookup NAME [flags]",
@@ -238,6 +239,7 @@ func newLookupCmd(e env) *cobra.Command {
 otherwise. With several --tag or --meta, an instance must match them all.`, envAddr),
 		Example: `  muster lookup fetch_url --tag v2 --meta site=dice.com
   muster lookup fetch_url --status any -o json
+  muster lookup fetch_url --consistent
   ID=$(muster lookup fetch_url -o id | head -n 1)`,
 		Args:              nArgs(1, "one service NAME"),
 		ValidArgsFunction: completeServices(e),
@@ -255,6 +257,14 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 			}
 			if s := status.String(); s != "" {
 				opts = append(opts, client.WithStatus(s))
+			}
+			switch {
+			case consistent && stale:
+				return usagef("--consistent and --stale exclude each other")
+			case consistent:
+				opts = append(opts, client.WithConsistent())
+			case stale:
+				opts = append(opts, client.WithStale())
 			}
 			c, err := e.newClient()
 			if err != nil {
@@ -294,6 +304,8 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 	f.StringArrayVar(&metas, "meta", nil, "only instances with this meta key=value (or key:value); repeatable")
 	status = enumFlag(cmd, "status", "", "", "instances of this status: passing (the default), critical, draining or any",
 		"passing", "critical", "draining", "any")
+	f.BoolVar(&consistent, "consistent", false, "in a cluster, read through the leader: see every write acknowledged before")
+	f.BoolVar(&stale, "stale", false, "in a cluster, take the answering server's replica however far behind it is")
 	out = outputFlag(cmd)
 	return cmd
 }

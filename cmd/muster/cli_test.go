@@ -96,6 +96,7 @@ func TestReport_UsageErrors(t *testing.T) {
 		{[]string{"lookup", "web", "--status", "up"}, "must be one of passing, critical, draining, any", "muster lookup"},
 		{[]string{"services", "-o", "xml"}, "must be one of table, json, yaml, id", "muster services"},
 		{[]string{"lookup"}, "lookup needs one service NAME", "muster lookup"},
+		{[]string{"lookup", "web", "--consistent", "--stale"}, "--consistent and --stale exclude each other", "muster lookup"},
 		{[]string{"lookup", "web", "--meta", "zone"}, `--meta "zone" must be key=value (or key:value)`, "muster lookup"},
 		{[]string{"keys", "create"}, "needs at least one --service", "muster keys create"},
 		{[]string{"keys", "revoke"}, "keys revoke needs one key ID", "muster keys revoke"},

@@ -183,8 +183,32 @@ func TestClusterProcess_Formation(t *testing.T) {
 	}
 	t.Logf("muster members:\n%s", out.String())
 
-	f := (leaderOf(t, ms) + 1) % 3
+	lead := leaderOf(t, ms)
+	f := (lead + 1) % 3
+	// The CLI's read modes on a follower: a consistent read goes through
+	// the leader's read index, a stale one takes the replica; both
+	// answer (no instance of web yet), and asking for both is refused.
+	other := (lead + 2) % 3
+	onOther := func(k string) string {
+		if k == "MUSTER_ADDR" {
+			return "http://" + ms[other].httpAddr
+		}
+		return ""
+	}
+	for _, mode := range []string{"--consistent", "--stale"} {
+		out.Reset()
+		if err := run(context.Background(), []string{"lookup", "web", mode, "-o", "json"}, onOther, &out, &errb); err != nil ||
+			!strings.Contains(out.String(), `"service": "web"`) {
+			t.Fatalf("muster lookup web %s on a follower: %v\n%s%s", mode, err, out.String(), errb.String())
+		}
+	}
 	ms[f].p.kill9(t)
+	// With one follower down, a consistent read on the other still has
+	// its majority.
+	out.Reset()
+	if err := run(context.Background(), []string{"lookup", "web", "--consistent", "-o", "id"}, onOther, &out, &errb); err != nil {
+		t.Fatalf("muster lookup --consistent with a follower down: %v\n%s", err, errb.String())
+	}
 	ms[f].start(t)
 	ms[f].p.waitReady(t, 20*time.Second)
 	c, _ := client.New(client.Config{Addr: "http://" + ms[f].httpAddr})
