@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -126,8 +127,17 @@ func checkCert(leaf *x509.Certificate, roots, inter *x509.CertPool, now time.Tim
 	if leaf.KeyUsage != 0 && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
 		return fmt.Errorf("certificate %q does not allow digital signatures (key usage), which TLS 1.3 needs", name)
 	}
+	// The certificate must name both usages itself. Go's Verify takes a
+	// certificate without extended key usage, or with "any", as good for
+	// every purpose; a CA that also signs general-purpose certificates
+	// would then make every holder of one a member.
+	if !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) || !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+		return fmt.Errorf("certificate %q is not for both server and client authentication "+
+			"(its extended key usage must name both; none, or \"any\", is not accepted)", name)
+	}
 	// Verify accepts a chain valid for any one of KeyUsages; a member
-	// needs both, so each is checked alone.
+	// needs both, so each is checked alone (an intermediate may limit
+	// them).
 	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
 		_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}})
 		if err == nil {

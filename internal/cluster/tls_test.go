@@ -353,6 +353,8 @@ func TestLoadTLS(t *testing.T) {
 		c.NotBefore, c.NotAfter = time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour)
 	})
 	serverOnly, serverOnlyKey := ca.issue(t, "n1", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth} })
+	noEKU, noEKUKey := ca.issue(t, "n1", func(c *x509.Certificate) { c.ExtKeyUsage = nil })
+	anyEKU, anyEKUKey := ca.issue(t, "n1", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny} })
 	for _, tc := range []struct {
 		name             string
 		caPEM, cert, key []byte
@@ -368,6 +370,8 @@ func TestLoadTLS(t *testing.T) {
 		{"certificate from another CA", ca.pem, otherCert, otherKey, 0o600, "not signed by the cluster CA", "cert"},
 		{"expired certificate", ca.pem, expiredCert, expiredKey, 0o600, "not valid now", "cert"},
 		{"certificate for server authentication only", ca.pem, serverOnly, serverOnlyKey, 0o600, "not for both server and client", "cert"},
+		{"certificate without extended key usage", ca.pem, noEKU, noEKUKey, 0o600, "not for both server and client", "cert"},
+		{"certificate for any usage", ca.pem, anyEKU, anyEKUKey, 0o600, "not for both server and client", "cert"},
 		{"CA file holding a server certificate", certPEM, certPEM, keyPEM, 0o600, "not a CA certificate", "ca"},
 		{"empty CA file", nil, certPEM, keyPEM, 0o600, "muster tls ca create", "ca"},
 	} {
