@@ -54,13 +54,16 @@ type proposer struct {
 	err    error                 // when set, returned instead of applying
 	before func(catalog.Command) // when set, run before applying, without mu
 	after  func(catalog.Command) // when set, run after applying, without mu
+	// lose, when set and true for a command, applies it but answers
+	// errNoLeader, as a leader lost after committing does.
+	lose   func(catalog.Command) bool
 	leader string
 }
 
 func (p *proposer) Apply(_ context.Context, cmd catalog.Command) (catalog.Result, error) {
 	p.mu.Lock()
 	p.cmds = append(p.cmds, cmd)
-	err, before, after := p.err, p.before, p.after
+	err, before, after, lose := p.err, p.before, p.after, p.lose
 	p.mu.Unlock()
 	if err != nil {
 		return catalog.Result{}, err
@@ -71,6 +74,9 @@ func (p *proposer) Apply(_ context.Context, cmd catalog.Command) (catalog.Result
 	res := p.apply(cmd)
 	if after != nil {
 		after(cmd)
+	}
+	if lose != nil && lose(cmd) {
+		return catalog.Result{}, errNoLeader
 	}
 	return res, res.Err
 }

@@ -227,9 +227,6 @@ func (r *Registry) finishSeed(ctx context.Context, v *SeedVerification, p addres
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), seedCommitTimeout)
 	defer cancel()
-	if err := r.ensureSeedKey(cctx); err != nil {
-		return nil, err
-	}
 	ttl := 3 * r.cfg.Seed.HeartbeatInterval
 	now := r.now()
 	addr := v.ep.addr
@@ -239,11 +236,40 @@ func (r *Registry) finishSeed(ctx context.Context, v *SeedVerification, p addres
 		TokenHash: catalog.HashSecret(secret), KeyID: catalog.SeedKeyID, Proof: api.ProofAddressPort, HostIP: a.ip.String(),
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
-	if _, err := r.commitRegistration(cctx, inst, "seed", now); err != nil {
-		return nil, err
+	// The instance has been told it is accepted: while no leader can
+	// take the commit (an election), it is tried again until the commit
+	// deadline. IDs are random, so a retry that finds the ID taken
+	// means an earlier attempt committed and only its answer was lost.
+	for attempt := 0; ; attempt++ {
+		err := r.ensureSeedKey(cctx)
+		if err == nil {
+			_, err = r.commitRegistration(cctx, inst, "seed", now)
+		}
+		switch {
+		case err == nil:
+			return inst, nil
+		case attempt > 0 && errors.Is(err, catalog.ErrExists):
+			if got, ok := r.cat.Instance(inst.ID); ok && got.TokenMatches(secret) {
+				r.live.Beat(inst.ID, now)
+				return inst, nil
+			}
+			return nil, err
+		case !errors.Is(err, ErrUnavailable) || r.seed.ctx.Err() != nil:
+			return nil, err
+		}
+		select {
+		case <-cctx.Done():
+			return nil, err
+		case <-r.seed.ctx.Done():
+			return nil, ErrClosed
+		case <-time.After(seedCommitRetry):
+		}
 	}
-	return inst, nil
 }
+
+// seedCommitRetry is the pause between attempts to commit a verified
+// tutorial-protocol instance while no leader takes it.
+const seedCommitRetry = 200 * time.Millisecond
 
 // SeedPing is the tutorial protocol's heartbeat: the instance of service
 // registered at addr, authenticated by the secret of its verification.

@@ -327,3 +327,65 @@ func TestRegistry_Close(t *testing.T) {
 	}
 	r.reg.Close() // again: a no-op
 }
+
+// TestRegistry_RegisterSeed_commitWaitsForALeader: a tutorial service
+// has been told it is accepted before its callback; if no leader takes
+// the commit when the answer comes (an election, longer than one
+// proposal's wait), the commit is tried again until a leader takes it,
+// and the instance is registered once.
+func TestRegistry_RegisterSeed_commitWaitsForALeader(t *testing.T) {
+	r := newRig(t, withSeed())
+	s := newTutorial(t)
+	r.prop.fail(errNoLeader)
+	v, err := r.startSeed(t, "127.0.0.1:40000", "fetch_url", s.addr())
+	if err != nil {
+		t.Fatalf("RegisterSeed: %v", err)
+	}
+	time.Sleep(time.Second) // the callback is answered; commits fail
+	if _, ok := r.cat.Instance(v.ID); ok {
+		t.Fatal("committed while no leader took commands")
+	}
+	r.prop.fail(nil)
+	inst, err := waitSeed(t, v)
+	if err != nil {
+		t.Fatalf("the verification ended with %v once a leader was back", err)
+	}
+	if got, ok := r.cat.Instance(v.ID); !ok || got.ID != inst.ID {
+		t.Fatalf("instance %s not in the catalog", v.ID)
+	}
+	if _, _, _, calls := s.last(); calls != 1 {
+		t.Fatalf("%d callbacks, want 1: retrying the commit must not call again", calls)
+	}
+}
+
+// TestRegistry_RegisterSeed_commitAnswerLost: the commit of a verified
+// tutorial instance is applied but its answer lost (the leader fell
+// right after committing); the retry finds the instance there, and the
+// verification ends registered, not refused, with one instance.
+func TestRegistry_RegisterSeed_commitAnswerLost(t *testing.T) {
+	r := newRig(t, withSeed())
+	s := newTutorial(t)
+	var lost sync.Once
+	r.prop.mu.Lock()
+	r.prop.lose = func(cmd catalog.Command) bool {
+		hit := false
+		if cmd.Op == catalog.OpRegister {
+			lost.Do(func() { hit = true })
+		}
+		return hit
+	}
+	r.prop.mu.Unlock()
+	v, err := r.startSeed(t, "127.0.0.1:40000", "fetch_url", s.addr())
+	if err != nil {
+		t.Fatalf("RegisterSeed: %v", err)
+	}
+	if _, err := waitSeed(t, v); err != nil {
+		t.Fatalf("the verification ended with %v; its instance was committed", err)
+	}
+	if got := len(r.cat.Instances()); got != 1 {
+		t.Fatalf("%d instances, want 1", got)
+	}
+	if _, ok := r.tracker().Seen(v.ID); !ok {
+		t.Fatal("the instance has no heartbeat: it would expire at once")
+	}
+}
