@@ -42,7 +42,32 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 			s = strings.TrimLeft(s[i+1:], " ")
 		}
 		s = strings.TrimPrefix(s, "raft: ")
+		if level == slog.LevelWarn && routine(s) {
+			level = slog.LevelInfo
+		}
 		w.l.Log(context.Background(), level, s, "component", "raft")
 	}
 	return len(p), nil
+}
+
+// routineWarnings are the starts of raft's warnings that every healthy
+// cluster logs as it forms or takes a new member, and that ask nothing of
+// an operator: they are logged at info, so that a warning means
+// something.
+var routineWarnings = []string{
+	// A server waiting for --bootstrap-expect has no configuration yet.
+	"no known peers, aborting election",
+	// A new or restarted follower lacks the leader's latest entries; the
+	// leader walks back and sends them (or a snapshot).
+	"failed to get previous log",
+	"appendEntries rejected, sending older logs",
+}
+
+func routine(msg string) bool {
+	for _, p := range routineWarnings {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
