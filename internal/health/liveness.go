@@ -92,6 +92,45 @@ type Liveness struct {
 	// readers that push it (event streams).
 	changedMu sync.Mutex
 	changed   chan struct{}
+
+	// views caches, per service name, the tracker's records of the
+	// instances of the service's latest view read (see Records).
+	views sync.Map // string → *Records
+}
+
+// Records are the heartbeat records of one service view's instances, in
+// the view's order: a lookup that reads its instances' liveness through
+// them looks up no map. Immutable once built.
+type Records struct {
+	view *catalog.ServiceView
+	recs []*record
+}
+
+// Records returns the records of v's instances. They are built once per
+// view (a view is immutable; a change to the service makes a new one) and
+// shared by every reader of it.
+func (l *Liveness) Records(v *catalog.ServiceView) *Records {
+	if c, ok := l.views.Load(v.Name); ok && c.(*Records).view == v {
+		return c.(*Records)
+	}
+	rs := &Records{view: v, recs: make([]*record, len(v.Instances))}
+	for i, inst := range v.Instances {
+		rs.recs[i] = l.tracker.ensure(inst.ID)
+	}
+	l.views.Store(v.Name, rs)
+	return rs
+}
+
+// ViewAt is View for the i-th instance of the view rs was built from.
+func (l *Liveness) ViewAt(rs *Records, i int, floor, now time.Time) (catalog.Status, Freshness) {
+	inst, r := rs.view.Instances[i], rs.recs[i]
+	if r.gone.Load() {
+		// Dropped from the tracker since (a race of a heartbeat with a
+		// removal): read what the tracker now holds.
+		r = l.tracker.get(inst.ID)
+	}
+	s := l.tracker.snap(r)
+	return status(inst, s, floor, now, l.marked.Load(), l.held.Load()), freshness(s, inst.TTL, now)
 }
 
 // mark is what one sweep saw: every instance with a CreateIndex up to

@@ -2,7 +2,9 @@ package health
 
 import (
 	"math"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/musterhq/muster/internal/catalog"
@@ -11,55 +13,89 @@ import (
 // historyLen is how many recent heartbeat intervals quality looks at.
 const historyLen = 8
 
-// Tracker records heartbeats. It is safe for concurrent use; every method
-// takes a shared lock on the map and a short per-instance lock.
+// Tracker records heartbeats. It is safe for concurrent use.
+//
+// Each instance has one record, found by ID through a concurrent map
+// (heartbeats, the sweep) or through the records of a service view that a
+// Liveness caches (lookups, which then read no map). A record is written
+// under its own mutex and read without one: readers retry while a write
+// is under way (a sequence count), so that lookups never wait for, or
+// contend with, heartbeats.
 //
 // Times are kept as offsets from the tracker's creation, so that with times
 // from time.Now they follow the monotonic clock: a step of the wall clock
 // neither revives a dead instance nor expires a live one.
 type Tracker struct {
 	epoch time.Time
-	mu    sync.RWMutex
-	m     map[string]*liveness
+	m     sync.Map // string → *record
 }
 
-type liveness struct {
-	mu   sync.Mutex
-	last time.Duration // offset from epoch of the last heartbeat
-	// intervals is a ring of the last historyLen heartbeat gaps.
-	intervals [historyLen]time.Duration
-	n, pos    int
+// never is a record's last beat before it has heard one: a record can
+// exist for an instance that has not beaten yet (a lookup asked for it).
+const never = math.MinInt64
+
+// record is one instance's heartbeat history.
+type record struct {
+	id string
+	mu sync.Mutex // serialises writers
+	// seq is odd while a writer changes the fields below: a reader that
+	// saw it odd, or saw it change, reads again.
+	seq  atomic.Uint64
+	last atomic.Int64 // offset from epoch of the last heartbeat, or never
+	// gaps is a ring of the last historyLen heartbeat gaps; n of them are
+	// recorded, and the next goes at pos (written under mu only).
+	gaps [historyLen]atomic.Int64
+	n    atomic.Int32
+	pos  int
+	// gone is set when the record is dropped from the tracker's map: a
+	// cached view's records are then looked up again.
+	gone atomic.Bool
 }
 
 // NewTracker returns an empty tracker.
-func NewTracker() *Tracker { return &Tracker{epoch: time.Now(), m: map[string]*liveness{}} }
+func NewTracker() *Tracker { return &Tracker{epoch: time.Now()} }
+
+// get returns id's record, or nil.
+func (t *Tracker) get(id string) *record {
+	if v, ok := t.m.Load(id); ok {
+		return v.(*record)
+	}
+	return nil
+}
+
+// ensure returns id's record, creating one that has heard nothing.
+func (t *Tracker) ensure(id string) *record {
+	if r := t.get(id); r != nil {
+		return r
+	}
+	r := &record{id: id}
+	r.last.Store(never)
+	v, _ := t.m.LoadOrStore(id, r)
+	return v.(*record)
+}
 
 // Beat records a heartbeat (or a registration) of id at now. A beat older
 // than the last one recorded is ignored.
 func (t *Tracker) Beat(id string, now time.Time) {
-	at := now.Sub(t.epoch)
-	t.mu.RLock()
-	l := t.m[id]
-	t.mu.RUnlock()
-	if l == nil {
-		t.mu.Lock()
-		if l = t.m[id]; l == nil {
-			t.m[id] = &liveness{last: at}
-			t.mu.Unlock()
-			return
+	t.ensure(id).beat(now.Sub(t.epoch))
+}
+
+func (r *record) beat(at time.Duration) {
+	r.mu.Lock()
+	last := r.last.Load()
+	if int64(at) > last || last == never {
+		r.seq.Add(1)
+		if last != never {
+			r.gaps[r.pos].Store(int64(at) - last)
+			r.pos = (r.pos + 1) % historyLen
+			if n := r.n.Load(); n < historyLen {
+				r.n.Store(n + 1)
+			}
 		}
-		t.mu.Unlock()
+		r.last.Store(int64(at))
+		r.seq.Add(1)
 	}
-	l.mu.Lock()
-	if at > l.last {
-		l.intervals[l.pos] = at - l.last
-		l.pos = (l.pos + 1) % historyLen
-		if l.n < historyLen {
-			l.n++
-		}
-		l.last = at
-	}
-	l.mu.Unlock()
+	r.mu.Unlock()
 }
 
 // snapshot is one consistent read of an instance's liveness.
@@ -71,16 +107,32 @@ type snapshot struct {
 }
 
 func (t *Tracker) read(id string) snapshot {
-	t.mu.RLock()
-	l := t.m[id]
-	t.mu.RUnlock()
-	if l == nil {
+	return t.snap(t.get(id))
+}
+
+// snap reads r (nil: an instance never heard) without a lock.
+func (t *Tracker) snap(r *record) snapshot {
+	if r == nil {
 		return snapshot{}
 	}
-	l.mu.Lock()
-	s := snapshot{ok: true, last: t.epoch.Add(l.last), intervals: l.intervals, n: l.n}
-	l.mu.Unlock()
-	return s
+	for {
+		seq := r.seq.Load()
+		if seq&1 == 1 {
+			runtime.Gosched()
+			continue
+		}
+		last := r.last.Load()
+		if last == never {
+			return snapshot{}
+		}
+		s := snapshot{ok: true, last: t.epoch.Add(time.Duration(last)), n: int(r.n.Load())}
+		for i := range s.n {
+			s.intervals[i] = time.Duration(r.gaps[i].Load())
+		}
+		if r.seq.Load() == seq {
+			return s
+		}
+	}
 }
 
 // Seen returns the time of id's last heartbeat, and false if this tracker
@@ -160,31 +212,29 @@ func status(inst *catalog.Instance, s snapshot, floor, now time.Time, m *mark, h
 
 // Forget drops id's history (the instance left the catalog).
 func (t *Tracker) Forget(id string) {
-	t.mu.Lock()
-	delete(t.m, id)
-	t.mu.Unlock()
+	if v, ok := t.m.LoadAndDelete(id); ok {
+		v.(*record).gone.Store(true)
+	}
 }
 
-// Retain drops every instance for which keep reports false. It holds the
-// tracker's write lock throughout; keep must not call the tracker.
+// Retain drops every instance for which keep reports false. keep must not
+// call the tracker.
 func (t *Tracker) Retain(keep func(id string) bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for id := range t.m {
-		if !keep(id) {
-			delete(t.m, id)
+	t.m.Range(func(k, v any) bool {
+		if !keep(k.(string)) && t.m.CompareAndDelete(k, v) {
+			v.(*record).gone.Store(true)
 		}
-	}
+		return true
+	})
 }
 
 // IDs returns the IDs the tracker holds.
 func (t *Tracker) IDs() []string {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	out := make([]string, 0, len(t.m))
-	for id := range t.m {
-		out = append(out, id)
-	}
+	var out []string
+	t.m.Range(func(k, _ any) bool {
+		out = append(out, k.(string))
+		return true
+	})
 	return out
 }
 

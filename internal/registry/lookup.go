@@ -41,6 +41,12 @@ type Entry struct {
 
 func entry(live *health.Liveness, mon *checks.Monitor, inst *catalog.Instance, floor, now time.Time) Entry {
 	st, f := live.View(inst, floor, now)
+	return entryOf(mon, inst, st, f)
+}
+
+// entryOf completes the Entry of inst, whose status and freshness are st
+// and f.
+func entryOf(mon *checks.Monitor, inst *catalog.Instance, st catalog.Status, f health.Freshness) Entry {
 	e := Entry{Instance: inst, Status: st, Age: f.Age, Quality: f.Quality}
 	if len(inst.Checks) > 0 && mon != nil {
 		e.Checks = mon.States(inst.ID)
@@ -114,11 +120,16 @@ func (s *ServiceRead) Each(f Filter, yield func(i int, e Entry) bool) {
 	if want == "" {
 		want = catalog.StatusPassing
 	}
+	var rs *health.Records
 	for i, inst := range s.View.Instances {
 		if !inst.HasTags(f.Tags) || !inst.HasMeta(f.Meta) {
 			continue
 		}
-		e := entry(s.live, s.mon, inst, s.floor, s.now)
+		if rs == nil {
+			rs = s.live.Records(s.View)
+		}
+		st, fr := s.live.ViewAt(rs, i, s.floor, s.now)
+		e := entryOf(s.mon, inst, st, fr)
 		if want != StatusAny && e.Status != want {
 			continue
 		}
