@@ -1,0 +1,99 @@
+package health
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// TestTracker_SnapConsistentUnderWrites: a reader without a lock never
+// sees a half-written beat. One writer beats every gap g, so every
+// recorded gap is g and the last beat is a whole number of gaps from the
+// first; readers racing it check both on every read.
+func TestTracker_SnapConsistentUnderWrites(t *testing.T) {
+	tr := NewTracker()
+	start := time.Now()
+	tr.Beat("a", start)
+	r := tr.get("a")
+	const g = 7 * time.Millisecond
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s := tr.snap(r)
+				if !s.ok {
+					t.Error("a heard record read as never heard")
+					return
+				}
+				if d := s.last.Sub(start); d%g != 0 || int(d/g) < s.n {
+					t.Errorf("last beat %v after the first with %d gaps recorded", d, s.n)
+					return
+				}
+				for i := range s.n {
+					if s.intervals[i] != g {
+						t.Errorf("gap %d is %v, want %v (a torn read)", i, s.intervals[i], g)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 20000; i++ {
+		tr.Beat("a", start.Add(time.Duration(i)*g))
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// TestLiveness_RecordsFollowTheTracker: a lookup through a view's cached
+// records sees each heartbeat; an instance not heard yet reads as never
+// heard, and its first heartbeat, recorded after the records were built,
+// is seen through them; a record dropped from the tracker (a heartbeat
+// racing a removal) is read from the tracker again, not from the cache;
+// and a new view of the service gets new records.
+func TestLiveness_RecordsFollowTheTracker(t *testing.T) {
+	tr := NewTracker()
+	l := NewLiveness(LivenessConfig{}, tr, nil, nil)
+	now := time.Now()
+	a := &catalog.Instance{ID: "a", Service: "web", TTL: 10 * time.Second}
+	b := &catalog.Instance{ID: "b", Service: "web", TTL: 10 * time.Second}
+	v := &catalog.ServiceView{Name: "web", Index: 1, Instances: []*catalog.Instance{a, b}}
+	tr.Beat("a", now.Add(-2*time.Second))
+	rs := l.Records(v)
+	if l.Records(v) != rs {
+		t.Fatal("the records of one view were built twice")
+	}
+	age := func(i int) time.Duration {
+		_, f := l.ViewAt(rs, i, time.Time{}, now)
+		return f.Age
+	}
+	if got := age(0); got != 2*time.Second {
+		t.Fatalf("a's age = %v, want 2s", got)
+	}
+	if got := age(1); got != -1 {
+		t.Fatalf("b, never heard, has age %v, want -1", got)
+	}
+	tr.Beat("b", now.Add(-time.Second))
+	if got := age(1); got != time.Second {
+		t.Fatalf("b's first heartbeat, after the records were built: age %v, want 1s", got)
+	}
+	tr.Forget("a")
+	tr.Beat("a", now.Add(-500*time.Millisecond))
+	if got := age(0); got != 500*time.Millisecond {
+		t.Fatalf("a, dropped and heard again: age %v through the cached records, want 500ms", got)
+	}
+	v2 := &catalog.ServiceView{Name: "web", Index: 2, Instances: []*catalog.Instance{b}}
+	if rs2 := l.Records(v2); rs2 == rs || len(rs2.recs) != 1 {
+		t.Fatal("a new view of the service kept the old records")
+	}
+}
