@@ -339,6 +339,13 @@ func (c *Catalog) Instances() []*Instance {
 	return out
 }
 
+// Len returns the number of instances.
+func (c *Catalog) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.instances)
+}
+
 // Key returns one enrolment key by ID.
 func (c *Catalog) Key(id string) (*Key, bool) {
 	c.mu.RLock()

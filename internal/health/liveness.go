@@ -148,6 +148,9 @@ type mark struct {
 // follower serve the statuses its leader committed (see Floor) and
 // carries heartbeats between the members.
 func NewLiveness(cfg LivenessConfig, t *Tracker, l Leadership, r Replica) *Liveness {
+	if cfg.Protection.Enabled {
+		t.factor = cfg.Protection.OverdueFactor
+	}
 	return &Liveness{tracker: t, lead: l, replica: r, grace: cfg.Grace, protection: cfg.Protection}
 }
 

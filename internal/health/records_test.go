@@ -97,3 +97,24 @@ func TestLiveness_RecordsFollowTheTracker(t *testing.T) {
 		t.Fatal("a new view of the service kept the old records")
 	}
 }
+
+// TestTracker_Len: the count of records follows creation by a heartbeat
+// or a lookup, Forget and Retain, so that the sweep can tell whether a
+// collection would find anything without walking every record.
+func TestTracker_Len(t *testing.T) {
+	tr := NewTracker()
+	now := time.Now()
+	tr.Beat("a", now)
+	tr.Beat("a", now.Add(time.Second))
+	tr.ensure("b") // a lookup asked for it
+	tr.Beat("c", now)
+	if n := tr.Len(); n != 3 {
+		t.Fatalf("Len = %d after three instances, want 3", n)
+	}
+	tr.Forget("a")
+	tr.Forget("a")
+	tr.Retain(func(id string) bool { return id != "c" })
+	if n := tr.Len(); n != 1 {
+		t.Fatalf("Len = %d after dropping two, want 1", n)
+	}
+}

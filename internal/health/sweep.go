@@ -1,6 +1,7 @@
 package health
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"log/slog"
@@ -17,10 +18,17 @@ type Proposer interface {
 	Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, error)
 }
 
-// Instances lists the catalog's instances; *catalog.Catalog implements it.
+// Instances is the catalog as the sweep reads it; *catalog.Catalog
+// implements it. Every change to an instance must appear in Events (the
+// sweep judges an instance again when it changes), and a history that no
+// longer reaches back to the sweep's cursor makes it judge everything
+// afresh.
 type Instances interface {
 	Instances() []*catalog.Instance
 	Instance(id string) (*catalog.Instance, bool)
+	Index() uint64
+	Events(after uint64, max int, dst []*catalog.Event) ([]*catalog.Event, bool, <-chan struct{})
+	Len() int
 }
 
 // SweepConfig configures a Sweeper.
@@ -65,8 +73,9 @@ type Sweeper struct {
 	proposer Proposer
 	// due is the pass's buffer of instances to propose for, kept between
 	// passes so that a pass allocates nothing for it. Owned by the
-	// goroutine that sweeps.
-	due []*catalog.Instance
+	// goroutine that sweeps, as is sched.
+	due   []*catalog.Instance
+	sched schedule
 }
 
 // NewSweeper returns a sweeper that judges by live and commits through p.
@@ -80,7 +89,7 @@ func NewSweeper(cfg SweepConfig, live *Liveness, cat Instances, p Proposer) *Swe
 	if cfg.PauseAfter == 0 {
 		cfg.PauseAfter = max(4*cfg.Interval, time.Second)
 	}
-	return &Sweeper{cfg: cfg, live: live, cat: cat, proposer: p}
+	return &Sweeper{cfg: cfg, live: live, cat: cat, proposer: p, sched: schedule{ticks: map[int64][]*record{}}}
 }
 
 // Run sweeps every Interval until ctx ends or the Liveness reports that
@@ -142,7 +151,7 @@ func (s *Sweeper) Run(ctx context.Context) {
 				return
 			}
 			s.Sweep(ctx, floor)
-			if sweeps++; sweeps%collectEvery == 0 {
+			if sweeps++; sweeps%collectEvery == 0 && s.live.tracker.Len() > s.cat.Len() {
 				s.Collect()
 			}
 		}
@@ -151,61 +160,70 @@ func (s *Sweeper) Run(ctx context.Context) {
 
 // Sweep makes one pass: passing or draining instances past their TTL become
 // critical, unless mass-expiry protection holds them; critical ones past
-// deregister_after are removed; the tracker forgets instances that left
-// the catalog. Instances with a TTL of 0 (check-only: they never
-// heartbeat) are left to their checks.
+// deregister_after are removed. Instances with a TTL of 0 (check-only:
+// they never heartbeat) are left to their checks.
 //
-// The first sweep under a floor also marks, for the status rule, which
+// A pass judges only what is due (see due.go): the instances the catalog
+// changed since the last pass, those heard again after they were counted
+// overdue, and those whose moment to be judged again has come. Its cost
+// follows them, not the size of the catalog. The first pass under a floor
+// judges every instance, and also marks, for the status rule, which
 // instances were in the catalog before it: their registration times
-// cannot be later than this sweep (see Liveness.Base).
+// cannot be later than this pass (see Liveness.Base).
 //
-// With protection on, the pass first judges every instance and counts the
-// live and the overdue ones (while a hold is on, only the overdue that
-// have stayed silent since it turned on; see ProtectionConfig), updates
-// the hold from
-// the counts, and only then proposes, so that a hold that begins in this
-// pass already covers it. Each proposal is judged again under the hold as
-// it then stands, with a fresh read of the tracker, by the status rule
-// every reader uses.
+// With protection on, the pass first judges what is due and so brings the
+// counts of live and overdue instances up to date (while a hold is on,
+// only the overdue that have stayed silent since it turned on count; see
+// ProtectionConfig), updates the hold from the counts, and only then
+// proposes, so that a hold that begins in this pass already covers it.
+// Each proposal is judged again under the hold as it then stands, with a
+// fresh read of the tracker, by the status rule every reader uses.
 func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
-	insts := s.cat.Instances()
-	now := s.cfg.Now() // after the listing: every listed instance was applied by now
+	sc := &s.sched
 	l := s.live
-	l.observe(floor, insts, now)
+	s.due = s.due[:0]
+	sc.pass++
+	if !sc.synced || !sc.floor.Equal(floor) || sc.resync {
+		s.resync(floor)
+	}
+	now := s.cfg.Now()
+	if !s.refresh(floor, now) || l.held.Load().on(floor, now) != sc.on {
+		// The history moved past the cursor, or the hold reached its
+		// bound (what counts changed with it): judge everyone.
+		s.due = s.due[:0]
+		s.resync(floor)
+		now = s.cfg.Now()
+	}
 	m, h := l.marked.Load(), l.held.Load()
-	counting := l.protection.Enabled
-	live, overdue := 0, 0
-	due := s.due[:0]
-	for _, inst := range insts {
-		if inst.TTL <= 0 {
-			// Check-only: it never heartbeats, so it has no TTL to run
-			// out and no heartbeat to be overdue. Its checks decide its
-			// status, and their runner removes it.
-			continue
-		}
-		snap := l.tracker.read(inst.ID)
-		b := base(inst, snap, floor, m)
-		switch {
-		case inst.Status == catalog.StatusCritical:
-			if now.Sub(b) > inst.DeregisterAfter {
-				due = append(due, inst)
+	k := s.tickOf(now)
+	sc.popping = k
+	for len(sc.keys) > 0 && sc.keys[0] <= k {
+		tick := heap.Pop(&sc.keys).(int64)
+		list := sc.ticks[tick]
+		delete(sc.ticks, tick)
+		for _, r := range list {
+			if r.gen != sc.gen || r.due != tick {
+				continue // judged again since, and scheduled elsewhere
 			}
-		case expired(inst, b, floor, now, h):
-			due = append(due, inst)
-		default:
-			live++
-			if counting && now.Sub(b) > overdueAfter(snap, inst.TTL, l.protection.OverdueFactor) && h.counts(b, floor, now) {
-				overdue++
-			}
+			r.due = 0
+			inst, _ := s.cat.Instance(r.id)
+			s.judgeOrDue(r, inst, floor, now, m, h)
 		}
+		clear(list)
 	}
-	s.due = due
+	sc.popping = 0
+	due := s.due
 	defer clear(s.due) // hold no instance past the pass
-	if counting || h != nil {
-		c, nh := l.protect(floor, now, live, overdue)
-		s.logHold(c, nh, live, overdue)
+	if l.protection.Enabled || h != nil {
+		c, nh := l.protect(floor, now, sc.live, sc.overdue)
+		s.logHold(c, nh, sc.live, sc.overdue)
+		if c != holdSame && c != holdRefused {
+			// What counts, and every held deadline, changed: the next
+			// pass judges everyone under the new hold.
+			sc.resync = true
+		}
 	}
-	for _, inst := range due {
+	for i, inst := range due {
 		var ok, stop bool
 		if inst.Status == catalog.StatusCritical {
 			if ok, stop = s.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, IfStatus: catalog.StatusCritical, Reason: "deregister_after expired"}); ok {
@@ -216,10 +234,23 @@ func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 		}
 		if stop {
 			// No write can be taken now (a full disk, a lost
-			// leadership): the next sweep tries again, and the pass
+			// leadership): the next pass tries again, and this one
 			// logs one line, not one per instance.
+			for _, rest := range due[i:] {
+				s.retry(rest)
+			}
 			return
 		}
+		// Applied, refused or held: the change, if any, comes back as a
+		// catalog event; judged again at the next pass in any case.
+		s.retry(inst)
+	}
+}
+
+// retry has inst judged again at the next pass.
+func (s *Sweeper) retry(inst *catalog.Instance) {
+	if r := s.live.tracker.get(inst.ID); r != nil {
+		s.sched.retry = append(s.sched.retry, r)
 	}
 }
 
@@ -260,7 +291,8 @@ const collectEvery = 40
 // Collect drops the tracker's history of instances that are no longer in
 // the catalog. Every removal path forgets its instance already; this
 // catches the rest (a heartbeat that raced a deregistration), so Run does
-// it only every collectEvery sweeps, not on the hot sweep.
+// it only every collectEvery sweeps, and only when the tracker holds more
+// records than the catalog has instances: it walks every record.
 func (s *Sweeper) Collect() {
 	s.live.Tracker().Retain(func(id string) bool {
 		_, ok := s.cat.Instance(id)

@@ -28,6 +28,27 @@ const historyLen = 8
 type Tracker struct {
 	epoch time.Time
 	m     sync.Map // string → *record
+	n     atomic.Int64
+	// comebacks are the records whose heartbeat changed what the sweep
+	// judged of them: heard again while counted overdue, or heard so that
+	// they would turn overdue before the sweep judges them again (see
+	// record.watch). Each is queued once per judgement.
+	cbMu      sync.Mutex
+	comebacks []*record
+	// factor is mass-expiry protection's overdue factor, 0 when it is off
+	// (set once, by NewLiveness, before any heartbeat).
+	factor float64
+}
+
+// takeComebacks appends the records heard again since the last call to
+// dst and returns it.
+func (t *Tracker) takeComebacks(dst []*record) []*record {
+	t.cbMu.Lock()
+	dst = append(dst, t.comebacks...)
+	clear(t.comebacks)
+	t.comebacks = t.comebacks[:0]
+	t.cbMu.Unlock()
+	return dst
 }
 
 // never is a record's last beat before it has heard one: a record can
@@ -50,6 +71,31 @@ type record struct {
 	// gone is set when the record is dropped from the tracker's map: a
 	// cached view's records are then looked up again.
 	gone atomic.Bool
+	// overdue is set while the sweep counts the instance overdue (or
+	// silent): its next heartbeat tells the sweep (see comebacks).
+	overdue atomic.Bool
+	// watch is, while the sweep counts the instance live and not overdue,
+	// the moment (an offset from epoch) it next judges whether it turned
+	// overdue, and ttl its TTL; watch is 0 otherwise. A heartbeat that
+	// makes it due to turn overdue before then tells the sweep: a shorter
+	// rhythm makes the overdue delay shorter, and the sweep, which does
+	// not see heartbeats, would judge it too late.
+	watch, ttl atomic.Int64
+	// queued is set while the record waits in the comebacks.
+	queued atomic.Bool
+	// counted is set while the sweep counts the record in a phase: when
+	// it is dropped from the tracker (Forget, Retain), the sweep is told,
+	// so that it stops counting it.
+	counted atomic.Bool
+
+	// The sweep's judgement of the instance (see due.go); only the sweep's
+	// goroutine reads or writes these.
+	due   int64  // the tick it is next judged at, 0 for none
+	phase phase  // what it was judged to be
+	gen   uint64 // the sweeper that judged it
+	// duePass is the pass that last found it due, so that a pass
+	// proposes for it once.
+	duePass uint64
 }
 
 // NewTracker returns an empty tracker.
@@ -70,32 +116,82 @@ func (t *Tracker) ensure(id string) *record {
 	}
 	r := &record{id: id}
 	r.last.Store(never)
-	v, _ := t.m.LoadOrStore(id, r)
+	v, loaded := t.m.LoadOrStore(id, r)
+	if !loaded {
+		t.n.Add(1)
+	}
 	return v.(*record)
 }
+
+// Len returns how many instances the tracker holds records of.
+func (t *Tracker) Len() int { return int(t.n.Load()) }
 
 // Beat records a heartbeat (or a registration) of id at now. A beat older
 // than the last one recorded is ignored.
 func (t *Tracker) Beat(id string, now time.Time) {
-	t.ensure(id).beat(now.Sub(t.epoch))
+	r := t.ensure(id)
+	if r.beat(now.Sub(t.epoch), t.factor) {
+		t.tell(r)
+	}
 }
 
-func (r *record) beat(at time.Duration) {
-	r.mu.Lock()
-	last := r.last.Load()
-	if int64(at) > last || last == never {
-		r.seq.Add(1)
-		if last != never {
-			r.gaps[r.pos].Store(int64(at) - last)
-			r.pos = (r.pos + 1) % historyLen
-			if n := r.n.Load(); n < historyLen {
-				r.n.Store(n + 1)
-			}
-		}
-		r.last.Store(int64(at))
-		r.seq.Add(1)
+// tell queues r for the sweep, unless it is queued already.
+func (t *Tracker) tell(r *record) {
+	if r.queued.CompareAndSwap(false, true) {
+		t.cbMu.Lock()
+		t.comebacks = append(t.comebacks, r)
+		t.cbMu.Unlock()
 	}
-	r.mu.Unlock()
+}
+
+// drop marks r, just deleted from the map, gone, and tells the sweep if
+// it counts it.
+func (t *Tracker) drop(r *record) {
+	t.n.Add(-1)
+	r.gone.Store(true)
+	if r.counted.Load() {
+		t.tell(r)
+	}
+}
+
+// beat records a heartbeat at at, and reports whether the sweep must
+// judge the instance again: it was counted overdue, or it would now turn
+// overdue (by factor) before the sweep's next judgement (see watch).
+func (r *record) beat(at time.Duration, factor float64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	last := r.last.Load()
+	if int64(at) <= last && last != never {
+		return false // older than the last: nothing changes
+	}
+	r.seq.Add(1)
+	if last != never {
+		r.gaps[r.pos].Store(int64(at) - last)
+		r.pos = (r.pos + 1) % historyLen
+		if n := r.n.Load(); n < historyLen {
+			r.n.Store(n + 1)
+		}
+	}
+	r.last.Store(int64(at))
+	r.seq.Add(1)
+	if r.overdue.Load() {
+		return true
+	}
+	w := r.watch.Load()
+	if w == 0 || factor <= 0 {
+		return false
+	}
+	// The least overdue delay any rhythm gives is factor × TTL/10: most
+	// heartbeats are ruled out without reading the gaps.
+	ttl := time.Duration(r.ttl.Load())
+	if int64(at)+int64(factor*float64(ttl/10)) >= w {
+		return false
+	}
+	s := snapshot{ok: true, n: int(r.n.Load())}
+	for i := range s.n {
+		s.intervals[i] = time.Duration(r.gaps[i].Load())
+	}
+	return int64(at+overdueAfter(s, ttl, factor)) < w
 }
 
 // snapshot is one consistent read of an instance's liveness.
@@ -213,7 +309,7 @@ func status(inst *catalog.Instance, s snapshot, floor, now time.Time, m *mark, h
 // Forget drops id's history (the instance left the catalog).
 func (t *Tracker) Forget(id string) {
 	if v, ok := t.m.LoadAndDelete(id); ok {
-		v.(*record).gone.Store(true)
+		t.drop(v.(*record))
 	}
 }
 
@@ -222,7 +318,7 @@ func (t *Tracker) Forget(id string) {
 func (t *Tracker) Retain(keep func(id string) bool) {
 	t.m.Range(func(k, v any) bool {
 		if !keep(k.(string)) && t.m.CompareAndDelete(k, v) {
-			v.(*record).gone.Store(true)
+			t.drop(v.(*record))
 		}
 		return true
 	})

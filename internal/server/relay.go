@@ -178,7 +178,7 @@ func (r *relay) run(ctx context.Context) {
 	lastCollect := time.Now()
 	for {
 		r.refresh()
-		if !r.leading.Load() && time.Since(lastCollect) > collectEvery {
+		if !r.leading.Load() && time.Since(lastCollect) > collectEvery && r.tracker.Len() > r.cat.Len() {
 			lastCollect = time.Now()
 			r.tracker.Retain(func(id string) bool { _, ok := r.cat.Instance(id); return ok })
 		}
