@@ -161,7 +161,9 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger}, nil
+	// Per-instance lines are sampled (logsample.go); cfg.Logger itself
+	// is left as given.
+	return &Server{cfg: cfg, log: slog.New(newSampleHandler(cfg.Logger.Handler()))}, nil
 }
 
 // Start binds the HTTP listener, opens storage, starts Raft and serves.

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The per-instance lines (an instance registered, deregistered, expired,
+// a tutorial registration verified) are worth reading one by one at the
+// rate a fleet changes, and worthless at thousands a second: a bulk
+// registration would write a line per instance and spend the disk and the
+// CPU on it. So the server's logger lets through at most sampleBurst of
+// each such message per sampleWindow, and at the end of a window in which
+// it held lines back it writes one line saying how many, of which
+// message. Warnings and errors are never held back.
+
+const (
+	sampleBurst  = 20
+	sampleWindow = time.Second
+)
+
+// sampled reports whether msg is one of the per-instance lines.
+func sampled(msg string) bool {
+	return strings.HasPrefix(msg, "instance ") || strings.HasPrefix(msg, "seed ")
+}
+
+// sampler is what the handlers derived from one sampling handler share.
+type sampler struct {
+	mu   sync.Mutex
+	msgs map[string]*sampleWindowState
+	// out writes the summaries, through the handler the first record
+	// was handed to.
+	now func() time.Time
+}
+
+type sampleWindowState struct {
+	start time.Time
+	n     int // lines seen in the window
+	held  int // of which held back
+	out   slog.Handler
+}
+
+// sampleHandler wraps a handler with the sampler.
+type sampleHandler struct {
+	next slog.Handler
+	s    *sampler
+}
+
+func newSampleHandler(next slog.Handler) *sampleHandler {
+	return &sampleHandler{next: next, s: &sampler{msgs: map[string]*sampleWindowState{}, now: time.Now}}
+}
+
+func (h *sampleHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
+
+func (h *sampleHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level != slog.LevelInfo || !sampled(r.Message) {
+		return h.next.Handle(ctx, r)
+	}
+	if !h.s.allow(r.Message, h.next) {
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h *sampleHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &sampleHandler{next: h.next.WithAttrs(as), s: h.s}
+}
+
+func (h *sampleHandler) WithGroup(name string) slog.Handler {
+	return &sampleHandler{next: h.next.WithGroup(name), s: h.s}
+}
+
+// allow counts a line of msg and reports whether it may be written. The
+// first line held back in a window arms the summary for the window's end.
+func (s *sampler) allow(msg string, out slog.Handler) bool {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.msgs[msg]
+	if w == nil || now.Sub(w.start) >= sampleWindow {
+		if w != nil && w.held > 0 {
+			// Its summary is pending: it is written at the window's end
+			// and starts the next window then.
+			w.n++
+			w.held++
+			return false
+		}
+		w = &sampleWindowState{start: now, out: out}
+		s.msgs[msg] = w
+	}
+	w.n++
+	if w.n <= sampleBurst {
+		return true
+	}
+	w.held++
+	if w.held == 1 {
+		time.AfterFunc(sampleWindow-now.Sub(w.start), func() { s.summarize(msg, w) })
+	}
+	return false
+}
+
+// summarize writes how many lines of msg window w held back, and ends it.
+func (s *sampler) summarize(msg string, w *sampleWindowState) {
+	s.mu.Lock()
+	held, out := w.held, w.out
+	if s.msgs[msg] == w {
+		delete(s.msgs, msg)
+	}
+	s.mu.Unlock()
+	r := slog.NewRecord(s.now(), slog.LevelInfo, "log lines held back: too many of one message", 0)
+	r.AddAttrs(slog.String("message", msg), slog.Int("held_back", held), slog.Int("written", sampleBurst),
+		slog.Duration("window", sampleWindow))
+	out.Handle(context.Background(), r)
+}
