@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -350,5 +352,125 @@ func TestCluster_ReadIndex(t *testing.T) {
 	r := nodes[(lead+1)%3].n.Replica()
 	if r.Leader || r.LeaderAddr != nodes[lead].n.RaftAddr() || r.LastContact.IsZero() {
 		t.Fatalf("follower replica state %+v", r)
+	}
+}
+
+// TestCluster_DuplicateIDNeverBootstrapsTwice: four servers expecting
+// three, two of them given the same ID (a copied --config), all started
+// at once. At most one cluster is bootstrapped (promises bind a
+// coordinator by ID and Raft address, so the two cannot both gather
+// them), and a server that meets another answering with its own ID says
+// so, naming both addresses, and neither bootstraps nor joins.
+func TestCluster_DuplicateIDNeverBootstrapsTwice(t *testing.T) {
+	secret := testSecret("cluster")
+	ids := []string{"a", "a", "b", "c"}
+	cfgs := make([]Config, len(ids))
+	for i := range cfgs {
+		cfgs[i] = clusterConfig(t, secret, "admin")
+		cfgs[i].NodeID = ids[i]
+		cfgs[i].BootstrapExpect = 3
+	}
+	for i := range cfgs {
+		for j := range cfgs {
+			if i != j {
+				cfgs[i].Join = append(cfgs[i].Join, cfgs[j].RaftAddr)
+			}
+		}
+	}
+	nodes := make([]*tnode, len(cfgs))
+	var wg sync.WaitGroup
+	for i := range cfgs {
+		wg.Add(1)
+		go func() { defer wg.Done(); nodes[i] = openNode(t, cfgs[i]) }()
+	}
+	wg.Wait()
+	a1, a2 := nodes[0], nodes[1]
+	said := func() bool {
+		for _, tn := range []*tnode{a1, a2} {
+			for _, line := range strings.Split(tn.logs.String(), "\n") {
+				if strings.Contains(line, "same --node-id") && strings.Contains(line, a1.n.RaftAddr()) && strings.Contains(line, a2.n.RaftAddr()) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	time.Sleep(5 * time.Second) // time enough to bootstrap, twice were it possible
+	boots := 0
+	for _, tn := range nodes {
+		boots += strings.Count(tn.logs.String(), "bootstrapped a new cluster")
+	}
+	if boots > 1 {
+		t.Fatalf("%d servers bootstrapped a cluster", boots)
+	}
+	if a1.n.hasState() && a2.n.hasState() {
+		t.Fatal("both servers with the same ID hold Raft state")
+	}
+	if !said() {
+		t.Fatal("no server with the duplicate ID said so, naming both addresses")
+	}
+}
+
+// TestCluster_OtherAdminTokenRefusedOnEveryRoute: a member with another
+// admin token is refused on a route another package added with
+// HandleRPC (the relay's heartbeats), as on the cluster's own, with
+// admin_mismatch; the handler never runs, and the member refused says
+// why. A member with the same admin token reaches it.
+func TestCluster_OtherAdminTokenRefusedOnEveryRoute(t *testing.T) {
+	secret := testSecret("cluster")
+	c1 := clusterConfig(t, secret, "admin")
+	c1.NodeID = "n1"
+	n1 := openNode(t, c1)
+	var calls atomic.Int32
+	n1.n.HandleRPC("POST /relay/beats", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		WriteRPC(w, struct{}{})
+	}))
+	c2 := clusterConfig(t, secret, "another admin token")
+	c2.NodeID = "n2"
+	other := openNode(t, c2)
+	c3 := clusterConfig(t, secret, "admin")
+	c3.NodeID = "n3"
+	same := openNode(t, c3)
+	ctx := context.Background()
+
+	for _, path := range []string{"/relay/beats", "/cluster/hello"} {
+		err := other.n.Call(ctx, n1.n.RaftAddr(), path, helloRequest{Self: other.n.self()}, nil)
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Code != "admin_mismatch" {
+			t.Fatalf("%s from a member with another admin token: %v, want admin_mismatch", path, err)
+		}
+	}
+	if calls.Load() != 0 {
+		t.Fatal("the HandleRPC route ran for a member with another admin token")
+	}
+	waitFor(t, func() bool { return strings.Contains(n1.logs.String(), "admin token differs") }, "the member to log why it refused")
+	if err := same.n.Call(ctx, n1.n.RaftAddr(), "/relay/beats", struct{}{}, nil); err != nil {
+		t.Fatalf("a member with the same admin token: %v", err)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("the route ran %d times, want 1", calls.Load())
+	}
+}
+
+// TestCluster_RPCBodiesAreBounded: the cluster's own RPC routes refuse a
+// body beyond rpcMaxBody (16 MiB), as HandleRPC's routes do, rather than
+// read it all.
+func TestCluster_RPCBodiesAreBounded(t *testing.T) {
+	secret := testSecret("cluster")
+	c1 := clusterConfig(t, secret, "admin")
+	n1 := openNode(t, c1)
+	n2 := openNode(t, clusterConfig(t, secret, "admin"))
+	big := helloRequest{Self: Peer{ID: strings.Repeat("x", rpcMaxBody+1), RaftAddr: "127.0.0.1:1"}}
+	// Sending and refusing 16 MiB is slow under the race detector.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := n2.n.Call(ctx, n1.n.RaftAddr(), "/cluster/hello", big, nil)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Code != "bad_request" {
+		t.Fatalf("a hello of %d bytes: %v, want bad_request", rpcMaxBody+1, err)
+	}
+	if _, ok := n1.n.peer(big.Self.ID); ok {
+		t.Fatal("the oversized hello was taken")
 	}
 }

@@ -22,9 +22,11 @@ const (
 	// raftDBFile holds the Raft log and the term and vote (raft-boltdb).
 	raftDBFile = "raft.db"
 	// clusterIDFile records that the data dir holds a cluster's state: it
-	// is written when the node bootstraps, or when it first opens a data
-	// dir with Raft state (one from before the file existed). While it
-	// exists, a raft.db without Raft state means the log was lost.
+	// is written as soon as the node first holds Raft state (it
+	// bootstraps, or stores the first entry or snapshot a leader sent it:
+	// Node.markState), or when it opens a data dir with Raft state and
+	// no record (one from before the file existed). While it exists, a
+	// raft.db without Raft state means the log was lost.
 	clusterIDFile = "cluster-id"
 )
 
@@ -55,6 +57,23 @@ func writeClusterID(dir string) (string, error) {
 		return "", fmt.Errorf("cluster: record cluster id: %w", err)
 	}
 	return id, nil
+}
+
+// removeDurably deletes path, if it exists, and syncs its directory, so
+// that the deletion survives a crash.
+func removeDurably(path string) error {
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // lostStateError explains ErrStateLost: which file is empty, what shows

@@ -61,6 +61,7 @@ var errorCodes = []struct {
 	{"unsupported", catalog.ErrUnsupported},
 	{"skipped", catalog.ErrSkipped},
 	{"corrupt", catalog.ErrCorrupt},
+	{"quota", catalog.ErrQuota},
 	{"not_leader", ErrNotLeader},
 	{"timeout", ErrTimeout},
 	{"closed", ErrClosed},

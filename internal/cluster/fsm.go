@@ -35,10 +35,14 @@ import (
 // parses (an address with a '/' in it) is never served; an unknown
 // operation or a newer rules version skips it and is judged by Apply.
 type fsm struct {
-	cat    *catalog.Catalog
-	log    *slog.Logger
-	halt   func(error)
-	halted atomic.Bool
+	cat  *catalog.Catalog
+	log  *slog.Logger
+	halt func(error)
+	// restored, if not nil, is called after the catalog was restored
+	// from a snapshot (Node.markState: a snapshot installed by a leader
+	// is Raft state).
+	restored func()
+	halted   atomic.Bool
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -79,7 +83,13 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.cat.Restore(rc)
+	if err := f.cat.Restore(rc); err != nil {
+		return err
+	}
+	if f.restored != nil {
+		f.restored()
+	}
+	return nil
 }
 
 type fsmSnapshot struct{ s *catalog.Snapshot }

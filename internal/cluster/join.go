@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,13 +32,19 @@ import (
 //     BootstrapExpect voters, the one with the lowest ID among them
 //     coordinates: it asks each of them, in ascending order of ID and
 //     itself included, for a promise (granted only by a node without
-//     state that has promised no other coordinator in the last
-//     promiseTTL, and kept in DataDir/bootstrap-promise across restarts),
-//     and bootstraps Raft with exactly those voters once all have
-//     promised, within promiseWindow of its first request. A refusal
-//     releases the promises it holds and it tries again later. The others
-//     never bootstrap: the coordinator's election and replication reach
-//     them.
+//     state that has promised no other coordinator, by ID and Raft
+//     address, in the last promiseTTL, and kept in
+//     DataDir/bootstrap-promise across restarts), and bootstraps Raft with
+//     exactly those voters once all have promised, within promiseWindow
+//     of its first request. A refusal releases the promises it holds and
+//     it tries again later. The others never bootstrap: the coordinator's
+//     election and replication reach them. A node deletes its promise
+//     (durably) as soon as it holds Raft state (markState), and votes by
+//     it only while it binds (voteguard.go).
+//   - A server that answers with this node's ID from another Raft
+//     address means two servers were given the same ID (a copied
+//     --config): the node says so, naming both addresses, and stops
+//     looking: it neither bootstraps nor joins (duplicateID).
 //
 // Two coordinators need promises from every voter of their own
 // configurations, and a node promises one coordinator at a time, so two
@@ -50,22 +54,26 @@ import (
 // BootstrapExpect, none of which heard of the others) remain possible;
 // start every server with the same BootstrapExpect and Join list.
 //
-// A node whose data dir was wiped has a new ID and no state: it finds
-// the cluster and asks to be added, and the leader refuses while its
-// address belongs to another member (see serveAdd): the dead member must
-// be removed first. It never forms a second cluster.
+// A node whose data dir was wiped has no state: it finds the cluster and
+// asks to be added, and the leader refuses while its address belongs to
+// another member (a new ID) or while its ID is a member's and it has
+// neither state nor a bootstrap promise (the same ID: its data was lost;
+// see addServer): the old member must be removed first. Until it is
+// added, it takes no log from a leader either (mayReplicate), so it
+// cannot slip back into its old place and vote before it has caught up.
+// It never forms a second cluster.
 
 const (
 	promiseFile = "bootstrap-promise"
-	// promiseTTL is how long a promise binds its grantor (by its wall
-	// clock, so across restarts).
+	// promiseTTL is how long a promise binds its grantor, and lets it
+	// vote for its coordinator: measured on the monotonic clock from the
+	// grant while the process runs; a promise read back after a restart
+	// can only be aged by the wall clock (loadPromise).
 	promiseTTL = 30 * time.Second
 	// promiseWindow is how long a coordinator may take from its first
 	// request to the bootstrap; well within promiseTTL, so that every
 	// promise still binds when it bootstraps.
 	promiseWindow = 10 * time.Second
-	// adminCheckHeader carries Config.AdminCheck on every RPC.
-	adminCheckHeader = "X-Muster-Admin-Check"
 )
 
 // Peer is what members tell each other about themselves.
@@ -90,16 +98,37 @@ type helloAnswer struct {
 
 type promiseRequest struct {
 	Coordinator string `json:"coordinator"`
+	Addr        string `json:"addr"` // the coordinator's Raft address
 }
 
+// promiseRecord is DataDir/bootstrap-promise.
 type promiseRecord struct {
 	Coordinator string    `json:"coordinator"`
-	GrantedAt   time.Time `json:"granted_at"`
+	Addr        string    `json:"addr"`
+	GrantedAt   time.Time `json:"granted_at"` // wall clock, for a restart
+}
+
+// promise is the bootstrap promise this node holds (Node.promise, under
+// promiseMu). binds and votes are read on the monotonic clock when the
+// promise was granted by this process; zero means passed.
+type promise struct {
+	promiseRecord
+	// binds is until when the node refuses other coordinators.
+	binds time.Time
+	// votes is until when the node, without Raft state, may vote for
+	// the coordinator (voteguard.go).
+	votes time.Time
 }
 
 type memberRequest struct {
 	Self Peer   `json:"self"`
 	ID   string `json:"id,omitempty"` // for remove
+	// HasState says the server asking to join holds Raft state, and
+	// Admitted that it has none yet but was promised into the cluster's
+	// bootstrap or added since it started: a server with neither whose
+	// ID is a member's lost its data (addServer).
+	HasState bool `json:"has_state,omitempty"`
+	Admitted bool `json:"admitted,omitempty"`
 }
 
 // self describes this node to its peers.
@@ -171,40 +200,31 @@ func (n *Node) peer(id string) (Peer, bool) {
 	return p, ok
 }
 
-// checkAdmin is middleware on every RPC route: a member whose admin
-// token differs is refused, and both sides say so.
-func (n *Node) checkAdmin(h http.HandlerFunc) http.HandlerFunc {
-	want := hex.EncodeToString(n.cfg.AdminCheck)
-	return func(w http.ResponseWriter, r *http.Request) {
-		got := r.Header.Get(adminCheckHeader)
-		if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-			n.log.Error("refused a member whose admin token differs from this node's; every server of a cluster needs the same admin token",
-				"remote", r.RemoteAddr)
-			WriteRPCError(w, http.StatusForbidden, "admin_mismatch",
-				"the admin token of this node differs from the member's; every server of a cluster needs the same admin token (MUSTER_ADMIN_TOKEN or --admin-token-file)")
-			return
-		}
-		h(w, r)
-	}
-}
-
-// routes registers the cluster's own RPC routes.
+// routes registers the cluster's own RPC routes. Every connection to
+// them passed the admin check in the handshake (exchangeAdmin), and
+// their bodies are bounded (handle).
 func (n *Node) routes() {
-	m := n.rpc.mux
-	m.HandleFunc("POST /cluster/apply", n.checkAdmin(n.serveApply))
-	m.HandleFunc("POST /cluster/hello", n.checkAdmin(n.serveHello))
-	m.HandleFunc("POST /cluster/promise", n.checkAdmin(n.servePromise))
-	m.HandleFunc("POST /cluster/release", n.checkAdmin(n.serveRelease))
-	m.HandleFunc("POST /cluster/add", n.checkAdmin(n.serveAdd))
-	m.HandleFunc("POST /cluster/remove", n.checkAdmin(n.serveRemove))
-	m.HandleFunc("GET /cluster/status", n.checkAdmin(n.serveStatus))
-	m.HandleFunc("POST /cluster/readindex", n.checkAdmin(n.serveReadIndex))
+	for pattern, h := range map[string]http.HandlerFunc{
+		"POST /cluster/apply":     n.serveApply,
+		"POST /cluster/hello":     n.serveHello,
+		"POST /cluster/promise":   n.servePromise,
+		"POST /cluster/release":   n.serveRelease,
+		"POST /cluster/add":       n.serveAdd,
+		"POST /cluster/remove":    n.serveRemove,
+		"GET /cluster/status":     n.serveStatus,
+		"POST /cluster/readindex": n.serveReadIndex,
+	} {
+		n.handle(pattern, h)
+	}
 }
 
 func (n *Node) serveHello(w http.ResponseWriter, r *http.Request) {
 	var req helloRequest
 	if !ReadRPC(w, r, &req) {
 		return
+	}
+	if req.Self.ID == n.cfg.NodeID && req.Self.RaftAddr != string(n.transport.LocalAddr()) && !n.hasState() {
+		n.duplicateID(req.Self.RaftAddr)
 	}
 	if n.learn(req.Self) {
 		n.log.Info("heard from a server", "peer_id", req.Self.ID, "peer_raft_addr", req.Self.RaftAddr)
@@ -213,9 +233,9 @@ func (n *Node) serveHello(w http.ResponseWriter, r *http.Request) {
 	WriteRPC(w, helloAnswer{Self: n.self(), Known: n.known(), HasState: n.hasState(), Leader: string(leader)})
 }
 
-// readPromise returns the promise this node holds, if any.
-func (n *Node) readPromise() (promiseRecord, bool) {
-	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, promiseFile))
+// readPromiseFile returns the promise recorded in dir, if any.
+func readPromiseFile(dir string) (promiseRecord, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, promiseFile))
 	if err != nil {
 		return promiseRecord{}, false
 	}
@@ -226,32 +246,109 @@ func (n *Node) readPromise() (promiseRecord, bool) {
 	return p, true
 }
 
-// grantPromise promises coordinator that this node will join no other
-// bootstrap for promiseTTL, or says why it cannot.
-func (n *Node) grantPromise(coordinator string) error {
+// loadPromise reads the promise this node made before it restarted. A
+// promise persisted across a restart can only be aged by the wall clock:
+// one granted less than promiseTTL ago binds and lets the node vote for
+// the rest of it; one dated in the future (the clock was set back since)
+// still binds for promiseTTL, to be safe, but no longer lets the node
+// vote; an older one does neither. The record is kept in every case
+// until the node holds state: it shows the node was a voter of the
+// cluster's bootstrap that has not received the log yet, not one that
+// lost its data (memberRequest.Admitted).
+func (n *Node) loadPromise() {
+	rec, ok := readPromiseFile(n.cfg.DataDir)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	p := &promise{promiseRecord: rec}
+	switch age := now.Sub(rec.GrantedAt); {
+	case age >= 0 && age < promiseTTL:
+		p.binds, p.votes = now.Add(promiseTTL-age), now.Add(promiseTTL-age)
+	case age < 0 && age > -promiseTTL:
+		p.binds = now.Add(promiseTTL)
+	}
+	n.promiseMu.Lock()
+	n.promise = p
+	n.promiseMu.Unlock()
+}
+
+// promised reports whether this node holds a bootstrap promise, bound
+// or not.
+func (n *Node) promised() bool {
+	n.promiseMu.Lock()
+	defer n.promiseMu.Unlock()
+	return n.promise != nil
+}
+
+// grantPromise promises the coordinator (by ID and Raft address) that
+// this node will join no other bootstrap for promiseTTL, or says why it
+// cannot.
+func (n *Node) grantPromise(coordinator, addr string) error {
+	if coordinator == "" || addr == "" {
+		return errors.New("a promise needs the coordinator's ID and Raft address")
+	}
+	if other := n.dupOf.Load(); other != nil {
+		return fmt.Errorf("this node's ID %s is also the ID of the server at %s", n.cfg.NodeID, *other)
+	}
 	n.promiseMu.Lock()
 	defer n.promiseMu.Unlock()
 	if n.hasState() {
 		return errors.New("this node is already a member of a cluster")
 	}
-	if p, ok := n.readPromise(); ok && p.Coordinator != coordinator && time.Since(p.GrantedAt) < promiseTTL && time.Since(p.GrantedAt) > -promiseTTL {
-		return fmt.Errorf("this node promised to bootstrap with %s", p.Coordinator)
+	now := time.Now()
+	if p := n.promise; p != nil && now.Before(p.binds) && (p.Coordinator != coordinator || p.Addr != addr) {
+		return fmt.Errorf("this node promised to bootstrap with %s at %s", p.Coordinator, p.Addr)
 	}
-	b, _ := json.Marshal(promiseRecord{Coordinator: coordinator, GrantedAt: time.Now().UTC()})
+	rec := promiseRecord{Coordinator: coordinator, Addr: addr, GrantedAt: now.UTC().Round(0)}
+	b, _ := json.Marshal(rec)
 	if err := durable.WriteFile(filepath.Join(n.cfg.DataDir, promiseFile), b, 0o600); err != nil {
 		return fmt.Errorf("record the promise: %w", err)
 	}
+	n.promise = &promise{promiseRecord: rec, binds: now.Add(promiseTTL), votes: now.Add(promiseTTL)}
 	return nil
 }
 
-// releasePromise drops the promise to coordinator, if that is the one
-// held.
-func (n *Node) releasePromise(coordinator string) {
+// releasePromise drops the promise to the coordinator at addr, if that
+// is the one held.
+func (n *Node) releasePromise(coordinator, addr string) {
 	n.promiseMu.Lock()
 	defer n.promiseMu.Unlock()
-	if p, ok := n.readPromise(); ok && p.Coordinator == coordinator {
-		os.Remove(filepath.Join(n.cfg.DataDir, promiseFile))
+	if p := n.promise; p != nil && p.Coordinator == coordinator && p.Addr == addr {
+		if err := removeDurably(filepath.Join(n.cfg.DataDir, promiseFile)); err != nil {
+			n.log.Warn("could not delete the bootstrap promise", "err", err)
+			return
+		}
+		n.promise = nil
 	}
+}
+
+// forgetPromise deletes the promise, durably, once this node holds Raft
+// state: from then on it votes by its configuration, and a promise left
+// behind would let it vote for its old coordinator with an empty log if
+// it lost raft.db (markState).
+func (n *Node) forgetPromise() error {
+	n.promiseMu.Lock()
+	defer n.promiseMu.Unlock()
+	if err := removeDurably(filepath.Join(n.cfg.DataDir, promiseFile)); err != nil {
+		return err
+	}
+	n.promise = nil
+	return nil
+}
+
+// duplicateID records that the server at other answered with this
+// node's ID, and says so once: two servers were given the same ID, and
+// this one stops looking for the cluster (discover), neither
+// bootstrapping nor joining, until it is restarted with an ID of its
+// own.
+func (n *Node) duplicateID(other string) {
+	if !n.dupOf.CompareAndSwap(nil, &other) {
+		return
+	}
+	n.log.Error("another server answers with this node's ID from another address: two servers were given the same --node-id (a copied --config?). "+
+		"This server will neither bootstrap nor join a cluster; give one of them another --node-id and start it again",
+		"node_id", n.cfg.NodeID, "raft_addr", string(n.transport.LocalAddr()), "other_raft_addr", other)
 }
 
 func (n *Node) servePromise(w http.ResponseWriter, r *http.Request) {
@@ -259,7 +356,7 @@ func (n *Node) servePromise(w http.ResponseWriter, r *http.Request) {
 	if !ReadRPC(w, r, &req) {
 		return
 	}
-	if err := n.grantPromise(req.Coordinator); err != nil {
+	if err := n.grantPromise(req.Coordinator, req.Addr); err != nil {
 		WriteRPCError(w, http.StatusConflict, "promised", err.Error())
 		return
 	}
@@ -271,7 +368,7 @@ func (n *Node) serveRelease(w http.ResponseWriter, r *http.Request) {
 	if !ReadRPC(w, r, &req) {
 		return
 	}
-	n.releasePromise(req.Coordinator)
+	n.releasePromise(req.Coordinator, req.Addr)
 	WriteRPC(w, struct{}{})
 }
 
@@ -296,6 +393,9 @@ func (n *Node) discover() {
 			return
 		}
 		existing, errs := n.helloAll(ctx)
+		if n.dupOf.Load() != nil {
+			return // said in duplicateID
+		}
 		if len(errs) > 0 && time.Since(lastWarn) > 10*time.Second {
 			lastWarn = time.Now()
 			n.log.Warn("some servers to join did not answer yet; still trying", "errors", errors.Join(errs...).Error())
@@ -375,6 +475,10 @@ func (n *Node) helloAll(ctx context.Context) (existing string, errs []error) {
 			continue
 		}
 		if ans.Self.ID == n.cfg.NodeID {
+			if ans.Self.RaftAddr != "" && ans.Self.RaftAddr != string(n.transport.LocalAddr()) {
+				n.duplicateID(ans.Self.RaftAddr)
+				return "", errs
+			}
 			continue // our own address under another name
 		}
 		if n.learn(append(ans.Known, ans.Self)...) {
@@ -391,11 +495,27 @@ func (n *Node) helloAll(ctx context.Context) (existing string, errs []error) {
 func (n *Node) askToJoin(ctx context.Context, addr string) {
 	jctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout+2*time.Second)
 	defer cancel()
-	err := n.Call(jctx, addr, "/cluster/add", memberRequest{Self: n.self()}, nil)
-	if err != nil {
+	// Leave waits for a request in flight (joinMu): one that reached the
+	// leader after this server's removal would add it back.
+	n.joinMu.RLock()
+	if n.isMember() || n.leaving.Load() {
+		n.joinMu.RUnlock()
+		return // replication got here first, or Leave began
+	}
+	req := memberRequest{Self: n.self(), HasState: n.hasState(), Admitted: n.admitted.Load() || n.promised()}
+	err := n.Call(jctx, addr, "/cluster/add", req, nil)
+	n.joinMu.RUnlock()
+	var re *RemoteError
+	switch {
+	case errors.As(err, &re) && re.Code == "state_lost":
+		n.log.Error("the cluster refused this node: a member has its ID and this node has no Raft state, so its data was lost. "+
+			"Run `muster members remove "+n.cfg.NodeID+"` on a member, then start this server again", "via", addr, "err", err)
+		return
+	case err != nil:
 		n.log.Error("the cluster did not add this node", "via", addr, "err", err)
 		return
 	}
+	n.admitted.Store(true)
 	n.log.Info("the cluster added this node; waiting for the leader's log", "via", addr, "voter", !n.cfg.NonVoter)
 	deadline := time.Now().Add(10 * time.Second)
 	for !n.isMember() && time.Now().Before(deadline) {
@@ -411,25 +531,26 @@ func (n *Node) askToJoin(ctx context.Context, addr string) {
 // first) and bootstraps Raft with them.
 func (n *Node) coordinate(ctx context.Context, voters []Peer) error {
 	start := time.Now()
+	me := promiseRequest{Coordinator: n.cfg.NodeID, Addr: string(n.transport.LocalAddr())}
 	var granted []Peer
 	release := func() {
 		for _, p := range granted {
 			if p.ID == n.cfg.NodeID {
-				n.releasePromise(n.cfg.NodeID)
+				n.releasePromise(me.Coordinator, me.Addr)
 				continue
 			}
 			rctx, cancel := context.WithTimeout(ctx, time.Second)
-			_ = n.Call(rctx, p.RaftAddr, "/cluster/release", promiseRequest{Coordinator: n.cfg.NodeID}, nil)
+			_ = n.Call(rctx, p.RaftAddr, "/cluster/release", me, nil)
 			cancel()
 		}
 	}
 	for _, p := range voters {
 		var err error
 		if p.ID == n.cfg.NodeID {
-			err = n.grantPromise(n.cfg.NodeID)
+			err = n.grantPromise(me.Coordinator, me.Addr)
 		} else {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			err = n.Call(pctx, p.RaftAddr, "/cluster/promise", promiseRequest{Coordinator: n.cfg.NodeID}, nil)
+			err = n.Call(pctx, p.RaftAddr, "/cluster/promise", me, nil)
 			cancel()
 		}
 		if err != nil {
@@ -446,14 +567,16 @@ func (n *Node) coordinate(ctx context.Context, voters []Peer) error {
 	for _, p := range voters {
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
 	}
+	if n.dupOf.Load() != nil {
+		release()
+		return errors.New("another server has this node's ID")
+	}
 	if err := n.raft.BootstrapCluster(conf).Error(); err != nil {
 		release()
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	id, err := writeClusterID(n.cfg.DataDir)
-	if err != nil {
-		n.log.Error("could not record the cluster id", "err", err)
-	}
+	n.markState() // done already when the bootstrap entry was stored; made sure of here
+	id, _, _ := readClusterID(n.cfg.DataDir)
 	ids := make([]string, len(voters))
 	for i, p := range voters {
 		ids[i] = p.ID
@@ -471,20 +594,22 @@ func (n *Node) serveAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := rpcContext(r)
 	defer cancel()
-	if err := n.addServer(ctx, req.Self); err != nil {
+	if err := n.addServer(ctx, req); err != nil {
 		writeMemberError(w, err)
 		return
 	}
 	WriteRPC(w, struct{}{})
 }
 
-// addServer adds p to the Raft configuration, through the leader.
-func (n *Node) addServer(ctx context.Context, p Peer) error {
+// addServer adds the server asking (req.Self) to the Raft configuration,
+// through the leader.
+func (n *Node) addServer(ctx context.Context, req memberRequest) error {
+	p := req.Self
 	if p.ID == "" || p.RaftAddr == "" {
 		return &RemoteError{Code: "bad_request", Message: "a server needs an ID and a Raft address"}
 	}
 	if n.raft.State() != raft.Leader {
-		return n.toLeader(ctx, "/cluster/add", memberRequest{Self: p})
+		return n.toLeader(ctx, "/cluster/add", req)
 	}
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -505,10 +630,30 @@ func (n *Node) addServer(ctx context.Context, p Peer) error {
 				"the node ID %s belongs to the member at %s; give this server another --node-id, or, if that member is gone for good, remove it first (muster members remove %s)",
 				p.ID, s.Address, p.ID)}
 		}
+		if string(s.ID) == p.ID && !req.HasState && !req.Admitted {
+			// A member's ID and address, and no state: the member's data
+			// was lost. Taken back as it is, it would receive the log from
+			// the start and vote again before it caught up, counted as the
+			// member that held the writes it lost.
+			n.log.Error("refused a server that asks to join under a member's ID without Raft state: its data was lost; "+
+				"it joins again once the member is removed (muster members remove "+p.ID+")",
+				"peer_id", p.ID, "peer_raft_addr", p.RaftAddr)
+			return &RemoteError{Code: "state_lost", Message: fmt.Sprintf(
+				"the member %s at %s asks to join without Raft state: this server's data was lost; run `muster members remove %s` on a member, then start it again",
+				p.ID, p.RaftAddr, p.ID)}
+		}
 		if string(s.ID) == p.ID && (s.Suffrage == raft.Voter) == p.Voter {
 			n.learn(p)
 			return nil // already a member
 		}
+	}
+	if req.HasState {
+		// Not in the configuration, and state of its own: it was
+		// removed, or left (a request to join sent just before it left
+		// must not add it back).
+		return &RemoteError{Code: "removed", Message: fmt.Sprintf(
+			"the server %s holds a cluster's state but is not a member: it was removed or left; empty its data dir and start it again to join",
+			p.ID)}
 	}
 	timeout := n.cfg.ApplyTimeout
 	var fut raft.IndexFuture
@@ -527,13 +672,20 @@ func (n *Node) addServer(ctx context.Context, p Peer) error {
 
 // toLeader sends a membership request to the leader and returns its
 // refusal, if any.
+//
+// It waits for a leader at most toLeaderWait (or until ctx ends), so
+// that a server cut off from its cluster, or removed from it, answers
+// rather than waits for ever; and it asks again when the server it asked
+// no longer leads (a leadership just handed over).
 func (n *Node) toLeader(ctx context.Context, path string, req memberRequest) error {
+	ctx, cancel := context.WithTimeout(ctx, toLeaderWait)
+	defer cancel()
 	for {
 		addr, _ := n.raft.LeaderWithID()
 		if addr != "" {
 			err := n.Call(ctx, string(addr), path, req, nil)
 			var re *RemoteError
-			if !errors.As(err, &re) || re.Code != "not_leader" {
+			if !errors.Is(err, ErrNotLeader) && (!errors.As(err, &re) || re.Code != "not_leader") {
 				return err
 			}
 		}
@@ -544,6 +696,9 @@ func (n *Node) toLeader(ctx context.Context, path string, req memberRequest) err
 		}
 	}
 }
+
+// toLeaderWait bounds how long a membership request waits for a leader.
+const toLeaderWait = 5 * time.Second
 
 // writeMemberError answers a membership request that failed.
 func writeMemberError(w http.ResponseWriter, err error) {

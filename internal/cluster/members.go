@@ -191,12 +191,22 @@ func (n *Node) Leave(ctx context.Context) error {
 	if n.rpc == nil {
 		return nil
 	}
+	n.leaving.Store(true) // no more requests to join (askToJoin)
+	n.joinMu.Lock()       // and none still in flight
+	n.joinMu.Unlock()
 	if n.raft.State() == raft.Leader {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("could not hand leadership over before leaving", "err", err)
 		}
 	}
+	// Just after a handover this server may still read as the leader,
+	// and its own removal then fails as not the leader's: it asks again,
+	// through the new leader, for as long as a membership request waits.
 	err := n.RemoveMember(ctx, n.cfg.NodeID)
+	for deadline := time.Now().Add(toLeaderWait); errors.Is(err, ErrNotLeader) && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(50 * time.Millisecond)
+		err = n.RemoveMember(ctx, n.cfg.NodeID)
+	}
 	if errors.Is(err, ErrLastVoter) {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -210,8 +211,26 @@ type Node struct {
 	// peers are the servers this node heard of (join.go).
 	peersMu sync.Mutex
 	peers   map[string]Peer
-	// promiseMu serialises the grant and release of bootstrap promises.
+	// promiseMu guards promise, the bootstrap promise this node holds
+	// (join.go), nil if none; its grant and release are serialised by it.
 	promiseMu sync.Mutex
+	promise   *promise
+	// marked is set once this node holds Raft state and has recorded it
+	// (markState, under markMu): cluster-id written, the promise gone.
+	marked atomic.Bool
+	markMu sync.Mutex
+	// admitted is set once the cluster added this node (askToJoin);
+	// leaving once Leave began, after which it asks no more.
+	admitted atomic.Bool
+	leaving  atomic.Bool
+	joinMu   sync.RWMutex // held shared by a request to join in flight
+	// dupOf is the Raft address of another server with this node's ID,
+	// once one answered (duplicateID).
+	dupOf atomic.Pointer[string]
+	// refusedLogAt is when the vote guard last said it refused a
+	// leader's log (mayReplicate), under refusedLogMu.
+	refusedLogMu sync.Mutex
+	refusedLogAt time.Time
 	// restoreMu is held by a restore (restore_live.go) while it replaces
 	// the catalog, and for reading by every proposal of a command, which
 	// is refused while a restore holds it.
@@ -276,7 +295,9 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 	}
 	if stream != nil {
 		// Only a node with peers can be asked for votes (voteguard.go).
-		trans = guardVotes(trans, n.mayVote)
+		trans = guardVotes(trans, raft.ServerID(cfg.NodeID), n)
+		reserved := n.reservedAddr
+		stream.reserved.Store(&reserved)
 	}
 	n.transport = trans
 	if auth == nil {
@@ -326,8 +347,19 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		}
 		n.log.Info("recorded that this data dir holds a cluster", "file", filepath.Join(cfg.DataDir, clusterIDFile), "cluster_id", id)
 	}
+	if has || (cfg.Bootstrap && !cfg.Clustered()) {
+		// A promise left by an older version, or by a crash before
+		// markState, binds no more: the node votes by its configuration.
+		if err := n.forgetPromise(); err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("cluster: delete the bootstrap promise: %w", err)
+		}
+		n.marked.Store(true)
+	} else {
+		n.loadPromise()
+	}
 
-	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt}, contiguousLog{store}, store, snaps, trans)
+	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt, restored: n.markState}, contiguousLog{store, n.markState}, store, snaps, trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
@@ -351,6 +383,71 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 			"node_id", cfg.NodeID, "data_dir", cfg.DataDir)
 	}
 	return n, nil
+}
+
+// markState records, once, that this node holds Raft state: it writes
+// DataDir/cluster-id (0600, durably) if it is not there, so that a
+// raft.db lost from now on is refused at the next start (ErrStateLost),
+// and then deletes the bootstrap promise, durably. It runs as soon as the
+// node first stores a log entry or installs a snapshot (a bootstrap, or a
+// leader's replication), not only at the next start: a member that got
+// its state by replication would otherwise hold no cluster-id, and its
+// promise, until it restarted. It is cheap once done.
+func (n *Node) markState() {
+	if n.marked.Load() {
+		return
+	}
+	n.markMu.Lock()
+	defer n.markMu.Unlock()
+	if n.marked.Load() {
+		return
+	}
+	_, exists, err := readClusterID(n.cfg.DataDir)
+	if err == nil && !exists {
+		var id string
+		if id, err = writeClusterID(n.cfg.DataDir); err == nil {
+			n.log.Info("recorded that this data dir holds a cluster", "file", filepath.Join(n.cfg.DataDir, clusterIDFile), "cluster_id", id)
+		}
+	}
+	if err != nil {
+		n.log.Error("could not record that this data dir holds a cluster; will try again at the next entry", "err", err)
+		return
+	}
+	if err := n.forgetPromise(); err != nil {
+		n.log.Error("could not delete the bootstrap promise; will try again at the next entry", "err", err)
+		return
+	}
+	n.marked.Store(true)
+}
+
+// reservedAddr reports whether ip is a member's, for the handshake slots
+// kept for members (secureStream.takeSlot): the address of a server in
+// the Raft configuration, of a peer heard of, or of an entry of
+// Config.Join, compared by address group (an IPv4 address, an IPv6 /64).
+func (n *Node) reservedAddr(ip netip.Addr) bool {
+	g := addrGroup(ip)
+	match := func(addr string) bool {
+		a, err := netip.ParseAddr(hostOf(addr))
+		return err == nil && addrGroup(a) == g
+	}
+	if r := n.raftReady.Load(); r != nil {
+		for _, s := range r.GetConfiguration().Configuration().Servers {
+			if match(string(s.Address)) {
+				return true
+			}
+		}
+	}
+	for _, p := range n.known() {
+		if match(p.RaftAddr) {
+			return true
+		}
+	}
+	for _, a := range n.cfg.Join {
+		if match(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Node) closeStores() {

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,10 +70,30 @@ import (
 // would be left after every restore into the running cluster, on every
 // member, and on a follower that installed a snapshot after it fell
 // behind, and none of them would start again.
-type contiguousLog struct{ *raftboltdb.BoltStore }
+//
+// stored, if not nil, is called after every write of entries
+// (Node.markState, which records the first).
+type contiguousLog struct {
+	*raftboltdb.BoltStore
+	stored func()
+}
 
 // IsMonotonic implements raft.MonotonicLogStore.
 func (contiguousLog) IsMonotonic() bool { return true }
+
+// StoreLog stores one entry; see StoreLogs.
+func (l contiguousLog) StoreLog(e *raft.Log) error { return l.StoreLogs([]*raft.Log{e}) }
+
+// StoreLogs stores entries, then calls stored.
+func (l contiguousLog) StoreLogs(es []*raft.Log) error {
+	if err := l.BoltStore.StoreLogs(es); err != nil {
+		return err
+	}
+	if l.stored != nil {
+		l.stored()
+	}
+	return nil
+}
 
 // restoreTimeout bounds a restore forwarded to the leader: the upload of
 // the backup, the leader's restore and its commitment by a majority.
@@ -276,7 +295,6 @@ func (n *Node) sendRestore(ctx context.Context, addr string, b *catalog.Backup) 
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(adminCheckHeader, hex.EncodeToString(n.cfg.AdminCheck))
 	// The leader answers once a majority holds the backup, later than
 	// the RPC client waits for other answers: ctx bounds it instead.
 	c := *n.rpc.client
@@ -288,7 +306,7 @@ func (n *Node) sendRestore(ctx context.Context, addr string, b *catalog.Backup) 
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, adminRefusal(addr, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, rpcMaxHeader))
@@ -330,7 +348,7 @@ func remoteRestoreError(err error) error {
 // restoreRoutes adds the leader's side of a forwarded restore to the
 // servers' RPC.
 func (n *Node) restoreRoutes() {
-	n.rpc.mux.HandleFunc("POST /cluster/restore", n.checkAdmin(n.serveRestore))
+	n.rpc.mux.HandleFunc("POST /cluster/restore", n.serveRestore)
 }
 
 // serveRestore is /cluster/restore: a follower's restore, checked and

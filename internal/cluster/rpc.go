@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,8 +19,10 @@ import (
 // connection that negotiates protoRPC by ALPN, after both ends proved
 // they hold the cluster secret, is served by an http.Server of its own
 // (HTTP/1.1 inside the TLS session), never by the public API's. Only
-// members of the cluster can reach it; a stranger is refused in the
-// handshake, as on the Raft port, before a byte of HTTP is read. It
+// members of the cluster with the same admin token can reach it: a
+// stranger is refused in the handshake, and a member with another admin
+// token at the admin check that follows it (exchangeAdmin), as on the
+// Raft port, before a byte of HTTP is read. It
 // carries writes forwarded to the leader (forward.go), the forming and
 // changing of the cluster (join.go, members.go), and the routes other
 // packages add with HandleRPC (heartbeats forwarded to the leader, the
@@ -111,6 +112,17 @@ func (n *Node) startRPC(s *secureStream) {
 					c.Close()
 					return nil, handshakeError(addr, err)
 				}
+				// The admin check, bound to this session, as on Raft's
+				// connections (exchangeAdmin): no route is served to a
+				// member with another admin token.
+				if dl, ok := ctx.Deadline(); ok {
+					tc.SetDeadline(dl)
+				}
+				if err := s.exchangeAdmin(tc, roleDialer); err != nil {
+					tc.Close()
+					return nil, fmt.Errorf("cluster: %s: %w", addr, err)
+				}
+				tc.SetDeadline(time.Time{})
 				return tc, nil
 			},
 			// As many idle connections as forwarded writes in flight,
@@ -164,12 +176,22 @@ func (r *rpcNode) close() {
 
 // HandleRPC adds a route to the servers' RPC (another package's: the
 // registry's heartbeat forwarding and freshness feed). Its callers are
-// members of the cluster, authenticated by the handshake. It does
+// members of the cluster with the same admin token: every RPC
+// connection, whatever route it then asks for, was authenticated in the
+// handshake and passed the admin check (exchangeAdmin) before the RPC
+// server read a byte of it. Bodies are bounded at rpcMaxBody. It does
 // nothing on a node without a cluster secret, which has no RPC.
 func (n *Node) HandleRPC(pattern string, h http.Handler) {
 	if n.rpc == nil {
 		return
 	}
+	n.handle(pattern, h)
+}
+
+// handle adds a route to the servers' RPC with its body bounded at
+// rpcMaxBody: the cluster's own routes and HandleRPC's. Only
+// /cluster/restore has a bound of its own (restore_live.go).
+func (n *Node) handle(pattern string, h http.Handler) {
 	n.rpc.mux.Handle(pattern, http.MaxBytesHandler(h, rpcMaxBody))
 }
 
@@ -206,13 +228,12 @@ func (n *Node) Call(ctx context.Context, raftAddr, path string, in, out any) err
 	if err != nil {
 		return err
 	}
-	req.Header.Set(adminCheckHeader, hex.EncodeToString(n.cfg.AdminCheck))
 	if dl, ok := ctx.Deadline(); ok {
 		req.Header.Set(deadlineHeader, time.Until(dl).String())
 	}
 	resp, err := n.rpc.client.Do(req)
 	if err != nil {
-		return err
+		return adminRefusal(raftAddr, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, rpcMaxBody))
@@ -233,6 +254,16 @@ func (n *Node) Call(ctx context.Context, raftAddr, path string, in, out any) err
 		return fmt.Errorf("cluster: answer of %s%s: %w", raftAddr, path, err)
 	}
 	return nil
+}
+
+// adminRefusal turns a connection refused for its admin check into the
+// refusal a member answers with (code admin_mismatch); other errors are
+// returned as they are.
+func adminRefusal(addr string, err error) error {
+	if errors.Is(err, errAdminMismatch) {
+		return &RemoteError{Addr: addr, Code: "admin_mismatch", Message: errAdminMismatch.Error()}
+	}
+	return err
 }
 
 // deadlineHeader carries the time left to the caller's deadline, so

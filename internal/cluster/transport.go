@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +47,11 @@ const (
 	// maxHandshakes bounds the connections being authenticated at once.
 	// A connection beyond it is closed at once.
 	maxHandshakes = 64
+	// reservedHandshakesDivisor sets the share of the handshake slots
+	// (a quarter, whatever their number: 16 of maxHandshakes) that only
+	// members' addresses may take; strangers together hold at most the
+	// rest (takeSlot).
+	reservedHandshakesDivisor = 4
 	// refusalLogEvery is the least time between two warnings about
 	// refused connections; those in between are counted in the next.
 	refusalLogEvery = time.Second
@@ -182,14 +189,20 @@ type secureStream struct {
 	// faults cuts links in tests of partitions; nil in production. Set
 	// once, after the accept loop started, hence atomic.
 	faults atomic.Pointer[faults]
-	// admin is Config.AdminCheck, exchanged on every Raft connection
-	// (exchangeAdmin); set with faults.
+	// admin is Config.AdminCheck, proved on every connection, Raft's
+	// and the RPC's (exchangeAdmin); set with faults.
 	admin atomic.Pointer[[]byte]
-	// perIP counts the handshakes in progress from each remote address,
-	// under mu: one address gets at most maxHandshakesPerIP of the
-	// slots, so that a stranger looping connections cannot take them
-	// all from the members.
-	perIP map[string]int
+	// reserved says whether a remote address is a member's (a server of
+	// the Raft configuration, or one this node was told to join or heard
+	// of): only those may take the handshake slots kept for members
+	// (takeSlot). Set once the node can answer, hence atomic; nil means
+	// no address is a member's.
+	reserved atomic.Pointer[func(netip.Addr) bool]
+	// perIP counts the handshakes in progress from each address group
+	// (addrGroup), and strangers those from groups that are not
+	// members', under mu (see takeSlot).
+	perIP     map[string]int
+	strangers int
 
 	slots chan struct{} // a token per handshake in progress
 	conns chan net.Conn // authenticated Raft connections, for Accept
@@ -200,7 +213,7 @@ type secureStream struct {
 	once  sync.Once
 	wg    sync.WaitGroup
 
-	mu         sync.Mutex // guards the two below
+	mu         sync.Mutex // guards perIP, strangers and the two below
 	lastWarn   time.Time
 	suppressed int
 }
@@ -269,38 +282,30 @@ func (s *secureStream) acceptLoop() {
 			c.Close()
 			continue
 		}
-		if !s.takeIP(c.RemoteAddr()) {
+		slot, err := s.takeSlot(c.RemoteAddr())
+		if err != nil {
 			c.Close()
-			s.refused(c.RemoteAddr(), errors.New("too many connections from this address are proving the cluster credential at once"))
-			continue
-		}
-		select {
-		case s.slots <- struct{}{}:
-		default:
-			s.releaseIP(c.RemoteAddr())
-			c.Close()
-			s.refused(c.RemoteAddr(), errors.New("too many connections are proving their credentials at once"))
+			s.refused(c.RemoteAddr(), err)
 			continue
 		}
 		s.wg.Add(1)
-		go s.handshake(c)
+		go s.handshake(c, slot)
 	}
 }
 
 // handshake authenticates one accepted connection and hands it to Accept,
 // or closes it.
-func (s *secureStream) handshake(c net.Conn) {
+func (s *secureStream) handshake(c net.Conn, slot handshakeSlot) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithTimeout(s.ctx, s.handshakeTimeout)
 	c.SetDeadline(time.Now().Add(s.handshakeTimeout))
 	tc := tls.Server(c, s.tls)
 	err := tc.HandshakeContext(ctx)
-	if err == nil && tc.ConnectionState().NegotiatedProtocol != protoRPC {
-		err = s.exchangeAdmin(tc)
+	if err == nil {
+		err = s.exchangeAdmin(tc, roleListener)
 	}
 	cancel()
-	<-s.slots
-	s.releaseIP(c.RemoteAddr())
+	s.releaseSlot(slot)
 	if err != nil {
 		c.Close()
 		select {
@@ -324,33 +329,90 @@ func (s *secureStream) handshake(c net.Conn) {
 	}
 }
 
-// maxHandshakesPerIP is the share of the handshake slots one remote
-// address may hold.
+// maxHandshakesPerIP is the share of the handshake slots one address
+// group (addrGroup) may hold.
 const maxHandshakesPerIP = 16
 
-// takeIP counts a handshake from remote's address, or reports false when
-// that address holds its share already.
-func (s *secureStream) takeIP(remote net.Addr) bool {
-	ip := hostOf(remote.String())
+// handshakeSlot is what takeSlot counted for one connection.
+type handshakeSlot struct {
+	group    string
+	stranger bool
+}
+
+// addrGroup is the unit the handshake slots are shared by: an IPv4
+// address, or the /64 of an IPv6 address (one host commonly holds a
+// whole /64). An IPv4 address in IPv6 form is taken as IPv4.
+func addrGroup(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, err := ip.Prefix(64)
+	if err != nil {
+		return ip.String()
+	}
+	return p.String()
+}
+
+// remoteIP is the IP address of a connection's remote end.
+func remoteIP(remote net.Addr) netip.Addr {
+	if t, ok := remote.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(t.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	ap, err := netip.ParseAddrPort(remote.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// takeSlot counts a handshake from remote, or says why there is no room
+// for it. The rule: at most maxHandshakesPerIP handshakes from one
+// address group; at most the slots less a quarter from addresses that
+// are not members' (strangers, together); members' addresses may take
+// any free slot. So strangers, however many addresses they hold, can
+// fill only the unreserved share, and a member still gets in.
+func (s *secureStream) takeSlot(remote net.Addr) (handshakeSlot, error) {
+	ip := remoteIP(remote)
+	slot := handshakeSlot{group: addrGroup(ip), stranger: true}
+	if f := s.reserved.Load(); f != nil && ip.IsValid() && (*f)(ip) {
+		slot.stranger = false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.perIP == nil {
 		s.perIP = map[string]int{}
 	}
-	if s.perIP[ip] >= maxHandshakesPerIP {
-		return false
+	if s.perIP[slot.group] >= maxHandshakesPerIP {
+		return slot, errors.New("too many connections from this address are proving the cluster credential at once")
 	}
-	s.perIP[ip]++
-	return true
+	if slot.stranger && s.strangers >= cap(s.slots)-cap(s.slots)/reservedHandshakesDivisor {
+		return slot, errors.New("too many connections from addresses that are not members' are proving the cluster credential at once")
+	}
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		return slot, errors.New("too many connections are proving their credentials at once")
+	}
+	s.perIP[slot.group]++
+	if slot.stranger {
+		s.strangers++
+	}
+	return slot, nil
 }
 
-// releaseIP ends a handshake counted by takeIP.
-func (s *secureStream) releaseIP(remote net.Addr) {
-	ip := hostOf(remote.String())
+// releaseSlot ends a handshake counted by takeSlot.
+func (s *secureStream) releaseSlot(slot handshakeSlot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+	<-s.slots
+	if s.perIP[slot.group]--; s.perIP[slot.group] <= 0 {
+		delete(s.perIP, slot.group)
+	}
+	if slot.stranger {
+		s.strangers--
 	}
 }
 
@@ -371,6 +433,11 @@ func (s *secureStream) refused(remote net.Addr, err error) {
 	n := s.suppressed
 	s.lastWarn, s.suppressed = now, 0
 	s.mu.Unlock()
+	if errors.Is(err, errAdminMismatch) {
+		s.log.Error("refused a member whose admin token differs from this node's; every server of a cluster needs the same admin token",
+			"remote", remote.String(), "err", err, "refused_since_last_warning", n)
+		return
+	}
 	s.log.Warn("raft: refused a connection that did not prove it holds "+s.credential,
 		"remote", remote.String(), "err", err, "refused_since_last_warning", n)
 }
@@ -421,7 +488,7 @@ func (s *secureStream) Dial(address raft.ServerAddress, timeout time.Duration) (
 	if dl, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(dl)
 	}
-	if err := s.exchangeAdmin(tc); err != nil {
+	if err := s.exchangeAdmin(tc, roleDialer); err != nil {
 		tc.Close()
 		return nil, fmt.Errorf("cluster: raft peer %s: %w", address, err)
 	}
@@ -433,16 +500,60 @@ func (s *secureStream) Dial(address raft.ServerAddress, timeout time.Duration) (
 // whose admin tokens differ.
 var errAdminMismatch = errors.New("the peer's admin token differs from this server's; every server of a cluster needs the same admin token (MUSTER_ADMIN_TOKEN or --admin-token-file)")
 
-// exchangeAdmin runs on every authenticated Raft connection, in both
-// directions, before Raft sees it: each end sends the hash of its admin
-// token (Config.AdminCheck, inside the encrypted session) and reads the
-// other's, and the connection is refused if they differ. The servers'
-// RPC makes the same check on every request; this one keeps a server
-// with another admin token from voting, replicating, or leading.
-func (s *secureStream) exchangeAdmin(c net.Conn) error {
-	mine := make([]byte, sha256.Size)
+// The two ends of a connection, for exchangeAdmin: each proves the
+// admin check for its own role, so that a proof sent by one end is of no
+// use to the other.
+const (
+	roleDialer   = "dialer"
+	roleListener = "listener"
+)
+
+// adminExporterLabel is the TLS exporter label (RFC 8446, section 7.5)
+// of the keying material the admin proofs are bound to.
+const adminExporterLabel = "EXPORTER-muster-admin-check-v1"
+
+// adminProof is HMAC-SHA256, keyed with the admin check, of the
+// connection's exported keying material and role: a value good for this
+// connection and this end only.
+func adminProof(check []byte, c *tls.Conn, role string) ([]byte, error) {
+	cs := c.ConnectionState()
+	km, err := cs.ExportKeyingMaterial(adminExporterLabel, nil, 32)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: export keying material: %w", err)
+	}
+	m := hmac.New(sha256.New, check)
+	m.Write(km)
+	m.Write([]byte(role))
+	return m.Sum(nil), nil
+}
+
+// exchangeAdmin runs on every authenticated connection, Raft's and the
+// RPC's, in both directions, before Raft or the RPC server sees it: each
+// end sends its proof of the admin check (Config.AdminCheck) for its own
+// role (adminProof), reads the other's and compares it, in constant
+// time, with the proof it expects for the other role. The raw admin
+// check never travels, and a proof is bound to the TLS session and to
+// one end, so a peer without the admin token cannot reflect this end's
+// proof back, nor replay one from another connection. A mismatch refuses
+// the connection on both ends (errAdminMismatch): a server with another
+// admin token neither votes, replicates, leads, nor reaches any RPC
+// route.
+func (s *secureStream) exchangeAdmin(c *tls.Conn, role string) error {
+	var check []byte
 	if p := s.admin.Load(); p != nil {
-		copy(mine, *p)
+		check = *p
+	}
+	other := roleListener
+	if role == roleListener {
+		other = roleDialer
+	}
+	mine, err := adminProof(check, c, role)
+	if err != nil {
+		return err
+	}
+	want, err := adminProof(check, c, other)
+	if err != nil {
+		return err
 	}
 	if _, err := c.Write(mine); err != nil {
 		return err
@@ -451,7 +562,7 @@ func (s *secureStream) exchangeAdmin(c net.Conn) error {
 	if _, err := io.ReadFull(c, theirs); err != nil {
 		return err
 	}
-	if subtle.ConstantTimeCompare(mine, theirs) != 1 {
+	if subtle.ConstantTimeCompare(want, theirs) != 1 {
 		return errAdminMismatch
 	}
 	return nil

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -635,5 +636,113 @@ func TestNode_SecretFileIsChecked(t *testing.T) {
 	defer n.Close()
 	if !strings.HasPrefix(n.RaftAddr(), "127.0.0.1:") {
 		t.Fatalf("RaftAddr() = %q, want a listener", n.RaftAddr())
+	}
+}
+
+// TestSecureStream_AdminCheckCannotBeReflected: a holder of the cluster
+// secret that does not know the admin token reads the admin check a
+// member sends on a new connection and sends the same bytes back. It
+// reaches neither Raft (no vote request or entry arrives) nor the
+// servers' RPC: each end proves the admin check for its own role, bound
+// to the TLS session, so an end's own proof is not what it accepts. A
+// peer that knows the admin token still gets in.
+func TestSecureStream_AdminCheckCannotBeReflected(t *testing.T) {
+	secret := testSecret("reflect-")
+	conf, err := secretTLSConfig(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// reflect dials addr with proto and sends back the first 32 bytes
+	// the member sends.
+	reflect := func(addr, proto string) (net.Conn, error) {
+		c, err := tls.Dial("tcp", addr, dialConfig(conf, proto))
+		if err != nil {
+			return nil, err
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		theirs := make([]byte, 32)
+		if _, err := io.ReadFull(c, theirs); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if _, err := c.Write(theirs); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.SetDeadline(time.Time{})
+		return c, nil
+	}
+
+	t.Run("raft", func(t *testing.T) {
+		srv := newPeer(t, secret, nil, 2*time.Second, 8)
+		adm := hash("the real admin token")
+		srv.stream.admin.Store(&adm)
+		got := consume(t, srv.trans)
+		att := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  newDialStream(func(addr string, _ time.Duration) (net.Conn, error) { return reflect(addr, protoRaft) }),
+			MaxPool: 1, Timeout: 2 * time.Second, Logger: hclog.NewNullLogger()})
+		defer att.Close()
+		attack(att, srv.trans.LocalAddr())
+		select {
+		case rpc := <-got:
+			t.Fatalf("a peer without the admin token reached Raft by reflecting the admin check: %T", rpc.Command)
+		case <-time.After(500 * time.Millisecond):
+		}
+		member := newPeer(t, secret, nil, 2*time.Second, 8)
+		member.stream.admin.Store(&adm)
+		if voteErr, _ := attack(member.trans, srv.trans.LocalAddr()); voteErr != nil {
+			t.Fatalf("a peer with the admin token was refused: %v", voteErr)
+		}
+	})
+
+	t.Run("rpc", func(t *testing.T) {
+		cfg := clusterConfig(t, secret, "the real admin token")
+		m := openNode(t, cfg)
+		c, err := reflect(m.n.RaftAddr(), protoRPC)
+		if err != nil {
+			return // refused before a request could be sent
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(c, "GET /cluster/status HTTP/1.1\r\nHost: member\r\n\r\n")
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		if strings.Contains(line, " 200 ") {
+			t.Fatalf("a peer without the admin token was answered by the RPC server: %q", line)
+		}
+	})
+}
+
+// TestNode_StrangersCannotTakeMembersSlots: silent connections from
+// five addresses that are no member's (all of 127.0.0.0/8 is local, so a
+// stranger has many) take what the handshake slots allow them, and a
+// member, whose address the node was told to join, still gets in at
+// once: strangers, together, hold at most the unreserved share.
+func TestNode_StrangersCannotTakeMembersSlots(t *testing.T) {
+	secret := testSecret("cluster")
+	memberCfg := clusterConfig(t, secret, "admin")
+	memberCfg.NodeID = "member"
+	member := openNode(t, memberCfg)
+	cfg := clusterConfig(t, secret, "admin")
+	cfg.NodeID = "target"
+	cfg.Join = []string{member.n.RaftAddr()}
+	target := openNode(t, cfg)
+
+	for i := range 5 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}}
+		for range maxHandshakesPerIP {
+			c, err := d.Dial("tcp", target.n.RaftAddr())
+			if err != nil {
+				t.Skipf("cannot dial from 127.0.0.%d: %v", 2+i, err)
+			}
+			defer c.Close()
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the accept loop takes them all
+	var got Member
+	if err := member.n.Call(context.Background(), target.n.RaftAddr(), "/cluster/status", nil, &got); err != nil {
+		t.Fatalf("a member was refused while strangers on five addresses hold handshakes: %v", err)
+	}
+	if got.ID != "target" {
+		t.Fatalf("status answered by %q", got.ID)
 	}
 }
