@@ -65,6 +65,10 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	if cmd.Rules >= 2 && old != nil && old.KeyID != in.KeyID && in.Proof != ProofAddressPort {
 		return Result{Err: ErrReplaceDenied}, nil
 	}
+	if cmd.KeyLimit > 0 && c.byKey[in.KeyID]-held(old, old != nil && old.KeyID == in.KeyID) >= cmd.KeyLimit ||
+		cmd.HostLimit > 0 && c.byHost[in.Host()]-held(old, old != nil && old.Host() == in.Host()) >= cmd.HostLimit {
+		return Result{Err: ErrQuota}, nil
+	}
 	if old != nil {
 		c.removeInstance(old)
 		res.Replaced = old.ID
@@ -219,4 +223,14 @@ func (c *Catalog) applyRevokeKey(idx uint64, cmd Command) (Result, []string) {
 	delete(c.keys, k.ID)
 	delete(c.keysByHash, string(k.SecretHash))
 	return Result{}, nil
+}
+
+// held is 1 when the instance a registration replaces is counted in the
+// same limit as the registration (same counts: it goes as the new one
+// comes), else 0.
+func held(old *Instance, same bool) int {
+	if old != nil && same {
+		return 1
+	}
+	return 0
 }

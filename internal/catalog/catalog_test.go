@@ -1615,3 +1615,45 @@ func TestCatalog_Watch(t *testing.T) {
 		t.Fatal("a Restore left watches open")
 	}
 }
+
+// TestApply_RegisterLimits: a registration that carries limits is refused
+// with ErrQuota once its key, or its host, holds that many instances,
+// whoever admitted it; replacing an instance of the same key at the same
+// host does not count it twice; a registration without limits (every
+// entry written before limits were carried) has none; the limits survive
+// the log's encoding.
+func TestApply_RegisterLimits(t *testing.T) {
+	r := newReplica()
+	r.apply(createKey(newKey("k1", "*")))
+	limited := func(inst *catalog.Instance, key, host int) catalog.Command {
+		cmd := register(inst)
+		cmd.KeyLimit, cmd.HostLimit = key, host
+		return cmd
+	}
+	for i := range 2 {
+		if res := r.apply(limited(newInstance(fmt.Sprintf("i%d", i), "web", "10.0.0.1", 80+i), 2, 10)); res.Err != nil {
+			t.Fatalf("registration %d within the limit: %v", i, res.Err)
+		}
+	}
+	if res := r.apply(limited(newInstance("i2", "web", "10.0.0.2", 80), 2, 10)); !errors.Is(res.Err, catalog.ErrQuota) {
+		t.Fatalf("a third instance of a key limited to 2: %v, want ErrQuota", res.Err)
+	}
+	if res := r.apply(limited(newInstance("i3", "web", "10.0.0.1", 90), 10, 2)); !errors.Is(res.Err, catalog.ErrQuota) {
+		t.Fatalf("a third instance at a host limited to 2: %v, want ErrQuota", res.Err)
+	}
+	if res := r.apply(limited(newInstance("i0b", "web", "10.0.0.1", 80), 2, 2)); res.Err != nil || res.Replaced != "i0" {
+		t.Fatalf("replacing i0 at its own endpoint, at both limits: %+v", res)
+	}
+	if res := r.apply(register(newInstance("i4", "web", "10.0.0.1", 91))); res.Err != nil {
+		t.Fatalf("a registration without limits: %v", res.Err)
+	}
+	cmd := limited(newInstance("i5", "web", "10.0.0.3", 80), 7, 9)
+	b, err := catalog.EncodeCommand(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := catalog.DecodeCommand(b)
+	if err != nil || got.KeyLimit != 7 || got.HostLimit != 9 {
+		t.Fatalf("decoded %+v, %v: the limits were lost", got, err)
+	}
+}

@@ -58,6 +58,10 @@ type commandV1 struct {
 	SkipIfUnknown bool        `json:"skip_if_unknown,omitempty"`
 	// Until is set by evictions only (written since encoding version 2).
 	Until *time.Time `json:"until,omitempty"`
+	// KeyLimit and HostLimit are set by registrations that carry limits
+	// (absent: none).
+	KeyLimit  int `json:"key_limit,omitempty"`
+	HostLimit int `json:"host_limit,omitempty"`
 }
 
 // instanceV1 is an instance in version 1 of the log and of snapshots.
@@ -177,7 +181,7 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 	body, err := json.Marshal(commandV1{
 		Op: string(cmd.Op), Instance: instanceToV1(cmd.Instance), Key: keyToV1(cmd.Key), ID: cmd.ID,
 		Status: string(cmd.Status), IfStatus: string(cmd.IfStatus), Reason: cmd.Reason, Rules: cmd.Rules,
-		SkipIfUnknown: cmd.SkipIfUnknown, Until: timeOrNil(cmd.Until),
+		SkipIfUnknown: cmd.SkipIfUnknown, Until: timeOrNil(cmd.Until), KeyLimit: cmd.KeyLimit, HostLimit: cmd.HostLimit,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("catalog: encode command: %w", err)
@@ -247,7 +251,7 @@ func decodeBody(body []byte) (Command, error) {
 	cmd := Command{
 		Op: Op(r.Op), Instance: r.Instance.toInstance(), Key: r.Key.toKey(), ID: r.ID,
 		Status: Status(r.Status), IfStatus: Status(r.IfStatus), Reason: r.Reason, Rules: r.Rules,
-		SkipIfUnknown: r.SkipIfUnknown,
+		SkipIfUnknown: r.SkipIfUnknown, KeyLimit: r.KeyLimit, HostLimit: r.HostLimit,
 	}
 	if r.Until != nil {
 		cmd.Until = *r.Until

@@ -52,6 +52,10 @@ var (
 	// SkipIfUnknown was skipped: it changed nothing here, by its
 	// proposer's leave.
 	ErrSkipped = errors.New("catalog: unknown optional command skipped")
+	// ErrQuota means a registration would take its enrolment key or its
+	// host over the limit of instances the command carries
+	// (Command.KeyLimit, HostLimit).
+	ErrQuota = errors.New("catalog: the enrolment key or the address holds its limit of instances")
 )
 
 // Status is an instance's health. The catalog stores only StatusPassing
@@ -237,6 +241,13 @@ type Command struct {
 	// instead of stopping. Set it only on operations whose absence on an
 	// older replica changes nothing that replica serves.
 	SkipIfUnknown bool
+	// KeyLimit and HostLimit, on a registration, are the most instances
+	// its enrolment key and its host (Instance.Host) may hold once it is
+	// applied (0: no limit). The proposer's admission counts what it
+	// knows; these make the count exact whichever server admitted the
+	// registration (ErrQuota). A replaced instance of the same key, or at
+	// the same host, is not counted.
+	KeyLimit, HostLimit int
 }
 
 // RulesCurrent is the Rules value proposers set today, and the highest

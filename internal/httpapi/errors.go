@@ -90,6 +90,10 @@ func APIError(err error) *Error {
 		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many event streams open (from this address, or in all); retry later")
 		e.RetryAfter = 5
 		return e
+	case errors.Is(err, registry.ErrOverloaded):
+		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "the verification callback timed out while this server was overloaded; retry")
+		e.RetryAfter = 1
+		return e
 	case errors.Is(err, registry.ErrBusy):
 		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many registrations in flight; retry")
 		e.RetryAfter = 1

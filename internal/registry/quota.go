@@ -24,8 +24,10 @@ func (e *QuotaError) Error() string { return e.Message }
 // limit the catalog's counts alone would allow. The catalog counts what
 // is committed (catalog.Held); a pending registration, known by its
 // instance ID, counts until the catalog holds that ID, so that none is
-// counted twice between its commit and its release. Only the leader
-// registers, so the two together are exact.
+// counted twice between its commit and its release. On a single server
+// the two together are exact; in a cluster, where every server admits,
+// the registration's command carries the limits and the state machine
+// holds them exactly (catalog.Command.KeyLimit).
 type quotas struct {
 	mu      sync.Mutex
 	pending map[string]map[string]bool // "key|ID" or "host|address" → instance IDs
@@ -44,10 +46,7 @@ func (r *Registry) reserve(key *catalog.Key, address, id string, replacing, same
 			key.ID, "--register-rate", r.cfg.RegisterBurst, r.cfg.RegisterEvery, roundUp(wait))}
 	}
 	r.registrations.Spend(now, key.ID) // every attempt counts, whatever its outcome
-	limit := key.MaxInstances
-	if limit == 0 {
-		limit = r.cfg.MaxInstancesPerKey
-	}
+	limit := r.keyLimit(key)
 	keyName, hostName := "key|"+key.ID, "host|"+address
 	var names []string
 	q := &r.quotas
@@ -107,4 +106,13 @@ func (r *Registry) uncommitted(name string) int {
 // Retry-After header.
 func roundUp(d time.Duration) time.Duration {
 	return (d + time.Second - 1).Truncate(time.Second)
+}
+
+// keyLimit is the most instances key may hold: its own max_instances, or
+// the server's default.
+func (r *Registry) keyLimit(key *catalog.Key) int {
+	if key.MaxInstances > 0 {
+		return key.MaxInstances
+	}
+	return r.cfg.MaxInstancesPerKey
 }

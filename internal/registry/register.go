@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -355,7 +357,7 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 		TokenHash: catalog.HashSecret(token), KeyID: adm.key.ID, Proof: proof, HostIP: hostIP,
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
-	res, err := r.commitRegistration(ctx, inst, "api", now)
+	res, err := r.commitRegistration(ctx, inst, adm.key, "api", now)
 	if err != nil {
 		return Registered{}, err
 	}
@@ -368,8 +370,18 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 // now is the registration time as read from the clock (with its monotonic
 // reading, which inst.RegisteredAt, in UTC, no longer carries): the
 // tracker's first beat must be on the same clock as later heartbeats.
-func (r *Registry) commitRegistration(ctx context.Context, inst *catalog.Instance, reason string, now time.Time) (catalog.Result, error) {
-	res, err := r.propose(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason, Rules: catalog.RulesCurrent})
+//
+// The command carries the limits of instances of key and of the host, so
+// that the state machine holds them exactly: admission (reserve) counts
+// what this server knows, and in a cluster every server admits.
+func (r *Registry) commitRegistration(ctx context.Context, inst *catalog.Instance, key *catalog.Key, reason string, now time.Time) (catalog.Result, error) {
+	res, err := r.propose(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason, Rules: catalog.RulesCurrent,
+		KeyLimit: r.keyLimit(key), HostLimit: r.cfg.MaxInstancesPerAddress})
+	if errors.Is(err, catalog.ErrQuota) {
+		return res, &QuotaError{Message: fmt.Sprintf("enrolment key %s (limit %d) or address %s (limit %d, --max-instances-per-address) "+
+			"already holds its limit of instances, counted across the cluster; deregister some, or use a key with a higher max_instances",
+			inst.KeyID, r.keyLimit(key), inst.Host(), r.cfg.MaxInstancesPerAddress)}
+	}
 	if err != nil {
 		return res, err
 	}

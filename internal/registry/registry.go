@@ -42,6 +42,10 @@ var (
 	ErrUnavailable = errors.New("registry: no leader can accept writes right now")
 	// ErrBusy means every slot for registration callbacks is taken.
 	ErrBusy = errors.New("registry: too many registrations in flight")
+	// ErrOverloaded means a registration callback timed out while this
+	// server could not keep time (see lagMonitor): the caller should
+	// retry, and spent nothing of its allowance of failures.
+	ErrOverloaded = errors.New("registry: the callback timed out while this server was overloaded")
 	// ErrTooManyWaiters means Config.MaxWaiters blocking queries are held
 	// open already.
 	ErrTooManyWaiters = errors.New("registry: too many blocking queries held open")
@@ -219,7 +223,10 @@ type Registry struct {
 	slots *slotPool
 	// failures limits failed verifications per (caller, address) and,
 	// three times as generous, per caller alone (keyFailures).
-	failures    *buckets
+	failures *buckets
+	// lag tells a callback's timeout that is the registry's own fault
+	// (lag.go).
+	lag         *lagMonitor
 	keyFailures *buckets
 	// registrations limits registrations per key (their rate); quotas
 	// the instances per key and per address.
@@ -260,6 +267,7 @@ func New(cfg Config, cat *catalog.Catalog, p Proposer, live *health.Liveness, v 
 		keyFailures:   newBuckets(3*cfg.FailureBurst, cfg.FailureEvery/3),
 		registrations: newBuckets(cfg.RegisterBurst, cfg.RegisterEvery),
 		seedFailures:  newBuckets(10*cfg.FailureBurst, cfg.FailureEvery/10),
+		lag:           newLagMonitor(),
 	}
 	if cfg.Seed != nil {
 		sv, err := v.WithTimeout(cfg.Seed.VerifyTimeout)
@@ -473,10 +481,25 @@ func (r *Registry) admitProof(ctx context.Context, p addressProof) (admittedProo
 // runProof runs the callback of an admitted proof. On failure it releases
 // what a holds, spends from the failure limits and returns the refusal.
 func (r *Registry) runProof(ctx context.Context, p addressProof, a admittedProof) error {
-	if err := p.call(ctx, a.ip); err != nil {
-		return r.proofFailed(p, a.release, err, a.detailed)
+	r.lag.start()
+	start := time.Now()
+	err := p.call(ctx, a.ip)
+	if err == nil {
+		return nil
 	}
-	return nil
+	var ve *verify.Error
+	if errors.As(err, &ve) && ve.Reason == api.ReasonTimeout {
+		end := time.Now()
+		if late := r.lag.worst(start, end); late > end.Sub(start)/10 {
+			// The registry could not keep time while it waited: the
+			// timeout is its own fault, not the instance's.
+			a.release()
+			r.log.Warn("a registration callback timed out while this server was overloaded; the caller is asked to retry, and its allowance of failures is not spent",
+				append(p.attrs, "late", late.Round(time.Millisecond), "waited", end.Sub(start).Round(time.Millisecond))...)
+			return ErrOverloaded
+		}
+	}
+	return r.proofFailed(p, a.release, err, a.detailed)
 }
 
 // proofFailed releases a failed proof's hold, spends from the failure

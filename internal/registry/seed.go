@@ -243,7 +243,7 @@ func (r *Registry) finishSeed(ctx context.Context, v *SeedVerification, p addres
 	for attempt := 0; ; attempt++ {
 		err := r.ensureSeedKey(cctx)
 		if err == nil {
-			_, err = r.commitRegistration(cctx, inst, "seed", now)
+			_, err = r.commitRegistration(cctx, inst, &catalog.Key{ID: catalog.SeedKeyID}, "seed", now)
 		}
 		switch {
 		case err == nil:

@@ -162,13 +162,15 @@ func (s *seedVerifications) close() {
 // Close stops the registry's background work and waits for it to end:
 // the tutorial protocol's verifications still pending are cancelled and
 // commit nothing (one whose commit has begun finishes it first), and
-// RegisterSeed refuses with ErrClosed from then on. Call it before the
-// Proposer stops. Every other method is unaffected. It is safe to call
+// RegisterSeed refuses with ErrClosed from then on; the monitor of the
+// registry's own lag stops (lag.go). Call it before the Proposer stops.
+// Every other method is unaffected. It is safe to call
 // more than once.
 func (r *Registry) Close() {
 	if r.seed != nil {
 		r.seed.close()
 	}
+	r.lag.close()
 }
 
 // verifySeed is the goroutine of one accepted tutorial-protocol

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -309,5 +311,53 @@ func TestCluster_LoneServerNeverContacted(t *testing.T) {
 	}
 	if got := hdr.Get(api.HeaderKnownLeader); got != "false" {
 		t.Fatalf("%s = %q, want false", api.HeaderKnownLeader, got)
+	}
+}
+
+// TestCluster_QuotaExactAcrossServers: a key's limit of instances holds
+// across the cluster. With four of its five places taken, eight
+// registrations sent at once, spread over the three servers (each admits
+// against what it knows), leave exactly five instances: the others are
+// refused with a quota error by the state machine, whichever server
+// admitted them.
+func TestCluster_QuotaExactAcrossServers(t *testing.T) {
+	servers := testserver.StartCluster(t, 3, nil)
+	lead := testserver.WaitCluster(t, servers)
+	ctx := context.Background()
+	k, err := clientOf(t, servers[lead], testserver.ClusterAdminToken).NewKey(ctx, api.CreateKeyRequest{Services: []string{"qr"}, MaxInstances: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+		if _, err := clientOf(t, servers[lead], "").Register(ctx, "qr", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1m"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int32
+	for i := range 8 {
+		inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := clientOf(t, servers[i%3], "").Register(ctx, "qr", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1m"})
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, client.ErrQuotaExceeded):
+				refused.Add(1)
+			default:
+				t.Errorf("registration %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	res, err := clientOf(t, servers[lead], "").Lookup(ctx, "qr", client.WithStatus("any"), client.WithConsistent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Instances) != 5 || ok.Load() != 1 || refused.Load() != 7 {
+		t.Fatalf("%d instances of a key limited to 5 (%d of 8 accepted, %d refused for the quota)", len(res.Instances), ok.Load(), refused.Load())
 	}
 }
