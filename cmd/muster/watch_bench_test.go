@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/bench"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
 )
@@ -161,18 +161,14 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 	b.Logf("%d watchers, %d registrations", watchers, b.N)
 }
 
-// procCPU returns the CPU time (user and system) process pid has used, from
-// /proc (Linux); the benchmark skips elsewhere.
+// procCPU returns the CPU time (user and system) process pid has used,
+// read from /proc by the benchmark suite's reader (Linux); the benchmark
+// skips elsewhere.
 func procCPU(tb testing.TB, pid int) time.Duration {
 	tb.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := bench.ReadCPU(pid)
 	if err != nil {
 		tb.Skipf("no /proc: %v", err)
 	}
-	// Fields after the command name (which is in parentheses): state is
-	// field 3, utime 14, stime 15, in clock ticks (100 a second on Linux).
-	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	return d
 }

@@ -46,7 +46,11 @@ var layers = map[string][]string{
 	"internal/testserver": {"api", "client", "internal/cluster", "internal/server", "internal/testutil"},
 	"internal/presubmit":  {},
 
-	"cmd/muster": {"api", "client", "internal/durable", "internal/registry", "internal/server", "internal/verify"},
+	// The benchmark suite runs the server as a child process, so it
+	// never imports internal/server: what it measures is the binary.
+	"internal/bench": {"api", "client", "internal/verify"},
+
+	"cmd/muster": {"api", "client", "internal/bench", "internal/durable", "internal/registry", "internal/server", "internal/verify"},
 
 	// The examples use the SDK only; the demo command also embeds a
 	// registry, as any program may through internal/server.

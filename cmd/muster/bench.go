@@ -1,0 +1,122 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/musterhq/muster/internal/bench"
+)
+
+func newBenchCmd(e env) *cobra.Command {
+	var (
+		addr      string
+		serverPID int
+		short     bool
+		only      []string
+		instances int
+		duration  time.Duration
+		jsonOnly  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench [flags]",
+		Short: "run the benchmark suite against a fresh server (or --addr) and print its figures",
+		Long: withEnv(`Run muster's benchmarks: start a muster server of this binary as a child
+process (on a free port of 127.0.0.1, a temporary data dir, the key rate
+and quotas lifted), run each workload for a bounded time, and print a
+table and one JSON line per workload (with --json, the JSON lines alone).
+
+Workloads, in order (--only takes these names, or a row's own name):
+  lookup        lookups of a 10-instance service at concurrency 16 and 64
+  heartbeat     heartbeats, one request each; the SDK's fastest channel
+  watch-fanout  1,000 event streams, each registration's time to all
+  register      verified registrations at concurrency 16 and 64, and the
+                in-process callback responder's own latency
+  bulk-load     --instances registrations (RSS after, RSS per instance)
+  idle-cpu      the server's CPU with that catalog and no requests
+  deaths        1, a hundredth and a tenth of --instances stop heartbeating
+                among 110% of --instances: time until lookups and streams
+                show it, false expirations
+  restart       SIGKILL and restart with the catalog: time to ready with
+                full reads, false expirations (must be 0)
+idle-cpu, deaths and restart need the bulk load, which then runs too.
+
+Each row gives ops, ops/s, the server's CPU seconds (from /proc) and ops
+per server CPU-second, which hold up better than ops/s on a shared
+machine. With taskset and two CPUs or more, the server runs on CPU 0 and
+this process (the load) on the others. A row says when the load
+generator, not the server, was the limit. The full run takes up to about
+15 minutes; --short (CI's mode) under a minute.
+
+With --addr the server is one already running (its admin token in
+MUSTER_TOKEN); its CPU and RSS come from --server-pid, else are unknown,
+and the restart is not available.`, envToken),
+		Example: `  muster bench
+  muster bench --short --json
+  muster bench --only lookup,heartbeat --duration 5s
+  muster bench --addr http://127.0.0.1:9000 --server-pid $(pgrep -n muster)`,
+		Args: nArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := bench.DefaultConfig()
+			if short {
+				cfg = bench.ShortConfig()
+			}
+			if cmd.Flags().Changed("instances") {
+				cfg.Instances = instances
+			}
+			if cmd.Flags().Changed("duration") {
+				cfg.Duration = duration
+			}
+			for _, o := range only {
+				for _, n := range strings.Split(o, ",") {
+					if n = strings.TrimSpace(n); n != "" {
+						cfg.Only = append(cfg.Only, n)
+					}
+				}
+			}
+			cfg.Addr, cfg.ServerPID, cfg.Log = addr, serverPID, e.stderr
+			if addr != "" {
+				cfg.AdminToken = e.getenv("MUSTER_TOKEN")
+				if cfg.AdminToken == "" {
+					return usageError("--addr needs the server's admin token in MUSTER_TOKEN")
+				}
+			} else {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				cfg.Exe = exe
+			}
+			if err := cfg.Validate(); err != nil {
+				return usageError(strings.TrimPrefix(err.Error(), "bench: "))
+			}
+			rep, err := bench.Run(cmd.Context(), cfg)
+			if rep != nil {
+				if !jsonOnly {
+					if werr := bench.WriteTable(e.stdout, rep); werr != nil {
+						return werr
+					}
+				}
+				if werr := bench.WriteJSON(e.stdout, rep); werr != nil {
+					return werr
+				}
+			}
+			if err != nil && !errors.Is(err, cmd.Context().Err()) {
+				return err
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "", "benchmark the server at this URL instead of starting one")
+	f.IntVar(&serverPID, "server-pid", 0, "with --addr, the server's process ID, for its CPU and RSS")
+	f.BoolVar(&short, "short", false, "CI's mode: small counts, about a second a workload, under a minute in all")
+	f.StringSliceVar(&only, "only", nil, "run only these workloads, comma-separated (see above)")
+	f.IntVar(&instances, "instances", bench.DefaultConfig().Instances, "instances of the bulk load (2000 with --short)")
+	f.DurationVar(&duration, "duration", bench.DefaultConfig().Duration, "how long each timed workload runs (1.5s with --short)")
+	f.BoolVar(&jsonOnly, "json", false, "print only the JSON lines, one per workload")
+	return cmd
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBench_Short runs `muster bench --short --json` end to end, as CI
+// does, against the real binary (which starts a server of its own), and
+// checks that every workload printed one JSON line with the fields and
+// sane, non-negative numbers. It never checks a figure: the figures are
+// the report's, not the test's.
+func TestBench_Short(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the benchmark suite's short mode (about 40 s)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // about 35 s; slack for a loaded machine
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, binary, "bench", "--short", "--json")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("muster bench --short: %v\nstderr:\n%s\nstdout:\n%s", err, stderr.String(), stdout.String())
+	}
+	t.Logf("stderr:\n%s", stderr.String())
+	want := []string{"lookup-c16", "lookup-c64", "heartbeat", "heartbeat-sdk", "watch-fanout", "register-c16", "register-c64",
+		"bulk-load", "idle-cpu", "deaths-1", "deaths-20", "deaths-200", "restart"}
+	fields := []string{"workload", "status", "ops", "errors", "seconds", "ops_per_s", "server_cpu_s", "ops_per_server_cpu_s",
+		"server_cores", "load_cores", "p50_ms", "p99_ms", "rss_bytes", "pinned", "generator_bound", "notes"}
+	got := map[string]map[string]any{}
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var row map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", sc.Text(), err)
+		}
+		name, _ := row["workload"].(string)
+		if _, dup := got[name]; dup {
+			t.Errorf("workload %q printed twice", name)
+		}
+		got[name] = row
+	}
+	for _, name := range want {
+		row, ok := got[name]
+		if !ok {
+			t.Errorf("no JSON line for workload %q", name)
+			continue
+		}
+		for _, f := range fields {
+			if _, ok := row[f]; !ok {
+				t.Errorf("%s: no field %q", name, f)
+			}
+		}
+		for f, v := range row {
+			if n, ok := v.(float64); ok && n < 0 {
+				t.Errorf("%s: %s = %v, negative", name, f, n)
+			}
+		}
+		if extra, ok := row["extra"].(map[string]any); ok {
+			for f, v := range extra {
+				if n, ok := v.(float64); !ok || n < 0 {
+					t.Errorf("%s: extra %s = %v, not a non-negative number", name, f, v)
+				}
+			}
+		}
+		status, _ := row["status"].(string)
+		switch {
+		case name == "heartbeat-sdk":
+			if status != "not available" || !strings.HasPrefix(row["notes"].(string), "not available: ") {
+				t.Errorf("%s: status %q, notes %q; want it reported not available, with why", name, status, row["notes"])
+			}
+		case status != "ok" && status != "partial":
+			t.Errorf("%s: status %q: %v", name, status, row["notes"])
+		case name != "idle-cpu" && row["ops"].(float64) <= 0:
+			t.Errorf("%s: no operations: %v", name, row["notes"])
+		}
+		if status == "ok" && name != "heartbeat-sdk" && row["server_cpu_s"] == nil {
+			t.Errorf("%s: the server's CPU is unknown although the run started the server", name)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d workloads printed, want %d: %v", len(got), len(want), got)
+	}
+}
+
+// TestBench_Flags: bad flags are usage errors, found before anything
+// starts.
+func TestBench_Flags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{name: "unknown workload", args: []string{"bench", "--only", "lookup,nope"}},
+		{name: "addr without token", args: []string{"bench", "--addr", "http://127.0.0.1:1"}},
+		{name: "too few instances", args: []string{"bench", "--instances", "5"}},
+		{name: "pid without addr", args: []string{"bench", "--server-pid", "1"}},
+		{name: "argument", args: []string{"bench", "extra"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, &out, &errOut)
+			if code := report(err, func(string) string { return "" }, &errOut); code != 2 {
+				t.Errorf("exit code %d, want 2 (usage); err %v; stderr %s", code, err, errOut.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,354 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/client"
+)
+
+// member is an instance the benchmark registered: what it needs to
+// heartbeat it and to register it again at the same place.
+type member struct {
+	service string
+	port    int
+	key     int
+
+	mu    sync.Mutex
+	id    string
+	token string
+
+	dead     atomic.Bool  // the deaths stopped its heartbeats
+	inflight atomic.Bool  // a heartbeat is queued or in flight
+	lastAck  atomic.Int64 // unix nanoseconds of its last heartbeat answered 200 (or its registration)
+	sent     atomic.Int64 // unix nanoseconds its last heartbeat was queued
+}
+
+func (m *member) creds() (id, token string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.id, m.token
+}
+
+// register registers an instance of service at 127.0.0.1:port with key
+// number key, its callback answered by the responder; it retries what
+// may pass (503 busy, 429) until ctx ends. It returns the attempts that
+// failed on the way.
+func (r *runner) register(ctx context.Context, m *member, ttl string, n int) (retries int64, err error) {
+	secret := r.keys[m.key%len(r.keys)]
+	for {
+		nc := nonce()
+		r.resp.expect(nc, secret)
+		res, err := r.admin.Register(ctx, m.service, secret, api.RegisterRequest{Address: "127.0.0.1", Port: m.port,
+			VerifyPort: r.resp.port(n), TTL: ttl, DeregisterAfter: "168h", Nonce: nc})
+		var ce *client.Error
+		refused := errors.As(err, &ce) // the registry answered: no callback is still coming
+		id, token := r.resp.claim(nc, err == nil || refused)
+		if err == nil {
+			if id != res.ID {
+				return retries, fmt.Errorf("bench: the callback carried instance %s, the registration answered %s", id, res.ID)
+			}
+			m.mu.Lock()
+			m.id, m.token = id, token
+			m.mu.Unlock()
+			m.lastAck.Store(time.Now().UnixNano())
+			return retries, nil
+		}
+		if !refused || (ce.Status != http.StatusServiceUnavailable && ce.Status != http.StatusTooManyRequests) || ctx.Err() != nil {
+			return retries, err
+		}
+		retries++
+		select {
+		case <-ctx.Done():
+			return retries, ctx.Err()
+		case <-time.After(min(max(ce.RetryAfter/10, 20*time.Millisecond), time.Second)):
+		}
+	}
+}
+
+// registerAll registers ms at concurrency conc until done or ctx ends,
+// and returns how many were registered.
+func (r *runner) registerAll(ctx context.Context, ms []*member, ttl string, conc int, rec *recorder) (done, retries int64, err error) {
+	var next, ok, retr atomic.Int64
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= len(ms) {
+					return
+				}
+				start := time.Now()
+				n, e := r.register(ctx, ms[i], ttl, i)
+				retr.Add(n)
+				if e != nil {
+					if ctx.Err() == nil {
+						once.Do(func() { err = e })
+					}
+					continue
+				}
+				if rec != nil {
+					rec.add(time.Since(start))
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return ok.Load(), retr.Load(), err
+}
+
+// members makes n members of services prefix-0000, prefix-0001…, per
+// to a service, on ports 10000 up.
+func members(prefix string, n, per int) []*member {
+	ms := make([]*member, n)
+	for i := range ms {
+		ms[i] = &member{service: fmt.Sprintf("%s-%04d", prefix, i/per), port: 10000 + i%per, key: i}
+	}
+	return ms
+}
+
+func failed(name string, err error) Result {
+	return Result{Workload: name, Status: "failed", Notes: err.Error()}
+}
+
+// lookups: GET /v1/services/{service} of a service of 10 instances, at
+// concurrency 16 and 64.
+func (r *runner) lookups(ctx context.Context) []Result {
+	ms := members("bench-lookup", 10, 10)
+	if _, _, err := r.registerAll(ctx, ms, "1h", 10, nil); err != nil {
+		return []Result{failed("lookup", err)}
+	}
+	var out []Result
+	for _, conc := range []int{16, 64} {
+		hc := newHTTPClient(conc)
+		rec := newRecorder()
+		url := r.url + "/v1/services/bench-lookup-0000"
+		m := startMeter(r.serverPID())
+		ok, bad, err := hammer(ctx, conc, r.cfg.Duration, func(ctx context.Context, _, _ int) error {
+			start := time.Now()
+			if err := do(ctx, hc, http.MethodGet, url, "", http.StatusOK); err != nil {
+				return err
+			}
+			rec.add(time.Since(start))
+			return nil
+		})
+		res := Result{Workload: fmt.Sprintf("lookup-c%d", conc), Ops: ok, Errors: bad,
+			Notes: "one service of 10 instances (about 3 KB an answer)"}
+		r.fill(&res, m.stop())
+		latencies(&res, rec)
+		r.rss(&res)
+		if err != nil {
+			res.Notes += "; first error: " + err.Error()
+		}
+		hc.CloseIdleConnections()
+		out = append(out, res)
+	}
+	return out
+}
+
+// heartbeats: PUT /v1/instances/{id}/heartbeat, one request per beat,
+// over 1,000 instances (100 in short mode) at concurrency 32; and the
+// SDK's fastest channel, which today is the same request.
+func (r *runner) heartbeats(ctx context.Context) []Result {
+	n := 1000
+	if r.cfg.Short {
+		n = 100
+	}
+	ms := members("bench-hb", n, 100)
+	if _, _, err := r.registerAll(ctx, ms, "1h", 32, nil); err != nil {
+		return []Result{failed("heartbeat", err)}
+	}
+	const conc = 32
+	hc := newHTTPClient(conc)
+	defer hc.CloseIdleConnections()
+	rec := newRecorder()
+	m := startMeter(r.serverPID())
+	ok, bad, err := hammer(ctx, conc, r.cfg.Duration, func(ctx context.Context, w, i int) error {
+		id, token := ms[(w*7919+i)%n].creds()
+		start := time.Now()
+		if err := do(ctx, hc, http.MethodPut, r.url+"/v1/instances/"+id+"/heartbeat", token, http.StatusOK); err != nil {
+			return err
+		}
+		rec.add(time.Since(start))
+		return nil
+	})
+	res := Result{Workload: "heartbeat", Ops: ok, Errors: bad,
+		Notes: fmt.Sprintf("per request, %d instances, concurrency %d, keep-alive", n, conc)}
+	r.fill(&res, m.stop())
+	latencies(&res, rec)
+	r.rss(&res)
+	if err != nil {
+		res.Notes += "; first error: " + err.Error()
+	}
+	sdk := Result{Workload: "heartbeat-sdk", Status: "not available",
+		Notes: "not available: the API has no batch or streamed heartbeat (docs/api.md, Heartbeats); the SDK's Registration sends one PUT per instance every TTL/3, the request measured by heartbeat"}
+	return []Result{res, sdk}
+}
+
+// registrations: verified registrations (the callback included) of new
+// instances at concurrency 16 and 64, the callbacks answered in this
+// process by the responder, whose own handling time is reported too.
+func (r *runner) registrations(ctx context.Context) []Result {
+	var out []Result
+	for _, conc := range []int{16, 64} {
+		rec := newRecorder()
+		r.resp.lat.reset()
+		m := startMeter(r.serverPID())
+		name := fmt.Sprintf("register-c%d", conc)
+		var fail atomic.Int64
+		ok, bad, err := hammer(ctx, conc, r.cfg.Duration, func(ctx context.Context, w, i int) error {
+			mb := &member{service: fmt.Sprintf("bench-reg-c%d-%02d", conc, w), port: 10000 + i, key: w}
+			if i >= 50000 {
+				return errors.New("bench: out of ports")
+			}
+			start := time.Now()
+			retries, err := r.register(ctx, mb, "1h", w*100000+i)
+			fail.Add(retries)
+			if err != nil {
+				return err
+			}
+			rec.add(time.Since(start))
+			return nil
+		})
+		res := Result{Workload: name, Ops: ok, Errors: bad + fail.Load(),
+			Notes: "new instances, 2 keys, register rate and quotas lifted; errors count 503 busy and 429 retried"}
+		r.fill(&res, m.stop())
+		latencies(&res, rec)
+		r.rss(&res)
+		if p50, p99, ok := r.resp.lat.quantiles(); ok {
+			res.Extra = map[string]float64{"responder_p50_ms": p50, "responder_p99_ms": p99}
+			res.Notes += fmt.Sprintf("; the callback responder's own handling: p50 %.3fms, p99 %.3fms", p50, p99)
+		}
+		if err != nil {
+			res.Notes += "; first error: " + err.Error()
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// fanout: 1,000 event streams (50 in short mode) watch one service; each
+// registration's latency is measured from sending it to each stream
+// reading its event.
+func (r *runner) fanout(ctx context.Context) []Result {
+	watchers := 1000
+	if r.cfg.Short {
+		watchers = 50
+	}
+	const name = "watch-fanout"
+	type arrival struct {
+		id string
+		at time.Time
+	}
+	arrivals := make(chan arrival, watchers*4)
+	var next atomic.Int64
+	// Streams come from 8 loopback addresses, as from many clients: one
+	// address may hold at most 1,024 streams.
+	tr := &http.Transport{MaxIdleConnsPerHost: watchers, DisableCompression: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			from := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+next.Add(1)%8))}
+			return (&net.Dialer{LocalAddr: from}).DialContext(ctx, network, addr)
+		}}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	streamCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	ready := make(chan struct{}, watchers)
+	const service = "bench-fanout"
+	for range watchers {
+		req, _ := http.NewRequestWithContext(streamCtx, http.MethodGet, r.url+"/v1/watch?service="+service, nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return []Result{failed(name, err)}
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return []Result{failed(name, fmt.Errorf("watch: %s", resp.Status))}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer resp.Body.Close()
+			br := bufio.NewReaderSize(resp.Body, 64<<10)
+			var event string
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				now := time.Now()
+				switch {
+				case strings.HasPrefix(string(line), "event: "):
+					event = strings.TrimSpace(string(line[len("event: "):]))
+				case strings.HasPrefix(string(line), "id: ") && event == api.EventSnapshot:
+					ready <- struct{}{}
+				case strings.HasPrefix(string(line), "id: ") && event == api.EventRegistered:
+					select {
+					case arrivals <- arrival{strings.TrimSpace(string(line[len("id: "):])), now}:
+					case <-streamCtx.Done():
+						return
+					}
+				}
+			}
+		}()
+	}
+	for range watchers {
+		select {
+		case <-ready:
+		case <-time.After(30 * time.Second):
+			return []Result{failed(name, errors.New("streams did not all start in 30 s"))}
+		}
+	}
+	rec := newRecorder()
+	m := startMeter(r.serverPID())
+	deadline := time.Now().Add(r.cfg.Duration)
+	var ops int64
+	var err error
+loop:
+	for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+		mb := &member{service: service, port: 10000 + i}
+		sent := time.Now()
+		if _, err = r.register(ctx, mb, "1h", i); err != nil {
+			break
+		}
+		for got := 0; got < watchers; {
+			select {
+			case a := <-arrivals:
+				rec.add(a.at.Sub(sent))
+				got++
+			case <-time.After(30 * time.Second):
+				err = fmt.Errorf("%d of %d streams had the event after 30 s", got, watchers)
+				break loop
+			}
+		}
+		ops++
+	}
+	res := Result{Workload: name, Ops: ops,
+		Notes: fmt.Sprintf("%d streams on one service; latency from sending a registration (callback included) to each stream reading it", watchers)}
+	r.fill(&res, m.stop())
+	latencies(&res, rec)
+	r.rss(&res)
+	if ops > 0 && res.ServerCPUS != nil {
+		res.Extra = map[string]float64{"server_cpu_ms_per_registration": round3(*res.ServerCPUS * 1000 / float64(ops)),
+			"streams": float64(watchers)}
+	}
+	if err != nil {
+		res.Status = "partial"
+		res.Notes += "; " + err.Error()
+	}
+	return []Result{res}
+}
