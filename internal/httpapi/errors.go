@@ -77,6 +77,11 @@ func APIError(err error) *Error {
 		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the catalog is still loading; retry")
 		e.RetryAfter = 1
 		return e
+	case errors.Is(err, registry.ErrNoReadIndex):
+		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "",
+			"no leader confirmed a consistent read within %s (an election, or this server cannot reach the leader, or the leader its majority); retry, or read with ?stale", registry.ReadIndexTimeout)
+		e.RetryAfter = 1
+		return e
 	case errors.Is(err, registry.ErrStale):
 		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "",
 			"this server has not heard from a leader recently, so its answer may be behind; retry, ask another server, or add ?stale to accept it")

@@ -47,6 +47,17 @@ const DefaultMaxStale = 5 * time.Second
 // accept a stale answer (ReadStale).
 var ErrStale = errors.New("registry: this server has not heard from a leader recently; its replica may be behind")
 
+// ErrNoReadIndex means a consistent read could not be confirmed: no
+// leader answered for a read index within ReadIndexTimeout (an election,
+// or this server cannot reach the leader, or the leader a majority). It
+// wraps the replication layer's error.
+var ErrNoReadIndex = errors.New("registry: no leader confirmed a consistent read")
+
+// ReadIndexTimeout bounds the read-index round of a consistent read: a
+// leader that holds its majority answers within a few round trips, and a
+// client waiting longer is better told to retry (or to read ?stale).
+const ReadIndexTimeout = 2 * time.Second
+
 // ReplicaInfo says which member answered a read and how current its
 // replica is.
 type ReplicaInfo struct {
@@ -84,9 +95,12 @@ func (r *Registry) Read(ctx context.Context, mode ReadMode) (ReplicaInfo, error)
 	switch mode {
 	case ReadConsistent:
 		if r.cfg.Replication != nil {
-			if err := r.cfg.Replication.ReadIndex(ctx); err != nil {
-				if unavailable(err) {
-					return info, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			rctx, cancel := context.WithTimeout(ctx, ReadIndexTimeout)
+			err := r.cfg.Replication.ReadIndex(rctx)
+			cancel()
+			if err != nil {
+				if unavailable(err) || rctx.Err() != nil && ctx.Err() == nil {
+					return info, fmt.Errorf("%w: %w", ErrNoReadIndex, err)
 				}
 				return info, err
 			}

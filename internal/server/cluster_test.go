@@ -15,6 +15,7 @@ import (
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/registry"
 	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
@@ -359,5 +360,28 @@ func TestCluster_QuotaExactAcrossServers(t *testing.T) {
 	}
 	if len(res.Instances) != 5 || ok.Load() != 1 || refused.Load() != 7 {
 		t.Fatalf("%d instances of a key limited to 5 (%d of 8 accepted, %d refused for the quota)", len(res.Instances), ok.Load(), refused.Load())
+	}
+}
+
+// TestCluster_ConsistentReadWithoutLeader: a follower left alone (the
+// other two servers stopped) refuses a consistent read promptly with
+// 503 and a message about reads, not writes, while a stale read still
+// answers from its replica.
+func TestCluster_ConsistentReadWithoutLeader(t *testing.T) {
+	servers := testserver.StartCluster(t, 3, nil)
+	lead := testserver.WaitCluster(t, servers)
+	f := servers[(lead+1)%3]
+	servers[lead].Close()
+	servers[(lead+2)%3].Close()
+	start := time.Now()
+	code, _, body := getRead(t, f, "/v1/services/api?consistent")
+	if took := time.Since(start); took > registry.ReadIndexTimeout+2*time.Second {
+		t.Errorf("the consistent read took %v", took)
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "consistent read") {
+		t.Fatalf("consistent read without a leader: %d %s", code, body)
+	}
+	if code, _, body := getRead(t, f, "/v1/services/api?stale"); code != http.StatusOK {
+		t.Fatalf("stale read without a leader: %d %s", code, body)
 	}
 }
