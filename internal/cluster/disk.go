@@ -140,14 +140,22 @@ func (n *Node) Writable() error {
 		return ErrHalted
 	default:
 	}
+	if n.removed.Load() {
+		return ErrRemoved
+	}
 	return n.disk().check()
 }
 
-// Degraded names what is impaired while the node still serves reads:
+// Degraded names what is impaired while the node still serves reads
+// ("removed": this server found that its cluster no longer counts it, see
+// watchRemoval):
 // "disk" while its data dir's filesystem is below the reserve (writes are
 // refused with ErrDiskFull), or for ten seconds after a write of the log
 // failed for a reason of the disk; "" otherwise.
 func (n *Node) Degraded() string {
+	if n.removed.Load() {
+		return "removed"
+	}
 	if n.disk().degraded() {
 		return "disk"
 	}

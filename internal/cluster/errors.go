@@ -45,6 +45,10 @@ var (
 	// was not applied.
 	ErrTimeout error = &unavailableError{"cluster: timed out waiting for the log",
 		"the log is too busy to take the write in time", time.Second}
+	// ErrRemoved means this server found that its cluster no longer
+	// counts it (see watchRemoval): it takes no writes.
+	ErrRemoved error = &unavailableError{"cluster: this server was removed from its cluster",
+		"this server was removed from its cluster; send the request to another server", time.Second}
 	// ErrClosed means the node has been closed.
 	ErrClosed error = &unavailableError{"cluster: node closed",
 		"the registry is shutting down", time.Second}

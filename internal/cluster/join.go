@@ -205,14 +205,15 @@ func (n *Node) peer(id string) (Peer, bool) {
 // their bodies are bounded (handle).
 func (n *Node) routes() {
 	for pattern, h := range map[string]http.HandlerFunc{
-		"POST /cluster/apply":     n.serveApply,
-		"POST /cluster/hello":     n.serveHello,
-		"POST /cluster/promise":   n.servePromise,
-		"POST /cluster/release":   n.serveRelease,
-		"POST /cluster/add":       n.serveAdd,
-		"POST /cluster/remove":    n.serveRemove,
-		"GET /cluster/status":     n.serveStatus,
-		"POST /cluster/readindex": n.serveReadIndex,
+		"POST /cluster/apply":      n.serveApply,
+		"POST /cluster/hello":      n.serveHello,
+		"POST /cluster/promise":    n.servePromise,
+		"POST /cluster/release":    n.serveRelease,
+		"POST /cluster/add":        n.serveAdd,
+		"POST /cluster/remove":     n.serveRemove,
+		"GET /cluster/status":      n.serveStatus,
+		"POST /cluster/readindex":  n.serveReadIndex,
+		"POST /cluster/membership": n.serveMembership,
 	} {
 		n.handle(pattern, h)
 	}

@@ -223,6 +223,7 @@ type Node struct {
 	// leaving once Leave began, after which it asks no more.
 	admitted atomic.Bool
 	leaving  atomic.Bool
+	removed  atomic.Bool // see watchRemoval
 	joinMu   sync.RWMutex // held shared by a request to join in flight
 	// dupOf is the Raft address of another server with this node's ID,
 	// once one answered (duplicateID).
@@ -371,6 +372,10 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.watchLeadership()
+	if n.rpc != nil {
+		n.wg.Add(1)
+		go n.watchRemoval()
+	}
 	switch {
 	case !has && cfg.Clustered():
 		n.wg.Add(1)

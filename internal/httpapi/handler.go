@@ -167,7 +167,10 @@ func (a *apiServer) readyz(w http.ResponseWriter, r *http.Request) error {
 	h := a.reg.Health()
 	if !h.Ready {
 		reason := "no leader elected yet"
-		if h.Leader != "" {
+		switch {
+		case h.Degraded == "removed":
+			reason = "this server was removed from its cluster: it takes no part; to make it a member again, stop it, empty its data dir and start it with --join"
+		case h.Leader != "":
 			reason = "this node has not yet applied the leader's log (it is loading, or catching up)"
 		}
 		WriteJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not_ready", Leader: h.Leader, Reason: reason, Degraded: h.Degraded})
