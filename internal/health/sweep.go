@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -223,7 +224,19 @@ func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 			sc.resync = true
 		}
 	}
-	for i, inst := range due {
+	// The first proposal goes alone: if no write can be taken now (a
+	// full disk, a lost leadership), the pass stops there, and the next
+	// tries again, with one line in the log, not one per instance. The
+	// rest go out together, at most sweepParallel at a time: Raft
+	// gathers the commands in flight into one append and one fsync, so a
+	// mass of deaths commits in a few batches rather than one disk write
+	// after another.
+	var (
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, sweepParallel)
+		stopped atomic.Bool
+	)
+	one := func(inst *catalog.Instance) {
 		var ok, stop bool
 		if inst.Status == catalog.StatusCritical {
 			if ok, stop = s.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, IfStatus: catalog.StatusCritical, Reason: "deregister_after expired"}); ok {
@@ -233,19 +246,34 @@ func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 			_, stop = s.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: inst.Status, Reason: "ttl expired"})
 		}
 		if stop {
-			// No write can be taken now (a full disk, a lost
-			// leadership): the next pass tries again, and this one
-			// logs one line, not one per instance.
-			for _, rest := range due[i:] {
-				s.retry(rest)
-			}
-			return
+			stopped.Store(true)
 		}
-		// Applied, refused or held: the change, if any, comes back as a
-		// catalog event; judged again at the next pass in any case.
+	}
+	for i, inst := range due {
+		if stopped.Load() || ctx.Err() != nil {
+			break
+		}
+		if i == 0 {
+			one(inst)
+			continue
+		}
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			one(inst)
+		}()
+	}
+	wg.Wait()
+	// Applied, refused, held or not proposed: a change comes back as a
+	// catalog event; each is judged again at the next pass in any case.
+	for _, inst := range due {
 		s.retry(inst)
 	}
 }
+
+// sweepParallel bounds the proposals of one pass in flight at once.
+const sweepParallel = 64
 
 // retry has inst judged again at the next pass.
 func (s *Sweeper) retry(inst *catalog.Instance) {
