@@ -223,7 +223,7 @@ type Node struct {
 	// leaving once Leave began, after which it asks no more.
 	admitted atomic.Bool
 	leaving  atomic.Bool
-	removed  atomic.Bool // see watchRemoval
+	removed  atomic.Bool  // see watchRemoval
 	joinMu   sync.RWMutex // held shared by a request to join in flight
 	// dupOf is the Raft address of another server with this node's ID,
 	// once one answered (duplicateID).
