@@ -2,9 +2,11 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -27,18 +29,39 @@ type Config struct {
 	//
 	// With several, the client uses one at a time: the first until it
 	// fails, then the next, and so on round the list. A server fails a
-	// call when it cannot be reached, or answers 503 (no leader, a
-	// follower cut off from its cluster, shutting down); the call then
-	// goes to the next server at once, each server tried at most once per
-	// call. A request that may have reached a server (its connection
-	// broke after it was sent) moves on only if it is safe to repeat: a
-	// GET, PUT or DELETE, never a POST.
+	// call when it cannot be reached, does not answer a probe in time
+	// (below), or answers 503 (no leader, a follower cut off from its
+	// cluster, shutting down); the call then goes to the next server at
+	// once, each server tried at most once per call. A request that may
+	// have reached a server (its connection broke, or it timed out, after
+	// it was sent) moves on only if it is safe to repeat: a GET, PUT or
+	// DELETE, never a POST.
+	//
+	// Until a server has answered, and after one failed, the client
+	// first probes the server it is about to use (GET /livez, within
+	// ProbeTimeout) and sends the request only once the probe is
+	// answered; a server that does not answer the probe is passed over
+	// without the request having been sent, so that a hung server (one
+	// whose kernel accepts connections while the process answers
+	// nothing) costs a call ProbeTimeout, not the HTTP client's timeout,
+	// and a POST moves on from it too. The request itself has no other
+	// deadline than the HTTP client's and the caller's: a blocking query
+	// or an event stream may take long.
 	Addr string
 	// Token is sent as a bearer token (the admin token, for key management).
 	Token string
 	// HTTPClient is used for requests; default has a 30 s timeout.
 	HTTPClient *http.Client
+	// ProbeTimeout bounds the probe of a server (see Addr) when several
+	// are listed; default DefaultProbeTimeout. Negative: no probe. With a
+	// single server there is none: there is nowhere else to go.
+	ProbeTimeout time.Duration
 }
+
+// DefaultProbeTimeout is how long a client of several servers waits for
+// a server to answer its probe (GET /livez) before it passes over it.
+// A server answers /livez at once, without touching Raft or the disk.
+const DefaultProbeTimeout = time.Second
 
 // DefaultAddr is where a registry listens unless told otherwise.
 const DefaultAddr = "http://127.0.0.1:9000"
@@ -47,8 +70,13 @@ const DefaultAddr = "http://127.0.0.1:9000"
 type Client struct {
 	bases []*url.URL
 	cur   atomic.Uint32 // the index in bases of the server in use
-	token string
-	hc    *http.Client
+	// answered is 1 + the index in bases of the server that answered
+	// the client last, while no call has failed on it since; 0 if none.
+	// A call to it is sent without a probe.
+	answered atomic.Uint32
+	probe    time.Duration // 0: no probe
+	token    string
+	hc       *http.Client
 }
 
 // New returns a client of the registry at cfg.Addr, $MUSTER_ADDR or
@@ -83,7 +111,11 @@ func newClient(cfg Config, getenv func(string) string) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &Client{bases: bases, token: cfg.Token, hc: hc}, nil
+	c := &Client{bases: bases, token: cfg.Token, hc: hc}
+	if len(bases) > 1 && cfg.ProbeTimeout >= 0 {
+		c.probe = cmp.Or(cfg.ProbeTimeout, DefaultProbeTimeout)
+	}
+	return c, nil
 }
 
 // server returns the server in use and its index.
@@ -95,9 +127,81 @@ func (c *Client) server() (*url.URL, uint32) {
 // failed moves the client past server i, unless another call already
 // did: concurrent failures of one server move it once.
 func (c *Client) failed(i uint32) {
+	c.answered.CompareAndSwap(i+1, 0)
 	if len(c.bases) > 1 {
 		c.cur.CompareAndSwap(i, (i+1)%uint32(len(c.bases)))
 	}
+}
+
+// worked records that server i answered: calls to it need no probe.
+func (c *Client) worked(i uint32) {
+	if c.probe > 0 {
+		c.answered.Store(i + 1)
+	}
+}
+
+// probeServer asks server i for /livez within c.probe, unless there is
+// no probe or server i answered last, and returns why it is not to be
+// used: it cannot be reached, or did not answer in time. Any answer, of
+// any status, will do: the server answers HTTP.
+func (c *Client) probeServer(ctx context.Context, base *url.URL, i uint32) error {
+	if c.probe <= 0 || c.answered.Load() == i+1 {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.probe)
+	defer cancel()
+	u := *base
+	u.Path += "/livez"
+	req, err := http.NewRequestWithContext(pctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() == nil && pctx.Err() != nil {
+			return fmt.Errorf("no answer to GET /livez within %s", c.probe)
+		}
+		return plainTransportError(err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return nil
+}
+
+// pick returns the server to open a stream on: the server in use, if it
+// answered last or answers a probe, or else the next that does. Servers
+// that do not are passed over (failed); when none does, the error says
+// how each failed.
+func (c *Client) pick(ctx context.Context, op string) (*url.URL, uint32, error) {
+	var reasons []string
+	var err error
+	for range c.bases {
+		base, i := c.server()
+		perr := c.probeServer(ctx, base, i)
+		if perr == nil {
+			return base, i, nil
+		}
+		if ctx.Err() != nil {
+			return nil, 0, errorf("%s: %w: %w", op, ErrUnavailable, ctx.Err())
+		}
+		reasons = append(reasons, base.String()+": "+perr.Error())
+		err = errorf("%s: %w: %s: %w", op, ErrUnavailable, base, perr)
+		c.failed(i)
+	}
+	if len(reasons) > 1 {
+		err = &allFailedError{op: op, reasons: reasons, last: err}
+	}
+	return nil, 0, err
+}
+
+// plainTransportError is err without the method and URL an *url.Error
+// adds, for a list that names each server already.
+func plainTransportError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // moveOn reports whether a call that failed on one server with err (a
@@ -129,20 +233,44 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	if token == "" {
 		token = c.token
 	}
+	return c.call(ctx, op, method, func(base *url.URL) (http.Header, int, error) {
+		return c.doOn(ctx, base, op, method, path, query, token, payload, in != nil, out)
+	})
+}
+
+// call sends a request with send to the server in use, and with several
+// servers moves on to the next when it fails (see Config.Addr), probing
+// each first unless it answered last. When every server failed, the
+// error says how each did.
+func (c *Client) call(ctx context.Context, op, method string, send func(base *url.URL) (http.Header, int, error)) (http.Header, error) {
 	var (
-		hdr http.Header
-		err error
+		hdr     http.Header
+		err     error
+		reasons []string // how each server failed, in the order tried
 	)
 	for range c.bases {
 		base, i := c.server()
+		if perr := c.probeServer(ctx, base, i); perr != nil {
+			if ctx.Err() != nil {
+				return nil, errorf("%s: %w: %w", op, ErrUnavailable, ctx.Err())
+			}
+			reasons = append(reasons, base.String()+": "+perr.Error())
+			err = errorf("%s: %w: %s: %w", op, ErrUnavailable, base, perr)
+			c.failed(i)
+			continue
+		}
 		var status int
-		hdr, status, err = c.doOn(ctx, base, op, method, path, query, token, payload, in != nil, out)
+		hdr, status, err = send(base)
+		var te *transportError
+		transport := errors.As(err, &te)
+		if err == nil || !transport && status != http.StatusServiceUnavailable {
+			c.worked(i) // it answered
+		}
 		if err == nil || ctx.Err() != nil || len(c.bases) == 1 {
 			return hdr, err
 		}
-		var te *transportError
 		var next bool
-		if errors.As(err, &te) {
+		if transport {
 			next = moveOn(method, te.err, 0)
 		} else {
 			next = moveOn(method, nil, status)
@@ -150,10 +278,42 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 		if !next {
 			return hdr, err
 		}
+		reasons = append(reasons, base.String()+": "+serverReason(err))
 		c.failed(i)
+	}
+	if len(reasons) > 1 {
+		err = &allFailedError{op: op, reasons: reasons, last: err}
 	}
 	return hdr, err
 }
+
+// serverReason is how a call failed on one server, for allFailedError.
+func serverReason(err error) string {
+	var te *transportError
+	if errors.As(err, &te) {
+		return plainTransportError(te.err).Error()
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+	}
+	return strings.TrimPrefix(err.Error(), "client: ")
+}
+
+// allFailedError is the error of a call that every server of several
+// failed: it says how each did, and wraps ErrUnavailable and the last
+// server's error (an *Error with its RetryAfter, say).
+type allFailedError struct {
+	op      string
+	reasons []string
+	last    error
+}
+
+func (e *allFailedError) Error() string {
+	return "client: " + e.op + ": registry unavailable: every server failed: " + strings.Join(e.reasons, "; ")
+}
+
+func (e *allFailedError) Unwrap() []error { return []error{ErrUnavailable, e.last} }
 
 // transportError marks a call that got no answer.
 type transportError struct{ err error }

@@ -76,11 +76,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	msg := fmt.Sprintf("%s: %s (%d %s)", e.Op, e.Message, e.Status, e.Code)
 	if e.Field != "" {
-		msg += " field " + e.Field
+		return fmt.Sprintf("%s: %s (%d %s, field %s)", e.Op, e.Message, e.Status, e.Code, e.Field)
 	}
-	return msg
+	return fmt.Sprintf("%s: %s (%d %s)", e.Op, e.Message, e.Status, e.Code)
 }
 
 // Is makes errors.Is(err, ErrNotFound) and friends work.

@@ -2,8 +2,8 @@ package client
 
 import (
 	"context"
-	"errors"
 	"net/http"
+	"net/url"
 
 	"github.com/musterhq/muster/api"
 )
@@ -22,25 +22,10 @@ import (
 // as it is, not re-encoded. The HTTP client's timeout (30 s by default)
 // bounds the whole upload: give a longer one for a large snapshot.
 func (c *Client) Restore(ctx context.Context, snapshot []byte) (api.RestoreResponse, error) {
-	const op, method = "restore", http.MethodPut
-	var (
-		out api.RestoreResponse
-		err error
-	)
+	var out api.RestoreResponse
 	// As do, with a body sent as is.
-	for range c.bases {
-		base, i := c.server()
-		var status int
-		_, status, err = c.doOn(ctx, base, op, method, "/v1/snapshot", nil, c.token, snapshot, true, &out)
-		if err == nil || ctx.Err() != nil || len(c.bases) == 1 {
-			return out, err
-		}
-		var te *transportError
-		transport := errors.As(err, &te)
-		if !(transport && moveOn(method, te.err, 0)) && !(!transport && moveOn(method, nil, status)) {
-			return out, err
-		}
-		c.failed(i)
-	}
+	_, err := c.call(ctx, "restore", http.MethodPut, func(base *url.URL) (http.Header, int, error) {
+		return c.doOn(ctx, base, "restore", http.MethodPut, "/v1/snapshot", nil, c.token, snapshot, true, &out)
+	})
 	return out, err
 }

@@ -195,7 +195,10 @@ func watchBackoff(base time.Duration, n int) time.Duration {
 
 // watchOnce opens one connection and reads it until it ends.
 func (c *Client) watchOnce(ctx context.Context, req *WatchRequest, st *watchState, fn func(WatchEvent, bool) error) error {
-	base, server := c.server()
+	base, server, err := c.pick(ctx, "watch")
+	if err != nil {
+		return err
+	}
 	u := *base
 	u.Path += "/v1/watch"
 	q := url.Values{}
@@ -243,6 +246,7 @@ func (c *Client) watchOnce(ctx context.Context, req *WatchRequest, st *watchStat
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
 		return errorf("watch: %w: the answer is %q, not text/event-stream", ErrUnavailable, resp.Header.Get("Content-Type"))
 	}
+	c.worked(server)
 	if err := fn(WatchEvent{Type: WatchConnected, ID: st.after}, false); err != nil {
 		return &callbackError{err}
 	}

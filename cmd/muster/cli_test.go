@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -585,5 +588,182 @@ func TestCLI_Health(t *testing.T) {
 	ln.Close()
 	if out, errOut, code, _ := runCLI(t, map[string]string{"MUSTER_ADDR": "http://" + addr}, "health"); code != 1 || out != "" || !strings.HasPrefix(errOut, "muster: health: ") {
 		t.Errorf("muster health with nothing listening: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// hungURL returns the URL of a server that is hung as a SIGSTOPped
+// process is: the kernel accepts connections, nothing answers them.
+func hungURL(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conns := make(chan net.Conn, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+		}
+	}()
+	tb.Cleanup(func() {
+		ln.Close()
+		for {
+			select {
+			case c := <-conns:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestCLI_HealthSeveralServers: muster health gives each server of
+// MUSTER_ADDR a bounded turn, so that a hung server first does not hold
+// up a healthy one, and when none is healthy the error names each server
+// and why.
+func TestCLI_HealthSeveralServers(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	hung := hungURL(t)
+	start := time.Now()
+	out, errOut, code, err := runCLI(t, map[string]string{"MUSTER_ADDR": hung + "," + h.Srv.URL()}, "health", "--ready", "--timeout", "10s")
+	if took := time.Since(start); code != 0 || out != "ready\n" || took > 3*time.Second {
+		t.Errorf("health --ready with a hung server first: %q, exit %d, %v after %s\n%s", out, code, err, took, errOut)
+	}
+
+	dead := deadURL(t)
+	start = time.Now()
+	out, errOut, code, err = runCLI(t, map[string]string{"MUSTER_ADDR": hung + "," + dead}, "health", "--ready", "--timeout", "3s")
+	if took := time.Since(start); code != 1 || out != "" || took > 5*time.Second {
+		t.Fatalf("health with a hung and a dead server: %q, exit %d, %v after %s", out, code, err, took)
+	}
+	for _, want := range []string{"muster: health: no server answered 200 within 3s: ", hung + "/readyz: no answer within 1s",
+		dead + "/readyz: dial tcp", "connection refused"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("the error does not say %q:\n%s", want, errOut)
+		}
+	}
+	// The default --timeout, 2 s, leaves each of three servers its turn.
+	out, errOut, code, _ = runCLI(t, map[string]string{"MUSTER_ADDR": hung + "," + hungURL(t) + "," + h.Srv.URL()}, "health")
+	if code != 0 || out != "ok\n" {
+		t.Errorf("health (2 s) with two hung servers before a good one: %q, exit %d\n%s", out, code, errOut)
+	}
+}
+
+// deadURL returns the URL of a port nothing listens on.
+func deadURL(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+// TestCLI_ClientsSkipHungServer: the CLI's commands, reads and a POST
+// alike, go past a hung server first in MUSTER_ADDR within the client's
+// probe (1 s), not its 30 s timeout.
+func TestCLI_ClientsSkipHungServer(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	env := map[string]string{"MUSTER_ADDR": hungURL(t) + "," + h.Srv.URL(), "MUSTER_TOKEN": h.AdminToken(t)}
+	for _, args := range [][]string{
+		{"keys", "create", "--service", "web", "-o", "id"},
+		{"lookup", "web"},
+		{"services"},
+		{"keys", "list"},
+	} {
+		start := time.Now()
+		out, errOut, code, err := runCLI(t, env, args...)
+		if took := time.Since(start); code != 0 || took > 5*time.Second {
+			t.Errorf("muster %s with a hung server first: %q, exit %d, %v after %s\n%s", strings.Join(args, " "), out, code, err, took, errOut)
+		}
+	}
+}
+
+// TestReport_AnsweredErrors: the CLI says what to do in its own terms (a
+// flag, not the API's ?stale), and asks whether a registry is running
+// only when none answered.
+func TestReport_AnsweredErrors(t *testing.T) {
+	// A follower cut off from its leader answers default reads so (the
+	// registry's own words).
+	stale := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":{"code":"unavailable","message":"this server has not heard from a leader recently, so its answer may be behind; retry, ask another server, or add ?stale to accept it"}}`))
+	}))
+	defer stale.Close()
+	dead := deadURL(t)
+	for _, tc := range []struct {
+		addr string
+		args []string
+		want []string // in stderr
+		not  []string // not in stderr
+	}{
+		{stale.URL, []string{"lookup", "web"}, []string{"add --stale to accept it"}, []string{"?stale", "hint:"}},
+		{stale.URL + "," + stale.URL, []string{"lookup", "web"}, []string{"add --stale to accept it"}, []string{"?stale", "hint:"}},
+		{stale.URL, []string{"services"}, []string{"muster lookup NAME --stale"}, []string{"?stale", "hint:"}},
+		{dead, []string{"services"}, []string{"hint: is a registry running at " + dead + "?"}, nil},
+		{dead + "," + deadURL(t), []string{"services"}, []string{"hint: is a registry running at " + dead}, nil},
+	} {
+		_, errOut, code, _ := runCLI(t, map[string]string{"MUSTER_ADDR": tc.addr}, tc.args...)
+		if code != 1 {
+			t.Errorf("muster %s: exit %d", strings.Join(tc.args, " "), code)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("muster %s at %s: stderr does not say %q:\n%s", strings.Join(tc.args, " "), tc.addr, want, errOut)
+			}
+		}
+		for _, not := range tc.not {
+			if strings.Contains(errOut, not) {
+				t.Errorf("muster %s at %s: stderr says %q:\n%s", strings.Join(tc.args, " "), tc.addr, not, errOut)
+			}
+		}
+	}
+}
+
+// TestCLI_MembersOutput: muster members lists the members sorted by ID,
+// shows "-" for what the answering server does not know of an
+// unreachable member, and says so when the answering server is not in
+// the configuration it reports.
+func TestCLI_MembersOutput(t *testing.T) {
+	answer := `{"node":"n2","members":[
+		{"id":"n3","raft_addr":"127.0.0.3:9001","http_addr":"127.0.0.3:9000","suffrage":"voter","state":"unreachable","last_contact_ms":-1,"error":"timeout"},
+		{"id":"n1","raft_addr":"127.0.0.1:9001","http_addr":"127.0.0.1:9000","suffrage":"voter","state":"follower","term":4,"applied_index":41,"last_contact_ms":12},
+		{"id":"n2","raft_addr":"127.0.0.2:9001","http_addr":"127.0.0.2:9000","suffrage":"voter","state":"leader","term":4,"applied_index":41,"last_contact_ms":0}]}`
+	var body atomic.Value
+	body.Store(answer)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(body.Load().(string)))
+	}))
+	defer srv.Close()
+	env := map[string]string{"MUSTER_ADDR": srv.URL}
+	if out, _, code, err := runCLI(t, env, "members", "-o", "id"); code != 0 || out != "n1\nn2\nn3\n" {
+		t.Errorf("members -o id: %q, exit %d, %v; want them sorted", out, code, err)
+	}
+	out, _, code, err := runCLI(t, env, "members")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[1], "n1 ") || !strings.HasPrefix(lines[3], "n3 ") ||
+		!strings.Contains(lines[2], "leader (answered)") || !strings.HasSuffix(lines[3], "-        -") ||
+		!strings.HasSuffix(lines[2], "41       4") || strings.Contains(out, " 0 ") {
+		t.Errorf("members: exit %d, %v:\n%s", code, err, out)
+	}
+
+	// n2 was removed: it answers with the configuration it last knew.
+	body.Store(strings.Replace(answer, `"node":"n2"`, `"node":"n9"`, 1))
+	out, errOut, code, err := runCLI(t, env, "members")
+	if code != 0 || strings.Contains(out, "(answered)") || !strings.Contains(out, "n9, the server that answered, is not in the configuration it reports") {
+		t.Errorf("members answered by a removed server: exit %d, %v:\n%s", code, err, out)
+	}
+	out, errOut, code, _ = runCLI(t, env, "members", "-o", "id")
+	if code != 0 || out != "n1\nn2\nn3\n" || !strings.Contains(errOut, "n9, the server that answered, is not in the configuration") {
+		t.Errorf("members -o id answered by a removed server: %q, stderr %q, exit %d", out, errOut, code)
 	}
 }

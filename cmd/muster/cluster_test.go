@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -349,4 +350,55 @@ func watchExpiries(ctx context.Context, c *client.Client) *expiries {
 		return nil
 	})
 	return e
+}
+
+// TestClusterProcess_HungServer: with a SIGSTOPped server (its kernel
+// accepts connections, nothing answers) first in MUSTER_ADDR, the CLI's
+// commands answer from the others within the client's probe, health
+// --ready within its per-server turn; members lists all three sorted,
+// the stopped one with "-" for what is not known of it; and removing an
+// unknown ID says so cleanly, without asking whether a registry runs.
+func TestClusterProcess_HungServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	ms := startClusterProcs(t, 3)
+	lead := leaderOf(t, ms)
+	hung := (lead + 1) % 3
+	if err := ms[hung].p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms[hung].p.cmd.Process.Signal(syscall.SIGCONT) })
+	order := []*member{ms[hung], ms[lead], ms[(lead+2)%3]}
+	env := map[string]string{"MUSTER_ADDR": addrs(order), "MUSTER_TOKEN": clusterAdmin}
+	for _, args := range [][]string{
+		{"health", "--ready", "--timeout", "10s"},
+		{"keys", "create", "--service", "web", "-o", "id"},
+		{"lookup", "web"},
+		{"services"},
+		{"members", "-o", "id"},
+	} {
+		start := time.Now()
+		out, errOut, code, err := runCLI(t, env, args...)
+		if took := time.Since(start); code != 0 || took > 5*time.Second {
+			t.Errorf("muster %s with a hung server first: %q, exit %d, %v after %s\n%s", strings.Join(args, " "), out, code, err, took, errOut)
+		}
+		if args[0] == "members" && out != "n1\nn2\nn3\n" {
+			t.Errorf("members -o id: %q; want n1 n2 n3, sorted", out)
+		}
+	}
+	out, errOut, code, _ := runCLI(t, env, "members")
+	var row string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, ms[hung].id+" ") {
+			row = l
+		}
+	}
+	if code != 0 || !strings.Contains(row, "unreachable") || !strings.HasSuffix(strings.TrimSpace(row), "-        -") {
+		t.Errorf("members with %s stopped: exit %d\n%s%s", ms[hung].id, code, out, errOut)
+	}
+	_, errOut, code, _ = runCLI(t, env, "members", "remove", "n9")
+	if want := "muster: remove member: no server of the cluster has the ID \"n9\" (muster members lists them)\n"; code != 1 || errOut != want {
+		t.Errorf("members remove n9: exit %d, stderr %q; want %q", code, errOut, want)
+	}
 }

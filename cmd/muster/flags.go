@@ -187,12 +187,15 @@ func hint(err error, getenv func(string) string) string {
 			return "is MUSTER_ADDR the URL of a muster registry?"
 		}
 	}
+	var answer *client.Error
 	switch {
 	case errors.Is(err, client.ErrUnauthorized) && getenv("MUSTER_TOKEN") == "":
-		return "set MUSTER_TOKEN to the admin token, e.g. export MUSTER_TOKEN=$(cat muster-data/admin-token)"
+		return "set MUSTER_TOKEN to the registry's admin token: " + adminTokenSource
 	case errors.Is(err, client.ErrForbidden) && getenv("MUSTER_TOKEN") != "":
-		return "MUSTER_TOKEN is not this registry's admin token (see <data-dir>/admin-token)"
-	case errors.Is(err, client.ErrUnavailable):
+		return "MUSTER_TOKEN is not this registry's admin token, which is " + adminTokenSource
+	case errors.Is(err, client.ErrUnavailable) && !errors.As(err, &answer):
+		// No server answered at all (a registry that answered, 503 say,
+		// is running: its answer says what is wrong).
 		addr := getenv("MUSTER_ADDR")
 		if addr == "" {
 			addr = client.DefaultAddr
@@ -201,3 +204,36 @@ func hint(err error, getenv func(string) string) string {
 	}
 	return ""
 }
+
+// adminTokenSource says where a registry's admin token comes from.
+const adminTokenSource = "the one its servers were given (MUSTER_ADMIN_TOKEN, or the file --admin-token-file names), " +
+	"or else the one a server wrote at its first start to its admin-token file, by default <data-dir>/admin-token"
+
+// inCLITerms rewrites what a registry's answer in err tells an API
+// client to do (?stale) in the terms of the command that ran (cmdPath):
+// its flag, or the command that has one.
+func inCLITerms(cmdPath string, err error) error {
+	var answer *client.Error
+	if err == nil || !errors.As(err, &answer) {
+		return err
+	}
+	text := err.Error()
+	if !strings.Contains(text, "add ?stale") {
+		return err
+	}
+	with := "add --stale to accept it"
+	if cmdPath != "muster lookup" {
+		with = "accept a replica however far behind with muster lookup NAME --stale"
+	}
+	return &reworded{err: err, text: strings.ReplaceAll(text, "add ?stale to accept it", with)}
+}
+
+// reworded is an error with other words: errors.Is and errors.As see
+// the error it rewords.
+type reworded struct {
+	err  error
+	text string
+}
+
+func (e *reworded) Error() string { return e.text }
+func (e *reworded) Unwrap() error { return e.err }

@@ -55,6 +55,9 @@ func execute(ctx context.Context, e env, args []string) error {
 	}
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
+	if cmd != nil {
+		err = inCLITerms(cmd.CommandPath(), err)
+	}
 	var ce *cmdUsageError
 	if errors.Is(err, errUsage) && !errors.As(err, &ce) && err != errDemoMoved && err != errHelpShown {
 		err = &cmdUsageError{cmd: cmd.CommandPath(), err: err}
@@ -83,8 +86,10 @@ const rootLong = `muster is a service registry for microservices. "muster server
 registry node; the other commands talk to a running registry.
 
 Environment:
-  MUSTER_ADDR   the registry's URL (default ` + client.DefaultAddr + `)
-  MUSTER_TOKEN  the admin token, for keys, drain, evict, deregister and snapshot save
+  MUSTER_ADDR   the registry's URL (default ` + client.DefaultAddr + `), or several
+                servers' of one cluster, separated by commas
+  MUSTER_TOKEN  the admin token, for keys, drain, evict, deregister, snapshot save
+                and restore, and members remove
   MUSTER_KEY    an enrolment key secret, for register`
 
 // newRootCmd builds the command tree. It holds no state beyond one run.
@@ -136,6 +141,7 @@ func newRootCmd(e env) *cobra.Command {
 		newTLSCmd(e),
 		newRegisterCmd(e),
 		newHealthCmd(e),
+		newBenchCmd(e),
 		newVersionCmd(info),
 		newCompletionCmd(),
 		&cobra.Command{

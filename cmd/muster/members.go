@@ -1,12 +1,18 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/client"
 )
 
 func newMembersCmd(e env) *cobra.Command {
@@ -17,7 +23,10 @@ func newMembersCmd(e env) *cobra.Command {
 		Long: withEnv(`List the servers of the registry's cluster: each one's Raft state
 (leader, follower, candidate, or unreachable from the server asked), its
 addresses, whether it votes, how long ago it last heard from its leader,
-and the log index it has applied. With -o id, the IDs alone.`, envAddr),
+and the log index it has applied ("-" where the server asked does not
+know). Sorted by ID; with -o id, the IDs alone. "(answered)" marks the
+server that answered; one that is not in the configuration it reports
+(it was removed, or left) says so.`, envAddr, "  MUSTER_TOKEN  the admin token, for members remove\n"),
 		Args: nArgs(0, "no arguments, or the remove subcommand"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := e.newClient()
@@ -28,9 +37,18 @@ and the log index it has applied. With -o id, the IDs alone.`, envAddr),
 			if err != nil {
 				return err
 			}
+			slices.SortFunc(res.Members, func(a, b api.Member) int { return strings.Compare(a.ID, b.ID) })
 			var ids []string
+			member := false
 			for _, m := range res.Members {
 				ids = append(ids, m.ID)
+				member = member || m.ID == res.Node
+			}
+			// A server that was removed, or left, still answers with the
+			// configuration it last knew, in which it is not.
+			notMember := fmt.Sprintf("%s, the server that answered, is not in the configuration it reports: it was removed or left, and this list may be out of date", res.Node)
+			if !member && out.String() == "id" {
+				fmt.Fprintln(e.stderr, "muster:", notMember)
 			}
 			return printOut(e.stdout, out.String(), res, ids, func(w io.Writer) error {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -48,9 +66,17 @@ and the log index it has applied. With -o id, the IDs alone.`, envAddr),
 					if m.ID == res.Node {
 						state += " (answered)"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", m.ID, state, voter, m.RaftAddr, m.HTTPAddr, contact, m.AppliedIndex, m.Term)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, state, voter, m.RaftAddr, orDash(m.HTTPAddr), contact,
+						known(m.AppliedIndex), known(m.Term))
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if !member {
+					_, err := fmt.Fprintln(w, notMember)
+					return err
+				}
+				return nil
 			})
 		},
 	}
@@ -63,13 +89,18 @@ leader: a dead server, or one whose data dir was wiped (it cannot join
 again under a new ID while its address belongs to the old one). A server
 that is still running and is removed stops taking part; to take a live
 server out, stop it with --leave-on-terminate instead.`, envAddr, envToken),
-		Args: nArgs(1, "one node ID"),
+		Example: "  muster members remove n3",
+		Args:    nArgs(1, "one node ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := e.newClient()
 			if err != nil {
 				return err
 			}
 			if err := c.RemoveMember(cmd.Context(), args[0]); err != nil {
+				var answer *client.Error
+				if errors.As(err, &answer) && answer.Code == api.CodeNotFound && answer.Field == "id" {
+					return fmt.Errorf("remove member: no server of the cluster has the ID %q (muster members lists them)", args[0])
+				}
 				return err
 			}
 			fmt.Fprintln(e.stdout, "removed", args[0])
@@ -77,4 +108,20 @@ server out, stop it with --leave-on-terminate instead.`, envAddr, envToken),
 		},
 	})
 	return cmd
+}
+
+// known formats a count the answer leaves out when it is unknown (0).
+func known(n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.FormatUint(n, 10)
+}
+
+// orDash is s, or "-" when it is empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

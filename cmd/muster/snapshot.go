@@ -71,7 +71,7 @@ serving.`, envAddr, envToken),
 			if err != nil {
 				return err
 			}
-			if _, err := server.InspectSnapshot(buf.Bytes()); err != nil {
+			if err := server.CheckSavedSnapshot(buf.Bytes()); err != nil {
 				return fmt.Errorf("the registry's snapshot does not check: %w", err)
 			}
 			if err := durable.WriteFile(args[0], buf.Bytes(), 0o600); err != nil {
@@ -85,7 +85,11 @@ serving.`, envAddr, envToken),
 	inspect := &cobra.Command{
 		Use:   "inspect FILE",
 		Short: "check a saved snapshot and summarise it",
-		Args:  nArgs(1, "one file"),
+		Long: `Check the snapshot saved in FILE exactly as muster snapshot restore and the
+registry do (in full; a field this muster does not know, or data after
+the snapshot, is refused), and print what it holds. A file inspect
+accepts, restore accepts; the error of one it refuses is restore's.`,
+		Args: nArgs(1, "one file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(args[0])
 			if err != nil {
@@ -93,7 +97,7 @@ serving.`, envAddr, envToken),
 			}
 			s, err := server.InspectSnapshot(b)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			return printOut(e.stdout, out.String(), s, nil, func(w io.Writer) error {
 				_, err := fmt.Fprintf(w, "index:     %d\ninstances: %d\nservices:  %d\nkeys:      %d\nevictions: %d\n",
@@ -104,11 +108,11 @@ serving.`, envAddr, envToken),
 	}
 	out = enumFlag(inspect, "output", "o", "table", "output format: table, json or yaml", "table", "json", "yaml")
 	var (
-		dataDir string
-		timeout time.Duration
+		dataDir, nodeID string
+		timeout         time.Duration
 	)
 	restore := &cobra.Command{
-		Use:   "restore FILE [--data-dir DIR]",
+		Use:   "restore FILE [--data-dir DIR [--node-id ID]]",
 		Short: "put a saved snapshot back: into the running registry (admin token), or into a new data dir",
 		Long: withEnv(`Put the catalog saved in FILE back.
 
@@ -124,24 +128,32 @@ one changes nothing. If the registry answers that it is unavailable, the
 restore may or may not have happened: running it again is safe.
 
 With --data-dir, make DIR, which must not hold a cluster yet, a
-single-node registry whose catalog is the snapshot in FILE. Start muster
-server --data-dir DIR to bring the backup back: it resumes from the
-snapshot's index, and the instances that still run heartbeat or register
-again as after any restart. The admin token is the new server's: it
-writes one to DIR/admin-token at its first start, unless
-MUSTER_ADMIN_TOKEN or --admin-token-file gives it one.`, envAddr, envToken),
+single-node registry whose catalog is the snapshot in FILE, whose node
+is --node-id (made up when not given). Start muster server --data-dir
+DIR (with the same --node-id) to bring the backup back, as the command
+prints: it resumes from the snapshot's index, and the instances that
+still run heartbeat or register again as after any restart. The admin
+token is the new server's: it writes one to DIR/admin-token at its first
+start, unless MUSTER_ADMIN_TOKEN or --admin-token-file gives it one.`, envAddr, envToken),
 		Args: nArgs(1, "one file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
+			if dataDir == "" && nodeID != "" {
+				return usageError("--node-id names the node of a restored --data-dir; give --data-dir too")
+			}
 			if dataDir != "" {
-				index, err := server.RestoreSnapshot(dataDir, b)
+				index, err := server.RestoreSnapshot(dataDir, nodeID, b)
 				if err != nil {
-					return err
+					return fmt.Errorf("%s: %w", args[0], err)
 				}
-				fmt.Fprintf(e.stdout, "restored the catalog at index %d into %s; start it with: muster server --data-dir %s\n", index, dataDir, dataDir)
+				start := "muster server --data-dir " + dataDir
+				if nodeID != "" {
+					start += " --node-id " + nodeID
+				}
+				fmt.Fprintf(e.stdout, "restored the catalog at index %d into %s; start it with: %s\n", index, dataDir, start)
 				return nil
 			}
 			if _, err := server.InspectSnapshot(b); err != nil {
@@ -163,6 +175,7 @@ MUSTER_ADMIN_TOKEN or --admin-token-file gives it one.`, envAddr, envToken),
 	}
 	restore.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long the upload and the restore may take, without --data-dir")
 	restore.Flags().StringVar(&dataDir, "data-dir", "", "restore into this new data directory instead of the running registry")
+	restore.Flags().StringVar(&nodeID, "node-id", "", "with --data-dir, the ID of the restored node: the --node-id its server is started with (default: made up, in DIR/node-id)")
 	group.AddCommand(save, inspect, restore)
 	return group
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -160,5 +161,138 @@ func TestCLI_SnapshotRestoreLive(t *testing.T) {
 	}
 	if got, err := h.Admin.Instance(ctx, reg.ID); err != nil || got.Status != "passing" {
 		t.Errorf("the instance removed after the save: %+v, %v", got, err)
+	}
+}
+
+// TestCLI_SnapshotInspectStrict: muster snapshot inspect checks a file
+// exactly as a restore does: a file with a field this muster does not
+// know, at the top or inside an instance, or with "instances" renamed, is
+// refused by inspect with the error the registry answers a restore of
+// it, and nothing is restored.
+func TestCLI_SnapshotInspectStrict(t *testing.T) {
+	ctx := context.Background()
+	h := testserver.NewHarness(t, nil)
+	env := map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": h.AdminToken(t)}
+	k := h.Key(t, "web")
+	in := testutil.NewInstance(t, k.Secret, verify.Proof)
+	if _, err := h.Anon.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "backup.json")
+	if out, errOut, code, err := runCLI(t, env, "snapshot", "save", file); code != 0 {
+		t.Fatalf("snapshot save: %q %q %v", out, errOut, err)
+	}
+	saved, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(snap map[string]any)
+		want   string
+	}{
+		{"an unknown field", func(snap map[string]any) { snap["colour"] = "blue" }, `unknown field "colour"`},
+		{"an unknown field in an instance", func(snap map[string]any) {
+			snap["instances"].([]any)[0].(map[string]any)["colour"] = "blue"
+		}, `unknown field "colour"`},
+		{"instances renamed", func(snap map[string]any) {
+			snap["instancez"] = snap["instances"]
+			delete(snap, "instances")
+		}, `unknown field "instancez"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var snap map[string]any
+			if err := json.Unmarshal(saved, &snap); err != nil {
+				t.Fatal(err)
+			}
+			tc.change(snap)
+			b, err := json.Marshal(snap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".json")
+			if err := os.WriteFile(bad, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before := h.Srv.Catalog().Index()
+			out, errOut, code, err := runCLI(t, env, "snapshot", "inspect", bad)
+			if code != 1 || out != "" || err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("inspect: exit %d, stdout %q, %v; want exit 1 and %q\n%s", code, out, err, tc.want, errOut)
+			}
+			inspectErr := strings.TrimPrefix(err.Error(), bad+": ")
+			// The registry's own check says the same.
+			_, rerr := h.Admin.Restore(ctx, b)
+			var answer *client.Error
+			if !errors.As(rerr, &answer) || answer.Message != inspectErr+"; nothing was restored" {
+				t.Errorf("inspect says %q; the registry answers a restore of it %v", inspectErr, rerr)
+			}
+			// And so does restore, into the registry or a new data dir.
+			for _, args := range [][]string{{"snapshot", "restore", bad}, {"snapshot", "restore", bad, "--data-dir", filepath.Join(dir, "new")}} {
+				if _, _, code, err := runCLI(t, env, args...); code != 1 || err == nil || err.Error() != bad+": "+inspectErr {
+					t.Errorf("muster %s: exit %d, %v; want inspect's error", strings.Join(args, " "), code, err)
+				}
+			}
+			if h.Srv.Catalog().Index() != before {
+				t.Errorf("the catalog changed")
+			}
+		})
+	}
+	if out, _, code, err := runCLI(t, env, "snapshot", "inspect", file); code != 0 || !strings.Contains(out, "instances: 1") {
+		t.Errorf("inspect of the file as saved: %q, exit %d, %v", out, code, err)
+	}
+}
+
+// TestCLI_SnapshotRestoreNodeID: muster snapshot restore --data-dir DIR
+// --node-id n4 makes DIR n4's, and prints the command that starts it; a
+// server started over it with --node-id n4 serves the backup, and one
+// given another ID refuses to start, naming both IDs, and leaves the
+// data dir as it was.
+func TestCLI_SnapshotRestoreNodeID(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	h := testserver.NewHarness(t, nil)
+	env := map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": h.AdminToken(t)}
+	k := h.Key(t, "web")
+	file := filepath.Join(t.TempDir(), "backup.json")
+	if out, errOut, code, err := runCLI(t, env, "snapshot", "save", file); code != 0 {
+		t.Fatalf("snapshot save: %q %q %v", out, errOut, err)
+	}
+	dir := filepath.Join(t.TempDir(), "data-n4")
+	out, errOut, code, err := runCLI(t, env, "snapshot", "restore", file, "--data-dir", dir, "--node-id", "n4")
+	if code != 0 || !strings.HasSuffix(out, "start it with: muster server --data-dir "+dir+" --node-id n4\n") {
+		t.Fatalf("restore --node-id n4: %q %q, exit %d, %v", out, errOut, code, err)
+	}
+	if _, _, code, err := runCLI(t, env, "snapshot", "restore", file, "--node-id", "n4"); code != 2 {
+		t.Errorf("--node-id without --data-dir: exit %d, %v; want a usage error", code, err)
+	}
+
+	entries := func() []string {
+		t.Helper()
+		des, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, de := range des {
+			names = append(names, de.Name())
+		}
+		return names
+	}
+	was := entries()
+	code, logged := runServerOnce(t, dir, "--node-id", "n5")
+	if code != 1 || !strings.Contains(logged, `holds node ID "n4"`) || !strings.Contains(logged, `--node-id "n5"`) ||
+		!strings.Contains(logged, "the data dir is kept") || strings.Contains(logged, "empty") {
+		t.Fatalf("a server given another node ID: exit %d, output:\n%s", code, logged)
+	}
+	if got := entries(); strings.Join(got, " ") != strings.Join(was, " ") {
+		t.Errorf("the data dir held %v, now %v", was, got)
+	}
+
+	p := startProc(t, dir, "--node-id", "n4")
+	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
+	if keys, err := admin.Keys(context.Background()); err != nil || len(keys) != 1 || keys[0].ID != k.ID {
+		t.Fatalf("the restored server's keys: %+v, %v", keys, err)
 	}
 }

@@ -2,10 +2,15 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/cluster"
+	"github.com/musterhq/muster/internal/durable"
 )
 
 // SnapshotSummary describes a catalog snapshot (a backup).
@@ -17,31 +22,90 @@ type SnapshotSummary struct {
 	Evictions int    `json:"evictions"`
 }
 
-// InspectSnapshot checks a catalog snapshot in full, as a server
-// restoring it does, and summarises it. It is lenient where a restore
-// into a running registry is strict (catalog.ReadBackup refuses fields it
-// does not know): a snapshot of a newer server saves and inspects with
-// an older muster, and the server it is restored into judges it.
+// InspectSnapshot checks a catalog snapshot exactly as a registry
+// restoring it does (catalog.ReadBackup: in full, refusing a field this
+// version does not know and data after the snapshot), and summarises
+// it. Its error is the one the registry would answer, without the
+// package's prefix.
 func InspectSnapshot(snapshot []byte) (SnapshotSummary, error) {
-	c := catalog.New()
-	if err := c.Restore(bytes.NewReader(snapshot)); err != nil {
-		return SnapshotSummary{}, fmt.Errorf("not a muster catalog snapshot, or a damaged one: %w", err)
+	b, err := catalog.ReadBackup(bytes.NewReader(snapshot))
+	if err != nil {
+		return SnapshotSummary{}, errors.New(strings.TrimPrefix(err.Error(), "catalog: "))
 	}
-	services := 0
-	for _, v := range c.Services() {
-		if len(v.Instances) > 0 { // as muster services counts them
-			services++
-		}
+	s := b.Summary()
+	return SnapshotSummary{Index: s.Index, Instances: s.Instances, Services: s.Services, Keys: s.Keys, Evictions: s.Evictions}, nil
+}
+
+// CheckSavedSnapshot checks that what a registry answered to a request
+// for a snapshot is one, leniently: a field this muster does not know
+// (a newer registry's) is accepted, so that an older CLI still saves a
+// newer registry's backup; InspectSnapshot and a restore judge it.
+func CheckSavedSnapshot(snapshot []byte) error {
+	if err := catalog.New().Restore(bytes.NewReader(snapshot)); err != nil {
+		return fmt.Errorf("not a muster catalog snapshot, or a damaged one: %w", err)
 	}
-	return SnapshotSummary{Index: c.Index(), Instances: len(c.Instances()), Services: services,
-		Keys: len(c.Keys()), Evictions: len(c.Bars())}, nil
+	return nil
 }
 
 // RestoreSnapshot makes dataDir, which must hold no cluster yet, a
-// single-voter cluster holding the catalog snapshot: start a server on
-// it to bring the backup back. It returns the snapshot's index. To
-// restore a backup into a running registry instead, send it to
-// PUT /v1/snapshot (Registry.Restore).
-func RestoreSnapshot(dataDir string, snapshot []byte) (uint64, error) {
-	return cluster.RestoreSnapshot(dataDir, snapshot)
+// single-voter cluster holding the catalog snapshot, checked first as
+// InspectSnapshot does: start a server on it to bring the backup back.
+// The voter is nodeID, which the server is then started with
+// (--node-id); empty means the ID in dataDir/node-id, made up there if
+// absent. It returns the snapshot's index. To restore a backup into a
+// running registry instead, send it to PUT /v1/snapshot
+// (Registry.Restore).
+func RestoreSnapshot(dataDir, nodeID string, snapshot []byte) (uint64, error) {
+	if _, err := InspectSnapshot(snapshot); err != nil {
+		return 0, err
+	}
+	created := ""
+	if nodeID != "" {
+		// The cluster restores as the ID in node-id: write it there,
+		// unless the dir holds one already.
+		p := filepath.Join(dataDir, "node-id")
+		b, err := os.ReadFile(p)
+		switch {
+		case err == nil && len(b) > 0 && string(b) != nodeID:
+			return 0, fmt.Errorf("%s holds node ID %q (in %s), not %q; restore into a new directory", dataDir, b, p, nodeID)
+		case err == nil && len(b) > 0:
+		case err != nil && !errors.Is(err, os.ErrNotExist):
+			return 0, fmt.Errorf("node id: %w", err)
+		default:
+			if _, err := durable.PrivateDir(dataDir); err != nil {
+				return 0, fmt.Errorf("data dir: %w", err)
+			}
+			if err := durable.WriteFile(p, []byte(nodeID), 0o600); err != nil {
+				return 0, fmt.Errorf("node id: %w", err)
+			}
+			created = p
+		}
+	}
+	index, err := cluster.RestoreSnapshot(dataDir, snapshot)
+	if err != nil && created != "" {
+		os.Remove(created) // what this call wrote, in a dir it did not restore into
+	}
+	return index, err
+}
+
+// DataDirNodeID checks that dataDir, if it holds a node ID (in its
+// node-id file, which a server started without --node-id, or muster
+// snapshot restore --data-dir, writes), holds nodeID, the ID a server is
+// to start with: a data dir restored or first started under one ID is
+// not a member under another, and starting it so would only leave it out
+// of its own cluster. The error names both IDs and leaves the data dir
+// as it is. An empty nodeID, or a data dir without node-id, passes.
+func DataDirNodeID(dataDir, nodeID string) error {
+	if nodeID == "" {
+		return nil
+	}
+	p := filepath.Join(dataDir, "node-id")
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) == 0 || string(b) == nodeID {
+		return nil // none (or unreadable: the node's own start says why)
+	}
+	return fmt.Errorf("the data dir %s holds node ID %q (in %s), and this server was given --node-id %q; "+
+		"it did not start, and the data dir is kept as it is. Start it with --node-id %s (or without --node-id), "+
+		"or, for a backup restored there, restore it again into a new directory with muster snapshot restore FILE --data-dir DIR --node-id %s",
+		dataDir, b, p, nodeID, b, nodeID)
 }
