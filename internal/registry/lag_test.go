@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -45,4 +46,26 @@ func TestRegistry_Register_timeoutWhileOverloaded(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRegistry_Register_callerGoneSpendsNothing: registrations whose
+// caller goes away while the callback waits (its request context is
+// cancelled) are not verification failures: however many there are, the
+// caller's allowance of failures is untouched, and the next registration
+// is called back.
+func TestRegistry_Register_callerGoneSpendsNothing(t *testing.T) {
+	r := newRig(t, withConfig(func(c *registry.Config) { c.FailureBurst, c.FailureEvery = 2, time.Minute }))
+	_, secret := r.key(t, "web")
+	slow := newInstance(t, secret)
+	slow.Mu.Lock()
+	slow.Handler = func(w http.ResponseWriter, req *http.Request) { <-req.Context().Done() }
+	slow.Mu.Unlock()
+	for range 5 {
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		_, err := r.reg.Register(ctx, r.admit(t, secret, "web"), at(slow))
+		checkErr(t, err, is(context.Canceled))
+	}
+	good := newInstance(t, secret)
+	r.register(t, secret, "web", good, at(good))
 }

@@ -487,6 +487,14 @@ func (r *Registry) runProof(ctx context.Context, p addressProof, a admittedProof
 	if err == nil {
 		return nil
 	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// The caller went away (or the server is stopping) before the
+		// callback ended: nothing was learnt of the instance, and
+		// nothing is spent of its allowance. (A deadline that ends the
+		// callback is a timeout, and counts.)
+		a.release()
+		return ctx.Err()
+	}
 	var ve *verify.Error
 	if errors.As(err, &ve) && ve.Reason == api.ReasonTimeout {
 		end := time.Now()
