@@ -91,7 +91,7 @@ the snapshot, is refused), and print what it holds. A file inspect
 accepts, restore accepts; the error of one it refuses is restore's.`,
 		Args: nArgs(1, "one file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := os.ReadFile(args[0])
+			b, err := readSnapshotFile(args[0])
 			if err != nil {
 				return err
 			}
@@ -137,7 +137,7 @@ token is the new server's: it writes one to DIR/admin-token at its first
 start, unless MUSTER_ADMIN_TOKEN or --admin-token-file gives it one.`, envAddr, envToken),
 		Args: nArgs(1, "one file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := os.ReadFile(args[0])
+			b, err := readSnapshotFile(args[0])
 			if err != nil {
 				return err
 			}
@@ -178,4 +178,31 @@ start, unless MUSTER_ADMIN_TOKEN or --admin-token-file gives it one.`, envAddr, 
 	restore.Flags().StringVar(&nodeID, "node-id", "", "with --data-dir, the ID of the restored node: the --node-id its server is started with (default: made up, in DIR/node-id)")
 	group.AddCommand(save, inspect, restore)
 	return group
+}
+
+// readSnapshotFile reads a backup file: a regular file (not a device, a
+// pipe or a socket, which could give endless data or none), of at most
+// the size a registry takes.
+func readSnapshotFile(path string) ([]byte, error) {
+	// Looked at before it is opened: opening a pipe waits for a writer.
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file: a snapshot is a file that muster snapshot save wrote", path)
+	}
+	if st.Size() > server.MaxSnapshotSize {
+		return nil, fmt.Errorf("%s holds %d bytes, more than a snapshot may (%d)", path, st.Size(), server.MaxSnapshotSize)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, server.MaxSnapshotSize+1))
+	if err == nil && int64(len(b)) > server.MaxSnapshotSize {
+		err = fmt.Errorf("%s grew past the size a snapshot may have (%d bytes)", path, server.MaxSnapshotSize)
+	}
+	return b, err
 }

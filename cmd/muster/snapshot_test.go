@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
@@ -294,5 +296,38 @@ func TestCLI_SnapshotRestoreNodeID(t *testing.T) {
 	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
 	if keys, err := admin.Keys(context.Background()); err != nil || len(keys) != 1 || keys[0].ID != k.ID {
 		t.Fatalf("the restored server's keys: %+v, %v", keys, err)
+	}
+}
+
+// TestCLI_SnapshotNotARegularFile: snapshot inspect and restore take a
+// regular file only: a device that gives endless data (/dev/zero) and a
+// pipe with no writer are refused at once, with the reason, instead of
+// being read until memory runs out or waited on for ever.
+func TestCLI_SnapshotNotARegularFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("no FIFO here:", err)
+	}
+	for _, path := range []string{"/dev/zero", fifo} {
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		for _, args := range [][]string{{"snapshot", "inspect", path}, {"snapshot", "restore", path, "--data-dir", t.TempDir()}} {
+			done := make(chan struct{})
+			var errOut string
+			var code int
+			go func() {
+				defer close(done)
+				_, errOut, code, _ = runCLI(t, nil, args...)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("muster %v did not return", args)
+			}
+			if code != 1 || !strings.Contains(errOut, "not a regular file") {
+				t.Fatalf("muster %v: exit %d, %q", args, code, errOut)
+			}
+		}
 	}
 }

@@ -22,6 +22,9 @@ type SnapshotSummary struct {
 	Evictions int    `json:"evictions"`
 }
 
+// MaxSnapshotSize is the largest snapshot a registry takes, in bytes.
+const MaxSnapshotSize = catalog.MaxSnapshotSize
+
 // InspectSnapshot checks a catalog snapshot exactly as a registry
 // restoring it does (catalog.ReadBackup: in full, refusing a field this
 // version does not know and data after the snapshot), and summarises
