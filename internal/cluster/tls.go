@@ -291,7 +291,7 @@ func loadPeerAuth(cfg Config) (peerAuth, error) {
 	case left <= 0:
 		cfg.Logger.Warn("this node's TLS certificate has expired; peers refuse it: make a new one and restart with it", "certificate", id)
 	default:
-		cfg.Logger.Warn("this node's TLS certificate expires soon; peers refuse it from then on: make a new one and restart with it",
+		cfg.Logger.Warn("this node's TLS certificate expires soon; once it has expired, peers refuse it: make a new one and restart with it",
 			"certificate", id, "expires_in", left.Round(time.Hour).String())
 	}
 	return id, nil
