@@ -493,7 +493,10 @@ func (r *Registry) runProof(ctx context.Context, p addressProof, a admittedProof
 		// nothing is spent of its allowance. (A deadline that ends the
 		// callback is a timeout, and counts.)
 		a.release()
-		return ctx.Err()
+		if ve := (*verify.Error)(nil); errors.As(err, &ve) {
+			return ctx.Err()
+		}
+		return err // the call's own word for it (ErrClosed)
 	}
 	var ve *verify.Error
 	if errors.As(err, &ve) && ve.Reason == api.ReasonTimeout {
