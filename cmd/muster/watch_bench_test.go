@@ -1,18 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,59 +57,11 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 	in := testutil.NewInstance(b, key.Secret, verify.Proof)
 
 	// Every watcher reports the time it read each registered event's id.
-	type arrival struct {
-		id string
-		at time.Time
+	w, err := bench.OpenWatchers(ctx, p.url, "bench", watchers)
+	if err != nil {
+		b.Fatal(err)
 	}
-	arrivals := make(chan arrival, watchers*4)
-	// The watchers come from 8 loopback addresses (127.0.0.2 to .9), as
-	// from many clients: one address may hold only its share of streams.
-	var next atomic.Int64
-	tr := &http.Transport{MaxIdleConnsPerHost: watchers, DisableCompression: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			from := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+next.Add(1)%8))}
-			return (&net.Dialer{LocalAddr: from}).DialContext(ctx, network, addr)
-		}}
-	hc := &http.Client{Transport: tr}
-	var wg sync.WaitGroup
-	ready := make(chan struct{}, watchers)
-	streamCtx, stop := context.WithCancel(ctx)
-	for range watchers {
-		req, _ := http.NewRequestWithContext(streamCtx, http.MethodGet, p.url+"/v1/watch?service=bench", nil)
-		resp, err := hc.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if resp.StatusCode != 200 {
-			b.Fatalf("watch: %s", resp.Status)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer resp.Body.Close()
-			r := bufio.NewReaderSize(resp.Body, 64<<10)
-			var event string
-			for {
-				line, err := r.ReadSlice('\n')
-				if err != nil {
-					return
-				}
-				now := time.Now()
-				switch {
-				case strings.HasPrefix(string(line), "event: "):
-					event = strings.TrimSpace(string(line[len("event: "):]))
-				case strings.HasPrefix(string(line), "id: ") && event == api.EventSnapshot:
-					ready <- struct{}{}
-				case strings.HasPrefix(string(line), "id: ") && event == api.EventRegistered:
-					arrivals <- arrival{strings.TrimSpace(string(line[len("id: "):])), now}
-				}
-			}
-		}()
-	}
-	for range watchers {
-		<-ready
-	}
-	b.Cleanup(func() { stop(); wg.Wait() })
+	b.Cleanup(w.Close)
 
 	var lat, since201 []time.Duration
 	cpu0 := procCPU(b, p.cmd.Process.Pid)
@@ -131,12 +77,12 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 		id := strconv.FormatUint(res.Index, 10)
 		for got := 0; got < watchers; {
 			select {
-			case a := <-arrivals:
-				if a.id != id {
-					b.Fatalf("event %s arrived while waiting for %s", a.id, id)
+			case a := <-w.Arrivals:
+				if a.ID != id {
+					b.Fatalf("event %s arrived while waiting for %s", a.ID, id)
 				}
-				lat = append(lat, a.at.Sub(sent))
-				since201 = append(since201, max(0, a.at.Sub(acked))) // some read it before the 201
+				lat = append(lat, a.At.Sub(sent))
+				since201 = append(since201, max(0, a.At.Sub(acked))) // some read it before the 201
 				got++
 			case <-time.After(30 * time.Second):
 				b.Fatalf("%d of %d watchers had event %s after 30 s", got, watchers, id)

@@ -1,13 +1,10 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -249,75 +246,16 @@ func (r *runner) fanout(ctx context.Context) []Result {
 		watchers = 50
 	}
 	const name = "watch-fanout"
-	type arrival struct {
-		id string
-		at time.Time
-	}
-	arrivals := make(chan arrival, watchers*4)
-	var next atomic.Int64
-	// Streams come from 8 loopback addresses, as from many clients: one
-	// address may hold at most 1,024 streams.
-	tr := &http.Transport{MaxIdleConnsPerHost: watchers, DisableCompression: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			from := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+next.Add(1)%8))}
-			return (&net.Dialer{LocalAddr: from}).DialContext(ctx, network, addr)
-		}}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr}
-	streamCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { stop(); wg.Wait() }()
-	ready := make(chan struct{}, watchers)
 	const service = "bench-fanout"
-	for range watchers {
-		req, _ := http.NewRequestWithContext(streamCtx, http.MethodGet, r.url+"/v1/watch?service="+service, nil)
-		resp, err := hc.Do(req)
-		if err != nil {
-			return []Result{failed(name, err)}
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return []Result{failed(name, fmt.Errorf("watch: %s", resp.Status))}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer resp.Body.Close()
-			br := bufio.NewReaderSize(resp.Body, 64<<10)
-			var event string
-			for {
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					return
-				}
-				now := time.Now()
-				switch {
-				case strings.HasPrefix(string(line), "event: "):
-					event = strings.TrimSpace(string(line[len("event: "):]))
-				case strings.HasPrefix(string(line), "id: ") && event == api.EventSnapshot:
-					ready <- struct{}{}
-				case strings.HasPrefix(string(line), "id: ") && event == api.EventRegistered:
-					select {
-					case arrivals <- arrival{strings.TrimSpace(string(line[len("id: "):])), now}:
-					case <-streamCtx.Done():
-						return
-					}
-				}
-			}
-		}()
+	w, err := OpenWatchers(ctx, r.url, service, watchers)
+	if err != nil {
+		return []Result{failed(name, err)}
 	}
-	for range watchers {
-		select {
-		case <-ready:
-		case <-time.After(30 * time.Second):
-			return []Result{failed(name, errors.New("streams did not all start in 30 s"))}
-		}
-	}
+	defer w.Close()
 	rec := newRecorder()
 	m := startMeter(r.serverPID())
 	deadline := time.Now().Add(r.cfg.Duration)
 	var ops int64
-	var err error
 loop:
 	for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
 		mb := &member{service: service, port: 10000 + i}
@@ -327,8 +265,8 @@ loop:
 		}
 		for got := 0; got < watchers; {
 			select {
-			case a := <-arrivals:
-				rec.add(a.at.Sub(sent))
+			case a := <-w.Arrivals:
+				rec.add(a.At.Sub(sent))
 				got++
 			case <-time.After(30 * time.Second):
 				err = fmt.Errorf("%d of %d streams had the event after 30 s", got, watchers)
