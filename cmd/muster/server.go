@@ -256,9 +256,6 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 
 // serve runs a registry with cfg until ctx ends or the node halts.
 func serve(ctx context.Context, _ env, cfg server.Config) error {
-	if err := server.DataDirNodeID(cfg.DataDir, cfg.Cluster.NodeID); err != nil {
-		return err
-	}
 	s, err := server.New(cfg)
 	if err != nil {
 		return err

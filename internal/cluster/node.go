@@ -264,6 +264,8 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 			return nil, err
 		}
 		cfg.NodeID = id
+	} else if err := CheckNodeID(cfg.DataDir, cfg.NodeID); err != nil {
+		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, cat: cat, ready: make(chan struct{}), stop: make(chan struct{}), halted: make(chan struct{}),
 		peers: map[string]Peer{}}
@@ -460,6 +462,25 @@ func (n *Node) closeStores() {
 		n.transport.Close()
 	}
 	n.store.Close()
+}
+
+// CheckNodeID checks that dir, if it holds a node ID (in its node-id
+// file, which a node opened without Config.NodeID, or a backup restored
+// into a new data dir, writes), holds id, the ID the node is opened with:
+// a data dir restored or first started under one ID is not a member
+// under another, and opening it so would only leave it out of its own
+// cluster. The error names both IDs and leaves the data dir as it is. A
+// data dir without node-id passes.
+func CheckNodeID(dir, id string) error {
+	p := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) == 0 || string(b) == id {
+		return nil // none (or unreadable: opening the stores says why)
+	}
+	return fmt.Errorf("cluster: the data dir %s holds node ID %q (in %s), and this server was given --node-id %q; "+
+		"it did not start, and the data dir is kept as it is. Start it with --node-id %s (or without --node-id), "+
+		"or, for a backup restored there, restore it again into a new directory with muster snapshot restore FILE --data-dir DIR --node-id %s",
+		dir, b, p, id, b, id)
 }
 
 // loadNodeID reads DataDir/node-id, creating it with a random ID if absent.

@@ -184,6 +184,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 	}()
 	ncfg := s.cfg.Cluster
+	if ncfg.NodeID != "" {
+		// cluster.Open checks it too; here it is checked before
+		// anything is written.
+		if err := cluster.CheckNodeID(s.cfg.DataDir, ncfg.NodeID); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+	}
 	if ncfg.SecretFile != "" {
 		secret, err := cluster.ReadSecretFile(ncfg.SecretFile)
 		if err != nil {

@@ -90,25 +90,3 @@ func RestoreSnapshot(dataDir, nodeID string, snapshot []byte) (uint64, error) {
 	}
 	return index, err
 }
-
-// DataDirNodeID checks that dataDir, if it holds a node ID (in its
-// node-id file, which a server started without --node-id, or muster
-// snapshot restore --data-dir, writes), holds nodeID, the ID a server is
-// to start with: a data dir restored or first started under one ID is
-// not a member under another, and starting it so would only leave it out
-// of its own cluster. The error names both IDs and leaves the data dir
-// as it is. An empty nodeID, or a data dir without node-id, passes.
-func DataDirNodeID(dataDir, nodeID string) error {
-	if nodeID == "" {
-		return nil
-	}
-	p := filepath.Join(dataDir, "node-id")
-	b, err := os.ReadFile(p)
-	if err != nil || len(b) == 0 || string(b) == nodeID {
-		return nil // none (or unreadable: the node's own start says why)
-	}
-	return fmt.Errorf("the data dir %s holds node ID %q (in %s), and this server was given --node-id %q; "+
-		"it did not start, and the data dir is kept as it is. Start it with --node-id %s (or without --node-id), "+
-		"or, for a backup restored there, restore it again into a new directory with muster snapshot restore FILE --data-dir DIR --node-id %s",
-		dataDir, b, p, nodeID, b, nodeID)
-}
