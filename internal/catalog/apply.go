@@ -65,8 +65,8 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	if cmd.Rules >= 2 && old != nil && old.KeyID != in.KeyID && in.Proof != ProofAddressPort {
 		return Result{Err: ErrReplaceDenied}, nil
 	}
-	if cmd.KeyLimit > 0 && c.byKey[in.KeyID]-held(old, old != nil && old.KeyID == in.KeyID) >= cmd.KeyLimit ||
-		cmd.HostLimit > 0 && c.byHost[in.Host()]-held(old, old != nil && old.Host() == in.Host()) >= cmd.HostLimit {
+	if cmd.KeyLimit > 0 && c.byKey[in.KeyID]-counted(old != nil && old.KeyID == in.KeyID) >= cmd.KeyLimit ||
+		cmd.HostLimit > 0 && c.byHost[in.Host()]-counted(old != nil && old.Host() == in.Host()) >= cmd.HostLimit {
 		return Result{Err: ErrQuota}, nil
 	}
 	if old != nil {
@@ -225,11 +225,11 @@ func (c *Catalog) applyRevokeKey(idx uint64, cmd Command) (Result, []string) {
 	return Result{}, nil
 }
 
-// held is 1 when the instance a registration replaces is counted in the
-// same limit as the registration (same counts: it goes as the new one
-// comes), else 0.
-func held(old *Instance, same bool) int {
-	if old != nil && same {
+// counted is 1 when the instance a registration replaces is counted in
+// the same limit as the registration (it goes as the new one comes), else
+// 0.
+func counted(same bool) int {
+	if same {
 		return 1
 	}
 	return 0

@@ -9,15 +9,15 @@ import (
 )
 
 // TestTracker_SnapConsistentUnderWrites: a reader without a lock never
-// sees a half-written beat. One writer beats every gap g, so every
-// recorded gap is g and the last beat is a whole number of gaps from the
-// first; readers racing it check both on every read.
+// sees a half-written beat. The writer's k-th gap is k ms (beat k at
+// k(k+1)/2 ms), so a consistent read whose last beat is beat k holds the
+// gaps k, k-1, … down to k-n+1 and no other: a read that mixed one beat's
+// last time with another's gaps shows it.
 func TestTracker_SnapConsistentUnderWrites(t *testing.T) {
 	tr := NewTracker()
 	start := time.Now()
 	tr.Beat("a", start)
 	r := tr.get("a")
-	const g = 7 * time.Millisecond
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 3 {
@@ -35,21 +35,26 @@ func TestTracker_SnapConsistentUnderWrites(t *testing.T) {
 					t.Error("a heard record read as never heard")
 					return
 				}
-				if d := s.last.Sub(start); d%g != 0 || int(d/g) < s.n {
-					t.Errorf("last beat %v after the first with %d gaps recorded", d, s.n)
+				ms := s.last.Sub(start).Milliseconds()
+				k := int64(0)
+				for k*(k+1)/2 < ms {
+					k++
+				}
+				if k*(k+1)/2 != ms || int64(s.n) != min(k, historyLen) {
+					t.Errorf("last beat at %d ms with %d gaps: not a beat the writer made", ms, s.n)
 					return
 				}
 				for i := range s.n {
-					if s.intervals[i] != g {
-						t.Errorf("gap %d is %v, want %v (a torn read)", i, s.intervals[i], g)
+					if g := s.intervals[i].Milliseconds(); g > k || g <= k-int64(s.n) {
+						t.Errorf("after beat %d, a gap of %d ms (gaps %v): a torn read", k, g, s.intervals[:s.n])
 						return
 					}
 				}
 			}
 		}()
 	}
-	for i := 1; i <= 20000; i++ {
-		tr.Beat("a", start.Add(time.Duration(i)*g))
+	for k := int64(1); k <= 200000; k++ {
+		tr.Beat("a", start.Add(time.Duration(k*(k+1)/2)*time.Millisecond))
 	}
 	close(stop)
 	wg.Wait()

@@ -11,9 +11,9 @@ import (
 // (an overloaded host, a long pause) reads its answer late, and the
 // timeout is then the registry's fault. lagMonitor tells the two apart.
 // It ticks every lagEvery and records how late each tick came; a callback
-// that timed out while some tick came more than a tenth of the callback's
-// timeout late is refused as ErrOverloaded (503, retry), and spends
-// nothing.
+// that timed out while some tick came more than a tenth of its wait late
+// (worst, read by runProof) is refused as ErrOverloaded (503, retry), and
+// spends nothing.
 
 const (
 	lagEvery = 50 * time.Millisecond
@@ -97,11 +97,4 @@ func (m *lagMonitor) worst(from, to time.Time) time.Duration {
 		}
 	}
 	return w
-}
-
-// overloaded reports whether the registry lost time between from and to
-// that counts against a callback of timeout: a tick came more than a
-// tenth of it late.
-func (m *lagMonitor) overloaded(from, to time.Time, timeout time.Duration) bool {
-	return m.worst(from, to) > timeout/10
 }
