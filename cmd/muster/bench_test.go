@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +113,47 @@ func TestBench_Flags(t *testing.T) {
 				t.Errorf("exit code %d, want 2 (usage); err %v; stderr %s", code, err, errOut.String())
 			}
 		})
+	}
+}
+
+// TestBench_AddrOnly: the suite aimed at a running server (--addr, with
+// its admin token and --server-pid) runs only the workloads --only names,
+// for --duration each, and reads that server's CPU from its PID.
+func TestBench_AddrOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the benchmark suite against a server process")
+	}
+	dir := t.TempDir()
+	p := startProc(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, binary, "bench", "--addr", p.url, "--server-pid", strconv.Itoa(p.cmd.Process.Pid),
+		"--only", "lookup", "--duration", "500ms", "--json")
+	cmd.Env = append(os.Environ(), "MUSTER_TOKEN="+adminToken(t, dir))
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("muster bench --addr: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var names []string
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var row struct {
+			Workload   string   `json:"workload"`
+			Status     string   `json:"status"`
+			Ops        int64    `json:"ops"`
+			Seconds    float64  `json:"seconds"`
+			ServerCPUS *float64 `json:"server_cpu_s"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", sc.Text(), err)
+		}
+		names = append(names, row.Workload)
+		if row.Status != "ok" || row.Ops <= 0 || row.Seconds < 0.4 || row.Seconds > 5 || row.ServerCPUS == nil {
+			t.Errorf("%s: %+v (want ok, some ops, about 0.5 s, the server's CPU read)", row.Workload, row)
+		}
+	}
+	if strings.Join(names, ",") != "lookup-c16,lookup-c64" {
+		t.Fatalf("workloads run: %v, want only the lookups", names)
 	}
 }
