@@ -121,6 +121,41 @@ type HeartbeatResponse struct {
 	Status string `json:"status"`
 }
 
+// HeartbeatsRequest is the body of POST /v1/heartbeats: a batch of
+// heartbeats, each with its own instance's session token, at most
+// MaxBeats.
+type HeartbeatsRequest struct {
+	Beats []Beat `json:"beats"`
+}
+
+// Beat is one heartbeat of a batch.
+type Beat struct {
+	ID    string `json:"id"`
+	Token string `json:"token"`
+}
+
+// MaxBeats is the most heartbeats one POST /v1/heartbeats may carry.
+const MaxBeats = 1000
+
+// HeartbeatsResponse answers POST /v1/heartbeats: one result per beat,
+// in the order of the request.
+type HeartbeatsResponse struct {
+	Results []BeatResult `json:"results"`
+}
+
+// BeatResult is the fate of one beat of a batch: what PUT
+// /v1/instances/{id}/heartbeat would have answered. TTL and Status when
+// the beat was recorded; otherwise Error, with the HTTP status the
+// per-instance heartbeat would have answered and, when it asks for a
+// wait, its Retry-After in seconds.
+type BeatResult struct {
+	TTL         string       `json:"ttl,omitempty"`
+	Status      string       `json:"status,omitempty"`
+	Error       *ErrorDetail `json:"error,omitempty"`
+	HTTPStatus  int          `json:"http_status,omitempty"`
+	RetryAfterS int          `json:"retry_after_s,omitempty"`
+}
+
 // Instance is one registered instance as lookups show it.
 type Instance struct {
 	ID      string            `json:"id"`

@@ -56,6 +56,10 @@ type Config struct {
 	// are listed; default DefaultProbeTimeout. Negative: no probe. With a
 	// single server there is none: there is nowhere else to go.
 	ProbeTimeout time.Duration
+	// NoBatchHeartbeats makes Heartbeat send one request per heartbeat
+	// (PUT /v1/instances/{id}/heartbeat) instead of gathering concurrent
+	// callers' heartbeats into batches (POST /v1/heartbeats).
+	NoBatchHeartbeats bool
 }
 
 // DefaultProbeTimeout is how long a client of several servers waits for
@@ -77,6 +81,7 @@ type Client struct {
 	probe    time.Duration // 0: no probe
 	token    string
 	hc       *http.Client
+	beats    *beater // nil with Config.NoBatchHeartbeats
 }
 
 // New returns a client of the registry at cfg.Addr, $MUSTER_ADDR or
@@ -112,6 +117,9 @@ func newClient(cfg Config, getenv func(string) string) (*Client, error) {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
 	c := &Client{bases: bases, token: cfg.Token, hc: hc}
+	if !cfg.NoBatchHeartbeats {
+		c.beats = &beater{c: c}
+	}
 	if len(bases) > 1 && cfg.ProbeTimeout >= 0 {
 		c.probe = cmp.Or(cfg.ProbeTimeout, DefaultProbeTimeout)
 	}
@@ -269,11 +277,15 @@ func (c *Client) call(ctx context.Context, op, method string, send func(base *ur
 		if err == nil || ctx.Err() != nil || len(c.bases) == 1 {
 			return hdr, err
 		}
+		retryAs := method
+		if op == opHeartbeats {
+			retryAs = http.MethodPut // a batch of heartbeats is safe to repeat
+		}
 		var next bool
 		if transport {
-			next = moveOn(method, te.err, 0)
+			next = moveOn(retryAs, te.err, 0)
 		} else {
-			next = moveOn(method, nil, status)
+			next = moveOn(retryAs, nil, status)
 		}
 		if !next {
 			return hdr, err
@@ -494,7 +506,25 @@ func (c *Client) Deregister(ctx context.Context, id, token string) error {
 
 // Heartbeat renews an instance's TTL with its session token. ErrNotFound
 // means the registry no longer knows the instance: register again.
+//
+// Heartbeats of concurrent callers travel together: one that finds the
+// client's few batches in flight (maxBeatSenders) waits for the next
+// batch, POST /v1/heartbeats, with the others that came meanwhile, and
+// one that finds a sender free goes out at once. Each caller gets its own
+// instance's answer, and the errors are those of the per-instance PUT. A
+// registry too old for batches is sent one PUT per heartbeat (tried
+// again in batches after legacyRetry); Config.NoBatchHeartbeats sends
+// one PUT per heartbeat always.
 func (c *Client) Heartbeat(ctx context.Context, id, token string) (api.HeartbeatResponse, error) {
+	if c.beats == nil || c.beats.legacy() {
+		return c.heartbeatAlone(ctx, id, token)
+	}
+	return c.beats.beat(ctx, id, token)
+}
+
+// heartbeatAlone sends one heartbeat in a request of its own: PUT
+// /v1/instances/{id}/heartbeat.
+func (c *Client) heartbeatAlone(ctx context.Context, id, token string) (api.HeartbeatResponse, error) {
 	var out api.HeartbeatResponse
 	_, err := c.do(ctx, "heartbeat", http.MethodPut, "/v1/instances/"+url.PathEscape(id)+"/heartbeat", nil, token, nil, &out)
 	return out, err

@@ -80,6 +80,13 @@ type ServiceConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	// HTTPClient talks to the registry; default has a 10 s timeout.
 	HTTPClient *http.Client
+	// Client, when set, is the client the registration talks to the
+	// registry through, and Registry and HTTPClient are not used. The
+	// Registrations of one process that share a Client send their
+	// heartbeats together, in batches (see Client.Heartbeat): a host of
+	// many instances then costs the registry a request per batch, not
+	// one per heartbeat.
+	Client *Client
 	// Logger receives registration failures and state changes; default
 	// slog.Default() as of NewRegistration. To silence it, set
 	// slog.New(slog.DiscardHandler).
@@ -272,9 +279,12 @@ func NewRegistration(cfg ServiceConfig) (*Registration, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := New(Config{Addr: cfg.Registry, HTTPClient: cfg.HTTPClient})
-	if err != nil {
-		return nil, err
+	c := cfg.Client
+	if c == nil {
+		var err error
+		if c, err = New(Config{Addr: cfg.Registry, HTTPClient: cfg.HTTPClient}); err != nil {
+			return nil, err
+		}
 	}
 	return &Registration{
 		cfg: cfg, client: c, log: cfg.Logger.With("service", cfg.Name),

@@ -190,9 +190,44 @@ func (r *runner) heartbeats(ctx context.Context) []Result {
 	if err != nil {
 		res.Notes += "; first error: " + err.Error()
 	}
-	sdk := Result{Workload: "heartbeat-sdk", Status: "not available",
-		Notes: "not available: the API has no batch or streamed heartbeat (docs/api.md, Heartbeats); the SDK's Registration sends one PUT per instance every TTL/3, the request measured by heartbeat"}
-	return []Result{res, sdk}
+	return []Result{res, r.sdkHeartbeats(ctx, ms)}
+}
+
+// sdkHeartbeats: the SDK's Client.Heartbeat called by many goroutines at
+// once over the instances ms, as the Registrations of a host that runs
+// many instances call it: the client gathers concurrent beats into
+// batches (POST /v1/heartbeats).
+func (r *runner) sdkHeartbeats(ctx context.Context, ms []*member) Result {
+	conc := 4096
+	if r.cfg.Short {
+		conc = 256
+	}
+	hc := newHTTPClient(8)
+	defer hc.CloseIdleConnections()
+	c, err := client.New(client.Config{Addr: r.url, HTTPClient: hc})
+	if err != nil {
+		return failed("heartbeat-sdk", err)
+	}
+	rec := newRecorder()
+	m := startMeter(r.serverPID())
+	ok, bad, err := hammer(ctx, conc, r.cfg.Duration, func(ctx context.Context, w, i int) error {
+		id, token := ms[(w*7919+i)%len(ms)].creds()
+		start := time.Now()
+		if _, err := c.Heartbeat(ctx, id, token); err != nil {
+			return err
+		}
+		rec.add(time.Since(start))
+		return nil
+	})
+	res := Result{Workload: "heartbeat-sdk", Ops: ok, Errors: bad,
+		Notes: fmt.Sprintf("client.Heartbeat from %d goroutines over %d instances: concurrent beats go in batches (POST /v1/heartbeats, at most %d a request, 4 requests in flight)", conc, len(ms), api.MaxBeats)}
+	r.fill(&res, m.stop())
+	latencies(&res, rec)
+	r.rss(&res)
+	if err != nil {
+		res.Notes += "; first error: " + err.Error()
+	}
+	return res
 }
 
 // registrations: verified registrations (the callback included) of new

@@ -2,11 +2,13 @@ package httpapi
 
 import (
 	"cmp"
+	"encoding/json"
 	"net/http"
 	"time"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/registry"
 )
 
 var (
@@ -111,4 +113,64 @@ func (a *apiServer) evict(w http.ResponseWriter, r *http.Request) error {
 func evictionToAPI(b *catalog.Bar) api.Eviction {
 	return api.Eviction{ID: b.Instance, Service: b.Service, Address: b.Address, Port: b.Port,
 		Until: b.Until.UTC().Format(time.RFC3339Nano), Reason: b.Reason, Index: b.Index}
+}
+
+// maxBeatsBody bounds a batch of heartbeats: api.MaxBeats beats with IDs
+// of the longest kind and session tokens, with room for whitespace.
+const maxBeatsBody = api.MaxBeats * (catalog.MaxIDLen + 128)
+
+// heartbeats handles POST /v1/heartbeats: many instances' heartbeats in
+// one request, each with its own session token, answered one result per
+// beat in order. It is the fast channel of hosts and SDKs that beat for
+// many instances; the per-beat work is that of PUT
+// /v1/instances/{id}/heartbeat without the cost of a request.
+func (a *apiServer) heartbeats(w http.ResponseWriter, r *http.Request) error {
+	var req api.HeartbeatsRequest
+	if err := decodeJSON(w, r, maxBeatsBody, &req); err != nil {
+		return err
+	}
+	switch {
+	case len(req.Beats) == 0:
+		return BadField("beats", "beats must hold 1 to %d heartbeats", api.MaxBeats)
+	case len(req.Beats) > api.MaxBeats:
+		return BadField("beats", "beats holds %d heartbeats; at most %d per request", len(req.Beats), api.MaxBeats)
+	}
+	beats := make([]registry.Beat, len(req.Beats))
+	for i, b := range req.Beats {
+		beats[i] = registry.Beat{ID: b.ID, Token: b.Token}
+	}
+	out := make([]registry.BeatResult, len(beats))
+	if err := a.reg.Heartbeats(r.Context(), beats, out); err != nil {
+		return err
+	}
+	b := make([]byte, 0, 16+len(out)*40)
+	b = append(b, `{"results":[`...)
+	for i, res := range out {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendBeatResult(b, res)
+	}
+	b = append(b, "]}\n"...)
+	writeRaw(w, http.StatusOK, b)
+	return nil
+}
+
+// appendBeatResult appends one beat's result: by hand for a recorded beat
+// (both values are JSON-safe by construction), through encoding/json for
+// a refusal, as the per-instance heartbeat would have answered it.
+func appendBeatResult(b []byte, res registry.BeatResult) []byte {
+	if res.Err == nil {
+		b = append(b, `{"ttl":"`...)
+		b = append(b, res.Inst.TTL.String()...)
+		b = append(b, `","status":"`...)
+		b = append(b, res.Status...)
+		return append(b, `"}`...)
+	}
+	e := APIError(heartbeatAuth.apply(res.Err))
+	enc, err := json.Marshal(api.BeatResult{Error: &e.ErrorDetail, HTTPStatus: e.Status, RetryAfterS: e.RetryAfter})
+	if err != nil { // cannot happen: strings and ints only
+		return append(b, `{"error":{"code":"internal","message":"internal error","http_status":500}}`...)
+	}
+	return append(b, enc...)
 }

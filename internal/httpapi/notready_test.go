@@ -42,22 +42,22 @@ func TestHandler_NotReady(t *testing.T) {
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: testutil.Logger(t)}))
 	defer srv.Close()
 
-	for _, tc := range []struct{ method, path string }{
-		{"GET", "/readyz"},
-		{"GET", "/v1/services"},
-		{"GET", "/v1/services/svc"},
-		{"GET", "/v1/instances/abc"},
-		{"PUT", "/v1/instances/abc/heartbeat"},
-		{"DELETE", "/v1/instances/abc"},
-		{"POST", "/v1/keys"},
+	for _, tc := range []struct{ method, path, body string }{
+		{"GET", "/readyz", ""},
+		{"GET", "/v1/services", ""},
+		{"GET", "/v1/services/svc", ""},
+		{"GET", "/v1/instances/abc", ""},
+		{"PUT", "/v1/instances/abc/heartbeat", ""},
+		{"POST", "/v1/heartbeats", `{"beats":[{"id":"abc","token":"x"}]}`},
+		{"DELETE", "/v1/instances/abc", ""},
+		{"POST", "/v1/keys", `{"services":["x"]}`},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, nil)
-			req.Header.Set("Authorization", "Bearer admin")
-			if tc.method == "POST" {
-				req, _ = http.NewRequest(tc.method, srv.URL+tc.path, jsonBody(`{"services":["x"]}`))
-				req.Header.Set("Authorization", "Bearer admin")
+			if tc.body != "" {
+				req, _ = http.NewRequest(tc.method, srv.URL+tc.path, jsonBody(tc.body))
 			}
+			req.Header.Set("Authorization", "Bearer admin")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)

@@ -228,6 +228,10 @@ func TestOpenAPI_Schemas(t *testing.T) {
 		{"VerifyRequest", reflect.TypeFor[api.VerifyRequest]()},
 		{"VerifyResponse", reflect.TypeFor[api.VerifyResponse]()},
 		{"HeartbeatResponse", reflect.TypeFor[api.HeartbeatResponse]()},
+		{"HeartbeatsRequest", reflect.TypeFor[api.HeartbeatsRequest]()},
+		{"Beat", reflect.TypeFor[api.Beat]()},
+		{"HeartbeatsResponse", reflect.TypeFor[api.HeartbeatsResponse]()},
+		{"BeatResult", reflect.TypeFor[api.BeatResult]()},
 		{"Instance", reflect.TypeFor[api.Instance]()},
 		{"LookupResponse", reflect.TypeFor[api.LookupResponse]()},
 		{"ServiceSummary", reflect.TypeFor[api.ServiceSummary]()},
@@ -323,6 +327,9 @@ func checkType(tb testing.TB, name string, typ reflect.Type, p map[string]any) {
 		want = "array"
 	case reflect.Map:
 		want = "object"
+	case reflect.Pointer: // an optional object, omitted when nil
+		checkType(tb, name, typ.Elem(), p)
+		return
 	case reflect.Struct:
 		ref := "#/components/schemas/" + typ.Name()
 		if p["$ref"] != ref {

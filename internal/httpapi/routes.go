@@ -43,6 +43,7 @@ func (a *apiServer) routes() []route {
 
 		{"GET", "/v1/instances/{id}", a.getInstance},
 		{"PUT", "/v1/instances/{id}/heartbeat", a.heartbeat},
+		{"POST", "/v1/heartbeats", a.heartbeats},
 		{"PUT", "/v1/instances/{id}/drain", a.drain},
 		{"DELETE", "/v1/instances/{id}", a.deregister},
 		{"POST", "/v1/instances/{id}/evict", a.evict},

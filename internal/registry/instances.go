@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/musterhq/muster/internal/catalog"
@@ -203,4 +204,99 @@ func (r *Registry) Instance(id string) (Entry, error) {
 		return Entry{}, r.notFound(id)
 	}
 	return entry(r.live, r.monitor.Load(), inst, floor, r.now()), nil
+}
+
+// Beat is one heartbeat of a batch: an instance ID and its session token.
+type Beat struct {
+	ID, Token string
+}
+
+// BeatResult is the fate of one Beat: as Heartbeat's results, the
+// instance as it was found and its status after the beat, or Err.
+type BeatResult struct {
+	Inst   *catalog.Instance
+	Status catalog.Status
+	Err    error
+}
+
+// maxRevivals is how many returns to passing one batch commits at once.
+const maxRevivals = 16
+
+// Heartbeats records a batch of heartbeats, each with its own instance's
+// session token, as Heartbeat records one, and sets out[i] to the fate of
+// beats[i] (out must be as long as beats). The batch is one call's worth
+// of work for a host, or an SDK, that beats for many instances (front ends
+// bound its size: api.MaxBeats); a beat's
+// failure is its own and never fails the batch. The call fails as a
+// whole only with ErrNotReady (nothing was recorded). On a follower, the
+// IDs it does not hold make it catch up with the leader once for the
+// whole batch; critical instances brought back to passing are committed
+// concurrently, at most maxRevivals at a time.
+func (r *Registry) Heartbeats(ctx context.Context, beats []Beat, out []BeatResult) error {
+	if err := r.Ready(); err != nil {
+		return err
+	}
+	missing := false
+	for i, b := range beats {
+		inst, ok := r.cat.Instance(b.ID)
+		out[i] = BeatResult{Inst: inst}
+		missing = missing || !ok
+	}
+	if missing {
+		again, err := r.catchUp()
+		for i, b := range beats {
+			if out[i].Inst != nil {
+				continue
+			}
+			switch {
+			case err != nil:
+				out[i].Err = err
+			case again:
+				out[i].Inst, _ = r.cat.Instance(b.ID)
+			}
+		}
+	}
+	var revive []int // the beats of critical instances this leader brings back
+	for i, b := range beats {
+		res := &out[i]
+		switch {
+		case res.Err != nil:
+			continue
+		case res.Inst == nil:
+			res.Err = r.notFound(b.ID)
+			continue
+		case b.Token == "":
+			res.Inst, res.Err = nil, ErrNoCredential
+			continue
+		case !res.Inst.TokenMatches(b.Token):
+			res.Inst, res.Err = nil, ErrWrongToken
+			continue
+		}
+		inst := res.Inst
+		r.live.Beat(inst.ID, r.now())
+		res.Status = health.Committed(inst)
+		if inst.Status == catalog.StatusCritical && (r.cfg.Replication == nil || r.cfg.Replication.Info().Leader) {
+			revive = append(revive, i)
+		}
+	}
+	if len(revive) == 0 {
+		return nil
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxRevivals)
+	for _, i := range revive {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func(res *BeatResult) {
+			defer func() { <-slots; wg.Done() }()
+			status, err := r.revive(ctx, res.Inst, r.now())
+			if err != nil {
+				res.Inst, res.Err = nil, err
+				return
+			}
+			res.Status = status
+		}(&out[i])
+	}
+	wg.Wait()
+	return nil
 }
