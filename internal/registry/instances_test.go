@@ -337,3 +337,65 @@ func passingIDs(tb testing.TB, r *rig, service string) []string {
 	})
 	return ids
 }
+
+// TestRegistry_Heartbeats_matchesHeartbeat: a batch judges each beat as
+// Heartbeat judges it alone: two registries holding the same catalog,
+// one given the beats one at a time and the other as one batch, answer
+// alike, and end with the same statuses and the same beats recorded.
+func TestRegistry_Heartbeats_matchesHeartbeat(t *testing.T) {
+	setup := func(t *testing.T) *rig {
+		r := newRig(t)
+		r.put(t, catalog.Instance{ID: "a", Service: "web"})
+		r.put(t, catalog.Instance{ID: "b", Service: "web", Status: catalog.StatusCritical})
+		r.put(t, catalog.Instance{ID: "c", Service: "web"})
+		r.commit(t, catalog.Command{Op: catalog.OpDrain, ID: "c"})
+		r.put(t, catalog.Instance{ID: "d", Service: "db", Status: catalog.StatusCritical})
+		r.commit(t, catalog.Command{Op: catalog.OpDrain, ID: "d"})
+		r.clock.Advance(time.Second)
+		return r
+	}
+	beats := []registry.Beat{
+		{ID: "a", Token: "a"}, {ID: "b", Token: "b"}, {ID: "c", Token: "c"}, {ID: "d", Token: "d"},
+		{ID: "nope", Token: "a"}, {ID: "a", Token: ""}, {ID: "a", Token: "b"}, {ID: "b", Token: adminToken},
+		{ID: "a", Token: "a"}, // twice in one batch
+	}
+	one, batch := setup(t), setup(t)
+	out := make([]registry.BeatResult, len(beats))
+	if err := batch.reg.Heartbeats(t.Context(), beats, out); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range beats {
+		inst, status, err := one.reg.Heartbeat(t.Context(), b.ID, b.Token)
+		got := out[i]
+		if (err == nil) != (got.Err == nil) || err != nil && err.Error() != got.Err.Error() || status != got.Status ||
+			(inst == nil) != (got.Inst == nil) || inst != nil && inst.ID != got.Inst.ID {
+			t.Errorf("beat %d %+v: alone %v %q %v; in a batch %v %q %v", i, b, inst, status, err, got.Inst, got.Status, got.Err)
+		}
+	}
+	for _, id := range []string{"a", "b", "c", "d"} {
+		x, _ := one.reg.Instance(id)
+		y, _ := batch.reg.Instance(id)
+		if x.Status != y.Status {
+			t.Errorf("%s: %q after single beats, %q after the batch", id, x.Status, y.Status)
+		}
+		sx, okx := one.tracker().Seen(id)
+		sy, oky := batch.tracker().Seen(id)
+		if okx != oky || !sx.Equal(sy) {
+			t.Errorf("%s: seen %v %v after single beats, %v %v after the batch", id, sx, okx, sy, oky)
+		}
+	}
+	if n := len(batch.prop.proposed()); n != 2 {
+		t.Errorf("the batch proposed %d commands, want the 2 returns from critical", n)
+	}
+
+	// Not ready: the batch is refused whole and nothing is recorded.
+	r := setup(t)
+	r.lead.set(false, r.clock.Now())
+	out = make([]registry.BeatResult, 1)
+	if err := r.reg.Heartbeats(t.Context(), beats[:1], out); !errors.Is(err, registry.ErrNotReady) {
+		t.Fatalf("not ready: %v", err)
+	}
+	if ids := r.tracker().IDs(); len(ids) != 0 {
+		t.Fatalf("a refused batch was recorded: %v", ids)
+	}
+}
