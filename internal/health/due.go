@@ -45,13 +45,13 @@ const (
 
 // sweepGens numbers sweepers, so that a record's judgement by an earlier
 // sweeper (an earlier term) counts for nothing in a later one.
-var sweepGens atomic.Uint64
+var sweepGens atomic.Uint32
 
 // schedule is a sweeper's state between passes. Only the sweep's
 // goroutine touches it, and the fields of records it owns (record.due,
 // record.phase, record.gen).
 type schedule struct {
-	gen    uint64
+	gen    uint32
 	floor  time.Time
 	synced bool   // a resync ran under floor
 	cursor uint64 // the catalog index whose events have been read
@@ -73,7 +73,7 @@ type schedule struct {
 	// what is scheduled; 0 otherwise.
 	popping int64
 	// pass numbers the passes (see record.duePass).
-	pass uint64
+	pass uint32
 	// on is whether the hold was on at the last resync: what counts
 	// changes when it turns off by itself at its bound.
 	on bool

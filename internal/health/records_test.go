@@ -4,6 +4,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/musterhq/muster/internal/catalog"
 )
@@ -121,5 +122,29 @@ func TestTracker_Len(t *testing.T) {
 	tr.Retain(func(id string) bool { return id != "c" })
 	if n := tr.Len(); n != 1 {
 		t.Fatalf("Len = %d after dropping two, want 1", n)
+	}
+}
+
+// TestRecord_Size: there is a record for every instance, and it is kept
+// to 128 bytes, a size class of Go's allocator (the next is 144).
+func TestRecord_Size(t *testing.T) {
+	if n := unsafe.Sizeof(record{}); n > 128 {
+		t.Fatalf("a record is %d bytes, over 128", n)
+	}
+}
+
+// TestRecord_Gaps: gaps are kept to the millisecond, and one longer than
+// the longest kept is kept as that.
+func TestRecord_Gaps(t *testing.T) {
+	var r record
+	for i, tc := range []struct{ in, want time.Duration }{
+		{3333*time.Millisecond + 999*time.Microsecond, 3333 * time.Millisecond},
+		{0, 0},
+		{400 * 24 * time.Hour, maxGapMS * time.Millisecond},
+	} {
+		r.storeGap(uint8(i), tc.in)
+		if got := r.gap(i); got != tc.want {
+			t.Errorf("gap %v kept as %v, want %v", tc.in, got, tc.want)
+		}
 	}
 }

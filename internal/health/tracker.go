@@ -55,7 +55,8 @@ func (t *Tracker) takeComebacks(dst []*record) []*record {
 // exist for an instance that has not beaten yet (a lookup asked for it).
 const never = math.MinInt64
 
-// record is one instance's heartbeat history.
+// record is one instance's heartbeat history. Its fields are ordered, and
+// sized, so that it fits 128 bytes: there is one for every instance.
 type record struct {
 	id string
 	mu sync.Mutex // serialises writers
@@ -63,17 +64,31 @@ type record struct {
 	// saw it odd, or saw it change, reads again.
 	seq  atomic.Uint64
 	last atomic.Int64 // offset from epoch of the last heartbeat, or never
-	// gaps is a ring of the last historyLen heartbeat gaps; n of them are
-	// recorded, and the next goes at pos (written under mu only).
-	gaps [historyLen]atomic.Int64
+	// gaps is a ring of the last historyLen heartbeat gaps, in
+	// milliseconds (up to maxGapMS); n of them are recorded, and the next
+	// goes at pos (written under mu only).
+	gaps [historyLen]atomic.Int32
 	n    atomic.Int32
-	pos  int
 	// gone is set when the record is dropped from the tracker's map: a
 	// cached view's records are then looked up again.
 	gone atomic.Bool
 	// overdue is set while the sweep counts the instance overdue (or
 	// silent): its next heartbeat tells the sweep (see comebacks).
 	overdue atomic.Bool
+	// queued is set while the record waits in the comebacks.
+	queued atomic.Bool
+	// counted is set while the sweep counts the record in a phase: when
+	// it is dropped from the tracker (Forget, Retain), the sweep is told,
+	// so that it stops counting it.
+	counted atomic.Bool
+	// The sweep's judgement of the instance (see due.go); only the sweep's
+	// goroutine reads or writes gen, duePass, phase and due.
+	gen uint32 // the sweeper that judged it
+	// duePass is the pass that last found it due, so that a pass
+	// proposes for it once.
+	duePass uint32
+	pos     uint8
+	phase   phase // what it was judged to be
 	// watch is, while the sweep counts the instance live and not overdue,
 	// the moment (an offset from epoch) it next judges whether it turned
 	// overdue, and ttl its TTL; watch is 0 otherwise. A heartbeat that
@@ -81,21 +96,21 @@ type record struct {
 	// rhythm makes the overdue delay shorter, and the sweep, which does
 	// not see heartbeats, would judge it too late.
 	watch, ttl atomic.Int64
-	// queued is set while the record waits in the comebacks.
-	queued atomic.Bool
-	// counted is set while the sweep counts the record in a phase: when
-	// it is dropped from the tracker (Forget, Retain), the sweep is told,
-	// so that it stops counting it.
-	counted atomic.Bool
+	due        int64 // the tick it is next judged at, 0 for none
+}
 
-	// The sweep's judgement of the instance (see due.go); only the sweep's
-	// goroutine reads or writes these.
-	due   int64  // the tick it is next judged at, 0 for none
-	phase phase  // what it was judged to be
-	gen   uint64 // the sweeper that judged it
-	// duePass is the pass that last found it due, so that a pass
-	// proposes for it once.
-	duePass uint64
+// maxGapMS is the longest heartbeat gap a record keeps, in milliseconds
+// (about 24 days); a longer one is kept as this.
+const maxGapMS = math.MaxInt32
+
+// storeGap keeps gap in slot i, in milliseconds.
+func (r *record) storeGap(i uint8, gap time.Duration) {
+	r.gaps[i].Store(int32(min(gap/time.Millisecond, maxGapMS)))
+}
+
+// gap returns the gap in slot i.
+func (r *record) gap(i int) time.Duration {
+	return time.Duration(r.gaps[i].Load()) * time.Millisecond
 }
 
 // NewTracker returns an empty tracker.
@@ -166,7 +181,7 @@ func (r *record) beat(at time.Duration, factor float64) bool {
 	}
 	r.seq.Add(1)
 	if last != never {
-		r.gaps[r.pos].Store(int64(at) - last)
+		r.storeGap(r.pos, time.Duration(int64(at)-last))
 		r.pos = (r.pos + 1) % historyLen
 		if n := r.n.Load(); n < historyLen {
 			r.n.Store(n + 1)
@@ -189,7 +204,7 @@ func (r *record) beat(at time.Duration, factor float64) bool {
 	}
 	s := snapshot{ok: true, n: int(r.n.Load())}
 	for i := range s.n {
-		s.intervals[i] = time.Duration(r.gaps[i].Load())
+		s.intervals[i] = r.gap(i)
 	}
 	return int64(at+overdueAfter(s, ttl, factor)) < w
 }
@@ -223,7 +238,7 @@ func (t *Tracker) snap(r *record) snapshot {
 		}
 		s := snapshot{ok: true, last: t.epoch.Add(time.Duration(last)), n: int(r.n.Load())}
 		for i := range s.n {
-			s.intervals[i] = time.Duration(r.gaps[i].Load())
+			s.intervals[i] = r.gap(i)
 		}
 		if r.seq.Load() == seq {
 			return s
