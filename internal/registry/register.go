@@ -385,7 +385,11 @@ func (r *Registry) commitRegistration(ctx context.Context, inst *catalog.Instanc
 	if err != nil {
 		return res, err
 	}
-	r.live.Beat(inst.ID, now)
+	id := inst.ID
+	if cur, ok := r.cat.Instance(id); ok {
+		id = cur.ID // the catalog's copy: the tracker keeps it for as long as the instance lives
+	}
+	r.live.Beat(id, now)
 	if res.Replaced != "" {
 		r.live.Forget(res.Replaced)
 	}
