@@ -10,14 +10,17 @@ import (
 
 // The Raft log and snapshot formats. They are records of their own, apart
 // from the in-memory types, so that renaming a field of Instance can never
-// change what is on disk. Every version-1 command and a version-1 snapshot
-// are kept as golden files under testdata/golden, and a test decodes and
-// applies them: a change here that would break an existing data dir fails
-// that test.
+// change what is on disk. Every command of each encoding version, and a
+// snapshot of each snapshot version (snapshot.go: version 1, JSON, and
+// version 2, binary), are kept as golden files under testdata/golden, and
+// a test decodes and applies them: a change here that would break an
+// existing data dir fails that test.
 //
 // To change the format, add fields (old entries decode with them empty and
 // must mean what they meant before), or add a version: a new first byte for
-// commands, a new "version" for snapshots, with the old decoders kept.
+// commands, a new version for snapshots, with the old decoders kept. (The
+// binary snapshot has no optional fields: a field added to it is a new
+// version.)
 //
 // Command encodings, named by their first byte:
 //

@@ -19,7 +19,9 @@ import (
 // catalog they leave. The .v2 files are the same commands as the encoder
 // of command encoding version 2 (a CRC-32C trailer) first wrote them. They
 // are never regenerated: a change to the code that would stop an existing
-// data dir from replaying fails here.
+// data dir from replaying fails here. snapshot.v1.json is a snapshot in
+// version 1 (JSON, the format of backups), snapshot.v2.bin one in version
+// 2 (binary, the format of Raft's snapshots since).
 
 func goldenCommands(tb testing.TB) (names []string, raw [][]byte) {
 	tb.Helper()
@@ -154,6 +156,60 @@ func TestGolden_Snapshot(t *testing.T) {
 	}
 	if _, ok := c.KeyBySecretHash(catalog.HashSecret("mk_golden")); !ok {
 		t.Error("restored key not found by its secret")
+	}
+}
+
+// TestGolden_SnapshotV2 restores the version-2 (binary) snapshot, as
+// WriteBinary first wrote it for the catalog the version-2 golden
+// commands leave: it restores that very catalog, with its checks,
+// keyed services and bars, writes back to the same bytes, and holds the
+// same catalog as version 1 of it. A change to WriteBinary's output
+// fails here: a new format needs a new version, and this file stays.
+func TestGolden_SnapshotV2(t *testing.T) {
+	want, err := os.ReadFile("testdata/golden/snapshot.v2.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, raw := goldenFiles(t, "v2")
+	applied := catalog.New()
+	for i, b := range raw {
+		cmd, err := catalog.DecodeCommand(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := applied.Apply(uint64(i+1), cmd); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	c := catalog.New()
+	if err := c.Restore(bytes.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := snapshotJSON(t, c), snapshotJSON(t, applied); !bytes.Equal(got, want) {
+		t.Errorf("the version-2 golden snapshot holds a different catalog from the commands':\n got %s\nwant %s", got, want)
+	}
+	if got := snapshotBinary(t, c); !bytes.Equal(got, want) {
+		t.Errorf("version-2 snapshot round trip differs:\n got %q\nwant %q", got, want)
+	}
+	if got := snapshotBinary(t, applied); !bytes.Equal(got, want) {
+		t.Errorf("WriteBinary no longer writes the golden bytes:\n got %q\nwant %q", got, want)
+	}
+	fromV1 := catalog.New()
+	if err := fromV1.Restore(bytes.NewReader(snapshotJSON(t, c))); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotBinary(t, fromV1); !bytes.Equal(got, want) {
+		t.Errorf("the catalog read back from version 1 writes a different version 2")
+	}
+	inst, ok := c.Instance("aaaa0000000000000000000000000006")
+	if !ok || inst.TTL != 0 || len(inst.Checks) != 3 || inst.Checks[2].GRPCService != "db.v1.Store" || inst.HostIP != "127.0.0.1" {
+		t.Errorf("the instance with checks restored as %+v", inst)
+	}
+	if b, ok := c.BarByInstance("aaaa0000000000000000000000000001"); !ok || b.Reason != "operator: bad build" || b.Index != 17 {
+		t.Errorf("the bar restored as %+v, %v", b, ok)
+	}
+	if !c.Keyed("fetch_db") || c.Index() != 18 {
+		t.Errorf("keyed fetch_db = %v, index %d", c.Keyed("fetch_db"), c.Index())
 	}
 }
 

@@ -94,8 +94,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 
 type fsmSnapshot struct{ s *catalog.Snapshot }
 
+// Persist writes the snapshot in the catalog's binary format (version 2),
+// which restores several times faster than the JSON of backups; Restore
+// reads both, so snapshots written before it still restore.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.s.WriteTo(sink); err != nil {
+	if _, err := s.s.WriteBinary(sink); err != nil {
 		sink.Cancel()
 		return err
 	}

@@ -68,7 +68,10 @@ type Config struct {
 	ElectionTimeout  time.Duration
 	// ApplyTimeout bounds how long Apply waits to enqueue a command.
 	ApplyTimeout time.Duration
-	// SnapshotThreshold is how many log entries trigger a snapshot.
+	// SnapshotThreshold is the least number of log entries since the
+	// last snapshot that trigger the next one; the node raises it to a
+	// sixteenth of the catalog's instances (snapshots.go). 0 means
+	// DefaultSnapshotThreshold.
 	SnapshotThreshold uint64
 	// DiskReserve is the free space, in bytes, that the data dir's
 	// filesystem must keep: below it Apply refuses commands with
@@ -121,7 +124,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:  500 * time.Millisecond,
 		ElectionTimeout:   500 * time.Millisecond,
 		ApplyTimeout:      5 * time.Second,
-		SnapshotThreshold: 8192,
+		SnapshotThreshold: DefaultSnapshotThreshold,
 		DiskReserve:       DefaultDiskReserve,
 	}
 }
@@ -316,8 +319,10 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	rc.ElectionTimeout = cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
-	if cfg.SnapshotThreshold > 0 {
-		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = snapshotInterval
+	rc.SnapshotThreshold = snapshotThreshold(cfg.SnapshotThreshold, 0)
+	if auth == nil {
+		singleVoterConfig(rc)
 	}
 
 	has, err := raft.HasExistingState(store, store, snaps)
@@ -369,11 +374,13 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 	}
 	n.raft = r
 	n.raftReady.Store(r)
+	n.setSnapshotThreshold() // for the catalog the latest snapshot restored
 	if stream != nil {
 		n.startRPC(stream)
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.tuneSnapshots()
 	if n.rpc != nil {
 		n.wg.Add(1)
 		go n.watchRemoval()
