@@ -13,9 +13,10 @@ import (
 )
 
 // responder answers the registry's verification callbacks for every
-// registration the benchmark makes, on several listeners of 127.0.0.1
-// (the registry opens one connection per callback, so one port would
-// pile up TIME_WAIT pairs). A registration is expected (expect) before
+// registration the benchmark makes, on several listeners of 127.0.0.1,
+// each proving the host for the registrations sent to it (verify_port),
+// as a host's agent does; the registry keeps connections to each between
+// callbacks, so the benchmark's own connections stay few. A registration is expected (expect) before
 // it is sent and claimed (claim) after its 201; the callback is answered
 // only for a nonce expected, with the proof under that registration's key
 // secret, as docs/api.md's "Answering the callback" says. It records how

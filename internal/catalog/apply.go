@@ -29,25 +29,8 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	if !k.Allows(in.Service) {
 		return Result{Err: ErrKeyScope}, nil
 	}
-	if cmd.Rules >= 1 {
-		// A service whose instances all came in through the other
-		// protocol refuses this one; a service that already has instances
-		// of this protocol (mixed before the rule existed) does not, so
-		// that those can still re-register.
-		own, other := false, false
-		for _, ex := range c.byService[in.Service] {
-			switch {
-			case (ex.KeyID == SeedKeyID) == (in.KeyID == SeedKeyID):
-				own = true
-			case ex.Address == in.Address && ex.Port == in.Port:
-				// The same endpoint moving to this protocol: it is replaced.
-			default:
-				other = true
-			}
-		}
-		if other && !own {
-			return Result{Err: ErrProtocolMix}, nil
-		}
+	if cmd.Rules >= 1 && c.otherProtocol(in) {
+		return Result{Err: ErrProtocolMix}, nil
 	}
 	ak := addrKey(in.Service, in.Address, in.Port)
 	if b, ok := c.bars[ak]; ok && cmd.Rules >= 3 {
@@ -61,6 +44,7 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 		return Result{Err: ErrProtocolMix}, nil
 	}
 	var res Result
+	var dropped string
 	old := c.instances[c.addrs[ak]]
 	if cmd.Rules >= 2 && old != nil && old.KeyID != in.KeyID && in.Proof != ProofAddressPort {
 		return Result{Err: ErrReplaceDenied}, nil
@@ -71,7 +55,7 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	}
 	if old != nil {
 		c.removeInstance(old)
-		res.Replaced = old.ID
+		res.Replaced, dropped = old.ID, old.ID
 	}
 	ev := &Event{Type: EventRegistered, Replaced: old}
 	if cmd.Rules >= 2 && !seed {
@@ -85,7 +69,7 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	stored.CreateIndex = idx
 	stored.ModifyIndex = idx
 	c.putInstance(&stored)
-	c.rebuild(stored.Service, idx)
+	c.update(stored.Service, idx, dropped, &stored)
 	ev.Instance = &stored
 	c.event = ev
 	return res, []string{stored.Service}
@@ -100,7 +84,7 @@ func (c *Catalog) applyDeregister(idx uint64, cmd Command) (Result, []string) {
 		return Result{Err: ErrConflict}, nil
 	}
 	c.removeInstance(inst)
-	c.rebuild(inst.Service, idx)
+	c.update(inst.Service, idx, inst.ID, nil)
 	reason := ReasonDeregistered
 	if cmd.IfStatus == StatusCritical {
 		reason = ReasonExpired
@@ -131,7 +115,7 @@ func (c *Catalog) applySetStatus(idx uint64, cmd Command) (Result, []string) {
 	next.Status = cmd.Status
 	next.ModifyIndex = idx
 	c.putInstance(&next)
-	c.rebuild(next.Service, idx)
+	c.update(next.Service, idx, "", &next)
 	c.event = &Event{Type: EventStatus, Instance: &next}
 	return Result{}, []string{next.Service}
 }
@@ -148,7 +132,7 @@ func (c *Catalog) applyDrain(idx uint64, cmd Command) (Result, []string) {
 	next.Draining = true
 	next.ModifyIndex = idx
 	c.putInstance(&next)
-	c.rebuild(next.Service, idx)
+	c.update(next.Service, idx, "", &next)
 	c.event = &Event{Type: EventStatus, Instance: &next}
 	return Result{}, []string{next.Service}
 }
@@ -167,9 +151,35 @@ func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
 		c.dropBar(old)
 	}
 	c.addBar(&Bar{Service: inst.Service, Address: inst.Address, Port: inst.Port, Instance: inst.ID, Reason: cmd.Reason, Until: cmd.Until, Index: idx})
-	c.rebuild(inst.Service, idx)
+	c.update(inst.Service, idx, inst.ID, nil)
 	c.event = &Event{Type: EventDeregistered, Instance: inst, Reason: ReasonEvicted}
 	return Result{}, []string{inst.Service}
+}
+
+// otherProtocol reports whether a registration of in breaks the rule of
+// protocols (rules 1): a service whose instances all came in through the
+// other protocol refuses it, unless they are all at in's own endpoint
+// (the same endpoint moving to this protocol: it is replaced); a service
+// that already has instances of in's protocol (mixed before the rule
+// existed) does not, so that those can still re-register. The counts
+// decide it without a pass over the service, but for the one case that
+// needs the endpoints: no instance of in's protocol and some of the
+// other, where the pass ends at the first one elsewhere.
+func (c *Catalog) otherProtocol(in *Instance) bool {
+	set := c.byService[in.Service]
+	own, other := len(set)-c.seeds[in.Service], c.seeds[in.Service]
+	if in.KeyID == SeedKeyID {
+		own, other = other, own
+	}
+	if own > 0 || other == 0 {
+		return false
+	}
+	for _, ex := range set {
+		if ex.Address != in.Address || ex.Port != in.Port {
+			return true
+		}
+	}
+	return false
 }
 
 // addBar records b. The caller rebuilds the service's view.

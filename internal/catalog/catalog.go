@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,8 +20,11 @@ type Catalog struct {
 	// on every stream's wake-up and every blocking query).
 	index     atomic.Uint64
 	instances map[string]*Instance
-	// byService holds each service's instances by ID.
+	// byService holds each service's instances by ID, and seeds how
+	// many of them are the tutorial protocol's (SeedKeyID), so that a
+	// registration's protocol rule is judged without a pass over them.
 	byService map[string]map[string]*Instance
+	seeds     map[string]int
 	services  map[string]*ServiceView
 	keys      map[string]*Key
 	// keysByHash maps string(SecretHash) to the key, for authentication.
@@ -89,6 +93,7 @@ func (c *Catalog) reset() {
 	c.index.Store(0)
 	c.instances = map[string]*Instance{}
 	c.byService = map[string]map[string]*Instance{}
+	c.seeds = map[string]int{}
 	c.services = map[string]*ServiceView{}
 	c.keys = map[string]*Key{}
 	c.keysByHash = map[string]*Key{}
@@ -103,7 +108,7 @@ func (c *Catalog) reset() {
 }
 
 func addrKey(service, address string, port int) string {
-	return fmt.Sprintf("%s/%s/%d", service, address, port)
+	return service + "/" + address + "/" + strconv.Itoa(port)
 }
 
 // Apply applies cmd at Raft index idx. It is deterministic.
@@ -202,6 +207,9 @@ func (c *Catalog) putInstance(inst *Instance) {
 		c.byService[inst.Service] = set
 	}
 	set[inst.ID] = inst
+	if inst.KeyID == SeedKeyID {
+		c.seeds[inst.Service]++
+	}
 	c.addrs[addrKey(inst.Service, inst.Address, inst.Port)] = inst.ID
 	c.byKey[inst.KeyID]++
 	c.byHost[inst.Host()]++
@@ -211,6 +219,9 @@ func (c *Catalog) putInstance(inst *Instance) {
 func (c *Catalog) removeInstance(inst *Instance) {
 	delete(c.instances, inst.ID)
 	delete(c.byService[inst.Service], inst.ID)
+	if inst.KeyID == SeedKeyID {
+		decrement(c.seeds, inst.Service)
+	}
 	ak := addrKey(inst.Service, inst.Address, inst.Port)
 	if c.addrs[ak] == inst.ID {
 		delete(c.addrs, ak)
@@ -226,18 +237,63 @@ func decrement(m map[string]int, k string) {
 	}
 }
 
-// rebuild replaces the service's immutable view. The view of a service whose
-// last instance left is kept (empty) so that its index keeps growing: a
-// client waiting on that index must see the removal.
+// rebuild replaces the service's immutable view with one built afresh
+// from byService. The view of a service whose last instance left is kept
+// (empty) so that its index keeps growing: a client waiting on that index
+// must see the removal.
 func (c *Catalog) rebuild(service string, idx uint64) {
 	set := c.byService[service]
 	list := make([]*Instance, 0, len(set))
 	for _, inst := range set {
 		list = append(list, inst)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	slices.SortFunc(list, byID)
 	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Bars: c.barsBySvc[service]}
 }
+
+// update replaces the service's view after one command changed it: the
+// instance drop (an ID, or "") left, and add (nil: none) came or took the
+// place of the stored instance of its ID. It builds the same view as
+// rebuild, from the current one, by a binary search and a copy: a
+// registration in a service of n instances costs a copy of n pointers,
+// not a pass over a map and a sort. byService must already hold the
+// change.
+func (c *Catalog) update(service string, idx uint64, drop string, add *Instance) {
+	v := c.services[service]
+	if v == nil {
+		c.rebuild(service, idx)
+		return
+	}
+	old := v.Instances
+	list := make([]*Instance, len(old), len(old)+1)
+	copy(list, old)
+	at, replace := 0, false
+	if add != nil {
+		at, replace = slices.BinarySearchFunc(old, add.ID, hasID)
+	}
+	if drop != "" && !(replace && drop == add.ID) {
+		if i, ok := slices.BinarySearchFunc(old, drop, hasID); ok {
+			list = slices.Delete(list, i, i+1)
+			if add != nil && i < at {
+				at--
+			}
+		}
+	}
+	switch {
+	case add == nil:
+	case replace:
+		list[at] = add
+	default:
+		list = slices.Insert(list, at, add)
+	}
+	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Bars: c.barsBySvc[service]}
+}
+
+// byID orders instances by ID, the order of a view.
+func byID(a, b *Instance) int { return strings.Compare(a.ID, b.ID) }
+
+// hasID compares an instance's ID with id, for binary searches of a view.
+func hasID(inst *Instance, id string) int { return strings.Compare(inst.ID, id) }
 
 // Index returns the Raft index of the last applied command.
 func (c *Catalog) Index() uint64 { return c.index.Load() }

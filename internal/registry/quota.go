@@ -54,14 +54,14 @@ func (r *Registry) reserve(key *catalog.Key, address, id string, replacing, same
 	defer q.mu.Unlock()
 	byKey, byHost, _ := r.cat.Held(key.ID, address)
 	if !(replacing && sameKey) {
-		if byKey+r.uncommitted(keyName) >= limit {
+		if r.overLimit(byKey, keyName, limit) {
 			return nil, &QuotaError{Message: fmt.Sprintf(
 				"enrolment key %s already holds %d instances, its limit (max_instances); deregister some, or create a key with a higher max_instances", key.ID, limit)}
 		}
 		names = append(names, keyName)
 	}
 	if !replacing {
-		if byHost+r.uncommitted(hostName) >= r.cfg.MaxInstancesPerAddress {
+		if r.overLimit(byHost, hostName, r.cfg.MaxInstancesPerAddress) {
 			return nil, &QuotaError{Message: fmt.Sprintf(
 				"address %s already holds %d instances, the limit per address (--max-instances-per-address)", address, r.cfg.MaxInstancesPerAddress)}
 		}
@@ -90,16 +90,23 @@ func (r *Registry) reserve(key *catalog.Key, address, id string, replacing, same
 	}, nil
 }
 
-// uncommitted counts the pending registrations under name that the
-// catalog does not hold yet. Call with r.quotas.mu held.
-func (r *Registry) uncommitted(name string) int {
+// overLimit reports whether held committed instances and the pending
+// registrations under name that the catalog does not hold yet reach
+// limit. Every pending one counts at most once, so the catalog is asked
+// about them only when they could reach it together. Call with
+// r.quotas.mu held.
+func (r *Registry) overLimit(held int, name string, limit int) bool {
+	pending := r.quotas.pending[name]
+	if held+len(pending) < limit {
+		return false
+	}
 	n := 0
-	for id := range r.quotas.pending[name] {
+	for id := range pending {
 		if _, ok := r.cat.Instance(id); !ok {
 			n++
 		}
 	}
-	return n
+	return held+n >= limit
 }
 
 // roundUp rounds d up to a whole second, for messages that pair with a

@@ -13,6 +13,11 @@
 // the others in metadata.go) are refused in every spelling (IPv4-mapped,
 // IPv4-compatible, NAT64, 6to4), whatever the allowlist.
 //
+// A plain-HTTP callback to a pinned address (Target.DialIP) may reuse a
+// connection an earlier callback to the same address and port left open
+// (conn.go): the guard checked that endpoint when the connection was
+// made, and the request is sent once.
+//
 //	v, _ := verify.New(verify.DefaultConfig())
 //	err := v.Verify(ctx, verify.Target{Scheme: "http", Address: "127.0.0.1", Port: 8888, Path: "/.well-known/muster/verify"}, req, keySecret)
 package verify

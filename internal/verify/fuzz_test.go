@@ -51,10 +51,11 @@ func FuzzVerify(f *testing.F) {
 	}
 
 	// Instances serve the inputs in turn; each callback finds its body by
-	// the instance ID the verifier sends. Every callback is a new TCP
-	// connection (the verifier disables keep-alives) that lingers in
-	// TIME_WAIT, so a long fuzzing run spreads them over several ports
-	// rather than run out of loopback port pairs to one.
+	// the instance ID the verifier sends. Half the targets are pinned, as
+	// the registry's are, and their callbacks may use kept connections;
+	// every callback to the other half is a new TCP connection that
+	// lingers in TIME_WAIT, so a long fuzzing run spreads them over
+	// several ports rather than run out of loopback port pairs to one.
 	var bodies sync.Map
 	handler := func(w http.ResponseWriter, r *http.Request) {
 		var got api.VerifyRequest
@@ -70,8 +71,12 @@ func FuzzVerify(f *testing.F) {
 		w.Write(body.([]byte))
 	}
 	var targets []verify.Target
-	for range 16 {
-		targets = append(targets, target(f, serve(f, handler).srv))
+	for i := range 16 {
+		tgt := target(f, serve(f, handler).srv)
+		if i%2 == 1 {
+			tgt = pin(tgt)
+		}
+		targets = append(targets, tgt)
 	}
 	v := newVerifier(f, func(c *verify.Config) {
 		c.MaxBody = maxBody

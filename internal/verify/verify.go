@@ -119,6 +119,9 @@ type Target struct {
 // dialIPKey carries Target.DialIP to the dialer.
 type dialIPKey struct{}
 
+// maxHeaderBytes caps the bytes of an answer's status line and headers.
+const maxHeaderBytes = 16 << 10
+
 // URL returns the callback URL.
 func (t Target) URL() string {
 	return t.Scheme + "://" + net.JoinHostPort(t.Address, strconv.Itoa(t.Port)) + t.Path
@@ -126,8 +129,15 @@ func (t Target) URL() string {
 
 // Verifier runs callbacks. It is safe for concurrent use.
 type Verifier struct {
-	cfg    Config
+	cfg Config
+	// dialer connects under the guard (control); client, over it, makes
+	// the callbacks that cannot use a kept connection (HTTPS, no pinned
+	// address), one connection each.
+	dialer *net.Dialer
 	client *http.Client
+	// kept holds connections between plain-HTTP callbacks to one pinned
+	// address and port (conn.go).
+	kept *connPool
 	// metadata is the set of metadataAddrs; never changed after New.
 	metadata map[netip.Addr]struct{}
 }
@@ -137,8 +147,8 @@ func New(cfg Config) (*Verifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	v := &Verifier{cfg: cfg, metadata: metadataSet()}
-	dialer := &net.Dialer{Timeout: cfg.Timeout, Control: v.control}
+	v := &Verifier{cfg: cfg, metadata: metadataSet(), kept: newConnPool()}
+	v.dialer = &net.Dialer{Timeout: cfg.Timeout, Control: v.control}
 	tr := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -149,11 +159,11 @@ func New(cfg Config) (*Verifier, error) {
 				}
 				addr = net.JoinHostPort(ip.String(), port)
 			}
-			return dialer.DialContext(ctx, network, addr)
+			return v.dialer.DialContext(ctx, network, addr)
 		},
 		DisableKeepAlives:      true,
 		TLSHandshakeTimeout:    cfg.Timeout,
-		MaxResponseHeaderBytes: 16 << 10,
+		MaxResponseHeaderBytes: maxHeaderBytes,
 		ResponseHeaderTimeout:  cfg.Timeout,
 	}
 	v.client = &http.Client{
@@ -289,9 +299,19 @@ func (v *Verifier) Verify(ctx context.Context, t Target, req api.VerifyRequest, 
 // redirects, no proxy, deadline, answer size cap) and returns the answer of
 // a 200. Failures are a *Error with the reason, or an error wrapping
 // ErrNotAllowed. Verify and the tutorial-protocol registration both use it.
+//
+// A plain-HTTP callback to a pinned address (DialIP) may go over a
+// connection kept from an earlier callback to that same address and port
+// (conn.go): one listener proving its host for many instances answers
+// them over a few connections. Every other callback has a connection of
+// its own. Either way the request is sent once: it is sent again, on a
+// new connection, only when not a byte of it left on a kept one.
 func (v *Verifier) Call(ctx context.Context, t Target, contentType string, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
+	if key, ok := keptKey(t, contentType); ok {
+		return v.callKept(ctx, t, key, contentType, body)
+	}
 	if t.DialIP.IsValid() {
 		ctx = context.WithValue(ctx, dialIPKey{}, t.DialIP)
 	}
@@ -300,26 +320,47 @@ func (v *Verifier) Call(ctx context.Context, t Target, contentType string, body 
 		return nil, &Error{Reason: api.ReasonUnreachable, Msg: err.Error()}
 	}
 	hreq.Header.Set("Content-Type", contentType)
-	hreq.Header.Set("User-Agent", "muster-verify/1")
+	hreq.Header.Set("User-Agent", userAgent)
 	resp, err := v.client.Do(hreq)
 	if err != nil {
-		if errors.Is(err, ErrNotAllowed) {
-			return nil, fmt.Errorf("%w (%s)", ErrNotAllowed, t.Address)
-		}
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-			return nil, &Error{Reason: api.ReasonTimeout, Msg: fmt.Sprintf("no answer from %s within %s", t.URL(), v.cfg.Timeout)}
-		}
-		return nil, &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot reach %s", t.URL()), Detail: rootCause(err)}
+		return nil, v.failed(ctx, t, err)
 	}
 	defer resp.Body.Close()
+	return v.answer(t, resp)
+}
+
+// userAgent is the User-Agent of every callback.
+const userAgent = "muster-verify/1"
+
+// failed turns the failure to get an answer into Call's error.
+func (v *Verifier) failed(ctx context.Context, t Target, err error) error {
+	if errors.Is(err, ErrNotAllowed) {
+		return fmt.Errorf("%w (%s)", ErrNotAllowed, t.Address)
+	}
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return &Error{Reason: api.ReasonTimeout, Msg: fmt.Sprintf("no answer from %s within %s", t.URL(), v.cfg.Timeout)}
+	}
+	return &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot reach %s", t.URL()), Detail: rootCause(err)}
+}
+
+// answer checks an answer's status and reads its body within the cap. It
+// returns the body of a 200, read to its end.
+func (v *Verifier) answer(t Target, resp *http.Response) (data []byte, err error) {
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		return nil, &Error{Reason: api.ReasonRedirect, Msg: fmt.Sprintf("%s answered with a redirect; redirects are not followed", t.URL()), Detail: resp.Status}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, &Error{Reason: api.ReasonBadStatus, Msg: fmt.Sprintf("%s did not answer 200", t.URL()), Detail: resp.Status}
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, v.cfg.MaxBody+1))
+	if n := resp.ContentLength; n >= 0 && n <= v.cfg.MaxBody {
+		// The length is known and within the cap (net/http reads no byte
+		// past it): one buffer of it.
+		data = make([]byte, n)
+		_, err = io.ReadFull(resp.Body, data)
+	} else {
+		data, err = io.ReadAll(io.LimitReader(resp.Body, v.cfg.MaxBody+1))
+	}
 	if err != nil {
 		var ne net.Error
 		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {

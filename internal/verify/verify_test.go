@@ -68,6 +68,25 @@ func target(tb testing.TB, srv *httptest.Server) verify.Target {
 	return verify.Target{Scheme: "http", Address: ap.Addr().String(), Port: int(ap.Port()), Path: api.DefaultVerifyPath}
 }
 
+// pin returns tgt with the address the registry pins (DialIP): its
+// Address, an IP. A plain-HTTP callback to a pinned address may use a
+// kept connection; one without gets a connection of its own.
+func pin(tgt verify.Target) verify.Target {
+	tgt.DialIP = netip.MustParseAddr(tgt.Address)
+	return tgt
+}
+
+// paths are the two ways a callback goes: over a connection of its own
+// ("fresh"), and pinned, over a kept connection when there is one
+// ("kept"), which is how the registry calls every plain-HTTP instance.
+var paths = []struct {
+	name  string
+	apply func(verify.Target) verify.Target
+}{
+	{"fresh", func(tgt verify.Target) verify.Target { return tgt }},
+	{"kept", pin},
+}
+
 // newVerifier returns a verifier with the default config changed by mod.
 func newVerifier(tb testing.TB, mod func(*verify.Config)) *verify.Verifier {
 	tb.Helper()
@@ -261,17 +280,24 @@ func TestVerifier_Verify(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			in := serve(t, tt.handler)
-			err := newVerifier(t, tt.cfg).Verify(context.Background(), target(t, in.srv), req, keySecret)
-			if got := reason(t, err); got != tt.wantReason {
-				t.Errorf("Verify reason = %q (%v), want %q", got, err, tt.wantReason)
-			}
-			if n := in.hits.Load(); n != 1 {
-				t.Errorf("instance received %d requests, want 1", n)
-			}
-		})
+		for _, path := range paths {
+			t.Run(tt.name+"/"+path.name, func(t *testing.T) {
+				t.Parallel()
+				in := serve(t, tt.handler)
+				v := newVerifier(t, tt.cfg)
+				// Twice on one verifier: the second callback may use the
+				// connection the first one left, and must come out the same.
+				for i := int64(1); i <= 2; i++ {
+					err := v.Verify(context.Background(), path.apply(target(t, in.srv)), req, keySecret)
+					if got := reason(t, err); got != tt.wantReason {
+						t.Errorf("callback %d: Verify reason = %q (%v), want %q", i, got, err, tt.wantReason)
+					}
+					if n := in.hits.Load(); n != i {
+						t.Errorf("after callback %d the instance received %d requests, want %d", i, n, i)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -322,23 +348,25 @@ func TestVerifier_Verify_request(t *testing.T) {
 
 func TestVerifier_Verify_redirect(t *testing.T) {
 	for _, code := range []int{301, 302, 303, 307, 308} {
-		t.Run(strconv.Itoa(code), func(t *testing.T) {
-			t.Parallel()
-			elsewhere := serve(t, answer(keySecret))
-			in := serve(t, func(w http.ResponseWriter, r *http.Request) {
-				http.Redirect(w, r, elsewhere.srv.URL+api.DefaultVerifyPath, code)
+		for _, path := range paths {
+			t.Run(strconv.Itoa(code)+"/"+path.name, func(t *testing.T) {
+				t.Parallel()
+				elsewhere := serve(t, answer(keySecret))
+				in := serve(t, func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, elsewhere.srv.URL+api.DefaultVerifyPath, code)
+				})
+				err := newVerifier(t, nil).Verify(context.Background(), path.apply(target(t, in.srv)), request(), keySecret)
+				if got := reason(t, err); got != api.ReasonRedirect {
+					t.Errorf("Verify reason = %q (%v), want redirect", got, err)
+				}
+				if n := elsewhere.hits.Load(); n != 0 {
+					t.Errorf("redirect target received %d requests, want 0", n)
+				}
+				if n := in.hits.Load(); n != 1 {
+					t.Errorf("instance received %d requests, want 1", n)
+				}
 			})
-			err := newVerifier(t, nil).Verify(context.Background(), target(t, in.srv), request(), keySecret)
-			if got := reason(t, err); got != api.ReasonRedirect {
-				t.Errorf("Verify reason = %q (%v), want redirect", got, err)
-			}
-			if n := elsewhere.hits.Load(); n != 0 {
-				t.Errorf("redirect target received %d requests, want 0", n)
-			}
-			if n := in.hits.Load(); n != 1 {
-				t.Errorf("instance received %d requests, want 1", n)
-			}
-		})
+		}
 	}
 }
 
@@ -373,32 +401,51 @@ func TestVerifier_Verify_timeout(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		for _, path := range paths {
+			t.Run(tt.name+"/"+path.name, func(t *testing.T) {
+				t.Parallel()
+				in := stall(t, tt.before)
+				v := newVerifier(t, func(c *verify.Config) { c.Timeout = timeout })
+				start := time.Now()
+				err := v.Verify(context.Background(), path.apply(target(t, in.srv)), request(), keySecret)
+				if got := reason(t, err); got != api.ReasonTimeout {
+					t.Errorf("Verify reason = %q (%v), want timeout", got, err)
+				}
+				// Only a lower bound: the verifier must not give up early.
+				if d := time.Since(start); d < timeout {
+					t.Errorf("Verify returned after %v, before the %v timeout", d, timeout)
+				}
+			})
+		}
+	}
+	for _, path := range paths {
+		t.Run("caller's context/"+path.name, func(t *testing.T) {
 			t.Parallel()
-			in := stall(t, tt.before)
-			v := newVerifier(t, func(c *verify.Config) { c.Timeout = timeout })
-			start := time.Now()
-			err := v.Verify(context.Background(), target(t, in.srv), request(), keySecret)
+			in := stall(t, func(http.ResponseWriter) {})
+			v := newVerifier(t, nil) // 2s timeout; the caller's deadline is shorter
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			err := v.Verify(ctx, path.apply(target(t, in.srv)), request(), keySecret)
 			if got := reason(t, err); got != api.ReasonTimeout {
 				t.Errorf("Verify reason = %q (%v), want timeout", got, err)
 			}
-			// Only a lower bound: the verifier must not give up early.
-			if d := time.Since(start); d < timeout {
-				t.Errorf("Verify returned after %v, before the %v timeout", d, timeout)
+		})
+		t.Run("caller gone/"+path.name, func(t *testing.T) {
+			t.Parallel()
+			in := stall(t, func(http.ResponseWriter) {})
+			v := newVerifier(t, nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(timeout, cancel)
+			start := time.Now()
+			err := v.Verify(ctx, path.apply(target(t, in.srv)), request(), keySecret)
+			if got := reason(t, err); got != api.ReasonUnreachable {
+				t.Errorf("Verify reason = %q (%v), want unreachable (the caller went away; it is no timeout)", got, err)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("Verify returned %v after the caller went away", d-timeout)
 			}
 		})
 	}
-	t.Run("caller's context", func(t *testing.T) {
-		t.Parallel()
-		in := stall(t, func(http.ResponseWriter) {})
-		v := newVerifier(t, nil) // 2s timeout; the caller's deadline is shorter
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		err := v.Verify(ctx, target(t, in.srv), request(), keySecret)
-		if got := reason(t, err); got != api.ReasonTimeout {
-			t.Errorf("Verify reason = %q (%v), want timeout", got, err)
-		}
-	})
 }
 
 func TestVerifier_Verify_unreachable(t *testing.T) {
@@ -410,6 +457,8 @@ func TestVerifier_Verify_unreachable(t *testing.T) {
 		{"unresolvable host", verify.Target{Scheme: "http", Address: "no-such-host.invalid", Port: 80, Path: "/"}},
 		{"bad scheme", verify.Target{Scheme: "gopher", Address: "127.0.0.1", Port: closedPort(t), Path: "/"}},
 		{"bad path", verify.Target{Scheme: "http", Address: "127.0.0.1", Port: closedPort(t), Path: "/%zz"}},
+		{"bad path, pinned", pin(verify.Target{Scheme: "http", Address: "127.0.0.1", Port: closedPort(t), Path: "/%zz"})},
+		{"closed port, pinned", pin(verify.Target{Scheme: "http", Address: "127.0.0.1", Port: closedPort(t), Path: "/"})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -434,22 +483,31 @@ func TestVerifier_Verify_allowlist(t *testing.T) {
 		{"IPv4-mapped IPv6", func(tgt verify.Target) string { return "::ffff:" + tgt.Address }},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			in := serve(t, answer(keySecret))
-			tgt := target(t, in.srv)
-			tgt.Address = tt.address(tgt)
-			err := newVerifier(t, notLoopback).Verify(context.Background(), tgt, request(), keySecret)
-			if !errors.Is(err, verify.ErrNotAllowed) {
-				t.Errorf("Verify to %s = %v, want ErrNotAllowed", tgt.Address, err)
+		for _, pinned := range []bool{false, true} {
+			name := tt.name
+			if pinned {
+				name += "/pinned"
 			}
-			var ve *verify.Error
-			if errors.As(err, &ve) {
-				t.Errorf("ErrNotAllowed came as a verification failure (%s)", ve.Reason)
-			}
-			if n := in.hits.Load(); n != 0 {
-				t.Errorf("server outside the allowlist received %d requests", n)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				in := serve(t, answer(keySecret))
+				tgt := target(t, in.srv)
+				if pinned {
+					tgt = pin(tgt)
+				}
+				tgt.Address = tt.address(tgt)
+				err := newVerifier(t, notLoopback).Verify(context.Background(), tgt, request(), keySecret)
+				if !errors.Is(err, verify.ErrNotAllowed) {
+					t.Errorf("Verify to %s = %v, want ErrNotAllowed", tgt.Address, err)
+				}
+				var ve *verify.Error
+				if errors.As(err, &ve) {
+					t.Errorf("ErrNotAllowed came as a verification failure (%s)", ve.Reason)
+				}
+				if n := in.hits.Load(); n != 0 {
+					t.Errorf("server outside the allowlist received %d requests", n)
+				}
+			})
+		}
 	}
 	t.Run("host name inside", func(t *testing.T) {
 		in := serve(t, answer(keySecret))
@@ -475,7 +533,11 @@ func TestVerifier_Verify_concurrent(t *testing.T) {
 			if i%2 == 1 {
 				secret = "wrong"
 			}
-			err := v.Verify(context.Background(), target(t, in.srv), req, secret)
+			tgt := target(t, in.srv)
+			if i%4 < 2 {
+				tgt = pin(tgt)
+			}
+			err := v.Verify(context.Background(), tgt, req, secret)
 			if (err == nil) != (i%2 == 0) {
 				t.Errorf("Verify %d = %v", i, err)
 			}
