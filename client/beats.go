@@ -78,11 +78,9 @@ func appendBeats(b []byte, beats []api.Beat) []byte {
 }
 
 func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			enc, _ := json.Marshal(s)
-			return append(b, enc...)
-		}
+	if !plainJSON(s) {
+		enc, _ := json.Marshal(s)
+		return append(b, enc...)
 	}
 	b = append(b, '"')
 	b = append(b, s...)
@@ -117,8 +115,37 @@ type pendingBeat struct {
 // the batch as a route it does not have.
 var errLegacy = errors.New("client: the registry has no batch heartbeats")
 
+// Beats go in batches only if they are of the sizes the registry makes
+// (IDs of at most 128 characters, session tokens of 43), printable ASCII
+// that JSON sends as is: a batch of api.MaxBeats of them then stays
+// within the registry's bound on a batch's bytes, and a beat of another
+// kind, sent alone, cannot make a batch too large for the beats of
+// other callers.
+const (
+	maxBatchedID    = 128
+	maxBatchedToken = 100
+)
+
+// batchable reports whether a beat of id and token may go in a batch.
+func batchable(id, token string) bool {
+	return len(id) <= maxBatchedID && len(token) <= maxBatchedToken && plainJSON(id) && plainJSON(token)
+}
+
+// plainJSON reports whether s goes into a JSON string as it is.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
 // beat sends one heartbeat in the next batch and returns its result.
 func (b *beater) beat(ctx context.Context, id, token string) (api.HeartbeatResponse, error) {
+	if !batchable(id, token) {
+		return b.c.heartbeatAlone(ctx, id, token)
+	}
 	p := &pendingBeat{ctx: ctx, beat: api.Beat{ID: id, Token: token}, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
@@ -199,6 +226,16 @@ func (b *beater) flush(batch []*pendingBeat) {
 		// The batch itself never answers 404 or 405 (an unknown
 		// instance is a result): this registry does not have it.
 		b.legacyUntil.Store(time.Now().Add(legacyRetry).UnixNano())
+		for _, p := range live {
+			p.legacy = true
+			close(p.done)
+		}
+		return
+	}
+	if err != nil && errors.As(err, &e) && e.Status == http.StatusServiceUnavailable && e.Code == api.CodeBusy {
+		// The registry is reading as many batches as it will at once
+		// (its bound on their bytes): these beats go alone this time,
+		// as requests without a body, rather than fail.
 		for _, p := range live {
 			p.legacy = true
 			close(p.done)

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -249,5 +251,39 @@ func TestRegistration_SharedClient(t *testing.T) {
 	})
 	if _, _, puts := rec.counts(); puts != 0 {
 		t.Fatalf("%d heartbeats sent alone", puts)
+	}
+}
+
+// TestHeartbeat_OversizedBeatGoesAlone: a beat too large, or too odd, for
+// a batch goes alone, so that it cannot make the batch of other callers'
+// beats too large for the registry.
+func TestHeartbeat_OversizedBeatGoesAlone(t *testing.T) {
+	srv := startRegistry(t, t.TempDir(), "127.0.0.1:0")
+	beats := instances(t, srv.URL(), "web", 1)
+	rec := newBeatRecorder(false)
+	c, _ := client.New(client.Config{Addr: srv.URL(), HTTPClient: &http.Client{Transport: rec}})
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			token := beats[0].Token
+			if i%50 == 0 {
+				token = strings.Repeat("x", 255_000)
+			}
+			_, err := c.Heartbeat(context.Background(), beats[0].ID, token)
+			if (err == nil) != (i%50 != 0) {
+				errs <- fmt.Errorf("caller %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if _, _, puts := rec.counts(); puts != 4 {
+		t.Errorf("%d beats sent alone, want the 4 oversized ones", puts)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 
@@ -55,6 +56,11 @@ func jsonError(err error, max int64) *Error {
 	case errors.As(err, &typ):
 		field := typ.Field
 		return Errorf(http.StatusBadRequest, api.CodeInvalidArgument, field, "field %q must be %s, not %s", field, typ.Type.String(), typ.Value)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, net.ErrClosed) {
+		// Never the socket's addresses, which the network error names.
+		return Errorf(http.StatusBadRequest, api.CodeInvalidJSON, "", "body not received in full: the read timed out or the connection failed")
 	}
 	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
 		field := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)

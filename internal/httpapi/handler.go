@@ -45,9 +45,11 @@ type apiServer struct {
 	// bufs holds the lookups' answer buffers.
 	bufs sync.Pool
 	// lookups are the slots of lookups with large answers.
-	lookups  *lookupSlots
-	watchCfg WatchConfig
-	closing  context.Context // nil: never
+	lookups *lookupSlots
+	// beatBodies bounds the batches of heartbeats being read at once.
+	beatBodies *bodyBudget
+	watchCfg   WatchConfig
+	closing    context.Context // nil: never
 	// nodeHeader is the X-Muster-Node value last sent (see beginRead).
 	nodeHeader atomic.Pointer[[]string]
 }
@@ -61,7 +63,7 @@ func NewHandler(d Deps) http.Handler {
 		d.MaxBody = 64 << 10
 	}
 	a := &apiServer{reg: d.Registry, log: d.Logger, maxBody: d.MaxBody, enc: newInstanceEncoder(), lookups: newLookupSlots(d.Lookups),
-		watchCfg: d.Watch.withDefaults(), closing: d.Closing}
+		watchCfg: d.Watch.withDefaults(), closing: d.Closing, beatBodies: newBodyBudget(beatsBudget, beatsBudgetPerClient)}
 	a.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
 
 	all := d.Mount

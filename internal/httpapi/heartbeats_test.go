@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -175,5 +176,68 @@ func TestHeartbeats_Refusals(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET /v1/heartbeats: %d, want 405", resp.StatusCode)
+	}
+}
+
+// TestHeartbeats_BodyBudget: callers that start batches and never finish
+// them hold at most their address's share of the bytes of batches being
+// read: past it their next batch is refused at once (503 busy), while
+// another address's batch is served; and a batch that declares more than
+// a batch may hold is refused before it is read.
+func TestHeartbeats_BodyBudget(t *testing.T) {
+	h := start(t, nil)
+	k := h.Key(t, "web")
+	a := registerWithToken(t, h, "web", k.Secret, time.Hour)
+	body := beatsBody(t, api.Beat{ID: a.id, Token: a.token})
+	addr := strings.TrimPrefix(h.Srv.URL(), "http://")
+	held := 64 * 256_000 / 4 / 256_000 // the per-address share, in largest batches
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range held {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "POST /v1/heartbeats HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 256000\r\n\r\n{\"beats\":[")
+	}
+	testserver.Eventually(t, 5*time.Second, "the share taken", func() bool {
+		status, _, eb, _ := postBeats(t, h, body)
+		return status == http.StatusServiceUnavailable && eb.Error.Code == api.CodeBusy
+	})
+	// Another address (127.0.0.2 is loopback too on Linux) is served.
+	other := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}}
+	resp, err := other.Post(h.Srv.URL()+"/v1/heartbeats", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Skipf("cannot send from 127.0.0.2: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("another address's batch: %d", resp.StatusCode)
+	}
+	// The SDK sends beats alone when batches are refused as busy.
+	if hb, err := h.Anon.Heartbeat(context.Background(), a.id, a.token); err != nil || hb.Status != "passing" {
+		t.Fatalf("SDK heartbeat while batches are refused: %+v, %v", hb, err)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	testserver.Eventually(t, 5*time.Second, "the share released", func() bool {
+		status, _, _, _ := postBeats(t, h, body)
+		return status == http.StatusOK
+	})
+	req, _ := http.NewRequest("POST", h.Srv.URL()+"/v1/heartbeats", strings.NewReader("{}"))
+	req.ContentLength = 256_001
+	req.Body = io.NopCloser(strings.NewReader("{}"))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("a declared 256,001 bytes: %d, want 413", resp.StatusCode)
+		}
 	}
 }

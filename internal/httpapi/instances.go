@@ -125,6 +125,21 @@ const maxBeatsBody = api.MaxBeats * (catalog.MaxIDLen + 128)
 // many instances; the per-beat work is that of PUT
 // /v1/instances/{id}/heartbeat without the cost of a request.
 func (a *apiServer) heartbeats(w http.ResponseWriter, r *http.Request) error {
+	// The bytes this body may hold while it is read: what it declares,
+	// or, sent in chunks, the most a batch may be.
+	size := int64(maxBeatsBody)
+	if r.ContentLength > maxBeatsBody {
+		return Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "", "body larger than %d bytes", maxBeatsBody)
+	} else if r.ContentLength >= 0 {
+		size = r.ContentLength
+	}
+	client := clientOf(r)
+	if !a.beatBodies.reserve(client, size) {
+		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many batches of heartbeats are being received (from this address, or in all); retry, or send each heartbeat alone")
+		e.RetryAfter = 1
+		return e
+	}
+	defer a.beatBodies.release(client, size)
 	var req api.HeartbeatsRequest
 	if err := decodeJSON(w, r, maxBeatsBody, &req); err != nil {
 		return err
