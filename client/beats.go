@@ -106,14 +106,10 @@ type pendingBeat struct {
 	beat api.Beat
 	done chan struct{}
 	// Set before done is closed.
-	res    api.HeartbeatResponse
-	err    error
-	legacy bool // the registry does not know batches: send it alone
+	res   api.HeartbeatResponse
+	err   error
+	alone bool // the batch was not taken (an older registry, or busy): send it alone
 }
-
-// errLegacy is what the sender tells waiters when the registry answered
-// the batch as a route it does not have.
-var errLegacy = errors.New("client: the registry has no batch heartbeats")
 
 // Beats go in batches only if they are of the sizes the registry makes
 // (IDs of at most 128 characters, session tokens of 43), printable ASCII
@@ -159,7 +155,7 @@ func (b *beater) beat(ctx context.Context, id, token string) (api.HeartbeatRespo
 	}
 	select {
 	case <-p.done:
-		if p.legacy {
+		if p.alone {
 			return b.c.heartbeatAlone(ctx, id, token)
 		}
 		return p.res, p.err
@@ -227,7 +223,7 @@ func (b *beater) flush(batch []*pendingBeat) {
 		// instance is a result): this registry does not have it.
 		b.legacyUntil.Store(time.Now().Add(legacyRetry).UnixNano())
 		for _, p := range live {
-			p.legacy = true
+			p.alone = true
 			close(p.done)
 		}
 		return
@@ -237,7 +233,7 @@ func (b *beater) flush(batch []*pendingBeat) {
 		// (its bound on their bytes): these beats go alone this time,
 		// as requests without a body, rather than fail.
 		for _, p := range live {
-			p.legacy = true
+			p.alone = true
 			close(p.done)
 		}
 		return

@@ -765,17 +765,14 @@ func (d *snapReader) uvarint() uint64 {
 	return v
 }
 
+// varint reads a signed varint: binary.PutVarint's zig-zag encoding of
+// a uvarint.
 func (d *snapReader) varint() int64 {
-	if d.err != nil {
-		return 0
+	u := d.uvarint()
+	v := int64(u >> 1)
+	if u&1 != 0 {
+		v = ^v
 	}
-	d.ensure(binary.MaxVarintLen64)
-	v, n := binary.Varint(d.buf[d.off:d.end])
-	if n <= 0 {
-		d.fail("a number is cut short or too large")
-		return 0
-	}
-	d.off += n
 	return v
 }
 

@@ -150,12 +150,8 @@ func (a *apiServer) heartbeats(w http.ResponseWriter, r *http.Request) error {
 	case len(req.Beats) > api.MaxBeats:
 		return BadField("beats", "beats holds %d heartbeats; at most %d per request", len(req.Beats), api.MaxBeats)
 	}
-	beats := make([]registry.Beat, len(req.Beats))
-	for i, b := range req.Beats {
-		beats[i] = registry.Beat{ID: b.ID, Token: b.Token}
-	}
-	out := make([]registry.BeatResult, len(beats))
-	if err := a.reg.Heartbeats(r.Context(), beats, out); err != nil {
+	out := make([]registry.BeatResult, len(req.Beats))
+	if err := a.reg.Heartbeats(r.Context(), req.Beats, out); err != nil {
 		return err
 	}
 	b := make([]byte, 0, 16+len(out)*40)

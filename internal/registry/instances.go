@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/health"
 )
@@ -22,41 +23,49 @@ func (r *Registry) Heartbeat(ctx context.Context, id, token string) (*catalog.In
 	if err := r.Ready(); err != nil {
 		return nil, "", err
 	}
-	inst, ok, err := r.instance(id)
+	inst, _, err := r.instance(id)
 	if err != nil {
 		return nil, "", err
 	}
-	if !ok {
-		return nil, "", r.notFound(id)
-	}
-	if token == "" {
-		return nil, "", ErrNoCredential
-	}
-	if !inst.TokenMatches(token) {
-		return nil, "", ErrWrongToken
-	}
-	status, err := r.beat(ctx, inst)
+	now := r.now()
+	status, revive, err := r.beat(inst, id, token, now)
 	if err != nil {
 		return nil, "", err
+	}
+	if revive {
+		if status, err = r.revive(ctx, inst, now); err != nil {
+			return nil, "", err
+		}
 	}
 	return inst, status, nil
 }
 
-// beat records a heartbeat of inst and, if it was critical, commits its
-// return to passing. It returns the instance's status after the beat.
-func (r *Registry) beat(ctx context.Context, inst *catalog.Instance) (catalog.Status, error) {
-	now := r.now()
+// beat judges a heartbeat of id with token, whose instance the catalog
+// gave as inst (nil: none), in the order Heartbeat documents, and records
+// it at now. It returns the instance's committed status, and whether
+// this node is to commit its return from critical (revive): it leads, or
+// is alone. A follower leaves that to the leader, which the beat reaches
+// (see Replica.Heard) and which holds the instance's checks and its
+// key's budget (Revive).
+func (r *Registry) beat(inst *catalog.Instance, id, token string, now time.Time) (catalog.Status, bool, error) {
+	switch {
+	case inst == nil:
+		return "", false, r.notFound(id)
+	case token == "":
+		return "", false, ErrNoCredential
+	case !inst.TokenMatches(token):
+		return "", false, ErrWrongToken
+	}
+	status, revive := r.heard(inst, now)
+	return status, revive, nil
+}
+
+// heard records a heartbeat of inst, whose caller is authenticated, at
+// now, and returns beat's status and revive.
+func (r *Registry) heard(inst *catalog.Instance, now time.Time) (catalog.Status, bool) {
 	r.live.Beat(inst.ID, now)
-	if inst.Status != catalog.StatusCritical {
-		return health.Committed(inst), nil // the hot path: no further lookup
-	}
-	if r.cfg.Replication != nil && !r.cfg.Replication.Info().Leader {
-		// A follower: the beat reaches the leader (see Replica.Heard),
-		// which holds the instance's checks and its key's budget and
-		// brings it back (Revive).
-		return catalog.StatusCritical, nil
-	}
-	return r.revive(ctx, inst, now)
+	status := health.Committed(inst) // the hot path: no further lookup
+	return status, inst.Status == catalog.StatusCritical && (r.cfg.Replication == nil || r.cfg.Replication.Info().Leader)
 }
 
 // Revive brings the critical instance id back to passing, on the leader,
@@ -206,12 +215,7 @@ func (r *Registry) Instance(id string) (Entry, error) {
 	return entry(r.live, r.monitor.Load(), inst, floor, r.now()), nil
 }
 
-// Beat is one heartbeat of a batch: an instance ID and its session token.
-type Beat struct {
-	ID, Token string
-}
-
-// BeatResult is the fate of one Beat: as Heartbeat's results, the
+// BeatResult is the fate of one api.Beat: as Heartbeat's results, the
 // instance as it was found and its status after the beat, or Err.
 type BeatResult struct {
 	Inst   *catalog.Instance
@@ -232,7 +236,7 @@ const maxRevivals = 16
 // IDs it does not hold make it catch up with the leader once for the
 // whole batch; critical instances brought back to passing are committed
 // concurrently, at most maxRevivals at a time.
-func (r *Registry) Heartbeats(ctx context.Context, beats []Beat, out []BeatResult) error {
+func (r *Registry) Heartbeats(ctx context.Context, beats []api.Beat, out []BeatResult) error {
 	if err := r.Ready(); err != nil {
 		return err
 	}
@@ -256,26 +260,19 @@ func (r *Registry) Heartbeats(ctx context.Context, beats []Beat, out []BeatResul
 			}
 		}
 	}
-	var revive []int // the beats of critical instances this leader brings back
+	var revive []int // the beats of critical instances this node brings back
 	for i, b := range beats {
 		res := &out[i]
-		switch {
-		case res.Err != nil:
-			continue
-		case res.Inst == nil:
-			res.Err = r.notFound(b.ID)
-			continue
-		case b.Token == "":
-			res.Inst, res.Err = nil, ErrNoCredential
-			continue
-		case !res.Inst.TokenMatches(b.Token):
-			res.Inst, res.Err = nil, ErrWrongToken
+		if res.Err != nil {
 			continue
 		}
-		inst := res.Inst
-		r.live.Beat(inst.ID, r.now())
-		res.Status = health.Committed(inst)
-		if inst.Status == catalog.StatusCritical && (r.cfg.Replication == nil || r.cfg.Replication.Info().Leader) {
+		status, again, err := r.beat(res.Inst, b.ID, b.Token, r.now())
+		if err != nil {
+			res.Inst, res.Err = nil, err
+			continue
+		}
+		res.Status = status
+		if again {
 			revive = append(revive, i)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/registry"
 )
@@ -354,7 +355,7 @@ func TestRegistry_Heartbeats_matchesHeartbeat(t *testing.T) {
 		r.clock.Advance(time.Second)
 		return r
 	}
-	beats := []registry.Beat{
+	beats := []api.Beat{
 		{ID: "a", Token: "a"}, {ID: "b", Token: "b"}, {ID: "c", Token: "c"}, {ID: "d", Token: "d"},
 		{ID: "nope", Token: "a"}, {ID: "a", Token: ""}, {ID: "a", Token: "b"}, {ID: "b", Token: adminToken},
 		{ID: "a", Token: "a"}, // twice in one batch

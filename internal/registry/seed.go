@@ -286,7 +286,11 @@ func (r *Registry) SeedPing(ctx context.Context, service string, addr SeedAddr, 
 	if !ok || inst.Scheme != addr.Scheme || !inst.TokenMatches(secret) {
 		return "", ErrInstanceNotFound
 	}
-	return r.beat(ctx, inst)
+	now := r.now()
+	if status, revive := r.heard(inst, now); !revive {
+		return status, nil
+	}
+	return r.revive(ctx, inst, now)
 }
 
 // ensureSeedKey creates the tutorial protocol's key the first time it is
