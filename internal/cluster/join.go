@@ -612,6 +612,8 @@ func (n *Node) addServer(ctx context.Context, req memberRequest) error {
 	if n.raft.State() != raft.Leader {
 		return n.toLeader(ctx, "/cluster/add", req)
 	}
+	n.memberMu.Lock()
+	defer n.memberMu.Unlock()
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err
@@ -655,6 +657,12 @@ func (n *Node) addServer(ctx context.Context, req memberRequest) error {
 		return &RemoteError{Code: "removed", Message: fmt.Sprintf(
 			"the server %s holds a cluster's state but is not a member: it was removed or left; empty its data dir and start it again to join",
 			p.ID)}
+	}
+	// A server that gave up asking (it stopped, or its request timed
+	// out) is not added: it may have been removed meanwhile, and adding
+	// it back would undo the removal.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("the server asking to join is no longer waiting: %w", err)
 	}
 	timeout := n.cfg.ApplyTimeout
 	var fut raft.IndexFuture

@@ -141,6 +141,8 @@ func (n *Node) removeServer(ctx context.Context, id string) error {
 	if n.raft.State() != raft.Leader {
 		return n.toLeader(ctx, "/cluster/remove", memberRequest{ID: id})
 	}
+	n.memberMu.Lock()
+	defer n.memberMu.Unlock()
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return err

@@ -228,6 +228,10 @@ type Node struct {
 	leaving  atomic.Bool
 	removed  atomic.Bool  // see watchRemoval
 	joinMu   sync.RWMutex // held shared by a request to join in flight
+	// memberMu orders the leader's changes of membership (addServer,
+	// removeServer): a request to add a server that waited while the
+	// server was removed reads the configuration after the removal.
+	memberMu sync.Mutex
 	// dupOf is the Raft address of another server with this node's ID,
 	// once one answered (duplicateID).
 	dupOf atomic.Pointer[string]

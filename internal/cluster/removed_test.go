@@ -36,3 +36,31 @@ func TestCluster_RemovedWhileDownSaysSo(t *testing.T) {
 	}
 	mustApply(t, nodes[lead].n, registerCmd("after", "api", 9000))
 }
+
+// TestCluster_AddOfAServerNoLongerAskingIsRefused: a request to join
+// whose asker gave up (it stopped, so the request's context ended) is
+// not carried out by the leader; otherwise a server removed while its
+// request waited would be added back (seen in CI as a removed server
+// that never learnt it was removed).
+func TestCluster_AddOfAServerNoLongerAskingIsRefused(t *testing.T) {
+	nodes := startCluster(t, 3)
+	lead := nodes[leaderOf(t, nodes)].n
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := memberRequest{Self: Peer{ID: "n9", RaftAddr: "127.0.0.1:1"}} // a non-voter: quorum unchanged
+	if err := lead.addServer(ctx, req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("addServer with its asker gone = %v, want context.Canceled", err)
+	}
+	f := lead.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == "n9" {
+			t.Fatalf("the server was added: %+v", f.Configuration().Servers)
+		}
+	}
+	if err := lead.addServer(context.Background(), req); err != nil {
+		t.Fatalf("addServer with its asker waiting = %v", err)
+	}
+}
