@@ -68,6 +68,7 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	stored.Checks = slices.Clone(in.Checks)
 	stored.CreateIndex = idx
 	stored.ModifyIndex = idx
+	c.intern(&stored, k)
 	c.putInstance(&stored)
 	c.update(stored.Service, idx, dropped, &stored)
 	ev.Instance = &stored
@@ -166,7 +167,10 @@ func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
 // needs the endpoints: no instance of in's protocol and some of the
 // other, where the pass ends at the first one elsewhere.
 func (c *Catalog) otherProtocol(in *Instance) bool {
-	set := c.byService[in.Service]
+	var set []*Instance
+	if v := c.services[in.Service]; v != nil {
+		set = v.Instances
+	}
 	own, other := len(set)-c.seeds[in.Service], c.seeds[in.Service]
 	if in.KeyID == SeedKeyID {
 		own, other = other, own

@@ -20,11 +20,12 @@ type Catalog struct {
 	// on every stream's wake-up and every blocking query).
 	index     atomic.Uint64
 	instances map[string]*Instance
-	// byService holds each service's instances by ID, and seeds how
-	// many of them are the tutorial protocol's (SeedKeyID), so that a
-	// registration's protocol rule is judged without a pass over them.
-	byService map[string]map[string]*Instance
-	seeds     map[string]int
+	// seeds counts each service's instances of the tutorial protocol
+	// (SeedKeyID), so that a registration's protocol rule is judged
+	// without a pass over them. A service's instances are its view's:
+	// no second index holds them by service (at 100,000 instances one
+	// took 4 MB).
+	seeds map[string]int
 	services  map[string]*ServiceView
 	keys      map[string]*Key
 	// keysByHash maps string(SecretHash) to the key, for authentication.
@@ -34,6 +35,10 @@ type Catalog struct {
 	// byKey, byHost and byKeyHost count the instances of each key, at
 	// each address, and of each key at each address, for quotas.
 	byKey, byHost, byKeyHost map[string]int
+	// hosts holds, for each key of byHost, the string an instance stored
+	// first for it, so that the instances at one address share it
+	// (intern).
+	hosts map[string]string
 	// keyed holds the services that have had an instance of an ordinary
 	// enrolment key (registered under rules 2 or later): the tutorial
 	// protocol never takes them.
@@ -92,7 +97,6 @@ func (c *Catalog) Ops() []Op {
 func (c *Catalog) reset() {
 	c.index.Store(0)
 	c.instances = map[string]*Instance{}
-	c.byService = map[string]map[string]*Instance{}
 	c.seeds = map[string]int{}
 	c.services = map[string]*ServiceView{}
 	c.keys = map[string]*Key{}
@@ -100,6 +104,7 @@ func (c *Catalog) reset() {
 	c.addrs = map[string]string{}
 	c.byKey = map[string]int{}
 	c.byHost = map[string]int{}
+	c.hosts = map[string]string{}
 	c.byKeyHost = map[string]int{}
 	c.keyed = map[string]bool{}
 	c.bars = map[string]*Bar{}
@@ -201,24 +206,19 @@ func (c *Catalog) putInstance(inst *Instance) {
 		c.removeInstance(old)
 	}
 	c.instances[inst.ID] = inst
-	set := c.byService[inst.Service]
-	if set == nil {
-		set = map[string]*Instance{}
-		c.byService[inst.Service] = set
-	}
-	set[inst.ID] = inst
 	if inst.KeyID == SeedKeyID {
 		c.seeds[inst.Service]++
 	}
 	c.addrs[addrKey(inst.Service, inst.Address, inst.Port)] = inst.ID
 	c.byKey[inst.KeyID]++
-	c.byHost[inst.Host()]++
+	if c.byHost[inst.Host()]++; c.byHost[inst.Host()] == 1 {
+		c.hosts[inst.Host()] = inst.Host()
+	}
 	c.byKeyHost[inst.KeyID+"\x00"+inst.Host()]++
 }
 
 func (c *Catalog) removeInstance(inst *Instance) {
 	delete(c.instances, inst.ID)
-	delete(c.byService[inst.Service], inst.ID)
 	if inst.KeyID == SeedKeyID {
 		decrement(c.seeds, inst.Service)
 	}
@@ -227,25 +227,62 @@ func (c *Catalog) removeInstance(inst *Instance) {
 		delete(c.addrs, ak)
 	}
 	decrement(c.byKey, inst.KeyID)
-	decrement(c.byHost, inst.Host())
+	if decrement(c.byHost, inst.Host()) {
+		delete(c.hosts, inst.Host())
+	}
 	decrement(c.byKeyHost, inst.KeyID+"\x00"+inst.Host())
 }
 
-func decrement(m map[string]int, k string) {
+// decrement counts one fewer of k in m, and reports whether none is
+// left.
+func decrement(m map[string]int, k string) bool {
 	if m[k]--; m[k] <= 0 {
 		delete(m, k)
+		return true
 	}
+	return false
 }
 
-// rebuild replaces the service's immutable view with one built afresh
-// from byService. The view of a service whose last instance left is kept
-// (empty) so that its index keeps growing: a client waiting on that index
-// must see the removal.
-func (c *Catalog) rebuild(service string, idx uint64) {
-	set := c.byService[service]
-	list := make([]*Instance, 0, len(set))
-	for _, inst := range set {
-		list = append(list, inst)
+// intern makes a new instance, not yet stored, of key k share the
+// strings it has in common with others (its service's name, its key's
+// ID, its address, and the few values its scheme, proof and status take)
+// instead of holding copies decoded from its command: at 100,000
+// instances they came to about 9 MB.
+func (c *Catalog) intern(in *Instance, k *Key) {
+	if v := c.services[in.Service]; v != nil {
+		in.Service = v.Name
+	}
+	if k != nil && k.ID == in.KeyID {
+		in.KeyID = k.ID
+	}
+	if h, ok := c.hosts[in.Address]; ok {
+		in.Address = h
+	}
+	if h, ok := c.hosts[in.HostIP]; ok {
+		in.HostIP = h
+	}
+	in.Scheme = internOf(in.Scheme, "http", "https")
+	in.Proof = internOf(in.Proof, ProofAddressPort)
+	in.Status = Status(internOf(string(in.Status), string(StatusPassing), string(StatusCritical)))
+}
+
+// internOf returns the one of common equal to s, or s.
+func internOf(s string, common ...string) string {
+	for _, c := range common {
+		if s == c {
+			return c
+		}
+	}
+	return s
+}
+
+// rebuild replaces the service's immutable view with one of list, all
+// its instances, which it sorts and keeps. The view of a service whose
+// last instance left is kept (empty) so that its index keeps growing: a
+// client waiting on that index must see the removal.
+func (c *Catalog) rebuild(service string, idx uint64, list []*Instance) {
+	if list == nil {
+		list = []*Instance{}
 	}
 	slices.SortFunc(list, byID)
 	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Bars: c.barsBySvc[service]}
@@ -256,12 +293,15 @@ func (c *Catalog) rebuild(service string, idx uint64) {
 // place of the stored instance of its ID. It builds the same view as
 // rebuild, from the current one, by a binary search and a copy: a
 // registration in a service of n instances costs a copy of n pointers,
-// not a pass over a map and a sort. byService must already hold the
-// change.
+// not a pass over a map and a sort.
 func (c *Catalog) update(service string, idx uint64, drop string, add *Instance) {
 	v := c.services[service]
 	if v == nil {
-		c.rebuild(service, idx)
+		var list []*Instance
+		if add != nil {
+			list = []*Instance{add}
+		}
+		c.rebuild(service, idx, list)
 		return
 	}
 	old := v.Instances

@@ -259,14 +259,14 @@ func (c *Catalog) install(rs *restored) {
 	n := len(rs.instances)
 	c.instances = make(map[string]*Instance, n)
 	c.addrs = make(map[string]string, n)
-	c.byService = make(map[string]map[string]*Instance, len(rs.services))
 	c.services = make(map[string]*ServiceView, len(rs.services))
 	sizes := make(map[string]int, len(rs.services))
 	for _, inst := range rs.instances {
 		sizes[inst.Service]++
 	}
+	lists := make(map[string][]*Instance, len(sizes))
 	for name, size := range sizes {
-		c.byService[name] = make(map[string]*Instance, size)
+		lists[name] = make([]*Instance, 0, size)
 	}
 	c.index.Store(rs.index)
 	for _, k := range rs.keys {
@@ -279,7 +279,10 @@ func (c *Catalog) install(rs *restored) {
 		}
 		c.putInstance(inst)
 	}
-	for name := range c.byService {
+	for _, inst := range c.instances { // a later instance of an ID replaced an earlier one
+		lists[inst.Service] = append(lists[inst.Service], inst)
+	}
+	for name := range lists {
 		if _, ok := rs.services[name]; !ok {
 			rs.services[name] = rs.index
 		}
@@ -288,7 +291,7 @@ func (c *Catalog) install(rs *restored) {
 		c.addBar(b)
 	}
 	for name, idx := range rs.services {
-		c.rebuild(name, idx)
+		c.rebuild(name, idx, lists[name])
 	}
 	for _, name := range rs.keyed {
 		c.keyed[name] = true
