@@ -25,9 +25,9 @@ type Catalog struct {
 	// without a pass over them. A service's instances are its view's:
 	// no second index holds them by service (at 100,000 instances one
 	// took 4 MB).
-	seeds map[string]int
-	services  map[string]*ServiceView
-	keys      map[string]*Key
+	seeds    map[string]int
+	services map[string]*ServiceView
+	keys     map[string]*Key
 	// keysByHash maps string(SecretHash) to the key, for authentication.
 	keysByHash map[string]*Key
 	// addrs maps service+address+port to the instance ID, for replacement.
