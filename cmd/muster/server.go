@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -39,7 +40,8 @@ type serverFlags struct {
 	httpAddr, dataDir, raftAddr        string
 	secretFile, tokenFile, allow       string
 	tlsCA, tlsCert, tlsKey             string
-	forceNew, seedCompat               bool
+	forceNew, seedCompat, pprof        bool
+	metricsTokenFile                   string
 	verifyTimeout, grace, seedInterval time.Duration
 	seedChallenge, seedResponse        string
 	seedServices                       string
@@ -122,6 +124,10 @@ func newServerCmd(e env) *cobra.Command {
 	f.BoolVar(&o.forceNew, "force-new-cluster", false, "start although raft.db lost the Raft state this data dir held (see <data-dir>/cluster-id), or after a damaged raft.db was moved aside: the catalog comes back from the latest snapshot in <data-dir>/snapshots, or empty")
 	f.StringVar(&o.tokenFile, "admin-token-file", "", "read the admin token from this file instead of <data-dir>/admin-token; MUSTER_ADMIN_TOKEN gives the token itself")
 	bindEnv(f, "admin-token-file", "MUSTER_ADMIN_TOKEN_FILE")
+	f.StringVar(&o.metricsTokenFile, "metrics-token-file", "", "require the token in this file (at least 16 characters) from scrapers of /metrics, which otherwise answers loopback callers only; MUSTER_METRICS_TOKEN gives the token itself; the admin token is accepted too")
+	bindEnv(f, "metrics-token-file", "MUSTER_METRICS_TOKEN_FILE")
+	f.BoolVar(&o.pprof, "pprof", false, "serve the Go runtime's profiles at /debug/pprof/ on the HTTP port, to the admin token")
+	bindEnv(f, "pprof", "MUSTER_PPROF")
 	f.StringVar(&o.allow, "verify-allow", defaultAllowString(), "comma-separated networks registration callbacks may reach; replaces the default")
 	bindEnv(f, "verify-allow", "MUSTER_VERIFY_ALLOW")
 	f.SetAnnotation("verify-allow", listAnnotation, []string{"true"})
@@ -157,7 +163,7 @@ func newServerCmd(e env) *cobra.Command {
 	f.DurationVar(&o.seedInterval, "seed-heartbeat-interval", seedDef.HeartbeatInterval, "ping interval of tutorial-protocol services; their TTL is three intervals")
 	f.DurationVar(&o.seedVerifyTimeout, "seed-verify-timeout", seedDef.VerifyTimeout, "how long a tutorial-protocol service has to answer the verification callback, which runs after its registration was answered 200")
 	bindEnv(f, "seed-verify-timeout", "MUSTER_SEED_VERIFY_TIMEOUT")
-	for _, name := range []string{"config", "cluster-secret-file", "tls-ca", "tls-cert", "tls-key", "admin-token-file"} {
+	for _, name := range []string{"config", "cluster-secret-file", "tls-ca", "tls-cert", "tls-key", "admin-token-file", "metrics-token-file"} {
 		cmd.MarkFlagFilename(name)
 	}
 	cmd.MarkFlagDirname("data-dir")
@@ -205,6 +211,15 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	cfg.Cluster.HeartbeatTimeout, cfg.Cluster.ElectionTimeout = o.raftHeartbeat, o.raftElection
 	cfg.AdminToken = e.getenv("MUSTER_ADMIN_TOKEN")
 	cfg.AdminTokenFile = o.tokenFile
+	cfg.MetricsToken = e.getenv("MUSTER_METRICS_TOKEN")
+	if o.metricsTokenFile != "" {
+		b, err := os.ReadFile(o.metricsTokenFile)
+		if err != nil {
+			return server.Config{}, usagef("--metrics-token-file: %v", err)
+		}
+		cfg.MetricsToken = strings.TrimSpace(string(b))
+	}
+	cfg.Pprof = o.pprof
 	cfg.Verify.Allow = prefixes
 	cfg.Verify.Timeout = o.verifyTimeout
 	cfg.Liveness.Grace = o.grace

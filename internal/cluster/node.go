@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -265,15 +266,11 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 			return nil, fmt.Errorf("cluster: data dir: %w", err)
 		}
 	}
-	if cfg.NodeID == "" {
-		id, err := loadNodeID(cfg.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		cfg.NodeID = id
-	} else if err := CheckNodeID(cfg.DataDir, cfg.NodeID); err != nil {
+	id, err := NodeIDOf(cfg.DataDir, cfg.NodeID)
+	if err != nil {
 		return nil, err
 	}
+	cfg.NodeID = id
 	n := &Node{cfg: cfg, log: cfg.Logger, cat: cat, ready: make(chan struct{}), stop: make(chan struct{}), halted: make(chan struct{}),
 		peers: map[string]Peer{}}
 	hl := newHCLogger(cfg.Logger)
@@ -492,6 +489,18 @@ func CheckNodeID(dir, id string) error {
 		"it did not start, and the data dir is kept as it is. Start it with --node-id %s (or without --node-id), "+
 		"or, for a backup restored there, restore it again into a new directory with muster snapshot restore FILE --data-dir DIR --node-id %s",
 		dir, b, p, id, b, id)
+}
+
+// NodeIDOf returns the ID of a node opened over the data dir dir with
+// configured as Config.NodeID: configured, once checked against the
+// dir's node-id file (CheckNodeID), or, when configured is empty, the
+// file's, which it creates with a random ID if absent. An assembly calls
+// it before Open to name the node in every line of its log.
+func NodeIDOf(dir, configured string) (string, error) {
+	if configured != "" {
+		return configured, CheckNodeID(dir, configured)
+	}
+	return loadNodeID(dir)
 }
 
 // loadNodeID reads DataDir/node-id, creating it with a random ID if absent.
@@ -734,6 +743,31 @@ func (n *Node) Err() error {
 	default:
 		return nil
 	}
+}
+
+// Stats is this node's Raft state, for metrics.
+type Stats struct {
+	Leader                                         bool
+	Term, CommitIndex, AppliedIndex, SnapshotIndex uint64
+	// LastContact is the time since a follower last heard from its
+	// leader: 0 on the leader, negative when never.
+	LastContact time.Duration
+}
+
+// Stats returns this node's Raft state.
+func (n *Node) Stats() Stats {
+	st := Stats{Leader: n.raft.State() == raft.Leader, Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(),
+		AppliedIndex: n.raft.AppliedIndex(), LastContact: -1}
+	if v, err := strconv.ParseUint(n.raft.Stats()["last_snapshot_index"], 10, 64); err == nil {
+		st.SnapshotIndex = v
+	}
+	switch {
+	case st.Leader:
+		st.LastContact = 0
+	case !n.raft.LastContact().IsZero():
+		st.LastContact = time.Since(n.raft.LastContact())
+	}
+	return st
 }
 
 // Snapshot forces a snapshot now (used by tests and operators).

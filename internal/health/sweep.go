@@ -48,6 +48,10 @@ type SweepConfig struct {
 	// PauseAfter is the tick gap taken as a pause; default 4 intervals,
 	// at least 1s.
 	PauseAfter time.Duration
+	// OnExpired, when set, is told of each expiry the sweep committed:
+	// kind "ttl" (an instance turned critical) or "deregister_after" (a
+	// critical instance removed). It must be cheap (metrics).
+	OnExpired func(kind string)
 }
 
 // DefaultSweepConfig returns the production settings.
@@ -337,6 +341,13 @@ func (s *Sweeper) propose(ctx context.Context, cmd catalog.Command) (ok, stop bo
 	switch {
 	case err == nil:
 		s.cfg.Logger.Info("instance "+string(cmd.Op), "id", cmd.ID, "status", cmd.Status, "reason", cmd.Reason)
+		if s.cfg.OnExpired != nil {
+			kind := "ttl"
+			if cmd.Op == catalog.OpDeregister {
+				kind = "deregister_after"
+			}
+			s.cfg.OnExpired(kind)
+		}
 		return true, false
 	case errors.Is(err, catalog.ErrConflict), errors.Is(err, catalog.ErrNotFound):
 		// A heartbeat or deregistration won the race; nothing to do.

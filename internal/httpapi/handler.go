@@ -35,6 +35,16 @@ type Deps struct {
 	// that may run for minutes (streams, blocking queries) then return, so
 	// that shutdown need not wait for them.
 	Closing context.Context
+	// Observer is told what the API answered, for metrics (optional).
+	Observer Observer
+	// Metrics, when set, is served at GET /metrics: to loopback callers
+	// when MetricsToken is empty, else to callers that present it or the
+	// admin token (see metricsRoutes).
+	Metrics      http.Handler
+	MetricsToken string
+	// Pprof serves the runtime's profiles at /debug/pprof/ to the admin
+	// token.
+	Pprof bool
 }
 
 type apiServer struct {
@@ -52,6 +62,10 @@ type apiServer struct {
 	closing    context.Context // nil: never
 	// nodeHeader is the X-Muster-Node value last sent (see beginRead).
 	nodeHeader atomic.Pointer[[]string]
+	obs        Observer
+	// reqSeq numbers the requests that bring no ID of their own, for
+	// their debug lines.
+	reqSeq atomic.Uint64
 }
 
 // NewHandler returns the API handler.
@@ -63,10 +77,10 @@ func NewHandler(d Deps) http.Handler {
 		d.MaxBody = 64 << 10
 	}
 	a := &apiServer{reg: d.Registry, log: d.Logger, maxBody: d.MaxBody, enc: newInstanceEncoder(), lookups: newLookupSlots(d.Lookups),
-		watchCfg: d.Watch.withDefaults(), closing: d.Closing, beatBodies: newBodyBudget(beatsBudget, beatsBudgetPerClient)}
+		watchCfg: d.Watch.withDefaults(), closing: d.Closing, beatBodies: newBodyBudget(beatsBudget, beatsBudgetPerClient), obs: d.Observer}
 	a.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
 
-	all := d.Mount
+	all := append(d.Mount, a.metricsRoutes(d)...)
 	for _, rt := range a.routes() {
 		all = append(all, Route{rt.Method, rt.Pattern, a.adapt(rt.Handler)})
 	}
@@ -74,7 +88,7 @@ func NewHandler(d Deps) http.Handler {
 	paths := http.NewServeMux() // the same patterns without methods, to tell 405 from 404
 	allowed := map[string][]string{}
 	for _, rt := range all {
-		mux.Handle(rt.Method+" "+rt.Pattern, rt.Handler)
+		mux.Handle(rt.Method+" "+rt.Pattern, a.instrument(rt.Method+" "+rt.Pattern, rt.Handler))
 		if _, ok := allowed[rt.Pattern]; !ok {
 			paths.Handle(rt.Pattern, http.NotFoundHandler())
 		}

@@ -29,8 +29,11 @@ var (
 func (a *apiServer) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	inst, status, err := a.reg.Heartbeat(r.Context(), r.PathValue("id"), Bearer(r))
 	if err != nil {
-		return heartbeatAuth.apply(err)
+		err = heartbeatAuth.apply(err)
+		a.beats(1, counted(tokenRefused(err)))
+		return err
 	}
+	a.beats(1, 0)
 	var buf [64]byte
 	b := append(buf[:0], `{"ttl":"`...)
 	b = append(b, inst.TTL.String()...)
@@ -156,12 +159,17 @@ func (a *apiServer) heartbeats(w http.ResponseWriter, r *http.Request) error {
 	}
 	b := make([]byte, 0, 16+len(out)*40)
 	b = append(b, `{"results":[`...)
+	refused := 0
 	for i, res := range out {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = appendBeatResult(b, res)
+		if res.Err != nil && tokenRefused(heartbeatAuth.apply(res.Err)) {
+			refused++
+		}
 	}
+	a.beats(len(out), refused)
 	b = append(b, "]}\n"...)
 	writeRaw(w, http.StatusOK, b)
 	return nil

@@ -10,6 +10,12 @@ import (
 // key is checked before the body is read, then the registry validates,
 // calls the instance back, and commits.
 func (a *apiServer) register(w http.ResponseWriter, r *http.Request) error {
+	err := a.registerOnce(w, r)
+	a.registration(err)
+	return err
+}
+
+func (a *apiServer) registerOnce(w http.ResponseWriter, r *http.Request) error {
 	adm, err := a.reg.AdmitKey(Bearer(r), r.PathValue("service"))
 	if err != nil {
 		return authMessages{missing: "enrolment key required (Authorization: Bearer ...)"}.apply(err)

@@ -38,8 +38,11 @@ var layers = map[string][]string{
 	"internal/registry": {"api", "internal/catalog", "internal/checks", "internal/health", "internal/random", "internal/verify"},
 	"internal/httpapi":  {"api", "internal/catalog", "internal/registry"},
 	"internal/seedapi":  {"api", "internal/catalog", "internal/httpapi", "internal/registry"},
+	// telemetry holds the Prometheus registry and instruments; it
+	// imports nothing of ours (the server feeds it).
+	"internal/telemetry": {},
 	"internal/server": {"api", "internal/catalog", "internal/checks", "internal/cluster", "internal/durable", "internal/health",
-		"internal/httpapi", "internal/random", "internal/registry", "internal/seedapi", "internal/verify"},
+		"internal/httpapi", "internal/random", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/verify"},
 
 	// Test helpers (imported only by _test files).
 	"internal/testutil":   {"api"},
@@ -65,11 +68,15 @@ var thirdParty = map[string][]string{
 	"github.com/hashicorp/raft-boltdb/": {"internal/cluster"},
 	"github.com/hashicorp/go-hclog":     {"internal/cluster"},
 	"go.etcd.io/bbolt":                  {"internal/cluster"},
-	"golang.org/x/net/html":             {"examples/wordcloud/..."},
-	"github.com/spf13/cobra":            {"cmd/muster"},
-	"github.com/spf13/pflag":            {"cmd/muster"},
-	"github.com/BurntSushi/toml":        {"cmd/muster"},
-	"go.yaml.in/yaml/v3":                {"cmd/muster"},
+	// Metrics: client_golang, and go-metrics for Raft's own (its
+	// Prometheus sink), in internal/telemetry alone.
+	"github.com/prometheus/client_golang": {"internal/telemetry"},
+	"github.com/armon/go-metrics":         {"internal/telemetry"},
+	"golang.org/x/net/html":               {"examples/wordcloud/..."},
+	"github.com/spf13/cobra":              {"cmd/muster"},
+	"github.com/spf13/pflag":              {"cmd/muster"},
+	"github.com/BurntSushi/toml":          {"cmd/muster"},
+	"go.yaml.in/yaml/v3":                  {"cmd/muster"},
 	// google.golang.org/grpc is in go.mod for internal/checks' tests
 	// alone (its gRPC check against grpc-go's own health server); no
 	// rule lets non-test code import it, so it never reaches a binary.

@@ -23,6 +23,7 @@ import (
 	"github.com/musterhq/muster/internal/random"
 	"github.com/musterhq/muster/internal/registry"
 	"github.com/musterhq/muster/internal/seedapi"
+	"github.com/musterhq/muster/internal/telemetry"
 	"github.com/musterhq/muster/internal/verify"
 )
 
@@ -64,6 +65,13 @@ type Config struct {
 	// EventHistory is how many recent changes the catalog keeps for event
 	// streams to resume from (catalog.DefaultEventHistory when zero).
 	EventHistory int
+	// MetricsToken, when set, is required from scrapers of /metrics
+	// (the admin token is accepted too); when empty, /metrics answers
+	// loopback callers only.
+	MetricsToken string
+	// Pprof serves the runtime's profiles at /debug/pprof/ on the API
+	// port, to the admin token.
+	Pprof bool
 	// LeaveOnClose makes Close remove this server from its cluster first
 	// (muster server --leave-on-terminate): a server that leaves for good
 	// does not stay a voter that the cluster counts on.
@@ -102,6 +110,9 @@ func (c Config) Validate() error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen {
 		errs = append(errs, fmt.Errorf("the admin token must be at least %d characters (openssl rand -hex 24 makes one)", MinAdminTokenLen))
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < MinAdminTokenLen {
+		errs = append(errs, fmt.Errorf("the metrics token must be at least %d characters (openssl rand -hex 24 makes one)", MinAdminTokenLen))
 	}
 	if c.EventHistory < 0 {
 		errs = append(errs, errors.New("the event history must not be negative"))
@@ -142,6 +153,8 @@ type Server struct {
 	// relay carries heartbeats between the members (nil on a single
 	// node).
 	relay *relay
+	// metrics are this server's Prometheus metrics (GET /metrics).
+	metrics *telemetry.Metrics
 }
 
 // trackNew records connections that have not sent a request yet.
@@ -209,6 +222,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("server: data dir: %w", err)
 	}
+	if ncfg.NodeID, err = cluster.NodeIDOf(s.cfg.DataDir, ncfg.NodeID); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.log = s.log.With("node_id", ncfg.NodeID) // on every line from here on, Raft's too
 	if tightened {
 		s.log.Warn("the data dir was readable by others; made it the owner's alone (0700)", "data_dir", s.cfg.DataDir)
 	}
@@ -235,7 +252,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		repl.relay, replica = s.relay, s.relay
 	}
 	s.live = health.NewLiveness(s.cfg.Liveness, tracker, node, replica)
-	verifier, err := verify.New(s.cfg.Verify)
+	s.metrics = telemetry.New(metricsSource{s})
+	vcfg := s.cfg.Verify
+	vcfg.Observe = s.metrics.Callback
+	verifier, err := verify.New(vcfg)
 	if err != nil {
 		node.Close()
 		return fmt.Errorf("server: %w", err)
@@ -261,7 +281,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	var closing context.Context
 	closing, s.closeLong = context.WithCancel(context.Background())
 	handler := httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: s.log, MaxBody: maxBody, Mount: mount,
-		Lookups: s.cfg.Lookups, Watch: s.cfg.Watch, Closing: closing})
+		Lookups: s.cfg.Lookups, Watch: s.cfg.Watch, Closing: closing, Observer: observer(s.metrics),
+		Metrics: s.metrics.Handler(), MetricsToken: s.cfg.MetricsToken, Pprof: s.cfg.Pprof})
 	s.handler = handler
 	if limit := fileLimit(); limit > 0 {
 		// Connections, idle or not, within three quarters of the limit of
@@ -299,7 +320,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}()
 	}
 	s.log.Info("muster listening", "http_addr", ln.Addr().String(), "url", s.URL(), "raft_addr", node.RaftAddr(),
-		"data_dir", s.cfg.DataDir, "node_id", node.NodeID())
+		"data_dir", s.cfg.DataDir)
 	return nil
 }
 
@@ -342,6 +363,7 @@ const maxBody = 64 << 10
 func (s *Server) sweepWhileLeader(ctx context.Context) {
 	scfg := s.cfg.Sweep
 	scfg.Logger = s.log
+	scfg.OnExpired = func(kind string) { s.metrics.Expired(kind, 1) }
 	sw := health.NewSweeper(scfg, s.live, s.cat, s.node)
 	for {
 		ready, _ := s.node.Ready()

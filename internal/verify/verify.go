@@ -45,6 +45,11 @@ type Config struct {
 	// Allow lists the networks a callback may connect to. The cloud
 	// metadata addresses (metadata.go) are refused even inside it.
 	Allow []netip.Prefix
+	// Observe, when set, is told of each callback (Call) once it ends:
+	// its time and its result, "ok", the verification reason it failed
+	// for, or "not_allowed". It must be cheap and safe for concurrent
+	// use (metrics).
+	Observe func(d time.Duration, result string)
 }
 
 // DefaultConfig returns a 2 s timeout, a 64 KiB answer cap and DefaultAllow.
@@ -307,6 +312,31 @@ func (v *Verifier) Verify(ctx context.Context, t Target, req api.VerifyRequest, 
 // its own. Either way the request is sent once: it is sent again, on a
 // new connection, only when not a byte of it left on a kept one.
 func (v *Verifier) Call(ctx context.Context, t Target, contentType string, body []byte) ([]byte, error) {
+	if v.cfg.Observe == nil {
+		return v.call(ctx, t, contentType, body)
+	}
+	start := time.Now()
+	data, err := v.call(ctx, t, contentType, body)
+	v.cfg.Observe(time.Since(start), resultOf(err))
+	return data, err
+}
+
+// resultOf names a callback's result for Config.Observe.
+func resultOf(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &e):
+		return e.Reason
+	case errors.Is(err, ErrNotAllowed):
+		return "not_allowed"
+	default:
+		return api.ReasonUnreachable
+	}
+}
+
+func (v *Verifier) call(ctx context.Context, t Target, contentType string, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
 	if key, ok := keptKey(t, contentType); ok {

@@ -1,0 +1,293 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testserver"
+	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+// scrape GETs url with token (if any) and parses the answer with
+// Prometheus' own text parser.
+func scrape(t *testing.T, url, token string) map[string]*dto.MetricFamily {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("the answer does not parse as Prometheus text: %v", err)
+	}
+	return fams
+}
+
+// value returns the value of the sample of family name whose labels
+// include want, and whether there is one.
+func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			if labels[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		case m.Summary != nil:
+			return float64(m.GetSummary().GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+// TestMetrics_scrape: /metrics answers a loopback scraper without a token
+// in Prometheus' text format, parsed by Prometheus' own parser; every
+// family of muster's is named muster_… with the type its name promises;
+// and the counters move with what the registry does: a registration, a
+// refused one, heartbeats (one with a wrong token), a lookup; the gauges
+// say how many instances and services there are and that this node
+// leads; Raft's own measurements (go-metrics) and the Go runtime's are
+// there.
+func TestMetrics_scrape(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	ctx := context.Background()
+	url := h.Srv.URL() + "/metrics"
+	before := scrape(t, url, "")
+
+	k := h.Key(t, "svc")
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := h.Anon.Register(ctx, "svc", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Anon.Register(ctx, "svc", "not-the-key", api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port()}); err == nil {
+		t.Fatal("a registration with a wrong key was accepted")
+	}
+	// One request each (the SDK would gather them into batches).
+	beat := func(token string) int {
+		req, _ := http.NewRequest("PUT", h.Srv.URL()+"/v1/instances/"+reg.ID+"/heartbeat", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	tok := inst.TokenOf(reg.ID)
+	for range 3 {
+		if c := beat(tok); c != http.StatusOK {
+			t.Fatalf("heartbeat: %d", c)
+		}
+	}
+	if c := beat("wrong-token"); c != http.StatusForbidden && c != http.StatusUnauthorized {
+		t.Fatalf("heartbeat with a wrong token: %d", c)
+	}
+	if _, err := h.Anon.Lookup(ctx, "svc"); err != nil {
+		t.Fatal(err)
+	}
+	after := scrape(t, url, "")
+
+	for name, f := range after {
+		if !strings.HasPrefix(name, "muster_") {
+			continue
+		}
+		switch {
+		case strings.HasSuffix(name, "_total") && f.GetType() != dto.MetricType_COUNTER:
+			t.Errorf("%s is a %v, not a counter", name, f.GetType())
+		case strings.HasSuffix(name, "_seconds") && f.GetType() == dto.MetricType_COUNTER:
+			t.Errorf("%s is a counter of seconds without _total", name)
+		case f.GetHelp() == "":
+			t.Errorf("%s has no help", name)
+		}
+	}
+	moved := func(name string, labels map[string]string, by float64) {
+		t.Helper()
+		b, _ := value(before, name, labels)
+		a, ok := value(after, name, labels)
+		if !ok {
+			t.Errorf("%s%v missing from the scrape", name, labels)
+			return
+		}
+		if a-b != by {
+			t.Errorf("%s%v moved by %v, want %v", name, labels, a-b, by)
+		}
+	}
+	moved("muster_registrations_total", map[string]string{"result": "ok"}, 1)
+	moved("muster_registrations_total", map[string]string{"result": api.CodeUnauthorized}, 1)
+	moved("muster_heartbeats_total", nil, 4)
+	moved("muster_heartbeat_auth_failures_total", nil, 1)
+	moved("muster_verification_callback_duration_seconds", map[string]string{"result": "ok"}, 1)
+	moved("muster_http_requests_total", map[string]string{"route": "POST /v1/services/{service}/instances", "code": "2xx"}, 1)
+	moved("muster_http_requests_total", map[string]string{"route": "POST /v1/services/{service}/instances", "code": "4xx"}, 1)
+	moved("muster_http_requests_total", map[string]string{"route": "PUT /v1/instances/{id}/heartbeat", "code": "2xx"}, 3)
+	moved("muster_http_request_duration_seconds", map[string]string{"route": "GET /v1/services/{service}"}, 1)
+	for name, want := range map[string]float64{"muster_raft_leader": 1, "muster_services": 1} {
+		if v, ok := value(after, name, nil); !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+		}
+	}
+	if v, _ := value(after, "muster_instances", map[string]string{"status": "passing"}); v != 1 {
+		t.Errorf("muster_instances{status=passing} = %v, want 1", v)
+	}
+	if v, _ := value(after, "muster_raft_applied_index", nil); v < 2 {
+		t.Errorf("muster_raft_applied_index = %v", v)
+	}
+	for _, name := range []string{"muster_raft_apply", "muster_raft_commitTime", "go_goroutines", "process_resident_memory_bytes"} {
+		if after[name] == nil {
+			t.Errorf("%s missing from the scrape", name)
+		}
+	}
+	// No label names a service, an instance or a key.
+	for name, f := range after {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v := l.GetValue(); v == "svc" || v == reg.ID || v == k.ID {
+					t.Errorf("%s has label %s=%s", name, l.GetName(), v)
+				}
+			}
+		}
+	}
+}
+
+// TestMetrics_token: with a metrics token, /metrics answers only callers
+// that present it or the admin token, loopback ones included, with the
+// API's JSON errors (without one, see TestMetrics_stranger).
+func TestMetrics_token(t *testing.T) {
+	const token = "metrics-token-0123456789"
+	h := testserver.NewHarness(t, func(c *server.Config) { c.MetricsToken = token })
+	url := h.Srv.URL() + "/metrics"
+	for _, tc := range []struct {
+		token string
+		want  int
+		code  string
+	}{
+		{"", http.StatusUnauthorized, api.CodeUnauthorized},
+		{"wrong-token-0123456789", http.StatusForbidden, api.CodeForbidden},
+		{token, http.StatusOK, ""},
+		{h.AdminToken(t), http.StatusOK, ""},
+	} {
+		req, _ := http.NewRequest("GET", url, nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("token %q: %d, want %d: %s", tc.token, resp.StatusCode, tc.want, body)
+		}
+		if tc.code != "" && !strings.Contains(string(body), `"code":"`+tc.code+`"`) {
+			t.Errorf("token %q: body %s, want code %s", tc.token, body, tc.code)
+		}
+	}
+	if _, err := server.New(func() server.Config {
+		c := testserver.Config(t)
+		c.MetricsToken = "short"
+		return c
+	}()); err == nil || !strings.Contains(err.Error(), "metrics token") {
+		t.Errorf("a short metrics token: %v", err)
+	}
+}
+
+// TestPprof: /debug/pprof/ is off by default (404), and with Pprof on it
+// answers the admin token only.
+func TestPprof(t *testing.T) {
+	get := func(url, token string) int {
+		req, _ := http.NewRequest("GET", url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	off := testserver.NewHarness(t, nil)
+	if c := get(off.Srv.URL()+"/debug/pprof/", off.AdminToken(t)); c != http.StatusNotFound {
+		t.Errorf("pprof off: %d, want 404", c)
+	}
+	on := testserver.NewHarness(t, func(c *server.Config) { c.Pprof = true })
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {"not-the-admin-token-00", http.StatusForbidden}, {on.AdminToken(t), http.StatusOK}} {
+		if c := get(on.Srv.URL()+"/debug/pprof/goroutine?debug=1", tc.token); c != tc.want {
+			t.Errorf("pprof with token %q: %d, want %d", tc.token, c, tc.want)
+		}
+	}
+}
+
+// TestMetrics_stranger: without a metrics token, /metrics refuses a
+// caller that is not on a loopback address, with a JSON error that says
+// how to allow it (the server's handler, called with the peer addresses a
+// remote caller would have: the tests reach only loopback).
+func TestMetrics_stranger(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	for _, tc := range []struct {
+		remote string
+		want   int
+	}{
+		{"192.0.2.10:4000", http.StatusForbidden},
+		{"[2001:db8::1]:4000", http.StatusForbidden},
+		{"10.0.0.1:1", http.StatusForbidden},
+		{"127.0.0.1:4000", http.StatusOK},
+		{"[::1]:4000", http.StatusOK},
+		{"[::ffff:127.0.0.1]:4000", http.StatusOK},
+	} {
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.RemoteAddr = tc.remote
+		rec := httptest.NewRecorder()
+		h.Srv.Handler().ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("from %s: %d, want %d: %s", tc.remote, rec.Code, tc.want, rec.Body)
+		}
+		if tc.want == http.StatusForbidden && !strings.Contains(rec.Body.String(), "--metrics-token") {
+			t.Errorf("from %s: the refusal does not say how to allow it: %s", tc.remote, rec.Body)
+		}
+	}
+}
