@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -289,5 +290,59 @@ func TestMetrics_stranger(t *testing.T) {
 		if tc.want == http.StatusForbidden && !strings.Contains(rec.Body.String(), "--metrics-token") {
 			t.Errorf("from %s: the refusal does not say how to allow it: %s", tc.remote, rec.Body)
 		}
+	}
+}
+
+// TestMetrics_expiriesAndRequestLines: an instance that stops
+// heartbeating is counted by muster_expiries_total{kind="ttl"} once the
+// leader's sweep commits it critical, then by kind="deregister_after"
+// once it is removed; and at debug level each request has one line with
+// its method, route, status, duration, request ID (the caller's
+// X-Request-Id, echoed) and caller.
+func TestMetrics_expiriesAndRequestLines(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	ctx := context.Background()
+	url := h.Srv.URL() + "/metrics"
+	k := h.Key(t, "svc")
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	if _, err := h.Anon.Register(ctx, "svc", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1s", DeregisterAfter: "2s"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fams := scrape(t, url, "")
+		ttl, _ := value(fams, "muster_expiries_total", map[string]string{"kind": "ttl"})
+		gone, _ := value(fams, "muster_expiries_total", map[string]string{"kind": "deregister_after"})
+		if ttl == 1 && gone == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("expiries counted: ttl %v, deregister_after %v; want 1 and 1", ttl, gone)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	req, _ := http.NewRequest("GET", h.Srv.URL()+"/v1/services/svc", nil)
+	req.Header.Set("X-Request-Id", "req-42")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Request-Id"); got != "req-42" {
+		t.Errorf("X-Request-Id echoed %q", got)
+	}
+	var line string
+	for _, l := range strings.Split(h.Logs.String(), "\n") {
+		if strings.Contains(l, "request_id=req-42") {
+			line = l
+		}
+	}
+	ok := line != ""
+	for _, part := range []string{"level=DEBUG msg=request ", "node_id=node-", `method=GET route="GET /v1/services/{service}" status=200 duration=`, "caller=127.0.0.1:"} {
+		ok = ok && strings.Contains(line, part)
+	}
+	if !ok {
+		t.Errorf("no debug line for the request (with node_id and caller):\n%s", h.Logs.String())
 	}
 }
