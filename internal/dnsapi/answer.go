@@ -271,11 +271,18 @@ func (r *responder) service(q dns.Question, name, tag string, limit int) int {
 		}
 		return true
 	})
-	rand.Shuffle(len(r.picks), func(i, j int) { r.picks[i], r.picks[j] = r.picks[j], r.picks[i] })
-	r.records(q)
 	if seen > len(r.picks) {
+		// Some were left out of the reservoir: a client that wants them
+		// all must ask over TCP (or, there, for a smaller service).
 		r.resp.Truncated = true
 	}
+	if q.Qtype != dns.TypeSRV {
+		// Instances that share an address are one A or AAAA record.
+		slices.SortFunc(r.picks, func(a, b pick) int { return a.addr.Compare(b.addr) })
+		r.picks = slices.CompactFunc(r.picks, func(a, b pick) bool { return a.addr == b.addr })
+	}
+	rand.Shuffle(len(r.picks), func(i, j int) { r.picks[i], r.picks[j] = r.picks[j], r.picks[i] })
+	r.records(q)
 	return dns.RcodeSuccess
 }
 

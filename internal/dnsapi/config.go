@@ -64,6 +64,11 @@ func (c Config) Enabled() bool { return c.Addr != "" }
 // Validate reports every setting it cannot use, naming the flag's words.
 func (c Config) Validate() error {
 	var errs []error
+	if c.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("dnsapi: DNS address %q must be host:port (127.0.0.1:8600)", c.Addr))
+		}
+	}
 	if _, err := NormalizeDomain(c.Domain); err != nil {
 		errs = append(errs, err)
 	}
