@@ -159,12 +159,12 @@ func TestDNS_Negative(t *testing.T) {
 		{"www.muster.", dns.TypeA, dns.RcodeNameError},
 		{"web.muster.", dns.TypeA, dns.RcodeNameError},
 
-		{"down.service.muster.", dns.TypeA, dns.RcodeSuccess},        // exists, its one instance critical
-		{"down.service.muster.", dns.TypeSRV, dns.RcodeSuccess},      // likewise
-		{"old.web.service.muster.", dns.TypeSRV, dns.RcodeSuccess},   // the tag's instances drained or critical
-		{"v1.web.service.muster.", dns.TypeAAAA, dns.RcodeSuccess},   // b has no IPv6 address
-		{"web.service.muster.", dns.TypeTXT, dns.RcodeSuccess},       // no record of the type
-		{"web.service.muster.", dns.TypeMX, dns.RcodeSuccess},        //
+		{"down.service.muster.", dns.TypeA, dns.RcodeSuccess},         // exists, its one instance critical
+		{"down.service.muster.", dns.TypeSRV, dns.RcodeSuccess},       // likewise
+		{"old.web.service.muster.", dns.TypeSRV, dns.RcodeSuccess},    // the tag's instances drained or critical
+		{"v1.web.service.muster.", dns.TypeAAAA, dns.RcodeSuccess},    // b has no IPv6 address
+		{"web.service.muster.", dns.TypeTXT, dns.RcodeSuccess},        // no record of the type
+		{"web.service.muster.", dns.TypeMX, dns.RcodeSuccess},         //
 		{ids["d"] + ".instance.muster.", dns.TypeA, dns.RcodeSuccess}, // drained
 		{ids["e"] + ".instance.muster.", dns.TypeA, dns.RcodeSuccess}, // critical
 		{ids["a"] + ".instance.muster.", dns.TypeAAAA, dns.RcodeSuccess},
