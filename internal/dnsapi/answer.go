@@ -105,10 +105,11 @@ func (r *responder) respond(q []byte, tcp bool) []byte {
 		}
 		return r.headerOnly(q, rcode)
 	}
-	// A query holds one question, nothing in the answer and authority
-	// sections, and at most an OPT and a TSIG record beside it: a larger
-	// count is refused before anything is decoded.
-	if qd != 1 || an != 0 || ns != 0 || ar > 2 {
+	// A query holds one question, nothing in the answer section, at most
+	// one record in the authority section (an IXFR's SOA), and at most an
+	// OPT and a TSIG record beside them: larger counts are refused before
+	// anything is decoded.
+	if qd != 1 || an != 0 || ns > 1 || ar > 2 {
 		return r.headerOnly(q, dns.RcodeFormatError)
 	}
 	if err := r.req.Unpack(q); err != nil || len(r.req.Question) != 1 {
