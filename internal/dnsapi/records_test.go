@@ -24,7 +24,7 @@ import (
 //	down: x 127.0.0.6:8080, critical
 //
 // It returns the rig and the IDs by letter.
-func catalogRig(t *testing.T, mutate func(*server.Config)) (*rig, map[string]string) {
+func catalogRig(t testing.TB, mutate func(*server.Config)) (*rig, map[string]string) {
 	t.Helper()
 	r := newRig(t, mutate)
 	ids := map[string]string{
