@@ -62,24 +62,28 @@ type pick struct {
 // connection has one, and reuses its scratch space from query to query,
 // so that an answer allocates little beyond what packing it needs.
 type responder struct {
-	s     *Server
-	req   dns.Msg
-	resp  dns.Msg
-	buf   []byte // the packed answer
-	picks []pick
-	srv   []dns.SRV
-	a     []dns.A
-	aaaa  []dns.AAAA
-	ip4   [][4]byte
-	ip6   [][16]byte
-	ans   []dns.RR // the answer section, before it is fitted
-	extra []dns.RR // the additional section, before it is fitted (no OPT)
-	opt   dns.OPT
-	soa   dns.SOA
+	s      *Server
+	req    dns.Msg
+	resp   dns.Msg
+	buf    []byte // the packed answer
+	picks  []pick
+	srv    []dns.SRV
+	a      []dns.A
+	aaaa   []dns.AAAA
+	ip4    [][4]byte
+	ip6    [][16]byte
+	labels []string // the query's name, relative to the zone
+	ans    []dns.RR // the answer section, before it is fitted
+	extra  []dns.RR // the additional section, before it is fitted (no OPT)
+	opt    dns.OPT
+	soa    dns.SOA
+	// targets are the SRV targets of the instances answered lately
+	// (catalog instances are immutable: a pointer's target never changes).
+	targets map[*catalog.Instance]string
 }
 
 func newResponder(s *Server) *responder {
-	r := &responder{s: s, soa: s.soa}
+	r := &responder{s: s, soa: s.soa, targets: map[*catalog.Instance]string{}}
 	r.opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}
 	return r
 }
@@ -186,7 +190,8 @@ func (r *responder) answer(tcp bool) []byte {
 		return r.fail(dns.RcodeServerFailure, opt)
 	}
 
-	labels := splitLabels(rel)
+	r.labels = splitLabels(r.labels[:0], rel)
+	labels := r.labels
 	var rcode int
 	switch {
 	case len(labels) == 0:
@@ -333,9 +338,8 @@ func (r *responder) records(q dns.Question) {
 		case dns.TypeSRV:
 			srv := &r.srv[i]
 			*srv = dns.SRV{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
-				Priority: 1, Weight: weight(p.quality), Port: uint16(p.inst.Port), Target: p.inst.Address + "."}
+				Priority: 1, Weight: weight(p.quality), Port: uint16(p.inst.Port), Target: r.target(p)}
 			if p.addr.IsValid() {
-				srv.Target = r.s.target(p.inst.ID)
 				r.extra = append(r.extra, r.address(i, srv.Target, p.addr))
 			}
 			r.ans = append(r.ans, srv)
@@ -343,6 +347,28 @@ func (r *responder) records(q dns.Question) {
 			r.ans = append(r.ans, r.address(i, q.Name, p.addr))
 		}
 	}
+}
+
+// maxTargets bounds a responder's cache of SRV targets.
+const maxTargets = 1024
+
+// target returns the SRV target of p: the name of its instance
+// (ID.instance.<domain>) when it has an IP address, else its host name.
+// The names are kept per instance, so that a steady service's answers
+// build no string; the cache starts over when it holds maxTargets.
+func (r *responder) target(p pick) string {
+	if t, ok := r.targets[p.inst]; ok {
+		return t
+	}
+	t := p.inst.Address + "."
+	if p.addr.IsValid() {
+		t = r.s.target(p.inst.ID)
+	}
+	if len(r.targets) >= maxTargets {
+		clear(r.targets)
+	}
+	r.targets[p.inst] = t
+	return t
 }
 
 // address returns the A or AAAA record of addr owned by name, in slot i
@@ -396,7 +422,10 @@ func (r *responder) pack(limit int, opt *dns.OPT) []byte {
 		}
 	}
 	set(len(r.ans), len(r.extra))
-	if len(r.ans) > 0 && m.Len() > limit {
+	b, err := m.PackBuffer(r.buf[:cap(r.buf)])
+	if err == nil && len(b) > limit && len(r.ans) > 0 {
+		// Too large: what fits is found with Len, which computes the
+		// packed size without packing.
 		if set(len(r.ans), 0); m.Len() <= limit {
 			ne := largestFitting(len(r.extra), func(i int) bool { set(len(r.ans), i); return m.Len() <= limit })
 			set(len(r.ans), ne)
@@ -405,8 +434,8 @@ func (r *responder) pack(limit int, opt *dns.OPT) []byte {
 			set(na, 0)
 			m.Truncated = true
 		}
+		b, err = m.PackBuffer(r.buf[:cap(r.buf)])
 	}
-	b, err := m.PackBuffer(r.buf[:cap(r.buf)])
 	if err != nil {
 		// Nothing muster builds fails to pack; should it, the client
 		// hears SERVFAIL rather than silence.
@@ -437,13 +466,9 @@ func largestFitting(n int, fits func(int) bool) int {
 	return lo
 }
 
-// splitLabels splits a relative name ("a.b.", or "" for the apex) into
-// its labels, keeping escaped dots ("\.") inside a label.
-func splitLabels(rel string) []string {
-	if rel == "" {
-		return nil
-	}
-	var out []string
+// splitLabels appends to out the labels of a relative name ("a.b.", or
+// "" for the apex), keeping escaped dots ("\.") inside a label.
+func splitLabels(out []string, rel string) []string {
 	start := 0
 	for i := 0; i < len(rel); i++ {
 		switch rel[i] {

@@ -81,10 +81,10 @@ func TestServer_within(t *testing.T) {
 // TestLabels: names split at dots that are not escaped, and labels
 // decode their escapes, as tags with dots need.
 func TestLabels(t *testing.T) {
-	if got := splitLabels(`v1\.2.web.service.`); !slices.Equal(got, []string{`v1\.2`, "web", "service"}) {
+	if got := splitLabels(nil, `v1\.2.web.service.`); !slices.Equal(got, []string{`v1\.2`, "web", "service"}) {
 		t.Errorf("splitLabels: %q", got)
 	}
-	if got := splitLabels(""); got != nil {
+	if got := splitLabels(nil, ""); got != nil {
 		t.Errorf("splitLabels of the apex: %q", got)
 	}
 	for in, want := range map[string]string{`v1\.2`: "v1.2", `a\032b`: "a b", `x\\y`: `x\y`, "plain": "plain", `end\`: `end\`} {
