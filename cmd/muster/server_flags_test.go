@@ -63,7 +63,16 @@ func TestServerProcess_DiskReserve(t *testing.T) {
 	// With the guard off (0) on the same data dir, writes work.
 	p.kill9(t)
 	p = startProc(t, dir, "--disk-reserve-mib", "0")
-	admin, _ = client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
+	registerWeb(t, p, dir)
+}
+
+// registerWeb registers an instance of service web at 127.0.0.1 with a
+// new enrolment key, on the server p over the data dir dir, and returns
+// its port.
+func registerWeb(t *testing.T, p *proc, dir string) int {
+	t.Helper()
+	ctx := context.Background()
+	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
 	k, err := admin.CreateKey(ctx, []string{"web"}, "")
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +81,7 @@ func TestServerProcess_DiskReserve(t *testing.T) {
 	if _, err := admin.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()}); err != nil {
 		t.Fatal(err)
 	}
+	return in.Port()
 }
 
 // TestServer_SeedCompatNeedsNames: --seed-compat without --seed-services,
@@ -222,7 +232,6 @@ func TestServerProcess_DNS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the server binary")
 	}
-	ctx := context.Background()
 	dir := t.TempDir()
 	p := startProc(t, dir, "--dns-addr", "127.0.0.1:0", "--dns-ttl", "1s")
 	var dnsAddr string
@@ -238,15 +247,7 @@ func TestServerProcess_DNS(t *testing.T) {
 	if dnsAddr == "" {
 		t.Fatalf("the server logged no dns_addr:\n%s", p.log.String())
 	}
-	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
-	k, err := admin.CreateKey(ctx, []string{"web"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := testutil.NewInstance(t, k.Secret, verify.Proof)
-	if _, err := admin.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()}); err != nil {
-		t.Fatal(err)
-	}
+	port := registerWeb(t, p, dir)
 	q := new(dns.Msg)
 	q.SetQuestion("web.service.muster.", dns.TypeSRV)
 	for _, network := range []string{"udp", "tcp"} {
@@ -254,7 +255,7 @@ func TestServerProcess_DNS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(m.Answer) != 1 || m.Answer[0].(*dns.SRV).Port != uint16(in.Port()) || m.Answer[0].Header().Ttl != 1 {
+		if len(m.Answer) != 1 || m.Answer[0].(*dns.SRV).Port != uint16(port) || m.Answer[0].Header().Ttl != 1 {
 			t.Errorf("%s: %v", network, m.Answer)
 		}
 	}
