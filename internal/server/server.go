@@ -278,6 +278,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		node.Close()
 		return fmt.Errorf("server: %w", err)
 	}
+	if s.dnsUDP != nil {
+		if s.dns, err = dnsapi.New(s.cfg.DNS, reg, s.log); err != nil {
+			node.Close()
+			return fmt.Errorf("server: %w", err)
+		}
+	}
 	var mount []httpapi.Route
 	if reg.SeedEnabled() {
 		mount = seedapi.New(reg, s.log, maxBody).Routes()
@@ -324,8 +330,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	attrs := []any{"http_addr", ln.Addr().String(), "url", s.URL(), "raft_addr", node.RaftAddr(),
 		"data_dir", s.cfg.DataDir, "node_id", node.NodeID()}
-	if s.dnsUDP != nil {
-		s.dns, _ = dnsapi.New(s.cfg.DNS, reg, s.log) // the config was validated by New
+	if s.dns != nil {
 		// Its TCP connections, idle or not, are bounded in all and shared
 		// fairly among client addresses, as the HTTP listener's are.
 		s.dns.Serve(s.dnsUDP, newConnLimit(s.dnsTCP, s.dns.Config().MaxTCPConns, dnsConnShare, s.log))
