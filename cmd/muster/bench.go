@@ -14,6 +14,7 @@ import (
 func newBenchCmd(e env) *cobra.Command {
 	var (
 		addr      string
+		dnsAddr   string
 		serverPID int
 		short     bool
 		only      []string
@@ -31,6 +32,8 @@ table and one JSON line per workload (with --json, the JSON lines alone).
 
 Workloads, in order (--only takes these names, or a row's own name):
   lookup        lookups of a 10-instance service at concurrency 16 and 64
+  dns           DNS SRV queries of that service over UDP at concurrency 16
+                and 64 (with --addr, needs --dns-addr)
   heartbeat     heartbeats, one request each; the SDK's fastest channel
   watch-fanout  1,000 event streams, each registration's time to all
   register      verified registrations at concurrency 16 and 64, and the
@@ -77,7 +80,7 @@ and the restart is not available.`, envToken),
 					}
 				}
 			}
-			cfg.Addr, cfg.ServerPID, cfg.Log = addr, serverPID, e.stderr
+			cfg.Addr, cfg.DNSAddr, cfg.ServerPID, cfg.Log = addr, dnsAddr, serverPID, e.stderr
 			if addr != "" {
 				cfg.AdminToken = e.getenv("MUSTER_TOKEN")
 				if cfg.AdminToken == "" {
@@ -112,6 +115,7 @@ and the restart is not available.`, envToken),
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", "", "benchmark the server at this URL instead of starting one")
+	f.StringVar(&dnsAddr, "dns-addr", "", "with --addr, the server's DNS address (its --dns-addr), for the dns workload")
 	f.IntVar(&serverPID, "server-pid", 0, "with --addr, the server's process ID, for its CPU and RSS")
 	f.BoolVar(&short, "short", false, "CI's mode: small counts, about a second a workload, under a minute in all")
 	f.StringSliceVar(&only, "only", nil, "run only these workloads, comma-separated (see above)")

@@ -29,6 +29,7 @@ default. The config file is TOML whose keys are the flags' names:
   expiry-grace = "15s"
   expiry-protection = "on"
   expiry-protection-max-hold = "5m"
+  dns-addr = "127.0.0.1:8600"
   log-format = "json"
 
 An unknown key is an error. force-new-cluster is for the command line
@@ -67,6 +68,10 @@ type serverFlags struct {
 	// seedVerifyTimeout is the tutorial protocol's patience with the
 	// callback it runs after answering a registration.
 	seedVerifyTimeout time.Duration
+
+	// DNS: where it listens (off when empty), its zone and its TTL.
+	dnsAddr, dnsDomain string
+	dnsTTL             time.Duration
 }
 
 func newServerCmd(e env) *cobra.Command {
@@ -155,6 +160,12 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "log-level", "MUSTER_LOG_LEVEL")
 	o.logFormat = enumFlag(cmd, "log-format", "", "text", "log format", "text", "json")
 	bindEnv(f, "log-format", "MUSTER_LOG_FORMAT")
+	f.StringVar(&o.dnsAddr, "dns-addr", "", "answer DNS (A, AAAA and SRV of passing instances) over UDP and TCP on this address, e.g. 127.0.0.1:8600; off when empty; anyone who can reach it reads what lookups show")
+	bindEnv(f, "dns-addr", "MUSTER_DNS_ADDR")
+	f.StringVar(&o.dnsDomain, "dns-domain", def.DNS.Domain, "the DNS zone: NAME.service.<domain>, TAG.NAME.service.<domain>, ID.instance.<domain>; other names are refused")
+	bindEnv(f, "dns-domain", "MUSTER_DNS_DOMAIN")
+	f.DurationVar(&o.dnsTTL, "dns-ttl", def.DNS.TTL, "TTL of DNS answers, negative ones included, in whole seconds; 0 keeps resolvers from caching an address past its instance's death")
+	bindEnv(f, "dns-ttl", "MUSTER_DNS_TTL")
 	f.BoolVar(&o.seedCompat, "seed-compat", false, "also serve the tutorial's form-encoded protocol under /api/v1/ (register, verify, ping, lookup)")
 	f.StringVar(&o.seedServices, "seed-services", "", "comma-separated service names (or patterns) the tutorial protocol may register; required with --seed-compat")
 	f.SetAnnotation("seed-services", listAnnotation, []string{"true"})
@@ -238,6 +249,7 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	default:
 		cfg.Cluster.DiskReserve = o.diskReserve << 20
 	}
+	cfg.DNS.Addr, cfg.DNS.Domain, cfg.DNS.TTL = o.dnsAddr, o.dnsDomain, o.dnsTTL
 	cfg.Registry.MaxInstancesPerKey, cfg.Registry.MaxInstancesPerAddress = o.perKey, o.perAddr
 	cfg.Registry.RegisterEvery = time.Duration(float64(time.Second) / o.regRate)
 	cfg.Registry.RegisterBurst = max(1, int(10*o.regRate))

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/server"
@@ -61,7 +63,16 @@ func TestServerProcess_DiskReserve(t *testing.T) {
 	// With the guard off (0) on the same data dir, writes work.
 	p.kill9(t)
 	p = startProc(t, dir, "--disk-reserve-mib", "0")
-	admin, _ = client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
+	registerWeb(t, p, dir)
+}
+
+// registerWeb registers an instance of service web at 127.0.0.1 with a
+// new enrolment key, on the server p over the data dir dir, and returns
+// its port.
+func registerWeb(t *testing.T, p *proc, dir string) int {
+	t.Helper()
+	ctx := context.Background()
+	admin, _ := client.New(client.Config{Addr: p.url, Token: adminToken(t, dir)})
 	k, err := admin.CreateKey(ctx, []string{"web"}, "")
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +81,7 @@ func TestServerProcess_DiskReserve(t *testing.T) {
 	if _, err := admin.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port()}); err != nil {
 		t.Fatal(err)
 	}
+	return in.Port()
 }
 
 // TestServer_SeedCompatNeedsNames: --seed-compat without --seed-services,
@@ -98,6 +110,8 @@ func TestServer_BadFlagValuesAreUsageErrors(t *testing.T) {
 		{"--expiry-protection", "maybe"}, {"--expiry-protection-threshold", "30"}, {"--expiry-protection-min-instances", "0"},
 		{"--expiry-protection-overdue-factor", "1"}, {"--expiry-protection-max-hold", "0s"},
 		{"--expiry-protection-cooldown", "-1s"},
+		{"--dns-ttl", "1500ms"}, {"--dns-ttl", "-1s"}, {"--dns-domain", "."}, {"--dns-domain", "bad_domain"},
+		{"--dns-addr", "8600"},
 	} {
 		dir := filepath.Join(t.TempDir(), "data")
 		args := append([]string{"server", "--http-addr", "127.0.0.1:0", "--data-dir", dir}, bad...)
@@ -170,6 +184,79 @@ expiry-protection-cooldown = "10m"
 		_, err := serverConfigOf(t, nil, "--config", writeFile(t, tc.text))
 		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want a usage error with %q", tc.text, err, tc.want)
+		}
+	}
+}
+
+// TestServerConfig_DNS: DNS is off by default; --dns-addr, --dns-domain
+// and --dns-ttl come from the command line, their MUSTER_ variables or
+// the config file, in that order.
+func TestServerConfig_DNS(t *testing.T) {
+	file := writeFile(t, `
+dns-addr = "127.0.0.1:8600"
+dns-domain = "disco.internal"
+dns-ttl = "5s"
+`)
+	type dnsCfg struct {
+		addr, domain string
+		ttl          time.Duration
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want dnsCfg
+	}{
+		{"default", nil, nil, dnsCfg{"", "muster.", 0}},
+		{"flags", nil, []string{"--dns-addr", "[::1]:53", "--dns-domain", "consul", "--dns-ttl", "2s"}, dnsCfg{"[::1]:53", "consul", 2 * time.Second}},
+		{"env", map[string]string{"MUSTER_DNS_ADDR": "127.0.0.1:5353", "MUSTER_DNS_DOMAIN": "x.y", "MUSTER_DNS_TTL": "1s"}, nil, dnsCfg{"127.0.0.1:5353", "x.y", time.Second}},
+		{"file", nil, []string{"--config", file}, dnsCfg{"127.0.0.1:8600", "disco.internal", 5 * time.Second}},
+		{"env over file, flag over env", map[string]string{"MUSTER_DNS_ADDR": "127.0.0.1:5353", "MUSTER_DNS_TTL": "3s"},
+			[]string{"--config", file, "--dns-ttl", "4s"}, dnsCfg{"127.0.0.1:5353", "disco.internal", 4 * time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := serverConfigOf(t, tc.env, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := (dnsCfg{cfg.DNS.Addr, cfg.DNS.Domain, cfg.DNS.TTL}); got != tc.want {
+				t.Fatalf("dns %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestServerProcess_DNS: the binary with --dns-addr answers DNS on it, as
+// it logs (dns_addr), with the instances an HTTP lookup shows.
+func TestServerProcess_DNS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the server binary")
+	}
+	dir := t.TempDir()
+	p := startProc(t, dir, "--dns-addr", "127.0.0.1:0", "--dns-ttl", "1s")
+	var dnsAddr string
+	for _, line := range strings.Split(p.log.String(), "\n") {
+		var rec struct {
+			Msg     string
+			DNSAddr string `json:"dns_addr"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "muster listening" {
+			dnsAddr = rec.DNSAddr
+		}
+	}
+	if dnsAddr == "" {
+		t.Fatalf("the server logged no dns_addr:\n%s", p.log.String())
+	}
+	port := registerWeb(t, p, dir)
+	q := new(dns.Msg)
+	q.SetQuestion("web.service.muster.", dns.TypeSRV)
+	for _, network := range []string{"udp", "tcp"} {
+		m, _, err := (&dns.Client{Net: network, Timeout: 2 * time.Second}).Exchange(q, dnsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Answer) != 1 || m.Answer[0].(*dns.SRV).Port != uint16(port) || m.Answer[0].Header().Ttl != 1 {
+			t.Errorf("%s: %v", network, m.Answer)
 		}
 	}
 }

@@ -107,6 +107,18 @@ func runWalkthrough(t *testing.T, doc, section string) {
 		t.Skip("no curl")
 	}
 	blocks := docBlocks(t, filepath.Join("../..", doc), section)
+	for _, b := range blocks {
+		if !strings.Contains(b.script, "dig ") {
+			continue
+		}
+		if _, err := exec.LookPath("dig"); err != nil {
+			if os.Getenv("MUSTER_CI") == "1" {
+				t.Fatalf("%s %q runs dig, which is not installed: .ci/run installs it (Debian's dnsutils)", doc, section)
+			}
+			t.Skipf("SKIPPED: %s %q runs dig, which is not installed (apt-get install dnsutils)", doc, section)
+		}
+		break
+	}
 
 	// A scratch directory that looks like the repository: every top-level
 	// entry is a link to the real one, and muster-data and the built
@@ -125,16 +137,23 @@ func runWalkthrough(t *testing.T, doc, section string) {
 			t.Fatal(err)
 		}
 	}
-	// The docs' fixed ports: the server's, and the callback's of an
-	// instance they start.
+	// The docs' fixed ports: the server's, its DNS's, and the callback's
+	// of an instance they start.
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	dnsPort := strconv.Itoa(freePort(t))
 	calleePort := freePort(t)
-	ports := strings.NewReplacer("127.0.0.1:9000", addr, "18888", strconv.Itoa(calleePort))
+	ports := strings.NewReplacer("127.0.0.1:9000", addr, "127.0.0.1:8600", "127.0.0.1:"+dnsPort, "-p 8600", "-p "+dnsPort,
+		"18888", strconv.Itoa(calleePort))
 	env := append(os.Environ(), "MUSTER_HTTP_ADDR="+addr, "MUSTER_ADDR=", "MUSTER_TOKEN=", "MUSTER_KEY=")
 
 	// The quickstart's command, as written, with the address from the
-	// environment.
-	server := exec.Command("go", "run", "./cmd/muster", "server")
+	// environment and the DNS port replaced.
+	quick := docBlocks(t, "../../README.md", "## Quickstart")[0].script
+	args := strings.Fields(ports.Replace(strings.TrimSpace(strings.SplitN(quick, "\n", 2)[0])))
+	if len(args) < 4 || strings.Join(args[:4], " ") != "go run ./cmd/muster server" {
+		t.Fatalf("the quickstart's first command is %q, not go run ./cmd/muster server", args)
+	}
+	server := exec.Command(args[0], args[1:]...)
 	server.Dir, server.Env = dir, env
 	var serverLog bytes.Buffer
 	server.Stdout, server.Stderr = &serverLog, &serverLog

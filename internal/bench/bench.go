@@ -24,6 +24,10 @@ type Config struct {
 	// and the server's limits are whatever it was started with.
 	Addr       string
 	AdminToken string
+	// DNSAddr, with Addr, is the target's DNS address (host:port), for
+	// the dns workload; without it that workload is not available. A
+	// server Run starts answers DNS on a free port of its own.
+	DNSAddr string
 	// ServerPID, with Addr, is the target's process ID, for its CPU time
 	// and RSS from /proc; 0 reports them as unknown.
 	ServerPID int
@@ -57,7 +61,7 @@ func ShortConfig() Config {
 
 // Workloads are the groups --only takes, in the order they run. A group
 // is one row or several (lookup-c16 and lookup-c64 are "lookup").
-var Workloads = []string{"lookup", "heartbeat", "watch-fanout", "register", "bulk-load", "idle-cpu", "deaths", "restart"}
+var Workloads = []string{"lookup", "dns", "heartbeat", "watch-fanout", "register", "bulk-load", "idle-cpu", "deaths", "restart"}
 
 // Validate reports a configuration Run cannot use.
 func (c Config) Validate() error {
@@ -72,6 +76,8 @@ func (c Config) Validate() error {
 		return errors.New("bench: targeting a running server needs its admin token")
 	case c.Addr == "" && c.ServerPID != 0:
 		return errors.New("bench: a server PID is for a server given by address")
+	case c.Addr == "" && c.DNSAddr != "":
+		return errors.New("bench: a DNS address is for a server given by address")
 	}
 	for _, o := range c.Only {
 		if !slices.Contains(Workloads, groupOf(o)) {
@@ -173,6 +179,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		run   func(context.Context) []Result
 	}{
 		{"lookup", r.lookups},
+		{"dns", r.dnsQueries},
 		{"heartbeat", r.heartbeats},
 		{"watch-fanout", r.fanout},
 		{"register", r.registrations},
@@ -203,6 +210,7 @@ type runner struct {
 	pin    pinning
 	srv    *serverProc // nil with Addr
 	url    string
+	dns    string // the server's DNS address, or ""
 	token  string
 	admin  *client.Client
 	keys   []string // enrolment key secrets, each for every service
@@ -221,7 +229,7 @@ func (r *runner) serverPID() int {
 }
 
 func (r *runner) setUp(ctx context.Context) error {
-	r.url, r.token = strings.TrimRight(r.cfg.Addr, "/"), r.cfg.AdminToken
+	r.url, r.token, r.dns = strings.TrimRight(r.cfg.Addr, "/"), r.cfg.AdminToken, r.cfg.DNSAddr
 	var extra []string
 	if r.cfg.Short {
 		// The restart's window for false expirations is the grace plus
@@ -240,7 +248,7 @@ func (r *runner) setUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.srv, r.url = srv, srv.url
+		r.srv, r.url, r.dns = srv, srv.url, srv.dnsAddr
 		r.env = fmt.Sprintf("server: a child `muster server` (%s %s)", strings.Join(serverFlags, " "), strings.Join(extra, " "))
 	} else {
 		r.pin = pinning{serverCPU: 1, loadCPU: max(1, numCPU()), why: "server given by --addr"}

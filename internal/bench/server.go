@@ -24,6 +24,7 @@ type serverProc struct {
 	args    []string // after "server"
 	env     []string
 	url     string // http://127.0.0.1:PORT once started
+	dnsAddr string // where it answers DNS (127.0.0.1:PORT), once started
 	cmd     *exec.Cmd
 	logMu   sync.Mutex
 	logTail []string // the last lines it logged, for errors
@@ -31,9 +32,10 @@ type serverProc struct {
 
 // serverFlags lifts the limits a benchmark must not measure: every
 // enrolment key's write rate and instance quota, and the instances one
-// address may hold (the load comes from 127.0.0.1 alone).
+// address may hold (the load comes from 127.0.0.1 alone); and turns DNS
+// on, on a free port, for the dns workload.
 var serverFlags = []string{"--register-rate", "1000000", "--max-instances-per-key", "1000000",
-	"--max-instances-per-address", "1000000"}
+	"--max-instances-per-address", "1000000", "--dns-addr", "127.0.0.1:0"}
 
 // startServer runs exe as `muster server` on a free port of 127.0.0.1
 // over dataDir, with the admin token in its environment, pinned with
@@ -62,10 +64,11 @@ func (p *serverProc) start(ctx context.Context, addr string) error {
 		return fmt.Errorf("start muster server: %w", err)
 	}
 	p.cmd = cmd
-	urlCh := make(chan string, 1)
+	urlCh := make(chan listening, 1)
 	go p.readLog(stderr, urlCh)
 	select {
-	case p.url = <-urlCh:
+	case l := <-urlCh:
+		p.url, p.dnsAddr = l.URL, l.DNSAddr
 	case <-time.After(30 * time.Second):
 		p.kill()
 		return fmt.Errorf("muster server did not log its address in 30 s; it logged:\n%s", p.tail())
@@ -80,8 +83,16 @@ func (p *serverProc) start(ctx context.Context, addr string) error {
 	return nil
 }
 
-// readLog keeps the last lines the server logs and sends its URL once.
-func (p *serverProc) readLog(r io.Reader, urlCh chan<- string) {
+// listening is what the server's "muster listening" line says.
+type listening struct {
+	Msg     string
+	URL     string
+	DNSAddr string `json:"dns_addr"`
+}
+
+// readLog keeps the last lines the server logs and sends its addresses
+// once.
+func (p *serverProc) readLog(r io.Reader, urlCh chan<- listening) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sent := false
@@ -96,9 +107,9 @@ func (p *serverProc) readLog(r io.Reader, urlCh chan<- string) {
 		if sent || !strings.Contains(line, "muster listening") {
 			continue
 		}
-		var rec struct{ Msg, URL string }
+		var rec listening
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "muster listening" && rec.URL != "" {
-			urlCh <- rec.URL
+			urlCh <- rec
 			sent = true
 		}
 	}
@@ -164,7 +175,7 @@ func (p *serverProc) restart(ctx context.Context) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("restart muster server: %w", err)
 	}
 	p.cmd = cmd
-	go p.readLog(stderr, make(chan string, 1))
+	go p.readLog(stderr, make(chan listening, 1))
 	return started, nil
 }
 

@@ -22,7 +22,8 @@ const module = "github.com/musterhq/muster/"
 // cluster and health sit on the catalog; checks (active health checks)
 // sits on verify's guard; registry holds the workflows over catalog,
 // checks, health and verify; front ends (httpapi, seedapi) call the
-// registry and never cluster, health or verify; server assembles them all;
+// registry and never cluster, health or verify (dnsapi, the DNS front end,
+// needs neither api nor httpapi); server assembles them all;
 // cmd/muster and embedding programs use server.
 var layers = map[string][]string{
 	"api":    {},
@@ -38,10 +39,11 @@ var layers = map[string][]string{
 	"internal/registry": {"api", "internal/catalog", "internal/checks", "internal/health", "internal/random", "internal/verify"},
 	"internal/httpapi":  {"api", "internal/catalog", "internal/registry"},
 	"internal/seedapi":  {"api", "internal/catalog", "internal/httpapi", "internal/registry"},
+	"internal/dnsapi":   {"internal/catalog", "internal/registry"},
 	// telemetry holds the Prometheus registry and instruments; it
 	// imports nothing of ours (the server feeds it).
 	"internal/telemetry": {},
-	"internal/server": {"api", "internal/catalog", "internal/checks", "internal/cluster", "internal/durable", "internal/health",
+	"internal/server": {"api", "internal/catalog", "internal/checks", "internal/cluster", "internal/dnsapi", "internal/durable", "internal/health",
 		"internal/httpapi", "internal/random", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/verify"},
 
 	// Test helpers (imported only by _test files).
@@ -77,6 +79,9 @@ var thirdParty = map[string][]string{
 	"github.com/spf13/pflag":              {"cmd/muster"},
 	"github.com/BurntSushi/toml":          {"cmd/muster"},
 	"go.yaml.in/yaml/v3":                  {"cmd/muster"},
+	// DNS's wire format: the DNS front end, and the benchmark's DNS
+	// load.
+	"github.com/miekg/dns": {"internal/dnsapi", "internal/bench"},
 	// google.golang.org/grpc is in go.mod for internal/checks' tests
 	// alone (its gRPC check against grpc-go's own health server); no
 	// rule lets non-test code import it, so it never reaches a binary.

@@ -7,19 +7,21 @@ import (
 	"time"
 )
 
-// connLimit bounds the HTTP connections the server holds open, in all and
-// by client address, so that no client, and no few clients, can take the
+// connLimit bounds the connections a listener (HTTP's, or DNS's over TCP)
+// holds open, in all and by client address, so that no client, and no few clients, can take the
 // process's file descriptors: an idle keep-alive connection costs one as
 // surely as a blocking query does. A client may hold at most a fair share
 // of what it holds and what is free together, split among the clients
 // holding some plus itself (a lone client up to half of all), and never
-// fewer than minConnShare. So every newcomer finds room, however few
-// addresses the others use; only very many addresses can fill the bound. A connection over the bound is closed as soon as it is
-// accepted, before a byte is read.
+// fewer than its minShare. So every newcomer finds room, however few
+// addresses the others use; only very many addresses can fill the bound.
+// A connection over the bound is closed as soon as it is accepted, before
+// a byte is read.
 type connLimit struct {
 	net.Listener
-	max int
-	log *slog.Logger
+	max      int
+	minShare int // the least share a client is held to
+	log      *slog.Logger
 
 	mu       sync.Mutex
 	total    int
@@ -28,11 +30,12 @@ type connLimit struct {
 	warned   time.Time
 }
 
-// minConnShare is the least share of connections a client is held to.
+// minConnShare is the least share of HTTP connections a client is held
+// to.
 const minConnShare = 64
 
-func newConnLimit(ln net.Listener, max int, log *slog.Logger) *connLimit {
-	return &connLimit{Listener: ln, max: max, log: log, byClient: map[string]int{}}
+func newConnLimit(ln net.Listener, max, minShare int, log *slog.Logger) *connLimit {
+	return &connLimit{Listener: ln, max: max, minShare: minShare, log: log, byClient: map[string]int{}}
 }
 
 // Accept returns the next connection within the bounds, closing those
@@ -65,7 +68,7 @@ func (l *connLimit) take(client string) bool {
 		clients++
 	}
 	free := l.max - l.total
-	if free <= 0 || held >= minConnShare && (held+1)*(clients+1) > held+free {
+	if free <= 0 || held >= l.minShare && (held+1)*(clients+1) > held+free {
 		l.refused++
 		if now := time.Now(); now.Sub(l.warned) >= time.Minute {
 			l.warned = now

@@ -16,7 +16,7 @@ func TestConnLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	const max = 400
-	l := newConnLimit(raw, max, slog.New(slog.DiscardHandler))
+	l := newConnLimit(raw, max, minConnShare, slog.New(slog.DiscardHandler))
 	defer l.Close()
 	accepted := make(chan net.Conn, 1000)
 	go func() {

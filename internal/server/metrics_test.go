@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -344,5 +345,31 @@ func TestMetrics_expiriesAndRequestLines(t *testing.T) {
 	}
 	if !ok {
 		t.Errorf("no debug line for the request (with node_id and caller):\n%s", h.Logs.String())
+	}
+}
+
+// TestMetrics_dns: each DNS query answered is counted by its type and
+// the answer's code.
+func TestMetrics_dns(t *testing.T) {
+	h := testserver.NewHarness(t, func(c *server.Config) { c.DNS.Addr = "127.0.0.1:0" })
+	c := new(dns.Client)
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{{"nosuch.service.muster.", dns.TypeSRV}, {"nosuch.service.muster.", dns.TypeSRV}, {"example.com.", dns.TypeA}} {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.qtype)
+		if _, _, err := c.Exchange(m, h.Srv.DNSAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fams := scrape(t, h.Srv.URL()+"/metrics", "")
+	for _, tc := range []struct {
+		qtype, rcode string
+		want         float64
+	}{{"SRV", "NXDOMAIN", 2}, {"A", "REFUSED", 1}} {
+		if v, _ := value(fams, "muster_dns_queries_total", map[string]string{"qtype": tc.qtype, "rcode": tc.rcode}); v != tc.want {
+			t.Errorf("muster_dns_queries_total{qtype=%s,rcode=%s} = %v, want %v", tc.qtype, tc.rcode, v, tc.want)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/checks"
 	"github.com/musterhq/muster/internal/cluster"
+	"github.com/musterhq/muster/internal/dnsapi"
 	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/health"
 	"github.com/musterhq/muster/internal/httpapi"
@@ -62,6 +63,10 @@ type Config struct {
 	Watch httpapi.WatchConfig
 	// Checks tunes the active health checks: how many probes run at once.
 	Checks checks.Config
+	// DNS configures the DNS front end: off unless DNS.Addr is set, so
+	// that two servers on one host differ only in their HTTP address and
+	// data dir.
+	DNS dnsapi.Config
 	// EventHistory is how many recent changes the catalog keeps for event
 	// streams to resume from (catalog.DefaultEventHistory when zero).
 	EventHistory int
@@ -94,6 +99,7 @@ func DefaultConfig() Config {
 		Lookups:  httpapi.DefaultLookupConfig(),
 		Watch:    httpapi.DefaultWatchConfig(),
 		Checks:   checks.DefaultConfig(),
+		DNS:      dnsapi.DefaultConfig(),
 	}
 }
 
@@ -119,7 +125,7 @@ func (c Config) Validate() error {
 	}
 	cc := c.Cluster
 	cc.DataDir = c.DataDir // the cluster's check reports it missing
-	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate(), c.Watch.Validate(), c.Checks.Validate()} {
+	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate(), c.Watch.Validate(), c.Checks.Validate(), c.DNS.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -137,8 +143,12 @@ type Server struct {
 	reg      *registry.Registry
 	listener net.Listener
 	http     *http.Server
-	handler  http.Handler
-	cancel   context.CancelFunc
+	// dns answers DNS queries on dnsUDP and dnsTCP (nil when DNS is off).
+	dns     *dnsapi.Server
+	dnsUDP  *net.UDPConn
+	dnsTCP  net.Listener
+	handler http.Handler
+	cancel  context.CancelFunc
 	// closeLong ends the handlers that may run for minutes (streams,
 	// blocking queries) when Close begins.
 	closeLong context.CancelFunc
@@ -196,6 +206,20 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			ln.Close()
 		}
 	}()
+	if s.cfg.DNS.Enabled() {
+		udp, tcp, err := dnsapi.Listen(s.cfg.DNS.Addr)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		s.dnsUDP, s.dnsTCP = udp, tcp
+		defer func() {
+			if err != nil {
+				udp.Close()
+				tcp.Close()
+				s.dnsUDP, s.dnsTCP = nil, nil
+			}
+		}()
+	}
 	ncfg := s.cfg.Cluster
 	if ncfg.NodeID != "" {
 		// cluster.Open checks it too; here it is checked before
@@ -274,6 +298,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		node.Close()
 		return fmt.Errorf("server: %w", err)
 	}
+	if s.dnsUDP != nil {
+		dcfg := s.cfg.DNS
+		dcfg.Observe = s.metrics.DNSQuery
+		if s.dns, err = dnsapi.New(dcfg, reg, s.log); err != nil {
+			node.Close()
+			return fmt.Errorf("server: %w", err)
+		}
+	}
 	var mount []httpapi.Route
 	if reg.SeedEnabled() {
 		mount = seedapi.New(reg, s.log, maxBody).Routes()
@@ -287,7 +319,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if limit := fileLimit(); limit > 0 {
 		// Connections, idle or not, within three quarters of the limit of
 		// open files, shared fairly among clients (connlimit.go).
-		ln = newConnLimit(ln, int(fileBudget(limit)), s.log)
+		ln = newConnLimit(ln, int(fileBudget(limit)), minConnShare, s.log)
 	}
 	s.listener = ln
 	s.http = &http.Server{
@@ -319,10 +351,21 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.relay.run(ctx)
 		}()
 	}
-	s.log.Info("muster listening", "http_addr", ln.Addr().String(), "url", s.URL(), "raft_addr", node.RaftAddr(),
-		"data_dir", s.cfg.DataDir)
+	attrs := []any{"http_addr", ln.Addr().String(), "url", s.URL(), "raft_addr", node.RaftAddr(),
+		"data_dir", s.cfg.DataDir}
+	if s.dns != nil {
+		// Its TCP connections, idle or not, are bounded in all and shared
+		// fairly among client addresses, as the HTTP listener's are.
+		s.dns.Serve(s.dnsUDP, newConnLimit(s.dnsTCP, s.dns.Config().MaxTCPConns, dnsConnShare, s.log))
+		attrs = append(attrs, "dns_addr", s.DNSAddr(), "dns_domain", s.dns.Config().Domain)
+	}
+	s.log.Info("muster listening", attrs...)
 	return nil
 }
+
+// dnsConnShare is the least share of DNS TCP connections a client
+// address is held to: a resolver pipelines its queries over a few.
+const dnsConnShare = 8
 
 // fileBudget is the share of the limit of open files that clients'
 // connections may hold: three quarters, the last quarter staying for
@@ -440,6 +483,15 @@ func (s *Server) loadAdminToken() (string, error) {
 // Addr returns the bound HTTP address.
 func (s *Server) Addr() string { return s.listener.Addr().String() }
 
+// DNSAddr returns the bound DNS address (UDP and TCP share it), or "" when
+// DNS is off.
+func (s *Server) DNSAddr() string {
+	if s.dnsUDP == nil {
+		return ""
+	}
+	return s.dnsUDP.LocalAddr().String()
+}
+
 // URL returns the base URL of the HTTP API.
 func (s *Server) URL() string { return "http://" + s.Addr() }
 
@@ -533,6 +585,12 @@ func (s *Server) Close() error {
 				s.http.Close()
 			}
 			cancel()
+		}
+		if s.dns != nil {
+			s.dns.Close()
+		} else if s.dnsUDP != nil {
+			s.dnsUDP.Close()
+			s.dnsTCP.Close()
 		}
 		if s.cancel != nil {
 			s.cancel()
