@@ -143,7 +143,7 @@ func TestAPI_RegisterRefusals(t *testing.T) {
 			inst.Mu.Lock()
 			inst.Handler, inst.EchoNonce, inst.Calls = tc.handler, tc.echo, nil
 			inst.Mu.Unlock()
-			status, eb, raw := h.Post(t, tc.service, tc.secret, tc.body)
+			status, eb, raw := postPatient(t, h, tc.service, tc.secret, tc.body)
 			if status != tc.status || eb.Error.Code != tc.code {
 				t.Fatalf("got %d %s, want %d %s; body %s", status, eb.Error.Code, tc.status, tc.code, raw)
 			}

@@ -146,13 +146,7 @@ func TestAPI_CallbackReasonsOpaque(t *testing.T) {
 	defer catchAll.Close()
 	var first api.ErrorDetail
 	for i, port := range []int{closed, silent.Addr().(*net.TCPAddr).Port, web.Listener.Addr().(*net.TCPAddr).Port, catchAll.Listener.Addr().(*net.TCPAddr).Port} {
-		status, eb, raw := h.Post(t, "web", k.Secret, regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: port}))
-		for try := 0; status == http.StatusServiceUnavailable && eb.Error.Code == api.CodeBusy && try < 5; try++ {
-			// The host was too loaded for the registry to keep time
-			// while it waited (a busy CI machine): it says so, and a
-			// client retries.
-			status, eb, raw = h.Post(t, "web", k.Secret, regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: port}))
-		}
+		status, eb, raw := postPatient(t, h, "web", k.Secret, regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: port}))
 		if status != 422 || eb.Error.Reason != api.ReasonUnreachable {
 			t.Fatalf("port %d: %d %s", i, status, raw)
 		}

@@ -191,10 +191,15 @@ func TestCluster_RestoreUnderWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A write's place against the restore is known only from its
+	// interval: one acknowledged before the restore began precedes it,
+	// one sent after the restore returned follows it, and one in between
+	// may fall either side (its answer can arrive after the restore's,
+	// although Raft ordered it before).
 	type ack struct {
-		id   string
-		at   time.Time
-		fail bool
+		id       string
+		sent, at time.Time
+		fail     bool
 	}
 	stop := make(chan struct{})
 	acks := make(chan ack, 4096)
@@ -210,8 +215,9 @@ func TestCluster_RestoreUnderWrites(t *testing.T) {
 					return
 				default:
 				}
+				sent := time.Now()
 				k, err := c.CreateKey(ctx, []string{"w"}, "")
-				acks <- ack{id: k.ID, at: time.Now(), fail: err != nil}
+				acks <- ack{id: k.ID, sent: sent, at: time.Now(), fail: err != nil}
 			}
 		}()
 	}
@@ -252,10 +258,10 @@ func TestCluster_RestoreUnderWrites(t *testing.T) {
 			if present {
 				t.Errorf("key %s, acknowledged before the restore began, survived it", a.id)
 			}
-		case a.at.After(returned):
+		case a.sent.After(returned):
 			after++
 			if !present {
-				t.Errorf("key %s, acknowledged after the restore returned, is missing", a.id)
+				t.Errorf("key %s, sent after the restore returned and acknowledged, is missing", a.id)
 			}
 		}
 		if present {
