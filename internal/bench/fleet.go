@@ -62,7 +62,14 @@ func (r *runner) idle(ctx context.Context) []Result {
 	if len(r.fleet) == 0 {
 		return []Result{{Workload: "idle-cpu", Status: "not available", Notes: "not available: the bulk load registered nothing"}}
 	}
-	time.Sleep(time.Second) // the load's tail settles
+	// The load's tail settles, and the server returns the burst's memory
+	// (it does so at the first quiet 5 s window after a busy one): what
+	// is measured is the server at rest, and its RSS then.
+	settle := 11 * time.Second
+	if r.cfg.Short {
+		settle = time.Second
+	}
+	time.Sleep(settle)
 	m := startMeter(r.serverPID())
 	select {
 	case <-ctx.Done():

@@ -344,6 +344,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		defer s.wg.Done()
 		s.sweepWhileLeader(ctx)
 	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		trimAfterBursts(ctx, s.log)
+	}()
 	if s.relay != nil {
 		s.wg.Add(1)
 		go func() {
