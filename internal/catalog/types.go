@@ -270,6 +270,11 @@ type Origin struct {
 	Caller string
 }
 
+// ReasonTTLExpired is the Reason of the sweep's commands that turn an
+// instance critical because its TTL ran out: the audit trail tells an
+// expiry from other status changes by it.
+const ReasonTTLExpired = "ttl expired"
+
 // RulesCurrent is the Rules value proposers set today, and the highest
 // this version applies:
 //   - 1: tutorial-protocol and /v1 instances do not share a service.
