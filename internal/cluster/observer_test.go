@@ -164,8 +164,8 @@ type recorder struct {
 }
 
 func (r *recorder) Applied(index uint64, cmd catalog.Command, res catalog.Result) { r.cmd.Store(&cmd) }
-func (r *recorder) Restored(uint64, string)                                      {}
-func (r *recorder) Durable(context.Context) error                                { return nil }
+func (r *recorder) Restored(uint64, string)                                       {}
+func (r *recorder) Durable(context.Context) error                                 { return nil }
 func (r *recorder) last() catalog.Command {
 	if c := r.cmd.Load(); c != nil {
 		return *c
