@@ -231,7 +231,8 @@ func (l *Log) Restored(index uint64, node string) {
 	}
 	from := l.last.Swap(index)
 	l.applied.put(bound(Record{Time: l.now(), Action: ActionSnapshotInstalled, Outcome: OutcomeOK, Node: node, Index: index,
-		Reason: fmt.Sprintf("a snapshot replaced the catalog at index %d; this node holds no record of the entries after %d it covers", index, from)}),
+		Reason: fmt.Sprintf("a snapshot replaced the catalog at index %d (a backup restored, or the leader's snapshot installed); "+
+			"this node's records of the log before it end at index %d", index, from)}),
 		l.cfg.ApplyWait)
 }
 

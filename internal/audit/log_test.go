@@ -234,7 +234,7 @@ func TestLog_Restored(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("records = %v\nwant %v", got, want)
 	}
-	if r := p.Records[3]; r.Node != "n1" || r.Outcome != audit.OutcomeOK || !strings.Contains(r.Reason, "after 3") {
+	if r := p.Records[3]; r.Node != "n1" || r.Outcome != audit.OutcomeOK || !strings.Contains(r.Reason, "end at index 3") {
 		t.Errorf("the snapshot's record = %+v", r)
 	}
 }

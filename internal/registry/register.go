@@ -245,6 +245,11 @@ func CheckServiceName(name string) error {
 	return nil
 }
 
+// errUnknownKey is the audit trail's reason for a registration whose
+// secret names no enrolment key: unknown, or revoked (the catalog keeps
+// no trace of a revoked key's secret).
+var errUnknownKey = errors.New("registry: the secret names no enrolment key (unknown, or revoked)")
+
 // Admission is a caller's right to register one service with an enrolment
 // key: the result of AdmitKey, to pass to Register.
 type Admission struct {
@@ -275,7 +280,11 @@ func (r *Registry) AdmitKey(ctx context.Context, secret, service string) (adm Ad
 	var keyID string
 	defer func() {
 		if err != nil {
-			r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: service, Key: keyID}, err)
+			why := err
+			if errors.Is(err, catalog.ErrKeyRevoked) {
+				why = errUnknownKey
+			}
+			r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: service, Key: keyID}, why)
 		}
 	}()
 	if err := r.Ready(); err != nil {
