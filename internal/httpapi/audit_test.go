@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -350,5 +351,92 @@ func TestAPI_AuditEachAction(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("the whole trail:\n%s", all)
+	}
+}
+
+// TestAPI_AuditQueryErrors: every bad input to GET /v1/audit is a JSON
+// error with a code, a message and the field; a missing or wrong token
+// is refused before the query is read.
+func TestAPI_AuditQueryErrors(t *testing.T) {
+	h := start(t, nil)
+	tok := h.AdminToken(t)
+	cases := []struct {
+		query, token string
+		status       int
+		code, field  string
+	}{
+		{"", "", 401, api.CodeUnauthorized, ""},
+		{"limit=0", "wrong", 403, api.CodeForbidden, ""},
+		{"since=yesterday", tok, 400, api.CodeInvalidArgument, "since"},
+		{"since=-1h", tok, 400, api.CodeInvalidArgument, "since"},
+		{"limit=0", tok, 400, api.CodeInvalidArgument, "limit"},
+		{"limit=1001", tok, 400, api.CodeInvalidArgument, "limit"},
+		{"limit=many", tok, 400, api.CodeInvalidArgument, "limit"},
+		{"action=drop", tok, 400, api.CodeInvalidArgument, "action"},
+		{"outcome=maybe", tok, 400, api.CodeInvalidArgument, "outcome"},
+		{"service=Web", tok, 400, api.CodeInvalidArgument, "service"},
+		{"after=1.2.3", tok, 400, api.CodeInvalidArgument, "after"},
+		{"wait=1s", tok, 400, api.CodeInvalidArgument, "wait"},
+		{"after=0.0.0.0&wait=11m", tok, 400, api.CodeInvalidArgument, "wait"},
+		{"color=blue", tok, 400, api.CodeInvalidArgument, "color"},
+		{"limit=%zz", tok, 400, api.CodeInvalidArgument, "query"},
+		{"since=1h&service=web&action=register&outcome=refused&limit=1000", tok, 200, "", ""},
+		{"after=99.99.99.99&wait=10ms", tok, 200, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.query+" "+c.token, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", h.Srv.URL()+"/v1/audit?"+c.query, nil)
+			if c.token != "" {
+				req.Header.Set("Authorization", "Bearer "+c.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var eb api.ErrorBody
+			json.NewDecoder(resp.Body).Decode(&eb)
+			if resp.StatusCode != c.status || eb.Error.Code != c.code || eb.Error.Field != c.field || (c.code != "" && eb.Error.Message == "") {
+				t.Fatalf("status %d, error %+v; want %d %s field %q", resp.StatusCode, eb.Error, c.status, c.code, c.field)
+			}
+		})
+	}
+}
+
+// TestAPI_AuditFollowBounded: a follower's read (after, wait) returns as
+// soon as a record after its cursor is written, and the follows one
+// client holds open are bounded with its blocking queries: one more is
+// 503 busy.
+func TestAPI_AuditFollowBounded(t *testing.T) {
+	h := start(t, func(c *server.Config) { c.Registry.MaxWaitersPerClient = 1 })
+	ctx := context.Background()
+	first, err := h.Admin.Audit(ctx, client.AuditQuery{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		res api.AuditResponse
+		err error
+		at  time.Time
+	}
+	done := make(chan answer, 1)
+	start := time.Now()
+	go func() {
+		res, err := h.Admin.Audit(ctx, client.AuditQuery{After: first.Next, Wait: 10 * time.Second})
+		done <- answer{res, err, time.Now()}
+	}()
+	time.Sleep(300 * time.Millisecond) // the follow is held open
+	_, err = h.Admin.Audit(ctx, client.AuditQuery{After: first.Next, Wait: 10 * time.Second})
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != 503 || ce.Code != api.CodeBusy {
+		t.Fatalf("a second follow from the same client: %v, want 503 busy", err)
+	}
+	k := h.Key(t, "web")
+	a := <-done
+	if a.err != nil || len(a.res.Records) == 0 || a.res.Records[0].KeyID != k.ID {
+		t.Fatalf("the follow answered %+v, %v", a.res, a.err)
+	}
+	if d := a.at.Sub(start); d > 5*time.Second {
+		t.Errorf("the follow answered %s after it began, not when the record came", d)
 	}
 }
