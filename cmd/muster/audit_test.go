@@ -75,7 +75,9 @@ func TestCLI_Audit(t *testing.T) {
 	fctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	getenv := func(k string) string { return env[k] }
-	go func() { done <- run(fctx, []string{"audit", "--follow", "--action", "register", "-o", "json"}, getenv, stdout, stderr) }()
+	go func() {
+		done <- run(fctx, []string{"audit", "--follow", "--action", "register", "-o", "json"}, getenv, stdout, stderr)
+	}()
 	waitOutput(t, stdout, a.ID)
 	b := reg.register(t, key.Secret, "web")
 	waitOutput(t, stdout, b.ID)

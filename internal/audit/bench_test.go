@@ -4,7 +4,6 @@ package audit_test
 
 import (
 	"context"
-	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -43,6 +42,6 @@ func BenchmarkLog_Applied(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 	if s := l.Stats(); s.Dropped > 0 {
-		b.Log(fmt.Sprintf("%d dropped: the queue was full", s.Dropped))
+		b.Logf("%d dropped: the queue was full", s.Dropped)
 	}
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/server"
-	"github.com/musterhq/muster/internal/verify"
 	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
 )
 
 // trail reads a server's audit trail as it grows: each step's records
