@@ -314,13 +314,14 @@ func (j *journal) run() {
 		wantSync bool
 	)
 	for {
-		stopping := false
+		stopping, ticked := false, false
 		select {
 		case r := <-j.q:
 			batch = append(batch, r)
 		case <-j.syncReq:
 			wantSync = true
 		case <-tick.C:
+			ticked = true // what was written since the last fsync waited less than SyncEvery
 		case <-j.stop:
 			stopping = true
 		}
@@ -357,7 +358,7 @@ func (j *journal) run() {
 		if j.overflowing.Load() && len(j.q) < cap(j.q)/2 {
 			j.overflowing.Store(false)
 		}
-		if j.unsynced && (wantSync || stopping || time.Since(j.lastSync) >= j.syncEvery) {
+		if j.unsynced && (wantSync || stopping || ticked || time.Since(j.lastSync) >= j.syncEvery) {
 			if err := j.sync(); err != nil {
 				j.failed(err)
 			}
