@@ -38,7 +38,7 @@ var layers = map[string][]string{
 	"internal/checks":   {"api", "internal/verify"},
 	"internal/registry": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/health", "internal/random", "internal/verify"},
 	"internal/httpapi":  {"api", "internal/audit", "internal/catalog", "internal/registry"},
-	"internal/seedapi":  {"api", "internal/catalog", "internal/httpapi", "internal/registry"},
+	"internal/seedapi":  {"api", "internal/audit", "internal/catalog", "internal/httpapi", "internal/registry"},
 	"internal/server": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/cluster", "internal/durable", "internal/health",
 		"internal/httpapi", "internal/random", "internal/registry", "internal/seedapi", "internal/verify"},
 
