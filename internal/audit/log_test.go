@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -143,14 +144,23 @@ func TestLog_TornLastLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString(`{"time":"2026-12-10T09:00:00Z","action":"regis`)
+	// Longer than the record written after it: what the crash left must
+	// go, not only be written over.
+	f.WriteString(`{"time":"2026-12-10T09:00:00Z","action":"register","outcome":"ok","reason":"` + strings.Repeat("x", 600))
 	f.Close()
 	l = reopen(t, dir, nil)
 	applyN(l, 3, 2) // 3 is on disk; 4 is new
 	closeLog(t, l)
 	text := journalText(t, dir, "applied")
-	if strings.Contains(text, `"regis`+"\n") || strings.Contains(text, `"regis{`) || strings.Count(text, "\n") != 4 {
+	lines := strings.Split(text, "\n")
+	if len(lines) != 5 || lines[4] != "" || strings.Contains(text, "xxx") {
 		t.Fatalf("journal after a torn line:\n%s", text)
+	}
+	for _, line := range lines[:4] {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
 	}
 	l = reopen(t, dir, nil)
 	if got := appliedIndexes(t, l); !slices.Equal(got, seq(1, 4)) {
