@@ -46,7 +46,7 @@ type Config struct {
 // DefaultConfig returns the production settings (Dir is the caller's).
 func DefaultConfig() Config {
 	return Config{
-		MaxFileSize: 64 << 20, MaxFiles: 8, SyncEvery: 100 * time.Millisecond,
+		MaxFileSize: 32 << 20, MaxFiles: 4, SyncEvery: 100 * time.Millisecond,
 		AppliedQueue: 32768, LocalQueue: 8192, ApplyWait: 250 * time.Millisecond,
 		MaxReaders: 4, ReadWait: time.Second, ReadBudget: 8 << 20,
 	}
