@@ -129,7 +129,7 @@ func TestServer_NoSecretsInLogsOrOpenFiles(t *testing.T) {
 	for name, secret := range map[string]string{
 		"admin token": admin, "enrolment key secret": k.Secret, "session token": call.Token,
 		"guessed key": "mk_guessed-secret", "guessed token": "guessed-token",
-		"key secret's hash": base64.StdEncoding.EncodeToString(catalog.HashSecret(k.Secret)),
+		"key secret's hash":    base64.StdEncoding.EncodeToString(catalog.HashSecret(k.Secret)),
 		"session token's hash": base64.StdEncoding.EncodeToString(catalog.HashSecret(call.Token)),
 	} {
 		if strings.Contains(trail.String(), secret) {
