@@ -48,3 +48,49 @@ func (c *Client) RemoveMember(ctx context.Context, id string) error {
 	_, err := c.do(ctx, "remove member", http.MethodDelete, "/v1/cluster/members/"+url.PathEscape(id), nil, "", nil, nil)
 	return err
 }
+
+// AuditQuery selects records of a server's audit trail (see Audit). The
+// zero value asks for the newest 100.
+type AuditQuery struct {
+	// Since starts at the first record at or after it.
+	Since time.Time
+	// After goes on after the records of an earlier answer of the same
+	// server (its Next); it overrides Since.
+	After string
+	// Wait, with After, waits up to this long for records after it
+	// (a blocking query); it must stay under the HTTP client's timeout.
+	Wait time.Duration
+	// Service, Action and Outcome keep only the records that name them.
+	Service, Action, Outcome string
+	// Limit is the most records answered (1 to 1,000; 0: the server's
+	// default, 100).
+	Limit int
+}
+
+// Audit reads the audit trail of the server that answers: its records
+// of registrations, refusals, deregistrations, expiries, key changes,
+// admin actions and failed authentications, oldest first. Needs the
+// admin token.
+func (c *Client) Audit(ctx context.Context, q AuditQuery) (api.AuditResponse, error) {
+	v := url.Values{}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if q.After != "" {
+		v.Set("after", q.After)
+	}
+	if q.Wait > 0 {
+		v.Set("wait", q.Wait.String())
+	}
+	for k, s := range map[string]string{"service": q.Service, "action": q.Action, "outcome": q.Outcome} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var out api.AuditResponse
+	_, err := c.do(ctx, "audit", http.MethodGet, "/v1/audit", v, "", nil, &out)
+	return out, err
+}

@@ -138,6 +138,7 @@ func newRootCmd(e env) *cobra.Command {
 		newDeregisterCmd(e),
 		newSnapshotCmd(e),
 		newMembersCmd(e),
+		newAuditCmd(e),
 		newTLSCmd(e),
 		newRegisterCmd(e),
 		newHealthCmd(e),

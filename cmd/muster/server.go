@@ -49,6 +49,8 @@ type serverFlags struct {
 	perKey, perAddr                    int
 	regRate                            float64
 	diskReserve                        int64
+	auditFileMiB                       int64
+	auditFiles                         int
 	logLevel, logFormat                *enumValue
 	// Mass-expiry protection: on or off, and its tuning.
 	protection                 *enumValue
@@ -155,6 +157,8 @@ func newServerCmd(e env) *cobra.Command {
 	f.IntVar(&o.perAddr, "max-instances-per-address", def.Registry.MaxInstancesPerAddress, "instances one address may hold at once, of any key")
 	f.Float64Var(&o.regRate, "register-rate", float64(time.Second)/float64(def.Registry.RegisterEvery), "registrations per second one enrolment key may make, after a burst of ten seconds' worth")
 	f.Int64Var(&o.diskReserve, "disk-reserve-mib", def.Cluster.DiskReserve>>20, "free space (MiB) the data dir's filesystem must keep: below it writes are refused with 503 while reads go on, so the Raft log never meets a full disk; 0 turns the guard off")
+	f.Int64Var(&o.auditFileMiB, "audit-file-size-mib", def.Audit.MaxFileSize>>20, "each audit journal (<data-dir>/audit) begins a new file past this size (MiB)")
+	f.IntVar(&o.auditFiles, "audit-files", def.Audit.MaxFiles, "each audit journal keeps this many older files besides the current one; the oldest is deleted")
 	o.logLevel = enumFlag(cmd, "log-level", "", "info", "log level", "debug", "info", "warn", "error")
 	o.logLevel.fold = true
 	bindEnv(f, "log-level", "MUSTER_LOG_LEVEL")
@@ -250,6 +254,10 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 		cfg.Cluster.DiskReserve = o.diskReserve << 20
 	}
 	cfg.DNS.Addr, cfg.DNS.Domain, cfg.DNS.TTL = o.dnsAddr, o.dnsDomain, o.dnsTTL
+	if o.auditFileMiB < 1 || o.auditFileMiB > 1<<20 || o.auditFiles < 1 {
+		return server.Config{}, usageError("--audit-file-size-mib must be from 1 to 1048576, --audit-files at least 1")
+	}
+	cfg.Audit.MaxFileSize, cfg.Audit.MaxFiles = o.auditFileMiB<<20, o.auditFiles
 	cfg.Registry.MaxInstancesPerKey, cfg.Registry.MaxInstancesPerAddress = o.perKey, o.perAddr
 	cfg.Registry.RegisterEvery = time.Duration(float64(time.Second) / o.regRate)
 	cfg.Registry.RegisterBurst = max(1, int(10*o.regRate))

@@ -73,6 +73,7 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	c.update(stored.Service, idx, dropped, &stored)
 	ev.Instance = &stored
 	c.event = ev
+	res.Instance = &stored
 	return res, []string{stored.Service}
 }
 
@@ -82,7 +83,7 @@ func (c *Catalog) applyDeregister(idx uint64, cmd Command) (Result, []string) {
 		return Result{Err: ErrNotFound}, nil
 	}
 	if cmd.IfStatus != "" && !statusIs(inst, cmd.IfStatus) {
-		return Result{Err: ErrConflict}, nil
+		return Result{Instance: inst, Err: ErrConflict}, nil
 	}
 	c.removeInstance(inst)
 	c.update(inst.Service, idx, inst.ID, nil)
@@ -91,7 +92,7 @@ func (c *Catalog) applyDeregister(idx uint64, cmd Command) (Result, []string) {
 		reason = ReasonExpired
 	}
 	c.event = &Event{Type: EventDeregistered, Instance: inst, Reason: reason}
-	return Result{}, []string{inst.Service}
+	return Result{Instance: inst}, []string{inst.Service}
 }
 
 func (c *Catalog) applySetStatus(idx uint64, cmd Command) (Result, []string) {
@@ -104,13 +105,13 @@ func (c *Catalog) applySetStatus(idx uint64, cmd Command) (Result, []string) {
 		return Result{Err: ErrNotFound}, nil
 	}
 	if !validStatus(cmd.Status) {
-		return Result{Err: fmt.Errorf("%w: status %q", ErrBadCommand, cmd.Status)}, nil
+		return Result{Instance: inst, Err: fmt.Errorf("%w: status %q", ErrBadCommand, cmd.Status)}, nil
 	}
 	if cmd.IfStatus != "" && !statusIs(inst, cmd.IfStatus) {
-		return Result{Err: ErrConflict}, nil
+		return Result{Instance: inst, Err: ErrConflict}, nil
 	}
 	if inst.Status == cmd.Status {
-		return Result{}, nil
+		return Result{Instance: inst}, nil
 	}
 	next := *inst
 	next.Status = cmd.Status
@@ -118,7 +119,7 @@ func (c *Catalog) applySetStatus(idx uint64, cmd Command) (Result, []string) {
 	c.putInstance(&next)
 	c.update(next.Service, idx, "", &next)
 	c.event = &Event{Type: EventStatus, Instance: &next}
-	return Result{}, []string{next.Service}
+	return Result{Instance: &next}, []string{next.Service}
 }
 
 func (c *Catalog) applyDrain(idx uint64, cmd Command) (Result, []string) {
@@ -127,7 +128,7 @@ func (c *Catalog) applyDrain(idx uint64, cmd Command) (Result, []string) {
 		return Result{Err: ErrNotFound}, nil
 	}
 	if inst.Draining {
-		return Result{}, nil
+		return Result{Instance: inst}, nil
 	}
 	next := *inst
 	next.Draining = true
@@ -135,7 +136,7 @@ func (c *Catalog) applyDrain(idx uint64, cmd Command) (Result, []string) {
 	c.putInstance(&next)
 	c.update(next.Service, idx, "", &next)
 	c.event = &Event{Type: EventStatus, Instance: &next}
-	return Result{}, []string{next.Service}
+	return Result{Instance: &next}, []string{next.Service}
 }
 
 func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
@@ -144,7 +145,7 @@ func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
 		return Result{Err: ErrNotFound}, nil
 	}
 	if cmd.Until.IsZero() {
-		return Result{Err: ErrBadCommand}, nil
+		return Result{Instance: inst, Err: ErrBadCommand}, nil
 	}
 	c.removeInstance(inst)
 	ak := addrKey(inst.Service, inst.Address, inst.Port)
@@ -154,7 +155,7 @@ func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
 	c.addBar(&Bar{Service: inst.Service, Address: inst.Address, Port: inst.Port, Instance: inst.ID, Reason: cmd.Reason, Until: cmd.Until, Index: idx})
 	c.update(inst.Service, idx, inst.ID, nil)
 	c.event = &Event{Type: EventDeregistered, Instance: inst, Reason: ReasonEvicted}
-	return Result{}, []string{inst.Service}
+	return Result{Instance: inst}, []string{inst.Service}
 }
 
 // otherProtocol reports whether a registration of in breaks the rule of

@@ -65,6 +65,35 @@ type commandV1 struct {
 	// (absent: none).
 	KeyLimit  int `json:"key_limit,omitempty"`
 	HostLimit int `json:"host_limit,omitempty"`
+	// Origin is set by commands proposed since the audit trail (absent:
+	// none). Older versions skip it, as they skip every field they do not
+	// know.
+	Origin *originV1 `json:"origin,omitempty"`
+}
+
+// originV1 is a command's origin in version 1 of the log (Command.Origin).
+type originV1 struct {
+	Time   *time.Time `json:"time,omitempty"`
+	Node   string     `json:"node,omitempty"`
+	Caller string     `json:"caller,omitempty"`
+}
+
+func originToV1(o *Origin) *originV1 {
+	if o == nil {
+		return nil
+	}
+	return &originV1{Time: timeOrNil(o.Time), Node: o.Node, Caller: o.Caller}
+}
+
+func (r *originV1) toOrigin() *Origin {
+	if r == nil {
+		return nil
+	}
+	o := &Origin{Node: r.Node, Caller: r.Caller}
+	if r.Time != nil {
+		o.Time = *r.Time
+	}
+	return o
 }
 
 // instanceV1 is an instance in version 1 of the log and of snapshots.
@@ -185,6 +214,7 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 		Op: string(cmd.Op), Instance: instanceToV1(cmd.Instance), Key: keyToV1(cmd.Key), ID: cmd.ID,
 		Status: string(cmd.Status), IfStatus: string(cmd.IfStatus), Reason: cmd.Reason, Rules: cmd.Rules,
 		SkipIfUnknown: cmd.SkipIfUnknown, Until: timeOrNil(cmd.Until), KeyLimit: cmd.KeyLimit, HostLimit: cmd.HostLimit,
+		Origin: originToV1(cmd.Origin),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("catalog: encode command: %w", err)
@@ -254,7 +284,7 @@ func decodeBody(body []byte) (Command, error) {
 	cmd := Command{
 		Op: Op(r.Op), Instance: r.Instance.toInstance(), Key: r.Key.toKey(), ID: r.ID,
 		Status: Status(r.Status), IfStatus: Status(r.IfStatus), Reason: r.Reason, Rules: r.Rules,
-		SkipIfUnknown: r.SkipIfUnknown, KeyLimit: r.KeyLimit, HostLimit: r.HostLimit,
+		SkipIfUnknown: r.SkipIfUnknown, KeyLimit: r.KeyLimit, HostLimit: r.HostLimit, Origin: r.Origin.toOrigin(),
 	}
 	if r.Until != nil {
 		cmd.Until = *r.Until

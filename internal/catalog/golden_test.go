@@ -281,3 +281,88 @@ func TestGolden_CommandsV2(t *testing.T) {
 		t.Errorf("the version-2 golden commands leave a different catalog from their version-1 twins:\n%s\n%s", a, b)
 	}
 }
+
+// TestGolden_CommandsWithOrigin: the commands under testdata/golden
+// named origin-*.v2 were written by the encoder that added
+// Command.Origin (the audit trail's who, when and where). Each decodes
+// with its origin, passes Validate, encodes back to the very same bytes,
+// and without its origin encodes to the same body minus the origin
+// field: the field is added, nothing else moved. Applied in order they
+// make the same catalog as the same commands without an origin, which is
+// what an older replica, which skips the field, applies. And no older
+// golden command has an origin.
+func TestGolden_CommandsWithOrigin(t *testing.T) {
+	paths, err := filepath.Glob("testdata/golden/origin-*.v2")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no golden commands with an origin: %v", err)
+	}
+	slices.Sort(paths)
+	with, without := catalog.New(), catalog.New()
+	var origins []catalog.Origin
+	for i, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(p)
+		cmd, err := catalog.DecodeCommand(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := cmd.Validate(); err != nil {
+			t.Errorf("%s fails validation: %v", name, err)
+		}
+		if cmd.Origin == nil {
+			t.Fatalf("%s decodes without its origin", name)
+		}
+		origins = append(origins, *cmd.Origin)
+		again, err := catalog.EncodeCommand(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(again, b) {
+			t.Errorf("%s does not encode back to its golden bytes:\n got %q\nwant %q", name, again, b)
+		}
+		bare := cmd
+		bare.Origin = nil
+		plain, err := catalog.EncodeCommand(bare)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := string(b[1 : len(b)-4])
+		cut := body[strings.Index(body, `,"origin":`) : len(body)-1]
+		if got, want := string(plain[1:len(plain)-4]), strings.Replace(body, cut, "", 1); got != want {
+			t.Errorf("%s without its origin encodes to\n%s\nwant the golden body without the field\n%s", name, got, want)
+		}
+		r1, r2 := with.Apply(uint64(i+1), cmd), without.Apply(uint64(i+1), bare)
+		if r1.Err != nil || resultString(r1) != resultString(r2) {
+			t.Errorf("%s applied: %s, without its origin: %s", name, resultString(r1), resultString(r2))
+		}
+	}
+	if a, b := snapshotJSON(t, with), snapshotJSON(t, without); !bytes.Equal(a, b) {
+		t.Errorf("the origin changed what the commands did:\n%s\n%s", a, b)
+	}
+	at := time.Date(2026, 12, 10, 9, 30, 0, 250000000, time.UTC)
+	want := []catalog.Origin{
+		{Time: at, Node: "node-5e1f0c", Caller: "192.0.2.7:51234"},
+		{Time: at.Add(time.Second), Node: "n2", Caller: "[2001:db8::7]:40000"},
+		{Time: at.Add(20 * time.Second), Node: "n1"},
+		{Time: at.Add(2 * time.Minute), Node: "n1"},
+	}
+	if len(origins) != len(want) {
+		t.Fatalf("%d golden commands with an origin, want %d", len(origins), len(want))
+	}
+	for i := range want {
+		if !origins[i].Time.Equal(want[i].Time) || origins[i].Node != want[i].Node || origins[i].Caller != want[i].Caller {
+			t.Errorf("%s: origin %+v, want %+v", filepath.Base(paths[i]), origins[i], want[i])
+		}
+	}
+	for _, version := range []string{"v1", "v2"} {
+		names, raw := goldenFiles(t, version)
+		for i, b := range raw {
+			if cmd, err := catalog.DecodeCommand(b); err != nil || cmd.Origin != nil {
+				t.Errorf("%s: decodes to origin %+v, %v; entries written before the origin have none", names[i], cmd.Origin, err)
+			}
+		}
+	}
+}

@@ -100,7 +100,7 @@ func TestSnapshot_WriteBinary(t *testing.T) {
 			idx := src.idx
 			for _, cmd := range commands() {
 				idx++
-				if r1, r2 := src.c.Apply(idx, cmd), dst.c.Apply(idx, cmd); fmt.Sprint(r1) != fmt.Sprint(r2) {
+				if r1, r2 := src.c.Apply(idx, cmd), dst.c.Apply(idx, cmd); resultString(r1) != resultString(r2) {
 					t.Errorf("Apply %s: original %+v, restored %+v", cmd.Op, r1, r2)
 				}
 			}

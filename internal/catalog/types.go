@@ -248,7 +248,32 @@ type Command struct {
 	// registration (ErrQuota). A replaced instance of the same key, or at
 	// the same host, is not counted.
 	KeyLimit, HostLimit int
+	// Origin says who asked for the command, for the audit trail, which
+	// every replica derives from the applied log alike; nil in commands
+	// written before it existed. Apply never reads it, and Validate does
+	// not judge it: it changes nothing of what the command does.
+	Origin *Origin
 }
+
+// Origin is where a command came from: what the audit record of an
+// applied command needs beyond the catalog, and which the replicas that
+// apply it could not know.
+type Origin struct {
+	// Time is when the proposer decided, by its clock (UTC).
+	Time time.Time
+	// Node is the ID of the node that handled the request and proposed
+	// the command (a follower that forwarded it names itself).
+	Node string
+	// Caller is the address of the client whose request it was, as the
+	// node saw it (host:port); empty for the registry's own decisions
+	// (an expiry, a check's verdict).
+	Caller string
+}
+
+// ReasonTTLExpired is the Reason of the sweep's commands that turn an
+// instance critical because its TTL ran out: the audit trail tells an
+// expiry from other status changes by it.
+const ReasonTTLExpired = "ttl expired"
 
 // RulesCurrent is the Rules value proposers set today, and the highest
 // this version applies:
@@ -268,5 +293,12 @@ type Result struct {
 	Index uint64
 	// Replaced is the ID of an instance a registration replaced, if any.
 	Replaced string
+	// Instance is the instance the command named, as the command left it
+	// (a registration's new instance, a changed one), as it was when it
+	// went (a deregistration, an eviction), or as found when the command
+	// was refused for a reason other than its absence; nil when there is
+	// none. It is not sent between members: the audit trail reads it
+	// where the command was applied.
+	Instance *Instance
 	Err      error
 }

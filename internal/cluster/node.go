@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,10 +111,16 @@ type Config struct {
 	AdminCheck []byte
 
 	Logger *slog.Logger
+	// Observer, when set, learns of every command the FSM applies and of
+	// every snapshot it restores, and is waited for before a snapshot is
+	// persisted (see Observer): the audit trail.
+	Observer Observer
 
 	// faults cuts links between members in tests of partitions (see
 	// faults.go); nil otherwise.
 	faults *faults
+	// durableWait, when set, replaces the package's durableWait (tests).
+	durableWait time.Duration
 }
 
 // DefaultConfig returns the configuration of the embedded single node.
@@ -368,7 +375,9 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		n.loadPromise()
 	}
 
-	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt, restored: n.markState}, contiguousLog{store, n.markState}, store, snaps, trans)
+	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt, restored: n.markState, obs: cfg.Observer, node: cfg.NodeID,
+		durableWait: cmp.Or(cfg.durableWait, durableWait)},
+		contiguousLog{store, n.markState}, store, snaps, trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
@@ -637,6 +646,7 @@ func (n *Node) RaftAddr() string { return string(n.transport.LocalAddr()) }
 // catalog.ErrBadCommand. The Result's Index and Replaced are set when the
 // command was applied.
 func (n *Node) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, error) {
+	cmd.Origin = n.stamp(cmd.Origin)
 	if err := cmd.Validate(); err != nil {
 		return catalog.Result{}, fmt.Errorf("cluster: refusing to propose: %w", err)
 	}
@@ -656,6 +666,24 @@ func (n *Node) Apply(ctx context.Context, cmd catalog.Command) (catalog.Result, 
 		return n.forward(ctx, b)
 	}
 	return n.applyEncoded(ctx, b)
+}
+
+// stamp returns a copy of o (or a new origin) with the time, when it has
+// none, of this node's clock, and this node's ID when it names no node:
+// the node that proposes a command is the node that handled it (a write
+// forwarded to the leader was stamped by the follower that took it).
+func (n *Node) stamp(o *catalog.Origin) *catalog.Origin {
+	var out catalog.Origin
+	if o != nil {
+		out = *o
+	}
+	if out.Time.IsZero() {
+		out.Time = time.Now().UTC()
+	}
+	if out.Node == "" {
+		out.Node = n.cfg.NodeID
+	}
+	return &out
 }
 
 // applyEncoded proposes an encoded command on the leader and waits for

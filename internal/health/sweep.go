@@ -247,7 +247,7 @@ func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 				l.Forget(inst.ID)
 			}
 		} else if l.Status(inst, floor, now) == catalog.StatusCritical {
-			_, stop = s.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: inst.Status, Reason: "ttl expired"})
+			_, stop = s.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: inst.Status, Reason: catalog.ReasonTTLExpired})
 		}
 		if stop {
 			stopped.Store(true)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/registry"
 )
@@ -99,6 +100,12 @@ func APIError(err error) *Error {
 		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "the verification callback timed out while this server was overloaded; retry")
 		e.RetryAfter = 1
 		return e
+	case errors.Is(err, audit.ErrBusy):
+		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many reads of the audit trail at once; retry")
+		e.RetryAfter = 1
+		return e
+	case errors.Is(err, audit.ErrBadQuery):
+		return Errorf(http.StatusBadRequest, api.CodeInvalidArgument, "", "%s", strings.TrimPrefix(err.Error(), "audit: "))
 	case errors.Is(err, registry.ErrBusy):
 		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many registrations in flight; retry")
 		e.RetryAfter = 1

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/registry"
@@ -120,6 +121,43 @@ func FuzzWatchQuery(f *testing.F) {
 		}
 		if lastID != "" && !resume {
 			t.Fatalf("Last-Event-ID %q accepted without resuming", lastID)
+		}
+	})
+}
+
+// FuzzAuditQuery: any query string either parses into a query the audit
+// log accepts (a valid limit, action, outcome and service, a cursor, a
+// wait only with one) or is a 400 naming the field; never a panic.
+func FuzzAuditQuery(f *testing.F) {
+	for _, s := range []string{
+		"since=1h&service=web&action=register&outcome=refused&limit=50", "since=2026-12-10T09:00:00Z", "after=1.2.3.4&wait=20s",
+		"wait=1s", "limit=0", "limit=1001", "limit=-5", "action=drop", "outcome=maybe", "since=yesterday", "since=-1h",
+		"after=1.2.3", "after=01.2.3.4", "service=Web", "x=1", "%zz", "", "wait=11m&after=0.0.0.0", "limit=1e3",
+	} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 12, 10, 9, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		aq, wait, perr := parseAuditQuery(q, now)
+		if perr != nil {
+			checkErr(t, perr)
+			if perr.Field == "" {
+				t.Fatalf("error names no field: %+v", perr)
+			}
+			return
+		}
+		if err := aq.Validate(); err != nil {
+			t.Fatalf("parser accepted a query the log refuses: %+v: %v", aq, err)
+		}
+		if aq.Service != "" && registry.CheckServiceName(aq.Service) != nil {
+			t.Fatalf("parser accepted service %q", aq.Service)
+		}
+		if wait < 0 || wait > registry.MaxWait || (wait > 0 && aq.After == nil) {
+			t.Fatalf("parser accepted wait %s with after %v", wait, aq.After)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/registry"
 )
@@ -94,16 +95,20 @@ func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) error {
 // is removed and its endpoint barred from registering for a while.
 func (a *apiServer) evict(w http.ResponseWriter, r *http.Request) error {
 	tok := Bearer(r)
-	if err := a.reg.CheckAdmin(tok); err != nil {
+	if err := a.reg.Admin(r.Context(), audit.ActionEvict, tok); err != nil {
 		return adminAuth.apply(err)
+	}
+	refuse := func(err error) error {
+		a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionEvict, Instance: r.PathValue("id")}, err)
+		return err
 	}
 	var req api.EvictRequest
 	if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
-		return err
+		return refuse(err)
 	}
 	d, err := time.ParseDuration(req.For)
 	if err != nil {
-		return BadField("for", "for %q is not a duration such as 10m", req.For)
+		return refuse(BadField("for", "for %q is not a duration such as 10m", req.For))
 	}
 	b, err := a.reg.Evict(r.Context(), tok, r.PathValue("id"), d, req.Reason)
 	if err != nil {

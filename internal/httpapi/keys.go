@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/registry"
 )
@@ -25,11 +26,12 @@ func (a *apiServer) keyToAPI(k *catalog.Key) api.Key {
 // body is read.
 func (a *apiServer) createKey(w http.ResponseWriter, r *http.Request) error {
 	tok := Bearer(r)
-	if err := a.reg.CheckAdmin(tok); err != nil {
+	if err := a.reg.Admin(r.Context(), audit.ActionKeyCreate, tok); err != nil {
 		return adminAuth.apply(err)
 	}
 	var req api.CreateKeyRequest
 	if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
+		a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionKeyCreate}, err)
 		return err
 	}
 	k, secret, err := a.reg.CreateKey(r.Context(), tok, registry.KeySpec{Services: req.Services, Description: req.Description, MaxInstances: req.MaxInstances})
@@ -44,7 +46,7 @@ func (a *apiServer) createKey(w http.ResponseWriter, r *http.Request) error {
 
 // listKeys handles GET /v1/keys.
 func (a *apiServer) listKeys(w http.ResponseWriter, r *http.Request) error {
-	keys, err := a.reg.Keys(Bearer(r))
+	keys, err := a.reg.Keys(r.Context(), Bearer(r))
 	if err != nil {
 		return adminAuth.apply(err)
 	}
@@ -68,7 +70,7 @@ func (a *apiServer) revokeKey(w http.ResponseWriter, r *http.Request) error {
 // snapshot handles GET /v1/snapshot (admin token): the whole catalog as of
 // one index, the backup that `muster snapshot restore` brings back.
 func (a *apiServer) snapshot(w http.ResponseWriter, r *http.Request) error {
-	s, index, err := a.reg.Snapshot(Bearer(r))
+	s, index, err := a.reg.Snapshot(r.Context(), Bearer(r))
 	if err != nil {
 		return adminAuth.apply(err)
 	}

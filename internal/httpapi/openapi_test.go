@@ -248,6 +248,8 @@ func TestOpenAPI_Schemas(t *testing.T) {
 		{"Member", reflect.TypeFor[api.Member]()},
 		{"MembersResponse", reflect.TypeFor[api.MembersResponse]()},
 		{"ClusterSelf", reflect.TypeFor[api.ClusterSelf]()},
+		{"AuditRecord", reflect.TypeFor[api.AuditRecord]()},
+		{"AuditResponse", reflect.TypeFor[api.AuditResponse]()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

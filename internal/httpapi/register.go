@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 )
 
 // register handles POST /v1/services/{service}/instances: the enrolment
@@ -16,12 +17,13 @@ func (a *apiServer) register(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *apiServer) registerOnce(w http.ResponseWriter, r *http.Request) error {
-	adm, err := a.reg.AdmitKey(Bearer(r), r.PathValue("service"))
+	adm, err := a.reg.AdmitKey(r.Context(), Bearer(r), r.PathValue("service"))
 	if err != nil {
 		return authMessages{missing: "enrolment key required (Authorization: Bearer ...)"}.apply(err)
 	}
 	var req api.RegisterRequest
 	if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
+		a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionRegister, Service: adm.Service(), Key: adm.KeyID()}, err)
 		return err
 	}
 	out, err := a.reg.Register(r.Context(), adm, req)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 )
 
@@ -21,10 +22,11 @@ const restoreReadTimeout = 10 * time.Minute
 // changes.
 func (a *apiServer) restore(w http.ResponseWriter, r *http.Request) error {
 	tok := Bearer(r)
-	if err := a.reg.CheckAdmin(tok); err != nil {
+	if err := a.reg.Admin(r.Context(), audit.ActionSnapshotRestore, tok); err != nil {
 		return adminAuth.apply(err)
 	}
 	if r.ContentLength > catalog.MaxSnapshotSize {
+		a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionSnapshotRestore}, catalog.ErrSnapshotTooLarge)
 		return catalog.ErrSnapshotTooLarge
 	}
 	// A server without deadlines (a test's, say) has nothing to extend.

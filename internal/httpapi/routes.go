@@ -48,6 +48,8 @@ func (a *apiServer) routes() []route {
 		{"DELETE", "/v1/instances/{id}", a.deregister},
 		{"POST", "/v1/instances/{id}/evict", a.evict},
 
+		{"GET", "/v1/audit", a.auditLog},
+
 		{"GET", "/v1/cluster/members", a.members},
 		{"DELETE", "/v1/cluster/members/{id}", a.removeMember},
 		{"GET", "/v1/cluster/self", a.clusterSelf},

@@ -251,9 +251,12 @@ func clientOf(r *http.Request) string {
 type connKey struct{}
 
 // ConnContext is for http.Server.ConnContext: it lets a stream bound its
-// connection's kernel send buffer (WatchConfig.SendBuffer).
+// connection's kernel send buffer (WatchConfig.SendBuffer), and gives
+// the registry the caller's address for the audit trail
+// (registry.WithCaller), once per connection, so that no request pays
+// for it.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, c)
+	return registry.WithCaller(context.WithValue(ctx, connKey{}, c), c.RemoteAddr().String())
 }
 
 // isTimeout reports whether a write failed on its deadline (a reader that

@@ -19,7 +19,7 @@ const module = "github.com/musterhq/muster/"
 // in "/..." matches the packages under it.
 //
 // Read it bottom-up: catalog, random and durable import nothing of ours;
-// cluster and health sit on the catalog; checks (active health checks)
+// cluster, health and audit sit on the catalog; checks (active health checks)
 // sits on verify's guard; registry holds the workflows over catalog,
 // checks, health and verify; front ends (httpapi, seedapi) call the
 // registry and never cluster, health or verify (dnsapi, the DNS front end,
@@ -33,17 +33,18 @@ var layers = map[string][]string{
 	"internal/random":   {},
 	"internal/durable":  {},
 	"internal/cluster":  {"internal/catalog", "internal/durable", "internal/random"},
+	"internal/audit":    {"internal/catalog", "internal/durable"},
 	"internal/health":   {"internal/catalog"},
 	"internal/verify":   {"api"},
 	"internal/checks":   {"api", "internal/verify"},
-	"internal/registry": {"api", "internal/catalog", "internal/checks", "internal/health", "internal/random", "internal/verify"},
-	"internal/httpapi":  {"api", "internal/catalog", "internal/registry"},
-	"internal/seedapi":  {"api", "internal/catalog", "internal/httpapi", "internal/registry"},
+	"internal/registry": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/health", "internal/random", "internal/verify"},
+	"internal/httpapi":  {"api", "internal/audit", "internal/catalog", "internal/registry"},
+	"internal/seedapi":  {"api", "internal/audit", "internal/catalog", "internal/httpapi", "internal/registry"},
 	"internal/dnsapi":   {"internal/catalog", "internal/registry"},
 	// telemetry holds the Prometheus registry and instruments; it
 	// imports nothing of ours (the server feeds it).
 	"internal/telemetry": {},
-	"internal/server": {"api", "internal/catalog", "internal/checks", "internal/cluster", "internal/dnsapi", "internal/durable", "internal/health",
+	"internal/server": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/cluster", "internal/dnsapi", "internal/durable", "internal/health",
 		"internal/httpapi", "internal/random", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/verify"},
 
 	// Test helpers (imported only by _test files).

@@ -108,7 +108,7 @@ func BenchmarkRegistry_Register(b *testing.B) {
 			b.Fatal(err)
 		}
 		keys = append(keys, key{port: proofListener(b, secret), adm: func(service string) registry.Admission {
-			a, err := reg.AdmitKey(secret, service)
+			a, err := reg.AdmitKey(context.Background(), secret, service)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -82,7 +83,7 @@ func TestRegistry_concurrent(t *testing.T) {
 				var last registry.Registered
 				var token string
 				for range 2 { // the second replaces the first
-					adm, err := r.reg.AdmitKey(secret, service)
+					adm, err := r.reg.AdmitKey(context.Background(), secret, service)
 					if err != nil {
 						t.Errorf("AdmitKey: %v", err)
 						return

@@ -24,7 +24,7 @@
 // them to their wire codes through one table each.
 //
 //	reg, err := registry.New(registry.DefaultConfig(), cat, node, live, verifier)
-//	adm, err := reg.AdmitKey(secret, "fetch_url")
+//	adm, err := reg.AdmitKey(ctx, secret, "fetch_url")
 //	out, err := reg.Register(ctx, adm, api.RegisterRequest{Address: "10.0.0.5", Port: 8080})
 //	inst, status, err := reg.Heartbeat(ctx, out.ID, sessionToken)
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 )
 
@@ -60,10 +61,16 @@ func (r *Registry) notFound(id string) error {
 // stick while the instance's own process would register again at once.
 // Errors: ErrNoCredential, ErrWrongToken, a *FieldError (d or reason),
 // ErrNotReady, ErrInstanceNotFound, ErrUnavailable.
-func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration, reason string) (*catalog.Bar, error) {
-	if err := r.CheckAdmin(token); err != nil {
+func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration, reason string) (_ *catalog.Bar, err error) {
+	if err := r.Admin(ctx, audit.ActionEvict, token); err != nil {
 		return nil, err
 	}
+	proposed := false
+	defer func() {
+		if err != nil && !proposed {
+			r.record(ctx, audit.Record{Action: audit.ActionEvict, Instance: id}, err)
+		}
+	}()
 	if d < MinEviction || d > MaxEviction {
 		return nil, badField("for", "an eviction lasts from %s to %s", MinEviction, MaxEviction)
 	}
@@ -78,7 +85,8 @@ func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration,
 		return nil, r.notFound(id)
 	}
 	until := r.now().Add(d).UTC().Truncate(time.Millisecond)
-	if _, err := r.propose(ctx, catalog.Command{Op: catalog.OpEvict, ID: id, Until: until, Reason: reason}); err != nil {
+	proposed = true // recorded by commit, or from the log
+	if _, err := r.commit(ctx, catalog.Command{Op: catalog.OpEvict, ID: id, Until: until, Reason: reason}); err != nil {
 		if errors.Is(err, catalog.ErrNotFound) {
 			return nil, r.notFound(id)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/health"
 )
@@ -30,6 +31,7 @@ func (r *Registry) Heartbeat(ctx context.Context, id, token string) (*catalog.In
 	now := r.now()
 	status, revive, err := r.beat(inst, id, token, now)
 	if err != nil {
+		r.beatRefused(ctx, inst, err)
 		return nil, "", err
 	}
 	if revive {
@@ -58,6 +60,15 @@ func (r *Registry) beat(inst *catalog.Instance, id, token string, now time.Time)
 	}
 	status, revive := r.heard(inst, now)
 	return status, revive, nil
+}
+
+// beatRefused records a heartbeat of inst refused for its session token
+// (missing, or not the instance's): a failed authentication. Other
+// refusals of heartbeats (an unknown instance) are no record.
+func (r *Registry) beatRefused(ctx context.Context, inst *catalog.Instance, err error) {
+	if inst != nil && (errors.Is(err, ErrNoCredential) || errors.Is(err, ErrWrongToken)) {
+		r.record(ctx, audit.Record{Action: audit.ActionHeartbeat, Service: inst.Service, Instance: inst.ID, Key: inst.KeyID}, err)
+	}
 }
 
 // heard records a heartbeat of inst, whose caller is authenticated, at
@@ -99,7 +110,8 @@ func (r *Registry) revive(ctx context.Context, inst *catalog.Instance, now time.
 		return catalog.StatusCritical, nil
 	}
 	r.registrations.Spend(now, inst.KeyID)
-	_, err := r.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical, Reason: "heartbeat"})
+	_, err := r.propose(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusPassing, IfStatus: catalog.StatusCritical,
+		Reason: "heartbeat", Origin: origin(ctx)})
 	switch {
 	case err == nil:
 		r.log.Info("instance passing again", "id", inst.ID, "service", inst.Service)
@@ -140,8 +152,17 @@ func (r *Registry) instance(id string) (*catalog.Instance, bool, error) {
 
 // owned resolves the instance id for a caller that must hold its session
 // token or the admin token. Errors: ErrNotReady, ErrInstanceNotFound,
-// ErrNoCredential, ErrWrongToken.
-func (r *Registry) owned(id, token string) (*catalog.Instance, error) {
+// ErrNoCredential, ErrWrongToken; each is a record of action.
+func (r *Registry) owned(ctx context.Context, action audit.Action, id, token string) (inst *catalog.Instance, err error) {
+	defer func() {
+		if err != nil {
+			rec := audit.Record{Action: action, Instance: id}
+			if inst != nil {
+				rec.Service, rec.Key = inst.Service, inst.KeyID
+			}
+			r.record(ctx, rec, err)
+		}
+	}()
 	if err := r.Ready(); err != nil {
 		return nil, err
 	}
@@ -153,10 +174,10 @@ func (r *Registry) owned(id, token string) (*catalog.Instance, error) {
 		return nil, r.notFound(id)
 	}
 	if token == "" {
-		return nil, ErrNoCredential
+		return inst, ErrNoCredential
 	}
 	if !inst.TokenMatches(token) && !r.isAdmin(token) {
-		return nil, ErrWrongToken
+		return inst, ErrWrongToken
 	}
 	return inst, nil
 }
@@ -165,11 +186,11 @@ func (r *Registry) owned(id, token string) (*catalog.Instance, error) {
 // or of the admin token, and returns the index of the removal. Errors: as
 // owned, then catalog.ErrNotFound (removed meanwhile), ErrUnavailable.
 func (r *Registry) Deregister(ctx context.Context, id, token string) (uint64, error) {
-	inst, err := r.owned(id, token)
+	inst, err := r.owned(ctx, audit.ActionDeregister, id, token)
 	if err != nil {
 		return 0, err
 	}
-	res, err := r.propose(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, Reason: "api"})
+	res, err := r.commit(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, Reason: "api"})
 	if err != nil {
 		return 0, err
 	}
@@ -185,16 +206,17 @@ func (r *Registry) Deregister(ctx context.Context, id, token string) (uint64, er
 // and its status after the drain.
 // Errors: as Deregister.
 func (r *Registry) Drain(ctx context.Context, id, token string) (*catalog.Instance, catalog.Status, error) {
-	inst, err := r.owned(id, token)
+	inst, err := r.owned(ctx, audit.ActionDrain, id, token)
 	if err != nil {
 		return nil, "", err
 	}
 	if inst.Draining {
 		// Already draining: nothing to write. (A drain committed for
 		// every call would let a token holder grow the log without end.)
+		r.record(ctx, audit.Record{Action: audit.ActionDrain, Reason: "already draining", Service: inst.Service, Instance: inst.ID, Key: inst.KeyID}, nil)
 		return inst, r.statusNow(inst), nil
 	}
-	if _, err := r.propose(ctx, catalog.Command{Op: catalog.OpDrain, ID: inst.ID, Reason: "api"}); err != nil {
+	if _, err := r.commit(ctx, catalog.Command{Op: catalog.OpDrain, ID: inst.ID, Reason: "api"}); err != nil {
 		return nil, "", err
 	}
 	r.log.Info("instance draining", "id", inst.ID, "service", inst.Service)
@@ -268,6 +290,7 @@ func (r *Registry) Heartbeats(ctx context.Context, beats []api.Beat, out []BeatR
 		}
 		status, again, err := r.beat(res.Inst, b.ID, b.Token, r.now())
 		if err != nil {
+			r.beatRefused(ctx, res.Inst, err)
 			res.Inst, res.Err = nil, err
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/random"
 )
@@ -55,10 +56,11 @@ func (k KeySpec) Validate() error {
 // a hash. Errors: ErrNoCredential, ErrWrongToken, a *FieldError,
 // ErrUnavailable.
 func (r *Registry) CreateKey(ctx context.Context, token string, spec KeySpec) (*catalog.Key, string, error) {
-	if err := r.CheckAdmin(token); err != nil {
+	if err := r.Admin(ctx, audit.ActionKeyCreate, token); err != nil {
 		return nil, "", err
 	}
 	if err := spec.Validate(); err != nil {
+		r.record(ctx, audit.Record{Action: audit.ActionKeyCreate}, err)
 		return nil, "", err
 	}
 	secret := "mk_" + random.Secret()
@@ -70,7 +72,7 @@ func (r *Registry) CreateKey(ctx context.Context, token string, spec KeySpec) (*
 		MaxInstances: spec.MaxInstances,
 		CreatedAt:    r.now().UTC().Truncate(time.Second),
 	}
-	if _, err := r.propose(ctx, catalog.Command{Op: catalog.OpCreateKey, Key: k, Reason: "api"}); err != nil {
+	if _, err := r.commit(ctx, catalog.Command{Op: catalog.OpCreateKey, Key: k, Reason: "api"}); err != nil {
 		return nil, "", err
 	}
 	r.log.Info("enrolment key created", "key_id", k.ID, "services", k.Services)
@@ -81,12 +83,15 @@ func (r *Registry) CreateKey(ctx context.Context, token string, spec KeySpec) (*
 }
 
 // Keys lists the enrolment keys, sorted by ID, for the holder of the admin
-// token. Errors: ErrNoCredential, ErrWrongToken, ErrNotReady.
-func (r *Registry) Keys(token string) ([]*catalog.Key, error) {
-	if err := r.CheckAdmin(token); err != nil {
+// token. Errors: ErrNoCredential, ErrWrongToken, ErrNotReady. Each call
+// is a record.
+func (r *Registry) Keys(ctx context.Context, token string) ([]*catalog.Key, error) {
+	if err := r.Admin(ctx, audit.ActionKeyList, token); err != nil {
 		return nil, err
 	}
-	if err := r.Ready(); err != nil {
+	err := r.Ready()
+	r.record(ctx, audit.Record{Action: audit.ActionKeyList}, err)
+	if err != nil {
 		return nil, err
 	}
 	return r.cat.Keys(), nil
@@ -97,10 +102,14 @@ func (r *Registry) Keys(token string) ([]*catalog.Key, error) {
 // whose callback was running when it was revoked. Errors: ErrNoCredential,
 // ErrWrongToken, catalog.ErrNotFound, ErrUnavailable.
 func (r *Registry) RevokeKey(ctx context.Context, token, id string) error {
-	if err := r.CheckAdmin(token); err != nil {
+	if err := r.Admin(ctx, audit.ActionKeyRevoke, token); err != nil {
 		return err
 	}
-	if _, err := r.propose(ctx, catalog.Command{Op: catalog.OpRevokeKey, ID: id, Reason: "api"}); err != nil {
+	if !catalog.ValidID(id) { // no key has such an ID; the command would be refused before it is proposed
+		r.record(ctx, audit.Record{Action: audit.ActionKeyRevoke, Key: id}, catalog.ErrNotFound)
+		return catalog.ErrNotFound
+	}
+	if _, err := r.commit(ctx, catalog.Command{Op: catalog.OpRevokeKey, ID: id, Reason: "api"}); err != nil {
 		return err
 	}
 	r.log.Info("enrolment key revoked", "key_id", id)
@@ -121,13 +130,15 @@ func (r *Registry) KeyUsage(k *catalog.Key) (limit, held int) {
 // Snapshot returns a point-in-time copy of the whole catalog (a backup),
 // for the holder of the admin token: it holds the hashes of every secret
 // and token. Errors: ErrNoCredential, ErrWrongToken, ErrNotReady.
-func (r *Registry) Snapshot(token string) (*catalog.Snapshot, uint64, error) {
-	if err := r.CheckAdmin(token); err != nil {
+func (r *Registry) Snapshot(ctx context.Context, token string) (*catalog.Snapshot, uint64, error) {
+	if err := r.Admin(ctx, audit.ActionSnapshotSave, token); err != nil {
 		return nil, 0, err
 	}
 	if err := r.Ready(); err != nil {
+		r.record(ctx, audit.Record{Action: audit.ActionSnapshotSave}, err)
 		return nil, 0, err
 	}
 	s := r.cat.Snapshot()
+	r.record(ctx, audit.Record{Action: audit.ActionSnapshotSave, Index: s.Index()}, nil)
 	return s, s.Index(), nil
 }

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -91,10 +92,10 @@ func TestRegistry_CreateKey(t *testing.T) {
 				t.Fatalf("stored %+v", stored)
 			}
 			// The secret admits its services, and only those.
-			if adm, err := r.reg.AdmitKey(secret, "web-1"); err != nil || adm.Service() != "web-1" {
+			if adm, err := r.reg.AdmitKey(context.Background(), secret, "web-1"); err != nil || adm.Service() != "web-1" {
 				t.Fatalf("AdmitKey with the new secret: %v", err)
 			}
-			if _, err := r.reg.AdmitKey(secret, "db"); !errors.Is(err, catalog.ErrKeyScope) {
+			if _, err := r.reg.AdmitKey(context.Background(), secret, "db"); !errors.Is(err, catalog.ErrKeyScope) {
 				t.Fatalf("AdmitKey out of scope: %v", err)
 			}
 			// Every key is new.
@@ -128,7 +129,7 @@ func TestRegistry_Keys(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r.lead.set(!tc.notReady, r.clock.Now().Add(-time.Hour))
-			keys, err := r.reg.Keys(tc.token)
+			keys, err := r.reg.Keys(context.Background(), tc.token)
 			checkErr(t, err, tc.want)
 			if err != nil {
 				if keys != nil {
@@ -175,7 +176,7 @@ func TestRegistry_RevokeKey(t *testing.T) {
 			}
 			err := r.reg.RevokeKey(t.Context(), token, id)
 			checkErr(t, err, tc.want)
-			_, admitErr := r.reg.AdmitKey(secret, "web")
+			_, admitErr := r.reg.AdmitKey(context.Background(), secret, "web")
 			if tc.want != nil {
 				if admitErr != nil {
 					t.Fatalf("the key stopped working after a refused revocation: %v", admitErr)

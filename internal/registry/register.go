@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/random"
 	"github.com/musterhq/muster/internal/verify"
@@ -244,6 +245,11 @@ func CheckServiceName(name string) error {
 	return nil
 }
 
+// errUnknownKey is the audit trail's reason for a registration whose
+// secret names no enrolment key: unknown, or revoked (the catalog keeps
+// no trace of a revoked key's secret).
+var errUnknownKey = errors.New("registry: the secret names no enrolment key (unknown, or revoked)")
+
 // Admission is a caller's right to register one service with an enrolment
 // key: the result of AdmitKey, to pass to Register.
 type Admission struct {
@@ -255,12 +261,32 @@ type Admission struct {
 // Service returns the service the admission is for.
 func (a Admission) Service() string { return a.service }
 
+// KeyID returns the ID of the enrolment key admitted, or "".
+func (a Admission) KeyID() string {
+	if a.key == nil {
+		return ""
+	}
+	return a.key.ID
+}
+
 // AdmitKey checks that secret is a live enrolment key whose scope allows
 // service. Errors, in the order checked: ErrNotReady (keys are read from
 // the catalog, so a valid key is not refused during log replay),
 // ErrNoCredential, catalog.ErrKeyRevoked (unknown or revoked key), a
-// *FieldError (bad service name), catalog.ErrKeyScope.
-func (r *Registry) AdmitKey(secret, service string) (Admission, error) {
+// *FieldError (bad service name), catalog.ErrKeyScope. A refusal is a
+// record of the registration, with the key's ID once the secret named
+// one (never the secret).
+func (r *Registry) AdmitKey(ctx context.Context, secret, service string) (adm Admission, err error) {
+	var keyID string
+	defer func() {
+		if err != nil {
+			why := err
+			if errors.Is(err, catalog.ErrKeyRevoked) {
+				why = errUnknownKey
+			}
+			r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: service, Key: keyID}, why)
+		}
+	}()
 	if err := r.Ready(); err != nil {
 		return Admission{}, err
 	}
@@ -280,6 +306,7 @@ func (r *Registry) AdmitKey(secret, service string) (Admission, error) {
 	if !ok {
 		return Admission{}, catalog.ErrKeyRevoked
 	}
+	keyID = key.ID
 	if err := CheckServiceName(service); err != nil {
 		return Admission{}, err
 	}
@@ -306,10 +333,22 @@ type Registered struct {
 // *VerifyError; the catalog's (catalog.ErrKeyRevoked when the key was
 // revoked meanwhile, ErrKeyScope, ErrProtocolMix, ErrReplaceDenied);
 // ErrUnavailable.
-func (r *Registry) Register(ctx context.Context, adm Admission, req api.RegisterRequest) (Registered, error) {
+//
+// Every outcome is one audit record: a registration committed, or
+// refused when applied, is recorded from the applied log; any other
+// refusal or failure here.
+func (r *Registry) Register(ctx context.Context, adm Admission, req api.RegisterRequest) (_ Registered, err error) {
 	if adm.key == nil { // not from AdmitKey
 		return Registered{}, ErrNoCredential
 	}
+	id := random.ID(16)
+	var called string // the instance's ID, once a callback carried it
+	applied := false
+	defer func() {
+		if err != nil && !applied {
+			r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: adm.service, Instance: called, Key: adm.key.ID}, err)
+		}
+	}()
 	if err := r.writable(); err != nil { // before the callback: a full disk refuses at once
 		return Registered{}, err
 	}
@@ -317,7 +356,6 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 	if ferr != nil {
 		return Registered{}, ferr
 	}
-	id := random.ID(16)
 	token := random.Secret()
 	proof := api.ProofAddressPort
 	if reg.VerifyPort != reg.Port {
@@ -331,6 +369,7 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 		// Checked again in the catalog; refused here before any callback.
 		return Registered{}, catalog.ErrReplaceDenied
 	}
+	called = id
 	release, hostIP, err := r.proveAddress(ctx, addressProof{
 		byTarget: adm.key.ID + "|" + reg.Address, byCaller: adm.key.ID, who: "enrolment key and address", whoCaller: "enrolment key",
 		host: reg.Address, refused: "registration refused", keyID: adm.key.ID,
@@ -358,6 +397,7 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
 	}
 	res, err := r.commitRegistration(ctx, inst, adm.key, "api", now)
+	applied = res.Index != 0
 	if err != nil {
 		return Registered{}, err
 	}
@@ -365,7 +405,8 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 }
 
 // commitRegistration commits a verified instance and starts its heartbeat
-// clock. Both protocols' registrations end here.
+// clock. Both protocols' registrations end here. A result with an index
+// was applied (and recorded from the log), whatever the error.
 //
 // now is the registration time as read from the clock (with its monotonic
 // reading, which inst.RegisteredAt, in UTC, no longer carries): the
@@ -376,7 +417,7 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 // what this server knows, and in a cluster every server admits.
 func (r *Registry) commitRegistration(ctx context.Context, inst *catalog.Instance, key *catalog.Key, reason string, now time.Time) (catalog.Result, error) {
 	res, err := r.propose(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason, Rules: catalog.RulesCurrent,
-		KeyLimit: r.keyLimit(key), HostLimit: r.cfg.MaxInstancesPerAddress})
+		KeyLimit: r.keyLimit(key), HostLimit: r.cfg.MaxInstancesPerAddress, Origin: origin(ctx)})
 	if errors.Is(err, catalog.ErrQuota) {
 		return res, &QuotaError{Message: fmt.Sprintf("enrolment key %s (limit %d) or address %s (limit %d, --max-instances-per-address) "+
 			"already holds its limit of instances, counted across the cluster; deregister some, or use a key with a higher max_instances",

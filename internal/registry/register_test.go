@@ -55,7 +55,7 @@ func TestRegistry_AdmitKey(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r.lead.set(!tc.notReady, r.clock.Now().Add(-time.Hour))
-			adm, err := r.reg.AdmitKey(tc.secret, tc.service)
+			adm, err := r.reg.AdmitKey(context.Background(), tc.secret, tc.service)
 			checkErr(t, err, tc.want)
 			if err == nil && adm.Service() != tc.service {
 				t.Fatalf("Admission.Service = %q, want %q", adm.Service(), tc.service)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/checks"
 	"github.com/musterhq/muster/internal/health"
@@ -161,6 +162,11 @@ type Config struct {
 	// DefaultMaxStale.
 	MaxStale time.Duration
 
+	// Audit is the node's audit trail: the registry records there what it
+	// decides alone (refusals above all; see audit.go). nil records
+	// nothing.
+	Audit *audit.Log
+
 	// Logger receives the registry's log lines; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -219,6 +225,7 @@ type Registry struct {
 	prop     Proposer
 	live     *health.Liveness
 	verifier *verify.Verifier
+	audit    *audit.Log
 
 	slots *slotPool
 	// failures limits failed verifications per (caller, address) and,
@@ -260,7 +267,7 @@ func New(cfg Config, cat *catalog.Catalog, p Proposer, live *health.Liveness, v 
 		cfg.Now = time.Now
 	}
 	r := &Registry{
-		cfg: cfg, log: cfg.Logger, now: cfg.Now, cat: cat, prop: p, live: live, verifier: v,
+		cfg: cfg, log: cfg.Logger, now: cfg.Now, cat: cat, prop: p, live: live, verifier: v, audit: cfg.Audit,
 		slots:         newSlotPool(),
 		catchUps:      make(chan struct{}, maxCatchUps),
 		failures:      newBuckets(cfg.FailureBurst, cfg.FailureEvery),

@@ -294,7 +294,7 @@ type registered struct {
 // failing the test on any error.
 func (r *rig) register(tb testing.TB, secret, service string, in *testutil.Instance, req api.RegisterRequest) registered {
 	tb.Helper()
-	adm, err := r.reg.AdmitKey(secret, service)
+	adm, err := r.reg.AdmitKey(context.Background(), secret, service)
 	if err != nil {
 		tb.Fatalf("AdmitKey: %v", err)
 	}
@@ -312,7 +312,7 @@ func (r *rig) register(tb testing.TB, secret, service string, in *testutil.Insta
 // admit is AdmitKey that fails the test on error.
 func (r *rig) admit(tb testing.TB, secret, service string) registry.Admission {
 	tb.Helper()
-	adm, err := r.reg.AdmitKey(secret, service)
+	adm, err := r.reg.AdmitKey(context.Background(), secret, service)
 	if err != nil {
 		tb.Fatalf("AdmitKey: %v", err)
 	}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 
 	"context"
 	"errors"
@@ -154,15 +155,18 @@ func (r *Registry) Members(ctx context.Context) ([]api.Member, error) {
 // RemoveMember removes the server id from the cluster (admin token).
 // Errors: ErrNoCredential, ErrWrongToken, ErrMemberNotFound,
 // ErrLastVoter, ErrNotClustered, ErrUnavailable.
-func (r *Registry) RemoveMember(ctx context.Context, adminToken, id string) error {
-	if err := r.CheckAdmin(adminToken); err != nil {
+func (r *Registry) RemoveMember(ctx context.Context, adminToken, id string) (err error) {
+	if err := r.Admin(ctx, audit.ActionMemberRemove, adminToken); err != nil {
 		return err
 	}
+	defer func() {
+		r.record(ctx, audit.Record{Action: audit.ActionMemberRemove, Reason: "member " + id}, err)
+	}()
 	m, ok := r.cfg.Replication.(Membership)
 	if !ok {
 		return ErrNotClustered
 	}
-	err := m.RemoveMember(ctx, id)
+	err = m.RemoveMember(ctx, id)
 	if err != nil && unavailable(err) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 )
 
@@ -52,10 +53,12 @@ type Restored struct {
 // catalog.ErrBadSnapshot, catalog.ErrSnapshotTooLarge, snapshot's own
 // read error, ErrUnavailable (wrapping the replication layer's: no
 // leader took it, the disk is full, or its fate is unknown).
-func (r *Registry) Restore(ctx context.Context, token string, snapshot io.Reader) (Restored, error) {
-	if err := r.CheckAdmin(token); err != nil {
+func (r *Registry) Restore(ctx context.Context, token string, snapshot io.Reader) (_ Restored, err error) {
+	if err := r.Admin(ctx, audit.ActionSnapshotRestore, token); err != nil {
 		return Restored{}, err
 	}
+	var index uint64
+	defer func() { r.record(ctx, audit.Record{Action: audit.ActionSnapshotRestore, Index: index}, err) }()
 	rs, ok := r.prop.(Restorer)
 	if !ok {
 		return Restored{}, errNoRestorer
@@ -68,7 +71,7 @@ func (r *Registry) Restore(ctx context.Context, token string, snapshot io.Reader
 	if err != nil {
 		return Restored{}, err
 	}
-	index, err := rs.Restore(ctx, b)
+	index, err = rs.Restore(ctx, b)
 	if err != nil {
 		if unavailable(err) {
 			err = fmt.Errorf("%w: %w", ErrUnavailable, err)

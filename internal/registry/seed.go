@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/random"
 	"github.com/musterhq/muster/internal/verify"
@@ -108,15 +109,22 @@ type SeedAddr struct {
 // tutorial protocol: the result of AdmitSeed, to pass to RegisterSeed.
 type SeedAdmission struct {
 	service string
-	caller  string
+	caller  string // the caller's network, for the bounds
+	remote  string // the caller's address, for the audit trail
 }
 
 // AdmitSeed checks that the tutorial protocol may register service for a
 // caller at remote (its network address, which stands in for the key the
 // protocol does not have, in the failure limits). Errors: ErrSeedOff,
 // ErrNotReady, a *FieldError, ErrSeedScope, catalog.ErrProtocolMix (the
-// service has, or has had, /v1 instances).
-func (r *Registry) AdmitSeed(remote, service string) (SeedAdmission, error) {
+// service has, or has had, /v1 instances). A refusal is a record of the
+// registration.
+func (r *Registry) AdmitSeed(remote, service string) (_ SeedAdmission, err error) {
+	defer func() {
+		if err != nil {
+			r.record(context.Background(), audit.Record{Action: audit.ActionRegister, Service: service, Key: catalog.SeedKeyID, Caller: remote}, err)
+		}
+	}()
 	if r.cfg.Seed == nil {
 		return SeedAdmission{}, ErrSeedOff
 	}
@@ -139,7 +147,7 @@ func (r *Registry) AdmitSeed(remote, service string) (SeedAdmission, error) {
 			}
 		}
 	}
-	return SeedAdmission{service: service, caller: callerNet(remote)}, nil
+	return SeedAdmission{service: service, caller: callerNet(remote), remote: remote}, nil
 }
 
 // RegisterSeed accepts the instance at addr for the tutorial protocol's
@@ -158,8 +166,14 @@ func (r *Registry) AdmitSeed(remote, service string) (SeedAdmission, error) {
 // Errors, when nothing was started: ErrSeedOff; ErrUnavailable; a
 // *BarredError; ErrSeedPending; ErrBusy; a *RateLimitError;
 // ErrAddressNotAllowed; a *VerifyError (the host does not resolve); a
-// *QuotaError; ErrClosed.
-func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr SeedAddr) (*SeedVerification, error) {
+// *QuotaError; ErrClosed. Each is a record of the registration; so is
+// the outcome of a verification started (see finishSeed).
+func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr SeedAddr) (_ *SeedVerification, err error) {
+	defer func() {
+		if err != nil {
+			r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: adm.service, Key: catalog.SeedKeyID, Caller: adm.remote}, err)
+		}
+	}()
 	s := r.seed
 	if s == nil {
 		return nil, ErrSeedOff
@@ -179,7 +193,7 @@ func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr See
 	if err := s.room(adm.caller, *r.cfg.Seed); err != nil { // before the allowlist's DNS lookup
 		return nil, err
 	}
-	v := &SeedVerification{ID: random.ID(16), ep: ep, caller: adm.caller, done: make(chan struct{})}
+	v := &SeedVerification{ID: random.ID(16), ep: ep, caller: adm.caller, remote: adm.remote, done: make(chan struct{})}
 	old, replacing := r.cat.InstanceByAddr(adm.service, addr.Host, addr.Port)
 	secret := random.Secret()
 	p := addressProof{
@@ -217,7 +231,16 @@ func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr See
 // finishSeed runs an admitted registration's callback and commits the
 // instance if the answer is right. ctx bounds the callback only: once the
 // answer is right the commit runs to its end, unless Close had begun.
-func (r *Registry) finishSeed(ctx context.Context, v *SeedVerification, p addressProof, a admittedProof, secret string) (*catalog.Instance, error) {
+//
+// Its outcome is one audit record: from the applied log if the instance
+// was committed (or refused when applied), from here otherwise.
+func (r *Registry) finishSeed(ctx context.Context, v *SeedVerification, p addressProof, a admittedProof, secret string) (_ *catalog.Instance, err error) {
+	applied := false
+	defer func() {
+		if err != nil && !applied {
+			r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: v.ep.service, Instance: v.ID, Key: catalog.SeedKeyID}, err)
+		}
+	}()
 	if err := r.runProof(ctx, p, a); err != nil {
 		return nil, err
 	}
@@ -243,7 +266,9 @@ func (r *Registry) finishSeed(ctx context.Context, v *SeedVerification, p addres
 	for attempt := 0; ; attempt++ {
 		err := r.ensureSeedKey(cctx)
 		if err == nil {
-			_, err = r.commitRegistration(cctx, inst, &catalog.Key{ID: catalog.SeedKeyID}, "seed", now)
+			var res catalog.Result
+			res, err = r.commitRegistration(cctx, inst, &catalog.Key{ID: catalog.SeedKeyID}, "seed", now)
+			applied = applied || res.Index != 0
 		}
 		switch {
 		case err == nil:

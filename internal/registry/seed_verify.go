@@ -45,6 +45,7 @@ type SeedVerification struct {
 
 	ep     seedEndpoint
 	caller string // the caller's network, as the pending bounds count it
+	remote string // the caller's address, for the audit trail
 	done   chan struct{}
 	// inst and err are the outcome: written by the verification's
 	// goroutine before it closes done, read only after.
@@ -181,7 +182,7 @@ func (r *Registry) verifySeed(v *SeedVerification, p addressProof, a admittedPro
 	s := r.seed
 	defer s.wg.Done()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(s.ctx, r.cfg.Seed.VerifyTimeout)
+	ctx, cancel := context.WithTimeout(WithCaller(s.ctx, v.remote), r.cfg.Seed.VerifyTimeout)
 	inst, err := r.finishSeed(ctx, v, p, a, secret)
 	cancel()
 	// Forgotten before Done: a registration of the endpoint after Wait

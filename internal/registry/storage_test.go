@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -70,7 +71,7 @@ func TestRegistry_Register_diskFull(t *testing.T) {
 	if h := reg.Health(); !h.Ready || h.Degraded != "disk" {
 		t.Fatalf("Health() = %+v, want ready and degraded: disk", h)
 	}
-	adm, err := reg.AdmitKey(secret, "web")
+	adm, err := reg.AdmitKey(context.Background(), secret, "web")
 	if err != nil {
 		t.Fatal(err)
 	}

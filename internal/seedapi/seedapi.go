@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/httpapi"
 	"github.com/musterhq/muster/internal/registry"
@@ -141,13 +142,21 @@ func joinsV1(name string) error {
 // response phrase and the same secret (registry.RegisterSeed). The 200
 // means "accepted for verification"; the tutorial's services answer the
 // callback only once this request has returned.
+//
+// Every refusal is an audit record: those of the registry's workflows
+// by the registry, this handler's own (not ready, a form that does not
+// parse, a bad url or port) here.
 func (a *API) register(w http.ResponseWriter, r *http.Request) error {
-	if err := a.reg.Ready(); err != nil {
+	refuse := func(name string, err error) error {
+		a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionRegister, Service: name, Key: catalog.SeedKeyID}, err)
 		return err
+	}
+	if err := a.reg.Ready(); err != nil {
+		return refuse("", err)
 	}
 	f, err := a.form(w, r, "name", "url", "port")
 	if err != nil {
-		return err
+		return refuse("", err)
 	}
 	name := f[0]
 	adm, err := a.reg.AdmitSeed(r.RemoteAddr, name)
@@ -164,7 +173,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	}
 	addr, err := parseAddr(f[1], f[2])
 	if err != nil {
-		return err
+		return refuse(name, err)
 	}
 	v, err := a.reg.RegisterSeed(r.Context(), adm, addr)
 	switch {

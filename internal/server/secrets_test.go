@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io/fs"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
@@ -98,6 +100,41 @@ func TestServer_NoSecretsInLogsOrOpenFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(h.Dir, "admin-token")); err != nil {
 		t.Fatalf("no admin-token file: %v", err)
+	}
+
+	// The audit trail records every one of those decisions, refusals
+	// included, by IDs and addresses: no secret, token or hash of one, in
+	// files of the owner's alone.
+	if err := h.Srv.Close(); err != nil { // the journals' queues written out
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(h.Dir, "audit", "*.jsonl"))
+	var trail strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trail.Write(b)
+		if fi, _ := os.Stat(f); fi.Mode().Perm() != 0o600 {
+			t.Errorf("audit file %s has mode %v, want 0600", f, fi.Mode().Perm())
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(h.Dir, "audit")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the audit directory: %v, %v", fi, err)
+	}
+	if !strings.Contains(trail.String(), reg.ID) || !strings.Contains(trail.String(), k.ID) || strings.Count(trail.String(), `"outcome":"refused"`) < 4 {
+		t.Fatalf("the audit trail lacks the decisions, so it tests nothing:\n%s", trail.String())
+	}
+	for name, secret := range map[string]string{
+		"admin token": admin, "enrolment key secret": k.Secret, "session token": call.Token,
+		"guessed key": "mk_guessed-secret", "guessed token": "guessed-token",
+		"key secret's hash":    base64.StdEncoding.EncodeToString(catalog.HashSecret(k.Secret)),
+		"session token's hash": base64.StdEncoding.EncodeToString(catalog.HashSecret(call.Token)),
+	} {
+		if strings.Contains(trail.String(), secret) {
+			t.Errorf("the audit trail holds the %s", name)
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/checks"
 	"github.com/musterhq/muster/internal/cluster"
@@ -67,6 +68,9 @@ type Config struct {
 	// that two servers on one host differ only in their HTTP address and
 	// data dir.
 	DNS dnsapi.Config
+	// Audit bounds the audit trail's journals (file size, files kept) and
+	// reads. Its Dir is DataDir/audit unless set.
+	Audit audit.Config
 	// EventHistory is how many recent changes the catalog keeps for event
 	// streams to resume from (catalog.DefaultEventHistory when zero).
 	EventHistory int
@@ -100,6 +104,7 @@ func DefaultConfig() Config {
 		Watch:    httpapi.DefaultWatchConfig(),
 		Checks:   checks.DefaultConfig(),
 		DNS:      dnsapi.DefaultConfig(),
+		Audit:    audit.DefaultConfig(),
 	}
 }
 
@@ -125,12 +130,22 @@ func (c Config) Validate() error {
 	}
 	cc := c.Cluster
 	cc.DataDir = c.DataDir // the cluster's check reports it missing
-	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate(), c.Watch.Validate(), c.Checks.Validate(), c.DNS.Validate()} {
+	ac := c.auditConfig()
+	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate(), c.Watch.Validate(), c.Checks.Validate(), ac.Validate(), c.DNS.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// auditConfig is Audit with its directory: DataDir/audit unless set.
+func (c Config) auditConfig() audit.Config {
+	ac := c.Audit
+	if ac.Dir == "" && c.DataDir != "" {
+		ac.Dir = filepath.Join(c.DataDir, "audit")
+	}
+	return ac
 }
 
 // Server is a running muster node.
@@ -139,6 +154,7 @@ type Server struct {
 	log      *slog.Logger
 	cat      *catalog.Catalog
 	node     *cluster.Node
+	audit    *audit.Log
 	live     *health.Liveness
 	reg      *registry.Registry
 	listener net.Listener
@@ -263,11 +279,20 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	ncfg.HTTPAddr = ln.Addr().String()
 	ncfg.AdminCheck = adminCheck(adminToken)
 	ncfg.ResolveJoin = resolveJoin
-	node, err := cluster.Open(ncfg, s.cat)
+	acfg := s.cfg.auditConfig()
+	acfg.Logger = s.log
+	alog, err := audit.Open(acfg)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	s.node = node
+	ncfg.Observer = alog
+	node, err := cluster.Open(ncfg, s.cat)
+	if err != nil {
+		alog.Close()
+		return fmt.Errorf("server: %w", err)
+	}
+	alog.SetNode(node.NodeID())
+	s.node, s.audit = node, alog
 	tracker := health.NewTracker()
 	repl := replication{node: node}
 	var replica health.Replica
@@ -282,6 +307,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	verifier, err := verify.New(vcfg)
 	if err != nil {
 		node.Close()
+		alog.Close()
 		return fmt.Errorf("server: %w", err)
 	}
 	rcfg := s.cfg.Registry
@@ -289,6 +315,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	rcfg.AdminTokenHash = catalog.HashSecret(adminToken)
 	rcfg.Replication = repl
 	rcfg.Logger = s.log
+	rcfg.Audit = alog
 	reg, err := registry.New(rcfg, s.cat, node, s.live, verifier)
 	s.reg = reg
 	if s.relay != nil && reg != nil {
@@ -296,6 +323,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	if err != nil {
 		node.Close()
+		alog.Close()
 		return fmt.Errorf("server: %w", err)
 	}
 	if s.dnsUDP != nil {
@@ -609,6 +637,11 @@ func (s *Server) Close() error {
 		}
 		if s.node != nil {
 			err = s.node.Close()
+		}
+		if s.audit != nil {
+			// After Raft: the FSM applies nothing more. What the queues
+			// hold is written and fsynced.
+			err = errors.Join(err, s.audit.Close())
 		}
 	})
 	return err

@@ -1,0 +1,106 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/testserver"
+	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
+)
+
+// appliedTrail is every record of s's trail that went through Raft,
+// once at least n are there, as JSON lines (which compare whole).
+func appliedTrail(tb testing.TB, c *client.Client, n int) []string {
+	tb.Helper()
+	var out []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out = out[:0]
+		next := "0.0.0.0"
+		for {
+			res, err := c.Audit(context.Background(), client.AuditQuery{After: next, Limit: 1000})
+			if err != nil {
+				tb.Fatal(err)
+			}
+			for _, r := range res.Records {
+				if r.Index > 0 && r.Action != "snapshot_installed" {
+					b, _ := json.Marshal(r)
+					out = append(out, string(b))
+				}
+			}
+			next = res.Next
+			if !res.More {
+				break
+			}
+		}
+		if len(out) >= n || time.Now().After(deadline) {
+			return out
+		}
+	}
+}
+
+// TestCluster_AuditTrailOnEveryReplica: the records of decisions that
+// went through Raft are the same on every server, field for field,
+// whichever server took the request: a write a follower forwarded names
+// the follower and its caller on the leader too. A refusal is recorded
+// only by the server that refused.
+func TestCluster_AuditTrailOnEveryReplica(t *testing.T) {
+	servers := testserver.StartCluster(t, 3, nil)
+	ctx := context.Background()
+	lead := testserver.WaitCluster(t, servers)
+	follower := (lead + 1) % 3
+	admin := clientOf(t, servers[follower], testserver.ClusterAdminToken)
+	k, err := admin.CreateKey(ctx, []string{"web"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := clientOf(t, servers[lead], "").Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Drain(ctx, reg.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clientOf(t, servers[follower], "").Register(ctx, "db", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port()}); err == nil {
+		t.Fatal("a key for web registered db")
+	}
+
+	var trails [][]string
+	for _, s := range servers {
+		trails = append(trails, appliedTrail(t, clientOf(t, s, testserver.ClusterAdminToken), 3))
+	}
+	for i := range servers {
+		if !slices.Equal(trails[i], trails[lead]) {
+			t.Errorf("server %d's trail differs from the leader's:\n%v\n%v", i+1, trails[i], trails[lead])
+		}
+	}
+	if len(trails[lead]) != 3 {
+		t.Fatalf("the leader's trail: %v", trails[lead])
+	}
+	var created api.AuditRecord
+	json.Unmarshal([]byte(trails[lead][0]), &created)
+	if created.Action != "key_create" || created.Node != servers[follower].Node().NodeID() || created.Caller == "" || created.KeyID != k.ID {
+		t.Errorf("the key created through a follower is recorded as %+v", created)
+	}
+	var registered api.AuditRecord
+	json.Unmarshal([]byte(trails[lead][1]), &registered)
+	if registered.Action != "register" || registered.Node != servers[lead].Node().NodeID() || registered.InstanceID != reg.ID || registered.Index != reg.Index {
+		t.Errorf("the registration through the leader is recorded as %+v", registered)
+	}
+	// The refusal is the follower's alone.
+	for i, s := range servers {
+		res, err := clientOf(t, s, testserver.ClusterAdminToken).Audit(ctx, client.AuditQuery{Outcome: "refused", Service: "db"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(res.Records); (i == follower) != (n == 1) || n > 1 {
+			t.Errorf("server %d holds %d records of the refusal on server %d: %+v", i+1, n, follower+1, res.Records)
+		}
+	}
+}
