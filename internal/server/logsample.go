@@ -117,3 +117,29 @@ func (s *sampler) summarize(msg string, w *sampleWindowState) {
 		slog.Duration("window", sampleWindow))
 	out.Handle(context.Background(), r)
 }
+
+// nodeHandler adds the node's ID to every record, as its last attribute
+// (so that a line reads as its message and its own fields first).
+type nodeHandler struct {
+	next slog.Handler
+	id   slog.Attr
+}
+
+func withNode(next slog.Handler, id string) slog.Handler {
+	return nodeHandler{next: next, id: slog.String("node_id", id)}
+}
+
+func (h nodeHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+func (h nodeHandler) Handle(ctx context.Context, r slog.Record) error {
+	r.AddAttrs(h.id)
+	return h.next.Handle(ctx, r)
+}
+
+func (h nodeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return nodeHandler{next: h.next.WithAttrs(as), id: h.id}
+}
+
+func (h nodeHandler) WithGroup(name string) slog.Handler {
+	return nodeHandler{next: h.next.WithGroup(name), id: h.id}
+}

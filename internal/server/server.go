@@ -265,7 +265,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if ncfg.NodeID, err = cluster.NodeIDOf(s.cfg.DataDir, ncfg.NodeID); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	s.log = s.log.With("node_id", ncfg.NodeID) // on every line from here on, Raft's too
+	s.log = slog.New(withNode(s.log.Handler(), ncfg.NodeID)) // on every line from here on, Raft's too
 	if tightened {
 		s.log.Warn("the data dir was readable by others; made it the owner's alone (0700)", "data_dir", s.cfg.DataDir)
 	}
