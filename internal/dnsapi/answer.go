@@ -67,6 +67,9 @@ type responder struct {
 	resp   dns.Msg
 	buf    []byte // the packed answer
 	picks  []pick
+	// held is the set of the addresses in picks, for A and AAAA
+	// answers, whose records are one per address.
+	held map[netip.Addr]struct{}
 	srv    []dns.SRV
 	a      []dns.A
 	aaaa   []dns.AAAA
@@ -257,8 +260,22 @@ func (r *responder) service(q dns.Question, name, tag string, limit int) int {
 	// could fit in the answer keeps a uniform random choice of them
 	// whatever the service's size, so that memory per query is bounded
 	// and a large service is not copied.
+	//
+	// Instances that share an address are one A or AAAA record: for
+	// those the reservoir holds addresses, an instance whose address it
+	// holds already is not a new candidate, and so a service on fewer
+	// hosts than fit is answered whole, however many instances share
+	// them (a host evicted from a full reservoir and met again counts
+	// twice, which only matters once the hosts do not fit anyway).
 	k := limit/minRR + 1
 	r.picks = r.picks[:0]
+	byAddr := q.Qtype != dns.TypeSRV
+	if byAddr {
+		if r.held == nil {
+			r.held = map[netip.Addr]struct{}{}
+		}
+		clear(r.held)
+	}
 	seen := 0
 	sr.Each(registry.Filter{Status: catalog.StatusPassing}, func(_ int, e registry.Entry) bool {
 		if tag != "" && !hasTagFold(e.Instance.Tags, tag) {
@@ -269,11 +286,25 @@ func (r *responder) service(q dns.Question, name, tag string, limit int) int {
 		if !wants(q.Qtype, p.addr) {
 			return true
 		}
+		if byAddr {
+			if _, ok := r.held[p.addr]; ok {
+				return true
+			}
+		}
 		seen++
-		if len(r.picks) < k {
+		j := len(r.picks)
+		if j < k {
 			r.picks = append(r.picks, p)
-		} else if j := rand.IntN(seen); j < k {
+		} else if j = rand.IntN(seen); j < k {
+			if byAddr {
+				delete(r.held, r.picks[j].addr)
+			}
 			r.picks[j] = p
+		} else {
+			return true
+		}
+		if byAddr {
+			r.held[p.addr] = struct{}{}
 		}
 		return true
 	})
@@ -281,11 +312,6 @@ func (r *responder) service(q dns.Question, name, tag string, limit int) int {
 		// Some were left out of the reservoir: a client that wants them
 		// all must ask over TCP (or, there, for a smaller service).
 		r.resp.Truncated = true
-	}
-	if q.Qtype != dns.TypeSRV {
-		// Instances that share an address are one A or AAAA record.
-		slices.SortFunc(r.picks, func(a, b pick) int { return a.addr.Compare(b.addr) })
-		r.picks = slices.CompactFunc(r.picks, func(a, b pick) bool { return a.addr == b.addr })
 	}
 	rand.Shuffle(len(r.picks), func(i, j int) { r.picks[i], r.picks[j] = r.picks[j], r.picks[i] })
 	r.records(q)

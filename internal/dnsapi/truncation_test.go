@@ -170,3 +170,37 @@ func wire(m *dns.Msg) []byte {
 	b, _ := m.Pack()
 	return b
 }
+
+// TestDNS_SharedHostsAnsweredWhole: 60 instances on one address and one
+// on another (instances packed onto two hosts) are two A records, which
+// fit: a UDP answer holds both addresses every time, without TC, however
+// many instances share them (found by an outside review: the reservoir
+// of instances left addresses out and set TC).
+func TestDNS_SharedHostsAnsweredWhole(t *testing.T) {
+	r := newRig(t, nil)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range 60 {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r.register(t, "packed", "127.0.3.1", "", 9000+i, "1h")
+		}()
+	}
+	wg.Wait()
+	r.register(t, "packed", "127.0.3.2", "", 9000, "1h")
+	for range 20 {
+		m := r.query(t, "udp", "packed.service.muster.", dns.TypeA, 0)
+		got := map[string]bool{}
+		for _, rr := range m.Answer {
+			if a, ok := rr.(*dns.A); ok {
+				got[a.A.String()] = true
+			}
+		}
+		if m.Truncated || len(got) != 2 || !got["127.0.3.1"] || !got["127.0.3.2"] {
+			t.Fatalf("A over UDP: tc %v, addresses %v; want both hosts, no TC", m.Truncated, got)
+		}
+	}
+}
