@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -226,13 +225,17 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	cfg.Cluster.HeartbeatTimeout, cfg.Cluster.ElectionTimeout = o.raftHeartbeat, o.raftElection
 	cfg.AdminToken = e.getenv("MUSTER_ADMIN_TOKEN")
 	cfg.AdminTokenFile = o.tokenFile
-	cfg.MetricsToken = e.getenv("MUSTER_METRICS_TOKEN")
+	if v := e.getenv("MUSTER_METRICS_TOKEN"); v != "" {
+		if cfg.MetricsToken = strings.TrimSpace(v); cfg.MetricsToken == "" {
+			return server.Config{}, usageError("MUSTER_METRICS_TOKEN is blank: set a token of at least 16 characters, or unset it")
+		}
+	}
 	if o.metricsTokenFile != "" {
-		b, err := os.ReadFile(o.metricsTokenFile)
+		tok, err := server.ReadTokenFile(o.metricsTokenFile)
 		if err != nil {
 			return server.Config{}, usagef("--metrics-token-file: %v", err)
 		}
-		cfg.MetricsToken = strings.TrimSpace(string(b))
+		cfg.MetricsToken = tok
 	}
 	cfg.Pprof = o.pprof
 	cfg.Verify.Allow = prefixes

@@ -70,6 +70,8 @@ type responder struct {
 	// held is the set of the addresses in picks, for A and AAAA
 	// answers, whose records are one per address.
 	held map[netip.Addr]struct{}
+	// rcode is the code of the last answer, for the metrics.
+	rcode int
 	srv    []dns.SRV
 	a      []dns.A
 	aaaa   []dns.AAAA
@@ -128,6 +130,7 @@ func (r *responder) respond(q []byte, tcp bool) []byte {
 // headerOnly returns an answer of the header alone: q's ID and opcode,
 // its RD bit, and rcode.
 func (r *responder) headerOnly(q []byte, rcode int) []byte {
+	r.rcode = rcode
 	b := append(r.buf[:0], q[0], q[1], 0x80|q[2]&0x79, byte(rcode&0xF), 0, 0, 0, 0, 0, 0, 0, 0)
 	r.buf = b
 	return b
@@ -439,6 +442,7 @@ func weight(q float64) uint16 {
 // section alone does not fit, it keeps as many answers as fit (they are
 // in random order) and sets TC, so that a client asks again over TCP.
 func (r *responder) pack(limit int, opt *dns.OPT) []byte {
+	r.rcode = r.resp.Rcode
 	m := &r.resp
 	set := func(na, ne int) {
 		m.Answer = append(m.Answer[:0], r.ans[:na]...)

@@ -259,7 +259,7 @@ func (s *Server) respond(r *responder, q []byte, tcp bool) (out []byte, next *re
 	}()
 	out = r.respond(q, tcp)
 	if s.cfg.Observe != nil && len(out) >= 12 {
-		s.cfg.Observe(qtypeName(q), rcodeName(int(out[3]&0xF)))
+		s.cfg.Observe(qtypeName(q), rcodeName(r.rcode))
 	}
 	return out, r
 }
@@ -277,13 +277,22 @@ func qtypeName(q []byte) string {
 	if i+3 > len(q) {
 		return "other"
 	}
-	if name, ok := dns.TypeToString[binary.BigEndian.Uint16(q[i+1:])]; ok {
-		return name
+	if t := binary.BigEndian.Uint16(q[i+1:]); countedTypes[t] {
+		return dns.TypeToString[t]
 	}
 	return "other"
 }
 
-// rcodeName names an answer's code.
+// countedTypes are the query types the metrics name; every other is
+// "other", so that a stranger sweeping the type numbers cannot grow the
+// metrics' series.
+var countedTypes = map[uint16]bool{
+	dns.TypeA: true, dns.TypeAAAA: true, dns.TypeSRV: true, dns.TypeSOA: true, dns.TypeNS: true,
+	dns.TypeANY: true, dns.TypeAXFR: true, dns.TypeIXFR: true, dns.TypeTXT: true, dns.TypePTR: true,
+	dns.TypeCNAME: true, dns.TypeMX: true, dns.TypeHTTPS: true, dns.TypeSVCB: true,
+}
+
+// rcodeName names an answer's code (its extended part included: BADVERS).
 func rcodeName(rcode int) string {
 	if name, ok := dns.RcodeToString[rcode]; ok {
 		return name

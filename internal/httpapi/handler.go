@@ -94,7 +94,9 @@ func NewHandler(d Deps) http.Handler {
 		}
 		allowed[rt.Pattern] = append(allowed[rt.Pattern], rt.Method)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	// Requests no route matches are answered here, timed and logged as
+	// the route "unmatched" (one label, whatever the path).
+	mux.Handle("/", a.instrument("unmatched", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := paths.Handler(r); pattern != "" {
 			methods := allowed[pattern]
 			sort.Strings(methods)
@@ -104,7 +106,7 @@ func NewHandler(d Deps) http.Handler {
 			return
 		}
 		WriteError(w, a.log, Errorf(http.StatusNotFound, api.CodeNotFound, "", "no such endpoint %s", r.URL.Path))
-	})
+	})))
 	return a.recoverer(a.canonical(mux))
 }
 

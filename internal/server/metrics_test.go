@@ -2,9 +2,12 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +130,13 @@ func TestMetrics_scrape(t *testing.T) {
 	if _, err := h.Anon.Lookup(ctx, "svc"); err != nil {
 		t.Fatal(err)
 	}
+	for _, path := range []string{"/nope", "/v1/services/", "/a/b/c"} {
+		resp, err := http.Get(h.Srv.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
 	after := scrape(t, url, "")
 
 	for name, f := range after {
@@ -163,6 +173,8 @@ func TestMetrics_scrape(t *testing.T) {
 	moved("muster_http_requests_total", map[string]string{"route": "POST /v1/services/{service}/instances", "code": "4xx"}, 1)
 	moved("muster_http_requests_total", map[string]string{"route": "PUT /v1/instances/{id}/heartbeat", "code": "2xx"}, 3)
 	moved("muster_http_request_duration_seconds", map[string]string{"route": "GET /v1/services/{service}"}, 1)
+	// Paths no route has are one series, whatever they are.
+	moved("muster_http_requests_total", map[string]string{"route": "unmatched", "code": "4xx"}, 3)
 	for name, want := range map[string]float64{"muster_raft_leader": 1, "muster_services": 1} {
 		if v, ok := value(after, name, nil); !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
@@ -356,7 +368,8 @@ func TestMetrics_dns(t *testing.T) {
 	for _, q := range []struct {
 		name  string
 		qtype uint16
-	}{{"nosuch.service.muster.", dns.TypeSRV}, {"nosuch.service.muster.", dns.TypeSRV}, {"example.com.", dns.TypeA}} {
+	}{{"nosuch.service.muster.", dns.TypeSRV}, {"nosuch.service.muster.", dns.TypeSRV}, {"example.com.", dns.TypeA},
+		{"example.com.", 300}, {"example.com.", 301}, {"example.com.", dns.TypeA + 1000}} {
 		m := new(dns.Msg)
 		m.SetQuestion(q.name, q.qtype)
 		if _, _, err := c.Exchange(m, h.Srv.DNSAddr()); err != nil {
@@ -367,9 +380,45 @@ func TestMetrics_dns(t *testing.T) {
 	for _, tc := range []struct {
 		qtype, rcode string
 		want         float64
-	}{{"SRV", "NXDOMAIN", 2}, {"A", "REFUSED", 1}} {
+	}{{"SRV", "NXDOMAIN", 2}, {"A", "REFUSED", 1}, {"other", "REFUSED", 3}} {
 		if v, _ := value(fams, "muster_dns_queries_total", map[string]string{"qtype": tc.qtype, "rcode": tc.rcode}); v != tc.want {
 			t.Errorf("muster_dns_queries_total{qtype=%s,rcode=%s} = %v, want %v", tc.qtype, tc.rcode, v, tc.want)
 		}
+	}
+	// A stranger sweeping type numbers does not grow the series.
+	if n := len(fams["muster_dns_queries_total"].GetMetric()); n != 3 {
+		t.Errorf("%d series of muster_dns_queries_total, want 3", n)
+	}
+}
+
+// TestReadTokenFile: a token file is read trimmed; one that is empty or
+// blank, larger than MaxTokenFile, or endless (/dev/zero: found by an
+// outside review to grow the server to 24 GB) is refused with an error
+// that says why, after reading at most MaxTokenFile+1 bytes.
+func TestReadTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if tok, err := server.ReadTokenFile(write("ok", "  metrics-token-0123456789\n")); err != nil || tok != "metrics-token-0123456789" {
+		t.Errorf("a token file: %q, %v", tok, err)
+	}
+	for name, path := range map[string]string{
+		"empty": write("empty", ""), "blank": write("blank", " \n\t \n"),
+		"large": write("large", strings.Repeat("x", server.MaxTokenFile+1)), "endless": "/dev/zero",
+	} {
+		if _, err := os.Stat(path); err != nil {
+			continue // no /dev/zero here
+		}
+		if tok, err := server.ReadTokenFile(path); err == nil {
+			t.Errorf("%s: read %d bytes as a token", name, len(tok))
+		}
+	}
+	if _, err := server.ReadTokenFile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing file: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -477,9 +478,8 @@ func (s *Server) loadAdminToken() (string, error) {
 		path = filepath.Join(s.cfg.DataDir, "admin-token")
 	}
 	s.adminTokenPath = path
-	b, err := os.ReadFile(path)
+	tok, err := ReadTokenFile(path)
 	if err == nil {
-		tok := strings.TrimSpace(string(b))
 		if len(tok) < MinAdminTokenLen {
 			return "", fmt.Errorf("server: the admin token in %s must be at least %d characters (openssl rand -hex 24 makes one)", path, MinAdminTokenLen)
 		}
@@ -505,11 +505,40 @@ func (s *Server) loadAdminToken() (string, error) {
 		// admin tokens refuse each other: a cluster's token is given.
 		return "", errors.New("server: a server that forms or joins a cluster needs the cluster's admin token, the same on every server: set MUSTER_ADMIN_TOKEN or --admin-token-file")
 	}
-	tok := "ma_" + random.Secret()
+	tok = "ma_" + random.Secret()
 	if err := durable.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("server: admin token: %w", err)
 	}
 	s.log.Info("admin token created; read it from this file", "path", path)
+	return tok, nil
+}
+
+// MaxTokenFile is the largest file ReadTokenFile reads: a token is a
+// line, and a path given by mistake (/dev/zero, a log) must not be read
+// into memory whole.
+const MaxTokenFile = 4096
+
+// ReadTokenFile reads a token from the file at path: its content with
+// the surrounding white space trimmed, refused when the file is larger
+// than MaxTokenFile or holds nothing but white space. Its errors wrap
+// fs.ErrNotExist when the file does not exist.
+func ReadTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxTokenFile+1))
+	switch {
+	case err != nil:
+		return "", err
+	case len(b) > MaxTokenFile:
+		return "", fmt.Errorf("%s is larger than %d bytes: not a token file", path, MaxTokenFile)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty: no token", path)
+	}
 	return tok, nil
 }
 
