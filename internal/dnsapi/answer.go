@@ -62,16 +62,16 @@ type pick struct {
 // connection has one, and reuses its scratch space from query to query,
 // so that an answer allocates little beyond what packing it needs.
 type responder struct {
-	s      *Server
-	req    dns.Msg
-	resp   dns.Msg
-	buf    []byte // the packed answer
-	picks  []pick
+	s     *Server
+	req   dns.Msg
+	resp  dns.Msg
+	buf   []byte // the packed answer
+	picks []pick
 	// held is the set of the addresses in picks, for A and AAAA
 	// answers, whose records are one per address.
 	held map[netip.Addr]struct{}
 	// rcode is the code of the last answer, for the metrics.
-	rcode int
+	rcode  int
 	srv    []dns.SRV
 	a      []dns.A
 	aaaa   []dns.AAAA
