@@ -196,9 +196,10 @@ func TestDNS_IdleTCPStranger(t *testing.T) {
 	})
 	want := endpoints(r.query(t, "udp", "web.service.muster.", dns.TypeSRV, 1232))
 
-	// The stranger, from 127.0.0.2: 3 goroutines keep dialling and
+	// The stranger, from 127.0.9.2 (a network of its own: the server
+	// counts DNS's TCP connections by /24): 3 goroutines keep dialling and
 	// holding every connection the server lets them keep.
-	stranger := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	stranger := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.9.2")}}
 	stop := make(chan struct{})
 	var mu sync.Mutex
 	open := map[net.Conn]time.Time{} // the stranger's connections the server has not closed

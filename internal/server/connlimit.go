@@ -3,6 +3,7 @@ package server
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -22,6 +23,10 @@ type connLimit struct {
 	max      int
 	minShare int // the least share a client is held to
 	log      *slog.Logger
+	// group, when set, maps a client's address to the client it counts
+	// as (its network), so that many addresses of one network share one
+	// share (byNetwork).
+	group func(addr string) string
 
 	mu       sync.Mutex
 	total    int
@@ -38,6 +43,34 @@ func newConnLimit(ln net.Listener, max, minShare int, log *slog.Logger) *connLim
 	return &connLimit{Listener: ln, max: max, minShare: minShare, log: log, byClient: map[string]int{}}
 }
 
+// byNetwork makes l count clients by network: an IPv4 address's /24, an
+// IPv6 address's /48. DNS's TCP listener does so: a querier that holds
+// connections from 16 addresses of one network (an outside review did,
+// keeping each busy with a query every 6 s) took every connection from
+// everyone, while a querier with addresses in many networks is rarer. The
+// HTTP listener does not: many clients of one subnet (the pods of a
+// node) are common there, and each needs connections of its own.
+func (l *connLimit) byNetwork() *connLimit {
+	l.group = networkOf
+	return l
+}
+
+// networkOf returns the network of the address addr (/24 or /48), or
+// addr when it is not an address.
+func networkOf(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	a = a.Unmap()
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	return p.String()
+}
+
 // Accept returns the next connection within the bounds, closing those
 // beyond them.
 func (l *connLimit) Accept() (net.Conn, error) {
@@ -49,6 +82,9 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		client, _, err := net.SplitHostPort(c.RemoteAddr().String())
 		if err != nil {
 			client = c.RemoteAddr().String()
+		}
+		if l.group != nil {
+			client = l.group(client)
 		}
 		if l.take(client) {
 			return &limitedConn{Conn: c, l: l, client: client}, nil

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -70,5 +72,64 @@ func TestConnLimit(t *testing.T) {
 	}
 	if n := open(); n != a+b {
 		t.Fatalf("open %d after closing the newcomer's, want %d", n, a+b)
+	}
+}
+
+// TestConnLimit_byNetwork: counted by network (DNS's TCP listener), 16
+// addresses of one /24 holding all they can are one client, held to a
+// share, and a client of another network still finds room (an outside
+// review filled DNS's TCP connections from 16 addresses of one /24 when
+// each address was a client of its own).
+func TestConnLimit_byNetwork(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const max = 64
+	l := newConnLimit(raw, max, 8, slog.New(slog.DiscardHandler)).byNetwork()
+	defer l.Close()
+	var mu sync.Mutex
+	held := map[string]int{}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			mu.Lock()
+			held[networkOf(host)]++
+			mu.Unlock()
+		}
+	}()
+	dial := func(from string, n int) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		for range n {
+			c, err := d.Dial("tcp", raw.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	for i := range 16 {
+		dial(fmt.Sprintf("127.0.2.%d", i+1), max)
+	}
+	time.Sleep(300 * time.Millisecond)
+	dial("127.0.5.1", 4)
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := held["127.0.2.0/24"]; n > max/2 {
+		t.Errorf("16 addresses of one /24 hold %d of %d connections", n, max)
+	}
+	if n := held["127.0.5.0/24"]; n != 4 {
+		t.Errorf("a client of another network got %d of its 4 connections", n)
+	}
+	for in, want := range map[string]string{"10.1.2.3": "10.1.2.0/24", "::ffff:10.1.2.3": "10.1.2.0/24",
+		"2001:db8:1:2::5": "2001:db8:1::/48", "not-an-ip": "not-an-ip"} {
+		if got := networkOf(in); got != want {
+			t.Errorf("networkOf(%s) = %s, want %s", in, got, want)
+		}
 	}
 }

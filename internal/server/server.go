@@ -390,7 +390,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.dns != nil {
 		// Its TCP connections, idle or not, are bounded in all and shared
 		// fairly among client addresses, as the HTTP listener's are.
-		s.dns.Serve(s.dnsUDP, newConnLimit(s.dnsTCP, s.dns.Config().MaxTCPConns, dnsConnShare, s.log))
+		s.dns.Serve(s.dnsUDP, newConnLimit(s.dnsTCP, s.dns.Config().MaxTCPConns, dnsConnShare, s.log).byNetwork())
 		attrs = append(attrs, "dns_addr", s.DNSAddr(), "dns_domain", s.dns.Config().Domain)
 	}
 	s.log.Info("muster listening", attrs...)
