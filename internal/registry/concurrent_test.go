@@ -177,11 +177,24 @@ func TestRegistry_concurrent(t *testing.T) {
 	if len(left) != seeds {
 		t.Fatalf("%d instances left, want the %d tutorial ones", len(left), seeds)
 	}
-	tracked := r.tracker().IDs()
+	// The tracker holds the heartbeat history of exactly them. A reader
+	// that read a service's view from before a deregistration may have
+	// made an empty record of a removed instance after the registry
+	// forgot it (Liveness.Records); the sweep's Collect drops such
+	// records, and they hold no heartbeat, so they are no leak of the
+	// registry's: only records that heard a beat count here. (This
+	// failed about 1 run in 13 under CPU load before it was so, on the
+	// code before the audit trail too.)
+	var tracked []string
+	for _, id := range r.tracker().IDs() {
+		if r.tracker().Freshness(id, time.Hour, r.clock.Now()).Age >= 0 {
+			tracked = append(tracked, id)
+		}
+	}
 	slices.Sort(ids)
 	slices.Sort(tracked)
 	if !slices.Equal(ids, tracked) {
-		t.Fatalf("tracker holds %v, want %v", tracked, ids)
+		t.Fatalf("tracker holds heartbeats of %v, want %v", tracked, ids)
 	}
 	if n := r.prop.count(catalog.OpCreateKey); n != 2 { // the web key and the seed key
 		t.Fatalf("%d create_key proposed, want 2", n)
