@@ -34,7 +34,9 @@ func (m metricsSource) Raft() telemetry.RaftStats {
 
 func (m metricsSource) Push() telemetry.PushStats {
 	ss := m.s.reg.StreamStats()
-	return telemetry.PushStats{Streams: ss.Open, BlockingQueries: m.s.reg.Waiters(), Resyncs: ss.Resyncs, Dropped: ss.Dropped}
+	as := m.s.reg.AuditLog().Stats()
+	return telemetry.PushStats{Streams: ss.Open, BlockingQueries: m.s.reg.Waiters(), Resyncs: ss.Resyncs, Dropped: ss.Dropped,
+		AuditDropped: as.Dropped, AuditWriteErrors: as.WriteErrors}
 }
 
 // observer tells the metrics what the HTTP API answered.

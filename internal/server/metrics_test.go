@@ -186,7 +186,8 @@ func TestMetrics_scrape(t *testing.T) {
 	if v, _ := value(after, "muster_raft_applied_index", nil); v < 2 {
 		t.Errorf("muster_raft_applied_index = %v", v)
 	}
-	for _, name := range []string{"muster_raft_apply", "muster_raft_commitTime", "go_goroutines", "process_resident_memory_bytes"} {
+	for _, name := range []string{"muster_raft_apply", "muster_raft_commitTime", "go_goroutines", "process_resident_memory_bytes",
+		"muster_audit_records_dropped_total", "muster_audit_write_errors_total"} {
 		if after[name] == nil {
 			t.Errorf("%s missing from the scrape", name)
 		}

@@ -45,6 +45,9 @@ type RaftStats struct {
 type PushStats struct {
 	Streams, BlockingQueries int
 	Resyncs, Dropped         int64
+	// AuditDropped and AuditWriteErrors are the audit trail's counters:
+	// records lost to a full queue, and failed writes (each retried).
+	AuditDropped, AuditWriteErrors uint64
 }
 
 // Metrics holds muster's Prometheus registry and its instruments. It is
@@ -196,6 +199,7 @@ type stateCollector struct {
 	instances, services, protection                      *prometheus.Desc
 	leader, term, commit, applied, snapshot, lastContact *prometheus.Desc
 	streams, blocking, resyncs, dropped                  *prometheus.Desc
+	auditDropped, auditErrors                            *prometheus.Desc
 }
 
 func newStateCollector(src Source) *stateCollector {
@@ -203,26 +207,28 @@ func newStateCollector(src Source) *stateCollector {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &stateCollector{
-		src:         src,
-		instances:   d("muster_instances", "Instances in the catalog, by status as lookups report it (passing, critical, draining).", "status"),
-		services:    d("muster_services", "Services with at least one instance."),
-		protection:  d("muster_mass_expiry_protection_active", "1 while mass-expiry protection holds expiries, else 0."),
-		leader:      d("muster_raft_leader", "1 while this node leads its Raft cluster, else 0."),
-		term:        d("muster_raft_term", "This node's current Raft term."),
-		commit:      d("muster_raft_commit_index", "The highest Raft index this node knows committed."),
-		applied:     d("muster_raft_applied_index", "The highest Raft index this node applied to its catalog."),
-		snapshot:    d("muster_raft_last_snapshot_index", "The Raft index of this node's last snapshot."),
-		lastContact: d("muster_raft_last_contact_seconds", "Seconds since this follower last heard from its leader; 0 on the leader; absent when never."),
-		streams:     d("muster_event_streams_open", "Event streams (GET /v1/watch) open now."),
-		blocking:    d("muster_blocking_queries_open", "Blocking queries waiting now."),
-		resyncs:     d("muster_event_stream_resyncs_total", "Event streams that fell behind the recent history and were sent a fresh snapshot."),
-		dropped:     d("muster_event_streams_dropped_total", "Event streams closed because their reader did not keep up."),
+		src:          src,
+		instances:    d("muster_instances", "Instances in the catalog, by status as lookups report it (passing, critical, draining).", "status"),
+		services:     d("muster_services", "Services with at least one instance."),
+		protection:   d("muster_mass_expiry_protection_active", "1 while mass-expiry protection holds expiries, else 0."),
+		leader:       d("muster_raft_leader", "1 while this node leads its Raft cluster, else 0."),
+		term:         d("muster_raft_term", "This node's current Raft term."),
+		commit:       d("muster_raft_commit_index", "The highest Raft index this node knows committed."),
+		applied:      d("muster_raft_applied_index", "The highest Raft index this node applied to its catalog."),
+		snapshot:     d("muster_raft_last_snapshot_index", "The Raft index of this node's last snapshot."),
+		lastContact:  d("muster_raft_last_contact_seconds", "Seconds since this follower last heard from its leader; 0 on the leader; absent when never."),
+		streams:      d("muster_event_streams_open", "Event streams (GET /v1/watch) open now."),
+		blocking:     d("muster_blocking_queries_open", "Blocking queries waiting now."),
+		resyncs:      d("muster_event_stream_resyncs_total", "Event streams that fell behind the recent history and were sent a fresh snapshot."),
+		dropped:      d("muster_event_streams_dropped_total", "Event streams closed because their reader did not keep up."),
+		auditDropped: d("muster_audit_records_dropped_total", "Audit records lost because the audit trail's queue was full."),
+		auditErrors:  d("muster_audit_write_errors_total", "Failed writes or fsyncs of the audit trail's journals (each retried)."),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.instances, c.services, c.protection, c.leader, c.term, c.commit, c.applied,
-		c.snapshot, c.lastContact, c.streams, c.blocking, c.resyncs, c.dropped} {
+		c.snapshot, c.lastContact, c.streams, c.blocking, c.resyncs, c.dropped, c.auditDropped, c.auditErrors} {
 		ch <- d
 	}
 }
@@ -252,6 +258,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.blocking, float64(p.BlockingQueries))
 	ch <- prometheus.MustNewConstMetric(c.resyncs, prometheus.CounterValue, float64(p.Resyncs))
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(p.Dropped))
+	ch <- prometheus.MustNewConstMetric(c.auditDropped, prometheus.CounterValue, float64(p.AuditDropped))
+	ch <- prometheus.MustNewConstMetric(c.auditErrors, prometheus.CounterValue, float64(p.AuditWriteErrors))
 }
 
 func b2f(b bool) float64 {
