@@ -21,7 +21,7 @@ type streams struct {
 	open     int
 	byClient map[string]int
 
-	resyncs, dropped atomic.Int64
+	resyncs, dropped, sent atomic.Int64
 }
 
 // StreamStats are counts of the event streams since the registry started.
@@ -34,6 +34,8 @@ type StreamStats struct {
 	// Dropped: streams closed because their reader did not take what was
 	// sent in time (see the front end's write timeout).
 	Dropped int64
+	// Sent: events handed to streams (each stream's copy counted).
+	Sent int64
 }
 
 // StreamStats returns the counts of event streams.
@@ -41,7 +43,7 @@ func (r *Registry) StreamStats() StreamStats {
 	r.streams.mu.Lock()
 	open := r.streams.open
 	r.streams.mu.Unlock()
-	return StreamStats{Open: open, Resyncs: r.streams.resyncs.Load(), Dropped: r.streams.dropped.Load()}
+	return StreamStats{Open: open, Resyncs: r.streams.resyncs.Load(), Dropped: r.streams.dropped.Load(), Sent: r.streams.sent.Load()}
 }
 
 // Stream is one reader's view of the catalog's changes: a snapshot, then
@@ -191,6 +193,7 @@ func (s *Stream) Next(max int) (evs []*catalog.Event, snap *StreamSnapshot, wait
 		}
 		s.cursor = all[len(all)-1].Index
 		if s.services == nil {
+			s.r.streams.sent.Add(int64(len(all)))
 			return all, nil, nil, nil
 		}
 		evs = all[:0]
@@ -200,6 +203,7 @@ func (s *Stream) Next(max int) (evs []*catalog.Event, snap *StreamSnapshot, wait
 			}
 		}
 		if len(evs) > 0 {
+			s.r.streams.sent.Add(int64(len(evs)))
 			return evs, nil, nil, nil
 		}
 		// Every event of the batch was about other services: go on.

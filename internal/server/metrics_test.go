@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -421,5 +422,51 @@ func TestReadTokenFile(t *testing.T) {
 	}
 	if _, err := server.ReadTokenFile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a missing file: %v", err)
+	}
+}
+
+// TestMetrics_push: an open event stream is counted, and the events it
+// is handed are too.
+func TestMetrics_push(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.Srv.URL()+"/v1/watch?service=svc", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	k := h.Key(t, "svc")
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := h.Anon.Register(ctx, "svc", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seen := false; !seen; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("the stream ended")
+			}
+			seen = strings.Contains(l, reg.ID)
+		case <-time.After(5 * time.Second):
+			t.Fatal("the stream did not show the registration")
+		}
+	}
+	fams := scrape(t, h.Srv.URL()+"/metrics", "")
+	if v, _ := value(fams, "muster_event_streams_open", nil); v != 1 {
+		t.Errorf("muster_event_streams_open = %v, want 1", v)
+	}
+	if v, _ := value(fams, "muster_events_sent_total", nil); v < 1 {
+		t.Errorf("muster_events_sent_total = %v, want at least 1", v)
 	}
 }

@@ -44,7 +44,7 @@ type RaftStats struct {
 // PushStats are the push gauges and counters.
 type PushStats struct {
 	Streams, BlockingQueries int
-	Resyncs, Dropped         int64
+	Resyncs, Dropped, Sent   int64
 	// AuditDropped and AuditWriteErrors are the audit trail's counters:
 	// records lost to a full queue, and failed writes (each retried).
 	AuditDropped, AuditWriteErrors uint64
@@ -199,7 +199,7 @@ type stateCollector struct {
 	instances, services, protection                      *prometheus.Desc
 	leader, term, commit, applied, snapshot, lastContact *prometheus.Desc
 	streams, blocking, resyncs, dropped                  *prometheus.Desc
-	auditDropped, auditErrors                            *prometheus.Desc
+	auditDropped, auditErrors, sent                      *prometheus.Desc
 }
 
 func newStateCollector(src Source) *stateCollector {
@@ -221,6 +221,7 @@ func newStateCollector(src Source) *stateCollector {
 		blocking:     d("muster_blocking_queries_open", "Blocking queries waiting now."),
 		resyncs:      d("muster_event_stream_resyncs_total", "Event streams that fell behind the recent history and were sent a fresh snapshot."),
 		dropped:      d("muster_event_streams_dropped_total", "Event streams closed because their reader did not keep up."),
+		sent:         d("muster_events_sent_total", "Events handed to event streams, each stream's copy counted."),
 		auditDropped: d("muster_audit_records_dropped_total", "Audit records lost because the audit trail's queue was full."),
 		auditErrors:  d("muster_audit_write_errors_total", "Failed writes or fsyncs of the audit trail's journals (each retried)."),
 	}
@@ -228,7 +229,7 @@ func newStateCollector(src Source) *stateCollector {
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.instances, c.services, c.protection, c.leader, c.term, c.commit, c.applied,
-		c.snapshot, c.lastContact, c.streams, c.blocking, c.resyncs, c.dropped, c.auditDropped, c.auditErrors} {
+		c.snapshot, c.lastContact, c.streams, c.blocking, c.resyncs, c.dropped, c.auditDropped, c.auditErrors, c.sent} {
 		ch <- d
 	}
 }
@@ -258,6 +259,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.blocking, float64(p.BlockingQueries))
 	ch <- prometheus.MustNewConstMetric(c.resyncs, prometheus.CounterValue, float64(p.Resyncs))
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(p.Dropped))
+	ch <- prometheus.MustNewConstMetric(c.sent, prometheus.CounterValue, float64(p.Sent))
 	ch <- prometheus.MustNewConstMetric(c.auditDropped, prometheus.CounterValue, float64(p.AuditDropped))
 	ch <- prometheus.MustNewConstMetric(c.auditErrors, prometheus.CounterValue, float64(p.AuditWriteErrors))
 }
