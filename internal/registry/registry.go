@@ -534,7 +534,8 @@ func (r *Registry) proofFailed(p addressProof, release func(), err error, detail
 }
 
 // asVerifyError turns the verifier's refusal into the registry's, logging
-// its detail (which callers never see). Unless detailed, every network
+// its detail (which callers never see) as a warning: a refusal is what an
+// operator looks for when a service cannot join. Unless detailed, every network
 // failure becomes one reason (see addressProof.detailed). Other errors
 // pass through.
 func (r *Registry) asVerifyError(err error, p addressProof, detailed bool, attrs ...any) error {
@@ -542,7 +543,7 @@ func (r *Registry) asVerifyError(err error, p addressProof, detailed bool, attrs
 	if !errors.As(err, &ve) {
 		return err
 	}
-	r.log.Info(p.refused, append(attrs, "reason", ve.Reason, "message", ve.Msg, "detail", ve.Detail)...)
+	r.log.Warn(p.refused, append(attrs, "reason", ve.Reason, "message", ve.Msg, "detail", ve.Detail)...)
 	if !detailed {
 		switch ve.Reason {
 		case api.ReasonUnreachable, api.ReasonTimeout, api.ReasonBadStatus, api.ReasonRedirect, api.ReasonBadResponse:
