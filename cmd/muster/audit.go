@@ -22,11 +22,12 @@ const auditFollowWait = 20 * time.Second
 
 func newAuditCmd(e env) *cobra.Command {
 	var (
-		out, outcome    *enumValue
-		since           string
-		service, action string
-		limit           int
-		follow          bool
+		out, outcome *enumValue
+		since        string
+		service      string
+		actionFlag   *enumValue
+		limit        int
+		follow       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "audit [flags]",
@@ -54,7 +55,7 @@ each record is one JSON document a line (api.AuditRecord).`, envAddr, envToken),
 			if limit < 1 || limit > 1000 {
 				return usageError("--limit must be from 1 to 1000")
 			}
-			q := client.AuditQuery{Service: service, Action: action, Outcome: outcome.String(), Limit: limit}
+			q := client.AuditQuery{Service: service, Action: actionFlag.String(), Outcome: outcome.String(), Limit: limit}
 			if since != "" {
 				t, err := parseSince(since, time.Now())
 				if err != nil {
@@ -81,8 +82,9 @@ each record is one JSON document a line (api.AuditRecord).`, envAddr, envToken),
 	f := cmd.Flags()
 	f.StringVar(&since, "since", "", "show the records from this time on: a duration ago (1h, 30m) or an RFC 3339 time")
 	f.StringVar(&service, "service", "", "only the records of this service")
-	f.StringVar(&action, "action", "", "only the records of this action: register, deregister, drain, evict, expire, remove, status, "+
-		"key_create, key_revoke, key_list, snapshot_save, snapshot_restore, member_remove, heartbeat, audit_read, snapshot_installed")
+	actionFlag = enumFlag(cmd, "action", "", "", "only the records of this action", "", "register", "deregister", "drain", "evict", "expire",
+		"remove", "status", "key_create", "key_revoke", "key_list", "snapshot_save", "snapshot_restore", "member_remove", "heartbeat",
+		"audit_read", "snapshot_installed")
 	outcome = enumFlag(cmd, "outcome", "", "", "only the records of this outcome: ok, refused or failed", "", "ok", "refused", "failed")
 	f.IntVar(&limit, "limit", 100, "the most records shown (1 to 1000); with --follow, before it follows")
 	f.BoolVar(&follow, "follow", false, "after the records asked for, print each new record as it is written, until interrupted")

@@ -55,12 +55,15 @@ generator, not the server, was the limit. The full run takes up to about
 15 minutes; --short (CI's mode) under a minute.
 
 With --addr the server is one already running (its admin token in
-MUSTER_TOKEN); its CPU and RSS come from --server-pid, else are unknown,
-and the restart is not available.`, envToken),
+MUSTER_TOKEN); its CPU and RSS come from --server-pid (its own process
+ID: $! for one started in the background), else are unknown, and the
+restart is not available. --addr writes to that server: enrolment keys
+for every name and instances with a TTL of one hour (services bench-*).
+Give it a server of its own, never one that serves a fleet.`, envToken),
 		Example: `  muster bench
   muster bench --short --json
   muster bench --only lookup,heartbeat --duration 5s
-  muster bench --addr http://127.0.0.1:9000 --server-pid $(pgrep -n muster)`,
+  muster bench --addr http://127.0.0.1:9000 --server-pid 12345`,
 		Args: nArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := bench.DefaultConfig()

@@ -84,13 +84,19 @@ type enumValue struct {
 }
 
 func (v *enumValue) String() string { return v.value }
-func (v *enumValue) Type() string   { return strings.Join(v.allowed, "|") }
+func (v *enumValue) Type() string   { return strings.Join(v.named(), "|") }
+
+// named returns the allowed values but the empty one (a flag's "none").
+func (v *enumValue) named() []string {
+	return slices.DeleteFunc(slices.Clone(v.allowed), func(s string) bool { return s == "" })
+}
+
 func (v *enumValue) Set(s string) error {
 	if v.fold {
 		s = strings.ToLower(s)
 	}
 	if !slices.Contains(v.allowed, s) {
-		return fmt.Errorf("must be one of %s", strings.Join(v.allowed, ", "))
+		return fmt.Errorf("must be one of %s", strings.Join(v.named(), ", "))
 	}
 	v.value = s
 	return nil

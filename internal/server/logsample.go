@@ -132,7 +132,14 @@ func withNode(next slog.Handler, id string) slog.Handler {
 func (h nodeHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
 
 func (h nodeHandler) Handle(ctx context.Context, r slog.Record) error {
-	r.AddAttrs(h.id)
+	named := false
+	r.Attrs(func(a slog.Attr) bool {
+		named = a.Key == "node_id"
+		return !named
+	})
+	if !named { // a line that names its node itself (the cluster's) keeps its own
+		r.AddAttrs(h.id)
+	}
 	return h.next.Handle(ctx, r)
 }
 
