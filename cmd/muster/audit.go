@@ -217,6 +217,6 @@ func (p *auditPrinter) print(rs []api.AuditRecord) error {
 }
 
 func auditRow(cols ...string) string {
-	return strings.TrimRight(fmt.Sprintf("%-24s  %-18s  %-7s  %-16s  %-32s  %-20s  %-21s  %-12s  %-7s  %s",
+	return strings.TrimRight(fmt.Sprintf("%-24s  %-18s  %-7s  %-16s  %-32s  %-20s  %-21s  %-17s  %-7s  %s",
 		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9]), " ")
 }
