@@ -236,6 +236,23 @@ func (l *Log) Restored(index uint64, node string) {
 		l.cfg.ApplyWait)
 }
 
+// StartedOver is told, before the node replays anything, that its Raft
+// log starts over (muster server --force-new-cluster, after raft.db lost
+// its state): the new log's indexes begin again below those the applied
+// journal holds, and the records of its commands must not be taken for
+// replays of records already written. The journal keeps its records;
+// from here on a command is recorded at any index (the snapshot the node
+// starts from, if any, is a snapshot_installed record first).
+func (l *Log) StartedOver() {
+	if l == nil {
+		return
+	}
+	if from := l.last.Swap(0); from > 0 {
+		l.log.Warn("the Raft log starts over (force-new-cluster): the audit trail records its commands from its first index again; "+
+			"the records before hold the old log's indexes", "old_last_index", from)
+	}
+}
+
 // Durable returns once every record Applied and Restored queued before
 // the call is written and fsynced, or an error when ctx ends first. The
 // FSM calls it before a snapshot is persisted: Raft replays only the

@@ -163,6 +163,11 @@ func openStore(cfg Config, snaps *raft.FileSnapshotStore) (openedStore, error) {
 	case !state && held:
 		log.Warn("force-new-cluster: starting although raft.db holds no Raft state; the writes it held are lost",
 			"raft_db", path, "snapshots", len(list))
+		if o, ok := cfg.Observer.(interface{ StartedOver() }); ok {
+			// The log's indexes begin again: an observer that keeps
+			// track of them (the audit trail) must not skip the new ones.
+			o.StartedOver()
+		}
 		if len(list) > 0 {
 			// Raft would start over at term 0, below the snapshot's
 			// term; and the snapshot store orders snapshots by term, so
