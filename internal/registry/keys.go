@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/musterhq/muster/internal/audit"
@@ -105,8 +106,13 @@ func (r *Registry) RevokeKey(ctx context.Context, token, id string) error {
 	if err := r.Admin(ctx, audit.ActionKeyRevoke, token); err != nil {
 		return err
 	}
-	if !catalog.ValidID(id) { // no key has such an ID; the command would be refused before it is proposed
-		r.record(ctx, audit.Record{Action: audit.ActionKeyRevoke, Key: id}, catalog.ErrNotFound)
+	if !catalog.ValidID(id) || !strings.HasPrefix(id, "key_") {
+		// No key has such an ID (every key's is key_ and hex), so
+		// nothing is proposed, and the ID asked for is not recorded: an
+		// operator who passes a key's secret (or the admin token) for
+		// its ID must not find it in the audit trail, the Raft log and
+		// every server's disk, as an outside review did.
+		r.record(ctx, audit.Record{Action: audit.ActionKeyRevoke, Reason: "not an enrolment key's ID"}, catalog.ErrNotFound)
 		return catalog.ErrNotFound
 	}
 	if _, err := r.commit(ctx, catalog.Command{Op: catalog.OpRevokeKey, ID: id, Reason: "api"}); err != nil {
