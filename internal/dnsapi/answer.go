@@ -70,8 +70,10 @@ type responder struct {
 	// held is the set of the addresses in picks, for A and AAAA
 	// answers, whose records are one per address.
 	held map[netip.Addr]struct{}
-	// rcode is the code of the last answer, for the metrics.
+	// rcode is the code of the last answer, and qtype the type of its
+	// question once decoded (0 when it was not), for the metrics.
 	rcode  int
+	qtype  uint16
 	srv    []dns.SRV
 	a      []dns.A
 	aaaa   []dns.AAAA
@@ -98,6 +100,7 @@ func newResponder(s *Server) *responder {
 // until the next call; nil means no answer is sent (q is not a query, or
 // too short to answer). It never panics on any input (FuzzRespond).
 func (r *responder) respond(q []byte, tcp bool) []byte {
+	r.qtype = 0
 	if len(q) < 12 || q[2]&0x80 != 0 {
 		// Too short to hold a header, or a response: answering
 		// responses would let two servers echo each other for ever.
@@ -124,6 +127,7 @@ func (r *responder) respond(q []byte, tcp bool) []byte {
 	if err := r.req.Unpack(q); err != nil || len(r.req.Question) != 1 {
 		return r.headerOnly(q, dns.RcodeFormatError)
 	}
+	r.qtype = r.req.Question[0].Qtype
 	return r.answer(tcp)
 }
 

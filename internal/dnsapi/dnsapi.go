@@ -259,25 +259,35 @@ func (s *Server) respond(r *responder, q []byte, tcp bool) (out []byte, next *re
 	}()
 	out = r.respond(q, tcp)
 	if s.cfg.Observe != nil && len(out) >= 12 {
-		s.cfg.Observe(qtypeName(q), rcodeName(r.rcode))
+		t := r.qtype
+		if t == 0 { // refused before its question was decoded
+			t = rawQtype(q)
+		}
+		s.cfg.Observe(qtypeName(t), rcodeName(r.rcode))
 	}
 	return out, r
 }
 
-// qtypeName names the type of q's question, read from the wire ("other"
-// for a type without a name, or a question that cannot be read).
-func qtypeName(q []byte) string {
+// rawQtype reads the type of q's question from the wire, for a query
+// refused before it was decoded (0 when it cannot be read).
+func rawQtype(q []byte) uint16 {
 	i := 12
 	for i < len(q) && q[i] != 0 {
 		if q[i]&0xC0 != 0 { // a pointer: not in a question
-			return "other"
+			return 0
 		}
 		i += int(q[i]) + 1
 	}
 	if i+3 > len(q) {
-		return "other"
+		return 0
 	}
-	if t := binary.BigEndian.Uint16(q[i+1:]); countedTypes[t] {
+	return binary.BigEndian.Uint16(q[i+1:])
+}
+
+// qtypeName names a query type for the metrics ("other" for one not
+// counted by name, or none).
+func qtypeName(t uint16) string {
+	if countedTypes[t] {
 		return dns.TypeToString[t]
 	}
 	return "other"

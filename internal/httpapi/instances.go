@@ -169,10 +169,9 @@ func (a *apiServer) heartbeats(w http.ResponseWriter, r *http.Request) error {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendBeatResult(b, res)
-		if res.Err != nil && tokenRefused(heartbeatAuth.apply(res.Err)) {
-			refused++
-		}
+		var tokenRefused bool
+		b, tokenRefused = appendBeatResult(b, res)
+		refused += counted(tokenRefused)
 	}
 	a.beats(len(out), refused)
 	b = append(b, "]}\n"...)
@@ -183,18 +182,19 @@ func (a *apiServer) heartbeats(w http.ResponseWriter, r *http.Request) error {
 // appendBeatResult appends one beat's result: by hand for a recorded beat
 // (both values are JSON-safe by construction), through encoding/json for
 // a refusal, as the per-instance heartbeat would have answered it.
-func appendBeatResult(b []byte, res registry.BeatResult) []byte {
+func appendBeatResult(b []byte, res registry.BeatResult) (_ []byte, tokenRefused bool) {
 	if res.Err == nil {
 		b = append(b, `{"ttl":"`...)
 		b = append(b, res.Inst.TTL.String()...)
 		b = append(b, `","status":"`...)
 		b = append(b, res.Status...)
-		return append(b, `"}`...)
+		return append(b, `"}`...), false
 	}
 	e := APIError(heartbeatAuth.apply(res.Err))
+	tokenRefused = refusesToken(e)
 	enc, err := json.Marshal(api.BeatResult{Error: &e.ErrorDetail, HTTPStatus: e.Status, RetryAfterS: e.RetryAfter})
 	if err != nil { // cannot happen: strings and ints only
-		return append(b, `{"error":{"code":"internal","message":"internal error","http_status":500}}`...)
+		return append(b, `{"error":{"code":"internal","message":"internal error","http_status":500}}`...), tokenRefused
 	}
-	return append(b, enc...)
+	return append(b, enc...), tokenRefused
 }

@@ -128,12 +128,11 @@ func (a *apiServer) beats(received, unauthorized int) {
 
 // tokenRefused reports whether err (a heartbeat's, through heartbeatAuth)
 // refuses the token.
-func tokenRefused(err error) bool {
-	switch APIError(err).Code {
-	case api.CodeUnauthorized, api.CodeForbidden:
-		return true
-	}
-	return false
+func tokenRefused(err error) bool { return refusesToken(APIError(err)) }
+
+// refusesToken reports whether e refuses a request's token.
+func refusesToken(e *Error) bool {
+	return e.Code == api.CodeUnauthorized || e.Code == api.CodeForbidden
 }
 
 // counted is 1 for true, 0 for false.
