@@ -16,6 +16,12 @@ import (
 // the command has one). A command the catalog refused is a refused
 // record with the catalog's reason.
 func FromCommand(index uint64, cmd catalog.Command, res catalog.Result) (Record, bool) {
+	r, ok := fromCommand(index, cmd, res)
+	return bound(r), ok
+}
+
+// fromCommand is FromCommand before bound.
+func fromCommand(index uint64, cmd catalog.Command, res catalog.Result) (Record, bool) {
 	r := Record{Index: index, Outcome: OutcomeOK, Reason: cmd.Reason, Instance: cmd.ID}
 	if o := cmd.Origin; o != nil {
 		r.Time, r.Node, r.Caller = o.Time, o.Node, o.Caller
@@ -70,7 +76,7 @@ func FromCommand(index uint64, cmd catalog.Command, res catalog.Result) (Record,
 	if res.Err != nil {
 		r.Outcome, r.Reason = OutcomeRefused, Reason(res.Err)
 	}
-	return bound(r), true
+	return r, true
 }
 
 // Reason is the text a record gives for err: its message without the

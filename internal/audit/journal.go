@@ -50,6 +50,9 @@ type journal struct {
 	synced   atomic.Uint64
 	dropped  atomic.Uint64
 	errors   atomic.Uint64
+	// damaged counts the lines reads found that are not records (a
+	// disk's damage, an edit) and skipped.
+	damaged atomic.Uint64
 	// overflowing is set when a record waited for room in vain; until
 	// the queue has emptied to half, no record waits (see put).
 	overflowing atomic.Bool

@@ -11,6 +11,7 @@ import (
 
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/durable"
+	"github.com/musterhq/muster/internal/redact"
 )
 
 // Config configures a Log.
@@ -95,10 +96,19 @@ type Log struct {
 	applied *journal
 	local   *journal
 	node    atomic.Pointer[string]
+	// secrets are the secrets this node holds in the clear, withheld
+	// from every record (see Withhold).
+	secrets atomic.Pointer[redact.Known]
 	// last is the highest Raft index the applied journal holds a record
 	// of: read from disk at Open, then kept by Applied and Restored on
 	// the FSM goroutine. A record at or below it was written already.
 	last atomic.Uint64
+
+	// damageReported is the count of damaged lines last logged, at
+	// damageLogged (under damageMu).
+	damageReported atomic.Uint64
+	damageMu       sync.Mutex
+	damageLogged   time.Time
 
 	readers chan struct{}
 	// changed is closed and replaced after every write of either
@@ -114,6 +124,10 @@ var (
 	ErrBusy = errors.New("audit: too many reads of the audit trail at once")
 	// ErrBadQuery means a query is malformed (see Query.Validate).
 	ErrBadQuery = errors.New("audit: bad query")
+	// ErrCursorBeyond is an ErrBadQuery: Query.After is past the end of
+	// this node's journals, a place no read of them gave.
+	ErrCursorBeyond = fmt.Errorf("%w: after is beyond the end of this node's audit trail: a cursor of another node's, "+
+		"or of this node's trail before it was begun anew; read again without after", ErrBadQuery)
 )
 
 // Open opens (or begins) the audit trail in cfg.Dir and starts its
@@ -129,11 +143,14 @@ func Open(cfg Config) (*Log, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if _, err := durable.PrivateDir(cfg.Dir); err != nil {
+	repaired, err := durable.PrivateDir(cfg.Dir)
+	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	if repaired {
+		cfg.Logger.Warn("the audit trail's directory was open to others; made it the owner's alone (0700)", "dir", cfg.Dir)
+	}
 	l := &Log{cfg: cfg, log: cfg.Logger, now: cfg.Now, readers: make(chan struct{}, cfg.MaxReaders), changed: make(chan struct{})}
-	var err error
 	if l.applied, err = openJournal(appliedJournal, cfg, cfg.AppliedQueue, l.wake); err != nil {
 		return nil, err
 	}
@@ -161,7 +178,10 @@ func (l *Log) highestIndex() (uint64, error) {
 		if err != nil || !ok {
 			return 0, err
 		}
-		if r, err := parseLine(line); err == nil && r.Index > 0 {
+		r, err := parseLine(line)
+		if err != nil {
+			l.applied.damaged.Add(1)
+		} else if r.Index > 0 {
 			return r.Index, nil
 		}
 	}
@@ -186,6 +206,25 @@ func (l *Log) Node() string {
 	return ""
 }
 
+// Withhold names the secrets this node holds in the clear (the admin
+// token, the metrics token): a record's field that holds one is
+// withheld, whatever its form (see bound for the forms withheld anyway).
+// It replaces the secrets named before.
+func (l *Log) Withhold(secrets ...string) {
+	if l == nil {
+		return
+	}
+	k := redact.NewKnown(secrets...)
+	l.secrets.Store(&k)
+}
+
+func (l *Log) known() redact.Known {
+	if k := l.secrets.Load(); k != nil {
+		return *k
+	}
+	return redact.Known{}
+}
+
 // Record queues r, a decision this node made alone (nothing of it went
 // through Raft), for the local journal. It never blocks: when the queue
 // is full, r is dropped and counted. An empty Time is now, an empty Node
@@ -200,7 +239,7 @@ func (l *Log) Record(r Record) {
 	if r.Node == "" {
 		r.Node = l.Node()
 	}
-	l.local.put(bound(r), 0)
+	l.local.put(bound(withhold(l.known(), r)), 0)
 }
 
 // Applied records a command applied at index on this node (see
@@ -213,8 +252,8 @@ func (l *Log) Applied(index uint64, cmd catalog.Command, res catalog.Result) {
 		return
 	}
 	l.last.Store(index)
-	if r, ok := FromCommand(index, cmd, res); ok {
-		l.applied.put(r, l.cfg.ApplyWait)
+	if r, ok := fromCommand(index, cmd, res); ok {
+		l.applied.put(bound(withhold(l.known(), r)), l.cfg.ApplyWait)
 	}
 }
 
@@ -275,6 +314,11 @@ type Stats struct {
 	Dropped uint64
 	// WriteErrors counts failed writes and fsyncs (each retried).
 	WriteErrors uint64
+	// Damaged counts the lines reads found that are not records and
+	// skipped (a disk's damage, an edit; a line a crash cut short at a
+	// file's end is cut off when the journal is opened, and not
+	// counted). A line is counted each time a read passes it.
+	Damaged uint64
 }
 
 // Stats returns the log's counters.
@@ -283,7 +327,28 @@ func (l *Log) Stats() Stats {
 		return Stats{}
 	}
 	return Stats{Dropped: l.applied.dropped.Load() + l.local.dropped.Load(),
-		WriteErrors: l.applied.errors.Load() + l.local.errors.Load()}
+		WriteErrors: l.applied.errors.Load() + l.local.errors.Load(), Damaged: l.damaged()}
+}
+
+func (l *Log) damaged() uint64 { return l.applied.damaged.Load() + l.local.damaged.Load() }
+
+// reportDamage logs, at most once a minute, that reads have passed
+// damaged lines since it last did.
+func (l *Log) reportDamage() {
+	n := l.damaged()
+	if n == l.damageReported.Load() {
+		return
+	}
+	now := l.now()
+	l.damageMu.Lock()
+	defer l.damageMu.Unlock()
+	if now.Sub(l.damageLogged) < time.Minute || n == l.damageReported.Load() {
+		return
+	}
+	l.damageLogged = now
+	l.damageReported.Store(n)
+	l.log.Warn("the audit trail holds lines that are not records (a disk's damage, or an edit); reads skip them",
+		"dir", l.cfg.Dir, "damaged_lines_passed", n)
 }
 
 // Changed returns a channel closed at the next write of either journal.

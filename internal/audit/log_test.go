@@ -3,7 +3,9 @@ package audit_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -305,6 +307,62 @@ func TestConfig_Validate(t *testing.T) {
 		mutate(&c)
 		if c.Validate() == nil {
 			t.Errorf("%s: valid", name)
+		}
+	}
+}
+
+// TestLog_DamagedLinesCounted: a line in the middle of a journal that is
+// not a record (a disk's damage, an edit) is skipped by reads, counted,
+// and the log says so.
+func TestLog_DamagedLinesCounted(t *testing.T) {
+	logs := &testutil.Buffer{}
+	l, dir := openLog(t, nil)
+	applyN(l, 1, 3)
+	closeLog(t, l)
+	files, _ := filepath.Glob(filepath.Join(dir, "applied-*.jsonl"))
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, rest, _ := strings.Cut(string(b), "\n")
+	damaged := first + "\n" + `{"time":"2026-12-10T09:00:00Z","act` + "\n" + "\x00\x00garbage\n" + rest
+	if err := os.WriteFile(files[0], []byte(damaged), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l = reopen(t, dir, func(c *audit.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+	if got := appliedIndexes(t, l); !slices.Equal(got, seq(1, 3)) {
+		t.Fatalf("indexes = %v, want 1 to 3", got)
+	}
+	if n := l.Stats().Damaged; n < 2 {
+		t.Fatalf("Stats().Damaged = %d, want at least the 2 damaged lines", n)
+	}
+	if !strings.Contains(logs.String(), "lines that are not records") {
+		t.Fatalf("the damage is not logged:\n%s", logs)
+	}
+}
+
+// TestLog_CursorBeyondRefused: a cursor past the end of the journals (of
+// another node, or of a trail begun anew) is refused, not read as "now".
+func TestLog_CursorBeyondRefused(t *testing.T) {
+	l, _ := openLog(t, nil)
+	applyN(l, 1, 3)
+	if err := l.Durable(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.Query(context.Background(), audit.Query{After: &audit.Cursor{}})
+	if err != nil || len(p.Records) != 3 {
+		t.Fatalf("read from the start: %d records, %v", len(p.Records), err)
+	}
+	if _, err := l.Query(context.Background(), audit.Query{After: &p.Next}); err != nil {
+		t.Fatalf("read from the end: %v", err)
+	}
+	for _, c := range []audit.Cursor{
+		{Applied: audit.Pos{File: p.Next.Applied.File, Off: p.Next.Applied.Off + 1}},
+		{Applied: audit.Pos{File: p.Next.Applied.File + 1}},
+		{Applied: p.Next.Applied, Local: audit.Pos{File: 7, Off: 1}},
+	} {
+		if _, err := l.Query(context.Background(), audit.Query{After: &c}); !errors.Is(err, audit.ErrCursorBeyond) || !errors.Is(err, audit.ErrBadQuery) {
+			t.Errorf("cursor %s: %v, want ErrCursorBeyond", c, err)
 		}
 	}
 }

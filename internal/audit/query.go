@@ -143,6 +143,7 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 		}
 	}
 	defer func() { <-l.readers }()
+	defer l.reportDamage()
 	budget := l.cfg.ReadBudget
 	m := matcher(q)
 	if q.After == nil && q.Since.IsZero() {
@@ -151,6 +152,9 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 	a, la := l.applied.snapshot(), l.local.snapshot()
 	var from Cursor
 	if q.After != nil {
+		if beyond(a, q.After.Applied) || beyond(la, q.After.Local) {
+			return Page{}, ErrCursorBeyond
+		}
 		from = Cursor{Applied: clampPos(a, q.After.Applied), Local: clampPos(la, q.After.Local)}
 	} else {
 		from = Cursor{Applied: l.applied.seek(a, q.Since, &budget), Local: l.local.seek(la, q.Since, &budget)}
@@ -183,7 +187,7 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 
 // newest reads the newest records matching m, up to limit, each journal
 // from its end backwards, and merges them.
-func (l *Log) newest(m func([]byte) (Record, bool), limit int, budget *int64) (Page, error) {
+func (l *Log) newest(m matchFunc, limit int, budget *int64) (Page, error) {
 	var found [2][]Record // newest first
 	var next Cursor
 	var errs []error
@@ -207,8 +211,11 @@ func (l *Log) newest(m func([]byte) (Record, bool), limit int, budget *int64) (P
 			if !ok {
 				break
 			}
-			if r, ok := m(line); ok {
+			r, ok, bad := m(line)
+			if ok {
 				found[i] = append(found[i], r)
+			} else if bad {
+				j.damaged.Add(1)
 			}
 		}
 		b.close()
@@ -227,12 +234,16 @@ func (l *Log) newest(m func([]byte) (Record, bool), limit int, budget *int64) (P
 	return Page{Records: out, Next: next}, errors.Join(errs...)
 }
 
-// matcher returns the filter of q over lines: the record a line holds if
-// it is one q selects. A line is checked for the fields' bytes before it
+// matchFunc is a filter over lines: the record a line holds and true if
+// it is one the filter selects; bad when the line was decoded and is not
+// a record.
+type matchFunc func(line []byte) (r Record, ok, bad bool)
+
+// matcher returns the filter of q over lines. A line is checked for the fields' bytes before it
 // is decoded (a JSON string cannot hold `"key":"value"` unescaped, so
 // the check is exact) and most lines of a filtered read are never
 // decoded.
-func matcher(q Query) func([]byte) (Record, bool) {
+func matcher(q Query) matchFunc {
 	var needles [][]byte
 	if q.Service != "" {
 		needles = append(needles, []byte(`"service":"`+q.Service+`"`))
@@ -247,18 +258,21 @@ func matcher(q Query) func([]byte) (Record, bool) {
 	if q.After != nil {
 		since = time.Time{}
 	}
-	return func(line []byte) (Record, bool) {
+	return func(line []byte) (Record, bool, bool) {
 		for _, n := range needles {
 			if !bytes.Contains(line, n) {
-				return Record{}, false
+				return Record{}, false, false
 			}
 		}
 		r, err := parseLine(line)
-		if err != nil || (q.Service != "" && r.Service != q.Service) || (q.Action != "" && r.Action != q.Action) ||
-			(q.Outcome != "" && r.Outcome != q.Outcome) || (!since.IsZero() && r.Time.Before(since)) {
-			return Record{}, false
+		if err != nil {
+			return Record{}, false, true
 		}
-		return r, true
+		if (q.Service != "" && r.Service != q.Service) || (q.Action != "" && r.Action != q.Action) ||
+			(q.Outcome != "" && r.Outcome != q.Outcome) || (!since.IsZero() && r.Time.Before(since)) {
+			return Record{}, false, false
+		}
+		return r, true, false
 	}
 }
 
@@ -266,7 +280,7 @@ func matcher(q Query) func([]byte) (Record, bool) {
 // ahead.
 type stream struct {
 	fw     *forward
-	m      func([]byte) (Record, bool)
+	m      matchFunc
 	head   Record
 	has    bool
 	before Pos // where the head's line begins
@@ -284,8 +298,11 @@ func (s *stream) peek() (Record, bool) {
 		if !ok {
 			return Record{}, false
 		}
-		if r, ok := s.m(line); ok {
+		r, ok, bad := s.m(line)
+		if ok {
 			s.head, s.has, s.before = r, true, before
+		} else if bad {
+			s.fw.j.damaged.Add(1)
 		}
 	}
 	return s.head, true
@@ -305,9 +322,23 @@ func (s *stream) pos() Pos {
 	return s.fw.pos()
 }
 
+// beyond reports whether p is past the end of files: a place no read of
+// this node's journals gave (files only grow, and rotate to higher
+// numbers).
+func beyond(files []fileInfo, p Pos) bool {
+	if p == (Pos{}) {
+		return false
+	}
+	if len(files) == 0 {
+		return true
+	}
+	last := files[len(files)-1]
+	return p.File > last.seq || p.File == last.seq && p.Off > last.size
+}
+
 // clampPos makes p a place in files: in a file deleted since (rotated
-// away), the start of the oldest; beyond the newest (another node's
-// cursor, or journals begun anew), its end.
+// away), the start of the oldest; beyond the newest (which Query
+// refuses; Wait may see it), its end.
 func clampPos(files []fileInfo, p Pos) Pos {
 	if len(files) == 0 {
 		return Pos{}
@@ -495,6 +526,7 @@ func (fw *forward) next() ([]byte, bool, error) {
 			continue
 		}
 		if long || n > MaxLine {
+			fw.j.damaged.Add(1)
 			continue
 		}
 		return line[:len(line)-1], true, nil
@@ -549,11 +581,13 @@ func (b *backward) next() ([]byte, bool, error) {
 				line := b.pend[i+1 : n-1]
 				b.pend = b.pend[:i+1]
 				if len(line) > MaxLine {
+					b.j.damaged.Add(1)
 					continue
 				}
 				return line, true, nil
 			}
 			if n > 2*MaxLine { // no line begins in it: damage
+				b.j.damaged.Add(1)
 				b.pend = nil
 			}
 		}

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/redact"
 )
 
 // Action names what a record is about.
@@ -130,17 +133,48 @@ const (
 	MaxLine = 4096
 )
 
-// bound cuts r's fields to their bounds.
+// bound cuts r's fields to their bounds, and keeps out of them what may
+// be a secret (the record's promise; see package redact): a service
+// that is not a service name, an instance or key ID that is not of an
+// ID's form (the registry's IDs are lowercase; every secret it issues
+// has upper- and lowercase letters) becomes redact.Withheld, and a run
+// of the reason that looks like a secret is withheld from it. It reads
+// only r, so every replica derives the same record from the same entry.
 func bound(r Record) Record {
-	r.Reason = cut(r.Reason, maxReason)
-	r.Service = cut(r.Service, maxName)
-	r.Instance = cut(r.Instance, maxName)
-	r.Key = cut(r.Key, maxName)
-	r.Node = cut(r.Node, maxName)
-	r.Caller = cut(r.Caller, maxCaller)
-	r.Status = cut(r.Status, maxStatus)
+	r.Reason = cut(redact.Text(r.Reason), maxReason)
+	r.Service = name(r.Service, catalog.ValidServiceName)
+	r.Instance = name(r.Instance, validID)
+	r.Key = name(r.Key, validID)
+	r.Node = cut(redact.Text(r.Node), maxName)
+	r.Caller = cut(redact.Text(r.Caller), maxCaller)
+	r.Status = cut(redact.Text(r.Status), maxStatus)
 	r.Action = Action(cut(string(r.Action), maxName))
 	r.Outcome = Outcome(cut(string(r.Outcome), maxStatus))
+	return r
+}
+
+// name is s if it is empty or valid, else redact.Withheld.
+func name(s string, valid func(string) bool) string {
+	if s == "" || valid(s) {
+		return s
+	}
+	return redact.Withheld
+}
+
+// validID reports whether s has the form of an instance or key ID as
+// the registry makes them: catalog.ValidID, without uppercase letters.
+func validID(s string) bool {
+	return catalog.ValidID(s) && strings.IndexFunc(s, func(c rune) bool { return c >= 'A' && c <= 'Z' }) < 0
+}
+
+// withhold replaces the known secrets in r's fields.
+func withhold(k redact.Known, r Record) Record {
+	r.Reason = k.Text(r.Reason)
+	for _, f := range []*string{&r.Service, &r.Instance, &r.Key, &r.Node, &r.Caller, &r.Status} {
+		if k.Holds(*f) {
+			*f = redact.Withheld
+		}
+	}
 	return r
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/random"
 )
 
 func TestFromCommand(t *testing.T) {
@@ -116,5 +117,37 @@ func TestRecord_Bounded(t *testing.T) {
 func TestReason(t *testing.T) {
 	if got := audit.Reason(errors.New("registry: token not allowed here")); got != "token not allowed here" {
 		t.Errorf("Reason = %q", got)
+	}
+}
+
+// TestRecord_CallerSecretsWithheld: a field a caller filled with what
+// cannot be an ID or a name (a session token for an instance's ID, a
+// key's secret for a service) is withheld; a reason's run that looks
+// like a secret is withheld from it; the secrets the node names
+// (Withhold) are withheld whatever their form; real IDs and names stay.
+func TestRecord_CallerSecretsWithheld(t *testing.T) {
+	l, dir := openLog(t, nil)
+	token, keySecret, chosen := random.Secret(), "mk_"+random.Secret(), "0123456789abcdef0123456789abcdef"
+	l.Withhold(chosen)
+	l.Record(audit.Record{Action: audit.ActionDeregister, Outcome: audit.OutcomeRefused, Instance: token, Service: keySecret,
+		Key: keySecret, Reason: `json: unknown field "` + keySecret + `"`})
+	l.Record(audit.Record{Action: audit.ActionDrain, Outcome: audit.OutcomeRefused, Instance: chosen, Reason: "instance " + chosen + " not found"})
+	id := random.ID(16)
+	l.Record(audit.Record{Action: audit.ActionDrain, Outcome: audit.OutcomeOK, Instance: id, Service: "web_v2", Key: "key_seed_compat",
+		Reason: "already draining"})
+	l.Applied(1, catalog.Command{Op: catalog.OpEvict, ID: token, Reason: "leaked " + token}, catalog.Result{Err: catalog.ErrNotFound})
+	closeLog(t, l)
+	disk := journalText(t, dir, "local") + journalText(t, dir, "applied")
+	for _, s := range []string{token, keySecret, chosen} {
+		if strings.Contains(disk, s) {
+			t.Errorf("the journals hold %q:\n%s", s, disk)
+		}
+	}
+	for _, want := range []string{`"instance_id":"(withheld)"`, `"service":"(withheld)"`, `"key_id":"(withheld)"`,
+		`unknown field \"(withheld)\"`, `"reason":"instance (withheld) not found"`,
+		`"instance_id":"` + id + `","key_id":"key_seed_compat"`, `"service":"web_v2"`} {
+		if !strings.Contains(disk, want) {
+			t.Errorf("the journals do not hold %s:\n%s", want, disk)
+		}
 	}
 }

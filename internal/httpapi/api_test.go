@@ -224,6 +224,10 @@ func TestAPI_ErrorsAreJSON(t *testing.T) {
 		{"GET", "/v1/services/x?status=stale", 400, api.CodeInvalidArgument},
 		{"GET", "/v1/services/x?meta=novalue", 400, api.CodeInvalidArgument},
 		{"GET", "/v1/services/x?bogus=1", 400, api.CodeInvalidArgument},
+		{"GET", "/v1/services/x?status=passing&status=any", 400, api.CodeInvalidArgument},
+		{"GET", "/v1/services/x?index=1&index=2", 400, api.CodeInvalidArgument},
+		{"GET", "/v1/services?stale&stale", 400, api.CodeInvalidArgument},
+		{"GET", "/v1/instances/nope?consistent&consistent", 400, api.CodeInvalidArgument},
 		{"GET", "/v1/instances/nope", 404, api.CodeNotFound},
 		{"PUT", "/v1/instances/nope/heartbeat", 404, api.CodeNotFound},
 		{"DELETE", "/v1/instances/nope", 404, api.CodeNotFound},
@@ -364,4 +368,31 @@ func TestAPI_NonCanonicalPaths(t *testing.T) {
 		t.Fatalf("GET /v1/services: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// TestLookup_RepeatedFilters: tag and meta take lists (an instance must
+// match every one), while a parameter that takes one value is refused
+// when given twice (see TestAPI_Errors), rather than read as one of them.
+func TestLookup_RepeatedFilters(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	k := h.Key(t, "web")
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	if _, err := h.Anon.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(),
+		Tags: []string{"v1", "blue"}, Meta: map[string]string{"zone": "a", "rack": "7"}}); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]int{
+		"tag=v1&tag=blue":             1,
+		"tag=v1&tag=green":            0,
+		"meta=zone:a&meta=rack:7":     1,
+		"meta=zone:a&meta=rack:8":     0,
+		"tag=blue&meta=zone:a&tag=v1": 1,
+		"tag=blue&meta=zone:b&tag=v1": 0,
+	} {
+		code, lr, _, _ := getLookup(t, h.Srv.URL()+"/v1/services/web?"+q)
+		if code != 200 || len(lr.Instances) != want {
+			t.Errorf("?%s: %d with %d instances, want 200 with %d", q, code, len(lr.Instances), want)
+		}
+	}
 }

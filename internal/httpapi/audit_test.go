@@ -381,7 +381,10 @@ func TestAPI_AuditQueryErrors(t *testing.T) {
 		{"color=blue", tok, 400, api.CodeInvalidArgument, "color"},
 		{"limit=%zz", tok, 400, api.CodeInvalidArgument, "query"},
 		{"since=1h&service=web&action=register&outcome=refused&limit=1000", tok, 200, "", ""},
-		{"after=99.99.99.99&wait=10ms", tok, 200, "", ""},
+		{"after=99.99.99.99&wait=10ms", tok, 400, api.CodeInvalidArgument, "after"},
+		{"after=0.0.0.0&wait=10ms", tok, 200, "", ""},
+		{"limit=1&limit=2", tok, 400, api.CodeInvalidArgument, "limit"},
+		{"action=register&action=evict", tok, 400, api.CodeInvalidArgument, "action"},
 	}
 	for _, c := range cases {
 		t.Run(c.query+" "+c.token, func(t *testing.T) {

@@ -104,6 +104,8 @@ func APIError(err error) *Error {
 		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many reads of the audit trail at once; retry")
 		e.RetryAfter = 1
 		return e
+	case errors.Is(err, audit.ErrCursorBeyond):
+		return BadField("after", "%s", strings.TrimPrefix(err.Error(), "audit: bad query: "))
 	case errors.Is(err, audit.ErrBadQuery):
 		return Errorf(http.StatusBadRequest, api.CodeInvalidArgument, "", "%s", strings.TrimPrefix(err.Error(), "audit: "))
 	case errors.Is(err, registry.ErrBusy):

@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,11 +100,18 @@ func (l *lookupSlots) release() { <-l.slots }
 
 // query parses r's query string. Unlike URL.Query, which drops a pair it
 // cannot parse (tag=a;b, %zz) and so widens a filter without a word, it
-// refuses the whole query.
-func query(r *http.Request) (url.Values, *Error) {
+// refuses the whole query; and a parameter given more than once that is
+// not one of multi (those that take a list) is refused rather than
+// read as one of its values.
+func query(r *http.Request, multi ...string) (url.Values, *Error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, BadField("query", "malformed query string: %v", err)
+	}
+	for k, vs := range q {
+		if len(vs) > 1 && !slices.Contains(multi, k) {
+			return nil, BadField(cmp.Or(k, "query"), "query parameter %q is given %d times; it takes one value", k, len(vs))
+		}
 	}
 	return q, nil
 }
@@ -189,7 +198,7 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	if err := registry.CheckServiceName(service); err != nil {
 		return err
 	}
-	q, qerr := query(r)
+	q, qerr := query(r, "tag", "meta")
 	if qerr != nil {
 		return qerr
 	}

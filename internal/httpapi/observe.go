@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/redact"
 )
 
 // Observer is told what the API answered, for metrics. Each field is
@@ -33,9 +34,10 @@ type Observer struct {
 // request's debug line shows and the answer echoes.
 const requestIDHeader = "X-Request-Id"
 
-// maxRequestID bounds a request ID a caller sends; a longer one, or one
-// with a character outside printable ASCII, is replaced by this node's
-// own.
+// maxRequestID bounds a request ID a caller sends; a longer one, one
+// with a character outside printable ASCII, or one that looks like a
+// secret (see package redact: it would be written to the log) is
+// replaced by this node's own.
 const maxRequestID = 128
 
 // instrument wraps the handler of route: it times the request, tells the
@@ -75,14 +77,16 @@ func (a *apiServer) instrument(route string, h http.Handler) http.Handler {
 	})
 }
 
-// requestID returns the caller's request ID, echoed in the answer, or one
-// of this node's own.
+// requestID returns the caller's request ID, or one of this node's own
+// when it sent none or one refused (see maxRequestID); the answer
+// carries the one used.
 func (a *apiServer) requestID(w http.ResponseWriter, r *http.Request) string {
-	if id := r.Header.Get(requestIDHeader); id != "" && len(id) <= maxRequestID && printable(id) {
-		w.Header().Set(requestIDHeader, id)
-		return id
+	id := r.Header.Get(requestIDHeader)
+	if id == "" || len(id) > maxRequestID || !printable(id) || redact.Secretlike(id) {
+		id = "m" + strconv.FormatUint(a.reqSeq.Add(1), 10)
 	}
-	return "m" + strconv.FormatUint(a.reqSeq.Add(1), 10)
+	w.Header().Set(requestIDHeader, id)
+	return id
 }
 
 func printable(s string) bool {

@@ -119,7 +119,7 @@ func parseWatchQuery(q map[string][]string, lastEventID string) (services []stri
 // WatchConfig.WriteTimeout it is dropped. Either is counted in the
 // registry's StreamStats and logged.
 func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
-	q, qerr := query(r)
+	q, qerr := query(r, "service")
 	if qerr != nil {
 		return qerr
 	}

@@ -397,6 +397,7 @@ func TestWatch_BadQueries(t *testing.T) {
 		{"", "abc", "Last-Event-ID"},
 		{"?service=web;x", "", "query"},
 		{"?service=w%zz", "", "query"},
+		{"?after=1&after=2", "", "after"},
 	} {
 		req, _ := http.NewRequest(http.MethodGet, h.Srv.URL()+"/v1/watch"+c.query, nil)
 		if c.lastID != "" {

@@ -18,7 +18,7 @@ const module = "github.com/musterhq/muster/"
 // import that is not allowed, fails TestImports_Layers. A pattern ending
 // in "/..." matches the packages under it.
 //
-// Read it bottom-up: catalog, random and durable import nothing of ours;
+// Read it bottom-up: catalog, random, durable and redact import nothing of ours;
 // cluster, health and audit sit on the catalog; checks (active health checks)
 // sits on verify's guard; registry holds the workflows over catalog,
 // checks, health and verify; front ends (httpapi, seedapi) call the
@@ -32,13 +32,14 @@ var layers = map[string][]string{
 	"internal/catalog":  {},
 	"internal/random":   {},
 	"internal/durable":  {},
+	"internal/redact":   {},
 	"internal/cluster":  {"internal/catalog", "internal/durable", "internal/random"},
-	"internal/audit":    {"internal/catalog", "internal/durable"},
+	"internal/audit":    {"internal/catalog", "internal/durable", "internal/redact"},
 	"internal/health":   {"internal/catalog"},
-	"internal/verify":   {"api"},
+	"internal/verify":   {"api", "internal/redact"},
 	"internal/checks":   {"api", "internal/verify"},
-	"internal/registry": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/health", "internal/random", "internal/verify"},
-	"internal/httpapi":  {"api", "internal/audit", "internal/catalog", "internal/registry"},
+	"internal/registry": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/health", "internal/random", "internal/redact", "internal/verify"},
+	"internal/httpapi":  {"api", "internal/audit", "internal/catalog", "internal/redact", "internal/registry"},
 	"internal/seedapi":  {"api", "internal/audit", "internal/catalog", "internal/httpapi", "internal/registry"},
 	"internal/dnsapi":   {"internal/catalog", "internal/registry"},
 	// telemetry holds the Prometheus registry and instruments; it

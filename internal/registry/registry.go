@@ -16,6 +16,7 @@ import (
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/checks"
 	"github.com/musterhq/muster/internal/health"
+	"github.com/musterhq/muster/internal/redact"
 	"github.com/musterhq/muster/internal/verify"
 )
 
@@ -543,7 +544,7 @@ func (r *Registry) asVerifyError(err error, p addressProof, detailed bool, attrs
 	if !errors.As(err, &ve) {
 		return err
 	}
-	r.log.Warn(p.refused, append(attrs, "reason", ve.Reason, "message", ve.Msg, "detail", ve.Detail)...)
+	r.log.Warn(p.refused, append(attrs, "reason", ve.Reason, "message", ve.Msg, "detail", redact.Text(ve.Detail))...)
 	if !detailed {
 		switch ve.Reason {
 		case api.ReasonUnreachable, api.ReasonTimeout, api.ReasonBadStatus, api.ReasonRedirect, api.ReasonBadResponse:

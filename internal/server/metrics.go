@@ -36,7 +36,7 @@ func (m metricsSource) Push() telemetry.PushStats {
 	ss := m.s.reg.StreamStats()
 	as := m.s.reg.AuditLog().Stats()
 	return telemetry.PushStats{Streams: ss.Open, BlockingQueries: m.s.reg.Waiters(), Resyncs: ss.Resyncs, Dropped: ss.Dropped, Sent: ss.Sent,
-		AuditDropped: as.Dropped, AuditWriteErrors: as.WriteErrors}
+		AuditDropped: as.Dropped, AuditWriteErrors: as.WriteErrors, AuditDamaged: as.Damaged}
 }
 
 // observer tells the metrics what the HTTP API answered.

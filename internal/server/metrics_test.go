@@ -188,7 +188,7 @@ func TestMetrics_scrape(t *testing.T) {
 		t.Errorf("muster_raft_applied_index = %v", v)
 	}
 	for _, name := range []string{"muster_raft_apply", "muster_raft_commitTime", "go_goroutines", "process_resident_memory_bytes",
-		"muster_audit_records_dropped_total", "muster_audit_write_errors_total"} {
+		"muster_audit_records_dropped_total", "muster_audit_write_errors_total", "muster_audit_damaged_lines_total"} {
 		if after[name] == nil {
 			t.Errorf("%s missing from the scrape", name)
 		}

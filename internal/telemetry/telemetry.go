@@ -45,9 +45,10 @@ type RaftStats struct {
 type PushStats struct {
 	Streams, BlockingQueries int
 	Resyncs, Dropped, Sent   int64
-	// AuditDropped and AuditWriteErrors are the audit trail's counters:
-	// records lost to a full queue, and failed writes (each retried).
-	AuditDropped, AuditWriteErrors uint64
+	// AuditDropped, AuditWriteErrors and AuditDamaged are the audit
+	// trail's counters: records lost to a full queue, failed writes (each
+	// retried), and damaged lines its reads passed.
+	AuditDropped, AuditWriteErrors, AuditDamaged uint64
 }
 
 // Metrics holds muster's Prometheus registry and its instruments. It is
@@ -205,7 +206,7 @@ type stateCollector struct {
 	instances, services, protection                      *prometheus.Desc
 	leader, term, commit, applied, snapshot, lastContact *prometheus.Desc
 	streams, blocking, resyncs, dropped                  *prometheus.Desc
-	auditDropped, auditErrors, sent                      *prometheus.Desc
+	auditDropped, auditErrors, auditDamaged, sent        *prometheus.Desc
 }
 
 func newStateCollector(src Source) *stateCollector {
@@ -230,12 +231,13 @@ func newStateCollector(src Source) *stateCollector {
 		sent:         d("muster_events_sent_total", "Events handed to event streams, each stream's copy counted."),
 		auditDropped: d("muster_audit_records_dropped_total", "Audit records lost because the audit trail's queue was full."),
 		auditErrors:  d("muster_audit_write_errors_total", "Failed writes or fsyncs of the audit trail's journals (each retried)."),
+		auditDamaged: d("muster_audit_damaged_lines_total", "Lines of the audit trail's journals that are not records (damage, an edit), passed and skipped by reads."),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.instances, c.services, c.protection, c.leader, c.term, c.commit, c.applied,
-		c.snapshot, c.lastContact, c.streams, c.blocking, c.resyncs, c.dropped, c.auditDropped, c.auditErrors, c.sent} {
+		c.snapshot, c.lastContact, c.streams, c.blocking, c.resyncs, c.dropped, c.auditDropped, c.auditErrors, c.auditDamaged, c.sent} {
 		ch <- d
 	}
 }
@@ -268,6 +270,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.sent, prometheus.CounterValue, float64(p.Sent))
 	ch <- prometheus.MustNewConstMetric(c.auditDropped, prometheus.CounterValue, float64(p.AuditDropped))
 	ch <- prometheus.MustNewConstMetric(c.auditErrors, prometheus.CounterValue, float64(p.AuditWriteErrors))
+	ch <- prometheus.MustNewConstMetric(c.auditDamaged, prometheus.CounterValue, float64(p.AuditDamaged))
 }
 
 func b2f(b bool) float64 {

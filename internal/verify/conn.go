@@ -260,7 +260,7 @@ func (v *Verifier) exchange(ctx context.Context, t Target, kc *keptConn, req []b
 		}
 	}
 	if resp.StatusCode > 99 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-		return nil, false, true, &Error{Reason: api.ReasonUnreachable, Msg: "cannot reach " + t.URL(), Detail: "too many informational answers"}
+		return nil, false, true, &Error{Reason: api.ReasonUnreachable, Msg: "cannot reach " + t.shown(), Detail: "too many informational answers"}
 	}
 	kc.lr.N += v.cfg.MaxBody + 1 // the body's cap, beside what the headers left
 	data, err = v.answer(t, resp)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/redact"
 )
 
 // DefaultAllow lists the networks callbacks may reach by default: loopback
@@ -131,6 +132,11 @@ const maxHeaderBytes = 16 << 10
 func (t Target) URL() string {
 	return t.Scheme + "://" + net.JoinHostPort(t.Address, strconv.Itoa(t.Port)) + t.Path
 }
+
+// shown is the URL as messages show it: a part of it that looks like a
+// secret (a capability path) withheld, since messages reach the log and
+// the audit trail (see package redact).
+func (t Target) shown() string { return redact.Text(t.URL()) }
 
 // Verifier runs callbacks. It is safe for concurrent use.
 type Verifier struct {
@@ -369,19 +375,19 @@ func (v *Verifier) failed(ctx context.Context, t Target, err error) error {
 	}
 	var ne net.Error
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return &Error{Reason: api.ReasonTimeout, Msg: fmt.Sprintf("no answer from %s within %s", t.URL(), v.cfg.Timeout)}
+		return &Error{Reason: api.ReasonTimeout, Msg: fmt.Sprintf("no answer from %s within %s", t.shown(), v.cfg.Timeout)}
 	}
-	return &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot reach %s", t.URL()), Detail: rootCause(err)}
+	return &Error{Reason: api.ReasonUnreachable, Msg: fmt.Sprintf("cannot reach %s", t.shown()), Detail: rootCause(err)}
 }
 
 // answer checks an answer's status and reads its body within the cap. It
 // returns the body of a 200, read to its end.
 func (v *Verifier) answer(t Target, resp *http.Response) (data []byte, err error) {
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		return nil, &Error{Reason: api.ReasonRedirect, Msg: fmt.Sprintf("%s answered with a redirect; redirects are not followed", t.URL()), Detail: resp.Status}
+		return nil, &Error{Reason: api.ReasonRedirect, Msg: fmt.Sprintf("%s answered with a redirect; redirects are not followed", t.shown()), Detail: resp.Status}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, &Error{Reason: api.ReasonBadStatus, Msg: fmt.Sprintf("%s did not answer 200", t.URL()), Detail: resp.Status}
+		return nil, &Error{Reason: api.ReasonBadStatus, Msg: fmt.Sprintf("%s did not answer 200", t.shown()), Detail: resp.Status}
 	}
 	if n := resp.ContentLength; n >= 0 && n <= v.cfg.MaxBody {
 		// The length is known and within the cap (net/http reads no byte

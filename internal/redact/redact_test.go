@@ -1,0 +1,102 @@
+package redact
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/musterhq/muster/internal/random"
+)
+
+// TestText_IssuedSecretsWithheld: every kind of secret muster issues
+// (session tokens, key secrets, the admin token), wherever it sits in a
+// text, is withheld, over many draws.
+func TestText_IssuedSecretsWithheld(t *testing.T) {
+	for range 2000 {
+		for _, sec := range []string{random.Secret(), "mk_" + random.Secret(), "ma_" + random.Secret()} {
+			for _, text := range []string{sec, `json: unknown field "` + sec + `"`, "instance " + sec + " not found", "/.well-known/muster/" + sec + "/x"} {
+				got := Text(text)
+				if strings.Contains(got, sec) || !strings.Contains(got, Withheld) {
+					t.Fatalf("Text(%q) = %q: the secret is not withheld", text, got)
+				}
+				if !Secretlike(text) {
+					t.Fatalf("Secretlike(%q) = false", text)
+				}
+			}
+		}
+	}
+}
+
+// TestText_OrdinaryTextKept: the registry's own words, IDs, host names
+// and UUIDs are not taken for secrets, and come back as they were.
+func TestText_OrdinaryTextKept(t *testing.T) {
+	for _, s := range []string{
+		"",
+		"ttl expired",
+		"instance 9f86d081884c7d659a2feaa0c55ad015 not found",
+		"key_0123456789abcdef revoked",
+		"replaced 9f86d081884c7d659a2feaa0c55ad015",
+		"cannot reach http://api-gateway.prod.example.com:8080/.well-known/muster/verify",
+		"request 550e8400-e29b-41d4-a716-446655440000",
+		"request 550E8400-E29B-41D4-A716-446655440000",
+		"verification failed: X-Muster-Index missing",
+		"the callback answered 503 Service Unavailable",
+		"dial tcp 127.0.0.1:9: connect: connection refused",
+	} {
+		if got := Text(s); got != s {
+			t.Errorf("Text(%q) = %q, want it unchanged", s, got)
+		}
+		if Secretlike(s) {
+			t.Errorf("Secretlike(%q) = true", s)
+		}
+	}
+}
+
+func TestText_EveryRunReplaced(t *testing.T) {
+	a, b := random.Secret(), random.Secret()
+	got := Text("a=" + a + ", b=" + b + ".")
+	if want := "a=" + Withheld + ", b=" + Withheld + "."; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestKnown(t *testing.T) {
+	k := NewKnown("0123456789abcdef0123456789abcdef", "short")
+	got := k.Text("instance 0123456789abcdef0123456789abcdef not found; short")
+	if want := "instance " + Withheld + " not found; short"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if !k.Holds("x0123456789abcdef0123456789abcdefx") || k.Holds("short") {
+		t.Fatal("Holds is wrong")
+	}
+	var zero Known
+	if zero.Text("abc") != "abc" || zero.Holds("abc") {
+		t.Fatal("the zero Known withholds something")
+	}
+}
+
+func BenchmarkText_Clean(b *testing.B) {
+	s := "instance 9f86d081884c7d659a2feaa0c55ad015 not found: the session token is not this instance's"
+	b.ReportAllocs()
+	for b.Loop() {
+		if Text(s) != s {
+			b.Fatal("changed")
+		}
+	}
+}
+
+// FuzzText: what Text returns holds nothing that looks like a secret,
+// and a text with none comes back unchanged.
+func FuzzText(f *testing.F) {
+	f.Add("instance 9f86d081884c7d659a2feaa0c55ad015 not found")
+	f.Add(`json: unknown field "mk_` + random.Secret() + `"`)
+	f.Add("aB3" + strings.Repeat("x", 17))
+	f.Fuzz(func(t *testing.T, s string) {
+		got := Text(s)
+		if Secretlike(got) {
+			t.Fatalf("Text(%q) = %q still looks like it holds a secret", s, got)
+		}
+		if (got == s) == Secretlike(s) {
+			t.Fatalf("Text(%q) = %q, Secretlike = %v", s, got, Secretlike(s))
+		}
+	})
+}
