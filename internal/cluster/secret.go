@@ -7,9 +7,9 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
+
+	"github.com/musterhq/muster/internal/durable"
 )
 
 // MinSecretLen is the shortest cluster secret accepted, in bytes. The
@@ -55,36 +55,13 @@ func ReadSecretFile(path string) (Secret, error) {
 const maxPrivateFile = 64 << 10
 
 // readPrivateFile reads a file that holds a credential (the cluster
-// secret, a TLS private key), which must be a regular file that only its
-// owner may read or write (mode 0600 or stricter): one that other users
-// can read hands them the credential, so it is refused rather than
-// warned about. what names the file in errors ("secret file"); errors
-// name the path and the fix, never the content.
+// secret, a TLS private key) with durable.ReadPrivateFile: a regular file
+// only its owner may read or write. what names the file in errors
+// ("secret file").
 func readPrivateFile(path, what string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := durable.ReadPrivateFile(path, maxPrivateFile)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %s: %w", what, err)
-	}
-	defer f.Close()
-	// The mode is read from the open file, so that it is the mode of
-	// the file read, not of one swapped in between.
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("cluster: %s: %w", what, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("cluster: %s %s is not a regular file", what, path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("cluster: %s %s can be read or written by other users (mode %04o); "+
-			"make it readable by its owner only: chmod 600 %s", what, path, perm, path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxPrivateFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("cluster: %s %s: %w", what, path, err)
-	}
-	if len(b) > maxPrivateFile {
-		return nil, fmt.Errorf("cluster: %s %s is larger than 64 KiB; is it the right file?", what, path)
 	}
 	return b, nil
 }

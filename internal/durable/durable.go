@@ -6,7 +6,9 @@
 package durable
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -89,4 +91,43 @@ func PrivateFile(path string) (tightened bool, err error) {
 		return false, nil
 	}
 	return true, os.Chmod(path, info.Mode().Perm()&0o600)
+}
+
+// ErrNotPrivate means a credential's file can be read or written by users
+// other than its owner.
+var ErrNotPrivate = errors.New("can be read or written by other users")
+
+// ReadPrivateFile reads a file that holds a credential (a token, the
+// cluster secret, a TLS private key): a regular file that only its owner
+// may read or write (mode 0600 or stricter), of at most limit bytes.
+// A file other users can read hands them the credential, so it is
+// refused (ErrNotPrivate, with the chmod that fixes it) rather than
+// warned about; a larger file is not the right one (a path given by
+// mistake: /dev/zero, a log). The mode is read from the open file, so it
+// is the mode of the file read, not of one swapped in between. Errors
+// name the path and the fix, never the content.
+func ReadPrivateFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s %w (mode %04o); make it its owner's alone: chmod 600 %s", path, ErrNotPrivate, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes; is it the right file?", path, limit)
+	}
+	return b, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
@@ -422,6 +423,37 @@ func TestReadTokenFile(t *testing.T) {
 	}
 	if _, err := server.ReadTokenFile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a missing file: %v", err)
+	}
+	loose := write("loose", "metrics-token-0123456789\n")
+	if err := os.Chmod(loose, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.ReadTokenFile(loose); !errors.Is(err, durable.ErrNotPrivate) || !strings.Contains(err.Error(), "chmod 600 "+loose) {
+		t.Errorf("a token file others may read: %v, want ErrNotPrivate with the fix", err)
+	}
+}
+
+// TestServer_RefusesALooseAdminTokenFile: an operator's admin token file
+// (--admin-token-file) that other users may read is refused, with the
+// fix, as the cluster secret's and the TLS key's are: the server does not
+// change the mode of a file it does not own the place of.
+func TestServer_RefusesALooseAdminTokenFile(t *testing.T) {
+	cfg := server.DefaultConfig()
+	cfg.DataDir, cfg.HTTPAddr = t.TempDir(), "127.0.0.1:0"
+	cfg.AdminTokenFile = filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(cfg.AdminTokenFile, []byte("0123456789abcdef0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(cfg)
+	if err == nil {
+		err = s.Start(context.Background())
+		s.Close()
+	}
+	if !errors.Is(err, durable.ErrNotPrivate) || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("start with a 0644 admin token file: %v", err)
+	}
+	if fi, _ := os.Stat(cfg.AdminTokenFile); fi.Mode().Perm() != 0o644 {
+		t.Fatalf("the operator's file was changed to %v", fi.Mode().Perm())
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -481,21 +480,20 @@ func (s *Server) loadAdminToken() (string, error) {
 		path = filepath.Join(s.cfg.DataDir, "admin-token")
 	}
 	s.adminTokenPath = path
+	if s.cfg.AdminTokenFile == "" {
+		// The data dir's own file (perhaps written by an older version)
+		// is made private; an operator's file (--admin-token-file) that
+		// others may read is refused, as every credential's file is.
+		if tightened, err := durable.PrivateFile(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("server: admin token: %w", err)
+		} else if tightened {
+			s.log.Warn("admin token file was readable by others; made it 0600", "path", path)
+		}
+	}
 	tok, err := ReadTokenFile(path)
 	if err == nil {
 		if len(tok) < MinAdminTokenLen {
 			return "", fmt.Errorf("server: the admin token in %s must be at least %d characters (openssl rand -hex 24 makes one)", path, MinAdminTokenLen)
-		}
-		if s.cfg.AdminTokenFile == "" {
-			// The data dir's own file (perhaps written by an older
-			// version): made private.
-			if tightened, err := durable.PrivateFile(path); err != nil {
-				return "", fmt.Errorf("server: admin token: %w", err)
-			} else if tightened {
-				s.log.Warn("admin token file was readable by others; made it 0600", "path", path)
-			}
-		} else if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			s.log.Warn("admin token file is readable by others; chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
 		}
 		s.log.Info("admin token loaded", "path", path)
 		return tok, nil
@@ -522,21 +520,14 @@ func (s *Server) loadAdminToken() (string, error) {
 const MaxTokenFile = 4096
 
 // ReadTokenFile reads a token from the file at path: its content with
-// the surrounding white space trimmed, refused when the file is larger
-// than MaxTokenFile or holds nothing but white space. Its errors wrap
-// fs.ErrNotExist when the file does not exist.
+// the surrounding white space trimmed. The file must be its owner's
+// alone and at most MaxTokenFile bytes (see durable.ReadPrivateFile), and
+// hold more than white space. Its errors wrap fs.ErrNotExist when the
+// file does not exist, durable.ErrNotPrivate when others may read it.
 func ReadTokenFile(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := durable.ReadPrivateFile(path, MaxTokenFile)
 	if err != nil {
 		return "", err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxTokenFile+1))
-	switch {
-	case err != nil:
-		return "", err
-	case len(b) > MaxTokenFile:
-		return "", fmt.Errorf("%s is larger than %d bytes: not a token file", path, MaxTokenFile)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
