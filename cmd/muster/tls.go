@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/big"
 	"net"
@@ -376,29 +375,15 @@ func loadCA(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) 
 // readOwnerOnly reads a private key file, which must be a regular file
 // that only its owner may read or write. Errors name the file and the
 // fix, never its content.
+// readOwnerOnly reads the CA's key with durable.ReadPrivateFile: a
+// regular file of at most 64 KiB that only its owner may read or write.
 func readOwnerOnly(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	b, err := durable.ReadPrivateFile(path, maxKeyFile)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("the CA's key: %w; make a CA with muster tls ca create, or give --ca and --ca-key", err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("the CA's key %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("the CA's key %s can be read or written by other users (mode %04o); "+
-			"make it readable by its owner only: chmod 600 %s", path, perm, path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("the CA's key %s: %w", path, err)
-	}
-	if len(b) > maxKeyFile {
-		return nil, fmt.Errorf("the CA's key %s is larger than 64 KiB; is it the right file?", path)
+		return nil, fmt.Errorf("the CA's key: %w", err)
 	}
 	return b, nil
 }
