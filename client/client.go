@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,8 +51,18 @@ type Config struct {
 	Addr string
 	// Token is sent as a bearer token (the admin token, for key management).
 	Token string
-	// HTTPClient is used for requests; default has a 30 s timeout.
+	// HTTPClient is used for requests; default has a Timeout, and TLS
+	// for https:// registries.
 	HTTPClient *http.Client
+	// Timeout bounds each request of the default HTTPClient; default
+	// 30 s. Unused when HTTPClient is set.
+	Timeout time.Duration
+	// TLS configures the default HTTPClient's connections to https://
+	// registries; when nil, it is read from $MUSTER_CACERT,
+	// $MUSTER_CLIENT_CERT and $MUSTER_CLIENT_KEY (see TLSFromEnv), and
+	// without them the system's roots are trusted and no client
+	// certificate is sent. Unused when HTTPClient is set.
+	TLS *tls.Config
 	// ProbeTimeout bounds the probe of a server (see Addr) when several
 	// are listed; default DefaultProbeTimeout. Negative: no probe. With a
 	// single server there is none: there is nowhere else to go.
@@ -114,7 +125,10 @@ func newClient(cfg Config, getenv func(string) string) (*Client, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
+		var err error
+		if hc, err = httpClient(cmp.Or(cfg.Timeout, 30*time.Second), cfg.TLS, getenv); err != nil {
+			return nil, err
+		}
 	}
 	c := &Client{bases: bases, token: cfg.Token, hc: hc}
 	if !cfg.NoBatchHeartbeats {

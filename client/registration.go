@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -78,8 +79,13 @@ type ServiceConfig struct {
 	// MinBackoff and MaxBackoff bound the retry delay when the registry
 	// cannot be reached; defaults 200ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
-	// HTTPClient talks to the registry; default has a 10 s timeout.
+	// HTTPClient talks to the registry; default has a 10 s timeout, and
+	// TLS for an https:// registry as Config's (TLS, else the
+	// environment's).
 	HTTPClient *http.Client
+	// TLS configures the default HTTPClient's connections to an https://
+	// registry; see Config.TLS.
+	TLS *tls.Config
 	// Client, when set, is the client the registration talks to the
 	// registry through, and Registry and HTTPClient are not used. The
 	// Registrations of one process that share a Client send their
@@ -149,9 +155,6 @@ func (c *ServiceConfig) setDefaults(getenv func(string) string) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 }
 
@@ -282,7 +285,13 @@ func NewRegistration(cfg ServiceConfig) (*Registration, error) {
 	c := cfg.Client
 	if c == nil {
 		var err error
-		if c, err = New(Config{Addr: cfg.Registry, HTTPClient: cfg.HTTPClient}); err != nil {
+		hc := cfg.HTTPClient
+		if hc == nil {
+			if hc, err = httpClient(10*time.Second, cfg.TLS, os.Getenv); err != nil {
+				return nil, err
+			}
+		}
+		if c, err = New(Config{Addr: cfg.Registry, HTTPClient: hc}); err != nil {
 			return nil, err
 		}
 	}

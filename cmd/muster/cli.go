@@ -17,7 +17,20 @@ import (
 
 // newClient returns an SDK client from MUSTER_ADDR and MUSTER_TOKEN.
 func (e env) newClient() (*client.Client, error) {
-	return client.New(client.Config{Addr: e.envOr("MUSTER_ADDR", client.DefaultAddr), Token: e.getenv("MUSTER_TOKEN")})
+	return e.newClientTimeout(0)
+}
+
+// newClientTimeout is newClient with a timeout of each request (0: the
+// SDK's default). An https:// registry is trusted as MUSTER_CACERT says,
+// with the client certificate of MUSTER_CLIENT_CERT and
+// MUSTER_CLIENT_KEY.
+func (e env) newClientTimeout(timeout time.Duration) (*client.Client, error) {
+	tlsCfg, err := client.TLSFromEnv(e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.Config{Addr: e.envOr("MUSTER_ADDR", client.DefaultAddr), Token: e.getenv("MUSTER_TOKEN"),
+		Timeout: timeout, TLS: tlsCfg})
 }
 
 // envOr returns the environment value of name, or def.
@@ -30,7 +43,10 @@ func (e env) envOr(name, def string) string {
 
 // Environment blocks of the client commands' help.
 const (
-	envAddr  = "  MUSTER_ADDR   the registry's URL (default " + client.DefaultAddr + "), or several servers' separated by commas\n"
+	envAddr = "  MUSTER_ADDR   the registry's URL (default " + client.DefaultAddr + "), or several servers' separated by commas\n" +
+		"  MUSTER_CACERT the CA bundle (PEM) that signed an https:// registry's certificate, instead of the system's\n" +
+		"  MUSTER_CLIENT_CERT, MUSTER_CLIENT_KEY\n" +
+		"                the client certificate and key, for a registry that requires one (--http-tls-client-ca)\n"
 	envToken = "  MUSTER_TOKEN  the admin token\n"
 )
 

@@ -43,12 +43,14 @@ func runClusterDoc(t *testing.T, doc, section string) {
 	if testing.Short() {
 		t.Skip("runs the docs' commands against real servers")
 	}
-	for _, tool := range []string{"bash", "openssl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip("no " + tool)
+	needTools(t, doc, section, "bash", "openssl")
+	blocks := docBlocks(t, filepath.Join("../..", doc), section)
+	for _, b := range blocks {
+		if strings.Contains(b.script, "curl ") {
+			needTools(t, doc, section, "curl")
+			break
 		}
 	}
-	blocks := docBlocks(t, filepath.Join("../..", doc), section)
 	ips := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
 	for _, ip := range ips {
 		freeAddrOn(t, ip) // skips where these addresses do not work
@@ -112,4 +114,11 @@ func TestDocs_READMECluster(t *testing.T) {
 // run as written.
 func TestDocs_ClusterDoc(t *testing.T) {
 	runClusterDoc(t, "docs/cluster.md", "## Three servers on one machine")
+}
+
+// TestDocs_HTTPS: docs/security.md's API over HTTPS, with client
+// certificates, runs as written: the CLI reaches it with MUSTER_CACERT
+// and a client certificate, and curl without one is refused.
+func TestDocs_HTTPS(t *testing.T) {
+	runClusterDoc(t, "docs/security.md", "## Serving the API over HTTPS")
 }

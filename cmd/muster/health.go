@@ -51,7 +51,12 @@ can run it.`, envAddr),
 			if len(urls) == 0 {
 				return fmt.Errorf("health: MUSTER_ADDR names no server")
 			}
-			line, err := checkHealth(ctx, urls, min(healthAttemptTimeout, timeout/time.Duration(len(urls))), timeout)
+			tlsCfg, err := client.TLSFromEnv(e.getenv)
+			if err != nil {
+				return err
+			}
+			hc := client.HTTPClient(0, tlsCfg)
+			line, err := checkHealth(ctx, hc, urls, min(healthAttemptTimeout, timeout/time.Duration(len(urls))), timeout)
 			if err != nil {
 				return err
 			}
@@ -73,7 +78,7 @@ const healthAttemptTimeout = time.Second
 // answers 200 or ctx ends (timeout is what ctx was given, for the
 // error), and returns the status line of the one that answered, or an
 // error that says why each was not healthy at its last attempt.
-func checkHealth(ctx context.Context, urls []string, per, timeout time.Duration) (string, error) {
+func checkHealth(ctx context.Context, hc *http.Client, urls []string, per, timeout time.Duration) (string, error) {
 	why := make([]string, len(urls)) // why each was not healthy, at its last attempt
 	for {
 		for i, url := range urls {
@@ -81,7 +86,7 @@ func checkHealth(ctx context.Context, urls []string, per, timeout time.Duration)
 				break
 			}
 			actx, cancel := context.WithTimeout(ctx, per)
-			line, err := healthOnce(actx, url)
+			line, err := healthOnce(actx, hc, url)
 			gaveUp := actx.Err() != nil && ctx.Err() == nil
 			cancel()
 			switch {
@@ -117,12 +122,12 @@ func checkHealth(ctx context.Context, urls []string, per, timeout time.Duration)
 
 // healthOnce asks url once and returns the status line to print, or why
 // it is not healthy (without url).
-func healthOnce(ctx context.Context, url string) (string, error) {
+func healthOnce(ctx context.Context, hc *http.Client, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		var ue *neturl.Error
 		if errors.As(err, &ue) {

@@ -40,6 +40,7 @@ type serverFlags struct {
 	httpAddr, dataDir, raftAddr        string
 	secretFile, tokenFile, allow       string
 	tlsCA, tlsCert, tlsKey             string
+	httpTLSCert, httpTLSKey, httpTLSCA string
 	forceNew, seedCompat, pprof        bool
 	metricsTokenFile                   string
 	verifyTimeout, grace, seedInterval time.Duration
@@ -98,6 +99,12 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "config", "MUSTER_CONFIG")
 	f.StringVar(&o.httpAddr, "http-addr", def.HTTPAddr, "HTTP API address; port 0 picks a free port")
 	bindEnv(f, "http-addr", "MUSTER_HTTP_ADDR")
+	f.StringVar(&o.httpTLSCert, "http-tls-cert", "", "serve the API over HTTPS with this certificate (PEM, with its chain); read again when it changes")
+	bindEnv(f, "http-tls-cert", "MUSTER_HTTP_TLS_CERT")
+	f.StringVar(&o.httpTLSKey, "http-tls-key", "", "the private key of --http-tls-cert, readable by its owner only (chmod 600); read again when it changes")
+	bindEnv(f, "http-tls-key", "MUSTER_HTTP_TLS_KEY")
+	f.StringVar(&o.httpTLSCA, "http-tls-client-ca", "", "require every API client to present a certificate signed by a CA in this PEM bundle (needs --http-tls-cert); read again when it changes")
+	bindEnv(f, "http-tls-client-ca", "MUSTER_HTTP_TLS_CLIENT_CA")
 	f.StringVar(&o.dataDir, "data-dir", def.DataDir, "data directory")
 	bindEnv(f, "data-dir", "MUSTER_DATA_DIR")
 	f.StringVar(&o.raftAddr, "raft-addr", def.Cluster.RaftAddr, "Raft listener address, used only with --cluster-secret-file or --tls-ca/--tls-cert/--tls-key; without either this node is a single voter with no Raft listener")
@@ -177,7 +184,7 @@ func newServerCmd(e env) *cobra.Command {
 	f.DurationVar(&o.seedInterval, "seed-heartbeat-interval", seedDef.HeartbeatInterval, "ping interval of tutorial-protocol services; their TTL is three intervals")
 	f.DurationVar(&o.seedVerifyTimeout, "seed-verify-timeout", seedDef.VerifyTimeout, "how long a tutorial-protocol service has to answer the verification callback, which runs after its registration was answered 200")
 	bindEnv(f, "seed-verify-timeout", "MUSTER_SEED_VERIFY_TIMEOUT")
-	for _, name := range []string{"config", "cluster-secret-file", "tls-ca", "tls-cert", "tls-key", "admin-token-file", "metrics-token-file"} {
+	for _, name := range []string{"config", "http-tls-cert", "http-tls-key", "http-tls-client-ca", "cluster-secret-file", "tls-ca", "tls-cert", "tls-key", "admin-token-file", "metrics-token-file"} {
 		cmd.MarkFlagFilename(name)
 	}
 	cmd.MarkFlagDirname("data-dir")
@@ -205,6 +212,7 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	}
 	cfg := server.DefaultConfig()
 	cfg.HTTPAddr, cfg.DataDir, cfg.Cluster.RaftAddr = o.httpAddr, o.dataDir, o.raftAddr
+	cfg.HTTPTLS = server.HTTPTLS{CertFile: o.httpTLSCert, KeyFile: o.httpTLSKey, ClientCAFile: o.httpTLSCA}
 	cfg.Cluster.SecretFile, cfg.Cluster.ForceNewCluster = o.secretFile, o.forceNew
 	cfg.Cluster.TLSCAFile, cfg.Cluster.TLSCertFile, cfg.Cluster.TLSKeyFile = o.tlsCA, o.tlsCert, o.tlsKey
 	authenticated := o.secretFile != "" || o.tlsCA != "" || o.tlsCert != "" || o.tlsKey != ""

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/server"
 )
@@ -159,8 +157,7 @@ start, unless MUSTER_ADMIN_TOKEN or --admin-token-file gives it one.`, envAddr, 
 			if _, err := server.InspectSnapshot(b); err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			c, err := client.New(client.Config{Addr: e.envOr("MUSTER_ADDR", client.DefaultAddr), Token: e.getenv("MUSTER_TOKEN"),
-				HTTPClient: &http.Client{Timeout: timeout}})
+			c, err := e.newClientTimeout(timeout)
 			if err != nil {
 				return err
 			}

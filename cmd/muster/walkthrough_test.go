@@ -100,23 +100,13 @@ func runWalkthrough(t *testing.T, doc, section string) {
 	if testing.Short() {
 		t.Skip("runs the docs' commands against a real server")
 	}
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("no bash")
-	}
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("no curl")
-	}
+	needTools(t, doc, section, "bash", "curl")
 	blocks := docBlocks(t, filepath.Join("../..", doc), section)
 	for _, b := range blocks {
 		if !strings.Contains(b.script, "dig ") {
 			continue
 		}
-		if _, err := exec.LookPath("dig"); err != nil {
-			if os.Getenv("MUSTER_CI") == "1" {
-				t.Fatalf("%s %q runs dig, which is not installed: .ci/run installs it (Debian's dnsutils)", doc, section)
-			}
-			t.Skipf("SKIPPED: %s %q runs dig, which is not installed (apt-get install dnsutils)", doc, section)
-		}
+		needTools(t, doc, section, "dig")
 		break
 	}
 
@@ -266,4 +256,19 @@ func TestDocs_APIWalkthrough(t *testing.T) {
 // TestDocs_READMEWalkthrough: the README's walk-through runs as written.
 func TestDocs_READMEWalkthrough(t *testing.T) {
 	runWalkthrough(t, "README.md", "## Walk-through")
+}
+
+// needTools skips t when a tool a doc's section runs is not installed,
+// loudly; in CI (MUSTER_CI=1), where .ci/run installs them all, it
+// fails instead: a doc's commands are never left untested there.
+func needTools(t *testing.T, doc, section string, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("MUSTER_CI") == "1" {
+				t.Fatalf("%s %q runs %s, which is not installed: .ci/run installs it", doc, section, tool)
+			}
+			t.Skipf("SKIPPED: %s %q runs %s, which is not installed", doc, section, tool)
+		}
+	}
 }

@@ -27,12 +27,13 @@ const module = "github.com/musterhq/muster/"
 // cmd/muster and embedding programs use server.
 var layers = map[string][]string{
 	"api":    {},
-	"client": {"api"},
+	"client": {"api", "internal/tlsfiles"},
 
 	"internal/catalog":  {},
 	"internal/random":   {},
 	"internal/durable":  {},
 	"internal/redact":   {},
+	"internal/tlsfiles": {},
 	"internal/cluster":  {"internal/catalog", "internal/durable", "internal/random"},
 	"internal/audit":    {"internal/catalog", "internal/durable", "internal/redact"},
 	"internal/health":   {"internal/catalog"},
@@ -46,7 +47,7 @@ var layers = map[string][]string{
 	// imports nothing of ours (the server feeds it).
 	"internal/telemetry": {},
 	"internal/server": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/cluster", "internal/dnsapi", "internal/durable", "internal/health",
-		"internal/httpapi", "internal/random", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/verify"},
+		"internal/httpapi", "internal/random", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/tlsfiles", "internal/verify"},
 
 	// Test helpers (imported only by _test files).
 	"internal/testutil":   {"api"},

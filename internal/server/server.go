@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,9 @@ import (
 // token) and checks them all.
 type Config struct {
 	HTTPAddr string
+	// HTTPTLS serves the API over TLS (off by default: plain HTTP, for
+	// the loopback quickstart).
+	HTTPTLS HTTPTLS
 	// DataDir holds the Raft state and the admin token. It overrides
 	// Cluster.DataDir.
 	DataDir string
@@ -124,6 +128,9 @@ func (c Config) Validate() error {
 	}
 	if c.MetricsToken != "" && len(c.MetricsToken) < MinAdminTokenLen {
 		errs = append(errs, fmt.Errorf("the metrics token must be at least %d characters (openssl rand -hex 24 makes one)", MinAdminTokenLen))
+	}
+	if err := c.HTTPTLS.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.EventHistory < 0 {
 		errs = append(errs, errors.New("the event history must not be negative"))
@@ -258,6 +265,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 		ncfg.TLS, ncfg.TLSCAFile, ncfg.TLSCertFile, ncfg.TLSKeyFile = id, "", "", ""
 	}
+	var apiTLS *tls.Config
+	if s.cfg.HTTPTLS.Enabled() {
+		if apiTLS, err = s.apiTLS(); err != nil {
+			return fmt.Errorf("server: the API's TLS: %w", err)
+		}
+	}
 	tightened, err := durable.PrivateDir(s.cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("server: data dir: %w", err)
@@ -351,6 +364,16 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		// Connections, idle or not, within three quarters of the limit of
 		// open files, shared fairly among clients (connlimit.go).
 		ln = newConnLimit(ln, int(fileBudget(limit)), minConnShare, s.log)
+	}
+	if apiTLS != nil {
+		// The handshake runs on the connection's first read, within
+		// the server's ReadHeaderTimeout, after the connection limit
+		// admitted it.
+		ln = tls.NewListener(ln, apiTLS)
+	} else if !loopback(ln.Addr()) {
+		s.log.Warn("the API is served over plain HTTP on an address other hosts can reach: admin tokens, enrolment "+
+			"key secrets and session tokens cross the network in the clear; serve it over TLS with --http-tls-cert "+
+			"and --http-tls-key", "http_addr", ln.Addr().String())
 	}
 	s.listener = ln
 	s.http = &http.Server{
@@ -549,7 +572,12 @@ func (s *Server) DNSAddr() string {
 }
 
 // URL returns the base URL of the HTTP API.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+func (s *Server) URL() string {
+	if s.cfg.HTTPTLS.Enabled() {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
 
 // AdminTokenPath returns the file holding the admin token, or "" if the
 // token was given directly.
