@@ -82,7 +82,7 @@ func Listen(addr string) (*net.UDPConn, net.Listener, error) {
 	for try := 0; ; try++ {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, nil, fmt.Errorf("dnsapi: listen tcp %s: %w", addr, err)
+			return nil, nil, err // a *net.OpError, which names the address
 		}
 		_, bound, _ := net.SplitHostPort(ln.Addr().String())
 		uaddr, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, bound))
@@ -94,7 +94,7 @@ func Listen(addr string) (*net.UDPConn, net.Listener, error) {
 		}
 		ln.Close()
 		if port != "0" || try == 10 {
-			return nil, nil, fmt.Errorf("dnsapi: listen udp %s: %w", net.JoinHostPort(host, bound), err)
+			return nil, nil, err
 		}
 		// The free TCP port was taken for UDP: try another.
 	}

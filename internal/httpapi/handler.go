@@ -64,8 +64,11 @@ type apiServer struct {
 	nodeHeader atomic.Pointer[[]string]
 	obs        Observer
 	// reqSeq numbers the requests that bring no ID of their own, for
-	// their debug lines.
-	reqSeq atomic.Uint64
+	// their debug lines, after reqPrefix: random for each handler, so
+	// that the IDs of different servers, and of one server's runs, do not
+	// collide in a log that gathers them.
+	reqSeq    atomic.Uint64
+	reqPrefix string
 }
 
 // NewHandler returns the API handler.
@@ -77,7 +80,8 @@ func NewHandler(d Deps) http.Handler {
 		d.MaxBody = 64 << 10
 	}
 	a := &apiServer{reg: d.Registry, log: d.Logger, maxBody: d.MaxBody, enc: newInstanceEncoder(), lookups: newLookupSlots(d.Lookups),
-		watchCfg: d.Watch.withDefaults(), closing: d.Closing, beatBodies: newBodyBudget(beatsBudget, beatsBudgetPerClient), obs: d.Observer}
+		watchCfg: d.Watch.withDefaults(), closing: d.Closing, beatBodies: newBodyBudget(beatsBudget, beatsBudgetPerClient), obs: d.Observer,
+		reqPrefix: requestIDPrefix()}
 	a.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
 
 	all := append(d.Mount, a.metricsRoutes(d)...)

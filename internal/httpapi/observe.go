@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -83,10 +85,17 @@ func (a *apiServer) instrument(route string, h http.Handler) http.Handler {
 func (a *apiServer) requestID(w http.ResponseWriter, r *http.Request) string {
 	id := r.Header.Get(requestIDHeader)
 	if id == "" || len(id) > maxRequestID || !printable(id) || redact.Secretlike(id) {
-		id = "m" + strconv.FormatUint(a.reqSeq.Add(1), 10)
+		id = a.reqPrefix + strconv.FormatUint(a.reqSeq.Add(1), 10)
 	}
 	w.Header().Set(requestIDHeader, id)
 	return id
+}
+
+// requestIDPrefix is 8 random hex digits and a dash.
+func requestIDPrefix() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:]) + "-"
 }
 
 func printable(s string) bool {

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,5 +187,32 @@ func TestHTTPTLS_Refusals(t *testing.T) {
 				t.Fatalf("the failed start wrote the data dir: %v", err)
 			}
 		})
+	}
+}
+
+// TestServer_AddressInUseSaysSo: a start on an address another program
+// holds says which address, which flag, and what to do, once.
+func TestServer_AddressInUseSaysSo(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr := busy.Addr().String()
+	for flag, mutate := range map[string]func(*server.Config){
+		"--http-addr": func(c *server.Config) { c.HTTPAddr = addr },
+		"--dns-addr":  func(c *server.Config) { c.DNS.Addr = addr },
+	} {
+		cfg := testserver.Config(t)
+		mutate(&cfg)
+		s, err := server.New(cfg)
+		if err == nil {
+			err = s.Start(context.Background())
+			s.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "is in use") || !strings.Contains(err.Error(), flag) ||
+			strings.Count(err.Error(), addr) != 1 || !errors.Is(err, syscall.EADDRINUSE) {
+			t.Errorf("%s in use: %v", flag, err)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/musterhq/muster/internal/registry"
@@ -30,6 +31,15 @@ func TestFitToFileLimit(t *testing.T) {
 		}
 		if err := c.Validate(); err != nil {
 			t.Errorf("limit %d: %v", limit, err)
+		}
+	}
+	// Said at info when thousands are left, warned about below that.
+	for limit, want := range map[uint64]string{20000: "level=INFO", 1024: "level=WARN"} {
+		var buf strings.Builder
+		c := d
+		fitToFileLimit(&c, limit, slog.New(slog.NewTextHandler(&buf, nil)))
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("limit %d logged %q, want %s", limit, buf.String(), want)
 		}
 	}
 	if fileLimit() == 0 {

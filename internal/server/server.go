@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/musterhq/muster/internal/audit"
@@ -222,7 +223,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	// data dir unwritten.
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("server: listen %s: %w", s.cfg.HTTPAddr, err)
+		return listenError("HTTP", "--http-addr", s.cfg.HTTPAddr, err)
 	}
 	defer func() {
 		if err != nil {
@@ -232,7 +233,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.cfg.DNS.Enabled() {
 		udp, tcp, err := dnsapi.Listen(s.cfg.DNS.Addr)
 		if err != nil {
-			return fmt.Errorf("server: %w", err)
+			return listenError("DNS", "--dns-addr", s.cfg.DNS.Addr, err)
 		}
 		s.dnsUDP, s.dnsTCP = udp, tcp
 		defer func() {
@@ -422,6 +423,22 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// listenError says why the what address addr (flag's) could not be
+// listened on, once (the net package's error names the address too), and
+// what to do when it is in use.
+func listenError(what, flag, addr string, err error) error {
+	network := "tcp"
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		network, err = op.Net, op.Err // "bind: address already in use", without the address again
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("server: the %s address %s is in use (%s): another muster, or another program, listens there; "+
+			"choose another (%s), or stop that one (%w)", what, addr, network, flag, err)
+	}
+	return fmt.Errorf("server: the %s address %s (%s, %s): %w", what, addr, network, flag, err)
+}
+
 // dnsConnShare is the least share of DNS TCP connections a client
 // address is held to: a resolver pipelines its queries over a few.
 const dnsConnShare = 8
@@ -452,10 +469,22 @@ func fitToFileLimit(c *registry.Config, limit uint64, log *slog.Logger) {
 	// quarter each by default), so one client still cannot take them all.
 	c.MaxWaitersPerClient = min(c.MaxWaitersPerClient, max(1, c.MaxWaiters/4))
 	c.MaxStreamsPerClient = min(c.MaxStreamsPerClient, max(1, c.MaxStreams/4))
-	log.Warn("the limit of open files is low for the configured blocking queries and event streams; lowered them to three quarters of it (raise it with ulimit -n or LimitNOFILE=)",
+	// Lowered to thousands, it is the server fitting itself to its host,
+	// said once at start; lowered below lowFileRoom, clients will meet
+	// the bound, and the operator should raise the limit.
+	level := slog.LevelInfo
+	if room < lowFileRoom {
+		level = slog.LevelWarn
+	}
+	log.Log(context.Background(), level, "blocking queries and event streams bounded to three quarters of the limit of open files (raise it with ulimit -n or LimitNOFILE= for more)",
 		"open_files_limit", limit, "max_waiters", c.MaxWaiters, "was", before.MaxWaiters,
 		"max_streams", c.MaxStreams, "was_streams", before.MaxStreams)
 }
+
+// lowFileRoom is the room for long-lived connections below which the
+// bound fitToFileLimit sets is warned about (a shell's usual soft limit
+// of 1,024 open files leaves 768).
+const lowFileRoom = 4096
 
 // maxBody caps request bodies on every front end.
 const maxBody = 64 << 10
