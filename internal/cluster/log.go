@@ -50,7 +50,7 @@ func levelOf(l hclog.Level) slog.Level {
 
 func (h *slogHC) Log(level hclog.Level, msg string, args ...any) {
 	lv := levelOf(level)
-	if lv == slog.LevelWarn && routine(msg) {
+	if lv == slog.LevelWarn && (routine(msg) || firstElection(msg, args)) {
 		lv = slog.LevelInfo
 	}
 	ctx := context.Background()
@@ -191,6 +191,23 @@ var routineWarnings = []string{
 	// leader walks back and sends them (or a snapshot).
 	"failed to get previous log",
 	"appendEntries rejected, sending older logs",
+}
+
+// firstElection reports whether msg is raft's warning that a voter
+// heard from no leader and starts an election, when it never knew one
+// (last-leader-addr empty): every new cluster, and every voter started
+// before its leader, logs it. A voter that loses a leader it knew still
+// warns.
+func firstElection(msg string, args []any) bool {
+	if !strings.HasPrefix(msg, "heartbeat timeout reached, starting election") {
+		return false
+	}
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, _ := args[i].(string); k == "last-leader-addr" {
+			return fmt.Sprint(args[i+1]) == ""
+		}
+	}
+	return false
 }
 
 func routine(msg string) bool {

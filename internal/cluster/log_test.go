@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // TestHCLogger: raft's lines reach slog once each as structured records:
@@ -19,6 +20,7 @@ func TestHCLogger(t *testing.T) {
 	var buf bytes.Buffer
 	l := newHCLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	l.Warn("heartbeat timeout reached, starting election", "last-leader-addr", "n0")
+	l.Warn("heartbeat timeout reached, starting election", "last-leader-addr", raft.ServerAddress(""), "last-leader-id", raft.ServerID(""))
 	l.Info("entering leader state", "leader", "n1")
 	l.Warn("no known peers, aborting election")
 	l.Warn("appendEntries rejected, sending older logs", "peer", "n2", "next", 1)
@@ -32,6 +34,8 @@ func TestHCLogger(t *testing.T) {
 		`level=INFO msg="no known peers, aborting election" component=raft`,
 		`level=INFO msg="appendEntries rejected, sending older logs" component=raft peer=n2 next=1`,
 		`level=WARN msg="heartbeat timeout reached, starting election" component=raft last-leader-addr=n0`,
+		// The first election of a voter that never knew a leader neither.
+		`level=INFO msg="heartbeat timeout reached, starting election" component=raft last-leader-addr="" last-leader-id=""`,
 		`level=INFO msg="entering leader state" component=raft leader=n1`,
 		`level=ERROR msg="failed to appendEntries to" component=raft error="connection refused" at=7-x`,
 		`level=DEBUG msg=votes component=raft needed=2`,
