@@ -28,6 +28,9 @@ const (
 	ReasonBadResponse   = "bad_response"
 	ReasonBadProof      = "bad_proof"
 	ReasonNonceMismatch = "nonce_mismatch"
+	// ReasonBadCertificate: an https callback reached a server whose
+	// certificate the registry does not trust (--verify-ca).
+	ReasonBadCertificate = "bad_certificate"
 )
 
 // ErrorBody is the body of every error answer: {"error": {...}}.

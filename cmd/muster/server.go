@@ -41,6 +41,7 @@ type serverFlags struct {
 	secretFile, tokenFile, allow       string
 	tlsCA, tlsCert, tlsKey             string
 	httpTLSCert, httpTLSKey, httpTLSCA string
+	verifyCA                           string
 	forceNew, seedCompat, pprof        bool
 	metricsTokenFile                   string
 	verifyTimeout, grace, seedInterval time.Duration
@@ -145,6 +146,8 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "verify-allow", "MUSTER_VERIFY_ALLOW")
 	f.SetAnnotation("verify-allow", listAnnotation, []string{"true"})
 	f.DurationVar(&o.verifyTimeout, "verify-timeout", def.Verify.Timeout, "timeout of a registration callback")
+	f.StringVar(&o.verifyCA, "verify-ca", "", "trust this CA bundle (PEM), instead of the system's roots, for the certificates of https verification callbacks (verify_scheme https); read again when it changes")
+	bindEnv(f, "verify-ca", "MUSTER_VERIFY_CA")
 	f.DurationVar(&o.grace, "expiry-grace", def.Liveness.Grace, "after becoming leader, no instance expires before its TTL plus this grace")
 	prot := def.Liveness.Protection
 	o.protection = enumFlag(cmd, "expiry-protection", "", "on", "mass-expiry protection: when too many instances fall silent at once (a network split), hold their expiry until heartbeats come back or --expiry-protection-max-hold passes", "on", "off")
@@ -184,7 +187,7 @@ func newServerCmd(e env) *cobra.Command {
 	f.DurationVar(&o.seedInterval, "seed-heartbeat-interval", seedDef.HeartbeatInterval, "ping interval of tutorial-protocol services; their TTL is three intervals")
 	f.DurationVar(&o.seedVerifyTimeout, "seed-verify-timeout", seedDef.VerifyTimeout, "how long a tutorial-protocol service has to answer the verification callback, which runs after its registration was answered 200")
 	bindEnv(f, "seed-verify-timeout", "MUSTER_SEED_VERIFY_TIMEOUT")
-	for _, name := range []string{"config", "http-tls-cert", "http-tls-key", "http-tls-client-ca", "cluster-secret-file", "tls-ca", "tls-cert", "tls-key", "admin-token-file", "metrics-token-file"} {
+	for _, name := range []string{"config", "http-tls-cert", "http-tls-key", "http-tls-client-ca", "verify-ca", "cluster-secret-file", "tls-ca", "tls-cert", "tls-key", "admin-token-file", "metrics-token-file"} {
 		cmd.MarkFlagFilename(name)
 	}
 	cmd.MarkFlagDirname("data-dir")
@@ -213,6 +216,7 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	cfg := server.DefaultConfig()
 	cfg.HTTPAddr, cfg.DataDir, cfg.Cluster.RaftAddr = o.httpAddr, o.dataDir, o.raftAddr
 	cfg.HTTPTLS = server.HTTPTLS{CertFile: o.httpTLSCert, KeyFile: o.httpTLSKey, ClientCAFile: o.httpTLSCA}
+	cfg.VerifyCAFile = o.verifyCA
 	cfg.Cluster.SecretFile, cfg.Cluster.ForceNewCluster = o.secretFile, o.forceNew
 	cfg.Cluster.TLSCAFile, cfg.Cluster.TLSCertFile, cfg.Cluster.TLSKeyFile = o.tlsCA, o.tlsCert, o.tlsKey
 	authenticated := o.secretFile != "" || o.tlsCA != "" || o.tlsCert != "" || o.tlsKey != ""

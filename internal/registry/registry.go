@@ -547,7 +547,7 @@ func (r *Registry) asVerifyError(err error, p addressProof, detailed bool, attrs
 	r.log.Warn(p.refused, append(attrs, "reason", ve.Reason, "message", ve.Msg, "detail", redact.Text(ve.Detail))...)
 	if !detailed {
 		switch ve.Reason {
-		case api.ReasonUnreachable, api.ReasonTimeout, api.ReasonBadStatus, api.ReasonRedirect, api.ReasonBadResponse:
+		case api.ReasonUnreachable, api.ReasonTimeout, api.ReasonBadStatus, api.ReasonRedirect, api.ReasonBadResponse, api.ReasonBadCertificate:
 			msg := "verification failed: the callback did not reach a service answering the verification protocol at the " +
 				"advertised address (the registry's log has the detail; the precise reason is given once the enrolment key " +
 				"has an instance registered at this address)"

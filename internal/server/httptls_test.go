@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
 )
 
 // tlsGet asks url with cfg and returns the status, or the error; the
@@ -214,5 +216,43 @@ func TestServer_AddressInUseSaysSo(t *testing.T) {
 			strings.Count(err.Error(), addr) != 1 || !errors.Is(err, syscall.EADDRINUSE) {
 			t.Errorf("%s in use: %v", flag, err)
 		}
+	}
+}
+
+// TestVerify_HTTPSCallback: an instance that asks to be called back over
+// https is registered only when its certificate chains to the CA the
+// registry was given (--verify-ca); without it, or with a certificate of
+// another CA, the callback fails on the certificate, which the log says.
+func TestVerify_HTTPSCallback(t *testing.T) {
+	ca, other := testutil.NewTestCA(t, "instances-ca"), testutil.NewTestCA(t, "other-ca")
+	for _, c := range []struct {
+		name       string
+		verifyCA   string
+		instanceCA *testutil.TestCA
+		ok         bool
+	}{
+		{"system roots", "", ca, false},
+		{"the instance's CA", ca.File, ca, true},
+		{"another CA", other.File, ca, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := testserver.NewHarness(t, func(cfg *server.Config) { cfg.VerifyCAFile = c.verifyCA })
+			k := h.Key(t, "web")
+			inst := testutil.NewTLSInstance(t, k.Secret, verify.Proof, c.instanceCA)
+			reg, err := h.Anon.Register(context.Background(), "web", k.Secret,
+				api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), Scheme: "https"})
+			if c.ok {
+				if err != nil || inst.TokenOf(reg.ID) == "" {
+					t.Fatalf("registration over https with the CA trusted: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("registered although the instance's certificate is not trusted")
+			}
+			if !strings.Contains(h.Logs.String(), "reason=bad_certificate") {
+				t.Fatalf("the log does not say the certificate was not trusted:\n%s", h.Logs.String())
+			}
+		})
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/musterhq/muster/internal/registry"
 	"github.com/musterhq/muster/internal/seedapi"
 	"github.com/musterhq/muster/internal/telemetry"
+	"github.com/musterhq/muster/internal/tlsfiles"
 	"github.com/musterhq/muster/internal/verify"
 )
 
@@ -40,6 +41,10 @@ type Config struct {
 	// HTTPTLS serves the API over TLS (off by default: plain HTTP, for
 	// the loopback quickstart).
 	HTTPTLS HTTPTLS
+	// VerifyCAFile, when set, is the CA bundle (PEM) an https
+	// verification callback's server certificate must chain to, instead
+	// of the system's roots; read again when it changes.
+	VerifyCAFile string
 	// DataDir holds the Raft state and the admin token. It overrides
 	// Cluster.DataDir.
 	DataDir string
@@ -266,6 +271,15 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 		ncfg.TLS, ncfg.TLSCAFile, ncfg.TLSCertFile, ncfg.TLSKeyFile = id, "", "", ""
 	}
+	var verifyRoots *tlsfiles.Pool
+	if s.cfg.VerifyCAFile != "" {
+		verifyRoots, err = tlsfiles.LoadPool(s.cfg.VerifyCAFile, func(err error) {
+			s.log.Error("the renewed CA bundle of https callbacks could not be loaded; using the one in use", "err", err)
+		})
+		if err != nil {
+			return fmt.Errorf("server: the CA bundle of https callbacks (--verify-ca): %w", err)
+		}
+	}
 	var apiTLS *tls.Config
 	if s.cfg.HTTPTLS.Enabled() {
 		if apiTLS, err = s.apiTLS(); err != nil {
@@ -321,6 +335,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.metrics = telemetry.New(metricsSource{s})
 	vcfg := s.cfg.Verify
 	vcfg.Observe = s.metrics.Callback
+	if verifyRoots != nil {
+		vcfg.Roots = verifyRoots.CertPool
+	}
 	verifier, err := verify.New(vcfg)
 	if err != nil {
 		node.Close()

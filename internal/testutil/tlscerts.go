@@ -4,11 +4,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -109,4 +112,21 @@ func WriteFile(tb testing.TB, path string, b []byte, perm os.FileMode) {
 	if err := os.Rename(tmp, path); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// NewTLSInstance is NewInstance served over HTTPS, with a certificate
+// ca signed for 127.0.0.1, ::1 and localhost.
+func NewTLSInstance(tb testing.TB, secret string, proof ProofFunc, ca *TestCA) *Instance {
+	tb.Helper()
+	certPEM, keyPEM := ca.IssuePEM(tb, "instance")
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	in := &Instance{Secret: secret, Proof: proof}
+	in.Server = httptest.NewUnstartedServer(http.HandlerFunc(in.serve))
+	in.Server.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	in.Server.StartTLS()
+	tb.Cleanup(in.Server.Close)
+	return in
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -15,6 +17,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +49,12 @@ type Config struct {
 	// Allow lists the networks a callback may connect to. The cloud
 	// metadata addresses (metadata.go) are refused even inside it.
 	Allow []netip.Prefix
+	// Roots, when set, returns the CA bundle an https callback's server
+	// certificate must chain to (the registry's --verify-ca, kept
+	// current); nil trusts the system's roots. It is called for each
+	// https callback, so it must be cheap; a new pool (another pointer)
+	// is taken from the next callback on.
+	Roots func() *x509.CertPool
 	// Observe, when set, is told of each callback (Call) once it ends:
 	// its time and its result, "ok", the verification reason it failed
 	// for, or "not_allowed". It must be cheap and safe for concurrent
@@ -145,7 +154,7 @@ type Verifier struct {
 	// the callbacks that cannot use a kept connection (HTTPS, no pinned
 	// address), one connection each.
 	dialer *net.Dialer
-	client *http.Client
+	client atomic.Pointer[rootedClient]
 	// kept holds connections between plain-HTTP callbacks to one pinned
 	// address and port (conn.go).
 	kept *connPool
@@ -160,6 +169,26 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	v := &Verifier{cfg: cfg, metadata: metadataSet(), kept: newConnPool()}
 	v.dialer = &net.Dialer{Timeout: cfg.Timeout, Control: v.control}
+	var roots *x509.CertPool
+	if cfg.Roots != nil {
+		roots = cfg.Roots()
+	}
+	v.client.Store(v.newClient(roots))
+	return v, nil
+}
+
+// rootedClient is the HTTP client of the callbacks that cannot use a
+// kept connection, and the CA bundle its transport trusts.
+type rootedClient struct {
+	roots  *x509.CertPool
+	client *http.Client
+}
+
+// newClient returns the callbacks' HTTP client, whose https callbacks
+// trust roots (nil: the system's): one connection each, through the
+// guarded dialer, no redirects, no proxy, bounded headers and time.
+func (v *Verifier) newClient(roots *x509.CertPool) *rootedClient {
+	cfg := v.cfg
 	tr := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -173,18 +202,31 @@ func New(cfg Config) (*Verifier, error) {
 			return v.dialer.DialContext(ctx, network, addr)
 		},
 		DisableKeepAlives:      true,
+		TLSClientConfig:        &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:    cfg.Timeout,
 		MaxResponseHeaderBytes: maxHeaderBytes,
 		ResponseHeaderTimeout:  cfg.Timeout,
 	}
-	v.client = &http.Client{
+	return &rootedClient{roots: roots, client: &http.Client{
 		Transport: tr,
 		Timeout:   cfg.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
+	}}
+}
+
+// httpClient returns the client for a callback to t: the one in use,
+// made again first when t is https and the CA bundle changed.
+func (v *Verifier) httpClient(t Target) *http.Client {
+	c := v.client.Load()
+	if t.Scheme == "https" && v.cfg.Roots != nil {
+		if roots := v.cfg.Roots(); roots != c.roots {
+			c = v.newClient(roots)
+			v.client.Store(c)
+		}
 	}
-	return v, nil
+	return c.client
 }
 
 // WithTimeout returns a verifier like v (the same allowlist and answer
@@ -357,7 +399,7 @@ func (v *Verifier) call(ctx context.Context, t Target, contentType string, body 
 	}
 	hreq.Header.Set("Content-Type", contentType)
 	hreq.Header.Set("User-Agent", userAgent)
-	resp, err := v.client.Do(hreq)
+	resp, err := v.httpClient(t).Do(hreq)
 	if err != nil {
 		return nil, v.failed(ctx, t, err)
 	}
@@ -372,6 +414,16 @@ const userAgent = "muster-verify/1"
 func (v *Verifier) failed(ctx context.Context, t Target, err error) error {
 	if errors.Is(err, ErrNotAllowed) {
 		return fmt.Errorf("%w (%s)", ErrNotAllowed, t.Address)
+	}
+	var (
+		unknown   x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verifyErr *tls.CertificateVerificationError
+	)
+	if errors.As(err, &verifyErr) || errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid) {
+		return &Error{Reason: api.ReasonBadCertificate, Msg: fmt.Sprintf("the certificate of %s is not trusted: "+
+			"it must chain to a CA the registry trusts (--verify-ca) and name the address", t.shown()), Detail: rootCause(err)}
 	}
 	var ne net.Error
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
