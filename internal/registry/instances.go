@@ -157,8 +157,13 @@ func (r *Registry) owned(ctx context.Context, action audit.Action, id, token str
 	defer func() {
 		if err != nil {
 			rec := audit.Record{Action: action, Instance: id}
+			var evicted *EvictedError
 			if inst != nil {
 				rec.Service, rec.Key = inst.Service, inst.KeyID
+			} else if errors.As(err, &evicted) {
+				// Gone by an eviction, whose bar still names it: most
+				// often its own process leaving as it stops.
+				rec.Service = evicted.Bar.Service
 			}
 			r.record(ctx, rec, err)
 		}

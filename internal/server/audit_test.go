@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,4 +104,40 @@ func TestCluster_AuditTrailOnEveryReplica(t *testing.T) {
 			t.Errorf("server %d holds %d records of the refusal on server %d: %+v", i+1, n, follower+1, res.Records)
 		}
 	}
+}
+
+// TestAudit_DeregisterAfterEvictionNamesService: an evicted instance's
+// own process, deregistering as it stops, is refused; the record names
+// the service from the eviction's bar and says it was evicted, so that
+// it does not read as a stranger's attempt.
+func TestAudit_DeregisterAfterEvictionNamesService(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	ctx := context.Background()
+	k := h.Key(t, "web")
+	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := h.Anon.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Admin.Evict(ctx, reg.ID, time.Minute, "retired"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Anon.Deregister(ctx, reg.ID, inst.TokenOf(reg.ID)); err == nil {
+		t.Fatal("an evicted instance was deregistered")
+	}
+	testserver.Eventually(t, 5*time.Second, "the refused deregistration's record", func() bool {
+		res, err := h.Admin.Audit(ctx, client.AuditQuery{Action: "deregister", Outcome: "refused"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res.Records {
+			if r.InstanceID == reg.ID {
+				if r.Service != "web" || !strings.Contains(r.Reason, "evicted") {
+					t.Fatalf("record: %+v", r)
+				}
+				return true
+			}
+		}
+		return false
+	})
 }
