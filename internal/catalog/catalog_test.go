@@ -1216,6 +1216,7 @@ func commands() []catalog.Command {
 		{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusCritical, IfStatus: catalog.StatusPassing},
 		createKey(newKey("k1", "web-*", "api")),
 		{Op: catalog.OpRevokeKey, ID: "k1"},
+		createToken(withCallbackTLS(withExpiry(newToken("t1", catalog.RoleRegister, "web-*"), t0.Add(time.Hour)), catalog.CallbackTLSAny)),
 		{},
 	}
 }
