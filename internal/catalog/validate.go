@@ -245,7 +245,8 @@ func validateKey(k *Key) error {
 // key meets these rules, whichever command created it, so they are
 // checked alike by Validate, by Apply (create_token) and on every
 // snapshot's keys: what Apply stores always restores. A key of
-// create_key has none of the fields and meets them.
+// create_key has none of the fields and meets them, so the rules tighten
+// nothing a log written before them holds.
 func tokenProblem(k *Key) (field, problem string) {
 	switch {
 	case k.Role != "" && !k.Role.Valid():
