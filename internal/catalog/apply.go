@@ -29,6 +29,13 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	if !k.Allows(in.Service) {
 		return Result{Err: ErrKeyScope}, nil
 	}
+	// Only an enrolment key registers. The registry checks the role
+	// before it proposes; this keeps a read token's secret from ever
+	// registering, whatever a proposer does. (No log written before
+	// roles holds a key of another role, so it changes no replay.)
+	if r := k.RoleOrDefault(); r != RoleRegister {
+		return Result{Err: fmt.Errorf("%w: key %s has role %s, and only a key of role register registers", ErrKeyScope, k.ID, r)}, nil
+	}
 	if cmd.Rules >= 1 && c.otherProtocol(in) {
 		return Result{Err: ErrProtocolMix}, nil
 	}
@@ -215,6 +222,35 @@ func (c *Catalog) applyCreateKey(idx uint64, cmd Command) (Result, []string) {
 	if k == nil || k.ID == "" || len(k.SecretHash) != sha256.Size || len(k.Services) == 0 {
 		return Result{Err: ErrBadCommand}, nil
 	}
+	if k.tokenOnly() {
+		// An older replica would drop these fields and store an
+		// enrolment key: see OpCreateToken.
+		return Result{Err: badCommand("key", "create_key carries an enrolment key without role, expires_at or callback_tls; a key with them is created by create_token")}, nil
+	}
+	return c.putKey(idx, k)
+}
+
+// applyCreateToken creates a key of any role: what applyCreateKey does,
+// with the fields create_key may not carry, held to the rules every
+// stored key meets (tokenProblem), so that a snapshot of the catalog
+// always restores.
+func (c *Catalog) applyCreateToken(idx uint64, cmd Command) (Result, []string) {
+	k := cmd.Key
+	if k == nil || k.ID == "" || len(k.SecretHash) != sha256.Size || len(k.Services) == 0 {
+		return Result{Err: ErrBadCommand}, nil
+	}
+	if k.Role == "" {
+		return Result{Err: badCommand("key.role", "create_token needs the key's role (register, read, operator or admin)")}, nil
+	}
+	if field, problem := tokenProblem(k); problem != "" {
+		return Result{Err: badCommand(field, "%s", problem)}, nil
+	}
+	return c.putKey(idx, k)
+}
+
+// putKey stores a copy of k, created at idx, unless its ID or its
+// secret is taken (ErrExists).
+func (c *Catalog) putKey(idx uint64, k *Key) (Result, []string) {
 	if _, ok := c.keys[k.ID]; ok {
 		return Result{Err: ErrExists}, nil
 	}

@@ -79,6 +79,50 @@ func TestReadBackup(t *testing.T) {
 	}
 }
 
+// TestReadBackup_tokens: a backup holding tokens (their fields optional
+// in version 1) is read and written back unchanged, and one whose keys
+// break the rules of roles is refused, naming the key and the field.
+func TestReadBackup_tokens(t *testing.T) {
+	golden, err := os.ReadFile("testdata/golden/snapshot-tokens.v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := catalog.ReadBackup(bytes.NewReader(golden))
+	if err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	var out bytes.Buffer
+	if _, err := b.WriteTo(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), golden) {
+		t.Errorf("written back differently:\n got %s\nwant %s", out.Bytes(), golden)
+	}
+	if s := b.Summary(); s.Keys != 5 || s.Index != 21 {
+		t.Errorf("summary = %+v, want 5 keys at index 21", s)
+	}
+	body := string(golden)
+	for _, tt := range []struct {
+		name, old, new, msg string
+	}{
+		{"an unknown role", `"role":"read"`, `"role":"root"`, `key 1 (key_5a5b5c5d5e5f6061): key.role`},
+		{"an admin of some services", `"services":["*"],"description":"golden admin token"`, `"services":["fetch_*"],"description":"golden admin token"`, `key 3 (key_9a9b9c9d9e9fa0a1): key.services`},
+		{"callback any on a read token", `"role":"read"`, `"role":"read","callback_tls":"any"`, `key.callback_tls: callback_tls any is for keys of role register`},
+		{"an expiry before creation", `"expires_at":"2027-03-03T09:00:00Z"`, `"expires_at":"2026-03-03T09:00:00Z"`, `key.expires_at`},
+		{"a field of a newer muster in a key", `"role":"read"`, `"role":"read","scopes":["lookup"]`, `unknown field "scopes"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(body, tt.old) {
+				t.Fatalf("%s is not in the golden snapshot", tt.old)
+			}
+			_, err := catalog.ReadBackup(strings.NewReader(strings.Replace(body, tt.old, tt.new, 1)))
+			if !errors.Is(err, catalog.ErrBadSnapshot) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("error = %v, want ErrBadSnapshot saying %q", err, tt.msg)
+			}
+		})
+	}
+}
+
 // duplicateInstance returns the golden snapshot with its first instance
 // listed twice.
 func duplicateInstance(tb testing.TB, body string) string {
@@ -163,6 +207,9 @@ func TestBackup_Rebased(t *testing.T) {
 func FuzzReadBackup(f *testing.F) {
 	golden := goldenSnapshot(f)
 	f.Add(golden)
+	if tokens, err := os.ReadFile("testdata/golden/snapshot-tokens.v1.json"); err == nil {
+		f.Add(tokens)
+	}
 	f.Add([]byte(`{"version":1,"index":0}`))
 	f.Add([]byte(`{"version":1,"index":7,"services":{"a":3},"keyed":["a"],"bars":[{"service":"a","address":"x","port":1,"instance":"i","until":"2030-01-01T00:00:00Z","index":2}]}`))
 	f.Add([]byte(`{"version":1,"instances":[null]}`))

@@ -68,13 +68,14 @@ type applyFunc func(c *Catalog, idx uint64, cmd Command) (Result, []string)
 // New returns an empty catalog.
 func New(opts ...Option) *Catalog {
 	c := &Catalog{ops: map[Op]applyFunc{
-		OpRegister:   (*Catalog).applyRegister,
-		OpDeregister: (*Catalog).applyDeregister,
-		OpSetStatus:  (*Catalog).applySetStatus,
-		OpDrain:      (*Catalog).applyDrain,
-		OpCreateKey:  (*Catalog).applyCreateKey,
-		OpRevokeKey:  (*Catalog).applyRevokeKey,
-		OpEvict:      (*Catalog).applyEvict,
+		OpRegister:    (*Catalog).applyRegister,
+		OpDeregister:  (*Catalog).applyDeregister,
+		OpSetStatus:   (*Catalog).applySetStatus,
+		OpDrain:       (*Catalog).applyDrain,
+		OpCreateKey:   (*Catalog).applyCreateKey,
+		OpRevokeKey:   (*Catalog).applyRevokeKey,
+		OpEvict:       (*Catalog).applyEvict,
+		OpCreateToken: (*Catalog).applyCreateToken,
 	}}
 	c.events = newHistory(DefaultEventHistory)
 	for _, o := range opts {
@@ -442,7 +443,7 @@ func (c *Catalog) Len() int {
 	return len(c.instances)
 }
 
-// Key returns one enrolment key by ID.
+// Key returns one key, of any role, by ID.
 func (c *Catalog) Key(id string) (*Key, bool) {
 	c.mu.RLock()
 	k, ok := c.keys[id]
@@ -450,7 +451,10 @@ func (c *Catalog) Key(id string) (*Key, bool) {
 	return k, ok
 }
 
-// KeyBySecretHash returns the key whose secret hashes to h.
+// KeyBySecretHash returns the key whose secret hashes to h, of any role
+// and expired or not: the caller judges the role (Key.RoleOrDefault)
+// and the expiry (Key.Expired) for what it is asked to do. No two keys
+// share a secret, whatever their roles.
 func (c *Catalog) KeyBySecretHash(h []byte) (*Key, bool) {
 	c.mu.RLock()
 	k, ok := c.keysByHash[string(h)]
@@ -458,7 +462,7 @@ func (c *Catalog) KeyBySecretHash(h []byte) (*Key, bool) {
 	return k, ok
 }
 
-// Keys returns every enrolment key sorted by ID.
+// Keys returns every key, of every role, sorted by ID.
 func (c *Catalog) Keys() []*Key {
 	c.mu.RLock()
 	out := make([]*Key, 0, len(c.keys))

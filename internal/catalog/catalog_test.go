@@ -891,7 +891,19 @@ func script(seed uint64, n int) []catalog.Command {
 			cmds = append(cmds, catalog.Command{Op: catalog.OpDeregister, ID: id("i"), IfStatus: []catalog.Status{"", catalog.StatusCritical}[r.IntN(2)]})
 		case 4:
 			k := newKey(id("k"), services[r.IntN(len(services))], "web*")
-			cmds = append(cmds, createKey(k))
+			if r.IntN(2) == 0 {
+				cmds = append(cmds, createKey(k))
+				break
+			}
+			// A token: of a role that may not register, or an enrolment
+			// key with an expiry and a callback mode.
+			switch k.Role = catalog.Roles()[r.IntN(4)]; k.Role {
+			case catalog.RoleAdmin:
+				k.Services = []string{"*"}
+			case catalog.RoleRegister:
+				k.ExpiresAt, k.CallbackTLS = t0.Add(time.Hour), catalog.CallbackTLSAny
+			}
+			cmds = append(cmds, createToken(k))
 		case 5:
 			cmds = append(cmds, catalog.Command{Op: catalog.OpRevokeKey, ID: id("k")})
 		}
@@ -1216,6 +1228,7 @@ func commands() []catalog.Command {
 		{Op: catalog.OpSetStatus, ID: "i1", Status: catalog.StatusCritical, IfStatus: catalog.StatusPassing},
 		createKey(newKey("k1", "web-*", "api")),
 		{Op: catalog.OpRevokeKey, ID: "k1"},
+		createToken(withCallbackTLS(withExpiry(newToken("t1", catalog.RoleRegister, "web-*"), t0.Add(time.Hour)), catalog.CallbackTLSAny)),
 		{},
 	}
 }

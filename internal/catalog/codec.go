@@ -12,15 +12,22 @@ import (
 // from the in-memory types, so that renaming a field of Instance can never
 // change what is on disk. Every command of each encoding version, and a
 // snapshot of each snapshot version (snapshot.go: version 1, JSON, and
-// version 2, binary), are kept as golden files under testdata/golden, and
-// a test decodes and applies them: a change here that would break an
-// existing data dir fails that test.
+// versions 2 and 3, binary), are kept as golden files under
+// testdata/golden, and a test decodes and applies them: a change here
+// that would break an existing data dir fails that test.
 //
 // To change the format, add fields (old entries decode with them empty and
 // must mean what they meant before), or add a version: a new first byte for
 // commands, a new version for snapshots, with the old decoders kept. (The
 // binary snapshot has no optional fields: a field added to it is a new
 // version.)
+//
+// A field is added to a command only if a replica that predates it, which
+// decodes the JSON leniently and drops what it does not know, still does
+// what the proposer meant. When it would not, the command is a new
+// operation, which halts that replica instead (Apply, ErrUnsupported).
+// So the fields of a key's role, expiry and callback TLS mode (keyV1) are
+// carried by create_token, added with them, and never by create_key.
 //
 // Command encodings, named by their first byte:
 //
@@ -166,6 +173,14 @@ type keyV1 struct {
 	MaxInstances int       `json:"max_instances,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
 	CreateIndex  uint64    `json:"create_index"`
+	// Role, ExpiresAt and CallbackTLS are written only for keys created
+	// by create_token (absent: an enrolment key that never expires, its
+	// callbacks verifying certificates). A create_key command never
+	// carries them: a replica that predates them would drop them (see
+	// OpCreateToken).
+	Role        string     `json:"role,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	CallbackTLS string     `json:"callback_tls,omitempty"`
 }
 
 func instanceToV1(in *Instance) *instanceV1 {
@@ -197,15 +212,21 @@ func keyToV1(k *Key) *keyV1 {
 		return nil
 	}
 	return &keyV1{ID: k.ID, SecretHash: k.SecretHash, Services: k.Services, Description: k.Description,
-		MaxInstances: k.MaxInstances, CreatedAt: k.CreatedAt, CreateIndex: k.CreateIndex}
+		MaxInstances: k.MaxInstances, CreatedAt: k.CreatedAt, CreateIndex: k.CreateIndex,
+		Role: string(k.Role), ExpiresAt: timeOrNil(k.ExpiresAt), CallbackTLS: string(k.CallbackTLS)}
 }
 
 func (r *keyV1) toKey() *Key {
 	if r == nil {
 		return nil
 	}
-	return &Key{ID: r.ID, SecretHash: r.SecretHash, Services: r.Services, Description: r.Description,
-		MaxInstances: r.MaxInstances, CreatedAt: r.CreatedAt, CreateIndex: r.CreateIndex}
+	k := &Key{ID: r.ID, SecretHash: r.SecretHash, Services: r.Services, Description: r.Description,
+		MaxInstances: r.MaxInstances, CreatedAt: r.CreatedAt, CreateIndex: r.CreateIndex,
+		Role: Role(r.Role), CallbackTLS: CallbackTLS(r.CallbackTLS)}
+	if r.ExpiresAt != nil {
+		k.ExpiresAt = *r.ExpiresAt
+	}
+	return k
 }
 
 // EncodeCommand returns the Raft log form of cmd, in encoding version 2.

@@ -1,5 +1,6 @@
 // Package catalog is muster's deterministic state machine: service
-// instances, enrolment keys and per-service Raft indexes.
+// instances, keys (enrolment keys and tokens with a role: see Key and
+// OpCreateToken) and per-service Raft indexes.
 //
 // Every change is a Command passed to Catalog.Apply together with the Raft
 // log index that carries it. Apply is deterministic: it reads no clock, no

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/musterhq/muster/internal/catalog"
 )
@@ -43,6 +44,19 @@ func FuzzDecodeCommand(f *testing.F) {
 		{Op: catalog.OpDeregister, ID: "i1", IfStatus: catalog.StatusCritical},
 		{Op: catalog.OpRevokeKey, ID: "k1"},
 		createKey(newKey("k1", "x")),
+		// Tokens: of each role, refused forms, and create_key carrying
+		// what only create_token may.
+		createToken(newToken("t1", catalog.RoleRead, "web-*")),
+		createToken(withExpiry(newToken("t1", catalog.RoleOperator, "web-a"), t0.Add(time.Hour))),
+		createToken(newToken("t1", catalog.RoleAdmin, "*")),
+		createToken(withCallbackTLS(newToken("t1", catalog.RoleRegister, "web-*"), catalog.CallbackTLSAny)),
+		createToken(newToken("k1", catalog.RoleRead, "x")),                 // duplicate ID
+		createToken(newToken("t1", catalog.RoleAdmin, "web-*")),            // admin of some services
+		createToken(withExpiry(newToken("t1", catalog.RoleRead, "*"), t0)), // expires as it is created
+		createToken(withCallbackTLS(newToken("t1", catalog.RoleRead, "*"), catalog.CallbackTLSAny)),
+		createToken(newKey("t1", "*")), // no role
+		createKey(newToken("t1", catalog.RoleRead, "*")),
+		createKey(withExpiry(newKey("t1", "*"), t0.Add(time.Hour))),
 	} {
 		b, err := catalog.EncodeCommand(cmd)
 		if err != nil {
@@ -66,6 +80,12 @@ func FuzzDecodeCommand(f *testing.F) {
 		"\x01" + `{"op":"set_status","id":"i1","status":"critical","if_status":"passing","OP":"deregister"}`,
 		"\x01" + `{"op":"register","instance":{"tags":[],"meta":{},"token_hash":""}}`,
 		"\x01" + `{"op":"set_status","id":"i1","status":"passing\ud800"}`,
+		"\x01" + `{"op":"create_token","key":{"id":"t2","secret_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","services":["*"],"role":"admin","expires_at":"2030-01-01T00:00:00Z"}}`,
+		"\x01" + `{"op":"create_token","key":{"id":"t2","secret_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","services":["web-*"],"role":"read","callback_tls":"any"}}`,
+		"\x01" + `{"op":"create_token","key":{"id":"t2","secret_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","services":["web-*"],"role":"Root"}}`,
+		"\x01" + `{"op":"create_token","key":{"id":"t2","secret_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","services":["web-*"],"role":"register","expires_at":"0001-01-01T00:00:00Z"}}`,
+		"\x01" + `{"op":"create_key","key":{"id":"t2","secret_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","services":["web-*"],"role":"read"}}`,
+		"\x01" + `{"op":"create_token","key":{"id":"t2","secret_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","services":["web-*"],"role":"read"},"skip_if_unknown":true}`,
 	} {
 		f.Add([]byte(s))
 		if len(s) > 0 && s[0] == 1 {
@@ -219,6 +239,12 @@ func FuzzRestore(f *testing.F) {
 		// Lists holding null decode into nil pointers.
 		`{"version":1,"index":3,"instances":[null]}`,
 		`{"version":1,"index":3,"keys":[null]}`,
+		// Keys with the fields of tokens, kept and refused.
+		`{"version":1,"index":4,"keys":[{"id":"t","secret_hash":"` + zeroHash + `","services":["*"],"role":"admin","expires_at":"2030-01-01T00:00:00Z","created_at":"2029-01-01T00:00:00Z"},{"id":"u","secret_hash":"` + oneHash + `","services":["web"],"role":"register","callback_tls":"any"}]}`,
+		`{"version":1,"index":4,"keys":[{"id":"t","secret_hash":"` + zeroHash + `","services":["web"],"role":"admin"}]}`,
+		`{"version":1,"index":4,"keys":[{"id":"t","secret_hash":"` + zeroHash + `","services":["*"],"role":"read","callback_tls":"any"}]}`,
+		`{"version":1,"index":4,"keys":[{"id":"t","secret_hash":"` + zeroHash + `","services":["*"],"role":"owner"}]}`,
+		`{"version":1,"index":4,"keys":[{"id":"t","secret_hash":"` + zeroHash + `","services":["*"],"role":"read","expires_at":"2020-01-01T00:00:00Z","created_at":"2029-01-01T00:00:00Z"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -285,6 +311,9 @@ func FuzzDecodeCommandV2(f *testing.F) {
 	f.Add([]byte(`{"op":"register","instance":{"id":"i9","service":"web-a","address":"127/0.0.1","port":80}}`), uint(40), byte(0x40))
 	f.Add([]byte(`{"op":"create_key","key":{"id":"k2","services":["*"],"max_instances":-1}}`), uint(0), byte(0))
 	f.Add([]byte(`{"op":"set_status","id":"i1","status":"critical","rules":99}`), uint(3), byte(0xff))
+	f.Add([]byte(`{"op":"create_token","key":{"id":"t2","secret_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","services":["*"],"role":"admin"}}`), uint(90), byte(0x01))
+	f.Add([]byte(`{"op":"create_token","key":{"id":"t2","secret_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","services":["web-*"],"role":"admin","callback_tls":"any","expires_at":"2000-01-01T00:00:00Z"}}`), uint(0), byte(0))
+	f.Add([]byte(`{"op":"create_key","key":{"id":"t2","secret_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","services":["*"],"callback_tls":"verify"}}`), uint(0), byte(0))
 	f.Add([]byte(`null`), uint(1), byte(0x80))
 	f.Add([]byte{}, uint(0), byte(1))
 

@@ -21,7 +21,10 @@ import (
 // are never regenerated: a change to the code that would stop an existing
 // data dir from replaying fails here. snapshot.v1.json is a snapshot in
 // version 1 (JSON, the format of backups), snapshot.v2.bin one in version
-// 2 (binary, the format of Raft's snapshots since).
+// 2 (binary, the format of Raft's snapshots since), snapshot.v3.bin one
+// in version 3 (binary, with the keys' fields of tokens), and
+// snapshot-tokens.v1.json the same catalog as version 3's in version 1,
+// the keys' fields of tokens optional in it.
 
 func goldenCommands(tb testing.TB) (names []string, raw [][]byte) {
 	tb.Helper()
@@ -50,7 +53,12 @@ func goldenFiles(tb testing.TB, version string) (names []string, raw [][]byte) {
 
 // sinceV2 are the operations added after command encoding version 2
 // replaced version 1: they have version-2 golden files only.
-var sinceV2 = map[catalog.Op]bool{catalog.OpEvict: true}
+var sinceV2 = map[catalog.Op]bool{catalog.OpEvict: true, catalog.OpCreateToken: true}
+
+// sinceSnapshotV2 are the operations added after snapshot.v2.bin was
+// written: its catalog is that of the version-2 golden commands without
+// them.
+var sinceSnapshotV2 = map[catalog.Op]bool{catalog.OpCreateToken: true}
 
 // newForms are version-2 golden files of an older operation in a form
 // added since version 2 replaced version 1 (a new field, under a new
@@ -161,14 +169,19 @@ func TestGolden_Snapshot(t *testing.T) {
 
 // TestGolden_SnapshotV2 restores the version-2 (binary) snapshot, as
 // WriteBinary first wrote it for the catalog the version-2 golden
-// commands leave: it restores that very catalog, with its checks,
-// keyed services and bars, writes back to the same bytes, and holds the
-// same catalog as version 1 of it. A change to WriteBinary's output
-// fails here: a new format needs a new version, and this file stays.
+// commands of its day leave: it restores that very catalog, with its
+// checks, keyed services and bars, and its keys are enrolment keys that
+// never expire, their callbacks verifying. WriteBinary writes version 3
+// since; the catalog restored from version 2 writes the version 3 of the
+// catalog the commands leave, and so does that catalog read back from
+// version 1. This file stays as it is: data dirs hold it.
 func TestGolden_SnapshotV2(t *testing.T) {
 	want, err := os.ReadFile("testdata/golden/snapshot.v2.bin")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want[16] != 2 {
+		t.Fatalf("snapshot.v2.bin is of version %d", want[16])
 	}
 	_, raw := goldenFiles(t, "v2")
 	applied := catalog.New()
@@ -176,6 +189,9 @@ func TestGolden_SnapshotV2(t *testing.T) {
 		cmd, err := catalog.DecodeCommand(b)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if sinceSnapshotV2[cmd.Op] {
+			continue
 		}
 		if res := applied.Apply(uint64(i+1), cmd); res.Err != nil {
 			t.Fatal(res.Err)
@@ -188,18 +204,19 @@ func TestGolden_SnapshotV2(t *testing.T) {
 	if got, want := snapshotJSON(t, c), snapshotJSON(t, applied); !bytes.Equal(got, want) {
 		t.Errorf("the version-2 golden snapshot holds a different catalog from the commands':\n got %s\nwant %s", got, want)
 	}
-	if got := snapshotBinary(t, c); !bytes.Equal(got, want) {
-		t.Errorf("version-2 snapshot round trip differs:\n got %q\nwant %q", got, want)
+	v3 := snapshotBinary(t, applied)
+	if v3[16] != 3 {
+		t.Errorf("WriteBinary writes version %d, want 3", v3[16])
 	}
-	if got := snapshotBinary(t, applied); !bytes.Equal(got, want) {
-		t.Errorf("WriteBinary no longer writes the golden bytes:\n got %q\nwant %q", got, want)
+	if got := snapshotBinary(t, c); !bytes.Equal(got, v3) {
+		t.Errorf("the catalog restored from version 2 writes a different version 3 from the commands' catalog:\n got %q\nwant %q", got, v3)
 	}
 	fromV1 := catalog.New()
 	if err := fromV1.Restore(bytes.NewReader(snapshotJSON(t, c))); err != nil {
 		t.Fatal(err)
 	}
-	if got := snapshotBinary(t, fromV1); !bytes.Equal(got, want) {
-		t.Errorf("the catalog read back from version 1 writes a different version 2")
+	if got := snapshotBinary(t, fromV1); !bytes.Equal(got, v3) {
+		t.Errorf("the catalog read back from version 1 writes a different version 3")
 	}
 	inst, ok := c.Instance("aaaa0000000000000000000000000006")
 	if !ok || inst.TTL != 0 || len(inst.Checks) != 3 || inst.Checks[2].GRPCService != "db.v1.Store" || inst.HostIP != "127.0.0.1" {
@@ -210,6 +227,89 @@ func TestGolden_SnapshotV2(t *testing.T) {
 	}
 	if !c.Keyed("fetch_db") || c.Index() != 18 {
 		t.Errorf("keyed fetch_db = %v, index %d", c.Keyed("fetch_db"), c.Index())
+	}
+	keys := c.Keys()
+	if len(keys) != 2 {
+		t.Fatalf("%d keys restored, want 2", len(keys))
+	}
+	for _, k := range keys {
+		if k.Role != "" || k.RoleOrDefault() != catalog.RoleRegister || !k.ExpiresAt.IsZero() || k.Expired(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)) ||
+			k.CallbackTLS != "" || k.CallbackTLSOrDefault() != catalog.CallbackTLSVerify {
+			t.Errorf("key %s restored from version 2 as %+v; want an enrolment key that never expires, its callbacks verifying", k.ID, k)
+		}
+	}
+}
+
+// TestGolden_SnapshotV3 restores the version-3 (binary) snapshot, as
+// WriteBinary first wrote it for the catalog every version-2 golden
+// command leaves, tokens of every kind included: it restores that very
+// catalog, writes back to the same bytes, and WriteBinary still writes
+// them for the commands' catalog. The same catalog in version 1
+// (snapshot-tokens.v1.json, the keys' fields of tokens optional in it)
+// is what WriteTo writes, and restores to the same version 3. A change
+// to either writer's output fails here.
+func TestGolden_SnapshotV3(t *testing.T) {
+	want, err := os.ReadFile("testdata/golden/snapshot.v3.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantJSON, err := os.ReadFile("testdata/golden/snapshot-tokens.v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want[16] != 3 {
+		t.Fatalf("snapshot.v3.bin is of version %d", want[16])
+	}
+	_, raw := goldenFiles(t, "v2")
+	applied := catalog.New()
+	for i, b := range raw {
+		cmd, err := catalog.DecodeCommand(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := applied.Apply(uint64(i+1), cmd); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	if got := snapshotBinary(t, applied); !bytes.Equal(got, want) {
+		t.Errorf("WriteBinary no longer writes the golden bytes:\n got %q\nwant %q", got, want)
+	}
+	if got := snapshotJSON(t, applied); !bytes.Equal(got, wantJSON) {
+		t.Errorf("WriteTo no longer writes the golden JSON:\n got %s\nwant %s", got, wantJSON)
+	}
+	c := catalog.New()
+	if err := c.Restore(bytes.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotJSON(t, c); !bytes.Equal(got, wantJSON) {
+		t.Errorf("the version-3 golden snapshot holds a different catalog from the commands':\n got %s\nwant %s", got, wantJSON)
+	}
+	if got := snapshotBinary(t, c); !bytes.Equal(got, want) {
+		t.Errorf("version-3 snapshot round trip differs:\n got %q\nwant %q", got, want)
+	}
+	fromJSON := catalog.New()
+	if err := fromJSON.Restore(bytes.NewReader(wantJSON)); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotBinary(t, fromJSON); !bytes.Equal(got, want) {
+		t.Errorf("the catalog read back from version 1 writes a different version 3")
+	}
+	if _, err := catalog.ReadBackup(bytes.NewReader(wantJSON)); err != nil {
+		t.Errorf("ReadBackup refuses the version-1 snapshot with tokens: %v", err)
+	}
+	for _, tc := range []struct {
+		secret string
+		want   catalog.Key
+	}{
+		{"mk_golden_read", catalog.Key{ID: "key_5a5b5c5d5e5f6061", Role: catalog.RoleRead, ExpiresAt: time.Date(2027, 3, 3, 9, 0, 0, 0, time.UTC)}},
+		{"mk_golden_register", catalog.Key{ID: "key_7a7b7c7d7e7f8081", Role: catalog.RoleRegister, ExpiresAt: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), CallbackTLS: catalog.CallbackTLSAny, MaxInstances: 4}},
+		{"mk_golden_admin", catalog.Key{ID: "key_9a9b9c9d9e9fa0a1", Role: catalog.RoleAdmin}},
+		{"mk_golden", catalog.Key{ID: "key_0a1b2c3d4e5f6071"}},
+	} {
+		k, ok := c.KeyBySecretHash(catalog.HashSecret(tc.secret))
+		if !ok || k.ID != tc.want.ID || k.Role != tc.want.Role || !k.ExpiresAt.Equal(tc.want.ExpiresAt) || k.CallbackTLS != tc.want.CallbackTLS || k.MaxInstances != tc.want.MaxInstances {
+			t.Errorf("the key of %s restored as %+v, %v; want %+v", tc.secret, k, ok, tc.want)
+		}
 	}
 }
 
@@ -270,6 +370,24 @@ func TestGolden_CommandsV2(t *testing.T) {
 	for _, op := range c.Ops() {
 		if !seen[op] {
 			t.Errorf("no version-2 golden command for op %q: add one under testdata/golden, written by the encoder of the version that introduces it", op)
+		}
+	}
+	tokens := map[string]*catalog.Key{}
+	for _, k := range c.Keys() {
+		tokens[k.ID] = k
+	}
+	wantTokens := []*catalog.Key{
+		{ID: "key_5a5b5c5d5e5f6061", SecretHash: catalog.HashSecret("mk_golden_read"), Services: []string{"fetch_*"}, Description: "golden read token",
+			CreatedAt: time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC), CreateIndex: 19, Role: catalog.RoleRead, ExpiresAt: time.Date(2027, 3, 3, 9, 0, 0, 0, time.UTC)},
+		{ID: "key_7a7b7c7d7e7f8081", SecretHash: catalog.HashSecret("mk_golden_register"), Services: []string{"fetch_db"}, MaxInstances: 4,
+			CreatedAt: time.Date(2026, 12, 3, 9, 1, 0, 0, time.UTC), CreateIndex: 20, Role: catalog.RoleRegister, ExpiresAt: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC),
+			CallbackTLS: catalog.CallbackTLSAny},
+		{ID: "key_9a9b9c9d9e9fa0a1", SecretHash: catalog.HashSecret("mk_golden_admin"), Services: []string{"*"}, Description: "golden admin token",
+			CreatedAt: time.Date(2026, 12, 3, 9, 2, 0, 0, time.UTC), CreateIndex: 21, Role: catalog.RoleAdmin},
+	}
+	for _, want := range wantTokens {
+		if got := tokens[want.ID]; !reflect.DeepEqual(got, want) {
+			t.Errorf("the token %s decodes and applies to %+v, want %+v", want.ID, got, want)
 		}
 	}
 	inst, ok := c.Instance("aaaa0000000000000000000000000006")

@@ -22,21 +22,31 @@ import (
 //	version 1: one JSON value (state), instances and keys sorted by ID.
 //	           Backups are written in it (WriteTo, GET /v1/snapshot, muster
 //	           snapshot save), and Raft snapshots were until version 2.
+//	           Keys' role, expires_at and callback_tls were added to it as
+//	           optional fields (absent: an enrolment key, no expiry,
+//	           callbacks verify), so it is still version 1.
 //	version 2: binary (WriteBinary; its layout is below), written for
 //	           Raft's snapshot store: about a quarter of the bytes, written
 //	           two to three times as fast and restored three to four times
 //	           as fast (BenchmarkSnapshot), so that a restart of a large
-//	           catalog is quick and snapshots can be taken often.
+//	           catalog is quick and snapshots can be taken often. Written
+//	           until version 3; still read, its keys enrolment keys that
+//	           never expire, their callbacks verifying.
+//	version 3: binary, as version 2 with each key's role, expiry and
+//	           callback TLS mode after its other fields. Written today.
 //
-// Restore reads both, telling them apart by the first byte: version 1 is
-// JSON text and starts with '{' (or white space), version 2 with a zero
-// byte.
+// Restore reads them all, telling them apart by the first byte: version 1
+// is JSON text and starts with '{' (or white space), the binary versions
+// with a zero byte, and their version after the magic.
 const (
 	// snapshotVersion is the JSON format's version (version 1), the one
 	// backups carry.
 	snapshotVersion = 1
-	// snapshotVersion2 is the binary format's version.
+	// snapshotVersion2 is the first binary format's version, read only.
 	snapshotVersion2 = 2
+	// snapshotVersion3 is the binary format's version WriteBinary writes:
+	// version 2 and the keys' fields of tokens.
+	snapshotVersion3 = 3
 )
 
 // state is the serialised form of the catalog (version 1; see codec.go).
@@ -203,8 +213,9 @@ type restored struct {
 }
 
 // Restore replaces the catalog's whole state with a snapshot written by
-// WriteTo (version 1) or WriteBinary (version 2). The snapshot is checked
-// in full before anything changes: on error the catalog is unchanged.
+// WriteTo (version 1) or WriteBinary (version 2 or 3). The snapshot is
+// checked in full before anything changes: on error the catalog is
+// unchanged.
 func (c *Catalog) Restore(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var (
@@ -212,7 +223,7 @@ func (c *Catalog) Restore(r io.Reader) error {
 		err error
 	)
 	if first, perr := br.Peek(1); perr == nil && first[0] == 0 {
-		rs, err = readSnapshotV2(br)
+		rs, err = readSnapshotBinary(br)
 	} else {
 		rs, err = readSnapshotV1(br)
 	}
@@ -230,7 +241,7 @@ func readSnapshotV1(r io.Reader) (*restored, error) {
 		return nil, err
 	}
 	if st.Version != snapshotVersion {
-		return nil, fmt.Errorf("snapshot version %d, want %d or %d", st.Version, snapshotVersion, snapshotVersion2)
+		return nil, fmt.Errorf("snapshot version %d, want %d (JSON), or %d or %d (binary)", st.Version, snapshotVersion, snapshotVersion2, snapshotVersion3)
 	}
 	if err := st.check(); err != nil {
 		return nil, err
@@ -314,6 +325,16 @@ func badKey(id string, secretHash []byte) bool {
 	return id == "" || len(secretHash) != sha256.Size
 }
 
+// keyProblem says what is wrong with the role, expiry or callback TLS
+// mode of a snapshot's key i (tokenProblem's rules, which Apply keeps),
+// or returns nil.
+func keyProblem(i int, k *Key) error {
+	if field, problem := tokenProblem(k); problem != "" {
+		return fmt.Errorf("key %d (%s): %s: %s", i, k.ID, field, problem)
+	}
+	return nil
+}
+
 func badInstance(id, service string, tokenHash []byte, status Status) bool {
 	return id == "" || !ValidServiceName(service) || len(tokenHash) != sha256.Size ||
 		!(validStatus(status) || status == StatusDraining)
@@ -332,6 +353,9 @@ func (st *state) check() error {
 	for i, k := range st.Keys {
 		if k == nil || badKey(k.ID, k.SecretHash) || keys[k.ID] || hashes[string(k.SecretHash)] {
 			return fmt.Errorf("key %d is missing, incomplete or duplicated", i)
+		}
+		if err := keyProblem(i, k.toKey()); err != nil {
+			return err
 		}
 		keys[k.ID], hashes[string(k.SecretHash)] = true, true
 	}
@@ -353,12 +377,12 @@ func (st *state) check() error {
 	return nil
 }
 
-// Version 2, the binary snapshot. Integers are varints (encoding/binary):
+// Versions 2 and 3, the binary snapshot. Integers are varints (encoding/binary):
 // unsigned for counts, lengths and indexes, zig-zag signed for the int
 // fields, durations (nanoseconds) and times. In order:
 //
-//	magic      "\x00muster-snapshot" (16 bytes), then the version, 2, as
-//	           one byte
+//	magic      "\x00muster-snapshot" (16 bytes), then the version, 2 or
+//	           3, as one byte
 //	index      the catalog's index
 //	keys       a count, then each key, sorted by ID
 //	instances  a count, then each instance, sorted by ID
@@ -379,7 +403,9 @@ func (st *state) check() error {
 // or 1.
 //
 //	key       id, secret hash (bytes), services (count, each *),
-//	          description, max instances, created at, create index
+//	          description, max instances, created at, create index; and in
+//	          version 3: role* (empty for a key of create_key), expires
+//	          at (the zero time: never), callback TLS mode*
 //	instance  id, service*, address*, port, scheme*, tags (count, each
 //	          *), meta (count, then key* and value*, sorted by key), ttl,
 //	          deregister after, token hash (bytes), key ID*, proof*, host
@@ -390,20 +416,21 @@ func (st *state) check() error {
 //	bar       service*, address*, port, instance, reason*, until, index
 //
 // It holds exactly the fields of version 1, and restores to the same
-// catalog (TestSnapshot_versionsAgree).
+// catalog (TestSnapshot_WriteBinary); version 2 holds them but for the
+// keys' fields of tokens, which it predates.
 const snapshotMagic = "\x00muster-snapshot"
 
 // snapshotHeaderLen is the magic and the version byte.
 const snapshotHeaderLen = len(snapshotMagic) + 1
 
-// WriteBinary writes the snapshot in version 2, the binary format Raft's
+// WriteBinary writes the snapshot in version 3, the binary format Raft's
 // snapshots are kept in (see Restore). Like WriteTo, it writes the same
 // bytes for the same state, and may run while Apply goes on.
 func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 	s.sorted()
 	e := &snapWriter{w: w, buf: make([]byte, 0, 128<<10), table: crc32.MakeTable(crc32.Castagnoli), strs: map[string]uint64{}}
 	e.buf = append(e.buf, snapshotMagic...)
-	e.buf = append(e.buf, snapshotVersion2)
+	e.buf = append(e.buf, snapshotVersion3)
 	e.uvarint(s.index)
 	e.uvarint(uint64(len(s.keys)))
 	for _, k := range s.keys {
@@ -417,6 +444,9 @@ func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 		e.varint(int64(k.MaxInstances))
 		e.time(k.CreatedAt)
 		e.uvarint(k.CreateIndex)
+		e.shared(string(k.Role))
+		e.time(k.ExpiresAt)
+		e.shared(string(k.CallbackTLS))
 	}
 	e.uvarint(uint64(len(s.instances)))
 	var metaKeys []string
@@ -496,7 +526,7 @@ func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 	return e.n, e.err
 }
 
-// snapWriter encodes version 2 into a buffer that it writes out when it
+// snapWriter encodes the binary format into a buffer that it writes out when it
 // fills, keeping the checksum of what it wrote.
 type snapWriter struct {
 	w     io.Writer
@@ -569,11 +599,11 @@ func (e *snapWriter) write() {
 	e.buf = e.buf[:0]
 }
 
-// readSnapshotV2 reads a version-2 snapshot to its end, decoding it as it
-// reads (a restart's time goes largely to memory it touches for the first
-// time, so the snapshot is never held whole), checks its checksum and
-// then its entries.
-func readSnapshotV2(r io.Reader) (*restored, error) {
+// readSnapshotBinary reads a binary snapshot (version 2 or 3) to its
+// end, decoding it as it reads (a restart's time goes largely to memory
+// it touches for the first time, so the snapshot is never held whole),
+// checks its checksum and then its entries.
+func readSnapshotBinary(r io.Reader) (*restored, error) {
 	d := &snapReader{r: r, buf: make([]byte, 64<<10), table: crc32.MakeTable(crc32.Castagnoli)}
 	if !d.ensure(snapshotHeaderLen) || string(d.buf[:len(snapshotMagic)]) != snapshotMagic {
 		if d.rerr != nil {
@@ -581,8 +611,9 @@ func readSnapshotV2(r io.Reader) (*restored, error) {
 		}
 		return nil, errors.New("not a snapshot: it does not start as a muster snapshot")
 	}
-	if v := d.buf[len(snapshotMagic)]; v != snapshotVersion2 {
-		return nil, fmt.Errorf("snapshot version %d, want %d or %d", v, snapshotVersion, snapshotVersion2)
+	d.version = d.buf[len(snapshotMagic)]
+	if d.version != snapshotVersion2 && d.version != snapshotVersion3 {
+		return nil, fmt.Errorf("snapshot version %d, want %d (JSON), or %d or %d (binary): a newer muster wrote it, or it is damaged", d.version, snapshotVersion, snapshotVersion2, snapshotVersion3)
 	}
 	d.off = snapshotHeaderLen
 	rs := d.decode()
@@ -591,7 +622,7 @@ func readSnapshotV2(r io.Reader) (*restored, error) {
 	case d.rerr != nil: // the reader's fault, not the snapshot's
 		return nil, d.rerr
 	case d.err != nil:
-		return nil, fmt.Errorf("version-2 snapshot, at byte %d: %w", d.pos(), d.err)
+		return nil, fmt.Errorf("version-%d snapshot, at byte %d: %w", d.version, d.pos(), d.err)
 	}
 	if err := rs.check(); err != nil {
 		return nil, err
@@ -604,9 +635,9 @@ func readSnapshotV2(r io.Reader) (*restored, error) {
 // so a longer one is damage, and is not allocated.
 const maxSnapshotString = 1 << 20
 
-// snapReader decodes version 2 from a window of its input, keeping the
-// checksum of what it consumed. The first error stops it: every read
-// after it returns a zero value.
+// snapReader decodes the binary format from a window of its input,
+// keeping the checksum of what it consumed. The first error stops it:
+// every read after it returns a zero value.
 type snapReader struct {
 	r     io.Reader
 	buf   []byte
@@ -620,6 +651,8 @@ type snapReader struct {
 	rerr  error  // r's own error, other than io.EOF
 	// strs is the table of shared strings read so far.
 	strs []string
+	// version is the snapshot's, from its header.
+	version byte
 }
 
 func (d *snapReader) fail(format string, args ...any) {
@@ -696,6 +729,11 @@ func (d *snapReader) decode() *restored {
 		k.MaxInstances = d.int()
 		k.CreatedAt = d.time()
 		k.CreateIndex = d.uvarint()
+		if d.version >= snapshotVersion3 {
+			k.Role = Role(d.shared())
+			k.ExpiresAt = d.time()
+			k.CallbackTLS = CallbackTLS(d.shared())
+		}
 		rs.keys = append(rs.keys, k)
 	}
 	n := d.count()
@@ -871,7 +909,7 @@ func (d *snapReader) time() time.Time {
 	return t.In(time.FixedZone("", int(off)))
 }
 
-// check validates a decoded version-2 snapshot by the rules version 1's
+// check validates a decoded binary snapshot by the rules version 1's
 // check applies.
 func (rs *restored) check() error {
 	for i, b := range rs.bars {
@@ -884,6 +922,9 @@ func (rs *restored) check() error {
 	for i, k := range rs.keys {
 		if badKey(k.ID, k.SecretHash) || keys[k.ID] || hashes[string(k.SecretHash)] {
 			return fmt.Errorf("key %d is incomplete or duplicated", i)
+		}
+		if err := keyProblem(i, k); err != nil {
+			return err
 		}
 		keys[k.ID], hashes[string(k.SecretHash)] = true, true
 	}

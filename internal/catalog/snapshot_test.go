@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
+	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,7 +18,7 @@ import (
 )
 
 // snapshotBinary returns the catalog's snapshot as written by WriteBinary
-// (version 2).
+// (version 3).
 func snapshotBinary(tb testing.TB, c *catalog.Catalog) []byte {
 	tb.Helper()
 	var buf bytes.Buffer
@@ -48,7 +50,27 @@ func populateAll(tb testing.TB, l *replica) {
 	l.must(tb, cmd, reg, catalog.Command{Op: catalog.OpEvict, ID: "e1", Until: t0.Add(time.Hour), Reason: "bad build"})
 }
 
-// TestSnapshot_WriteBinary: version 2 restores to the very catalog
+// populateTokens is populateAll, plus tokens of every role with every
+// field of tokens set, a revoked token, and an instance registered with
+// an enrolment key created by create_token.
+func populateTokens(tb testing.TB, l *replica) {
+	tb.Helper()
+	populateAll(tb, l)
+	reg := newInstance("t1", "web-c", "10.0.0.10", 80)
+	reg.KeyID = "tok-register"
+	l.must(tb,
+		createToken(newToken("tok-read", catalog.RoleRead, "web-*")),
+		createToken(withExpiry(newToken("tok-operator", catalog.RoleOperator, "web-a", "cache"), t0.Add(24*time.Hour))),
+		createToken(newToken("tok-admin", catalog.RoleAdmin, "*")),
+		createToken(withCallbackTLS(withExpiry(newToken("tok-register", catalog.RoleRegister, "web-c"), t0.Add(time.Hour)), catalog.CallbackTLSAny)),
+		createToken(withCallbackTLS(newToken("tok-verify", catalog.RoleRegister, "web-d"), catalog.CallbackTLSVerify)),
+		createToken(newToken("tok-gone", catalog.RoleRead, "x")),
+		catalog.Command{Op: catalog.OpRevokeKey, ID: "tok-gone"},
+		register(reg),
+	)
+}
+
+// TestSnapshot_WriteBinary: version 3 restores to the very catalog
 // version 1 does, is written the same for the same state, and the
 // restored catalog goes on like the original.
 func TestSnapshot_WriteBinary(t *testing.T) {
@@ -59,13 +81,14 @@ func TestSnapshot_WriteBinary(t *testing.T) {
 		{"empty", func(testing.TB, *replica) {}},
 		{"populated", populate},
 		{"with checks, keyed services and bars", populateAll},
+		{"with tokens of every role", populateTokens},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newReplica()
 			tc.fill(t, src)
 			bin := snapshotBinary(t, src.c)
-			if bin[0] != 0 {
-				t.Fatalf("a version-2 snapshot starts with %#x, want 0", bin[0])
+			if bin[0] != 0 || bin[16] != 3 {
+				t.Fatalf("a binary snapshot starts with %#x and is of version %d, want 0 and 3", bin[0], bin[16])
 			}
 			dst := newReplica()
 			populate(t, dst) // replaced, not merged
@@ -73,17 +96,22 @@ func TestSnapshot_WriteBinary(t *testing.T) {
 				t.Fatalf("Restore: %v", err)
 			}
 			if got, want := snapshotJSON(t, dst.c), snapshotJSON(t, src.c); !bytes.Equal(got, want) {
-				t.Errorf("restored from version 2:\n got %s\nwant %s", got, want)
+				t.Errorf("restored from version 3:\n got %s\nwant %s", got, want)
 			}
 			if again := snapshotBinary(t, dst.c); !bytes.Equal(again, bin) {
-				t.Errorf("version 2 of the restored catalog differs from the original's")
+				t.Errorf("version 3 of the restored catalog differs from the original's")
+			}
+			for _, k := range src.c.Keys() {
+				if got, ok := dst.c.KeyBySecretHash(k.SecretHash); !ok || !reflect.DeepEqual(got, k) {
+					t.Errorf("key %s restored as %+v, want %+v", k.ID, got, k)
+				}
 			}
 			fromV1 := catalog.New()
 			if err := fromV1.Restore(bytes.NewReader(snapshotJSON(t, src.c))); err != nil {
 				t.Fatal(err)
 			}
 			if a, b := snapshotBinary(t, fromV1), bin; !bytes.Equal(a, b) {
-				t.Errorf("the catalogs restored from versions 1 and 2 differ")
+				t.Errorf("the catalogs restored from versions 1 and 3 differ")
 			}
 			for _, sv := range src.c.Services() {
 				dv := dst.c.Service(sv.Name)
@@ -140,10 +168,22 @@ func TestSnapshot_WriteBinary(t *testing.T) {
 
 // frameSnapshotV2 makes body a version-2 snapshot: the header, body, and the
 // checksum of both.
-func frameSnapshotV2(body []byte) []byte {
-	b := append([]byte("\x00muster-snapshot\x02"), body...)
+func frameSnapshotV2(body []byte) []byte { return frameSnapshot(2, body) }
+
+// frameSnapshot makes body a binary snapshot of the version: the header,
+// body, and the checksum of both.
+func frameSnapshot(version byte, body []byte) []byte {
+	b := append([]byte("\x00muster-snapshot"), version)
+	b = append(b, body...)
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
 }
+
+// timeBin is the binary snapshot's form of a time of Unix seconds sec
+// in UTC.
+func timeBin(sec int64) []byte { return append(binary.AppendVarint(nil, sec), 0, 0) }
+
+// noTime is the binary snapshot's form of the zero time.
+func noTime() []byte { return timeBin(time.Time{}.Unix()) }
 
 // body2 is a version-2 body built from uvarints, strings (a length and
 // the bytes) and raw bytes.
@@ -163,12 +203,13 @@ func body2(parts ...any) []byte {
 	return b
 }
 
-// TestCatalog_Restore_v2Damaged: a version-2 snapshot that is damaged,
-// cut short, of another version, or that breaks a rule every snapshot
-// meets, is refused, and the catalog and its subscribers see nothing.
+// TestCatalog_Restore_v2Damaged: a binary snapshot (version 2, as
+// hand-made, or 3, as WriteBinary writes) that is damaged, cut short, of
+// another version, or that breaks a rule every snapshot meets, is
+// refused, and the catalog and its subscribers see nothing.
 func TestCatalog_Restore_v2Damaged(t *testing.T) {
 	src := newReplica()
-	populateAll(t, src)
+	populateTokens(t, src)
 	good := snapshotBinary(t, src.c)
 	hash := string(make([]byte, 32))
 	zeroTime := append(binary.AppendVarint(nil, time.Time{}.Unix()), 0, 0)
@@ -188,7 +229,12 @@ func TestCatalog_Restore_v2Damaged(t *testing.T) {
 		{"not muster", append([]byte("\x00other-snapshot!\x02"), good[17:]...)},
 		{"future version", func() []byte {
 			b := bytes.Clone(good)
-			b[16] = 3
+			b[16] = 4
+			return b
+		}()},
+		{"version 3 read as 2", func() []byte {
+			b := bytes.Clone(good)
+			b[16] = 2
 			return b
 		}()},
 		// Well framed (the checksum matches), but not what WriteBinary
@@ -207,6 +253,23 @@ func TestCatalog_Restore_v2Damaged(t *testing.T) {
 		{"bad service name", frameSnapshotV2(body2(1, 0, 0, 1, 0, "Bad", 1, 0, 0))},
 		{"bar without until", frameSnapshotV2(body2(1, 0, 0, 0, 0, 1, 0, "s", 0, "10.0.0.1", []byte{0}, "a", 0, "", zeroTime, 1))},
 		{"nanoseconds out of range", frameSnapshotV2(body2(1, 1, "k", hash, 0, "", 0, []byte{0}, 1000000000, []byte{0}, 0, 0, 0, 0, 0))},
+		// Version 3: a key's role, expiry and callback TLS mode break
+		// the rules Apply keeps (see the well-formed twin below).
+		{"version 3 key with an unknown role", frameSnapshot(3, token3("root", noTime(), ""))},
+		{"version 3 admin key of one service", frameSnapshot(3, body2(1, 1, "k", hash, 1, 0, "web", "", 0, timeBin(100), 0, 0, "admin", noTime(), 0, "", 0, 0, 0, 0))},
+		{"version 3 callback any on a read key", frameSnapshot(3, token3("read", noTime(), "any"))},
+		{"version 3 unknown callback mode", frameSnapshot(3, token3("register", noTime(), "none"))},
+		{"version 3 expiry before creation", frameSnapshot(3, token3("read", timeBin(50), ""))},
+		{"a version-2 body labelled version 3", frameSnapshot(3, body2(1, 1, "k", hash, 1, 0, "*", "", 0, timeBin(100), 0, 0, 0, 0, 0))},
+	}
+	for _, ok := range [][]byte{
+		frameSnapshot(3, token3("admin", noTime(), "")),
+		frameSnapshot(3, token3("register", timeBin(200), "any")),
+		frameSnapshot(3, token3("", noTime(), "")),
+	} {
+		if err := catalog.New().Restore(bytes.NewReader(ok)); err != nil {
+			t.Fatalf("a well-formed hand-made version-3 snapshot: %v", err)
+		}
 	}
 	// The well-formed twin of the last cases restores, so that they fail
 	// for the reason their name gives.
@@ -245,26 +308,43 @@ func TestCatalog_Restore_v2Damaged(t *testing.T) {
 	}
 }
 
-// FuzzRestoreV2 explores the body of a version-2 snapshot behind a
-// matching checksum (which a fuzzer would rarely hit by chance): Restore
-// never panics, a refused snapshot changes nothing, and whatever it
-// accepts is a catalog that writes and restores again to itself.
+// token3 is the body of a version-3 snapshot holding one key, of the
+// role, the expiry and the callback TLS mode given, created at Unix
+// second 100, its services ["*"].
+func token3(role string, expires []byte, callback string) []byte {
+	return body2(1, 1, "k", string(make([]byte, 32)), 1, 0, "*", "", 0, timeBin(100), 0, 0, role, expires, 0, callback, 0, 0, 0, 0)
+}
+
+// FuzzRestoreV2 explores the body of a binary snapshot behind a matching
+// checksum (which a fuzzer would rarely hit by chance), in version 2 or
+// 3 (v3): Restore never panics, a refused snapshot changes nothing, and
+// whatever it accepts is a catalog that writes and restores again to
+// itself.
 func FuzzRestoreV2(f *testing.F) {
-	for _, fill := range []func(testing.TB, *replica){populate, populateAll, func(testing.TB, *replica) {}} {
+	for _, fill := range []func(testing.TB, *replica){populate, populateAll, populateTokens, func(testing.TB, *replica) {}} {
 		l := newReplica()
 		fill(f, l)
 		b := snapshotBinary(f, l.c)
-		f.Add(b[17 : len(b)-4])
+		f.Add(b[17:len(b)-4], true)
 	}
-	f.Add([]byte{})
-	f.Add(body2(1, 0, 1000000))
+	if b, err := os.ReadFile("testdata/golden/snapshot.v2.bin"); err == nil {
+		f.Add(b[17:len(b)-4], false)
+	}
+	f.Add([]byte{}, false)
+	f.Add(body2(1, 0, 1000000), false)
+	f.Add(token3("admin", noTime(), ""), true)
+	f.Add(token3("read", noTime(), "any"), true)
 
-	f.Fuzz(func(t *testing.T, body []byte) {
+	f.Fuzz(func(t *testing.T, body []byte, v3 bool) {
 		r := newReplica()
 		populate(t, r)
 		before := snapshotJSON(t, r.c)
+		version := byte(2)
+		if v3 {
+			version = 3
+		}
 		var err error
-		if !noPanic(t, "Restore", func() { err = r.c.Restore(bytes.NewReader(frameSnapshotV2(body))) }) {
+		if !noPanic(t, "Restore", func() { err = r.c.Restore(bytes.NewReader(frameSnapshot(version, body))) }) {
 			return
 		}
 		if err != nil {
@@ -329,7 +409,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		write func(*catalog.Snapshot, *bytes.Buffer) error
 	}{
 		{"v1-json", func(s *catalog.Snapshot, w *bytes.Buffer) error { _, err := s.WriteTo(w); return err }},
-		{"v2-binary", func(s *catalog.Snapshot, w *bytes.Buffer) error { _, err := s.WriteBinary(w); return err }},
+		{"v3-binary", func(s *catalog.Snapshot, w *bytes.Buffer) error { _, err := s.WriteBinary(w); return err }},
 	}
 	for _, f := range formats {
 		var buf bytes.Buffer

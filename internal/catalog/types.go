@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -11,7 +12,9 @@ var (
 	ErrNotFound = errors.New("catalog: not found")
 	// ErrKeyRevoked means the enrolment key a registration names no longer exists.
 	ErrKeyRevoked = errors.New("catalog: enrolment key revoked")
-	// ErrKeyScope means the enrolment key does not allow the service name.
+	// ErrKeyScope means the enrolment key does not allow the service
+	// name, or the key a registration names is a token of another role
+	// than register.
 	ErrKeyScope = errors.New("catalog: enrolment key not allowed for service")
 	// ErrConflict means a conditional command's precondition did not hold.
 	ErrConflict = errors.New("catalog: precondition failed")
@@ -146,7 +149,10 @@ type Bar struct {
 	Index    uint64 // of the eviction
 }
 
-// Key is an enrolment key. Only a hash of its secret is stored.
+// Key is an access token: an enrolment key (role register) or a token
+// of another role. Only a hash of its secret is stored. Keys created by
+// OpCreateKey are enrolment keys with Role, ExpiresAt and CallbackTLS
+// empty; only OpCreateToken sets them (see OpCreateToken for why).
 type Key struct {
 	ID          string
 	SecretHash  []byte
@@ -157,9 +163,129 @@ type Key struct {
 	MaxInstances int
 	CreatedAt    time.Time
 	CreateIndex  uint64
+	// Role is what the key's holder may do, within Services. It is empty
+	// in keys created by OpCreateKey, which are enrolment keys: read it
+	// through RoleOrDefault.
+	Role Role
+	// ExpiresAt is when the key stops authorising anything; zero means
+	// never. The catalog only stores it (Apply reads no clock): the
+	// registry compares it with its own clock, through Expired.
+	ExpiresAt time.Time
+	// CallbackTLS is how a registration's HTTPS callback judges the
+	// instance's certificate; empty means CallbackTLSVerify (read it
+	// through CallbackTLSOrDefault). Only an enrolment key may have
+	// CallbackTLSAny.
+	CallbackTLS CallbackTLS
 }
 
-// Allows reports whether the key's patterns admit the service name.
+// Role is what a key's holder may do with the services its patterns
+// admit. The same words as in the API.
+type Role string
+
+// The roles. RoleAdmin may do everything, so its key's patterns must be
+// exactly ["*"]: a scope that did not cover everything would promise a
+// limit the role does not keep.
+const (
+	// RoleRegister registers, heartbeats, drains and deregisters its
+	// own instances: the enrolment keys of old.
+	RoleRegister Role = "register"
+	// RoleRead looks services up, watches and streams them, and lists
+	// them.
+	RoleRead Role = "read"
+	// RoleOperator drains, deregisters and evicts any instance of its
+	// services, and reads the audit trail.
+	RoleOperator Role = "operator"
+	// RoleAdmin may do everything.
+	RoleAdmin Role = "admin"
+)
+
+// Roles are the valid roles, from the least to the most allowed.
+func Roles() []Role { return []Role{RoleRegister, RoleRead, RoleOperator, RoleAdmin} }
+
+// Valid reports whether r is one of the roles. The empty Role of a key
+// created by OpCreateKey is not one: it stands for RoleRegister (see
+// Key.RoleOrDefault).
+func (r Role) Valid() bool {
+	switch r {
+	case RoleRegister, RoleRead, RoleOperator, RoleAdmin:
+		return true
+	}
+	return false
+}
+
+// ParseRole returns the role named s. Its error lists the roles, for a
+// caller to show.
+func ParseRole(s string) (Role, error) {
+	if r := Role(s); r.Valid() {
+		return r, nil
+	}
+	return "", fmt.Errorf("catalog: unknown role %.32q: use register, read, operator or admin", s)
+}
+
+// CallbackTLS says how the HTTPS callback of a registration with an
+// enrolment key judges the instance's certificate.
+type CallbackTLS string
+
+// The ways a callback judges a certificate. A key's CallbackTLS may also
+// be empty, which means CallbackTLSVerify.
+const (
+	// CallbackTLSVerify: the certificate must chain to a CA the registry
+	// is configured with.
+	CallbackTLSVerify CallbackTLS = "verify"
+	// CallbackTLSAny: any certificate is accepted. The callback's HMAC
+	// proof still binds the answer to the key, so this gives up only
+	// the check of who holds the address, for instances with
+	// self-signed certificates.
+	CallbackTLSAny CallbackTLS = "any"
+)
+
+// Valid reports whether m is one of the ways, or empty.
+func (m CallbackTLS) Valid() bool {
+	return m == "" || m == CallbackTLSVerify || m == CallbackTLSAny
+}
+
+// ParseCallbackTLS returns the way named s ("" for empty, the default).
+// Its error lists the ways, for a caller to show.
+func ParseCallbackTLS(s string) (CallbackTLS, error) {
+	if m := CallbackTLS(s); m.Valid() {
+		return m, nil
+	}
+	return "", fmt.Errorf("catalog: unknown callback_tls %.32q: use verify or any", s)
+}
+
+// RoleOrDefault is the key's role: Role, or RoleRegister for a key
+// created by OpCreateKey, which has none.
+func (k *Key) RoleOrDefault() Role {
+	if k.Role == "" {
+		return RoleRegister
+	}
+	return k.Role
+}
+
+// CallbackTLSOrDefault is how callbacks of registrations with the key
+// judge certificates: CallbackTLS, or CallbackTLSVerify when it is empty.
+func (k *Key) CallbackTLSOrDefault() CallbackTLS {
+	if k.CallbackTLS == "" {
+		return CallbackTLSVerify
+	}
+	return k.CallbackTLS
+}
+
+// Expired reports whether the key has expired at now: it has an
+// ExpiresAt, and now is not before it. An expired key authorises
+// nothing, though it stays in the catalog until it is revoked.
+func (k *Key) Expired(now time.Time) bool {
+	return !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt)
+}
+
+// tokenOnly reports whether k has a field that only OpCreateToken may
+// set.
+func (k *Key) tokenOnly() bool {
+	return k.Role != "" || !k.ExpiresAt.IsZero() || k.CallbackTLS != ""
+}
+
+// Allows reports whether the key's patterns admit the service name. It
+// does not look at the role or the expiry.
 func (k *Key) Allows(service string) bool {
 	for _, p := range k.Services {
 		if MatchPattern(p, service) {
@@ -209,6 +335,15 @@ const (
 	// and port) from registering again until Until. Added with command
 	// encoding version 2; an older replica halts at it, as it must.
 	OpEvict Op = "evict"
+	// OpCreateToken creates a key with a role, an expiry or a callback
+	// TLS mode: what OpCreateKey does, with those fields. It is an
+	// operation of its own, not fields added to create_key, because a
+	// replica that predates tokens decodes a command's JSON leniently:
+	// it would drop the fields and store a read or admin token as an
+	// enrolment key (one that never expires), and serve registrations
+	// with it. An unknown operation halts that replica instead, as it
+	// must; so create_token is never SkipIfUnknown.
+	OpCreateToken Op = "create_token"
 )
 
 // Command is one catalog change. Which fields are read depends on Op:
@@ -218,8 +353,10 @@ const (
 //   - OpSetStatus: ID, Status (passing or critical); IfStatus, when set,
 //     makes it conditional.
 //   - OpDrain: ID. Marks the instance draining; idempotent.
-//   - OpCreateKey: Key (complete, with ID and SecretHash).
-//   - OpRevokeKey: ID.
+//   - OpCreateKey: Key (complete, with ID and SecretHash), an enrolment
+//     key: Role, ExpiresAt and CallbackTLS empty.
+//   - OpCreateToken: Key, as for OpCreateKey, with Role set.
+//   - OpRevokeKey: ID (of a key of any role).
 //   - OpEvict: ID, Until.
 type Command struct {
 	Op       Op

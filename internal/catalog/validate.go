@@ -85,7 +85,21 @@ func (cmd Command) Validate() error {
 		}
 		return nil
 	case OpCreateKey:
-		return validateKey(cmd.Key)
+		if err := validateKey(cmd.Key); err != nil {
+			return err
+		}
+		if cmd.Key.tokenOnly() {
+			return badCommand("key", "create_key carries an enrolment key without role, expires_at or callback_tls; propose create_token for a key with them")
+		}
+		return nil
+	case OpCreateToken:
+		if err := validateKey(cmd.Key); err != nil {
+			return err
+		}
+		if cmd.Key.Role == "" {
+			return badCommand("key.role", "create_token needs the key's role (register, read, operator or admin)")
+		}
+		return nil
 	case OpEvict:
 		if err := checkID("id", cmd.ID); err != nil {
 			return err
@@ -220,7 +234,33 @@ func validateKey(k *Key) error {
 	if k.MaxInstances < 0 {
 		return badCommand("key.max_instances", "max_instances %d is negative", k.MaxInstances)
 	}
+	if field, problem := tokenProblem(k); problem != "" {
+		return badCommand(field, "%s", problem)
+	}
 	return nil
+}
+
+// tokenProblem says what is wrong with k's role, expiry and callback TLS
+// mode, and in which field, or returns an empty problem. Every stored
+// key meets these rules, whichever command created it, so they are
+// checked alike by Validate, by Apply (create_token) and on every
+// snapshot's keys: what Apply stores always restores. A key of
+// create_key has none of the fields and meets them, so the rules tighten
+// nothing a log written before them holds.
+func tokenProblem(k *Key) (field, problem string) {
+	switch {
+	case k.Role != "" && !k.Role.Valid():
+		return "key.role", fmt.Sprintf("role %.32q is not register, read, operator or admin", k.Role)
+	case k.Role == RoleAdmin && !(len(k.Services) == 1 && k.Services[0] == "*"):
+		return "key.services", fmt.Sprintf("an admin key may do everything, so its services must be exactly [\"*\"], not %.64q", k.Services)
+	case !k.CallbackTLS.Valid():
+		return "key.callback_tls", fmt.Sprintf("callback_tls %.32q is not verify or any (or empty, for verify)", k.CallbackTLS)
+	case k.CallbackTLS == CallbackTLSAny && k.RoleOrDefault() != RoleRegister:
+		return "key.callback_tls", fmt.Sprintf("callback_tls any is for keys of role register, which register instances; this key's role is %s", k.Role)
+	case !k.ExpiresAt.IsZero() && !k.ExpiresAt.After(k.CreatedAt):
+		return "key.expires_at", fmt.Sprintf("expires_at %s is not after created_at %s", k.ExpiresAt.Format(time.RFC3339Nano), k.CreatedAt.Format(time.RFC3339Nano))
+	}
+	return "", ""
 }
 
 func badCommand(field, format string, args ...any) error {

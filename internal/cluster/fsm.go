@@ -155,9 +155,10 @@ type fsmSnapshot struct {
 	wait time.Duration
 }
 
-// Persist writes the snapshot in the catalog's binary format (version 2),
-// which restores several times faster than the JSON of backups; Restore
-// reads both, so snapshots written before it still restore. It first
+// Persist writes the snapshot in the catalog's binary format (version 3
+// since keys have roles, version 2 before), which restores several times
+// faster than the JSON of backups; Restore reads every version, so
+// snapshots written before still restore. It first
 // waits (up to durableWait) until the observer has kept what it derived
 // from the entries the snapshot covers: once the snapshot is persisted,
 // a restart replays only the entries after it. If the observer cannot,

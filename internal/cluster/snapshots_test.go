@@ -94,7 +94,7 @@ func TestNode_snapshotsByItself(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		snap = latestSnapshot(t, cfg.DataDir)
 	}
-	if !bytes.HasPrefix(snap, []byte("\x00muster-snapshot\x02")) {
+	if !bytes.HasPrefix(snap, []byte("\x00muster-snapshot")) {
 		t.Fatalf("the node's snapshot is not in the binary format: %.40q", snap)
 	}
 	last := mustApply(t, n, registerCmd("late", "svc", 2000)).Index // in the log only
@@ -138,7 +138,7 @@ func TestNode_JSONSnapshotStillRestores(t *testing.T) {
 	if err := n.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
-	if got := latestSnapshot(t, dir); !bytes.HasPrefix(got, []byte("\x00muster-snapshot\x02")) {
+	if got := latestSnapshot(t, dir); !bytes.HasPrefix(got, []byte("\x00muster-snapshot")) {
 		t.Fatalf("the next snapshot is not binary: %.40q", got)
 	}
 	want := cat.Snapshot()
