@@ -86,8 +86,8 @@ func readBackup(r io.Reader, max int64) (*Backup, error) {
 	default:
 		return nil, fmt.Errorf("%w: %s", ErrBadSnapshot, decodeProblem(err))
 	}
-	if st.Version != snapshotVersion {
-		return nil, fmt.Errorf("%w: snapshot version %d, this muster reads %d", ErrBadSnapshot, st.Version, snapshotVersion)
+	if st.Version != snapshotVersion && st.Version != snapshotVersion4 {
+		return nil, fmt.Errorf("%w: snapshot version %d, this muster reads %d and %d", ErrBadSnapshot, st.Version, snapshotVersion, snapshotVersion4)
 	}
 	if st.Index > maxBackupIndex {
 		return nil, fmt.Errorf("%w: its index %d is beyond any log's", ErrBadSnapshot, st.Index)

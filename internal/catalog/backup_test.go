@@ -83,7 +83,7 @@ func TestReadBackup(t *testing.T) {
 // in version 1) is read and written back unchanged, and one whose keys
 // break the rules of roles is refused, naming the key and the field.
 func TestReadBackup_tokens(t *testing.T) {
-	golden, err := os.ReadFile("testdata/golden/snapshot-tokens.v1.json")
+	golden, err := os.ReadFile("testdata/golden/snapshot-tokens.v4.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestBackup_Rebased(t *testing.T) {
 func FuzzReadBackup(f *testing.F) {
 	golden := goldenSnapshot(f)
 	f.Add(golden)
-	if tokens, err := os.ReadFile("testdata/golden/snapshot-tokens.v1.json"); err == nil {
+	if tokens, err := os.ReadFile("testdata/golden/snapshot-tokens.v4.json"); err == nil {
 		f.Add(tokens)
 	}
 	f.Add([]byte(`{"version":1,"index":0}`))

@@ -23,7 +23,7 @@ import (
 // version 1 (JSON, the format of backups), snapshot.v2.bin one in version
 // 2 (binary, the format of Raft's snapshots since), snapshot.v3.bin one
 // in version 3 (binary, with the keys' fields of tokens), and
-// snapshot-tokens.v1.json the same catalog as version 3's in version 1,
+// snapshot-tokens.v4.json the same catalog as version 3's in JSON (version 4),
 // the keys' fields of tokens optional in it.
 
 func goldenCommands(tb testing.TB) (names []string, raw [][]byte) {
@@ -171,9 +171,9 @@ func TestGolden_Snapshot(t *testing.T) {
 // WriteBinary first wrote it for the catalog the version-2 golden
 // commands of its day leave: it restores that very catalog, with its
 // checks, keyed services and bars, and its keys are enrolment keys that
-// never expire, their callbacks verifying. WriteBinary writes version 3
-// since; the catalog restored from version 2 writes the version 3 of the
-// catalog the commands leave, and so does that catalog read back from
+// never expire, their callbacks verifying. WriteBinary still writes
+// version 2, byte for byte, for a catalog without tokens (an older
+// follower can install it), and so does that catalog read back from
 // version 1. This file stays as it is: data dirs hold it.
 func TestGolden_SnapshotV2(t *testing.T) {
 	want, err := os.ReadFile("testdata/golden/snapshot.v2.bin")
@@ -204,19 +204,21 @@ func TestGolden_SnapshotV2(t *testing.T) {
 	if got, want := snapshotJSON(t, c), snapshotJSON(t, applied); !bytes.Equal(got, want) {
 		t.Errorf("the version-2 golden snapshot holds a different catalog from the commands':\n got %s\nwant %s", got, want)
 	}
-	v3 := snapshotBinary(t, applied)
-	if v3[16] != 3 {
-		t.Errorf("WriteBinary writes version %d, want 3", v3[16])
+	if got := snapshotBinary(t, c); !bytes.Equal(got, want) {
+		t.Errorf("version-2 snapshot round trip differs:\n got %q\nwant %q", got, want)
 	}
-	if got := snapshotBinary(t, c); !bytes.Equal(got, v3) {
-		t.Errorf("the catalog restored from version 2 writes a different version 3 from the commands' catalog:\n got %q\nwant %q", got, v3)
+	if got := snapshotBinary(t, applied); !bytes.Equal(got, want) {
+		t.Errorf("WriteBinary no longer writes the golden bytes for a catalog without tokens:\n got %q\nwant %q", got, want)
+	}
+	if b := snapshotJSON(t, applied); !bytes.Contains(b, []byte(`"version": 1`)) && !bytes.Contains(b, []byte(`"version":1`)) {
+		t.Errorf("WriteTo of a catalog without tokens is not version 1: %.80s", b)
 	}
 	fromV1 := catalog.New()
 	if err := fromV1.Restore(bytes.NewReader(snapshotJSON(t, c))); err != nil {
 		t.Fatal(err)
 	}
-	if got := snapshotBinary(t, fromV1); !bytes.Equal(got, v3) {
-		t.Errorf("the catalog read back from version 1 writes a different version 3")
+	if got := snapshotBinary(t, fromV1); !bytes.Equal(got, want) {
+		t.Errorf("the catalog read back from version 1 writes a different version 2")
 	}
 	inst, ok := c.Instance("aaaa0000000000000000000000000006")
 	if !ok || inst.TTL != 0 || len(inst.Checks) != 3 || inst.Checks[2].GRPCService != "db.v1.Store" || inst.HostIP != "127.0.0.1" {
@@ -245,7 +247,7 @@ func TestGolden_SnapshotV2(t *testing.T) {
 // command leaves, tokens of every kind included: it restores that very
 // catalog, writes back to the same bytes, and WriteBinary still writes
 // them for the commands' catalog. The same catalog in version 1
-// (snapshot-tokens.v1.json, the keys' fields of tokens optional in it)
+// (snapshot-tokens.v4.json, JSON version 4)
 // is what WriteTo writes, and restores to the same version 3. A change
 // to either writer's output fails here.
 func TestGolden_SnapshotV3(t *testing.T) {
@@ -253,7 +255,7 @@ func TestGolden_SnapshotV3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantJSON, err := os.ReadFile("testdata/golden/snapshot-tokens.v1.json")
+	wantJSON, err := os.ReadFile("testdata/golden/snapshot-tokens.v4.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,6 +276,9 @@ func TestGolden_SnapshotV3(t *testing.T) {
 	if got := snapshotBinary(t, applied); !bytes.Equal(got, want) {
 		t.Errorf("WriteBinary no longer writes the golden bytes:\n got %q\nwant %q", got, want)
 	}
+	if wantJSON[0] != '{' || !bytes.HasPrefix(wantJSON, []byte(`{"version":4,`)) {
+		t.Fatalf("snapshot-tokens.v4.json is not JSON version 4: %.40s", wantJSON)
+	}
 	if got := snapshotJSON(t, applied); !bytes.Equal(got, wantJSON) {
 		t.Errorf("WriteTo no longer writes the golden JSON:\n got %s\nwant %s", got, wantJSON)
 	}
@@ -292,10 +297,10 @@ func TestGolden_SnapshotV3(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := snapshotBinary(t, fromJSON); !bytes.Equal(got, want) {
-		t.Errorf("the catalog read back from version 1 writes a different version 3")
+		t.Errorf("the catalog read back from JSON version 4 writes a different version 3")
 	}
 	if _, err := catalog.ReadBackup(bytes.NewReader(wantJSON)); err != nil {
-		t.Errorf("ReadBackup refuses the version-1 snapshot with tokens: %v", err)
+		t.Errorf("ReadBackup refuses the version-4 snapshot: %v", err)
 	}
 	for _, tc := range []struct {
 		secret string

@@ -22,18 +22,28 @@ import (
 //	version 1: one JSON value (state), instances and keys sorted by ID.
 //	           Backups are written in it (WriteTo, GET /v1/snapshot, muster
 //	           snapshot save), and Raft snapshots were until version 2.
-//	           Keys' role, expires_at and callback_tls were added to it as
-//	           optional fields (absent: an enrolment key, no expiry,
-//	           callbacks verify), so it is still version 1.
+//	           Written when no key is a token (OpCreateToken's fields).
+//	version 4: JSON, as version 1 with keys' role, expires_at and
+//	           callback_tls (absent: an enrolment key, no expiry, callbacks
+//	           verify). Written only when a key has one of them: a muster
+//	           that predates tokens refuses it (it reads version 1 only),
+//	           rather than read a read or admin token as an enrolment key.
 //	version 2: binary (WriteBinary; its layout is below), written for
 //	           Raft's snapshot store: about a quarter of the bytes, written
 //	           two to three times as fast and restored three to four times
 //	           as fast (BenchmarkSnapshot), so that a restart of a large
 //	           catalog is quick and snapshots can be taken often. Written
-//	           until version 3; still read, its keys enrolment keys that
+//	           when no key is a token; its keys are enrolment keys that
 //	           never expire, their callbacks verifying.
 //	version 3: binary, as version 2 with each key's role, expiry and
-//	           callback TLS mode after its other fields. Written today.
+//	           callback TLS mode after its other fields.
+//
+// Each writer writes the oldest version that holds the state: a catalog
+// without tokens is written as it was before tokens (JSON version 1,
+// binary version 2), so that a cluster being upgraded one server at a
+// time keeps sending its older followers snapshots they can install
+// until a token is created; then an older muster refuses the snapshot
+// (and halts at the create_token entry) rather than misread it.
 //
 // Restore reads them all, telling them apart by the first byte: version 1
 // is JSON text and starts with '{' (or white space), the binary versions
@@ -44,7 +54,9 @@ const (
 	snapshotVersion = 1
 	// snapshotVersion2 is the first binary format's version, read only.
 	snapshotVersion2 = 2
-	// snapshotVersion3 is the binary format's version WriteBinary writes:
+	// snapshotVersion4 is the JSON format's version with tokens' fields.
+	snapshotVersion4 = 4
+	// snapshotVersion3 is the binary format's version with tokens' fields:
 	// version 2 and the keys' fields of tokens.
 	snapshotVersion3 = 3
 )
@@ -163,12 +175,16 @@ func sortByID(instances []*Instance) {
 	}
 }
 
-// WriteTo writes the snapshot as JSON (version 1, the format of backups),
-// instances and keys sorted by ID.
+// WriteTo writes the snapshot as JSON (the format of backups: version 1,
+// or 4 when a key is a token), instances and keys sorted by ID.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	s.sorted()
+	version := snapshotVersion
+	if s.hasTokens() {
+		version = snapshotVersion4
+	}
 	st := state{
-		Version:   snapshotVersion,
+		Version:   version,
 		Index:     s.index,
 		Instances: make([]*instanceV1, 0, len(s.instances)),
 		Keys:      make([]*keyV1, 0, len(s.keys)),
@@ -213,7 +229,7 @@ type restored struct {
 }
 
 // Restore replaces the catalog's whole state with a snapshot written by
-// WriteTo (version 1) or WriteBinary (version 2 or 3). The snapshot is
+// WriteTo (version 1 or 4) or WriteBinary (version 2 or 3). The snapshot is
 // checked in full before anything changes: on error the catalog is
 // unchanged.
 func (c *Catalog) Restore(r io.Reader) error {
@@ -240,8 +256,8 @@ func readSnapshotV1(r io.Reader) (*restored, error) {
 	if err := json.NewDecoder(r).Decode(&st); err != nil {
 		return nil, err
 	}
-	if st.Version != snapshotVersion {
-		return nil, fmt.Errorf("snapshot version %d, want %d (JSON), or %d or %d (binary)", st.Version, snapshotVersion, snapshotVersion2, snapshotVersion3)
+	if st.Version != snapshotVersion && st.Version != snapshotVersion4 {
+		return nil, fmt.Errorf("snapshot version %d, want %d or %d (JSON), or %d or %d (binary)", st.Version, snapshotVersion, snapshotVersion4, snapshotVersion2, snapshotVersion3)
 	}
 	if err := st.check(); err != nil {
 		return nil, err
@@ -423,14 +439,19 @@ const snapshotMagic = "\x00muster-snapshot"
 // snapshotHeaderLen is the magic and the version byte.
 const snapshotHeaderLen = len(snapshotMagic) + 1
 
-// WriteBinary writes the snapshot in version 3, the binary format Raft's
-// snapshots are kept in (see Restore). Like WriteTo, it writes the same
-// bytes for the same state, and may run while Apply goes on.
+// WriteBinary writes the snapshot in the binary format Raft's snapshots
+// are kept in (see Restore): version 2, or 3 when a key is a token. Like
+// WriteTo, it writes the same bytes for the same state, and may run
+// while Apply goes on.
 func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 	s.sorted()
 	e := &snapWriter{w: w, buf: make([]byte, 0, 128<<10), table: crc32.MakeTable(crc32.Castagnoli), strs: map[string]uint64{}}
 	e.buf = append(e.buf, snapshotMagic...)
-	e.buf = append(e.buf, snapshotVersion3)
+	version := byte(snapshotVersion2)
+	if s.hasTokens() {
+		version = snapshotVersion3
+	}
+	e.buf = append(e.buf, version)
 	e.uvarint(s.index)
 	e.uvarint(uint64(len(s.keys)))
 	for _, k := range s.keys {
@@ -444,9 +465,11 @@ func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 		e.varint(int64(k.MaxInstances))
 		e.time(k.CreatedAt)
 		e.uvarint(k.CreateIndex)
-		e.shared(string(k.Role))
-		e.time(k.ExpiresAt)
-		e.shared(string(k.CallbackTLS))
+		if version >= snapshotVersion3 {
+			e.shared(string(k.Role))
+			e.time(k.ExpiresAt)
+			e.shared(string(k.CallbackTLS))
+		}
 	}
 	e.uvarint(uint64(len(s.instances)))
 	var metaKeys []string
@@ -524,6 +547,17 @@ func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 		e.write()
 	}
 	return e.n, e.err
+}
+
+// hasTokens reports whether a key of the snapshot has a field only
+// OpCreateToken sets, which the older versions cannot hold.
+func (s *Snapshot) hasTokens() bool {
+	for _, k := range s.keys {
+		if k.tokenOnly() {
+			return true
+		}
+	}
+	return false
 }
 
 // snapWriter encodes the binary format into a buffer that it writes out when it

@@ -75,20 +75,21 @@ func populateTokens(tb testing.TB, l *replica) {
 // restored catalog goes on like the original.
 func TestSnapshot_WriteBinary(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		fill func(testing.TB, *replica)
+		name    string
+		fill    func(testing.TB, *replica)
+		version byte // the oldest that holds the state
 	}{
-		{"empty", func(testing.TB, *replica) {}},
-		{"populated", populate},
-		{"with checks, keyed services and bars", populateAll},
-		{"with tokens of every role", populateTokens},
+		{"empty", func(testing.TB, *replica) {}, 2},
+		{"populated", populate, 2},
+		{"with checks, keyed services and bars", populateAll, 2},
+		{"with tokens of every role", populateTokens, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newReplica()
 			tc.fill(t, src)
 			bin := snapshotBinary(t, src.c)
-			if bin[0] != 0 || bin[16] != 3 {
-				t.Fatalf("a binary snapshot starts with %#x and is of version %d, want 0 and 3", bin[0], bin[16])
+			if bin[0] != 0 || bin[16] != tc.version {
+				t.Fatalf("a binary snapshot starts with %#x and is of version %d, want 0 and %d", bin[0], bin[16], tc.version)
 			}
 			dst := newReplica()
 			populate(t, dst) // replaced, not merged
@@ -96,10 +97,10 @@ func TestSnapshot_WriteBinary(t *testing.T) {
 				t.Fatalf("Restore: %v", err)
 			}
 			if got, want := snapshotJSON(t, dst.c), snapshotJSON(t, src.c); !bytes.Equal(got, want) {
-				t.Errorf("restored from version 3:\n got %s\nwant %s", got, want)
+				t.Errorf("restored from version %d:\n got %s\nwant %s", tc.version, got, want)
 			}
 			if again := snapshotBinary(t, dst.c); !bytes.Equal(again, bin) {
-				t.Errorf("version 3 of the restored catalog differs from the original's")
+				t.Errorf("the restored catalog's snapshot differs from the original's")
 			}
 			for _, k := range src.c.Keys() {
 				if got, ok := dst.c.KeyBySecretHash(k.SecretHash); !ok || !reflect.DeepEqual(got, k) {
@@ -111,7 +112,7 @@ func TestSnapshot_WriteBinary(t *testing.T) {
 				t.Fatal(err)
 			}
 			if a, b := snapshotBinary(t, fromV1), bin; !bytes.Equal(a, b) {
-				t.Errorf("the catalogs restored from versions 1 and 3 differ")
+				t.Errorf("the catalogs restored from JSON and binary differ")
 			}
 			for _, sv := range src.c.Services() {
 				dv := dst.c.Service(sv.Name)

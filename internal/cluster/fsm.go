@@ -155,8 +155,8 @@ type fsmSnapshot struct {
 	wait time.Duration
 }
 
-// Persist writes the snapshot in the catalog's binary format (version 3
-// since keys have roles, version 2 before), which restores several times
+// Persist writes the snapshot in the catalog's binary format (version 2,
+// or 3 once a key is a token), which restores several times
 // faster than the JSON of backups; Restore reads every version, so
 // snapshots written before still restore. It first
 // waits (up to durableWait) until the observer has kept what it derived
