@@ -57,7 +57,7 @@ func fromCommand(index uint64, cmd catalog.Command, res catalog.Result) (Record,
 		r.Action = ActionDrain
 	case catalog.OpEvict:
 		r.Action = ActionEvict
-	case catalog.OpCreateKey:
+	case catalog.OpCreateKey, catalog.OpCreateToken:
 		r.Action = ActionKeyCreate
 		if k := cmd.Key; k != nil {
 			r.Key = k.ID
