@@ -71,7 +71,7 @@ func (a *apiServer) instrument(route string, h http.Handler) http.Handler {
 				done(status, d)
 			}
 			if debug {
-				a.log.Debug("request", "method", r.Method, "route", route, "status", status,
+				a.log.Debug("request", "method", methodName(r.Method), "route", route, "status", status,
 					"duration", d, "request_id", id, "caller", r.RemoteAddr)
 			}
 		}()
@@ -89,6 +89,17 @@ func (a *apiServer) requestID(w http.ResponseWriter, r *http.Request) string {
 	}
 	w.Header().Set(requestIDHeader, id)
 	return id
+}
+
+// methodName is method when it is one of HTTP's, else "other": a method
+// is whatever word a caller sends, and a log line holds none of theirs.
+func methodName(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete,
+		http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 // requestIDPrefix is 8 random hex digits and a dash.

@@ -47,7 +47,7 @@ var layers = map[string][]string{
 	// imports nothing of ours (the server feeds it).
 	"internal/telemetry": {},
 	"internal/server": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/cluster", "internal/dnsapi", "internal/durable", "internal/health",
-		"internal/httpapi", "internal/random", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/tlsfiles", "internal/verify"},
+		"internal/httpapi", "internal/random", "internal/redact", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/tlsfiles", "internal/verify"},
 
 	// Test helpers (imported only by _test files).
 	"internal/testutil":   {"api"},

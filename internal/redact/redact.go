@@ -17,23 +17,35 @@
 //
 // A run is a maximal run of base64url characters. It looks like a
 // secret when it holds both upper- and lowercase letters and is either
-// at least 32 characters long, or at least 20 with a digit among them.
+// at least 32 characters long, or at least 20 with a digit among them;
+// or when it is at least 40 characters long with letters and digits
+// (hex or base32 of 20 bytes or more, as `openssl rand -hex 24` makes).
 // A 43-character secret lacks a lowercase or an uppercase letter with a
 // chance below 1 in 10⁹. Words, host names, the registry's IDs
-// (lowercase hex), UUIDs (their letters are of one case) and the
-// registry's own messages do not.
+// (lowercase hex, 32 characters at most), UUIDs (36, their letters of
+// one case) and the registry's own messages do not. A secret of one case
+// shorter than 40 (`openssl rand -hex 16`) cannot be told from an ID:
+// the secrets a node holds itself are withheld by value (Known).
 package redact
 
-import "strings"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+)
 
 // Withheld stands in for what was withheld.
 const Withheld = "(withheld)"
 
-// Secret-like runs: at least longRun characters with both cases, or at
-// least shortRun with both cases and a digit.
+// Secret-like runs: at least longRun characters with both cases, at
+// least shortRun with both cases and a digit, or at least oneCaseRun with
+// letters and digits.
 const (
-	longRun  = 32
-	shortRun = 20
+	longRun    = 32
+	shortRun   = 20
+	oneCaseRun = 40
 )
 
 func runByte(c byte) bool {
@@ -56,7 +68,7 @@ func secretRun(s string) bool {
 			digit = true
 		}
 	}
-	return upper && lower && (digit || len(s) >= longRun)
+	return upper && lower && (digit || len(s) >= longRun) || len(s) >= oneCaseRun && digit && (upper || lower)
 }
 
 // runs calls f with the start and end of each run of s, in order, until
@@ -151,4 +163,93 @@ func (k Known) Holds(s string) bool {
 		}
 	}
 	return false
+}
+
+// Handler is a slog.Handler that withholds, from every record it passes
+// on, what Text withholds and the secrets its Known holds: in the
+// message and in every string attribute, groups and errors included.
+// The secrets can be named after it is made (SetKnown), as a server
+// learns its own once it has read them. It is what keeps a caller's
+// secret out of the log whatever line a caller's text reaches.
+type Handler struct {
+	next  slog.Handler
+	known *atomic.Pointer[Known]
+}
+
+// NewHandler returns a Handler passing records on to next.
+func NewHandler(next slog.Handler) *Handler {
+	return &Handler{next: next, known: new(atomic.Pointer[Known])}
+}
+
+// SetKnown names the secrets to withhold by value, replacing those named
+// before, for this handler and every one derived from it (WithAttrs,
+// WithGroup).
+func (h *Handler) SetKnown(k Known) { h.known.Store(&k) }
+
+func (h *Handler) scrub(s string) string {
+	s = Text(s)
+	if k := h.known.Load(); k != nil {
+		s = k.Text(s)
+	}
+	return s
+}
+
+func (h *Handler) attr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		if s := v.String(); s != "" {
+			if t := h.scrub(s); t != s {
+				return slog.String(a.Key, t)
+			}
+		}
+	case slog.KindGroup:
+		as := v.Group()
+		out := make([]slog.Attr, len(as))
+		for i, g := range as {
+			out[i] = h.attr(g)
+		}
+		return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
+	case slog.KindAny:
+		switch x := v.Any().(type) {
+		case error:
+			return slog.String(a.Key, h.scrub(x.Error()))
+		case fmt.Stringer:
+			return slog.String(a.Key, h.scrub(x.String()))
+		case []string:
+			out := make([]string, len(x))
+			for i, s := range x {
+				out[i] = h.scrub(s)
+			}
+			return slog.Any(a.Key, out)
+		}
+	}
+	return slog.Attr{Key: a.Key, Value: v}
+}
+
+// Enabled is next's.
+func (h *Handler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+// Handle passes r on with what may be a secret withheld.
+func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, h.scrub(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(h.attr(a))
+		return true
+	})
+	return h.next.Handle(ctx, out)
+}
+
+// WithAttrs scrubs as and derives a Handler sharing the secrets.
+func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler {
+	out := make([]slog.Attr, len(as))
+	for i, a := range as {
+		out[i] = h.attr(a)
+	}
+	return &Handler{next: h.next.WithAttrs(out), known: h.known}
+}
+
+// WithGroup derives a Handler sharing the secrets.
+func (h *Handler) WithGroup(name string) slog.Handler {
+	return &Handler{next: h.next.WithGroup(name), known: h.known}
 }

@@ -1,18 +1,23 @@
 package redact
 
 import (
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/musterhq/muster/internal/random"
 )
 
 // TestText_IssuedSecretsWithheld: every kind of secret muster issues
-// (session tokens, key secrets, the admin token), wherever it sits in a
+// (session tokens, key secrets, the admin token), and the hex secrets the
+// docs make with openssl (rand -hex 24 and 32), wherever it sits in a
 // text, is withheld, over many draws.
 func TestText_IssuedSecretsWithheld(t *testing.T) {
 	for range 2000 {
-		for _, sec := range []string{random.Secret(), "mk_" + random.Secret(), "ma_" + random.Secret()} {
+		for _, sec := range []string{random.Secret(), "mk_" + random.Secret(), "ma_" + random.Secret(), random.ID(24), random.ID(32),
+			strings.ToUpper(random.ID(20))} {
 			for _, text := range []string{sec, `json: unknown field "` + sec + `"`, "instance " + sec + " not found", "/.well-known/muster/" + sec + "/x"} {
 				got := Text(text)
 				if strings.Contains(got, sec) || !strings.Contains(got, Withheld) {
@@ -38,6 +43,7 @@ func TestText_OrdinaryTextKept(t *testing.T) {
 		"cannot reach http://api-gateway.prod.example.com:8080/.well-known/muster/verify",
 		"request 550e8400-e29b-41d4-a716-446655440000",
 		"request 550E8400-E29B-41D4-A716-446655440000",
+		"key_0123456789abcdef and 0123456789abcdef0123456789abcdef (an instance's ID)",
 		"verification failed: X-Muster-Index missing",
 		"the callback answered 503 Service Unavailable",
 		"dial tcp 127.0.0.1:9: connect: connection refused",
@@ -99,4 +105,31 @@ func FuzzText(f *testing.F) {
 			t.Fatalf("Text(%q) = %q, Secretlike = %v", s, got, Secretlike(s))
 		}
 	})
+}
+
+// TestHandler: a log line's message and every string it carries (an
+// attribute, an error, a group's, one given by With) has what may be a
+// secret withheld, the node's own secrets too once named; other values
+// pass as they were.
+func TestHandler(t *testing.T) {
+	var buf strings.Builder
+	h := NewHandler(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(h)
+	issued, own := "mk_"+random.Secret(), "ops.admin.token.2024"
+	with := log.With("id", issued)
+	h.SetKnown(NewKnown(own)) // after With: its loggers see it too
+	with.Info("refused "+own, "method", issued, "err", errors.New("cannot reach /x/"+own), slog.Group("g", "path", issued),
+		"ids", []string{issued}, "took", 1500*time.Millisecond, "n", 7)
+	out := buf.String()
+	for _, sec := range []string{issued, own} {
+		if strings.Contains(out, sec) {
+			t.Fatalf("the log holds %q:\n%s", sec, out)
+		}
+	}
+	for _, want := range []string{`msg="refused (withheld)"`, "id=(withheld)", "method=(withheld)", `err="cannot reach /x/(withheld)"`,
+		"g.path=(withheld)", "took=1.5s", "n=7"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the line lacks %s:\n%s", want, out)
+		}
+	}
 }

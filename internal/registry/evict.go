@@ -46,6 +46,12 @@ func reasonSuffix(r string) string {
 	return " (" + r + ")"
 }
 
+// scrub withholds from free text the registry keeps (an eviction's
+// reason, a key's description: in the Raft log, in backups, in answers
+// to other callers) what looks like a secret, and the node's own secrets
+// by value.
+func (r *Registry) scrub(s string) string { return r.cfg.Known.Text(redact.Text(s)) }
+
 // notFound is the error for an instance ID the catalog does not hold: an
 // *EvictedError while the eviction that removed it bars its endpoint,
 // else ErrInstanceNotFound.
@@ -81,7 +87,7 @@ func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration,
 	// The reason is the operator's words, kept in the Raft log, the bar,
 	// its audit record and the refusals of the barred endpoint: a part
 	// of it that looks like a secret is withheld before any of them.
-	reason = redact.Text(reason)
+	reason = r.scrub(reason)
 	if err := r.Ready(); err != nil {
 		return nil, err
 	}

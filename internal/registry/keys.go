@@ -69,7 +69,7 @@ func (r *Registry) CreateKey(ctx context.Context, token string, spec KeySpec) (*
 		ID:           "key_" + random.ID(8),
 		SecretHash:   catalog.HashSecret(secret),
 		Services:     spec.Services,
-		Description:  spec.Description,
+		Description:  r.scrub(spec.Description),
 		MaxInstances: spec.MaxInstances,
 		CreatedAt:    r.now().UTC().Truncate(time.Second),
 	}

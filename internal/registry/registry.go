@@ -116,6 +116,11 @@ type Config struct {
 	// AdminTokenHash is SHA-256 of the admin token; empty refuses every
 	// admin operation.
 	AdminTokenHash []byte
+	// Known are the secrets the node holds in the clear (the admin,
+	// metrics and cluster secrets), withheld by value from the free text
+	// the registry keeps (an eviction's reason, a key's description), as
+	// what looks like a secret is (package redact).
+	Known redact.Known
 	// MaxVerifying caps concurrent registration callbacks.
 	MaxVerifying int
 	// MinVerifyingShare is the least share of the callback slots a caller

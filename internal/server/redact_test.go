@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,8 +31,17 @@ import (
 // "(withheld)". The metrics token, which an operator chooses and may
 // be lowercase hex (an ID's form), is withheld because the node knows it.
 func TestAudit_SecretsInCallerFieldsWithheld(t *testing.T) {
-	metricsToken := strings.Repeat("0123456789abcdef", 3)
-	h := testserver.NewHarness(t, func(c *server.Config) { c.MetricsToken = metricsToken })
+	// Tokens an operator chose in forms no shape rule can tell from
+	// words or IDs: only the node's knowing them withholds them.
+	metricsToken := strings.Repeat("0123456789abcdef", 2)
+	adminFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(adminFile, []byte("ops.admin.token.2024-x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := testserver.NewHarness(t, func(c *server.Config) {
+		c.MetricsToken = metricsToken
+		c.AdminTokenFile = adminFile
+	})
 	ctx := context.Background()
 	admin := h.AdminToken(t)
 	k := h.Key(t, "svc")
@@ -97,6 +107,13 @@ func TestAudit_SecretsInCallerFieldsWithheld(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), capPath) {
 		t.Fatalf("registration at a dead address: %v", err)
 	}
+	// The admin token in a verify path, and a session token for a
+	// request's method.
+	if _, err := h.Anon.Register(ctx, "svc", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: gone.Port(),
+		VerifyPath: api.VerifyPathPrefix + admin}); err == nil {
+		t.Fatal("registration at a dead address")
+	}
+	do(token, "/v1/services", "", nil)
 	// A secret in a request ID is not echoed (nor logged: see below).
 	resp := do("GET", "/v1/services/svc", "", nil, "X-Request-Id", foreign)
 	// The node's own instead: random for the server, then a count, so
@@ -107,9 +124,21 @@ func TestAudit_SecretsInCallerFieldsWithheld(t *testing.T) {
 	if got := do("GET", "/v1/services/svc", "", nil, "X-Request-Id", "req-42").Header.Get("X-Request-Id"); got != "req-42" {
 		t.Fatalf("an ordinary request ID is not echoed: %q", got)
 	}
-	// An eviction, carried out, whose reason holds the admin token.
+	do("GET", "/v1/services", "", nil, "X-Request-Id", admin)
+	// An eviction, carried out, whose reason holds the admin token: the
+	// reason is kept (the Raft log, backups, the bar that lookups show
+	// anyone) without it.
 	if _, err := h.Admin.Evict(ctx, reg.ID, time.Minute, "leaked "+admin+" while testing"); err != nil {
 		t.Fatal(err)
+	}
+	lookup, err := http.Get(h.Srv.URL() + "/v1/services/svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, _ := io.ReadAll(lookup.Body)
+	lookup.Body.Close()
+	if !strings.Contains(string(public), "leaked (withheld) while testing") {
+		t.Errorf("the bar lookups show does not give the reason with the token withheld: %s", public)
 	}
 
 	// The trail, through the API: everything recorded, nothing secret.
@@ -152,7 +181,7 @@ func TestAudit_SecretsInCallerFieldsWithheld(t *testing.T) {
 		return nil
 	})
 	for what, sec := range secrets {
-		for where, text := range map[string]string{"the trail": trail, "the data dir": files.String(), "the log": h.Logs.String()} {
+		for where, text := range map[string]string{"the trail": trail, "the data dir": files.String(), "the log": h.Logs.String(), "a lookup": string(public)} {
 			if strings.Contains(text, sec) {
 				t.Errorf("the %s is in %s", what, where)
 			}

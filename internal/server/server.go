@@ -25,6 +25,7 @@ import (
 	"github.com/musterhq/muster/internal/health"
 	"github.com/musterhq/muster/internal/httpapi"
 	"github.com/musterhq/muster/internal/random"
+	"github.com/musterhq/muster/internal/redact"
 	"github.com/musterhq/muster/internal/registry"
 	"github.com/musterhq/muster/internal/seedapi"
 	"github.com/musterhq/muster/internal/telemetry"
@@ -163,8 +164,11 @@ func (c Config) auditConfig() audit.Config {
 
 // Server is a running muster node.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// scrub withholds secrets from the log (package redact); it learns
+	// the server's own at Start.
+	scrub    *redact.Handler
 	cat      *catalog.Catalog
 	node     *cluster.Node
 	audit    *audit.Log
@@ -213,9 +217,12 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	// Per-instance lines are sampled (logsample.go); cfg.Logger itself
-	// is left as given.
-	return &Server{cfg: cfg, log: slog.New(newSampleHandler(cfg.Logger.Handler()))}, nil
+	// Per-instance lines are sampled (logsample.go), and what may be a
+	// secret is withheld from every line (the server's own secrets by
+	// value, once Start has read them); cfg.Logger itself is left as
+	// given.
+	scrub := redact.NewHandler(cfg.Logger.Handler())
+	return &Server{cfg: cfg, scrub: scrub, log: slog.New(newSampleHandler(scrub))}, nil
 }
 
 // Start binds the HTTP listener, opens storage, starts Raft and serves.
@@ -301,6 +308,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// The secrets this node holds in the clear: withheld by value from
+	// every log line from here on (and from records and the eviction
+	// reasons the registry keeps, below), whatever their form.
+	known := []string{adminToken, s.cfg.MetricsToken, string(ncfg.Secret)}
+	s.scrub.SetKnown(redact.NewKnown(known...))
 	s.cat = catalog.New(catalog.WithEventHistory(cmp.Or(s.cfg.EventHistory, catalog.DefaultEventHistory)))
 	ncfg.DataDir = s.cfg.DataDir
 	ncfg.Logger = s.log
@@ -313,9 +325,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	// The secrets this node holds in the clear never reach a record,
-	// whatever field a careless caller puts them in.
-	alog.Withhold(adminToken, s.cfg.MetricsToken)
+	// The secrets this node holds in the clear never reach a record or
+	// a log line, whatever field a careless caller puts them in.
+	alog.Withhold(known...)
 	ncfg.Observer = alog
 	node, err := cluster.Open(ncfg, s.cat)
 	if err != nil {
@@ -347,6 +359,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	rcfg := s.cfg.Registry
 	fitToFileLimit(&rcfg, fileLimit(), s.log)
 	rcfg.AdminTokenHash = catalog.HashSecret(adminToken)
+	rcfg.Known = redact.NewKnown(known...)
 	rcfg.Replication = repl
 	rcfg.Logger = s.log
 	rcfg.Audit = alog

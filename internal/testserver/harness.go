@@ -65,7 +65,11 @@ func (t teeHandler) WithGroup(n string) slog.Handler {
 // AdminToken returns the admin token the server wrote (or was given).
 func (h *Harness) AdminToken(tb testing.TB) string {
 	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(h.Dir, "admin-token"))
+	path := filepath.Join(h.Dir, "admin-token")
+	if h.Srv != nil && h.Srv.AdminTokenPath() != "" {
+		path = h.Srv.AdminTokenPath() // --admin-token-file's
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
