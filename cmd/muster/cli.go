@@ -309,7 +309,7 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 					if ev.Reason != "" {
 						reason = " (" + ev.Reason + ")"
 					}
-					fmt.Fprintf(w, "evicted: %s:%d until %s%s\n", ev.Address, ev.Port, ev.Until, reason)
+					fmt.Fprintf(w, "evicted: %s until %s%s\n", hostPort(ev.Address, ev.Port), ev.Until, reason)
 				}
 				return nil
 			})

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -35,6 +37,22 @@ func printOut(w io.Writer, format string, v any, ids []string, table func(io.Wri
 		return nil
 	}
 	return table(w)
+}
+
+// hostPort writes an address and port as host:port, in brackets for an
+// IPv6 address ([::1]:8080), as every table and message of the CLI shows
+// an endpoint.
+func hostPort(address string, port int) string {
+	return net.JoinHostPort(address, strconv.Itoa(port))
+}
+
+// count says how many of noun there are, in the singular or the plural:
+// "1 instance", "0 instances", "2 keys". The nouns it is given take an s.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // printYAML writes v as YAML with the field names and order of its JSON:

@@ -36,7 +36,7 @@ key's instances out for good, revoke the key.`, envAddr, envToken),
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "evicted %s; %s at %s:%d may register again after %s\n", ev.ID, ev.Service, ev.Address, ev.Port, ev.Until)
+			fmt.Fprintf(e.stdout, "evicted %s; %s at %s may register again after %s\n", ev.ID, ev.Service, hostPort(ev.Address, ev.Port), ev.Until)
 			return nil
 		},
 	}
