@@ -122,8 +122,8 @@ arguments.`, envAddr, envToken),
 				return err
 			}
 			return printOut(e.stdout, out.String(), k, []string{k.ID}, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "id:       %s\nsecret:   %s\nservices: %s\nlimit:    %d instances\n\nThe secret is shown only once. Give it to the services as MUSTER_KEY.\n",
-					k.ID, k.Secret, strings.Join(k.Services, ", "), k.MaxInstances)
+				_, err := fmt.Fprintf(w, "id:       %s\nsecret:   %s\nservices: %s\nlimit:    %s\n\nThe secret is shown only once. Give it to the services as MUSTER_KEY.\n",
+					k.ID, k.Secret, strings.Join(k.Services, ", "), count(k.MaxInstances, "instance"))
 				return err
 			})
 		},
@@ -168,7 +168,7 @@ func newKeysListCmd(e env) *cobra.Command {
 			})
 		},
 	}
-	out = outputFlag(cmd)
+	out = outputFlag(cmd, "the key IDs alone, one a line")
 	return cmd
 }
 
@@ -237,7 +237,7 @@ func newServicesCmd(e env) *cobra.Command {
 			})
 		},
 	}
-	out = outputFlag(cmd)
+	out = outputFlag(cmd, "the service names alone, one a line")
 	return cmd
 }
 
@@ -320,9 +320,10 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 	f.StringArrayVar(&metas, "meta", nil, "only instances with this meta key=value (or key:value); repeatable")
 	status = enumFlag(cmd, "status", "", "", "instances of this status: passing (the default), critical, draining or any",
 		"passing", "critical", "draining", "any")
-	f.BoolVar(&consistent, "consistent", false, "in a cluster, read through the leader: see every write acknowledged before")
+	f.BoolVar(&consistent, "consistent", false, "in a cluster, read through the leader: the answer shows every write acknowledged before the lookup began, "+
+		"at the cost of a round trip to a majority; it fails when no leader confirms within 2s")
 	f.BoolVar(&stale, "stale", false, "in a cluster, take the answering server's replica however far behind it is")
-	out = outputFlag(cmd)
+	out = outputFlag(cmd, "the instance IDs alone, one a line")
 	return cmd
 }
 
@@ -382,7 +383,7 @@ func newInstanceCmd(e env) *cobra.Command {
 			})
 		},
 	}
-	out = outputFlag(cmd)
+	out = outputFlag(cmd, "the instance's ID alone")
 	return cmd
 }
 

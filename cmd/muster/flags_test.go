@@ -92,3 +92,47 @@ func TestShortDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestFlags_Descriptions: every flag's description is a whole phrase:
+// none stops at an article, a preposition or a conjunction, as lookup
+// --consistent's once did ("see every write acknowledged before").
+func TestFlags_Descriptions(t *testing.T) {
+	dangling := regexp.MustCompile(`\b(a|an|the|of|to|for|before|after|with|and|or|but|than|that|which)$`)
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if usage := strings.TrimSuffix(f.Usage, " (env "+flagEnv(f)+")"); dangling.MatchString(usage) {
+				t.Errorf("%s --%s: the description stops mid-sentence: %q", c.CommandPath(), f.Name, usage)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd(env{getenv: func(string) string { return "" }}))
+}
+
+// TestHelp_OutputIDs: each command's -o id help says what that command
+// prints, not what another's does.
+func TestHelp_OutputIDs(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"services"}, "id (the service names alone, one a line)"},
+		{[]string{"lookup"}, "id (the instance IDs alone, one a line)"},
+		{[]string{"instance"}, "id (the instance's ID alone)"},
+		{[]string{"keys", "list"}, "id (the key IDs alone, one a line)"},
+		{[]string{"keys", "create"}, "id (the key's ID)"},
+		{[]string{"members"}, "id (the server IDs alone, one a line, sorted)"},
+	} {
+		out, _, _, err := runCLI(t, nil, append(tc.cmd, "-h")...)
+		line := regexp.MustCompile(`(?m)^ +-o, --output .*$`).FindString(out)
+		if err != nil || !strings.Contains(line, tc.want) {
+			t.Errorf("muster %s -h: %v; -o is described as\n%s\nwant %q", strings.Join(tc.cmd, " "), err, line, tc.want)
+		}
+		if tc.cmd[0] != "services" && strings.Contains(line, "services") {
+			t.Errorf("muster %s -h speaks of services in -o's help: %s", strings.Join(tc.cmd, " "), line)
+		}
+	}
+}

@@ -11,10 +11,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// outputFlag defines -o/--output on a command that prints records.
-func outputFlag(cmd *cobra.Command) *enumValue {
+// outputFlag defines -o/--output on a command that prints records; ids
+// says what -o id prints, such as "the key IDs, one a line".
+func outputFlag(cmd *cobra.Command, ids string) *enumValue {
 	return enumFlag(cmd, "output", "o", "table",
-		"output format: table; json or yaml (the registry's answer, same field names); id (the IDs alone, one a line; for services, the names)",
+		"output format: table; json or yaml (the registry's answer, same field names); id ("+ids+")",
 		"table", "json", "yaml", "id")
 }
 

@@ -165,8 +165,9 @@ start, unless MUSTER_ADMIN_TOKEN or --admin-token-file gives it one.`, envAddr, 
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "restored the catalog saved at index %d into the running registry, now at index %d: %d instances of %d services, %d keys, %d evictions\n",
-				res.SnapshotIndex, res.Index, res.Instances, res.Services, res.Keys, res.Evictions)
+			fmt.Fprintf(e.stdout, "restored the catalog saved at index %d into the running registry, now at index %d: %s of %s, %s, %s\n",
+				res.SnapshotIndex, res.Index, count(res.Instances, "instance"), count(res.Services, "service"), count(res.Keys, "key"),
+				count(res.Evictions, "eviction"))
 			return nil
 		},
 	}

@@ -201,7 +201,8 @@ func blockScript(blocks []docBlock, ports *strings.Replacer) string {
 
 // checkBlocks splits a blockScript's output by block, fails if the
 // script failed or stopped early, and checks that each block's output
-// shows what the block's "# " lines show.
+// shows what the block's "# " lines show, in their order: each shown line
+// matches on the line the one before it matched or on a later one.
 func checkBlocks(t *testing.T, doc, section string, blocks []docBlock, out string, runErr error, ports *strings.Replacer) {
 	t.Helper()
 	got := map[int]string{}
@@ -223,13 +224,32 @@ func checkBlocks(t *testing.T, doc, section string, blocks []docBlock, out strin
 	if runErr != nil || !finished {
 		t.Fatalf("%s %q: block %d (line %d) failed: %v\n--- script\n%s--- output\n%s", doc, section, cur, blocks[max(cur, 0)].line, runErr, blocks[max(cur, 0)].script, got[cur])
 	}
+	for _, msg := range unshown(doc, blocks, got, ports) {
+		t.Error(msg)
+	}
+}
+
+// unshown checks each block's output (got, by block) against its "# "
+// lines, in order, and says what does not match.
+func unshown(doc string, blocks []docBlock, got map[int]string, ports *strings.Replacer) []string {
+	var msgs []string
 	for i, b := range blocks {
+		from := 0 // where the line the last shown line matched begins
 		for _, show := range b.shows {
-			if !showPattern(show, ports).MatchString(got[i]) {
-				t.Errorf("%s line %d: the block's output does not show %q:\n%s", doc, b.line, show, got[i])
+			p := showPattern(show, ports)
+			loc := p.FindStringIndex(got[i][from:])
+			switch {
+			case loc != nil:
+				from = strings.LastIndex(got[i][:from+loc[0]], "\n") + 1
+			case p.MatchString(got[i]):
+				msgs = append(msgs, fmt.Sprintf("%s line %d: the block's output shows %q, but not after what the lines before it show:\n%s",
+					doc, b.line, show, got[i]))
+			default:
+				msgs = append(msgs, fmt.Sprintf("%s line %d: the block's output does not show %q:\n%s", doc, b.line, show, got[i]))
 			}
 		}
 	}
+	return msgs
 }
 
 func waitReady(t *testing.T, url string) {
@@ -245,6 +265,30 @@ func waitReady(t *testing.T, url string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("the server at %s did not become ready", url)
+}
+
+// TestUnshown: a block's shown lines must appear in its output in the
+// order shown; two may match one line; "..." stands for anything.
+func TestUnshown(t *testing.T) {
+	ports := strings.NewReplacer()
+	out := "muster: watching web: 1 instance\nINDEX  EVENT  DETAIL\n7  snapshot  web\n"
+	for _, tc := range []struct {
+		shows []string
+		want  string // in the one message, or "" for none
+	}{
+		{[]string{"muster: watching ...", "INDEX  ...DETAIL", "...snapshot  ...web"}, ""},
+		{[]string{"INDEX", "EVENT", "snapshot"}, ""}, // INDEX and EVENT on one line
+		{[]string{"INDEX  ...DETAIL", "...snapshot", "muster: watching ..."}, "but not after what the lines before it show"},
+		{[]string{"INDEX  ...STATUS"}, "does not show"},
+	} {
+		msgs := unshown("README.md", []docBlock{{line: 3, shows: tc.shows}}, map[int]string{0: out}, ports)
+		switch {
+		case tc.want == "" && len(msgs) > 0:
+			t.Errorf("%q: %q", tc.shows, msgs)
+		case tc.want != "" && (len(msgs) != 1 || !strings.Contains(msgs[0], tc.want)):
+			t.Errorf("%q: %q, want one message saying %q", tc.shows, msgs, tc.want)
+		}
+	}
 }
 
 // TestDocs_APIWalkthrough: docs/api.md's curl walk-through runs as
