@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -537,6 +538,50 @@ func TestCLI_RegisterSidecarRefused(t *testing.T) {
 				t.Fatalf("took %s to give up", d)
 			}
 		})
+	}
+}
+
+// TestCLI_RegisterSidecarCannotListen: a sidecar given an --address that
+// is not this host's, or a --verify-port in use, exits 1 at once with a
+// hint naming the flag to change; --address's help says the rule.
+func TestCLI_RegisterSidecarCannotListen(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
+	env := map[string]string{"MUSTER_ADDR": deadURL(t), "MUSTER_KEY": "mk_" + strings.Repeat("x", 40)}
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		want  []string // in stderr
+	}{
+		// 192.0.2.1 is TEST-NET-1: documentation's, no host's.
+		{"not this host's", []string{"--address", "192.0.2.1"}, []string{
+			"muster: listen on 192.0.2.1:0 for the verification callback: ",
+			"\nhint: --address 192.0.2.1 is not an address of this host: the sidecar listens on --address for the registry's verification callback",
+			"run muster register on the host that holds 192.0.2.1\n"}},
+		{"verify port in use", []string{"--address", "127.0.0.1", "--verify-port", busyPort}, []string{
+			"muster: listen on 127.0.0.1:" + busyPort + " for the verification callback: ",
+			"\nhint: --verify-port " + busyPort + " is in use on 127.0.0.1: give a free port, or leave --verify-port out for any free one\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"register", "--service", "web", "--port", "8080"}, tc.extra...)
+			out, errOut, code, _ := runCLI(t, env, args...)
+			if code != 1 || out != "" {
+				t.Errorf("exit %d, stdout %q; want 1 and nothing", code, out)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr does not say %q:\n%s", want, errOut)
+				}
+			}
+		})
+	}
+	help, _, _, _ := runCLI(t, nil, "register", "-h")
+	if !strings.Contains(help, "the sidecar listens on it for the registry's callback, so it must be an address of this host") {
+		t.Errorf("register -h does not say what --address must be:\n%s", help)
 	}
 }
 

@@ -246,6 +246,9 @@ func hint(err error, getenv func(string) string) string {
 			return "is MUSTER_ADDR the URL of a muster registry?"
 		}
 	}
+	if le := (*listenError)(nil); errors.As(err, &le) && le.hint != "" {
+		return le.hint
+	}
 	var answer *client.Error
 	switch {
 	case errors.Is(err, client.ErrUnauthorized) && getenv("MUSTER_TOKEN") == "":

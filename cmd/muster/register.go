@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +22,9 @@ import (
 const registerLong = `Register a process that cannot embed the SDK, and keep it registered:
 the sidecar answers the registry's verification callback on its own port
 of --address, heartbeats until interrupted, and drains and deregisters on
-Ctrl-C (or SIGTERM).
+Ctrl-C (or SIGTERM). The callback proves that the process runs at
+--address, so the sidecar runs on the same host as the process: --address
+must be an address of this host.
 
 With --check-http, --check-tcp or --check-grpc the registry also probes
 the process itself on --port, and lists it as passing only while the
@@ -105,7 +108,8 @@ func newRegisterCmd(e env) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&name, "service", "", "service name (required)")
-	f.StringVar(&address, "address", "", "address clients use to reach the process (required)")
+	f.StringVar(&address, "address", "", "address clients use to reach the process (required); the sidecar listens on it "+
+		"for the registry's callback, so it must be an address of this host (an IP address, or a name that resolves to one)")
 	f.IntVar(&port, "port", 0, "port clients use to reach the process (required)")
 	scheme = enumFlag(cmd, "scheme", "", "http", "the process's scheme", "http", "https")
 	f.StringArrayVar(&tags, "tag", nil, "tag; repeatable")
@@ -155,7 +159,7 @@ func sidecarChecks(paths []string, tcp, grpc bool, grpcService string, every, li
 func sidecar(ctx context.Context, e env, cfg client.ServiceConfig) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Address, strconv.Itoa(cfg.VerifyPort)))
 	if err != nil {
-		return fmt.Errorf("listen for the verification callback: %w", err)
+		return newListenError(cfg.Address, cfg.VerifyPort, err)
 	}
 	defer ln.Close()
 	cfg.VerifyPort = ln.Addr().(*net.TCPAddr).Port
@@ -207,6 +211,37 @@ func sidecar(ctx context.Context, e env, cfg client.ServiceConfig) error {
 			}
 		}
 	}
+}
+
+// listenError is the sidecar failing to listen for the verification
+// callback on --address; its hint says which flag to change, and how.
+type listenError struct {
+	address string
+	err     error
+	hint    string
+}
+
+func (e *listenError) Error() string {
+	return fmt.Sprintf("listen on %s for the verification callback: %v", e.address, e.err)
+}
+func (e *listenError) Unwrap() error { return e.err }
+
+// newListenError explains why listening on address, port (0: any) failed.
+func newListenError(address string, port int, err error) error {
+	le := &listenError{address: net.JoinHostPort(address, strconv.Itoa(port)), err: err}
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		le.hint = fmt.Sprintf("--address %s is not an address of this host: the sidecar listens on --address for the registry's "+
+			"verification callback, which proves the process runs there, so run muster register on the host that holds %s", address, address)
+	case errors.As(err, &dnsErr):
+		le.hint = fmt.Sprintf("--address %s does not resolve on this host: give an IP address of this host, or a name that resolves to one", address)
+	case errors.Is(err, syscall.EADDRINUSE):
+		le.hint = fmt.Sprintf("--verify-port %d is in use on %s: give a free port, or leave --verify-port out for any free one", port, address)
+	case errors.Is(err, syscall.EACCES):
+		le.hint = fmt.Sprintf("--verify-port %d needs privileges to listen on: give a port above 1023, or leave --verify-port out", port)
+	}
+	return le
 }
 
 // refusedError is the registry refusing the sidecar's registration for
