@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/registry"
 )
 
 // newClient returns an SDK client from MUSTER_ADDR and MUSTER_TOKEN.
@@ -109,6 +111,9 @@ arguments.`, envAddr, envToken),
 			if len(services) == 0 {
 				return usageError("keys create needs at least one --service PATTERN")
 			}
+			if maxInst < 0 || maxInst > registry.MaxKeyInstances {
+				return usagef("--max-instances must be from 0 (the server's --max-instances-per-key) to %d, not %d", registry.MaxKeyInstances, maxInst)
+			}
 			c, err := e.newClient()
 			if err != nil {
 				return err
@@ -131,7 +136,8 @@ arguments.`, envAddr, envToken),
 	f := cmd.Flags()
 	f.StringArrayVar(&services, "service", nil, "service name pattern the key may register; repeatable; * is a wildcard")
 	f.StringVar(&desc, "description", "", "a note shown in key listings")
-	f.IntVar(&maxInst, "max-instances", 0, "the most instances registered with the key at once (0: the server's --max-instances-per-key)")
+	f.IntVar(&maxInst, "max-instances", 0, "the most instances registered with the key at once, up to "+strconv.Itoa(registry.MaxKeyInstances)+
+		" (0: the server's --max-instances-per-key)")
 	out = enumFlag(cmd, "output", "o", "table",
 		"output format: table; json or yaml (the registry's answer, same field names); id (the key's ID); secret (the secret alone)",
 		"table", "json", "yaml", "id", "secret")

@@ -83,8 +83,13 @@ func TestRun_HelpExitsZero(t *testing.T) {
 }
 
 // TestReport_UsageErrors: a usage error exits 2 with one line naming the
-// mistake and one pointing at the command's -h, and nothing else.
+// mistake and one pointing at the command's -h, and nothing else. A bad
+// flag value is one, even where only the registry knew the rule before.
 func TestReport_UsageErrors(t *testing.T) {
+	// reg is a register command line, complete but for extra.
+	reg := func(extra ...string) []string {
+		return append([]string{"register", "--service", "web", "--address", "127.0.0.1", "--port", "8080"}, extra...)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string // in the error line
@@ -110,6 +115,26 @@ func TestReport_UsageErrors(t *testing.T) {
 		{[]string{"completion", "tcsh"}, "completion needs one shell", "muster completion"},
 		{[]string{"help", "keys", "bogus"}, `unknown help topic "keys bogus"`, "muster help"},
 		{[]string{"server", "--register-rate", "0"}, "--register-rate must be between", "muster server"},
+		// Values the registry would refuse (400, exit 1) are refused
+		// here, naming the flag.
+		{reg("--port", "99999"), "--port must be from 1 to 65535, not 99999", "muster register"},
+		{reg("--port", "-1"), "--port must be from 1 to 65535, not -1", "muster register"},
+		{reg("--verify-port", "70000"), "--verify-port must be from 1 to 65535 (or 0 for any free port), not 70000", "muster register"},
+		{reg("--ttl", "500ms"), "--ttl must be from 1s to 1h (or 0, with a check, for no heartbeats), not 500ms", "muster register"},
+		{reg("--ttl", "2h"), "--ttl must be from 1s to 1h", "muster register"},
+		{reg("--ttl", "-1s"), "--ttl must be from 1s to 1h", "muster register"},
+		{reg("--check-tcp", "--check-interval", "500ms"), "--check-interval must be from 1s to 1h, not 500ms", "muster register"},
+		{reg("--check-tcp", "--check-interval", "2h"), "--check-interval must be from 1s to 1h, not 2h", "muster register"},
+		{reg("--check-tcp", "--check-timeout", "20s"), "--check-timeout must be from 100ms to 10s and at most --check-interval (10s), not 20s", "muster register"},
+		{reg("--check-tcp", "--check-interval", "2s", "--check-timeout", "3s"), "at most --check-interval (2s), not 3s", "muster register"},
+		{reg("--check-http", "healthz"), "--check-http: path must start with /", "muster register"},
+		{reg("--scheme", "https", "--check-http", "/healthz"), "--scheme https with that check: http checks of https instances are not supported yet", "muster register"},
+		{[]string{"evict", "abc", "--for", "1000h"}, "--for must be from 1s to 720h, not 1000h", "muster evict"},
+		{[]string{"evict", "abc", "--for", "0s"}, "--for must be from 1s to 720h, not 0s", "muster evict"},
+		{[]string{"keys", "create", "--service", "web", "--max-instances", "-1"}, "--max-instances must be from 0 (the server's --max-instances-per-key) to 1000000, not -1", "muster keys create"},
+		{[]string{"keys", "create", "--service", "web", "--max-instances", "1000001"}, "to 1000000, not 1000001", "muster keys create"},
+		{[]string{"health", "--timeout", "0s"}, "--timeout must be above 0, not 0s", "muster health"},
+		{[]string{"snapshot", "restore", "backup.json", "--timeout", "0s"}, "--timeout must be above 0, not 0s", "muster snapshot restore"},
 	} {
 		out, errOut, code, err := runCLI(t, nil, tc.args...)
 		lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
