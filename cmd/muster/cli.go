@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -258,7 +259,14 @@ func newLookupCmd(e env) *cobra.Command {
 		Use:   "lookup NAME [flags]",
 		Short: "look up a service's instances",
 		Long: withEnv(`Look up a service's instances: the passing ones unless --status says
-otherwise. With several --tag or --meta, an instance must match them all.`, envAddr),
+otherwise. With several --tag or --meta, an instance must match them all.
+
+When no instance matches, the table is empty and a line on stderr says
+why: no service has that name, or how many of its instances have
+another status (--status any shows them), or none has the --tag and
+--meta given. The exit status is 0 all the same, since an empty answer
+is an answer; -o id then prints nothing, and json and yaml an empty
+list, with no note.`, envAddr),
 		Example: `  muster lookup fetch_url --tag v2 --meta site=dice.com
   muster lookup fetch_url --status any -o json
   muster lookup fetch_url --consistent
@@ -266,27 +274,28 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 		Args:              nArgs(1, "one service NAME"),
 		ValidArgsFunction: completeServices(e),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var opts []client.LookupOption
+			var filters, mode []client.LookupOption // tags and meta; the read's mode
 			for _, t := range tags {
-				opts = append(opts, client.WithTag(t))
+				filters = append(filters, client.WithTag(t))
 			}
 			for _, m := range metas {
 				k, v, err := parseMeta(m)
 				if err != nil {
 					return err
 				}
-				opts = append(opts, client.WithMeta(k, v))
-			}
-			if s := status.String(); s != "" {
-				opts = append(opts, client.WithStatus(s))
+				filters = append(filters, client.WithMeta(k, v))
 			}
 			switch {
 			case consistent && stale:
 				return usagef("--consistent and --stale exclude each other")
 			case consistent:
-				opts = append(opts, client.WithConsistent())
+				mode = append(mode, client.WithConsistent())
 			case stale:
-				opts = append(opts, client.WithStale())
+				mode = append(mode, client.WithStale())
+			}
+			opts := slices.Concat(filters, mode)
+			if s := status.String(); s != "" {
+				opts = append(opts, client.WithStatus(s))
 			}
 			c, err := e.newClient()
 			if err != nil {
@@ -317,6 +326,10 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 					}
 					fmt.Fprintf(w, "evicted: %s until %s%s\n", hostPort(ev.Address, ev.Port), ev.Until, reason)
 				}
+				if len(res.Instances) == 0 {
+					// Only here, for people: scripts read -o id or json.
+					fmt.Fprintln(e.stderr, "muster:", emptyLookupNote(cmd.Context(), c, args[0], res, status.String(), filters, mode))
+				}
 				return nil
 			})
 		},
@@ -331,6 +344,52 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 	f.BoolVar(&stale, "stale", false, "in a cluster, take the answering server's replica however far behind it is")
 	out = outputFlag(cmd, "the instance IDs alone, one a line")
 	return cmd
+}
+
+// emptyLookupNote says why the lookup of name with status (""
+// for passing), filters and mode answered res, which has no instances:
+// a service never registered has index 0; else a lookup of any status
+// with the same filters counts the instances of each status. That second
+// lookup failing leaves the note without counts.
+func emptyLookupNote(ctx context.Context, c *client.Client, name string, res client.Result, status string,
+	filters, mode []client.LookupOption) string {
+	if res.Index == 0 {
+		return fmt.Sprintf("no service named %s (muster services lists the services)", name)
+	}
+	with := ""
+	if len(filters) > 0 {
+		with = " with the --tag and --meta given"
+	}
+	if status == "" {
+		status = api.StatusPassing
+	}
+	if status == "any" {
+		if with != "" {
+			return fmt.Sprintf("no instance of %s has the --tag and --meta given", name)
+		}
+		return fmt.Sprintf("%s has no instances now", name)
+	}
+	all, err := c.Lookup(ctx, name, slices.Concat(filters, mode, []client.LookupOption{client.WithStatus("any")})...)
+	if err != nil {
+		return fmt.Sprintf("no %s instances of %s%s", status, name, with)
+	}
+	if len(all.Instances) == 0 {
+		if with != "" {
+			return fmt.Sprintf("no instance of %s, of any status, has the --tag and --meta given", name)
+		}
+		return fmt.Sprintf("%s has no instances now", name)
+	}
+	n := map[string]int{}
+	for _, in := range all.Instances {
+		n[in.Status]++
+	}
+	var others []string
+	for _, st := range []string{api.StatusPassing, api.StatusDraining, api.StatusCritical} {
+		if st != status {
+			others = append(others, fmt.Sprintf("%d %s", n[st], st))
+		}
+	}
+	return fmt.Sprintf("no %s instances of %s%s (%s; --status any shows them)", status, name, with, strings.Join(others, ", "))
 }
 
 func lastSeen(ms int64) string {

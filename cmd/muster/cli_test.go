@@ -837,3 +837,54 @@ func TestCLI_MembersOutput(t *testing.T) {
 		t.Errorf("members -o id answered by a removed server: %q, stderr %q, exit %d", out, errOut, code)
 	}
 }
+
+// TestCLI_LookupEmptyNote: a lookup whose table is empty says why on
+// stderr (no such service, the instances' other statuses, the filters)
+// and still exits 0; -o id and json stay silent for scripts.
+func TestCLI_LookupEmptyNote(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	env := map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": h.AdminToken(t)}
+	const header = "ID  URL  STATUS  LAST SEEN  QUALITY  TAGS  META\n"
+	lookup := func(want string, args ...string) {
+		t.Helper()
+		out, errOut, code, err := runCLI(t, env, append([]string{"lookup"}, args...)...)
+		if code != 0 || err != nil || out != header || errOut != want {
+			t.Errorf("muster lookup %s: exit %d, %v\nstdout %q\nstderr %q\nwant only the header, and %q",
+				strings.Join(args, " "), code, err, out, errOut, want)
+		}
+	}
+	lookup("muster: no service named nosuch (muster services lists the services)\n", "nosuch")
+
+	k := h.Key(t, "web")
+	in := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := h.Anon.Register(context.Background(), "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port(), Tags: []string{"v1"}, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup("muster: no instance of web, of any status, has the --tag and --meta given\n", "web", "--tag", "v2")
+	lookup("muster: no critical instances of web (1 passing, 0 draining; --status any shows them)\n", "web", "--status", "critical")
+	if _, err := h.Admin.Drain(context.Background(), reg.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	lookup("muster: no passing instances of web (1 draining, 0 critical; --status any shows them)\n", "web")
+	lookup("muster: no passing instances of web with the --tag and --meta given (1 draining, 0 critical; --status any shows them)\n",
+		"web", "--tag", "v1")
+	lookup("muster: no instance of web has the --tag and --meta given\n", "web", "--status", "any", "--meta", "zone=a")
+	for _, args := range [][]string{{"web", "-o", "id"}, {"nosuch", "-o", "id"}} {
+		if out, errOut, code, _ := runCLI(t, env, append([]string{"lookup"}, args...)...); out != "" || errOut != "" || code != 0 {
+			t.Errorf("muster lookup %s: exit %d, stdout %q, stderr %q; want nothing at all", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	if out, errOut, _, _ := runCLI(t, env, "lookup", "web", "-o", "json"); errOut != "" || !strings.Contains(out, `"instances": []`) {
+		t.Errorf("muster lookup web -o json: stdout %s, stderr %q", out, errOut)
+	}
+	if err := h.Admin.Deregister(context.Background(), reg.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	lookup("muster: web has no instances now\n", "web")
+	lookup("muster: web has no instances now\n", "web", "--status", "any")
+
+	if help, _, _, _ := runCLI(t, nil, "lookup", "-h"); !strings.Contains(help, "The exit status is 0 all the same") {
+		t.Errorf("lookup -h does not say how an empty answer exits:\n%s", help)
+	}
+}
