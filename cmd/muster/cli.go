@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -181,14 +182,27 @@ func newKeysListCmd(e env) *cobra.Command {
 
 func newKeysRevokeCmd(e env) *cobra.Command {
 	return &cobra.Command{
-		Use:   "revoke ID",
-		Short: "revoke an enrolment key",
-		Long: withEnv(`Revoke an enrolment key: it registers nothing more. Instances it
-registered stay until they leave or expire.`, envAddr, envToken),
-		Args: nArgs(1, "one key ID"),
+		Use:   "revoke ID...",
+		Short: "revoke enrolment keys",
+		Long: withEnv(`Revoke enrolment keys: each registers nothing more. Instances they
+registered stay until they leave or expire.
+
+Each ID is revoked in turn, and a line on stdout says so. One that
+cannot be (an unknown ID, say) is reported on stderr and the rest are
+still tried; the exit status is then 1. When the registry refuses the
+admin token, the IDs after the first are not tried: they would be
+refused alike.`, envAddr, envToken),
+		Example: `  muster keys revoke key_2283c8f7f3a26b48
+  muster keys revoke $(muster keys list -o id)    # every key`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError("keys revoke needs one key ID or more")
+			}
+			return nil
+		},
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 			c, err := e.newClient()
-			if len(args) > 0 || err != nil {
+			if err != nil {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
@@ -196,7 +210,9 @@ registered stay until they leave or expire.`, envAddr, envToken),
 			keys, _ := c.Keys(ctx)
 			var ids []string
 			for _, k := range keys {
-				ids = append(ids, k.ID+"\t"+strings.Join(k.Services, ","))
+				if !slices.Contains(args, k.ID) {
+					ids = append(ids, k.ID+"\t"+strings.Join(k.Services, ","))
+				}
 			}
 			return ids, cobra.ShellCompDirectiveNoFileComp
 		},
@@ -205,14 +221,58 @@ registered stay until they leave or expire.`, envAddr, envToken),
 			if err != nil {
 				return err
 			}
-			if err := c.RevokeKey(cmd.Context(), args[0]); err != nil {
-				return err
+			var ids []string // args, each once
+			for _, id := range args {
+				if !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
 			}
-			fmt.Fprintln(e.stdout, "revoked", args[0])
+			re := &revokeError{asked: len(ids)}
+			for i, id := range ids {
+				err := c.RevokeKey(cmd.Context(), id)
+				if err == nil {
+					fmt.Fprintln(e.stdout, "revoked", id)
+					continue
+				}
+				if len(ids) == 1 {
+					return err
+				}
+				re.failed = append(re.failed, id)
+				if re.err == nil {
+					re.err = err
+				}
+				refused := errors.Is(err, client.ErrUnauthorized) || errors.Is(err, client.ErrForbidden) || cmd.Context().Err() != nil
+				if refused && i < len(ids)-1 {
+					re.err, re.untried = err, ids[i+1:]
+					return re
+				}
+				fmt.Fprintf(e.stderr, "muster: %s: %v\n", id, err)
+			}
+			if len(re.failed) > 0 {
+				return re
+			}
 			return nil
 		},
 	}
 }
+
+// revokeError is keys revoke failing to revoke some of the keys asked
+// for. It unwraps to err, so that report gives err's hint.
+type revokeError struct {
+	asked   int      // keys asked for
+	failed  []string // the IDs that failed, each reported as it failed but the last if untried is set
+	untried []string // the IDs not tried, after a refusal that would refuse them alike
+	err     error    // the refusal that stopped it, or else the first failure
+}
+
+func (e *revokeError) Error() string {
+	if len(e.untried) > 0 {
+		return fmt.Sprintf("%s: %v; not tried, as the registry would refuse them alike: %s",
+			e.failed[len(e.failed)-1], e.err, strings.Join(e.untried, ", "))
+	}
+	return fmt.Sprintf("revoked %d of %d keys; not revoked: %s (why is above)", e.asked-len(e.failed), e.asked, strings.Join(e.failed, ", "))
+}
+func (e *revokeError) Unwrap() error { return e.err }
 
 func newServicesCmd(e env) *cobra.Command {
 	var out *enumValue

@@ -108,7 +108,7 @@ func TestReport_UsageErrors(t *testing.T) {
 		{[]string{"lookup", "web", "--consistent", "--stale"}, "--consistent and --stale exclude each other", "muster lookup"},
 		{[]string{"lookup", "web", "--meta", "zone"}, `--meta "zone" must be key=value (or key:value)`, "muster lookup"},
 		{[]string{"keys", "create"}, "needs at least one --service", "muster keys create"},
-		{[]string{"keys", "revoke"}, "keys revoke needs one key ID", "muster keys revoke"},
+		{[]string{"keys", "revoke"}, "keys revoke needs one key ID or more", "muster keys revoke"},
 		{[]string{"drain"}, "drain needs one instance ID", "muster drain"},
 		{[]string{"server", "extra"}, "server needs no arguments", "muster server"},
 		{[]string{"register", "--service", "web"}, "register needs --service, --address and --port", "muster register"},
@@ -886,5 +886,51 @@ func TestCLI_LookupEmptyNote(t *testing.T) {
 
 	if help, _, _, _ := runCLI(t, nil, "lookup", "-h"); !strings.Contains(help, "The exit status is 0 all the same") {
 		t.Errorf("lookup -h does not say how an empty answer exits:\n%s", help)
+	}
+}
+
+// TestCLI_KeysRevokeSeveral: keys revoke takes several IDs, as
+// `muster keys revoke $(muster keys list -o id)` gives it: it revokes
+// each it can, says which it could not and why, and exits 1 if any
+// failed, having tried the rest; a refused admin token stops it at the
+// first, naming those not tried.
+func TestCLI_KeysRevokeSeveral(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	env := map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": h.AdminToken(t)}
+	a, b, c := h.Key(t, "a"), h.Key(t, "b"), h.Key(t, "c")
+	const unknown = "key_0123456789abcdef"
+
+	out, errOut, code, err := runCLI(t, env, "keys", "revoke", a.ID, unknown, b.ID, a.ID)
+	if code != 1 || out != "revoked "+a.ID+"\nrevoked "+b.ID+"\n" || !errors.Is(err, client.ErrNotFound) ||
+		!strings.HasPrefix(errOut, "muster: "+unknown+": revoke key: not found") ||
+		!strings.HasSuffix(errOut, "\nmuster: revoked 2 of 3 keys; not revoked: "+unknown+" (why is above)\n") {
+		t.Errorf("keys revoke with an unknown ID among them: exit %d, %v\nstdout:\n%s\nstderr:\n%s", code, err, out, errOut)
+	}
+	if got, _, _, _ := runCLI(t, env, "keys", "list", "-o", "id"); got != c.ID+"\n" {
+		t.Fatalf("keys left: %q, want only %s", got, c.ID)
+	}
+
+	// As the README does it.
+	d := h.Key(t, "d")
+	ids, _, _, _ := runCLI(t, env, "keys", "list", "-o", "id")
+	out, errOut, code, err = runCLI(t, env, append([]string{"keys", "revoke"}, strings.Fields(ids)...)...)
+	if code != 0 || !strings.Contains(out, "revoked "+c.ID+"\n") || !strings.Contains(out, "revoked "+d.ID+"\n") || errOut != "" {
+		t.Errorf("keys revoke $(keys list -o id): exit %d, %v\nstdout:\n%s\nstderr:\n%s", code, err, out, errOut)
+	}
+
+	// No admin token: every revocation would be refused alike.
+	e, f := h.Key(t, "e"), h.Key(t, "f")
+	out, errOut, code, err = runCLI(t, map[string]string{"MUSTER_ADDR": h.Srv.URL()}, "keys", "revoke", e.ID, f.ID, unknown)
+	if code != 1 || out != "" || !errors.Is(err, client.ErrUnauthorized) || strings.Count(errOut, "muster: ") != 1 ||
+		!strings.Contains(errOut, "muster: "+e.ID+": revoke key: ") ||
+		!strings.Contains(errOut, "; not tried, as the registry would refuse them alike: "+f.ID+", "+unknown+"\n") ||
+		!strings.Contains(errOut, "\nhint: set MUSTER_TOKEN") {
+		t.Errorf("keys revoke without a token: exit %d, %v\nstdout:\n%s\nstderr:\n%s", code, err, out, errOut)
+	}
+
+	// One ID fails as it always did: the registry's error, once.
+	_, errOut, code, err = runCLI(t, env, "keys", "revoke", unknown)
+	if code != 1 || !errors.Is(err, client.ErrNotFound) || strings.Count(errOut, "muster: ") != 1 || strings.Contains(errOut, "revoked") {
+		t.Errorf("keys revoke of one unknown ID: exit %d, %v\nstderr:\n%s", code, err, errOut)
 	}
 }
