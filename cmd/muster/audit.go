@@ -82,9 +82,9 @@ each record is one JSON document a line (api.AuditRecord).`, envAddr, envToken),
 	f := cmd.Flags()
 	f.StringVar(&since, "since", "", "show the records from this time on: a duration ago (1h, 30m) or an RFC 3339 time")
 	f.StringVar(&service, "service", "", "only the records of this service")
-	actionFlag = enumFlag(cmd, "action", "", "", "only the records of this action", "", "register", "deregister", "drain", "evict", "expire",
-		"remove", "status", "key_create", "key_revoke", "key_list", "snapshot_save", "snapshot_restore", "member_remove", "heartbeat",
-		"audit_read", "snapshot_installed")
+	actions := []string{"register", "deregister", "drain", "evict", "expire", "remove", "status", "key_create", "key_revoke",
+		"key_list", "snapshot_save", "snapshot_restore", "member_remove", "heartbeat", "audit_read", "snapshot_installed"}
+	actionFlag = enumFlag(cmd, "action", "", "", "only the records of this action: "+orList(actions), append([]string{""}, actions...)...)
 	outcome = enumFlag(cmd, "outcome", "", "", "only the records of this outcome: ok, refused or failed", "", "ok", "refused", "failed")
 	f.IntVar(&limit, "limit", 100, "the most records shown (1 to 1000); with --follow, before it follows")
 	f.BoolVar(&follow, "follow", false, "after the records asked for, print each new record as it is written, until interrupted")

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/registry"
 )
 
 // newClient returns an SDK client from MUSTER_ADDR and MUSTER_TOKEN.
@@ -109,6 +113,9 @@ arguments.`, envAddr, envToken),
 			if len(services) == 0 {
 				return usageError("keys create needs at least one --service PATTERN")
 			}
+			if maxInst < 0 || maxInst > registry.MaxKeyInstances {
+				return usagef("--max-instances must be from 0 (the server's --max-instances-per-key) to %d, not %d", registry.MaxKeyInstances, maxInst)
+			}
 			c, err := e.newClient()
 			if err != nil {
 				return err
@@ -122,8 +129,8 @@ arguments.`, envAddr, envToken),
 				return err
 			}
 			return printOut(e.stdout, out.String(), k, []string{k.ID}, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "id:       %s\nsecret:   %s\nservices: %s\nlimit:    %d instances\n\nThe secret is shown only once. Give it to the services as MUSTER_KEY.\n",
-					k.ID, k.Secret, strings.Join(k.Services, ", "), k.MaxInstances)
+				_, err := fmt.Fprintf(w, "id:       %s\nsecret:   %s\nservices: %s\nlimit:    %s\n\nThe secret is shown only once. Give it to the services as MUSTER_KEY.\n",
+					k.ID, k.Secret, strings.Join(k.Services, ", "), count(k.MaxInstances, "instance"))
 				return err
 			})
 		},
@@ -131,7 +138,8 @@ arguments.`, envAddr, envToken),
 	f := cmd.Flags()
 	f.StringArrayVar(&services, "service", nil, "service name pattern the key may register; repeatable; * is a wildcard")
 	f.StringVar(&desc, "description", "", "a note shown in key listings")
-	f.IntVar(&maxInst, "max-instances", 0, "the most instances registered with the key at once (0: the server's --max-instances-per-key)")
+	f.IntVar(&maxInst, "max-instances", 0, "the most instances registered with the key at once, up to "+strconv.Itoa(registry.MaxKeyInstances)+
+		" (0: the server's --max-instances-per-key)")
 	out = enumFlag(cmd, "output", "o", "table",
 		"output format: table; json or yaml (the registry's answer, same field names); id (the key's ID); secret (the secret alone)",
 		"table", "json", "yaml", "id", "secret")
@@ -168,20 +176,33 @@ func newKeysListCmd(e env) *cobra.Command {
 			})
 		},
 	}
-	out = outputFlag(cmd)
+	out = outputFlag(cmd, "the key IDs alone, one a line")
 	return cmd
 }
 
 func newKeysRevokeCmd(e env) *cobra.Command {
 	return &cobra.Command{
-		Use:   "revoke ID",
-		Short: "revoke an enrolment key",
-		Long: withEnv(`Revoke an enrolment key: it registers nothing more. Instances it
-registered stay until they leave or expire.`, envAddr, envToken),
-		Args: nArgs(1, "one key ID"),
+		Use:   "revoke ID...",
+		Short: "revoke enrolment keys",
+		Long: withEnv(`Revoke enrolment keys: each registers nothing more. Instances they
+registered stay until they leave or expire.
+
+Each ID is revoked in turn, and a line on stdout says so. One that
+cannot be (an unknown ID, say) is reported on stderr and the rest are
+still tried; the exit status is then 1. When the registry refuses the
+admin token, the IDs after the first are not tried: they would be
+refused alike.`, envAddr, envToken),
+		Example: `  muster keys revoke key_2283c8f7f3a26b48
+  muster keys revoke $(muster keys list -o id)    # every key`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError("keys revoke needs one key ID or more")
+			}
+			return nil
+		},
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 			c, err := e.newClient()
-			if len(args) > 0 || err != nil {
+			if err != nil {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
@@ -189,7 +210,9 @@ registered stay until they leave or expire.`, envAddr, envToken),
 			keys, _ := c.Keys(ctx)
 			var ids []string
 			for _, k := range keys {
-				ids = append(ids, k.ID+"\t"+strings.Join(k.Services, ","))
+				if !slices.Contains(args, k.ID) {
+					ids = append(ids, k.ID+"\t"+strings.Join(k.Services, ","))
+				}
 			}
 			return ids, cobra.ShellCompDirectiveNoFileComp
 		},
@@ -198,14 +221,58 @@ registered stay until they leave or expire.`, envAddr, envToken),
 			if err != nil {
 				return err
 			}
-			if err := c.RevokeKey(cmd.Context(), args[0]); err != nil {
-				return err
+			var ids []string // args, each once
+			for _, id := range args {
+				if !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
 			}
-			fmt.Fprintln(e.stdout, "revoked", args[0])
+			re := &revokeError{asked: len(ids)}
+			for i, id := range ids {
+				err := c.RevokeKey(cmd.Context(), id)
+				if err == nil {
+					fmt.Fprintln(e.stdout, "revoked", id)
+					continue
+				}
+				if len(ids) == 1 {
+					return err
+				}
+				re.failed = append(re.failed, id)
+				if re.err == nil {
+					re.err = err
+				}
+				refused := errors.Is(err, client.ErrUnauthorized) || errors.Is(err, client.ErrForbidden) || cmd.Context().Err() != nil
+				if refused && i < len(ids)-1 {
+					re.err, re.untried = err, ids[i+1:]
+					return re
+				}
+				fmt.Fprintf(e.stderr, "muster: %s: %v\n", id, err)
+			}
+			if len(re.failed) > 0 {
+				return re
+			}
 			return nil
 		},
 	}
 }
+
+// revokeError is keys revoke failing to revoke some of the keys asked
+// for. It unwraps to err, so that report gives err's hint.
+type revokeError struct {
+	asked   int      // keys asked for
+	failed  []string // the IDs that failed, each reported as it failed but the last if untried is set
+	untried []string // the IDs not tried, after a refusal that would refuse them alike
+	err     error    // the refusal that stopped it, or else the first failure
+}
+
+func (e *revokeError) Error() string {
+	if len(e.untried) > 0 {
+		return fmt.Sprintf("%s: %v; not tried, as the registry would refuse them alike: %s",
+			e.failed[len(e.failed)-1], e.err, strings.Join(e.untried, ", "))
+	}
+	return fmt.Sprintf("revoked %d of %d keys; not revoked: %s (why is above)", e.asked-len(e.failed), e.asked, strings.Join(e.failed, ", "))
+}
+func (e *revokeError) Unwrap() error { return e.err }
 
 func newServicesCmd(e env) *cobra.Command {
 	var out *enumValue
@@ -237,7 +304,7 @@ func newServicesCmd(e env) *cobra.Command {
 			})
 		},
 	}
-	out = outputFlag(cmd)
+	out = outputFlag(cmd, "the service names alone, one a line")
 	return cmd
 }
 
@@ -252,7 +319,14 @@ func newLookupCmd(e env) *cobra.Command {
 		Use:   "lookup NAME [flags]",
 		Short: "look up a service's instances",
 		Long: withEnv(`Look up a service's instances: the passing ones unless --status says
-otherwise. With several --tag or --meta, an instance must match them all.`, envAddr),
+otherwise. With several --tag or --meta, an instance must match them all.
+
+When no instance matches, the table is empty and a line on stderr says
+why: no service has that name, or how many of its instances have
+another status (--status any shows them), or none has the --tag and
+--meta given. The exit status is 0 all the same, since an empty answer
+is an answer; -o id then prints nothing, and json and yaml an empty
+list, with no note.`, envAddr),
 		Example: `  muster lookup fetch_url --tag v2 --meta site=dice.com
   muster lookup fetch_url --status any -o json
   muster lookup fetch_url --consistent
@@ -260,27 +334,28 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 		Args:              nArgs(1, "one service NAME"),
 		ValidArgsFunction: completeServices(e),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var opts []client.LookupOption
+			var filters, mode []client.LookupOption // tags and meta; the read's mode
 			for _, t := range tags {
-				opts = append(opts, client.WithTag(t))
+				filters = append(filters, client.WithTag(t))
 			}
 			for _, m := range metas {
 				k, v, err := parseMeta(m)
 				if err != nil {
 					return err
 				}
-				opts = append(opts, client.WithMeta(k, v))
-			}
-			if s := status.String(); s != "" {
-				opts = append(opts, client.WithStatus(s))
+				filters = append(filters, client.WithMeta(k, v))
 			}
 			switch {
 			case consistent && stale:
 				return usagef("--consistent and --stale exclude each other")
 			case consistent:
-				opts = append(opts, client.WithConsistent())
+				mode = append(mode, client.WithConsistent())
 			case stale:
-				opts = append(opts, client.WithStale())
+				mode = append(mode, client.WithStale())
+			}
+			opts := slices.Concat(filters, mode)
+			if s := status.String(); s != "" {
+				opts = append(opts, client.WithStatus(s))
 			}
 			c, err := e.newClient()
 			if err != nil {
@@ -309,7 +384,11 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 					if ev.Reason != "" {
 						reason = " (" + ev.Reason + ")"
 					}
-					fmt.Fprintf(w, "evicted: %s:%d until %s%s\n", ev.Address, ev.Port, ev.Until, reason)
+					fmt.Fprintf(w, "evicted: %s until %s%s\n", hostPort(ev.Address, ev.Port), ev.Until, reason)
+				}
+				if len(res.Instances) == 0 {
+					// Only here, for people: scripts read -o id or json.
+					fmt.Fprintln(e.stderr, "muster:", emptyLookupNote(cmd.Context(), c, args[0], res, status.String(), filters, mode))
 				}
 				return nil
 			})
@@ -320,10 +399,57 @@ otherwise. With several --tag or --meta, an instance must match them all.`, envA
 	f.StringArrayVar(&metas, "meta", nil, "only instances with this meta key=value (or key:value); repeatable")
 	status = enumFlag(cmd, "status", "", "", "instances of this status: passing (the default), critical, draining or any",
 		"passing", "critical", "draining", "any")
-	f.BoolVar(&consistent, "consistent", false, "in a cluster, read through the leader: see every write acknowledged before")
+	f.BoolVar(&consistent, "consistent", false, "in a cluster, read through the leader: the answer shows every write acknowledged before the lookup began, "+
+		"at the cost of a round trip to a majority; it fails when no leader confirms within 2s")
 	f.BoolVar(&stale, "stale", false, "in a cluster, take the answering server's replica however far behind it is")
-	out = outputFlag(cmd)
+	out = outputFlag(cmd, "the instance IDs alone, one a line")
 	return cmd
+}
+
+// emptyLookupNote says why the lookup of name with status (""
+// for passing), filters and mode answered res, which has no instances:
+// a service never registered has index 0; else a lookup of any status
+// with the same filters counts the instances of each status. That second
+// lookup failing leaves the note without counts.
+func emptyLookupNote(ctx context.Context, c *client.Client, name string, res client.Result, status string,
+	filters, mode []client.LookupOption) string {
+	if res.Index == 0 {
+		return fmt.Sprintf("no service named %s (muster services lists the services)", name)
+	}
+	with := ""
+	if len(filters) > 0 {
+		with = " with the --tag and --meta given"
+	}
+	if status == "" {
+		status = api.StatusPassing
+	}
+	if status == "any" {
+		if with != "" {
+			return fmt.Sprintf("no instance of %s has the --tag and --meta given", name)
+		}
+		return fmt.Sprintf("%s has no instances now", name)
+	}
+	all, err := c.Lookup(ctx, name, slices.Concat(filters, mode, []client.LookupOption{client.WithStatus("any")})...)
+	if err != nil {
+		return fmt.Sprintf("no %s instances of %s%s", status, name, with)
+	}
+	if len(all.Instances) == 0 {
+		if with != "" {
+			return fmt.Sprintf("no instance of %s, of any status, has the --tag and --meta given", name)
+		}
+		return fmt.Sprintf("%s has no instances now", name)
+	}
+	n := map[string]int{}
+	for _, in := range all.Instances {
+		n[in.Status]++
+	}
+	var others []string
+	for _, st := range []string{api.StatusPassing, api.StatusDraining, api.StatusCritical} {
+		if st != status {
+			others = append(others, fmt.Sprintf("%d %s", n[st], st))
+		}
+	}
+	return fmt.Sprintf("no %s instances of %s%s (%s; --status any shows them)", status, name, with, strings.Join(others, ", "))
 }
 
 func lastSeen(ms int64) string {
@@ -382,7 +508,7 @@ func newInstanceCmd(e env) *cobra.Command {
 			})
 		},
 	}
-	out = outputFlag(cmd)
+	out = outputFlag(cmd, "the instance's ID alone")
 	return cmd
 }
 

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -82,8 +83,13 @@ func TestRun_HelpExitsZero(t *testing.T) {
 }
 
 // TestReport_UsageErrors: a usage error exits 2 with one line naming the
-// mistake and one pointing at the command's -h, and nothing else.
+// mistake and one pointing at the command's -h, and nothing else. A bad
+// flag value is one, even where only the registry knew the rule before.
 func TestReport_UsageErrors(t *testing.T) {
+	// reg is a register command line, complete but for extra.
+	reg := func(extra ...string) []string {
+		return append([]string{"register", "--service", "web", "--address", "127.0.0.1", "--port", "8080"}, extra...)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string // in the error line
@@ -102,13 +108,33 @@ func TestReport_UsageErrors(t *testing.T) {
 		{[]string{"lookup", "web", "--consistent", "--stale"}, "--consistent and --stale exclude each other", "muster lookup"},
 		{[]string{"lookup", "web", "--meta", "zone"}, `--meta "zone" must be key=value (or key:value)`, "muster lookup"},
 		{[]string{"keys", "create"}, "needs at least one --service", "muster keys create"},
-		{[]string{"keys", "revoke"}, "keys revoke needs one key ID", "muster keys revoke"},
+		{[]string{"keys", "revoke"}, "keys revoke needs one key ID or more", "muster keys revoke"},
 		{[]string{"drain"}, "drain needs one instance ID", "muster drain"},
 		{[]string{"server", "extra"}, "server needs no arguments", "muster server"},
 		{[]string{"register", "--service", "web"}, "register needs --service, --address and --port", "muster register"},
 		{[]string{"completion", "tcsh"}, "completion needs one shell", "muster completion"},
 		{[]string{"help", "keys", "bogus"}, `unknown help topic "keys bogus"`, "muster help"},
 		{[]string{"server", "--register-rate", "0"}, "--register-rate must be between", "muster server"},
+		// Values the registry would refuse (400, exit 1) are refused
+		// here, naming the flag.
+		{reg("--port", "99999"), "--port must be from 1 to 65535, not 99999", "muster register"},
+		{reg("--port", "-1"), "--port must be from 1 to 65535, not -1", "muster register"},
+		{reg("--verify-port", "70000"), "--verify-port must be from 1 to 65535 (or 0 for any free port), not 70000", "muster register"},
+		{reg("--ttl", "500ms"), "--ttl must be from 1s to 1h (or 0, with a check, for no heartbeats), not 500ms", "muster register"},
+		{reg("--ttl", "2h"), "--ttl must be from 1s to 1h", "muster register"},
+		{reg("--ttl", "-1s"), "--ttl must be from 1s to 1h", "muster register"},
+		{reg("--check-tcp", "--check-interval", "500ms"), "--check-interval must be from 1s to 1h, not 500ms", "muster register"},
+		{reg("--check-tcp", "--check-interval", "2h"), "--check-interval must be from 1s to 1h, not 2h", "muster register"},
+		{reg("--check-tcp", "--check-timeout", "20s"), "--check-timeout must be from 100ms to 10s and at most --check-interval (10s), not 20s", "muster register"},
+		{reg("--check-tcp", "--check-interval", "2s", "--check-timeout", "3s"), "at most --check-interval (2s), not 3s", "muster register"},
+		{reg("--check-http", "healthz"), "--check-http: path must start with /", "muster register"},
+		{reg("--scheme", "https", "--check-http", "/healthz"), "--scheme https with that check: http checks of https instances are not supported yet", "muster register"},
+		{[]string{"evict", "abc", "--for", "1000h"}, "--for must be from 1s to 720h, not 1000h", "muster evict"},
+		{[]string{"evict", "abc", "--for", "0s"}, "--for must be from 1s to 720h, not 0s", "muster evict"},
+		{[]string{"keys", "create", "--service", "web", "--max-instances", "-1"}, "--max-instances must be from 0 (the server's --max-instances-per-key) to 1000000, not -1", "muster keys create"},
+		{[]string{"keys", "create", "--service", "web", "--max-instances", "1000001"}, "to 1000000, not 1000001", "muster keys create"},
+		{[]string{"health", "--timeout", "0s"}, "--timeout must be above 0, not 0s", "muster health"},
+		{[]string{"snapshot", "restore", "backup.json", "--timeout", "0s"}, "--timeout must be above 0, not 0s", "muster snapshot restore"},
 	} {
 		out, errOut, code, err := runCLI(t, nil, tc.args...)
 		lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
@@ -540,6 +566,50 @@ func TestCLI_RegisterSidecarRefused(t *testing.T) {
 	}
 }
 
+// TestCLI_RegisterSidecarCannotListen: a sidecar given an --address that
+// is not this host's, or a --verify-port in use, exits 1 at once with a
+// hint naming the flag to change; --address's help says the rule.
+func TestCLI_RegisterSidecarCannotListen(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
+	env := map[string]string{"MUSTER_ADDR": deadURL(t), "MUSTER_KEY": "mk_" + strings.Repeat("x", 40)}
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		want  []string // in stderr
+	}{
+		// 192.0.2.1 is TEST-NET-1: documentation's, no host's.
+		{"not this host's", []string{"--address", "192.0.2.1"}, []string{
+			"muster: listen on 192.0.2.1:0 for the verification callback: ",
+			"\nhint: --address 192.0.2.1 is not an address of this host: the sidecar listens on --address for the registry's verification callback",
+			"run muster register on the host that holds 192.0.2.1\n"}},
+		{"verify port in use", []string{"--address", "127.0.0.1", "--verify-port", busyPort}, []string{
+			"muster: listen on 127.0.0.1:" + busyPort + " for the verification callback: ",
+			"\nhint: --verify-port " + busyPort + " is in use on 127.0.0.1: give a free port, or leave --verify-port out for any free one\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"register", "--service", "web", "--port", "8080"}, tc.extra...)
+			out, errOut, code, _ := runCLI(t, env, args...)
+			if code != 1 || out != "" {
+				t.Errorf("exit %d, stdout %q; want 1 and nothing", code, out)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr does not say %q:\n%s", want, errOut)
+				}
+			}
+		})
+	}
+	help, _, _, _ := runCLI(t, nil, "register", "-h")
+	if !strings.Contains(help, "the sidecar listens on it for the registry's callback, so it must be an address of this host") {
+		t.Errorf("register -h does not say what --address must be:\n%s", help)
+	}
+}
+
 // TestCLI_RegisterSidecarInterruptedUnregistered: Ctrl-C before the
 // sidecar ever registered (the registry is down) ends it cleanly, without
 // claiming to have deregistered anything.
@@ -765,5 +835,102 @@ func TestCLI_MembersOutput(t *testing.T) {
 	out, errOut, code, _ = runCLI(t, env, "members", "-o", "id")
 	if code != 0 || out != "n1\nn2\nn3\n" || !strings.Contains(errOut, "n9, the server that answered, is not in the configuration") {
 		t.Errorf("members -o id answered by a removed server: %q, stderr %q, exit %d", out, errOut, code)
+	}
+}
+
+// TestCLI_LookupEmptyNote: a lookup whose table is empty says why on
+// stderr (no such service, the instances' other statuses, the filters)
+// and still exits 0; -o id and json stay silent for scripts.
+func TestCLI_LookupEmptyNote(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	env := map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": h.AdminToken(t)}
+	const header = "ID  URL  STATUS  LAST SEEN  QUALITY  TAGS  META\n"
+	lookup := func(want string, args ...string) {
+		t.Helper()
+		out, errOut, code, err := runCLI(t, env, append([]string{"lookup"}, args...)...)
+		if code != 0 || err != nil || out != header || errOut != want {
+			t.Errorf("muster lookup %s: exit %d, %v\nstdout %q\nstderr %q\nwant only the header, and %q",
+				strings.Join(args, " "), code, err, out, errOut, want)
+		}
+	}
+	lookup("muster: no service named nosuch (muster services lists the services)\n", "nosuch")
+
+	k := h.Key(t, "web")
+	in := testutil.NewInstance(t, k.Secret, verify.Proof)
+	reg, err := h.Anon.Register(context.Background(), "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port(), Tags: []string{"v1"}, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup("muster: no instance of web, of any status, has the --tag and --meta given\n", "web", "--tag", "v2")
+	lookup("muster: no critical instances of web (1 passing, 0 draining; --status any shows them)\n", "web", "--status", "critical")
+	if _, err := h.Admin.Drain(context.Background(), reg.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	lookup("muster: no passing instances of web (1 draining, 0 critical; --status any shows them)\n", "web")
+	lookup("muster: no passing instances of web with the --tag and --meta given (1 draining, 0 critical; --status any shows them)\n",
+		"web", "--tag", "v1")
+	lookup("muster: no instance of web has the --tag and --meta given\n", "web", "--status", "any", "--meta", "zone=a")
+	for _, args := range [][]string{{"web", "-o", "id"}, {"nosuch", "-o", "id"}} {
+		if out, errOut, code, _ := runCLI(t, env, append([]string{"lookup"}, args...)...); out != "" || errOut != "" || code != 0 {
+			t.Errorf("muster lookup %s: exit %d, stdout %q, stderr %q; want nothing at all", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	if out, errOut, _, _ := runCLI(t, env, "lookup", "web", "-o", "json"); errOut != "" || !strings.Contains(out, `"instances": []`) {
+		t.Errorf("muster lookup web -o json: stdout %s, stderr %q", out, errOut)
+	}
+	if err := h.Admin.Deregister(context.Background(), reg.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	lookup("muster: web has no instances now\n", "web")
+	lookup("muster: web has no instances now\n", "web", "--status", "any")
+
+	if help, _, _, _ := runCLI(t, nil, "lookup", "-h"); !strings.Contains(help, "The exit status is 0 all the same") {
+		t.Errorf("lookup -h does not say how an empty answer exits:\n%s", help)
+	}
+}
+
+// TestCLI_KeysRevokeSeveral: keys revoke takes several IDs, as
+// `muster keys revoke $(muster keys list -o id)` gives it: it revokes
+// each it can, says which it could not and why, and exits 1 if any
+// failed, having tried the rest; a refused admin token stops it at the
+// first, naming those not tried.
+func TestCLI_KeysRevokeSeveral(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	env := map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": h.AdminToken(t)}
+	a, b, c := h.Key(t, "a"), h.Key(t, "b"), h.Key(t, "c")
+	const unknown = "key_0123456789abcdef"
+
+	out, errOut, code, err := runCLI(t, env, "keys", "revoke", a.ID, unknown, b.ID, a.ID)
+	if code != 1 || out != "revoked "+a.ID+"\nrevoked "+b.ID+"\n" || !errors.Is(err, client.ErrNotFound) ||
+		!strings.HasPrefix(errOut, "muster: "+unknown+": revoke key: not found") ||
+		!strings.HasSuffix(errOut, "\nmuster: revoked 2 of 3 keys; not revoked: "+unknown+" (why is above)\n") {
+		t.Errorf("keys revoke with an unknown ID among them: exit %d, %v\nstdout:\n%s\nstderr:\n%s", code, err, out, errOut)
+	}
+	if got, _, _, _ := runCLI(t, env, "keys", "list", "-o", "id"); got != c.ID+"\n" {
+		t.Fatalf("keys left: %q, want only %s", got, c.ID)
+	}
+
+	// As the README does it.
+	d := h.Key(t, "d")
+	ids, _, _, _ := runCLI(t, env, "keys", "list", "-o", "id")
+	out, errOut, code, err = runCLI(t, env, append([]string{"keys", "revoke"}, strings.Fields(ids)...)...)
+	if code != 0 || !strings.Contains(out, "revoked "+c.ID+"\n") || !strings.Contains(out, "revoked "+d.ID+"\n") || errOut != "" {
+		t.Errorf("keys revoke $(keys list -o id): exit %d, %v\nstdout:\n%s\nstderr:\n%s", code, err, out, errOut)
+	}
+
+	// No admin token: every revocation would be refused alike.
+	e, f := h.Key(t, "e"), h.Key(t, "f")
+	out, errOut, code, err = runCLI(t, map[string]string{"MUSTER_ADDR": h.Srv.URL()}, "keys", "revoke", e.ID, f.ID, unknown)
+	if code != 1 || out != "" || !errors.Is(err, client.ErrUnauthorized) || strings.Count(errOut, "muster: ") != 1 ||
+		!strings.Contains(errOut, "muster: "+e.ID+": revoke key: ") ||
+		!strings.Contains(errOut, "; not tried, as the registry would refuse them alike: "+f.ID+", "+unknown+"\n") ||
+		!strings.Contains(errOut, "\nhint: set MUSTER_TOKEN") {
+		t.Errorf("keys revoke without a token: exit %d, %v\nstdout:\n%s\nstderr:\n%s", code, err, out, errOut)
+	}
+
+	// One ID fails as it always did: the registry's error, once.
+	_, errOut, code, err = runCLI(t, env, "keys", "revoke", unknown)
+	if code != 1 || !errors.Is(err, client.ErrNotFound) || strings.Count(errOut, "muster: ") != 1 || strings.Contains(errOut, "revoked") {
+		t.Errorf("keys revoke of one unknown ID: exit %d, %v\nstderr:\n%s", code, err, errOut)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -75,16 +76,31 @@ func flagEnv(f *pflag.Flag) string {
 	return ""
 }
 
+// maxPlaceholder is the longest placeholder (the word after a flag's
+// name in its help, such as "duration" or "table|json") a flag may have.
+// pflag lines every flag's description up after the longest flag and
+// placeholder of the command, so one long placeholder pushes every line
+// of the command's help to the right.
+const maxPlaceholder = 20
+
 // enumValue is a string flag that takes one of a fixed set of values and
 // names them when given another.
 type enumValue struct {
 	value   string
 	allowed []string
 	fold    bool // compare case-insensitively, keep the lower case
+	// placeholder is what the help shows for the value: the values
+	// themselves (on|off), or a name (ACTION) when they would be longer
+	// than maxPlaceholder, in which case the flag's description lists
+	// them.
+	placeholder string
 }
 
 func (v *enumValue) String() string { return v.value }
-func (v *enumValue) Type() string   { return strings.Join(v.named(), "|") }
+
+// Type is the value's placeholder in the help (pflag shows a flag's type
+// there).
+func (v *enumValue) Type() string { return v.placeholder }
 
 // named returns the allowed values but the empty one (a flag's "none").
 func (v *enumValue) named() []string {
@@ -103,12 +119,49 @@ func (v *enumValue) Set(s string) error {
 }
 
 // enumFlag defines a flag of cmd that takes one of allowed (def first by
-// convention), with shell completion of the values.
+// convention), with shell completion of the values. Its help shows the
+// values as its placeholder (table|json) when they fit in
+// maxPlaceholder, and else a name (ACTION, FORMAT): usage must then list
+// the values itself (TestFlags_Placeholders holds every flag to this).
 func enumFlag(cmd *cobra.Command, name, short, def, usage string, allowed ...string) *enumValue {
 	v := &enumValue{value: def, allowed: allowed}
+	if v.placeholder = strings.Join(v.named(), "|"); len(v.placeholder) > maxPlaceholder {
+		v.placeholder = placeholderName(name)
+	}
 	cmd.Flags().VarP(v, name, short, usage)
 	cmd.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(allowed, cobra.ShellCompDirectiveNoFileComp))
 	return v
+}
+
+// placeholderName is the placeholder of a flag whose values are too
+// many to show: FORMAT for --output, else the last word of the flag's
+// name in capitals (--log-level LEVEL).
+func placeholderName(flag string) string {
+	if flag == "output" {
+		return "FORMAT"
+	}
+	return strings.ToUpper(flag[strings.LastIndex(flag, "-")+1:])
+}
+
+// orList joins words as a sentence lists them: "a", "a or b", "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// shortDuration formats d as the help texts write durations: 720h, 1h,
+// 10s, 100ms, rather than time.Duration's 720h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // parseMeta reads a meta flag's key=value or key:value. Meta keys hold
@@ -192,6 +245,9 @@ func hint(err error, getenv func(string) string) string {
 		case ce.Code == api.CodeNotFound || ce.Code == api.CodeMethodNotAllowed:
 			return "is MUSTER_ADDR the URL of a muster registry?"
 		}
+	}
+	if le := (*listenError)(nil); errors.As(err, &le) && le.hint != "" {
+		return le.hint
 	}
 	var answer *client.Error
 	switch {

@@ -36,6 +36,9 @@ not healthy. It needs no curl or wget, so a container's health check
 can run it.`, envAddr),
 		Args: nArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if timeout <= 0 {
+				return usagef("--timeout must be above 0, not %s", shortDuration(timeout))
+			}
 			path := "/livez"
 			if ready {
 				path = "/readyz"

@@ -80,7 +80,7 @@ server that answered; one that is not in the configuration it reports
 			})
 		},
 	}
-	out = outputFlag(cmd)
+	out = outputFlag(cmd, "the server IDs alone, one a line, sorted")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "remove NODE",
 		Short: "remove a server from the cluster",

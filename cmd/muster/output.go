@@ -4,15 +4,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 )
 
-// outputFlag defines -o/--output on a command that prints records.
-func outputFlag(cmd *cobra.Command) *enumValue {
+// outputFlag defines -o/--output on a command that prints records; ids
+// says what -o id prints, such as "the key IDs, one a line".
+func outputFlag(cmd *cobra.Command, ids string) *enumValue {
 	return enumFlag(cmd, "output", "o", "table",
-		"output format: table; json or yaml (the registry's answer, same field names); id (the IDs alone, one a line; for services, the names)",
+		"output format: table; json or yaml (the registry's answer, same field names); id ("+ids+")",
 		"table", "json", "yaml", "id")
 }
 
@@ -35,6 +38,22 @@ func printOut(w io.Writer, format string, v any, ids []string, table func(io.Wri
 		return nil
 	}
 	return table(w)
+}
+
+// hostPort writes an address and port as host:port, in brackets for an
+// IPv6 address ([::1]:8080), as every table and message of the CLI shows
+// an endpoint.
+func hostPort(address string, port int) string {
+	return net.JoinHostPort(address, strconv.Itoa(port))
+}
+
+// count says how many of noun there are, in the singular or the plural:
+// "1 instance", "0 instances", "2 keys". The nouns it is given take an s.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // printYAML writes v as YAML with the field names and order of its JSON:

@@ -168,7 +168,7 @@ func newServerCmd(e env) *cobra.Command {
 	f.Int64Var(&o.diskReserve, "disk-reserve-mib", def.Cluster.DiskReserve>>20, "free space (MiB) the data dir's filesystem must keep: below it writes are refused with 503 while reads go on, so the Raft log never meets a full disk; 0 turns the guard off")
 	f.Int64Var(&o.auditFileMiB, "audit-file-size-mib", def.Audit.MaxFileSize>>20, "each audit journal (<data-dir>/audit) begins a new file past this size (MiB)")
 	f.IntVar(&o.auditFiles, "audit-files", def.Audit.MaxFiles, "each audit journal keeps this many older files besides the current one; the oldest is deleted")
-	o.logLevel = enumFlag(cmd, "log-level", "", "info", "log level", "debug", "info", "warn", "error")
+	o.logLevel = enumFlag(cmd, "log-level", "", "info", "log level: debug, info, warn or error", "debug", "info", "warn", "error")
 	o.logLevel.fold = true
 	bindEnv(f, "log-level", "MUSTER_LOG_LEVEL")
 	o.logFormat = enumFlag(cmd, "log-format", "", "text", "log format", "text", "json")

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/musterhq/muster/internal/durable"
+	"github.com/musterhq/muster/internal/registry"
 	"github.com/musterhq/muster/internal/server"
 )
 
@@ -28,6 +29,10 @@ The bar is replicated: every node and every restart keeps it. To keep a
 key's instances out for good, revoke the key.`, envAddr, envToken),
 		Args: nArgs(1, "one instance ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if d < registry.MinEviction || d > registry.MaxEviction {
+				return usagef("--for must be from %s to %s, not %s",
+					shortDuration(registry.MinEviction), shortDuration(registry.MaxEviction), shortDuration(d))
+			}
 			c, err := e.newClient()
 			if err != nil {
 				return err
@@ -36,11 +41,12 @@ key's instances out for good, revoke the key.`, envAddr, envToken),
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "evicted %s; %s at %s:%d may register again after %s\n", ev.ID, ev.Service, ev.Address, ev.Port, ev.Until)
+			fmt.Fprintf(e.stdout, "evicted %s; %s at %s may register again after %s\n", ev.ID, ev.Service, hostPort(ev.Address, ev.Port), ev.Until)
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&d, "for", 10*time.Minute, "how long the endpoint stays out (1s to 720h)")
+	cmd.Flags().DurationVar(&d, "for", 10*time.Minute, "how long the endpoint stays out ("+
+		shortDuration(registry.MinEviction)+" to "+shortDuration(registry.MaxEviction)+")")
 	cmd.Flags().StringVar(&reason, "reason", "", "a note shown in the refusals and the log")
 	return cmd
 }
@@ -135,12 +141,15 @@ token is the new server's: it writes one to DIR/admin-token at its first
 start, unless MUSTER_ADMIN_TOKEN or --admin-token-file gives it one.`, envAddr, envToken),
 		Args: nArgs(1, "one file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if dataDir == "" && nodeID != "" {
+				return usageError("--node-id names the node of a restored --data-dir; give --data-dir too")
+			}
+			if dataDir == "" && timeout <= 0 {
+				return usagef("--timeout must be above 0, not %s", shortDuration(timeout))
+			}
 			b, err := readSnapshotFile(args[0])
 			if err != nil {
 				return err
-			}
-			if dataDir == "" && nodeID != "" {
-				return usageError("--node-id names the node of a restored --data-dir; give --data-dir too")
 			}
 			if dataDir != "" {
 				index, err := server.RestoreSnapshot(dataDir, nodeID, b)
@@ -165,8 +174,9 @@ start, unless MUSTER_ADMIN_TOKEN or --admin-token-file gives it one.`, envAddr, 
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "restored the catalog saved at index %d into the running registry, now at index %d: %d instances of %d services, %d keys, %d evictions\n",
-				res.SnapshotIndex, res.Index, res.Instances, res.Services, res.Keys, res.Evictions)
+			fmt.Fprintf(e.stdout, "restored the catalog saved at index %d into the running registry, now at index %d: %s of %s, %s, %s\n",
+				res.SnapshotIndex, res.Index, count(res.Instances, "instance"), count(res.Services, "service"), count(res.Keys, "key"),
+				count(res.Evictions, "eviction"))
 			return nil
 		},
 	}

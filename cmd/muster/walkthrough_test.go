@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/musterhq/muster/internal/testserver"
+	"github.com/musterhq/muster/internal/testutil"
 )
 
 // A walk-through in the docs is a test: its shell blocks run, in order,
@@ -201,7 +205,8 @@ func blockScript(blocks []docBlock, ports *strings.Replacer) string {
 
 // checkBlocks splits a blockScript's output by block, fails if the
 // script failed or stopped early, and checks that each block's output
-// shows what the block's "# " lines show.
+// shows what the block's "# " lines show, in their order: each shown line
+// matches on the line the one before it matched or on a later one.
 func checkBlocks(t *testing.T, doc, section string, blocks []docBlock, out string, runErr error, ports *strings.Replacer) {
 	t.Helper()
 	got := map[int]string{}
@@ -223,13 +228,32 @@ func checkBlocks(t *testing.T, doc, section string, blocks []docBlock, out strin
 	if runErr != nil || !finished {
 		t.Fatalf("%s %q: block %d (line %d) failed: %v\n--- script\n%s--- output\n%s", doc, section, cur, blocks[max(cur, 0)].line, runErr, blocks[max(cur, 0)].script, got[cur])
 	}
+	for _, msg := range unshown(doc, blocks, got, ports) {
+		t.Error(msg)
+	}
+}
+
+// unshown checks each block's output (got, by block) against its "# "
+// lines, in order, and says what does not match.
+func unshown(doc string, blocks []docBlock, got map[int]string, ports *strings.Replacer) []string {
+	var msgs []string
 	for i, b := range blocks {
+		from := 0 // where the line the last shown line matched begins
 		for _, show := range b.shows {
-			if !showPattern(show, ports).MatchString(got[i]) {
-				t.Errorf("%s line %d: the block's output does not show %q:\n%s", doc, b.line, show, got[i])
+			p := showPattern(show, ports)
+			loc := p.FindStringIndex(got[i][from:])
+			switch {
+			case loc != nil:
+				from = strings.LastIndex(got[i][:from+loc[0]], "\n") + 1
+			case p.MatchString(got[i]):
+				msgs = append(msgs, fmt.Sprintf("%s line %d: the block's output shows %q, but not after what the lines before it show:\n%s",
+					doc, b.line, show, got[i]))
+			default:
+				msgs = append(msgs, fmt.Sprintf("%s line %d: the block's output does not show %q:\n%s", doc, b.line, show, got[i]))
 			}
 		}
 	}
+	return msgs
 }
 
 func waitReady(t *testing.T, url string) {
@@ -245,6 +269,30 @@ func waitReady(t *testing.T, url string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("the server at %s did not become ready", url)
+}
+
+// TestUnshown: a block's shown lines must appear in its output in the
+// order shown; two may match one line; "..." stands for anything.
+func TestUnshown(t *testing.T) {
+	ports := strings.NewReplacer()
+	out := "muster: watching web: 1 instance\nINDEX  EVENT  DETAIL\n7  snapshot  web\n"
+	for _, tc := range []struct {
+		shows []string
+		want  string // in the one message, or "" for none
+	}{
+		{[]string{"muster: watching ...", "INDEX  ...DETAIL", "...snapshot  ...web"}, ""},
+		{[]string{"INDEX", "EVENT", "snapshot"}, ""}, // INDEX and EVENT on one line
+		{[]string{"INDEX  ...DETAIL", "...snapshot", "muster: watching ..."}, "but not after what the lines before it show"},
+		{[]string{"INDEX  ...STATUS"}, "does not show"},
+	} {
+		msgs := unshown("README.md", []docBlock{{line: 3, shows: tc.shows}}, map[int]string{0: out}, ports)
+		switch {
+		case tc.want == "" && len(msgs) > 0:
+			t.Errorf("%q: %q", tc.shows, msgs)
+		case tc.want != "" && (len(msgs) != 1 || !strings.Contains(msgs[0], tc.want)):
+			t.Errorf("%q: %q, want one message saying %q", tc.shows, msgs, tc.want)
+		}
+	}
 }
 
 // TestDocs_APIWalkthrough: docs/api.md's curl walk-through runs as
@@ -270,5 +318,87 @@ func needTools(t *testing.T, doc, section string, tools ...string) {
 			}
 			t.Skipf("SKIPPED: %s %q runs %s, which is not installed", doc, section, tool)
 		}
+	}
+}
+
+// TestREADME_SidecarWaitEnds: the README's block that starts the sidecar
+// and waits for its instance stops waiting, and says so, when the
+// sidecar exits instead: here because an earlier run's eviction still
+// bars the endpoint, as on a second run of the walk-through within ten
+// minutes. Run as the walk-through test runs it (set -e), the block
+// fails with the sidecar's status; run as a user pastes it, it ends.
+func TestREADME_SidecarWaitEnds(t *testing.T) {
+	needTools(t, "README.md", "## Walk-through", "bash")
+	var block string
+	for _, b := range docBlocks(t, "../../README.md", "## Walk-through") {
+		if strings.Contains(b.script, "./muster register ") && strings.Contains(b.script, "until ") {
+			block = b.script
+		}
+	}
+	if block == "" {
+		t.Fatal("the README's walk-through has no block that starts the sidecar and waits for it")
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(binary, filepath.Join(dir, "muster")); err != nil {
+		t.Fatal(err)
+	}
+
+	// The endpoint the block registers, evicted by an "earlier run".
+	h := testserver.NewHarness(t, nil)
+	k := h.Key(t, "fetch_*")
+	env := map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_KEY": k.Secret}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sideOut, sideErr testutil.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"register", "--service", "fetch_url", "--address", "127.0.0.1", "--port", "8888"},
+			func(k string) string { return env[k] }, &sideOut, &sideErr)
+	}()
+	waitOutput(t, &sideOut, "registered fetch_url as ")
+	found, err := h.Admin.Lookup(context.Background(), "fetch_url")
+	if err != nil || len(found.Instances) != 1 {
+		t.Fatalf("the earlier run's instance: %+v, %v", found, err)
+	}
+	if _, err := h.Admin.Evict(context.Background(), found.Instances[0].ID, 10*time.Minute, "walk-through"); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+
+	for _, tc := range []struct {
+		name, prelude string
+		code          int // the script's exit status
+	}{
+		{"as the walk-through test runs it", "set -euo pipefail\n", 1},
+		{"as pasted into a shell", "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sh := exec.Command("bash", "-c", tc.prelude+block)
+			sh.Dir = dir
+			sh.Env = append(os.Environ(), "MUSTER_ADDR="+h.Srv.URL(), "MUSTER_KEY="+k.Secret, "MUSTER_TOKEN=")
+			sh.SysProcAttr = procGroup()
+			var out bytes.Buffer
+			sh.Stdout, sh.Stderr = &out, &out
+			if err := sh.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer killGroup(sh)
+			exited := make(chan error, 1)
+			go func() { exited <- sh.Wait() }()
+			select {
+			case err := <-exited:
+				code := 0
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					code = ee.ExitCode()
+				}
+				if code != tc.code || !strings.Contains(out.String(), "the sidecar exited; its error is above\n") ||
+					!strings.Contains(out.String(), "muster: the registry refused the registration: fetch_url at 127.0.0.1:8888 was evicted by an operator") {
+					t.Errorf("exit %d (%v), want %d; output:\n%s", code, err, tc.code, out.String())
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the block still waits, 30 s after its sidecar exited; output:\n%s", out.String())
+			}
+		})
 	}
 }

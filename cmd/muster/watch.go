@@ -144,10 +144,10 @@ func (p *watchPrinter) summary(ev client.WatchEvent) {
 	n := len(ev.Snapshot.Instances)
 	if ev.Snapshot.Resync {
 		fmt.Fprintf(p.stderr, "muster: the registry no longer holds every change since the last one printed; "+
-			"the %s of %s at index %d follow, marked resync\n", instances(n), what, ev.ID)
+			"the %s of %s at index %d follow, marked resync\n", count(n, "instance"), what, ev.ID)
 		return
 	}
-	fmt.Fprintf(p.stderr, "muster: watching %s: %s at index %d; Ctrl-C to stop\n", what, instances(n), ev.ID)
+	fmt.Fprintf(p.stderr, "muster: watching %s: %s at index %d; Ctrl-C to stop\n", what, count(n, "instance"), ev.ID)
 }
 
 // line prints one event: in JSON, as the registry sent it; in a table,
@@ -210,18 +210,13 @@ func (p *watchPrinter) line(ev client.WatchEvent) error {
 	return nil
 }
 
-func instances(n int) string {
-	if n == 1 {
-		return "1 instance"
-	}
-	return strconv.Itoa(n) + " instances"
-}
-
+// endpoint is an instance's address and port as the tables show them:
+// host:port, [::1]:port for an IPv6 address.
 func endpoint(in api.Instance) string {
 	if in.Address == "" {
 		return ""
 	}
-	return in.Address + ":" + strconv.Itoa(in.Port)
+	return hostPort(in.Address, in.Port)
 }
 
 // watchRow lays out one line of the table. The stream has no end to wait

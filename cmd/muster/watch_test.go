@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -212,4 +213,58 @@ func matchFields(line string, want ...string) bool {
 		return false
 	}
 	return strings.Join(append(f[1:4:4], f[5:]...), " ") == strings.Join(want, " ")
+}
+
+// TestCLI_IPv6Endpoints: an instance at an IPv6 address shows as
+// [::1]:port, never ::1:port, wherever the CLI prints an endpoint: watch's
+// ADDRESS column, evict's message, lookup's evicted lines, and the
+// registry's refusal that a barred sidecar prints.
+func TestCLI_IPv6Endpoints(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	ln.Close()
+	dir := t.TempDir()
+	s := testserver.Start(t, func(c *server.Config) { c.DataDir = dir })
+	admin, _ := client.New(client.Config{Addr: s.URL(), Token: adminToken(t, dir)})
+	k, err := admin.CreateKey(context.Background(), []string{"web"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MUSTER_ADDR": s.URL(), "MUSTER_KEY": k.Secret, "MUSTER_TOKEN": adminToken(t, dir)}
+
+	// The sidecar answers the callback on [::1], for a process on 8080.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sideOut, sideErr testutil.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"register", "--service", "web", "--address", "::1", "--port", "8080"},
+			func(k string) string { return env[k] }, &sideOut, &sideErr)
+	}()
+	waitOutput(t, &sideOut, "registered web as ")
+	id := strings.Fields(strings.TrimPrefix(sideOut.String(), "registered web as "))[0]
+	id = strings.TrimSuffix(id, ";")
+
+	out, errOut, code, err := runCLI(t, env, "watch", "web", "--for", "300ms")
+	if code != 0 || !strings.Contains(out, " [::1]:8080 ") || strings.Contains(out, " ::1:8080") {
+		t.Errorf("watch: exit %d, %v; stdout:\n%s\nstderr:\n%s", code, err, out, errOut)
+	}
+	out, errOut, code, err = runCLI(t, env, "evict", id, "--for", "1m")
+	if code != 0 || !strings.Contains(out, "web at [::1]:8080 may register again after ") {
+		t.Errorf("evict: exit %d, %v: %q %s", code, err, out, errOut)
+	}
+	out, _, _, _ = runCLI(t, env, "lookup", "web")
+	if !strings.Contains(out, "evicted: [::1]:8080 until ") {
+		t.Errorf("lookup during the bar:\n%s", out)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "web at [::1]:8080 was evicted by an operator") {
+			t.Errorf("the barred sidecar: %v\n%s", err, sideErr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the sidecar of an evicted endpoint did not exit:\n%s", sideErr.String())
+	}
 }

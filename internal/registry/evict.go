@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/musterhq/muster/internal/audit"
@@ -23,8 +25,8 @@ const (
 type BarredError struct{ Bar catalog.Bar }
 
 func (e *BarredError) Error() string {
-	return fmt.Sprintf("%s at %s:%d was evicted by an operator until %s%s; it may register again after that",
-		e.Bar.Service, e.Bar.Address, e.Bar.Port, e.Bar.Until.Format(time.RFC3339), reasonSuffix(e.Bar.Reason))
+	return fmt.Sprintf("%s at %s was evicted by an operator until %s%s; it may register again after that",
+		e.Bar.Service, barEndpoint(e.Bar), e.Bar.Until.Format(time.RFC3339), reasonSuffix(e.Bar.Reason))
 }
 
 // EvictedError means the instance asked for was evicted by an operator;
@@ -32,12 +34,18 @@ func (e *BarredError) Error() string {
 type EvictedError struct{ Bar catalog.Bar }
 
 func (e *EvictedError) Error() string {
-	return fmt.Sprintf("instance %s was evicted by an operator; %s at %s:%d may register again after %s%s",
-		e.Bar.Instance, e.Bar.Service, e.Bar.Address, e.Bar.Port, e.Bar.Until.Format(time.RFC3339), reasonSuffix(e.Bar.Reason))
+	return fmt.Sprintf("instance %s was evicted by an operator; %s at %s may register again after %s%s",
+		e.Bar.Instance, e.Bar.Service, barEndpoint(e.Bar), e.Bar.Until.Format(time.RFC3339), reasonSuffix(e.Bar.Reason))
 }
 
 // Is makes an EvictedError an ErrInstanceNotFound.
 func (e *EvictedError) Is(target error) bool { return target == ErrInstanceNotFound }
+
+// barEndpoint is the barred endpoint's address and port, as host:port or
+// [v6]:port.
+func barEndpoint(b catalog.Bar) string {
+	return net.JoinHostPort(b.Address, strconv.Itoa(b.Port))
+}
 
 func reasonSuffix(r string) string {
 	if r == "" {
