@@ -21,3 +21,11 @@ func (l *Log) HoldReader() func() {
 	l.readers <- struct{}{}
 	return func() { <-l.readers }
 }
+
+// Summarize writes the summaries of suppressed refusals now, as the
+// ticker would every suppressEvery.
+func (l *Log) Summarize() {
+	for _, r := range l.limit.summaries(l.Node()) {
+		l.local.put(bound(r), 0)
+	}
+}

@@ -53,6 +53,11 @@ type journal struct {
 	// damaged counts the lines reads found that are not records (a
 	// disk's damage, an edit) and skipped.
 	damaged atomic.Uint64
+	// room, when set, reports whether the disk has room for this
+	// journal's records; while it does not, they are dropped and counted
+	// (see Log.SetRoom).
+	room    atomic.Pointer[func() bool]
+	roomLog time.Time // when dropping for room was last logged (run's)
 	// overflowing is set when a record waited for room in vain; until
 	// the queue has emptied to half, no record waits (see put).
 	overflowing atomic.Bool
@@ -339,6 +344,20 @@ func (j *journal) run() {
 				break fill
 			}
 		}
+		if len(batch) > 0 && !j.hasRoom() {
+			// Counted as handled, so that no one waits for them.
+			j.dropped.Add(uint64(len(batch)))
+			j.written += uint64(len(batch))
+			if !j.unsynced { // else the next fsync counts them
+				j.synced.Store(j.written)
+			}
+			if now := time.Now(); now.Sub(j.roomLog) >= time.Minute {
+				j.roomLog = now
+				j.log.Warn("the data dir's disk is nearly full: this journal's records are dropped (and counted), so that they never take the room the catalog's writes keep",
+					"dropped", j.dropped.Load())
+			}
+			batch = batch[:0]
+		}
 		if len(batch) > 0 {
 			var err error
 			if buf, err = j.write(buf[:0], batch); err != nil {
@@ -377,6 +396,13 @@ func (j *journal) run() {
 			return
 		}
 	}
+}
+
+// hasRoom reports whether the disk has room for records (true when no
+// one said how to tell).
+func (j *journal) hasRoom() bool {
+	f := j.room.Load()
+	return f == nil || (*f)()
 }
 
 // write appends the batch to the current file, beginning a new one

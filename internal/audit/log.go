@@ -110,6 +110,12 @@ type Log struct {
 	damageMu       sync.Mutex
 	damageLogged   time.Time
 
+	// limit bounds the refusals each client network has recorded one by
+	// one (limit.go); summarize writes its summaries.
+	limit     *refusalLimiter
+	summaries chan struct{} // closed by Close: ends summarize
+	closeOnce sync.Once
+
 	readers chan struct{}
 	// changed is closed and replaced after every write of either
 	// journal: the wake-up of every read that follows.
@@ -150,7 +156,8 @@ func Open(cfg Config) (*Log, error) {
 	if repaired {
 		cfg.Logger.Warn("the audit trail's directory was open to others; made it the owner's alone (0700)", "dir", cfg.Dir)
 	}
-	l := &Log{cfg: cfg, log: cfg.Logger, now: cfg.Now, readers: make(chan struct{}, cfg.MaxReaders), changed: make(chan struct{})}
+	l := &Log{cfg: cfg, log: cfg.Logger, now: cfg.Now, readers: make(chan struct{}, cfg.MaxReaders), changed: make(chan struct{}),
+		limit: newRefusalLimiter(cfg.Now), summaries: make(chan struct{})}
 	if l.applied, err = openJournal(appliedJournal, cfg, cfg.AppliedQueue, l.wake); err != nil {
 		return nil, err
 	}
@@ -164,7 +171,39 @@ func Open(cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l.last.Store(last)
+	go l.summarize()
 	return l, nil
+}
+
+// summarize writes, every suppressEvery, a record for each network whose
+// refusals were suppressed, until Close.
+func (l *Log) summarize() {
+	t := time.NewTicker(suppressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-l.summaries:
+			return
+		}
+		for _, r := range l.limit.summaries(l.Node()) {
+			l.local.put(bound(r), 0)
+		}
+	}
+}
+
+// SetRoom tells the log how to know whether the data dir's disk has room
+// for records of this node's own (refusals, admin reads): while room
+// reports false they are dropped and counted, so that a stranger's
+// refusals never take the room the catalog's writes keep. The server
+// reports no room below twice the data dir's reserve, above the point
+// where Raft's writes are refused. Records of the applied log are
+// written whatever it says: they are the catalog's decisions, as bounded
+// as its writes.
+func (l *Log) SetRoom(room func() bool) {
+	if l != nil {
+		l.local.room.Store(&room)
+	}
 }
 
 // highestIndex is the highest index a record of the applied journal
@@ -238,6 +277,9 @@ func (l *Log) Record(r Record) {
 	}
 	if r.Node == "" {
 		r.Node = l.Node()
+	}
+	if r.Outcome != OutcomeOK && r.Caller != "" && !l.limit.allow(r.Caller, r.Action) {
+		return // counted; its network's summary says how many
 	}
 	l.local.put(bound(withhold(l.known(), r)), 0)
 }
@@ -374,5 +416,6 @@ func (l *Log) Close() error {
 	if l == nil {
 		return nil
 	}
+	l.closeOnce.Do(func() { close(l.summaries) })
 	return errors.Join(l.applied.close(5*time.Second), l.local.close(5*time.Second))
 }

@@ -48,13 +48,17 @@ const (
 	// replaced its catalog at an index above its journal's: it holds no
 	// record of the entries the snapshot covers that it had not applied.
 	ActionSnapshotInstalled Action = "snapshot_installed"
+	// ActionSuppressed says how many refusals from one client network
+	// were not recorded one by one, past the rate each network may have
+	// recorded (its Caller is the network).
+	ActionSuppressed Action = "suppressed"
 )
 
 // actions are every Action, in the order the docs list them.
 var actions = []Action{
 	ActionRegister, ActionDeregister, ActionDrain, ActionEvict, ActionExpire, ActionRemove, ActionStatus,
 	ActionKeyCreate, ActionKeyRevoke, ActionKeyList, ActionSnapshotSave, ActionSnapshotRestore, ActionMemberRemove,
-	ActionHeartbeat, ActionAuditRead, ActionSnapshotInstalled,
+	ActionHeartbeat, ActionAuditRead, ActionSnapshotInstalled, ActionSuppressed,
 }
 
 // Actions returns every action, in a fixed order.

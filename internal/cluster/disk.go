@@ -122,6 +122,22 @@ func bytesString(n uint64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// DiskRoom reports the free space of the data dir's filesystem as the
+// node last read it (read again as Writable would), its reserve (0: the
+// check is off), and whether the free space could be read. Other writers
+// of the data dir (the audit trail) use it to stop well before the
+// reserve that the catalog's writes keep.
+func (n *Node) DiskRoom() (free, reserve uint64, known bool) {
+	g := n.disk()
+	if g.reserve == 0 {
+		return 0, 0, false
+	}
+	g.check()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.free, g.reserve, g.known
+}
+
 // disk returns the node's disk guard, made on first use from the config.
 func (n *Node) disk() *diskGuard {
 	n.diskOnce.Do(func() { n.diskGuard = newDiskGuard(n.cfg) })

@@ -10,6 +10,7 @@ import (
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/internal/testutil"
 	"github.com/musterhq/muster/internal/verify"
@@ -139,5 +140,38 @@ func TestAudit_DeregisterAfterEvictionNamesService(t *testing.T) {
 			}
 		}
 		return false
+	})
+}
+
+// TestAudit_RefusalsStopBeforeTheReserve: with the data dir's disk below
+// twice its reserve but above it, the catalog's writes go on (and are
+// recorded), while this node's own records, a stranger's refusals
+// among them, are dropped and counted: a flood of them can never take
+// the room the catalog keeps.
+func TestAudit_RefusalsStopBeforeTheReserve(t *testing.T) {
+	h := testserver.NewHarness(t, func(c *server.Config) {
+		c.Cluster.DiskReserve = 64 << 20
+		c.Cluster.DiskFree = func(string) (uint64, error) { return 100 << 20, nil }
+	})
+	ctx := context.Background()
+	k := h.Key(t, "web") // a write of the catalog: accepted
+	for range 10 {
+		if _, err := h.Anon.Drain(ctx, "0123456789abcdef0123456789abcdef", "not-a-token"); err == nil {
+			t.Fatal("a drain by a stranger was accepted")
+		}
+	}
+	testserver.Eventually(t, 5*time.Second, "the key's creation record, and the refusals counted as dropped", func() bool {
+		res, err := h.Admin.Audit(ctx, client.AuditQuery{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created := false
+		for _, r := range res.Records {
+			if r.Action == "drain" {
+				t.Fatalf("a refusal was recorded below twice the reserve: %+v", r)
+			}
+			created = created || (r.Action == "key_create" && r.KeyID == k.ID)
+		}
+		return created && res.Dropped >= 10
 	})
 }

@@ -335,6 +335,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("server: %w", err)
 	}
 	alog.SetNode(node.NodeID())
+	// This node's own records (refusals, admin reads) stop at twice the
+	// reserve, so that a flood of a stranger's refusals never takes the
+	// room the catalog's writes keep (they stop at the reserve).
+	alog.SetRoom(func() bool {
+		free, reserve, known := node.DiskRoom()
+		return !known || free >= 2*reserve
+	})
 	s.node, s.audit = node, alog
 	tracker := health.NewTracker()
 	repl := replication{node: node}

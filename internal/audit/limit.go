@@ -1,0 +1,125 @@
+package audit
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// The refusals one client network may have recorded one by one: a
+// sustained rate and a burst. Past them its refusals are counted, and
+// one ActionSuppressed record a window says how many there were. A
+// stranger who floods the port with bad credentials then writes a few
+// hundred bytes a second to the local journal, however fast it sends,
+// instead of rotating away everyone's records (and filling a disk) at
+// its own pace.
+const (
+	refusalRate   = 20  // a second, per network
+	refusalBurst  = 200 // records
+	suppressEvery = 10 * time.Second
+	// maxNetworks bounds the networks tracked; past it, refusals from
+	// new networks share one bucket.
+	maxNetworks = 4096
+)
+
+// refusalLimiter is a token bucket per client network (an IPv4 /24, an
+// IPv6 /48: one host's many addresses share it), and the refusals each
+// suppressed since its last summary. It is safe for concurrent use.
+type refusalLimiter struct {
+	now func() time.Time
+
+	mu   sync.Mutex
+	nets map[netip.Prefix]*bucket
+}
+
+type bucket struct {
+	tokens     float64
+	last       time.Time
+	suppressed uint64
+	action     Action // the first suppressed refusal's, for the summary
+}
+
+func newRefusalLimiter(now func() time.Time) *refusalLimiter {
+	return &refusalLimiter{now: now, nets: map[netip.Prefix]*bucket{}}
+}
+
+// networkOf is the network of a caller's address (host:port), and false
+// for a caller that is not an IP address.
+func networkOf(caller string) (netip.Prefix, bool) {
+	ap, err := netip.ParseAddrPort(caller)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	a := ap.Addr().Unmap()
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, err := a.Prefix(bits)
+	return p, err == nil
+}
+
+// overflow is the bucket of the networks past maxNetworks.
+var overflow = netip.Prefix{}
+
+// allow reports whether a refusal from caller may be recorded now; if
+// not, it is counted for the network's summary.
+func (l *refusalLimiter) allow(caller string, action Action) bool {
+	p, ok := networkOf(caller)
+	if !ok {
+		return true
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.nets[p]
+	if b == nil {
+		if len(l.nets) >= maxNetworks {
+			p = overflow
+			b = l.nets[p]
+		}
+		if b == nil {
+			b = &bucket{tokens: refusalBurst, last: now}
+			l.nets[p] = b
+		}
+	}
+	b.tokens = min(refusalBurst, b.tokens+now.Sub(b.last).Seconds()*refusalRate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	if b.suppressed == 0 {
+		b.action = action
+	}
+	b.suppressed++
+	return false
+}
+
+// summaries returns one record for each network with refusals suppressed
+// since the last call, and forgets the networks whose buckets are full
+// again (they have sent nothing for a while).
+func (l *refusalLimiter) summaries(node string) []Record {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Record
+	for p, b := range l.nets {
+		if b.suppressed > 0 {
+			who := "networks past the first 4096"
+			if p != overflow {
+				who = p.String()
+			}
+			out = append(out, Record{Time: now, Action: ActionSuppressed, Outcome: OutcomeRefused, Node: node, Caller: who,
+				Reason: fmt.Sprintf("%d refused requests (the first a %s) from %s not recorded one by one: over %d a second from one network",
+					b.suppressed, b.action, who, refusalRate)})
+			b.suppressed = 0
+			continue
+		}
+		if min(refusalBurst, b.tokens+now.Sub(b.last).Seconds()*refusalRate) >= refusalBurst {
+			delete(l.nets, p)
+		}
+	}
+	return out
+}
