@@ -141,6 +141,18 @@ func auditFollow(ctx context.Context, c *client.Client, q client.AuditQuery, nex
 				return ctx.Err()
 			}
 			var answer *client.Error
+			if errors.As(err, &answer) && answer.Field == "after" && answer.Code == api.CodeInvalidArgument {
+				// Another server answered (its cursors are its own), or
+				// this one's trail was begun anew: go on from the newest
+				// records of the server that answers.
+				fmt.Fprintf(stderr, "muster: the server that answers does not know the cursor (%s): following its audit trail from its newest records\n", answer.Message)
+				fresh, ferr := c.Audit(ctx, client.AuditQuery{Service: q.Service, Action: q.Action, Outcome: q.Outcome, Limit: 1})
+				if ferr != nil {
+					return ferr
+				}
+				next, node = fresh.Next, fresh.Node
+				continue
+			}
 			if errors.As(err, &answer) && answer.Status < 500 && answer.Status != 429 {
 				return err // refused: a token, a query
 			}

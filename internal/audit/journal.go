@@ -152,6 +152,21 @@ func openJournal(name string, cfg Config, queue int, wake func()) (*journal, err
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 		whole, err := wholeLines(f, last.size)
+		if err == nil && whole != last.size && last.size-whole <= MaxLine {
+			// A record whole but for its newline (the crash came
+			// between them) is kept: its newline is added.
+			tail := make([]byte, last.size-whole)
+			if _, rerr := f.ReadAt(tail, whole); rerr == nil {
+				if _, perr := parseLine(tail); perr == nil {
+					if _, err = f.WriteAt([]byte{'\n'}, last.size); err == nil {
+						if err = f.Sync(); err == nil {
+							whole = last.size + 1
+							last.size = whole
+						}
+					}
+				}
+			}
+		}
 		if err == nil && whole != last.size {
 			// A crash cut the last line short: what is left of it is
 			// no record, and the next one must begin a line.

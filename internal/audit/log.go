@@ -130,6 +130,10 @@ var (
 	ErrBusy = errors.New("audit: too many reads of the audit trail at once")
 	// ErrBadQuery means a query is malformed (see Query.Validate).
 	ErrBadQuery = errors.New("audit: bad query")
+	// ErrCursorOtherNode is an ErrBadQuery: Query.After names another
+	// node, or a place no read of this node's journals gave.
+	ErrCursorOtherNode = fmt.Errorf("%w: after is a cursor of another server's audit trail (each server keeps its own); "+
+		"read this one again without after", ErrBadQuery)
 	// ErrCursorBeyond is an ErrBadQuery: Query.After is past the end of
 	// this node's journals, a place no read of them gave.
 	ErrCursorBeyond = fmt.Errorf("%w: after is beyond the end of this node's audit trail: a cursor of another node's, "+
@@ -232,6 +236,15 @@ func (l *Log) SetNode(id string) {
 	if l != nil {
 		l.node.Store(&id)
 	}
+}
+
+// tag is this node's tag in its cursors (see Cursor.Node); empty until
+// SetNode.
+func (l *Log) tag() string {
+	if id := l.Node(); id != "" {
+		return nodeTag(id)
+	}
+	return ""
 }
 
 // Node returns the ID SetNode gave, or "".

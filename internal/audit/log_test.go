@@ -366,3 +366,76 @@ func TestLog_CursorBeyondRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestLog_WholeLastRecordWithoutNewlineKept: a crash between a record's
+// last byte and its newline leaves a whole record; it is kept, and the
+// next record begins a line of its own.
+func TestLog_WholeLastRecordWithoutNewlineKept(t *testing.T) {
+	l, dir := openLog(t, nil)
+	l.Record(audit.Record{Action: audit.ActionKeyList, Outcome: audit.OutcomeOK, Reason: "first"})
+	l.Record(audit.Record{Action: audit.ActionKeyList, Outcome: audit.OutcomeOK, Reason: "second"})
+	if !l.WaitLocalSynced(2) {
+		t.Fatal("not written")
+	}
+	closeLog(t, l)
+	files, _ := filepath.Glob(filepath.Join(dir, "local-*.jsonl"))
+	fi, _ := os.Stat(files[0])
+	if err := os.Truncate(files[0], fi.Size()-1); err != nil { // the newline
+		t.Fatal(err)
+	}
+	l = reopen(t, dir, nil)
+	l.Record(audit.Record{Action: audit.ActionKeyList, Outcome: audit.OutcomeOK, Reason: "third"})
+	if !l.WaitLocalSynced(1) {
+		t.Fatal("not written")
+	}
+	closeLog(t, l)
+	text := journalText(t, dir, "local")
+	if lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n"); len(lines) != 3 || !strings.Contains(lines[1], "second") || !strings.Contains(lines[2], "third") {
+		t.Fatalf("journal:\n%s", text)
+	}
+}
+
+// TestLog_CursorOfAnotherNodeRefused: a cursor names the node that gave
+// it; another node's, within this node's bounds or not, and a place
+// inside a line (no read gives one), are refused, not read from a place
+// that means nothing here (an outside review had one node's cursor skip
+// another's records) and without counting damage.
+func TestLog_CursorOfAnotherNodeRefused(t *testing.T) {
+	l, _ := openLog(t, nil)
+	l.SetNode("n1")
+	applyN(l, 1, 5)
+	if err := l.Durable(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.Query(context.Background(), audit.Query{After: &audit.Cursor{}, Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := p.Next
+	if next.Node == "" || !strings.HasSuffix(next.String(), "."+next.Node) {
+		t.Fatalf("the cursor %s does not name its node", next)
+	}
+	if c, err := audit.ParseCursor(next.String()); err != nil || c != next {
+		t.Fatalf("ParseCursor(%s) = %+v, %v", next, c, err)
+	}
+	if _, err := l.Query(context.Background(), audit.Query{After: &next}); err != nil {
+		t.Fatalf("this node's own cursor: %v", err)
+	}
+	other := next
+	other.Node = "0badc0de"
+	midLine := audit.Cursor{Applied: audit.Pos{File: next.Applied.File, Off: next.Applied.Off - 3}, Node: next.Node}
+	for name, c := range map[string]audit.Cursor{"another node's": other, "inside a line": midLine} {
+		if _, err := l.Query(context.Background(), audit.Query{After: &c}); !errors.Is(err, audit.ErrCursorOtherNode) {
+			t.Errorf("%s cursor %s: %v, want ErrCursorOtherNode", name, c, err)
+		}
+	}
+	if n := l.Stats().Damaged; n != 0 {
+		t.Errorf("%d damaged lines counted for a bad cursor", n)
+	}
+	// The four-number form, of a version that gave no tag, is still read.
+	old := next
+	old.Node = ""
+	if _, err := l.Query(context.Background(), audit.Query{After: &old}); err != nil {
+		t.Fatalf("a cursor without a tag: %v", err)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -85,33 +87,68 @@ type Pos struct {
 
 // Cursor is a place in both journals of one node, from which a read
 // goes on. Another node's journals are other files: a cursor is only
-// meaningful to the node that gave it.
+// meaningful to the node that gave it, which Node names.
 type Cursor struct {
 	Applied, Local Pos
+	// Node is the tag of the node whose journals the cursor is a place
+	// in (eight hex digits of a hash of its ID); empty in a cursor of
+	// the four-number form, which any node takes.
+	Node string
 }
 
-// String is the cursor's wire form: four decimal numbers joined by dots
-// (applied file, offset, local file, offset).
+// String is the cursor's wire form: four decimal numbers (applied file,
+// offset, local file, offset) and the node's tag, joined by dots.
 func (c Cursor) String() string {
-	return fmt.Sprintf("%d.%d.%d.%d", c.Applied.File, c.Applied.Off, c.Local.File, c.Local.Off)
+	s := fmt.Sprintf("%d.%d.%d.%d", c.Applied.File, c.Applied.Off, c.Local.File, c.Local.Off)
+	if c.Node != "" {
+		s += "." + c.Node
+	}
+	return s
 }
 
 // ParseCursor reads a cursor's wire form, strictly: exactly what String
-// writes (no sign, no leading zero, no space).
+// writes (no sign, no leading zero, no space), with or without the
+// node's tag.
 func ParseCursor(s string) (Cursor, error) {
+	bad := fmt.Errorf("%w: a cursor is four numbers and a tag joined by dots, as a read's next gives it", ErrBadQuery)
 	parts := strings.Split(s, ".")
-	if len(s) > 100 || len(parts) != 4 {
-		return Cursor{}, fmt.Errorf("%w: a cursor is four numbers joined by dots, as a read's next gives it", ErrBadQuery)
+	if len(s) > 100 || len(parts) != 4 && len(parts) != 5 {
+		return Cursor{}, bad
+	}
+	var c Cursor
+	if len(parts) == 5 {
+		if c.Node = parts[4]; !validTag(c.Node) {
+			return Cursor{}, bad
+		}
 	}
 	var n [4]uint64
-	for i, p := range parts {
+	for i, p := range parts[:4] {
 		v, err := strconv.ParseUint(p, 10, 63)
 		if err != nil || strconv.FormatUint(v, 10) != p {
-			return Cursor{}, fmt.Errorf("%w: a cursor is four numbers joined by dots, as a read's next gives it", ErrBadQuery)
+			return Cursor{}, bad
 		}
 		n[i] = v
 	}
-	return Cursor{Applied: Pos{File: n[0], Off: int64(n[1])}, Local: Pos{File: n[2], Off: int64(n[3])}}, nil
+	c.Applied, c.Local = Pos{File: n[0], Off: int64(n[1])}, Pos{File: n[2], Off: int64(n[3])}
+	return c, nil
+}
+
+// nodeTag is the tag of node ID id in its cursors.
+func nodeTag(id string) string {
+	h := sha256.Sum256([]byte("muster audit cursor\x00" + id))
+	return hex.EncodeToString(h[:4])
+}
+
+func validTag(s string) bool {
+	if len(s) != 8 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Query reads records. At most Config.MaxReaders run at once; one that
@@ -152,8 +189,14 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 	a, la := l.applied.snapshot(), l.local.snapshot()
 	var from Cursor
 	if q.After != nil {
+		if q.After.Node != "" && q.After.Node != l.tag() {
+			return Page{}, ErrCursorOtherNode
+		}
 		if beyond(a, q.After.Applied) || beyond(la, q.After.Local) {
 			return Page{}, ErrCursorBeyond
+		}
+		if !l.applied.lineStart(a, q.After.Applied) || !l.local.lineStart(la, q.After.Local) {
+			return Page{}, ErrCursorOtherNode
 		}
 		from = Cursor{Applied: clampPos(a, q.After.Applied), Local: clampPos(la, q.After.Local)}
 	} else {
@@ -170,7 +213,7 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 		switch {
 		case !oka && !okl:
 			p.More = sa.fw.exhausted || sl.fw.exhausted
-			p.Next = Cursor{Applied: sa.pos(), Local: sl.pos()}
+			p.Next = Cursor{Applied: sa.pos(), Local: sl.pos(), Node: l.tag()}
 			return p, errors.Join(sa.err, sl.err)
 		case oka && (!okl || !rl.Time.Before(ra.Time)):
 			p.Records = append(p.Records, sa.take())
@@ -181,7 +224,7 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 	_, oka := sa.peek()
 	_, okl := sl.peek()
 	p.More = oka || okl || sa.fw.exhausted || sl.fw.exhausted
-	p.Next = Cursor{Applied: sa.pos(), Local: sl.pos()}
+	p.Next = Cursor{Applied: sa.pos(), Local: sl.pos(), Node: l.tag()}
 	return p, errors.Join(sa.err, sl.err)
 }
 
@@ -231,6 +274,7 @@ func (l *Log) newest(m matchFunc, limit int, budget *int64) (Page, error) {
 		}
 	}
 	slices.Reverse(out)
+	next.Node = l.tag()
 	return Page{Records: out, Next: next}, errors.Join(errs...)
 }
 
@@ -320,6 +364,26 @@ func (s *stream) pos() Pos {
 		return s.before
 	}
 	return s.fw.pos()
+}
+
+// lineStart reports whether p, inside files, is where a line begins (a
+// read gives no other place): its file's start, or just after a newline.
+// A place in a file rotated away, or that cannot be read, passes: the
+// read goes on from the oldest file there is.
+func (j *journal) lineStart(files []fileInfo, p Pos) bool {
+	if p.Off == 0 || !slices.ContainsFunc(files, func(f fileInfo) bool { return f.seq == p.File }) {
+		return true
+	}
+	f, err := os.Open(j.path(p.File))
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], p.Off-1); err != nil {
+		return true
+	}
+	return b[0] == '\n'
 }
 
 // beyond reports whether p is past the end of files: a place no read of

@@ -104,7 +104,7 @@ func APIError(err error) *Error {
 		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many reads of the audit trail at once; retry")
 		e.RetryAfter = 1
 		return e
-	case errors.Is(err, audit.ErrCursorBeyond):
+	case errors.Is(err, audit.ErrCursorBeyond), errors.Is(err, audit.ErrCursorOtherNode):
 		return BadField("after", "%s", strings.TrimPrefix(err.Error(), "audit: bad query: "))
 	case errors.Is(err, audit.ErrBadQuery):
 		return Errorf(http.StatusBadRequest, api.CodeInvalidArgument, "", "%s", strings.TrimPrefix(err.Error(), "audit: "))
