@@ -86,7 +86,11 @@ func NewHandler(d Deps) http.Handler {
 
 	all := append(d.Mount, a.metricsRoutes(d)...)
 	for _, rt := range a.routes() {
-		all = append(all, Route{rt.Method, rt.Pattern, a.adapt(rt.Handler)})
+		h := a.adapt(rt.Handler)
+		if strings.HasPrefix(rt.Pattern, "/v1/") && !queried[rt.Method+" "+rt.Pattern] {
+			h = a.noQuery(h)
+		}
+		all = append(all, Route{rt.Method, rt.Pattern, h})
 	}
 	mux := http.NewServeMux()
 	paths := http.NewServeMux() // the same patterns without methods, to tell 405 from 404

@@ -56,6 +56,34 @@ func (a *apiServer) routes() []route {
 	}
 }
 
+// queried are the /v1 routes that read a query string (each refuses a
+// parameter it does not know, or one given twice); every other /v1 route
+// refuses any (noQuery), so that a misspelt or misplaced parameter is
+// never silently ignored. /livez, /readyz and /metrics, probed by load
+// balancers and scrapers that may add their own, ignore theirs.
+var queried = map[string]bool{
+	"GET /v1/services":           true,
+	"GET /v1/services/{service}": true,
+	"GET /v1/watch":              true,
+	"GET /v1/instances/{id}":     true,
+	"GET /v1/audit":              true,
+}
+
+// noQuery wraps the handler of a route that takes no query parameters.
+func (a *apiServer) noQuery(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery != "" {
+			field, _, _ := strings.Cut(r.URL.RawQuery, "=")
+			if len(field) > 64 || field == "" {
+				field = "query"
+			}
+			WriteError(w, a.log, BadField(field, "%s takes no query parameters", r.Pattern))
+			return
+		}
+		h(w, r)
+	}
+}
+
 // Routes returns "METHOD pattern" for every route of the /v1 API, for
 // tests and docs.
 func Routes() []string {
