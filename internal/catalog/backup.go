@@ -89,6 +89,11 @@ func readBackup(r io.Reader, max int64) (*Backup, error) {
 	if st.Version != snapshotVersion && st.Version != snapshotVersion4 {
 		return nil, fmt.Errorf("%w: snapshot version %d, this muster reads %d and %d", ErrBadSnapshot, st.Version, snapshotVersion, snapshotVersion4)
 	}
+	if st.Instances == nil || st.Keys == nil {
+		// WriteTo always writes both, empty or not: a document without
+		// them is not a backup, and restoring it would empty the catalog.
+		return nil, fmt.Errorf("%w: it has no instances or no keys field: not a snapshot muster wrote (muster snapshot save writes one)", ErrBadSnapshot)
+	}
 	if st.Index > maxBackupIndex {
 		return nil, fmt.Errorf("%w: its index %d is beyond any log's", ErrBadSnapshot, st.Index)
 	}

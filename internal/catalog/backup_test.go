@@ -42,7 +42,11 @@ func TestReadBackup(t *testing.T) {
 		{"another program's JSON", `{"Index":3,"Term":2,"ID":"x"}`, catalog.ErrBadSnapshot, "unknown field"},
 		{"a newer version", `{"version":2,"index":3}`, catalog.ErrBadSnapshot, "snapshot version 2"},
 		{"no version", `{"index":3,"instances":[]}`, catalog.ErrBadSnapshot, "snapshot version 0"},
-		{"an index no log reaches", `{"version":1,"index":18446744073709551615}`, catalog.ErrBadSnapshot, "beyond any log's"},
+		{"an index no log reaches", `{"version":1,"index":18446744073709551615,"instances":[],"keys":[]}`, catalog.ErrBadSnapshot, "beyond any log's"},
+		// A bare version would restore as an empty catalog (an outside
+		// review wiped a registry with it).
+		{"only a version", `{"version":1}`, catalog.ErrBadSnapshot, "no instances or no keys field"},
+		{"no keys field", `{"version":1,"index":3,"instances":[]}`, catalog.ErrBadSnapshot, "no instances or no keys field"},
 		{"a field of a newer muster", strings.Replace(body, `"version":1`, `"version":1,"quotas":{}`, 1), catalog.ErrBadSnapshot, `unknown field "quotas"`},
 		{"two snapshots", body + "\n" + body, catalog.ErrBadSnapshot, "data follows"},
 		{"trailing garbage", body + "x", catalog.ErrBadSnapshot, "malformed JSON"},
