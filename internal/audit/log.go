@@ -324,10 +324,16 @@ func (l *Log) Restored(index uint64, node string) {
 		return
 	}
 	from := l.last.Swap(index)
+	reason := fmt.Sprintf("a snapshot replaced the catalog at index %d (a backup restored, or the leader's snapshot installed); "+
+		"this node's records of the log before it end at index %d", index, from)
+	if from == 0 {
+		reason = fmt.Sprintf("the catalog stands at index %d, from a snapshot, and this node's trail holds no record of the log "+
+			"before it: a new member sent the leader's snapshot, or the trail's applied journal was removed", index)
+		l.log.Info("the audit trail holds no record of the Raft log before the catalog's snapshot: if this server is not new, "+
+			"its applied journal was removed", "index", index)
+	}
 	l.applied.put(bound(Record{Time: l.now(), Action: ActionSnapshotInstalled, Outcome: OutcomeOK, Node: node, Index: index,
-		Reason: fmt.Sprintf("a snapshot replaced the catalog at index %d (a backup restored, or the leader's snapshot installed); "+
-			"this node's records of the log before it end at index %d", index, from)}),
-		l.cfg.ApplyWait)
+		Reason: reason}), l.cfg.ApplyWait)
 }
 
 // StartedOver is told, before the node replays anything, that its Raft

@@ -74,7 +74,7 @@ func parseAuditQuery(q map[string][]string, now time.Time) (audit.Query, time.Du
 		v := vs[len(vs)-1]
 		switch k {
 		case "since":
-			if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			if d, err := time.ParseDuration(v); err == nil && d >= 0 {
 				aq.Since = now.Add(-d)
 			} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 				aq.Since = t

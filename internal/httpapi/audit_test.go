@@ -369,6 +369,7 @@ func TestAPI_AuditQueryErrors(t *testing.T) {
 		{"limit=0", "wrong", 403, api.CodeForbidden, ""},
 		{"since=yesterday", tok, 400, api.CodeInvalidArgument, "since"},
 		{"since=-1h", tok, 400, api.CodeInvalidArgument, "since"},
+		{"since=0s", tok, 200, "", ""},
 		{"limit=0", tok, 400, api.CodeInvalidArgument, "limit"},
 		{"limit=1001", tok, 400, api.CodeInvalidArgument, "limit"},
 		{"limit=many", tok, 400, api.CodeInvalidArgument, "limit"},

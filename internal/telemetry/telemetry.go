@@ -284,5 +284,5 @@ func b2f(b bool) float64 {
 // four scrapes at once (more are answered 503) and each within 10 s. Who
 // may scrape is the front end's rule (httpapi).
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second, ErrorHandling: promhttp.ContinueOnError})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second, ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})
 }
