@@ -99,6 +99,17 @@ func TestMetrics_scrape(t *testing.T) {
 	ctx := context.Background()
 	url := h.Srv.URL() + "/metrics"
 	before := scrape(t, url, "")
+	// A scraper that asks for OpenMetrics gets it.
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+			t.Errorf("asked for OpenMetrics, got %q", ct)
+		}
+	}
 
 	k := h.Key(t, "svc")
 	inst := testutil.NewInstance(t, k.Secret, verify.Proof)
