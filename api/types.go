@@ -225,6 +225,12 @@ type CreateKeyRequest struct {
 	// MaxInstances caps the instances registered with the key at once;
 	// 0 or absent means the server's default (--max-instances-per-key).
 	MaxInstances int `json:"max_instances,omitempty"`
+	// CallbackTLS is how the certificate of an https verification
+	// callback is checked for the key's registrations: "verify" (the
+	// default: against the registry's CA bundle, --verify-ca) or "any"
+	// (accepted whatever it is, for instances with self-signed
+	// certificates; the proof still binds the answer to the key).
+	CallbackTLS string `json:"callback_tls,omitempty"`
 }
 
 // Key is an enrolment key as listings show it, without its secret.
@@ -238,6 +244,9 @@ type Key struct {
 	// Instances is how many instances are registered with the key now.
 	Instances int    `json:"instances"`
 	CreatedAt string `json:"created_at"`
+	// CallbackTLS is "any" for a key whose https callbacks accept any
+	// certificate; absent for the default, "verify".
+	CallbackTLS string `json:"callback_tls,omitempty"`
 	// Secret is set only in the answer to POST /v1/keys.
 	Secret string `json:"secret,omitempty"`
 }

@@ -98,6 +98,7 @@ func newKeysCreateCmd(e env) *cobra.Command {
 		desc     string
 		maxInst  int
 		out      *enumValue
+		cbTLS    *enumValue
 	)
 	cmd := &cobra.Command{
 		Use:   "create --service PATTERN... [flags]",
@@ -120,7 +121,8 @@ arguments.`, envAddr, envToken),
 			if err != nil {
 				return err
 			}
-			k, err := c.NewKey(cmd.Context(), api.CreateKeyRequest{Services: services, Description: desc, MaxInstances: maxInst})
+			k, err := c.NewKey(cmd.Context(), api.CreateKeyRequest{Services: services, Description: desc, MaxInstances: maxInst,
+				CallbackTLS: cbTLS.String()})
 			if err != nil {
 				return err
 			}
@@ -140,6 +142,9 @@ arguments.`, envAddr, envToken),
 	f.StringVar(&desc, "description", "", "a note shown in key listings")
 	f.IntVar(&maxInst, "max-instances", 0, "the most instances registered with the key at once, up to "+strconv.Itoa(registry.MaxKeyInstances)+
 		" (0: the server's --max-instances-per-key)")
+	cbTLS = enumFlag(cmd, "callback-tls", "", "verify",
+		"how the certificate of the key's https verification callbacks is checked: verify (against the registry's --verify-ca or the system's roots), or any (accept any, for instances with self-signed certificates; the proof still binds the answer to the key)",
+		"verify", "any")
 	out = enumFlag(cmd, "output", "o", "table",
 		"output format: table; json or yaml (the registry's answer, same field names); id (the key's ID); secret (the secret alone)",
 		"table", "json", "yaml", "id", "secret")

@@ -18,8 +18,12 @@ var adminAuth = authMessages{
 
 func (a *apiServer) keyToAPI(k *catalog.Key) api.Key {
 	limit, held := a.reg.KeyUsage(k)
-	return api.Key{ID: k.ID, Services: k.Services, Description: k.Description, MaxInstances: limit, Instances: held,
+	out := api.Key{ID: k.ID, Services: k.Services, Description: k.Description, MaxInstances: limit, Instances: held,
 		CreatedAt: k.CreatedAt.UTC().Format(time.RFC3339)}
+	if k.CallbackTLSOrDefault() == catalog.CallbackTLSAny {
+		out.CallbackTLS = string(catalog.CallbackTLSAny)
+	}
+	return out
 }
 
 // createKey handles POST /v1/keys. The admin token is checked before the
@@ -34,7 +38,8 @@ func (a *apiServer) createKey(w http.ResponseWriter, r *http.Request) error {
 		a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionKeyCreate}, err)
 		return err
 	}
-	k, secret, err := a.reg.CreateKey(r.Context(), tok, registry.KeySpec{Services: req.Services, Description: req.Description, MaxInstances: req.MaxInstances})
+	k, secret, err := a.reg.CreateKey(r.Context(), tok, registry.KeySpec{Services: req.Services, Description: req.Description, MaxInstances: req.MaxInstances,
+		CallbackTLS: req.CallbackTLS})
 	if err != nil {
 		return adminAuth.apply(err)
 	}

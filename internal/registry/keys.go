@@ -25,6 +25,12 @@ type KeySpec struct {
 	// MaxInstances caps the instances registered with the key at once,
 	// 1 to MaxKeyInstances; 0 means Config.MaxInstancesPerKey.
 	MaxInstances int
+	// CallbackTLS is how the certificate of an https verification
+	// callback of the key's registrations is checked: "" or "verify"
+	// (against the registry's CA bundle), or "any" (accepted whatever it
+	// is, for instances with self-signed certificates; the proof still
+	// binds the answer to the key).
+	CallbackTLS string
 }
 
 // MaxKeyInstances is the highest limit of instances a key may have.
@@ -48,6 +54,9 @@ func (k KeySpec) Validate() error {
 	}
 	if k.MaxInstances < 0 || k.MaxInstances > MaxKeyInstances {
 		return badField("max_instances", "max_instances must be between 1 and %d, or 0 for the server's default", MaxKeyInstances)
+	}
+	if _, err := catalog.ParseCallbackTLS(k.CallbackTLS); err != nil && k.CallbackTLS != "" {
+		return badField("callback_tls", "callback_tls must be verify or any")
 	}
 	return nil
 }
@@ -73,7 +82,13 @@ func (r *Registry) CreateKey(ctx context.Context, token string, spec KeySpec) (*
 		MaxInstances: spec.MaxInstances,
 		CreatedAt:    r.now().UTC().Truncate(time.Second),
 	}
-	if _, err := r.commit(ctx, catalog.Command{Op: catalog.OpCreateKey, Key: k, Reason: "api"}); err != nil {
+	op := catalog.OpCreateKey
+	if mode, _ := catalog.ParseCallbackTLS(spec.CallbackTLS); mode == catalog.CallbackTLSAny {
+		// A field create_key cannot carry: a token of the register role
+		// (an older replica halts at create_token rather than drop it).
+		k.Role, k.CallbackTLS, op = catalog.RoleRegister, mode, catalog.OpCreateToken
+	}
+	if _, err := r.commit(ctx, catalog.Command{Op: op, Key: k, Reason: "api"}); err != nil {
 		return nil, "", err
 	}
 	r.log.Info("enrolment key created", "key_id", k.ID, "services", k.Services)

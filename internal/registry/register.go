@@ -378,7 +378,8 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 		},
 		attrs: []any{"service", adm.service, "address", reg.Address, "port", reg.Port},
 		call: func(ctx context.Context, hostIP netip.Addr) error {
-			target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath, DialIP: hostIP}
+			target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath, DialIP: hostIP,
+				AnyCertificate: adm.key.CallbackTLSOrDefault() == catalog.CallbackTLSAny}
 			return r.verifier.Verify(ctx, target, api.VerifyRequest{
 				Service: adm.service, InstanceID: id, Challenge: random.Secret(), Nonce: reg.Nonce, Token: token,
 			}, adm.secret)

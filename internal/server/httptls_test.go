@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -229,15 +230,27 @@ func TestVerify_HTTPSCallback(t *testing.T) {
 		name       string
 		verifyCA   string
 		instanceCA *testutil.TestCA
+		anyCert    bool // the key's callback_tls is any
 		ok         bool
 	}{
-		{"system roots", "", ca, false},
-		{"the instance's CA", ca.File, ca, true},
-		{"another CA", other.File, ca, false},
+		{"system roots", "", ca, false, false},
+		{"the instance's CA", ca.File, ca, false, true},
+		{"another CA", other.File, ca, false, false},
+		{"a key that accepts any certificate", other.File, ca, true, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := testserver.NewHarness(t, func(cfg *server.Config) { cfg.VerifyCAFile = c.verifyCA })
 			k := h.Key(t, "web")
+			if c.anyCert {
+				var err error
+				if k, err = h.Admin.NewKey(context.Background(), api.CreateKeyRequest{Services: []string{"web"}, CallbackTLS: "any"}); err != nil {
+					t.Fatal(err)
+				}
+				keys, err := h.Admin.Keys(context.Background())
+				if err != nil || !slices.ContainsFunc(keys, func(l api.Key) bool { return l.ID == k.ID && l.CallbackTLS == "any" }) {
+					t.Fatalf("the key's listing does not say it accepts any certificate: %+v, %v", keys, err)
+				}
+			}
 			inst := testutil.NewTLSInstance(t, k.Secret, verify.Proof, c.instanceCA)
 			reg, err := h.Anon.Register(context.Background(), "web", k.Secret,
 				api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), Scheme: "https"})
@@ -254,5 +267,20 @@ func TestVerify_HTTPSCallback(t *testing.T) {
 				t.Fatalf("the log does not say the certificate was not trusted:\n%s", h.Logs.String())
 			}
 		})
+	}
+}
+
+// TestKeys_CallbackTLSRefused: a key's callback_tls is verify or any;
+// anything else is a 400 naming the field.
+func TestKeys_CallbackTLSRefused(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	_, err := h.Admin.NewKey(context.Background(), api.CreateKeyRequest{Services: []string{"web"}, CallbackTLS: "maybe"})
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != 400 || ce.Field != "callback_tls" {
+		t.Fatalf("callback_tls maybe: %v", err)
+	}
+	k, err := h.Admin.NewKey(context.Background(), api.CreateKeyRequest{Services: []string{"web"}, CallbackTLS: "verify"})
+	if err != nil || k.CallbackTLS != "" {
+		t.Fatalf("callback_tls verify (the default): %+v, %v", k, err)
 	}
 }
