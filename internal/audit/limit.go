@@ -7,19 +7,23 @@ import (
 	"time"
 )
 
-// The refusals one client network may have recorded one by one: a
-// sustained rate and a burst. Past them its refusals are counted, and
-// one ActionSuppressed record a window says how many there were. A
-// stranger who floods the port with bad credentials then writes a few
-// hundred bytes a second to the local journal, however fast it sends,
-// instead of rotating away everyone's records (and filling a disk) at
-// its own pace.
+// The records of this node's own (refusals, admin reads, no-op drains:
+// whatever a request makes the local journal hold) one client network
+// may have written one by one: a sustained rate and a burst, and the
+// same for all networks together. Past them its records are counted,
+// and one ActionSuppressed record a window says how many there were. A
+// client who floods the port, with bad credentials or good ones, then
+// writes a few kilobytes a second to the local journal, however fast it
+// sends and from however many networks, instead of rotating away
+// everyone's records (and filling a disk) at its own pace.
 const (
 	refusalRate   = 20  // a second, per network
 	refusalBurst  = 200 // records
+	totalRate     = 200 // a second, all networks together
+	totalBurst    = 2000
 	suppressEvery = 10 * time.Second
-	// maxNetworks bounds the networks tracked; past it, refusals from
-	// new networks share one bucket.
+	// maxNetworks bounds the networks tracked; past it, records from new
+	// networks share one bucket.
 	maxNetworks = 4096
 )
 
@@ -29,8 +33,9 @@ const (
 type refusalLimiter struct {
 	now func() time.Time
 
-	mu   sync.Mutex
-	nets map[netip.Prefix]*bucket
+	mu    sync.Mutex
+	nets  map[netip.Prefix]*bucket
+	total bucket // every network's records together
 }
 
 type bucket struct {
@@ -41,7 +46,18 @@ type bucket struct {
 }
 
 func newRefusalLimiter(now func() time.Time) *refusalLimiter {
-	return &refusalLimiter{now: now, nets: map[netip.Prefix]*bucket{}}
+	return &refusalLimiter{now: now, nets: map[netip.Prefix]*bucket{}, total: bucket{tokens: totalBurst, last: now()}}
+}
+
+// take refills b at rate up to burst and takes one token if it has one.
+func (b *bucket) take(now time.Time, rate, burst float64) bool {
+	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	return false
 }
 
 // networkOf is the network of a caller's address (host:port), and false
@@ -84,10 +100,7 @@ func (l *refusalLimiter) allow(caller string, action Action) bool {
 			l.nets[p] = b
 		}
 	}
-	b.tokens = min(refusalBurst, b.tokens+now.Sub(b.last).Seconds()*refusalRate)
-	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.take(now, refusalRate, refusalBurst) && l.total.take(now, totalRate, totalBurst) {
 		return true
 	}
 	if b.suppressed == 0 {
@@ -112,8 +125,8 @@ func (l *refusalLimiter) summaries(node string) []Record {
 				who = p.String()
 			}
 			out = append(out, Record{Time: now, Action: ActionSuppressed, Outcome: OutcomeRefused, Node: node, Caller: who,
-				Reason: fmt.Sprintf("%d refused requests (the first a %s) from %s not recorded one by one: over %d a second from one network",
-					b.suppressed, b.action, who, refusalRate)})
+				Reason: fmt.Sprintf("%d records of requests (the first a %s) from %s not written one by one: over %d a second from one network, or %d from all",
+					b.suppressed, b.action, who, refusalRate, totalRate)})
 			b.suppressed = 0
 			continue
 		}

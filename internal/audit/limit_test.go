@@ -22,8 +22,8 @@ func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 // TestLog_RefusalsLimitedPerNetwork: a network that floods refusals has
 // its burst recorded one by one, then its rate; the rest are one summary
-// record naming the network and the count. Another network, and what was
-// carried out, are recorded whatever the flood.
+// record naming the network and the count. Another network's records are
+// written whatever the flood.
 func TestLog_RefusalsLimitedPerNetwork(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)}
 	l, _ := openLog(t, func(c *audit.Config) { c.Now = clock.now })
@@ -37,7 +37,7 @@ func TestLog_RefusalsLimitedPerNetwork(t *testing.T) {
 	clock.add(time.Second)          // 20 more
 	refuse("192.0.2.%d:5001", 1000)
 	refuse("[2001:db8:1:%x::1]:80", 10) // another network
-	l.Record(audit.Record{Action: audit.ActionKeyList, Outcome: audit.OutcomeOK, Caller: "192.0.2.9:1"})
+	l.Record(audit.Record{Action: audit.ActionKeyList, Outcome: audit.OutcomeOK, Caller: "198.51.100.9:1"})
 	l.Summarize()
 	if !l.WaitLocalSynced(200 + 20 + 10 + 1 + 1) {
 		t.Fatal("the records were not written")
@@ -53,7 +53,7 @@ func TestLog_RefusalsLimitedPerNetwork(t *testing.T) {
 		t.Errorf("%d refusals recorded one by one, want the burst (200), a second's rate (20) and the other network's 10", n)
 	}
 	sums := count(audit.Query{Action: audit.ActionSuppressed})
-	if len(sums) != 1 || sums[0].Caller != "192.0.2.0/24" || !strings.Contains(sums[0].Reason, "1780 refused requests (the first a drain)") {
+	if len(sums) != 1 || sums[0].Caller != "192.0.2.0/24" || !strings.Contains(sums[0].Reason, "1780 records of requests (the first a drain)") {
 		t.Fatalf("summaries: %+v", sums)
 	}
 	if len(count(audit.Query{Action: audit.ActionKeyList})) != 1 {
@@ -97,5 +97,54 @@ func TestLog_NoRoomDropsLocalRecords(t *testing.T) {
 	}
 	if got := strings.Count(journalText(t, dir, "applied"), "\n"); got != 3 {
 		t.Errorf("%d applied records, want 3", got)
+	}
+}
+
+// TestLog_RecordsLimitedInAll: records that were carried out count too (a
+// no-op drain, an admin's read), and many networks together are held to
+// the total rate: past it, the rest are summarised.
+func TestLog_RecordsLimitedInAll(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)}
+	l, _ := openLog(t, func(c *audit.Config) { c.Now = clock.now })
+	for n := range 30 { // 30 networks of 100 records each: 3000 > the total burst
+		for i := range 100 {
+			l.Record(audit.Record{Action: audit.ActionDrain, Outcome: audit.OutcomeOK, Reason: "already draining",
+				Caller: fmt.Sprintf("10.%d.0.%d:80", n, i+1)})
+		}
+	}
+	l.Summarize()
+	if !l.WaitLocalSynced(2000) {
+		t.Fatal("not written")
+	}
+	time.Sleep(50 * time.Millisecond)
+	p, err := l.Query(context.Background(), audit.Query{Action: audit.ActionDrain, Limit: audit.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.Records); n != audit.MaxLimit {
+		t.Fatalf("%d records on the first page, want a full page", n)
+	}
+	all, sums := 0, 0
+	var after *audit.Cursor = &audit.Cursor{}
+	for {
+		p, err := l.Query(context.Background(), audit.Query{After: after, Limit: audit.MaxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Records {
+			switch r.Action {
+			case audit.ActionDrain:
+				all++
+			case audit.ActionSuppressed:
+				sums++
+			}
+		}
+		if !p.More {
+			break
+		}
+		after = &p.Next
+	}
+	if all != 2000 || sums == 0 {
+		t.Fatalf("%d records written one by one (want the total burst, 2000), %d summaries", all, sums)
 	}
 }

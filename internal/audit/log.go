@@ -291,7 +291,7 @@ func (l *Log) Record(r Record) {
 	if r.Node == "" {
 		r.Node = l.Node()
 	}
-	if r.Outcome != OutcomeOK && r.Caller != "" && !l.limit.allow(r.Caller, r.Action) {
+	if r.Caller != "" && !l.limit.allow(r.Caller, r.Action) {
 		return // counted; its network's summary says how many
 	}
 	l.local.put(bound(withhold(l.known(), r)), 0)

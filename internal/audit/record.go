@@ -145,6 +145,13 @@ const (
 // of the reason that looks like a secret is withheld from it. It reads
 // only r, so every replica derives the same record from the same entry.
 func bound(r Record) Record {
+	if r.Outcome != OutcomeOK {
+		// A refusal's reason is the registry's message, which may quote
+		// what the caller sent (a value cut to its first 32 bytes, too
+		// short for the rules above to see a secret in): the quoted
+		// text is not recorded.
+		r.Reason = unquoted(r.Reason)
+	}
 	r.Reason = cut(redact.Text(r.Reason), maxReason)
 	r.Service = name(r.Service, catalog.ValidServiceName)
 	r.Instance = name(r.Instance, validID)
@@ -155,6 +162,34 @@ func bound(r Record) Record {
 	r.Action = Action(cut(string(r.Action), maxName))
 	r.Outcome = Outcome(cut(string(r.Outcome), maxStatus))
 	return r
+}
+
+// unquoted returns s with the text of each double-quoted string (Go's %q:
+// backslash escapes) replaced by "…".
+func unquoted(s string) string {
+	i := strings.IndexByte(s, '"')
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i >= 0 {
+		b.WriteString(s[:i])
+		b.WriteString(`"…"`)
+		j := i + 1
+		for j < len(s) && s[j] != '"' {
+			if s[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(s) {
+			return b.String() // unterminated: the rest is quoted
+		}
+		s = s[j+1:]
+		i = strings.IndexByte(s, '"')
+	}
+	b.WriteString(s)
+	return b.String()
 }
 
 // name is s if it is empty or valid, else redact.Withheld.

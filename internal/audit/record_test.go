@@ -147,7 +147,7 @@ func TestRecord_CallerSecretsWithheld(t *testing.T) {
 		}
 	}
 	for _, want := range []string{`"instance_id":"(withheld)"`, `"service":"(withheld)"`, `"key_id":"(withheld)"`,
-		`unknown field \"(withheld)\"`, `"reason":"instance (withheld) not found"`,
+		`unknown field \"…\"`, `"reason":"instance (withheld) not found"`,
 		`"instance_id":"` + id + `","key_id":"key_seed_compat"`, `"service":"web_v2"`} {
 		if !strings.Contains(disk, want) {
 			t.Errorf("the journals do not hold %s:\n%s", want, disk)

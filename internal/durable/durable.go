@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // WriteFile replaces path with data, created with perm, atomically and
@@ -107,7 +108,9 @@ var ErrNotPrivate = errors.New("can be read or written by other users")
 // is the mode of the file read, not of one swapped in between. Errors
 // name the path and the fix, never the content.
 func ReadPrivateFile(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO at the path does not block the open (it is then
+	// refused below as no regular file).
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

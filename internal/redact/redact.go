@@ -145,14 +145,63 @@ func NewKnown(secrets ...string) Known {
 	return k
 }
 
-// Text returns s with every known secret replaced by Withheld.
+// Text returns s with every known secret replaced by Withheld, and
+// every word of 12 or more characters that is a part of one (a message
+// that quoted a secret cut short): a word is a run of anything but
+// white space, quotes, brackets and commas.
 func (k Known) Text(s string) string {
+	if len(k.secrets) == 0 {
+		return s
+	}
 	for _, sec := range k.secrets {
 		if strings.Contains(s, sec) {
 			s = strings.ReplaceAll(s, sec, Withheld)
 		}
 	}
-	return s
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(s); {
+		if !wordByte(s[i]) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(s) && wordByte(s[j]) {
+			j++
+		}
+		if j-i >= minPart && k.part(s[i:j]) {
+			b.WriteString(s[last:i])
+			b.WriteString(Withheld)
+			last = j
+		}
+		i = j
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// minPart is the shortest part of a known secret Text withholds.
+const minPart = 12
+
+func wordByte(c byte) bool {
+	switch c {
+	case ' ', '\t', '\n', '\r', '"', '\'', '`', '(', ')', '[', ']', '{', '}', ',', ';', '<', '>':
+		return false
+	}
+	return true
+}
+
+// part reports whether w is a part of a known secret.
+func (k Known) part(w string) bool {
+	for _, sec := range k.secrets {
+		if strings.Contains(sec, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // Holds reports whether s holds a known secret.

@@ -71,6 +71,13 @@ func TestKnown(t *testing.T) {
 	if want := "instance " + Withheld + " not found; short"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
+	// A secret a message cut short: its part is withheld too.
+	if got := k.Text(`interval "0123456789abcdef0123"... is not a duration`); got != `interval "`+Withheld+`"... is not a duration` {
+		t.Fatalf("a cut secret: %q", got)
+	}
+	if got := k.Text("instance 89abcdef012 and 0123456789abcdef0123456789abcdefX"); strings.Contains(got, "0123456789abcdef0123456789abcdef") {
+		t.Fatalf("%q", got)
+	}
 	if !k.Holds("x0123456789abcdef0123456789abcdefx") || k.Holds("short") {
 		t.Fatal("Holds is wrong")
 	}

@@ -150,3 +150,54 @@ func (h nodeHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h nodeHandler) WithGroup(name string) slog.Handler {
 	return nodeHandler{next: h.next.WithGroup(name), id: h.id}
 }
+
+// serverErrors is the writer of net/http's server's own error log (a
+// failed TLS handshake, a malformed request it answers itself): lines
+// any client can cause, at the client's pace and with the client's
+// bytes in them (a handshake's offered protocols). It writes at most
+// serverErrorBurst lines a minute, each cut to serverErrorLine bytes,
+// and says how many more there were when it writes again.
+type serverErrors struct {
+	log *slog.Logger
+	now func() time.Time
+
+	mu      sync.Mutex
+	window  time.Time // start of the current minute's window
+	written int
+	held    int
+}
+
+const (
+	serverErrorBurst = 20
+	serverErrorLine  = 300
+)
+
+func newServerErrors(log *slog.Logger) *serverErrors {
+	return &serverErrors{log: log, now: time.Now}
+}
+
+func (s *serverErrors) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\n")
+	if len(line) > serverErrorLine {
+		line = line[:serverErrorLine] + "…"
+	}
+	now := s.now()
+	s.mu.Lock()
+	if now.Sub(s.window) >= time.Minute {
+		if s.held > 0 {
+			s.log.Warn("more HTTP server errors were not logged", "count", s.held, "since", s.window.Format(time.RFC3339))
+		}
+		s.window, s.written, s.held = now, 0, 0
+	}
+	ok := s.written < serverErrorBurst
+	if ok {
+		s.written++
+	} else {
+		s.held++
+	}
+	s.mu.Unlock()
+	if ok {
+		s.log.Warn("http server: " + line)
+	}
+	return len(p), nil
+}

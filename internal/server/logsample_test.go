@@ -64,3 +64,28 @@ func TestSampleHandler(t *testing.T) {
 		t.Fatal("the next window wrote nothing")
 	}
 }
+
+// TestServerErrors: net/http's own error lines, which any client can
+// cause, are written at most serverErrorBurst a minute, each cut short,
+// and the next window says how many were held back.
+func TestServerErrors(t *testing.T) {
+	var buf strings.Builder
+	w := newServerErrors(slog.New(slog.NewTextHandler(&buf, nil)))
+	now := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	w.now = func() time.Time { return now }
+	long := "http: TLS handshake error from 127.0.0.1:5: unsupported application protocols ([" + strings.Repeat("x", 10000) + "])\n"
+	for range serverErrorBurst + 5 {
+		w.Write([]byte(long))
+	}
+	if n := strings.Count(buf.String(), "TLS handshake error"); n != serverErrorBurst {
+		t.Fatalf("%d lines written in a minute, want %d", n, serverErrorBurst)
+	}
+	if len(buf.String()) > serverErrorBurst*(serverErrorLine+200) {
+		t.Fatalf("%d bytes of log for %d lines: not cut short", len(buf.String()), serverErrorBurst)
+	}
+	now = now.Add(time.Minute)
+	w.Write([]byte("http: TLS handshake error from 127.0.0.1:6: EOF\n"))
+	if !strings.Contains(buf.String(), "more HTTP server errors were not logged") || !strings.Contains(buf.String(), "count=5") {
+		t.Fatalf("the held lines are not counted:\n%.300s", buf.String()[len(buf.String())-300:])
+	}
+}

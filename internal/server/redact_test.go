@@ -97,6 +97,14 @@ func TestAudit_SecretsInCallerFieldsWithheld(t *testing.T) {
 	if code, _, _ := h.Post(t, "svc", k.Secret, []byte(`{"address":"127.0.0.1","port":1,"`+foreign+`":1}`)); code != http.StatusBadRequest {
 		t.Fatalf("a secret for a field name: %d, want 400", code)
 	}
+	// A secret in a value the registry's message quotes cut to 32 bytes
+	// (too short for any rule to see a secret in): the quoted text is not
+	// recorded.
+	hexSecret := random.ID(24)
+	secrets["a quoted secret's first 24 characters"] = hexSecret[:24]
+	if code, _, _ := h.Post(t, "svc", k.Secret, []byte(`{"address":"127.0.0.1","port":1,"checks":[{"type":"http","interval":"`+hexSecret+`"}]}`)); code != http.StatusBadRequest {
+		t.Fatalf("a check with a bad interval: %d, want 400", code)
+	}
 	// A capability path for verify_path, at an address where nothing
 	// answers: the refusal's message and the log's warning withhold it.
 	gone := testutil.NewInstance(t, k.Secret, verify.Proof)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -127,3 +128,42 @@ func TestPool_Renewal(t *testing.T) {
 }
 
 func x509Opts(p *Pool) x509.VerifyOptions { return x509.VerifyOptions{Roots: p.CertPool()} }
+
+// TestPair_FIFONeverBlocks: a FIFO put where the certificate was (no
+// writer will ever come) is refused at once, the pair in use stays, and
+// a good file put back afterwards is taken.
+func TestPair_FIFONeverBlocks(t *testing.T) {
+	ca := testutil.NewTestCA(t, "ca")
+	dir := t.TempDir()
+	certFile, keyFile := ca.Issue(t, dir, "srv")
+	p, err := LoadPair(certFile, keyFile, nil, func(error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: time.Now()}
+	p.w.now = c.now
+	first := p.Leaf().SerialNumber
+	os.Remove(certFile)
+	if err := syscall.Mkfifo(certFile, 0o644); err != nil {
+		t.Skip("no mkfifo here:", err)
+	}
+	c.add(CheckEvery)
+	done := make(chan struct{})
+	go func() { p.Leaf(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a FIFO at the certificate's path blocked the reload")
+	}
+	if p.Leaf().SerialNumber.Cmp(first) != 0 {
+		t.Fatal("the pair in use changed")
+	}
+	os.Remove(certFile)
+	newCert, newKey := ca.IssuePEM(t, "srv")
+	testutil.WriteFile(t, certFile, newCert, 0o644)
+	testutil.WriteFile(t, keyFile, newKey, 0o600)
+	c.add(CheckEvery)
+	if p.Leaf().SerialNumber.Cmp(first) == 0 {
+		t.Fatal("the good files put back were not taken")
+	}
+}
