@@ -432,10 +432,15 @@ func TestLog_CursorOfAnotherNodeRefused(t *testing.T) {
 	if n := l.Stats().Damaged; n != 0 {
 		t.Errorf("%d damaged lines counted for a bad cursor", n)
 	}
-	// The four-number form, of a version that gave no tag, is still read.
-	old := next
-	old.Node = ""
-	if _, err := l.Query(context.Background(), audit.Query{After: &old}); err != nil {
-		t.Fatalf("a cursor without a tag: %v", err)
+	// The four-number form gives no node: refused by a node that has one
+	// (muster audit --follow then starts from the newest records), as is
+	// a place in file 0, which no read gives.
+	untagged := next
+	untagged.Node = ""
+	fileZero := audit.Cursor{Local: audit.Pos{File: 0, Off: 99}, Node: next.Node}
+	for name, c := range map[string]audit.Cursor{"untagged": untagged, "file 0": fileZero} {
+		if _, err := l.Query(context.Background(), audit.Query{After: &c}); !errors.Is(err, audit.ErrCursorOtherNode) {
+			t.Errorf("%s cursor %s: %v, want ErrCursorOtherNode", name, c, err)
+		}
 	}
 }

@@ -189,8 +189,15 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 	a, la := l.applied.snapshot(), l.local.snapshot()
 	var from Cursor
 	if q.After != nil {
-		if q.After.Node != "" && q.After.Node != l.tag() {
+		// A cursor names its node; one without a tag is taken only by a
+		// node that has none (a log not yet given its node's ID), or when
+		// it is the start, 0.0.0.0, which is every node's.
+		start := q.After.Applied == (Pos{}) && q.After.Local == (Pos{})
+		if q.After.Node != l.tag() && !(q.After.Node == "" && start) {
 			return Page{}, ErrCursorOtherNode
+		}
+		if q.After.Applied.File == 0 && q.After.Applied.Off != 0 || q.After.Local.File == 0 && q.After.Local.Off != 0 {
+			return Page{}, ErrCursorOtherNode // files are numbered from 1: no read gives such a place
 		}
 		if beyond(a, q.After.Applied) || beyond(la, q.After.Local) {
 			return Page{}, ErrCursorBeyond
