@@ -152,15 +152,20 @@ func openJournal(name string, cfg Config, queue int, wake func()) (*journal, err
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 		whole, err := wholeLines(f, last.size)
-		if err == nil && whole != last.size && last.size-whole <= MaxLine {
+		if err == nil && whole != last.size && last.size-whole <= 2*MaxLine {
 			// A record whole but for its newline (the crash came
-			// between them) is kept: its newline is added.
+			// between them; a power loss may leave zero bytes after it)
+			// is kept: its newline is added, and what follows is cut
+			// off below.
 			tail := make([]byte, last.size-whole)
 			if _, rerr := f.ReadAt(tail, whole); rerr == nil {
-				if _, perr := parseLine(tail); perr == nil {
-					if _, err = f.WriteAt([]byte{'\n'}, last.size); err == nil {
-						if err = f.Sync(); err == nil {
-							whole = last.size + 1
+				rec := bytes.TrimRight(tail, "\x00")
+				if _, perr := parseLine(rec); perr == nil {
+					end := whole + int64(len(rec))
+					if _, err = f.WriteAt([]byte{'\n'}, end); err == nil {
+						err = f.Sync()
+						whole = end + 1
+						if whole > last.size {
 							last.size = whole
 						}
 					}

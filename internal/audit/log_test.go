@@ -371,6 +371,12 @@ func TestLog_CursorBeyondRefused(t *testing.T) {
 // last byte and its newline leaves a whole record; it is kept, and the
 // next record begins a line of its own.
 func TestLog_WholeLastRecordWithoutNewlineKept(t *testing.T) {
+	for _, zeros := range []bool{false, true} {
+		t.Run(fmt.Sprintf("zeros after it %v", zeros), func(t *testing.T) { wholeLastRecord(t, zeros) })
+	}
+}
+
+func wholeLastRecord(t *testing.T, zeros bool) {
 	l, dir := openLog(t, nil)
 	l.Record(audit.Record{Action: audit.ActionKeyList, Outcome: audit.OutcomeOK, Reason: "first"})
 	l.Record(audit.Record{Action: audit.ActionKeyList, Outcome: audit.OutcomeOK, Reason: "second"})
@@ -382,6 +388,14 @@ func TestLog_WholeLastRecordWithoutNewlineKept(t *testing.T) {
 	fi, _ := os.Stat(files[0])
 	if err := os.Truncate(files[0], fi.Size()-1); err != nil { // the newline
 		t.Fatal(err)
+	}
+	if zeros {
+		f, err := os.OpenFile(files[0], os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(make([]byte, 4096)) // a power loss's zeroed block
+		f.Close()
 	}
 	l = reopen(t, dir, nil)
 	l.Record(audit.Record{Action: audit.ActionKeyList, Outcome: audit.OutcomeOK, Reason: "third"})
