@@ -127,6 +127,9 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 	if qerr != nil {
 		return qerr
 	}
+	if len(r.Header.Values("Last-Event-ID")) > 1 {
+		return BadField("Last-Event-ID", "Last-Event-ID is given more than once; it takes one event id")
+	}
 	services, after, resume, qerr := parseWatchQuery(q, r.Header.Get("Last-Event-ID"))
 	if qerr != nil {
 		return qerr

@@ -398,10 +398,13 @@ func TestWatch_BadQueries(t *testing.T) {
 		{"?service=web;x", "", "query"},
 		{"?service=w%zz", "", "query"},
 		{"?after=1&after=2", "", "after"},
+		{"", "3|4", "Last-Event-ID"},
 	} {
 		req, _ := http.NewRequest(http.MethodGet, h.Srv.URL()+"/v1/watch"+c.query, nil)
-		if c.lastID != "" {
-			req.Header.Set("Last-Event-ID", c.lastID)
+		for _, id := range strings.Split(c.lastID, "|") {
+			if id != "" {
+				req.Header.Add("Last-Event-ID", id)
+			}
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
