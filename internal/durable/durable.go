@@ -98,18 +98,36 @@ func PrivateFile(path string) (tightened bool, err error) {
 // other than its owner.
 var ErrNotPrivate = errors.New("can be read or written by other users")
 
+// ReadFile reads path, which must be a regular file of at most limit
+// bytes: a larger one is not the right one (a path given by mistake:
+// /dev/zero, a log). It opens without blocking, so that a FIFO put at
+// the path is refused at once instead of holding the caller (a TLS
+// handshake that reloads a certificate, say) until a writer comes.
+// Errors name the path, never the content.
+func ReadFile(path string, limit int64) ([]byte, error) {
+	return readRegular(path, limit, nil)
+}
+
 // ReadPrivateFile reads a file that holds a credential (a token, the
-// cluster secret, a TLS private key): a regular file that only its owner
-// may read or write (mode 0600 or stricter), of at most limit bytes.
-// A file other users can read hands them the credential, so it is
-// refused (ErrNotPrivate, with the chmod that fixes it) rather than
-// warned about; a larger file is not the right one (a path given by
-// mistake: /dev/zero, a log). The mode is read from the open file, so it
-// is the mode of the file read, not of one swapped in between. Errors
-// name the path and the fix, never the content.
+// cluster secret, a TLS private key) as ReadFile does, and only if its
+// owner alone may read or write it (mode 0600 or stricter): a file other
+// users can read hands them the credential, so it is refused
+// (ErrNotPrivate, with the chmod that fixes it) rather than warned
+// about. The mode is read from the open file, so it is the mode of the
+// file read, not of one swapped in between.
 func ReadPrivateFile(path string, limit int64) ([]byte, error) {
-	// O_NONBLOCK: a FIFO at the path does not block the open (it is then
-	// refused below as no regular file).
+	return readRegular(path, limit, func(fi os.FileInfo) error {
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return fmt.Errorf("%s %w (mode %04o); make it its owner's alone: chmod 600 %s", path, ErrNotPrivate, perm, path)
+		}
+		return nil
+	})
+}
+
+// readRegular opens path without blocking, refuses anything but a
+// regular file (and what check refuses, given the open file's mode),
+// and reads it within limit.
+func readRegular(path string, limit int64, check func(os.FileInfo) error) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
@@ -122,8 +140,10 @@ func ReadPrivateFile(path string, limit int64) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s %w (mode %04o); make it its owner's alone: chmod 600 %s", path, ErrNotPrivate, perm, path)
+	if check != nil {
+		if err := check(fi); err != nil {
+			return nil, err
+		}
 	}
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {

@@ -33,7 +33,7 @@ var layers = map[string][]string{
 	"internal/random":   {},
 	"internal/durable":  {},
 	"internal/redact":   {},
-	"internal/tlsfiles": {},
+	"internal/tlsfiles": {"internal/durable"},
 	"internal/cluster":  {"internal/catalog", "internal/durable", "internal/random"},
 	"internal/audit":    {"internal/catalog", "internal/durable", "internal/redact"},
 	"internal/health":   {"internal/catalog"},

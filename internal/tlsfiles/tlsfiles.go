@@ -24,12 +24,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/musterhq/muster/internal/durable"
 )
 
 // CheckEvery is how often, at most, the files are looked at for a change.
@@ -58,66 +60,89 @@ func stampOf(path string) (stamp, error) {
 	return st, nil
 }
 
-// watcher is what Pair and Pool share: the files, their stamps when last
-// read, and when they were last looked at.
-type watcher struct {
+// current is a value read from files and kept current, what Pair and
+// Pool are: the files, their stamps when last read, and when they were
+// last looked at.
+type current[T any] struct {
 	files   []string
+	what    string // what the value is, for errors ("the certificate")
+	load    func() (*T, error)
 	now     func() time.Time
 	onError func(error)
 
+	cur     atomic.Pointer[T]
 	mu      sync.Mutex   // one reload at a time
 	next    atomic.Int64 // unix nanos of the next look
-	stamps  []stamp
-	refused []stamp // the stamps of a change that did not load, reported once
+	stamps  []stamp      // the files' when the value in use was read
+	refused []stamp      // the stamps of a change that did not load, reported once
 }
 
-// due reports whether the files should be looked at now.
-func (w *watcher) due() bool { return w.now().UnixNano() >= w.next.Load() }
+// start reads the value the first time; an error is the caller's.
+func (c *current[T]) start() error {
+	sts, _, err := c.changed()
+	if err != nil {
+		return err
+	}
+	v, err := c.load()
+	if err != nil {
+		return err
+	}
+	c.stamps = sts
+	c.cur.Store(v)
+	return nil
+}
+
+// get returns the value in use, read again first if the files changed
+// since it was (looked at most once per CheckEvery, by one caller at a
+// time: the others take the value in use meanwhile).
+func (c *current[T]) get() *T {
+	if c.now().UnixNano() >= c.next.Load() && c.mu.TryLock() {
+		defer c.mu.Unlock()
+		if sts, changed, err := c.changed(); err != nil {
+			c.failed(nil, fmt.Errorf("%s in use stays: %w", c.what, err))
+		} else if changed {
+			if v, err := c.load(); err != nil {
+				c.failed(sts, fmt.Errorf("%s in use stays: %w", c.what, err))
+			} else {
+				c.stamps, c.refused = sts, nil
+				c.cur.Store(v)
+			}
+		}
+	}
+	return c.cur.Load()
+}
 
 // changed returns the files' stamps and whether they differ from those
-// loaded; the caller holds mu.
-func (w *watcher) changed() ([]stamp, bool, error) {
-	w.next.Store(w.now().Add(CheckEvery).UnixNano())
-	sts := make([]stamp, len(w.files))
-	for i, f := range w.files {
+// of the value in use; the caller holds mu (or is start).
+func (c *current[T]) changed() ([]stamp, bool, error) {
+	c.next.Store(c.now().Add(CheckEvery).UnixNano())
+	sts := make([]stamp, len(c.files))
+	for i, f := range c.files {
 		st, err := stampOf(f)
 		if err != nil {
 			return nil, false, err
 		}
 		sts[i] = st
 	}
-	return sts, !equal(sts, w.stamps), nil
+	return sts, !slices.Equal(sts, c.stamps), nil
 }
 
 // failed reports a change that did not load, once per change.
-func (w *watcher) failed(sts []stamp, err error) {
-	if sts != nil && equal(sts, w.refused) {
+func (c *current[T]) failed(sts []stamp, err error) {
+	if sts != nil && slices.Equal(sts, c.refused) {
 		return
 	}
-	w.refused = sts
-	if w.onError != nil {
-		w.onError(err)
+	c.refused = sts
+	if c.onError != nil {
+		c.onError(err)
 	}
-}
-
-func equal(a, b []stamp) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Pair is a certificate (with its chain) and its private key, kept
 // current from two files.
 type Pair struct {
-	w       watcher
+	c       current[tls.Certificate]
 	readKey func(path string, limit int64) ([]byte, error)
-	cur     atomic.Pointer[tls.Certificate]
 }
 
 // LoadPair reads the certificate chain in certFile and its key in
@@ -127,25 +152,19 @@ type Pair struct {
 // be loaded; the pair in use stays.
 func LoadPair(certFile, keyFile string, readKey func(path string, limit int64) ([]byte, error), onError func(error)) (*Pair, error) {
 	if readKey == nil {
-		readKey = readFile
+		readKey = durable.ReadFile
 	}
-	p := &Pair{w: watcher{files: []string{certFile, keyFile}, now: time.Now, onError: onError}, readKey: readKey}
-	sts, _, err := p.w.changed()
-	if err != nil {
+	p := &Pair{readKey: readKey}
+	p.c = current[tls.Certificate]{files: []string{certFile, keyFile}, what: "the certificate", load: p.load, now: time.Now, onError: onError}
+	if err := p.c.start(); err != nil {
 		return nil, err
 	}
-	c, err := p.load()
-	if err != nil {
-		return nil, err
-	}
-	p.w.stamps = sts
-	p.cur.Store(c)
 	return p, nil
 }
 
 func (p *Pair) load() (*tls.Certificate, error) {
-	certFile, keyFile := p.w.files[0], p.w.files[1]
-	certPEM, err := readFile(certFile, MaxFile)
+	certFile, keyFile := p.c.files[0], p.c.files[1]
+	certPEM, err := durable.ReadFile(certFile, MaxFile)
 	if err != nil {
 		return nil, err
 	}
@@ -163,54 +182,28 @@ func (p *Pair) load() (*tls.Certificate, error) {
 
 // Certificate returns the pair in use, reloaded first if the files
 // changed since it was read (looked at most once per CheckEvery).
-func (p *Pair) Certificate() *tls.Certificate {
-	if p.w.due() && p.w.mu.TryLock() {
-		defer p.w.mu.Unlock()
-		if sts, changed, err := p.w.changed(); err != nil {
-			p.w.failed(nil, fmt.Errorf("the certificate in use stays: %w", err))
-		} else if changed {
-			if c, err := p.load(); err != nil {
-				p.w.failed(sts, fmt.Errorf("the certificate in use stays: %w", err))
-			} else {
-				p.w.stamps, p.w.refused = sts, nil
-				p.cur.Store(c)
-			}
-		}
-	}
-	return p.cur.Load()
-}
-
-// Leaf returns the certificate in use, parsed.
-func (p *Pair) Leaf() *x509.Certificate { return p.Certificate().Leaf }
+func (p *Pair) Certificate() *tls.Certificate { return p.c.get() }
 
 // Pool is a bundle of CA certificates kept current from a file.
 type Pool struct {
-	w   watcher
-	cur atomic.Pointer[x509.CertPool]
+	c current[x509.CertPool]
 }
 
 // LoadPool reads the PEM certificates in file and keeps them current.
 // onError is as LoadPair's.
 func LoadPool(file string, onError func(error)) (*Pool, error) {
-	p := &Pool{w: watcher{files: []string{file}, now: time.Now, onError: onError}}
-	sts, _, err := p.w.changed()
-	if err != nil {
+	p := &Pool{}
+	p.c = current[x509.CertPool]{files: []string{file}, what: "the CA bundle", load: func() (*x509.CertPool, error) { return ReadPool(file) },
+		now: time.Now, onError: onError}
+	if err := p.c.start(); err != nil {
 		return nil, err
 	}
-	pool, err := loadPool(file)
-	if err != nil {
-		return nil, err
-	}
-	p.w.stamps = sts
-	p.cur.Store(pool)
 	return p, nil
 }
 
 // ReadPool reads the PEM certificates in file once.
-func ReadPool(file string) (*x509.CertPool, error) { return loadPool(file) }
-
-func loadPool(file string) (*x509.CertPool, error) {
-	b, err := readFile(file, MaxFile)
+func ReadPool(file string) (*x509.CertPool, error) {
+	b, err := durable.ReadFile(file, MaxFile)
 	if err != nil {
 		return nil, err
 	}
@@ -222,44 +215,4 @@ func loadPool(file string) (*x509.CertPool, error) {
 }
 
 // CertPool returns the bundle in use, reloaded first as Pair's is.
-func (p *Pool) CertPool() *x509.CertPool {
-	if p.w.due() && p.w.mu.TryLock() {
-		defer p.w.mu.Unlock()
-		if sts, changed, err := p.w.changed(); err != nil {
-			p.w.failed(nil, fmt.Errorf("the CA bundle in use stays: %w", err))
-		} else if changed {
-			if pool, err := loadPool(p.w.files[0]); err != nil {
-				p.w.failed(sts, fmt.Errorf("the CA bundle in use stays: %w", err))
-			} else {
-				p.w.stamps, p.w.refused = sts, nil
-				p.cur.Store(pool)
-			}
-		}
-	}
-	return p.cur.Load()
-}
-
-// readFile reads at most limit bytes of path, refusing a larger file.
-func readFile(path string, limit int64) ([]byte, error) {
-	// O_NONBLOCK: a FIFO put at the path must not block the handshake
-	// that reloads it (and every reload after, holding the lock); it is
-	// then refused as no regular file.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return nil, err
-	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes; is it the right file?", path, limit)
-	}
-	return b, nil
-}
+func (p *Pool) CertPool() *x509.CertPool { return p.c.get() }

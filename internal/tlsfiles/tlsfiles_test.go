@@ -37,34 +37,34 @@ func TestPair_Renewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Now()}
-	p.w.now = c.now
-	p.w.next.Store(c.now().Add(CheckEvery).UnixNano())
-	first := p.Leaf().SerialNumber
+	p.c.now = c.now
+	p.c.next.Store(c.now().Add(CheckEvery).UnixNano())
+	first := p.Certificate().Leaf.SerialNumber
 
 	newCert, newKey := ca.IssuePEM(t, "srv")
 	testutil.WriteFile(t, certFile, newCert, 0o644) // the key not yet
-	if got := p.Leaf().SerialNumber; got.Cmp(first) != 0 {
+	if got := p.Certificate().Leaf.SerialNumber; got.Cmp(first) != 0 {
 		t.Fatal("the files were read again before CheckEvery")
 	}
 	c.add(CheckEvery)
-	if got := p.Leaf().SerialNumber; got.Cmp(first) != 0 {
+	if got := p.Certificate().Leaf.SerialNumber; got.Cmp(first) != 0 {
 		t.Fatal("a certificate without its key was taken")
 	}
 	c.add(CheckEvery)
-	p.Leaf()
+	p.Certificate()
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "stays") {
 		t.Fatalf("the half-written renewal was reported %d times: %v", len(errs), errs)
 	}
 	testutil.WriteFile(t, keyFile, newKey, 0o600)
 	c.add(CheckEvery)
-	second := p.Leaf().SerialNumber
+	second := p.Certificate().Leaf.SerialNumber
 	if second.Cmp(first) == 0 {
 		t.Fatal("the whole renewal was not taken")
 	}
 	// A file that goes away keeps the pair too.
 	os.Remove(certFile)
 	c.add(CheckEvery)
-	if p.Leaf().SerialNumber.Cmp(second) != 0 || len(errs) != 2 {
+	if p.Certificate().Leaf.SerialNumber.Cmp(second) != 0 || len(errs) != 2 {
 		t.Fatalf("after the certificate's file went away: %v", errs)
 	}
 }
@@ -107,7 +107,7 @@ func TestPool_Renewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Now()}
-	p.w.now = c.now
+	p.c.now = c.now
 	trusts := func(ca *testutil.TestCA) bool {
 		_, err := ca.Cert.Verify(x509Opts(p))
 		return err == nil
@@ -141,21 +141,21 @@ func TestPair_FIFONeverBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Now()}
-	p.w.now = c.now
-	first := p.Leaf().SerialNumber
+	p.c.now = c.now
+	first := p.Certificate().Leaf.SerialNumber
 	os.Remove(certFile)
 	if err := syscall.Mkfifo(certFile, 0o644); err != nil {
 		t.Skip("no mkfifo here:", err)
 	}
 	c.add(CheckEvery)
 	done := make(chan struct{})
-	go func() { p.Leaf(); close(done) }()
+	go func() { p.Certificate(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("a FIFO at the certificate's path blocked the reload")
 	}
-	if p.Leaf().SerialNumber.Cmp(first) != 0 {
+	if p.Certificate().Leaf.SerialNumber.Cmp(first) != 0 {
 		t.Fatal("the pair in use changed")
 	}
 	os.Remove(certFile)
@@ -163,7 +163,7 @@ func TestPair_FIFONeverBlocks(t *testing.T) {
 	testutil.WriteFile(t, certFile, newCert, 0o644)
 	testutil.WriteFile(t, keyFile, newKey, 0o600)
 	c.add(CheckEvery)
-	if p.Leaf().SerialNumber.Cmp(first) == 0 {
+	if p.Certificate().Leaf.SerialNumber.Cmp(first) == 0 {
 		t.Fatal("the good files put back were not taken")
 	}
 }

@@ -14,8 +14,8 @@ import (
 //
 // Every library (fetchurl, scraper, wordcloud, gateway, jobboard,
 // internal/…) uses only the standard library, muster's public api and
-// client packages (and internal/tlsfiles, the leaf the SDK keeps its
-// client certificate current with), other example libraries and
+// client packages (and internal/tlsfiles and internal/durable, the
+// leaves the SDK keeps its client certificate current with), other example libraries and
 // golang.org/x/net/html, never the server's internal packages, even
 // indirectly.
 //
@@ -34,7 +34,7 @@ func TestBoundary_Imports(t *testing.T) {
 		return strings.HasPrefix(pkg, examples) ||
 			pkg == module+"api" ||
 			pkg == module+"client" ||
-			pkg == module+"internal/tlsfiles" || // the SDK's one internal leaf (client/boundary_test.go)
+			pkg == module+"internal/tlsfiles" || pkg == module+"internal/durable" || // the SDK's internal leaves (client/boundary_test.go)
 			pkg == "golang.org/x/net/html" || strings.HasPrefix(pkg, "golang.org/x/net/html/")
 	}
 	demoOnly := map[string]bool{module + "internal/server": true, module + "internal/durable": true}
