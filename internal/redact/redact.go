@@ -71,16 +71,16 @@ func secretRun(s string) bool {
 	return upper && lower && (digit || len(s) >= longRun) || len(s) >= oneCaseRun && digit && (upper || lower)
 }
 
-// runs calls f with the start and end of each run of s, in order, until
-// f returns false.
-func runs(s string, f func(i, j int) bool) {
+// runs calls f with the start and end of each run of s, maximal runs
+// of bytes in reports true for, in order, until f returns false.
+func runs(s string, in func(byte) bool, f func(i, j int) bool) {
 	for i := 0; i < len(s); {
-		if !runByte(s[i]) {
+		if !in(s[i]) {
 			i++
 			continue
 		}
 		j := i + 1
-		for j < len(s) && runByte(s[j]) {
+		for j < len(s) && in(s[j]) {
 			j++
 		}
 		if !f(i, j) {
@@ -90,26 +90,14 @@ func runs(s string, f func(i, j int) bool) {
 	}
 }
 
-// Secretlike reports whether s holds a run that looks like a secret.
-func Secretlike(s string) bool {
-	found := false
-	runs(s, func(i, j int) bool {
-		found = secretRun(s[i:j])
-		return !found
-	})
-	return found
-}
-
-// Text returns s with every run that looks like a secret replaced by
-// Withheld. It returns s itself, without allocating, when there is none.
-func Text(s string) string {
+// replaceRuns returns s with each run of in's bytes that withhold
+// reports true for replaced by Withheld; s itself, without allocating,
+// when there is none.
+func replaceRuns(s string, in func(byte) bool, withhold func(string) bool) string {
 	var b strings.Builder
 	last := 0
-	runs(s, func(i, j int) bool {
-		if secretRun(s[i:j]) {
-			if b.Len() == 0 {
-				b.Grow(len(s))
-			}
+	runs(s, in, func(i, j int) bool {
+		if withhold(s[i:j]) {
 			b.WriteString(s[last:i])
 			b.WriteString(Withheld)
 			last = j
@@ -122,6 +110,20 @@ func Text(s string) string {
 	b.WriteString(s[last:])
 	return b.String()
 }
+
+// Secretlike reports whether s holds a run that looks like a secret.
+func Secretlike(s string) bool {
+	found := false
+	runs(s, runByte, func(i, j int) bool {
+		found = secretRun(s[i:j])
+		return !found
+	})
+	return found
+}
+
+// Text returns s with every run that looks like a secret replaced by
+// Withheld. It returns s itself, without allocating, when there is none.
+func Text(s string) string { return replaceRuns(s, runByte, secretRun) }
 
 // Known withholds given values wherever they appear in a text: the
 // secrets the registry holds in the clear and that a caller may choose
@@ -158,29 +160,7 @@ func (k Known) Text(s string) string {
 			s = strings.ReplaceAll(s, sec, Withheld)
 		}
 	}
-	var b strings.Builder
-	last := 0
-	for i := 0; i < len(s); {
-		if !wordByte(s[i]) {
-			i++
-			continue
-		}
-		j := i + 1
-		for j < len(s) && wordByte(s[j]) {
-			j++
-		}
-		if j-i >= minPart && k.part(s[i:j]) {
-			b.WriteString(s[last:i])
-			b.WriteString(Withheld)
-			last = j
-		}
-		i = j
-	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return replaceRuns(s, wordByte, func(w string) bool { return len(w) >= minPart && k.part(w) })
 }
 
 // minPart is the shortest part of a known secret Text withholds.
