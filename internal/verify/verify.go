@@ -182,9 +182,10 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Roots != nil {
 		roots = cfg.Roots()
 	}
-	v.client.Store(v.newClient(roots))
-	v.anyCert = v.newClient(nil).client
-	v.anyCert.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // the key's holder asked for it; the proof binds the answer
+	v.client.Store(v.newClient(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
+	// The key's holder asked for it (Target.AnyCertificate); the proof
+	// binds the answer to the key.
+	v.anyCert = v.newClient(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}).client //nolint:gosec
 	return v, nil
 }
 
@@ -196,9 +197,10 @@ type rootedClient struct {
 }
 
 // newClient returns the callbacks' HTTP client, whose https callbacks
-// trust roots (nil: the system's): one connection each, through the
-// guarded dialer, no redirects, no proxy, bounded headers and time.
-func (v *Verifier) newClient(roots *x509.CertPool) *rootedClient {
+// use tlsCfg (its RootCAs nil: the system's roots): one connection each,
+// through the guarded dialer, no redirects, no proxy, bounded headers
+// and time.
+func (v *Verifier) newClient(tlsCfg *tls.Config) *rootedClient {
 	cfg := v.cfg
 	tr := &http.Transport{
 		Proxy: nil,
@@ -213,12 +215,12 @@ func (v *Verifier) newClient(roots *x509.CertPool) *rootedClient {
 			return v.dialer.DialContext(ctx, network, addr)
 		},
 		DisableKeepAlives:      true,
-		TLSClientConfig:        &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:        tlsCfg,
 		TLSHandshakeTimeout:    cfg.Timeout,
 		MaxResponseHeaderBytes: maxHeaderBytes,
 		ResponseHeaderTimeout:  cfg.Timeout,
 	}
-	return &rootedClient{roots: roots, client: &http.Client{
+	return &rootedClient{roots: tlsCfg.RootCAs, client: &http.Client{
 		Transport: tr,
 		Timeout:   cfg.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -236,7 +238,7 @@ func (v *Verifier) httpClient(t Target) *http.Client {
 	c := v.client.Load()
 	if t.Scheme == "https" && v.cfg.Roots != nil {
 		if roots := v.cfg.Roots(); roots != c.roots {
-			c = v.newClient(roots)
+			c = v.newClient(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
 			v.client.Store(c)
 		}
 	}
