@@ -17,8 +17,8 @@ import (
 // sends and from however many networks, instead of rotating away
 // everyone's records (and filling a disk) at its own pace.
 const (
-	refusalRate   = 20  // a second, per network
-	refusalBurst  = 200 // records
+	networkRate   = 20  // a second, per network
+	networkBurst  = 200 // records
 	totalRate     = 200 // a second, all networks together
 	totalBurst    = 2000
 	suppressEvery = 10 * time.Second
@@ -27,10 +27,10 @@ const (
 	maxNetworks = 4096
 )
 
-// refusalLimiter is a token bucket per client network (an IPv4 /24, an
-// IPv6 /48: one host's many addresses share it), and the refusals each
-// suppressed since its last summary. It is safe for concurrent use.
-type refusalLimiter struct {
+// recordLimiter is a token bucket per client network (an IPv4 /24, an
+// IPv6 /48: one host's many addresses share it) and one for them all,
+// and the records each suppressed since its last summary. It is safe for concurrent use.
+type recordLimiter struct {
 	now func() time.Time
 
 	mu    sync.Mutex
@@ -45,8 +45,8 @@ type bucket struct {
 	action     Action // the first suppressed refusal's, for the summary
 }
 
-func newRefusalLimiter(now func() time.Time) *refusalLimiter {
-	return &refusalLimiter{now: now, nets: map[netip.Prefix]*bucket{}, total: bucket{tokens: totalBurst, last: now()}}
+func newRecordLimiter(now func() time.Time) *recordLimiter {
+	return &recordLimiter{now: now, nets: map[netip.Prefix]*bucket{}, total: bucket{tokens: totalBurst, last: now()}}
 }
 
 // take refills b at rate up to burst and takes one token if it has one.
@@ -79,9 +79,9 @@ func networkOf(caller string) (netip.Prefix, bool) {
 // overflow is the bucket of the networks past maxNetworks.
 var overflow = netip.Prefix{}
 
-// allow reports whether a refusal from caller may be recorded now; if
-// not, it is counted for the network's summary.
-func (l *refusalLimiter) allow(caller string, action Action) bool {
+// allow reports whether a record of caller's request may be written now;
+// if not, it is counted for the network's summary.
+func (l *recordLimiter) allow(caller string, action Action) bool {
 	p, ok := networkOf(caller)
 	if !ok {
 		return true
@@ -96,11 +96,11 @@ func (l *refusalLimiter) allow(caller string, action Action) bool {
 			b = l.nets[p]
 		}
 		if b == nil {
-			b = &bucket{tokens: refusalBurst, last: now}
+			b = &bucket{tokens: networkBurst, last: now}
 			l.nets[p] = b
 		}
 	}
-	if b.take(now, refusalRate, refusalBurst) && l.total.take(now, totalRate, totalBurst) {
+	if b.take(now, networkRate, networkBurst) && l.total.take(now, totalRate, totalBurst) {
 		return true
 	}
 	if b.suppressed == 0 {
@@ -113,7 +113,7 @@ func (l *refusalLimiter) allow(caller string, action Action) bool {
 // summaries returns one record for each network with refusals suppressed
 // since the last call, and forgets the networks whose buckets are full
 // again (they have sent nothing for a while).
-func (l *refusalLimiter) summaries(node string) []Record {
+func (l *recordLimiter) summaries(node string) []Record {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -126,11 +126,11 @@ func (l *refusalLimiter) summaries(node string) []Record {
 			}
 			out = append(out, Record{Time: now, Action: ActionSuppressed, Outcome: OutcomeRefused, Node: node, Caller: who,
 				Reason: fmt.Sprintf("%d records of requests (the first a %s) from %s not written one by one: over %d a second from one network, or %d from all",
-					b.suppressed, b.action, who, refusalRate, totalRate)})
+					b.suppressed, b.action, who, networkRate, totalRate)})
 			b.suppressed = 0
 			continue
 		}
-		if min(refusalBurst, b.tokens+now.Sub(b.last).Seconds()*refusalRate) >= refusalBurst {
+		if min(networkBurst, b.tokens+now.Sub(b.last).Seconds()*networkRate) >= networkBurst {
 			delete(l.nets, p)
 		}
 	}

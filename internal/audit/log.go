@@ -96,6 +96,7 @@ type Log struct {
 	applied *journal
 	local   *journal
 	node    atomic.Pointer[string]
+	nodeTag atomic.Pointer[string] // node's tag in cursors (see Cursor.Node)
 	// secrets are the secrets this node holds in the clear, withheld
 	// from every record (see Withhold).
 	secrets atomic.Pointer[redact.Known]
@@ -110,9 +111,9 @@ type Log struct {
 	damageMu       sync.Mutex
 	damageLogged   time.Time
 
-	// limit bounds the refusals each client network has recorded one by
+	// limit bounds the records each client network has written one by
 	// one (limit.go); summarize writes its summaries.
-	limit     *refusalLimiter
+	limit     *recordLimiter
 	summaries chan struct{} // closed by Close: ends summarize
 	closeOnce sync.Once
 
@@ -161,7 +162,7 @@ func Open(cfg Config) (*Log, error) {
 		cfg.Logger.Warn("the audit trail's directory was open to others; made it the owner's alone (0700)", "dir", cfg.Dir)
 	}
 	l := &Log{cfg: cfg, log: cfg.Logger, now: cfg.Now, readers: make(chan struct{}, cfg.MaxReaders), changed: make(chan struct{}),
-		limit: newRefusalLimiter(cfg.Now), summaries: make(chan struct{})}
+		limit: newRecordLimiter(cfg.Now), summaries: make(chan struct{})}
 	if l.applied, err = openJournal(appliedJournal, cfg, cfg.AppliedQueue, l.wake); err != nil {
 		return nil, err
 	}
@@ -234,15 +235,17 @@ func (l *Log) highestIndex() (uint64, error) {
 // carry it. Set once the node's ID is known, before the registry serves.
 func (l *Log) SetNode(id string) {
 	if l != nil {
+		tag := nodeTag(id)
 		l.node.Store(&id)
+		l.nodeTag.Store(&tag)
 	}
 }
 
 // tag is this node's tag in its cursors (see Cursor.Node); empty until
 // SetNode.
 func (l *Log) tag() string {
-	if id := l.Node(); id != "" {
-		return nodeTag(id)
+	if t := l.nodeTag.Load(); t != nil {
+		return *t
 	}
 	return ""
 }
