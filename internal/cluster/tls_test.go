@@ -26,65 +26,10 @@ import (
 	"github.com/musterhq/muster/internal/testutil"
 )
 
-// testCA is a cluster CA made for a test, as `muster tls ca create`
-// makes one (ECDSA P-256, a CA that signs servers only).
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(tb testing.TB, name string) *testCA {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
-		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a server certificate for name signed by ca, as `muster
-// tls cert create` makes one, first changed by edit if it is not nil,
-// and its key, both PEM.
-func (ca *testCA) issue(tb testing.TB, name string, edit func(*x509.Certificate)) (certPEM, keyPEM []byte) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(0, 3, 0),
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	if edit != nil {
-		edit(tmpl)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-}
+// A cluster CA made for a test is testutil's, as `muster tls ca create`
+// makes one; its certificates are as `muster tls cert create` makes them
+// (with the loopback addresses, which Raft does not check).
+func newTestCA(tb testing.TB, name string) *testutil.TestCA { return testutil.NewTestCA(tb, name) }
 
 // selfSigned returns a certificate for name signed by its own key, with
 // every usage a member's has: a stranger's imitation of a member.
@@ -128,16 +73,16 @@ func writeTLSFiles(tb testing.TB, caPEM, certPEM, keyPEM []byte) (caFile, certFi
 
 // files writes ca's certificate and a new certificate for name with its
 // key, and returns their paths.
-func (ca *testCA) files(tb testing.TB, name string) (caFile, certFile, keyFile string) {
+func caFiles(tb testing.TB, ca *testutil.TestCA, name string) (caFile, certFile, keyFile string) {
 	tb.Helper()
-	certPEM, keyPEM := ca.issue(tb, name, nil)
-	return writeTLSFiles(tb, ca.pem, certPEM, keyPEM)
+	certPEM, keyPEM := ca.IssueWith(tb, name, nil)
+	return writeTLSFiles(tb, ca.CertPEM, certPEM, keyPEM)
 }
 
 // identity is a member's TLSIdentity from ca, loaded from files.
-func (ca *testCA) identity(tb testing.TB, name string) *TLSIdentity {
+func caIdentity(tb testing.TB, ca *testutil.TestCA, name string) *TLSIdentity {
 	tb.Helper()
-	id, err := LoadTLS(ca.files(tb, name))
+	id, err := LoadTLS(caFiles(tb, ca, name))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -146,15 +91,15 @@ func (ca *testCA) identity(tb testing.TB, name string) *TLSIdentity {
 
 // useCertificates makes cfg a member of ca's cluster by certificate,
 // with files for its node ID, instead of by secret.
-func useCertificates(tb testing.TB, cfg *Config, ca *testCA) {
+func useCertificates(tb testing.TB, cfg *Config, ca *testutil.TestCA) {
 	tb.Helper()
 	cfg.Secret, cfg.SecretFile = nil, ""
-	cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = ca.files(tb, cfg.NodeID)
+	cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = caFiles(tb, ca, cfg.NodeID)
 }
 
 // startCertCluster is startCluster with every member holding its own
 // certificate from ca instead of the shared secret.
-func startCertCluster(tb testing.TB, size int, ca *testCA) []*tnode {
+func startCertCluster(tb testing.TB, size int, ca *testutil.TestCA) []*tnode {
 	tb.Helper()
 	return startClusterWith(tb, size, nil, func(c *Config) { useCertificates(tb, c, ca) })
 }
@@ -197,7 +142,7 @@ func TestSecureStream_CertificatesRefuseStrangers(t *testing.T) {
 	ca := newTestCA(t, "cluster CA")
 	other := newTestCA(t, "another CA")
 	log, logs := logCapture(t)
-	srv := newCertPeer(t, ca.identity(t, "n1"), log)
+	srv := newCertPeer(t, caIdentity(t, ca, "n1"), log)
 	got := consume(t, srv.trans)
 	target := srv.trans.LocalAddr()
 
@@ -221,18 +166,18 @@ func TestSecureStream_CertificatesRefuseStrangers(t *testing.T) {
 		trans func(t *testing.T) raft.Transport
 		want  string // in the warning
 	}{
-		{"certificate from another CA", presenting(cert(other.issue(t, "n2", nil))), "not signed by the cluster CA"},
+		{"certificate from another CA", presenting(cert(other.IssueWith(t, "n2", nil))), "not signed by the cluster CA"},
 		{"self-signed certificate naming a member", presenting(cert(selfSigned(t, "n2"))), "not signed by the cluster CA"},
-		{"expired certificate from the cluster CA", presenting(cert(ca.issue(t, "n2", func(c *x509.Certificate) {
+		{"expired certificate from the cluster CA", presenting(cert(ca.IssueWith(t, "n2", func(c *x509.Certificate) {
 			c.NotBefore, c.NotAfter = time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour)
 		}))), "not valid now"},
-		{"certificate from the cluster CA not valid yet", presenting(cert(ca.issue(t, "n2", func(c *x509.Certificate) {
+		{"certificate from the cluster CA not valid yet", presenting(cert(ca.IssueWith(t, "n2", func(c *x509.Certificate) {
 			c.NotBefore, c.NotAfter = time.Now().Add(24*time.Hour), time.Now().Add(48*time.Hour)
 		}))), "not valid now"},
-		{"certificate from the cluster CA for server authentication only", presenting(cert(ca.issue(t, "n2", func(c *x509.Certificate) {
+		{"certificate from the cluster CA for server authentication only", presenting(cert(ca.IssueWith(t, "n2", func(c *x509.Certificate) {
 			c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		}))), "not for both server and client authentication"},
-		{"certificate from the cluster CA that may not sign", presenting(cert(ca.issue(t, "n2", func(c *x509.Certificate) {
+		{"certificate from the cluster CA that may not sign", presenting(cert(ca.IssueWith(t, "n2", func(c *x509.Certificate) {
 			c.KeyUsage = x509.KeyUsageKeyEncipherment
 		}))), "does not allow digital signatures"},
 		{"no certificate", presenting(nil), "certificate"},
@@ -272,7 +217,7 @@ func TestSecureStream_CertificatesRefuseStrangers(t *testing.T) {
 		t.Fatal("refusals were not logged at warn, naming the certificate")
 	}
 
-	member := newCertPeer(t, ca.identity(t, "n2"), testutil.Logger(t))
+	member := newCertPeer(t, caIdentity(t, ca, "n2"), testutil.Logger(t))
 	if voteErr, appendErr := attack(member.trans, target); voteErr != nil || appendErr != nil {
 		t.Fatalf("a member with a certificate from the CA was refused: vote %v, append %v", voteErr, appendErr)
 	}
@@ -288,7 +233,7 @@ func TestSecureStream_CertificatesRefuseStrangers(t *testing.T) {
 // Raft.
 func TestSecureStream_CertificatesCheckTheServer(t *testing.T) {
 	ca := newTestCA(t, "cluster CA")
-	member := newCertPeer(t, ca.identity(t, "n1"), testutil.Logger(t))
+	member := newCertPeer(t, caIdentity(t, ca, "n1"), testutil.Logger(t))
 	for _, tc := range []struct {
 		name            string
 		certPEM, keyPEM []byte
@@ -301,11 +246,11 @@ func TestSecureStream_CertificatesCheckTheServer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			switch tc.name {
 			case "another CA":
-				tc.certPEM, tc.keyPEM = newTestCA(t, "another CA").issue(t, "n2", nil)
+				tc.certPEM, tc.keyPEM = newTestCA(t, "another CA").IssueWith(t, "n2", nil)
 			case "self-signed":
 				tc.certPEM, tc.keyPEM = selfSigned(t, "n2")
 			default:
-				tc.certPEM, tc.keyPEM = ca.issue(t, "n2", func(c *x509.Certificate) {
+				tc.certPEM, tc.keyPEM = ca.IssueWith(t, "n2", func(c *x509.Certificate) {
 					c.NotBefore, c.NotAfter = time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour)
 				})
 			}
@@ -347,14 +292,14 @@ func TestSecureStream_CertificatesCheckTheServer(t *testing.T) {
 // prints without its key.
 func TestLoadTLS(t *testing.T) {
 	ca := newTestCA(t, "cluster CA")
-	certPEM, keyPEM := ca.issue(t, "n1", nil)
-	otherCert, otherKey := newTestCA(t, "another CA").issue(t, "n1", nil)
-	expiredCert, expiredKey := ca.issue(t, "n1", func(c *x509.Certificate) {
+	certPEM, keyPEM := ca.IssueWith(t, "n1", nil)
+	otherCert, otherKey := newTestCA(t, "another CA").IssueWith(t, "n1", nil)
+	expiredCert, expiredKey := ca.IssueWith(t, "n1", func(c *x509.Certificate) {
 		c.NotBefore, c.NotAfter = time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour)
 	})
-	serverOnly, serverOnlyKey := ca.issue(t, "n1", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth} })
-	noEKU, noEKUKey := ca.issue(t, "n1", func(c *x509.Certificate) { c.ExtKeyUsage = nil })
-	anyEKU, anyEKUKey := ca.issue(t, "n1", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny} })
+	serverOnly, serverOnlyKey := ca.IssueWith(t, "n1", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth} })
+	noEKU, noEKUKey := ca.IssueWith(t, "n1", func(c *x509.Certificate) { c.ExtKeyUsage = nil })
+	anyEKU, anyEKUKey := ca.IssueWith(t, "n1", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny} })
 	for _, tc := range []struct {
 		name             string
 		caPEM, cert, key []byte
@@ -362,16 +307,16 @@ func TestLoadTLS(t *testing.T) {
 		want             string // "" means it loads
 		names            string // which path the error names: ca, cert or key
 	}{
-		{"member", ca.pem, certPEM, keyPEM, 0o600, "", ""},
-		{"key read-only by its owner", ca.pem, certPEM, keyPEM, 0o400, "", ""},
-		{"key readable by the group", ca.pem, certPEM, keyPEM, 0o640, "chmod 600", "key"},
-		{"key readable by everyone", ca.pem, certPEM, keyPEM, 0o644, "chmod 600", "key"},
-		{"key of another certificate", ca.pem, certPEM, otherKey, 0o600, "muster tls cert create", "key"},
-		{"certificate from another CA", ca.pem, otherCert, otherKey, 0o600, "not signed by the cluster CA", "cert"},
-		{"expired certificate", ca.pem, expiredCert, expiredKey, 0o600, "not valid now", "cert"},
-		{"certificate for server authentication only", ca.pem, serverOnly, serverOnlyKey, 0o600, "not for both server and client", "cert"},
-		{"certificate without extended key usage", ca.pem, noEKU, noEKUKey, 0o600, "not for both server and client", "cert"},
-		{"certificate for any usage", ca.pem, anyEKU, anyEKUKey, 0o600, "not for both server and client", "cert"},
+		{"member", ca.CertPEM, certPEM, keyPEM, 0o600, "", ""},
+		{"key read-only by its owner", ca.CertPEM, certPEM, keyPEM, 0o400, "", ""},
+		{"key readable by the group", ca.CertPEM, certPEM, keyPEM, 0o640, "chmod 600", "key"},
+		{"key readable by everyone", ca.CertPEM, certPEM, keyPEM, 0o644, "chmod 600", "key"},
+		{"key of another certificate", ca.CertPEM, certPEM, otherKey, 0o600, "muster tls cert create", "key"},
+		{"certificate from another CA", ca.CertPEM, otherCert, otherKey, 0o600, "not signed by the cluster CA", "cert"},
+		{"expired certificate", ca.CertPEM, expiredCert, expiredKey, 0o600, "not valid now", "cert"},
+		{"certificate for server authentication only", ca.CertPEM, serverOnly, serverOnlyKey, 0o600, "not for both server and client", "cert"},
+		{"certificate without extended key usage", ca.CertPEM, noEKU, noEKUKey, 0o600, "not for both server and client", "cert"},
+		{"certificate for any usage", ca.CertPEM, anyEKU, anyEKUKey, 0o600, "not for both server and client", "cert"},
 		{"CA file holding a server certificate", certPEM, certPEM, keyPEM, 0o600, "not a CA certificate", "ca"},
 		{"empty CA file", nil, certPEM, keyPEM, 0o600, "muster tls ca create", "ca"},
 	} {
@@ -519,11 +464,11 @@ func TestCluster_CertificateStrangersRefused(t *testing.T) {
 		{"expired certificate from the cluster CA", func(t *testing.T, cfg *Config) {
 			// LoadTLS refuses an expired certificate at start; this is
 			// one that expired while its server ran.
-			certPEM, keyPEM := ca.issue(t, cfg.NodeID, func(c *x509.Certificate) {
+			certPEM, keyPEM := ca.IssueWith(t, cfg.NodeID, func(c *x509.Certificate) {
 				c.NotBefore, c.NotAfter = time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour)
 			})
 			roots := x509.NewCertPool()
-			roots.AddCert(ca.cert)
+			roots.AddCert(ca.Cert)
 			pair := tlsCert(t, certPEM, keyPEM)
 			cfg.Secret, cfg.TLS = nil, &TLSIdentity{roots: roots, cert: pair, leaf: pair.Leaf}
 		}, "bad certificate"},

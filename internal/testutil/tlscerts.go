@@ -30,32 +30,41 @@ type TestCA struct {
 	File string
 }
 
-// NewTestCA makes a CA named name, its certificate written to a file
-// in a temp dir.
+// NewTestCA makes a CA named name, as `muster tls ca create` makes one
+// (ECDSA P-256, signing end certificates only), its certificate written
+// to a file in a temp dir.
 func NewTestCA(tb testing.TB, name string) *TestCA {
 	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	der, key := sign(tb, &x509.Certificate{
+		Subject:   pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	}, nil, nil)
 	cert, _ := x509.ParseCertificate(der)
 	ca := &TestCA{Cert: cert, key: key, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 	ca.File = filepath.Join(tb.TempDir(), name+".pem")
 	WriteFile(tb, ca.File, ca.CertPEM, 0o644)
 	return ca
+}
+
+// sign makes a key and signs tmpl for it with parent and parentKey, or
+// with the new key itself when parent is nil; the serial number is set.
+func sign(tb testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return der, key
 }
 
 // Issue signs a certificate for cn, valid for 127.0.0.1, ::1 and
@@ -73,24 +82,27 @@ func (ca *TestCA) Issue(tb testing.TB, dir, cn string) (certFile, keyFile string
 // IssuePEM is Issue without the files.
 func (ca *TestCA) IssuePEM(tb testing.TB, cn string) (certPEM, keyPEM []byte) {
 	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	return ca.IssueWith(tb, cn, nil)
+}
+
+// IssueWith is IssuePEM with the certificate first changed by edit, if it
+// is not nil (to make it expired, or for another usage).
+func (ca *TestCA) IssueWith(tb testing.TB, cn string, edit func(*x509.Certificate)) (certPEM, keyPEM []byte) {
+	tb.Helper()
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(12 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(12 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		BasicConstraintsValid: true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.key)
-	if err != nil {
-		tb.Fatal(err)
+	if edit != nil {
+		edit(tmpl)
 	}
+	der, key := sign(tb, tmpl, ca.Cert, ca.key)
 	kb, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		tb.Fatal(err)
