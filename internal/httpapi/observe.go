@@ -225,7 +225,7 @@ func (a *apiServer) metricsRoutes(d Deps) []Route {
 func (a *apiServer) scraper(r *http.Request, token string) error {
 	got := Bearer(r)
 	if token == "" {
-		if loopback(r.RemoteAddr) {
+		if Loopback(r.RemoteAddr) {
 			return nil
 		}
 		return Errorf(http.StatusForbidden, api.CodeForbidden, "",
@@ -240,8 +240,9 @@ func (a *apiServer) scraper(r *http.Request, token string) error {
 	return Errorf(http.StatusForbidden, api.CodeForbidden, "", "token is neither the metrics token nor the admin token")
 }
 
-// loopback reports whether addr ("host:port") is a loopback address.
-func loopback(addr string) bool {
+// Loopback reports whether addr ("host:port": a caller's, or a bound
+// listener's) is a loopback address.
+func Loopback(addr string) bool {
 	ap, err := netip.ParseAddrPort(addr)
 	return err == nil && ap.Addr().Unmap().IsLoopback()
 }

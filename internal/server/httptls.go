@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
-	"net/netip"
 	"sync/atomic"
 
 	"github.com/musterhq/muster/internal/durable"
@@ -89,11 +87,4 @@ func (s *Server) apiTLS() (*tls.Config, error) {
 	out.ClientAuth, out.ClientCAs = tls.RequireAndVerifyClientCert, cas.CertPool()
 	out.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return derive(cas.CertPool()), nil }
 	return out, nil
-}
-
-// loopback reports whether addr (a bound listener's) accepts only
-// connections from this host.
-func loopback(addr net.Addr) bool {
-	ap, err := netip.ParseAddrPort(addr.String())
-	return err == nil && ap.Addr().IsLoopback()
 }

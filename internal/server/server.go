@@ -409,7 +409,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		// the server's ReadHeaderTimeout, after the connection limit
 		// admitted it.
 		ln = tls.NewListener(ln, apiTLS)
-	} else if !loopback(ln.Addr()) {
+	} else if !httpapi.Loopback(ln.Addr().String()) {
 		s.log.Warn("the API is served over plain HTTP on an address other hosts can reach: admin tokens, enrolment "+
 			"key secrets and session tokens cross the network in the clear; serve it over TLS with --http-tls-cert "+
 			"and --http-tls-key", "http_addr", ln.Addr().String())
