@@ -140,15 +140,7 @@ func TestAPI_AuditEachAction(t *testing.T) {
 	tr := newTrail(t, h.Admin)
 	adminToken := h.AdminToken(t)
 	raw := func(method, path, token string, body string) int {
-		req, _ := http.NewRequest(method, h.Srv.URL()+path, strings.NewReader(body))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := h.Call(t, method, path, token, []byte(body))
 		return resp.StatusCode
 	}
 

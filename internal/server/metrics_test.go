@@ -263,20 +263,12 @@ func TestMetrics_token(t *testing.T) {
 // TestPprof: /debug/pprof/ is off by default (404), and with Pprof on it
 // answers the admin token only.
 func TestPprof(t *testing.T) {
-	get := func(url, token string) int {
-		req, _ := http.NewRequest("GET", url, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+	get := func(h *testserver.Harness, path, token string) int {
+		resp, _ := h.Call(t, "GET", path, token, nil)
 		return resp.StatusCode
 	}
 	off := testserver.NewHarness(t, nil)
-	if c := get(off.Srv.URL()+"/debug/pprof/", off.AdminToken(t)); c != http.StatusNotFound {
+	if c := get(off, "/debug/pprof/", off.AdminToken(t)); c != http.StatusNotFound {
 		t.Errorf("pprof off: %d, want 404", c)
 	}
 	on := testserver.NewHarness(t, func(c *server.Config) { c.Pprof = true })
@@ -284,7 +276,7 @@ func TestPprof(t *testing.T) {
 		token string
 		want  int
 	}{{"", http.StatusUnauthorized}, {"not-the-admin-token-00", http.StatusForbidden}, {on.AdminToken(t), http.StatusOK}} {
-		if c := get(on.Srv.URL()+"/debug/pprof/goroutine?debug=1", tc.token); c != tc.want {
+		if c := get(on, "/debug/pprof/goroutine?debug=1", tc.token); c != tc.want {
 			t.Errorf("pprof with token %q: %d, want %d", tc.token, c, tc.want)
 		}
 	}

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -59,21 +58,7 @@ func TestAudit_SecretsInCallerFieldsWithheld(t *testing.T) {
 
 	do := func(method, path, token string, body []byte, header ...string) *http.Response {
 		t.Helper()
-		req, err := http.NewRequest(method, h.Srv.URL()+path, bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := h.Call(t, method, path, token, body, header...)
 		return resp
 	}
 	// A session token, the admin token and the metrics token for an

@@ -90,20 +90,34 @@ func (h *Harness) Key(tb testing.TB, patterns ...string) api.Key {
 // body and the raw body.
 func (h *Harness) Post(tb testing.TB, service, secret string, body []byte) (int, api.ErrorBody, []byte) {
 	tb.Helper()
-	req, _ := http.NewRequest(http.MethodPost, h.Srv.URL()+"/v1/services/"+service+"/instances", bytes.NewReader(body))
-	if secret != "" {
-		req.Header.Set("Authorization", "Bearer "+secret)
+	resp, data := h.Call(tb, http.MethodPost, "/v1/services/"+service+"/instances", secret, body, "Content-Type", "application/json")
+	var eb api.ErrorBody
+	json.Unmarshal(data, &eb)
+	return resp.StatusCode, eb, data
+}
+
+// Call sends a request to path on the server, with token as a bearer
+// token unless it is empty and the header pairs given (name, value, ...),
+// and returns the answer, its body read whole and closed.
+func (h *Harness) Call(tb testing.TB, method, path, token string, body []byte, header ...string) (*http.Response, []byte) {
+	tb.Helper()
+	req, err := http.NewRequest(method, h.Srv.URL()+path, bytes.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	var eb api.ErrorBody
-	json.Unmarshal(data, &eb)
-	return resp.StatusCode, eb, data
+	return resp, data
 }
 
 // RegBody encodes a registration request.
