@@ -247,8 +247,43 @@ type Key struct {
 	// CallbackTLS is "any" for a key whose https callbacks accept any
 	// certificate; absent for the default, "verify".
 	CallbackTLS string `json:"callback_tls,omitempty"`
-	// Secret is set only in the answer to POST /v1/keys.
+	// Role is what the token's holder may do: register (an enrolment
+	// key), read, operator or admin.
+	Role string `json:"role"`
+	// ExpiresAt is when the token stops authorising anything (RFC
+	// 3339); absent for one that lasts until it is revoked.
+	ExpiresAt string `json:"expires_at,omitempty"`
+	// Expired is set once ExpiresAt has passed, by the server's clock.
+	Expired bool `json:"expired,omitempty"`
+	// Secret is set only in the answer to POST /v1/keys and POST
+	// /v1/tokens.
 	Secret string `json:"secret,omitempty"`
+}
+
+// Token is a token of any role as listings show it; an enrolment key is
+// a token of role register.
+type Token = Key
+
+// CreateTokenRequest is the body of POST /v1/tokens.
+type CreateTokenRequest struct {
+	// Role is register, read, operator or admin.
+	Role string `json:"role"`
+	// Services are name patterns, as for keys; for the admin role only
+	// "*", which is also its default.
+	Services    []string `json:"services,omitempty"`
+	Description string   `json:"description,omitempty"`
+	// TTL, when set, is how long the token lasts, a Go duration from 1m
+	// to 87600h (such as "24h"); absent, until it is revoked.
+	TTL string `json:"ttl,omitempty"`
+	// MaxInstances and CallbackTLS are for the register role only, as in
+	// CreateKeyRequest.
+	MaxInstances int    `json:"max_instances,omitempty"`
+	CallbackTLS  string `json:"callback_tls,omitempty"`
+}
+
+// TokensResponse answers GET /v1/tokens.
+type TokensResponse struct {
+	Tokens []Token `json:"tokens"`
 }
 
 // EvictRequest is the body of POST /v1/instances/{id}/evict.

@@ -451,6 +451,29 @@ func (c *Client) RevokeKey(ctx context.Context, id string) error {
 	return err
 }
 
+// CreateToken creates a token of any role (register, read, operator or
+// admin). The answer holds the token's secret, shown only this once.
+// Needs the admin token or a token of the admin role.
+func (c *Client) CreateToken(ctx context.Context, req api.CreateTokenRequest) (api.Token, error) {
+	var t api.Token
+	_, err := c.do(ctx, "create token", http.MethodPost, "/v1/tokens", nil, "", req, &t)
+	return t, err
+}
+
+// Tokens lists the tokens of every role, enrolment keys among them,
+// without secrets. Needs an admin credential.
+func (c *Client) Tokens(ctx context.Context) ([]api.Token, error) {
+	var out api.TokensResponse
+	_, err := c.do(ctx, "list tokens", http.MethodGet, "/v1/tokens", nil, "", nil, &out)
+	return out.Tokens, err
+}
+
+// RevokeToken revokes a token of any role. Needs an admin credential.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	_, err := c.do(ctx, "revoke token", http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, "", nil, nil)
+	return err
+}
+
 // Services lists services with instance counts by status.
 func (c *Client) Services(ctx context.Context) (api.ServicesResponse, error) {
 	var out api.ServicesResponse

@@ -51,7 +51,7 @@ const (
 		"  MUSTER_CACERT the CA bundle (PEM) that signed an https:// registry's certificate, instead of the system's\n" +
 		"  MUSTER_CLIENT_CERT, MUSTER_CLIENT_KEY\n" +
 		"                the client certificate and key, for a registry that requires one (--http-tls-client-ca)\n"
-	envToken = "  MUSTER_TOKEN  the admin token\n"
+	envToken = "  MUSTER_TOKEN  the admin token, or a token whose role may do this (muster tokens)\n"
 )
 
 func withEnv(long string, vars ...string) string {
@@ -186,22 +186,31 @@ func newKeysListCmd(e env) *cobra.Command {
 }
 
 func newKeysRevokeCmd(e env) *cobra.Command {
-	return &cobra.Command{
-		Use:   "revoke ID...",
-		Short: "revoke enrolment keys",
-		Long: withEnv(`Revoke enrolment keys: each registers nothing more. Instances they
+	cmd := newRevokeCmd(e, "key", func(c *client.Client) func(context.Context, string) error { return c.RevokeKey },
+		func(ctx context.Context, c *client.Client) ([]api.Key, error) { return c.Keys(ctx) })
+	cmd.Short = "revoke enrolment keys"
+	cmd.Long = withEnv(`Revoke enrolment keys: each registers nothing more. Instances they
 registered stay until they leave or expire.
 
 Each ID is revoked in turn, and a line on stdout says so. One that
 cannot be (an unknown ID, say) is reported on stderr and the rest are
 still tried; the exit status is then 1. When the registry refuses the
 admin token, the IDs after the first are not tried: they would be
-refused alike.`, envAddr, envToken),
-		Example: `  muster keys revoke key_2283c8f7f3a26b48
-  muster keys revoke $(muster keys list -o id)    # every key`,
+refused alike.`, envAddr, envToken)
+	cmd.Example = `  muster keys revoke key_2283c8f7f3a26b48
+  muster keys revoke $(muster keys list -o id)    # every key`
+	return cmd
+}
+
+// newRevokeCmd is "keys revoke" and "tokens revoke": each ID revoked in
+// turn; noun is what they are.
+func newRevokeCmd(e env, noun string, revoker func(*client.Client) func(context.Context, string) error,
+	list func(context.Context, *client.Client) ([]api.Key, error)) *cobra.Command {
+	return &cobra.Command{
+		Use: "revoke ID...",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return usageError("keys revoke needs one key ID or more")
+				return usagef("%ss revoke needs one %s ID or more", noun, noun)
 			}
 			return nil
 		},
@@ -212,7 +221,7 @@ refused alike.`, envAddr, envToken),
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
 			defer cancel()
-			keys, _ := c.Keys(ctx)
+			keys, _ := list(ctx, c)
 			var ids []string
 			for _, k := range keys {
 				if !slices.Contains(args, k.ID) {
@@ -226,15 +235,16 @@ refused alike.`, envAddr, envToken),
 			if err != nil {
 				return err
 			}
+			revoke := revoker(c)
 			var ids []string // args, each once
 			for _, id := range args {
 				if !slices.Contains(ids, id) {
 					ids = append(ids, id)
 				}
 			}
-			re := &revokeError{asked: len(ids)}
+			re := &revokeError{noun: noun, asked: len(ids)}
 			for i, id := range ids {
-				err := c.RevokeKey(cmd.Context(), id)
+				err := revoke(cmd.Context(), id)
 				if err == nil {
 					fmt.Fprintln(e.stdout, "revoked", id)
 					continue
@@ -261,9 +271,10 @@ refused alike.`, envAddr, envToken),
 	}
 }
 
-// revokeError is keys revoke failing to revoke some of the keys asked
-// for. It unwraps to err, so that report gives err's hint.
+// revokeError is keys (or tokens) revoke failing to revoke some of the
+// keys asked for. It unwraps to err, so that report gives err's hint.
 type revokeError struct {
+	noun    string   // key or token
 	asked   int      // keys asked for
 	failed  []string // the IDs that failed, each reported as it failed but the last if untried is set
 	untried []string // the IDs not tried, after a refusal that would refuse them alike
@@ -275,7 +286,7 @@ func (e *revokeError) Error() string {
 		return fmt.Sprintf("%s: %v; not tried, as the registry would refuse them alike: %s",
 			e.failed[len(e.failed)-1], e.err, strings.Join(e.untried, ", "))
 	}
-	return fmt.Sprintf("revoked %d of %d keys; not revoked: %s (why is above)", e.asked-len(e.failed), e.asked, strings.Join(e.failed, ", "))
+	return fmt.Sprintf("revoked %d of %d %ss; not revoked: %s (why is above)", e.asked-len(e.failed), e.asked, e.noun, strings.Join(e.failed, ", "))
 }
 func (e *revokeError) Unwrap() error { return e.err }
 

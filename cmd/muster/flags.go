@@ -252,9 +252,9 @@ func hint(err error, getenv func(string) string) string {
 	var answer *client.Error
 	switch {
 	case errors.Is(err, client.ErrUnauthorized) && getenv("MUSTER_TOKEN") == "":
-		return "set MUSTER_TOKEN to the registry's admin token: " + adminTokenSource
+		return "set MUSTER_TOKEN to the registry's admin token, or to a token whose role may do this (muster tokens create): the admin token is " + adminTokenSource
 	case errors.Is(err, client.ErrForbidden) && getenv("MUSTER_TOKEN") != "":
-		return "MUSTER_TOKEN is not this registry's admin token, which is " + adminTokenSource
+		return "MUSTER_TOKEN may not do this: it is neither the admin token nor a token whose role and services allow it; the admin token is " + adminTokenSource
 	case errors.Is(err, client.ErrUnavailable) && !errors.As(err, &answer):
 		// No server answered at all (a registry that answered, 503 say,
 		// is running: its answer says what is wrong).

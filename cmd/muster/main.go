@@ -129,6 +129,7 @@ func newRootCmd(e env) *cobra.Command {
 	root.AddCommand(
 		newServerCmd(e),
 		keys,
+		newTokensCmd(e),
 		newServicesCmd(e),
 		newLookupCmd(e),
 		newWatchCmd(e),

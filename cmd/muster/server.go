@@ -75,6 +75,10 @@ type serverFlags struct {
 	// DNS: where it listens (off when empty), its zone and its TTL.
 	dnsAddr, dnsDomain string
 	dnsTTL             time.Duration
+	dnsServices        string
+
+	// anonReads lets reads go without a token (the default).
+	anonReads bool
 }
 
 func newServerCmd(e env) *cobra.Command {
@@ -179,6 +183,11 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "dns-domain", "MUSTER_DNS_DOMAIN")
 	f.DurationVar(&o.dnsTTL, "dns-ttl", def.DNS.TTL, "TTL of DNS answers, negative ones included, in whole seconds; 0 keeps resolvers from caching an address past its instance's death")
 	bindEnv(f, "dns-ttl", "MUSTER_DNS_TTL")
+	f.StringVar(&o.dnsServices, "dns-services", "", "comma-separated service name patterns DNS answers for (others are NXDOMAIN); empty: every service. Needed with --anonymous-reads=false")
+	f.SetAnnotation("dns-services", listAnnotation, []string{"true"})
+	bindEnv(f, "dns-services", "MUSTER_DNS_SERVICES")
+	f.BoolVar(&o.anonReads, "anonymous-reads", true, "answer lookups, lists, streams and instance reads without a token; false: each needs a token whose services cover what it reads, and lists show only those")
+	bindEnv(f, "anonymous-reads", "MUSTER_ANONYMOUS_READS")
 	f.BoolVar(&o.seedCompat, "seed-compat", false, "also serve the tutorial's form-encoded protocol under /api/v1/ (register, verify, ping, lookup)")
 	f.StringVar(&o.seedServices, "seed-services", "", "comma-separated service names (or patterns) the tutorial protocol may register; required with --seed-compat")
 	f.SetAnnotation("seed-services", listAnnotation, []string{"true"})
@@ -269,6 +278,8 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 		cfg.Cluster.DiskReserve = o.diskReserve << 20
 	}
 	cfg.DNS.Addr, cfg.DNS.Domain, cfg.DNS.TTL = o.dnsAddr, o.dnsDomain, o.dnsTTL
+	cfg.DNS.Services = splitList(o.dnsServices)
+	cfg.Registry.PrivateReads = !o.anonReads
 	if o.auditFileMiB < 1 || o.auditFileMiB > 1<<20 || o.auditFiles < 1 {
 		return server.Config{}, usageError("--audit-file-size-mib must be from 1 to 1048576, --audit-files at least 1")
 	}
@@ -281,12 +292,7 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 		cfg.Logger.Warn("--raft-addr has no effect without --cluster-secret-file or --tls-ca, --tls-cert and --tls-key: this node is a single voter with no Raft listener", "raft_addr", o.raftAddr)
 	}
 	if o.seedCompat {
-		var pats []string
-		for _, p := range strings.Split(o.seedServices, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				pats = append(pats, p)
-			}
-		}
+		pats := splitList(o.seedServices)
 		sc := registry.DefaultSeedConfig()
 		sc.Challenge, sc.Response, sc.HeartbeatInterval, sc.Services = o.seedChallenge, o.seedResponse, o.seedInterval, pats
 		sc.VerifyTimeout = o.seedVerifyTimeout
@@ -341,4 +347,16 @@ func defaultAllowString() string {
 		parts = append(parts, p.String())
 	}
 	return strings.Join(parts, ",")
+}
+
+// splitList is the values of a comma-separated flag, blanks trimmed and
+// empty ones left out.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

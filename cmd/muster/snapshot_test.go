@@ -140,7 +140,7 @@ func TestCLI_SnapshotRestoreLive(t *testing.T) {
 		{"no file", env, []string{"snapshot", "restore"}, 2, "one file"},
 		{"a damaged file", env, []string{"snapshot", "restore", damaged}, 1, "damaged"},
 		{"no admin token", map[string]string{"MUSTER_ADDR": h.Srv.URL()}, []string{"snapshot", "restore", file}, 1, "admin token required"},
-		{"a wrong token", map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": "ma_not-the-admin-token"}, []string{"snapshot", "restore", file}, 1, "not the admin token"},
+		{"a wrong token", map[string]string{"MUSTER_ADDR": h.Srv.URL(), "MUSTER_TOKEN": "ma_not-the-admin-token"}, []string{"snapshot", "restore", file}, 1, "neither the admin token"},
 		{"restored", env, []string{"snapshot", "restore", file}, 0, "restored the catalog saved at index"},
 		// Counted in the singular and the plural as each count needs.
 		{"restored again", env, []string{"snapshot", "restore", file}, 0, ": 1 instance of 1 service, 1 key, 0 evictions\n"},

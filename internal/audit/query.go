@@ -42,6 +42,10 @@ type Query struct {
 	// Limit is the most records returned: 1 to MaxLimit; 0 means
 	// DefaultLimit.
 	Limit int
+	// Scope, when set, keeps only the records whose service it holds
+	// (it is given "" for a record that names none): what a token of
+	// limited scope may read.
+	Scope func(service string) bool
 }
 
 // Validate reports a malformed query; its errors wrap ErrBadQuery.
@@ -320,7 +324,8 @@ func matcher(q Query) matchFunc {
 			return Record{}, false, true
 		}
 		if (q.Service != "" && r.Service != q.Service) || (q.Action != "" && r.Action != q.Action) ||
-			(q.Outcome != "" && r.Outcome != q.Outcome) || (!since.IsZero() && r.Time.Before(since)) {
+			(q.Outcome != "" && r.Outcome != q.Outcome) || (!since.IsZero() && r.Time.Before(since)) ||
+			(q.Scope != nil && !q.Scope(r.Service)) {
 			return Record{}, false, false
 		}
 		return r, true, false

@@ -44,6 +44,9 @@ const (
 	// ActionAuditRead is recorded only for a read of the audit trail
 	// refused for its token.
 	ActionAuditRead Action = "audit_read"
+	// ActionRead is recorded only for a read of the catalog (a lookup,
+	// a list, a stream) refused for its token, when reads need one.
+	ActionRead Action = "read"
 	// ActionSnapshotInstalled is this node's own record that a snapshot
 	// replaced its catalog at an index above its journal's: it holds no
 	// record of the entries the snapshot covers that it had not applied.
@@ -58,7 +61,7 @@ const (
 var actions = []Action{
 	ActionRegister, ActionDeregister, ActionDrain, ActionEvict, ActionExpire, ActionRemove, ActionStatus,
 	ActionKeyCreate, ActionKeyRevoke, ActionKeyList, ActionSnapshotSave, ActionSnapshotRestore, ActionMemberRemove,
-	ActionHeartbeat, ActionAuditRead, ActionSnapshotInstalled, ActionSuppressed,
+	ActionHeartbeat, ActionAuditRead, ActionRead, ActionSnapshotInstalled, ActionSuppressed,
 }
 
 // Actions returns every action, in a fixed order.

@@ -244,7 +244,7 @@ func (r *responder) fail(rcode int, opt *dns.OPT) []byte {
 // SERVFAIL when the registry cannot answer. limit is the size the answer
 // must fit in.
 func (r *responder) service(q dns.Question, name, tag string, limit int) int {
-	if !catalog.ValidServiceName(name) {
+	if !catalog.ValidServiceName(name) || !r.s.cfg.serves(name) {
 		return dns.RcodeNameError
 	}
 	sr, err := r.s.backend.Service(name)
@@ -334,6 +334,8 @@ func (r *responder) instance(q dns.Question, id string) int {
 		return dns.RcodeNameError
 	case err != nil:
 		return dns.RcodeServerFailure
+	case !r.s.cfg.serves(e.Instance.Service):
+		return dns.RcodeNameError
 	}
 	r.picks = r.picks[:0]
 	p := pick{inst: e.Instance, quality: e.Quality}

@@ -25,6 +25,12 @@ type Config struct {
 	// an address cached past its instance's death is what muster exists
 	// to prevent.
 	TTL time.Duration
+	// Services, when set, are the name patterns of the services DNS
+	// answers for ("*" matches any run of name characters); any other is
+	// NXDOMAIN, as if it had no instance. Empty answers for every
+	// service. DNS cannot authenticate its clients, so a registry whose
+	// reads need a token names here what it lets anyone resolve.
+	Services []string
 	// MaxTCPConns bounds the TCP connections held open at once, idle or
 	// not; each client address is held to a fair share of them (the
 	// server's listener enforces it). Default 256.
@@ -83,6 +89,11 @@ func (c Config) Validate() error {
 	case c.TTL%time.Second != 0:
 		errs = append(errs, errors.New("dnsapi: the DNS TTL must be whole seconds"))
 	}
+	for _, p := range c.Services {
+		if !catalog.ValidPattern(p) {
+			errs = append(errs, fmt.Errorf("dnsapi: DNS service pattern %.70q: 1 to 63 of a-z 0-9 - _ and *", p))
+		}
+	}
 	if c.MaxTCPConns < 0 || c.TCPReadTimeout < 0 || c.TCPIdleTimeout < 0 || c.WriteTimeout < 0 || c.UDPWorkers < 0 {
 		errs = append(errs, errors.New("dnsapi: DNS limits and timeouts must not be negative"))
 	}
@@ -127,4 +138,17 @@ func NormalizeDomain(domain string) (string, error) {
 		return "", bad
 	}
 	return d + ".", nil
+}
+
+// serves reports whether DNS answers for the service (Config.Services).
+func (c *Config) serves(service string) bool {
+	if len(c.Services) == 0 {
+		return true
+	}
+	for _, p := range c.Services {
+		if catalog.MatchPattern(p, service) {
+			return true
+		}
+	}
+	return false
 }

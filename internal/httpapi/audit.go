@@ -17,8 +17,8 @@ import (
 // query: since, after, wait, service, action, outcome, limit.
 func (a *apiServer) auditLog(w http.ResponseWriter, r *http.Request) error {
 	tok := Bearer(r)
-	if err := a.reg.Admin(r.Context(), audit.ActionAuditRead, tok); err != nil {
-		return adminAuth.apply(err)
+	if err := a.reg.Operator(r.Context(), audit.ActionAuditRead, tok); err != nil {
+		return operatorAuth.apply(err)
 	}
 	q, qerr := query(r)
 	if qerr != nil {

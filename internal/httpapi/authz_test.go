@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -21,118 +22,146 @@ import (
 
 // The credentials a request may carry, strongest last.
 const (
-	credNone    = "none"    // no Authorization header
-	credGarbage = "garbage" // a bearer token that is nothing
-	credMetrics = "metrics" // the metrics token
-	credOther   = "other"   // the session token of another instance
-	credSession = "session" // the session token of the instance the path names
-	credKey     = "key"     // an enrolment key whose scope holds the service
-	credKeyOut  = "key-out" // an enrolment key whose scope does not
-	credAdmin   = "admin"   // the admin token
+	credNone      = "none"         // no Authorization header
+	credGarbage   = "garbage"      // a bearer token that is nothing
+	credMetrics   = "metrics"      // the metrics token
+	credOther     = "other"        // the session token of another instance
+	credSession   = "session"      // the session token of the instance the path names
+	credKey       = "key"          // an enrolment key whose scope holds the service
+	credKeyOut    = "key-out"      // an enrolment key whose scope does not
+	credRead      = "read"         // a read token whose scope holds the service
+	credReadOut   = "read-out"     // a read token whose scope does not
+	credOper      = "operator"     // an operator token whose scope holds the service
+	credOperOut   = "operator-out" // an operator token whose scope does not
+	credAdminRole = "admin-role"   // a token of the admin role
+	credAdmin     = "admin"        // the admin token
 )
 
-var credentials = []string{credNone, credGarbage, credMetrics, credOther, credSession, credKey, credKeyOut, credAdmin}
+var credentials = []string{credNone, credGarbage, credMetrics, credOther, credSession, credKey, credKeyOut,
+	credRead, credReadOut, credOper, credOperOut, credAdminRole, credAdmin}
 
 // An expected outcome: whether the request got past authorisation, or
-// which refusal it got (401 without a credential it knows, 403 with one
-// that is not enough).
+// which refusal it got (401 without a credential, or an expired one; 403
+// with one that is not enough, or that the registry does not know, but
+// for a registration, where an unknown enrolment key is 401).
 const (
 	pass = "pass" // any answer but 401 and 403
 	r401 = "401"
 	r403 = "403"
 )
 
-// authz is the authorisation table of every route of the API: for each,
-// what each credential gets. It is the threat model's "who may write"
-// column (docs/security.md), route by route; TestAuthz_EveryRouteEveryCredential
-// holds the server to it, and fails when a route is added without a row.
-// Reads are open to anyone (--anonymous-reads is the default); a
-// credential a read does not need is ignored, whatever it is.
-var authz = map[string]map[string]string{
-	"GET /livez":  allPass(),
-	"GET /readyz": allPass(),
-	// With a metrics token set (as here), it or the admin token; without
-	// one, loopback callers only (TestMetrics_stranger).
-	"GET /metrics": {credNone: r401, credGarbage: r403, credMetrics: pass, credOther: r403, credSession: r403,
-		credKey: r403, credKeyOut: r403, credAdmin: pass},
+// authzTable is the authorisation table of every route of the API: for
+// each, what each credential gets, with reads open to anyone (the
+// default) or, with private set, needing a token (--anonymous-reads=
+// false). It is the threat model's "who may do what" (docs/security.md),
+// route by route; TestAuthz_EveryRouteEveryCredential holds the server to
+// it, and fails when a route is added without a row.
+func authzTable(private bool) map[string]map[string]string {
+	read := allPass() // a credential a read does not need is ignored, whatever it is
+	list := allPass()
+	if private {
+		// Any token the registry knows may read what its services cover,
+		// whatever its role; a list shows only those (and so passes).
+		list = with(allOf(r403), credNone, r401, credKey, pass, credKeyOut, pass, credRead, pass, credReadOut, pass,
+			credOper, pass, credOperOut, pass, credAdminRole, pass, credAdmin, pass)
+		read = with(list, credKeyOut, r403, credReadOut, r403, credOperOut, r403)
+	}
+	admins := with(allOf(r403), credNone, r401, credAdminRole, pass, credAdmin, pass)
+	operators := with(admins, credOper, pass, credOperOut, pass) // the route; each instance is then checked
+	owner := with(allOf(r403), credNone, r401, credSession, pass)
+	return map[string]map[string]string{
+		"GET /livez":  allPass(),
+		"GET /readyz": allPass(),
+		// With a metrics token set (as here), it or an admin credential;
+		// without one, loopback callers only (TestMetrics_stranger).
+		"GET /metrics": with(admins, credMetrics, pass),
 
-	"POST /v1/keys":                   adminOnly(),
-	"GET /v1/keys":                    adminOnly(),
-	"DELETE /v1/keys/{id}":            adminOnly(),
-	"GET /v1/snapshot":                adminOnly(),
-	"PUT /v1/snapshot":                adminOnly(),
-	"GET /v1/audit":                   adminOnly(),
-	"DELETE /v1/cluster/members/{id}": adminOnly(),
+		"POST /v1/keys":                   admins,
+		"GET /v1/keys":                    admins,
+		"DELETE /v1/keys/{id}":            admins,
+		"POST /v1/tokens":                 admins,
+		"GET /v1/tokens":                  admins,
+		"DELETE /v1/tokens/{id}":          admins,
+		"GET /v1/snapshot":                admins,
+		"PUT /v1/snapshot":                admins,
+		"DELETE /v1/cluster/members/{id}": admins,
+		// An operator reads the records of its services.
+		"GET /v1/audit": operators,
 
-	// Registration takes an enrolment key whose scope holds the service;
-	// the admin token is no enrolment key.
-	"POST /v1/services/{service}/instances": {credNone: r401, credGarbage: r401, credMetrics: r401, credOther: r401,
-		credSession: r401, credKey: pass, credKeyOut: r403, credAdmin: r401},
-	"GET /v1/services":           allPass(),
-	"GET /v1/services/{service}": allPass(),
-	"GET /v1/watch":              allPass(),
-	"GET /v1/instances/{id}":     allPass(),
-	"GET /v1/cluster/members":    allPass(),
-	"GET /v1/cluster/self":       allPass(),
+		// Registration takes an enrolment key whose scope holds the
+		// service: an unknown one is 401, a token of another role 403.
+		// The admin token is no enrolment key.
+		"POST /v1/services/{service}/instances": with(allOf(r401), credKey, pass, credKeyOut, r403, credRead, r403,
+			credReadOut, r403, credOper, r403, credOperOut, r403, credAdminRole, r403),
+		"GET /v1/services":           list,
+		"GET /v1/services/{service}": read,
+		"GET /v1/watch":              read,
+		"GET /v1/instances/{id}":     read,
+		"GET /v1/cluster/members":    list,
+		"GET /v1/cluster/self":       list,
 
-	// An instance's own session token, or the admin token for what an
-	// operator may do to any instance; a heartbeat is the instance's own.
-	"PUT /v1/instances/{id}/heartbeat": ownerOnly(r403),
-	"POST /v1/heartbeats":              ownerOnly(r403),
-	"PUT /v1/instances/{id}/drain":     ownerOrAdmin(),
-	"DELETE /v1/instances/{id}":        ownerOrAdmin(),
-	"POST /v1/instances/{id}/evict":    adminOnly(),
+		// A heartbeat is the instance's own; what an operator may do to
+		// any instance of its services takes its session token, an
+		// operator token whose scope holds the service, or an admin
+		// credential.
+		"PUT /v1/instances/{id}/heartbeat": owner,
+		"POST /v1/heartbeats":              owner,
+		"PUT /v1/instances/{id}/drain":     with(owner, credOper, pass, credAdminRole, pass, credAdmin, pass),
+		"DELETE /v1/instances/{id}":        with(owner, credOper, pass, credAdminRole, pass, credAdmin, pass),
+		"POST /v1/instances/{id}/evict":    with(admins, credOper, pass),
+	}
 }
 
-func allPass() map[string]string {
+func allPass() map[string]string { return allOf(pass) }
+
+// allOf is a row where every credential gets outcome.
+func allOf(outcome string) map[string]string {
 	m := map[string]string{}
 	for _, c := range credentials {
-		m[c] = pass
+		m[c] = outcome
 	}
 	return m
 }
 
-func adminOnly() map[string]string {
-	m := map[string]string{}
-	for _, c := range credentials {
-		m[c] = r403
+// with is a copy of row with the given credential, outcome pairs set.
+func with(row map[string]string, pairs ...string) map[string]string {
+	m := maps.Clone(row)
+	for i := 0; i < len(pairs); i += 2 {
+		m[pairs[i]] = pairs[i+1]
 	}
-	m[credNone], m[credAdmin] = r401, pass
-	return m
-}
-
-func ownerOrAdmin() map[string]string {
-	m := ownerOnly(r403)
-	m[credAdmin] = pass
-	return m
-}
-
-// ownerOnly: the instance's session token passes, no credential is 401,
-// and any other is admin's answer.
-func ownerOnly(admin string) map[string]string {
-	m := map[string]string{}
-	for _, c := range credentials {
-		m[c] = r403
-	}
-	m[credNone], m[credSession], m[credAdmin] = r401, pass, admin
 	return m
 }
 
 // TestAuthz_EveryRouteEveryCredential calls every route of the API with
-// every kind of credential and checks what authz says: a route that
-// lets a credential through that it should not, or refuses one it
-// should take, or a route without a row, fails. Each call is made on a
-// fresh instance and key where it would change them.
+// every kind of credential, with reads anonymous and private, and checks
+// what authzTable says: a route that lets a credential through that it
+// should not, or refuses one it should take, or a route without a row,
+// fails. Each call is made on a fresh instance and key where it would
+// change them.
 func TestAuthz_EveryRouteEveryCredential(t *testing.T) {
+	for _, private := range []bool{false, true} {
+		t.Run(map[bool]string{false: "anonymous reads", true: "private reads"}[private], func(t *testing.T) {
+			testAuthz(t, private)
+		})
+	}
+}
+
+func testAuthz(t *testing.T, private bool) {
 	const metricsToken = "metrics-token-0123456789"
 	h := start(t, func(c *server.Config) {
 		c.MetricsToken = metricsToken
+		c.Registry.PrivateReads = private
 		c.Registry.MaxInstancesPerAddress = 10000 // every call has instances of its own, all on 127.0.0.1
 		c.Registry.RegisterBurst = 10000
 	})
 	ctx := context.Background()
 	admin := h.AdminToken(t)
-	keyOut := h.Key(t, "other-*")
+	authz := authzTable(private)
+	secrets := map[string]string{credNone: "", credGarbage: "nope-not-a-token", credMetrics: metricsToken, credAdmin: admin,
+		credKeyOut: h.Key(t, "other-*").Secret,
+		credRead:   h.Token(t, "read", "web").Secret, credReadOut: h.Token(t, "read", "other-*").Secret,
+		credOper: h.Token(t, "operator", "web").Secret, credOperOut: h.Token(t, "operator", "other-*").Secret,
+		credAdminRole: h.Token(t, "admin").Secret}
 
 	var routes []string
 	routes = append(routes, httpapi.Routes()...)
@@ -182,24 +211,36 @@ func TestAuthz_EveryRouteEveryCredential(t *testing.T) {
 		for _, cred := range credentials {
 			want := authz[route][cred]
 			f := fresh()
-			bearer := map[string]string{credNone: "", credGarbage: "nope-not-a-token", credMetrics: metricsToken,
-				credOther: f.otherTk, credSession: f.token, credKey: f.key.Secret, credKeyOut: keyOut.Secret, credAdmin: admin}[cred]
+			bearer := secrets[cred]
+			switch cred {
+			case credOther:
+				bearer = f.otherTk
+			case credSession:
+				bearer = f.token
+			case credKey:
+				bearer = f.key.Secret
+			}
 			path := strings.NewReplacer("{service}", "web", "{id}", f.id).Replace(pattern)
 			var body []byte
 			switch route {
 			case "DELETE /v1/keys/{id}":
 				path = "/v1/keys/" + f.key.ID
+			case "DELETE /v1/tokens/{id}":
+				path = "/v1/tokens/" + h.Token(t, "read", "web").ID
 			case "DELETE /v1/cluster/members/{id}":
 				path = "/v1/cluster/members/no-such-node"
 			case "POST /v1/keys":
 				body = []byte(`{"services":["web"]}`)
+			case "POST /v1/tokens":
+				body = []byte(`{"role":"read","services":["web"]}`)
 			case "PUT /v1/snapshot":
 				body = []byte(`not a snapshot`) // admin passes, then is refused 400: the catalog stays
 			case "POST /v1/services/{service}/instances":
-				inst := testutil.NewInstance(t, f.key.Secret, verify.Proof)
+				secret := f.key.Secret
 				if cred == credKeyOut {
-					inst = testutil.NewInstance(t, keyOut.Secret, verify.Proof)
+					secret = secrets[credKeyOut]
 				}
+				inst := testutil.NewInstance(t, secret, verify.Proof)
 				body = regBody(t, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port()})
 			case "POST /v1/heartbeats":
 				body, _ = json.Marshal(api.HeartbeatsRequest{Beats: []api.Beat{{ID: f.id, Token: bearer}}})
@@ -214,7 +255,7 @@ func TestAuthz_EveryRouteEveryCredential(t *testing.T) {
 			if status == 401 || status == 403 {
 				outcome = fmt.Sprint(status)
 			}
-			got = append(got, fmt.Sprintf("%-40s %-8s %s", route, cred, outcome))
+			got = append(got, fmt.Sprintf("%-40s %-12s %s", route, cred, outcome))
 			if outcome != want {
 				t.Errorf("%s with %s: %d (%s), want %s", route, cred, status, outcome, want)
 			}

@@ -11,6 +11,9 @@ import (
 // members handles GET /v1/cluster/members: every server with its own
 // account of its Raft state, as this server reaches them.
 func (a *apiServer) members(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.reader(r); err != nil {
+		return err
+	}
 	ms, err := a.reg.Members(r.Context())
 	if err != nil {
 		return clusterError(err)
@@ -30,7 +33,10 @@ func (a *apiServer) removeMember(w http.ResponseWriter, r *http.Request) error {
 
 // clusterSelf handles GET /v1/cluster/self: how to reach this server's
 // Raft port (what --join asks a member's HTTP address).
-func (a *apiServer) clusterSelf(w http.ResponseWriter, _ *http.Request) error {
+func (a *apiServer) clusterSelf(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.reader(r); err != nil {
+		return err
+	}
 	WriteJSON(w, http.StatusOK, a.reg.Self())
 	return nil
 }

@@ -46,10 +46,19 @@ func APIError(err error) *Error {
 		qe  *registry.QuotaError
 		be  *registry.BarredError
 		ee  *registry.EvictedError
+		xe  *registry.ExpiredError
+		se  *registry.ScopeError
+		roe *registry.RoleError
 	)
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.As(err, &xe):
+		return Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "", "%s; it authorises nothing now: ask an admin for a new one", xe.Error())
+	case errors.As(err, &se):
+		return Errorf(http.StatusForbidden, api.CodeForbidden, "service", "%s", se.Error())
+	case errors.As(err, &roe):
+		return Errorf(http.StatusForbidden, api.CodeForbidden, "", "%s", roe.Error())
 	case errors.As(err, &fe):
 		return BadField(fe.Field, "%s", fe.Message)
 	case errors.As(err, &ve):

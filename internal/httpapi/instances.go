@@ -79,11 +79,18 @@ func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) error {
 	for k := range q {
 		return BadField(cmp.Or(k, "query"), "unknown query parameter %q", k)
 	}
+	scope, err := a.reader(r)
+	if err != nil {
+		return err
+	}
 	if err := a.beginRead(w, r, mode); err != nil {
 		return err
 	}
 	e, err := a.reg.Instance(r.PathValue("id"))
 	if err != nil {
+		return err
+	}
+	if err := a.reg.CheckRead(r.Context(), scope, e.Instance.Service); err != nil {
 		return err
 	}
 	b := appendInstance(nil, encodeStatic(e.Instance), e)
@@ -95,8 +102,8 @@ func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) error {
 // is removed and its endpoint barred from registering for a while.
 func (a *apiServer) evict(w http.ResponseWriter, r *http.Request) error {
 	tok := Bearer(r)
-	if err := a.reg.Admin(r.Context(), audit.ActionEvict, tok); err != nil {
-		return adminAuth.apply(err)
+	if err := a.reg.Operator(r.Context(), audit.ActionEvict, tok); err != nil {
+		return operatorAuth.apply(err)
 	}
 	refuse := func(err error) error {
 		a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionEvict, Instance: r.PathValue("id")}, err)

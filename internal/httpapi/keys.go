@@ -13,7 +13,12 @@ import (
 
 var adminAuth = authMessages{
 	missing: "admin token required (Authorization: Bearer ...)",
-	wrong:   "this token is not the admin token",
+	wrong:   "this token is neither the admin token nor a token of the admin role",
+}
+
+var operatorAuth = authMessages{
+	missing: "an admin or operator token is required (Authorization: Bearer ...)",
+	wrong:   "this token is not the admin token, nor a token of the admin or operator role",
 }
 
 func (a *apiServer) keyToAPI(k *catalog.Key) api.Key {
@@ -23,7 +28,71 @@ func (a *apiServer) keyToAPI(k *catalog.Key) api.Key {
 	if k.CallbackTLSOrDefault() == catalog.CallbackTLSAny {
 		out.CallbackTLS = string(catalog.CallbackTLSAny)
 	}
+	out.Role = string(k.RoleOrDefault())
+	if out.Role != string(catalog.RoleRegister) {
+		out.MaxInstances, out.Instances = 0, 0 // only enrolment keys hold instances
+	}
+	if !k.ExpiresAt.IsZero() {
+		out.ExpiresAt = k.ExpiresAt.UTC().Format(time.RFC3339)
+		out.Expired = k.Expired(time.Now())
+	}
 	return out
+}
+
+// createToken handles POST /v1/tokens: a token of any role. An admin
+// credential is checked before the body is read.
+func (a *apiServer) createToken(w http.ResponseWriter, r *http.Request) error {
+	tok := Bearer(r)
+	if err := a.reg.Admin(r.Context(), audit.ActionKeyCreate, tok); err != nil {
+		return adminAuth.apply(err)
+	}
+	var req api.CreateTokenRequest
+	if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
+		a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionKeyCreate}, err)
+		return err
+	}
+	spec := registry.TokenSpec{Role: req.Role, KeySpec: registry.KeySpec{Services: req.Services, Description: req.Description,
+		MaxInstances: req.MaxInstances, CallbackTLS: req.CallbackTLS}}
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 {
+			err := BadField("ttl", "ttl %.32q is not a duration such as 24h", req.TTL)
+			a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionKeyCreate}, err)
+			return err
+		}
+		spec.TTL = d
+	}
+	k, secret, err := a.reg.CreateToken(r.Context(), tok, spec)
+	if err != nil {
+		return adminAuth.apply(err)
+	}
+	out := a.keyToAPI(k)
+	out.Secret = secret
+	WriteJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// listTokens handles GET /v1/tokens: every token of every role.
+func (a *apiServer) listTokens(w http.ResponseWriter, r *http.Request) error {
+	keys, err := a.reg.Tokens(r.Context(), Bearer(r))
+	if err != nil {
+		return adminAuth.apply(err)
+	}
+	out := api.TokensResponse{Tokens: make([]api.Token, 0, len(keys))}
+	for _, k := range keys {
+		out.Tokens = append(out.Tokens, a.keyToAPI(k))
+	}
+	WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// revokeToken handles DELETE /v1/tokens/{id}: a token of any role.
+func (a *apiServer) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	if err := a.reg.RevokeToken(r.Context(), Bearer(r), r.PathValue("id")); err != nil {
+		return adminAuth.apply(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // createKey handles POST /v1/keys. The admin token is checked before the

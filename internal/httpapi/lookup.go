@@ -198,6 +198,9 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	if err := registry.CheckServiceName(service); err != nil {
 		return err
 	}
+	if err := a.canRead(r, service); err != nil {
+		return err
+	}
 	q, qerr := query(r, "tag", "meta")
 	if qerr != nil {
 		return qerr
@@ -402,6 +405,10 @@ func (ans *lookupAnswer) encode(b []byte, w io.Writer) (_ []byte, whole bool, er
 // listServices handles GET /v1/services: services with instances, and
 // counts by status.
 func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
+	scope, err := a.reader(r)
+	if err != nil {
+		return err
+	}
 	q, qerr := query(r)
 	if qerr != nil {
 		return qerr
@@ -425,7 +432,6 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
 	var (
 		sums  []registry.Summary
 		index uint64
-		err   error
 	)
 	if blocking {
 		ctx, stop := a.longLived(r.Context())
@@ -439,10 +445,34 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp := api.ServicesResponse{Index: index, Protection: a.reg.Protection(), Services: make([]api.ServiceSummary, 0, len(sums))}
 	for _, s := range sums {
+		if !scope.Covers(s.Name) {
+			continue
+		}
 		resp.Services = append(resp.Services, api.ServiceSummary{Name: s.Name, Index: s.Index, Instances: s.Instances,
 			Passing: s.Passing, Critical: s.Critical, Draining: s.Draining})
 	}
 	w.Header().Set(api.HeaderIndex, strconv.FormatUint(resp.Index, 10))
 	WriteJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+var readAuth = authMessages{
+	missing: "this registry answers reads only with a token (it runs with --anonymous-reads=false): send one as Authorization: Bearer ...",
+	wrong:   "this token is unknown or revoked",
+}
+
+// reader authorises a read: what the request's token may read
+// (everything, when reads are anonymous).
+func (a *apiServer) reader(r *http.Request) (registry.ReadScope, error) {
+	s, err := a.reg.Reader(r.Context(), Bearer(r))
+	return s, readAuth.apply(err)
+}
+
+// canRead authorises a read of one service.
+func (a *apiServer) canRead(r *http.Request, service string) error {
+	s, err := a.reader(r)
+	if err != nil {
+		return err
+	}
+	return a.reg.CheckRead(r.Context(), s, service)
 }

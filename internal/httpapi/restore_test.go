@@ -210,7 +210,7 @@ func TestAPI_RestoreRefusals(t *testing.T) {
 		msg    string
 	}{
 		{"no token", "", good, 401, api.CodeUnauthorized, "admin token required"},
-		{"an enrolment key", k.Secret, good, 403, api.CodeForbidden, "not the admin token"},
+		{"an enrolment key", k.Secret, good, 403, api.CodeForbidden, "neither the admin token"},
 		{"empty", admin, "", 400, api.CodeInvalidArgument, "it is empty"},
 		{"truncated", admin, good[:len(good)/2], 400, api.CodeInvalidArgument, "truncated"},
 		{"not JSON", admin, "\x1f\x8b\x08 gzip", 400, api.CodeInvalidArgument, "malformed JSON"},

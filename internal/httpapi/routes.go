@@ -33,6 +33,9 @@ func (a *apiServer) routes() []route {
 		{"POST", "/v1/keys", a.createKey},
 		{"GET", "/v1/keys", a.listKeys},
 		{"DELETE", "/v1/keys/{id}", a.revokeKey},
+		{"POST", "/v1/tokens", a.createToken},
+		{"GET", "/v1/tokens", a.listTokens},
+		{"DELETE", "/v1/tokens/{id}", a.revokeToken},
 		{"GET", "/v1/snapshot", a.snapshot},
 		{"PUT", "/v1/snapshot", a.restore},
 

@@ -134,6 +134,18 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 	if qerr != nil {
 		return qerr
 	}
+	scope, err := a.reader(r)
+	if err != nil {
+		return err
+	}
+	for _, s := range services {
+		if err := registry.CheckServiceName(s); err != nil {
+			return err
+		}
+		if err := a.reg.CheckRead(r.Context(), scope, s); err != nil {
+			return err
+		}
+	}
 	if err := a.beginRead(w, r, mode); err != nil {
 		return err
 	}
@@ -143,6 +155,7 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer st.Close()
+	st.SetScope(scope.Filter())
 	snap, err := st.Start(after, resume)
 	if err != nil {
 		return err

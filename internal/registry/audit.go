@@ -93,17 +93,6 @@ func (r *Registry) Refuse(ctx context.Context, rec audit.Record, err error) {
 	r.record(ctx, rec, err)
 }
 
-// Admin returns nil if token is the admin token, ErrNoCredential if it is
-// empty, ErrWrongToken otherwise; a refusal is a record of action. Front
-// ends check with it before they read a request's body.
-func (r *Registry) Admin(ctx context.Context, action audit.Action, token string) error {
-	err := r.CheckAdmin(token)
-	if err != nil {
-		r.record(ctx, audit.Record{Action: action}, err)
-	}
-	return err
-}
-
 // AuditLog returns the node's audit trail, for its counters; nil when
 // the registry keeps none.
 func (r *Registry) AuditLog() *audit.Log { return r.audit }
@@ -112,9 +101,11 @@ func (r *Registry) AuditLog() *audit.Log { return r.audit }
 // of the admin token. Errors: ErrNoCredential, ErrWrongToken (each a
 // record: a failed authentication), audit.ErrBadQuery, audit.ErrBusy.
 func (r *Registry) Audit(ctx context.Context, token string, q audit.Query) (audit.Page, error) {
-	if err := r.Admin(ctx, audit.ActionAuditRead, token); err != nil {
+	c, err := r.operator(ctx, audit.ActionAuditRead, token)
+	if err != nil {
 		return audit.Page{}, err
 	}
+	q.Scope = auditScope(c)
 	return r.audit.Query(ctx, q)
 }
 
@@ -125,9 +116,11 @@ func (r *Registry) Audit(ctx context.Context, token string, q audit.Query) (audi
 // blocking queries' places (Config.MaxWaiters, MaxWaitersPerClient).
 // Errors: as Audit, and ErrTooManyWaiters.
 func (r *Registry) WaitAudit(ctx context.Context, client, token string, q audit.Query, wait time.Duration) (audit.Page, error) {
-	if err := r.Admin(ctx, audit.ActionAuditRead, token); err != nil {
+	c, err := r.operator(ctx, audit.ActionAuditRead, token)
+	if err != nil {
 		return audit.Page{}, err
 	}
+	q.Scope = auditScope(c)
 	if err := q.Validate(); err != nil {
 		return audit.Page{}, err
 	}
@@ -152,4 +145,15 @@ func (r *Registry) WaitAudit(ctx context.Context, client, token string, q audit.
 			return r.audit.Query(ctx, q)
 		}
 	}
+}
+
+// auditScope is what of the audit trail the caller reads: all of it for
+// the admin token and the admin role, and for an operator the records of
+// the services its patterns cover (records that name no service, such
+// as a key's creation, are the admin's).
+func auditScope(c Caller) func(service string) bool {
+	if c.admin {
+		return nil
+	}
+	return func(service string) bool { return service != "" && c.key.Allows(service) }
 }

@@ -57,6 +57,9 @@ type Stream struct {
 	r        *Registry
 	client   string
 	services []string // sorted; nil watches every service
+	// scope, when set, keeps out the services it does not hold: a
+	// reader whose token covers only some (SetScope).
+	scope  func(service string) bool
 	cursor   uint64   // every event up to here has been handed out or skipped
 	buf      []*catalog.Event
 	closed   bool
@@ -106,6 +109,11 @@ func (r *Registry) OpenStream(client string, services []string) (*Stream, error)
 	}
 	return &Stream{r: r, client: client, services: names}, nil
 }
+
+// SetScope limits the stream to the services scope holds (nil: no
+// limit), before Start: a reader whose token covers only some services
+// is given neither their instances nor their events.
+func (s *Stream) SetScope(scope func(service string) bool) { s.scope = scope }
 
 // Close releases the stream's place. It may be called more than once.
 func (s *Stream) Close() {
@@ -161,6 +169,9 @@ func (s *Stream) snapshot(resync bool) (*StreamSnapshot, error) {
 	index, views := s.r.cat.SnapshotOf(s.services)
 	snap := &StreamSnapshot{Index: index, Resync: resync, Reads: make([]ServiceRead, 0, len(views))}
 	for _, v := range views {
+		if s.scope != nil && !s.scope(v.Name) {
+			continue
+		}
 		snap.Reads = append(snap.Reads, ServiceRead{View: v, live: s.r.live, mon: s.r.monitor.Load(), floor: floor, now: now})
 	}
 	s.cursor = index
@@ -192,13 +203,18 @@ func (s *Stream) Next(max int) (evs []*catalog.Event, snap *StreamSnapshot, wait
 			return nil, nil, next, nil
 		}
 		s.cursor = all[len(all)-1].Index
-		if s.services == nil {
+		if s.services == nil && s.scope == nil {
 			s.r.streams.sent.Add(int64(len(all)))
 			return all, nil, nil, nil
 		}
 		evs = all[:0]
 		for _, e := range all {
-			if _, ok := slices.BinarySearch(s.services, e.Instance.Service); ok {
+			if s.services != nil {
+				if _, ok := slices.BinarySearch(s.services, e.Instance.Service); !ok {
+					continue
+				}
+			}
+			if s.scope == nil || s.scope(e.Instance.Service) {
 				evs = append(evs, e)
 			}
 		}

@@ -77,7 +77,8 @@ func (r *Registry) notFound(id string) error {
 // Errors: ErrNoCredential, ErrWrongToken, a *FieldError (d or reason),
 // ErrNotReady, ErrInstanceNotFound, ErrUnavailable.
 func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration, reason string) (_ *catalog.Bar, err error) {
-	if err := r.Admin(ctx, audit.ActionEvict, token); err != nil {
+	c, err := r.operator(ctx, audit.ActionEvict, token)
+	if err != nil {
 		return nil, err
 	}
 	proposed := false
@@ -102,6 +103,9 @@ func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration,
 	inst, ok := r.cat.Instance(id)
 	if !ok {
 		return nil, r.notFound(id)
+	}
+	if !c.canOperate(inst.Service) {
+		return nil, &ScopeError{Service: inst.Service}
 	}
 	until := r.now().Add(d).UTC().Truncate(time.Millisecond)
 	proposed = true // recorded by commit, or from the log

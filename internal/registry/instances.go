@@ -181,10 +181,23 @@ func (r *Registry) owned(ctx context.Context, action audit.Action, id, token str
 	if token == "" {
 		return inst, ErrNoCredential
 	}
-	if !inst.TokenMatches(token) && !r.isAdmin(token) {
-		return inst, ErrWrongToken
+	if inst.TokenMatches(token) {
+		return inst, nil
 	}
-	return inst, nil
+	// Not the instance's own: the admin token, or a token of the admin
+	// role or of the operator role whose scope holds the service.
+	c, err := r.Authenticate(token)
+	switch {
+	case errors.Is(err, ErrTokenExpired) || errors.Is(err, ErrUnavailable):
+		return inst, err
+	case err != nil:
+		return inst, ErrWrongToken
+	case c.canOperate(inst.Service):
+		return inst, nil
+	case c.Role() == catalog.RoleOperator:
+		return inst, &ScopeError{Service: inst.Service}
+	}
+	return inst, ErrWrongToken
 }
 
 // Deregister removes the instance id, for the holder of its session token

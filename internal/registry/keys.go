@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,79 +62,179 @@ func (k KeySpec) Validate() error {
 	return nil
 }
 
-// CreateKey creates an enrolment key for the holder of the admin token and
-// returns it with its secret, which is shown this once and stored only as
-// a hash. Errors: ErrNoCredential, ErrWrongToken, a *FieldError,
-// ErrUnavailable.
+// Bounds of a token's lifetime (TokenSpec.TTL).
+const (
+	MinTokenTTL = time.Minute
+	MaxTokenTTL = 10 * 365 * 24 * time.Hour
+)
+
+// TokenSpec is what an admin asks for when creating a token of any role.
+type TokenSpec struct {
+	// Role is what the token's holder may do: register, read, operator
+	// or admin.
+	Role string
+	// KeySpec holds the token's service patterns (for the admin role,
+	// only "*", which is also its default), description and, for the
+	// register role only, its limit of instances and callback TLS mode.
+	KeySpec
+	// TTL, when positive, is how long the token lasts, MinTokenTTL to
+	// MaxTokenTTL; 0 means until it is revoked.
+	TTL time.Duration
+}
+
+// Validate checks a token spec; every error is a *FieldError.
+func (t *TokenSpec) Validate() error {
+	role, err := catalog.ParseRole(t.Role)
+	if err != nil {
+		return badField("role", "role must be register, read, operator or admin")
+	}
+	if role == catalog.RoleAdmin {
+		if len(t.Services) == 0 {
+			t.Services = []string{"*"}
+		}
+		if len(t.Services) != 1 || t.Services[0] != "*" {
+			return badField("services", "an admin token may do everything, so its services are only \"*\"")
+		}
+	}
+	if role != catalog.RoleRegister {
+		if t.MaxInstances != 0 {
+			return badField("max_instances", "max_instances is for tokens of role register, which register instances")
+		}
+		if t.CallbackTLS != "" {
+			return badField("callback_tls", "callback_tls is for tokens of role register, which register instances")
+		}
+	}
+	if t.TTL != 0 && (t.TTL < MinTokenTTL || t.TTL > MaxTokenTTL) {
+		return badField("ttl", "ttl must be from %s to %s, or absent for a token that lasts until it is revoked", MinTokenTTL, MaxTokenTTL)
+	}
+	return t.KeySpec.Validate()
+}
+
+// CreateKey creates an enrolment key (a token of the register role) for
+// the holder of an admin credential and returns it with its secret,
+// which is shown this once and stored only as a hash. Errors:
+// ErrNoCredential, ErrWrongToken, a *FieldError, ErrUnavailable.
 func (r *Registry) CreateKey(ctx context.Context, token string, spec KeySpec) (*catalog.Key, string, error) {
-	if err := r.Admin(ctx, audit.ActionKeyCreate, token); err != nil {
+	return r.CreateToken(ctx, token, TokenSpec{Role: string(catalog.RoleRegister), KeySpec: spec})
+}
+
+// CreateToken creates a token of any role for the holder of an admin
+// credential, as CreateKey does an enrolment key. An enrolment key's ID
+// begins key_ and its secret mk_; other roles' tok_ and mt_.
+func (r *Registry) CreateToken(ctx context.Context, token string, spec TokenSpec) (*catalog.Key, string, error) {
+	caller, err := r.admin(ctx, audit.ActionKeyCreate, token)
+	if err != nil {
 		return nil, "", err
 	}
 	if err := spec.Validate(); err != nil {
-		r.record(ctx, audit.Record{Action: audit.ActionKeyCreate}, err)
+		r.record(ctx, audit.Record{Action: audit.ActionKeyCreate, Key: caller.KeyID()}, err)
 		return nil, "", err
 	}
-	secret := "mk_" + random.Secret()
+	role := catalog.Role(spec.Role)
+	idPrefix, secretPrefix := "tok_", "mt_"
+	if role == catalog.RoleRegister {
+		idPrefix, secretPrefix = "key_", "mk_"
+	}
+	secret := secretPrefix + random.Secret()
+	now := r.now().UTC().Truncate(time.Second)
 	k := &catalog.Key{
-		ID:           "key_" + random.ID(8),
+		ID:           idPrefix + random.ID(8),
 		SecretHash:   catalog.HashSecret(secret),
 		Services:     spec.Services,
 		Description:  r.scrub(spec.Description),
 		MaxInstances: spec.MaxInstances,
-		CreatedAt:    r.now().UTC().Truncate(time.Second),
+		CreatedAt:    now,
 	}
+	mode, _ := catalog.ParseCallbackTLS(spec.CallbackTLS)
 	op := catalog.OpCreateKey
-	if mode, _ := catalog.ParseCallbackTLS(spec.CallbackTLS); mode == catalog.CallbackTLSAny {
-		// A field create_key cannot carry: a token of the register role
-		// (an older replica halts at create_token rather than drop it).
-		k.Role, k.CallbackTLS, op = catalog.RoleRegister, mode, catalog.OpCreateToken
+	if role != catalog.RoleRegister || mode == catalog.CallbackTLSAny || spec.TTL > 0 {
+		// Fields create_key cannot carry: an older replica halts at
+		// create_token rather than take the token for an enrolment key
+		// that never expires. A plain enrolment key stays create_key,
+		// which every version reads.
+		k.Role, op = role, catalog.OpCreateToken
+		if mode == catalog.CallbackTLSAny {
+			k.CallbackTLS = mode
+		}
+		if spec.TTL > 0 {
+			k.ExpiresAt = now.Add(spec.TTL.Round(time.Second))
+		}
 	}
 	if _, err := r.commit(ctx, catalog.Command{Op: op, Key: k, Reason: "api"}); err != nil {
 		return nil, "", err
 	}
-	r.log.Info("enrolment key created", "key_id", k.ID, "services", k.Services)
+	r.log.Info("token created", "key_id", k.ID, "role", role, "services", k.Services, "expires_at", k.ExpiresAt)
 	if stored, ok := r.cat.Key(k.ID); ok {
 		k = stored // with its CreateIndex, and not sharing spec's slice
 	}
 	return k, secret, nil
 }
 
-// Keys lists the enrolment keys, sorted by ID, for the holder of the admin
-// token. Errors: ErrNoCredential, ErrWrongToken, ErrNotReady. Each call
-// is a record.
+// Keys lists the enrolment keys (the tokens of the register role),
+// sorted by ID, for the holder of an admin credential. Errors:
+// ErrNoCredential, ErrWrongToken, ErrNotReady. Each call is a record.
 func (r *Registry) Keys(ctx context.Context, token string) ([]*catalog.Key, error) {
-	if err := r.Admin(ctx, audit.ActionKeyList, token); err != nil {
+	all, err := r.Tokens(ctx, token)
+	if err != nil {
 		return nil, err
 	}
-	err := r.Ready()
-	r.record(ctx, audit.Record{Action: audit.ActionKeyList}, err)
+	keys := all[:0:0]
+	for _, k := range all {
+		if k.RoleOrDefault() == catalog.RoleRegister {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// Tokens lists every token of every role, sorted by ID, for the holder
+// of an admin credential; errors as Keys'.
+func (r *Registry) Tokens(ctx context.Context, token string) ([]*catalog.Key, error) {
+	caller, err := r.admin(ctx, audit.ActionKeyList, token)
+	if err != nil {
+		return nil, err
+	}
+	err = r.Ready()
+	r.record(ctx, audit.Record{Action: audit.ActionKeyList, Key: caller.KeyID()}, err)
 	if err != nil {
 		return nil, err
 	}
 	return r.cat.Keys(), nil
 }
 
-// RevokeKey revokes an enrolment key for the holder of the admin token.
-// Instances it admitted stay; no new registration can use it, even one
-// whose callback was running when it was revoked. Errors: ErrNoCredential,
-// ErrWrongToken, catalog.ErrNotFound, ErrUnavailable.
+// RevokeKey revokes an enrolment key for the holder of an admin
+// credential. Instances it admitted stay; no new registration can use
+// it, even one whose callback was running when it was revoked. Errors:
+// ErrNoCredential, ErrWrongToken, catalog.ErrNotFound (also for a token
+// of another role: RevokeToken revokes those), ErrUnavailable.
 func (r *Registry) RevokeKey(ctx context.Context, token, id string) error {
-	if err := r.Admin(ctx, audit.ActionKeyRevoke, token); err != nil {
+	return r.revoke(ctx, token, id, "key_")
+}
+
+// RevokeToken revokes a token of any role, as RevokeKey does a key; it
+// authorises nothing from the moment the revocation is applied.
+func (r *Registry) RevokeToken(ctx context.Context, token, id string) error {
+	return r.revoke(ctx, token, id, "key_", "tok_")
+}
+
+func (r *Registry) revoke(ctx context.Context, token, id string, prefixes ...string) error {
+	caller, err := r.admin(ctx, audit.ActionKeyRevoke, token)
+	if err != nil {
 		return err
 	}
-	if !catalog.ValidID(id) || !strings.HasPrefix(id, "key_") {
-		// No key has such an ID (every key's is key_ and hex), so
-		// nothing is proposed, and the ID asked for is not recorded: an
-		// operator who passes a key's secret (or the admin token) for
-		// its ID must not find it in the audit trail, the Raft log and
-		// every server's disk, as an outside review did.
-		r.record(ctx, audit.Record{Action: audit.ActionKeyRevoke, Reason: "not an enrolment key's ID"}, catalog.ErrNotFound)
+	if !catalog.ValidID(id) || !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(id, p) }) {
+		// No such key has such an ID (every one's is a prefix and hex),
+		// so nothing is proposed, and the ID asked for is not recorded:
+		// an operator who passes a key's secret (or the admin token)
+		// for its ID must not find it in the audit trail, the Raft log
+		// and every server's disk, as an outside review did.
+		r.record(ctx, audit.Record{Action: audit.ActionKeyRevoke, Key: caller.KeyID(), Reason: "not a token's ID"}, catalog.ErrNotFound)
 		return catalog.ErrNotFound
 	}
 	if _, err := r.commit(ctx, catalog.Command{Op: catalog.OpRevokeKey, ID: id, Reason: "api"}); err != nil {
 		return err
 	}
-	r.log.Info("enrolment key revoked", "key_id", id)
+	r.log.Info("token revoked", "key_id", id)
 	return nil
 }
 

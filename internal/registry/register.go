@@ -307,6 +307,12 @@ func (r *Registry) AdmitKey(ctx context.Context, secret, service string) (adm Ad
 		return Admission{}, catalog.ErrKeyRevoked
 	}
 	keyID = key.ID
+	if key.Expired(r.now()) {
+		return Admission{}, &ExpiredError{ID: key.ID, At: key.ExpiresAt}
+	}
+	if role := key.RoleOrDefault(); role != catalog.RoleRegister {
+		return Admission{}, &RoleError{Role: role}
+	}
 	if err := CheckServiceName(service); err != nil {
 		return Admission{}, err
 	}

@@ -121,6 +121,10 @@ type Config struct {
 	// the registry keeps (an eviction's reason, a key's description), as
 	// what looks like a secret is (package redact).
 	Known redact.Known
+	// PrivateReads makes every read need a token the registry knows, of
+	// any role, whose services cover what is read; lists show only
+	// those (--anonymous-reads=false). Off, reads need no credential.
+	PrivateReads bool
 	// MaxVerifying caps concurrent registration callbacks.
 	MaxVerifying int
 	// MinVerifyingShare is the least share of the callback slots a caller
@@ -378,13 +382,19 @@ func (r *Registry) isAdmin(token string) bool {
 	return subtle.ConstantTimeCompare(catalog.HashSecret(token), r.cfg.AdminTokenHash) == 1
 }
 
-// CheckAdmin returns nil if token is the admin token, ErrNoCredential if
-// it is empty, ErrWrongToken otherwise.
+// CheckAdmin returns nil if token is the admin token or a token of the
+// admin role, ErrNoCredential if it is empty, ErrWrongToken or an
+// *ExpiredError otherwise. Unlike Admin it records nothing.
 func (r *Registry) CheckAdmin(token string) error {
+	c, err := r.Authenticate(token)
 	switch {
-	case token == "":
+	case err != nil && !errors.Is(err, ErrTokenExpired) && !errors.Is(err, ErrUnavailable):
+		return ErrWrongToken
+	case err != nil:
+		return err
+	case c.Anonymous():
 		return ErrNoCredential
-	case !r.isAdmin(token):
+	case !c.admin:
 		return ErrWrongToken
 	}
 	return nil

@@ -198,8 +198,17 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 // 400 when there is none.
 func (a *API) lookup(w http.ResponseWriter, r *http.Request) error {
 	name := r.URL.Query().Get("service_name")
+	// With --anonymous-reads=false the tutorial's lookups need a token
+	// too, which its clients never send: they are refused like any.
+	scope, err := a.reg.Reader(r.Context(), httpapi.Bearer(r))
+	if err != nil {
+		return err
+	}
 	rd, err := a.reg.Service(name)
 	if err != nil {
+		return err
+	}
+	if err := a.reg.CheckRead(r.Context(), scope, name); err != nil {
 		return err
 	}
 	if name == "" {

@@ -151,6 +151,9 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.Registry.PrivateReads && c.DNS.Enabled() && len(c.DNS.Services) == 0 {
+		errs = append(errs, errors.New("server: reads need a token (--anonymous-reads=false), but DNS cannot ask its clients for one: name the services anyone may resolve with --dns-services (\"*\" for all), or turn DNS off"))
+	}
 	return errors.Join(errs...)
 }
 

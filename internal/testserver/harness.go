@@ -86,6 +86,17 @@ func (h *Harness) Key(tb testing.TB, patterns ...string) api.Key {
 	return k
 }
 
+// Token creates a token of role for the given service patterns (none,
+// for the admin role) and returns it with its secret.
+func (h *Harness) Token(tb testing.TB, role string, patterns ...string) api.Token {
+	tb.Helper()
+	t, err := h.Admin.CreateToken(context.Background(), api.CreateTokenRequest{Role: role, Services: patterns, Description: "test"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return t
+}
+
 // Post sends a raw registration and returns the status, the decoded error
 // body and the raw body.
 func (h *Harness) Post(tb testing.TB, service, secret string, body []byte) (int, api.ErrorBody, []byte) {
