@@ -587,7 +587,7 @@ func TestHint(t *testing.T) {
 		want string
 	}{
 		{&client.Error{ErrorDetail: api.ErrorDetail{Code: api.CodeUnauthorized}}, nil, "set MUSTER_TOKEN"},
-		{&client.Error{ErrorDetail: api.ErrorDetail{Code: api.CodeForbidden}}, map[string]string{"MUSTER_TOKEN": "x"}, "not this registry's admin token"},
+		{&client.Error{ErrorDetail: api.ErrorDetail{Code: api.CodeForbidden}}, map[string]string{"MUSTER_TOKEN": "x"}, "neither the admin token nor a token"},
 		{fmt.Errorf("x: %w", client.ErrUnavailable), map[string]string{"MUSTER_ADDR": "http://h:1"}, "http://h:1"},
 		{errors.New("other"), nil, ""},
 	} {
