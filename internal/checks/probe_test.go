@@ -276,23 +276,30 @@ func TestExcerpt(t *testing.T) {
 }
 
 // TestProber_noLeak: a probe leaves no goroutine or connection behind
-// (the registry keeps nothing per instance between probes).
+// (the registry keeps nothing per instance between probes), over TLS
+// too.
 func TestProber_noLeak(t *testing.T) {
 	_, grpcPort := serveGRPC(t, false)
 	addr, httpPort := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	httpsPort := serveHTTPS(t, selfSigned(t), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), nil)
+	grpcsPort := serveGRPCTLS(t, selfSigned(t))
 	p := newProber(guard(t), nil)
 	probes := []struct {
-		port int
-		c    Check
+		port   int
+		scheme string
+		c      Check
 	}{
-		{httpPort, httpCheck("/", time.Second, time.Second)},
-		{httpPort, Check{Type: api.CheckTCP, Interval: time.Second, Timeout: time.Second}},
-		{grpcPort, Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: time.Second}},
+		{httpPort, "http", httpCheck("/", time.Second, time.Second)},
+		{httpPort, "http", Check{Type: api.CheckTCP, Interval: time.Second, Timeout: time.Second}},
+		{grpcPort, "http", Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: time.Second}},
+		{httpsPort, "https", httpCheck("/", time.Second, time.Second)},
+		{grpcsPort, "https", Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: time.Second}},
 	}
 	run := func() {
 		for _, pr := range probes {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			if res := p.probe(ctx, Target{Address: addr, Port: pr.port}, pr.c); !res.ok {
+			tg := Target{Address: addr, Port: pr.port, Scheme: pr.scheme, AnyCertificate: true}
+			if res := p.probe(ctx, tg, pr.c); !res.ok {
 				t.Fatalf("%s: %s", pr.c.Type, res.output)
 			}
 			cancel()
