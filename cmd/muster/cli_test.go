@@ -128,7 +128,6 @@ func TestReport_UsageErrors(t *testing.T) {
 		{reg("--check-tcp", "--check-timeout", "20s"), "--check-timeout must be from 100ms to 10s and at most --check-interval (10s), not 20s", "muster register"},
 		{reg("--check-tcp", "--check-interval", "2s", "--check-timeout", "3s"), "at most --check-interval (2s), not 3s", "muster register"},
 		{reg("--check-http", "healthz"), "--check-http: path must start with /", "muster register"},
-		{reg("--scheme", "https", "--check-http", "/healthz"), "--scheme https with that check: http checks of https instances are not supported yet", "muster register"},
 		{[]string{"evict", "abc", "--for", "1000h"}, "--for must be from 1s to 720h, not 1000h", "muster evict"},
 		{[]string{"evict", "abc", "--for", "0s"}, "--for must be from 1s to 720h, not 0s", "muster evict"},
 		{[]string{"keys", "create", "--service", "web", "--max-instances", "-1"}, "--max-instances must be from 0 (the server's --max-instances-per-key) to 1000000, not -1", "muster keys create"},

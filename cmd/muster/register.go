@@ -178,8 +178,6 @@ func checkSidecarFlags(port, verifyPort int, ttl time.Duration, scheme string, d
 			flag = "--check-http"
 		case "grpc_service":
 			flag = "--check-grpc-service"
-		case "type":
-			flag = "--scheme " + scheme + " with that check"
 		}
 		return usagef("%s: %s", flag, fe.Message)
 	}

@@ -208,12 +208,12 @@ func childCPU(cmd *exec.Cmd) time.Duration {
 // fifth higher.
 func BenchmarkProber_http(b *testing.B) {
 	addr, port := serveHTTP(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	p := newProber(guard(b))
+	p := newProber(guard(b), nil)
 	c := httpCheck("/health", time.Second, time.Second)
 	b.ReportAllocs()
 	for b.Loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if r := p.probe(ctx, addr, port, c); !r.ok {
+		if r := p.probe(ctx, Target{Address: addr, Port: port}, c); !r.ok {
 			b.Fatal(r.output)
 		}
 		cancel()

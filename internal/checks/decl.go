@@ -230,17 +230,13 @@ func (c Check) validate(minInterval, minTimeout time.Duration) error {
 	return nil
 }
 
-// supports reports whether c can probe an instance of scheme. Only plain
-// HTTP and gRPC are spoken so far; a TCP check works whatever the scheme.
+// supports reports whether c can probe an instance of scheme: every
+// check can probe http and https instances (an https instance's HTTP and
+// gRPC checks speak TLS); no other scheme is known.
 func (c Check) supports(scheme string) error {
 	switch scheme {
-	case "", "http":
+	case "", "http", "https":
 		return nil
-	case "https":
-		if c.Type == api.CheckTCP {
-			return nil
-		}
-		return badField("type", "%s checks of https instances are not supported yet; use a tcp check", c.Type)
 	default:
 		return badField("type", "the instance's scheme %.16q is not http or https", scheme)
 	}

@@ -108,8 +108,8 @@ func TestParse(t *testing.T) {
 		{"max", slices.Repeat([]api.CheckDecl{ok}, MaxChecks), "http", ""},
 		{"too many", slices.Repeat([]api.CheckDecl{ok}, MaxChecks+1), "", "checks"},
 		{"second is bad", []api.CheckDecl{ok, {Type: "tcp", Interval: "x"}}, "", "checks[1].interval"},
-		{"https http", []api.CheckDecl{ok, {Type: "http"}}, "https", "checks[1].type"},
-		{"https grpc", []api.CheckDecl{{Type: "grpc"}}, "https", "checks[0].type"},
+		{"https http", []api.CheckDecl{ok, {Type: "http"}}, "https", ""},
+		{"https grpc", []api.CheckDecl{{Type: "grpc"}}, "https", ""},
 		{"https tcp", []api.CheckDecl{ok}, "https", ""},
 		{"bad scheme", []api.CheckDecl{ok}, "ftp", "checks[0].type"},
 	} {

@@ -24,6 +24,16 @@
 // an error with internal detail. The gRPC client is the standard
 // library's HTTP/2 client with prior knowledge (grpc.go says why).
 //
+// TLS. The HTTP and gRPC checks of an https instance (Target.Scheme)
+// speak TLS 1.2 or later over the same guarded connection, within the
+// same timeout (gRPC negotiates HTTP/2 by ALPN "h2"). The certificate
+// must chain to Config.Roots (the registry passes the verify callback's
+// CA bundle; nil is the system's roots) and be valid for
+// Target.ServerName, else Target.Address; Target.AnyCertificate, for an
+// instance whose key asked for it, accepts any. A refused certificate
+// fails the probe with an output that says why ("tls: certificate signed
+// by unknown authority").
+//
 // Thresholds. A check turns critical after FailuresBeforeCritical
 // consecutive failed probes and passing again after
 // SuccessesBeforePassing consecutive successful ones, so one slow answer

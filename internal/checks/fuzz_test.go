@@ -30,6 +30,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(`[{"type": "tcp"}]`), "https")
 	f.Add([]byte(`[{"type": "http"}]`), "https")
+	f.Add([]byte(`[{"type": "grpc"}]`), "https")
+	f.Add([]byte(`[{"type": "tcp"}]`), "ftp")
 	field := regexp.MustCompile(`^checks(\[[0-7]\]\.(type|path|port|interval|timeout|grpc_service|failures_before_critical|successes_before_passing))?$`)
 	f.Fuzz(func(t *testing.T, body []byte, scheme string) {
 		var decls []api.CheckDecl

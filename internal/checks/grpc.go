@@ -46,18 +46,33 @@ const (
 var errMalformed = errors.New("checks: malformed gRPC answer")
 
 // grpcHealth calls Health/Check for c.GRPCService; SERVING passes.
-func (p *prober) grpcHealth(ctx context.Context, hostport string, c Check) result {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+hostport+healthPath, bytes.NewReader(healthRequest(c.GRPCService)))
+//
+// Over TLS (an https instance), the call has a connection of its own
+// (http.Transport.NewClientConn: never one from a pool, which another
+// instance's probe, with other TLS settings, could have opened), and
+// HTTP/2 is negotiated by ALPN "h2".
+func (p *prober) grpcHealth(ctx context.Context, e endpoint, c Check) result {
+	scheme := "http://"
+	if e.tls != nil {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+e.hostport+healthPath, bytes.NewReader(healthRequest(c.GRPCService)))
 	if err != nil {
 		return result{output: "invalid request"}
 	}
+	req.Host = e.host
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("TE", "trailers")
 	req.Header.Set("User-Agent", userAgent)
 	if dl, ok := ctx.Deadline(); ok {
 		req.Header.Set("Grpc-Timeout", grpcTimeout(time.Until(dl)))
 	}
-	resp, err := p.grpc.Do(req)
+	var resp *http.Response
+	if e.tls != nil {
+		resp, err = p.grpcOverTLS(ctx, e, req)
+	} else {
+		resp, err = p.grpc.Do(req)
+	}
 	if err != nil {
 		out := describe(err, c.Timeout)
 		if out == failed {

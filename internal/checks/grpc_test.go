@@ -51,7 +51,7 @@ func TestProber_grpcHealth(t *testing.T) {
 	hs.SetServingStatus("pay.Pay", healthpb.HealthCheckResponse_SERVING)
 	_, barePort := serveGRPC(t, true)
 	_, httpPort := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	p := newProber(guard(t))
+	p := newProber(guard(t), nil)
 	for _, tc := range []struct {
 		name    string
 		port    int
@@ -70,7 +70,7 @@ func TestProber_grpcHealth(t *testing.T) {
 			c := Check{Type: api.CheckGRPC, GRPCService: tc.service, Interval: time.Second, Timeout: time.Second}
 			ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
 			defer cancel()
-			res := p.probe(ctx, "127.0.0.1", tc.port, c)
+			res := p.probe(ctx, Target{Address: "127.0.0.1", Port: tc.port}, c)
 			if res.ok != tc.ok || (tc.output != "" && res.output != tc.output) || res.output == "" {
 				t.Errorf("probe = %v %q, want %v %q", res.ok, res.output, tc.ok, tc.output)
 			}
@@ -83,7 +83,7 @@ func TestProber_grpcHealth(t *testing.T) {
 	// The server going down is seen at the next probe.
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	c := Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: time.Second}
-	if res := p.probe(context.Background(), "127.0.0.1", port, c); res.ok || res.output != "NOT_SERVING" {
+	if res := p.probe(context.Background(), Target{Address: "127.0.0.1", Port: port}, c); res.ok || res.output != "NOT_SERVING" {
 		t.Errorf("after NOT_SERVING: probe = %v %q", res.ok, res.output)
 	}
 }

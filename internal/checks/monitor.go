@@ -3,6 +3,7 @@ package checks
 import (
 	"container/heap"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -25,6 +26,13 @@ type Config struct {
 	// MinInterval (1s). Tests lower it; a Monitor accepts any timeout
 	// from 1ms up to the interval, so that they can lower those too.
 	MinInterval time.Duration
+	// Roots, when set, returns the CA bundle an https instance's
+	// certificate must chain to for its HTTP and gRPC checks to pass: the
+	// registry's --verify-ca, the verify callback's own (verify.Config's
+	// Roots); nil, or a nil pool, trusts the system's roots. It is called
+	// for each such probe, so it must be cheap and safe for concurrent
+	// use.
+	Roots func() *x509.CertPool
 }
 
 // DefaultConfig returns the production settings: 64 probes at once.
@@ -61,8 +69,19 @@ type Target struct {
 	Address string
 	// Port is the instance's port, where checks without a port connect.
 	Port int
-	// Scheme is the instance's scheme; "" is api.DefaultScheme.
+	// Scheme is the instance's scheme; "" is api.DefaultScheme. The HTTP
+	// and gRPC checks of an https instance speak TLS (see tls.go).
 	Scheme string
+	// ServerName is the name an https instance's certificate must be
+	// valid for, which the TLS handshake asks for (and the Host header
+	// names): the instance's advertised host name, when Address is the
+	// IP address it resolved to. Empty is Address; an IP address is
+	// checked against the certificate's IP addresses.
+	ServerName string
+	// AnyCertificate accepts whatever certificate an https instance
+	// presents, for an instance whose enrolment key asked for it
+	// (callback_tls any), as its verify callback does.
+	AnyCertificate bool
 	// Checks are the instance's checks, from Parse.
 	Checks []Check
 	// Status is the instance's committed status (api.StatusPassing or
@@ -188,7 +207,7 @@ func NewMonitor(cfg Config, guard Guard) (*Monitor, error) {
 	return &Monitor{
 		cfg:      cfg,
 		guard:    guard,
-		prober:   newProber(guard),
+		prober:   newProber(guard, cfg.Roots),
 		targets:  make(map[string]*target),
 		pending:  make(map[string]*target),
 		inflight: make(map[string]int),
@@ -260,7 +279,8 @@ func (m *Monitor) Set(t Target) error {
 
 // same reports whether t probes what this target probes, the same way.
 func (t *target) same(o Target) bool {
-	return t.Address == o.Address && t.Port == o.Port && t.Scheme == o.Scheme && t.Owner == o.Owner && slices.Equal(t.Checks, o.Checks)
+	return t.Address == o.Address && t.Port == o.Port && t.Scheme == o.Scheme && t.ServerName == o.ServerName &&
+		t.AnyCertificate == o.AnyCertificate && t.Owner == o.Owner && slices.Equal(t.Checks, o.Checks)
 }
 
 // validate checks a target with this Monitor's lower bounds.
@@ -444,8 +464,8 @@ func (m *Monitor) Run(ctx context.Context) error {
 }
 
 // next waits for the earliest due check, takes it off the heap and
-// returns it with a copy of its target's address and port; nil when ctx
-// ends.
+// returns it with a copy of its target's address, port and TLS
+// settings; nil when ctx ends.
 func (m *Monitor) next(ctx context.Context, timer *time.Timer) (*check, Target, time.Time) {
 	for {
 		m.mu.Lock()
@@ -466,7 +486,8 @@ func (m *Monitor) next(ctx context.Context, timer *time.Timer) (*check, Target, 
 			}
 			heap.Pop(&m.due)
 			m.inflight[c.t.Owner]++
-			t := Target{ID: c.t.ID, Address: c.t.Address, Port: c.t.Port, Owner: c.t.Owner}
+			t := Target{ID: c.t.ID, Address: c.t.Address, Port: c.t.Port, Scheme: c.t.Scheme,
+				ServerName: c.t.ServerName, AnyCertificate: c.t.AnyCertificate, Owner: c.t.Owner}
 			m.mu.Unlock()
 			return c, t, now
 		}
@@ -493,7 +514,7 @@ func (m *Monitor) done(owner string) {
 // run probes c once and records the result. It runs in its own goroutine.
 func (m *Monitor) run(ctx context.Context, c *check, t Target, start time.Time) {
 	pctx, cancel := context.WithTimeout(ctx, c.spec.Timeout)
-	res := m.prober.probe(pctx, t.Address, t.Port, c.spec)
+	res := m.prober.probe(pctx, t, c.spec)
 	cancel()
 	if ctx.Err() != nil {
 		return // cut short by the end of Run: no result

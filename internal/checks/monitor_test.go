@@ -363,7 +363,7 @@ func TestMonitor_Set(t *testing.T) {
 		{"bad status", Target{ID: "a", Address: "10.0.0.1", Port: 80, Checks: []Check{good}, Status: "draining"}, "status"},
 		{"too many", Target{ID: "a", Address: "10.0.0.1", Port: 80, Checks: slices.Repeat([]Check{good}, MaxChecks+1)}, "checks"},
 		{"short interval", Target{ID: "a", Address: "10.0.0.1", Port: 80, Checks: []Check{good, httpCheck("/", time.Millisecond, time.Millisecond)}}, "checks[1].interval"},
-		{"https", Target{ID: "a", Address: "10.0.0.1", Port: 80, Scheme: "https", Checks: []Check{good}}, "checks[0].type"},
+		{"unknown scheme", Target{ID: "a", Address: "10.0.0.1", Port: 80, Scheme: "ftp", Checks: []Check{good}}, "checks[0].type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := m.Set(tc.t)
@@ -380,10 +380,11 @@ func TestMonitor_Set(t *testing.T) {
 	if err := m.Set(Target{ID: "h", Address: "localhost", Port: 80, Checks: []Check{good}}); err != nil {
 		t.Errorf("Set(localhost) = %v", err)
 	}
-	// https with a tcp check is fine.
+	// https takes every type of check.
 	tcp := Check{Type: api.CheckTCP, Interval: time.Second, Timeout: time.Second, FailuresBeforeCritical: 1, SuccessesBeforePassing: 1}
-	if err := m.Set(Target{ID: "s", Address: "10.0.0.1", Port: 443, Scheme: "https", Checks: []Check{tcp}}); err != nil {
-		t.Errorf("Set(https, tcp) = %v", err)
+	grpc := Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: time.Second, FailuresBeforeCritical: 1, SuccessesBeforePassing: 1}
+	if err := m.Set(Target{ID: "s", Address: "10.0.0.1", Port: 443, Scheme: "https", Checks: []Check{tcp, good, grpc}}); err != nil {
+		t.Errorf("Set(https, tcp, http and grpc) = %v", err)
 	}
 }
 

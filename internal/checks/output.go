@@ -58,7 +58,12 @@ func excerpt(s string, max int) string {
 func describe(err error, timeout time.Duration) string {
 	var dnsErr *net.DNSError
 	var netErr net.Error
+	var tlsErr *tlsError
 	switch {
+	case errors.As(err, &tlsErr):
+		return describeTLS(tlsErr, timeout)
+	case errors.Is(err, errNoH2):
+		return "no gRPC answer: the instance did not negotiate HTTP/2 (ALPN h2)"
 	case errors.Is(err, verify.ErrNotAllowed):
 		return "address not allowed: outside the networks the registry may probe"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():

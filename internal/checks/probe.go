@@ -3,6 +3,8 @@ package checks
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
@@ -51,12 +53,25 @@ type result struct {
 // connection is reused (each probe dials afresh, so each is checked, and
 // the registry holds no idle connection per instance), no proxy is used,
 // no redirect is followed.
+//
+// An https instance's HTTP and gRPC checks speak TLS (tls.go) over that
+// same guarded connection, verifying its certificate against roots (nil:
+// no roots given, the system's), unless its Target accepts any
+// certificate.
 type prober struct {
 	dialer *net.Dialer
 	grpc   *http.Client // HTTP/2 over cleartext, with prior knowledge
+	// grpcTLS makes the one connection of a gRPC check of an https
+	// instance (NewClientConn, never its pool): HTTP/2 over TLS,
+	// negotiated by ALPN, through dialTLS.
+	grpcTLS *http.Transport
+	roots   func() *x509.CertPool
 }
 
-func newProber(g Guard) *prober {
+// newProber returns a prober whose connections the guard g allows, and
+// whose TLS checks trust the CA bundle roots returns (nil, or a nil
+// pool: the system's roots).
+func newProber(g Guard, roots func() *x509.CertPool) *prober {
 	d := &net.Dialer{
 		Control: func(_, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)
@@ -67,10 +82,12 @@ func newProber(g Guard) *prober {
 		},
 		KeepAlive: -1, // a probe's connection lives for one exchange
 	}
-	var h2c http.Protocols
+	var h2c, h2 http.Protocols
 	h2c.SetUnencryptedHTTP2(true)
-	return &prober{
+	h2.SetHTTP2(true)
+	p := &prober{
 		dialer: d,
+		roots:  roots,
 		grpc: &http.Client{
 			Transport: &http.Transport{
 				Proxy:                  nil,
@@ -83,22 +100,52 @@ func newProber(g Guard) *prober {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
+	p.grpcTLS = &http.Transport{
+		Proxy:                  nil,
+		DialTLSContext:         p.dialTLS,
+		DisableKeepAlives:      true,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 8 << 10,
+		Protocols:              &h2,
+	}
+	return p
 }
 
-// probe runs c once against address:port (c.Port if set). ctx carries the
-// probe's deadline (c.Timeout), which bounds dial, request and answer.
-func (p *prober) probe(ctx context.Context, address string, port int, c Check) result {
+// endpoint is where one probe goes, and how it speaks.
+type endpoint struct {
+	// hostport is the address and port the probe connects to.
+	hostport string
+	// tls is the TLS configuration of an https instance's HTTP or gRPC
+	// check; nil for plain HTTP, and for every TCP check.
+	tls *tls.Config
+	// host is the Host header (the :authority of a gRPC call): hostport,
+	// or for https the name the certificate is checked against, and the
+	// port.
+	host string
+}
+
+// probe runs c once against t's address and port (c.Port if set),
+// speaking TLS to an https target. ctx carries the probe's deadline
+// (c.Timeout), which bounds dial, handshake, request and answer.
+func (p *prober) probe(ctx context.Context, t Target, c Check) result {
+	port := t.Port
 	if c.Port != 0 {
 		port = c.Port
 	}
-	hostport := net.JoinHostPort(address, strconv.Itoa(port))
+	ps := strconv.Itoa(port)
+	e := endpoint{hostport: net.JoinHostPort(t.Address, ps)}
+	e.host = e.hostport
+	if t.Scheme == "https" && c.Type != api.CheckTCP {
+		e.tls = p.tlsConfig(t, c.Type == api.CheckGRPC)
+		e.host = net.JoinHostPort(e.tls.ServerName, ps)
+	}
 	switch c.Type {
 	case api.CheckHTTP:
-		return p.httpGet(ctx, hostport, c)
+		return p.httpGet(ctx, e, c)
 	case api.CheckTCP:
-		return p.tcpConnect(ctx, hostport, c)
+		return p.tcpConnect(ctx, e.hostport, c)
 	case api.CheckGRPC:
-		return p.grpcHealth(ctx, hostport, c)
+		return p.grpcHealth(ctx, e, c)
 	}
 	return result{output: "unknown check type"}
 }
@@ -118,24 +165,37 @@ func (p *prober) probe(ctx context.Context, address string, port int, c Check) r
 // same). One LimitedReader under everything read caps what the instance
 // can make the registry read (the status line, headers, any 1xx answers
 // and the body) at maxAnswer.
-func (p *prober) httpGet(ctx context.Context, hostport string, c Check) result {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostport+c.Path, nil)
+func (p *prober) httpGet(ctx context.Context, e endpoint, c Check) result {
+	scheme := "http://"
+	if e.tls != nil {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+e.hostport+c.Path, nil)
 	if err != nil {
 		return result{output: "invalid request"}
 	}
+	req.Host = e.host
 	req.Header.Set("User-Agent", userAgent)
 	req.Close = true
-	conn, err := p.dialer.DialContext(ctx, "tcp", hostport)
+	raw, err := p.dialer.DialContext(ctx, "tcp", e.hostport)
 	if err != nil {
 		return result{output: describe(err, c.Timeout)}
 	}
-	defer conn.Close()
+	defer raw.Close()
 	// The probe's deadline, and the end of Run, interrupt any read or
-	// write.
+	// write, the TLS handshake's too.
 	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
+		raw.SetDeadline(dl)
 	}
-	defer context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })()
+	defer context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })()
+	conn := raw
+	if e.tls != nil {
+		tc := tls.Client(raw, e.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return result{output: describe(&tlsError{err}, c.Timeout)}
+		}
+		conn = tc
+	}
 	if err := req.Write(conn); err != nil {
 		return result{output: describe(err, c.Timeout)}
 	}

@@ -54,7 +54,7 @@ func TestProber_httpGet(t *testing.T) {
 			}
 		}
 	}))
-	p := newProber(guard(t))
+	p := newProber(guard(t), nil)
 	for _, tc := range []struct {
 		path   string
 		ok     bool
@@ -74,7 +74,7 @@ func TestProber_httpGet(t *testing.T) {
 		t.Run(tc.path, func(t *testing.T) {
 			c := httpCheck(tc.path, time.Second, time.Second)
 			start := time.Now()
-			res := p.probe(context.Background(), addr, port, c)
+			res := p.probe(context.Background(), Target{Address: addr, Port: port}, c)
 			if res.ok != tc.ok || res.output != tc.output {
 				t.Errorf("probe = %v %q, want %v %q", res.ok, res.output, tc.ok, tc.output)
 			}
@@ -100,7 +100,7 @@ func TestProber_httpGet(t *testing.T) {
 // TestProber_httpAnswers: what the HTTP probe makes of answers that
 // net/http's server would not give.
 func TestProber_httpAnswers(t *testing.T) {
-	p := newProber(guard(t))
+	p := newProber(guard(t), nil)
 	for _, tc := range []struct {
 		name   string
 		answer string
@@ -118,7 +118,7 @@ func TestProber_httpAnswers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			port := answerOnce(t, tc.answer)
-			res := p.probe(context.Background(), "127.0.0.1", port, httpCheck("/", time.Second, time.Second))
+			res := p.probe(context.Background(), Target{Address: "127.0.0.1", Port: port}, httpCheck("/", time.Second, time.Second))
 			if res.ok != tc.ok || res.output != tc.output {
 				t.Errorf("probe = %v %q, want %v %q", res.ok, res.output, tc.ok, tc.output)
 			}
@@ -178,7 +178,7 @@ func TestProber_timeout(t *testing.T) {
 	// the gRPC probe is one) does not see its client go.
 	t.Cleanup(func() { close(release) })
 	const timeout = 200 * time.Millisecond
-	p := newProber(guard(t))
+	p := newProber(guard(t), nil)
 	for _, tc := range []struct {
 		name   string
 		port   int
@@ -194,7 +194,7 @@ func TestProber_timeout(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), tc.check.Timeout)
 			defer cancel()
 			start := time.Now()
-			res := p.probe(ctx, addr, tc.port, tc.check)
+			res := p.probe(ctx, Target{Address: addr, Port: tc.port}, tc.check)
 			took := time.Since(start)
 			if res.ok || (tc.output != "" && res.output != tc.output) || res.output == "" {
 				t.Errorf("probe = %v %q, want a failure %q", res.ok, res.output, tc.output)
@@ -210,13 +210,13 @@ func TestProber_timeout(t *testing.T) {
 // TestProber_closedPort: every type fails on a port nothing listens on.
 func TestProber_closedPort(t *testing.T) {
 	port := closedPort(t)
-	p := newProber(guard(t))
+	p := newProber(guard(t), nil)
 	for _, typ := range []string{api.CheckHTTP, api.CheckTCP, api.CheckGRPC} {
 		c := Check{Type: typ, Interval: time.Second, Timeout: time.Second}
 		if typ == api.CheckHTTP {
 			c.Path = "/"
 		}
-		res := p.probe(context.Background(), "127.0.0.1", port, c)
+		res := p.probe(context.Background(), Target{Address: "127.0.0.1", Port: port}, c)
 		if res.ok || res.output != "connection refused" {
 			t.Errorf("%s: probe = %v %q, want a failure \"connection refused\"", typ, res.ok, res.output)
 		}
@@ -228,14 +228,14 @@ func TestProber_closedPort(t *testing.T) {
 // is an IP address or a host name that resolves to one.
 func TestProber_notAllowed(t *testing.T) {
 	s := listenSilent(t)
-	p := newProber(guard(t, "10.0.0.0/8"))
+	p := newProber(guard(t, "10.0.0.0/8"), nil)
 	for _, typ := range []string{api.CheckHTTP, api.CheckTCP, api.CheckGRPC} {
 		for _, host := range []string{"127.0.0.1", "localhost", "::1"} {
 			c := Check{Type: typ, Interval: time.Second, Timeout: time.Second}
 			if typ == api.CheckHTTP {
 				c.Path = "/"
 			}
-			res := p.probe(context.Background(), host, s.port(t), c)
+			res := p.probe(context.Background(), Target{Address: host, Port: s.port(t)}, c)
 			if res.ok || !strings.HasPrefix(res.output, "address not allowed") {
 				t.Errorf("%s %s: probe = %v %q, want a refusal", typ, host, res.ok, res.output)
 			}
@@ -250,7 +250,7 @@ func TestProber_notAllowed(t *testing.T) {
 func TestProber_port(t *testing.T) {
 	addr, port := serveHTTP(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	c := Check{Type: api.CheckTCP, Port: port, Interval: time.Second, Timeout: time.Second}
-	if res := newProber(guard(t)).probe(context.Background(), addr, closedPort(t), c); !res.ok || res.output != "connected" {
+	if res := newProber(guard(t), nil).probe(context.Background(), Target{Address: addr, Port: closedPort(t)}, c); !res.ok || res.output != "connected" {
 		t.Errorf("probe = %v %q", res.ok, res.output)
 	}
 }
@@ -276,23 +276,30 @@ func TestExcerpt(t *testing.T) {
 }
 
 // TestProber_noLeak: a probe leaves no goroutine or connection behind
-// (the registry keeps nothing per instance between probes).
+// (the registry keeps nothing per instance between probes), over TLS
+// too.
 func TestProber_noLeak(t *testing.T) {
 	_, grpcPort := serveGRPC(t, false)
 	addr, httpPort := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	p := newProber(guard(t))
+	httpsPort := serveHTTPS(t, selfSigned(t), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), nil)
+	grpcsPort := serveGRPCTLS(t, selfSigned(t))
+	p := newProber(guard(t), nil)
 	probes := []struct {
-		port int
-		c    Check
+		port   int
+		scheme string
+		c      Check
 	}{
-		{httpPort, httpCheck("/", time.Second, time.Second)},
-		{httpPort, Check{Type: api.CheckTCP, Interval: time.Second, Timeout: time.Second}},
-		{grpcPort, Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: time.Second}},
+		{httpPort, "http", httpCheck("/", time.Second, time.Second)},
+		{httpPort, "http", Check{Type: api.CheckTCP, Interval: time.Second, Timeout: time.Second}},
+		{grpcPort, "http", Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: time.Second}},
+		{httpsPort, "https", httpCheck("/", time.Second, time.Second)},
+		{grpcsPort, "https", Check{Type: api.CheckGRPC, Interval: time.Second, Timeout: time.Second}},
 	}
 	run := func() {
 		for _, pr := range probes {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			if res := p.probe(ctx, addr, pr.port, pr.c); !res.ok {
+			tg := Target{Address: addr, Port: pr.port, Scheme: pr.scheme, AnyCertificate: true}
+			if res := p.probe(ctx, tg, pr.c); !res.ok {
 				t.Fatalf("%s: %s", pr.c.Type, res.output)
 			}
 			cancel()

@@ -2,7 +2,10 @@ package httpapi_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,10 +33,14 @@ type healthServer struct {
 	stop   chan struct{}
 }
 
-func newHealthServer(t *testing.T) *healthServer {
+func newHealthServer(t *testing.T) *healthServer { return newHealthServerTLS(t, false, nil) }
+
+// newHealthServerTLS is newHealthServer over TLS when useTLS: with certs,
+// or without, httptest's own self-signed certificate.
+func newHealthServerTLS(t *testing.T, useTLS bool, certs []tls.Certificate) *healthServer {
 	hs := &healthServer{stop: make(chan struct{})}
 	hs.status.Store(200)
-	hs.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hs.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hs.hits.Add(1)
 		if hs.hang.Load() {
 			select {
@@ -45,6 +52,16 @@ func newHealthServer(t *testing.T) *healthServer {
 		w.WriteHeader(int(hs.status.Load()))
 		w.Write([]byte("state of the instance"))
 	}))
+	switch {
+	case !useTLS:
+		hs.srv.Start()
+	default:
+		hs.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes
+		if certs != nil {
+			hs.srv.TLS = &tls.Config{Certificates: certs}
+		}
+		hs.srv.StartTLS()
+	}
 	t.Cleanup(func() { close(hs.stop); hs.srv.Close() })
 	return hs
 }
@@ -351,5 +368,73 @@ func TestChecks_CheckOnlyRemovedAfterDeregisterAfter(t *testing.T) {
 	}
 	if got := lookupAny(t, h, "db", kept.ID); got.Status != "critical" {
 		t.Fatalf("the instance without deregister_after: %+v", got)
+	}
+}
+
+// TestChecks_HTTPSInstance: the HTTP checks of https instances speak TLS
+// and judge the certificate as the callback did. An instance whose
+// health endpoint has a certificate of the registry's CA (--verify-ca)
+// passes, and turns critical when the endpoint starts failing; one whose
+// endpoint's certificate is self-signed is critical, with the
+// certificate's fault as the check's output, unless its key accepts any
+// certificate (callback_tls any).
+func TestChecks_HTTPSInstance(t *testing.T) {
+	ca := testutil.NewTestCA(t, "instances-ca")
+	h := start(t, func(c *server.Config) { c.VerifyCAFile = ca.File })
+	ctx := context.Background()
+	k := h.Key(t, "web")
+	anyKey, err := h.Admin.NewKey(ctx, api.CreateKeyRequest{Services: []string{"web"}, CallbackTLS: "any"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM := ca.IssuePEM(t, "health")
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted := newHealthServerTLS(t, true, []tls.Certificate{pair})
+	self := newHealthServerTLS(t, true, nil) // httptest's self-signed certificate
+	register := func(key api.Key, hs *healthServer) string {
+		t.Helper()
+		in := testutil.NewTLSInstance(t, key.Secret, verify.Proof, ca)
+		res, err := h.Anon.Register(ctx, "web", key.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port(), Scheme: "https", TTL: "0s",
+			Checks: []api.CheckDecl{{Type: "http", Path: "/healthz", Port: hs.port(), Interval: "1s", Timeout: "500ms",
+				FailuresBeforeCritical: 2, SuccessesBeforePassing: 1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.ID
+	}
+	good, bad, anyCert := register(k, trusted), register(k, self), register(anyKey, self)
+
+	state := func(id string) api.CheckState {
+		got := lookupAny(t, h, "web", id)
+		if len(got.Checks) != 1 {
+			t.Fatalf("%s has checks %+v", id, got.Checks)
+		}
+		return got.Checks[0]
+	}
+	testserver.Eventually(t, 10*time.Second, "the self-signed endpoint critical", func() bool {
+		return lookupAny(t, h, "web", bad).Status == "critical"
+	})
+	if got := state(bad); got.Output != "tls: certificate signed by unknown authority" {
+		t.Errorf("the self-signed endpoint's check reads %+v", got)
+	}
+	for _, id := range []string{good, anyCert} {
+		testserver.Eventually(t, 5*time.Second, id+"'s first probe", func() bool { return state(id).LastRunMS >= 0 })
+		if got := lookupAny(t, h, "web", id); got.Status != "passing" || got.Checks[0].Output != "HTTP 200 OK" {
+			t.Errorf("%s: %+v", id, got)
+		}
+	}
+
+	trusted.status.Store(503)
+	testserver.Eventually(t, 10*time.Second, "the failing endpoint critical", func() bool {
+		return lookupAny(t, h, "web", good).Status == "critical"
+	})
+	if got := state(good); got.Output != "HTTP 503 Service Unavailable" {
+		t.Errorf("the failing endpoint's check reads %+v", got)
+	}
+	if got := lookupAny(t, h, "web", anyCert); got.Status != "passing" {
+		t.Errorf("the any-certificate instance: %+v", got)
 	}
 }

@@ -48,8 +48,12 @@ func parseChecks(decls []api.CheckDecl, scheme string) ([]catalog.Check, *FieldE
 // server runs it beside the sweep. It follows the catalog's changes, so
 // an instance is probed from its registration to its removal. Check-only
 // instances (TTL 0) that stay critical for their deregister_after are
-// removed, as the sweep removes silent ones. Errors: a bad cfg.
+// removed, as the sweep removes silent ones. The checks of https
+// instances trust the CA bundle the verify callback trusts (cfg.Roots is
+// replaced by the verifier's), and accept any certificate where the
+// instance's key does (callback_tls any). Errors: a bad cfg.
 func (r *Registry) RunChecks(ctx context.Context, cfg checks.Config) error {
+	cfg.Roots = r.verifier.Roots
 	m, err := checks.NewMonitor(cfg, r.verifier)
 	if err != nil {
 		return err
@@ -143,7 +147,11 @@ func (c *checkRun) sync(services []string) {
 			if inst.HostIP != "" {
 				addr = inst.HostIP
 			}
+			// Their certificate is judged as the callback judged it: for
+			// the advertised name (or IP address), and against the CA
+			// bundle unless the instance's key accepts any certificate.
 			err := c.m.Set(checks.Target{ID: inst.ID, Address: addr, Port: inst.Port, Scheme: inst.Scheme,
+				ServerName: inst.Address, AnyCertificate: c.anyCertificate(inst),
 				Checks: cs, Status: string(inst.Status), Owner: inst.KeyID})
 			if err != nil {
 				// Admitted under other bounds (or an allowlist since
@@ -162,6 +170,18 @@ func (c *checkRun) sync(services []string) {
 			c.held[v.Name] = now
 		}
 	}
+}
+
+// anyCertificate reports whether the checks of inst, an https instance,
+// accept any certificate: its enrolment key's callback_tls is any. A key
+// since revoked vouches for nothing, and its instances' certificates are
+// verified.
+func (c *checkRun) anyCertificate(inst *catalog.Instance) bool {
+	if inst.Scheme != "https" {
+		return false
+	}
+	k, ok := c.r.cat.Key(inst.KeyID)
+	return ok && k.CallbackTLSOrDefault() == catalog.CallbackTLSAny
 }
 
 // forget removes from the Monitor the instances of service it holds that

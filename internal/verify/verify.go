@@ -245,6 +245,16 @@ func (v *Verifier) httpClient(t Target) *http.Client {
 	return c.client
 }
 
+// Roots returns the CA bundle an https callback's certificate must chain
+// to (Config.Roots), or nil for the system's roots. The registry's
+// active checks of https instances trust the same bundle.
+func (v *Verifier) Roots() *x509.CertPool {
+	if v.cfg.Roots == nil {
+		return nil
+	}
+	return v.cfg.Roots()
+}
+
 // WithTimeout returns a verifier like v (the same allowlist and answer
 // cap) whose callbacks may take up to d: dial, request and answer. The
 // tutorial protocol's background verification, which waits as long as the
