@@ -98,7 +98,8 @@ func authzTable(private bool) map[string]map[string]string {
 		"GET /v1/watch":              read,
 		"GET /v1/instances/{id}":     read,
 		"GET /v1/cluster/members":    list,
-		"GET /v1/cluster/self":       list,
+		// Open even with private reads: a joining server asks it first.
+		"GET /v1/cluster/self": allPass(),
 
 		// A heartbeat is the instance's own; what an operator may do to
 		// any instance of its services takes its session token, an

@@ -33,10 +33,13 @@ func (a *apiServer) removeMember(w http.ResponseWriter, r *http.Request) error {
 
 // clusterSelf handles GET /v1/cluster/self: how to reach this server's
 // Raft port (what --join asks a member's HTTP address).
-func (a *apiServer) clusterSelf(w http.ResponseWriter, r *http.Request) error {
-	if _, err := a.reader(r); err != nil {
-		return err
-	}
+//
+// It is open even when reads need a token: a server joining the cluster
+// asks it before it can prove anything (sending its admin token to an
+// address it has not authenticated would hand the token to whoever is
+// there), and all it tells is the node's ID and Raft address, where
+// every connection must prove the cluster's secret or certificate.
+func (a *apiServer) clusterSelf(w http.ResponseWriter, _ *http.Request) error {
 	WriteJSON(w, http.StatusOK, a.reg.Self())
 	return nil
 }

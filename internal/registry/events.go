@@ -60,9 +60,9 @@ type Stream struct {
 	// scope, when set, keeps out the services it does not hold: a
 	// reader whose token covers only some (SetScope).
 	scope  func(service string) bool
-	cursor   uint64   // every event up to here has been handed out or skipped
-	buf      []*catalog.Event
-	closed   bool
+	cursor uint64 // every event up to here has been handed out or skipped
+	buf    []*catalog.Event
+	closed bool
 }
 
 // StreamSnapshot is the start of a stream, or a resync: every instance of

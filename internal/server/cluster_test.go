@@ -385,3 +385,37 @@ func TestCluster_ConsistentReadWithoutLeader(t *testing.T) {
 		t.Fatalf("stale read without a leader: %d %s", code, body)
 	}
 }
+
+// TestCluster_TokensOnEveryServer: a token created through one server
+// authorises at once on every other (a follower that does not hold it yet
+// asks the leader before refusing it), reads private on every server, and
+// a revocation through a follower reaches them all.
+func TestCluster_TokensOnEveryServer(t *testing.T) {
+	servers := testserver.StartCluster(t, 3, func(_ int, c *server.Config) { c.Registry.PrivateReads = true })
+	lead := testserver.WaitCluster(t, servers)
+	f1, f2 := servers[(lead+1)%3], servers[(lead+2)%3]
+	ctx := context.Background()
+
+	tok, err := clientOf(t, f1, testserver.ClusterAdminToken).CreateToken(ctx, api.CreateTokenRequest{Role: "read", Services: []string{"api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// At once, on the other follower and on the leader.
+	for _, s := range []*server.Server{f2, servers[lead], f1} {
+		if _, err := clientOf(t, s, tok.Secret).Lookup(ctx, "api"); err != nil {
+			t.Fatalf("%s: lookup with a token created a moment ago through another server: %v", s.Node().NodeID(), err)
+		}
+		if _, err := clientOf(t, s, "").Lookup(ctx, "api"); !errors.Is(err, client.ErrUnauthorized) {
+			t.Fatalf("%s: lookup without a token: %v, want unauthorized", s.Node().NodeID(), err)
+		}
+	}
+	if err := clientOf(t, f2, testserver.ClusterAdminToken).RevokeToken(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		testserver.Eventually(t, 5*time.Second, "the revocation applied on "+s.Node().NodeID(), func() bool {
+			_, err := clientOf(t, s, tok.Secret).Lookup(ctx, "api")
+			return errors.Is(err, client.ErrForbidden)
+		})
+	}
+}
