@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/server"
 	"github.com/musterhq/muster/internal/testutil"
@@ -50,6 +51,14 @@ func TestServer_NoSecretsInLogsOrOpenFiles(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	h.Anon.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: port})
+	// A token of a role, used and refused.
+	op := h.Token(t, "operator", "web")
+	opc, _ := client.New(client.Config{Addr: h.Srv.URL(), Token: op.Secret})
+	if _, err := opc.Drain(ctx, reg.ID, op.Secret); err != nil {
+		t.Fatal(err)
+	}
+	h.Call(t, "GET", "/v1/tokens", op.Secret, nil)
+	h.Call(t, "GET", "/v1/audit", "mt_guessed-operator-token", nil)
 	if err := h.Admin.Deregister(ctx, reg.ID, admin); err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +76,7 @@ func TestServer_NoSecretsInLogsOrOpenFiles(t *testing.T) {
 	for name, secret := range map[string]string{
 		"admin token": admin, "enrolment key secret": k.Secret, "session token": call.Token,
 		"guessed key": "mk_guessed-secret", "guessed token": "guessed-token",
+		"operator token": op.Secret, "guessed operator token": "mt_guessed-operator-token",
 	} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("the log holds the %s", name)
@@ -92,6 +102,16 @@ func TestServer_NoSecretsInLogsOrOpenFiles(t *testing.T) {
 		}
 		if filepath.Dir(path) == h.Dir && mode&0o077 != 0 {
 			t.Errorf("file %s has mode %v, want no access for group or others", path, mode)
+		}
+		// Only hashes of the secrets the registry issues are kept: no
+		// file of the data dir (the Raft log and snapshots among them)
+		// holds one in the clear.
+		if b, err := os.ReadFile(path); err == nil {
+			for name, secret := range map[string]string{"enrolment key secret": k.Secret, "session token": call.Token, "operator token": op.Secret} {
+				if strings.Contains(string(b), secret) {
+					t.Errorf("%s holds the %s in the clear", path, name)
+				}
+			}
 		}
 		return nil
 	})
