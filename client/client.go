@@ -529,8 +529,14 @@ func (c *Client) Lookup(ctx context.Context, service string, opts ...LookupOptio
 
 // Instance returns one instance.
 func (c *Client) Instance(ctx context.Context, id string) (api.Instance, error) {
+	return c.instanceAs(ctx, id, "")
+}
+
+// instanceAs reads one instance with token ("" is the client's own): an
+// instance's session token reads that instance when reads need a token.
+func (c *Client) instanceAs(ctx context.Context, id, token string) (api.Instance, error) {
 	var out api.Instance
-	_, err := c.do(ctx, "get instance", http.MethodGet, "/v1/instances/"+url.PathEscape(id), nil, "", nil, &out)
+	_, err := c.do(ctx, "get instance", http.MethodGet, "/v1/instances/"+url.PathEscape(id), nil, token, nil, &out)
 	return out, err
 }
 

@@ -1,5 +1,7 @@
 package client
 
+import "time"
+
 // QueuedBeats is how many heartbeats wait for a batch in c, for tests
 // that must know the queue has formed before they let a batch go.
 func QueuedBeats(c *Client) int {
@@ -9,4 +11,12 @@ func QueuedBeats(c *Client) int {
 	c.beats.mu.Lock()
 	defer c.beats.mu.Unlock()
 	return len(c.beats.queue)
+}
+
+// SetChecksOnlyPoll sets how often a checks-only registration asks
+// whether the registry still holds it, for the test's length.
+func SetChecksOnlyPoll(tb interface{ Cleanup(func()) }, d time.Duration) {
+	old := checksOnlyPoll
+	checksOnlyPoll = d
+	tb.Cleanup(func() { checksOnlyPoll = old })
 }

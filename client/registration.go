@@ -536,7 +536,7 @@ func (r *Registration) heartbeat(ctx context.Context) error {
 	if r.cfg.ChecksOnly {
 		// No heartbeat: only whether the registry still has it.
 		var in api.Instance
-		in, err = r.client.Instance(hctx, st.InstanceID)
+		in, err = r.client.instanceAs(hctx, st.InstanceID, token)
 		resp.Status = in.Status
 	} else {
 		resp, err = r.client.Heartbeat(hctx, st.InstanceID, token)
@@ -575,9 +575,13 @@ func (r *Registration) heartbeat(ctx context.Context) error {
 
 // beatEvery is the time between two heartbeats (TTL/3), or between two
 // looks at a check-only instance.
+// checksOnlyPoll is how often a checks-only registration asks whether
+// the registry still holds it (a variable for tests).
+var checksOnlyPoll = 10 * time.Second
+
 func (r *Registration) beatEvery() time.Duration {
 	if r.cfg.ChecksOnly {
-		return 10 * time.Second
+		return checksOnlyPoll
 	}
 	return r.cfg.TTL / 3
 }

@@ -442,6 +442,28 @@ func TestRegistration_DrainKeepsHeartbeating(t *testing.T) {
 	}
 }
 
+// TestRegistration_ChecksOnlyPrivateReads: a checks-only registration,
+// which asks the registry whether it still holds it instead of
+// heartbeating, does so with its session token, so a registry whose
+// reads need a token keeps it registered rather than refusing it into
+// registering again and again.
+func TestRegistration_ChecksOnlyPrivateReads(t *testing.T) {
+	client.SetChecksOnlyPoll(t, 200*time.Millisecond)
+	reg := testserver.Start(t, func(c *server.Config) {
+		c.DataDir, c.AdminToken, c.Registry.PrivateReads = t.TempDir(), adminToken, true
+	})
+	key := newKey(t, reg.URL(), "svc")
+	r, st, _, _ := runRegistration(t, client.ServiceConfig{
+		Name: "svc", Registry: reg.URL(), Key: key, ChecksOnly: true,
+		Checks: []api.CheckDecl{{Type: "tcp", Interval: "1s"}}, Logger: testutil.Logger(t),
+	})
+	time.Sleep(time.Second) // five polls
+	now := r.State()
+	if now.InstanceID != st.InstanceID || !now.Registered || now.LastError != nil {
+		t.Fatalf("after five polls: %+v; registered as %s", now, st.InstanceID)
+	}
+}
+
 // runRegistration serves cfg's verify handler on a fresh 127.0.0.1
 // listener, runs its Registration until the returned cancel, and waits
 // until it is registered; done receives Run's result.

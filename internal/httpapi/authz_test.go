@@ -96,8 +96,9 @@ func authzTable(private bool) map[string]map[string]string {
 		"GET /v1/services":           list,
 		"GET /v1/services/{service}": read,
 		"GET /v1/watch":              read,
-		"GET /v1/instances/{id}":     read,
-		"GET /v1/cluster/members":    list,
+		// An instance reads itself with its session token, always.
+		"GET /v1/instances/{id}":  with(read, credSession, pass),
+		"GET /v1/cluster/members": list,
 		// Open even with private reads: a joining server asks it first.
 		"GET /v1/cluster/self": allPass(),
 
