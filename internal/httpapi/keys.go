@@ -39,37 +39,24 @@ func (a *apiServer) keyToAPI(k *catalog.Key) api.Key {
 	return out
 }
 
-// createToken handles POST /v1/tokens: a token of any role. An admin
-// credential is checked before the body is read.
+// createToken handles POST /v1/tokens: a token of any role.
 func (a *apiServer) createToken(w http.ResponseWriter, r *http.Request) error {
-	tok := Bearer(r)
-	if err := a.reg.Admin(r.Context(), audit.ActionKeyCreate, tok); err != nil {
-		return adminAuth.apply(err)
-	}
-	var req api.CreateTokenRequest
-	if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
-		a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionKeyCreate}, err)
-		return err
-	}
-	spec := registry.TokenSpec{Role: req.Role, KeySpec: registry.KeySpec{Services: req.Services, Description: req.Description,
-		MaxInstances: req.MaxInstances, CallbackTLS: req.CallbackTLS}}
-	if req.TTL != "" {
-		d, err := time.ParseDuration(req.TTL)
-		if err != nil || d <= 0 {
-			err := BadField("ttl", "ttl %.32q is not a duration such as 24h", req.TTL)
-			a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionKeyCreate}, err)
-			return err
+	return a.newToken(w, r, func() (registry.TokenSpec, error) {
+		var req api.CreateTokenRequest
+		if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
+			return registry.TokenSpec{}, err
 		}
-		spec.TTL = d
-	}
-	k, secret, err := a.reg.CreateToken(r.Context(), tok, spec)
-	if err != nil {
-		return adminAuth.apply(err)
-	}
-	out := a.keyToAPI(k)
-	out.Secret = secret
-	WriteJSON(w, http.StatusCreated, out)
-	return nil
+		spec := registry.TokenSpec{Role: req.Role, KeySpec: registry.KeySpec{Services: req.Services, Description: req.Description,
+			MaxInstances: req.MaxInstances, CallbackTLS: req.CallbackTLS}}
+		if req.TTL != "" {
+			d, err := time.ParseDuration(req.TTL)
+			if err != nil || d <= 0 {
+				return spec, BadField("ttl", "ttl %.32q is not a duration such as 24h", req.TTL)
+			}
+			spec.TTL = d
+		}
+		return spec, nil
+	})
 }
 
 // listTokens handles GET /v1/tokens: every token of every role.
@@ -95,20 +82,32 @@ func (a *apiServer) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// createKey handles POST /v1/keys. The admin token is checked before the
-// body is read.
+// createKey handles POST /v1/keys: an enrolment key, the token of role
+// register.
 func (a *apiServer) createKey(w http.ResponseWriter, r *http.Request) error {
+	return a.newToken(w, r, func() (registry.TokenSpec, error) {
+		var req api.CreateKeyRequest
+		if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
+			return registry.TokenSpec{}, err
+		}
+		return registry.TokenSpec{Role: string(catalog.RoleRegister), KeySpec: registry.KeySpec{Services: req.Services,
+			Description: req.Description, MaxInstances: req.MaxInstances, CallbackTLS: req.CallbackTLS}}, nil
+	})
+}
+
+// newToken creates the token that body reads from the request, once an
+// admin credential is checked: before the body is read.
+func (a *apiServer) newToken(w http.ResponseWriter, r *http.Request, body func() (registry.TokenSpec, error)) error {
 	tok := Bearer(r)
 	if err := a.reg.Admin(r.Context(), audit.ActionKeyCreate, tok); err != nil {
 		return adminAuth.apply(err)
 	}
-	var req api.CreateKeyRequest
-	if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
+	spec, err := body()
+	if err != nil {
 		a.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionKeyCreate}, err)
 		return err
 	}
-	k, secret, err := a.reg.CreateKey(r.Context(), tok, registry.KeySpec{Services: req.Services, Description: req.Description, MaxInstances: req.MaxInstances,
-		CallbackTLS: req.CallbackTLS})
+	k, secret, err := a.reg.CreateToken(r.Context(), tok, spec)
 	if err != nil {
 		return adminAuth.apply(err)
 	}

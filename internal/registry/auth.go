@@ -209,17 +209,39 @@ func (r *Registry) Admin(ctx context.Context, action audit.Action, token string)
 
 // admin is Admin, returning the caller.
 func (r *Registry) admin(ctx context.Context, action audit.Action, token string) (Caller, error) {
+	return r.authorise(ctx, action, token, func(c Caller) bool { return c.admin })
+}
+
+// operator returns the caller if token may operate on instances: the
+// admin token, the admin role or the operator role (whose scope each
+// instance is then checked against, with canOperate). Errors as admin's.
+func (r *Registry) operator(ctx context.Context, action audit.Action, token string) (Caller, error) {
+	return r.authorise(ctx, action, token, func(c Caller) bool {
+		return c.admin || c.key.RoleOrDefault() == catalog.RoleOperator
+	})
+}
+
+// authorise is check, with a refusal recorded under action.
+func (r *Registry) authorise(ctx context.Context, action audit.Action, token string, allowed func(Caller) bool) (Caller, error) {
+	c, err := r.check(token, allowed)
+	if err != nil {
+		r.record(ctx, audit.Record{Action: action, Key: c.KeyID()}, err)
+	}
+	return c, err
+}
+
+// check authenticates token and returns its caller if allowed says so:
+// ErrNoCredential without a token, ErrWrongToken for one that is unknown
+// or not allowed, an *ExpiredError, ErrUnavailable.
+func (r *Registry) check(token string, allowed func(Caller) bool) (Caller, error) {
 	c, err := r.Authenticate(token)
 	switch {
 	case err != nil && !errors.Is(err, ErrTokenExpired) && !errors.Is(err, ErrUnavailable):
 		err = ErrWrongToken
 	case err == nil && c.Anonymous():
 		err = ErrNoCredential
-	case err == nil && !c.admin:
+	case err == nil && !allowed(c):
 		err = ErrWrongToken
-	}
-	if err != nil {
-		r.record(ctx, audit.Record{Action: action, Key: c.KeyID()}, err)
 	}
 	return c, err
 }
@@ -231,23 +253,4 @@ func (r *Registry) admin(ctx context.Context, action audit.Action, token string)
 func (r *Registry) Operator(ctx context.Context, action audit.Action, token string) error {
 	_, err := r.operator(ctx, action, token)
 	return err
-}
-
-// operator returns the caller if token may operate on instances: the
-// admin token, the admin role or the operator role (whose scope each
-// instance is then checked against, with canOperate). Errors as admin's.
-func (r *Registry) operator(ctx context.Context, action audit.Action, token string) (Caller, error) {
-	c, err := r.Authenticate(token)
-	switch {
-	case err != nil && !errors.Is(err, ErrTokenExpired) && !errors.Is(err, ErrUnavailable):
-		err = ErrWrongToken
-	case err == nil && c.Anonymous():
-		err = ErrNoCredential
-	case err == nil && !c.admin && c.key.RoleOrDefault() != catalog.RoleOperator:
-		err = ErrWrongToken
-	}
-	if err != nil {
-		r.record(ctx, audit.Record{Action: action, Key: c.KeyID()}, err)
-	}
-	return c, err
 }

@@ -386,18 +386,8 @@ func (r *Registry) isAdmin(token string) bool {
 // admin role, ErrNoCredential if it is empty, ErrWrongToken or an
 // *ExpiredError otherwise. Unlike Admin it records nothing.
 func (r *Registry) CheckAdmin(token string) error {
-	c, err := r.Authenticate(token)
-	switch {
-	case err != nil && !errors.Is(err, ErrTokenExpired) && !errors.Is(err, ErrUnavailable):
-		return ErrWrongToken
-	case err != nil:
-		return err
-	case c.Anonymous():
-		return ErrNoCredential
-	case !c.admin:
-		return ErrWrongToken
-	}
-	return nil
+	_, err := r.check(token, func(c Caller) bool { return c.admin })
+	return err
 }
 
 // addressProof is how one registration proves its address: the names it
