@@ -11,8 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
 	"github.com/musterhq/muster/internal/server"
+	"github.com/musterhq/muster/internal/testserver"
+	"github.com/musterhq/muster/internal/testutil"
+	"github.com/musterhq/muster/internal/verify"
 )
 
 // TestAttack1_RevokedTokenStreamStops: a stream opened with a read token
@@ -122,4 +126,43 @@ func TestAttack1_BlockingListIgnoresOtherServices(t *testing.T) {
 		t.Errorf("a blocking list scoped to web returned after %v, when billing changed: %d %s (index %s -> %s)",
 			took.Round(time.Millisecond), resp.StatusCode, strings.TrimSpace(string(data)), idx, resp.Header.Get("X-Muster-Index"))
 	}
+}
+
+// TestAttack1_RevokedAnyKeyVouchesForNothing: security.md says "a key
+// since revoked vouches for nothing": once a callback_tls any key is
+// revoked, its https instances' certificates are to be verified. The
+// running checks keep accepting the self-signed certificate until
+// something else about the service changes (a stable service: for ever).
+func TestAttack1_RevokedAnyKeyVouchesForNothing(t *testing.T) {
+	ca := testutil.NewTestCA(t, "instances-ca")
+	h := start(t, func(c *server.Config) { c.VerifyCAFile = ca.File })
+	ctx := context.Background()
+	anyKey, err := h.Admin.NewKey(ctx, api.CreateKeyRequest{Services: []string{"web"}, CallbackTLS: "any"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := newHealthServerTLS(t, true, nil) // httptest's self-signed certificate
+	in := testutil.NewTLSInstance(t, anyKey.Secret, verify.Proof, ca)
+	res, err := h.Anon.Register(ctx, "web", anyKey.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port(), Scheme: "https", TTL: "0s",
+		Checks: []api.CheckDecl{{Type: "http", Path: "/healthz", Port: self.port(), Interval: "1s", Timeout: "500ms",
+			FailuresBeforeCritical: 1, SuccessesBeforePassing: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testserver.Eventually(t, 5*time.Second, "the first probe", func() bool {
+		got := lookupAny(t, h, "web", res.ID)
+		return len(got.Checks) == 1 && got.Checks[0].Output == "HTTP 200 OK"
+	})
+	if err := h.Admin.RevokeKey(ctx, anyKey.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := lookupAny(t, h, "web", res.ID); len(got.Checks) == 1 && got.Checks[0].Output == "tls: certificate signed by unknown authority" {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	got := lookupAny(t, h, "web", res.ID)
+	t.Errorf("6s after its any key was revoked, the instance's self-signed certificate is still accepted: %s %+v", got.Status, got.Checks)
 }
