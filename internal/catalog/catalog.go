@@ -474,6 +474,14 @@ func (c *Catalog) Keys() []*Key {
 	return out
 }
 
+// KeyCount returns how many keys (tokens of every role) the catalog
+// holds.
+func (c *Catalog) KeyCount() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.keys)
+}
+
 // HashSecret returns the SHA-256 of a secret (session token or key secret),
 // the only form in which secrets are stored.
 func HashSecret(secret string) []byte {

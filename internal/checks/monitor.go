@@ -33,6 +33,12 @@ type Config struct {
 	// for each such probe, so it must be cheap and safe for concurrent
 	// use.
 	Roots func() *x509.CertPool
+	// Vouches, when set, is asked before each probe of a target with
+	// AnyCertificate whether its Owner still vouches for its
+	// certificates (the registry: the instance's key is neither revoked
+	// nor expired); when it says no, the certificate is judged as any
+	// other's.
+	Vouches func(owner string) bool
 }
 
 // DefaultConfig returns the production settings: 64 probes at once.
@@ -489,6 +495,9 @@ func (m *Monitor) next(ctx context.Context, timer *time.Timer) (*check, Target, 
 			t := Target{ID: c.t.ID, Address: c.t.Address, Port: c.t.Port, Scheme: c.t.Scheme,
 				ServerName: c.t.ServerName, AnyCertificate: c.t.AnyCertificate, Owner: c.t.Owner}
 			m.mu.Unlock()
+			if t.AnyCertificate && m.cfg.Vouches != nil {
+				t.AnyCertificate = m.cfg.Vouches(t.Owner)
+			}
 			return c, t, now
 		}
 		m.mu.Unlock()

@@ -100,7 +100,7 @@ func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) error {
 	}
 	e, err := a.reg.Instance(r.PathValue("id"))
 	if err != nil {
-		return err
+		return a.reg.Conceal(err, scope.Covers)
 	}
 	if !own {
 		if err := a.reg.CheckRead(r.Context(), scope, e.Instance.Service); err != nil {

@@ -42,16 +42,22 @@ func (a *apiServer) keyToAPI(k *catalog.Key) api.Key {
 // createToken handles POST /v1/tokens: a token of any role.
 func (a *apiServer) createToken(w http.ResponseWriter, r *http.Request) error {
 	return a.newToken(w, r, func() (registry.TokenSpec, error) {
-		var req api.CreateTokenRequest
+		var req struct {
+			api.CreateTokenRequest
+			// TTL as a pointer: absent lasts until revoked, but "" (an
+			// empty variable in a script, say) is a mistake, not a wish
+			// for a token that never expires.
+			TTL *string `json:"ttl"`
+		}
 		if err := decodeJSON(w, r, a.maxBody, &req); err != nil {
 			return registry.TokenSpec{}, err
 		}
 		spec := registry.TokenSpec{Role: req.Role, KeySpec: registry.KeySpec{Services: req.Services, Description: req.Description,
 			MaxInstances: req.MaxInstances, CallbackTLS: req.CallbackTLS}}
-		if req.TTL != "" {
-			d, err := time.ParseDuration(req.TTL)
+		if req.TTL != nil {
+			d, err := time.ParseDuration(*req.TTL)
 			if err != nil || d <= 0 {
-				return spec, BadField("ttl", "ttl %.32q is not a duration such as 24h", req.TTL)
+				return spec, BadField("ttl", "ttl %.32q is not a duration such as 24h; leave ttl out for a token that lasts until it is revoked", *req.TTL)
 			}
 			spec.TTL = d
 		}

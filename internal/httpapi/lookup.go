@@ -198,7 +198,11 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	if err := registry.CheckServiceName(service); err != nil {
 		return err
 	}
-	if err := a.canRead(r, service); err != nil {
+	scope, err := a.reader(r)
+	if err != nil {
+		return err
+	}
+	if err := a.reg.CheckRead(r.Context(), scope, service); err != nil {
 		return err
 	}
 	q, qerr := query(r, "tag", "meta")
@@ -221,11 +225,13 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var rd registry.ServiceRead
-	var err error
 	if blocking {
 		ctx, stop := a.longLived(r.Context())
 		rd, err = a.reg.WaitService(ctx, clientOf(r), service, index, wait)
 		stop()
+		if err == nil {
+			err = a.reg.Recheck(scope)
+		}
 	} else {
 		rd, err = a.reg.Service(service)
 	}
@@ -435,19 +441,16 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
 	)
 	if blocking {
 		ctx, stop := a.longLived(r.Context())
-		sums, index, err = a.reg.WaitServices(ctx, clientOf(r), since, wait)
+		sums, index, err = a.reg.WaitServices(ctx, clientOf(r), since, wait, scope)
 		stop()
 	} else {
-		sums, index, err = a.reg.Services()
+		sums, index, err = a.reg.ServicesFor(scope)
 	}
 	if err != nil {
 		return err
 	}
 	resp := api.ServicesResponse{Index: index, Protection: a.reg.Protection(), Services: make([]api.ServiceSummary, 0, len(sums))}
 	for _, s := range sums {
-		if !scope.Covers(s.Name) {
-			continue
-		}
 		resp.Services = append(resp.Services, api.ServiceSummary{Name: s.Name, Index: s.Index, Instances: s.Instances,
 			Passing: s.Passing, Critical: s.Critical, Draining: s.Draining})
 	}
@@ -466,13 +469,4 @@ var readAuth = authMessages{
 func (a *apiServer) reader(r *http.Request) (registry.ReadScope, error) {
 	s, err := a.reg.Reader(r.Context(), Bearer(r))
 	return s, readAuth.apply(err)
-}
-
-// canRead authorises a read of one service.
-func (a *apiServer) canRead(r *http.Request, service string) error {
-	s, err := a.reader(r)
-	if err != nil {
-		return err
-	}
-	return a.reg.CheckRead(r.Context(), s, service)
 }

@@ -325,3 +325,38 @@ func TestTokens_OnlyEnrolmentKeysRegister(t *testing.T) {
 	}
 	register(t, h, "web", tk.Secret)
 }
+
+// TestTokens_CreateBounds: an empty ttl is refused, not taken for "never
+// expires"; a description must be printable; the registry holds at most
+// registry.MaxTokens tokens.
+func TestTokens_CreateBounds(t *testing.T) {
+	h := start(t, func(c *server.Config) { c.Registry.MaxTokens = 3 })
+	admin := h.AdminToken(t)
+	for _, body := range []string{
+		`{"role":"read","services":["web"],"ttl":""}`,
+		`{"role":"read","services":["web"],"description":"line\nbreak"}`,
+		`{"role":"read","services":["web"],"description":"nul\u0000"}`,
+	} {
+		resp, data := h.Call(t, http.MethodPost, "/v1/tokens", admin, []byte(body), "Content-Type", "application/json")
+		if resp.StatusCode != 400 {
+			t.Errorf("%s: %d %s, want 400", body, resp.StatusCode, data)
+		}
+	}
+}
+
+func TestTokens_AtMostMaxTokens(t *testing.T) {
+	h := start(t, func(c *server.Config) { c.Registry.MaxTokens = 3 })
+	ctx := context.Background()
+	h.Key(t, "web")
+	h.Token(t, "read", "web")
+	last := h.Token(t, "operator", "web")
+	_, err := h.Admin.CreateToken(ctx, api.CreateTokenRequest{Role: "read", Services: []string{"web"}})
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Code != api.CodeQuotaExceeded || !strings.Contains(ce.Message, "revoke some") {
+		t.Fatalf("a fourth token of three at most: %v", err)
+	}
+	if err := h.Admin.RevokeToken(ctx, last.ID); err != nil {
+		t.Fatal(err)
+	}
+	h.Token(t, "read", "web") // room again
+}

@@ -196,6 +196,9 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 	defer tick.Stop()
 	for err == nil {
 		evs, snap, wait, nerr := st.Next(cfg.Batch)
+		if (snap != nil || len(evs) > 0) && a.reg.Recheck(scope) != nil {
+			return endStream(sw, "its token was revoked or has expired")
+		}
 		switch {
 		case nerr != nil:
 			// This node stopped leading: the reader reconnects, to a node
@@ -228,12 +231,17 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 			if a.reg.Ready() != nil {
 				return nil
 			}
+			if a.reg.Recheck(scope) != nil {
+				return endStream(sw, "its token was revoked or has expired")
+			}
 			// A comment, and the cursor as the id when changes the stream
 			// does not watch moved it on: a reader that reconnects then
 			// resumes from there, not from an id the history may have
 			// dropped.
 			sw.b = append(sw.b, ": ping\n"...)
-			if c := st.Cursor(); c > sent {
+			// Not for a stream of limited scope: the cursor moving on would
+			// tell it that services it may not read changed.
+			if c := st.Cursor(); c > sent && scope.All() {
 				sw.b = append(sw.b, "id: "...)
 				sw.b = strconv.AppendUint(sw.b, c, 10)
 				sw.b = append(sw.b, '\n')
@@ -250,6 +258,16 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 		a.log.Info("event stream dropped: its reader did not take what was sent in time", "client", client,
 			"timeout", cfg.WriteTimeout)
 	}
+	return nil
+}
+
+// endStream ends a stream with a comment saying why; the reader that
+// reconnects is told by the refusal what to do.
+func endStream(sw *sseWriter, why string) error {
+	sw.b = append(sw.b, ": stream ended: "...)
+	sw.b = append(sw.b, why...)
+	sw.b = append(sw.b, "\n\n"...)
+	sw.flush()
 	return nil
 }
 

@@ -166,6 +166,25 @@ func (s ReadScope) Filter() func(service string) bool {
 	return s.Covers
 }
 
+// Recheck returns nil while the caller of s may still read: with
+// anonymous reads, or the admin token, always; with a token, until it is
+// revoked (ErrWrongToken) or expires (an *ExpiredError). A stream and a
+// blocking query opened with a token ask it again before each answer, so
+// that a revocation or an expiry ends what was opened before it.
+func (r *Registry) Recheck(s ReadScope) error {
+	if s.all || s.caller.key == nil {
+		return nil
+	}
+	k, ok := r.cat.Key(s.caller.key.ID)
+	switch {
+	case !ok:
+		return ErrWrongToken
+	case k.Expired(r.now()):
+		return &ExpiredError{ID: k.ID, At: k.ExpiresAt}
+	}
+	return nil
+}
+
 // Reader returns what the holder of token may read. With anonymous
 // reads (the default) that is everything, whatever the token: a
 // credential a read does not need is not looked at. Otherwise the token

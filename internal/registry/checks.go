@@ -54,6 +54,12 @@ func parseChecks(decls []api.CheckDecl, scheme string) ([]catalog.Check, *FieldE
 // instance's key does (callback_tls any). Errors: a bad cfg.
 func (r *Registry) RunChecks(ctx context.Context, cfg checks.Config) error {
 	cfg.Roots = r.verifier.Roots
+	// A key revoked or expired since its instance's checks were set
+	// vouches for no certificate from the next probe on.
+	cfg.Vouches = func(keyID string) bool {
+		k, ok := r.cat.Key(keyID)
+		return ok && k.CallbackTLSOrDefault() == catalog.CallbackTLSAny && !k.Expired(r.now())
+	}
 	m, err := checks.NewMonitor(cfg, r.verifier)
 	if err != nil {
 		return err
@@ -181,7 +187,7 @@ func (c *checkRun) anyCertificate(inst *catalog.Instance) bool {
 		return false
 	}
 	k, ok := c.r.cat.Key(inst.KeyID)
-	return ok && k.CallbackTLSOrDefault() == catalog.CallbackTLSAny
+	return ok && k.CallbackTLSOrDefault() == catalog.CallbackTLSAny && !k.Expired(c.r.now())
 }
 
 // forget removes from the Monitor the instances of service it holds that

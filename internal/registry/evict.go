@@ -70,6 +70,25 @@ func (r *Registry) notFound(id string) error {
 	return ErrInstanceNotFound
 }
 
+// notFoundFor is notFound for a caller who may read the services covers
+// holds: when reads need a token, an eviction's bar (its service,
+// endpoint and reason) is told only to a caller who may read its
+// service, and anyone else is told ErrInstanceNotFound.
+func (r *Registry) notFoundFor(id string, covers func(service string) bool) error {
+	return r.Conceal(r.notFound(id), covers)
+}
+
+// Conceal turns err, an *EvictedError, into ErrInstanceNotFound when
+// reads need a token and covers (nil: nothing) does not hold the
+// evicted instance's service; any other error passes unchanged.
+func (r *Registry) Conceal(err error, covers func(service string) bool) error {
+	var ee *EvictedError
+	if r.cfg.PrivateReads && errors.As(err, &ee) && (covers == nil || !covers(ee.Bar.Service)) {
+		return ErrInstanceNotFound
+	}
+	return err
+}
+
 // Evict removes instance id, for the holder of the admin token, and bars
 // its endpoint from registering again for d (a replicated bar: every node
 // and every restart keeps it). It is how an operator makes a removal
@@ -102,7 +121,7 @@ func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration,
 	}
 	inst, ok := r.cat.Instance(id)
 	if !ok {
-		return nil, r.notFound(id)
+		return nil, r.notFoundFor(id, c.canRead)
 	}
 	if !c.canOperate(inst.Service) {
 		return nil, &ScopeError{Service: inst.Service}
@@ -111,7 +130,7 @@ func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration,
 	proposed = true // recorded by commit, or from the log
 	if _, err := r.commit(ctx, catalog.Command{Op: catalog.OpEvict, ID: id, Until: until, Reason: reason}); err != nil {
 		if errors.Is(err, catalog.ErrNotFound) {
-			return nil, r.notFound(id)
+			return nil, r.notFoundFor(id, c.canRead)
 		}
 		return nil, err
 	}

@@ -52,7 +52,10 @@ func (r *Registry) Heartbeat(ctx context.Context, id, token string) (*catalog.In
 func (r *Registry) beat(inst *catalog.Instance, id, token string, now time.Time) (catalog.Status, bool, error) {
 	switch {
 	case inst == nil:
-		return "", false, r.notFound(id)
+		// Only a session token comes here, and the instance is gone, so
+		// nothing says the caller held it: with private reads, the bar
+		// is not told.
+		return "", false, r.notFoundFor(id, nil)
 	case token == "":
 		return "", false, ErrNoCredential
 	case !inst.TokenMatches(token):
@@ -176,7 +179,8 @@ func (r *Registry) owned(ctx context.Context, action audit.Action, id, token str
 		return nil, err
 	}
 	if !ok {
-		return nil, r.notFound(id)
+		c, _ := r.Authenticate(token)
+		return nil, r.notFoundFor(id, c.canRead)
 	}
 	if token == "" {
 		return inst, ErrNoCredential

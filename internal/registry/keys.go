@@ -1,7 +1,9 @@
 package registry
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -50,8 +52,8 @@ func (k KeySpec) Validate() error {
 			return badField("services", "pattern %q: 1 to 63 of a-z 0-9 - _ and *", p)
 		}
 	}
-	if len(k.Description) > maxDescriptionLen {
-		return badField("description", "at most %d bytes", maxDescriptionLen)
+	if len(k.Description) > maxDescriptionLen || !catalog.Printable(k.Description) {
+		return badField("description", "at most %d bytes of printable characters", maxDescriptionLen)
 	}
 	if k.MaxInstances < 0 || k.MaxInstances > MaxKeyInstances {
 		return badField("max_instances", "max_instances must be between 1 and %d, or 0 for the server's default", MaxKeyInstances)
@@ -61,6 +63,11 @@ func (k KeySpec) Validate() error {
 	}
 	return nil
 }
+
+// DefaultMaxTokens is the most tokens of every role, keys among them, a
+// registry holds unless Config.MaxTokens says otherwise: each is listed
+// whole, and one held for ever costs memory on every server.
+const DefaultMaxTokens = 10_000
 
 // Bounds of a token's lifetime (TokenSpec.TTL).
 const (
@@ -127,6 +134,11 @@ func (r *Registry) CreateToken(ctx context.Context, token string, spec TokenSpec
 		return nil, "", err
 	}
 	if err := spec.Validate(); err != nil {
+		r.record(ctx, audit.Record{Action: audit.ActionKeyCreate, Key: caller.KeyID()}, err)
+		return nil, "", err
+	}
+	if n := r.cat.KeyCount(); n >= cmp.Or(r.cfg.MaxTokens, DefaultMaxTokens) {
+		err := &QuotaError{Message: fmt.Sprintf("the registry holds %d tokens and keys, its most; revoke some first", n)}
 		r.record(ctx, audit.Record{Action: audit.ActionKeyCreate, Key: caller.KeyID()}, err)
 		return nil, "", err
 	}

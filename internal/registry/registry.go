@@ -125,6 +125,9 @@ type Config struct {
 	// any role, whose services cover what is read; lists show only
 	// those (--anonymous-reads=false). Off, reads need no credential.
 	PrivateReads bool
+	// MaxTokens bounds the tokens of every role, keys among them, the
+	// registry holds; 0 means DefaultMaxTokens.
+	MaxTokens int
 	// MaxVerifying caps concurrent registration callbacks.
 	MaxVerifying int
 	// MinVerifyingShare is the least share of the callback slots a caller

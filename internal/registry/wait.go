@@ -84,11 +84,11 @@ func (r *Registry) WaitService(ctx context.Context, client, name string, index u
 	return r.Service(name)
 }
 
-// WaitServices is Services as a blocking query: it returns as soon as the
-// catalog's index is above index after a change to any service, or when
-// wait has passed or ctx ends. Errors: as Services, and
-// ErrTooManyWaiters.
-func (r *Registry) WaitServices(ctx context.Context, client string, index uint64, wait time.Duration) ([]Summary, uint64, error) {
+// WaitServices is ServicesFor as a blocking query: it returns as soon as
+// a service scope covers has changed after index, or when wait has
+// passed or ctx ends. Errors: as Services, ErrTooManyWaiters, and
+// Recheck's, for a token revoked or expired while it waited.
+func (r *Registry) WaitServices(ctx context.Context, client string, index uint64, wait time.Duration, scope ReadScope) ([]Summary, uint64, error) {
 	release, ok := r.hold(client)
 	if !ok {
 		return nil, 0, ErrTooManyWaiters
@@ -98,7 +98,7 @@ func (r *Registry) WaitServices(ctx context.Context, client string, index uint64
 	defer t.Stop()
 	for {
 		cur, changed := r.cat.WatchList()
-		if cur > index {
+		if cur > index && (scope.All() || r.scopedIndex(scope) > index) {
 			break
 		}
 		select {
@@ -109,7 +109,41 @@ func (r *Registry) WaitServices(ctx context.Context, client string, index uint64
 		}
 		break
 	}
-	return r.Services()
+	if err := r.Recheck(scope); err != nil {
+		return nil, 0, err
+	}
+	return r.ServicesFor(scope)
+}
+
+// ServicesFor is Services for a reader of scope: the services it covers,
+// and as the index the latest change to one of them (every service's,
+// for a scope of all), so that neither the list nor its index tells
+// when a service it may not read changed.
+func (r *Registry) ServicesFor(scope ReadScope) ([]Summary, uint64, error) {
+	sums, index, err := r.Services()
+	if err != nil || scope.All() {
+		return sums, index, err
+	}
+	out := sums[:0]
+	for _, s := range sums {
+		if scope.Covers(s.Name) {
+			out = append(out, s)
+		}
+	}
+	return out, r.scopedIndex(scope), nil
+}
+
+// scopedIndex is the index of the latest change to a service scope
+// covers (a service's view stays, empty, once its last instance is gone,
+// so a removal counts too).
+func (r *Registry) scopedIndex(scope ReadScope) uint64 {
+	var index uint64
+	for _, v := range r.cat.Services() {
+		if v.Index > index && scope.Covers(v.Name) {
+			index = v.Index
+		}
+	}
+	return index
 }
 
 // Waiters returns how many blocking queries are held open now.

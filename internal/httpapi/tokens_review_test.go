@@ -1,7 +1,7 @@
 package httpapi_test
 
-// Failing tests from an outside review (attack1) of tokens with roles and
-// private reads (--anonymous-reads=false). Each names what it shows.
+// Tests from an outside review of tokens with roles and
+// private reads (--anonymous-reads=false), each failing before its fix.
 
 import (
 	"context"
@@ -19,12 +19,10 @@ import (
 	"github.com/musterhq/muster/internal/verify"
 )
 
-// TestAttack1_RevokedTokenStreamStops: a stream opened with a read token
-// goes on carrying events after the token is revoked (or expires): the
-// token is checked only when the stream opens. Revocation "authorises
-// nothing from then on", so the stream should end (or carry nothing
-// more).
-func TestAttack1_RevokedTokenStreamStops(t *testing.T) {
+// TestTokens_RevokedTokenEndsItsStream: a stream opened with a read token
+// carries nothing once the token is revoked: revocation "authorises
+// nothing from then on", for what was opened before it too.
+func TestTokens_RevokedTokenEndsItsStream(t *testing.T) {
 	h := start(t, func(c *server.Config) { c.Registry.PrivateReads = true })
 	ctx := context.Background()
 	key := h.Key(t, "*")
@@ -66,13 +64,13 @@ func TestAttack1_RevokedTokenStreamStops(t *testing.T) {
 	}
 }
 
-// TestAttack1_EvictedInstanceHiddenFromOutsiders: with private reads, the
-// bar of an evicted instance (its service, address, port and the
-// operator's reason) is told to anyone who names the instance's ID: a
-// caller with no token at all (DELETE, PUT drain, PUT heartbeat), and a
-// token whose scope does not cover the service (GET /v1/instances/{id},
-// an operator's evict).
-func TestAttack1_EvictedInstanceHiddenFromOutsiders(t *testing.T) {
+// TestTokens_EvictionHiddenFromOutsiders: with private reads, the bar
+// of an evicted instance (its service, address, port and the operator's
+// reason) is not told to a caller who may not read its service: one with
+// no token (DELETE, PUT drain, PUT heartbeat), or a token whose scope
+// does not cover the service (GET /v1/instances/{id}, an operator's
+// evict).
+func TestTokens_EvictionHiddenFromOutsiders(t *testing.T) {
 	h := start(t, func(c *server.Config) { c.Registry.PrivateReads = true })
 	ctx := context.Background()
 	key := h.Key(t, "*")
@@ -102,11 +100,11 @@ func TestAttack1_EvictedInstanceHiddenFromOutsiders(t *testing.T) {
 	}
 }
 
-// TestAttack1_BlockingListIgnoresOtherServices: a blocking list of
-// services with a token scoped to web returns as soon as any other
-// service changes (with a new index and nothing new in it), so the
-// holder learns when out-of-scope services change.
-func TestAttack1_BlockingListIgnoresOtherServices(t *testing.T) {
+// TestTokens_ScopedBlockingListIgnoresOthers: a blocking list of
+// services with a token scoped to web does not return when another
+// service changes, so its holder does not learn when services outside
+// its scope change.
+func TestTokens_ScopedBlockingListIgnoresOthers(t *testing.T) {
 	h := start(t, func(c *server.Config) { c.Registry.PrivateReads = true })
 	key := h.Key(t, "*")
 	register(t, h, "web", key.Secret)
@@ -128,12 +126,10 @@ func TestAttack1_BlockingListIgnoresOtherServices(t *testing.T) {
 	}
 }
 
-// TestAttack1_RevokedAnyKeyVouchesForNothing: security.md says "a key
-// since revoked vouches for nothing": once a callback_tls any key is
-// revoked, its https instances' certificates are to be verified. The
-// running checks keep accepting the self-signed certificate until
-// something else about the service changes (a stable service: for ever).
-func TestAttack1_RevokedAnyKeyVouchesForNothing(t *testing.T) {
+// TestChecks_RevokedAnyKeyVouchesForNothing: once a callback_tls any key
+// is revoked, its https instances' certificates are verified from the
+// next probe on, though nothing else about the service changes.
+func TestChecks_RevokedAnyKeyVouchesForNothing(t *testing.T) {
 	ca := testutil.NewTestCA(t, "instances-ca")
 	h := start(t, func(c *server.Config) { c.VerifyCAFile = ca.File })
 	ctx := context.Background()
