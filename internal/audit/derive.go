@@ -67,6 +67,15 @@ func fromCommand(index uint64, cmd catalog.Command, res catalog.Result) (Record,
 		}
 	case catalog.OpRevokeKey:
 		r.Action, r.Key, r.Instance = ActionKeyRevoke, cmd.ID, ""
+	case catalog.OpAddCA:
+		// The CA by its fingerprint only: never its key.
+		r.Action, r.Instance = ActionCAAdd, ""
+		if ca := cmd.CA; ca != nil {
+			r.Reason = strings.TrimPrefix(r.Reason+"; ca "+ca.ID, "; ")
+		}
+	case catalog.OpRetireCA:
+		r.Action, r.Instance = ActionCARetire, ""
+		r.Reason = strings.TrimPrefix(r.Reason+"; ca "+cmd.ID, "; ")
 	default:
 		return Record{}, false
 	}
