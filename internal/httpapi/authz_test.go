@@ -82,6 +82,11 @@ var authz = map[string]map[string]string{
 	"PUT /v1/instances/{id}/drain":     ownerOrAdmin(),
 	"DELETE /v1/instances/{id}":        ownerOrAdmin(),
 	"POST /v1/instances/{id}/evict":    adminOnly(),
+	// A certificate is the instance's own: its session token only (the
+	// admin token is refused too: it proves no instance's key).
+	"POST /v1/instances/{id}/certificate": ownerOnly(r403),
+	"GET /v1/ca":                          allPass(),
+	"POST /v1/ca/rotate":                  adminOnly(),
 }
 
 func allPass() map[string]string {

@@ -550,9 +550,17 @@ func (s *Server) sweepWhileLeader(ctx context.Context) {
 				s.log.Error("active health checks not running", "err", err)
 			}
 		}()
+		// So does the certificate authority's keeping: the first CA,
+		// and the retirement of rotated-out ones.
+		tended := make(chan struct{})
+		go func() {
+			defer close(tended)
+			s.reg.RunCA(term)
+		}()
 		sw.Run(ctx)
 		endTerm()
 		<-checked
+		<-tended
 		if ctx.Err() != nil {
 			return
 		}
