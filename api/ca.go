@@ -1,7 +1,5 @@
 package api
 
-import "time"
-
 // CertificateRequest is the body of POST /v1/instances/{id}/certificate:
 // a PEM certificate request (CSR) made with a key the instance holds.
 // The names the CSR asks for are ignored: the registry decides every
@@ -20,8 +18,8 @@ type CertificateResponse struct {
 	// SPIFFEID is the certificate's URI SAN,
 	// spiffe://<trust-domain>/svc/<service>.
 	SPIFFEID string `json:"spiffe_id"`
-	// ExpiresAt is the certificate's NotAfter.
-	ExpiresAt time.Time `json:"expires_at"`
+	// ExpiresAt is the certificate's NotAfter, RFC 3339, UTC.
+	ExpiresAt string `json:"expires_at"`
 	// Serial is its serial number, hex.
 	Serial string `json:"serial"`
 }
@@ -42,9 +40,10 @@ type CAInfo struct {
 	// Fingerprint is the SHA-256 of the certificate (DER), hex.
 	Fingerprint string `json:"fingerprint"`
 	// Certificate is the CA certificate, PEM.
-	Certificate string    `json:"certificate"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
+	Certificate string `json:"certificate"`
+	// NotBefore and NotAfter are its validity, RFC 3339, UTC.
+	NotBefore string `json:"not_before"`
+	NotAfter  string `json:"not_after"`
 	// Signing is true for the CA that signs new certificates.
 	Signing bool `json:"signing"`
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"net/http"
+	"time"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/registry"
@@ -26,7 +27,7 @@ func (a *apiServer) certificate(w http.ResponseWriter, r *http.Request) error {
 		return heartbeatAuth.apply(err)
 	}
 	WriteJSON(w, http.StatusOK, api.CertificateResponse{Certificate: string(c.CertPEM), CA: string(c.Bundle),
-		SPIFFEID: c.SPIFFEID, ExpiresAt: c.ExpiresAt.UTC(), Serial: c.Serial})
+		SPIFFEID: c.SPIFFEID, ExpiresAt: c.ExpiresAt.UTC().Format(time.RFC3339), Serial: c.Serial})
 	return nil
 }
 
@@ -62,7 +63,7 @@ func (a *apiServer) caBundle(w http.ResponseWriter, r *http.Request) error {
 		}
 		info := api.CAInfo{Fingerprint: fingerprints[i], Certificate: string(pem.EncodeToMemory(block)), Signing: i == len(fingerprints)-1}
 		if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
-			info.NotBefore, info.NotAfter = cert.NotBefore.UTC(), cert.NotAfter.UTC()
+			info.NotBefore, info.NotAfter = cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339)
 		}
 		ans.CAs = append(ans.CAs, info)
 	}
