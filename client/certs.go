@@ -66,7 +66,8 @@ func (c *Client) RotateCA(ctx context.Context) (api.CARotateResponse, error) {
 	return out, err
 }
 
-// certState is a Registration's certificate: guarded by certs.mu.
+// certs is a Registration's certificate, its CA bundle and when to
+// renew it; every field is guarded by mu.
 type certs struct {
 	mu       sync.Mutex
 	cert     *tls.Certificate // nil until the first arrives
