@@ -300,6 +300,13 @@ func TestAPI_CAKeyNeverOut(t *testing.T) {
 			[]byte(base64.RawURLEncoding.EncodeToString(ca.KeyDER)), []byte(hex.EncodeToString(ca.KeyDER)),
 			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ca.KeyDER}),
 			[]byte(hex.EncodeToString(d)), []byte(base64.StdEncoding.EncodeToString(d)), []byte(base64.RawURLEncoding.EncodeToString(d)))
+		// Each line of the key's PEM body: in a PEM block of any type.
+		body := pem.EncodeToMemory(&pem.Block{Type: "X", Bytes: ca.KeyDER})
+		for _, line := range strings.Split(string(body), "\n") {
+			if len(line) == 64 {
+				forms = append(forms, []byte(line))
+			}
+		}
 	}
 	holds := func(b []byte) bool {
 		for _, f := range forms {
