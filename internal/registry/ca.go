@@ -464,9 +464,11 @@ func (r *Registry) newCA() (*catalog.CA, error) {
 	return &catalog.CA{ID: catalog.CAID(der), CertDER: der, KeyDER: keyDER, AddedAt: now.UTC()}, nil
 }
 
-// randomSerial is a random positive 128-bit serial number.
+// randomSerial is a random serial number of 1 to 2^128-1: positive, and
+// of at most 128 bits.
 func randomSerial() (*big.Int, error) {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	max := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
+	n, err := rand.Int(rand.Reader, max)
 	if err != nil {
 		return nil, fmt.Errorf("registry: serial number: %w", err)
 	}
