@@ -334,6 +334,9 @@ func TestAPI_CAKeyNeverOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !bytes.Contains(journals, []byte("ca "+cas[1].ID[:16])) {
+		t.Error("no audit record names the rotation's CA by its fingerprint's first 16 hex digits")
+	}
 	if holds(journals) || !bytes.Contains(journals, []byte(`"ca_add"`)) {
 		t.Errorf("the audit journals hold the CA's key (or no ca_add record: %v)", !bytes.Contains(journals, []byte(`"ca_add"`)))
 	}

@@ -368,7 +368,7 @@ func (r *Registry) RotateCA(ctx context.Context, token string) (_ string, err er
 		}
 		return "", err
 	}
-	r.log.Info("the certificate authority was rotated; the new CA signs from now on", "ca", ca.ID)
+	r.log.Info("the certificate authority was rotated; the new CA signs from now on", "ca", caPrefix(ca.ID))
 	return ca.ID, nil
 }
 
@@ -406,7 +406,7 @@ func (r *Registry) tendCA(ctx context.Context) {
 			return
 		}
 		if err == nil {
-			r.log.Info("created the certificate authority", "ca", ca.ID, "trust_domain", r.cfg.CA.TrustDomain)
+			r.log.Info("created the certificate authority", "ca", caPrefix(ca.ID), "trust_domain", r.cfg.CA.TrustDomain)
 		}
 		return
 	}
@@ -418,11 +418,11 @@ func (r *Registry) tendCA(ctx context.Context) {
 		_, err := r.propose(ctx, catalog.Command{Op: catalog.OpRetireCA, ID: cas[i].ID, Reason: "its certificates expired"})
 		switch {
 		case err == nil:
-			r.log.Info("retired a rotated-out CA: every certificate it signed has expired", "ca", cas[i].ID)
+			r.log.Info("retired a rotated-out CA: every certificate it signed has expired", "ca", caPrefix(cas[i].ID))
 		case errors.Is(err, catalog.ErrNotFound):
 		default:
 			if ctx.Err() == nil {
-				r.log.Warn("could not retire a rotated-out CA; trying again", "ca", cas[i].ID, "err", err)
+				r.log.Warn("could not retire a rotated-out CA; trying again", "ca", caPrefix(cas[i].ID), "err", err)
 			}
 			return
 		}
@@ -463,6 +463,11 @@ func (r *Registry) newCA() (*catalog.CA, error) {
 	}
 	return &catalog.CA{ID: catalog.CAID(der), CertDER: der, KeyDER: keyDER, AddedAt: now.UTC()}, nil
 }
+
+// caPrefix is the first 16 hex digits of a CA's fingerprint, what the
+// log names it by: the whole looks like a secret, which the log
+// withholds (muster ca show -o table shows it whole).
+func caPrefix(id string) string { return id[:min(16, len(id))] }
 
 // randomSerial is a random serial number of 1 to 2^128-1: positive, and
 // of at most 128 bits.
