@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -448,3 +449,37 @@ func readAuditFiles(dataDir string) ([]byte, error) {
 	}
 	return all, nil
 }
+
+// TestAPI_CAImported: with --ca-cert and --ca-key the registry signs with
+// the operator's CA: the bundle is that certificate, and an instance's
+// certificate verifies against it alone.
+func TestAPI_CAImported(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: bigOne(), Subject: pkix.Name{CommonName: "operator CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+	testutil.WriteFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	testutil.WriteFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	h := testserver.NewHarness(t, func(c *server.Config) { c.CACertFile, c.CAKeyFile = certFile, keyFile })
+	_, cas, _ := bundle(t, h)
+	if len(cas) != 1 || !bytes.Equal(cas[0].Raw, der) {
+		t.Fatalf("the bundle is not the operator's CA")
+	}
+	in := registerFor(t, h, "fetch_url", 10*time.Second)
+	csr, _ := newCSR(t)
+	_, ans, eb := askCert(t, h, in.id, in.token, csr)
+	op := x509.NewCertPool()
+	op.AddCert(cas[0])
+	if _, err := leafOf(t, ans).Verify(x509.VerifyOptions{Roots: op}); err != nil {
+		t.Errorf("the certificate does not chain to the operator's CA: %v (%+v)", err, eb)
+	}
+}
+
+func bigOne() *big.Int { return big.NewInt(1) }

@@ -69,6 +69,10 @@ type CAConfig struct {
 	// CertTTL is the lifetime of the certificates issued, between
 	// MinCertTTL and MaxCertTTL.
 	CertTTL time.Duration
+	// Import, when set, is an operator's CA (see ImportCA): the leader
+	// proposes it, instead of generating one, when the catalog holds no
+	// CA. Once the catalog holds a CA it is not proposed again.
+	Import *catalog.CA
 }
 
 // DefaultCAConfig returns the defaults: trust domain muster.local,
@@ -397,9 +401,14 @@ func (r *Registry) tendCA(ctx context.Context) {
 		if r.Ready() != nil {
 			return
 		}
-		ca, err := r.newCA()
+		ca, reason := r.cfg.CA.Import, "imported"
+		var err error
+		if ca == nil {
+			reason = "first"
+			ca, err = r.newCA()
+		}
 		if err == nil {
-			_, err = r.propose(ctx, catalog.Command{Op: catalog.OpAddCA, CA: ca, Reason: "first"})
+			_, err = r.propose(ctx, catalog.Command{Op: catalog.OpAddCA, CA: ca, Reason: reason})
 		}
 		if err != nil && !errors.Is(err, catalog.ErrExists) && ctx.Err() == nil {
 			r.log.Warn("could not create the certificate authority; trying again", "err", err)
@@ -427,6 +436,73 @@ func (r *Registry) tendCA(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// ImportCA checks an operator's CA, its certificate and private key as
+// PEM, and returns it as the catalog holds a CA, added at now: the
+// certificate must be a CA's (basic constraints, for signing
+// certificates), valid at now and for at least MaxCertTTL more, and the
+// key (PKCS#8, or SEC 1 "EC PRIVATE KEY", or PKCS#1 "RSA PRIVATE KEY";
+// ECDSA P-256/P-384, Ed25519 or RSA of 2048 to 4096 bits) must be the
+// certificate's. Its errors never quote the key.
+func ImportCA(certPEM, keyPEM []byte, now time.Time) (*catalog.CA, error) {
+	cb, _ := pem.Decode(certPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" {
+		return nil, errors.New("registry: the CA certificate is not a PEM CERTIFICATE")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("registry: the CA certificate does not parse: %w", err)
+	}
+	switch {
+	case !cert.BasicConstraintsValid || !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0:
+		return nil, errors.New("registry: the certificate is not a CA's (it needs basic constraints CA:true and the certSign key usage)")
+	case now.Before(cert.NotBefore) || now.Add(MaxCertTTL).After(cert.NotAfter):
+		return nil, fmt.Errorf("registry: the CA certificate is valid from %s to %s: not now, or for less than %s more", cert.NotBefore.UTC(), cert.NotAfter.UTC(), MaxCertTTL)
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, errors.New("registry: the CA key is not PEM")
+	}
+	var key any
+	switch kb.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(kb.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
+	default:
+		return nil, fmt.Errorf("registry: the CA key is a PEM block of type %.40q, want PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY", kb.Type)
+	}
+	if err != nil {
+		return nil, errors.New("registry: the CA key does not parse") // its error could quote the key
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("registry: the CA key cannot sign")
+	}
+	switch k := signer.Public().(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+			return nil, errors.New("registry: an ECDSA CA key must be on P-256 or P-384")
+		}
+	case ed25519.PublicKey:
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < 2048 || n > 4096 {
+			return nil, fmt.Errorf("registry: an RSA CA key of %d bits, want 2048 to 4096", n)
+		}
+	default:
+		return nil, errors.New("registry: the CA key is not ECDSA, Ed25519 or RSA")
+	}
+	if pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(signer.Public()) {
+		return nil, errors.New("registry: the CA key is not the CA certificate's")
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, errors.New("registry: the CA key cannot be kept as PKCS#8")
+	}
+	return &catalog.CA{ID: catalog.CAID(cert.Raw), CertDER: cert.Raw, KeyDER: keyDER, AddedAt: now.UTC()}, nil
 }
 
 // newCA generates a CA: an ECDSA P-256 key and a self-signed certificate

@@ -12,11 +12,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/registry"
 )
 
@@ -156,5 +159,73 @@ func TestValidTrustDomain(t *testing.T) {
 	}
 	if err := (registry.CAConfig{}).Validate(); err != nil {
 		t.Errorf("the zero CAConfig (the defaults): %v", err)
+	}
+}
+
+// operatorCA makes a CA certificate with edit applied, and its key.
+func operatorCA(tb testing.TB, edit func(*x509.Certificate)) ([]byte, *ecdsa.PrivateKey) {
+	tb.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "operator CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	if edit != nil {
+		edit(tmpl)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key
+}
+
+func pkcs8PEM(tb testing.TB, key any) []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// TestImportCA: an operator's CA is taken with its key in PKCS#8 or SEC 1
+// form, and refused, with an error that never quotes the key, when the
+// certificate is not a CA's, expires within a day, does not parse, or
+// the key is not its own or not a key.
+func TestImportCA(t *testing.T) {
+	now := time.Now()
+	certPEM, key := operatorCA(t, nil)
+	ca, err := registry.ImportCA(certPEM, pkcs8PEM(t, key), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(certPEM)
+	if !bytes.Equal(ca.CertDER, b.Bytes) || ca.ID != catalog.CAID(b.Bytes) || !ca.AddedAt.Equal(now.UTC()) {
+		t.Errorf("imported as %s added %s", ca.ID, ca.AddedAt)
+	}
+	sec1, _ := x509.MarshalECPrivateKey(key)
+	if _, err := registry.ImportCA(certPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}), now); err != nil {
+		t.Errorf("a SEC 1 key: %v", err)
+	}
+	leafPEM, leafKey := operatorCA(t, func(c *x509.Certificate) { c.IsCA, c.KeyUsage = false, x509.KeyUsageDigitalSignature })
+	shortPEM, shortKey := operatorCA(t, func(c *x509.Certificate) { c.NotAfter = time.Now().Add(time.Hour) })
+	_, other := operatorCA(t, nil)
+	garbageKey := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("secret-bytes-of-a-broken-key")})
+	for name, tc := range map[string]struct{ cert, key []byte }{
+		"not a CA":         {leafPEM, pkcs8PEM(t, leafKey)},
+		"expires too soon": {shortPEM, pkcs8PEM(t, shortKey)},
+		"another key":      {certPEM, pkcs8PEM(t, other)},
+		"a broken key":     {certPEM, garbageKey},
+		"no certificate":   {[]byte("nope"), pkcs8PEM(t, key)},
+		"a key as cert":    {pkcs8PEM(t, key), pkcs8PEM(t, key)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := registry.ImportCA(tc.cert, tc.key, now)
+			if err == nil {
+				t.Fatal("imported")
+			}
+			if strings.Contains(err.Error(), "secret-bytes") || strings.Contains(err.Error(), "PRIVATE KEY-----") {
+				t.Errorf("the error quotes the key: %v", err)
+			}
+		})
 	}
 }
