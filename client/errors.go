@@ -61,6 +61,7 @@ var codeSentinels = map[string]error{
 	api.CodeBusy:               ErrUnavailable,
 	api.CodeRateLimited:        ErrUnavailable,
 	api.CodeQuotaExceeded:      ErrQuotaExceeded,
+	api.CodeInstanceCritical:   ErrInstanceCritical,
 }
 
 // Error is an error answer from the registry.

@@ -93,6 +93,13 @@ type ServiceConfig struct {
 	// many instances then costs the registry a request per batch, not
 	// one per heartbeat.
 	Client *Client
+	// Certificate makes Run keep a certificate for the instance (see
+	// Registration.Certificate): once registered it generates a key
+	// (ECDSA P-256, in memory only) and has the registry sign it, and it
+	// gets a new one at half the certificate's life and after every
+	// registration again (which gives a new instance ID). TLSConfig and
+	// MTLSTransport present it.
+	Certificate bool
 	// Logger receives registration failures and state changes; default
 	// slog.Default() as of NewRegistration. To silence it, set
 	// slog.New(slog.DiscardHandler).
@@ -260,6 +267,9 @@ type Registration struct {
 	orphans []orphanReg   // answered registrations whose 201 was lost
 	changed chan struct{} // closed and replaced on every state change
 
+	// certs is the instance's certificate (certs.go).
+	certs certs
+
 	// Owned by Run's goroutine: the current run of failed heartbeats and
 	// when it was last logged at warning level.
 	hbFailures int
@@ -298,6 +308,7 @@ func NewRegistration(cfg ServiceConfig) (*Registration, error) {
 	return &Registration{
 		cfg: cfg, client: c, log: cfg.Logger.With("service", cfg.Name),
 		pending: map[string]*pendingReg{}, changed: make(chan struct{}),
+		certs: certs{changed: make(chan struct{})},
 	}, nil
 }
 
@@ -470,6 +481,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // waiting for ctx. Otherwise it returns nil, or the error of a
 // deregistration that failed.
 func (r *Registration) Run(ctx context.Context) error {
+	if r.cfg.Certificate {
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.keepCertificate(cctx)
+		}()
+		defer func() { cancel(); <-done }()
+	}
 	attempt := 0
 	var hbErr error // the last failed heartbeat's, for its Retry-After
 	for ctx.Err() == nil {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -36,6 +37,10 @@ type Transport struct {
 	// matching ErrNotServiceName, instead of passing through to Base: for
 	// clients that must only ever reach services through muster.
 	OnlyServices bool
+	// mtls is set by Registration.MTLSTransport: requests go to their
+	// instance over https, whatever scheme it registered, with the
+	// service named in their context for Base (mtlsBase).
+	mtls bool
 }
 
 // HTTPClient returns an *http.Client whose requests to service names go
@@ -106,6 +111,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			closeBody()
 			return nil, err
+		}
+		if t.mtls {
+			out.URL.Scheme = "https"
+			out = out.WithContext(context.WithValue(out.Context(), mtlsService{}, service))
 		}
 		sent = true
 		resp, err := base.RoundTrip(out)

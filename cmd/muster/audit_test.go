@@ -38,13 +38,14 @@ func TestCLI_Audit(t *testing.T) {
 	if _, err := anon.Register(ctx, "web", "mk_not-a-key", api.RegisterRequest{Address: "127.0.0.1", Port: 1}); err == nil {
 		t.Fatal("registered with no key")
 	}
-	waitTrail(t, reg.admin, 3)
+	waitTrail(t, reg.admin, 4)
 
+	// The leader's certificate authority (ca_add) came first.
 	out, err := cli(t, env, "audit")
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if err != nil || len(lines) != 4 || !strings.HasPrefix(lines[0], "TIME") ||
-		!inOrder(lines[1], "key_create", "ok", key.ID) || !inOrder(lines[2], "register", "ok", "web", a.ID, key.ID, "127.0.0.1:") ||
-		!inOrder(lines[3], "register", "refused", "web", "names no enrolment key") {
+	if err != nil || len(lines) != 5 || !strings.HasPrefix(lines[0], "TIME") || !inOrder(lines[1], "ca_add", "ok") ||
+		!inOrder(lines[2], "key_create", "ok", key.ID) || !inOrder(lines[3], "register", "ok", "web", a.ID, key.ID, "127.0.0.1:") ||
+		!inOrder(lines[4], "register", "refused", "web", "names no enrolment key") {
 		t.Fatalf("muster audit = %v:\n%s", err, out)
 	}
 	out, err = cli(t, env, "audit", "--outcome", "refused", "--since", "1h", "-o", "json")

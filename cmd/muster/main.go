@@ -141,6 +141,7 @@ func newRootCmd(e env) *cobra.Command {
 		newMembersCmd(e),
 		newAuditCmd(e),
 		newTLSCmd(e),
+		newCACmd(e),
 		newRegisterCmd(e),
 		newHealthCmd(e),
 		newBenchCmd(e),

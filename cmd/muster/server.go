@@ -72,6 +72,12 @@ type serverFlags struct {
 	// callback it runs after answering a registration.
 	seedVerifyTimeout time.Duration
 
+	// The certificate authority: the SPIFFE trust domain and the
+	// lifetime of instances' certificates.
+	trustDomain   string
+	certTTL       time.Duration
+	caCert, caKey string
+
 	// DNS: where it listens (off when empty), its zone and its TTL.
 	dnsAddr, dnsDomain string
 	dnsTTL             time.Duration
@@ -135,6 +141,14 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "leave-on-terminate", "MUSTER_LEAVE_ON_TERMINATE")
 	f.DurationVar(&o.maxStale, "max-stale", registry.DefaultMaxStale, "a follower that has not heard from a leader for longer refuses default reads with 503 (?stale still answers)")
 	bindEnv(f, "max-stale", "MUSTER_MAX_STALE")
+	f.StringVar(&o.trustDomain, "trust-domain", registry.DefaultTrustDomain, "the SPIFFE trust domain of instances' certificates (spiffe://<trust-domain>/svc/<service>), a lowercase DNS name")
+	bindEnv(f, "trust-domain", "MUSTER_TRUST_DOMAIN")
+	f.DurationVar(&o.certTTL, "cert-ttl", registry.DefaultCertTTL, "the lifetime of the certificates the registry issues to instances, 5m to 24h; the SDK renews at half of it")
+	bindEnv(f, "cert-ttl", "MUSTER_CERT_TTL")
+	f.StringVar(&o.caCert, "ca-cert", "", "an operator's CA certificate (PEM) for instances' certificates, used instead of a generated CA when the registry holds none yet; with --ca-key")
+	bindEnv(f, "ca-cert", "MUSTER_CA_CERT")
+	f.StringVar(&o.caKey, "ca-key", "", "the private key of --ca-cert (PEM), readable by its owner only (chmod 600)")
+	bindEnv(f, "ca-key", "MUSTER_CA_KEY")
 	f.DurationVar(&o.raftHeartbeat, "raft-heartbeat-timeout", def.Cluster.HeartbeatTimeout, "a follower that has not heard from its leader for this long starts an election; lower fails over faster and risks needless elections on a slow network")
 	bindEnv(f, "raft-heartbeat-timeout", "MUSTER_RAFT_HEARTBEAT_TIMEOUT")
 	f.DurationVar(&o.raftElection, "raft-election-timeout", def.Cluster.ElectionTimeout, "how long a candidate waits for votes before it tries again")
@@ -243,6 +257,17 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 		return server.Config{}, usageError("--max-stale must be above 0")
 	}
 	cfg.Registry.MaxStale = o.maxStale
+	if !registry.ValidTrustDomain(o.trustDomain) {
+		return server.Config{}, usageError(fmt.Sprintf("--trust-domain %.64q is not a lowercase DNS name (a-z, 0-9, '-' and dots, such as muster.local)", o.trustDomain))
+	}
+	if o.certTTL < registry.MinCertTTL || o.certTTL > registry.MaxCertTTL {
+		return server.Config{}, usageError(fmt.Sprintf("--cert-ttl %s is not between %s and %s", o.certTTL, registry.MinCertTTL, registry.MaxCertTTL))
+	}
+	cfg.Registry.CA.TrustDomain, cfg.Registry.CA.CertTTL = o.trustDomain, o.certTTL
+	if (o.caCert == "") != (o.caKey == "") {
+		return server.Config{}, usageError("--ca-cert and --ca-key go together")
+	}
+	cfg.CACertFile, cfg.CAKeyFile = o.caCert, o.caKey
 	cfg.Cluster.HeartbeatTimeout, cfg.Cluster.ElectionTimeout = o.raftHeartbeat, o.raftElection
 	cfg.AdminToken = e.getenv("MUSTER_ADMIN_TOKEN")
 	cfg.AdminTokenFile = o.tokenFile

@@ -112,6 +112,8 @@ func TestServer_BadFlagValuesAreUsageErrors(t *testing.T) {
 		{"--expiry-protection-cooldown", "-1s"},
 		{"--dns-ttl", "1500ms"}, {"--dns-ttl", "-1s"}, {"--dns-domain", "."}, {"--dns-domain", "bad_domain"},
 		{"--dns-addr", "8600"},
+		{"--trust-domain", "Muster.Local"}, {"--trust-domain", "a..b"}, {"--cert-ttl", "1m"}, {"--cert-ttl", "48h"},
+		{"--ca-cert", "ca.pem"}, {"--ca-key", "ca-key.pem"},
 	} {
 		dir := filepath.Join(t.TempDir(), "data")
 		args := append([]string{"server", "--http-addr", "127.0.0.1:0", "--data-dir", dir}, bad...)

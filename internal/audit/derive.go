@@ -67,6 +67,15 @@ func fromCommand(index uint64, cmd catalog.Command, res catalog.Result) (Record,
 		}
 	case catalog.OpRevokeKey:
 		r.Action, r.Key, r.Instance = ActionKeyRevoke, cmd.ID, ""
+	case catalog.OpAddCA:
+		// The CA by its fingerprint only: never its key.
+		r.Action, r.Instance = ActionCAAdd, ""
+		if ca := cmd.CA; ca != nil {
+			r.Reason = strings.TrimPrefix(r.Reason+"; ca "+caPrefix(ca.ID), "; ")
+		}
+	case catalog.OpRetireCA:
+		r.Action, r.Instance = ActionCARetire, ""
+		r.Reason = strings.TrimPrefix(r.Reason+"; ca "+caPrefix(cmd.ID), "; ")
 	default:
 		return Record{}, false
 	}
@@ -78,6 +87,11 @@ func fromCommand(index uint64, cmd catalog.Command, res catalog.Result) (Record,
 	}
 	return r, true
 }
+
+// caPrefix is the first 16 hex digits of a CA's fingerprint: what a
+// record names it by (the whole, 64 hex digits, looks like a secret,
+// and would be withheld).
+func caPrefix(id string) string { return id[:min(16, len(id))] }
 
 // Reason is the text a record gives for err: its message without the
 // package prefix of the catalog's and the registry's sentinels.

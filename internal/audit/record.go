@@ -55,6 +55,19 @@ const (
 	// were not recorded one by one, past the rate each network may have
 	// recorded (its Caller is the network).
 	ActionSuppressed Action = "suppressed"
+	// ActionCertIssue is a certificate issued to an instance, or refused
+	// (its Reason says why): the node's own record, since issuing
+	// changes nothing in the catalog. Its Reason names the certificate's
+	// serial and SPIFFE ID; nothing of the CA's key is ever in a record.
+	ActionCertIssue Action = "cert_issue"
+	// ActionCAAdd is a CA added (Raft: the first, or a rotation's); its
+	// Reason names the CA's fingerprint.
+	ActionCAAdd Action = "ca_add"
+	// ActionCARetire is a CA retired (Raft), named by its fingerprint.
+	ActionCARetire Action = "ca_retire"
+	// ActionCARotate is a rotation asked for (admin), refused or failed;
+	// a rotation carried out is the ca_add record it proposed.
+	ActionCARotate Action = "ca_rotate"
 )
 
 // actions are every Action, in the order the docs list them.
@@ -62,6 +75,7 @@ var actions = []Action{
 	ActionRegister, ActionDeregister, ActionDrain, ActionEvict, ActionExpire, ActionRemove, ActionStatus,
 	ActionKeyCreate, ActionKeyRevoke, ActionKeyList, ActionSnapshotSave, ActionSnapshotRestore, ActionMemberRemove,
 	ActionHeartbeat, ActionAuditRead, ActionRead, ActionSnapshotInstalled, ActionSuppressed,
+	ActionCertIssue, ActionCAAdd, ActionCARetire, ActionCARotate,
 }
 
 // Actions returns every action, in a fixed order.

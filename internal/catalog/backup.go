@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // maxBackupIndex is above any index a log reaches. A backup's index is
@@ -37,6 +38,9 @@ var (
 // modified; Rebased returns a new one.
 type Backup struct {
 	st state
+	// cas are the CAs a restore into the running registry keeps (see
+	// WithCAs); never read from a backup.
+	cas []*CA
 }
 
 // BackupSummary counts what a Backup holds.
@@ -181,7 +185,35 @@ func (b *Backup) Rebased(index uint64, also []string) *Backup {
 	for _, name := range also {
 		st.Services[name] = index
 	}
-	return &Backup{st: st}
+	return &Backup{st: st, cas: b.cas}
+}
+
+// WithCAs returns the backup with the CAs cas: a backup holds no CA (it
+// would hold the CA's private key), so a restore into the running
+// registry gives it the running catalog's CAs, and the registry goes on
+// signing with the same CA. The CAs are written by WriteSnapshot only.
+func (b *Backup) WithCAs(cas []*CA) *Backup {
+	return &Backup{st: b.st, cas: slices.Clone(cas)}
+}
+
+// WriteSnapshot writes the backup, and its CAs (WithCAs), in the format
+// of Raft's snapshots (Snapshot.WriteBinary), for the Raft snapshot a
+// restore into the running registry installs. Like WriteTo, it writes
+// the same bytes for the same backup.
+func (b *Backup) WriteSnapshot(w io.Writer) (int64, error) {
+	st := b.st
+	s := &Snapshot{index: st.Index, services: st.Services, keyed: st.Keyed, cas: b.cas,
+		instances: make([]*Instance, len(st.Instances)), keys: make([]*Key, len(st.Keys))}
+	for i, r := range st.Instances {
+		s.instances[i] = r.toInstance()
+	}
+	for i, r := range st.Keys {
+		s.keys[i] = r.toKey()
+	}
+	for _, r := range st.Bars {
+		s.bars = append(s.bars, &Bar{Service: r.Service, Address: r.Address, Port: r.Port, Instance: r.Instance, Reason: r.Reason, Until: r.Until, Index: r.Index})
+	}
+	return s.WriteBinary(w)
 }
 
 // WriteTo writes the backup in the format it was read in, which Restore

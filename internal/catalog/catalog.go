@@ -49,6 +49,9 @@ type Catalog struct {
 	bars      map[string]*Bar
 	barsByID  map[string]*Bar
 	barsBySvc map[string][]*Bar
+	// cas are the CAs, oldest first (ca.go): a slice replaced, never
+	// changed, when one comes or goes, so that CAs may share it.
+	cas []*CA
 
 	// ops is the dispatch table, built by New and never changed.
 	ops map[Op]applyFunc
@@ -76,6 +79,8 @@ func New(opts ...Option) *Catalog {
 		OpRevokeKey:   (*Catalog).applyRevokeKey,
 		OpEvict:       (*Catalog).applyEvict,
 		OpCreateToken: (*Catalog).applyCreateToken,
+		OpAddCA:       (*Catalog).applyAddCA,
+		OpRetireCA:    (*Catalog).applyRetireCA,
 	}}
 	c.events = newHistory(DefaultEventHistory)
 	for _, o := range opts {
@@ -111,6 +116,7 @@ func (c *Catalog) reset() {
 	c.bars = map[string]*Bar{}
 	c.barsByID = map[string]*Bar{}
 	c.barsBySvc = map[string][]*Bar{}
+	c.cas = nil
 }
 
 func addrKey(service, address string, port int) string {

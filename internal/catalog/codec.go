@@ -76,6 +76,8 @@ type commandV1 struct {
 	// none). Older versions skip it, as they skip every field they do not
 	// know.
 	Origin *originV1 `json:"origin,omitempty"`
+	// CA is set by ca_add only (an operation of its own: see OpAddCA).
+	CA *caV1 `json:"ca,omitempty"`
 }
 
 // originV1 is a command's origin in version 1 of the log (Command.Origin).
@@ -235,7 +237,7 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 		Op: string(cmd.Op), Instance: instanceToV1(cmd.Instance), Key: keyToV1(cmd.Key), ID: cmd.ID,
 		Status: string(cmd.Status), IfStatus: string(cmd.IfStatus), Reason: cmd.Reason, Rules: cmd.Rules,
 		SkipIfUnknown: cmd.SkipIfUnknown, Until: timeOrNil(cmd.Until), KeyLimit: cmd.KeyLimit, HostLimit: cmd.HostLimit,
-		Origin: originToV1(cmd.Origin),
+		Origin: originToV1(cmd.Origin), CA: caToV1(cmd.CA),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("catalog: encode command: %w", err)
@@ -306,6 +308,7 @@ func decodeBody(body []byte) (Command, error) {
 		Op: Op(r.Op), Instance: r.Instance.toInstance(), Key: r.Key.toKey(), ID: r.ID,
 		Status: Status(r.Status), IfStatus: Status(r.IfStatus), Reason: r.Reason, Rules: r.Rules,
 		SkipIfUnknown: r.SkipIfUnknown, KeyLimit: r.KeyLimit, HostLimit: r.HostLimit, Origin: r.Origin.toOrigin(),
+		CA: r.CA.toCA(),
 	}
 	if r.Until != nil {
 		cmd.Until = *r.Until

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -248,6 +249,14 @@ func FuzzRestore(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// The binary versions, the CAs' (5) among them.
+	for _, name := range []string{"snapshot.v2.bin", "snapshot.v3.bin", "snapshot.v5.bin"} {
+		b, err := os.ReadFile("testdata/golden/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := newReplica()
@@ -286,6 +295,15 @@ func FuzzRestore(f *testing.F) {
 		}
 		if again := snapshotJSON(t, other); !bytes.Equal(again, snap) {
 			t.Errorf("second round trip differs:\n%s\n%s", snap, again)
+		}
+		// So can its binary form, which alone holds the CAs.
+		bin := snapshotBinary(t, r.c)
+		third := catalog.New()
+		if err := third.Restore(bytes.NewReader(bin)); err != nil {
+			t.Fatalf("restoring the binary snapshot of a restored catalog: %v", err)
+		}
+		if again := snapshotBinary(t, third); !bytes.Equal(again, bin) || len(third.CAs()) != len(r.c.CAs()) {
+			t.Errorf("binary round trip differs (%d CAs, %d before)", len(third.CAs()), len(r.c.CAs()))
 		}
 		// And the catalog still applies commands over the restored state.
 		idx := r.c.Index()

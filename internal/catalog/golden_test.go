@@ -53,12 +53,17 @@ func goldenFiles(tb testing.TB, version string) (names []string, raw [][]byte) {
 
 // sinceV2 are the operations added after command encoding version 2
 // replaced version 1: they have version-2 golden files only.
-var sinceV2 = map[catalog.Op]bool{catalog.OpEvict: true, catalog.OpCreateToken: true}
+var sinceV2 = map[catalog.Op]bool{catalog.OpEvict: true, catalog.OpCreateToken: true, catalog.OpAddCA: true, catalog.OpRetireCA: true}
 
 // sinceSnapshotV2 are the operations added after snapshot.v2.bin was
 // written: its catalog is that of the version-2 golden commands without
 // them.
-var sinceSnapshotV2 = map[catalog.Op]bool{catalog.OpCreateToken: true}
+var sinceSnapshotV2 = map[catalog.Op]bool{catalog.OpCreateToken: true, catalog.OpAddCA: true, catalog.OpRetireCA: true}
+
+// sinceSnapshotV3 are the operations added after snapshot.v3.bin was
+// written (the CA's): its catalog is that of the version-2 golden
+// commands without them.
+var sinceSnapshotV3 = map[catalog.Op]bool{catalog.OpAddCA: true, catalog.OpRetireCA: true}
 
 // newForms are version-2 golden files of an older operation in a form
 // added since version 2 replaced version 1 (a new field, under a new
@@ -269,6 +274,9 @@ func TestGolden_SnapshotV3(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if sinceSnapshotV3[cmd.Op] {
+			continue
+		}
 		if res := applied.Apply(uint64(i+1), cmd); res.Err != nil {
 			t.Fatal(res.Err)
 		}
@@ -315,6 +323,70 @@ func TestGolden_SnapshotV3(t *testing.T) {
 		if !ok || k.ID != tc.want.ID || k.Role != tc.want.Role || !k.ExpiresAt.Equal(tc.want.ExpiresAt) || k.CallbackTLS != tc.want.CallbackTLS || k.MaxInstances != tc.want.MaxInstances {
 			t.Errorf("the key of %s restored as %+v, %v; want %+v", tc.secret, k, ok, tc.want)
 		}
+	}
+}
+
+// TestGolden_SnapshotV5 restores the version-5 (binary) snapshot, as
+// WriteBinary first wrote it for the catalog every version-2 golden
+// command leaves, the CA commands included (a CA added, a second added
+// by a rotation, the first retired): it restores that very catalog, CA
+// and its key included, and writes back to the same bytes, and
+// WriteBinary still writes them for the commands' catalog. WriteTo,
+// the JSON of backups, writes that catalog as the version-4 golden
+// JSON: no CA, and so no CA key, is ever in it.
+func TestGolden_SnapshotV5(t *testing.T) {
+	want, err := os.ReadFile("testdata/golden/snapshot.v5.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want[16] != 5 {
+		t.Fatalf("snapshot.v5.bin is of version %d", want[16])
+	}
+	wantJSON, err := os.ReadFile("testdata/golden/snapshot-tokens.v4.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, raw := goldenFiles(t, "v2")
+	applied := catalog.New()
+	var added []*catalog.CA
+	for i, b := range raw {
+		cmd, err := catalog.DecodeCommand(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cmd.Op == catalog.OpAddCA {
+			added = append(added, cmd.CA)
+		}
+		if res := applied.Apply(uint64(i+1), cmd); res.Err != nil {
+			t.Fatalf("%s: %v", names[i], res.Err)
+		}
+	}
+	if len(added) != 2 {
+		t.Fatalf("%d golden ca_add commands, want 2", len(added))
+	}
+	if got := snapshotBinary(t, applied); !bytes.Equal(got, want) {
+		t.Errorf("WriteBinary no longer writes the golden bytes:\n got %q\nwant %q", got, want)
+	}
+	c := catalog.New()
+	if err := c.Restore(bytes.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotBinary(t, c); !bytes.Equal(got, want) {
+		t.Errorf("version-5 snapshot round trip differs")
+	}
+	cas := c.CAs()
+	if len(cas) != 1 || cas[0].ID != added[1].ID || !bytes.Equal(cas[0].KeyDER, added[1].KeyDER) || !bytes.Equal(cas[0].CertDER, added[1].CertDER) ||
+		!cas[0].AddedAt.Equal(added[1].AddedAt) || cas[0].CreateIndex != 23 {
+		t.Errorf("the CAs restored as %+v; want the rotation's, added at index 23", cas)
+	}
+	got := snapshotJSON(t, c)
+	// The same catalog but for its index: three commands later.
+	wantJSON = bytes.Replace(wantJSON, []byte(`"index":21,`), []byte(`"index":24,`), 1)
+	if !bytes.Equal(got, wantJSON) {
+		t.Errorf("WriteTo of a catalog with a CA differs from the same catalog without:\n got %s\nwant %s", got, wantJSON)
+	}
+	if bytes.Contains(got, added[1].KeyDER) || bytes.Contains(got, []byte(added[1].ID)) {
+		t.Error("the JSON snapshot holds the CA")
 	}
 }
 

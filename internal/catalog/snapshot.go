@@ -37,6 +37,14 @@ import (
 //	           never expire, their callbacks verifying.
 //	version 3: binary, as version 2 with each key's role, expiry and
 //	           callback TLS mode after its other fields.
+//	version 5: binary, as version 3 with the CAs (ca.go) after the
+//	           bars. Written only when the catalog holds a CA: a muster
+//	           that predates CAs refuses it (and halts at the ca_add
+//	           entry) rather than lose the CA that its cluster signs
+//	           with. There is no JSON version with CAs: JSON is the
+//	           format of backups, which never hold a CA's private key
+//	           (a backup restored into a running registry keeps its CA,
+//	           one restored into a new data dir gets a fresh one).
 //
 // Each writer writes the oldest version that holds the state: a catalog
 // without tokens is written as it was before tokens (JSON version 1,
@@ -59,6 +67,9 @@ const (
 	// snapshotVersion3 is the binary format's version with tokens' fields:
 	// version 2 and the keys' fields of tokens.
 	snapshotVersion3 = 3
+	// snapshotVersion5 is the binary format's version with CAs: version 3
+	// and the CAs.
+	snapshotVersion5 = 5
 )
 
 // state is the serialised form of the catalog (version 1; see codec.go).
@@ -96,6 +107,8 @@ type Snapshot struct {
 	services  map[string]uint64
 	keyed     []string
 	bars      []*Bar
+	// cas are the CAs, oldest first; only WriteBinary writes them.
+	cas []*CA
 
 	// sortOnce sorts the slices above before the first write, so that
 	// writers (which may run concurrently) only read them.
@@ -129,6 +142,7 @@ func (c *Catalog) Snapshot() *Snapshot {
 	for _, b := range c.bars {
 		s.bars = append(s.bars, b)
 	}
+	s.cas = slices.Clone(c.cas)
 	return s
 }
 
@@ -176,7 +190,8 @@ func sortByID(instances []*Instance) {
 }
 
 // WriteTo writes the snapshot as JSON (the format of backups: version 1,
-// or 4 when a key is a token), instances and keys sorted by ID.
+// or 4 when a key is a token), instances and keys sorted by ID. It never
+// writes the CAs: a backup holds no CA private key.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	s.sorted()
 	version := snapshotVersion
@@ -226,6 +241,7 @@ type restored struct {
 	services  map[string]uint64
 	keyed     []string
 	bars      []*Bar
+	cas       []*CA
 }
 
 // Restore replaces the catalog's whole state with a snapshot written by
@@ -323,6 +339,7 @@ func (c *Catalog) install(rs *restored) {
 	for _, name := range rs.keyed {
 		c.keyed[name] = true
 	}
+	c.cas = rs.cas
 	c.events.reset(rs.index)
 	c.mu.Unlock()
 	c.subs.notify(rs.index, nil, true)
@@ -406,6 +423,7 @@ func (st *state) check() error {
 //	           sorted by name
 //	keyed      a count, then each name (shared), sorted
 //	bars       a count, then each bar, sorted by instance ID
+//	cas        version 5 only: a count, then each CA, oldest first
 //	checksum   the CRC-32C (Castagnoli) of every byte before it, 4 bytes
 //	           big-endian
 //
@@ -430,6 +448,8 @@ func (st *state) check() error {
 //	          before passing), status*, draining, registered at, create
 //	          index, modify index
 //	bar       service*, address*, port, instance, reason*, until, index
+//	ca        id, certificate (bytes), private key (bytes), added at,
+//	          create index
 //
 // It holds exactly the fields of version 1, and restores to the same
 // catalog (TestSnapshot_WriteBinary); version 2 holds them but for the
@@ -440,7 +460,8 @@ const snapshotMagic = "\x00muster-snapshot"
 const snapshotHeaderLen = len(snapshotMagic) + 1
 
 // WriteBinary writes the snapshot in the binary format Raft's snapshots
-// are kept in (see Restore): version 2, or 3 when a key is a token. Like
+// are kept in (see Restore): version 2, 3 when a key is a token, or 5
+// when the catalog holds a CA (whose private key it writes). Like
 // WriteTo, it writes the same bytes for the same state, and may run
 // while Apply goes on.
 func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
@@ -450,6 +471,9 @@ func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 	version := byte(snapshotVersion2)
 	if s.hasTokens() {
 		version = snapshotVersion3
+	}
+	if len(s.cas) > 0 {
+		version = snapshotVersion5
 	}
 	e.buf = append(e.buf, version)
 	e.uvarint(s.index)
@@ -540,6 +564,16 @@ func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 		e.shared(b.Reason)
 		e.time(b.Until)
 		e.uvarint(b.Index)
+	}
+	if version >= snapshotVersion5 {
+		e.uvarint(uint64(len(s.cas)))
+		for _, ca := range s.cas {
+			e.str(ca.ID)
+			e.bytes(ca.CertDER)
+			e.bytes(ca.KeyDER)
+			e.time(ca.AddedAt)
+			e.uvarint(ca.CreateIndex)
+		}
 	}
 	e.flush()
 	if e.err == nil {
@@ -646,8 +680,9 @@ func readSnapshotBinary(r io.Reader) (*restored, error) {
 		return nil, errors.New("not a snapshot: it does not start as a muster snapshot")
 	}
 	d.version = d.buf[len(snapshotMagic)]
-	if d.version != snapshotVersion2 && d.version != snapshotVersion3 {
-		return nil, fmt.Errorf("snapshot version %d, want %d (JSON), or %d or %d (binary): a newer muster wrote it, or it is damaged", d.version, snapshotVersion, snapshotVersion2, snapshotVersion3)
+	if d.version != snapshotVersion2 && d.version != snapshotVersion3 && d.version != snapshotVersion5 {
+		return nil, fmt.Errorf("snapshot version %d, want %d or %d (JSON), or %d, %d or %d (binary): a newer muster wrote it, or it is damaged",
+			d.version, snapshotVersion, snapshotVersion4, snapshotVersion2, snapshotVersion3, snapshotVersion5)
 	}
 	d.off = snapshotHeaderLen
 	rs := d.decode()
@@ -823,6 +858,11 @@ func (d *snapReader) decode() *restored {
 		rs.bars = append(rs.bars, &Bar{Service: d.shared(), Address: d.shared(), Port: d.int(), Instance: d.str(), Reason: d.shared(),
 			Until: d.time(), Index: d.uvarint()})
 	}
+	if d.version >= snapshotVersion5 {
+		for n := d.count(); n > 0 && d.err == nil; n-- {
+			rs.cas = append(rs.cas, &CA{ID: d.str(), CertDER: d.bytes(), KeyDER: d.bytes(), AddedAt: d.time(), CreateIndex: d.uvarint()})
+		}
+	}
 	return rs
 }
 
@@ -973,6 +1013,16 @@ func (rs *restored) check() error {
 		if !ValidServiceName(name) {
 			return fmt.Errorf("service name %q is invalid", name)
 		}
+	}
+	if len(rs.cas) > MaxCAs {
+		return fmt.Errorf("%d CAs, at most %d", len(rs.cas), MaxCAs)
+	}
+	cas := map[string]bool{}
+	for i, ca := range rs.cas {
+		if err := validateCA(ca); err != nil || cas[ca.ID] {
+			return fmt.Errorf("CA %d is incomplete or duplicated", i)
+		}
+		cas[ca.ID] = true
 	}
 	return nil
 }

@@ -358,10 +358,14 @@ const (
 //   - OpCreateToken: Key, as for OpCreateKey, with Role set.
 //   - OpRevokeKey: ID (of a key of any role).
 //   - OpEvict: ID, Until.
+//   - OpAddCA: CA (complete, with ID, certificate, key and AddedAt).
+//   - OpRetireCA: ID (of a CA).
 type Command struct {
 	Op       Op
 	Instance *Instance
 	Key      *Key
+	// CA is the CA an OpAddCA adds.
+	CA       *CA
 	ID       string
 	Status   Status
 	IfStatus Status

@@ -100,6 +100,10 @@ func (cmd Command) Validate() error {
 			return badCommand("key.role", "create_token needs the key's role (register, read, operator or admin)")
 		}
 		return nil
+	case OpAddCA:
+		return validateCA(cmd.CA)
+	case OpRetireCA:
+		return checkID("id", cmd.ID)
 	case OpEvict:
 		if err := checkID("id", cmd.ID); err != nil {
 			return err

@@ -40,7 +40,9 @@ import (
 //     every index its log has used, for the catalog and for every
 //     service of the backup and of the catalog it replaces: indexes move
 //     forward only, so blocking queries and caches see the change, and
-//     event streams resync.
+//     event streams resync. It keeps the running CAs, which a backup
+//     never holds (catalog.Backup.WithCAs), and is written in the
+//     binary format of Raft's snapshots (catalog.Backup.WriteSnapshot).
 //   - No command is proposed while the leader restores: writes in flight
 //     finish first, and one that arrives meanwhile is refused (it was
 //     decided against the catalog being replaced) with ErrTimeout, not
@@ -195,11 +197,13 @@ func (n *Node) restoreLocal(b *catalog.Backup) (uint64, error) {
 		services = append(services, v.Name)
 	}
 	index := max(n.raft.LastIndex()+1, b.Index())
-	rb := b.Rebased(index, services)
+	// The backup holds no CA: the running ones are kept (see
+	// catalog.Backup.WithCAs).
+	rb := b.Rebased(index, services).WithCAs(n.cat.CAs())
 	// Raft needs the size first; the encoding is deterministic, so it is
 	// counted, then written again into Raft's snapshot, rather than kept
 	// in a buffer of its own or a file.
-	size, err := rb.WriteTo(io.Discard)
+	size, err := rb.WriteSnapshot(io.Discard)
 	if err != nil {
 		return 0, err
 	}
@@ -242,7 +246,7 @@ func (n *Node) judgeAfresh(gen uint64) bool {
 func (n *Node) runRestore(meta *raft.SnapshotMeta, rb *catalog.Backup) error {
 	pr, pw := io.Pipe()
 	go func() {
-		_, err := rb.WriteTo(pw)
+		_, err := rb.WriteSnapshot(pw)
 		pw.CloseWithError(err)
 	}()
 	defer pr.Close() // ends the writer if Raft stopped reading

@@ -111,6 +111,12 @@ func authzTable(private bool) map[string]map[string]string {
 		"PUT /v1/instances/{id}/drain":     with(owner, credOper, pass, credAdminRole, pass, credAdmin, pass),
 		"DELETE /v1/instances/{id}":        with(owner, credOper, pass, credAdminRole, pass, credAdmin, pass),
 		"POST /v1/instances/{id}/evict":    with(admins, credOper, pass),
+		// A certificate is the instance's own: its session token only (no
+		// other credential proves an instance's key). The CA bundle is
+		// public, even with private reads: it is what peers trust.
+		"POST /v1/instances/{id}/certificate": owner,
+		"GET /v1/ca":                          allPass(),
+		"POST /v1/ca/rotate":                  admins,
 	}
 }
 

@@ -49,6 +49,8 @@ func APIError(err error) *Error {
 		xe  *registry.ExpiredError
 		se  *registry.ScopeError
 		roe *registry.RoleError
+		ce  *registry.CSRError
+		cre *registry.CertRateError
 	)
 	switch {
 	case errors.As(err, &e):
@@ -75,6 +77,20 @@ func APIError(err error) *Error {
 		if qe.Wait > 0 {
 			e.RetryAfter = int((qe.Wait + time.Second - 1) / time.Second)
 		}
+		return e
+	case errors.As(err, &ce):
+		return BadField("csr", "%s", ce.Message)
+	case errors.As(err, &cre):
+		e := Errorf(http.StatusTooManyRequests, api.CodeRateLimited, "", "%s", cre.Error())
+		e.RetryAfter = int((cre.Wait+time.Second-1)/time.Second) + 1
+		return e
+	case errors.Is(err, registry.ErrInstanceCritical):
+		return Errorf(http.StatusConflict, api.CodeInstanceCritical, "", "the instance is critical (its TTL ran out, or its checks fail); it gets a certificate once a heartbeat or its checks make it passing again")
+	case errors.Is(err, registry.ErrTooManyCAs):
+		return Errorf(http.StatusConflict, api.CodeConflict, "", "the registry holds %d CAs already; rotate again once a rotated-out CA has retired (after the certificate TTL)", catalog.MaxCAs)
+	case errors.Is(err, registry.ErrNoCA):
+		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the certificate authority is not ready yet (the leader creates it once it is ready); retry")
+		e.RetryAfter = 1
 		return e
 	case errors.As(err, &rle):
 		e := Errorf(http.StatusTooManyRequests, api.CodeRateLimited, "", "%s", rle.Error())

@@ -250,6 +250,11 @@ func TestOpenAPI_Schemas(t *testing.T) {
 		{"ClusterSelf", reflect.TypeFor[api.ClusterSelf]()},
 		{"AuditRecord", reflect.TypeFor[api.AuditRecord]()},
 		{"AuditResponse", reflect.TypeFor[api.AuditResponse]()},
+		{"CertificateRequest", reflect.TypeFor[api.CertificateRequest]()},
+		{"CertificateResponse", reflect.TypeFor[api.CertificateResponse]()},
+		{"CAResponse", reflect.TypeFor[api.CAResponse]()},
+		{"CAInfo", reflect.TypeFor[api.CAInfo]()},
+		{"CARotateResponse", reflect.TypeFor[api.CARotateResponse]()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

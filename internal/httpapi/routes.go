@@ -50,6 +50,10 @@ func (a *apiServer) routes() []route {
 		{"PUT", "/v1/instances/{id}/drain", a.drain},
 		{"DELETE", "/v1/instances/{id}", a.deregister},
 		{"POST", "/v1/instances/{id}/evict", a.evict},
+		{"POST", "/v1/instances/{id}/certificate", a.certificate},
+
+		{"GET", "/v1/ca", a.caBundle},
+		{"POST", "/v1/ca/rotate", a.rotateCA},
 
 		{"GET", "/v1/audit", a.auditLog},
 
@@ -70,6 +74,7 @@ var queried = map[string]bool{
 	"GET /v1/watch":              true,
 	"GET /v1/instances/{id}":     true,
 	"GET /v1/audit":              true,
+	"GET /v1/ca":                 true,
 }
 
 // noQuery wraps the handler of a route that takes no query parameters.

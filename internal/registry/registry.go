@@ -175,6 +175,10 @@ type Config struct {
 	// DefaultMaxStale.
 	MaxStale time.Duration
 
+	// CA configures the certificate authority (ca.go): the trust domain
+	// and the certificates' TTL. Zero fields mean the defaults.
+	CA CAConfig
+
 	// Audit is the node's audit trail: the registry records there what it
 	// decides alone (refusals above all; see audit.go). nil records
 	// nothing.
@@ -192,6 +196,7 @@ func DefaultConfig() Config {
 		MaxVerifying: 128, MinVerifyingShare: 4, FailureBurst: 10, FailureEvery: 6 * time.Second,
 		MaxInstancesPerKey: 1000, MaxInstancesPerAddress: 256, RegisterBurst: 500, RegisterEvery: 20 * time.Millisecond,
 		MaxWaiters: 20000, MaxWaitersPerClient: 5000, MaxStreams: 4096, MaxStreamsPerClient: 1024,
+		CA: DefaultCAConfig(),
 	}
 }
 
@@ -223,6 +228,9 @@ func (c Config) Validate() error {
 		if err := c.Seed.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := c.CA.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -265,6 +273,11 @@ type Registry struct {
 	// seed holds the tutorial protocol's verifications running in the
 	// background (seed_verify.go); nil when the protocol is off.
 	seed *seedVerifications
+	// certs limits certificate requests per instance; cas holds the
+	// catalog's CAs parsed (ca.go).
+	certs *buckets
+	cas   caCache
+	caMu  sync.Mutex // one proposal of a first CA at a time
 }
 
 // New returns a registry over cat, writing through p, judging liveness by
@@ -279,6 +292,7 @@ func New(cfg Config, cat *catalog.Catalog, p Proposer, live *health.Liveness, v 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.CA = cfg.CA.orDefault()
 	r := &Registry{
 		cfg: cfg, log: cfg.Logger, now: cfg.Now, cat: cat, prop: p, live: live, verifier: v, audit: cfg.Audit,
 		slots:         newSlotPool(),
@@ -288,6 +302,7 @@ func New(cfg Config, cat *catalog.Catalog, p Proposer, live *health.Liveness, v 
 		registrations: newBuckets(cfg.RegisterBurst, cfg.RegisterEvery),
 		seedFailures:  newBuckets(10*cfg.FailureBurst, cfg.FailureEvery/10),
 		lag:           newLagMonitor(),
+		certs:         newBuckets(CertBurst, CertEvery),
 	}
 	if cfg.Seed != nil {
 		sv, err := v.WithTimeout(cfg.Seed.VerifyTimeout)

@@ -71,6 +71,8 @@ func (r *Registry) Restore(ctx context.Context, token string, snapshot io.Reader
 	if err != nil {
 		return Restored{}, err
 	}
+	// A backup holds no CA (it would hold the CA's key): the replication
+	// layer keeps the running CAs (catalog.Backup.WithCAs).
 	index, err = rs.Restore(ctx, b)
 	if err != nil {
 		if unavailable(err) {

@@ -75,23 +75,29 @@ func TestCluster_AuditTrailOnEveryReplica(t *testing.T) {
 
 	var trails [][]string
 	for _, s := range servers {
-		trails = append(trails, appliedTrail(t, clientOf(t, s, testserver.ClusterAdminToken), 3))
+		// The leader's CA (ca_add) came first, then the three writes.
+		trails = append(trails, appliedTrail(t, clientOf(t, s, testserver.ClusterAdminToken), 4))
 	}
 	for i := range servers {
 		if !slices.Equal(trails[i], trails[lead]) {
 			t.Errorf("server %d's trail differs from the leader's:\n%v\n%v", i+1, trails[i], trails[lead])
 		}
 	}
-	if len(trails[lead]) != 3 {
+	if len(trails[lead]) != 4 {
 		t.Fatalf("the leader's trail: %v", trails[lead])
 	}
+	var ca api.AuditRecord
+	json.Unmarshal([]byte(trails[lead][0]), &ca)
+	if ca.Action != "ca_add" || ca.Node != servers[lead].Node().NodeID() || ca.Caller != "" {
+		t.Errorf("the leader's first CA is recorded as %+v", ca)
+	}
 	var created api.AuditRecord
-	json.Unmarshal([]byte(trails[lead][0]), &created)
+	json.Unmarshal([]byte(trails[lead][1]), &created)
 	if created.Action != "key_create" || created.Node != servers[follower].Node().NodeID() || created.Caller == "" || created.KeyID != k.ID {
 		t.Errorf("the key created through a follower is recorded as %+v", created)
 	}
 	var registered api.AuditRecord
-	json.Unmarshal([]byte(trails[lead][1]), &registered)
+	json.Unmarshal([]byte(trails[lead][2]), &registered)
 	if registered.Action != "register" || registered.Node != servers[lead].Node().NodeID() || registered.InstanceID != reg.ID || registered.Index != reg.Index {
 		t.Errorf("the registration through the leader is recorded as %+v", registered)
 	}

@@ -55,8 +55,19 @@ func TestServer_OpensLegacyDataDir(t *testing.T) {
 	if _, err := h.Srv.Catalog().Snapshot().WriteTo(&got); err != nil {
 		t.Fatal(err)
 	}
+	// It opened without adding a CA: a cluster that holds state makes its
+	// first CA when a certificate or the bundle is first asked for, so
+	// that a server upgraded first never stops those not yet upgraded
+	// with a command they do not know.
+	if cas := h.Srv.Catalog().CAs(); len(cas) != 0 {
+		t.Fatalf("the registry added %d CAs as it opened a data dir that holds state", len(cas))
+	}
 	if !bytes.Equal(bytes.TrimSpace(got.Bytes()), want.Bytes()) {
 		t.Fatalf("catalog opened from the legacy data dir differs from what the old binary held:\n got %s\nwant %s", got.Bytes(), want.Bytes())
+	}
+	resp, body := h.Call(t, "GET", "/v1/ca", "", nil)
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("BEGIN CERTIFICATE")) || len(h.Srv.Catalog().CAs()) != 1 {
+		t.Fatalf("the first GET /v1/ca: %d %s, %d CAs", resp.StatusCode, body, len(h.Srv.Catalog().CAs()))
 	}
 
 	// Through the API, with the admin token the old binary wrote.

@@ -76,6 +76,11 @@ type Config struct {
 	Watch httpapi.WatchConfig
 	// Checks tunes the active health checks: how many probes run at once.
 	Checks checks.Config
+	// CACertFile and CAKeyFile, when set (both), are an operator's CA
+	// for instances' certificates, PEM (the key file owner-only): the
+	// leader proposes it instead of generating a CA when the catalog
+	// holds none (registry.ImportCA checks them).
+	CACertFile, CAKeyFile string
 	// DNS configures the DNS front end: off unless DNS.Addr is set, so
 	// that two servers on one host differ only in their HTTP address and
 	// data dir.
@@ -139,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.HTTPTLS.validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if (c.CACertFile == "") != (c.CAKeyFile == "") {
+		errs = append(errs, errors.New("the CA certificate and key files go together (--ca-cert and --ca-key)"))
 	}
 	if c.EventHistory < 0 {
 		errs = append(errs, errors.New("the event history must not be negative"))
@@ -368,6 +376,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("server: %w", err)
 	}
 	rcfg := s.cfg.Registry
+	if s.cfg.CACertFile != "" {
+		if rcfg.CA.Import, err = importCA(s.cfg.CACertFile, s.cfg.CAKeyFile); err != nil {
+			node.Close()
+			alog.Close()
+			return fmt.Errorf("server: %w", err)
+		}
+	}
 	fitToFileLimit(&rcfg, fileLimit(), s.log)
 	rcfg.AdminTokenHash = catalog.HashSecret(adminToken)
 	rcfg.Known = redact.NewKnown(known...)
@@ -530,6 +545,23 @@ const lowFileRoom = 4096
 // maxBody caps request bodies on every front end.
 const maxBody = 64 << 10
 
+// importCA reads and checks an operator's CA (see Config.CACertFile).
+func importCA(certFile, keyFile string) (*catalog.CA, error) {
+	certPEM, err := durable.ReadFile(certFile, 64<<10)
+	if err != nil {
+		return nil, fmt.Errorf("the CA certificate: %w", err)
+	}
+	keyPEM, err := durable.ReadPrivateFile(keyFile, 64<<10)
+	if err != nil {
+		return nil, fmt.Errorf("the CA key: %w", err)
+	}
+	ca, err := registry.ImportCA(certPEM, keyPEM, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("%s and %s: %w", certFile, keyFile, err)
+	}
+	return ca, nil
+}
+
 // sweepWhileLeader runs the expiry sweep during each term in which this
 // node is a ready leader.
 func (s *Server) sweepWhileLeader(ctx context.Context) {
@@ -553,9 +585,17 @@ func (s *Server) sweepWhileLeader(ctx context.Context) {
 				s.log.Error("active health checks not running", "err", err)
 			}
 		}()
+		// So does the certificate authority's keeping: the first CA,
+		// and the retirement of rotated-out ones.
+		tended := make(chan struct{})
+		go func() {
+			defer close(tended)
+			s.reg.RunCA(term)
+		}()
 		sw.Run(ctx)
 		endTerm()
 		<-checked
+		<-tended
 		if ctx.Err() != nil {
 			return
 		}

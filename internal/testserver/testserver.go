@@ -31,7 +31,10 @@ func Config(tb testing.TB) server.Config {
 }
 
 // Start runs a registry configured by Config and then mutate (if set),
-// waits until it is a ready leader, and closes it when the test ends.
+// waits until it is a ready leader holding its certificate authority
+// (which the leader proposes once it is ready, so that a test's first
+// writes and audit records come after it), and closes it when the test
+// ends.
 func Start(tb testing.TB, mutate func(*server.Config)) *server.Server {
 	tb.Helper()
 	cfg := Config(tb)
@@ -50,6 +53,15 @@ func Start(tb testing.TB, mutate func(*server.Config)) *server.Server {
 	defer cancel()
 	if err := s.Ready(ctx); err != nil {
 		tb.Fatalf("registry not ready: %v", err)
+	}
+	// A new registry makes its CA as it starts (tests begin after it);
+	// one opened on a data dir that holds state makes it when first
+	// asked for.
+	for len(s.Catalog().CAs()) == 0 && s.Catalog().Index() == 0 {
+		if ctx.Err() != nil {
+			tb.Fatal("the registry created no certificate authority within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	return s
 }
