@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/musterhq/muster/internal/durable"
+	"github.com/musterhq/muster/internal/tlsfiles"
 )
 
 // The files `muster tls` writes, and their defaults. Keys are ECDSA P-256
@@ -361,7 +362,7 @@ func loadCA(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := parsePrivateKey(keyPEM)
+	key, err := tlsfiles.ParsePrivateKey(keyPEM)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the CA's key %s: %w", keyPath, err)
 	}
@@ -386,37 +387,4 @@ func readOwnerOnly(path string) ([]byte, error) {
 		return nil, fmt.Errorf("the CA's key: %w", err)
 	}
 	return b, nil
-}
-
-// parsePrivateKey reads the first private key in PEM: PKCS #8 (what
-// muster writes), or SEC 1 or PKCS #1 (what openssl may have written).
-// Errors never hold the key.
-func parsePrivateKey(b []byte) (crypto.Signer, error) {
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			return nil, errors.New("no PEM private key in the file")
-		}
-		var key any
-		var err error
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, errors.New("the private key does not parse")
-		}
-		s, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("a %T cannot sign certificates", key)
-		}
-		return s, nil
-	}
 }

@@ -39,7 +39,7 @@ var layers = map[string][]string{
 	"internal/health":   {"internal/catalog"},
 	"internal/verify":   {"api", "internal/redact"},
 	"internal/checks":   {"api", "internal/verify"},
-	"internal/registry": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/health", "internal/random", "internal/redact", "internal/verify"},
+	"internal/registry": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/health", "internal/random", "internal/redact", "internal/tlsfiles", "internal/verify"},
 	"internal/httpapi":  {"api", "internal/audit", "internal/catalog", "internal/redact", "internal/registry"},
 	"internal/seedapi":  {"api", "internal/audit", "internal/catalog", "internal/httpapi", "internal/registry"},
 	"internal/dnsapi":   {"internal/catalog", "internal/registry"},
@@ -58,7 +58,7 @@ var layers = map[string][]string{
 	// never imports internal/server: what it measures is the binary.
 	"internal/bench": {"api", "client", "internal/verify"},
 
-	"cmd/muster": {"api", "client", "internal/bench", "internal/checks", "internal/durable", "internal/registry", "internal/server", "internal/verify"},
+	"cmd/muster": {"api", "client", "internal/bench", "internal/checks", "internal/durable", "internal/registry", "internal/server", "internal/tlsfiles", "internal/verify"},
 
 	// The examples use the SDK only; the demo command also embeds a
 	// registry, as any program may through internal/server.

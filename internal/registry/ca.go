@@ -23,6 +23,7 @@ import (
 
 	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/tlsfiles"
 )
 
 // The registry as a certificate authority. The leader creates a CA (an
@@ -505,27 +506,9 @@ func ImportCA(certPEM, keyPEM []byte, now time.Time) (*catalog.CA, error) {
 	case now.Before(cert.NotBefore) || now.Add(MaxCertTTL).After(cert.NotAfter):
 		return nil, fmt.Errorf("registry: the CA certificate is valid from %s to %s: not now, or for less than %s more", cert.NotBefore.UTC(), cert.NotAfter.UTC(), MaxCertTTL)
 	}
-	kb, _ := pem.Decode(keyPEM)
-	if kb == nil {
-		return nil, errors.New("registry: the CA key is not PEM")
-	}
-	var key any
-	switch kb.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(kb.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
-	default:
-		return nil, fmt.Errorf("registry: the CA key is a PEM block of type %.40q, want PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY", kb.Type)
-	}
+	signer, err := tlsfiles.ParsePrivateKey(keyPEM)
 	if err != nil {
-		return nil, errors.New("registry: the CA key does not parse") // its error could quote the key
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, errors.New("registry: the CA key cannot sign")
+		return nil, fmt.Errorf("registry: the CA key: %w", err) // never quoting the key
 	}
 	switch k := signer.Public().(type) {
 	case *ecdsa.PublicKey:
@@ -543,7 +526,7 @@ func ImportCA(certPEM, keyPEM []byte, now time.Time) (*catalog.CA, error) {
 	if pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(signer.Public()) {
 		return nil, errors.New("registry: the CA key is not the CA certificate's")
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(signer)
 	if err != nil {
 		return nil, errors.New("registry: the CA key cannot be kept as PKCS#8")
 	}

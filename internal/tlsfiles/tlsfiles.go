@@ -31,6 +31,9 @@ import (
 	"syscall"
 	"time"
 
+	"crypto"
+	"encoding/pem"
+	"errors"
 	"github.com/musterhq/muster/internal/durable"
 )
 
@@ -216,3 +219,36 @@ func ReadPool(file string) (*x509.CertPool, error) {
 
 // CertPool returns the bundle in use, reloaded first as Pair's is.
 func (p *Pool) CertPool() *x509.CertPool { return p.c.get() }
+
+// ParsePrivateKey reads the first private key in PEM: PKCS #8 (what
+// muster writes), or SEC 1 or PKCS #1 (what openssl may have written).
+// Errors never hold the key.
+func ParsePrivateKey(b []byte) (crypto.Signer, error) {
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return nil, errors.New("no PEM private key in the file")
+		}
+		var key any
+		var err error
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, errors.New("the private key does not parse")
+		}
+		s, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("a %T cannot sign certificates", key)
+		}
+		return s, nil
+	}
+}
