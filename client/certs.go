@@ -401,6 +401,10 @@ func (b *mtlsBase) transport(service string) *http.Transport {
 		allowed = []string{service}
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	// Straight to the instance the Resolver picked: a proxy from the
+	// environment (HTTPS_PROXY) would stand between the two ends of the
+	// mutual TLS, or refuse the instance's address.
+	t.Proxy = nil
 	t.TLSClientConfig = &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {

@@ -31,7 +31,7 @@ func newAuditCmd(e env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "audit [flags]",
-		Short: "show the audit trail of the server asked (admin token)",
+		Short: "show the audit trail of the server asked (admin or operator token)",
 		Long: withEnv(`Show the audit trail of the server that answers, oldest first: one
 record for each registration (accepted, or refused and why), deregistration,
 drain, eviction, expiry, removal and status change, each enrolment key

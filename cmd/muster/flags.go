@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -249,12 +250,30 @@ func hint(err error, getenv func(string) string) string {
 	if le := (*listenError)(nil); errors.As(err, &le) && le.hint != "" {
 		return le.hint
 	}
-	var answer *client.Error
+	var (
+		answer  *client.Error
+		unknown x509.UnknownAuthorityError
+		invalid x509.CertificateInvalidError
+		host    x509.HostnameError
+	)
+	msg := err.Error()
 	switch {
+	case errors.As(err, &unknown):
+		return "the registry's certificate is not signed by a CA this machine trusts: set MUSTER_CACERT to the CA bundle (PEM) that signed it"
+	case errors.As(err, &host):
+		return "the registry's certificate does not name the host in MUSTER_ADDR: use the name or address it was made for"
+	case errors.As(err, &invalid):
+		return "the registry's certificate is not valid now (expired, or not yet valid)"
+	case strings.Contains(msg, "tls: certificate required"):
+		return "the registry asks for a client certificate (--http-tls-client-ca): set MUSTER_CLIENT_CERT and MUSTER_CLIENT_KEY"
+	case strings.Contains(msg, "HTTP request to an HTTPS server"):
+		return "the registry serves HTTPS: write MUSTER_ADDR as https://..."
 	case errors.Is(err, client.ErrUnauthorized) && getenv("MUSTER_TOKEN") == "":
-		return "set MUSTER_TOKEN to the registry's admin token, or to a token whose role may do this (muster tokens create): the admin token is " + adminTokenSource
+		return "set MUSTER_TOKEN to a token that may do this: the admin token (" + adminTokenSource + "), or one an admin makes with muster tokens create"
+	case errors.As(err, &answer) && answer.Field == "service" && errors.Is(err, client.ErrForbidden):
+		return "" // the answer names the service the token does not cover
 	case errors.Is(err, client.ErrForbidden) && getenv("MUSTER_TOKEN") != "":
-		return "MUSTER_TOKEN may not do this: it is neither the admin token nor a token whose role and services allow it; the admin token is " + adminTokenSource
+		return "MUSTER_TOKEN may not do this: it is unknown, revoked, or of a role that does not allow it (muster tokens list shows the tokens); the admin token is " + adminTokenSource
 	case errors.Is(err, client.ErrUnavailable) && !errors.As(err, &answer):
 		// No server answered at all (a registry that answered, 503 say,
 		// is running: its answer says what is wrong).

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -587,7 +589,11 @@ func TestHint(t *testing.T) {
 		want string
 	}{
 		{&client.Error{ErrorDetail: api.ErrorDetail{Code: api.CodeUnauthorized}}, nil, "set MUSTER_TOKEN"},
-		{&client.Error{ErrorDetail: api.ErrorDetail{Code: api.CodeForbidden}}, map[string]string{"MUSTER_TOKEN": "x"}, "neither the admin token nor a token"},
+		{&client.Error{ErrorDetail: api.ErrorDetail{Code: api.CodeForbidden}}, map[string]string{"MUSTER_TOKEN": "x"}, "unknown, revoked, or of a role"},
+		{&client.Error{ErrorDetail: api.ErrorDetail{Code: api.CodeForbidden, Field: "service"}}, map[string]string{"MUSTER_TOKEN": "x"}, ""},
+		{fmt.Errorf("lookup: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), nil, "set MUSTER_CACERT"},
+		{errors.New("remote error: tls: certificate required"), nil, "set MUSTER_CLIENT_CERT and MUSTER_CLIENT_KEY"},
+		{errors.New("Client sent an HTTP request to an HTTPS server. (400 invalid_argument)"), nil, "https://"},
 		{fmt.Errorf("x: %w", client.ErrUnavailable), map[string]string{"MUSTER_ADDR": "http://h:1"}, "http://h:1"},
 		{errors.New("other"), nil, ""},
 	} {

@@ -21,7 +21,7 @@ func newEvictCmd(e env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "evict ID [--for DURATION] [--reason TEXT]",
-		Short: "remove an instance and keep its endpoint out for a while (admin token)",
+		Short: "remove an instance and keep its endpoint out for a while (admin or operator token)",
 		Long: withEnv(`Evict an instance: it is removed, and its endpoint (service, address and
 port) may not register again until the time printed, even while its
 process keeps trying (the SDK and muster register re-register by design).

@@ -12,7 +12,8 @@ import (
 	"github.com/musterhq/muster/internal/registry"
 )
 
-// auditLog handles GET /v1/audit (admin token): this node's audit trail.
+// auditLog handles GET /v1/audit (an admin, or an operator, who reads
+// its services' records): this node's audit trail.
 // The token is checked first (a refusal is itself a record), then the
 // query: since, after, wait, service, action, outcome, limit.
 func (a *apiServer) auditLog(w http.ResponseWriter, r *http.Request) error {

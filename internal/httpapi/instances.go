@@ -19,8 +19,8 @@ var (
 		notFound: "instance not registered; register again",
 	}
 	ownerAuth = authMessages{
-		missing: "session token or admin token required",
-		wrong:   "token is neither this instance's session token nor the admin token",
+		missing: "the instance's session token, an operator token of its service, or an admin token is required",
+		wrong:   "token is neither this instance's session token, nor an operator token of its service, nor an admin token",
 	}
 )
 
@@ -112,7 +112,8 @@ func (a *apiServer) getInstance(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// evict handles POST /v1/instances/{id}/evict (admin token): the instance
+// evict handles POST /v1/instances/{id}/evict (an operator of the
+// instance's service, or an admin): the instance
 // is removed and its endpoint barred from registering for a while.
 func (a *apiServer) evict(w http.ResponseWriter, r *http.Request) error {
 	tok := Bearer(r)

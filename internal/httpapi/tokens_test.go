@@ -360,3 +360,24 @@ func TestTokens_AtMostMaxTokens(t *testing.T) {
 	}
 	h.Token(t, "read", "web") // room again
 }
+
+// TestTokens_RefusalNamesTheToken: a drain refused to a token names that
+// token in its audit record, not the instance's enrolment key, whose
+// holder did nothing.
+func TestTokens_RefusalNamesTheToken(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	key := h.Key(t, "web")
+	id := register(t, h, "web", key.Secret)
+	rd := h.Token(t, "read", "web")
+	if resp, _ := h.Call(t, http.MethodPut, "/v1/instances/"+id+"/drain", rd.Secret, nil); resp.StatusCode != 403 {
+		t.Fatalf("drain with a read token: %d", resp.StatusCode)
+	}
+	page, err := h.Admin.Audit(ctx, client.AuditQuery{Action: "drain", Limit: 10})
+	if err != nil || len(page.Records) != 1 {
+		t.Fatalf("drain records: %+v, %v", page.Records, err)
+	}
+	if r := page.Records[0]; r.KeyID != rd.ID || r.Outcome == "ok" {
+		t.Errorf("the refused drain's record: %+v, want it to name %s", r, rd.ID)
+	}
+}

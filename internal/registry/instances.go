@@ -157,6 +157,7 @@ func (r *Registry) instance(id string) (*catalog.Instance, bool, error) {
 // token or the admin token. Errors: ErrNotReady, ErrInstanceNotFound,
 // ErrNoCredential, ErrWrongToken; each is a record of action.
 func (r *Registry) owned(ctx context.Context, action audit.Action, id, token string) (inst *catalog.Instance, err error) {
+	var c Caller // the caller's token, once looked at
 	defer func() {
 		if err != nil {
 			rec := audit.Record{Action: action, Instance: id}
@@ -167,6 +168,9 @@ func (r *Registry) owned(ctx context.Context, action audit.Action, id, token str
 				// Gone by an eviction, whose bar still names it: most
 				// often its own process leaving as it stops.
 				rec.Service = evicted.Bar.Service
+			}
+			if k := c.KeyID(); k != "" {
+				rec.Key = k // refused a token of its own: it is who asked
 			}
 			r.record(ctx, rec, err)
 		}
@@ -179,7 +183,7 @@ func (r *Registry) owned(ctx context.Context, action audit.Action, id, token str
 		return nil, err
 	}
 	if !ok {
-		c, _ := r.Authenticate(token)
+		c, _ = r.Authenticate(token)
 		return nil, r.notFoundFor(id, c.canRead)
 	}
 	if token == "" {
@@ -190,7 +194,7 @@ func (r *Registry) owned(ctx context.Context, action audit.Action, id, token str
 	}
 	// Not the instance's own: the admin token, or a token of the admin
 	// role or of the operator role whose scope holds the service.
-	c, err := r.Authenticate(token)
+	c, err = r.Authenticate(token)
 	switch {
 	case errors.Is(err, ErrTokenExpired) || errors.Is(err, ErrUnavailable):
 		return inst, err

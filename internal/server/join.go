@@ -36,13 +36,27 @@ var joinClient = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-// resolveJoin turns an entry of --join (a member's HTTP address,
-// host:port or a URL) into its Raft address, from GET /v1/cluster/self.
-func resolveJoin(ctx context.Context, addr string) (string, error) {
-	base := addr
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+// joinResolver returns what turns an entry of --join (a member's HTTP
+// address, host:port or a URL) into its Raft address, from GET
+// /v1/cluster/self. A host:port is asked over HTTPS when this server
+// serves its own API over HTTPS (a cluster's servers serve theirs
+// alike), else over plain HTTP; a URL says which.
+func joinResolver(https bool) func(ctx context.Context, addr string) (string, error) {
+	scheme := "http://"
+	if https {
+		scheme = "https://"
 	}
+	return func(ctx context.Context, addr string) (string, error) {
+		base := addr
+		if !strings.Contains(base, "://") {
+			base = scheme + base
+		}
+		return resolveJoin(ctx, addr, base)
+	}
+}
+
+// resolveJoin asks base (addr as a URL) for its Raft address.
+func resolveJoin(ctx context.Context, addr, base string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/v1/cluster/self", nil)
 	if err != nil {
 		return "", err
@@ -53,6 +67,11 @@ func resolveJoin(ctx context.Context, addr string) (string, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		// net/http's answer to plain HTTP on a TLS port.
+		if b, _ := io.ReadAll(io.LimitReader(resp.Body, 512)); resp.StatusCode == http.StatusBadRequest &&
+			strings.HasPrefix(base, "http://") && strings.Contains(string(b), "HTTPS server") {
+			return "", fmt.Errorf("%s serves its API over HTTPS: give --join https://%s", addr, strings.TrimPrefix(base, "http://"))
+		}
 		return "", fmt.Errorf("GET /v1/cluster/self answered %s; is %s a muster server?", resp.Status, addr)
 	}
 	var self api.ClusterSelf

@@ -330,7 +330,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	ncfg.Logger = s.log
 	ncfg.HTTPAddr = ln.Addr().String()
 	ncfg.AdminCheck = adminCheck(adminToken)
-	ncfg.ResolveJoin = resolveJoin
+	ncfg.ResolveJoin = joinResolver(s.cfg.HTTPTLS.Enabled())
 	acfg := s.cfg.auditConfig()
 	acfg.Logger = s.log
 	alog, err := audit.Open(acfg)
