@@ -89,9 +89,11 @@ func APIError(err error) *Error {
 	case errors.Is(err, registry.ErrTooManyCAs):
 		return Errorf(http.StatusConflict, api.CodeConflict, "", "the registry holds %d CAs already; rotate again once a rotated-out CA has retired (after the certificate TTL)", catalog.MaxCAs)
 	case errors.Is(err, registry.ErrNoCA):
-		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the certificate authority is not ready yet (the leader creates it once it is ready); retry")
+		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the certificate authority is not ready yet: a new cluster's leader creates it once it is ready; a cluster that held state before it had a CA creates it when an instance first asks for a certificate or an admin runs muster ca rotate; retry")
 		e.RetryAfter = 1
 		return e
+	case errors.Is(err, registry.ErrCAExpired):
+		return Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the signing CA has expired (or expires within a minute); no certificate is issued until an admin rotates it: muster ca rotate")
 	case errors.As(err, &rle):
 		e := Errorf(http.StatusTooManyRequests, api.CodeRateLimited, "", "%s", rle.Error())
 		e.RetryAfter = int(rle.Wait.Seconds()) + 1

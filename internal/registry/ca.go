@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -60,6 +61,12 @@ const (
 	CertEvery = 10 * time.Second
 	// CALifetime is the validity of a CA the registry creates.
 	CALifetime = 10 * 365 * 24 * time.Hour
+	// MinCertLife is the least validity a certificate is issued with: a
+	// signing CA with less left issues nothing (ErrCAExpired).
+	MinCertLife = time.Minute
+	// CAExpiryWarning is how long before the signing CA expires the
+	// leader starts to warn, once an hour, that it must be rotated.
+	CAExpiryWarning = 30 * 24 * time.Hour
 )
 
 // CAConfig configures the registry's certificate authority.
@@ -131,9 +138,15 @@ func ValidTrustDomain(s string) bool {
 
 // Errors of the certificate authority.
 var (
-	// ErrNoCA means the registry holds no CA yet and could not make one
-	// now (no leader took it); retry.
+	// ErrNoCA means the registry holds no CA yet: a new cluster's leader
+	// makes it as soon as it is ready; a cluster that held state before
+	// makes it when an instance first asks for a certificate, or an
+	// admin rotates (see tendCA). Also returned when making one failed
+	// (no leader took it): retry.
 	ErrNoCA = errors.New("registry: the certificate authority is not ready yet")
+	// ErrCAExpired means the CA that signs has expired, or has less than
+	// MinCertLife left: it issues nothing until an admin rotates it.
+	ErrCAExpired = errors.New("registry: the signing CA has expired; an admin must rotate it (muster ca rotate)")
 	// ErrInstanceCritical means the instance is critical (its TTL ran
 	// out, or its checks fail): it gets no certificate until it is
 	// passing again.
@@ -166,6 +179,11 @@ func (e *CertRateError) Error() string {
 func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
 	if len(b) > MaxCSRSize {
 		return nil, &CSRError{fmt.Sprintf("the request is %d bytes, at most %d", len(b), MaxCSRSize)}
+	}
+	// pem.Decode skips whatever precedes a block; a request is the block
+	// alone.
+	if b = bytes.TrimLeft(b, " \t\r\n"); len(b) > 0 && !bytes.HasPrefix(b, []byte("-----BEGIN ")) {
+		return nil, &CSRError{"text before the CERTIFICATE REQUEST block: want the PEM block alone"}
 	}
 	block, rest := pem.Decode(b)
 	switch {
@@ -296,6 +314,9 @@ func (r *Registry) Certificate(ctx context.Context, id, token string, csr func()
 	if err != nil {
 		return Certificate{}, err
 	}
+	if signer.cert.NotAfter.Before(now.Add(MinCertLife)) {
+		return Certificate{}, ErrCAExpired // tendCA says so in the log
+	}
 	spiffe := r.SPIFFEID(inst.Service)
 	uri, _ := url.Parse(spiffe)
 	notAfter := now.Add(r.cfg.CA.CertTTL)
@@ -334,9 +355,12 @@ func (r *Registry) Certificate(ctx context.Context, id, token string, csr func()
 
 // CABundle returns the CA certificates the registry holds, PEM, oldest
 // first (the last signs), and their fingerprints (SHA-256, hex). It
-// reads this server's catalog; ErrNoCA before the first CA exists.
+// reads this server's catalog and never writes: anyone may ask it, and
+// an anonymous read must not propose (a server of an older version stops
+// at a ca_add; see tendCA). ErrNotReady while the catalog loads, ErrNoCA
+// before the first CA exists.
 func (r *Registry) CABundle(ctx context.Context) (bundle []byte, fingerprints []string, err error) {
-	if err := r.ensureCA(ctx); err != nil {
+	if err := r.Ready(); err != nil {
 		return nil, nil, err
 	}
 	cas := r.cat.CAs()
@@ -354,8 +378,8 @@ func (r *Registry) CABundle(ctx context.Context) (bundle []byte, fingerprints []
 // token: it signs from then on, and the CA it replaces stays in the
 // bundle until every certificate that one signed has expired (RunCA
 // retires it). It returns the new CA's fingerprint. Errors:
-// ErrNoCredential, ErrWrongToken, ErrNotReady, ErrNoCA (no CA yet to
-// rotate), ErrTooManyCAs, ErrUnavailable.
+// ErrNoCredential, ErrWrongToken, ErrNotReady, ErrNoCA (the first CA,
+// made when none is held, could not be), ErrTooManyCAs, ErrUnavailable.
 func (r *Registry) RotateCA(ctx context.Context, token string) (_ string, err error) {
 	if err := r.Admin(ctx, audit.ActionCARotate, token); err != nil {
 		return "", err
@@ -368,8 +392,15 @@ func (r *Registry) RotateCA(ctx context.Context, token string) (_ string, err er
 	if err := r.Ready(); err != nil {
 		return "", err
 	}
-	if err := r.ensureCA(ctx); err != nil {
-		return "", err
+	if len(r.cat.CAs()) == 0 {
+		// A cluster that held state before CAs has none yet: its first
+		// is what the admin asked for.
+		if err := r.ensureCA(ctx); err != nil {
+			return "", err
+		}
+		if cas := r.cat.CAs(); len(cas) > 0 {
+			return cas[len(cas)-1].ID, nil
+		}
 	}
 	ca, err := r.newCA()
 	if err != nil {
@@ -425,6 +456,11 @@ func (r *Registry) tendCA(ctx context.Context) {
 		return
 	}
 	now := r.now()
+	if signer, _, err := r.cas.current(cas); err == nil && now.After(signer.cert.NotAfter.Add(-CAExpiryWarning)) && !now.Before(r.caWarned.Add(time.Hour)) {
+		r.caWarned = now
+		r.log.Warn("the signing CA expires soon or has expired: rotate it (muster ca rotate); an expired CA issues no certificates",
+			"ca", caPrefix(cas[len(cas)-1].ID), "not_after", signer.cert.NotAfter.UTC())
+	}
 	for i := 0; i < len(cas)-1; i++ {
 		if due := cas[i+1].AddedAt.Add(r.cfg.CA.CertTTL + CertSkew); now.Before(due) {
 			continue
@@ -444,18 +480,35 @@ func (r *Registry) tendCA(ctx context.Context) {
 }
 
 // ensureCA makes the registry's first CA if it holds none (see tendCA),
-// from any server: a race between servers leaves one, the first applied.
-// Errors: ErrNoCA when it could not be proposed.
+// from any server, for an authenticated caller (an instance's
+// certificate request, an admin's rotation): a race between servers
+// leaves one, the first applied. After a failed attempt, the next comes
+// no sooner than caRetry later: until then callers get ErrNoCA at once,
+// without a key generated or a proposal made. Errors: ErrNoCA when it
+// could not be proposed.
 func (r *Registry) ensureCA(ctx context.Context) error {
 	if len(r.cat.CAs()) > 0 {
 		return nil
 	}
+	r.caMu.Lock()
+	wait := r.caNextTry.Sub(r.now())
+	r.caMu.Unlock()
+	if wait > 0 {
+		return fmt.Errorf("%w: the last attempt to create it failed; retry in %s", ErrNoCA, wait.Round(time.Millisecond))
+	}
 	if err := r.addFirstCA(ctx); err != nil {
+		r.caMu.Lock()
+		r.caNextTry = r.now().Add(caRetry)
+		r.caMu.Unlock()
 		r.log.Warn("could not create the certificate authority", "err", err)
 		return fmt.Errorf("%w: %w", ErrNoCA, err)
 	}
 	return nil
 }
+
+// caRetry is how long ensureCA waits after a failed attempt to create the
+// first CA, as RunCA does.
+const caRetry = time.Second
 
 // addFirstCA proposes the registry's first CA, the operator's or a new
 // one; another's applied first is no error.

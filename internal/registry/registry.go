@@ -278,6 +278,10 @@ type Registry struct {
 	certs *buckets
 	cas   caCache
 	caMu  sync.Mutex // one proposal of a first CA at a time
+	// caNextTry is when ensureCA may try again after a failure (caMu);
+	// caWarned when RunCA last warned of the signing CA's expiry (its
+	// goroutine only).
+	caNextTry, caWarned time.Time
 }
 
 // New returns a registry over cat, writing through p, judging liveness by

@@ -56,7 +56,7 @@ func TestServer_OpensLegacyDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	// It opened without adding a CA: a cluster that holds state makes its
-	// first CA when a certificate or the bundle is first asked for, so
+	// first CA when a certificate is first asked for or an admin rotates, so
 	// that a server upgraded first never stops those not yet upgraded
 	// with a command they do not know.
 	if cas := h.Srv.Catalog().CAs(); len(cas) != 0 {
@@ -65,15 +65,23 @@ func TestServer_OpensLegacyDataDir(t *testing.T) {
 	if !bytes.Equal(bytes.TrimSpace(got.Bytes()), want.Bytes()) {
 		t.Fatalf("catalog opened from the legacy data dir differs from what the old binary held:\n got %s\nwant %s", got.Bytes(), want.Bytes())
 	}
+	// An anonymous GET /v1/ca makes none either (it never writes); an
+	// admin's rotation makes the first.
 	resp, body := h.Call(t, "GET", "/v1/ca", "", nil)
-	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("BEGIN CERTIFICATE")) || len(h.Srv.Catalog().CAs()) != 1 {
-		t.Fatalf("the first GET /v1/ca: %d %s, %d CAs", resp.StatusCode, body, len(h.Srv.Catalog().CAs()))
+	if resp.StatusCode != 503 || len(h.Srv.Catalog().CAs()) != 0 {
+		t.Fatalf("GET /v1/ca with no CA yet: %d %s, %d CAs; want 503 and none made", resp.StatusCode, body, len(h.Srv.Catalog().CAs()))
 	}
 
 	// Through the API, with the admin token the old binary wrote.
 	tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if resp, body := h.Call(t, "POST", "/v1/ca/rotate", strings.TrimSpace(string(tok)), nil); resp.StatusCode != 200 || len(h.Srv.Catalog().CAs()) != 1 {
+		t.Fatalf("the first POST /v1/ca/rotate: %d %s, %d CAs; want 200 and one CA", resp.StatusCode, body, len(h.Srv.Catalog().CAs()))
+	}
+	if resp, body := h.Call(t, "GET", "/v1/ca", "", nil); resp.StatusCode != 200 || !bytes.Contains(body, []byte("BEGIN CERTIFICATE")) {
+		t.Fatalf("GET /v1/ca after the first CA: %d %s", resp.StatusCode, body)
 	}
 	admin, _ := client.New(client.Config{Addr: h.Srv.URL(), Token: strings.TrimSpace(string(tok))})
 	ctx := context.Background()
