@@ -77,7 +77,8 @@ from now on. The CA it replaces stays in the bundle until every
 certificate it signed has expired (the certificate TTL and a minute after
 the rotation); then the leader retires it. SDK services renew at half
 their certificate's life and fetch the bundle again when they meet a peer
-signed by a CA they do not know yet. Prints the new CA's fingerprint.`, envAddr, envToken),
+signed by a CA they do not know yet. Prints the new CA's fingerprint
+(and, on standard error, when the old one retires).`, envAddr, envToken),
 		Args: nArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := e.newClient()
@@ -89,6 +90,7 @@ signed by a CA they do not know yet. Prints the new CA's fingerprint.`, envAddr,
 				return err
 			}
 			fmt.Fprintln(e.stdout, res.Fingerprint)
+			fmt.Fprintln(e.stderr, "muster: the new CA signs from now on; the one it replaces stays in the bundle until every certificate it signed has expired (the certificate TTL and a minute from now), then the leader retires it")
 			return nil
 		},
 	}

@@ -361,3 +361,42 @@ func pageTypes(tb testing.TB, db []byte) []string {
 	})
 	return types
 }
+
+// TestServerProcess_PrivateReads: `muster server --anonymous-reads=false`
+// says so as it starts (reads=token), refuses a lookup without a token,
+// and answers one with a read token that covers the service.
+func TestServerProcess_PrivateReads(t *testing.T) {
+	dir := t.TempDir()
+	p := startProc(t, dir, "--anonymous-reads=false")
+	if r := p.logRecord(t, "muster listening")["reads"]; r != "token" {
+		t.Errorf("muster listening: reads = %v, want token", r)
+	}
+	admin, err := os.ReadFile(filepath.Join(dir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MUSTER_ADDR": p.url, "MUSTER_TOKEN": strings.TrimSpace(string(admin))}
+	out, err := cli(t, env, "tokens", "create", "--role", "read", "--service", "fetch_*", "-o", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := strings.TrimSpace(out)
+	get := func(token string) int {
+		req, _ := http.NewRequest("GET", p.url+"/v1/services/fetch_url", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := get(""); c != 401 {
+		t.Errorf("lookup without a token: %d, want 401", c)
+	}
+	if c := get(secret); c != 200 {
+		t.Errorf("lookup with a read token for fetch_*: %d, want 200", c)
+	}
+}

@@ -467,8 +467,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.relay.run(ctx)
 		}()
 	}
+	reads := "anonymous"
+	if s.cfg.Registry.PrivateReads {
+		reads = "token" // --anonymous-reads=false
+	}
 	attrs := []any{"http_addr", ln.Addr().String(), "url", s.URL(), "raft_addr", node.RaftAddr(),
-		"data_dir", s.cfg.DataDir}
+		"data_dir", s.cfg.DataDir, "reads", reads}
 	if s.dns != nil {
 		// Its TCP connections, idle or not, are bounded in all and shared
 		// fairly among client addresses, as the HTTP listener's are.
