@@ -31,6 +31,8 @@ and quotas lifted), run each workload for a bounded time, and print a
 table and one JSON line per workload (with --json, the JSON lines alone).
 
 Workloads, in order (--only takes these names, or a row's own name):
+  http-floor    GET /livez at concurrency 16: the HTTP stack alone, the
+                most any one-request-per-call workload can do
   lookup        lookups of a 10-instance service at concurrency 16 and 64
   dns           DNS SRV queries of that service over UDP at concurrency 16
                 and 64 (with --addr, needs --dns-addr)

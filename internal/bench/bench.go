@@ -61,7 +61,7 @@ func ShortConfig() Config {
 
 // Workloads are the groups --only takes, in the order they run. A group
 // is one row or several (lookup-c16 and lookup-c64 are "lookup").
-var Workloads = []string{"lookup", "dns", "heartbeat", "watch-fanout", "register", "bulk-load", "idle-cpu", "deaths", "restart"}
+var Workloads = []string{"http-floor", "lookup", "dns", "heartbeat", "watch-fanout", "register", "bulk-load", "idle-cpu", "deaths", "restart"}
 
 // Validate reports a configuration Run cannot use.
 func (c Config) Validate() error {
@@ -178,6 +178,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		group string
 		run   func(context.Context) []Result
 	}{
+		{"http-floor", r.floor},
 		{"lookup", r.lookups},
 		{"dns", r.dnsQueries},
 		{"heartbeat", r.heartbeats},

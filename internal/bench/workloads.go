@@ -130,30 +130,44 @@ func (r *runner) lookups(ctx context.Context) []Result {
 	}
 	var out []Result
 	for _, conc := range []int{16, 64} {
-		hc := newHTTPClient(conc)
-		rec := newRecorder()
-		url := r.url + "/v1/services/bench-lookup-0000"
-		m := startMeter(r.serverPID())
-		ok, bad, err := hammer(ctx, conc, r.cfg.Duration, func(ctx context.Context, _, _ int) error {
-			start := time.Now()
-			if err := do(ctx, hc, http.MethodGet, url, "", http.StatusOK); err != nil {
-				return err
-			}
-			rec.add(time.Since(start))
-			return nil
-		})
-		res := Result{Workload: fmt.Sprintf("lookup-c%d", conc), Ops: ok, Errors: bad,
-			Notes: "one service of 10 instances (about 3 KB an answer)"}
-		r.fill(&res, m.stop())
-		latencies(&res, rec)
-		r.rss(&res)
-		if err != nil {
-			res.Notes += "; first error: " + err.Error()
-		}
-		hc.CloseIdleConnections()
-		out = append(out, res)
+		out = append(out, r.gets(ctx, fmt.Sprintf("lookup-c%d", conc), "/v1/services/bench-lookup-0000", conc,
+			"one service of 10 instances (about 3 KB an answer)"))
 	}
 	return out
+}
+
+// floor: GET /livez at concurrency 16, the route that does least (a
+// 15-byte answer, no catalog): what the server's HTTP stack and its
+// middleware alone cost per request, with the same load generator as the
+// lookups and heartbeats. No request-per-call workload can do better per
+// server CPU-second; the gap to it is what muster's own work costs.
+func (r *runner) floor(ctx context.Context) []Result {
+	return []Result{r.gets(ctx, "http-floor", "/livez", 16, "GET /livez: the HTTP stack alone, concurrency 16, keep-alive")}
+}
+
+// gets runs GET path at concurrency conc for the configured duration.
+func (r *runner) gets(ctx context.Context, name, path string, conc int, notes string) Result {
+	hc := newHTTPClient(conc)
+	defer hc.CloseIdleConnections()
+	rec := newRecorder()
+	url := r.url + path
+	m := startMeter(r.serverPID())
+	ok, bad, err := hammer(ctx, conc, r.cfg.Duration, func(ctx context.Context, _, _ int) error {
+		start := time.Now()
+		if err := do(ctx, hc, http.MethodGet, url, "", http.StatusOK); err != nil {
+			return err
+		}
+		rec.add(time.Since(start))
+		return nil
+	})
+	res := Result{Workload: name, Ops: ok, Errors: bad, Notes: notes}
+	r.fill(&res, m.stop())
+	latencies(&res, rec)
+	r.rss(&res)
+	if err != nil {
+		res.Notes += "; first error: " + err.Error()
+	}
+	return res
 }
 
 // heartbeats: PUT /v1/instances/{id}/heartbeat, one request per beat,
