@@ -292,7 +292,19 @@ func (c *Catalog) rebuild(service string, idx uint64, list []*Instance) {
 		list = []*Instance{}
 	}
 	slices.SortFunc(list, byID)
-	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Bars: c.barsBySvc[service]}
+	checked := 0
+	for _, inst := range list {
+		checked += hasChecks(inst)
+	}
+	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Checked: checked, Bars: c.barsBySvc[service]}
+}
+
+// hasChecks is 1 when inst has active checks, else 0.
+func hasChecks(inst *Instance) int {
+	if len(inst.Checks) > 0 {
+		return 1
+	}
+	return 0
 }
 
 // update replaces the service's view after one command changed it: the
@@ -314,12 +326,14 @@ func (c *Catalog) update(service string, idx uint64, drop string, add *Instance)
 	old := v.Instances
 	list := make([]*Instance, len(old), len(old)+1)
 	copy(list, old)
+	checked := v.Checked
 	at, replace := 0, false
 	if add != nil {
 		at, replace = slices.BinarySearchFunc(old, add.ID, hasID)
 	}
 	if drop != "" && !(replace && drop == add.ID) {
 		if i, ok := slices.BinarySearchFunc(old, drop, hasID); ok {
+			checked -= hasChecks(list[i])
 			list = slices.Delete(list, i, i+1)
 			if add != nil && i < at {
 				at--
@@ -329,11 +343,13 @@ func (c *Catalog) update(service string, idx uint64, drop string, add *Instance)
 	switch {
 	case add == nil:
 	case replace:
+		checked += hasChecks(add) - hasChecks(list[at])
 		list[at] = add
 	default:
+		checked += hasChecks(add)
 		list = slices.Insert(list, at, add)
 	}
-	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Bars: c.barsBySvc[service]}
+	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Checked: checked, Bars: c.barsBySvc[service]}
 }
 
 // byID orders instances by ID, the order of a view.

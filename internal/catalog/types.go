@@ -303,6 +303,9 @@ type ServiceView struct {
 	Name      string
 	Index     uint64
 	Instances []*Instance
+	// Checked counts the Instances that have active checks, so that
+	// those who run checks pass over a service with none at once.
+	Checked int
 	// Bars are the evictions' bars on the service's endpoints, ended or
 	// not (readers compare Until with the time), sorted by address and
 	// port.

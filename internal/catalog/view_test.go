@@ -49,7 +49,8 @@ func (c *Catalog) otherProtocolByPass(in *Instance) bool {
 }
 
 // checkViews fails tb unless every service's view holds the instances a
-// rebuild from the catalog's instances holds, in its order, and the counts of the
+// rebuild from the catalog's instances holds, in its order, with the count of
+// those with checks, and the counts of the
 // tutorial protocol's instances are right. (Its bars are not compared: a
 // registration that drops an ended bar and is then refused leaves the
 // bar in the view until the service's next change, as it always has;
@@ -70,6 +71,13 @@ func checkViews(tb testing.TB, c *Catalog) {
 		slices.SortFunc(want, byID)
 		if !slices.Equal(v.Instances, want) {
 			tb.Fatalf("view of %s: %d instances, not the %d a rebuild holds", name, len(v.Instances), len(want))
+		}
+		checked := 0
+		for _, inst := range want {
+			checked += hasChecks(inst)
+		}
+		if v.Checked != checked {
+			tb.Fatalf("view of %s: Checked %d, but %d of its instances have checks", name, v.Checked, checked)
 		}
 		if c.seeds[name] != seeds {
 			tb.Fatalf("service %s: %d tutorial-protocol instances counted, %d held", name, c.seeds[name], seeds)
@@ -119,6 +127,9 @@ func TestCatalog_update(t *testing.T) {
 					next++
 					in := viewInstance(fmt.Sprintf("%08x", rng.Uint32()), services[rng.IntN(len(services))], keys[rng.IntN(len(keys))],
 						fmt.Sprintf("10.0.0.%d", rng.IntN(4)), 8000+rng.IntN(4))
+					if rng.IntN(3) == 0 {
+						in.Checks = []Check{{Type: "tcp", Interval: 10 * time.Second, Timeout: time.Second, FailuresBeforeCritical: 1, SuccessesBeforePassing: 1}}
+					}
 					if want, got := c.otherProtocolByPass(in), c.otherProtocol(in); got != want {
 						t.Fatalf("instance %+v: otherProtocol %v, the pass says %v", in, got, want)
 					}

@@ -136,6 +136,10 @@ func (c *checkRun) sync(services []string) {
 		}
 	}
 	for _, v := range views {
+		if v.Checked == 0 {
+			c.forget(v.Name, nil) // none to probe: no pass over its instances
+			continue
+		}
 		now := map[string]bool{}
 		for _, inst := range v.Instances {
 			if len(inst.Checks) == 0 {
