@@ -74,8 +74,9 @@ gives one out.`, envAddr),
 		Short: "create a new CA that signs from now on (admin token)",
 		Long: withEnv(`Create a new CA, committed through Raft, which signs every certificate
 from now on. The CA it replaces stays in the bundle until every
-certificate it signed has expired (the certificate TTL and a minute after
-the rotation); then the leader retires it. SDK services renew at half
+certificate it signed has expired (24 hours and a minute after the
+rotation, the longest certificate TTL a server may have); then the leader
+retires it. SDK services renew at half
 their certificate's life and fetch the bundle again when they meet a peer
 signed by a CA they do not know yet. Prints the new CA's fingerprint
 (and, on standard error, when the old one retires).`, envAddr, envToken),
@@ -90,7 +91,7 @@ signed by a CA they do not know yet. Prints the new CA's fingerprint
 				return err
 			}
 			fmt.Fprintln(e.stdout, res.Fingerprint)
-			fmt.Fprintln(e.stderr, "muster: the new CA signs from now on; the one it replaces stays in the bundle until every certificate it signed has expired (the certificate TTL and a minute from now), then the leader retires it")
+			fmt.Fprintln(e.stderr, "muster: the new CA signs from now on; the one it replaces stays in the bundle until every certificate it signed has expired (24 hours and a minute from now), then the leader retires it")
 			return nil
 		},
 	}

@@ -361,8 +361,10 @@ func TestAPI_CAKeyNeverOut(t *testing.T) {
 
 // TestAPI_CARotation: after a rotation the old CA's certificates still
 // verify against the bundle (which holds both) and new ones are signed
-// by the new CA; once the certificate TTL and the skew have passed since
-// the rotation, the leader retires the old CA.
+// by the new CA; the old CA stays past this server's certificate TTL
+// (another server may issue for up to MaxCertTTL), and once
+// registry.RetireAfter has passed since the rotation, the leader retires
+// it.
 func TestAPI_CARotation(t *testing.T) {
 	var offset atomic.Int64 // the registry's clock runs ahead by this
 	h := testserver.NewHarness(t, func(c *server.Config) {
@@ -406,6 +408,11 @@ func TestAPI_CARotation(t *testing.T) {
 		t.Fatalf("the old CA retired before its certificates expired")
 	}
 	offset.Store(int64(registry.MinCertTTL + registry.CertSkew + time.Second))
+	time.Sleep(1500 * time.Millisecond) // the leader looks every second
+	if _, cas, _ := bundle(t, h); len(cas) != 2 {
+		t.Fatalf("the old CA retired once this server's certificate TTL had passed; another's may be up to %s", registry.MaxCertTTL)
+	}
+	offset.Store(int64(registry.RetireAfter + time.Second))
 	testserver.Eventually(t, 10*time.Second, "the old CA retires", func() bool {
 		return len(h.Srv.Catalog().CAs()) == 1
 	})

@@ -92,6 +92,8 @@ func APIError(err error) *Error {
 		e := Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the certificate authority is not ready yet: a new cluster's leader creates it once it is ready; a cluster that held state before it had a CA creates it when an instance first asks for a certificate or an admin runs muster ca rotate; retry")
 		e.RetryAfter = 1
 		return e
+	case errors.Is(err, registry.ErrCATrustDomain):
+		return Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the signing CA's name constraints do not permit this server's trust domain; no certificate is issued until an admin rotates the CA: muster ca rotate")
 	case errors.Is(err, registry.ErrCAExpired):
 		return Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the signing CA has expired (or expires within a minute); no certificate is issued until an admin rotates it: muster ca rotate")
 	case errors.As(err, &rle):

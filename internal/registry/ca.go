@@ -61,6 +61,10 @@ const (
 	CertEvery = 10 * time.Second
 	// CALifetime is the validity of a CA the registry creates.
 	CALifetime = 10 * 365 * 24 * time.Hour
+	// RetireAfter is how long after a rotation the CA it replaced
+	// retires: the longest certificate any server may issue (each has its
+	// own --cert-ttl) and the skew, so that none it signed outlives it.
+	RetireAfter = MaxCertTTL + CertSkew
 	// MinCertLife is the least validity a certificate is issued with: a
 	// signing CA with less left issues nothing (ErrCAExpired).
 	MinCertLife = time.Minute
@@ -144,6 +148,10 @@ var (
 	// admin rotates (see tendCA). Also returned when making one failed
 	// (no leader took it): retry.
 	ErrNoCA = errors.New("registry: the certificate authority is not ready yet")
+	// ErrCATrustDomain means the signing CA's name constraints permit
+	// neither the configured trust domain nor exactly one other: it
+	// issues nothing until an admin rotates it.
+	ErrCATrustDomain = errors.New("registry: the signing CA's name constraints do not permit the configured trust domain; an admin must rotate it (muster ca rotate)")
 	// ErrCAExpired means the CA that signs has expired, or has less than
 	// MinCertLife left: it issues nothing until an admin rotates it.
 	ErrCAExpired = errors.New("registry: the signing CA has expired; an admin must rotate it (muster ca rotate)")
@@ -240,12 +248,46 @@ type Certificate struct {
 	Serial string
 }
 
-// TrustDomain is the SPIFFE trust domain of the certificates issued.
-func (r *Registry) TrustDomain() string { return r.cfg.CA.TrustDomain }
+// TrustDomain is the SPIFFE trust domain of the certificates issued: the
+// one the signing CA's name constraints permit (see trustDomainOf), the
+// configured one when there is no CA yet or the CA does not constrain
+// URIs, "" when the CA permits neither the configured domain nor exactly
+// one other.
+func (r *Registry) TrustDomain() string {
+	signer, _, err := r.cas.current(r.cat.CAs())
+	if err != nil {
+		return r.cfg.CA.TrustDomain
+	}
+	return r.trustDomainOf(signer.cert)
+}
 
-// SPIFFEID is the SPIFFE ID of a service's certificates.
-func (r *Registry) SPIFFEID(service string) string {
-	return (&url.URL{Scheme: "spiffe", Host: r.cfg.CA.TrustDomain, Path: "/svc/" + service}).String()
+// trustDomainOf is the trust domain the registry issues for under the
+// CA ca: the configured one if ca's name constraints permit it (or it
+// has none for URIs), else the one domain they permit, so that every
+// server of a cluster, whatever its --trust-domain, issues certificates
+// its CA allows, in the one trust domain their peers check; "" when ca
+// permits neither (an operator's CA with several domains, none the
+// configured one).
+func (r *Registry) trustDomainOf(ca *x509.Certificate) string {
+	td := r.cfg.CA.TrustDomain
+	permitted := ca.PermittedURIDomains
+	if len(permitted) == 0 {
+		return td
+	}
+	for _, p := range permitted {
+		if p == td || strings.HasPrefix(p, ".") && strings.HasSuffix(td, p) {
+			return td
+		}
+	}
+	if len(permitted) == 1 && ValidTrustDomain(permitted[0]) {
+		return permitted[0]
+	}
+	return ""
+}
+
+// spiffeID is the SPIFFE ID of a service's certificates in trust domain td.
+func spiffeID(td, service string) string {
+	return (&url.URL{Scheme: "spiffe", Host: td, Path: "/svc/" + service}).String()
 }
 
 // Certificate signs a certificate for instance id, for the holder of its
@@ -317,7 +359,11 @@ func (r *Registry) Certificate(ctx context.Context, id, token string, csr func()
 	if signer.cert.NotAfter.Before(now.Add(MinCertLife)) {
 		return Certificate{}, ErrCAExpired // tendCA says so in the log
 	}
-	spiffe := r.SPIFFEID(inst.Service)
+	td := r.trustDomainOf(signer.cert)
+	if td == "" {
+		return Certificate{}, ErrCATrustDomain // tendCA says so in the log
+	}
+	spiffe := spiffeID(td, inst.Service)
 	uri, _ := url.Parse(spiffe)
 	notAfter := now.Add(r.cfg.CA.CertTTL)
 	if notAfter.After(signer.cert.NotAfter) {
@@ -419,7 +465,8 @@ func (r *Registry) RotateCA(ctx context.Context, token string) (_ string, err er
 // RunCA keeps the certificate authority while this node leads, until ctx
 // ends: it creates the first CA when the catalog holds none, and
 // retires a rotated-out CA once the certificates it signed have expired
-// (its successor's AddedAt, plus the certificate TTL, plus CertSkew). A
+// (its successor's AddedAt, plus MaxCertTTL, plus CertSkew: the longest
+// any server of the cluster, whatever its --cert-ttl, may have issued). A
 // failed proposal is tried again a second later.
 func (r *Registry) RunCA(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
@@ -456,13 +503,25 @@ func (r *Registry) tendCA(ctx context.Context) {
 		return
 	}
 	now := r.now()
-	if signer, _, err := r.cas.current(cas); err == nil && now.After(signer.cert.NotAfter.Add(-CAExpiryWarning)) && !now.Before(r.caWarned.Add(time.Hour)) {
-		r.caWarned = now
-		r.log.Warn("the signing CA expires soon or has expired: rotate it (muster ca rotate); an expired CA issues no certificates",
-			"ca", caPrefix(cas[len(cas)-1].ID), "not_after", signer.cert.NotAfter.UTC())
+	if signer, _, err := r.cas.current(cas); err == nil && !now.Before(r.caWarned.Add(time.Hour)) {
+		ca := caPrefix(cas[len(cas)-1].ID)
+		switch td := r.trustDomainOf(signer.cert); {
+		case now.After(signer.cert.NotAfter.Add(-CAExpiryWarning)):
+			r.caWarned = now
+			r.log.Warn("the signing CA expires soon or has expired: rotate it (muster ca rotate); an expired CA issues no certificates",
+				"ca", ca, "not_after", signer.cert.NotAfter.UTC())
+		case td == "":
+			r.caWarned = now
+			r.log.Warn("the signing CA's name constraints do not permit this server's --trust-domain: it issues no certificates until an admin rotates the CA (muster ca rotate)",
+				"ca", ca, "trust_domain", r.cfg.CA.TrustDomain, "permitted", signer.cert.PermittedURIDomains)
+		case td != r.cfg.CA.TrustDomain:
+			r.caWarned = now
+			r.log.Warn("certificates are issued in the signing CA's trust domain, not this server's --trust-domain; rotate the CA (muster ca rotate) to move to the new one",
+				"ca", ca, "issued_in", td, "trust_domain", r.cfg.CA.TrustDomain)
+		}
 	}
 	for i := 0; i < len(cas)-1; i++ {
-		if due := cas[i+1].AddedAt.Add(r.cfg.CA.CertTTL + CertSkew); now.Before(due) {
+		if due := cas[i+1].AddedAt.Add(RetireAfter); now.Before(due) {
 			continue
 		}
 		_, err := r.propose(ctx, catalog.Command{Op: catalog.OpRetireCA, ID: cas[i].ID, Reason: "its certificates expired"})
