@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -338,6 +339,30 @@ func Printable(s string) bool {
 	}
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Displayable reports whether s is printable text a terminal shows as it
+// is: valid UTF-8 without control characters (C0, DEL and C1: U+0085 is a
+// line break and U+009B starts an escape sequence on terminals that
+// honour C1), format characters (the bidirectional overrides and
+// isolates, zero-width characters) or line and paragraph separators. It
+// is the rule of text the registry accepts from a request (tags, meta
+// values, nonces, descriptions, reasons), stricter than Printable, which
+// commands already in logs were applied under and which stays as it is.
+func Displayable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r < 0x20 || r == 0x7f:
+			return false
+		case r < 0x80:
+		case unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp):
 			return false
 		}
 	}

@@ -169,7 +169,11 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // a buffering proxy would hold events back
-	h.Set(api.HeaderIndex, strconv.FormatUint(st.Cursor(), 10))
+	shown := st.Cursor()
+	if snap != nil {
+		shown = snap.Index // a scoped stream's own index
+	}
+	h.Set(api.HeaderIndex, strconv.FormatUint(shown, 10))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return nil // the headers say what a GET would stream

@@ -66,7 +66,9 @@ type Stream struct {
 }
 
 // StreamSnapshot is the start of a stream, or a resync: every instance of
-// the watched services as of Index, whatever its status.
+// the watched services as of Index, whatever its status. For a stream of
+// limited scope (SetScope), Index is the latest change to a service in
+// its scope, not the catalog's.
 type StreamSnapshot struct {
 	Index uint64
 	// Resync is set when the snapshot replaces events the reader could not
@@ -168,11 +170,21 @@ func (s *Stream) snapshot(resync bool) (*StreamSnapshot, error) {
 	now := s.r.now()
 	index, views := s.r.cat.SnapshotOf(s.services)
 	snap := &StreamSnapshot{Index: index, Resync: resync, Reads: make([]ServiceRead, 0, len(views))}
+	var scoped uint64
 	for _, v := range views {
 		if s.scope != nil && !s.scope(v.Name) {
 			continue
 		}
+		scoped = max(scoped, v.Index)
 		snap.Reads = append(snap.Reads, ServiceRead{View: v, live: s.r.live, mon: s.r.monitor.Load(), floor: floor, now: now})
+	}
+	if s.scope != nil {
+		// A stream of limited scope is told the index of the latest
+		// change it may see, as its scoped list is, not the catalog's:
+		// that would move with services it may not read. Resuming from
+		// it replays nothing it may see that it missed (no change to its
+		// services lies between it and the cursor).
+		snap.Index = scoped
 	}
 	s.cursor = index
 	return snap, nil

@@ -109,7 +109,7 @@ func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration,
 	if d < MinEviction || d > MaxEviction {
 		return nil, badField("for", "an eviction lasts from %s to %s", MinEviction, MaxEviction)
 	}
-	if len(reason) > maxReason || !catalog.Printable(reason) {
+	if len(reason) > maxReason || !catalog.Displayable(reason) {
 		return nil, badField("reason", "reason must be at most %d printable characters", maxReason)
 	}
 	// The reason is the operator's words, kept in the Raft log, the bar,

@@ -52,7 +52,7 @@ func (k KeySpec) Validate() error {
 			return badField("services", "pattern %q: 1 to 63 of a-z 0-9 - _ and *", p)
 		}
 	}
-	if len(k.Description) > maxDescriptionLen || !catalog.Printable(k.Description) {
+	if len(k.Description) > maxDescriptionLen || !catalog.Displayable(k.Description) {
 		return badField("description", "at most %d bytes of printable characters", maxDescriptionLen)
 	}
 	if k.MaxInstances < 0 || k.MaxInstances > MaxKeyInstances {

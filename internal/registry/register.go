@@ -114,14 +114,14 @@ func validateRegister(req api.RegisterRequest) (registration, *FieldError) {
 	} else if !validPath(req.VerifyPath) || !strings.HasPrefix(req.VerifyPath, verifyPathPrefix) {
 		return reg, badField("verify_path", "verify_path must start with %s and hold at most %d of a-z A-Z 0-9 - . _ ~ /, with no empty, . or .. segment", verifyPathPrefix, maxVerifyPathLen)
 	}
-	if len(req.Nonce) > maxNonceLen || !catalog.Printable(req.Nonce) {
+	if len(req.Nonce) > maxNonceLen || !catalog.Displayable(req.Nonce) {
 		return reg, badField("nonce", "nonce must be at most %d printable characters", maxNonceLen)
 	}
 	if len(req.Tags) > maxTags {
 		return reg, badField("tags", "at most %d tags", maxTags)
 	}
 	for _, t := range req.Tags {
-		if t == "" || len(t) > maxTagLen || !catalog.Printable(t) || strings.ContainsAny(t, " ,") {
+		if t == "" || len(t) > maxTagLen || !catalog.Displayable(t) || strings.ContainsAny(t, " ,") {
 			return reg, badField("tags", "tag %q must be 1 to %d printable characters without spaces or commas", t, maxTagLen)
 		}
 	}
@@ -132,7 +132,7 @@ func validateRegister(req api.RegisterRequest) (registration, *FieldError) {
 		if k == "" || len(k) > maxMetaKeyLen || !catalog.ValidMetaKey(k) {
 			return reg, badField("meta", "meta key %q must be 1 to %d of A-Z a-z 0-9 . _ -", k, maxMetaKeyLen)
 		}
-		if len(v) > maxMetaValueLen || !catalog.Printable(v) {
+		if len(v) > maxMetaValueLen || !catalog.Displayable(v) {
 			return reg, badField("meta", "meta value of %q must be at most %d printable characters", k, maxMetaValueLen)
 		}
 	}

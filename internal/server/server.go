@@ -159,6 +159,9 @@ func (c Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.Registry.PrivateReads && c.Registry.Seed != nil {
+		errs = append(errs, errors.New("server: reads need a token (--anonymous-reads=false), but the tutorial protocol (--seed-compat) has none: its clients could not look anything up, and its open registration would tell strangers which services exist; use one or the other"))
+	}
 	if c.Registry.PrivateReads && c.DNS.Enabled() && len(c.DNS.Services) == 0 {
 		errs = append(errs, errors.New("server: reads need a token (--anonymous-reads=false), but DNS cannot ask its clients for one: name the services anyone may resolve with --dns-services (\"*\" for all), or turn DNS off"))
 	}
