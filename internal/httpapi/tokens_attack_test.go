@@ -38,7 +38,7 @@ func streamFirstID(t *testing.T, h *harness, q, token string) string {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
-			return id
+			return "snapshot id " + id + ", X-Muster-Index " + resp.Header.Get("X-Muster-Index")
 		}
 	}
 	t.Fatalf("watch%s: no id", q)
