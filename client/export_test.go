@@ -16,7 +16,6 @@ func QueuedBeats(c *Client) int {
 // SetChecksOnlyPoll sets how often a checks-only registration asks
 // whether the registry still holds it, for the test's length.
 func SetChecksOnlyPoll(tb interface{ Cleanup(func()) }, d time.Duration) {
-	old := checksOnlyPoll
-	checksOnlyPoll = d
-	tb.Cleanup(func() { checksOnlyPoll = old })
+	old := checksOnlyPoll.Swap(int64(d))
+	tb.Cleanup(func() { checksOnlyPoll.Store(old) })
 }

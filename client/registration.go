@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/musterhq/muster/api"
@@ -593,15 +594,18 @@ func (r *Registration) heartbeat(ctx context.Context) error {
 	}
 }
 
+// checksOnlyPoll is how often a checks-only registration asks whether
+// the registry still holds it, in nanoseconds (atomic: tests change it
+// while Registrations of earlier tests may still run).
+var checksOnlyPoll atomic.Int64
+
+func init() { checksOnlyPoll.Store(int64(10 * time.Second)) }
+
 // beatEvery is the time between two heartbeats (TTL/3), or between two
 // looks at a check-only instance.
-// checksOnlyPoll is how often a checks-only registration asks whether
-// the registry still holds it (a variable for tests).
-var checksOnlyPoll = 10 * time.Second
-
 func (r *Registration) beatEvery() time.Duration {
 	if r.cfg.ChecksOnly {
-		return checksOnlyPoll
+		return time.Duration(checksOnlyPoll.Load())
 	}
 	return r.cfg.TTL / 3
 }
