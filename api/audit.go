@@ -33,6 +33,11 @@ type AuditRecord struct {
 	Caller string `json:"caller,omitempty"`
 	// Node is the ID of the server that handled the request.
 	Node string `json:"node,omitempty"`
+	// By names the credential that asked, when it was neither the
+	// instance's own session token nor a registration's enrolment key:
+	// "admin" for the admin token, else a token's ID (an operator's, an
+	// admin-role token's).
+	By string `json:"by,omitempty"`
 	// Index is the Raft index of a decision that went through the
 	// replicated log: every server holds the same record of it.
 	Index uint64 `json:"index,omitempty"`

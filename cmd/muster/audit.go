@@ -208,7 +208,7 @@ func (p *auditPrinter) print(rs []api.AuditRecord) error {
 		}
 		if !p.headerDone {
 			p.headerDone = true
-			if _, err := fmt.Fprintln(p.w, auditRow("TIME", "ACTION", "OUTCOME", "SERVICE", "INSTANCE", "KEY", "CALLER", "NODE", "INDEX", "REASON")); err != nil {
+			if _, err := fmt.Fprintln(p.w, auditRow("TIME", "ACTION", "OUTCOME", "SERVICE", "INSTANCE", "KEY", "CALLER", "BY", "NODE", "INDEX", "REASON")); err != nil {
 				return err
 			}
 		}
@@ -221,7 +221,7 @@ func (p *auditPrinter) print(rs []api.AuditRecord) error {
 			index = strconv.FormatUint(r.Index, 10)
 		}
 		if _, err := fmt.Fprintln(p.w, auditRow(orDash(at), r.Action, r.Outcome, orDash(r.Service), orDash(r.InstanceID), orDash(r.KeyID),
-			orDash(r.Caller), orDash(r.Node), orDash(index), r.Reason)); err != nil {
+			orDash(r.Caller), orDash(r.By), orDash(r.Node), orDash(index), r.Reason)); err != nil {
 			return err
 		}
 	}
@@ -229,6 +229,6 @@ func (p *auditPrinter) print(rs []api.AuditRecord) error {
 }
 
 func auditRow(cols ...string) string {
-	return strings.TrimRight(fmt.Sprintf("%-24s  %-18s  %-7s  %-16s  %-32s  %-20s  %-21s  %-17s  %-7s  %s",
-		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9]), " ")
+	return strings.TrimRight(fmt.Sprintf("%-24s  %-18s  %-7s  %-16s  %-32s  %-20s  %-21s  %-20s  %-17s  %-7s  %s",
+		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], cols[10]), " ")
 }

@@ -24,7 +24,7 @@ func FromCommand(index uint64, cmd catalog.Command, res catalog.Result) (Record,
 func fromCommand(index uint64, cmd catalog.Command, res catalog.Result) (Record, bool) {
 	r := Record{Index: index, Outcome: OutcomeOK, Reason: cmd.Reason, Instance: cmd.ID}
 	if o := cmd.Origin; o != nil {
-		r.Time, r.Node, r.Caller = o.Time, o.Node, o.Caller
+		r.Time, r.Node, r.Caller, r.By = o.Time, o.Node, o.Caller, o.Token
 	}
 	inst := res.Instance
 	switch cmd.Op {

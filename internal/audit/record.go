@@ -137,6 +137,10 @@ type Record struct {
 	Caller string
 	// Node is the ID of the node that handled the request.
 	Node string
+	// By names the credential that asked when it was neither the
+	// instance's own session token nor the enrolment key of a
+	// registration: "admin" (the admin token) or a token's ID.
+	By string
 	// Index is the Raft index of the decision, for a record from the
 	// applied log (and of the snapshot, for ActionSnapshotInstalled).
 	Index uint64
@@ -173,6 +177,9 @@ func bound(r Record) Record {
 	r.Service = name(r.Service, catalog.ValidServiceName)
 	r.Instance = name(r.Instance, validID)
 	r.Key = name(r.Key, validID)
+	if r.By != "admin" {
+		r.By = name(r.By, validID)
+	}
 	r.Node = cut(redact.Text(r.Node), maxName)
 	r.Caller = cut(redact.Text(r.Caller), maxCaller)
 	r.Status = cut(redact.Text(r.Status), maxStatus)
@@ -226,7 +233,7 @@ func validID(s string) bool {
 // withhold replaces the known secrets in r's fields.
 func withhold(k redact.Known, r Record) Record {
 	r.Reason = k.Text(r.Reason)
-	for _, f := range []*string{&r.Service, &r.Instance, &r.Key, &r.Node, &r.Caller, &r.Status} {
+	for _, f := range []*string{&r.Service, &r.Instance, &r.Key, &r.Node, &r.Caller, &r.Status, &r.By} {
 		if k.Holds(*f) {
 			*f = redact.Withheld
 		}
@@ -260,6 +267,7 @@ type recordV1 struct {
 	Status   string `json:"status,omitempty"`
 	Caller   string `json:"caller,omitempty"`
 	Node     string `json:"node,omitempty"`
+	By       string `json:"by,omitempty"`
 	Index    uint64 `json:"index,omitempty"`
 }
 
@@ -269,7 +277,7 @@ const timeLayout = time.RFC3339Nano
 // appendLine appends r's line, with its newline, to b.
 func appendLine(b []byte, r Record) ([]byte, error) {
 	v := recordV1{Action: string(r.Action), Outcome: string(r.Outcome), Reason: r.Reason, Service: r.Service,
-		Instance: r.Instance, Key: r.Key, Status: r.Status, Caller: r.Caller, Node: r.Node, Index: r.Index}
+		Instance: r.Instance, Key: r.Key, Status: r.Status, Caller: r.Caller, Node: r.Node, By: r.By, Index: r.Index}
 	if !r.Time.IsZero() {
 		v.Time = r.Time.UTC().Format(timeLayout)
 	}
@@ -292,7 +300,7 @@ func parseLine(line []byte) (Record, error) {
 		return Record{}, errBadLine
 	}
 	r := Record{Action: Action(v.Action), Outcome: Outcome(v.Outcome), Reason: v.Reason, Service: v.Service,
-		Instance: v.Instance, Key: v.Key, Status: v.Status, Caller: v.Caller, Node: v.Node, Index: v.Index}
+		Instance: v.Instance, Key: v.Key, Status: v.Status, Caller: v.Caller, Node: v.Node, By: v.By, Index: v.Index}
 	if v.Time != "" {
 		t, err := time.Parse(timeLayout, v.Time)
 		if err != nil {

@@ -85,20 +85,21 @@ type originV1 struct {
 	Time   *time.Time `json:"time,omitempty"`
 	Node   string     `json:"node,omitempty"`
 	Caller string     `json:"caller,omitempty"`
+	Token  string     `json:"token,omitempty"`
 }
 
 func originToV1(o *Origin) *originV1 {
 	if o == nil {
 		return nil
 	}
-	return &originV1{Time: timeOrNil(o.Time), Node: o.Node, Caller: o.Caller}
+	return &originV1{Time: timeOrNil(o.Time), Node: o.Node, Caller: o.Caller, Token: o.Token}
 }
 
 func (r *originV1) toOrigin() *Origin {
 	if r == nil {
 		return nil
 	}
-	o := &Origin{Node: r.Node, Caller: r.Caller}
+	o := &Origin{Node: r.Node, Caller: r.Caller, Token: r.Token}
 	if r.Time != nil {
 		o.Time = *r.Time
 	}

@@ -412,6 +412,11 @@ type Origin struct {
 	// node saw it (host:port); empty for the registry's own decisions
 	// (an expiry, a check's verdict).
 	Caller string
+	// Token names the credential that asked, when it was not the
+	// instance's own session token nor an enrolment key registering:
+	// "admin" for the admin token, else a token's ID (an operator's, an
+	// admin-role token's). Older replicas ignore it.
+	Token string
 }
 
 // ReasonTTLExpired is the Reason of the sweep's commands that turn an

@@ -55,7 +55,7 @@ func (a *apiServer) auditLog(w http.ResponseWriter, r *http.Request) error {
 // auditToAPI is a record as the API shows it.
 func auditToAPI(r audit.Record) api.AuditRecord {
 	out := api.AuditRecord{Action: string(r.Action), Outcome: string(r.Outcome), Reason: r.Reason, Service: r.Service,
-		InstanceID: r.Instance, KeyID: r.Key, Status: r.Status, Caller: r.Caller, Node: r.Node, Index: r.Index}
+		InstanceID: r.Instance, KeyID: r.Key, Status: r.Status, Caller: r.Caller, Node: r.Node, By: r.By, Index: r.Index}
 	if !r.Time.IsZero() {
 		out.Time = r.Time.UTC().Format(time.RFC3339Nano)
 	}

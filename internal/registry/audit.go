@@ -31,10 +31,28 @@ func callerOf(ctx context.Context) string {
 	return s
 }
 
+// byKey carries the name of the credential that asked (see asCaller).
+type byKey struct{}
+
+// asCaller returns ctx carrying the name of c's credential, for the
+// origin of the commands it proposes: "admin" for the admin token, a
+// token's ID; ctx itself for no credential.
+func asCaller(ctx context.Context, c Caller) context.Context {
+	by := c.KeyID()
+	if by == "" && c.admin {
+		by = "admin"
+	}
+	if by == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, byKey{}, by)
+}
+
 // origin is the origin of a command proposed for ctx's caller (the node
 // and the time are stamped by the replication layer).
 func origin(ctx context.Context) *catalog.Origin {
-	return &catalog.Origin{Caller: callerOf(ctx)}
+	by, _ := ctx.Value(byKey{}).(string)
+	return &catalog.Origin{Caller: callerOf(ctx), Token: by}
 }
 
 // outcomeOf is the outcome of a workflow that returned err: failed when
@@ -67,6 +85,9 @@ func (r *Registry) record(ctx context.Context, rec audit.Record, err error) {
 	}
 	if rec.Caller == "" {
 		rec.Caller = callerOf(ctx)
+	}
+	if rec.By == "" {
+		rec.By, _ = ctx.Value(byKey{}).(string)
 	}
 	r.audit.Record(rec)
 }

@@ -427,9 +427,11 @@ func (r *Registry) CABundle(ctx context.Context) (bundle []byte, fingerprints []
 // ErrNoCredential, ErrWrongToken, ErrNotReady, ErrNoCA (the first CA,
 // made when none is held, could not be), ErrTooManyCAs, ErrUnavailable.
 func (r *Registry) RotateCA(ctx context.Context, token string) (_ string, err error) {
-	if err := r.Admin(ctx, audit.ActionCARotate, token); err != nil {
+	c, err := r.admin(ctx, audit.ActionCARotate, token)
+	if err != nil {
 		return "", err
 	}
+	ctx = asCaller(ctx, c)
 	defer func() {
 		if err != nil {
 			r.record(ctx, audit.Record{Action: audit.ActionCARotate}, err)

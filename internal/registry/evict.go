@@ -100,6 +100,7 @@ func (r *Registry) Evict(ctx context.Context, token, id string, d time.Duration,
 	if err != nil {
 		return nil, err
 	}
+	ctx = asCaller(ctx, c)
 	proposed := false
 	defer func() {
 		if err != nil && !proposed {

@@ -156,8 +156,9 @@ func (r *Registry) instance(id string) (*catalog.Instance, bool, error) {
 // owned resolves the instance id for a caller that must hold its session
 // token or the admin token. Errors: ErrNotReady, ErrInstanceNotFound,
 // ErrNoCredential, ErrWrongToken; each is a record of action.
-func (r *Registry) owned(ctx context.Context, action audit.Action, id, token string) (inst *catalog.Instance, err error) {
-	var c Caller // the caller's token, once looked at
+func (r *Registry) owned(ctx context.Context, action audit.Action, id, token string) (inst *catalog.Instance, c Caller, err error) {
+	// c is the caller's token, once looked at: the zero Caller for the
+	// instance's own session token.
 	defer func() {
 		if err != nil {
 			rec := audit.Record{Action: action, Instance: id}
@@ -176,46 +177,47 @@ func (r *Registry) owned(ctx context.Context, action audit.Action, id, token str
 		}
 	}()
 	if err := r.Ready(); err != nil {
-		return nil, err
+		return nil, c, err
 	}
 	inst, ok, err := r.instance(id)
 	if err != nil {
-		return nil, err
+		return nil, c, err
 	}
 	if !ok {
 		c, _ = r.Authenticate(token)
-		return nil, r.notFoundFor(id, c.canRead)
+		return nil, c, r.notFoundFor(id, c.canRead)
 	}
 	if token == "" {
-		return inst, ErrNoCredential
+		return inst, c, ErrNoCredential
 	}
 	if inst.TokenMatches(token) {
-		return inst, nil
+		return inst, c, nil
 	}
 	// Not the instance's own: the admin token, or a token of the admin
 	// role or of the operator role whose scope holds the service.
 	c, err = r.Authenticate(token)
 	switch {
 	case errors.Is(err, ErrTokenExpired) || errors.Is(err, ErrUnavailable):
-		return inst, err
+		return inst, c, err
 	case err != nil:
-		return inst, ErrWrongToken
+		return inst, c, ErrWrongToken
 	case c.canOperate(inst.Service):
-		return inst, nil
+		return inst, c, nil
 	case c.Role() == catalog.RoleOperator:
-		return inst, &ScopeError{Service: inst.Service}
+		return inst, c, &ScopeError{Service: inst.Service}
 	}
-	return inst, ErrWrongToken
+	return inst, c, ErrWrongToken
 }
 
 // Deregister removes the instance id, for the holder of its session token
 // or of the admin token, and returns the index of the removal. Errors: as
 // owned, then catalog.ErrNotFound (removed meanwhile), ErrUnavailable.
 func (r *Registry) Deregister(ctx context.Context, id, token string) (uint64, error) {
-	inst, err := r.owned(ctx, audit.ActionDeregister, id, token)
+	inst, c, err := r.owned(ctx, audit.ActionDeregister, id, token)
 	if err != nil {
 		return 0, err
 	}
+	ctx = asCaller(ctx, c)
 	res, err := r.commit(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, Reason: "api"})
 	if err != nil {
 		return 0, err
@@ -232,10 +234,11 @@ func (r *Registry) Deregister(ctx context.Context, id, token string) (uint64, er
 // and its status after the drain.
 // Errors: as Deregister.
 func (r *Registry) Drain(ctx context.Context, id, token string) (*catalog.Instance, catalog.Status, error) {
-	inst, err := r.owned(ctx, audit.ActionDrain, id, token)
+	inst, c, err := r.owned(ctx, audit.ActionDrain, id, token)
 	if err != nil {
 		return nil, "", err
 	}
+	ctx = asCaller(ctx, c)
 	if inst.Draining {
 		// Already draining: nothing to write. (A drain committed for
 		// every call would let a token holder grow the log without end.)

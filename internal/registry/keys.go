@@ -133,6 +133,7 @@ func (r *Registry) CreateToken(ctx context.Context, token string, spec TokenSpec
 	if err != nil {
 		return nil, "", err
 	}
+	ctx = asCaller(ctx, caller)
 	if err := spec.Validate(); err != nil {
 		r.record(ctx, audit.Record{Action: audit.ActionKeyCreate, Key: caller.KeyID()}, err)
 		return nil, "", err
@@ -234,6 +235,7 @@ func (r *Registry) revoke(ctx context.Context, token, id string, prefixes ...str
 	if err != nil {
 		return err
 	}
+	ctx = asCaller(ctx, caller)
 	if !catalog.ValidID(id) || !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(id, p) }) {
 		// No such key has such an ID (every one's is a prefix and hex),
 		// so nothing is proposed, and the ID asked for is not recorded:

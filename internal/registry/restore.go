@@ -54,9 +54,11 @@ type Restored struct {
 // read error, ErrUnavailable (wrapping the replication layer's: no
 // leader took it, the disk is full, or its fate is unknown).
 func (r *Registry) Restore(ctx context.Context, token string, snapshot io.Reader) (_ Restored, err error) {
-	if err := r.Admin(ctx, audit.ActionSnapshotRestore, token); err != nil {
+	c, err := r.admin(ctx, audit.ActionSnapshotRestore, token)
+	if err != nil {
 		return Restored{}, err
 	}
+	ctx = asCaller(ctx, c)
 	var index uint64
 	defer func() { r.record(ctx, audit.Record{Action: audit.ActionSnapshotRestore, Index: index}, err) }()
 	rs, ok := r.prop.(Restorer)

@@ -181,3 +181,70 @@ func TestAudit_RefusalsStopBeforeTheReserve(t *testing.T) {
 		return created && res.Dropped >= 10
 	})
 }
+
+// TestAudit_RecordsWhoAsked: the record of a change names the credential
+// that asked when it was not the instance's own session token: an
+// operator token's ID for its drain and eviction, "admin" for the admin
+// token's deregistration and key creation; the instance's own drain
+// names none. Every server derives the same from the log.
+func TestAudit_RecordsWhoAsked(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	ctx := context.Background()
+	k := h.Key(t, "web")
+	op := h.Token(t, "operator", "web")
+	opc, err := client.New(client.Config{Addr: h.Srv.URL(), Token: op.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	var tokens []string
+	for range 3 {
+		inst := testutil.NewInstance(t, k.Secret, verify.Proof)
+		reg, err := h.Anon.Register(ctx, "web", k.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: inst.Port(), TTL: "1h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, tokens = append(ids, reg.ID), append(tokens, inst.TokenOf(reg.ID))
+	}
+	if _, err := h.Anon.Drain(ctx, ids[0], tokens[0]); err != nil { // its own
+		t.Fatal(err)
+	}
+	if _, err := opc.Drain(ctx, ids[1], op.Secret); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := opc.Evict(ctx, ids[1], time.Minute, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Admin.Deregister(ctx, ids[2], h.AdminToken(t)); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"drain " + ids[0]: "", "drain " + ids[1]: op.ID, "evict " + ids[1]: op.ID, "deregister " + ids[2]: "admin"}
+	testserver.Eventually(t, 5*time.Second, "the records", func() bool {
+		res, err := h.Admin.Audit(ctx, client.AuditQuery{Service: "web"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := 0
+		for _, r := range res.Records {
+			if by, ok := want[r.Action+" "+r.InstanceID]; ok && r.Outcome == "ok" {
+				seen++
+				if r.By != by {
+					t.Fatalf("%s %s: by %q, want %q (%+v)", r.Action, r.InstanceID, r.By, by, r)
+				}
+			}
+		}
+		return seen == len(want)
+	})
+	res, err := h.Admin.Audit(ctx, client.AuditQuery{Action: "key_create"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Records) == 0 {
+		t.Fatal("no key_create records")
+	}
+	for _, r := range res.Records {
+		if r.By != "admin" {
+			t.Errorf("key_create by the admin token: by %q (%+v)", r.By, r)
+		}
+	}
+}
