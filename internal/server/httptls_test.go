@@ -284,3 +284,25 @@ func TestKeys_CallbackTLSRefused(t *testing.T) {
 		t.Fatalf("callback_tls verify (the default): %+v, %v", k, err)
 	}
 }
+
+// TestServer_BadImportedCARefusedBeforeWriting: a start whose --ca-cert
+// is not a CA's certificate (here a leaf's) fails, says so, and leaves a
+// new data dir unwritten: no admin token, no audit trail.
+func TestServer_BadImportedCARefusedBeforeWriting(t *testing.T) {
+	ca := testutil.NewTestCA(t, "ca")
+	certFile, keyFile := ca.Issue(t, t.TempDir(), "leaf")
+	cfg := testserver.Config(t)
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	cfg.CACertFile, cfg.CAKeyFile = certFile, keyFile
+	s, err := server.New(cfg)
+	if err == nil {
+		err = s.Start(context.Background())
+		s.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "CA") {
+		t.Fatalf("start with a leaf as --ca-cert: %v, want an error about the CA", err)
+	}
+	if _, err := os.Stat(cfg.DataDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the failed start wrote the data dir: %v", err)
+	}
+}

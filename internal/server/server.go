@@ -308,6 +308,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("server: the API's TLS: %w", err)
 		}
 	}
+	// The operator's CA is checked before anything is written, as the
+	// API's certificate is.
+	var importedCA *catalog.CA
+	if s.cfg.CACertFile != "" {
+		if importedCA, err = importCA(s.cfg.CACertFile, s.cfg.CAKeyFile); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+	}
 	tightened, err := durable.PrivateDir(s.cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("server: data dir: %w", err)
@@ -379,13 +387,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("server: %w", err)
 	}
 	rcfg := s.cfg.Registry
-	if s.cfg.CACertFile != "" {
-		if rcfg.CA.Import, err = importCA(s.cfg.CACertFile, s.cfg.CAKeyFile); err != nil {
-			node.Close()
-			alog.Close()
-			return fmt.Errorf("server: %w", err)
-		}
-	}
+	rcfg.CA.Import = importedCA
 	fitToFileLimit(&rcfg, fileLimit(), s.log)
 	rcfg.AdminTokenHash = catalog.HashSecret(adminToken)
 	rcfg.Known = redact.NewKnown(known...)
