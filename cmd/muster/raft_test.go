@@ -400,3 +400,23 @@ func TestServerProcess_PrivateReads(t *testing.T) {
 		t.Errorf("lookup with a read token for fetch_*: %d, want 200", c)
 	}
 }
+
+// TestServerProcess_ConsulAddr: `muster server --consul-addr` serves the
+// Consul-compatible API on that address, says where as it starts, and
+// answers Consul's service list there.
+func TestServerProcess_ConsulAddr(t *testing.T) {
+	p := startProc(t, t.TempDir(), "--consul-addr", "127.0.0.1:0")
+	addr, _ := p.logRecord(t, "muster listening")["consul_addr"].(string)
+	if addr == "" {
+		t.Fatal("muster listening: no consul_addr")
+	}
+	resp, err := http.Get("http://" + addr + "/v1/catalog/services")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var svcs map[string][]string
+	if err := json.NewDecoder(resp.Body).Decode(&svcs); err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Consul-Index") == "" {
+		t.Errorf("GET /v1/catalog/services on --consul-addr: %d, %v, %v", resp.StatusCode, svcs, err)
+	}
+}

@@ -43,10 +43,12 @@ var layers = map[string][]string{
 	"internal/httpapi":  {"api", "internal/audit", "internal/catalog", "internal/redact", "internal/registry"},
 	"internal/seedapi":  {"api", "internal/audit", "internal/catalog", "internal/httpapi", "internal/registry"},
 	"internal/dnsapi":   {"internal/catalog", "internal/registry"},
+	// The Consul-compatible front end writes its errors as /v1 does.
+	"internal/consulapi": {"api", "internal/catalog", "internal/httpapi", "internal/registry"},
 	// telemetry holds the Prometheus registry and instruments; it
 	// imports nothing of ours (the server feeds it).
 	"internal/telemetry": {},
-	"internal/server": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/cluster", "internal/dnsapi", "internal/durable", "internal/health",
+	"internal/server": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/cluster", "internal/consulapi", "internal/dnsapi", "internal/durable", "internal/health",
 		"internal/httpapi", "internal/random", "internal/redact", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/tlsfiles", "internal/verify"},
 
 	// Test helpers (imported only by _test files).
@@ -88,6 +90,8 @@ var thirdParty = map[string][]string{
 	// google.golang.org/grpc is in go.mod for internal/checks' tests
 	// alone (its gRPC check against grpc-go's own health server); no
 	// rule lets non-test code import it, so it never reaches a binary.
+	// github.com/hashicorp/consul/api likewise, for internal/consulapi's
+	// tests alone: the real client against the Consul-compatible API.
 }
 
 func match(pattern, pkg string) bool {

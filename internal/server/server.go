@@ -21,6 +21,7 @@ import (
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/checks"
 	"github.com/musterhq/muster/internal/cluster"
+	"github.com/musterhq/muster/internal/consulapi"
 	"github.com/musterhq/muster/internal/dnsapi"
 	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/health"
@@ -85,6 +86,10 @@ type Config struct {
 	// that two servers on one host differ only in their HTTP address and
 	// data dir.
 	DNS dnsapi.Config
+	// Consul configures the Consul-compatible API (off unless Addr is
+	// set): its own listener, with the API's TLS and the same rules for
+	// reads.
+	Consul consulapi.Config
 	// Audit bounds the audit trail's journals (file size, files kept) and
 	// reads. Its Dir is DataDir/audit unless set.
 	Audit audit.Config
@@ -154,7 +159,7 @@ func (c Config) Validate() error {
 	cc := c.Cluster
 	cc.DataDir = c.DataDir // the cluster's check reports it missing
 	ac := c.auditConfig()
-	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate(), c.Watch.Validate(), c.Checks.Validate(), ac.Validate(), c.DNS.Validate()} {
+	for _, err := range []error{cc.Validate(), c.Verify.Validate(), c.Liveness.Validate(), c.Sweep.Validate(), c.Registry.Validate(), c.Lookups.Validate(), c.Watch.Validate(), c.Checks.Validate(), ac.Validate(), c.DNS.Validate(), c.Consul.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -195,7 +200,10 @@ type Server struct {
 	dns     *dnsapi.Server
 	dnsUDP  *net.UDPConn
 	dnsTCP  net.Listener
-	handler http.Handler
+	// consul serves the Consul-compatible API on consulLn (nil when off).
+	consulLn net.Listener
+	consul   *http.Server
+	handler  http.Handler
 	cancel  context.CancelFunc
 	// closeLong ends the handlers that may run for minutes (streams,
 	// blocking queries) when Close begins.
@@ -268,6 +276,19 @@ func (s *Server) Start(ctx context.Context) (err error) {
 				udp.Close()
 				tcp.Close()
 				s.dnsUDP, s.dnsTCP = nil, nil
+			}
+		}()
+	}
+	if s.cfg.Consul.Enabled() {
+		cl, err := net.Listen("tcp", s.cfg.Consul.Addr)
+		if err != nil {
+			return listenError("Consul-compatible API", "--consul-addr", s.cfg.Consul.Addr, err)
+		}
+		s.consulLn = cl
+		defer func() {
+			if err != nil {
+				cl.Close()
+				s.consulLn = nil
 			}
 		}()
 	}
@@ -456,6 +477,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.log.Error("http server stopped", "err", err)
 		}
 	}()
+	if s.consulLn != nil {
+		s.serveConsul(reg, apiTLS)
+	}
 	go func() {
 		defer s.wg.Done()
 		s.sweepWhileLeader(ctx)
@@ -483,6 +507,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		// fairly among client addresses, as the HTTP listener's are.
 		s.dns.Serve(s.dnsUDP, newConnLimit(s.dnsTCP, s.dns.Config().MaxTCPConns, dnsConnShare, s.log).byNetwork())
 		attrs = append(attrs, "dns_addr", s.DNSAddr(), "dns_domain", s.dns.Config().Domain)
+	}
+	if s.consulLn != nil {
+		attrs = append(attrs, "consul_addr", s.ConsulAddr())
 	}
 	s.log.Info("muster listening", attrs...)
 	return nil
@@ -690,6 +717,49 @@ func (s *Server) DNSAddr() string {
 	return s.dnsUDP.LocalAddr().String()
 }
 
+// serveConsul serves the Consul-compatible API on its listener: with the
+// API's TLS, its connections bounded (a quarter of the main API's budget
+// of open files, shared fairly among clients), the main API's timeouts
+// but none on writing (its blocking queries may wait up to
+// registry.MaxWait).
+func (s *Server) serveConsul(reg *registry.Registry, apiTLS *tls.Config) {
+	ln := s.consulLn
+	if limit := fileLimit(); limit > 0 {
+		ln = newConnLimit(ln, max(64, int(fileBudget(limit))/4), minConnShare, s.log)
+	}
+	if apiTLS != nil {
+		ln = tls.NewListener(ln, apiTLS)
+	} else if !httpapi.Loopback(ln.Addr().String()) {
+		s.log.Warn("the Consul-compatible API is served over plain HTTP on an address other hosts can reach: tokens "+
+			"cross the network in the clear; serve it over TLS with --http-tls-cert and --http-tls-key", "consul_addr", ln.Addr().String())
+	}
+	s.consul = &http.Server{
+		ConnContext:       httpapi.ConnContext,
+		Handler:           consulapi.New(s.cfg.Consul, reg, s.log).Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          log.New(newServerErrors(s.log), "", 0),
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.consul.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("consul-compatible API stopped", "err", err)
+		}
+	}()
+}
+
+// ConsulAddr returns the bound address of the Consul-compatible API, or
+// "" when it is off.
+func (s *Server) ConsulAddr() string {
+	if s.consulLn == nil {
+		return ""
+	}
+	return s.consulLn.Addr().String()
+}
+
 // URL returns the base URL of the HTTP API.
 func (s *Server) URL() string {
 	if s.cfg.HTTPTLS.Enabled() {
@@ -788,6 +858,17 @@ func (s *Server) Close() error {
 				s.http.Close()
 			}
 			cancel()
+		}
+		if s.consul != nil {
+			// Its blocking queries end with the server; a second for the
+			// requests in flight.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if s.consul.Shutdown(ctx) != nil {
+				s.consul.Close()
+			}
+			cancel()
+		} else if s.consulLn != nil {
+			s.consulLn.Close()
 		}
 		if s.dns != nil {
 			s.dns.Close()

@@ -1,0 +1,659 @@
+// Package consulapi serves a subset of Consul's HTTP API over muster's
+// catalog, on a listener of its own (--consul-addr), so that tools that
+// discover targets through Consul (Prometheus's consul_sd_configs,
+// Traefik's Consul Catalog provider, programs written against
+// github.com/hashicorp/consul/api) read muster unchanged.
+//
+// It owns no state: every answer is a read of the registry, with the
+// registry's rules (the read modes, private reads, the bounds on
+// blocking queries). This first part serves reads only; every other
+// route, the writes among them, answers a JSON error that names what is
+// not served (docs/consul-compat.md lists what is).
+package consulapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/httpapi"
+	"github.com/musterhq/muster/internal/registry"
+)
+
+// DefaultDatacenter is the one datacenter muster answers as.
+const DefaultDatacenter = "dc1"
+
+// Config configures the Consul-compatible API.
+type Config struct {
+	// Addr is the listener's address; "" turns the API off.
+	Addr string
+	// Datacenter is the name every answer gives; default
+	// DefaultDatacenter. A request naming another (?dc=) is a 400.
+	Datacenter string
+}
+
+// Enabled reports whether the API is to be served.
+func (c Config) Enabled() bool { return c.Addr != "" }
+
+// Validate checks c.
+func (c Config) Validate() error {
+	if c.Datacenter != "" && !catalog.ValidServiceName(c.Datacenter) {
+		return fmt.Errorf("consulapi: datacenter %.64q is not a name of a-z, 0-9 and -", c.Datacenter)
+	}
+	return nil
+}
+
+// API answers Consul's read routes from the registry.
+type API struct {
+	reg *registry.Registry
+	log *slog.Logger
+	dc  string
+	mux *http.ServeMux
+}
+
+// New returns the API over reg.
+func New(cfg Config, reg *registry.Registry, log *slog.Logger) *API {
+	a := &API{reg: reg, log: log, dc: cfg.Datacenter, mux: http.NewServeMux()}
+	if a.dc == "" {
+		a.dc = DefaultDatacenter
+	}
+	for pattern, h := range map[string]func(http.ResponseWriter, *http.Request) error{
+		"GET /v1/catalog/services":       a.catalogServices,
+		"GET /v1/catalog/service/{name}": a.catalogService,
+		"GET /v1/health/service/{name}":  a.healthService,
+		"GET /v1/catalog/datacenters":    a.datacenters,
+		"GET /v1/status/leader":          a.statusLeader,
+		"GET /v1/status/peers":           a.statusPeers,
+		"GET /v1/agent/self":             a.agentSelf,
+	} {
+		a.mux.HandleFunc(pattern, a.adapt(h))
+	}
+	a.mux.HandleFunc("/", a.adapt(a.notServed))
+	return a
+}
+
+// Handler is the API's http.Handler: a panic in a handler is a 500 with
+// a JSON body, never a dropped connection without an answer.
+func (a *API) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				a.log.Error("consul api: handler panicked", "route", r.URL.Path, "panic", fmt.Sprint(p))
+				httpapi.WriteError(w, a.log, errors.New("internal error"))
+			}
+		}()
+		a.mux.ServeHTTP(w, r)
+	})
+}
+
+func (a *API) adapt(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			httpapi.WriteError(w, a.log, err)
+		}
+	}
+}
+
+// notServed answers every route this API does not serve: a 405 for the
+// methods of a route it serves, else a 404 that says so.
+func (a *API) notServed(w http.ResponseWriter, r *http.Request) error {
+	if _, pattern := a.mux.Handler(&http.Request{Method: http.MethodGet, URL: r.URL}); pattern != "/" && pattern != "" {
+		w.Header().Set("Allow", "GET, HEAD")
+		return httpapi.Errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "",
+			"%s %s is not served: muster's Consul-compatible API answers GET here (see docs/consul-compat.md)", r.Method, cutPath(r.URL.Path))
+	}
+	return httpapi.Errorf(http.StatusNotFound, api.CodeNotFound, "",
+		"%s %s is not part of muster's Consul-compatible API (reads of the catalog, health, status and agent/self; see docs/consul-compat.md)", r.Method, cutPath(r.URL.Path))
+}
+
+// cutPath is p bounded for an error message.
+func cutPath(p string) string {
+	if len(p) > 128 {
+		return p[:128] + "..."
+	}
+	return p
+}
+
+// query is what every read takes.
+type query struct {
+	index uint64 // blocking: answer once past this index
+	wait  time.Duration
+	mode  registry.ReadMode
+	tags  []string
+	meta  []string // key:value, from ?filter=ServiceMeta.k == "v"
+	pass  bool     // ?passing
+	scope registry.ReadScope
+}
+
+// parse reads r's query: the datacenter, the blocking and read-mode
+// parameters, tags and the filter; and checks the caller may read.
+// Parameters Consul's clients send that have no meaning here (near,
+// cached, ns, partition, ...) are ignored, as Consul ignores unknown ones.
+func (a *API) parse(r *http.Request) (query, error) {
+	var q query
+	v := r.URL.Query()
+	if dc := v.Get("dc"); dc != "" && dc != a.dc {
+		return q, httpapi.BadField("dc", "no datacenter %.64q here: muster answers as %q", dc, a.dc)
+	}
+	if s := v.Get("index"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return q, httpapi.BadField("index", "index must be a number (an earlier answer's X-Consul-Index)")
+		}
+		q.index, q.wait = n, registry.DefaultWait
+	}
+	if s := v.Get("wait"); s != "" {
+		d, err := parseWait(s)
+		if err != nil {
+			return q, httpapi.BadField("wait", "wait must be a duration such as 30s or 5m, at most %s", registry.MaxWait)
+		}
+		if q.index > 0 {
+			q.wait = d
+		}
+	}
+	_, stale := v["stale"]
+	_, consistent := v["consistent"]
+	switch {
+	case stale && consistent:
+		return q, httpapi.BadField("stale", "stale and consistent together: ask for one")
+	case stale:
+		q.mode = registry.ReadStale
+	case consistent:
+		q.mode = registry.ReadConsistent
+	}
+	q.tags = v["tag"]
+	for _, t := range q.tags {
+		if t == "" {
+			return q, httpapi.BadField("tag", "an empty tag")
+		}
+	}
+	if p, ok := v["passing"]; ok {
+		q.pass = len(p) == 0 || (p[0] != "0" && !strings.EqualFold(p[0], "false"))
+	}
+	if f := v.Get("filter"); f != "" {
+		kind, k, val, err := parseFilter(f)
+		if err != nil {
+			return q, httpapi.BadField("filter", "%s", err.Error())
+		}
+		if kind == "tag" {
+			q.tags = append(q.tags, val)
+		} else {
+			q.meta = append(q.meta, k+":"+val)
+		}
+	}
+	scope, err := a.reg.Reader(r.Context(), token(r))
+	if err != nil {
+		return q, err
+	}
+	q.scope = scope
+	return q, nil
+}
+
+// token is the caller's token: X-Consul-Token, else a bearer token, else
+// ?token= (as Consul takes it).
+func token(r *http.Request) string {
+	if t := r.Header.Get("X-Consul-Token"); t != "" {
+		return t
+	}
+	if t := httpapi.Bearer(r); t != "" {
+		return t
+	}
+	return r.URL.Query().Get("token")
+}
+
+// parseWait reads Consul's wait: a Go duration, or a number of seconds
+// without a unit; at most registry.MaxWait.
+func parseWait(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		n, nerr := strconv.ParseUint(s, 10, 32)
+		if nerr != nil {
+			return 0, err
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 0 || d > registry.MaxWait {
+		return 0, errors.New("out of range")
+	}
+	return d, nil
+}
+
+// parseFilter reads the two forms of Consul's filter expressions this
+// API serves: ServiceMeta.k == "v" (or ServiceMeta["k"] == "v") and
+// "t" in ServiceTags. kind is "meta" or "tag".
+func parseFilter(f string) (kind, key, val string, err error) {
+	f = strings.TrimSpace(f)
+	unsupported := fmt.Errorf("filter %.100q is not served: only ServiceMeta.k == \"v\" and \"t\" in ServiceTags are", f)
+	if lhs, rhs, ok := strings.Cut(f, " in "); ok {
+		t, terr := strconv.Unquote(strings.TrimSpace(lhs))
+		if terr != nil || strings.TrimSpace(rhs) != "ServiceTags" || t == "" {
+			return "", "", "", unsupported
+		}
+		return "tag", "", t, nil
+	}
+	lhs, rhs, ok := strings.Cut(f, "==")
+	if !ok {
+		return "", "", "", unsupported
+	}
+	lhs, rhs = strings.TrimSpace(lhs), strings.TrimSpace(rhs)
+	val, verr := strconv.Unquote(rhs)
+	if verr != nil {
+		return "", "", "", unsupported
+	}
+	switch {
+	case strings.HasPrefix(lhs, "ServiceMeta."):
+		key = strings.TrimPrefix(lhs, "ServiceMeta.")
+	case strings.HasPrefix(lhs, "ServiceMeta[") && strings.HasSuffix(lhs, "]"):
+		k, kerr := strconv.Unquote(lhs[len("ServiceMeta[") : len(lhs)-1])
+		if kerr != nil {
+			return "", "", "", unsupported
+		}
+		key = k
+	default:
+		return "", "", "", unsupported
+	}
+	if key == "" || !catalog.ValidMetaKey(key) {
+		return "", "", "", unsupported
+	}
+	return "meta", key, val, nil
+}
+
+// begin applies q's read mode and writes the headers every read answers
+// with; index is the answer's X-Consul-Index (Consul's are never 0).
+func (a *API) begin(ctx context.Context, w http.ResponseWriter, q query) error {
+	info, err := a.reg.Read(ctx, q.mode)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("X-Consul-KnownLeader", strconv.FormatBool(info.KnownLeader))
+	h.Set("X-Consul-LastContact", strconv.FormatInt(max(0, info.LastContact.Milliseconds()), 10))
+	h.Set("X-Consul-Effective-Consistency", map[registry.ReadMode]string{
+		registry.ReadDefault: "leader", registry.ReadStale: "stale", registry.ReadConsistent: "consistent"}[q.mode])
+	return nil
+}
+
+func setIndex(w http.ResponseWriter, index uint64) {
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(max(1, index), 10))
+}
+
+// client is the caller a blocking query counts against.
+func client(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// catalogServices answers GET /v1/catalog/services: every service with
+// instances the caller may read, and the union of their tags.
+func (a *API) catalogServices(w http.ResponseWriter, r *http.Request) error {
+	q, err := a.parse(r)
+	if err != nil {
+		return err
+	}
+	if err := a.begin(r.Context(), w, q); err != nil {
+		return err
+	}
+	var sums []registry.Summary
+	var index uint64
+	if q.index > 0 {
+		sums, index, err = a.reg.WaitServices(r.Context(), client(r), q.index, q.wait, q.scope)
+	} else {
+		sums, index, err = a.reg.ServicesFor(q.scope)
+	}
+	if err != nil {
+		return err
+	}
+	out := make(map[string][]string, len(sums))
+	for _, s := range sums {
+		sr, err := a.reg.Service(s.Name)
+		if err != nil {
+			return err
+		}
+		tags := []string{}
+		if sr.View != nil {
+			for _, inst := range sr.View.Instances {
+				for _, t := range inst.Tags {
+					if !slices.Contains(tags, t) {
+						tags = append(tags, t)
+					}
+				}
+			}
+		}
+		slices.Sort(tags)
+		out[s.Name] = tags
+	}
+	setIndex(w, index)
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// readService reads the service r names, as a blocking query when q asks.
+func (a *API) readService(r *http.Request, q query) (string, registry.ServiceRead, error) {
+	name := r.PathValue("name")
+	if err := registry.CheckServiceName(name); err != nil {
+		return "", registry.ServiceRead{}, err
+	}
+	if err := a.reg.CheckRead(r.Context(), q.scope, name); err != nil {
+		return "", registry.ServiceRead{}, err
+	}
+	if q.index > 0 {
+		sr, err := a.reg.WaitService(r.Context(), client(r), name, q.index, q.wait)
+		return name, sr, err
+	}
+	sr, err := a.reg.Service(name)
+	return name, sr, err
+}
+
+// catalogService answers GET /v1/catalog/service/{name}: every instance
+// of the service, whatever its health, as Consul's catalog lists them.
+func (a *API) catalogService(w http.ResponseWriter, r *http.Request) error {
+	q, err := a.parse(r)
+	if err != nil {
+		return err
+	}
+	if err := a.begin(r.Context(), w, q); err != nil {
+		return err
+	}
+	_, sr, err := a.readService(r, q)
+	if err != nil {
+		return err
+	}
+	out := []catalogService{}
+	sr.Each(registry.Filter{Tags: q.tags, Meta: q.meta, Status: registry.StatusAny}, func(_ int, e registry.Entry) bool {
+		n := nodeOf(e.Instance.Address, a.dc)
+		out = append(out, catalogService{
+			ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: a.dc, TaggedAddresses: n.TaggedAddresses, NodeMeta: n.Meta,
+			ServiceID: e.Instance.ID, ServiceName: e.Instance.Service, ServiceAddress: e.Instance.Address,
+			ServiceTags: tagsOf(e.Instance), ServiceMeta: metaOf(e), ServicePort: e.Instance.Port,
+			ServiceWeights: weights{Passing: 1, Warning: 1}, CreateIndex: sr.Index(), ModifyIndex: sr.Index(),
+		})
+		return true
+	})
+	setIndex(w, sr.Index())
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// healthService answers GET /v1/health/service/{name}: every instance
+// with its node and its checks (?passing: those whose every check
+// passes).
+func (a *API) healthService(w http.ResponseWriter, r *http.Request) error {
+	q, err := a.parse(r)
+	if err != nil {
+		return err
+	}
+	if err := a.begin(r.Context(), w, q); err != nil {
+		return err
+	}
+	_, sr, err := a.readService(r, q)
+	if err != nil {
+		return err
+	}
+	want := registry.StatusAny
+	if q.pass {
+		want = catalog.StatusPassing
+	}
+	out := []serviceEntry{}
+	sr.Each(registry.Filter{Tags: q.tags, Meta: q.meta, Status: want}, func(_ int, e registry.Entry) bool {
+		n := nodeOf(e.Instance.Address, a.dc)
+		n.CreateIndex, n.ModifyIndex = sr.Index(), sr.Index()
+		out = append(out, serviceEntry{
+			Node: n,
+			Service: agentService{ID: e.Instance.ID, Service: e.Instance.Service, Tags: tagsOf(e.Instance),
+				Meta: metaOf(e), Port: e.Instance.Port, Address: e.Instance.Address, Weights: weights{Passing: 1, Warning: 1},
+				CreateIndex: sr.Index(), ModifyIndex: sr.Index(), Datacenter: a.dc},
+			Checks: checksOf(n.Node, e, sr.Index()),
+		})
+		return true
+	})
+	setIndex(w, sr.Index())
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// datacenters answers GET /v1/catalog/datacenters.
+func (a *API) datacenters(w http.ResponseWriter, r *http.Request) error {
+	httpapi.WriteJSON(w, http.StatusOK, []string{a.dc})
+	return nil
+}
+
+// members lists the cluster's servers as (address, leads, votes): their
+// Raft addresses, or, for a single server with no cluster, this API's own
+// address. Like the main API's members list, it needs a token when reads
+// do.
+func (a *API) members(r *http.Request) ([]api.Member, error) {
+	if _, err := a.reg.Reader(r.Context(), token(r)); err != nil {
+		return nil, err
+	}
+	ms, err := a.reg.Members(r.Context())
+	if errors.Is(err, registry.ErrNotClustered) {
+		self := ""
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			self = la.String()
+		}
+		return []api.Member{{RaftAddr: self, State: "leader", Suffrage: "voter"}}, nil
+	}
+	return ms, err
+}
+
+// statusLeader answers GET /v1/status/leader: the leader's address as a
+// JSON string, "" when none is known (as Consul answers).
+func (a *API) statusLeader(w http.ResponseWriter, r *http.Request) error {
+	ms, err := a.members(r)
+	if err != nil {
+		return err
+	}
+	leader := ""
+	for _, m := range ms {
+		if m.State == "leader" {
+			leader = m.RaftAddr
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, leader)
+	return nil
+}
+
+// statusPeers answers GET /v1/status/peers: the voters' addresses.
+func (a *API) statusPeers(w http.ResponseWriter, r *http.Request) error {
+	ms, err := a.members(r)
+	if err != nil {
+		return err
+	}
+	out := []string{}
+	for _, m := range ms {
+		if m.Suffrage == "voter" {
+			out = append(out, m.RaftAddr)
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// agentSelf answers GET /v1/agent/self with what clients read of it: the
+// datacenter and this server's name.
+func (a *API) agentSelf(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.reg.Reader(r.Context(), token(r)); err != nil {
+		return err
+	}
+	self := a.reg.Self()
+	httpapi.WriteJSON(w, http.StatusOK, map[string]any{
+		"Config": map[string]any{"Datacenter": a.dc, "NodeName": self.Node, "NodeID": nodeUUID(self.Node), "Server": true},
+		"Member": map[string]any{"Name": self.Node, "Status": 1, "Tags": map[string]string{"dc": a.dc, "role": "consul"}},
+		"Meta":   map[string]string{"muster": "true"},
+	})
+	return nil
+}
+
+// The JSON shapes, field for field as Consul's clients decode them.
+type (
+	weights struct {
+		Passing int
+		Warning int
+	}
+	node struct {
+		ID              string
+		Node            string
+		Address         string
+		Datacenter      string
+		TaggedAddresses map[string]string
+		Meta            map[string]string
+		CreateIndex     uint64
+		ModifyIndex     uint64
+	}
+	catalogService struct {
+		ID                       string
+		Node                     string
+		Address                  string
+		Datacenter               string
+		TaggedAddresses          map[string]string
+		NodeMeta                 map[string]string
+		ServiceKind              string
+		ServiceID                string
+		ServiceName              string
+		ServiceAddress           string
+		ServiceTags              []string
+		ServiceMeta              map[string]string
+		ServicePort              int
+		ServiceWeights           weights
+		ServiceEnableTagOverride bool
+		CreateIndex              uint64
+		ModifyIndex              uint64
+	}
+	agentService struct {
+		Kind              string
+		ID                string
+		Service           string
+		Tags              []string
+		Meta              map[string]string
+		Port              int
+		Address           string
+		Weights           weights
+		EnableTagOverride bool
+		CreateIndex       uint64
+		ModifyIndex       uint64
+		Datacenter        string
+	}
+	healthCheck struct {
+		Node        string
+		CheckID     string
+		Name        string
+		Status      string
+		Notes       string
+		Output      string
+		ServiceID   string
+		ServiceName string
+		ServiceTags []string
+		Type        string
+		CreateIndex uint64
+		ModifyIndex uint64
+	}
+	serviceEntry struct {
+		Node    node
+		Service agentService
+		Checks  []healthCheck
+	}
+)
+
+// nodeOf is the synthetic node of an address: Consul lists instances by
+// the node (agent) that holds them; muster has none, so each address is
+// one.
+func nodeOf(address, dc string) node {
+	name := "muster-" + strings.NewReplacer(":", "-", ".", "-").Replace(address)
+	return node{ID: nodeUUID(address), Node: name, Address: address, Datacenter: dc,
+		TaggedAddresses: map[string]string{"lan": address, "wan": address},
+		Meta:            map[string]string{"muster-synthetic": "true"}}
+}
+
+// nodeUUID is a UUID-shaped ID derived from s.
+func nodeUUID(s string) string {
+	h := sha256.Sum256([]byte(s))
+	x := hex.EncodeToString(h[:16])
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+func tagsOf(inst *catalog.Instance) []string {
+	if len(inst.Tags) == 0 {
+		return []string{}
+	}
+	return inst.Tags
+}
+
+// metaOf is the instance's meta, with muster's freshness beside it:
+// muster_quality and muster_last_seen_ms (absent when unknown).
+func metaOf(e registry.Entry) map[string]string {
+	m := make(map[string]string, len(e.Instance.Meta)+2)
+	for k, v := range e.Instance.Meta {
+		m[k] = v
+	}
+	m["muster_quality"] = strconv.FormatFloat(e.Quality, 'f', 2, 64)
+	if e.Age >= 0 {
+		m["muster_last_seen_ms"] = strconv.FormatInt(e.Age.Milliseconds(), 10)
+	}
+	m["muster_status"] = string(e.Status)
+	return m
+}
+
+// checksOf are an entry's checks as Consul shows them: the heartbeat as a
+// TTL check (service:<id>), each active check (service:<id>:<n>), and,
+// for a draining instance, Consul's maintenance check, critical.
+func checksOf(nodeName string, e registry.Entry, index uint64) []healthCheck {
+	inst := e.Instance
+	mk := func(id, name, status, output, typ string) healthCheck {
+		return healthCheck{Node: nodeName, CheckID: id, Name: name, Status: status, Output: output,
+			ServiceID: inst.ID, ServiceName: inst.Service, ServiceTags: tagsOf(inst), Type: typ,
+			CreateIndex: index, ModifyIndex: index}
+	}
+	var out []healthCheck
+	if inst.TTL > 0 {
+		status := api.StatusPassing
+		if e.Status == catalog.StatusCritical && len(e.Checks) == 0 {
+			status = api.StatusCritical
+		}
+		out = append(out, mk("service:"+inst.ID, "muster heartbeat", status,
+			fmt.Sprintf("quality %.2f, last heartbeat %s ago", e.Quality, lastSeen(e.Age)), "ttl"))
+	}
+	for i, c := range e.Checks {
+		out = append(out, mk("service:"+inst.ID+":"+strconv.Itoa(i+1), "muster "+c.Type+" check", c.Status, c.Output, c.Type))
+	}
+	if e.Status == catalog.StatusCritical && inst.TTL > 0 && len(e.Checks) > 0 {
+		// Critical by its checks or its TTL: say so on the heartbeat
+		// when no active check is failing.
+		failing := slices.ContainsFunc(e.Checks, func(c api.CheckState) bool { return c.Status != api.StatusPassing })
+		if !failing {
+			out[0].Status = api.StatusCritical
+		}
+	}
+	if e.Status == catalog.StatusDraining {
+		m := mk("_service_maintenance:"+inst.ID, "Service Maintenance Mode", api.StatusCritical, "", "maintenance")
+		m.Notes = "draining: muster deregisters it soon"
+		out = append(out, m)
+	}
+	if out == nil {
+		out = []healthCheck{}
+	}
+	return out
+}
+
+func lastSeen(age time.Duration) string {
+	if age < 0 {
+		return "unknown"
+	}
+	return age.Round(time.Millisecond).String()
+}
