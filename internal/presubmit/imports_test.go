@@ -28,6 +28,8 @@ const module = "github.com/musterhq/muster/"
 var layers = map[string][]string{
 	"api":    {},
 	"client": {"api", "internal/tlsfiles"},
+	// The gRPC resolver: the SDK and grpc-go, nothing else.
+	"client/grpcresolver": {"client"},
 
 	"internal/catalog":  {},
 	"internal/random":   {},
@@ -87,9 +89,11 @@ var thirdParty = map[string][]string{
 	// DNS's wire format: the DNS front end, and the benchmark's DNS
 	// load.
 	"github.com/miekg/dns": {"internal/dnsapi", "internal/bench"},
-	// google.golang.org/grpc is in go.mod for internal/checks' tests
-	// alone (its gRPC check against grpc-go's own health server); no
-	// rule lets non-test code import it, so it never reaches a binary.
+	// grpc-go: the SDK's gRPC resolver (a package of its own, so that a
+	// program that does not use it does not link grpc-go), and
+	// internal/checks' tests (its gRPC check against grpc-go's own
+	// health server). It never reaches the muster binary.
+	"google.golang.org/grpc": {"client/grpcresolver"},
 	// github.com/hashicorp/consul/api likewise, for internal/consulapi's
 	// tests alone: the real client against the Consul-compatible API.
 }
