@@ -94,8 +94,10 @@ var thirdParty = map[string][]string{
 	// internal/checks' tests (its gRPC check against grpc-go's own
 	// health server). It never reaches the muster binary.
 	"google.golang.org/grpc": {"client/grpcresolver"},
-	// github.com/hashicorp/consul/api likewise, for internal/consulapi's
-	// tests alone: the real client against the Consul-compatible API.
+	// github.com/hashicorp/consul/api and github.com/prometheus/prometheus
+	// likewise, for internal/consulapi's tests alone: the real Consul
+	// client and Prometheus's own Consul discovery against the
+	// Consul-compatible API.
 }
 
 func match(pattern, pkg string) bool {
