@@ -3,14 +3,19 @@ package consulapi_test
 import (
 	"context"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v2"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery"
 	promconsul "github.com/prometheus/prometheus/discovery/consul"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 )
 
 // TestConsul_PrometheusDiscovery: Prometheus's own Consul service
@@ -72,4 +77,106 @@ func TestConsul_PrometheusDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	targets(0)
+}
+
+// TestPrometheusExample: examples/prometheus/prometheus.yml, as
+// Prometheus reads it: its consul_sd_configs (the server changed to this
+// test's), run by Prometheus's own discovery against a real muster, find
+// the passing instances, and its relabelling keeps those and drops a
+// draining one, with the labels its README promises.
+func TestPrometheusExample(t *testing.T) {
+	b, err := os.ReadFile("../../examples/prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Global struct {
+			ScrapeInterval model.Duration `yaml:"scrape_interval"`
+		} `yaml:"global"`
+		ScrapeConfigs []struct {
+			JobName        string                 `yaml:"job_name"`
+			ConsulSD       []*promconsul.SDConfig `yaml:"consul_sd_configs"`
+			RelabelConfigs []*relabel.Config      `yaml:"relabel_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.UnmarshalStrict(b, &file); err != nil {
+		t.Fatalf("prometheus.yml: %v", err)
+	}
+	if len(file.ScrapeConfigs) != 1 || len(file.ScrapeConfigs[0].ConsulSD) != 1 {
+		t.Fatalf("prometheus.yml: %+v", file)
+	}
+	sc := file.ScrapeConfigs[0]
+	for _, rc := range sc.RelabelConfigs {
+		if err := rc.Validate(model.UTF8Validation); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sc.ConsulSD[0].Server != "127.0.0.1:8500" {
+		t.Errorf("the example points at %s, not the address its README starts muster on", sc.ConsulSD[0].Server)
+	}
+
+	h, _ := start(t, nil)
+	k := h.Key(t, "web")
+	id, _ := register(t, h, "web", k.Secret, nil, nil)
+	drained, dtok := register(t, h, "web", k.Secret, nil, nil)
+	if _, err := h.Anon.Drain(context.Background(), drained, dtok); err != nil {
+		t.Fatal(err)
+	}
+	conf := sc.ConsulSD[0]
+	conf.Server = h.Srv.ConsulAddr()
+	g := discover(t, conf, "web", 2)
+	var kept []labels.Labels
+	for _, tg := range g.Targets {
+		lb := labels.NewBuilder(labels.EmptyLabels())
+		for n, v := range g.Labels {
+			lb.Set(string(n), string(v))
+		}
+		for n, v := range tg {
+			lb.Set(string(n), string(v))
+		}
+		if relabel.ProcessBuilder(lb, sc.RelabelConfigs...) {
+			kept = append(kept, lb.Labels())
+		}
+	}
+	if len(kept) != 1 || kept[0].Get("service") != "web" || kept[0].Get("instance_id") != id || kept[0].Get("muster_quality") == "" {
+		t.Errorf("after relabelling: %v; want the passing instance %s with service, instance_id and muster_quality", kept, id)
+	}
+}
+
+// discover runs Prometheus's Consul discovery with conf until it reports
+// want targets of service, and returns that group.
+func discover(t *testing.T, conf *promconsul.SDConfig, service string, want int) *targetgroup.Group {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	refresh := discovery.NewRefreshMetrics(reg)
+	if err := refresh.Register(); err != nil {
+		t.Fatal(err)
+	}
+	metrics := conf.NewDiscovererMetrics(reg, refresh)
+	if err := metrics.Register(); err != nil {
+		t.Fatal(err)
+	}
+	defer metrics.Unregister()
+	d, err := promconsul.NewDiscovery(conf, slog.New(slog.DiscardHandler), metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := make(chan []*targetgroup.Group, 16)
+	go d.Run(ctx, ch)
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case groups := <-ch:
+			for _, g := range groups {
+				if g != nil && g.Source == service && len(g.Targets) == want {
+					return g
+				}
+			}
+		case <-deadline:
+			t.Fatalf("Prometheus's discovery did not see %d targets of %s", want, service)
+			return nil
+		}
+	}
 }

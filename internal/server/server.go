@@ -197,14 +197,14 @@ type Server struct {
 	listener net.Listener
 	http     *http.Server
 	// dns answers DNS queries on dnsUDP and dnsTCP (nil when DNS is off).
-	dns     *dnsapi.Server
-	dnsUDP  *net.UDPConn
-	dnsTCP  net.Listener
+	dns    *dnsapi.Server
+	dnsUDP *net.UDPConn
+	dnsTCP net.Listener
 	// consul serves the Consul-compatible API on consulLn (nil when off).
 	consulLn net.Listener
 	consul   *http.Server
 	handler  http.Handler
-	cancel  context.CancelFunc
+	cancel   context.CancelFunc
 	// closeLong ends the handlers that may run for minutes (streams,
 	// blocking queries) when Close begins.
 	closeLong context.CancelFunc
