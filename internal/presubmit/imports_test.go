@@ -30,6 +30,7 @@ var layers = map[string][]string{
 	"client": {"api", "internal/tlsfiles"},
 	// The gRPC resolver: the SDK and grpc-go, nothing else.
 	"client/grpcresolver": {"client"},
+	"client/grpcservice":  {"api", "client"},
 
 	"internal/catalog":  {},
 	"internal/random":   {},
@@ -93,7 +94,7 @@ var thirdParty = map[string][]string{
 	// program that does not use it does not link grpc-go), and
 	// internal/checks' tests (its gRPC check against grpc-go's own
 	// health server). It never reaches the muster binary.
-	"google.golang.org/grpc": {"client/grpcresolver"},
+	"google.golang.org/grpc": {"client/grpcresolver", "client/grpcservice"},
 	// github.com/hashicorp/consul/api and github.com/prometheus/prometheus
 	// likewise, for internal/consulapi's tests alone: the real Consul
 	// client and Prometheus's own Consul discovery against the
