@@ -73,6 +73,7 @@ func New(cfg Config, reg *registry.Registry, log *slog.Logger) *API {
 		"GET /v1/catalog/service/{name}": a.catalogService,
 		"GET /v1/health/service/{name}":  a.healthService,
 		"GET /v1/catalog/datacenters":    a.datacenters,
+		"GET /v1/catalog/nodes":          a.catalogNodes,
 		"GET /v1/status/leader":          a.statusLeader,
 		"GET /v1/status/peers":           a.statusPeers,
 		"GET /v1/agent/self":             a.agentSelf,
@@ -424,6 +425,52 @@ func (a *API) healthService(w http.ResponseWriter, r *http.Request) error {
 		return true
 	})
 	setIndex(w, sr.Index())
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// catalogNodes answers GET /v1/catalog/nodes: the synthetic node of every
+// address that holds an instance the caller may read, sorted by name; as
+// a blocking query, it waits on the service list.
+func (a *API) catalogNodes(w http.ResponseWriter, r *http.Request) error {
+	q, err := a.parse(r)
+	if err != nil {
+		return err
+	}
+	if err := a.begin(r.Context(), w, q); err != nil {
+		return err
+	}
+	var sums []registry.Summary
+	var index uint64
+	if q.index > 0 {
+		sums, index, err = a.reg.WaitServices(r.Context(), client(r), q.index, q.wait, q.scope)
+	} else {
+		sums, index, err = a.reg.ServicesFor(q.scope)
+	}
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	out := []node{}
+	for _, s := range sums {
+		sr, err := a.reg.Service(s.Name)
+		if err != nil {
+			return err
+		}
+		if sr.View == nil {
+			continue
+		}
+		for _, inst := range sr.View.Instances {
+			if !seen[inst.Address] {
+				seen[inst.Address] = true
+				n := nodeOf(inst.Address, a.dc)
+				n.CreateIndex, n.ModifyIndex = index, index
+				out = append(out, n)
+			}
+		}
+	}
+	slices.SortFunc(out, func(x, y node) int { return strings.Compare(x.Node, y.Node) })
+	setIndex(w, index)
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }

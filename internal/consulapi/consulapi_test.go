@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,9 @@ func TestConsul_ClientReadsTheCatalog(t *testing.T) {
 		t.Errorf("health service web passing: %+v, %v", passing, err)
 	}
 
+	if nodes, _, err := cc.Catalog().Nodes(nil); err != nil || len(nodes) != 1 || nodes[0].Address != "127.0.0.1" || nodes[0].Datacenter != "dc1" {
+		t.Errorf("catalog nodes: %+v, %v", nodes, err)
+	}
 	if dcs, err := cc.Catalog().Datacenters(); err != nil || len(dcs) != 1 || dcs[0] != "dc1" {
 		t.Errorf("datacenters: %v, %v", dcs, err)
 	}
@@ -293,4 +297,89 @@ func TestConsul_BadQueries(t *testing.T) {
 func urlq(s string) string {
 	r := strings.NewReplacer(" ", "%20", `"`, "%22", "=", "%3D", "!", "%21", "*", "%2A")
 	return r.Replace(s)
+}
+
+// TestConsul_FieldsAreConsuls: every field of the catalog's and health's
+// answers is one Consul's documentation lists (testdata/consul-fields.json),
+// spelled as Consul spells it, and the required ones are present, for an
+// instance with tags, meta, an active check and a drain.
+func TestConsul_FieldsAreConsuls(t *testing.T) {
+	b, err := os.ReadFile("testdata/consul-fields.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden map[string]json.RawMessage
+	if err := json.Unmarshal(b, &golden); err != nil {
+		t.Fatal(err)
+	}
+	shape := func(name string) (allowed, required map[string]bool) {
+		var s struct{ Allowed, Required []string }
+		if err := json.Unmarshal(golden[name], &s); err != nil {
+			t.Fatal(name, err)
+		}
+		allowed, required = map[string]bool{}, map[string]bool{}
+		for _, f := range s.Allowed {
+			allowed[f] = true
+		}
+		for _, f := range s.Required {
+			required[f] = true
+		}
+		return allowed, required
+	}
+	check := func(what, name string, obj map[string]json.RawMessage) {
+		t.Helper()
+		allowed, required := shape(name)
+		for f := range obj {
+			if !allowed[f] {
+				t.Errorf("%s: field %q is not one of Consul's", what, f)
+			}
+		}
+		for f := range required {
+			if _, ok := obj[f]; !ok {
+				t.Errorf("%s: no field %q", what, f)
+			}
+		}
+	}
+	h, _ := start(t, nil)
+	k := h.Key(t, "web")
+	id, tok := register(t, h, "web", k.Secret, []string{"v1"}, map[string]string{"zone": "a"})
+	if _, err := h.Anon.Drain(context.Background(), id, tok); err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string, v any) {
+		t.Helper()
+		resp, err := http.Get("http://" + h.Srv.ConsulAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %d, %v", path, resp.StatusCode, err)
+		}
+	}
+	var cs []map[string]json.RawMessage
+	get("/v1/catalog/service/web", &cs)
+	var nodes []map[string]json.RawMessage
+	get("/v1/catalog/nodes", &nodes)
+	var entries []map[string]json.RawMessage
+	get("/v1/health/service/web", &entries)
+	if len(cs) != 1 || len(nodes) != 1 || len(entries) != 1 {
+		t.Fatalf("%d catalog entries, %d nodes, %d health entries", len(cs), len(nodes), len(entries))
+	}
+	check("catalog service", "catalog_service", cs[0])
+	check("catalog node", "catalog_node", nodes[0])
+	check("health entry", "health_entry", entries[0])
+	var node, svc map[string]json.RawMessage
+	var checks []map[string]json.RawMessage
+	json.Unmarshal(entries[0]["Node"], &node)
+	json.Unmarshal(entries[0]["Service"], &svc)
+	json.Unmarshal(entries[0]["Checks"], &checks)
+	check("health entry's node", "catalog_node", node)
+	check("health entry's service", "health_service", svc)
+	if len(checks) != 2 {
+		t.Fatalf("a draining instance's checks: %d, want its heartbeat and the maintenance check", len(checks))
+	}
+	for _, c := range checks {
+		check("health check", "health_check", c)
+	}
 }
