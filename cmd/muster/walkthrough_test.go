@@ -402,3 +402,8 @@ func TestREADME_SidecarWaitEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestDocs_GRPCExample: examples/grpc/README.md's blocks run as written.
+func TestDocs_GRPCExample(t *testing.T) {
+	runWalkthrough(t, "examples/grpc/README.md", "## Run it")
+}

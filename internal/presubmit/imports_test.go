@@ -69,6 +69,7 @@ var layers = map[string][]string{
 	// registry, as any program may through internal/server.
 	"examples/wordcloud/cmd/demo": {"api", "client", "examples/wordcloud/...", "internal/durable", "internal/server"},
 	"examples/wordcloud/...":      {"api", "client", "examples/wordcloud/..."},
+	"examples/grpc":               {"client", "client/grpcresolver", "client/grpcservice"},
 }
 
 // thirdParty is which packages may import each module outside the
@@ -94,7 +95,7 @@ var thirdParty = map[string][]string{
 	// program that does not use it does not link grpc-go), and
 	// internal/checks' tests (its gRPC check against grpc-go's own
 	// health server). It never reaches the muster binary.
-	"google.golang.org/grpc": {"client/grpcresolver", "client/grpcservice"},
+	"google.golang.org/grpc": {"client/grpcresolver", "client/grpcservice", "examples/grpc"},
 	// github.com/hashicorp/consul/api and github.com/prometheus/prometheus
 	// likewise, for internal/consulapi's tests alone: the real Consul
 	// client and Prometheus's own Consul discovery against the
