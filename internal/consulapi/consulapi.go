@@ -301,6 +301,18 @@ func client(r *http.Request) string {
 	return host
 }
 
+// services reads the services q's caller may read, as a blocking query
+// when q asks, after the read mode's headers.
+func (a *API) services(r *http.Request, w http.ResponseWriter, q query) ([]registry.Summary, uint64, error) {
+	if err := a.begin(r.Context(), w, q); err != nil {
+		return nil, 0, err
+	}
+	if q.index > 0 {
+		return a.reg.WaitServices(r.Context(), client(r), q.index, q.wait, q.scope)
+	}
+	return a.reg.ServicesFor(q.scope)
+}
+
 // catalogServices answers GET /v1/catalog/services: every service with
 // instances the caller may read, and the union of their tags.
 func (a *API) catalogServices(w http.ResponseWriter, r *http.Request) error {
@@ -308,16 +320,7 @@ func (a *API) catalogServices(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.begin(r.Context(), w, q); err != nil {
-		return err
-	}
-	var sums []registry.Summary
-	var index uint64
-	if q.index > 0 {
-		sums, index, err = a.reg.WaitServices(r.Context(), client(r), q.index, q.wait, q.scope)
-	} else {
-		sums, index, err = a.reg.ServicesFor(q.scope)
-	}
+	sums, index, err := a.services(r, w, q)
 	if err != nil {
 		return err
 	}
@@ -345,21 +348,23 @@ func (a *API) catalogServices(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// readService reads the service r names, as a blocking query when q asks.
-func (a *API) readService(r *http.Request, q query) (string, registry.ServiceRead, error) {
+// readService reads the service r names, as a blocking query when q
+// asks, after the read mode's headers.
+func (a *API) readService(r *http.Request, w http.ResponseWriter, q query) (registry.ServiceRead, error) {
 	name := r.PathValue("name")
 	if err := registry.CheckServiceName(name); err != nil {
-		return "", registry.ServiceRead{}, err
+		return registry.ServiceRead{}, err
 	}
 	if err := a.reg.CheckRead(r.Context(), q.scope, name); err != nil {
-		return "", registry.ServiceRead{}, err
+		return registry.ServiceRead{}, err
+	}
+	if err := a.begin(r.Context(), w, q); err != nil {
+		return registry.ServiceRead{}, err
 	}
 	if q.index > 0 {
-		sr, err := a.reg.WaitService(r.Context(), client(r), name, q.index, q.wait)
-		return name, sr, err
+		return a.reg.WaitService(r.Context(), client(r), name, q.index, q.wait)
 	}
-	sr, err := a.reg.Service(name)
-	return name, sr, err
+	return a.reg.Service(name)
 }
 
 // catalogService answers GET /v1/catalog/service/{name}: every instance
@@ -369,10 +374,7 @@ func (a *API) catalogService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.begin(r.Context(), w, q); err != nil {
-		return err
-	}
-	_, sr, err := a.readService(r, q)
+	sr, err := a.readService(r, w, q)
 	if err != nil {
 		return err
 	}
@@ -400,10 +402,7 @@ func (a *API) healthService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.begin(r.Context(), w, q); err != nil {
-		return err
-	}
-	_, sr, err := a.readService(r, q)
+	sr, err := a.readService(r, w, q)
 	if err != nil {
 		return err
 	}
@@ -437,16 +436,7 @@ func (a *API) catalogNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.begin(r.Context(), w, q); err != nil {
-		return err
-	}
-	var sums []registry.Summary
-	var index uint64
-	if q.index > 0 {
-		sums, index, err = a.reg.WaitServices(r.Context(), client(r), q.index, q.wait, q.scope)
-	} else {
-		sums, index, err = a.reg.ServicesFor(q.scope)
-	}
+	sums, index, err := a.services(r, w, q)
 	if err != nil {
 		return err
 	}

@@ -30,44 +30,8 @@ func TestConsul_PrometheusDiscovery(t *testing.T) {
 
 	conf := &promconsul.SDConfig{Server: h.Srv.ConsulAddr(), Scheme: "http", Services: []string{"web"},
 		RefreshInterval: model.Duration(100 * time.Millisecond), TagSeparator: ","}
-	reg := prometheus.NewRegistry()
-	refresh := discovery.NewRefreshMetrics(reg)
-	if err := refresh.Register(); err != nil {
-		t.Fatal(err)
-	}
-	metrics := conf.NewDiscovererMetrics(reg, refresh)
-	if err := metrics.Register(); err != nil {
-		t.Fatal(err)
-	}
-	defer metrics.Unregister()
-	d, err := promconsul.NewDiscovery(conf, slog.New(slog.DiscardHandler), metrics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch := make(chan []*targetgroup.Group, 16)
-	go d.Run(ctx, ch)
-
-	// targets reads groups until one for web holds want targets.
-	targets := func(want int) *targetgroup.Group {
-		t.Helper()
-		deadline := time.After(15 * time.Second)
-		for {
-			select {
-			case groups := <-ch:
-				for _, g := range groups {
-					if g != nil && g.Source == "web" && len(g.Targets) == want {
-						return g
-					}
-				}
-			case <-deadline:
-				t.Fatalf("Prometheus's discovery did not see %d targets of web", want)
-				return nil
-			}
-		}
-	}
-	g := targets(1)
+	ch := discover(t, conf)
+	g := targets(t, ch, "web", 1)
 	tg := g.Targets[0]
 	if tg[model.AddressLabel] == "" || g.Labels["__meta_consul_service"] != "web" || tg["__meta_consul_service_id"] != model.LabelValue(id) ||
 		tg["__meta_consul_tags"] != ",v1," || tg["__meta_consul_service_metadata_zone"] != "a" || tg["__meta_consul_health"] != "passing" {
@@ -76,7 +40,7 @@ func TestConsul_PrometheusDiscovery(t *testing.T) {
 	if err := h.Anon.Deregister(context.Background(), id, tok); err != nil {
 		t.Fatal(err)
 	}
-	targets(0)
+	targets(t, ch, "web", 0) // the same discovery sees it leave
 }
 
 // TestPrometheusExample: examples/prometheus/prometheus.yml, as
@@ -124,7 +88,7 @@ func TestPrometheusExample(t *testing.T) {
 	}
 	conf := sc.ConsulSD[0]
 	conf.Server = h.Srv.ConsulAddr()
-	g := discover(t, conf, "web", 2)
+	g := targets(t, discover(t, conf), "web", 2)
 	var kept []labels.Labels
 	for _, tg := range g.Targets {
 		lb := labels.NewBuilder(labels.EmptyLabels())
@@ -143,9 +107,9 @@ func TestPrometheusExample(t *testing.T) {
 	}
 }
 
-// discover runs Prometheus's Consul discovery with conf until it reports
-// want targets of service, and returns that group.
-func discover(t *testing.T, conf *promconsul.SDConfig, service string, want int) *targetgroup.Group {
+// discover starts Prometheus's Consul discovery with conf, until the
+// test ends, and returns the channel of what it reports.
+func discover(t *testing.T, conf *promconsul.SDConfig) <-chan []*targetgroup.Group {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	refresh := discovery.NewRefreshMetrics(reg)
@@ -156,15 +120,23 @@ func discover(t *testing.T, conf *promconsul.SDConfig, service string, want int)
 	if err := metrics.Register(); err != nil {
 		t.Fatal(err)
 	}
-	defer metrics.Unregister()
+	t.Cleanup(metrics.Unregister)
 	d, err := promconsul.NewDiscovery(conf, slog.New(slog.DiscardHandler), metrics)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	ch := make(chan []*targetgroup.Group, 16)
 	go d.Run(ctx, ch)
+	// Not waited for: its blocking queries end with the test's server.
+	t.Cleanup(cancel)
+	return ch
+}
+
+// targets reads what ch reports until a group of service holds want
+// targets, and returns it.
+func targets(t *testing.T, ch <-chan []*targetgroup.Group, service string, want int) *targetgroup.Group {
+	t.Helper()
 	deadline := time.After(15 * time.Second)
 	for {
 		select {
