@@ -22,6 +22,7 @@ package grpcresolver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -66,6 +67,9 @@ func (b *Builder) Scheme() string { return Scheme }
 // with nothing cached, cc is told the error and the resolver tries again
 // with a backoff up to 5 s.
 func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+	if b.res == nil {
+		return nil, errors.New("grpcresolver: the Builder has no client.Resolver (NewBuilder(nil), or Register(nil))")
+	}
 	service := target.Endpoint()
 	if target.URL.Host != "" {
 		return nil, fmt.Errorf("grpcresolver: target %q names an authority; use muster:///%s", target.URL.String(), service)

@@ -35,10 +35,16 @@ import (
 // already (with its own interval and thresholds). The health server is
 // returned so that the service can report NOT_SERVING (SetServingStatus)
 // and Shutdown as it stops. Call Register before srv.Serve: grpc-go takes
-// services only before it serves.
+// services only before it serves. A server that already serves the
+// health service is refused with an error (grpc-go would end the process
+// on a second one): give such a server a Registration with a grpc check.
 func Register(srv *grpc.Server, cfg client.ServiceConfig) (*client.Registration, *health.Server, error) {
 	if srv == nil {
 		return nil, nil, errors.New("grpcservice: no grpc.Server")
+	}
+	if _, ok := srv.GetServiceInfo()[healthpb.Health_ServiceDesc.ServiceName]; ok {
+		// grpc-go ends the process on a second registration of a service.
+		return nil, nil, errors.New("grpcservice: the server already serves grpc.health.v1.Health: register it with client.NewRegistration and a check of type grpc instead, which asks that health service")
 	}
 	if cfg.VerifyPort == 0 {
 		return nil, nil, errors.New("grpcservice: a gRPC port cannot answer the registry's HTTP callback: set VerifyPort, and serve the Registration's VerifyHandler there")

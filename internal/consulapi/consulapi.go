@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +98,19 @@ func (a *API) Handler() http.Handler {
 				httpapi.WriteError(w, a.log, errors.New("internal error"))
 			}
 		}()
+		// What ServeMux would answer in plain text or with a redirect
+		// (a CONNECT, a path with empty, . or .. segments) is answered
+		// here, in JSON, as every refusal is.
+		p := r.URL.Path
+		switch {
+		case r.Method == http.MethodConnect:
+			httpapi.WriteError(w, a.log, httpapi.Errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "", "CONNECT is not served: this is not a proxy"))
+			return
+		case p == "" || p[0] != '/' || path.Clean(p) != p:
+			httpapi.WriteError(w, a.log, httpapi.Errorf(http.StatusNotFound, api.CodeNotFound, "",
+				"%s is not a path this API serves: no empty, . or .. segments, and no trailing slash", cutPath(p)))
+			return
+		}
 		a.mux.ServeHTTP(w, r)
 	})
 }
@@ -135,9 +149,12 @@ type query struct {
 	wait  time.Duration
 	mode  registry.ReadMode
 	tags  []string
-	meta  []string // key:value, from ?filter=ServiceMeta.k == "v"
-	pass  bool     // ?passing
-	scope registry.ReadScope
+	meta  map[string]string // from ?filter=ServiceMeta.k == "v", matched against the meta answers show
+	// nodeMeta is ?node-meta=k:v: every synthetic node carries only
+	// muster-synthetic=true, so anything else selects nothing.
+	nodeMeta map[string]string
+	pass     bool // ?passing
+	scope    registry.ReadScope
 }
 
 // parse reads r's query: the datacenter, the blocking and read-mode
@@ -160,7 +177,7 @@ func (a *API) parse(r *http.Request) (query, error) {
 	if s := v.Get("wait"); s != "" {
 		d, err := parseWait(s)
 		if err != nil {
-			return q, httpapi.BadField("wait", "wait must be a duration such as 30s or 5m, at most %s", registry.MaxWait)
+			return q, httpapi.BadField("wait", "wait must be a duration such as 30s or 5m (longer waits are cut to %s)", registry.MaxWait)
 		}
 		if q.index > 0 {
 			q.wait = d
@@ -182,6 +199,16 @@ func (a *API) parse(r *http.Request) (query, error) {
 			return q, httpapi.BadField("tag", "an empty tag")
 		}
 	}
+	for _, nm := range v["node-meta"] {
+		k, val, ok := strings.Cut(nm, ":")
+		if !ok || k == "" {
+			return q, httpapi.BadField("node-meta", "node-meta must be key:value")
+		}
+		if q.nodeMeta == nil {
+			q.nodeMeta = map[string]string{}
+		}
+		q.nodeMeta[k] = val
+	}
 	if p, ok := v["passing"]; ok {
 		q.pass = len(p) == 0 || (p[0] != "0" && !strings.EqualFold(p[0], "false"))
 	}
@@ -193,7 +220,7 @@ func (a *API) parse(r *http.Request) (query, error) {
 		if kind == "tag" {
 			q.tags = append(q.tags, val)
 		} else {
-			q.meta = append(q.meta, k+":"+val)
+			q.meta = map[string]string{k: val}
 		}
 	}
 	scope, err := a.reg.Reader(r.Context(), token(r))
@@ -202,6 +229,25 @@ func (a *API) parse(r *http.Request) (query, error) {
 	}
 	q.scope = scope
 	return q, nil
+}
+
+// matches reports whether an instance on node n whose answer shows meta
+// (nil: a node alone) passes q's meta filter and node-meta.
+func (q query) matches(n node, meta map[string]string) bool {
+	for k, v := range q.nodeMeta {
+		if n.Meta[k] != v {
+			return false
+		}
+	}
+	if meta == nil {
+		return true
+	}
+	for k, v := range q.meta {
+		if got, ok := meta[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // token is the caller's token: X-Consul-Token, else a bearer token, else
@@ -217,7 +263,8 @@ func token(r *http.Request) string {
 }
 
 // parseWait reads Consul's wait: a Go duration, or a number of seconds
-// without a unit; at most registry.MaxWait.
+// without a unit. As Consul does, a wait of 0 or less is the default
+// wait, and one beyond the longest is the longest (registry.MaxWait).
 func parseWait(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
@@ -227,8 +274,11 @@ func parseWait(s string) (time.Duration, error) {
 		}
 		d = time.Duration(n) * time.Second
 	}
-	if d < 0 || d > registry.MaxWait {
-		return 0, errors.New("out of range")
+	switch {
+	case d <= 0:
+		d = registry.DefaultWait
+	case d > registry.MaxWait:
+		d = registry.MaxWait
 	}
 	return d, nil
 }
@@ -239,9 +289,9 @@ func parseWait(s string) (time.Duration, error) {
 func parseFilter(f string) (kind, key, val string, err error) {
 	f = strings.TrimSpace(f)
 	unsupported := fmt.Errorf("filter %.100q is not served: only ServiceMeta.k == \"v\" and \"t\" in ServiceTags are", f)
-	if lhs, rhs, ok := strings.Cut(f, " in "); ok {
+	if lhs, ok := strings.CutSuffix(f, " in ServiceTags"); ok && !strings.HasPrefix(f, "ServiceMeta") {
 		t, terr := strconv.Unquote(strings.TrimSpace(lhs))
-		if terr != nil || strings.TrimSpace(rhs) != "ServiceTags" || t == "" {
+		if terr != nil || t == "" {
 			return "", "", "", unsupported
 		}
 		return "tag", "", t, nil
@@ -362,7 +412,13 @@ func (a *API) readService(r *http.Request, w http.ResponseWriter, q query) (regi
 		return registry.ServiceRead{}, err
 	}
 	if q.index > 0 {
-		return a.reg.WaitService(r.Context(), client(r), name, q.index, q.wait)
+		sr, err := a.reg.WaitService(r.Context(), client(r), name, q.index, q.wait)
+		if err == nil {
+			// The token may have been revoked, or have expired, while the
+			// query waited.
+			err = a.reg.Recheck(q.scope)
+		}
+		return sr, err
 	}
 	return a.reg.Service(name)
 }
@@ -379,12 +435,16 @@ func (a *API) catalogService(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := []catalogService{}
-	sr.Each(registry.Filter{Tags: q.tags, Meta: q.meta, Status: registry.StatusAny}, func(_ int, e registry.Entry) bool {
+	sr.Each(registry.Filter{Tags: q.tags, Status: registry.StatusAny}, func(_ int, e registry.Entry) bool {
 		n := nodeOf(e.Instance.Address, a.dc)
+		meta := metaOf(e)
+		if !q.matches(n, meta) {
+			return true
+		}
 		out = append(out, catalogService{
 			ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: a.dc, TaggedAddresses: n.TaggedAddresses, NodeMeta: n.Meta,
 			ServiceID: e.Instance.ID, ServiceName: e.Instance.Service, ServiceAddress: e.Instance.Address,
-			ServiceTags: tagsOf(e.Instance), ServiceMeta: metaOf(e), ServicePort: e.Instance.Port,
+			ServiceTags: tagsOf(e.Instance), ServiceMeta: meta, ServicePort: e.Instance.Port,
 			ServiceWeights: weights{Passing: 1, Warning: 1}, CreateIndex: sr.Index(), ModifyIndex: sr.Index(),
 		})
 		return true
@@ -411,13 +471,17 @@ func (a *API) healthService(w http.ResponseWriter, r *http.Request) error {
 		want = catalog.StatusPassing
 	}
 	out := []serviceEntry{}
-	sr.Each(registry.Filter{Tags: q.tags, Meta: q.meta, Status: want}, func(_ int, e registry.Entry) bool {
+	sr.Each(registry.Filter{Tags: q.tags, Status: want}, func(_ int, e registry.Entry) bool {
 		n := nodeOf(e.Instance.Address, a.dc)
+		meta := metaOf(e)
+		if !q.matches(n, meta) {
+			return true
+		}
 		n.CreateIndex, n.ModifyIndex = sr.Index(), sr.Index()
 		out = append(out, serviceEntry{
 			Node: n,
 			Service: agentService{ID: e.Instance.ID, Service: e.Instance.Service, Tags: tagsOf(e.Instance),
-				Meta: metaOf(e), Port: e.Instance.Port, Address: e.Instance.Address, Weights: weights{Passing: 1, Warning: 1},
+				Meta: meta, Port: e.Instance.Port, Address: e.Instance.Address, Weights: weights{Passing: 1, Warning: 1},
 				CreateIndex: sr.Index(), ModifyIndex: sr.Index(), Datacenter: a.dc},
 			Checks: checksOf(n.Node, e, sr.Index()),
 		})
@@ -454,6 +518,9 @@ func (a *API) catalogNodes(w http.ResponseWriter, r *http.Request) error {
 			if !seen[inst.Address] {
 				seen[inst.Address] = true
 				n := nodeOf(inst.Address, a.dc)
+				if !q.matches(n, nil) {
+					continue
+				}
 				n.CreateIndex, n.ModifyIndex = index, index
 				out = append(out, n)
 			}
@@ -633,11 +700,15 @@ func tagsOf(inst *catalog.Instance) []string {
 }
 
 // metaOf is the instance's meta, with muster's freshness beside it:
-// muster_quality and muster_last_seen_ms (absent when unknown).
+// muster_quality, muster_last_seen_ms (absent when unknown) and
+// muster_status. Keys beginning muster_ are muster's: an instance's own
+// are left out, so that a filter on them selects by muster's values.
 func metaOf(e registry.Entry) map[string]string {
-	m := make(map[string]string, len(e.Instance.Meta)+2)
+	m := make(map[string]string, len(e.Instance.Meta)+3)
 	for k, v := range e.Instance.Meta {
-		m[k] = v
+		if !strings.HasPrefix(k, "muster_") { // muster's own keys, below
+			m[k] = v
+		}
 	}
 	m["muster_quality"] = strconv.FormatFloat(e.Quality, 'f', 2, 64)
 	if e.Age >= 0 {
