@@ -213,7 +213,9 @@ func (a *API) parse(r *http.Request) (query, error) {
 		q.pass = len(p) == 0 || (p[0] != "0" && !strings.EqualFold(p[0], "false"))
 	}
 	if f := v.Get("filter"); f != "" {
-		kind, k, val, err := parseFilter(f)
+		// Consul's health answers name their fields Service.Meta and
+		// Service.Tags; its catalog's, ServiceMeta and ServiceTags.
+		kind, k, val, err := parseFilter(f, strings.HasPrefix(r.Pattern, "GET /v1/health/"))
 		if err != nil {
 			return q, httpapi.BadField("filter", "%s", err.Error())
 		}
@@ -285,11 +287,16 @@ func parseWait(s string) (time.Duration, error) {
 
 // parseFilter reads the two forms of Consul's filter expressions this
 // API serves: ServiceMeta.k == "v" (or ServiceMeta["k"] == "v") and
-// "t" in ServiceTags. kind is "meta" or "tag".
-func parseFilter(f string) (kind, key, val string, err error) {
+// "t" in ServiceTags, or, for the health endpoint (health), Consul's
+// names there: Service.Meta and Service.Tags. kind is "meta" or "tag".
+func parseFilter(f string, health bool) (kind, key, val string, err error) {
+	metaSel, tagsSel := "ServiceMeta", "ServiceTags"
+	if health {
+		metaSel, tagsSel = "Service.Meta", "Service.Tags"
+	}
 	f = strings.TrimSpace(f)
-	unsupported := fmt.Errorf("filter %.100q is not served: only ServiceMeta.k == \"v\" and \"t\" in ServiceTags are", f)
-	if lhs, ok := strings.CutSuffix(f, " in ServiceTags"); ok && !strings.HasPrefix(f, "ServiceMeta") {
+	unsupported := fmt.Errorf("filter %.100q is not served: only %s.k == \"v\" and \"t\" in %s are here", f, metaSel, tagsSel)
+	if lhs, ok := strings.CutSuffix(f, " in "+tagsSel); ok && !strings.HasPrefix(f, metaSel) {
 		t, terr := strconv.Unquote(strings.TrimSpace(lhs))
 		if terr != nil || t == "" {
 			return "", "", "", unsupported
@@ -306,10 +313,10 @@ func parseFilter(f string) (kind, key, val string, err error) {
 		return "", "", "", unsupported
 	}
 	switch {
-	case strings.HasPrefix(lhs, "ServiceMeta."):
-		key = strings.TrimPrefix(lhs, "ServiceMeta.")
-	case strings.HasPrefix(lhs, "ServiceMeta[") && strings.HasSuffix(lhs, "]"):
-		k, kerr := strconv.Unquote(lhs[len("ServiceMeta[") : len(lhs)-1])
+	case strings.HasPrefix(lhs, metaSel+"."):
+		key = strings.TrimPrefix(lhs, metaSel+".")
+	case strings.HasPrefix(lhs, metaSel+"[") && strings.HasSuffix(lhs, "]"):
+		k, kerr := strconv.Unquote(lhs[len(metaSel)+1 : len(lhs)-1])
 		if kerr != nil {
 			return "", "", "", unsupported
 		}
@@ -380,15 +387,23 @@ func (a *API) catalogServices(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		tags := []string{}
-		if sr.View != nil {
-			for _, inst := range sr.View.Instances {
-				for _, t := range inst.Tags {
-					if !slices.Contains(tags, t) {
-						tags = append(tags, t)
-					}
+		// The service is listed when an instance passes the filter
+		// (?filter, ?tag, ?node-meta), with the tags of those that do.
+		tags, found := []string{}, false
+		sr.Each(registry.Filter{Tags: q.tags, Status: registry.StatusAny}, func(_ int, e registry.Entry) bool {
+			if !q.matches(nodeOf(e.Instance.Address, a.dc), metaOf(e)) {
+				return true
+			}
+			found = true
+			for _, t := range e.Instance.Tags {
+				if !slices.Contains(tags, t) {
+					tags = append(tags, t)
 				}
 			}
+			return true
+		})
+		if !found {
+			continue
 		}
 		slices.Sort(tags)
 		out[s.Name] = tags
@@ -496,6 +511,9 @@ func (a *API) healthService(w http.ResponseWriter, r *http.Request) error {
 // address that holds an instance the caller may read, sorted by name; as
 // a blocking query, it waits on the service list.
 func (a *API) catalogNodes(w http.ResponseWriter, r *http.Request) error {
+	if r.URL.Query().Has("filter") {
+		return httpapi.BadField("filter", "filter is not served on /v1/catalog/nodes (its nodes are synthetic: muster-synthetic is their only meta)")
+	}
 	q, err := a.parse(r)
 	if err != nil {
 		return err
@@ -730,33 +748,37 @@ func checksOf(nodeName string, e registry.Entry, index uint64) []healthCheck {
 	}
 	var out []healthCheck
 	if inst.TTL > 0 {
-		status := api.StatusPassing
-		if e.Status == catalog.StatusCritical && len(e.Checks) == 0 {
-			status = api.StatusCritical
-		}
-		out = append(out, mk("service:"+inst.ID, "muster heartbeat", status,
+		out = append(out, mk("service:"+inst.ID, "muster heartbeat", heartbeatStatus(e),
 			fmt.Sprintf("quality %.2f, last heartbeat %s ago", e.Quality, lastSeen(e.Age)), "ttl"))
 	}
 	for i, c := range e.Checks {
 		out = append(out, mk("service:"+inst.ID+":"+strconv.Itoa(i+1), "muster "+c.Type+" check", c.Status, c.Output, c.Type))
 	}
-	if e.Status == catalog.StatusCritical && inst.TTL > 0 && len(e.Checks) > 0 {
-		// Critical by its checks or its TTL: say so on the heartbeat
-		// when no active check is failing.
-		failing := slices.ContainsFunc(e.Checks, func(c api.CheckState) bool { return c.Status != api.StatusPassing })
-		if !failing {
-			out[0].Status = api.StatusCritical
-		}
-	}
 	if e.Status == catalog.StatusDraining {
 		m := mk("_service_maintenance:"+inst.ID, "Service Maintenance Mode", api.StatusCritical, "", "maintenance")
-		m.Notes = "draining: muster deregisters it soon"
+		m.Notes = "draining: the instance is leaving; send new calls elsewhere"
 		out = append(out, m)
 	}
 	if out == nil {
 		out = []healthCheck{}
 	}
 	return out
+}
+
+// heartbeatStatus is the status of an instance's heartbeat alone: critical
+// once its TTL has run out, whatever its active checks say. An instance
+// critical with no active check failing is critical by its heartbeat; one
+// with a failing check is so by its heartbeat too only when the TTL has
+// run out since the last heartbeat heard (or none was heard).
+func heartbeatStatus(e registry.Entry) string {
+	if e.Status != catalog.StatusCritical {
+		return api.StatusPassing
+	}
+	failing := slices.ContainsFunc(e.Checks, func(c api.CheckState) bool { return c.Status != api.StatusPassing })
+	if !failing || e.Age < 0 || e.Age > e.Instance.TTL {
+		return api.StatusCritical
+	}
+	return api.StatusPassing
 }
 
 func lastSeen(age time.Duration) string {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,5 +205,57 @@ func TestConsul_WaitOverTheMaximumIsCut(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the blocking query did not return after a change")
+	}
+}
+
+// TestConsul_FiltersByEndpoint: the catalog's filters name ServiceMeta
+// and ServiceTags, the health endpoint's Service.Meta and Service.Tags,
+// as Consul's do, each refusing the other's; the service list applies its
+// filter (a service is listed when an instance matches); the node list
+// serves none.
+func TestConsul_FiltersByEndpoint(t *testing.T) {
+	h, _ := start(t, nil)
+	k := h.Key(t, "web", "db")
+	register(t, h, "web", k.Secret, []string{"v2"}, map[string]string{"zone": "a"})
+	register(t, h, "db", k.Secret, []string{"v1"}, nil)
+	base := "http://" + h.Srv.ConsulAddr()
+	get := func(path string, v any) int {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if v != nil && resp.StatusCode == 200 {
+			if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode
+	}
+	q := func(f string) string { return "?filter=" + strings.NewReplacer(" ", "%20", `"`, "%22", "=", "%3D").Replace(f) }
+	for path, want := range map[string]int{
+		"/v1/health/service/web" + q(`Service.Meta.zone == "a"`): 1,
+		"/v1/health/service/web" + q(`"v2" in Service.Tags`):     1,
+		"/v1/health/service/web" + q(`Service.Meta.zone == "b"`): 0,
+		"/v1/catalog/service/web" + q(`ServiceMeta.zone == "a"`): 1,
+	} {
+		var es []json.RawMessage
+		if c := get(path, &es); c != 200 || len(es) != want {
+			t.Errorf("%s: %d, %d entries, want %d", path, c, len(es), want)
+		}
+	}
+	for _, path := range []string{
+		"/v1/health/service/web" + q(`ServiceMeta.zone == "a"`),
+		"/v1/catalog/service/web" + q(`Service.Meta.zone == "a"`),
+		"/v1/catalog/nodes" + q(`Meta.rack == "a"`),
+	} {
+		if c := get(path, nil); c != 400 {
+			t.Errorf("%s: %d, want 400", path, c)
+		}
+	}
+	var svcs map[string][]string
+	if c := get("/v1/catalog/services"+q(`"v2" in ServiceTags`), &svcs); c != 200 || len(svcs) != 1 || svcs["web"] == nil {
+		t.Errorf("catalog services filtered on v2: %d %v", c, svcs)
 	}
 }

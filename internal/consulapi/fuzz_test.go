@@ -10,11 +10,13 @@ import (
 // non-empty tag), or an error; it never panics.
 func FuzzParseFilter(f *testing.F) {
 	for _, s := range []string{`ServiceMeta.zone == "a"`, `ServiceMeta["zone"] == "a"`, `"blue" in ServiceTags`,
-		`Service matches "x"`, `ServiceMeta.k == a`, `"" in ServiceTags`, `ServiceMeta[] == ""`, `==`, ` in `} {
-		f.Add(s)
+		`Service matches "x"`, `ServiceMeta.k == a`, `"" in ServiceTags`, `ServiceMeta[] == ""`, `==`, ` in `,
+		`Service.Meta.zone == "a"`, `"v2" in Service.Tags`} {
+		f.Add(s, false)
+		f.Add(s, true)
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		kind, key, val, err := parseFilter(s)
+	f.Fuzz(func(t *testing.T, s string, health bool) {
+		kind, key, val, err := parseFilter(s, health)
 		switch {
 		case err != nil:
 			if !strings.Contains(err.Error(), "is not served") {

@@ -102,8 +102,8 @@ func TestPrometheusExample(t *testing.T) {
 			kept = append(kept, lb.Labels())
 		}
 	}
-	if len(kept) != 1 || kept[0].Get("service") != "web" || kept[0].Get("instance_id") != id || kept[0].Get("muster_quality") == "" {
-		t.Errorf("after relabelling: %v; want the passing instance %s with service, instance_id and muster_quality", kept, id)
+	if len(kept) != 1 || kept[0].Get("service") != "web" || kept[0].Get("instance_id") != id {
+		t.Errorf("after relabelling: %v; want the passing instance %s with service and instance_id", kept, id)
 	}
 }
 
