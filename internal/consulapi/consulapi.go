@@ -697,8 +697,11 @@ type (
 // the node (agent) that holds them; muster has none, so each address is
 // one.
 func nodeOf(address, dc string) node {
-	name := "muster-" + strings.NewReplacer(":", "-", ".", "-").Replace(address)
-	return node{ID: nodeUUID(address), Node: name, Address: address, Datacenter: dc,
+	// Readable, and one name per address: "a.b" and "a-b" read alike, so
+	// a few hex digits of the address's hash follow.
+	id := nodeUUID(address)
+	name := "muster-" + strings.NewReplacer(":", "-", ".", "-").Replace(address) + "-" + id[:6]
+	return node{ID: id, Node: name, Address: address, Datacenter: dc,
 		TaggedAddresses: map[string]string{"lan": address, "wan": address},
 		Meta:            map[string]string{"muster-synthetic": "true"}}
 }
