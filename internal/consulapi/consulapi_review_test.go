@@ -233,7 +233,9 @@ func TestConsul_FiltersByEndpoint(t *testing.T) {
 		}
 		return resp.StatusCode
 	}
-	q := func(f string) string { return "?filter=" + strings.NewReplacer(" ", "%20", `"`, "%22", "=", "%3D").Replace(f) }
+	q := func(f string) string {
+		return "?filter=" + strings.NewReplacer(" ", "%20", `"`, "%22", "=", "%3D").Replace(f)
+	}
 	for path, want := range map[string]int{
 		"/v1/health/service/web" + q(`Service.Meta.zone == "a"`): 1,
 		"/v1/health/service/web" + q(`"v2" in Service.Tags`):     1,
