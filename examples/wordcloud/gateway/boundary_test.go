@@ -22,13 +22,17 @@ import (
 // The one exception is the demo command, examples/wordcloud/cmd/demo,
 // which embeds a registry: it may import, besides what a library may,
 // internal/server and internal/durable, and no other internal/ package
-// (it depends on what those two import). Any other command under
-// examples/ fails this test until it gets a rule here.
+// (it depends on what those two import). The gRPC example,
+// examples/grpc, depends on grpc-go and muster's SDK (client and its
+// gRPC packages), and on no internal/ package but the SDK's leaves. Any
+// other command under examples/ fails this test until it gets a rule
+// here.
 func TestBoundary_Imports(t *testing.T) {
 	const (
 		module   = "github.com/musterhq/muster/"
 		examples = module + "examples/"
 		demo     = examples + "wordcloud/cmd/demo"
+		grpcEx   = examples + "grpc"
 	)
 	library := func(pkg string) bool {
 		return strings.HasPrefix(pkg, examples) ||
@@ -76,6 +80,12 @@ func TestBoundary_Imports(t *testing.T) {
 			for _, imp := range p.Imports {
 				if !standard[imp] && !library(imp) && !demoOnly[imp] {
 					t.Errorf("the demo command imports %s; it may import only what the libraries may, internal/server and internal/durable", imp)
+				}
+			}
+		case p.ImportPath == grpcEx:
+			for _, dep := range p.Deps {
+				if strings.HasPrefix(dep, module+"internal/") && !library(dep) {
+					t.Errorf("the gRPC example depends on %s", dep)
 				}
 			}
 		case p.Name == "main":
