@@ -232,6 +232,23 @@ type Replica struct {
 	Applied, Commit uint64
 }
 
+// Voters returns the leader's Raft address ("" while none is known) and
+// the voters' Raft addresses, from this node's own copy of the
+// configuration: no message to any other server.
+func (n *Node) Voters() (leader string, voters []string, err error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return "", nil, fmt.Errorf("cluster: configuration: %w", err)
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters = append(voters, string(s.Address))
+		}
+	}
+	addr, _ := n.raft.LeaderWithID()
+	return string(addr), voters, nil
+}
+
 // IsLeader reports whether this node is the Raft leader now (ready or
 // not): one atomic read.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }

@@ -389,19 +389,31 @@ func (a *API) catalogServices(w http.ResponseWriter, r *http.Request) error {
 		}
 		// The service is listed when an instance passes the filter
 		// (?filter, ?tag, ?node-meta), with the tags of those that do.
+		// Without one, every instance passes, and neither its freshness
+		// nor its node is needed to say so.
 		tags, found := []string{}, false
-		sr.Each(registry.Filter{Tags: q.tags, Status: registry.StatusAny}, func(_ int, e registry.Entry) bool {
-			if !q.matches(nodeOf(e.Instance.Address, a.dc), metaOf(e)) {
-				return true
-			}
+		add := func(inst *catalog.Instance) {
 			found = true
-			for _, t := range e.Instance.Tags {
+			for _, t := range inst.Tags {
 				if !slices.Contains(tags, t) {
 					tags = append(tags, t)
 				}
 			}
-			return true
-		})
+		}
+		if len(q.tags) == 0 && len(q.meta) == 0 && len(q.nodeMeta) == 0 {
+			if sr.View != nil {
+				for _, inst := range sr.View.Instances {
+					add(inst)
+				}
+			}
+		} else {
+			sr.Each(registry.Filter{Tags: q.tags, Status: registry.StatusAny}, func(_ int, e registry.Entry) bool {
+				if q.matches(nodeOf(e.Instance.Address, a.dc), metaOf(e)) {
+					add(e.Instance)
+				}
+				return true
+			})
+		}
 		if !found {
 			continue
 		}
@@ -556,37 +568,32 @@ func (a *API) datacenters(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// members lists the cluster's servers as (address, leads, votes): their
-// Raft addresses, or, for a single server with no cluster, this API's own
-// address. Like the main API's members list, it needs a token when reads
-// do.
-func (a *API) members(r *http.Request) ([]api.Member, error) {
+// voters are the leader's and the voters' addresses, from this server's
+// own view of the configuration (no message to the other servers, which
+// a stranger could otherwise multiply): their Raft addresses, or, for a
+// single server with no cluster, this API's own address. Like the main
+// API's members list, it needs a token when reads do.
+func (a *API) voters(r *http.Request) (leader string, voters []string, err error) {
 	if _, err := a.reg.Reader(r.Context(), token(r)); err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	ms, err := a.reg.Members(r.Context())
+	leader, voters, err = a.reg.Voters()
 	if errors.Is(err, registry.ErrNotClustered) {
 		self := ""
 		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 			self = la.String()
 		}
-		return []api.Member{{RaftAddr: self, State: "leader", Suffrage: "voter"}}, nil
+		return self, []string{self}, nil
 	}
-	return ms, err
+	return leader, voters, err
 }
 
 // statusLeader answers GET /v1/status/leader: the leader's address as a
 // JSON string, "" when none is known (as Consul answers).
 func (a *API) statusLeader(w http.ResponseWriter, r *http.Request) error {
-	ms, err := a.members(r)
+	leader, _, err := a.voters(r)
 	if err != nil {
 		return err
-	}
-	leader := ""
-	for _, m := range ms {
-		if m.State == "leader" {
-			leader = m.RaftAddr
-		}
 	}
 	httpapi.WriteJSON(w, http.StatusOK, leader)
 	return nil
@@ -594,17 +601,14 @@ func (a *API) statusLeader(w http.ResponseWriter, r *http.Request) error {
 
 // statusPeers answers GET /v1/status/peers: the voters' addresses.
 func (a *API) statusPeers(w http.ResponseWriter, r *http.Request) error {
-	ms, err := a.members(r)
+	_, voters, err := a.voters(r)
 	if err != nil {
 		return err
 	}
-	out := []string{}
-	for _, m := range ms {
-		if m.Suffrage == "voter" {
-			out = append(out, m.RaftAddr)
-		}
+	if voters == nil {
+		voters = []string{}
 	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, voters)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -381,5 +382,27 @@ func TestConsul_FieldsAreConsuls(t *testing.T) {
 	}
 	for _, c := range checks {
 		check("health check", "health_check", c)
+	}
+}
+
+// TestConsul_StatusInACluster: on a follower of a three-server cluster,
+// status/leader names the leader's Raft address and status/peers the
+// three voters', from the follower's own view.
+func TestConsul_StatusInACluster(t *testing.T) {
+	servers := testserver.StartCluster(t, 3, func(_ int, c *server.Config) { c.Consul.Addr = "127.0.0.1:0" })
+	lead := testserver.WaitCluster(t, servers)
+	follower := servers[(lead+1)%len(servers)]
+	cc, err := consul.NewClient(&consul.Config{Address: follower.ConsulAddr(), Scheme: "http"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := servers[lead].Node().RaftAddr()
+	testserver.Eventually(t, 5*time.Second, "the follower knows the leader", func() bool {
+		leader, err := cc.Status().Leader()
+		return err == nil && leader == want
+	})
+	peers, err := cc.Status().Peers()
+	if err != nil || len(peers) != 3 || !slices.Contains(peers, want) {
+		t.Errorf("status peers: %v, %v; want the three voters, the leader %s among them", peers, err, want)
 	}
 }

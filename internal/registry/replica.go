@@ -130,6 +130,10 @@ type Membership interface {
 	RemoveMember(ctx context.Context, id string) error
 	// Self says how to reach this server's Raft port.
 	Self() api.ClusterSelf
+	// Voters returns the leader's Raft address ("" while none is known)
+	// and the voters', from this server's own view, with no message to
+	// the others (Members asks each). Errors: ErrNotClustered.
+	Voters() (leader string, voters []string, err error)
 }
 
 // Errors of the cluster's membership.
@@ -150,6 +154,16 @@ func (r *Registry) Members(ctx context.Context) ([]api.Member, error) {
 		return nil, ErrNotClustered
 	}
 	return m.Members(ctx)
+}
+
+// Voters returns the leader's Raft address and the voters', from this
+// server's view. Errors: ErrNotClustered.
+func (r *Registry) Voters() (leader string, voters []string, err error) {
+	m, ok := r.cfg.Replication.(Membership)
+	if !ok {
+		return "", nil, ErrNotClustered
+	}
+	return m.Voters()
 }
 
 // RemoveMember removes the server id from the cluster (admin token).

@@ -419,6 +419,14 @@ func (p replication) Members(ctx context.Context) ([]api.Member, error) {
 	return out, nil
 }
 
+// Voters implements registry.Membership.
+func (p replication) Voters() (string, []string, error) {
+	if !p.node.HasPeers() {
+		return "", nil, registry.ErrNotClustered
+	}
+	return p.node.Voters()
+}
+
 // RemoveMember implements registry.Membership.
 func (p replication) RemoveMember(ctx context.Context, id string) error {
 	err := p.node.RemoveMember(ctx, id)
