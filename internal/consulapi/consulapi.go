@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,49 +78,16 @@ func New(cfg Config, reg *registry.Registry, log *slog.Logger) *API {
 		"GET /v1/status/peers":           a.statusPeers,
 		"GET /v1/agent/self":             a.agentSelf,
 	} {
-		a.mux.HandleFunc(pattern, a.adapt(h))
+		a.mux.HandleFunc(pattern, httpapi.Adapt(a.log, h))
 	}
-	a.mux.HandleFunc("/", a.adapt(a.notServed))
+	a.mux.HandleFunc("/", httpapi.Adapt(a.log, a.notServed))
 	return a
 }
 
-// Handler is the API's http.Handler: a panic in a handler is a 500 with
-// a JSON body, never a dropped connection without an answer.
-func (a *API) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				a.log.Error("consul api: handler panicked", "route", r.URL.Path, "panic", fmt.Sprint(p))
-				httpapi.WriteError(w, a.log, errors.New("internal error"))
-			}
-		}()
-		// What ServeMux would answer in plain text or with a redirect
-		// (a CONNECT, a path with empty, . or .. segments) is answered
-		// here, in JSON, as every refusal is.
-		p := r.URL.Path
-		switch {
-		case r.Method == http.MethodConnect:
-			httpapi.WriteError(w, a.log, httpapi.Errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "", "CONNECT is not served: this is not a proxy"))
-			return
-		case p == "" || p[0] != '/' || path.Clean(p) != p:
-			httpapi.WriteError(w, a.log, httpapi.Errorf(http.StatusNotFound, api.CodeNotFound, "",
-				"%s is not a path this API serves: no empty, . or .. segments, and no trailing slash", cutPath(p)))
-			return
-		}
-		a.mux.ServeHTTP(w, r)
-	})
-}
-
-func (a *API) adapt(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if err := h(w, r); err != nil {
-			httpapi.WriteError(w, a.log, err)
-		}
-	}
-}
+// Handler is the API's http.Handler, guarded as /v1 is (httpapi.Guard):
+// a panic is a 500 with a JSON body, and a CONNECT or a path that is not
+// canonical a JSON error, never Go's plain text or a redirect.
+func (a *API) Handler() http.Handler { return httpapi.Guard(a.log, a.mux) }
 
 // notServed answers every route this API does not serve: a 405 for the
 // methods of a route it serves, else a 404 that says so.
@@ -349,15 +315,6 @@ func setIndex(w http.ResponseWriter, index uint64) {
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(max(1, index), 10))
 }
 
-// client is the caller a blocking query counts against.
-func client(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // services reads the services q's caller may read, as a blocking query
 // when q asks, after the read mode's headers.
 func (a *API) services(r *http.Request, w http.ResponseWriter, q query) ([]registry.Summary, uint64, error) {
@@ -365,7 +322,7 @@ func (a *API) services(r *http.Request, w http.ResponseWriter, q query) ([]regis
 		return nil, 0, err
 	}
 	if q.index > 0 {
-		return a.reg.WaitServices(r.Context(), client(r), q.index, q.wait, q.scope)
+		return a.reg.WaitServices(r.Context(), httpapi.ClientOf(r), q.index, q.wait, q.scope)
 	}
 	return a.reg.ServicesFor(q.scope)
 }
@@ -439,7 +396,7 @@ func (a *API) readService(r *http.Request, w http.ResponseWriter, q query) (regi
 		return registry.ServiceRead{}, err
 	}
 	if q.index > 0 {
-		sr, err := a.reg.WaitService(r.Context(), client(r), name, q.index, q.wait)
+		sr, err := a.reg.WaitService(r.Context(), httpapi.ClientOf(r), name, q.index, q.wait)
 		if err == nil {
 			// The token may have been revoked, or have expired, while the
 			// query waited.

@@ -36,7 +36,7 @@ func (a *apiServer) auditLog(w http.ResponseWriter, r *http.Request) error {
 	if wait > 0 {
 		ctx, cancel := a.longLived(r.Context())
 		defer cancel()
-		p, err = a.reg.WaitAudit(ctx, clientOf(r), tok, aq, wait)
+		p, err = a.reg.WaitAudit(ctx, ClientOf(r), tok, aq, wait)
 	} else {
 		p, err = a.reg.Audit(r.Context(), tok, aq)
 	}

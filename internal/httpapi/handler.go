@@ -115,7 +115,16 @@ func NewHandler(d Deps) http.Handler {
 		}
 		WriteError(w, a.log, Errorf(http.StatusNotFound, api.CodeNotFound, "", "no such endpoint %s", r.URL.Path))
 	})))
-	return a.recoverer(a.canonical(mux))
+	return Guard(a.log, mux)
+}
+
+// Guard wraps a front end's router as /v1's is: a panic is a 500 with a
+// JSON body and the stack logged, so that no input takes the server
+// down; a CONNECT, or a path that is not canonical, is a JSON 405 or 404
+// before any route is looked at. Every listener's handler goes through
+// it.
+func Guard(log *slog.Logger, mux http.Handler) http.Handler {
+	return recoverer(log, canonical(log, mux))
 }
 
 // canonical answers a path that is not in canonical form (an empty, . or
@@ -123,14 +132,14 @@ func NewHandler(d Deps) http.Handler {
 // of an unknown endpoint. net/http's mux would answer a bare redirect to
 // the cleaned path, which no API client follows usefully and which can
 // turn a missing ID into a request for another resource.
-func (a *apiServer) canonical(next http.Handler) http.Handler {
+func canonical(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodConnect { // never routed; the mux would answer in plain text
-			WriteError(w, a.log, Errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "", "method CONNECT is not allowed: muster is not a proxy"))
+			WriteError(w, log, Errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "", "method CONNECT is not allowed: muster is not a proxy"))
 			return
 		}
 		if p := r.URL.Path; !canonicalPath(p) {
-			WriteError(w, a.log, Errorf(http.StatusNotFound, api.CodeNotFound, "",
+			WriteError(w, log, Errorf(http.StatusNotFound, api.CodeNotFound, "",
 				"no such endpoint %s: the path has an empty, . or .. segment (is an ID missing?)", p))
 			return
 		}
@@ -153,25 +162,29 @@ func canonicalPath(p string) bool {
 
 // adapt turns a handler that returns its error into an http.HandlerFunc
 // that writes it: the one place /v1 errors are written.
-func (a *apiServer) adapt(h handlerFunc) http.HandlerFunc {
+func (a *apiServer) adapt(h handlerFunc) http.HandlerFunc { return Adapt(a.log, h) }
+
+// Adapt turns a handler that returns its error into an http.HandlerFunc
+// that writes it as a JSON error (WriteError): for every front end.
+func Adapt(log *slog.Logger, h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
-			WriteError(w, a.log, err)
+			WriteError(w, log, err)
 		}
 	}
 }
 
 // recoverer turns a handler panic into a 500 so that no input can take the
 // server down, and logs the stack.
-func (a *apiServer) recoverer(next http.Handler) http.Handler {
+func recoverer(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				a.log.Error("handler panic", "method", r.Method, "route", r.Pattern, "panic", v, "stack", string(debug.Stack()))
-				WriteError(w, a.log, errors.New("panic"))
+				log.Error("handler panic", "method", r.Method, "route", r.Pattern, "panic", v, "stack", string(debug.Stack()))
+				WriteError(w, log, errors.New("panic"))
 			}
 		}()
 		next.ServeHTTP(w, r)

@@ -163,7 +163,7 @@ func (a *apiServer) heartbeats(w http.ResponseWriter, r *http.Request) error {
 	} else if r.ContentLength >= 0 {
 		size = r.ContentLength
 	}
-	client := clientOf(r)
+	client := ClientOf(r)
 	if !a.beatBodies.reserve(client, size) {
 		e := Errorf(http.StatusServiceUnavailable, api.CodeBusy, "", "too many batches of heartbeats are being received (from this address, or in all); retry, or send each heartbeat alone")
 		e.RetryAfter = 1

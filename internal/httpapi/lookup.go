@@ -227,7 +227,7 @@ func (a *apiServer) lookup(w http.ResponseWriter, r *http.Request) error {
 	var rd registry.ServiceRead
 	if blocking {
 		ctx, stop := a.longLived(r.Context())
-		rd, err = a.reg.WaitService(ctx, clientOf(r), service, index, wait)
+		rd, err = a.reg.WaitService(ctx, ClientOf(r), service, index, wait)
 		stop()
 		if err == nil {
 			err = a.reg.Recheck(scope)
@@ -441,7 +441,7 @@ func (a *apiServer) listServices(w http.ResponseWriter, r *http.Request) error {
 	)
 	if blocking {
 		ctx, stop := a.longLived(r.Context())
-		sums, index, err = a.reg.WaitServices(ctx, clientOf(r), since, wait, scope)
+		sums, index, err = a.reg.WaitServices(ctx, ClientOf(r), since, wait, scope)
 		stop()
 	} else {
 		sums, index, err = a.reg.ServicesFor(scope)

@@ -149,7 +149,7 @@ func (a *apiServer) watch(w http.ResponseWriter, r *http.Request) error {
 	if err := a.beginRead(w, r, mode); err != nil {
 		return err
 	}
-	client := clientOf(r)
+	client := ClientOf(r)
 	st, err := a.reg.OpenStream(client, services)
 	if err != nil {
 		return err
@@ -275,9 +275,9 @@ func endStream(sw *sseWriter, why string) error {
 	return nil
 }
 
-// clientOf is the client a request counts against in limits per client:
-// its remote address without the port.
-func clientOf(r *http.Request) string {
+// ClientOf is the client a request counts against in limits per client
+// (blocking queries, streams): its remote address without the port.
+func ClientOf(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
