@@ -51,19 +51,28 @@ func startInstance(t *testing.T, h *testserver.Harness, service, secret string) 
 	return grpcInstance{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), id: reg.ID, token: proof.TokenOf(reg.ID)}
 }
 
+// setup starts a registry with one registered instance of greeter and a
+// client.Resolver of it, closed when the test ends; secret is the key
+// that registered it.
+func setup(t *testing.T) (h *testserver.Harness, secret string, a grpcInstance, res *client.Resolver) {
+	t.Helper()
+	h = testserver.NewHarness(t, nil)
+	secret = h.Key(t, "greeter").Secret
+	a = startInstance(t, h, "greeter", secret)
+	res, err := client.NewResolver(client.ResolverConfig{Client: h.Anon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Close() })
+	return h, secret, a, res
+}
+
 // TestResolver_FollowsTheService: a channel dialled as muster:///greeter
 // reaches the registered gRPC server; a second instance is used soon
 // after it registers (within a second here; the log says how soon), and
 // once the first is drained every call goes to the second.
 func TestResolver_FollowsTheService(t *testing.T) {
-	h := testserver.NewHarness(t, nil)
-	k := h.Key(t, "greeter")
-	a := startInstance(t, h, "greeter", k.Secret)
-	res, err := client.NewResolver(client.ResolverConfig{Client: h.Anon})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Close()
+	h, secret, a, res := setup(t)
 	conn, err := grpc.NewClient("muster:///greeter", grpc.WithResolvers(grpcresolver.NewBuilder(res)),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -85,7 +94,7 @@ func TestResolver_FollowsTheService(t *testing.T) {
 		t.Fatalf("the call reached %s, want the registered instance %s", got, a.addr)
 	}
 
-	b := startInstance(t, h, "greeter", k.Secret)
+	b := startInstance(t, h, "greeter", secret)
 	registered := time.Now()
 	for {
 		if call() == b.addr {
@@ -114,14 +123,7 @@ func TestResolver_FollowsTheService(t *testing.T) {
 // TestResolver_Attributes: each address carries the instance's ID,
 // quality and tags.
 func TestResolver_Attributes(t *testing.T) {
-	h := testserver.NewHarness(t, nil)
-	k := h.Key(t, "greeter")
-	a := startInstance(t, h, "greeter", k.Secret)
-	res, err := client.NewResolver(client.ResolverConfig{Client: h.Anon})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Close()
+	_, _, a, res := setup(t)
 	cc := &recorder{states: make(chan resolver.State, 4)}
 	r, err := grpcresolver.NewBuilder(res).Build(resolver.Target{URL: *mustURL(t, "muster:///greeter")}, cc, resolver.BuildOptions{})
 	if err != nil {
