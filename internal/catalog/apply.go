@@ -56,6 +56,20 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	if cmd.Rules >= 2 && old != nil && old.KeyID != in.KeyID && in.Proof != ProofAddressPort {
 		return Result{Err: ErrReplaceDenied}, nil
 	}
+	if in.ExternalID != "" {
+		if cmd.Rules < RulesExternal {
+			return Result{Err: ErrBadCommand}, nil
+		}
+		// Rules 5: the key's instance of the same external ID is the one
+		// replaced; one that holds the address and port besides it would
+		// be a second replacement, which a registration never makes.
+		if same := c.instances[c.external[externalKey(in.KeyID, in.ExternalID)]]; same != nil {
+			if old != nil && old != same {
+				return Result{Instance: old, Err: fmt.Errorf("%w: instance %s holds the address and port of this registration, and instance %s its external ID", ErrExists, old.ID, same.ID)}, nil
+			}
+			old = same
+		}
+	}
 	if cmd.KeyLimit > 0 && c.byKey[in.KeyID]-counted(old != nil && old.KeyID == in.KeyID) >= cmd.KeyLimit ||
 		cmd.HostLimit > 0 && c.byHost[in.Host()]-counted(old != nil && old.Host() == in.Host()) >= cmd.HostLimit {
 		return Result{Err: ErrQuota}, nil
@@ -244,6 +258,11 @@ func (c *Catalog) applyCreateToken(idx uint64, cmd Command) (Result, []string) {
 	}
 	if field, problem := tokenProblem(k); problem != "" {
 		return Result{Err: badCommand(field, "%s", problem)}, nil
+	}
+	if k.ConsulVerify != "" && cmd.Rules < RulesExternal {
+		// A replica that predates the field would drop it; the rules
+		// version halts that replica instead.
+		return Result{Err: badCommand("key.consul_verify", "consul_verify needs rules %d, the command asks for %d", RulesExternal, cmd.Rules)}, nil
 	}
 	return c.putKey(idx, k)
 }

@@ -90,8 +90,11 @@ func readBackup(r io.Reader, max int64) (*Backup, error) {
 	default:
 		return nil, fmt.Errorf("%w: %s", ErrBadSnapshot, decodeProblem(err))
 	}
-	if st.Version != snapshotVersion && st.Version != snapshotVersion4 {
-		return nil, fmt.Errorf("%w: snapshot version %d, this muster reads %d and %d", ErrBadSnapshot, st.Version, snapshotVersion, snapshotVersion4)
+	if st.Version != snapshotVersion && st.Version != snapshotVersion4 && st.Version != snapshotVersion6 {
+		return nil, fmt.Errorf("%w: snapshot version %d, this muster reads %d, %d and %d", ErrBadSnapshot, st.Version, snapshotVersion, snapshotVersion4, snapshotVersion6)
+	}
+	if err := st.checkVersion(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
 	}
 	if st.Instances == nil || st.Keys == nil {
 		// WriteTo always writes both, empty or not: a document without

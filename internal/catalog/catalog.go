@@ -32,6 +32,10 @@ type Catalog struct {
 	keysByHash map[string]*Key
 	// addrs maps service+address+port to the instance ID, for replacement.
 	addrs map[string]string
+	// external maps a key's ID and an instance's ExternalID
+	// (externalKey) to the instance ID: the Consul-compatible API's
+	// calls name instances so.
+	external map[string]string
 	// byKey, byHost and byKeyHost count the instances of each key, at
 	// each address, and of each key at each address, for quotas.
 	byKey, byHost, byKeyHost map[string]int
@@ -108,6 +112,7 @@ func (c *Catalog) reset() {
 	c.keys = map[string]*Key{}
 	c.keysByHash = map[string]*Key{}
 	c.addrs = map[string]string{}
+	c.external = map[string]string{}
 	c.byKey = map[string]int{}
 	c.byHost = map[string]int{}
 	c.hosts = map[string]string{}
@@ -123,10 +128,14 @@ func addrKey(service, address string, port int) string {
 	return service + "/" + address + "/" + strconv.Itoa(port)
 }
 
+func externalKey(keyID, externalID string) string {
+	return keyID + "\x00" + externalID
+}
+
 // Apply applies cmd at Raft index idx. It is deterministic.
 //
 // A command this version cannot apply as its proposer meant it (an
-// unknown operation, or rules newer than RulesCurrent) is answered
+// unknown operation, or rules newer than RulesMax) is answered
 // ErrUnsupported, changes nothing and does not advance Index: the caller
 // must stop applying the log (package cluster does), because replicas
 // that know the command apply it. An unknown operation marked
@@ -138,8 +147,8 @@ func (c *Catalog) Apply(idx uint64, cmd Command) Result {
 	switch {
 	case !known && cmd.Op != "" && !cmd.SkipIfUnknown:
 		return Result{Index: idx, Err: fmt.Errorf("%w: unknown op %q", ErrUnsupported, cmd.Op)}
-	case cmd.Rules > RulesCurrent:
-		return Result{Index: idx, Err: fmt.Errorf("%w: rules version %d (this version knows up to %d)", ErrUnsupported, cmd.Rules, RulesCurrent)}
+	case cmd.Rules > RulesMax:
+		return Result{Index: idx, Err: fmt.Errorf("%w: rules version %d (this version knows up to %d)", ErrUnsupported, cmd.Rules, RulesMax)}
 	}
 	var (
 		res     Result
@@ -217,6 +226,9 @@ func (c *Catalog) putInstance(inst *Instance) {
 		c.seeds[inst.Service]++
 	}
 	c.addrs[addrKey(inst.Service, inst.Address, inst.Port)] = inst.ID
+	if inst.ExternalID != "" {
+		c.external[externalKey(inst.KeyID, inst.ExternalID)] = inst.ID
+	}
 	c.byKey[inst.KeyID]++
 	if c.byHost[inst.Host()]++; c.byHost[inst.Host()] == 1 {
 		c.hosts[inst.Host()] = inst.Host()
@@ -232,6 +244,11 @@ func (c *Catalog) removeInstance(inst *Instance) {
 	ak := addrKey(inst.Service, inst.Address, inst.Port)
 	if c.addrs[ak] == inst.ID {
 		delete(c.addrs, ak)
+	}
+	if inst.ExternalID != "" {
+		if ek := externalKey(inst.KeyID, inst.ExternalID); c.external[ek] == inst.ID {
+			delete(c.external, ek)
+		}
 	}
 	decrement(c.byKey, inst.KeyID)
 	if decrement(c.byHost, inst.Host()) {
@@ -399,6 +416,19 @@ func (c *Catalog) InstanceByAddr(service, address string, port int) (*Instance, 
 	return inst, ok
 }
 
+// InstanceByExternal returns the instance of the enrolment key keyID
+// whose ExternalID is externalID.
+func (c *Catalog) InstanceByExternal(keyID, externalID string) (*Instance, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	id, ok := c.external[externalKey(keyID, externalID)]
+	if !ok {
+		return nil, false
+	}
+	inst, ok := c.instances[id]
+	return inst, ok
+}
+
 // Held returns how many instances are registered with the enrolment key
 // keyID, how many at the host host (of any service and key; see
 // Instance.Host), and how many of the key at the host.
@@ -409,7 +439,7 @@ func (c *Catalog) Held(keyID, host string) (byKey, byAddress, byKeyAtAddress int
 }
 
 // Keyed reports whether service has had an instance of an ordinary
-// enrolment key (see RulesCurrent, rules 2).
+// enrolment key (see RulesMax, rules 2).
 func (c *Catalog) Keyed(service string) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -491,8 +491,8 @@ func TestCatalog_Apply_unsupported(t *testing.T) {
 		cmd  catalog.Command
 	}{
 		{"unknown op", catalog.Command{Op: "explode", ID: "i1"}},
-		{"rules from the future", catalog.Command{Op: catalog.OpDeregister, ID: "i1", Rules: catalog.RulesCurrent + 1}},
-		{"rules from the future on a skippable command", catalog.Command{Op: catalog.OpDeregister, ID: "i1", Rules: catalog.RulesCurrent + 1, SkipIfUnknown: true}},
+		{"rules from the future", catalog.Command{Op: catalog.OpDeregister, ID: "i1", Rules: catalog.RulesMax + 1}},
+		{"rules from the future on a skippable command", catalog.Command{Op: catalog.OpDeregister, ID: "i1", Rules: catalog.RulesMax + 1, SkipIfUnknown: true}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newReplica()

@@ -27,7 +27,10 @@ import (
 // what the proposer meant. When it would not, the command is a new
 // operation, which halts that replica instead (Apply, ErrUnsupported).
 // So the fields of a key's role, expiry and callback TLS mode (keyV1) are
-// carried by create_token, added with them, and never by create_key.
+// carried by create_token, added with them, and never by create_key; and
+// the fields of rules 5 (a key's consul_verify, an instance's
+// external_id) only by commands that ask for rules 5, at which an older
+// replica halts.
 //
 // Command encodings, named by their first byte:
 //
@@ -121,6 +124,9 @@ type instanceV1 struct {
 	KeyID           string            `json:"key_id"`
 	Proof           string            `json:"proof"`
 	HostIP          string            `json:"host_ip,omitempty"`
+	// ExternalID is absent in instances registered before rules 5, and
+	// in every instance not registered through the Consul-compatible API.
+	ExternalID string `json:"external_id,omitempty"`
 	// Checks are absent in instances registered before rules 4.
 	Checks       []checkV1 `json:"checks,omitempty"`
 	Status       string    `json:"status"`
@@ -184,6 +190,9 @@ type keyV1 struct {
 	Role        string     `json:"role,omitempty"`
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
 	CallbackTLS string     `json:"callback_tls,omitempty"`
+	// ConsulVerify is written only for keys created by create_token
+	// under rules 5 (absent: callback).
+	ConsulVerify string `json:"consul_verify,omitempty"`
 }
 
 func instanceToV1(in *Instance) *instanceV1 {
@@ -193,7 +202,7 @@ func instanceToV1(in *Instance) *instanceV1 {
 	return &instanceV1{
 		ID: in.ID, Service: in.Service, Address: in.Address, Port: in.Port, Scheme: in.Scheme,
 		Tags: in.Tags, Meta: in.Meta, TTL: in.TTL, DeregisterAfter: in.DeregisterAfter,
-		TokenHash: in.TokenHash, KeyID: in.KeyID, Proof: in.Proof, HostIP: in.HostIP, Checks: checksToV1(in.Checks), Status: string(in.Status),
+		TokenHash: in.TokenHash, KeyID: in.KeyID, Proof: in.Proof, HostIP: in.HostIP, ExternalID: in.ExternalID, Checks: checksToV1(in.Checks), Status: string(in.Status),
 		Draining: in.Draining, RegisteredAt: in.RegisteredAt, CreateIndex: in.CreateIndex, ModifyIndex: in.ModifyIndex,
 	}
 }
@@ -205,7 +214,7 @@ func (r *instanceV1) toInstance() *Instance {
 	return &Instance{
 		ID: r.ID, Service: r.Service, Address: r.Address, Port: r.Port, Scheme: r.Scheme,
 		Tags: r.Tags, Meta: r.Meta, TTL: r.TTL, DeregisterAfter: r.DeregisterAfter,
-		TokenHash: r.TokenHash, KeyID: r.KeyID, Proof: r.Proof, HostIP: r.HostIP, Checks: checksFromV1(r.Checks), Status: Status(r.Status),
+		TokenHash: r.TokenHash, KeyID: r.KeyID, Proof: r.Proof, HostIP: r.HostIP, ExternalID: r.ExternalID, Checks: checksFromV1(r.Checks), Status: Status(r.Status),
 		Draining: r.Draining, RegisteredAt: r.RegisteredAt, CreateIndex: r.CreateIndex, ModifyIndex: r.ModifyIndex,
 	}
 }
@@ -216,7 +225,7 @@ func keyToV1(k *Key) *keyV1 {
 	}
 	return &keyV1{ID: k.ID, SecretHash: k.SecretHash, Services: k.Services, Description: k.Description,
 		MaxInstances: k.MaxInstances, CreatedAt: k.CreatedAt, CreateIndex: k.CreateIndex,
-		Role: string(k.Role), ExpiresAt: timeOrNil(k.ExpiresAt), CallbackTLS: string(k.CallbackTLS)}
+		Role: string(k.Role), ExpiresAt: timeOrNil(k.ExpiresAt), CallbackTLS: string(k.CallbackTLS), ConsulVerify: string(k.ConsulVerify)}
 }
 
 func (r *keyV1) toKey() *Key {
@@ -225,7 +234,7 @@ func (r *keyV1) toKey() *Key {
 	}
 	k := &Key{ID: r.ID, SecretHash: r.SecretHash, Services: r.Services, Description: r.Description,
 		MaxInstances: r.MaxInstances, CreatedAt: r.CreatedAt, CreateIndex: r.CreateIndex,
-		Role: Role(r.Role), CallbackTLS: CallbackTLS(r.CallbackTLS)}
+		Role: Role(r.Role), CallbackTLS: CallbackTLS(r.CallbackTLS), ConsulVerify: ConsulVerify(r.ConsulVerify)}
 	if r.ExpiresAt != nil {
 		k.ExpiresAt = *r.ExpiresAt
 	}

@@ -292,7 +292,7 @@ func TestCommand_Validate(t *testing.T) {
 		{"negative rules", catalog.Command{Op: catalog.OpRevokeKey, ID: "k1", Rules: -1}, "rules"},
 		// Left to Apply, which halts the replica (ErrUnsupported) or skips.
 		{"unknown op", catalog.Command{Op: "from_the_future"}, ""},
-		{"newer rules", catalog.Command{Op: catalog.OpRevokeKey, Rules: catalog.RulesCurrent + 1}, ""},
+		{"newer rules", catalog.Command{Op: catalog.OpRevokeKey, Rules: catalog.RulesMax + 1}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.cmd.Validate()

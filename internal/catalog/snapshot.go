@@ -45,6 +45,14 @@ import (
 //	           format of backups, which never hold a CA's private key
 //	           (a backup restored into a running registry keeps its CA,
 //	           one restored into a new data dir gets a fresh one).
+//	version 6: JSON, as version 4 with keys' consul_verify and
+//	           instances' external_id (rules 5). Written only when one
+//	           of them is set: a muster that predates them refuses it
+//	           rather than drop them.
+//	version 7: binary, as version 5 (a count of CAs, 0 when there is
+//	           none) with each key's consul_verify after its callback
+//	           TLS mode and each instance's external ID after its host
+//	           IP. Written only when one of them is set.
 //
 // Each writer writes the oldest version that holds the state: a catalog
 // without tokens is written as it was before tokens (JSON version 1,
@@ -70,6 +78,12 @@ const (
 	// snapshotVersion5 is the binary format's version with CAs: version 3
 	// and the CAs.
 	snapshotVersion5 = 5
+	// snapshotVersion6 is the JSON format's version with rules 5's
+	// fields.
+	snapshotVersion6 = 6
+	// snapshotVersion7 is the binary format's version with rules 5's
+	// fields: version 5 and those fields.
+	snapshotVersion7 = 7
 )
 
 // state is the serialised form of the catalog (version 1; see codec.go).
@@ -190,13 +204,17 @@ func sortByID(instances []*Instance) {
 }
 
 // WriteTo writes the snapshot as JSON (the format of backups: version 1,
-// or 4 when a key is a token), instances and keys sorted by ID. It never
-// writes the CAs: a backup holds no CA private key.
+// 4 when a key is a token, 6 when a key or instance has a field of rules
+// 5), instances and keys sorted by ID. It never writes the CAs: a backup
+// holds no CA private key.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	s.sorted()
 	version := snapshotVersion
 	if s.hasTokens() {
 		version = snapshotVersion4
+	}
+	if s.hasExternal() {
+		version = snapshotVersion6
 	}
 	st := state{
 		Version:   version,
@@ -272,8 +290,12 @@ func readSnapshotV1(r io.Reader) (*restored, error) {
 	if err := json.NewDecoder(r).Decode(&st); err != nil {
 		return nil, err
 	}
-	if st.Version != snapshotVersion && st.Version != snapshotVersion4 {
-		return nil, fmt.Errorf("snapshot version %d, want %d or %d (JSON), or %d or %d (binary)", st.Version, snapshotVersion, snapshotVersion4, snapshotVersion2, snapshotVersion3)
+	if st.Version != snapshotVersion && st.Version != snapshotVersion4 && st.Version != snapshotVersion6 {
+		return nil, fmt.Errorf("snapshot version %d, want %d, %d or %d (JSON), or %d, %d, %d or %d (binary)", st.Version,
+			snapshotVersion, snapshotVersion4, snapshotVersion6, snapshotVersion2, snapshotVersion3, snapshotVersion5, snapshotVersion7)
+	}
+	if err := st.checkVersion(); err != nil {
+		return nil, err
 	}
 	if err := st.check(); err != nil {
 		return nil, err
@@ -475,6 +497,9 @@ func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 	if len(s.cas) > 0 {
 		version = snapshotVersion5
 	}
+	if s.hasExternal() {
+		version = snapshotVersion7
+	}
 	e.buf = append(e.buf, version)
 	e.uvarint(s.index)
 	e.uvarint(uint64(len(s.keys)))
@@ -493,6 +518,9 @@ func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 			e.shared(string(k.Role))
 			e.time(k.ExpiresAt)
 			e.shared(string(k.CallbackTLS))
+		}
+		if version >= snapshotVersion7 {
+			e.shared(string(k.ConsulVerify))
 		}
 	}
 	e.uvarint(uint64(len(s.instances)))
@@ -523,6 +551,9 @@ func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 		e.shared(in.KeyID)
 		e.shared(in.Proof)
 		e.shared(in.HostIP)
+		if version >= snapshotVersion7 {
+			e.str(in.ExternalID)
+		}
 		e.uvarint(uint64(len(in.Checks)))
 		for _, c := range in.Checks {
 			e.shared(c.Type)
@@ -581,6 +612,42 @@ func (s *Snapshot) WriteBinary(w io.Writer) (int64, error) {
 		e.write()
 	}
 	return e.n, e.err
+}
+
+// hasExternal reports whether a key or an instance of the snapshot has
+// a field of rules 5 (ConsulVerify, ExternalID), which the older
+// versions cannot hold.
+func (s *Snapshot) hasExternal() bool {
+	for _, k := range s.keys {
+		if k.ConsulVerify != "" {
+			return true
+		}
+	}
+	for _, in := range s.instances {
+		if in.ExternalID != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// checkVersion refuses rules 5's fields in a JSON snapshot of an older
+// version, which no muster writes.
+func (st *state) checkVersion() error {
+	if st.Version >= snapshotVersion6 {
+		return nil
+	}
+	for i, k := range st.Keys {
+		if k != nil && k.ConsulVerify != "" {
+			return fmt.Errorf("key %d has consul_verify, which snapshot version %d predates", i, st.Version)
+		}
+	}
+	for i, in := range st.Instances {
+		if in != nil && in.ExternalID != "" {
+			return fmt.Errorf("instance %d has external_id, which snapshot version %d predates", i, st.Version)
+		}
+	}
+	return nil
 }
 
 // hasTokens reports whether a key of the snapshot has a field only
@@ -680,9 +747,9 @@ func readSnapshotBinary(r io.Reader) (*restored, error) {
 		return nil, errors.New("not a snapshot: it does not start as a muster snapshot")
 	}
 	d.version = d.buf[len(snapshotMagic)]
-	if d.version != snapshotVersion2 && d.version != snapshotVersion3 && d.version != snapshotVersion5 {
-		return nil, fmt.Errorf("snapshot version %d, want %d or %d (JSON), or %d, %d or %d (binary): a newer muster wrote it, or it is damaged",
-			d.version, snapshotVersion, snapshotVersion4, snapshotVersion2, snapshotVersion3, snapshotVersion5)
+	if d.version != snapshotVersion2 && d.version != snapshotVersion3 && d.version != snapshotVersion5 && d.version != snapshotVersion7 {
+		return nil, fmt.Errorf("snapshot version %d, want %d, %d or %d (JSON), or %d, %d, %d or %d (binary): a newer muster wrote it, or it is damaged",
+			d.version, snapshotVersion, snapshotVersion4, snapshotVersion6, snapshotVersion2, snapshotVersion3, snapshotVersion5, snapshotVersion7)
 	}
 	d.off = snapshotHeaderLen
 	rs := d.decode()
@@ -803,6 +870,9 @@ func (d *snapReader) decode() *restored {
 			k.ExpiresAt = d.time()
 			k.CallbackTLS = CallbackTLS(d.shared())
 		}
+		if d.version >= snapshotVersion7 {
+			k.ConsulVerify = ConsulVerify(d.shared())
+		}
 		rs.keys = append(rs.keys, k)
 	}
 	n := d.count()
@@ -831,6 +901,9 @@ func (d *snapReader) decode() *restored {
 		in.KeyID = d.shared()
 		in.Proof = d.shared()
 		in.HostIP = d.shared()
+		if d.version >= snapshotVersion7 {
+			in.ExternalID = d.str()
+		}
 		if n := d.count(); n > 0 {
 			in.Checks = make([]Check, 0, min(n, 64))
 			for ; n > 0 && d.err == nil; n-- {

@@ -102,6 +102,12 @@ type Instance struct {
 	Checks []Check
 	// Status is the instance's health as committed: passing or critical.
 	Status Status
+	// ExternalID is the service ID a registrant chose through the
+	// Consul-compatible API (rules 5), which its later calls name the
+	// instance by, with the key that registered it; empty for every other
+	// instance. A key has at most one instance of each ExternalID: a
+	// registration with one replaces the key's instance that has it.
+	ExternalID string
 	// Draining is set when the instance asked to stop receiving new work.
 	// It is separate from Status so that a drained instance that misses a
 	// heartbeat and comes back is still draining.
@@ -176,6 +182,11 @@ type Key struct {
 	// through CallbackTLSOrDefault). Only an enrolment key may have
 	// CallbackTLSAny.
 	CallbackTLS CallbackTLS
+	// ConsulVerify is whether registrations through the Consul-compatible
+	// API with this key must pass the address callback; empty means
+	// ConsulVerifyCallback (read it through ConsulVerifyOrDefault). Only
+	// an enrolment key may have ConsulVerifyNone.
+	ConsulVerify ConsulVerify
 }
 
 // Role is what a key's holder may do with the services its patterns
@@ -253,6 +264,46 @@ func ParseCallbackTLS(s string) (CallbackTLS, error) {
 	return "", fmt.Errorf("catalog: unknown callback_tls %.32q: use verify or any", s)
 }
 
+// ConsulVerify says whether a registration through the Consul-compatible
+// API, which has no callback of its own, must still pass the address
+// callback.
+type ConsulVerify string
+
+// The policies. A key's ConsulVerify may also be empty, which means
+// ConsulVerifyCallback.
+const (
+	// ConsulVerifyCallback: the registry calls the address back, as for
+	// every /v1 registration (a sidecar on the host may answer).
+	ConsulVerifyCallback ConsulVerify = "callback"
+	// ConsulVerifyNone: the address is taken on the key's word. The
+	// instance's proof says so ("none").
+	ConsulVerifyNone ConsulVerify = "none"
+)
+
+// Valid reports whether v is one of the policies, or empty.
+func (v ConsulVerify) Valid() bool {
+	return v == "" || v == ConsulVerifyCallback || v == ConsulVerifyNone
+}
+
+// ParseConsulVerify returns the policy named s ("" for empty, the
+// default). Its error lists the policies, for a caller to show.
+func ParseConsulVerify(s string) (ConsulVerify, error) {
+	if v := ConsulVerify(s); v.Valid() {
+		return v, nil
+	}
+	return "", fmt.Errorf("catalog: unknown consul_verify %.32q: use callback or none", s)
+}
+
+// ConsulVerifyOrDefault is the key's policy for registrations through the
+// Consul-compatible API: ConsulVerify, or ConsulVerifyCallback when it is
+// empty.
+func (k *Key) ConsulVerifyOrDefault() ConsulVerify {
+	if k.ConsulVerify == "" {
+		return ConsulVerifyCallback
+	}
+	return k.ConsulVerify
+}
+
 // RoleOrDefault is the key's role: Role, or RoleRegister for a key
 // created by OpCreateKey, which has none.
 func (k *Key) RoleOrDefault() Role {
@@ -281,7 +332,7 @@ func (k *Key) Expired(now time.Time) bool {
 // tokenOnly reports whether k has a field that only OpCreateToken may
 // set.
 func (k *Key) tokenOnly() bool {
-	return k.Role != "" || !k.ExpiresAt.IsZero() || k.CallbackTLS != ""
+	return k.Role != "" || !k.ExpiresAt.IsZero() || k.CallbackTLS != "" || k.ConsulVerify != ""
 }
 
 // Allows reports whether the key's patterns admit the service name. It
@@ -311,6 +362,11 @@ type ServiceView struct {
 	// port.
 	Bars []*Bar
 }
+
+// ProofNone is Instance.Proof when nothing was proved: a registration
+// through the Consul-compatible API with a key whose ConsulVerify is
+// ConsulVerifyNone (the same word as api.ProofNone).
+const ProofNone = "none"
 
 // ProofAddressPort is Instance.Proof when the registration's callback
 // reached the advertised port itself (the same words as
@@ -379,7 +435,7 @@ type Command struct {
 	// Rules is the version of the rules a proposer wants applied. Rules
 	// added to Apply after entries were first written are enforced only
 	// for commands that ask for them, so an old log replays exactly as it
-	// was applied the first time. See RulesCurrent.
+	// was applied the first time. See RulesMax.
 	Rules int
 	// SkipIfUnknown lets a replica that does not know Op skip the command
 	// instead of stopping. Set it only on operations whose absence on an
@@ -424,8 +480,7 @@ type Origin struct {
 // expiry from other status changes by it.
 const ReasonTTLExpired = "ttl expired"
 
-// RulesCurrent is the Rules value proposers set today, and the highest
-// this version applies:
+// RulesMax is the highest Rules value this version applies:
 //   - 1: tutorial-protocol and /v1 instances do not share a service.
 //   - 2: replacing another key's instance needs proof of its port
 //     (ErrReplaceDenied); a service that has had /v1 instances (since
@@ -434,7 +489,31 @@ const ReasonTTLExpired = "ttl expired"
 //     bar ends, judged by the registration's RegisteredAt (ErrBarred).
 //   - 4: an instance may declare active health checks (Instance.Checks),
 //     and with checks its TTL may be 0 (Command.Validate).
+//   - 5: an instance may have an ExternalID, and a registration with one
+//     replaces the instance of the same key and ExternalID (or is
+//     refused with ErrExists when another instance holds its address and
+//     port).
+//
+// Proposers set RulesCurrent, and RulesExternal only on a registration
+// that needs it (RulesFor): a replica that predates rules 5 halts at a
+// command that asks for them, so a rolling upgrade meets the first such
+// command only when someone registers through the Consul-compatible API.
+const RulesMax = 5
+
+// RulesCurrent is the Rules value proposers set on every command but a
+// registration with an ExternalID.
 const RulesCurrent = 4
+
+// RulesExternal is the Rules value of a registration with an ExternalID.
+const RulesExternal = 5
+
+// RulesFor is the Rules value a registration of in asks for.
+func RulesFor(in *Instance) int {
+	if in != nil && in.ExternalID != "" {
+		return RulesExternal
+	}
+	return RulesCurrent
+}
 
 // Result is what Apply returns for one command.
 type Result struct {

@@ -26,6 +26,8 @@ import (
 const (
 	// MaxIDLen is the longest instance or key ID.
 	MaxIDLen = 128
+	// MaxExternalIDLen is the longest Instance.ExternalID.
+	MaxExternalIDLen = 128
 
 	maxHostLen         = 253
 	maxTTL             = time.Hour
@@ -49,14 +51,14 @@ const (
 // cmd.
 //
 // It judges only what this version can apply: a command of an unknown
-// operation, or asking for rules newer than RulesCurrent, is left to
+// operation, or asking for rules newer than RulesMax, is left to
 // Apply (ErrUnsupported or ErrSkipped), so that a newer proposer's
 // looser rules halt this replica rather than make it refuse what others
 // apply. It does not look at the catalog (whether an ID exists, whether a
 // key allows a service): that is Apply's.
 func (cmd Command) Validate() error {
 	switch {
-	case cmd.Rules > RulesCurrent:
+	case cmd.Rules > RulesMax:
 		return nil
 	case cmd.Rules < 0:
 		return badCommand("rules", "rules version %d is negative", cmd.Rules)
@@ -96,6 +98,9 @@ func (cmd Command) Validate() error {
 	case OpCreateToken:
 		if err := validateKey(cmd.Key); err != nil {
 			return err
+		}
+		if cmd.Key.ConsulVerify != "" && cmd.Rules < RulesExternal {
+			return badCommand("key.consul_verify", "consul_verify needs rules %d, the command asks for %d", RulesExternal, cmd.Rules)
 		}
 		if cmd.Key.Role == "" {
 			return badCommand("key.role", "create_token needs the key's role (register, read, operator or admin)")
@@ -159,6 +164,14 @@ func validateInstance(in *Instance, rules int) error {
 	}
 	if len(in.Proof) > maxProofLen || !Printable(in.Proof) {
 		return badCommand("instance.proof", "proof must be at most %d printable characters", maxProofLen)
+	}
+	if in.ExternalID != "" {
+		if rules < RulesExternal {
+			return badCommand("instance.external_id", "an external ID needs rules %d, the command asks for %d", RulesExternal, rules)
+		}
+		if !ValidExternalID(in.ExternalID) {
+			return badCommand("instance.external_id", "external ID %.64q is not 1 to %d of A-Z a-z 0-9 - _ . : @", in.ExternalID, MaxExternalIDLen)
+		}
 	}
 	if in.HostIP != "" {
 		if a, err := netip.ParseAddr(in.HostIP); err != nil || a.String() != in.HostIP {
@@ -262,6 +275,10 @@ func tokenProblem(k *Key) (field, problem string) {
 		return "key.callback_tls", fmt.Sprintf("callback_tls %.32q is not verify or any (or empty, for verify)", k.CallbackTLS)
 	case k.CallbackTLS == CallbackTLSAny && k.RoleOrDefault() != RoleRegister:
 		return "key.callback_tls", fmt.Sprintf("callback_tls any is for keys of role register, which register instances; this key's role is %s", k.Role)
+	case !k.ConsulVerify.Valid():
+		return "key.consul_verify", fmt.Sprintf("consul_verify %.32q is not callback or none (or empty, for callback)", k.ConsulVerify)
+	case k.ConsulVerify != "" && k.RoleOrDefault() != RoleRegister:
+		return "key.consul_verify", fmt.Sprintf("consul_verify is for keys of role register, which register instances; this key's role is %s", k.Role)
 	case !k.ExpiresAt.IsZero() && !k.ExpiresAt.After(k.CreatedAt):
 		return "key.expires_at", fmt.Sprintf("expires_at %s is not after created_at %s", k.ExpiresAt.Format(time.RFC3339Nano), k.CreatedAt.Format(time.RFC3339Nano))
 	}
@@ -270,6 +287,23 @@ func tokenProblem(k *Key) (field, problem string) {
 
 func badCommand(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrBadCommand, field, fmt.Sprintf(format, args...))
+}
+
+// ValidExternalID reports whether s may be an Instance.ExternalID: 1 to
+// MaxExternalIDLen of A-Z a-z 0-9 - _ . : and @, the service IDs Consul's
+// clients choose (web-1, redis:6379, api@host), and nothing that a URL
+// path or a log line would read differently.
+func ValidExternalID(s string) bool {
+	if len(s) == 0 || len(s) > MaxExternalIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:@", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidID reports whether s is an instance or key ID: 1 to MaxIDLen of

@@ -180,7 +180,7 @@ func TestNode_HaltsOnUnsupportedEntry(t *testing.T) {
 		}},
 		{"unknown encoding version", func() []byte { return []byte{3, '{', '}'} }},
 		{"newer rules", func() []byte {
-			b, _ := catalog.EncodeCommand(catalog.Command{Op: catalog.OpRevokeKey, ID: "k1", Rules: catalog.RulesCurrent + 1})
+			b, _ := catalog.EncodeCommand(catalog.Command{Op: catalog.OpRevokeKey, ID: "k1", Rules: catalog.RulesMax + 1})
 			return b
 		}},
 	} {
