@@ -20,6 +20,10 @@ const (
 	// another port (verify_port, e.g. a sidecar's): the instance proved
 	// control of the host, not of the exact port it advertises.
 	ProofAddress = "address"
+	// ProofNone means nothing was proved: the instance registered through
+	// the Consul-compatible API with a key whose consul_verify is "none",
+	// and its address is taken on the key's word.
+	ProofNone = "none"
 )
 
 // Default values the server applies when a registration leaves a field out.
@@ -231,6 +235,11 @@ type CreateKeyRequest struct {
 	// (accepted whatever it is, for instances with self-signed
 	// certificates; the proof still binds the answer to the key).
 	CallbackTLS string `json:"callback_tls,omitempty"`
+	// ConsulVerify is whether registrations with the key through the
+	// Consul-compatible API (muster server --consul-addr) must pass the
+	// address callback: "callback" (the default) or "none" (the address
+	// is taken on the key's word, and the instance's proof is "none").
+	ConsulVerify string `json:"consul_verify,omitempty"`
 }
 
 // Key is an enrolment key as listings show it, without its secret.
@@ -247,6 +256,10 @@ type Key struct {
 	// CallbackTLS is "any" for a key whose https callbacks accept any
 	// certificate; absent for the default, "verify".
 	CallbackTLS string `json:"callback_tls,omitempty"`
+	// ConsulVerify is "none" for a key whose registrations through the
+	// Consul-compatible API skip the address callback; absent for the
+	// default, "callback".
+	ConsulVerify string `json:"consul_verify,omitempty"`
 	// Role is what the token's holder may do: register (an enrolment
 	// key), read, operator or admin.
 	Role string `json:"role"`
@@ -275,10 +288,11 @@ type CreateTokenRequest struct {
 	// TTL, when set, is how long the token lasts, a Go duration from 1m
 	// to 87600h (such as "24h"); absent, until it is revoked.
 	TTL string `json:"ttl,omitempty"`
-	// MaxInstances and CallbackTLS are for the register role only, as in
-	// CreateKeyRequest.
+	// MaxInstances, CallbackTLS and ConsulVerify are for the register
+	// role only, as in CreateKeyRequest.
 	MaxInstances int    `json:"max_instances,omitempty"`
 	CallbackTLS  string `json:"callback_tls,omitempty"`
+	ConsulVerify string `json:"consul_verify,omitempty"`
 }
 
 // TokensResponse answers GET /v1/tokens.

@@ -99,6 +99,7 @@ func newKeysCreateCmd(e env) *cobra.Command {
 		maxInst  int
 		out      *enumValue
 		cbTLS    *enumValue
+		consul   *enumValue
 	)
 	cmd := &cobra.Command{
 		Use:   "create --service PATTERN... [flags]",
@@ -122,7 +123,7 @@ arguments.`, envAddr, envToken),
 				return err
 			}
 			k, err := c.NewKey(cmd.Context(), api.CreateKeyRequest{Services: services, Description: desc, MaxInstances: maxInst,
-				CallbackTLS: cbTLS.String()})
+				CallbackTLS: cbTLS.String(), ConsulVerify: consul.String()})
 			if err != nil {
 				return err
 			}
@@ -145,6 +146,9 @@ arguments.`, envAddr, envToken),
 	cbTLS = enumFlag(cmd, "callback-tls", "", "verify",
 		"how the certificate of the key's https verification callbacks is checked: verify (against the registry's --verify-ca or the system's roots), or any (accept any, for instances with self-signed certificates; the proof still binds the answer to the key)",
 		"verify", "any")
+	consul = enumFlag(cmd, "consul-verify", "", "callback",
+		"whether registrations with the key through the Consul-compatible API (--consul-addr) must pass the address callback: callback, or none (the address is taken on the key's word)",
+		"callback", "none")
 	out = enumFlag(cmd, "output", "o", "table",
 		"output format: table; json or yaml (the registry's answer, same field names); id (the key's ID); secret (the secret alone)",
 		"table", "json", "yaml", "id", "secret")

@@ -36,6 +36,7 @@ func newTokensCreateCmd(e env) *cobra.Command {
 		maxInst  int
 		role     *enumValue
 		cbTLS    *enumValue
+		consul   *enumValue
 		out      *enumValue
 	)
 	cmd := &cobra.Command{
@@ -72,6 +73,9 @@ registry's clock; expired or not, it stays listed until it is revoked.`, envAddr
 			if cmd.Flags().Changed("callback-tls") {
 				req.CallbackTLS = cbTLS.String()
 			}
+			if cmd.Flags().Changed("consul-verify") {
+				req.ConsulVerify = consul.String()
+			}
 			if ttl > 0 {
 				req.TTL = ttl.String()
 			}
@@ -106,6 +110,7 @@ registry's clock; expired or not, it stays listed until it is revoked.`, envAddr
 	f.IntVar(&maxInst, "max-instances", 0, "register role: the most instances registered with the token at once, up to "+strconv.Itoa(registry.MaxKeyInstances)+
 		" (0: the server's --max-instances-per-key)")
 	cbTLS = enumFlag(cmd, "callback-tls", "", "verify", "register role: how the certificate of https verification callbacks is checked: verify or any (as keys create)", "verify", "any")
+	consul = enumFlag(cmd, "consul-verify", "", "callback", "register role: whether registrations through the Consul-compatible API must pass the address callback: callback or none (as keys create)", "callback", "none")
 	out = enumFlag(cmd, "output", "o", "table",
 		"output format: table; json or yaml (the registry's answer, same field names); id (the token's ID); secret (the secret alone)",
 		"table", "json", "yaml", "id", "secret")

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,14 +70,17 @@ func New(cfg Config, reg *registry.Registry, log *slog.Logger) *API {
 		a.dc = DefaultDatacenter
 	}
 	for pattern, h := range map[string]func(http.ResponseWriter, *http.Request) error{
-		"GET /v1/catalog/services":       a.catalogServices,
-		"GET /v1/catalog/service/{name}": a.catalogService,
-		"GET /v1/health/service/{name}":  a.healthService,
-		"GET /v1/catalog/datacenters":    a.datacenters,
-		"GET /v1/catalog/nodes":          a.catalogNodes,
-		"GET /v1/status/leader":          a.statusLeader,
-		"GET /v1/status/peers":           a.statusPeers,
-		"GET /v1/agent/self":             a.agentSelf,
+		"GET /v1/catalog/services":              a.catalogServices,
+		"GET /v1/catalog/service/{name}":        a.catalogService,
+		"GET /v1/health/service/{name}":         a.healthService,
+		"GET /v1/catalog/datacenters":           a.datacenters,
+		"GET /v1/catalog/nodes":                 a.catalogNodes,
+		"GET /v1/status/leader":                 a.statusLeader,
+		"GET /v1/status/peers":                  a.statusPeers,
+		"GET /v1/agent/self":                    a.agentSelf,
+		"PUT /v1/agent/service/register":        a.registerService,
+		"PUT /v1/agent/service/deregister/{id}": a.deregisterService,
+		"PUT /v1/agent/check/{op}/{id}":         a.updateCheck,
 	} {
 		a.mux.HandleFunc(pattern, httpapi.Adapt(a.log, h))
 	}
@@ -92,13 +96,26 @@ func (a *API) Handler() http.Handler { return httpapi.Guard(a.log, a.mux) }
 // notServed answers every route this API does not serve: a 405 for the
 // methods of a route it serves, else a 404 that says so.
 func (a *API) notServed(w http.ResponseWriter, r *http.Request) error {
-	if _, pattern := a.mux.Handler(&http.Request{Method: http.MethodGet, URL: r.URL}); pattern != "/" && pattern != "" {
-		w.Header().Set("Allow", "GET, HEAD")
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPut} {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
+		if _, pattern := a.mux.Handler(probe); pattern != "/" && pattern != "" && !strings.HasPrefix(pattern, "PUT /v1/agent/check/{op}") {
+			allow = append(allow, m)
+		}
+	}
+	if _, op := path.Split(path.Dir(r.URL.Path)); strings.HasPrefix(r.URL.Path, "/v1/agent/check/") && slices.Contains([]string{"pass", "warn", "fail", "update"}, op) {
+		allow = append(allow, http.MethodPut)
+	}
+	if len(allow) > 0 && !slices.Contains(allow, r.Method) {
+		if slices.Contains(allow, http.MethodGet) {
+			allow = append(allow, http.MethodHead)
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
 		return httpapi.Errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "",
-			"%s %s is not served: muster's Consul-compatible API answers GET here (see docs/consul-compat.md)", r.Method, cutPath(r.URL.Path))
+			"%s %s is not served: muster's Consul-compatible API answers %s here (see docs/consul-compat.md)", r.Method, cutPath(r.URL.Path), allow[0])
 	}
 	return httpapi.Errorf(http.StatusNotFound, api.CodeNotFound, "",
-		"%s %s is not part of muster's Consul-compatible API (reads of the catalog, health, status and agent/self; see docs/consul-compat.md)", r.Method, cutPath(r.URL.Path))
+		"%s %s is not part of muster's Consul-compatible API (reads of the catalog, health, status and agent/self; registration, deregistration and TTL check updates of services; see docs/consul-compat.md)", r.Method, cutPath(r.URL.Path))
 }
 
 // cutPath is p bounded for an error message.
@@ -427,7 +444,7 @@ func (a *API) catalogService(w http.ResponseWriter, r *http.Request) error {
 		}
 		out = append(out, catalogService{
 			ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: a.dc, TaggedAddresses: n.TaggedAddresses, NodeMeta: n.Meta,
-			ServiceID: e.Instance.ID, ServiceName: e.Instance.Service, ServiceAddress: e.Instance.Address,
+			ServiceID: serviceID(e.Instance), ServiceName: e.Instance.Service, ServiceAddress: e.Instance.Address,
 			ServiceTags: tagsOf(e.Instance), ServiceMeta: meta, ServicePort: e.Instance.Port,
 			ServiceWeights: weights{Passing: 1, Warning: 1}, CreateIndex: sr.Index(), ModifyIndex: sr.Index(),
 		})
@@ -464,7 +481,7 @@ func (a *API) healthService(w http.ResponseWriter, r *http.Request) error {
 		n.CreateIndex, n.ModifyIndex = sr.Index(), sr.Index()
 		out = append(out, serviceEntry{
 			Node: n,
-			Service: agentService{ID: e.Instance.ID, Service: e.Instance.Service, Tags: tagsOf(e.Instance),
+			Service: agentService{ID: serviceID(e.Instance), Service: e.Instance.Service, Tags: tagsOf(e.Instance),
 				Meta: meta, Port: e.Instance.Port, Address: e.Instance.Address, Weights: weights{Passing: 1, Warning: 1},
 				CreateIndex: sr.Index(), ModifyIndex: sr.Index(), Datacenter: a.dc},
 			Checks: checksOf(n.Node, e, sr.Index()),
@@ -674,6 +691,15 @@ func nodeUUID(s string) string {
 	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }
 
+// serviceID is the instance's ID as Consul's answers show it: the ID its
+// registrant chose through this API, else muster's.
+func serviceID(inst *catalog.Instance) string {
+	if inst.ExternalID != "" {
+		return inst.ExternalID
+	}
+	return inst.ID
+}
+
 func tagsOf(inst *catalog.Instance) []string {
 	if len(inst.Tags) == 0 {
 		return []string{}
@@ -707,19 +733,19 @@ func checksOf(nodeName string, e registry.Entry, index uint64) []healthCheck {
 	inst := e.Instance
 	mk := func(id, name, status, output, typ string) healthCheck {
 		return healthCheck{Node: nodeName, CheckID: id, Name: name, Status: status, Output: output,
-			ServiceID: inst.ID, ServiceName: inst.Service, ServiceTags: tagsOf(inst), Type: typ,
+			ServiceID: serviceID(inst), ServiceName: inst.Service, ServiceTags: tagsOf(inst), Type: typ,
 			CreateIndex: index, ModifyIndex: index}
 	}
 	var out []healthCheck
 	if inst.TTL > 0 {
-		out = append(out, mk("service:"+inst.ID, "muster heartbeat", heartbeatStatus(e),
+		out = append(out, mk("service:"+serviceID(inst), "muster heartbeat", heartbeatStatus(e),
 			fmt.Sprintf("quality %.2f, last heartbeat %s ago", e.Quality, lastSeen(e.Age)), "ttl"))
 	}
 	for i, c := range e.Checks {
-		out = append(out, mk("service:"+inst.ID+":"+strconv.Itoa(i+1), "muster "+c.Type+" check", c.Status, c.Output, c.Type))
+		out = append(out, mk("service:"+serviceID(inst)+":"+strconv.Itoa(i+1), "muster "+c.Type+" check", c.Status, c.Output, c.Type))
 	}
 	if e.Status == catalog.StatusDraining {
-		m := mk("_service_maintenance:"+inst.ID, "Service Maintenance Mode", api.StatusCritical, "", "maintenance")
+		m := mk("_service_maintenance:"+serviceID(inst), "Service Maintenance Mode", api.StatusCritical, "", "maintenance")
 		m.Notes = "draining: the instance is leaving; send new calls elsewhere"
 		out = append(out, m)
 	}

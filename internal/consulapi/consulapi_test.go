@@ -238,37 +238,6 @@ func TestConsul_PrivateReads(t *testing.T) {
 	}
 }
 
-// TestConsul_StrangersCannotWrite: the API serves no write: Consul's
-// registration, deregistration and check routes answer a JSON error that
-// says so, for anyone, and nothing is registered.
-func TestConsul_StrangersCannotWrite(t *testing.T) {
-	h, cc := start(t, nil)
-	err := cc.Agent().ServiceRegister(&consul.AgentServiceRegistration{ID: "x", Name: "web", Address: "127.0.0.1", Port: 80})
-	if err == nil || !strings.Contains(err.Error(), "not part of muster's Consul-compatible API") {
-		t.Errorf("agent service register: %v", err)
-	}
-	base := "http://" + h.Srv.ConsulAddr()
-	for _, c := range []struct{ method, path string }{
-		{"PUT", "/v1/agent/service/register"}, {"PUT", "/v1/agent/service/deregister/x"}, {"PUT", "/v1/agent/check/pass/service:x"},
-		{"PUT", "/v1/catalog/register"}, {"DELETE", "/v1/catalog/service/web"}, {"POST", "/v1/health/service/web"}, {"GET", "/v1/kv/x"},
-	} {
-		req, _ := http.NewRequest(c.method, base+c.path, strings.NewReader(`{"Name":"web"}`))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var eb api.ErrorBody
-		derr := json.NewDecoder(resp.Body).Decode(&eb)
-		resp.Body.Close()
-		if resp.StatusCode < 400 || derr != nil || eb.Error.Code == "" || eb.Error.Message == "" {
-			t.Errorf("%s %s: %d (%v) %+v", c.method, c.path, resp.StatusCode, derr, eb)
-		}
-	}
-	if svcs, _, err := cc.Catalog().Services(nil); err != nil || len(svcs) != 0 {
-		t.Errorf("after the refused writes: %v, %v", svcs, err)
-	}
-}
-
 // TestConsul_BadQueries: a filter of another form, another datacenter, a
 // wait that is not a duration: each a 400 naming the parameter.
 func TestConsul_BadQueries(t *testing.T) {

@@ -19,10 +19,25 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) *Error
 	return decodeReader(body, max, v)
 }
 
+// DecodeLenient reads r's body, at most max bytes, into v as decodeJSON
+// does, but skips fields v does not have: for front ends whose clients
+// send fields muster has no use for (Consul's clients send many).
+func DecodeLenient(w http.ResponseWriter, r *http.Request, max int64, v any) *Error {
+	return decodeBody(http.MaxBytesReader(w, r.Body, max), max, v, false)
+}
+
 // decodeReader is decodeJSON without the ResponseWriter, for fuzzing.
 func decodeReader(body io.Reader, max int64, v any) *Error {
+	return decodeBody(body, max, v, true)
+}
+
+// decodeBody reads exactly one JSON value into v; strict refuses fields
+// v does not have.
+func decodeBody(body io.Reader, max int64, v any, strict bool) *Error {
 	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err, max)
 	}

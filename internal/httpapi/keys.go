@@ -28,6 +28,9 @@ func (a *apiServer) keyToAPI(k *catalog.Key) api.Key {
 	if k.CallbackTLSOrDefault() == catalog.CallbackTLSAny {
 		out.CallbackTLS = string(catalog.CallbackTLSAny)
 	}
+	if k.ConsulVerifyOrDefault() == catalog.ConsulVerifyNone {
+		out.ConsulVerify = string(catalog.ConsulVerifyNone)
+	}
 	out.Role = string(k.RoleOrDefault())
 	if out.Role != string(catalog.RoleRegister) {
 		out.MaxInstances, out.Instances = 0, 0 // only enrolment keys hold instances
@@ -53,7 +56,7 @@ func (a *apiServer) createToken(w http.ResponseWriter, r *http.Request) error {
 			return registry.TokenSpec{}, err
 		}
 		spec := registry.TokenSpec{Role: req.Role, KeySpec: registry.KeySpec{Services: req.Services, Description: req.Description,
-			MaxInstances: req.MaxInstances, CallbackTLS: req.CallbackTLS}}
+			MaxInstances: req.MaxInstances, CallbackTLS: req.CallbackTLS, ConsulVerify: req.ConsulVerify}}
 		if req.TTL != nil {
 			d, err := time.ParseDuration(*req.TTL)
 			if err != nil || d <= 0 {
@@ -97,7 +100,7 @@ func (a *apiServer) createKey(w http.ResponseWriter, r *http.Request) error {
 			return registry.TokenSpec{}, err
 		}
 		return registry.TokenSpec{Role: string(catalog.RoleRegister), KeySpec: registry.KeySpec{Services: req.Services,
-			Description: req.Description, MaxInstances: req.MaxInstances, CallbackTLS: req.CallbackTLS}}, nil
+			Description: req.Description, MaxInstances: req.MaxInstances, CallbackTLS: req.CallbackTLS, ConsulVerify: req.ConsulVerify}}, nil
 	})
 }
 

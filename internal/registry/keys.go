@@ -34,6 +34,9 @@ type KeySpec struct {
 	// is, for instances with self-signed certificates; the proof still
 	// binds the answer to the key).
 	CallbackTLS string
+	// ConsulVerify is whether registrations through the Consul-compatible
+	// API must pass the address callback: "" or "callback", or "none".
+	ConsulVerify string
 }
 
 // MaxKeyInstances is the highest limit of instances a key may have.
@@ -60,6 +63,9 @@ func (k KeySpec) Validate() error {
 	}
 	if _, err := catalog.ParseCallbackTLS(k.CallbackTLS); err != nil && k.CallbackTLS != "" {
 		return badField("callback_tls", "callback_tls must be verify or any")
+	}
+	if _, err := catalog.ParseConsulVerify(k.ConsulVerify); err != nil {
+		return badField("consul_verify", "consul_verify must be callback or none")
 	}
 	return nil
 }
@@ -110,6 +116,9 @@ func (t *TokenSpec) Validate() error {
 		if t.CallbackTLS != "" {
 			return badField("callback_tls", "callback_tls is for tokens of role register, which register instances")
 		}
+		if t.ConsulVerify != "" {
+			return badField("consul_verify", "consul_verify is for tokens of role register, which register instances")
+		}
 	}
 	if t.TTL != 0 && (t.TTL < MinTokenTTL || t.TTL > MaxTokenTTL) {
 		return badField("ttl", "ttl must be from %s to %s, or absent for a token that lasts until it is revoked", MinTokenTTL, MaxTokenTTL)
@@ -159,8 +168,9 @@ func (r *Registry) CreateToken(ctx context.Context, token string, spec TokenSpec
 		CreatedAt:    now,
 	}
 	mode, _ := catalog.ParseCallbackTLS(spec.CallbackTLS)
-	op := catalog.OpCreateKey
-	if role != catalog.RoleRegister || mode == catalog.CallbackTLSAny || spec.TTL > 0 {
+	consul, _ := catalog.ParseConsulVerify(spec.ConsulVerify)
+	op, rules := catalog.OpCreateKey, catalog.RulesCurrent
+	if role != catalog.RoleRegister || mode == catalog.CallbackTLSAny || spec.TTL > 0 || consul == catalog.ConsulVerifyNone {
 		// Fields create_key cannot carry: an older replica halts at
 		// create_token rather than take the token for an enrolment key
 		// that never expires. A plain enrolment key stays create_key,
@@ -172,8 +182,13 @@ func (r *Registry) CreateToken(ctx context.Context, token string, spec TokenSpec
 		if spec.TTL > 0 {
 			k.ExpiresAt = now.Add(spec.TTL.Round(time.Second))
 		}
+		if consul == catalog.ConsulVerifyNone {
+			// Rules 5: a replica that predates the field halts rather
+			// than keep a key that calls back where this one does not.
+			k.ConsulVerify, rules = consul, catalog.RulesExternal
+		}
 	}
-	if _, err := r.commit(ctx, catalog.Command{Op: op, Key: k, Reason: "api"}); err != nil {
+	if _, err := r.commit(ctx, catalog.Command{Op: op, Key: k, Reason: "api", Rules: rules}); err != nil {
 		return nil, "", err
 	}
 	r.log.Info("token created", "key_id", k.ID, "role", role, "services", k.Services, "expires_at", k.ExpiresAt)

@@ -344,6 +344,24 @@ type Registered struct {
 // refused when applied, is recorded from the applied log; any other
 // refusal or failure here.
 func (r *Registry) Register(ctx context.Context, adm Admission, req api.RegisterRequest) (_ Registered, err error) {
+	return r.register(ctx, adm, req, registerAs{reason: "api", callback: true, status: catalog.StatusPassing})
+}
+
+// registerAs is how a front end's registration differs from /v1's.
+type registerAs struct {
+	// reason is the audit trail's and the log's word for the front end.
+	reason string
+	// externalID is the ID the registrant chose (Instance.ExternalID).
+	externalID string
+	// callback is whether the address is called back; without it the
+	// address is still resolved and held to the allowlist and the
+	// limits, and the instance's proof is "none".
+	callback bool
+	// status is the instance's status once registered.
+	status catalog.Status
+}
+
+func (r *Registry) register(ctx context.Context, adm Admission, req api.RegisterRequest, as registerAs) (_ Registered, err error) {
 	if adm.key == nil { // not from AdmitKey
 		return Registered{}, ErrNoCredential
 	}
@@ -367,10 +385,16 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 	if reg.VerifyPort != reg.Port {
 		proof = api.ProofAddress
 	}
+	if !as.callback {
+		proof = api.ProofNone
+	}
 	if err := r.barred(adm.service, reg.Address, reg.Port); err != nil {
 		return Registered{}, err
 	}
 	old, replacing := r.cat.InstanceByAddr(adm.service, reg.Address, reg.Port)
+	if !replacing && as.externalID != "" {
+		old, replacing = r.cat.InstanceByExternal(adm.key.ID, as.externalID)
+	}
 	if replacing && old.KeyID != adm.key.ID && proof != api.ProofAddressPort {
 		// Checked again in the catalog; refused here before any callback.
 		return Registered{}, catalog.ErrReplaceDenied
@@ -384,6 +408,9 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 		},
 		attrs: []any{"service", adm.service, "address", reg.Address, "port", reg.Port},
 		call: func(ctx context.Context, hostIP netip.Addr) error {
+			if !as.callback {
+				return nil
+			}
 			target := verify.Target{Scheme: reg.VerifyScheme, Address: reg.Address, Port: reg.VerifyPort, Path: reg.VerifyPath, DialIP: hostIP,
 				AnyCertificate: adm.key.CallbackTLSOrDefault() == catalog.CallbackTLSAny}
 			return r.verifier.Verify(ctx, target, api.VerifyRequest{
@@ -400,10 +427,10 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 	inst := &catalog.Instance{
 		ID: id, Service: adm.service, Address: reg.Address, Port: reg.Port, Scheme: reg.Scheme,
 		Tags: reg.Tags, Meta: reg.Meta, TTL: reg.ttl, DeregisterAfter: reg.deregisterAfter, Checks: reg.checks,
-		TokenHash: catalog.HashSecret(token), KeyID: adm.key.ID, Proof: proof, HostIP: hostIP,
-		Status: catalog.StatusPassing, RegisteredAt: now.UTC(),
+		TokenHash: catalog.HashSecret(token), KeyID: adm.key.ID, Proof: proof, HostIP: hostIP, ExternalID: as.externalID,
+		Status: as.status, RegisteredAt: now.UTC(),
 	}
-	res, err := r.commitRegistration(ctx, inst, adm.key, "api", now)
+	res, err := r.commitRegistration(ctx, inst, adm.key, as.reason, now)
 	applied = res.Index != 0
 	if err != nil {
 		return Registered{}, err
@@ -423,7 +450,7 @@ func (r *Registry) Register(ctx context.Context, adm Admission, req api.Register
 // that the state machine holds them exactly: admission (reserve) counts
 // what this server knows, and in a cluster every server admits.
 func (r *Registry) commitRegistration(ctx context.Context, inst *catalog.Instance, key *catalog.Key, reason string, now time.Time) (catalog.Result, error) {
-	res, err := r.propose(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason, Rules: catalog.RulesCurrent,
+	res, err := r.propose(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason, Rules: catalog.RulesFor(inst),
 		KeyLimit: r.keyLimit(key), HostLimit: r.cfg.MaxInstancesPerAddress, Origin: origin(ctx)})
 	if errors.Is(err, catalog.ErrQuota) {
 		return res, &QuotaError{Message: fmt.Sprintf("enrolment key %s (limit %d) or address %s (limit %d, --max-instances-per-address) "+

@@ -1,0 +1,170 @@
+package registry
+
+import (
+	"context"
+	"errors"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
+	"github.com/musterhq/muster/internal/catalog"
+)
+
+// External registrations are those of front ends whose clients name an
+// instance by an ID of their own choosing, and call again with their
+// enrolment key rather than a session token: the Consul-compatible API.
+// The key that registered an external ID, and only that key, may
+// heartbeat the instance, mark it critical and deregister it, by that
+// ID; another key's call finds nothing, as if the ID did not exist.
+
+// RegisterExternal registers req for the holder of adm's key under the
+// external ID it chose (catalog.ValidExternalID), replacing the key's
+// instance of that ID if there is one. Whether the address is called
+// back is the key's policy (catalog.Key.ConsulVerify); without the
+// callback the address is still resolved, held to the allowlist and the
+// limits, and the instance's proof is "none". It starts passing only if
+// passing is set (Consul's checks start critical until their first
+// pass). Errors: as Register, and a *FieldError for the field "ID".
+func (r *Registry) RegisterExternal(ctx context.Context, adm Admission, req api.RegisterRequest, externalID string, passing bool) (Registered, error) {
+	if !catalog.ValidExternalID(externalID) {
+		err := badField("ID", "the service ID %.64q must be 1 to %d of A-Z a-z 0-9 - _ . : @", externalID, catalog.MaxExternalIDLen)
+		r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: adm.service, Key: adm.KeyID()}, err)
+		return Registered{}, err
+	}
+	as := registerAs{reason: "consul", externalID: externalID, status: catalog.StatusCritical}
+	if passing {
+		as.status = catalog.StatusPassing
+	}
+	if adm.key != nil {
+		as.callback = adm.key.ConsulVerifyOrDefault() == catalog.ConsulVerifyCallback
+	}
+	return r.register(ctx, adm, req, as)
+}
+
+// RefuseRegistration records the refusal of a registration whose key
+// was admitted, for a front end that refuses it before Register: a
+// request it cannot read as muster's.
+func (r *Registry) RefuseRegistration(ctx context.Context, adm Admission, err error) {
+	r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: adm.service, Key: adm.KeyID()}, err)
+}
+
+// external resolves the instance that the enrolment key of secret
+// registered under the first of externalIDs that names one (a caller
+// whose name of an instance is ambiguous gives each reading, the most
+// likely first). Errors, each a record of action:
+// ErrNotReady, ErrNoCredential, ErrWrongToken (no such key, or a token of
+// another role), an *ExpiredError, ErrUnavailable, ErrInstanceNotFound
+// (no instance of this key has the ID).
+func (r *Registry) external(ctx context.Context, action audit.Action, secret string, externalIDs []string) (inst *catalog.Instance, c Caller, err error) {
+	defer func() {
+		if err != nil {
+			rec := audit.Record{Action: action, Key: c.KeyID()}
+			if inst != nil {
+				rec.Service, rec.Instance = inst.Service, inst.ID
+			}
+			r.record(ctx, rec, err)
+		}
+	}()
+	if err := r.Ready(); err != nil {
+		return nil, c, err
+	}
+	if secret == "" {
+		return nil, c, ErrNoCredential
+	}
+	c, err = r.Authenticate(secret)
+	if err != nil {
+		return nil, c, err
+	}
+	if c.key == nil || c.key.RoleOrDefault() != catalog.RoleRegister {
+		// The admin token and other roles name instances by muster's
+		// IDs, through /v1: an external ID is a key's own name.
+		return nil, c, ErrWrongToken
+	}
+	find := func() (*catalog.Instance, bool) {
+		for _, id := range externalIDs {
+			if inst, ok := r.cat.InstanceByExternal(c.key.ID, id); ok {
+				return inst, true
+			}
+		}
+		return nil, false
+	}
+	inst, ok := find()
+	if !ok { // perhaps registered through another server
+		again, err := r.catchUp()
+		if err != nil {
+			return nil, c, err
+		}
+		if again {
+			inst, ok = find()
+		}
+	}
+	if !ok {
+		return nil, c, ErrInstanceNotFound
+	}
+	return inst, c, nil
+}
+
+// ExternalBeat is a heartbeat of the key's instance named by externalIDs (see external), as
+// Heartbeat is of an instance with its session token: it returns the
+// instance's status after the beat (a critical instance is brought back
+// to passing, unless its checks hold it down or its key is out of write
+// budget). Errors: as external, then ErrUnavailable.
+func (r *Registry) ExternalBeat(ctx context.Context, secret string, externalIDs ...string) (catalog.Status, error) {
+	inst, _, err := r.external(ctx, audit.ActionHeartbeat, secret, externalIDs)
+	if err != nil {
+		return "", err
+	}
+	now := r.now()
+	status, revive := r.heard(inst, now)
+	if revive {
+		return r.revive(ctx, inst, now)
+	}
+	return status, nil
+}
+
+// ExternalCritical marks the key's instance named by externalIDs critical: its
+// process says it is failing. It is not heard from by this call: a
+// process that keeps reporting failure is removed DeregisterAfter after
+// its last heartbeat, as one that has gone silent. Going critical never
+// waits for the key's write budget (as a failing check does not); the
+// return to passing spends from it, which bounds a flapping instance's
+// writes. An instance already critical writes nothing. Errors: as
+// external, then ErrUnavailable.
+func (r *Registry) ExternalCritical(ctx context.Context, secret, reason string, externalIDs ...string) error {
+	inst, c, err := r.external(ctx, audit.ActionStatus, secret, externalIDs)
+	if err != nil {
+		return err
+	}
+	if inst.Status == catalog.StatusCritical {
+		return nil
+	}
+	ctx = asCaller(ctx, c)
+	_, err = r.commit(ctx, catalog.Command{Op: catalog.OpSetStatus, ID: inst.ID, Status: catalog.StatusCritical, IfStatus: catalog.StatusPassing,
+		Reason: r.scrub(reason)})
+	switch {
+	case err == nil, errors.Is(err, catalog.ErrConflict): // already critical
+		return nil
+	case errors.Is(err, catalog.ErrNotFound):
+		return ErrInstanceNotFound
+	}
+	return err
+}
+
+// ExternalDeregister removes the key's instance externalID and returns
+// the index of the removal. Errors: as external, then ErrUnavailable.
+func (r *Registry) ExternalDeregister(ctx context.Context, secret, externalID string) (uint64, error) {
+	inst, c, err := r.external(ctx, audit.ActionDeregister, secret, []string{externalID})
+	if err != nil {
+		return 0, err
+	}
+	ctx = asCaller(ctx, c)
+	res, err := r.commit(ctx, catalog.Command{Op: catalog.OpDeregister, ID: inst.ID, Reason: "consul"})
+	if errors.Is(err, catalog.ErrNotFound) {
+		return 0, ErrInstanceNotFound
+	}
+	if err != nil {
+		return 0, err
+	}
+	r.live.Forget(inst.ID)
+	r.log.Info("instance deregistered", "id", inst.ID, "service", inst.Service, "external_id", inst.ExternalID, "index", res.Index)
+	return res.Index, nil
+}
