@@ -1,23 +1,3 @@
-// Package grpcresolver resolves gRPC targets muster:///service_name to the
-// passing instances of the service, from a client.Resolver: the current
-// set when the channel is built, then every change within milliseconds
-// while the Resolver's event stream is up (by revalidation while it is
-// down). Each address carries the instance's ID, quality and tags as
-// attributes (QualityOf, TagsOf, InstanceIDOf).
-//
-// Use it for one channel:
-//
-//	conn, err := grpc.NewClient("muster:///fetch_url",
-//		grpc.WithResolvers(grpcresolver.NewBuilder(resolver)),
-//		grpc.WithTransportCredentials(insecure.NewCredentials()))
-//
-// or for every channel of the process, once at start:
-//
-//	grpcresolver.Register(resolver)
-//
-// The channel's default service config balances round robin over the
-// instances; a dial option or the target's own service config may choose
-// another policy. It imports only the SDK and grpc-go.
 package grpcresolver
 
 import (
@@ -25,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,16 +22,31 @@ import (
 const Scheme = "muster"
 
 // DefaultServiceConfig is the service config the resolver gives every
-// channel unless the dial names one: round robin over the instances.
-const DefaultServiceConfig = `{"loadBalancingConfig": [{"round_robin": {}}]}`
+// channel: the BalancerName policy, which weighs the instances by quality.
+// A channel dialled with grpc.WithDisableServiceConfig() ignores it and
+// takes the one of grpc.WithDefaultServiceConfig instead, such as
+// RoundRobinServiceConfig.
+const DefaultServiceConfig = `{"loadBalancingConfig": [{"` + BalancerName + `": {}}]}`
+
+// RoundRobinServiceConfig is the service config of grpc-go's round_robin
+// policy, for a channel that does not weigh instances by quality:
+//
+//	grpc.WithDisableServiceConfig(),
+//	grpc.WithDefaultServiceConfig(grpcresolver.RoundRobinServiceConfig)
+const RoundRobinServiceConfig = `{"loadBalancingConfig": [{"round_robin": {}}]}`
 
 // Builder builds resolvers of muster:/// targets over one client.Resolver.
 type Builder struct {
-	res *client.Resolver
+	res     *client.Resolver
+	refresh time.Duration // how often a channel looks again at the qualities
 }
 
+// qualityRefresh is how often a channel's resolver looks up the service's
+// qualities again between the Watch's sets.
+const qualityRefresh = 5 * time.Second
+
 // NewBuilder returns a Builder over res, for grpc.WithResolvers.
-func NewBuilder(res *client.Resolver) *Builder { return &Builder{res: res} }
+func NewBuilder(res *client.Resolver) *Builder { return &Builder{res: res, refresh: qualityRefresh} }
 
 // Register makes muster:/// targets resolve through res for every gRPC
 // channel of the process (resolver.Register). Call it once, at start,
@@ -77,12 +73,16 @@ func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolv
 	if service == "" {
 		return nil, fmt.Errorf("grpcresolver: target %q names no service: use muster:///service_name", target.URL.String())
 	}
+	refresh := b.refresh
+	if refresh <= 0 { // a Builder not from NewBuilder
+		refresh = qualityRefresh
+	}
 	sc := cc.ParseServiceConfig(DefaultServiceConfig)
 	if sc.Err != nil {
 		return nil, fmt.Errorf("grpcresolver: default service config: %w", sc.Err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &musterResolver{res: b.res, service: service, cc: cc, sc: sc, cancel: cancel, now: make(chan struct{}, 1)}
+	r := &musterResolver{res: b.res, service: service, cc: cc, sc: sc, refresh: refresh, cancel: cancel, now: make(chan struct{}, 1)}
 	r.wg.Add(1)
 	go r.run(ctx)
 	return r, nil
@@ -93,6 +93,7 @@ type musterResolver struct {
 	service string
 	cc      resolver.ClientConn
 	sc      *serviceconfig.ParseResult
+	refresh time.Duration
 	cancel  context.CancelFunc
 	now     chan struct{} // ResolveNow: retry a failed watch at once
 	wg      sync.WaitGroup
@@ -133,12 +134,7 @@ func (r *musterResolver) run(ctx context.Context) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		for set := range sets {
-			// An error here means the channel has no balancer for the
-			// set yet (an empty set under some policies): the next set
-			// is handed over all the same.
-			_ = r.cc.UpdateState(r.state(set))
-		}
+		r.follow(ctx, sets)
 		// The channel closes when ctx ends or the client.Resolver closes;
 		// in the second case, nothing more will come: say so.
 		if ctx.Err() == nil {
@@ -148,16 +144,63 @@ func (r *musterResolver) run(ctx context.Context) {
 	}
 }
 
+// follow hands the channel each set of sets until it closes and, in
+// between, every r.refresh, the set a Lookup finds if an instance's
+// quality moved: Watch sends a set when the instances change, not when
+// their qualities do, which the channel's policy weighs. The Lookup is
+// the Resolver's (its cache, MaxAge, and stale rules), given a second at
+// most, so that it never holds up a set from the Watch for long.
+func (r *musterResolver) follow(ctx context.Context, sets <-chan client.Result) {
+	tick := time.NewTicker(r.refresh)
+	defer tick.Stop()
+	var last []client.Instance
+	for {
+		var set client.Result
+		select {
+		case s, ok := <-sets:
+			if !ok {
+				return
+			}
+			set = s
+		case <-tick.C:
+			lctx, cancel := context.WithTimeout(ctx, time.Second)
+			s, err := r.res.Lookup(lctx, r.service)
+			cancel()
+			if err != nil || sameQualities(last, s.Instances) {
+				continue
+			}
+			set = s
+		}
+		last = set.Instances
+		// An error here means the channel has no balancer for the set
+		// yet (an empty set under some policies): the next set is
+		// handed over all the same.
+		_ = r.cc.UpdateState(r.state(set))
+	}
+}
+
+// sameQualities reports whether two sets (each sorted by ID, as the
+// Resolver gives them) hold the same instances with the same qualities.
+func sameQualities(a, b []client.Instance) bool {
+	return slices.EqualFunc(a, b, func(x, y client.Instance) bool { return x.ID == y.ID && x.Quality == y.Quality })
+}
+
 // state is the resolver state of one set of instances.
 func (r *musterResolver) state(set client.Result) resolver.State {
 	eps := make([]resolver.Endpoint, 0, len(set.Instances))
 	for _, inst := range set.Instances {
-		a := resolver.Address{Addr: net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port))}
-		a.BalancerAttributes = attributes.New(idKey{}, inst.ID).WithValue(qualityKey{}, inst.Quality).
-			WithValue(tagsKey{}, tagList(strings.Join(inst.Tags, ",")))
-		eps = append(eps, resolver.Endpoint{Addresses: []resolver.Address{a}})
+		eps = append(eps, resolver.Endpoint{Addresses: []resolver.Address{address(inst)}})
 	}
 	return resolver.State{Endpoints: eps, ServiceConfig: r.sc}
+}
+
+// address is the address of an instance, with its ID, quality and tags as
+// balancer attributes (InstanceIDOf, QualityOf, TagsOf).
+func address(inst client.Instance) resolver.Address {
+	a := resolver.Address{Addr: net.JoinHostPort(inst.Address, strconv.Itoa(inst.Port))}
+	a.BalancerAttributes = attributes.New(idKey{}, inst.ID).WithValue(qualityKey{}, inst.Quality).
+		WithValue(tagsKey{}, tagList(strings.Join(inst.Tags, ",")))
+	return a
 }
 
 type (
