@@ -143,6 +143,7 @@ func newRootCmd(e env) *cobra.Command {
 		newTLSCmd(e),
 		newCACmd(e),
 		newRegisterCmd(e),
+		newAnswerCmd(e),
 		newHealthCmd(e),
 		newBenchCmd(e),
 		newVersionCmd(info),

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -87,16 +86,9 @@ func newRegisterCmd(e env) *cobra.Command {
 				}
 				meta[k] = v
 			}
-			key := e.getenv("MUSTER_KEY")
-			if keyFile != "" {
-				b, err := os.ReadFile(keyFile)
-				if err != nil {
-					return fmt.Errorf("--key-file: %w", err)
-				}
-				key = strings.TrimSpace(string(b))
-			}
-			if key == "" {
-				return usageError("an enrolment key is required: set MUSTER_KEY or --key-file")
+			key, err := readKey(e, keyFile)
+			if err != nil {
+				return err
 			}
 			if grpcService != "" && !checkGRPC {
 				return usageError("--check-grpc-service needs --check-grpc")

@@ -194,7 +194,7 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "log-format", "MUSTER_LOG_FORMAT")
 	f.StringVar(&o.dnsAddr, "dns-addr", "", "answer DNS (A, AAAA and SRV of passing instances) over UDP and TCP on this address, e.g. 127.0.0.1:8600; off when empty; anyone who can reach it reads what lookups show")
 	bindEnv(f, "dns-addr", "MUSTER_DNS_ADDR")
-	f.StringVar(&o.consulAddr, "consul-addr", "", "serve a subset of Consul's HTTP API (catalog, health, status reads; see docs/consul-compat.md) on this address, e.g. 127.0.0.1:8500, with the API's TLS and read rules; off when empty")
+	f.StringVar(&o.consulAddr, "consul-addr", "", "serve a subset of Consul's HTTP API (catalog, health and status reads; service registration and TTL checks with an enrolment key; see docs/consul-compat.md) on this address, e.g. 127.0.0.1:8500, with the API's TLS and read rules; off when empty")
 	bindEnv(f, "consul-addr", "MUSTER_CONSUL_ADDR")
 	f.StringVar(&o.dnsDomain, "dns-domain", def.DNS.Domain, "the DNS zone: NAME.service.<domain>, TAG.NAME.service.<domain>, ID.instance.<domain>; other names are refused")
 	bindEnv(f, "dns-domain", "MUSTER_DNS_DOMAIN")

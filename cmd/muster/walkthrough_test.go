@@ -101,6 +101,13 @@ func showPattern(show string, ports *strings.Replacer) *regexp.Regexp {
 // scratch copy of the repository (so that the docs' relative paths and
 // their `go build` work), and checks every block.
 func runWalkthrough(t *testing.T, doc, section string) {
+	runWalkthroughWith(t, doc, section, false)
+}
+
+// runWalkthroughWith is runWalkthrough, with the server's
+// Consul-compatible API on (at the docs' 127.0.0.1:8500) when consul is
+// set.
+func runWalkthroughWith(t *testing.T, doc, section string, consul bool) {
 	if testing.Short() {
 		t.Skip("runs the docs' commands against a real server")
 	}
@@ -136,9 +143,14 @@ func runWalkthrough(t *testing.T, doc, section string) {
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	dnsPort := strconv.Itoa(freePort(t))
 	calleePort := freePort(t)
+	consulAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	ports := strings.NewReplacer("127.0.0.1:9000", addr, "127.0.0.1:8600", "127.0.0.1:"+dnsPort, "-p 8600", "-p "+dnsPort,
-		"18888", strconv.Itoa(calleePort))
+		"18888", strconv.Itoa(calleePort), "127.0.0.1:8500", consulAddr)
 	env := append(os.Environ(), "MUSTER_HTTP_ADDR="+addr, "MUSTER_ADDR=", "MUSTER_TOKEN=", "MUSTER_KEY=")
+	if consul {
+		// The docs' Consul-compatible API, on its own free port.
+		env = append(env, "MUSTER_CONSUL_ADDR="+consulAddr)
+	}
 
 	// The quickstart's command, as written, with the address from the
 	// environment and the DNS port replaced.
@@ -401,6 +413,12 @@ func TestREADME_SidecarWaitEnds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDocs_ConsulWalkthrough: docs/consul-compat.md's curl walk-through
+// of Consul's writes runs as written.
+func TestDocs_ConsulWalkthrough(t *testing.T) {
+	runWalkthroughWith(t, "docs/consul-compat.md", "## Try it with curl", true)
 }
 
 // TestDocs_GRPCExample: examples/grpc/README.md's blocks run as written.

@@ -2,6 +2,7 @@ package consulapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
@@ -109,16 +110,13 @@ func (a *API) registerService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if secret == "" {
-		return registry.ErrNoCredential
-	}
 	var body serviceRegistration
 	if err := httpapi.DecodeLenient(w, r, maxWriteBody, &body); err != nil {
 		return err
 	}
 	adm, err := a.reg.AdmitKey(r.Context(), secret, body.Name)
 	if err != nil {
-		return err
+		return writeErr(err)
 	}
 	req, id, passing, err := translate(body, remoteIP(r))
 	if err != nil {
@@ -126,7 +124,7 @@ func (a *API) registerService(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if _, err := a.reg.RegisterExternal(r.Context(), adm, req, id, passing); err != nil {
-		return err
+		return writeErr(err)
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
@@ -440,9 +438,19 @@ func failReason(note string) string {
 // unknown words a missing instance as Consul's callers expect: the
 // service or check they named is unknown to their key.
 func (a *API) unknown(err error, what, id string) error {
-	if err == registry.ErrInstanceNotFound {
+	if errors.Is(err, registry.ErrInstanceNotFound) {
 		return httpapi.Errorf(http.StatusNotFound, api.CodeNotFound, "",
 			"no %s %.64q registered with this enrolment key through the Consul-compatible API", what, id)
+	}
+	return writeErr(err)
+}
+
+// writeErr names the header a Consul client sends its key in when a
+// write came without one; other errors are the registry's.
+func writeErr(err error) error {
+	if errors.Is(err, registry.ErrNoCredential) {
+		return httpapi.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "",
+			"an enrolment key is required: send it in the X-Consul-Token header (or Authorization: Bearer)")
 	}
 	return err
 }

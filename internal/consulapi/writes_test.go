@@ -177,12 +177,22 @@ func TestConsul_RegistrationIsCalledBack(t *testing.T) {
 		t.Errorf("the instance was called back %d times: %+v", calls, inst.Calls)
 	}
 
-	// A sidecar on another port of the host answers for a process that
-	// cannot (muster_verify_port): the host is proved, not the port.
+	// A sidecar on another port of the host (muster answer) answers for
+	// a process that cannot (muster_verify_port): the host is proved, not
+	// the port. It answers only for the services it is told.
+	sidecar := httptest.NewServer(client.AnswerCallbacks(secret, nil, "web"))
+	defer sidecar.Close()
 	err = ag.ServiceRegister(&consul.AgentServiceRegistration{ID: "web-2", Name: "web", Address: "127.0.0.1", Port: 9999, Check: check,
-		Meta: map[string]string{"muster_verify_port": strconv.Itoa(inst.Port())}})
+		Meta: map[string]string{"muster_verify_port": strconv.Itoa(portOf(t, sidecar.URL))}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	narrow := httptest.NewServer(client.AnswerCallbacks(secret, nil, "db"))
+	defer narrow.Close()
+	err = ag.ServiceRegister(&consul.AgentServiceRegistration{ID: "web-3", Name: "web", Address: "127.0.0.1", Port: 9998, Check: check,
+		Meta: map[string]string{"muster_verify_port": strconv.Itoa(portOf(t, narrow.URL))}})
+	if err == nil || !strings.Contains(err.Error(), api.CodeVerificationFailed) {
+		t.Errorf("a sidecar that does not answer for web: %v", err)
 	}
 	res, _ = h.Anon.Lookup(context.Background(), "web")
 	var proofs []string
