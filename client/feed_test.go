@@ -552,3 +552,76 @@ func TestResolver_PushNewServiceJoinsStream(t *testing.T) {
 		t.Errorf("%d lookups; want one per service", n)
 	}
 }
+
+// TestResolver_QualitiesRefreshedUnderAStream: an answer the event
+// stream keeps current (MaxAge an hour) still has its qualities fetched
+// again, in the background, once QualityMaxAge has passed: an instance
+// that has heartbeaten its quality up to 1 is seen so, not at the 0.5 it
+// was registered with. With QualityMaxAge negative it is not.
+func TestResolver_QualitiesRefreshedUnderAStream(t *testing.T) {
+	reg := startRegistry(t, t.TempDir(), "127.0.0.1:0")
+	secret := newKey(t, reg.URL(), "web")
+	in := testutil.NewInstance(t, secret, proof)
+	c, _ := client.New(client.Config{Addr: reg.URL()})
+	r, err := c.Register(context.Background(), "web", secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port(), TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolver := func(qualityMaxAge time.Duration) *client.Resolver {
+		res, err := client.NewResolver(client.ResolverConfig{Client: c, MaxAge: time.Hour, MaxStale: 2 * time.Hour,
+			QualityMaxAge: qualityMaxAge, Logger: testutil.Logger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { res.Close() })
+		return res
+	}
+	quality := func(res *client.Resolver) float64 {
+		t.Helper()
+		got, err := res.Lookup(context.Background(), "web")
+		if err != nil || len(got.Instances) != 1 {
+			t.Fatalf("lookup: %+v, %v", got, err)
+		}
+		return got.Instances[0].Quality
+	}
+	refreshed, never := resolver(200*time.Millisecond), resolver(-1)
+	if q1, q2 := quality(refreshed), quality(never); q1 != 0.5 || q2 != 0.5 {
+		t.Fatalf("qualities %v, %v before any heartbeat, want 0.5", q1, q2)
+	}
+	// Each stream is up, its snapshot applied, once it has carried a
+	// change (the cache, an hour young, is not revalidated).
+	b := registerInstance(t, reg.URL(), secret, "web", time.Hour)
+	for _, res := range []*client.Resolver{refreshed, never} {
+		until(t, res, "web", time.Now(), sorted(r.ID, b.ID))
+	}
+	quality = func(res *client.Resolver) float64 {
+		t.Helper()
+		got, err := res.Lookup(context.Background(), "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range got.Instances {
+			if in.ID == r.ID {
+				return in.Quality
+			}
+		}
+		t.Fatalf("no %s in %+v", r.ID, got)
+		return 0
+	}
+	for range 8 {
+		if _, err := c.Heartbeat(context.Background(), r.ID, in.TokenOf(r.ID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	for quality(refreshed) != 1 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("5 s after the heartbeats the resolver still shows quality %v", quality(refreshed))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("quality 1 seen %s after the heartbeats", time.Since(start).Round(time.Millisecond))
+	if q := quality(never); q != 0.5 {
+		t.Errorf("with QualityMaxAge negative, quality %v; want the 0.5 it was fetched with", q)
+	}
+}

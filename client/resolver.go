@@ -56,6 +56,15 @@ type ResolverConfig struct {
 	// lost, a note when it is back); default slog.Default() as of
 	// NewResolver. To silence it, set slog.New(slog.DiscardHandler).
 	Logger *slog.Logger
+	// QualityMaxAge is how long the qualities and heartbeat ages of a
+	// cached answer are served before the answer is fetched again, in the
+	// background, the cached one served meanwhile: the event stream
+	// carries changes, not qualities, so an answer it keeps current
+	// would otherwise show the qualities it was fetched with for ever (a
+	// new instance at 0.5 while it has long been heartbeating). Default
+	// 10s; negative: never, for callers that do not read qualities and
+	// want no requests while the stream is up.
+	QualityMaxAge time.Duration
 	// DisableStream turns the event stream off: the cache is kept by
 	// revalidation alone (MaxAge), and Watch sees a change only when a
 	// Lookup's revalidation finds it. For registries with more resolvers
@@ -126,6 +135,9 @@ type cacheEntry struct {
 	// missed: the highest index of a change announced that result may not
 	// show (dirty).
 	missed uint64
+	// fetched is when result last came from a lookup (not from the
+	// stream's patches): its qualities are as of then (QualityMaxAge).
+	fetched time.Time
 	// gen counts the snapshots applied; a revalidation that spans one
 	// cannot tell its answer's age from the snapshot's.
 	gen      uint64
@@ -145,6 +157,9 @@ func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 	}
 	if cfg.EjectFor == 0 {
 		cfg.EjectFor = 10 * time.Second
+	}
+	if cfg.QualityMaxAge == 0 {
+		cfg.QualityMaxAge = 10 * time.Second
 	}
 	if cfg.RevalidateTimeout == 0 {
 		cfg.RevalidateTimeout = 10 * time.Second
@@ -245,6 +260,7 @@ func (r *cache) fresh(e *cacheEntry) (Result, bool) {
 func (r *Resolver) Lookup(ctx context.Context, service string, opts ...LookupOption) (Result, error) {
 	e := r.entry(service, opts)
 	if res, ok := r.fresh(e); ok {
+		r.refreshQualities(e, service, opts)
 		return res, nil
 	}
 	e.mu.Lock()
@@ -291,6 +307,23 @@ func (r *Resolver) Lookup(ctx context.Context, service string, opts ...LookupOpt
 	return r.stale(e, service, err, false)
 }
 
+// refreshQualities starts a revalidation of e in the background when its
+// answer, current by the stream, was fetched more than QualityMaxAge ago
+// (see ResolverConfig.QualityMaxAge), unless one is running.
+func (r *cache) refreshQualities(e *cacheEntry, service string, opts []LookupOption) {
+	if r.cfg.QualityMaxAge < 0 {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.inflight != nil || time.Since(e.fetched) < r.cfg.QualityMaxAge {
+		return
+	}
+	e.fetched = time.Now() // an attempt, whatever its outcome: one per QualityMaxAge
+	e.inflight = make(chan struct{})
+	go r.revalidate(e, e.inflight, service, opts)
+}
+
 // revalidate asks the registry and records the outcome. It runs detached
 // from any one caller's context, bounded by the client's own timeout.
 //
@@ -316,6 +349,7 @@ func (r *cache) revalidate(e *cacheEntry, done chan struct{}, service string, op
 		if cur := e.result.Load(); e.filtered || cur == nil || (e.gen == gen && through >= e.through) {
 			e.setResult(&fresh)
 			e.through = through
+			e.fetched = time.Now()
 			e.dirty.Store(e.gen != gen || e.missed > through)
 		} // else the stream's result is newer: keep it
 		e.lastErr = nil
