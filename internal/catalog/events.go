@@ -195,3 +195,20 @@ func (c *Catalog) SnapshotOf(names []string) (index uint64, views []*ServiceView
 func sortViews(views []*ServiceView) {
 	sort.Slice(views, func(i, j int) bool { return views[i].Name < views[j].Name })
 }
+
+// Recent returns the newest events of service still in the history, at
+// most max of them, newest first: what a person looking at the service
+// wants to know of its recent past. It passes over the whole history
+// (DefaultEventHistory events at most), touching no instance.
+func (c *Catalog) Recent(service string, max int) []*Event {
+	h := &c.events
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []*Event
+	for i := h.n - 1; i >= 0 && len(out) < max; i-- {
+		if e := h.buf[(h.start+i)%len(h.buf)]; e.Instance != nil && e.Instance.Service == service {
+			out = append(out, e)
+		}
+	}
+	return out
+}

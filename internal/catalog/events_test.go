@@ -180,3 +180,24 @@ func TestSnapshotOf_namedServices(t *testing.T) {
 		t.Fatalf("SnapshotOf(nil) = %v", views)
 	}
 }
+
+// TestEvents_Recent: a service's newest events, newest first, at most
+// as many as asked, from what the bounded history still holds.
+func TestEvents_Recent(t *testing.T) {
+	l := &replica{c: catalog.New(catalog.WithEventHistory(6))}
+	l.must(t, createKey(newKey("k1", "*")))
+	for i := range 5 {
+		l.must(t, register(newInstance(fmt.Sprint("w", i), "web", "10.0.0.1", 1000+i))) // 2..6
+		l.must(t, register(newInstance(fmt.Sprint("d", i), "db", "10.0.0.2", 1000+i)))  // 3..11, odd
+	}
+	got := l.c.Recent("web", 10)
+	if len(got) != 3 || got[0].Instance.ID != "w4" || got[2].Instance.ID != "w2" {
+		t.Fatalf("Recent(web) = %q; want w4, w3, w2 (the history holds the last 6 events)", eventLines(got))
+	}
+	if got := l.c.Recent("db", 2); len(got) != 2 || got[0].Instance.ID != "d4" || got[1].Instance.ID != "d3" {
+		t.Fatalf("Recent(db, 2) = %q", eventLines(got))
+	}
+	if got := l.c.Recent("none", 5); len(got) != 0 {
+		t.Fatalf("Recent(none) = %q", eventLines(got))
+	}
+}

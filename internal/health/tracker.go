@@ -483,3 +483,26 @@ func score(d, ttl float64) float64 {
 	}
 	return s
 }
+
+// Intervals returns the gaps between id's last heartbeats, oldest first
+// (at most the few quality looks at), and nil when it has fewer than two.
+// It takes the record's lock: it is for a person looking at one
+// instance, not for lookups.
+func (t *Tracker) Intervals(id string) []time.Duration {
+	r := t.get(id)
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := int(r.n.Load())
+	out := make([]time.Duration, 0, n)
+	start := 0
+	if n == historyLen {
+		start = int(r.pos)
+	}
+	for i := range n {
+		out = append(out, r.gap((start+i)%historyLen))
+	}
+	return out
+}

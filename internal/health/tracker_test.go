@@ -252,3 +252,31 @@ func BenchmarkTracker_Freshness(b *testing.B) {
 		_ = tr.Freshness(ids[i%len(ids)], 9*time.Second, now)
 	}
 }
+
+// TestTracker_Intervals: the gaps come oldest first, the oldest dropped
+// once the history is full; none before a second heartbeat.
+func TestTracker_Intervals(t *testing.T) {
+	tr := health.NewTracker()
+	t0 := time.Unix(1000, 0)
+	if got := tr.Intervals("x"); got != nil {
+		t.Fatalf("unknown: %v", got)
+	}
+	tr.Beat("x", t0)
+	if got := tr.Intervals("x"); len(got) != 0 {
+		t.Fatalf("one beat: %v", got)
+	}
+	at := t0
+	for i := 1; i <= 11; i++ {
+		at = at.Add(time.Duration(i) * time.Second)
+		tr.Beat("x", at)
+	}
+	got := tr.Intervals("x")
+	if len(got) != 8 || got[0] != 4*time.Second || got[7] != 11*time.Second {
+		t.Fatalf("intervals after 11 gaps of 1..11 s: %v; want 4 s to 11 s", got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] != got[i-1]+time.Second {
+			t.Fatalf("not oldest first: %v", got)
+		}
+	}
+}

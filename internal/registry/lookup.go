@@ -246,3 +246,11 @@ func (r *Registry) ProtectionState() ProtectionState {
 	}
 	return st
 }
+
+// Intervals returns the gaps between the instance's last heartbeats that
+// this node heard, oldest first: what its quality is computed from.
+func (r *Registry) Intervals(id string) []time.Duration { return r.live.Tracker().Intervals(id) }
+
+// Recent returns the newest changes to the service still in the event
+// history, at most max, newest first, as stream entries.
+func (r *Registry) Recent(service string, max int) []*catalog.Event { return r.cat.Recent(service, max) }
