@@ -253,4 +253,6 @@ func (r *Registry) Intervals(id string) []time.Duration { return r.live.Tracker(
 
 // Recent returns the newest changes to the service still in the event
 // history, at most max, newest first, as stream entries.
-func (r *Registry) Recent(service string, max int) []*catalog.Event { return r.cat.Recent(service, max) }
+func (r *Registry) Recent(service string, max int) []*catalog.Event {
+	return r.cat.Recent(service, max)
+}
