@@ -81,6 +81,7 @@ type serverFlags struct {
 	// DNS: where it listens (off when empty), its zone and its TTL.
 	dnsAddr, dnsDomain string
 	consulAddr         string
+	ui                 bool
 	dnsTTL             time.Duration
 	dnsServices        string
 
@@ -196,6 +197,8 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "dns-addr", "MUSTER_DNS_ADDR")
 	f.StringVar(&o.consulAddr, "consul-addr", "", "serve a subset of Consul's HTTP API (catalog, health and status reads; service registration and TTL checks with an enrolment key; see docs/consul-compat.md) on this address, e.g. 127.0.0.1:8500, with the API's TLS and read rules; off when empty")
 	bindEnv(f, "consul-addr", "MUSTER_CONSUL_ADDR")
+	f.BoolVar(&o.ui, "ui", true, "serve the web console at /ui/ on the API's address (see docs/ui.md); false: no console")
+	bindEnv(f, "ui", "MUSTER_UI")
 	f.StringVar(&o.dnsDomain, "dns-domain", def.DNS.Domain, "the DNS zone: NAME.service.<domain>, TAG.NAME.service.<domain>, ID.instance.<domain>; other names are refused")
 	bindEnv(f, "dns-domain", "MUSTER_DNS_DOMAIN")
 	f.DurationVar(&o.dnsTTL, "dns-ttl", def.DNS.TTL, "TTL of DNS answers, negative ones included, in whole seconds; 0 keeps resolvers from caching an address past its instance's death")
@@ -307,6 +310,7 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	}
 	cfg.DNS.Addr, cfg.DNS.Domain, cfg.DNS.TTL = o.dnsAddr, o.dnsDomain, o.dnsTTL
 	cfg.Consul.Addr = o.consulAddr
+	cfg.NoConsole = !o.ui
 	cfg.DNS.Services = splitList(o.dnsServices)
 	cfg.Registry.PrivateReads = !o.anonReads
 	if o.auditFileMiB < 1 || o.auditFileMiB > 1<<20 || o.auditFiles < 1 {

@@ -48,10 +48,11 @@ var layers = map[string][]string{
 	"internal/dnsapi":   {"internal/catalog", "internal/registry"},
 	// The Consul-compatible front end writes its errors as /v1 does.
 	"internal/consulapi": {"api", "internal/catalog", "internal/httpapi", "internal/registry"},
+	"internal/console":   {"api", "internal/catalog", "internal/httpapi", "internal/registry"},
 	// telemetry holds the Prometheus registry and instruments; it
 	// imports nothing of ours (the server feeds it).
 	"internal/telemetry": {},
-	"internal/server": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/cluster", "internal/consulapi", "internal/dnsapi", "internal/durable", "internal/health",
+	"internal/server": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/cluster", "internal/console", "internal/consulapi", "internal/dnsapi", "internal/durable", "internal/health",
 		"internal/httpapi", "internal/random", "internal/redact", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/tlsfiles", "internal/verify"},
 
 	// Test helpers (imported only by _test files).

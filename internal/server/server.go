@@ -21,6 +21,7 @@ import (
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/checks"
 	"github.com/musterhq/muster/internal/cluster"
+	"github.com/musterhq/muster/internal/console"
 	"github.com/musterhq/muster/internal/consulapi"
 	"github.com/musterhq/muster/internal/dnsapi"
 	"github.com/musterhq/muster/internal/durable"
@@ -90,6 +91,9 @@ type Config struct {
 	// set): its own listener, with the API's TLS and the same rules for
 	// reads.
 	Consul consulapi.Config
+	// NoConsole turns off the web console, served at /ui/ on the API's
+	// address unless set.
+	NoConsole bool
 	// Audit bounds the audit trail's journals (file size, files kept) and
 	// reads. Its Dir is DataDir/audit unless set.
 	Audit audit.Config
@@ -439,6 +443,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	var closing context.Context
 	closing, s.closeLong = context.WithCancel(context.Background())
+	if !s.cfg.NoConsole {
+		mount = append(mount, console.New(console.Deps{Registry: reg, Logger: s.log, Closing: closing}).Routes()...)
+	}
 	handler := httpapi.NewHandler(httpapi.Deps{Registry: reg, Logger: s.log, MaxBody: maxBody, Mount: mount,
 		Lookups: s.cfg.Lookups, Watch: s.cfg.Watch, Closing: closing, Observer: observer(s.metrics),
 		Metrics: s.metrics.Handler(), MetricsToken: s.cfg.MetricsToken, Pprof: s.cfg.Pprof})

@@ -1,0 +1,397 @@
+package console
+
+import (
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/registry"
+)
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// maxRows bounds the rows a page lists: the rest are counted, not shown,
+// so that no page costs more than this however large the fleet.
+const maxRows = 500
+
+// serviceRow is one line of the services page.
+type serviceRow struct {
+	registry.Summary
+	Problems int // critical and draining instances
+}
+
+// servicesPage lists every service the viewer may read with its counts by
+// status, filtered by name (q), tag and meta (key=value), sorted by name
+// or with problems first.
+func (c *Console) servicesPage(w http.ResponseWriter, r *http.Request, v *viewer) error {
+	sums, _, err := c.reg.ServicesFor(v.scope)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	name, tag, meta, order := strings.TrimSpace(q.Get("q")), strings.TrimSpace(q.Get("tag")), strings.TrimSpace(q.Get("meta")), q.Get("sort")
+	var filter registry.Filter
+	if tag != "" {
+		filter.Tags = []string{tag}
+	}
+	if meta != "" {
+		k, val, ok := strings.Cut(meta, "=")
+		if !ok || k == "" {
+			return pageError(http.StatusBadRequest, "Filter meta as key=value, not %q.", meta)
+		}
+		filter.Meta = []string{k + ":" + val}
+	}
+	filter.Status = registry.StatusAny
+	rows := make([]serviceRow, 0, len(sums))
+	for _, s := range sums {
+		if name != "" && !strings.Contains(s.Name, name) {
+			continue
+		}
+		if tag != "" || meta != "" {
+			sr, err := c.reg.Service(s.Name)
+			if err != nil {
+				return err
+			}
+			n := 0
+			sr.Each(filter, func(int, registry.Entry) bool { n++; return false })
+			if n == 0 {
+				continue
+			}
+		}
+		rows = append(rows, serviceRow{Summary: s, Problems: s.Critical + s.Draining})
+	}
+	if order == "problems" {
+		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Problems > rows[j].Problems })
+	}
+	total, passing, critical, draining := 0, 0, 0, 0
+	for _, s := range rows {
+		total += s.Instances
+		passing += s.Passing
+		critical += s.Critical
+		draining += s.Draining
+	}
+	hidden := 0
+	if len(rows) > maxRows {
+		hidden, rows = len(rows)-maxRows, rows[:maxRows]
+	}
+	c.render(w, r, http.StatusOK, "services", v, map[string]any{
+		"Title": "Services", "Rows": rows, "Hidden": hidden, "Q": name, "Tag": tag, "Meta": meta, "Sort": order,
+		"Total": total, "Passing": passing, "Critical": critical, "Draining": draining,
+		"Protection": c.reg.Protection(),
+	})
+	return nil
+}
+
+// instanceRow is one instance as the pages show it.
+type instanceRow struct {
+	registry.Entry
+	SeenMS int64 // when its last heartbeat was heard, Unix ms; 0: none
+}
+
+func (c *Console) rowOf(e registry.Entry) instanceRow {
+	row := instanceRow{Entry: e}
+	if e.Age >= 0 {
+		row.SeenMS = c.now().Add(-e.Age).UnixMilli()
+	}
+	return row
+}
+
+// change is one line of a service's recent history.
+type change struct {
+	Index    uint64
+	What     string
+	Instance string
+	Address  string
+}
+
+// servicePage shows one service's instances, its evicted endpoints and
+// its recent changes.
+func (c *Console) servicePage(w http.ResponseWriter, r *http.Request, v *viewer) error {
+	name := r.PathValue("name")
+	if err := registry.CheckServiceName(name); err != nil {
+		return pageError(http.StatusNotFound, "%q is not a service name.", name)
+	}
+	if err := c.reg.CheckRead(r.Context(), v.scope, name); err != nil {
+		return err
+	}
+	sr, err := c.reg.Service(name)
+	if err != nil {
+		return err
+	}
+	var rows []instanceRow
+	hidden := 0
+	sr.Each(registry.Filter{Status: registry.StatusAny}, func(_ int, e registry.Entry) bool {
+		if len(rows) == maxRows {
+			hidden++
+			return true
+		}
+		rows = append(rows, c.rowOf(e))
+		return true
+	})
+	var history []change
+	for _, e := range c.reg.Recent(name, 20) {
+		history = append(history, changeOf(e))
+	}
+	c.render(w, r, http.StatusOK, "service", v, map[string]any{
+		"Title": name, "Service": name, "Rows": rows, "Hidden": hidden, "Evicted": sr.Evicted, "History": history,
+		"Index": sr.Index(),
+	})
+	return nil
+}
+
+func changeOf(e *catalog.Event) change {
+	ch := change{Index: e.Index, Instance: e.Instance.ID, Address: e.Instance.Address + ":" + strconv.Itoa(e.Instance.Port)}
+	switch e.Type {
+	case catalog.EventRegistered:
+		ch.What = "registered"
+		if e.Replaced != nil {
+			ch.What = "registered, replacing " + e.Replaced.ID
+		}
+	case catalog.EventDeregistered:
+		ch.What = "left: " + e.Reason
+	default:
+		ch.What = "now " + committed(e.Instance)
+	}
+	return ch
+}
+
+// committed is an instance's status as the catalog has it: critical,
+// else draining, else passing.
+func committed(in *catalog.Instance) string {
+	switch {
+	case in.Status == catalog.StatusCritical:
+		return api.StatusCritical
+	case in.Draining:
+		return api.StatusDraining
+	}
+	return api.StatusPassing
+}
+
+// instancePage shows every field of one instance, its heartbeat rhythm
+// against its TTL, and the actions the viewer may take.
+func (c *Console) instancePage(w http.ResponseWriter, r *http.Request, v *viewer) error {
+	e, err := c.readInstance(r, v)
+	if err != nil {
+		return err
+	}
+	intervals := c.reg.Intervals(e.Instance.ID)
+	c.render(w, r, http.StatusOK, "instance", v, map[string]any{
+		"Title": e.Instance.ID, "I": c.rowOf(e), "Intervals": intervals, "Spark": sparkline(intervals, e.Instance.TTL),
+	})
+	return nil
+}
+
+// readInstance reads the instance the path names, if the viewer may read
+// its service; one it may not is as missing.
+func (c *Console) readInstance(r *http.Request, v *viewer) (registry.Entry, error) {
+	id := r.PathValue("id")
+	if !catalog.ValidID(id) {
+		return registry.Entry{}, pageError(http.StatusNotFound, "%q is not an instance ID.", id)
+	}
+	e, err := c.reg.Instance(id)
+	if err == nil && !v.scope.Covers(e.Instance.Service) {
+		err = registry.ErrInstanceNotFound
+	}
+	if errors.Is(err, registry.ErrInstanceNotFound) {
+		return e, pageError(http.StatusNotFound, "No instance %s (it may have left).", id)
+	}
+	return e, err
+}
+
+// actions are what the instance page offers an operator or admin.
+var actions = map[string]struct{ verb, explain string }{
+	"drain":      {"Drain", "It stays registered and heartbeating, but leaves default lookups, so that clients stop sending it new work. It cannot be undone from here: the instance registers again to be listed."},
+	"deregister": {"Deregister", "It is removed from the registry at once. A process still running there registers again on its next heartbeat."},
+}
+
+// confirmPage asks before an action: a form that POSTs it.
+func (c *Console) confirmPage(w http.ResponseWriter, r *http.Request, v *viewer) error {
+	a, ok := actions[r.PathValue("action")]
+	if !ok {
+		return pageError(http.StatusNotFound, "There is no page at %s.", r.URL.Path)
+	}
+	if !v.CanAct() {
+		return pageError(http.StatusForbidden, "Only an operator or an admin may %s an instance: sign in with such a token.", strings.ToLower(a.verb))
+	}
+	e, err := c.readInstance(r, v)
+	if err != nil {
+		return err
+	}
+	c.render(w, r, http.StatusOK, "confirm", v, map[string]any{
+		"Title": a.verb + " " + e.Instance.ID, "I": c.rowOf(e), "Action": r.PathValue("action"), "Verb": a.verb, "Explain": a.explain,
+	})
+	return nil
+}
+
+// act runs a confirmed action with the session's token, and returns to
+// the service.
+func (c *Console) act(w http.ResponseWriter, r *http.Request, v *viewer) error {
+	action := r.PathValue("action")
+	if _, ok := actions[action]; !ok {
+		return pageError(http.StatusNotFound, "There is no action %q.", action)
+	}
+	if v.sess == nil {
+		return pageError(http.StatusForbidden, "Sign in as an operator or an admin to %s an instance.", action)
+	}
+	e, err := c.readInstance(r, v)
+	if err != nil {
+		return err
+	}
+	switch action {
+	case "drain":
+		_, _, err = c.reg.Drain(r.Context(), e.Instance.ID, v.sess.token)
+	case "deregister":
+		_, err = c.reg.Deregister(r.Context(), e.Instance.ID, v.sess.token)
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, Prefix+"services/"+e.Instance.Service+"?done="+url.QueryEscape(action+" "+e.Instance.ID), http.StatusSeeOther)
+	return nil
+}
+
+// signinPage asks for a token.
+func (c *Console) signinPage(w http.ResponseWriter, r *http.Request, v *viewer) error {
+	c.render(w, r, http.StatusOK, "signin", v, map[string]any{"Title": "Sign in", "Next": safeNext(r.URL.Query().Get("next")),
+		"Anonymous": c.reg.AnonymousReads()})
+	return nil
+}
+
+// signin turns a read, operator or admin token into a session.
+func (c *Console) signin(w http.ResponseWriter, r *http.Request, v *viewer) error {
+	token := strings.TrimSpace(r.PostForm.Get("token"))
+	fail := func(msg string) error {
+		c.render(w, r, http.StatusUnauthorized, "signin", v, map[string]any{"Title": "Sign in", "Next": safeNext(r.PostForm.Get("next")),
+			"Anonymous": c.reg.AnonymousReads(), "Failed": msg})
+		return nil
+	}
+	if token == "" {
+		return fail("Enter a token.")
+	}
+	caller, err := c.reg.Authenticate(token)
+	switch {
+	case errors.Is(err, registry.ErrTokenExpired):
+		return fail("That token has expired.")
+	case errors.Is(err, registry.ErrUnavailable):
+		return err
+	case err != nil || caller.Anonymous():
+		return fail("That token is not one this registry knows.")
+	case caller.Role() == catalog.RoleRegister:
+		return fail("That is an enrolment key, which registers instances. Sign in with a read, operator or admin token.")
+	}
+	if v.sessionID != "" {
+		c.sessions.end(v.sessionID)
+	}
+	id, _ := c.sessions.create(token)
+	http.SetCookie(w, cookie(r, sessionCookie, id, sessionMax))
+	http.Redirect(w, r, safeNext(r.PostForm.Get("next")), http.StatusSeeOther)
+	return nil
+}
+
+// signout ends the session.
+func (c *Console) signout(w http.ResponseWriter, r *http.Request, v *viewer) error {
+	if v.sessionID != "" {
+		c.sessions.end(v.sessionID)
+	}
+	http.SetCookie(w, cookie(r, sessionCookie, "", -time.Second))
+	http.Redirect(w, r, Prefix, http.StatusSeeOther)
+	return nil
+}
+
+// safeNext is where to go after signing in: a console path, never
+// another site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, Prefix) || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") || strings.HasPrefix(next, Prefix+"signin") {
+		return Prefix
+	}
+	return next
+}
+
+// sparkline draws the heartbeat intervals (oldest first) as bars against
+// the TTL, a line: a bar above the line is a heartbeat later than the
+// TTL allows.
+func sparkline(gaps []time.Duration, ttl time.Duration) template.HTML {
+	const w, h, bw = 160, 40, 18
+	if len(gaps) == 0 || ttl <= 0 {
+		return ""
+	}
+	top := ttl + ttl/2
+	for _, g := range gaps {
+		top = max(top, g)
+	}
+	y := func(d time.Duration) float64 { return h - float64(h)*float64(d)/float64(top) }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="spark" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="heartbeat intervals against the TTL">`, w, h, w, h)
+	for i, g := range gaps {
+		cls := "ok"
+		if g > ttl {
+			cls = "late"
+		}
+		fmt.Fprintf(&b, `<rect class="%s" x="%d" y="%.1f" width="%d" height="%.1f"><title>%s</title></rect>`, cls, i*(bw+2), y(g), bw, h-y(g), g.Round(time.Millisecond))
+	}
+	fmt.Fprintf(&b, `<line class="ttl" x1="0" x2="%d" y1="%.1f" y2="%.1f"><title>TTL %s</title></line></svg>`, w, y(ttl), y(ttl), ttl)
+	return template.HTML(b.String())
+}
+
+// funcs are the templates' helpers.
+var funcs = template.FuncMap{
+	"age": func(d time.Duration) string {
+		if d < 0 {
+			return "never"
+		}
+		return humanDuration(d) + " ago"
+	},
+	"duration": humanDuration,
+	"percent":  func(q float64) string { return strconv.Itoa(int(q*100+0.5)) + "%" },
+	"statusOf": func(e registry.Entry) string { return string(e.Status) },
+	"icon": func(status string) string {
+		switch status {
+		case api.StatusPassing:
+			return "✓"
+		case api.StatusCritical:
+			return "✗"
+		case api.StatusDraining:
+			return "◐"
+		}
+		return "?"
+	},
+	"sortedMeta": func(m map[string]string) []string {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		out := make([]string, len(keys))
+		for i, k := range keys {
+			out[i] = k + "=" + m[k]
+		}
+		return out
+	},
+	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+}
+
+// humanDuration is d in the largest unit that keeps it short.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return strconv.Itoa(int(d/time.Millisecond)) + "ms"
+	case d < time.Minute:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+	case d < time.Hour:
+		return strconv.Itoa(int(d/time.Minute)) + "m" + strconv.Itoa(int(d%time.Minute/time.Second)) + "s"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + "h" + strconv.Itoa(int(d%time.Hour/time.Minute)) + "m"
+	}
+	return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+}
