@@ -6,10 +6,13 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/base"
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/balancer/pickfirst"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
 )
 
 // BalancerName is the name of the load-balancing policy this package
@@ -57,16 +60,28 @@ type qualityBalancer struct {
 	// ClientConn is the channel; UpdateState is intercepted.
 	balancer.ClientConn
 	child balancer.Balancer
+	// empty is set while the resolver's last state held no instance.
+	empty bool
 }
 
 func (b *qualityBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
+	b.empty = len(s.ResolverState.Endpoints) == 0 && len(s.ResolverState.Addresses) == 0
 	// The children get no config: BalancerName has none, and pick_first
 	// its default. The health listener lets pick_first follow client-side
 	// health checks when the service config asks for them.
 	return b.child.UpdateClientConnState(balancer.ClientConnState{ResolverState: pickfirst.EnableHealthListener(s.ResolverState)})
 }
 
-func (b *qualityBalancer) ResolverError(err error) { b.child.ResolverError(err) }
+// ResolverError passes the resolver's error on; with no instance at all,
+// calls fail with it (the resolver's "no passing instance of ..."), not
+// with endpointsharding's words for an empty set.
+func (b *qualityBalancer) ResolverError(err error) {
+	b.child.ResolverError(err)
+	if b.empty {
+		b.ClientConn.UpdateState(balancer.State{ConnectivityState: connectivity.TransientFailure,
+			Picker: base.NewErrPicker(status.Error(codes.Unavailable, err.Error()))})
+	}
+}
 
 // UpdateSubConnState is never called: pick_first's SubConns report to
 // their own listeners.

@@ -176,6 +176,11 @@ func (r *musterResolver) follow(ctx context.Context, sets <-chan client.Result) 
 		// yet (an empty set under some policies): the next set is
 		// handed over all the same.
 		_ = r.cc.UpdateState(r.state(set))
+		if len(set.Instances) == 0 {
+			// Calls fail with this rather than with the balancer's own
+			// words for an empty set.
+			r.cc.ReportError(fmt.Errorf("muster: no passing instance of %s", r.service))
+		}
 	}
 }
 

@@ -5,16 +5,19 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
+	"google.golang.org/grpc/status"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
@@ -175,4 +178,45 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestResolver_NoInstanceSaysSo: a call to a service with no passing
+// instance fails with Unavailable naming the service, not with the
+// balancer's own words for an empty set; and once its only instance
+// drains, calls say so too.
+func TestResolver_NoInstanceSaysSo(t *testing.T) {
+	h, _, a, res := setup(t)
+	for _, target := range []string{"nothing", "greeter"} {
+		conn, err := grpc.NewClient("muster:///"+target, grpc.WithResolvers(grpcresolver.NewBuilder(res)),
+			grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if target == "greeter" {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The instance drains: no passing instance is left.
+			if _, err := h.Anon.Drain(context.Background(), a.id, a.token); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+			cancel()
+			if status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), "no passing instance of "+target) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("muster:///%s: %v; want Unavailable, no passing instance", target, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }

@@ -34,8 +34,8 @@ func newAnswerCmd(e env) *cobra.Command {
 		Use:   "answer --listen ADDR [--service PATTERN]... [flags]",
 		Short: "answer the registry's callbacks for a key's registrations through the Consul-compatible API",
 		Long:  answerLong,
-		Example: `  MUSTER_KEY=mk_... muster answer --listen 10.0.3.7:8600 --service 'web*'
-  # and in the Consul registration: "Meta": {"muster_verify_port": "8600"}`,
+		Example: `  MUSTER_KEY=mk_... muster answer --listen 10.0.3.7:18600 --service 'web*'
+  # and in the Consul registration: "Meta": {"muster_verify_port": "18600"}`,
 		Args: nArgs(0, "no arguments (give --listen)"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if listen == "" {

@@ -177,9 +177,10 @@ func newKeysListCmd(e env) *cobra.Command {
 			}
 			return printOut(e.stdout, out.String(), keys, ids, func(w io.Writer) error {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tSERVICES\tINSTANCES\tCREATED\tDESCRIPTION")
+				fmt.Fprintln(tw, "ID\tSERVICES\tINSTANCES\tCALLBACK\tCREATED\tDESCRIPTION")
 				for _, k := range keys {
-					fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", k.ID, strings.Join(k.Services, ","), k.Instances, k.MaxInstances, k.CreatedAt, k.Description)
+					fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", k.ID, strings.Join(k.Services, ","), k.Instances, k.MaxInstances, callbackPolicy(k),
+						k.CreatedAt, k.Description)
 				}
 				return tw.Flush()
 			})
@@ -187,6 +188,23 @@ func newKeysListCmd(e env) *cobra.Command {
 	}
 	out = outputFlag(cmd, "the key IDs alone, one a line")
 	return cmd
+}
+
+// callbackPolicy says how a key's registrations are called back: the
+// default (verify), any certificate accepted (tls any), none through the
+// Consul-compatible API (consul none).
+func callbackPolicy(k api.Key) string {
+	var p []string
+	if k.CallbackTLS == "any" {
+		p = append(p, "tls any")
+	}
+	if k.ConsulVerify == "none" {
+		p = append(p, "consul none")
+	}
+	if len(p) == 0 {
+		return "verify"
+	}
+	return strings.Join(p, ", ")
 }
 
 func newKeysRevokeCmd(e env) *cobra.Command {

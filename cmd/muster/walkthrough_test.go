@@ -104,9 +104,10 @@ func runWalkthrough(t *testing.T, doc, section string) {
 	runWalkthroughWith(t, doc, section, false)
 }
 
-// runWalkthroughWith is runWalkthrough, with the server's
-// Consul-compatible API on (at the docs' 127.0.0.1:8500) when consul is
-// set.
+// runWalkthroughWith is runWalkthrough, with the server started by the
+// command the section shows (indented, in its text) rather than the
+// quickstart's when consul is set: the Consul-compatible API on, at the
+// docs' 127.0.0.1:8500.
 func runWalkthroughWith(t *testing.T, doc, section string, consul bool) {
 	if testing.Short() {
 		t.Skip("runs the docs' commands against a real server")
@@ -145,16 +146,17 @@ func runWalkthroughWith(t *testing.T, doc, section string, consul bool) {
 	calleePort := freePort(t)
 	consulAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	ports := strings.NewReplacer("127.0.0.1:9000", addr, "127.0.0.1:8600", "127.0.0.1:"+dnsPort, "-p 8600", "-p "+dnsPort,
-		"18888", strconv.Itoa(calleePort), "127.0.0.1:8500", consulAddr)
+		"18888", strconv.Itoa(calleePort), "127.0.0.1:8500", consulAddr, "18600", strconv.Itoa(freePort(t)))
 	env := append(os.Environ(), "MUSTER_HTTP_ADDR="+addr, "MUSTER_ADDR=", "MUSTER_TOKEN=", "MUSTER_KEY=")
-	if consul {
-		// The docs' Consul-compatible API, on its own free port.
-		env = append(env, "MUSTER_CONSUL_ADDR="+consulAddr)
-	}
+
 
 	// The quickstart's command, as written, with the address from the
 	// environment and the DNS port replaced.
 	quick := docBlocks(t, "../../README.md", "## Quickstart")[0].script
+	if consul {
+		// The section's own server command, indented in its text.
+		quick = serverCommandIn(t, filepath.Join("../..", doc), section)
+	}
 	args := strings.Fields(ports.Replace(strings.TrimSpace(strings.SplitN(quick, "\n", 2)[0])))
 	if len(args) < 4 || strings.Join(args[:4], " ") != "go run ./cmd/muster server" {
 		t.Fatalf("the quickstart's first command is %q, not go run ./cmd/muster server", args)
@@ -199,6 +201,29 @@ func runWalkthroughWith(t *testing.T, doc, section string, consul bool) {
 	killGroup(sh) // whatever the blocks left running in the background
 
 	checkBlocks(t, doc, section, blocks, out.String(), runErr, ports)
+}
+
+// serverCommandIn returns the server command a doc's section shows as an
+// indented line.
+func serverCommandIn(t *testing.T, path, section string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	for _, l := range strings.Split(string(b), "\n") {
+		switch {
+		case l == section:
+			in = true
+		case in && strings.HasPrefix(l, "## "):
+			in = false
+		case in && strings.HasPrefix(l, "    go run ./cmd/muster server"):
+			return strings.TrimSpace(l)
+		}
+	}
+	t.Fatalf("%s %q shows no server command (an indented go run ./cmd/muster server line)", path, section)
+	return ""
 }
 
 // blockScript is the bash script that runs blocks in order, with the

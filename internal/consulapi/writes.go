@@ -3,6 +3,7 @@ package consulapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -116,7 +117,7 @@ func (a *API) registerService(w http.ResponseWriter, r *http.Request) error {
 	}
 	adm, err := a.reg.AdmitKey(r.Context(), secret, body.Name)
 	if err != nil {
-		return writeErr(err)
+		return admitErr(err, body.Name, a.reg.CheckAdmin(secret) == nil)
 	}
 	req, id, passing, err := translate(body, remoteIP(r))
 	if err != nil {
@@ -124,6 +125,23 @@ func (a *API) registerService(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if _, err := a.reg.RegisterExternal(r.Context(), adm, req, id, passing); err != nil {
+		var ve *registry.VerifyError
+		if errors.As(err, &ve) {
+			// A Consul client answers no callback: say what does.
+			port := req.VerifyPort
+			if port == 0 {
+				port = req.Port
+			}
+			scheme := req.VerifyScheme
+			if scheme == "" {
+				scheme = "http"
+			}
+			return &registry.VerifyError{Reason: ve.Reason, Message: fmt.Sprintf("%s. This key's registrations through the Consul API "+
+				"are called back (its consul_verify is callback), at %s://%s/.well-known/muster/verify, which a Consul client does not answer: "+
+				"run `muster answer` with the key on that host and name its port in the registration's Meta, %s, "+
+				"or register with a key created with --consul-verify none", strings.TrimSuffix(ve.Message, "."), scheme,
+				net.JoinHostPort(req.Address, strconv.Itoa(port)), metaVerifyPort)}
+		}
 		return writeErr(err)
 	}
 	w.WriteHeader(http.StatusOK)
@@ -441,6 +459,23 @@ func (a *API) unknown(err error, what, id string) error {
 	if errors.Is(err, registry.ErrInstanceNotFound) {
 		return httpapi.Errorf(http.StatusNotFound, api.CodeNotFound, "",
 			"no %s %.64q registered with this enrolment key through the Consul-compatible API", what, id)
+	}
+	return writeErr(err)
+}
+
+// admitErr words a refused admission as a Consul client needs it: the
+// field is Consul's (Name), and the admin token, which is no enrolment
+// key, is told so.
+func admitErr(err error, service string, admin bool) error {
+	var fe *registry.FieldError
+	switch {
+	case admin:
+		return httpapi.Errorf(http.StatusForbidden, api.CodeForbidden, "",
+			"this is the admin token, which does not register: a registration's token is an enrolment key (muster keys create)")
+	case errors.As(err, &fe) && fe.Field == "service":
+		return httpapi.BadField("Name", "service name %.64q: %s", service, fe.Message)
+	case errors.Is(err, catalog.ErrKeyScope) && !errors.As(err, new(*registry.RoleError)):
+		return httpapi.Errorf(http.StatusForbidden, api.CodeForbidden, "Name", "this enrolment key's service patterns do not allow %.64q", service)
 	}
 	return writeErr(err)
 }

@@ -161,7 +161,8 @@ func TestConsul_RegistrationIsCalledBack(t *testing.T) {
 	silent := httptest.NewServer(http.NotFoundHandler())
 	defer silent.Close()
 	err := ag.ServiceRegister(&consul.AgentServiceRegistration{ID: "web-1", Name: "web", Address: "127.0.0.1", Port: portOf(t, silent.URL), Check: check})
-	if err == nil || !strings.Contains(err.Error(), api.CodeVerificationFailed) {
+	if err == nil || !strings.Contains(err.Error(), api.CodeVerificationFailed) || !strings.Contains(err.Error(), "muster answer") ||
+		!strings.Contains(err.Error(), "http://127.0.0.1:"+strconv.Itoa(portOf(t, silent.URL))+"/.well-known/muster/verify") {
 		t.Fatalf("a registration nothing answers for: %v", err)
 	}
 
@@ -246,7 +247,7 @@ func TestConsul_StrangersCannotWrite(t *testing.T) {
 		want        int
 	}{
 		{"no token", "", 401}, {"an unknown token", "mk_nonsense", 401}, {"a read token", rd.Secret, 403},
-		{"the admin token", h.AdminToken(t), 401}, {"a key of db", narrow, 403},
+		{"the admin token", h.AdminToken(t), 403}, {"a key of db", narrow, 403},
 	} {
 		if code, eb := do("PUT", "/v1/agent/service/register", c.token, body); code != c.want {
 			t.Errorf("register with %s: %d %+v, want %d", c.name, code, eb, c.want)
@@ -307,7 +308,7 @@ func TestConsul_RegistrationRefusals(t *testing.T) {
 		{"a check ID of its own", consul.AgentServiceRegistration{Name: "web", Port: 80, Check: &consul.AgentServiceCheck{CheckID: "mine", TTL: "10s"}}, "Check.CheckID"},
 		{"muster's meta", consul.AgentServiceRegistration{Name: "web", Port: 80, Check: ttl, Meta: map[string]string{"muster_quality": "1"}}, "Meta"},
 		{"an ID with a slash", consul.AgentServiceRegistration{ID: "web/1", Name: "web", Port: 80, Check: ttl}, "ID"},
-		{"a name muster cannot hold", consul.AgentServiceRegistration{Name: "Web.API", Port: 80, Check: ttl}, "service"},
+		{"a name muster cannot hold", consul.AgentServiceRegistration{Name: "Web.API", Port: 80, Check: ttl}, "Name"},
 		{"a TTL out of bounds", consul.AgentServiceRegistration{Name: "web", Port: 80, Check: &consul.AgentServiceCheck{TTL: "2h"}}, "ttl"},
 	} {
 		err := ag.ServiceRegister(&c.reg)
