@@ -1,0 +1,61 @@
+package consulapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/musterhq/muster/api"
+)
+
+// consulPut sends a PUT to h's Consul-compatible API with token in
+// X-Consul-Token and returns the status and the decoded error body.
+func consulPut(t *testing.T, base, path, token, body string) (int, api.ErrorBody) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, base+path, bytes.NewReader([]byte(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("X-Consul-Token", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var eb api.ErrorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	return resp.StatusCode, eb
+}
+
+// TestConsulAttack1_MovingAnIDOntoAnotherOfItsPortsIs500: a key holds
+// two Consul service IDs, a-1 on port 7001 and a-2 on port 7002 of one
+// address, and registers a-1 again on 7002 (a program that moved its
+// port). The registry admits it (the endpoint is held by the key's own
+// a-2), and the state machine refuses it as a double replacement; the
+// refusal reaches the caller as 500 "internal error" (and an ERROR line
+// in the log), where every error should be a 4xx naming what is wrong.
+func TestConsulAttack1_MovingAnIDOntoAnotherOfItsPortsIs500(t *testing.T) {
+	h, _ := start(t, nil)
+	key := consulKey(t, h, "none", "web")
+	base := "http://" + h.Srv.ConsulAddr()
+	for _, b := range []string{
+		`{"ID":"a-1","Name":"web","Address":"127.0.0.1","Port":7001,"Check":{"TTL":"10s"}}`,
+		`{"ID":"a-2","Name":"web","Address":"127.0.0.1","Port":7002,"Check":{"TTL":"10s"}}`,
+	} {
+		if code, eb := consulPut(t, base, "/v1/agent/service/register", key, b); code != 200 {
+			t.Fatalf("setup: %d %+v", code, eb)
+		}
+	}
+	code, eb := consulPut(t, base, "/v1/agent/service/register", key,
+		`{"ID":"a-1","Name":"web","Address":"127.0.0.1","Port":7002,"Check":{"TTL":"10s"}}`)
+	if code >= 500 || eb.Error.Code == api.CodeInternal {
+		t.Errorf("moving a-1 onto a-2's port: %d %+v; want a 4xx that says what is wrong (or the registration done)", code, eb)
+	}
+	if strings.Contains(h.Logs.String(), `msg="internal error"`) {
+		t.Errorf("the server logged an internal error for a client's request")
+	}
+}
