@@ -53,8 +53,13 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	var res Result
 	var dropped string
 	old := c.instances[c.addrs[ak]]
-	if cmd.Rules >= 2 && old != nil && old.KeyID != in.KeyID && in.Proof != ProofAddressPort {
+	if cmd.Rules >= 2 && old != nil && old.KeyID != in.KeyID && in.Proof != ProofAddressPort &&
+		// Rules 5: what no callback proved yields to what one did.
+		!(cmd.Rules >= RulesExternal && old.Proof == ProofNone && in.Proof != ProofNone) {
 		return Result{Err: ErrReplaceDenied}, nil
+	}
+	if in.Proof == ProofNone && cmd.Rules < RulesExternal {
+		return Result{Err: ErrBadCommand}, nil // no proposer ever wrote one
 	}
 	if in.ExternalID != "" {
 		if cmd.Rules < RulesExternal {
@@ -70,8 +75,14 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 			old = same
 		}
 	}
+	// Proven and unproved instances count against a host's limit apart
+	// (no log written before rules 5 holds an unproved one).
+	hosts, unproved := c.byHost, in.Proof == ProofNone
+	if unproved {
+		hosts = c.unproved
+	}
 	if cmd.KeyLimit > 0 && c.byKey[in.KeyID]-counted(old != nil && old.KeyID == in.KeyID) >= cmd.KeyLimit ||
-		cmd.HostLimit > 0 && c.byHost[in.Host()]-counted(old != nil && old.Host() == in.Host()) >= cmd.HostLimit {
+		cmd.HostLimit > 0 && hosts[in.Host()]-counted(old != nil && old.Host() == in.Host() && (old.Proof == ProofNone) == unproved) >= cmd.HostLimit {
 		return Result{Err: ErrQuota}, nil
 	}
 	if old != nil {

@@ -37,8 +37,12 @@ type Catalog struct {
 	// calls name instances so.
 	external map[string]string
 	// byKey, byHost and byKeyHost count the instances of each key, at
-	// each address, and of each key at each address, for quotas.
-	byKey, byHost, byKeyHost map[string]int
+	// each address, and of each key at each address, for quotas. byHost
+	// and byKeyHost count proven instances only; unproved counts those
+	// whose Proof is ProofNone at each address, apart, so that what no
+	// callback proved never takes a host's capacity from its owner, nor
+	// counts as the key holding the host.
+	byKey, byHost, byKeyHost, unproved map[string]int
 	// hosts holds, for each key of byHost, the string an instance stored
 	// first for it, so that the instances at one address share it
 	// (intern).
@@ -117,6 +121,7 @@ func (c *Catalog) reset() {
 	c.byHost = map[string]int{}
 	c.hosts = map[string]string{}
 	c.byKeyHost = map[string]int{}
+	c.unproved = map[string]int{}
 	c.keyed = map[string]bool{}
 	c.bars = map[string]*Bar{}
 	c.barsByID = map[string]*Bar{}
@@ -230,6 +235,10 @@ func (c *Catalog) putInstance(inst *Instance) {
 		c.external[externalKey(inst.KeyID, inst.ExternalID)] = inst.ID
 	}
 	c.byKey[inst.KeyID]++
+	if inst.Proof == ProofNone {
+		c.unproved[inst.Host()]++
+		return
+	}
 	if c.byHost[inst.Host()]++; c.byHost[inst.Host()] == 1 {
 		c.hosts[inst.Host()] = inst.Host()
 	}
@@ -251,6 +260,10 @@ func (c *Catalog) removeInstance(inst *Instance) {
 		}
 	}
 	decrement(c.byKey, inst.KeyID)
+	if inst.Proof == ProofNone {
+		decrement(c.unproved, inst.Host())
+		return
+	}
 	if decrement(c.byHost, inst.Host()) {
 		delete(c.hosts, inst.Host())
 	}
@@ -436,6 +449,14 @@ func (c *Catalog) Held(keyID, host string) (byKey, byAddress, byKeyAtAddress int
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.byKey[keyID], c.byHost[host], c.byKeyHost[keyID+"\x00"+host]
+}
+
+// Unproved returns how many instances whose Proof is ProofNone are at
+// host: they count against its limit apart from the proven ones (Held).
+func (c *Catalog) Unproved(host string) int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.unproved[host]
 }
 
 // Keyed reports whether service has had an instance of an ordinary

@@ -492,7 +492,9 @@ const ReasonTTLExpired = "ttl expired"
 //   - 5: an instance may have an ExternalID, and a registration with one
 //     replaces the instance of the same key and ExternalID (or is
 //     refused with ErrExists when another instance holds its address and
-//     port).
+//     port); an instance whose Proof is ProofNone counts against its
+//     host's limit apart from proven ones, and yields to another key's
+//     registration that proved the address.
 //
 // Proposers set RulesCurrent, and RulesExternal only on a registration
 // that needs it (RulesFor): a replica that predates rules 5 halts at a
@@ -507,9 +509,10 @@ const RulesCurrent = 4
 // RulesExternal is the Rules value of a registration with an ExternalID.
 const RulesExternal = 5
 
-// RulesFor is the Rules value a registration of in asks for.
-func RulesFor(in *Instance) int {
-	if in != nil && in.ExternalID != "" {
+// RulesFor is the Rules value a registration of in asks for, replacing
+// old (nil: none) at its address and port.
+func RulesFor(in, old *Instance) int {
+	if in != nil && (in.ExternalID != "" || in.Proof == ProofNone) || old != nil && old.Proof == ProofNone {
 		return RulesExternal
 	}
 	return RulesCurrent

@@ -165,6 +165,9 @@ func validateInstance(in *Instance, rules int) error {
 	if len(in.Proof) > maxProofLen || !Printable(in.Proof) {
 		return badCommand("instance.proof", "proof must be at most %d printable characters", maxProofLen)
 	}
+	if in.Proof == ProofNone && rules < RulesExternal {
+		return badCommand("instance.proof", "proof none needs rules %d, the command asks for %d", RulesExternal, rules)
+	}
 	if in.ExternalID != "" {
 		if rules < RulesExternal {
 			return badCommand("instance.external_id", "an external ID needs rules %d, the command asks for %d", RulesExternal, rules)
@@ -292,9 +295,10 @@ func badCommand(field, format string, args ...any) error {
 // ValidExternalID reports whether s may be an Instance.ExternalID: 1 to
 // MaxExternalIDLen of A-Z a-z 0-9 - _ . : and @, the service IDs Consul's
 // clients choose (web-1, redis:6379, api@host), and nothing that a URL
-// path or a log line would read differently.
+// path or a log line would read differently (so not . or .., which a
+// path does).
 func ValidExternalID(s string) bool {
-	if len(s) == 0 || len(s) > MaxExternalIDLen {
+	if len(s) == 0 || len(s) > MaxExternalIDLen || s == "." || s == ".." {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -3,6 +3,7 @@ package consulapi
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -106,15 +107,16 @@ func FuzzTranslate(f *testing.F) {
 	})
 }
 
-// FuzzCheckIDs: a check ID names one or two service IDs, each a prefix
-// of what follows service: and the second only when the first ends in
-// :<digits>; anything else names none.
+// FuzzCheckIDs: a check ID names one or two instances: the whole of
+// what follows service:, and, when that ends in :<n> (n above 0), the
+// part before it as the instance whose n-th check it is; anything else
+// names none.
 func FuzzCheckIDs(f *testing.F) {
-	for _, s := range []string{"service:web-1", "service:redis:6379", "service:web:1", "service:", "web", "service::1", "_service_maintenance:x"} {
+	for _, s := range []string{"service:web-1", "service:redis:6379", "service:web:1", "service:", "web", "service::1", "service:a:0", "_service_maintenance:x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		ids, ok := checkIDs(s)
+		refs, ok := checkIDs(s)
 		if !ok {
 			if strings.HasPrefix(s, "service:") && len(s) > len("service:") {
 				t.Fatalf("checkIDs(%q) names nothing", s)
@@ -122,8 +124,11 @@ func FuzzCheckIDs(f *testing.F) {
 			return
 		}
 		rest := strings.TrimPrefix(s, "service:")
-		if len(ids) == 0 || len(ids) > 2 || ids[0] != rest || (len(ids) == 2 && !strings.HasPrefix(rest, ids[1]+":")) || ids[len(ids)-1] == "" {
-			t.Fatalf("checkIDs(%q) = %q", s, ids)
+		if len(refs) == 0 || len(refs) > 2 || refs[0].ID != rest || refs[0].Check != 0 {
+			t.Fatalf("checkIDs(%q) = %+v", s, refs)
+		}
+		if len(refs) == 2 && (refs[1].ID == "" || refs[1].Check < 1 || rest != refs[1].ID+":"+strconv.Itoa(refs[1].Check) && !strings.HasPrefix(rest, refs[1].ID+":")) {
+			t.Fatalf("checkIDs(%q) = %+v", s, refs)
 		}
 	})
 }

@@ -111,6 +111,10 @@ func (a *API) registerService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The key first: a stranger's body is never read.
+	if err := a.reg.CheckKey(r.Context(), secret); err != nil {
+		return admitErr(err, "", a.reg.CheckAdmin(secret) == nil)
+	}
 	var body serviceRegistration
 	if err := httpapi.DecodeLenient(w, r, maxWriteBody, &body); err != nil {
 		return err
@@ -265,7 +269,7 @@ func translate(b serviceRegistration, caller string) (api.RegisterRequest, strin
 // check: service:<id> for a registration's only check, service:<id>:<n>
 // (n from 1) for the n-th of several. Calls name the check so.
 func checkName(c *checkRegistration, id string, i, n int) error {
-	if c.CheckID == "" || c.CheckID == "service:"+id || c.CheckID == "service:"+id+":"+strconv.Itoa(i+1) {
+	if c.CheckID == "" || n == 1 && c.CheckID == "service:"+id || n > 1 && c.CheckID == "service:"+id+":"+strconv.Itoa(i+1) {
 		return nil
 	}
 	if n == 1 {
@@ -377,21 +381,22 @@ func (a *API) deregisterService(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// checkIDs are the service IDs a check ID may name, the likelier first:
-// service:<id> names the only check of <id>, service:<id>:<n> its n-th;
-// an ID that itself ends in :<digits> (redis:6379) reads both ways.
-func checkIDs(checkID string) ([]string, bool) {
+// checkIDs are the instances a check ID may name, the likelier first:
+// service:<id> names the only check of <id>, service:<id>:<n> the n-th
+// of its several; an ID that itself ends in :<digits> (redis:6379) reads
+// both ways.
+func checkIDs(checkID string) ([]registry.ExternalRef, bool) {
 	rest, ok := strings.CutPrefix(checkID, "service:")
 	if !ok || rest == "" {
 		return nil, false
 	}
-	ids := []string{rest}
+	refs := []registry.ExternalRef{{ID: rest}}
 	if i := strings.LastIndexByte(rest, ':'); i > 0 {
-		if _, err := strconv.ParseUint(rest[i+1:], 10, 16); err == nil {
-			ids = append(ids, rest[:i])
+		if n, err := strconv.ParseUint(rest[i+1:], 10, 16); err == nil && n > 0 {
+			refs = append(refs, registry.ExternalRef{ID: rest[:i], Check: int(n)})
 		}
 	}
-	return ids, true
+	return refs, true
 }
 
 // updateCheck answers PUT /v1/agent/check/{pass,warn,fail,update}/{id}.
@@ -404,7 +409,7 @@ func (a *API) updateCheck(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	checkID := r.PathValue("id")
-	ids, ok := checkIDs(checkID)
+	refs, ok := checkIDs(checkID)
 	if !ok {
 		return httpapi.Errorf(http.StatusNotFound, api.CodeNotFound, "",
 			"check %.64q is not one muster serves: a service's checks are named service:<service id>", checkID)
@@ -418,6 +423,9 @@ func (a *API) updateCheck(w http.ResponseWriter, r *http.Request) error {
 	case "fail":
 		status = api.StatusCritical
 	case "update":
+		if err := a.reg.CheckBeatKey(r.Context(), secret); err != nil {
+			return writeErr(err)
+		}
 		var body struct{ Status, Output string }
 		if err := httpapi.DecodeLenient(w, r, maxWriteBody, &body); err != nil {
 			return err
@@ -430,9 +438,9 @@ func (a *API) updateCheck(w http.ResponseWriter, r *http.Request) error {
 		return a.notServed(w, r)
 	}
 	if status == api.StatusCritical {
-		err = a.reg.ExternalCritical(r.Context(), secret, failReason(note), ids...)
+		err = a.reg.ExternalCritical(r.Context(), secret, failReason(note), refs...)
 	} else {
-		_, err = a.reg.ExternalBeat(r.Context(), secret, ids...)
+		_, err = a.reg.ExternalBeat(r.Context(), secret, refs...)
 	}
 	if err != nil {
 		return a.unknown(err, "check", checkID)

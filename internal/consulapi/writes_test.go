@@ -322,22 +322,28 @@ func TestConsul_RegistrationRefusals(t *testing.T) {
 }
 
 // TestConsul_HTTPCheckRegistration: a registration with an HTTP check
-// on localhost (what a Consul agent beside the instance would probe)
-// becomes a check-only instance whose check muster runs against the
-// instance's address: it passes while the endpoint answers 200, and the
-// instance turns critical when it answers 503.
+// on localhost (what a Consul agent beside the instance would probe),
+// its address proved by the callback (here answered by the service
+// itself), becomes a check-only instance whose check muster runs
+// against the instance's address: it passes while the endpoint answers
+// 200, and the instance turns critical when it answers 503. A key whose
+// registrations skip the callback may not register such a check.
 func TestConsul_HTTPCheckRegistration(t *testing.T) {
 	h, cc := start(t, nil)
-	ag := consulAs(t, h, consulKey(t, h, "none", "web")).Agent()
+	secret := consulKey(t, h, "", "web")
+	ag := consulAs(t, h, secret).Agent()
 	healthy := make(chan bool, 1)
 	healthy <- true
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	mux.Handle(api.DefaultVerifyPath, client.AnswerCallbacks(secret, nil, "web"))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		ok := <-healthy
 		healthy <- ok
 		if r.URL.Path != "/health" || !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-	}))
+	})
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	port := portOf(t, srv.URL)
 	err := ag.ServiceRegister(&consul.AgentServiceRegistration{ID: "web-h", Name: "web", Address: "127.0.0.1", Port: port,
@@ -353,8 +359,14 @@ func TestConsul_HTTPCheckRegistration(t *testing.T) {
 		}
 		return res.Instances[0]
 	}
-	if in := inst(); in.TTLMS != 0 || len(in.Checks) != 1 || in.Checks[0].Type != api.CheckHTTP {
+	if in := inst(); in.TTLMS != 0 || len(in.Checks) != 1 || in.Checks[0].Type != api.CheckHTTP || in.Proof != api.ProofAddressPort {
 		t.Fatalf("muster shows %+v", in)
+	}
+	none := consulAs(t, h, consulKey(t, h, "none", "web")).Agent()
+	err = none.ServiceRegister(&consul.AgentServiceRegistration{ID: "web-n", Name: "web", Address: "127.0.0.1", Port: port + 1,
+		Check: &consul.AgentServiceCheck{TCP: "127.0.0.1:" + strconv.Itoa(port), Interval: "1s"}})
+	if err == nil || !strings.Contains(err.Error(), `"field":"Check"`) {
+		t.Errorf("a key of consul_verify none registered a probe: %v", err)
 	}
 	waitFor := func(status string) {
 		t.Helper()

@@ -158,6 +158,12 @@ func APIError(err error) *Error {
 	case errors.Is(err, catalog.ErrReplaceDenied):
 		return Errorf(http.StatusConflict, api.CodeConflict, "port",
 			"an instance of another enrolment key is registered at this address and port; replacing it needs the callback on the port itself (no verify_port), or that key")
+	case errors.Is(err, catalog.ErrExists):
+		// A registration under an external ID (the Consul API) whose ID
+		// and address name two different instances.
+		return Errorf(http.StatusConflict, api.CodeConflict, "port",
+			"this service ID is registered at another address or port, and another instance holds this address and port: "+
+				"deregister one of them first, or register at a free port")
 	case errors.Is(err, catalog.ErrKeyScope):
 		return Errorf(http.StatusForbidden, api.CodeForbidden, "service", "enrolment key does not allow this service name")
 	case errors.Is(err, catalog.ErrBadSnapshot):

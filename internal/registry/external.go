@@ -37,7 +37,33 @@ func (r *Registry) RegisterExternal(ctx context.Context, adm Admission, req api.
 	if adm.key != nil {
 		as.callback = adm.key.ConsulVerifyOrDefault() == catalog.ConsulVerifyCallback
 	}
+	if !as.callback && len(req.Checks) > 0 {
+		// The registry probes only addresses a callback proved: probes of
+		// an address taken on a key's word would let the key aim them at
+		// any port of any allowed host, and read the answers.
+		err := badField("Check", "a key whose consul_verify is none registers TTL checks only: muster probes only addresses a callback "+
+			"proved (use a key of the default policy, callback, for HTTP, TCP and gRPC checks)")
+		r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: adm.service, Key: adm.KeyID()}, err)
+		return Registered{}, err
+	}
 	return r.register(ctx, adm, req, as)
+}
+
+// CheckKey checks, before a front end reads a registration's body, that
+// secret is a live enrolment key (AdmitKey's checks but the service's).
+// Errors, each a record of a refused registration: as AdmitKey's.
+func (r *Registry) CheckKey(ctx context.Context, secret string) error {
+	_, err := r.admitKey(ctx, secret, "", true)
+	return err
+}
+
+// CheckBeatKey checks, before a front end reads the body of a call on an
+// instance named by its external ID, that secret is an enrolment key
+// (external's checks before the instance is looked for). Errors, each a
+// record of a refused heartbeat: as external's.
+func (r *Registry) CheckBeatKey(ctx context.Context, secret string) error {
+	_, _, err := r.external(ctx, audit.ActionHeartbeat, secret, nil)
+	return err
 }
 
 // RefuseRegistration records the refusal of a registration whose key
@@ -47,14 +73,23 @@ func (r *Registry) RefuseRegistration(ctx context.Context, adm Admission, err er
 	r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: adm.service, Key: adm.KeyID()}, err)
 }
 
+// ExternalRef names an instance by the external ID its registrant chose.
+// Check, when above 0, says the name was of the instance's Check-th
+// check (Consul's service:<id>:<n>), which it must have among two or
+// more: a name of a check the instance does not have finds nothing.
+type ExternalRef struct {
+	ID    string
+	Check int
+}
+
 // external resolves the instance that the enrolment key of secret
-// registered under the first of externalIDs that names one (a caller
-// whose name of an instance is ambiguous gives each reading, the most
-// likely first). Errors, each a record of action:
+// registered under the first of refs that names one (a caller whose name
+// of an instance is ambiguous gives each reading, the most likely
+// first). Errors, each a record of action:
 // ErrNotReady, ErrNoCredential, ErrWrongToken (no such key, or a token of
 // another role), an *ExpiredError, ErrUnavailable, ErrInstanceNotFound
 // (no instance of this key has the ID).
-func (r *Registry) external(ctx context.Context, action audit.Action, secret string, externalIDs []string) (inst *catalog.Instance, c Caller, err error) {
+func (r *Registry) external(ctx context.Context, action audit.Action, secret string, refs []ExternalRef) (inst *catalog.Instance, c Caller, err error) {
 	defer func() {
 		if err != nil {
 			rec := audit.Record{Action: action, Key: c.KeyID()}
@@ -79,9 +114,13 @@ func (r *Registry) external(ctx context.Context, action audit.Action, secret str
 		// IDs, through /v1: an external ID is a key's own name.
 		return nil, c, ErrWrongToken
 	}
+	if refs == nil {
+		return nil, c, nil // the key alone (CheckBeatKey)
+	}
 	find := func() (*catalog.Instance, bool) {
-		for _, id := range externalIDs {
-			if inst, ok := r.cat.InstanceByExternal(c.key.ID, id); ok {
+		for _, ref := range refs {
+			inst, ok := r.cat.InstanceByExternal(c.key.ID, ref.ID)
+			if ok && (ref.Check == 0 || checkCount(inst) >= max(2, ref.Check)) {
 				return inst, true
 			}
 		}
@@ -103,13 +142,13 @@ func (r *Registry) external(ctx context.Context, action audit.Action, secret str
 	return inst, c, nil
 }
 
-// ExternalBeat is a heartbeat of the key's instance named by externalIDs (see external), as
+// ExternalBeat is a heartbeat of the key's instance named by refs (see external), as
 // Heartbeat is of an instance with its session token: it returns the
 // instance's status after the beat (a critical instance is brought back
 // to passing, unless its checks hold it down or its key is out of write
 // budget). Errors: as external, then ErrUnavailable.
-func (r *Registry) ExternalBeat(ctx context.Context, secret string, externalIDs ...string) (catalog.Status, error) {
-	inst, _, err := r.external(ctx, audit.ActionHeartbeat, secret, externalIDs)
+func (r *Registry) ExternalBeat(ctx context.Context, secret string, refs ...ExternalRef) (catalog.Status, error) {
+	inst, _, err := r.external(ctx, audit.ActionHeartbeat, secret, refs)
 	if err != nil {
 		return "", err
 	}
@@ -121,7 +160,7 @@ func (r *Registry) ExternalBeat(ctx context.Context, secret string, externalIDs 
 	return status, nil
 }
 
-// ExternalCritical marks the key's instance named by externalIDs critical: its
+// ExternalCritical marks the key's instance named by refs critical: its
 // process says it is failing. It is not heard from by this call: a
 // process that keeps reporting failure is removed DeregisterAfter after
 // its last heartbeat, as one that has gone silent. Going critical never
@@ -129,8 +168,8 @@ func (r *Registry) ExternalBeat(ctx context.Context, secret string, externalIDs 
 // return to passing spends from it, which bounds a flapping instance's
 // writes. An instance already critical writes nothing. Errors: as
 // external, then ErrUnavailable.
-func (r *Registry) ExternalCritical(ctx context.Context, secret, reason string, externalIDs ...string) error {
-	inst, c, err := r.external(ctx, audit.ActionStatus, secret, externalIDs)
+func (r *Registry) ExternalCritical(ctx context.Context, secret, reason string, refs ...ExternalRef) error {
+	inst, c, err := r.external(ctx, audit.ActionStatus, secret, refs)
 	if err != nil {
 		return err
 	}
@@ -152,7 +191,7 @@ func (r *Registry) ExternalCritical(ctx context.Context, secret, reason string, 
 // ExternalDeregister removes the key's instance externalID and returns
 // the index of the removal. Errors: as external, then ErrUnavailable.
 func (r *Registry) ExternalDeregister(ctx context.Context, secret, externalID string) (uint64, error) {
-	inst, c, err := r.external(ctx, audit.ActionDeregister, secret, []string{externalID})
+	inst, c, err := r.external(ctx, audit.ActionDeregister, secret, []ExternalRef{{ID: externalID}})
 	if err != nil {
 		return 0, err
 	}
@@ -167,4 +206,14 @@ func (r *Registry) ExternalDeregister(ctx context.Context, secret, externalID st
 	r.live.Forget(inst.ID)
 	r.log.Info("instance deregistered", "id", inst.ID, "service", inst.Service, "external_id", inst.ExternalID, "index", res.Index)
 	return res.Index, nil
+}
+
+// checkCount is how many checks an instance has as Consul counts them:
+// its heartbeat (a TTL check) and its active checks.
+func checkCount(inst *catalog.Instance) int {
+	n := len(inst.Checks)
+	if inst.TTL > 0 {
+		n++
+	}
+	return n
 }

@@ -34,11 +34,14 @@ type quotas struct {
 }
 
 // reserve admits instance id as one more instance of the key and at the
-// address, or returns a *QuotaError. replacing says the registration will
-// replace an instance at the same service, address and port, of the same
-// key when sameKey: the address's count, and then the key's, do not grow.
-// The caller must call release after its commit (or its failure).
-func (r *Registry) reserve(key *catalog.Key, address, id string, replacing, sameKey bool) (release func(), err error) {
+// address, or returns a *QuotaError. sameKey says the registration will
+// replace an instance of the same key, and sameHost one at the same
+// address that counts against it alike: the key's count, or the
+// address's, does not grow. unproved says the instance's address is not
+// proved (proof none): it counts against the address apart from proven
+// instances (catalog.Unproved). The caller must call release after its
+// commit (or its failure).
+func (r *Registry) reserve(key *catalog.Key, address, id string, sameKey, sameHost, unproved bool) (release func(), err error) {
 	now := r.now()
 	if ok, wait := r.registrations.Allow(now, key.ID); !ok {
 		return nil, &QuotaError{Wait: wait, Message: fmt.Sprintf(
@@ -53,14 +56,17 @@ func (r *Registry) reserve(key *catalog.Key, address, id string, replacing, same
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	byKey, byHost, _ := r.cat.Held(key.ID, address)
-	if !(replacing && sameKey) {
+	if unproved {
+		hostName, byHost = "unproved|"+address, r.cat.Unproved(address)
+	}
+	if !sameKey {
 		if r.overLimit(byKey, keyName, limit) {
 			return nil, &QuotaError{Message: fmt.Sprintf(
 				"enrolment key %s already holds %d instances, its limit (max_instances); deregister some, or create a key with a higher max_instances", key.ID, limit)}
 		}
 		names = append(names, keyName)
 	}
-	if !replacing {
+	if !sameHost {
 		if r.overLimit(byHost, hostName, r.cfg.MaxInstancesPerAddress) {
 			return nil, &QuotaError{Message: fmt.Sprintf(
 				"address %s already holds %d instances, the limit per address (--max-instances-per-address)", address, r.cfg.MaxInstancesPerAddress)}

@@ -277,6 +277,12 @@ func (a Admission) KeyID() string {
 // record of the registration, with the key's ID once the secret named
 // one (never the secret).
 func (r *Registry) AdmitKey(ctx context.Context, secret, service string) (adm Admission, err error) {
+	return r.admitKey(ctx, secret, service, false)
+}
+
+// admitKey is AdmitKey; with keyOnly it checks the key alone, and the
+// admission it returns is for no service.
+func (r *Registry) admitKey(ctx context.Context, secret, service string, keyOnly bool) (adm Admission, err error) {
 	var keyID string
 	defer func() {
 		if err != nil {
@@ -312,6 +318,9 @@ func (r *Registry) AdmitKey(ctx context.Context, secret, service string) (adm Ad
 	}
 	if role := key.RoleOrDefault(); role != catalog.RoleRegister {
 		return Admission{}, &RoleError{Role: role}
+	}
+	if keyOnly {
+		return Admission{}, nil
 	}
 	if err := CheckServiceName(service); err != nil {
 		return Admission{}, err
@@ -392,11 +401,16 @@ func (r *Registry) register(ctx context.Context, adm Admission, req api.Register
 		return Registered{}, err
 	}
 	old, replacing := r.cat.InstanceByAddr(adm.service, reg.Address, reg.Port)
+	// sameHost: the instance replaced is at this address, and counts
+	// against it alike (proven or not), so the address's count does not
+	// grow.
+	sameHost := replacing && (old.Proof == catalog.ProofNone) == (proof == api.ProofNone)
 	if !replacing && as.externalID != "" {
 		old, replacing = r.cat.InstanceByExternal(adm.key.ID, as.externalID)
 	}
-	if replacing && old.KeyID != adm.key.ID && proof != api.ProofAddressPort {
+	if replacing && old.KeyID != adm.key.ID && proof != api.ProofAddressPort && !(old.Proof == catalog.ProofNone && proof != api.ProofNone) {
 		// Checked again in the catalog; refused here before any callback.
+		// An instance no callback proved yields to one whose address was.
 		return Registered{}, catalog.ErrReplaceDenied
 	}
 	called = id
@@ -404,7 +418,7 @@ func (r *Registry) register(ctx context.Context, adm Admission, req api.Register
 		byTarget: adm.key.ID + "|" + reg.Address, byCaller: adm.key.ID, who: "enrolment key and address", whoCaller: "enrolment key",
 		host: reg.Address, refused: "registration refused", keyID: adm.key.ID,
 		reserve: func(hostIP string) (func(), error) {
-			return r.reserve(adm.key, hostIP, id, replacing, replacing && old.KeyID == adm.key.ID)
+			return r.reserve(adm.key, hostIP, id, replacing && old.KeyID == adm.key.ID, sameHost, proof == api.ProofNone)
 		},
 		attrs: []any{"service", adm.service, "address", reg.Address, "port", reg.Port},
 		call: func(ctx context.Context, hostIP netip.Addr) error {
@@ -450,7 +464,8 @@ func (r *Registry) register(ctx context.Context, adm Admission, req api.Register
 // that the state machine holds them exactly: admission (reserve) counts
 // what this server knows, and in a cluster every server admits.
 func (r *Registry) commitRegistration(ctx context.Context, inst *catalog.Instance, key *catalog.Key, reason string, now time.Time) (catalog.Result, error) {
-	res, err := r.propose(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason, Rules: catalog.RulesFor(inst),
+	old, _ := r.cat.InstanceByAddr(inst.Service, inst.Address, inst.Port)
+	res, err := r.propose(ctx, catalog.Command{Op: catalog.OpRegister, Instance: inst, Reason: reason, Rules: catalog.RulesFor(inst, old),
 		KeyLimit: r.keyLimit(key), HostLimit: r.cfg.MaxInstancesPerAddress, Origin: origin(ctx)})
 	if errors.Is(err, catalog.ErrQuota) {
 		return res, &QuotaError{Message: fmt.Sprintf("enrolment key %s (limit %d) or address %s (limit %d, --max-instances-per-address) "+

@@ -419,7 +419,7 @@ type addressProof struct {
 	byTarget, byCaller string // failure limiter names: caller and address, caller alone
 	seed               bool   // through the tutorial protocol
 	// keyID is the caller's key. The caller gets the callback's precise
-	// failure reason only when the key already holds an instance at the
+	// failure reason only when the key already holds a proven instance at the
 	// host; otherwise every network failure (unreachable, timeout, an HTTP
 	// status, a redirect, an answer that is not the protocol's) is
 	// reported as one, so that the callback is no port scanner. The

@@ -198,7 +198,7 @@ func (r *Registry) RegisterSeed(ctx context.Context, adm SeedAdmission, addr See
 	secret := random.Secret()
 	p := addressProof{
 		reserve: func(hostIP string) (func(), error) {
-			return r.reserve(&catalog.Key{ID: catalog.SeedKeyID}, hostIP, v.ID, replacing, replacing && old.KeyID == catalog.SeedKeyID)
+			return r.reserve(&catalog.Key{ID: catalog.SeedKeyID}, hostIP, v.ID, replacing && old.KeyID == catalog.SeedKeyID, replacing && old.Proof != catalog.ProofNone, false)
 		},
 		byTarget: "seed|" + adm.caller + "|" + addr.Host, byCaller: "seed|" + adm.caller, who: "address", whoCaller: "address", seed: true,
 		host: addr.Host, refused: "seed registration refused", attrs: attrs,

@@ -5,14 +5,11 @@ import (
 	"testing"
 )
 
-// TestConsulAttack6_StrangersBodiesAreReadBeforeTheKey: muster's own API
-// checks the credential of a write before it reads the body (a stranger
-// gets 401 whatever it sends, and its refusal is an audit record); the
-// Consul-compatible registration and check update read and decode up to
-// 64 KiB of JSON from anyone first, and answer a stranger's malformed
-// body 400, a refusal the audit trail never sees as a failed
+// TestConsul_KeyCheckedBeforeTheBody: as on muster's own API, a write's
+// credential is checked before its body is read: a stranger gets 401
+// whatever it sends, and its refusal is an audit record of a failed
 // authentication.
-func TestConsulAttack6_StrangersBodiesAreReadBeforeTheKey(t *testing.T) {
+func TestConsul_KeyCheckedBeforeTheBody(t *testing.T) {
 	h, _ := start(t, nil)
 	base := "http://" + h.Srv.ConsulAddr()
 	junk := `{"ID":` + strings.Repeat("[", 5000) // malformed, and deep

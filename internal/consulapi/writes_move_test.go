@@ -31,14 +31,12 @@ func consulPut(t *testing.T, base, path, token, body string) (int, api.ErrorBody
 	return resp.StatusCode, eb
 }
 
-// TestConsulAttack1_MovingAnIDOntoAnotherOfItsPortsIs500: a key holds
-// two Consul service IDs, a-1 on port 7001 and a-2 on port 7002 of one
+// TestConsul_MovingAnIDOntoAHeldEndpointIsAConflict: a key holds two
+// Consul service IDs, a-1 on port 7001 and a-2 on port 7002 of one
 // address, and registers a-1 again on 7002 (a program that moved its
-// port). The registry admits it (the endpoint is held by the key's own
-// a-2), and the state machine refuses it as a double replacement; the
-// refusal reaches the caller as 500 "internal error" (and an ERROR line
-// in the log), where every error should be a 4xx naming what is wrong.
-func TestConsulAttack1_MovingAnIDOntoAnotherOfItsPortsIs500(t *testing.T) {
+// port). That would replace two instances at once, which a registration
+// never does: it is a 409 naming what to do, never a 500.
+func TestConsul_MovingAnIDOntoAHeldEndpointIsAConflict(t *testing.T) {
 	h, _ := start(t, nil)
 	key := consulKey(t, h, "none", "web")
 	base := "http://" + h.Srv.ConsulAddr()

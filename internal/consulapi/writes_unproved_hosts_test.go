@@ -15,22 +15,18 @@ import (
 	"github.com/musterhq/muster/internal/verify"
 )
 
-// TestConsulAttack4_NoneKeyOccupiesOtherHosts: a key with consul_verify
-// none registers at any allowlisted address without proving it, and
-// what it registers counts against that host's limits and holds its
-// endpoints. So one such key, whose holder owns no host at all, can
+// TestConsul_UnprovedInstancesYieldToProvenOnes: a key with
+// consul_verify none registers at allowlisted addresses without proving
+// them, so what it registers must not take a host from its owner:
 //
-//   - fill --max-instances-per-address of a host it does not control
-//     (256 by default; here 4), after which the host's real owner, with
-//     a key of its own and a process that answers the callback, can
-//     register nothing there (429);
-//   - take the very endpoint another key's program is about to register
-//     with its `muster answer` sidecar (muster_verify_port, proof
-//     address), which is then refused (409) for as long as the squatter
-//     heartbeats.
-//
-// With a callback key, counting against a host takes proving it.
-func TestConsulAttack4_NoneKeyOccupiesOtherHosts(t *testing.T) {
+//   - unproved instances count against --max-instances-per-address apart
+//     from proven ones (here 4 of each), so the host's owner, with a key
+//     of its own and a process that answers the callback, still
+//     registers there;
+//   - an endpoint an unproved instance holds is taken by another key's
+//     registration that proves the address (here through `muster answer`,
+//     muster_verify_port, proof address).
+func TestConsul_UnprovedInstancesYieldToProvenOnes(t *testing.T) {
 	t.Run("host limit", func(t *testing.T) {
 		h, _ := start(t, func(c *server.Config) { c.Registry.MaxInstancesPerAddress = 4 })
 		squatter := consulAs(t, h, consulKey(t, h, "none", "web")).Agent()
@@ -38,8 +34,7 @@ func TestConsulAttack4_NoneKeyOccupiesOtherHosts(t *testing.T) {
 			err := squatter.ServiceRegister(&consul.AgentServiceRegistration{ID: "sq-" + strconv.Itoa(i), Name: "web",
 				Address: "127.0.0.1", Port: i, Check: &consul.AgentServiceCheck{TTL: "1h"}})
 			if err != nil {
-				t.Logf("squatting refused (the fix?): %v", err)
-				return
+				t.Fatalf("an unproved registration %d of 4: %v", i, err)
 			}
 		}
 		owner := h.Key(t, "web")
@@ -60,14 +55,17 @@ func TestConsulAttack4_NoneKeyOccupiesOtherHosts(t *testing.T) {
 		err := squatter.ServiceRegister(&consul.AgentServiceRegistration{ID: "web-1", Name: "web", Address: "127.0.0.1", Port: port,
 			Check: &consul.AgentServiceCheck{TTL: "1h", Status: "passing"}})
 		if err != nil {
-			t.Logf("squatting refused (the fix?): %v", err)
-			return
+			t.Fatalf("the unproved registration: %v", err)
 		}
 		err = consulAs(t, h, ownerKey).Agent().ServiceRegister(&consul.AgentServiceRegistration{ID: "web-1", Name: "web",
 			Address: "127.0.0.1", Port: port, Check: &consul.AgentServiceCheck{TTL: "10s"},
 			Meta: map[string]string{"muster_verify_port": strconv.Itoa(portOf(t, sidecar.URL))}})
 		if err != nil {
 			t.Errorf("the host's owner, proving the host with muster answer, is refused its own endpoint: %v", err)
+		}
+		res, err := h.Anon.Lookup(context.Background(), "web", client.WithStatus("any"))
+		if err != nil || len(res.Instances) != 1 || res.Instances[0].Proof != api.ProofAddress {
+			t.Errorf("the endpoint's instance afterwards: %+v, %v; want the owner's alone, proof address", res.Instances, err)
 		}
 	})
 }

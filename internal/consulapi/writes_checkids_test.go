@@ -6,15 +6,13 @@ import (
 	consul "github.com/hashicorp/consul/api"
 )
 
-// TestConsulAttack5_AStaleCheckIDHitsAnotherService: the check ID
+// TestConsul_CheckIDOfAMissingCheckFindsNothing: the check ID
 // service:db:1 is read as "the only check of db:1" and, failing that, as
-// "the first check of db". Once the instance db:1 is gone (deregistered,
-// or removed after its critical time), the program that ran it still
-// holds the check ID; its next FailTTL marks the unrelated instance db
-// critical, and its PassTTL keeps db alive, all answered 200, where
-// Consul answers 404 for a check that no longer exists. Service IDs
-// that end in :<digits> are common (redis:6379).
-func TestConsulAttack5_AStaleCheckIDHitsAnotherService(t *testing.T) {
+// "the first of the several checks of db". Once db:1 is gone, the
+// program that ran it still holds the check ID; db, which has one check,
+// has no service:db:1, so FailTTL and PassTTL answer 404 (as Consul
+// does) and leave db alone.
+func TestConsul_CheckIDOfAMissingCheckFindsNothing(t *testing.T) {
 	h, cc := start(t, nil)
 	ag := consulAs(t, h, consulKey(t, h, "none", "web")).Agent()
 	for i, id := range []string{"db", "db:1"} {

@@ -6,14 +6,10 @@ import (
 	consul "github.com/hashicorp/consul/api"
 )
 
-// TestConsulAttack2_DotIDsCannotBeDeregistered: "." and ".." are valid
-// service IDs by the registration's rule (1 to 128 of A-Z a-z 0-9 - _ .
-// : @), so they are registered; but deregister/{id} refuses a path with
-// a "." or ".." segment, so the program that registered them (a
-// consul/api client, which sends the ID as the last path segment) can
-// never deregister them: the ID should be refused when registered, or
-// found when deregistered.
-func TestConsulAttack2_DotIDsCannotBeDeregistered(t *testing.T) {
+// TestConsul_DotIDsAreRefused: "." and ".." would be service IDs that
+// deregister/{id} can never name (a path with such a segment is
+// refused), so the registration refuses them.
+func TestConsul_DotIDsAreRefused(t *testing.T) {
 	h, _ := start(t, nil)
 	ag := consulAs(t, h, consulKey(t, h, "none", "web")).Agent()
 	for i, id := range []string{".", ".."} {

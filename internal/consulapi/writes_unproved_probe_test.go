@@ -13,23 +13,15 @@ import (
 	consul "github.com/hashicorp/consul/api"
 )
 
-// TestConsulAttack3_NoneKeyTurnsTheRegistryIntoAProber: docs/security.md
-// promises that a check reaches nothing the verification callback could
-// not reach ("Only the instance's own address, which its callback has
-// already proved") and that the callback is no port scanner (until a key
-// holds an instance at an address, closed, silent and HTTP ports answer
-// alike). A key with consul_verify none proves nothing: it registers
-// 127.0.0.1 (in the default --verify-allow; on a real deployment the
-// registry's own host, whose loopback services no outsider could answer
-// a callback on) with HTTP and TCP checks aimed at any port and path it
-// likes, and the registry GETs them every second and publishes to
-// anonymous readers which ports are open and what status each path
-// answers. Holding that unproved instance also unlocks the precise
-// callback reasons of /v1 registrations at the host.
-//
-// Here the "private" service is an HTTP server on 127.0.0.1 that nobody
-// registered; it must never see a request from the registry.
-func TestConsulAttack3_NoneKeyTurnsTheRegistryIntoAProber(t *testing.T) {
+// TestConsul_UnprovedKeyCannotProbe: docs/security.md promises that a
+// check reaches nothing the verification callback could not reach, and
+// that the callback is no port scanner. A key with consul_verify none
+// proves nothing, so it may register TTL checks only: a registration
+// with HTTP or TCP checks aimed at a private service on 127.0.0.1 is
+// refused, nothing is sent there, and holding unproved instances at the
+// host does not unlock the precise callback reasons of /v1 registrations
+// there.
+func TestConsul_UnprovedKeyCannotProbe(t *testing.T) {
 	h, cc := start(t, nil)
 	var mu sync.Mutex
 	var seen []string
@@ -58,9 +50,15 @@ func TestConsulAttack3_NoneKeyTurnsTheRegistryIntoAProber(t *testing.T) {
 			{HTTP: "http://127.0.0.1:" + strconv.Itoa(privPort) + "/admin/purge?all=1", Interval: "1s", Timeout: "500ms"},
 			{TCP: "127.0.0.1:" + strconv.Itoa(closedPort), Interval: "1s", Timeout: "500ms"},
 		}})
+	if err == nil || !strings.Contains(err.Error(), `"field":"Check"`) {
+		t.Errorf("a key of consul_verify none registered probes: %v", err)
+	}
+	// An unproved instance with a TTL check alone is registered at the
+	// host; the registry sends it nothing.
+	err = ag.ServiceRegister(&consul.AgentServiceRegistration{ID: "ttl", Name: "web", Address: "127.0.0.1", Port: privPort,
+		Check: &consul.AgentServiceCheck{TTL: "1h", Status: "passing"}})
 	if err != nil {
-		t.Logf("the registration was refused (the fix?): %v", err)
-		return
+		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second)
 	mu.Lock()
