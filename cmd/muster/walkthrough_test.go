@@ -149,7 +149,6 @@ func runWalkthroughWith(t *testing.T, doc, section string, consul bool) {
 		"18888", strconv.Itoa(calleePort), "127.0.0.1:8500", consulAddr, "18600", strconv.Itoa(freePort(t)))
 	env := append(os.Environ(), "MUSTER_HTTP_ADDR="+addr, "MUSTER_ADDR=", "MUSTER_TOKEN=", "MUSTER_KEY=")
 
-
 	// The quickstart's command, as written, with the address from the
 	// environment and the DNS port replaced.
 	quick := docBlocks(t, "../../README.md", "## Quickstart")[0].script
