@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/musterhq/muster/internal/testutil"
 )
 
 // demoProc is the demo running as a child process.
@@ -107,35 +109,6 @@ func (d *demoProc) samplesFor(site string) []string {
 	return out
 }
 
-// chromium returns the browser to drive: $MUSTER_CHROMIUM, or chromium on
-// the PATH (scripts/test installs it when it can). Without one the test
-// fails, unless MUSTER_SKIP_BROWSER=1 outside CI: scripts/test sets it,
-// loudly, when it could not install Chromium. In CI (MUSTER_CI=1) the
-// browser test always runs.
-func chromium(t *testing.T) string {
-	ci := os.Getenv("MUSTER_CI") == "1"
-	if os.Getenv("MUSTER_SKIP_BROWSER") == "1" && !ci {
-		t.Skip("SKIPPED: MUSTER_SKIP_BROWSER=1 (scripts/test sets it when it finds no Chromium and cannot install one); set MUSTER_CHROMIUM=/path/to/chromium to run this test")
-	}
-	if p := os.Getenv("MUSTER_CHROMIUM"); p != "" {
-		path, err := exec.LookPath(p)
-		if err != nil {
-			t.Fatalf("MUSTER_CHROMIUM=%s: %v", p, err)
-		}
-		return path
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if ci {
-		t.Fatal("no Chromium found, and CI (MUSTER_CI=1) runs the browser test: install chromium or set MUSTER_CHROMIUM")
-	}
-	t.Fatal("no Chromium found: run scripts/test (it installs Debian's chromium, or skips this test saying so), set MUSTER_CHROMIUM, or set MUSTER_SKIP_BROWSER=1")
-	return ""
-}
-
 // submit fills the gateway's form in the browser, submits it, and returns
 // the per-URL results (class and text of each #results li) and whether a
 // word cloud SVG with words is on the page.
@@ -176,7 +149,7 @@ func TestDemo_BrowserEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole demo and a browser")
 	}
-	browser := chromium(t)
+	browser := testutil.Chromium(t)
 	d := startDemo(t)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
