@@ -65,10 +65,10 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 		if cmd.Rules < RulesExternal {
 			return Result{Err: ErrBadCommand}, nil
 		}
-		// Rules 5: the key's instance of the same external ID is the one
-		// replaced; one that holds the address and port besides it would
+		// Rules 5: the key's instance of the same external ID at the same
+		// address is the one replaced; one that holds the address and port besides it would
 		// be a second replacement, which a registration never makes.
-		if same := c.instances[c.external[externalKey(in.KeyID, in.ExternalID)]]; same != nil {
+		if same := c.instances[c.external[externalKey(in.KeyID, in.ExternalID)][in.Address]]; same != nil {
 			if old != nil && old != same {
 				return Result{Instance: old, Err: fmt.Errorf("%w: instance %s holds the address and port of this registration, and instance %s its external ID", ErrExists, old.ID, same.ID)}, nil
 			}

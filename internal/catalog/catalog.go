@@ -33,9 +33,11 @@ type Catalog struct {
 	// addrs maps service+address+port to the instance ID, for replacement.
 	addrs map[string]string
 	// external maps a key's ID and an instance's ExternalID
-	// (externalKey) to the instance ID: the Consul-compatible API's
-	// calls name instances so.
-	external map[string]string
+	// (externalKey), then its address, to the instance ID: the
+	// Consul-compatible API's calls name instances so. An ExternalID is
+	// unique per key and address, as a Consul service ID is per agent:
+	// replicas on several hosts may share one.
+	external map[string]map[string]string
 	// byKey, byHost and byKeyHost count the instances of each key, at
 	// each address, and of each key at each address, for quotas. byHost
 	// and byKeyHost count proven instances only; unproved counts those
@@ -116,7 +118,7 @@ func (c *Catalog) reset() {
 	c.keys = map[string]*Key{}
 	c.keysByHash = map[string]*Key{}
 	c.addrs = map[string]string{}
-	c.external = map[string]string{}
+	c.external = map[string]map[string]string{}
 	c.byKey = map[string]int{}
 	c.byHost = map[string]int{}
 	c.hosts = map[string]string{}
@@ -232,7 +234,11 @@ func (c *Catalog) putInstance(inst *Instance) {
 	}
 	c.addrs[addrKey(inst.Service, inst.Address, inst.Port)] = inst.ID
 	if inst.ExternalID != "" {
-		c.external[externalKey(inst.KeyID, inst.ExternalID)] = inst.ID
+		ek := externalKey(inst.KeyID, inst.ExternalID)
+		if c.external[ek] == nil {
+			c.external[ek] = map[string]string{}
+		}
+		c.external[ek][inst.Address] = inst.ID
 	}
 	c.byKey[inst.KeyID]++
 	if inst.Proof == ProofNone {
@@ -255,8 +261,11 @@ func (c *Catalog) removeInstance(inst *Instance) {
 		delete(c.addrs, ak)
 	}
 	if inst.ExternalID != "" {
-		if ek := externalKey(inst.KeyID, inst.ExternalID); c.external[ek] == inst.ID {
-			delete(c.external, ek)
+		ek := externalKey(inst.KeyID, inst.ExternalID)
+		if byAddr := c.external[ek]; byAddr[inst.Address] == inst.ID {
+			if delete(byAddr, inst.Address); len(byAddr) == 0 {
+				delete(c.external, ek)
+			}
 		}
 	}
 	decrement(c.byKey, inst.KeyID)
@@ -430,16 +439,28 @@ func (c *Catalog) InstanceByAddr(service, address string, port int) (*Instance, 
 }
 
 // InstanceByExternal returns the instance of the enrolment key keyID
-// whose ExternalID is externalID.
-func (c *Catalog) InstanceByExternal(keyID, externalID string) (*Instance, bool) {
+// at address whose ExternalID is externalID.
+func (c *Catalog) InstanceByExternal(keyID, externalID, address string) (*Instance, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	id, ok := c.external[externalKey(keyID, externalID)]
-	if !ok {
-		return nil, false
-	}
-	inst, ok := c.instances[id]
+	inst, ok := c.instances[c.external[externalKey(keyID, externalID)][address]]
 	return inst, ok
+}
+
+// InstancesByExternal returns the instances of the enrolment key keyID
+// whose ExternalID is externalID, at every address, sorted by address.
+func (c *Catalog) InstancesByExternal(keyID, externalID string) []*Instance {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	byAddr := c.external[externalKey(keyID, externalID)]
+	out := make([]*Instance, 0, len(byAddr))
+	for _, id := range byAddr {
+		if inst, ok := c.instances[id]; ok {
+			out = append(out, inst)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Instance) int { return strings.Compare(a.Address, b.Address) })
+	return out
 }
 
 // Held returns how many instances are registered with the enrolment key

@@ -77,12 +77,12 @@ func TestGolden_Rules5(t *testing.T) {
 		t.Error("the first registration of web-1 is still there: the second did not replace it")
 	}
 	for ext, id := range map[string]string{"web-1": "bbbb0000000000000000000000000002", "redis:6379": "bbbb0000000000000000000000000003"} {
-		in, ok := c.InstanceByExternal(key, ext)
+		in, ok := c.InstanceByExternal(key, ext, "127.0.0.1")
 		if !ok || in.ID != id || in.ExternalID != ext || in.Proof != catalog.ProofNone {
 			t.Errorf("InstanceByExternal(%s) = %+v, %v; want %s", ext, in, ok, id)
 		}
 	}
-	if _, ok := c.InstanceByExternal("key_0a1b2c3d4e5f6071", "web-1"); ok {
+	if _, ok := c.InstanceByExternal("key_0a1b2c3d4e5f6071", "web-1", "127.0.0.1"); ok {
 		t.Error("another key finds the external ID web-1")
 	}
 	if v := c.Service("web"); v == nil || len(v.Instances) != 2 {
@@ -114,7 +114,7 @@ func TestGolden_Rules5(t *testing.T) {
 		if got := snapshotJSON(t, r); !bytes.Equal(got, wantJSON) {
 			t.Errorf("the catalog restored from %s writes a different JSON version 6", name)
 		}
-		if in, ok := r.InstanceByExternal(key, "web-1"); !ok || in.ID != "bbbb0000000000000000000000000002" {
+		if in, ok := r.InstanceByExternal(key, "web-1", "127.0.0.1"); !ok || in.ID != "bbbb0000000000000000000000000002" {
 			t.Errorf("restored from %s, InstanceByExternal(web-1) = %+v, %v", name, in, ok)
 		}
 		if k, _ := r.KeyBySecretHash(catalog.HashSecret("mk_golden_consul")); k == nil || k.ConsulVerify != catalog.ConsulVerifyNone {
@@ -136,7 +136,7 @@ func TestGolden_Rules5(t *testing.T) {
 // servers read it until someone registers through the Consul API.
 func TestRules5_OlderVersionsRefuseItsFields(t *testing.T) {
 	c := rules5Catalog(t)
-	in, _ := c.InstanceByExternal("key_b1b2b3b4b5b6b7b8", "web-1")
+	in, _ := c.InstanceByExternal("key_b1b2b3b4b5b6b7b8", "web-1", "127.0.0.1")
 	next := *in
 	next.ID, next.Port = "bbbb0000000000000000000000000009", 9009
 	cmd := catalog.Command{Op: catalog.OpRegister, Rules: catalog.RulesCurrent, Instance: &next}
@@ -193,8 +193,8 @@ func TestRules5_OlderVersionsRefuseItsFields(t *testing.T) {
 // unchanged.
 func TestRules5_ExternalIDAndAddressHeldApart(t *testing.T) {
 	c := rules5Catalog(t)
-	a, _ := c.InstanceByExternal("key_b1b2b3b4b5b6b7b8", "web-1")
-	b, _ := c.InstanceByExternal("key_b1b2b3b4b5b6b7b8", "redis:6379")
+	a, _ := c.InstanceByExternal("key_b1b2b3b4b5b6b7b8", "web-1", "127.0.0.1")
+	b, _ := c.InstanceByExternal("key_b1b2b3b4b5b6b7b8", "redis:6379", "127.0.0.1")
 	next := *a
 	next.ID, next.Port = "bbbb000000000000000000000000000a", b.Port
 	before := snapshotJSON(t, c)
@@ -211,10 +211,39 @@ func TestRules5_ExternalIDAndAddressHeldApart(t *testing.T) {
 	if res := c.Apply(c.Index()+1, catalog.Command{Op: catalog.OpRegister, Rules: catalog.RulesExternal, Instance: &next}); res.Err != nil || res.Replaced != a.ID {
 		t.Fatalf("Apply = %+v, want %s replaced", res, a.ID)
 	}
-	if in, _ := c.InstanceByExternal("key_b1b2b3b4b5b6b7b8", "web-1"); in == nil || in.Port != 9010 {
+	if in, _ := c.InstanceByExternal("key_b1b2b3b4b5b6b7b8", "web-1", "127.0.0.1"); in == nil || in.Port != 9010 {
 		t.Errorf("web-1 is %+v", in)
 	}
 	if _, ok := c.InstanceByAddr("web", "127.0.0.1", a.Port); ok {
 		t.Error("the replaced instance's address is still indexed")
+	}
+}
+
+// TestRules5_OneExternalIDOnSeveralHosts: an ExternalID is unique per key
+// and address, as a Consul service ID is per agent: the same ID
+// registered at another address by the same key is another instance
+// (replicas on several hosts), each found by its address, both by the ID.
+func TestRules5_OneExternalIDOnSeveralHosts(t *testing.T) {
+	c := rules5Catalog(t)
+	const key = "key_b1b2b3b4b5b6b7b8"
+	a, _ := c.InstanceByExternal(key, "web-1", "127.0.0.1")
+	b := *a
+	b.ID, b.Address, b.HostIP = "bbbb00000000000000000000000000b2", "127.0.0.2", "127.0.0.2"
+	res := c.Apply(c.Index()+1, catalog.Command{Op: catalog.OpRegister, Rules: catalog.RulesExternal, Instance: &b})
+	if res.Err != nil || res.Replaced != "" {
+		t.Fatalf("the same ID at another address: %+v", res)
+	}
+	all := c.InstancesByExternal(key, "web-1")
+	if len(all) != 2 || all[0].ID != a.ID || all[1].ID != b.ID {
+		t.Fatalf("InstancesByExternal = %v", all)
+	}
+	if got, ok := c.InstanceByExternal(key, "web-1", "127.0.0.2"); !ok || got.ID != b.ID {
+		t.Errorf("at 127.0.0.2: %+v, %v", got, ok)
+	}
+	if res := c.Apply(c.Index()+1, catalog.Command{Op: catalog.OpDeregister, ID: a.ID}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if all := c.InstancesByExternal(key, "web-1"); len(all) != 1 || all[0].ID != b.ID {
+		t.Errorf("after the first left: %v", all)
 	}
 }

@@ -105,8 +105,10 @@ type Instance struct {
 	// ExternalID is the service ID a registrant chose through the
 	// Consul-compatible API (rules 5), which its later calls name the
 	// instance by, with the key that registered it; empty for every other
-	// instance. A key has at most one instance of each ExternalID: a
-	// registration with one replaces the key's instance that has it.
+	// instance. A key has at most one instance of each ExternalID at each
+	// address, as a Consul agent has of each service ID: a registration
+	// replaces the key's instance of its ExternalID at its address, and
+	// replicas on several hosts may share one.
 	ExternalID string
 	// Draining is set when the instance asked to stop receiving new work.
 	// It is separate from Status so that a drained instance that misses a
@@ -490,7 +492,7 @@ const ReasonTTLExpired = "ttl expired"
 //   - 4: an instance may declare active health checks (Instance.Checks),
 //     and with checks its TTL may be 0 (Command.Validate).
 //   - 5: an instance may have an ExternalID, and a registration with one
-//     replaces the instance of the same key and ExternalID (or is
+//     replaces the instance of the same key, ExternalID and address (or is
 //     refused with ErrExists when another instance holds its address and
 //     port); an instance whose Proof is ProofNone counts against its
 //     host's limit apart from proven ones, and yields to another key's

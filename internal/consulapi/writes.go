@@ -374,7 +374,7 @@ func (a *API) deregisterService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.reg.ExternalDeregister(r.Context(), secret, r.PathValue("id")); err != nil {
+	if _, err := a.reg.ExternalDeregister(r.Context(), secret, remoteIP(r), r.PathValue("id")); err != nil {
 		return a.unknown(err, "service", r.PathValue("id"))
 	}
 	w.WriteHeader(http.StatusOK)
@@ -438,9 +438,9 @@ func (a *API) updateCheck(w http.ResponseWriter, r *http.Request) error {
 		return a.notServed(w, r)
 	}
 	if status == api.StatusCritical {
-		err = a.reg.ExternalCritical(r.Context(), secret, failReason(note), refs...)
+		err = a.reg.ExternalCritical(r.Context(), secret, remoteIP(r), failReason(note), refs...)
 	} else {
-		_, err = a.reg.ExternalBeat(r.Context(), secret, refs...)
+		_, err = a.reg.ExternalBeat(r.Context(), secret, remoteIP(r), refs...)
 	}
 	if err != nil {
 		return a.unknown(err, "check", checkID)
@@ -491,6 +491,10 @@ func admitErr(err error, service string, admin bool) error {
 // writeErr names the header a Consul client sends its key in when a
 // write came without one; other errors are the registry's.
 func writeErr(err error) error {
+	if errors.Is(err, registry.ErrAmbiguousID) {
+		return httpapi.Errorf(http.StatusConflict, api.CodeConflict, "",
+			"this service ID is registered with this key at several addresses (one per host, as Consul allows), and the call came from none of them: call from the instance's own host")
+	}
 	if errors.Is(err, registry.ErrNoCredential) {
 		return httpapi.Errorf(http.StatusUnauthorized, api.CodeUnauthorized, "",
 			"an enrolment key is required: send it in the X-Consul-Token header (or Authorization: Bearer)")

@@ -3,6 +3,7 @@ package consulapi_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -397,4 +398,54 @@ func portOf(t *testing.T, rawURL string) int {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestConsul_ReplicasShareAServiceID: as on Consul, where a service ID
+// is unique per agent, replicas on several hosts may register one ID
+// with one key (the ID defaults to the name): each is an instance of its
+// own, and a call by that ID reaches the replica on the host it comes
+// from; from another host, which of them is meant is a 409.
+func TestConsul_ReplicasShareAServiceID(t *testing.T) {
+	h, cc := start(t, nil)
+	secret := consulKey(t, h, "none", "web")
+	from := func(ip string) *consul.Agent {
+		t.Helper()
+		cfg := &consul.Config{Address: h.Srv.ConsulAddr(), Scheme: "http", Token: secret,
+			Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext}}
+		c, err := consul.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Agent()
+	}
+	for _, ip := range []string{"127.0.0.1", "127.0.0.2"} {
+		if err := from(ip).ServiceRegister(&consul.AgentServiceRegistration{Name: "web", Port: 8080, Check: &consul.AgentServiceCheck{TTL: "1h"}}); err != nil {
+			t.Fatalf("the replica on %s: %v", ip, err)
+		}
+	}
+	es, _, err := cc.Health().Service("web", "", false, nil)
+	if err != nil || len(es) != 2 || es[0].Service.ID != "web" || es[1].Service.ID != "web" || es[0].Service.Address == es[1].Service.Address {
+		t.Fatalf("two replicas with the ID web: %+v, %v", es, err)
+	}
+	if err := from("127.0.0.2").PassTTL("service:web", ""); err != nil {
+		t.Fatal(err)
+	}
+	es, _, _ = cc.Health().Service("web", "", true, nil)
+	if len(es) != 1 || es[0].Service.Address != "127.0.0.2" {
+		t.Errorf("after the pass from 127.0.0.2, passing: %+v", es)
+	}
+	if err := from("127.0.0.3").PassTTL("service:web", ""); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Errorf("a pass from a third host: %v; want a 409", err)
+	}
+	if err := from("127.0.0.1").ServiceDeregister("web"); err != nil {
+		t.Fatal(err)
+	}
+	es, _, _ = cc.Health().Service("web", "", false, nil)
+	if len(es) != 1 || es[0].Service.Address != "127.0.0.2" {
+		t.Errorf("after the deregistration from 127.0.0.1: %+v", es)
+	}
+	// One replica left: the ID names it, whoever calls.
+	if err := from("127.0.0.3").ServiceDeregister("web"); err != nil {
+		t.Errorf("deregistering the last replica from a third host: %v", err)
+	}
 }

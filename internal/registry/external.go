@@ -62,7 +62,7 @@ func (r *Registry) CheckKey(ctx context.Context, secret string) error {
 // (external's checks before the instance is looked for). Errors, each a
 // record of a refused heartbeat: as external's.
 func (r *Registry) CheckBeatKey(ctx context.Context, secret string) error {
-	_, _, err := r.external(ctx, audit.ActionHeartbeat, secret, nil)
+	_, _, err := r.external(ctx, audit.ActionHeartbeat, secret, "", nil)
 	return err
 }
 
@@ -82,14 +82,23 @@ type ExternalRef struct {
 	Check int
 }
 
+// ErrAmbiguousID means an external ID names instances of the caller's
+// key at several addresses (replicas on several hosts sharing a service
+// ID, as Consul allows, one per agent), and the call came from none of
+// them: it cannot tell which is meant.
+var ErrAmbiguousID = errors.New("registry: the service ID names instances of this key at several addresses, and the call came from none of them")
+
 // external resolves the instance that the enrolment key of secret
 // registered under the first of refs that names one (a caller whose name
 // of an instance is ambiguous gives each reading, the most likely
-// first). Errors, each a record of action:
+// first). An ID the key registered at several addresses names the one at
+// from, the address the call came from (a Consul client calls its own
+// agent, on its own host); from none of them, it is ErrAmbiguousID.
+// Errors, each a record of action:
 // ErrNotReady, ErrNoCredential, ErrWrongToken (no such key, or a token of
 // another role), an *ExpiredError, ErrUnavailable, ErrInstanceNotFound
 // (no instance of this key has the ID).
-func (r *Registry) external(ctx context.Context, action audit.Action, secret string, refs []ExternalRef) (inst *catalog.Instance, c Caller, err error) {
+func (r *Registry) external(ctx context.Context, action audit.Action, secret, from string, refs []ExternalRef) (inst *catalog.Instance, c Caller, err error) {
 	defer func() {
 		if err != nil {
 			rec := audit.Record{Action: action, Key: c.KeyID()}
@@ -117,27 +126,40 @@ func (r *Registry) external(ctx context.Context, action audit.Action, secret str
 	if refs == nil {
 		return nil, c, nil // the key alone (CheckBeatKey)
 	}
-	find := func() (*catalog.Instance, bool) {
+	find := func() (*catalog.Instance, error) {
 		for _, ref := range refs {
-			inst, ok := r.cat.InstanceByExternal(c.key.ID, ref.ID)
-			if ok && (ref.Check == 0 || checkCount(inst) >= max(2, ref.Check)) {
-				return inst, true
+			var named []*catalog.Instance
+			for _, inst := range r.cat.InstancesByExternal(c.key.ID, ref.ID) {
+				if ref.Check == 0 || checkCount(inst) >= max(2, ref.Check) {
+					named = append(named, inst)
+				}
+			}
+			switch {
+			case len(named) == 1:
+				return named[0], nil
+			case len(named) > 1:
+				for _, inst := range named {
+					if inst.Address == from || inst.HostIP == from {
+						return inst, nil
+					}
+				}
+				return nil, ErrAmbiguousID
 			}
 		}
-		return nil, false
+		return nil, ErrInstanceNotFound
 	}
-	inst, ok := find()
-	if !ok { // perhaps registered through another server
-		again, err := r.catchUp()
-		if err != nil {
-			return nil, c, err
+	inst, err = find()
+	if errors.Is(err, ErrInstanceNotFound) { // perhaps registered through another server
+		again, cerr := r.catchUp()
+		if cerr != nil {
+			return nil, c, cerr
 		}
 		if again {
-			inst, ok = find()
+			inst, err = find()
 		}
 	}
-	if !ok {
-		return nil, c, ErrInstanceNotFound
+	if err != nil {
+		return nil, c, err
 	}
 	return inst, c, nil
 }
@@ -147,8 +169,8 @@ func (r *Registry) external(ctx context.Context, action audit.Action, secret str
 // instance's status after the beat (a critical instance is brought back
 // to passing, unless its checks hold it down or its key is out of write
 // budget). Errors: as external, then ErrUnavailable.
-func (r *Registry) ExternalBeat(ctx context.Context, secret string, refs ...ExternalRef) (catalog.Status, error) {
-	inst, _, err := r.external(ctx, audit.ActionHeartbeat, secret, refs)
+func (r *Registry) ExternalBeat(ctx context.Context, secret, from string, refs ...ExternalRef) (catalog.Status, error) {
+	inst, _, err := r.external(ctx, audit.ActionHeartbeat, secret, from, refs)
 	if err != nil {
 		return "", err
 	}
@@ -168,8 +190,8 @@ func (r *Registry) ExternalBeat(ctx context.Context, secret string, refs ...Exte
 // return to passing spends from it, which bounds a flapping instance's
 // writes. An instance already critical writes nothing. Errors: as
 // external, then ErrUnavailable.
-func (r *Registry) ExternalCritical(ctx context.Context, secret, reason string, refs ...ExternalRef) error {
-	inst, c, err := r.external(ctx, audit.ActionStatus, secret, refs)
+func (r *Registry) ExternalCritical(ctx context.Context, secret, from, reason string, refs ...ExternalRef) error {
+	inst, c, err := r.external(ctx, audit.ActionStatus, secret, from, refs)
 	if err != nil {
 		return err
 	}
@@ -190,8 +212,8 @@ func (r *Registry) ExternalCritical(ctx context.Context, secret, reason string, 
 
 // ExternalDeregister removes the key's instance externalID and returns
 // the index of the removal. Errors: as external, then ErrUnavailable.
-func (r *Registry) ExternalDeregister(ctx context.Context, secret, externalID string) (uint64, error) {
-	inst, c, err := r.external(ctx, audit.ActionDeregister, secret, []ExternalRef{{ID: externalID}})
+func (r *Registry) ExternalDeregister(ctx context.Context, secret, from, externalID string) (uint64, error) {
+	inst, c, err := r.external(ctx, audit.ActionDeregister, secret, from, []ExternalRef{{ID: externalID}})
 	if err != nil {
 		return 0, err
 	}
