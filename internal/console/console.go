@@ -94,6 +94,11 @@ func New(d Deps) *Console {
 		"POST /ui/signin":                  c.signin,
 		"POST /ui/signout":                 c.signout,
 		"GET /ui/live":                     c.live,
+		"GET /ui/tokens":                   c.tokensPage,
+		"POST /ui/tokens":                  c.createToken,
+		"POST /ui/tokens/{id}/revoke":      c.revokeToken,
+		"GET /ui/cluster":                  c.clusterPage,
+		"GET /ui/audit":                    c.auditPage,
 	} {
 		c.mux.HandleFunc(pattern, c.handle(h))
 	}

@@ -352,3 +352,64 @@ func TestConsole_LiveStream(t *testing.T) {
 		}
 	}
 }
+
+// TestConsole_TokensClusterAudit: an admin creates a token on the
+// tokens page and sees its secret that once (the list never shows it
+// again), and revokes it; the cluster page shows this server; the audit
+// page lists what was done; a read token sees neither tokens nor audit.
+func TestConsole_TokensClusterAudit(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	register(t, h, "web")
+	b := newBrowser(t, h)
+	csrf := b.signIn(h.AdminToken(t))
+	code, body, _ := b.post("/ui/tokens", url.Values{"csrf": {csrf}, "role": {"read"}, "services": {"web, db"}, "description": {"on-call"}, "ttl": {"24h"}}, "")
+	m := regexp.MustCompile(`id="secret" type="text" readonly value="(mt_[^"]+)"`).FindStringSubmatch(body)
+	if code != http.StatusCreated || m == nil {
+		t.Fatalf("creating a token: %d\n%s", code, body)
+	}
+	secret := m[1]
+	if _, err := h.Admin.Lookup(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	_, list, _ := b.get("/ui/tokens")
+	if strings.Contains(list, secret) || !strings.Contains(list, "on-call") {
+		t.Errorf("the tokens page shows the secret again, or not the token")
+	}
+	tid := regexp.MustCompile(`data-token="(tok_[0-9a-f]+)"`).FindStringSubmatch(list)
+	if tid == nil {
+		t.Fatalf("no token row:\n%s", list)
+	}
+	if code, body, _ := b.post("/ui/tokens", url.Values{"csrf": {csrf}, "role": {"read"}, "services": {"Bad Name"}}, ""); code != http.StatusBadRequest ||
+		!strings.Contains(body, "services") {
+		t.Errorf("a bad pattern: %d", code)
+	}
+
+	// The token works, then is revoked from the page.
+	r := newBrowser(t, h)
+	r.signIn(secret)
+	for _, path := range []string{"/ui/tokens", "/ui/audit"} {
+		if code, _, _ := r.get(path); code != http.StatusForbidden {
+			t.Errorf("GET %s with a read token: %d", path, code)
+		}
+	}
+	if code, _, _ := b.post("/ui/tokens/"+tid[1]+"/revoke", url.Values{"csrf": {csrf}}, ""); code != http.StatusSeeOther {
+		t.Errorf("revoking: %d", code)
+	}
+	if _, body, _ := r.get("/ui/"); strings.Contains(body, "signed in") {
+		t.Error("the revoked token's session goes on")
+	}
+
+	if code, body, _ := b.get("/ui/cluster"); code != 200 || !strings.Contains(body, "Applied index") {
+		t.Errorf("the cluster page: %d", code)
+	}
+	code, body, _ = b.get("/ui/audit?action=key_create")
+	if code != 200 || !strings.Contains(body, `data-action="key_create"`) || strings.Contains(body, `data-action="register"`) {
+		t.Errorf("the audit page filtered by key_create: %d\n%s", code, body)
+	}
+	if code, _, resp := newBrowser(t, h).get("/ui/audit"); code != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/ui/signin") {
+		t.Errorf("the audit page anonymously: %d", code)
+	}
+	if code, _, _ := b.get("/ui/audit?action=nonsense"); code != http.StatusBadRequest {
+		t.Errorf("an unknown action: %d", code)
+	}
+}

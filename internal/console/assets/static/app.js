@@ -31,6 +31,19 @@
   setInterval(tick, 1000);
   tick();
 
+  // Copy buttons: data-copy names the input whose value they copy.
+  document.addEventListener("click", function (ev) {
+    var b = ev.target.closest ? ev.target.closest("button[data-copy]") : null;
+    if (!b) return;
+    var input = document.getElementById(b.getAttribute("data-copy"));
+    if (!input) return;
+    input.select();
+    var done = function () { var s = b.parentNode.querySelector(".copied"); if (s) s.hidden = false; };
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(input.value).then(done, function () { document.execCommand("copy"); done(); });
+    } else { document.execCommand("copy"); done(); }
+  });
+
   var live = main.getAttribute("data-live");
   if (!live || !window.EventSource) return;
 
