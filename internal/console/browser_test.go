@@ -178,6 +178,32 @@ func TestConsole_Browser(t *testing.T) {
 		t.Errorf("after the drain from the console: %+v, %v", in, err)
 	}
 
+	// The admin creates a token and sees its secret that once.
+	run("open the tokens", chromedp.Navigate(base+"tokens"), visible(`form.create`))
+	run("create a token", chromedp.SetValue(chromedp.CSS(`form.create input[name=services]`), "web"),
+		chromedp.SetValue(chromedp.CSS(`form.create input[name=description]`), "browser test"),
+		chromedp.Click(chromedp.CSS(`form.create button[type=submit]`)), visible(`#secret`))
+	secret, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById("secret").value`))
+	if err != nil || !strings.HasPrefix(secret, "mt_") {
+		t.Fatalf("the new token's secret: %q, %v", secret, err)
+	}
+	run("copy it", chromedp.Click(chromedp.CSS(`button.copy`)), visible(`.copied`))
+	shoot("tokens")
+	run("the tokens again", chromedp.Navigate(base+"tokens"), visible(`table.tokens`))
+	if html, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); err != nil || strings.Contains(html, secret) {
+		t.Errorf("the tokens page shows the secret again (%v)", err)
+	}
+	run("the cluster", chromedp.Navigate(base+"cluster"), visible(`dl.fields`))
+	shoot("cluster")
+	run("the audit trail", chromedp.Navigate(base+"audit"), visible(`table.audit tbody tr[data-action="key_create"]`))
+	shoot("audit")
+
+	// The keyboard reaches the skip link first, and it leads to the page.
+	run("tab", chromedp.Navigate(base), visible(`main`), chromedp.KeyEvent("\t"))
+	if focused, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.activeElement.textContent`)); err != nil || focused != "Skip to content" {
+		t.Errorf("the first Tab focuses %q (%v), want the skip link", focused, err)
+	}
+
 	// The registry goes away: the open page says it may be stale.
 	run("the stale banner is hidden", chromedp.WaitNotVisible(chromedp.CSS(`#stale`)))
 	time.Sleep(300 * time.Millisecond) // the last messages
