@@ -140,8 +140,8 @@ func goCall(calls []string) string {
 func TestScriptsTest(t *testing.T) {
 	const (
 		goAll     = "go test -race -count=1 -timeout 30m ./... "
-		banner    = "SKIPPING THE BROWSER TEST"
-		afterward = "THE BROWSER TEST WAS SKIPPED"
+		banner    = "SKIPPING THE BROWSER TESTS"
+		afterward = "THE BROWSER TESTS WERE SKIPPED"
 	)
 	for _, tc := range []struct {
 		name      string
@@ -267,12 +267,13 @@ func TestREADME_TestCommands(t *testing.T) {
 		t.Fatal("the README shows no scripts/test command")
 	}
 	// The variables the README names are the ones the script and the
-	// browser test read.
+	// browser tests read.
 	script, err := os.ReadFile("../../scripts/test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	browser, err := os.ReadFile("../../examples/wordcloud/cmd/demo/demo_test.go")
+	// The browser tests find their browser through testutil.Chromium.
+	browser, err := os.ReadFile("../../internal/testutil/chromium.go")
 	if err != nil {
 		t.Fatal(err)
 	}
