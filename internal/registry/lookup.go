@@ -251,8 +251,8 @@ func (r *Registry) ProtectionState() ProtectionState {
 // this node heard, oldest first: what its quality is computed from.
 func (r *Registry) Intervals(id string) []time.Duration { return r.live.Tracker().Intervals(id) }
 
-// Recent returns the newest changes to the service still in the event
-// history, at most max, newest first, as stream entries.
+// Recent returns the newest changes to the service still in this
+// server's event history, at most max, newest first.
 func (r *Registry) Recent(service string, max int) []*catalog.Event {
 	return r.cat.Recent(service, max)
 }
