@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/musterhq/muster/api"
@@ -155,6 +156,23 @@ func TestConsole_Browser(t *testing.T) {
 		t.Errorf("the status cell says %q: a word and an icon, not colour alone", st)
 	}
 	shoot("service")
+	// Dark mode follows the system's setting.
+	dark := func(on bool) {
+		t.Helper()
+		var f []*emulation.MediaFeature
+		if on {
+			f = []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}
+		}
+		if _, err := chromedp.Call(bctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: f}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dark(true)
+	if bg, err := chromedp.Run(bctx, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`)); err != nil || bg != "rgb(13, 17, 23)" {
+		t.Errorf("in dark mode the page's background is %q (%v)", bg, err)
+	}
+	shoot("service-dark")
+	dark(false)
 
 	// An anonymous reader cannot drain.
 	other := registerTTL("web", "1h")
