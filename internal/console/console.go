@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/httpapi"
@@ -133,6 +134,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) serveStatic(w http.ResponseWriter, r *http.Request) {
+	if name := strings.TrimPrefix(r.URL.Path, Prefix+"static/"); !fs.ValidPath(name) || !utf8.ValidString(name) {
+		http.NotFound(w, r) // a name no file has, never the file server's 500
+		return
+	}
 	w.Header().Set("Cache-Control", "no-cache")
 	c.static.ServeHTTP(w, r)
 }
@@ -203,7 +208,11 @@ func (c *Console) viewer(w http.ResponseWriter, r *http.Request) (*viewer, error
 	if v.sess == nil {
 		v.csrf = c.preSession(w, r)
 	}
-	signinPath := r.URL.Path == Prefix+"signin" || strings.HasPrefix(r.URL.Path, Prefix+"static/")
+	if r.URL.Path == Prefix+"signin" && v.sess == nil {
+		// Signing in reads nothing: no read is asked for (nor refused,
+		// and recorded so, with private reads).
+		return v, nil
+	}
 	token := ""
 	if v.sess != nil {
 		token = v.sess.token
@@ -212,9 +221,9 @@ func (c *Console) viewer(w http.ResponseWriter, r *http.Request) (*viewer, error
 	switch {
 	case err == nil:
 		v.scope = scope
-	case v.sess == nil && !signinPath:
+	case v.sess == nil:
 		return v, errSignIn
-	case !signinPath:
+	default:
 		return v, err
 	}
 	return v, nil

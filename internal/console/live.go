@@ -65,6 +65,9 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request, v *viewer) error 
 		if err := c.reg.Recheck(v.scope); err != nil {
 			return nil
 		}
+		if v.sess != nil && !c.sessions.alive(v.sessionID) {
+			return nil // signed out, or the session ended: so does its stream
+		}
 		var changed []string
 		for _, e := range evs {
 			if e.Instance != nil && !slices.Contains(changed, e.Instance.Service) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
 	"github.com/musterhq/muster/internal/registry"
 )
@@ -280,6 +281,15 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request, v *viewer) erro
 		return fail("Enter a token.")
 	}
 	caller, err := c.reg.Authenticate(token)
+	if err != nil || caller.Anonymous() || caller.Role() == catalog.RoleRegister {
+		// A refused sign-in is a refused credential, recorded as /v1
+		// records one.
+		why := err
+		if why == nil {
+			why = registry.ErrWrongToken
+		}
+		c.reg.Refuse(r.Context(), audit.Record{Action: audit.ActionRead, Key: caller.KeyID(), Reason: "console sign-in"}, why)
+	}
 	switch {
 	case errors.Is(err, registry.ErrTokenExpired):
 		return fail("That token has expired.")

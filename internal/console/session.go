@@ -32,8 +32,11 @@ const (
 	sessionMax  = 12 * time.Hour
 	// maxSessions bounds the sessions held. Only a valid token signs in,
 	// so only its holders fill them; when full, the least recently used
-	// session ends.
+	// session ends. maxPerToken bounds one token's share: its own least
+	// recently used session ends first, so that one token's holder
+	// signing in again and again ends no one else's session.
 	maxSessions = 1024
+	maxPerToken = 8
 )
 
 // session is one signed-in person.
@@ -42,6 +45,13 @@ type session struct {
 	csrf     string
 	created  time.Time
 	lastUsed time.Time
+
+	// flash is what the next page shows once (an action's outcome),
+	// and shown the secret of a token just created: kept for the one
+	// page after the creation, so that a reload creates nothing and
+	// shows it no more. Guarded by sessions.mu.
+	flash string
+	shown *created
 }
 
 // sessions holds the sessions by the SHA-256 of their IDs, so that the
@@ -70,11 +80,62 @@ func (s *sessions) create(token string) (id string, sess *session) {
 	sess = &session{token: token, csrf: randomToken(), created: now, lastUsed: now}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.capTokenLocked(token, now)
 	if len(s.m) >= maxSessions {
 		s.evictLocked(now)
 	}
 	s.m[sha256.Sum256([]byte(id))] = sess
 	return id, sess
+}
+
+// capTokenLocked ends token's least recently used session while it holds
+// maxPerToken.
+func (s *sessions) capTokenLocked(token string, now time.Time) {
+	for {
+		n := 0
+		var oldest [32]byte
+		var oldestAt time.Time
+		for k, v := range s.m {
+			if v.token != token {
+				continue
+			}
+			n++
+			if oldestAt.IsZero() || v.lastUsed.Before(oldestAt) {
+				oldest, oldestAt = k, v.lastUsed
+			}
+		}
+		if n < maxPerToken {
+			return
+		}
+		delete(s.m, oldest)
+	}
+}
+
+// alive reports whether the session whose ID is id is still held (a
+// live page's stream ends with its session).
+func (s *sessions) alive(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.m[sha256.Sum256([]byte(id))]
+	return v != nil && !s.ended(v, s.now())
+}
+
+// setFlash keeps msg, and a token just created, for the session's next
+// page.
+func (s *sessions) setFlash(sess *session, msg string, shown *created) {
+	s.mu.Lock()
+	sess.flash, sess.shown = msg, shown
+	s.mu.Unlock()
+}
+
+// takeFlash returns what the session's next page shows once, and
+// forgets it.
+func (s *sessions) takeFlash(sess *session) (string, *created) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	msg, shown := sess.flash, sess.shown
+	sess.flash, sess.shown = "", nil
+	return msg, shown
 }
 
 // evictLocked drops the sessions that have ended, and the least recently

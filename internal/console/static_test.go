@@ -8,14 +8,9 @@ import (
 	"github.com/musterhq/muster/internal/testserver"
 )
 
-// TestAttack5_StaticPathIsNever500: /ui/static/ hands its path to
-// http.FileServer over the embedded FS, which cannot open a name that is
-// not valid UTF-8 and answers 500. Anyone, even a stranger to a server
-// with --anonymous-reads=false, makes the server answer 500s at will
-// (GET /ui/static/%ff): each counts in muster_http_requests_total's
-// 5xx, where alerts look, and none is in the log that docs/api.md says
-// holds a 500's cause. A name that is no file is a 404.
-func TestAttack5_StaticPathIsNever500(t *testing.T) {
+// TestConsole_StaticPathIsNever500: /ui/static/ answers a name no file
+// has, one that is not valid UTF-8 among them, with a 404, never a 500.
+func TestConsole_StaticPathIsNever500(t *testing.T) {
 	h := testserver.NewHarness(t, func(c *server.Config) { c.Registry.PrivateReads = true })
 	for _, p := range []string{"/ui/static/%ff", "/ui/static/a%ffb.css", "/ui/static/%c0%af"} {
 		resp, err := http.Get(h.Srv.URL() + p)

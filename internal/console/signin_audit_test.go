@@ -21,16 +21,10 @@ func refusedReads(t *testing.T, h *testserver.Harness) int {
 	return len(page.Records)
 }
 
-// TestAttack3_SignInPageIsNotARefusedRead: with --anonymous-reads=false
-// the console asks the registry for a read scope on every request, the
-// sign-in page's and the sign-in form's included, and throws the
-// refusal away there; but Reader has already written it to the audit
-// trail as a refused read ("credential required"). Every person who
-// opens the sign-in page and signs in correctly leaves two refused reads
-// under their address, indistinguishable from a stranger probing the
-// API, and an open tab whose session ended adds two more every 15
-// seconds (its refresh, then the sign-in page it is sent to).
-func TestAttack3_SignInPageIsNotARefusedRead(t *testing.T) {
+// TestConsole_SignInPageIsNotARefusedRead: with --anonymous-reads=false
+// opening the sign-in page and posting its form read nothing, so the
+// audit trail records no refused read for them.
+func TestConsole_SignInPageIsNotARefusedRead(t *testing.T) {
 	h := testserver.NewHarness(t, func(c *server.Config) { c.Registry.PrivateReads = true })
 	rd := h.Token(t, "read", "web")
 	b := newBrowser(t, h)

@@ -13,14 +13,10 @@ import (
 	"github.com/musterhq/muster/internal/testserver"
 )
 
-// TestAttack2_LiveStreamOutlivesSignOut: with --anonymous-reads=false a
-// page's /ui/live stream is opened under the session, but nothing ties
-// it to the session afterwards: it checks only that the token is still
-// valid (Recheck). After sign-out (or the session's idle or 12-hour end)
-// a stream opened before keeps telling its holder which of the token's
-// services change, for as long as the token lives. docs/ui.md says a
-// session ends at sign-out; what it opened should end with it.
-func TestAttack2_LiveStreamOutlivesSignOut(t *testing.T) {
+// TestConsole_LiveStreamEndsWithItsSession: with --anonymous-reads=false
+// a page's /ui/live stream is the session's: once the session ends (here
+// at sign-out), so does the stream, and no change reaches it after.
+func TestConsole_LiveStreamEndsWithItsSession(t *testing.T) {
 	h := testserver.NewHarness(t, func(c *server.Config) { c.Registry.PrivateReads = true })
 	register(t, h, "web")
 	rd := h.Token(t, "read", "web")

@@ -22,14 +22,10 @@ func refusals(t *testing.T, h *testserver.Harness) int {
 	return len(page.Records)
 }
 
-// TestAttack4_RefusedSignInsLeaveNoTrace: the sign-in form tells whether
-// a string is a token the registry knows, an expired one or an
-// enrolment key, and writes nothing to the audit trail when it refuses
-// one. The same credential refused by /v1 is a record (security.md:
-// "Every decision about who may do what is one record"; a refused
-// token's use is recorded under its ID). So the console is where to try
-// found, leaked or revoked secrets without the admin seeing it.
-func TestAttack4_RefusedSignInsLeaveNoTrace(t *testing.T) {
+// TestConsole_RefusedSignInsAreRecorded: a sign-in refused for its
+// token (unknown, revoked, expired, an enrolment key) is a record of the
+// audit trail, as /v1 records a refused credential.
+func TestConsole_RefusedSignInsAreRecorded(t *testing.T) {
 	h := testserver.NewHarness(t, nil)
 	key := h.Key(t, "web")
 	revoked := h.Token(t, "read", "web")
