@@ -55,6 +55,12 @@ type created struct {
 	ID, Role, Secret string
 }
 
+// tokenForm is the creation form's values, kept when it is refused.
+type tokenForm struct {
+	Role, Services, Description, TTL string
+	ConsulNone                       bool
+}
+
 func (c *Console) renderTokens(w http.ResponseWriter, r *http.Request, v *viewer, status int, data map[string]any) error {
 	if err := needSession(v, "the tokens", catalog.RoleAdmin); err != nil {
 		return err
@@ -75,6 +81,9 @@ func (c *Console) renderTokens(w http.ResponseWriter, r *http.Request, v *viewer
 	data["Title"] = "Tokens"
 	data["Rows"] = rows
 	data["Roles"] = catalog.Roles()
+	if _, ok := data["Form"]; !ok {
+		data["Form"] = tokenForm{Role: string(catalog.RoleRead)}
+	}
 	c.render(w, r, status, "tokens", v, data)
 	return nil
 }
@@ -85,6 +94,8 @@ func (c *Console) createToken(w http.ResponseWriter, r *http.Request, v *viewer)
 		return err
 	}
 	f := r.PostForm
+	form := tokenForm{Role: f.Get("role"), Services: f.Get("services"), Description: f.Get("description"), TTL: f.Get("ttl"),
+		ConsulNone: f.Get("consul_verify") == "none"}
 	spec := registry.TokenSpec{Role: f.Get("role"), KeySpec: registry.KeySpec{Description: strings.TrimSpace(f.Get("description"))}}
 	for _, p := range strings.FieldsFunc(f.Get("services"), func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
 		spec.Services = append(spec.Services, p)
@@ -92,7 +103,7 @@ func (c *Console) createToken(w http.ResponseWriter, r *http.Request, v *viewer)
 	if s := strings.TrimSpace(f.Get("ttl")); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
-			return c.renderTokens(w, r, v, http.StatusBadRequest, map[string]any{"Failed": "The lifetime must be a duration such as 24h, or empty."})
+			return c.renderTokens(w, r, v, http.StatusBadRequest, map[string]any{"Failed": "The lifetime must be a duration such as 24h, or empty.", "Form": form})
 		}
 		spec.TTL = d
 	}
@@ -102,12 +113,36 @@ func (c *Console) createToken(w http.ResponseWriter, r *http.Request, v *viewer)
 	k, secret, err := c.reg.CreateToken(r.Context(), v.sess.token, spec)
 	var fe *registry.FieldError
 	if errors.As(err, &fe) {
-		return c.renderTokens(w, r, v, http.StatusBadRequest, map[string]any{"Failed": fe.Field + ": " + fe.Message})
+		return c.renderTokens(w, r, v, http.StatusBadRequest, map[string]any{"Failed": fe.Field + ": " + fe.Message, "Form": form})
 	}
 	if err != nil {
 		return err
 	}
-	return c.renderTokens(w, r, v, http.StatusCreated, map[string]any{"Created": created{ID: k.ID, Role: string(k.RoleOrDefault()), Secret: secret}})
+	// The secret is shown by the page this redirects to, once: a reload
+	// of that page creates nothing, and shows it no more.
+	c.sessions.setFlash(v.sess, "", &created{ID: k.ID, Role: string(k.RoleOrDefault()), Secret: secret})
+	http.Redirect(w, r, Prefix+"tokens", http.StatusSeeOther)
+	return nil
+}
+
+// confirmRevoke asks before a revocation: what the token is, and what
+// revoking it does.
+func (c *Console) confirmRevoke(w http.ResponseWriter, r *http.Request, v *viewer) error {
+	if err := needSession(v, "the tokens", catalog.RoleAdmin); err != nil {
+		return err
+	}
+	keys, err := c.reg.Tokens(r.Context(), v.sess.token)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k.ID == r.PathValue("id") {
+			_, held := c.reg.KeyUsage(k)
+			c.render(w, r, http.StatusOK, "revoke", v, map[string]any{"Title": "Revoke " + k.ID, "T": k, "Held": held})
+			return nil
+		}
+	}
+	return pageError(http.StatusNotFound, "No token %s (it may have been revoked).", r.PathValue("id"))
 }
 
 // revokeToken revokes the token the path names.
@@ -119,7 +154,8 @@ func (c *Console) revokeToken(w http.ResponseWriter, r *http.Request, v *viewer)
 	if err := c.reg.RevokeToken(r.Context(), v.sess.token, id); err != nil {
 		return err
 	}
-	http.Redirect(w, r, Prefix+"tokens?revoked="+urlQueryEscape(id), http.StatusSeeOther)
+	c.sessions.setFlash(v.sess, "Revoked "+id+".", nil)
+	http.Redirect(w, r, Prefix+"tokens", http.StatusSeeOther)
 	return nil
 }
 

@@ -97,6 +97,7 @@ func New(d Deps) *Console {
 		"GET /ui/live":                     c.live,
 		"GET /ui/tokens":                   c.tokensPage,
 		"POST /ui/tokens":                  c.createToken,
+		"GET /ui/tokens/{id}/revoke":       c.confirmRevoke,
 		"POST /ui/tokens/{id}/revoke":      c.revokeToken,
 		"GET /ui/cluster":                  c.clusterPage,
 		"GET /ui/audit":                    c.auditPage,
@@ -159,12 +160,16 @@ func (v *viewer) CSRF() string { return v.csrf }
 // Role is the viewer's role, "" for anonymous.
 func (v *viewer) Role() string { return string(v.caller.Role()) }
 
-// CanAct reports whether the viewer may drain and deregister (the
-// registry decides per instance; this only shows the buttons).
+// CanAct reports whether the viewer is an operator or an admin, who may
+// drain and deregister some instances and read the audit trail.
 func (v *viewer) CanAct() bool {
 	role := v.caller.Role()
-	return role == catalog.RoleAdmin || role == catalog.RoleOperator
+	return v.sess != nil && (role == catalog.RoleAdmin || role == catalog.RoleOperator)
 }
+
+// CanActOn reports whether the viewer may drain and deregister the
+// instances of service (the registry decides again when it does).
+func (v *viewer) CanActOn(service string) bool { return v.sess != nil && v.caller.CanOperate(service) }
 
 // handle resolves the viewer, checks a POST's origin and CSRF token, runs
 // h, and renders its error as a page.
@@ -313,6 +318,13 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 	data["Viewer"] = v
 	data["Prefix"] = Prefix
 	data["Path"] = r.URL.Path
+	if v != nil && v.sess != nil && r.Header.Get("X-Muster-Fragment") == "" && r.Method == http.MethodGet {
+		flash, shown := c.sessions.takeFlash(v.sess)
+		data["Flash"] = flash
+		if shown != nil {
+			data["Created"] = *shown
+		}
+	}
 	var buf bytes.Buffer
 	name := "layout"
 	if r.Header.Get("X-Muster-Fragment") == "main" {

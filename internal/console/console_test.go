@@ -362,26 +362,32 @@ func TestConsole_TokensClusterAudit(t *testing.T) {
 	register(t, h, "web")
 	b := newBrowser(t, h)
 	csrf := b.signIn(h.AdminToken(t))
-	code, body, _ := b.post("/ui/tokens", url.Values{"csrf": {csrf}, "role": {"read"}, "services": {"web, db"}, "description": {"on-call"}, "ttl": {"24h"}}, "")
+	code, _, resp := b.post("/ui/tokens", url.Values{"csrf": {csrf}, "role": {"read"}, "services": {"web, db"}, "description": {"on-call"}, "ttl": {"24h"}}, "")
+	if code != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/tokens" {
+		t.Fatalf("creating a token: %d %v", code, resp.Header)
+	}
+	// The page it leads to shows the secret, once: a reload creates
+	// nothing and shows it no more.
+	_, body, _ := b.get("/ui/tokens")
 	m := regexp.MustCompile(`id="secret" type="text" readonly value="(mt_[^"]+)"`).FindStringSubmatch(body)
-	if code != http.StatusCreated || m == nil {
-		t.Fatalf("creating a token: %d\n%s", code, body)
+	if m == nil {
+		t.Fatalf("the page after the creation shows no secret:\n%s", body)
 	}
 	secret := m[1]
 	if _, err := h.Admin.Lookup(context.Background(), "web"); err != nil {
 		t.Fatal(err)
 	}
 	_, list, _ := b.get("/ui/tokens")
-	if strings.Contains(list, secret) || !strings.Contains(list, "on-call") {
-		t.Errorf("the tokens page shows the secret again, or not the token")
+	if strings.Contains(list, secret) || !strings.Contains(list, "on-call") || strings.Count(list, "on-call") != 1 {
+		t.Errorf("the tokens page shows the secret again, or not the token once")
 	}
 	tid := regexp.MustCompile(`data-token="(tok_[0-9a-f]+)"`).FindStringSubmatch(list)
 	if tid == nil {
 		t.Fatalf("no token row:\n%s", list)
 	}
-	if code, body, _ := b.post("/ui/tokens", url.Values{"csrf": {csrf}, "role": {"read"}, "services": {"Bad Name"}}, ""); code != http.StatusBadRequest ||
-		!strings.Contains(body, "services") {
-		t.Errorf("a bad pattern: %d", code)
+	if code, body, _ := b.post("/ui/tokens", url.Values{"csrf": {csrf}, "role": {"operator"}, "services": {"Bad Name"}, "description": {"kept"}}, ""); code != http.StatusBadRequest ||
+		!strings.Contains(body, "services") || !strings.Contains(body, `value="kept"`) || !strings.Contains(body, `<option value="operator" selected>`) {
+		t.Errorf("a bad pattern: %d, or the form's values lost", code)
 	}
 
 	// The token works, then is revoked from the page.
@@ -392,8 +398,14 @@ func TestConsole_TokensClusterAudit(t *testing.T) {
 			t.Errorf("GET %s with a read token: %d", path, code)
 		}
 	}
+	if code, body, _ := b.get("/ui/tokens/" + tid[1] + "/revoke"); code != 200 || !strings.Contains(body, "cannot be undone") {
+		t.Errorf("the revocation's confirmation: %d", code)
+	}
 	if code, _, _ := b.post("/ui/tokens/"+tid[1]+"/revoke", url.Values{"csrf": {csrf}}, ""); code != http.StatusSeeOther {
 		t.Errorf("revoking: %d", code)
+	}
+	if _, body, _ := b.get("/ui/tokens"); !strings.Contains(body, "Revoked "+tid[1]) {
+		t.Errorf("no word of the revocation on the page after it")
 	}
 	if _, body, _ := r.get("/ui/"); strings.Contains(body, "signed in") {
 		t.Error("the revoked token's session goes on")
@@ -411,5 +423,64 @@ func TestConsole_TokensClusterAudit(t *testing.T) {
 	}
 	if code, _, _ := b.get("/ui/audit?action=nonsense"); code != http.StatusBadRequest {
 		t.Errorf("an unknown action: %d", code)
+	}
+}
+
+// TestConsole_SaysWhatIsWrong: a service with no passing instance is
+// marked so on the services page and comes first among problems; a
+// filter counts only the instances that match; a service never seen is a
+// 404; an operator is offered no action on a service outside its scope;
+// an action's outcome is said on the page after it.
+func TestConsole_SaysWhatIsWrong(t *testing.T) {
+	h := testserver.NewHarness(t, nil)
+	register(t, h, "api")
+	key := h.Key(t, "db")
+	in := testutil.NewInstance(t, key.Secret, verify.Proof)
+	dbReg, err := h.Anon.Register(context.Background(), "db", key.Secret, api.RegisterRequest{Address: "127.0.0.1", Port: in.Port(), TTL: "1h", Tags: []string{"v9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Anon.Drain(context.Background(), dbReg.ID, in.TokenOf(dbReg.ID)); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, h)
+	_, body, _ := b.get("/ui/?sort=problems")
+	if !regexp.MustCompile(`(?s)data-service="db" data-down="true".*data-service="api"`).MatchString(body) || !strings.Contains(body, "no passing instance") {
+		t.Errorf("the services page, problems first, does not put db, with no passing instance, first and say so:\n%s", body)
+	}
+	if _, body, _ := b.get("/ui/?tag=v9"); !strings.Contains(body, "1 service, 1 instance") || strings.Contains(body, `data-service="api"`) {
+		t.Errorf("filtered by tag v9:\n%s", body)
+	}
+	if code, _, _ := b.get("/ui/services/never-here"); code != http.StatusNotFound {
+		t.Errorf("a service never seen: %d", code)
+	}
+
+	op, err := h.Admin.CreateToken(context.Background(), api.CreateTokenRequest{Role: "operator", Services: []string{"db"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := newBrowser(t, h)
+	csrf := o.signIn(op.Secret)
+	apiID := regexp.MustCompile(`data-instance="([0-9a-f]+)"`).FindStringSubmatch(func() string { _, b, _ := o.get("/ui/services/api"); return b }())
+	if apiID == nil {
+		t.Fatal("no instance of api")
+	}
+	if _, body, _ := o.get("/ui/instances/" + apiID[1]); strings.Contains(body, "Deregister…") {
+		t.Error("an operator of db is offered actions on api")
+	}
+	if code, _, _ := o.get("/ui/instances/" + apiID[1] + "/deregister"); code != http.StatusForbidden {
+		t.Errorf("an operator of db confirming a deregistration of api: %d", code)
+	}
+	if _, body, _ := o.get("/ui/instances/" + dbReg.ID); strings.Contains(body, "Drain…") || !strings.Contains(body, "Deregister…") {
+		t.Error("a draining instance of db: Drain offered again, or Deregister not offered")
+	}
+	if code, _, _ := o.post("/ui/instances/"+dbReg.ID+"/deregister", url.Values{"csrf": {csrf}}, ""); code != http.StatusSeeOther {
+		t.Fatalf("deregistering: %d", code)
+	}
+	if _, body, _ := o.get("/ui/services/db"); !strings.Contains(body, "Deregistered "+dbReg.ID) {
+		t.Error("the page after the deregistration does not say so")
+	}
+	if _, body, _ := o.get("/ui/services/db"); strings.Contains(body, "Deregistered "+dbReg.ID) {
+		t.Error("the outcome is said again on the next page")
 	}
 }

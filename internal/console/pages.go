@@ -32,6 +32,10 @@ type serviceRow struct {
 	Problems int // critical and draining instances
 }
 
+// Down reports whether no instance of the service passes: the loudest
+// thing the page can say of it.
+func (s serviceRow) Down() bool { return s.Passing == 0 }
+
 // servicesPage lists every service the viewer may read with its counts by
 // status, filtered by name (q), tag and meta (key=value), sorted by name
 // or with problems first.
@@ -60,20 +64,39 @@ func (c *Console) servicesPage(w http.ResponseWriter, r *http.Request, v *viewer
 			continue
 		}
 		if tag != "" || meta != "" {
+			// The counts are of the instances that match.
 			sr, err := c.reg.Service(s.Name)
 			if err != nil {
 				return err
 			}
-			n := 0
-			sr.Each(filter, func(int, registry.Entry) bool { n++; return false })
-			if n == 0 {
+			s.Instances, s.Passing, s.Critical, s.Draining = 0, 0, 0, 0
+			sr.Each(filter, func(_ int, e registry.Entry) bool {
+				s.Instances++
+				switch e.Status {
+				case catalog.StatusPassing:
+					s.Passing++
+				case catalog.StatusCritical:
+					s.Critical++
+				case catalog.StatusDraining:
+					s.Draining++
+				}
+				return true
+			})
+			if s.Instances == 0 {
 				continue
 			}
 		}
 		rows = append(rows, serviceRow{Summary: s, Problems: s.Critical + s.Draining})
 	}
 	if order == "problems" {
-		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Problems > rows[j].Problems })
+		// A service with no passing instance first, then by how many of
+		// its instances are critical or draining.
+		sort.SliceStable(rows, func(i, j int) bool {
+			if rows[i].Down() != rows[j].Down() {
+				return rows[i].Down()
+			}
+			return rows[i].Problems > rows[j].Problems
+		})
 	}
 	total, passing, critical, draining := 0, 0, 0, 0
 	for _, s := range rows {
@@ -129,6 +152,9 @@ func (c *Console) servicePage(w http.ResponseWriter, r *http.Request, v *viewer)
 	sr, err := c.reg.Service(name)
 	if err != nil {
 		return err
+	}
+	if sr.View == nil {
+		return pageError(http.StatusNotFound, "No service %s has ever registered here.", name)
 	}
 	var rows []instanceRow
 	hidden := 0
@@ -187,9 +213,14 @@ func (c *Console) instancePage(w http.ResponseWriter, r *http.Request, v *viewer
 		return err
 	}
 	intervals := c.reg.Intervals(e.Instance.ID)
-	c.render(w, r, http.StatusOK, "instance", v, map[string]any{
-		"Title": e.Instance.ID, "I": c.rowOf(e), "Intervals": intervals, "Spark": sparkline(intervals, e.Instance.TTL),
-	})
+	data := map[string]any{
+		"Title": e.Instance.ID, "I": c.rowOf(e), "Intervals": intervals, "Spark": sparkline(intervals, e.Age, e.Instance.TTL),
+	}
+	if e.Status == catalog.StatusCritical && e.Instance.DeregisterAfter > 0 && e.Age >= 0 && e.Instance.TTL > 0 {
+		// The sweep removes it DeregisterAfter after its last heartbeat.
+		data["RemovedIn"] = max(0, e.Instance.DeregisterAfter-e.Age)
+	}
+	c.render(w, r, http.StatusOK, "instance", v, data)
 	return nil
 }
 
@@ -229,6 +260,9 @@ func (c *Console) confirmPage(w http.ResponseWriter, r *http.Request, v *viewer)
 	if err != nil {
 		return err
 	}
+	if !v.CanActOn(e.Instance.Service) {
+		return pageError(http.StatusForbidden, "Your token may not %s instances of %s: its services do not cover it.", strings.ToLower(a.verb), e.Instance.Service)
+	}
 	c.render(w, r, http.StatusOK, "confirm", v, map[string]any{
 		"Title": a.verb + " " + e.Instance.ID, "I": c.rowOf(e), "Action": r.PathValue("action"), "Verb": a.verb, "Explain": a.explain,
 	})
@@ -258,14 +292,17 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, v *viewer) error {
 	if err != nil {
 		return err
 	}
-	http.Redirect(w, r, Prefix+"services/"+e.Instance.Service+"?done="+url.QueryEscape(action+" "+e.Instance.ID), http.StatusSeeOther)
+	done := map[string]string{"drain": "Drained", "deregister": "Deregistered"}[action]
+	c.sessions.setFlash(v.sess, done+" "+e.Instance.ID+".", nil)
+	http.Redirect(w, r, Prefix+"services/"+e.Instance.Service, http.StatusSeeOther)
 	return nil
 }
 
 // signinPage asks for a token.
 func (c *Console) signinPage(w http.ResponseWriter, r *http.Request, v *viewer) error {
-	c.render(w, r, http.StatusOK, "signin", v, map[string]any{"Title": "Sign in", "Next": safeNext(r.URL.Query().Get("next")),
-		"Anonymous": c.reg.AnonymousReads()})
+	next := safeNext(r.URL.Query().Get("next"))
+	c.render(w, r, http.StatusOK, "signin", v, map[string]any{"Title": "Sign in", "Next": next,
+		"Anonymous": c.reg.AnonymousReads(), "Asked": next != Prefix})
 	return nil
 }
 
@@ -329,10 +366,11 @@ func safeNext(next string) string {
 }
 
 // sparkline draws the heartbeat intervals (oldest first) as bars against
-// the TTL, a line: a bar above the line is a heartbeat later than the
-// TTL allows.
-func sparkline(gaps []time.Duration, ttl time.Duration) template.HTML {
-	const w, h, bw = 160, 40, 18
+// the TTL, a dashed line, and the silence since the last heartbeat as a
+// last, hollow bar: a bar above the line is a heartbeat later than the
+// TTL allows, and a hollow one above it a silence that has run past it.
+func sparkline(gaps []time.Duration, silence, ttl time.Duration) template.HTML {
+	const w, h, bw, top0 = 260, 64, 22, 12
 	if len(gaps) == 0 || ttl <= 0 {
 		return ""
 	}
@@ -340,17 +378,32 @@ func sparkline(gaps []time.Duration, ttl time.Duration) template.HTML {
 	for _, g := range gaps {
 		top = max(top, g)
 	}
-	y := func(d time.Duration) float64 { return h - float64(h)*float64(d)/float64(top) }
+	if silence > 0 {
+		top = max(top, silence)
+	}
+	y := func(d time.Duration) float64 { return top0 + float64(h-top0)*(1-float64(min(d, top))/float64(top)) }
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="spark" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="heartbeat intervals against the TTL">`, w, h, w, h)
-	for i, g := range gaps {
+	fmt.Fprintf(&b, `<svg class="spark" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="the last %d heartbeat intervals and the silence since, against the TTL of %s">`,
+		w, h, w, h, len(gaps), ttl)
+	x := 0
+	for _, g := range gaps {
 		cls := "ok"
 		if g > ttl {
 			cls = "late"
 		}
-		fmt.Fprintf(&b, `<rect class="%s" x="%d" y="%.1f" width="%d" height="%.1f"><title>%s</title></rect>`, cls, i*(bw+2), y(g), bw, h-y(g), g.Round(time.Millisecond))
+		fmt.Fprintf(&b, `<rect class="%s" x="%d" y="%.1f" width="%d" height="%.1f"><title>%s</title></rect>`, cls, x, y(g), bw, h-y(g), g.Round(time.Millisecond))
+		x += bw + 4
 	}
-	fmt.Fprintf(&b, `<line class="ttl" x1="0" x2="%d" y1="%.1f" y2="%.1f"><title>TTL %s</title></line></svg>`, w, y(ttl), y(ttl), ttl)
+	if silence >= 0 {
+		cls := "now ok"
+		if silence > ttl {
+			cls = "now late"
+		}
+		fmt.Fprintf(&b, `<rect class="%s" x="%d.5" y="%.1f" width="%d" height="%.1f"><title>silent for %s</title></rect>`, cls, x, y(silence), bw-1, h-y(silence)-0.5,
+			silence.Round(time.Millisecond))
+	}
+	fmt.Fprintf(&b, `<line class="ttl" x1="0" x2="%d" y1="%.1f" y2="%.1f"></line><text class="ttl" x="%d" y="%.1f" text-anchor="end">TTL %s</text></svg>`,
+		w, y(ttl), y(ttl), w, y(ttl)-3, ttl)
 	return template.HTML(b.String())
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/testserver"
@@ -38,8 +39,10 @@ func TestConsole_RefusedSignInsAreRecorded(t *testing.T) {
 	if resp, _ := h.Call(t, http.MethodGet, "/v1/tokens", key.Secret, nil); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("GET /v1/tokens with an enrolment key: %d", resp.StatusCode)
 	}
-	if refusals(t, h) == before {
-		t.Fatal("/v1 did not record the refusal either: the test's premise is wrong")
+	for deadline := time.Now().Add(3 * time.Second); refusals(t, h) == before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/v1 did not record the refusal either: the test's premise is wrong")
+		}
 	}
 
 	b := newBrowser(t, h)
@@ -53,7 +56,12 @@ func TestConsole_RefusedSignInsAreRecorded(t *testing.T) {
 		if code != http.StatusUnauthorized || !strings.Contains(body, c.says) {
 			t.Fatalf("sign-in with %s: %d", c.what, code)
 		}
-		if refusals(t, h) == before {
+		// The journal is written behind the request: give it a moment.
+		recorded := false
+		for deadline := time.Now().Add(3 * time.Second); !recorded && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			recorded = refusals(t, h) > before
+		}
+		if !recorded {
 			t.Errorf("a sign-in refused with %s left no audit record", c.what)
 		}
 	}

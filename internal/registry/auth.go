@@ -103,6 +103,10 @@ func (c Caller) canOperate(service string) bool {
 	return c.key != nil && c.key.RoleOrDefault() == catalog.RoleOperator && c.key.Allows(service)
 }
 
+// CanOperate reports whether the caller may drain, deregister and evict
+// any instance of the service (what the registry checks when it does).
+func (c Caller) CanOperate(service string) bool { return c.canOperate(service) }
+
 // Authenticate returns who token says its holder is: the zero Caller for
 // "", the admin token's holder, or a token's. Errors: ErrWrongToken for
 // a token the registry does not know (revoked, or never issued: a

@@ -518,6 +518,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.consulLn != nil {
 		attrs = append(attrs, "consul_addr", s.ConsulAddr())
 	}
+	if !s.cfg.NoConsole {
+		attrs = append(attrs, "console", s.URL()+console.Prefix)
+	}
 	s.log.Info("muster listening", attrs...)
 	return nil
 }

@@ -75,7 +75,10 @@
   var opened = false;
   es.onopen = function () {
     lastMessage = Date.now();
-    if (opened && !stale.hidden) soon(); // back: catch up
+    // Back after a loss: the server may have restarted (ending every
+    // session), so the whole page is fetched again, not only its main
+    // part.
+    if (opened && !stale.hidden) { location.reload(); return; }
     opened = true;
     stale.hidden = true;
   };
