@@ -9,10 +9,8 @@ import (
 	"google.golang.org/grpc/balancer/base"
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/balancer/pickfirst"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/resolver"
-	"google.golang.org/grpc/status"
 )
 
 // BalancerName is the name of the load-balancing policy this package
@@ -78,8 +76,10 @@ func (b *qualityBalancer) UpdateClientConnState(s balancer.ClientConnState) erro
 func (b *qualityBalancer) ResolverError(err error) {
 	b.child.ResolverError(err)
 	if b.empty {
-		b.ClientConn.UpdateState(balancer.State{ConnectivityState: connectivity.TransientFailure,
-			Picker: base.NewErrPicker(status.Error(codes.Unavailable, err.Error()))})
+		// A plain error, not a status: grpc-go fails a call that does not
+		// wait for ready with it (Unavailable), and keeps one that does
+		// waiting for an instance, as with any channel not yet ready.
+		b.ClientConn.UpdateState(balancer.State{ConnectivityState: connectivity.TransientFailure, Picker: base.NewErrPicker(err)})
 	}
 }
 

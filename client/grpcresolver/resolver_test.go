@@ -205,6 +205,16 @@ func TestResolver_NoInstanceSaysSo(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		if target == "nothing" {
+			// A call that waits for ready waits for an instance, and
+			// fails only at its deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+			cancel()
+			if status.Code(err) != codes.DeadlineExceeded {
+				t.Errorf("a call that waits for ready, with no instance: %v; want it to wait until its deadline", err)
+			}
+		}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
