@@ -136,8 +136,10 @@ type cacheEntry struct {
 	// show (dirty).
 	missed uint64
 	// fetched is when result last came from a lookup (not from the
-	// stream's patches): its qualities are as of then (QualityMaxAge).
-	fetched time.Time
+	// stream's patches), or a background fetch was last started, in
+	// Unix nanoseconds: its qualities are as of then (QualityMaxAge).
+	// Atomic, so that a cache hit reads it without the lock.
+	fetched atomic.Int64
 	// gen counts the snapshots applied; a revalidation that spans one
 	// cannot tell its answer's age from the snapshot's.
 	gen      uint64
@@ -311,15 +313,15 @@ func (r *Resolver) Lookup(ctx context.Context, service string, opts ...LookupOpt
 // answer, current by the stream, was fetched more than QualityMaxAge ago
 // (see ResolverConfig.QualityMaxAge), unless one is running.
 func (r *cache) refreshQualities(e *cacheEntry, service string, opts []LookupOption) {
-	if r.cfg.QualityMaxAge < 0 {
-		return
+	if r.cfg.QualityMaxAge < 0 || time.Since(time.Unix(0, e.fetched.Load())) < r.cfg.QualityMaxAge {
+		return // the hot path: a cache hit takes no lock
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.inflight != nil || time.Since(e.fetched) < r.cfg.QualityMaxAge {
+	if e.inflight != nil || time.Since(time.Unix(0, e.fetched.Load())) < r.cfg.QualityMaxAge {
 		return
 	}
-	e.fetched = time.Now() // an attempt, whatever its outcome: one per QualityMaxAge
+	e.fetched.Store(time.Now().UnixNano()) // an attempt, whatever its outcome: one per QualityMaxAge
 	e.inflight = make(chan struct{})
 	go r.revalidate(e, e.inflight, service, opts)
 }
@@ -349,7 +351,7 @@ func (r *cache) revalidate(e *cacheEntry, done chan struct{}, service string, op
 		if cur := e.result.Load(); e.filtered || cur == nil || (e.gen == gen && through >= e.through) {
 			e.setResult(&fresh)
 			e.through = through
-			e.fetched = time.Now()
+			e.fetched.Store(time.Now().UnixNano())
 			e.dirty.Store(e.gen != gen || e.missed > through)
 		} // else the stream's result is newer: keep it
 		e.lastErr = nil
