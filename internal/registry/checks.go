@@ -298,15 +298,11 @@ func (r *Registry) checksFailing(id string) bool {
 	return ok && !passing
 }
 
-// CheckStates returns the states of inst's checks as this node's Monitor
-// holds them (nil when it declares none or no Monitor runs).
+// CheckStates returns the states of inst's checks as this node knows
+// them (see checkStates; nil when it declares none).
 func (r *Registry) CheckStates(inst *catalog.Instance) []api.CheckState {
 	if len(inst.Checks) == 0 {
 		return nil
 	}
-	m := r.monitor.Load()
-	if m == nil {
-		return nil
-	}
-	return m.States(inst.ID)
+	return checkStates(r.monitor.Load(), inst)
 }

@@ -48,13 +48,36 @@ func entry(live *health.Liveness, mon *checks.Monitor, inst *catalog.Instance, f
 // and f.
 func entryOf(mon *checks.Monitor, inst *catalog.Instance, st catalog.Status, f health.Freshness) Entry {
 	e := Entry{Instance: inst, Status: st, Age: f.Age, Quality: f.Quality}
-	if len(inst.Checks) > 0 && mon != nil {
-		e.Checks = mon.States(inst.ID)
+	if len(inst.Checks) > 0 {
+		e.Checks = checkStates(mon, inst)
 		if inst.TTL == 0 {
 			checkFreshness(&e)
 		}
 	}
 	return e
+}
+
+// checkStates are the states of inst's declared checks: the Monitor's,
+// or, where no Monitor holds it (a follower, which runs none; the
+// leader's Monitor before it has taken a new instance up), each check
+// as a Monitor starts it, at the instance's committed status and never
+// run (LastRunMS -1): a reader always sees the checks an instance
+// declared.
+func checkStates(mon *checks.Monitor, inst *catalog.Instance) []api.CheckState {
+	if mon != nil {
+		if states := mon.States(inst.ID); states != nil {
+			return states
+		}
+	}
+	status := api.StatusPassing
+	if inst.Status == catalog.StatusCritical {
+		status = api.StatusCritical
+	}
+	out := make([]api.CheckState, len(inst.Checks))
+	for i, c := range inst.Checks {
+		out[i] = api.CheckState{Type: c.Type, Status: status, LastRunMS: -1}
+	}
+	return out
 }
 
 // checkFreshness gives a check-only instance (TTL 0, which never
