@@ -22,10 +22,12 @@ import (
 	"context"
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -277,35 +279,29 @@ type statusError struct {
 func (e *statusError) Error() string { return e.msg }
 
 func pageError(status int, format string, args ...any) error {
-	return &statusError{status: status, msg: sprintf(format, args...)}
+	return &statusError{status: status, msg: fmt.Sprintf(format, args...)}
 }
 
 // renderError shows err as a page: the sign-in page for errSignIn, the
 // registry's refusals in words, the rest as a 500 whose detail is logged.
 func (c *Console) renderError(w http.ResponseWriter, r *http.Request, v *viewer, err error) {
 	if errors.Is(err, errSignIn) {
-		http.Redirect(w, r, Prefix+"signin?next="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		http.Redirect(w, r, Prefix+"signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return
 	}
-	status, msg := http.StatusInternalServerError, "Something went wrong on the server; its log says what."
+	var status int
+	var msg string
 	var se *statusError
-	var ae *httpapi.Error
-	switch {
-	case errors.As(err, &se):
+	if errors.As(err, &se) {
 		status, msg = se.status, se.msg
-	case errors.As(err, &ae) || isRegistryError(err):
-		ae = httpapi.APIError(err)
+	} else if ae := httpapi.APIError(err); ae.Status != http.StatusInternalServerError {
+		// The registry's refusals, in the words the API gives them.
 		status, msg = ae.Status, ae.Message
-	default:
+	} else {
+		status, msg = http.StatusInternalServerError, "Something went wrong on the server; its log says what."
 		c.log.Error("console: page failed", "path", r.URL.Path, "err", err)
 	}
 	c.render(w, r, status, "error", v, map[string]any{"Title": http.StatusText(status), "Status": status, "Message": msg})
-}
-
-// isRegistryError reports whether err is one of the registry's refusals,
-// which httpapi words for users.
-func isRegistryError(err error) bool {
-	return httpapi.APIError(err).Status != http.StatusInternalServerError
 }
 
 // render renders page with data in the layout, or only its main part for

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -15,12 +14,9 @@ import (
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/audit"
 	"github.com/musterhq/muster/internal/catalog"
+	"github.com/musterhq/muster/internal/health"
 	"github.com/musterhq/muster/internal/registry"
 )
-
-func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
-
-func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 
 // maxRows bounds the rows a page lists: the rest are counted, not shown,
 // so that no page costs more than this however large the fleet.
@@ -188,21 +184,9 @@ func changeOf(e *catalog.Event) change {
 	case catalog.EventDeregistered:
 		ch.What = "left: " + e.Reason
 	default:
-		ch.What = "now " + committed(e.Instance)
+		ch.What = "now " + string(health.Committed(e.Instance))
 	}
 	return ch
-}
-
-// committed is an instance's status as the catalog has it: critical,
-// else draining, else passing.
-func committed(in *catalog.Instance) string {
-	switch {
-	case in.Status == catalog.StatusCritical:
-		return api.StatusCritical
-	case in.Draining:
-		return api.StatusDraining
-	}
-	return api.StatusPassing
 }
 
 // instancePage shows every field of one instance, its heartbeat rhythm

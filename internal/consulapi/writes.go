@@ -123,7 +123,7 @@ func (a *API) registerService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return admitErr(err, body.Name, a.reg.CheckAdmin(secret) == nil)
 	}
-	req, id, passing, err := translate(body, remoteIP(r))
+	req, id, passing, err := translate(body, httpapi.ClientOf(r))
 	if err != nil {
 		a.reg.RefuseRegistration(r.Context(), adm, err)
 		return err
@@ -359,14 +359,6 @@ func isSet(raw json.RawMessage) bool {
 	return s != "" && s != "null" && s != "{}"
 }
 
-// remoteIP is the address the request came from.
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
 
 // deregisterService answers PUT /v1/agent/service/deregister/{id}.
 func (a *API) deregisterService(w http.ResponseWriter, r *http.Request) error {
@@ -374,7 +366,7 @@ func (a *API) deregisterService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.reg.ExternalDeregister(r.Context(), secret, remoteIP(r), r.PathValue("id")); err != nil {
+	if _, err := a.reg.ExternalDeregister(r.Context(), secret, httpapi.ClientOf(r), r.PathValue("id")); err != nil {
 		return a.unknown(err, "service", r.PathValue("id"))
 	}
 	w.WriteHeader(http.StatusOK)
@@ -438,9 +430,9 @@ func (a *API) updateCheck(w http.ResponseWriter, r *http.Request) error {
 		return a.notServed(w, r)
 	}
 	if status == api.StatusCritical {
-		err = a.reg.ExternalCritical(r.Context(), secret, remoteIP(r), failReason(note), refs...)
+		err = a.reg.ExternalCritical(r.Context(), secret, httpapi.ClientOf(r), failReason(note), refs...)
 	} else {
-		_, err = a.reg.ExternalBeat(r.Context(), secret, remoteIP(r), refs...)
+		_, err = a.reg.ExternalBeat(r.Context(), secret, httpapi.ClientOf(r), refs...)
 	}
 	if err != nil {
 		return a.unknown(err, "check", checkID)

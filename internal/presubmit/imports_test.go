@@ -48,7 +48,7 @@ var layers = map[string][]string{
 	"internal/dnsapi":   {"internal/catalog", "internal/registry"},
 	// The Consul-compatible front end writes its errors as /v1 does.
 	"internal/consulapi": {"api", "internal/catalog", "internal/httpapi", "internal/registry"},
-	"internal/console":   {"api", "internal/audit", "internal/catalog", "internal/httpapi", "internal/registry"},
+	"internal/console":   {"api", "internal/audit", "internal/catalog", "internal/health", "internal/httpapi", "internal/registry"},
 	// telemetry holds the Prometheus registry and instruments; it
 	// imports nothing of ours (the server feeds it).
 	"internal/telemetry": {},
