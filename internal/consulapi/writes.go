@@ -359,7 +359,6 @@ func isSet(raw json.RawMessage) bool {
 	return s != "" && s != "null" && s != "{}"
 }
 
-
 // deregisterService answers PUT /v1/agent/service/deregister/{id}.
 func (a *API) deregisterService(w http.ResponseWriter, r *http.Request) error {
 	secret, err := writeToken(r)
