@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,7 +79,10 @@ func New(cfg Config, reg *registry.Registry, log *slog.Logger) *API {
 		"GET /v1/agent/self":                    a.agentSelf,
 		"PUT /v1/agent/service/register":        a.registerService,
 		"PUT /v1/agent/service/deregister/{id}": a.deregisterService,
-		"PUT /v1/agent/check/{op}/{id}":         a.updateCheck,
+		"PUT /v1/agent/check/pass/{id}":         a.updateCheck("pass"),
+		"PUT /v1/agent/check/warn/{id}":         a.updateCheck("warn"),
+		"PUT /v1/agent/check/fail/{id}":         a.updateCheck("fail"),
+		"PUT /v1/agent/check/update/{id}":       a.updateCheck("update"),
 	} {
 		a.mux.HandleFunc(pattern, httpapi.Adapt(a.log, h))
 	}
@@ -99,12 +101,9 @@ func (a *API) notServed(w http.ResponseWriter, r *http.Request) error {
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPut} {
 		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host}
-		if _, pattern := a.mux.Handler(probe); pattern != "/" && pattern != "" && !strings.HasPrefix(pattern, "PUT /v1/agent/check/{op}") {
+		if _, pattern := a.mux.Handler(probe); pattern != "/" && pattern != "" {
 			allow = append(allow, m)
 		}
-	}
-	if _, op := path.Split(path.Dir(r.URL.Path)); strings.HasPrefix(r.URL.Path, "/v1/agent/check/") && slices.Contains([]string{"pass", "warn", "fail", "update"}, op) {
-		allow = append(allow, http.MethodPut)
 	}
 	if len(allow) > 0 && !slices.Contains(allow, r.Method) {
 		if slices.Contains(allow, http.MethodGet) {

@@ -394,7 +394,11 @@ func checkIDs(checkID string) ([]registry.ExternalRef, bool) {
 // pass and warn are heartbeats (muster has no warning: an instance that
 // warns is alive); fail marks the instance critical; update takes its
 // status from the body.
-func (a *API) updateCheck(w http.ResponseWriter, r *http.Request) error {
+func (a *API) updateCheck(op string) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error { return a.checkUpdate(w, r, op) }
+}
+
+func (a *API) checkUpdate(w http.ResponseWriter, r *http.Request, op string) error {
 	secret, err := writeToken(r)
 	if err != nil {
 		return err
@@ -405,7 +409,7 @@ func (a *API) updateCheck(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Errorf(http.StatusNotFound, api.CodeNotFound, "",
 			"check %.64q is not one muster serves: a service's checks are named service:<service id>", checkID)
 	}
-	status, note := r.PathValue("op"), r.URL.Query().Get("note")
+	status, note := op, r.URL.Query().Get("note")
 	switch status {
 	case "pass":
 		status = api.StatusPassing
@@ -425,8 +429,6 @@ func (a *API) updateCheck(w http.ResponseWriter, r *http.Request) error {
 		if status != api.StatusPassing && status != "warning" && status != api.StatusCritical {
 			return httpapi.BadField("Status", "status %.32q is not passing, warning or critical", status)
 		}
-	default:
-		return a.notServed(w, r)
 	}
 	if status == api.StatusCritical {
 		err = a.reg.ExternalCritical(r.Context(), secret, httpapi.ClientOf(r), failReason(note), refs...)
