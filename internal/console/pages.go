@@ -65,19 +65,8 @@ func (c *Console) servicesPage(w http.ResponseWriter, r *http.Request, v *viewer
 			if err != nil {
 				return err
 			}
-			s.Instances, s.Passing, s.Critical, s.Draining = 0, 0, 0, 0
-			sr.Each(filter, func(_ int, e registry.Entry) bool {
-				s.Instances++
-				switch e.Status {
-				case catalog.StatusPassing:
-					s.Passing++
-				case catalog.StatusCritical:
-					s.Critical++
-				case catalog.StatusDraining:
-					s.Draining++
-				}
-				return true
-			})
+			s = registry.Summary{Name: s.Name, Index: s.Index}
+			sr.Each(filter, func(_ int, e registry.Entry) bool { s.Count(e.Status); return true })
 			if s.Instances == 0 {
 				continue
 			}

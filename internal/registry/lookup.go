@@ -191,6 +191,19 @@ type Summary struct {
 	Draining  int
 }
 
+// Count counts one more instance, of status st.
+func (s *Summary) Count(st catalog.Status) {
+	s.Instances++
+	switch st {
+	case catalog.StatusPassing:
+		s.Passing++
+	case catalog.StatusCritical:
+		s.Critical++
+	case catalog.StatusDraining:
+		s.Draining++
+	}
+}
+
 // Services returns every service that has instances, sorted by name, with
 // counts by effective status, and the catalog's index. Errors: ErrNotReady.
 func (r *Registry) Services() ([]Summary, uint64, error) {
@@ -205,16 +218,9 @@ func (r *Registry) Services() ([]Summary, uint64, error) {
 		if len(v.Instances) == 0 {
 			continue
 		}
-		s := Summary{Name: v.Name, Index: v.Index, Instances: len(v.Instances)}
+		s := Summary{Name: v.Name, Index: v.Index}
 		for _, inst := range v.Instances {
-			switch r.live.Status(inst, floor, now) {
-			case catalog.StatusPassing:
-				s.Passing++
-			case catalog.StatusCritical:
-				s.Critical++
-			case catalog.StatusDraining:
-				s.Draining++
-			}
+			s.Count(r.live.Status(inst, floor, now))
 		}
 		out = append(out, s)
 	}
