@@ -423,9 +423,13 @@ func (a *API) readService(r *http.Request, w http.ResponseWriter, q query) (regi
 	return a.reg.Service(name)
 }
 
-// catalogService answers GET /v1/catalog/service/{name}: every instance
-// of the service, whatever its health, as Consul's catalog lists them.
-func (a *API) catalogService(w http.ResponseWriter, r *http.Request) error {
+// serviceAnswer answers a read of one service's instances (the route's
+// {name}) with the JSON of each that passes the query's filters, built
+// by entry from the instance, its synthetic node, the meta it shows and
+// the service's index. statusOf is the status the instances must have,
+// given the query.
+func serviceAnswer[T any](a *API, w http.ResponseWriter, r *http.Request, statusOf func(query) catalog.Status,
+	entry func(e registry.Entry, n node, meta map[string]string, index uint64) T) error {
 	q, err := a.parse(r)
 	if err != nil {
 		return err
@@ -434,19 +438,12 @@ func (a *API) catalogService(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []catalogService{}
-	sr.Each(registry.Filter{Tags: q.tags, Status: registry.StatusAny}, func(_ int, e registry.Entry) bool {
+	out := []T{}
+	sr.Each(registry.Filter{Tags: q.tags, Status: statusOf(q)}, func(_ int, e registry.Entry) bool {
 		n := nodeOf(e.Instance.Address, a.dc)
-		meta := metaOf(e)
-		if !q.matches(n, meta) {
-			return true
+		if meta := metaOf(e); q.matches(n, meta) {
+			out = append(out, entry(e, n, meta, sr.Index()))
 		}
-		out = append(out, catalogService{
-			ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: a.dc, TaggedAddresses: n.TaggedAddresses, NodeMeta: n.Meta,
-			ServiceID: serviceID(e.Instance), ServiceName: e.Instance.Service, ServiceAddress: e.Instance.Address,
-			ServiceTags: tagsOf(e.Instance), ServiceMeta: meta, ServicePort: e.Instance.Port,
-			ServiceWeights: weights{Passing: 1, Warning: 1}, CreateIndex: sr.Index(), ModifyIndex: sr.Index(),
-		})
 		return true
 	})
 	setIndex(w, sr.Index())
@@ -454,42 +451,40 @@ func (a *API) catalogService(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// catalogService answers GET /v1/catalog/service/{name}: every instance
+// of the service, whatever its health, as Consul's catalog lists them.
+func (a *API) catalogService(w http.ResponseWriter, r *http.Request) error {
+	return serviceAnswer(a, w, r, func(query) catalog.Status { return registry.StatusAny },
+		func(e registry.Entry, n node, meta map[string]string, index uint64) catalogService {
+			return catalogService{
+				ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: a.dc, TaggedAddresses: n.TaggedAddresses, NodeMeta: n.Meta,
+				ServiceID: serviceID(e.Instance), ServiceName: e.Instance.Service, ServiceAddress: e.Instance.Address,
+				ServiceTags: tagsOf(e.Instance), ServiceMeta: meta, ServicePort: e.Instance.Port,
+				ServiceWeights: weights{Passing: 1, Warning: 1}, CreateIndex: index, ModifyIndex: index,
+			}
+		})
+}
+
 // healthService answers GET /v1/health/service/{name}: every instance
 // with its node and its checks (?passing: those whose every check
 // passes).
 func (a *API) healthService(w http.ResponseWriter, r *http.Request) error {
-	q, err := a.parse(r)
-	if err != nil {
-		return err
-	}
-	sr, err := a.readService(r, w, q)
-	if err != nil {
-		return err
-	}
-	want := registry.StatusAny
-	if q.pass {
-		want = catalog.StatusPassing
-	}
-	out := []serviceEntry{}
-	sr.Each(registry.Filter{Tags: q.tags, Status: want}, func(_ int, e registry.Entry) bool {
-		n := nodeOf(e.Instance.Address, a.dc)
-		meta := metaOf(e)
-		if !q.matches(n, meta) {
-			return true
+	statusOf := func(q query) catalog.Status {
+		if q.pass {
+			return catalog.StatusPassing
 		}
-		n.CreateIndex, n.ModifyIndex = sr.Index(), sr.Index()
-		out = append(out, serviceEntry{
+		return registry.StatusAny
+	}
+	return serviceAnswer(a, w, r, statusOf, func(e registry.Entry, n node, meta map[string]string, index uint64) serviceEntry {
+		n.CreateIndex, n.ModifyIndex = index, index
+		return serviceEntry{
 			Node: n,
 			Service: agentService{ID: serviceID(e.Instance), Service: e.Instance.Service, Tags: tagsOf(e.Instance),
 				Meta: meta, Port: e.Instance.Port, Address: e.Instance.Address, Weights: weights{Passing: 1, Warning: 1},
-				CreateIndex: sr.Index(), ModifyIndex: sr.Index(), Datacenter: a.dc},
-			Checks: checksOf(n.Node, e, sr.Index()),
-		})
-		return true
+				CreateIndex: index, ModifyIndex: index, Datacenter: a.dc},
+			Checks: checksOf(n.Node, e, index),
+		}
 	})
-	setIndex(w, sr.Index())
-	httpapi.WriteJSON(w, http.StatusOK, out)
-	return nil
 }
 
 // catalogNodes answers GET /v1/catalog/nodes: the synthetic node of every
