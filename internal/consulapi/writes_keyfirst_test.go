@@ -1,6 +1,7 @@
 package consulapi_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -19,7 +20,7 @@ func TestConsul_KeyCheckedBeforeTheBody(t *testing.T) {
 		{"/v1/agent/check/update/service:web-1", ""},
 		{"/v1/agent/check/update/service:web-1", "mk_not-a-key"},
 	} {
-		if code, eb := consulPut(t, base, c.path, c.token, junk); code != 401 && code != 403 {
+		if code, eb := consulDo(t, http.MethodPut, base, c.path, c.token, junk); code != 401 && code != 403 {
 			t.Errorf("PUT %s with token %q and a malformed body: %d %s, want the credential refused first", c.path, c.token, code, eb.Error.Code)
 		}
 	}

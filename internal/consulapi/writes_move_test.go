@@ -1,35 +1,12 @@
 package consulapi_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/musterhq/muster/api"
 )
-
-// consulPut sends a PUT to h's Consul-compatible API with token in
-// X-Consul-Token and returns the status and the decoded error body.
-func consulPut(t *testing.T, base, path, token, body string) (int, api.ErrorBody) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, base+path, bytes.NewReader([]byte(body)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("X-Consul-Token", token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var eb api.ErrorBody
-	json.NewDecoder(resp.Body).Decode(&eb)
-	return resp.StatusCode, eb
-}
 
 // TestConsul_MovingAnIDOntoAHeldEndpointIsAConflict: a key holds two
 // Consul service IDs, a-1 on port 7001 and a-2 on port 7002 of one
@@ -44,11 +21,11 @@ func TestConsul_MovingAnIDOntoAHeldEndpointIsAConflict(t *testing.T) {
 		`{"ID":"a-1","Name":"web","Address":"127.0.0.1","Port":7001,"Check":{"TTL":"10s"}}`,
 		`{"ID":"a-2","Name":"web","Address":"127.0.0.1","Port":7002,"Check":{"TTL":"10s"}}`,
 	} {
-		if code, eb := consulPut(t, base, "/v1/agent/service/register", key, b); code != 200 {
+		if code, eb := consulDo(t, http.MethodPut, base, "/v1/agent/service/register", key, b); code != 200 {
 			t.Fatalf("setup: %d %+v", code, eb)
 		}
 	}
-	code, eb := consulPut(t, base, "/v1/agent/service/register", key,
+	code, eb := consulDo(t, http.MethodPut, base, "/v1/agent/service/register", key,
 		`{"ID":"a-1","Name":"web","Address":"127.0.0.1","Port":7002,"Check":{"TTL":"10s"}}`)
 	if code >= 500 || eb.Error.Code == api.CodeInternal {
 		t.Errorf("moving a-1 onto a-2's port: %d %+v; want a 4xx that says what is wrong (or the registration done)", code, eb)

@@ -21,6 +21,32 @@ import (
 	"github.com/musterhq/muster/internal/verify"
 )
 
+// consulDo sends a request to the Consul-compatible API at base with
+// token in X-Consul-Token, and returns the status and, for an error, its
+// JSON body, which every error must have.
+func consulDo(t *testing.T, method, base, path, token, body string) (int, api.ErrorBody) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("X-Consul-Token", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var eb api.ErrorBody
+	if resp.StatusCode >= 400 {
+		if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || eb.Error.Code == "" || eb.Error.Message == "" {
+			t.Errorf("%s %s: %d without a JSON error (%v)", method, path, resp.StatusCode, err)
+		}
+	}
+	return resp.StatusCode, eb
+}
+
 // consulKey creates an enrolment key of services with the given
 // consul_verify policy ("" for the default) and returns its secret.
 func consulKey(t *testing.T, h *testserver.Harness, policy string, services ...string) string {
@@ -226,22 +252,7 @@ func TestConsul_StrangersCannotWrite(t *testing.T) {
 	base := "http://" + h.Srv.ConsulAddr()
 	do := func(method, path, token, body string) (int, api.ErrorBody) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if token != "" {
-			req.Header.Set("X-Consul-Token", token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var eb api.ErrorBody
-		if resp.StatusCode >= 400 {
-			if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || eb.Error.Code == "" || eb.Error.Message == "" {
-				t.Errorf("%s %s: %d without a JSON error (%v)", method, path, resp.StatusCode, err)
-			}
-		}
-		return resp.StatusCode, eb
+		return consulDo(t, method, base, path, token, body)
 	}
 	for _, c := range []struct {
 		name, token string
