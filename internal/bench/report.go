@@ -47,6 +47,17 @@ func (r *runner) fill(res *Result, u usage) {
 }
 
 // latencies copies a recorder's quantiles into the result.
+// finish fills res for a run of a workload: its server's usage u, the
+// latencies rec holds, the server's memory, and its first error, if any.
+func (r *runner) finish(res *Result, u usage, rec *recorder, err error) {
+	r.fill(res, u)
+	latencies(res, rec)
+	r.rss(res)
+	if err != nil {
+		res.Notes += "; first error: " + err.Error()
+	}
+}
+
 func latencies(res *Result, rec *recorder) {
 	if p50, p99, ok := rec.quantiles(); ok {
 		res.P50MS, res.P99MS = &p50, &p99

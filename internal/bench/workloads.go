@@ -161,12 +161,7 @@ func (r *runner) gets(ctx context.Context, name, path string, conc int, notes st
 		return nil
 	})
 	res := Result{Workload: name, Ops: ok, Errors: bad, Notes: notes}
-	r.fill(&res, m.stop())
-	latencies(&res, rec)
-	r.rss(&res)
-	if err != nil {
-		res.Notes += "; first error: " + err.Error()
-	}
+	r.finish(&res, m.stop(), rec, err)
 	return res
 }
 
@@ -198,12 +193,7 @@ func (r *runner) heartbeats(ctx context.Context) []Result {
 	})
 	res := Result{Workload: "heartbeat", Ops: ok, Errors: bad,
 		Notes: fmt.Sprintf("per request, %d instances, concurrency %d, keep-alive", n, conc)}
-	r.fill(&res, m.stop())
-	latencies(&res, rec)
-	r.rss(&res)
-	if err != nil {
-		res.Notes += "; first error: " + err.Error()
-	}
+	r.finish(&res, m.stop(), rec, err)
 	return []Result{res, r.sdkHeartbeats(ctx, ms)}
 }
 
@@ -235,12 +225,7 @@ func (r *runner) sdkHeartbeats(ctx context.Context, ms []*member) Result {
 	})
 	res := Result{Workload: "heartbeat-sdk", Ops: ok, Errors: bad,
 		Notes: fmt.Sprintf("client.Heartbeat from %d goroutines over %d instances: concurrent beats go in batches (POST /v1/heartbeats, at most %d a request, 4 requests in flight)", conc, len(ms), api.MaxBeats)}
-	r.fill(&res, m.stop())
-	latencies(&res, rec)
-	r.rss(&res)
-	if err != nil {
-		res.Notes += "; first error: " + err.Error()
-	}
+	r.finish(&res, m.stop(), rec, err)
 	return res
 }
 
