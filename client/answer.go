@@ -5,9 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/musterhq/muster/api"
+	"github.com/musterhq/muster/internal/pattern"
 )
 
 // AnswerCallbacks returns a handler that answers the registry's
@@ -62,30 +62,9 @@ func matchesAny(patterns []string, name string) bool {
 		return true
 	}
 	for _, p := range patterns {
-		if matchPattern(p, name) {
+		if pattern.Match(p, name) {
 			return true
 		}
 	}
 	return false
-}
-
-// matchPattern matches name against p, where "*" matches any run of
-// characters, as enrolment keys' patterns do.
-func matchPattern(p, name string) bool {
-	parts := strings.Split(p, "*")
-	if len(parts) == 1 {
-		return p == name
-	}
-	if !strings.HasPrefix(name, parts[0]) {
-		return false
-	}
-	name = name[len(parts[0]):]
-	for _, part := range parts[1 : len(parts)-1] {
-		i := strings.Index(name, part)
-		if i < 0 {
-			return false
-		}
-		name = name[i+len(part):]
-	}
-	return strings.HasSuffix(name, parts[len(parts)-1])
 }

@@ -1,6 +1,6 @@
 package catalog
 
-import "strings"
+import "github.com/musterhq/muster/internal/pattern"
 
 // MaxNameLen is the longest service name.
 const MaxNameLen = 63
@@ -38,23 +38,6 @@ func nameByte(c byte) bool {
 }
 
 // MatchPattern reports whether name matches pattern, where '*' matches any
-// run of characters (including none) and every other byte matches itself.
-func MatchPattern(pattern, name string) bool {
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
-		return pattern == name
-	}
-	if !strings.HasPrefix(name, parts[0]) {
-		return false
-	}
-	name = name[len(parts[0]):]
-	last := parts[len(parts)-1]
-	for _, mid := range parts[1 : len(parts)-1] {
-		i := strings.Index(name, mid)
-		if i < 0 {
-			return false
-		}
-		name = name[i+len(mid):]
-	}
-	return strings.HasSuffix(name, last)
-}
+// run of characters (including none) and every other byte matches itself
+// (package pattern, which the SDK shares).
+func MatchPattern(p, name string) bool { return pattern.Match(p, name) }

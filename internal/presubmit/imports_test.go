@@ -27,12 +27,13 @@ const module = "github.com/musterhq/muster/"
 // cmd/muster and embedding programs use server.
 var layers = map[string][]string{
 	"api":    {},
-	"client": {"api", "internal/tlsfiles"},
+	"client": {"api", "internal/pattern", "internal/tlsfiles"},
 	// The gRPC resolver: the SDK and grpc-go, nothing else.
 	"client/grpcresolver": {"client"},
 	"client/grpcservice":  {"api", "client"},
 
-	"internal/catalog":  {},
+	"internal/catalog":  {"internal/pattern"},
+	"internal/pattern":  {},
 	"internal/random":   {},
 	"internal/durable":  {},
 	"internal/redact":   {},
