@@ -112,16 +112,17 @@ func (a *API) registerService(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// The key first: a stranger's body is never read.
-	if err := a.reg.CheckKey(r.Context(), secret); err != nil {
+	adm, err := a.reg.CheckKey(r.Context(), secret)
+	if err != nil {
 		return admitErr(err, "", a.reg.CheckAdmin(secret) == nil)
 	}
 	var body serviceRegistration
 	if err := httpapi.DecodeLenient(w, r, maxWriteBody, &body); err != nil {
 		return err
 	}
-	adm, err := a.reg.AdmitKey(r.Context(), secret, body.Name)
+	adm, err = a.reg.AdmitFor(r.Context(), adm, body.Name)
 	if err != nil {
-		return admitErr(err, body.Name, a.reg.CheckAdmin(secret) == nil)
+		return admitErr(err, body.Name, false) // the key passed: no admin token
 	}
 	req, id, passing, err := translate(body, httpapi.ClientOf(r))
 	if err != nil {

@@ -49,14 +49,6 @@ func (r *Registry) RegisterExternal(ctx context.Context, adm Admission, req api.
 	return r.register(ctx, adm, req, as)
 }
 
-// CheckKey checks, before a front end reads a registration's body, that
-// secret is a live enrolment key (AdmitKey's checks but the service's).
-// Errors, each a record of a refused registration: as AdmitKey's.
-func (r *Registry) CheckKey(ctx context.Context, secret string) error {
-	_, err := r.admitKey(ctx, secret, "", true)
-	return err
-}
-
 // CheckBeatKey checks, before a front end reads the body of a call on an
 // instance named by its external ID, that secret is an enrolment key
 // (external's checks before the instance is looked for). Errors, each a

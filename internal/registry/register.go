@@ -276,13 +276,44 @@ func (a Admission) KeyID() string {
 // *FieldError (bad service name), catalog.ErrKeyScope. A refusal is a
 // record of the registration, with the key's ID once the secret named
 // one (never the secret).
-func (r *Registry) AdmitKey(ctx context.Context, secret, service string) (adm Admission, err error) {
-	return r.admitKey(ctx, secret, service, false)
+func (r *Registry) AdmitKey(ctx context.Context, secret, service string) (Admission, error) {
+	adm, err := r.admitKey(ctx, secret, service)
+	if err != nil {
+		return Admission{}, err
+	}
+	return r.AdmitFor(ctx, adm, service)
 }
 
-// admitKey is AdmitKey; with keyOnly it checks the key alone, and the
-// admission it returns is for no service.
-func (r *Registry) admitKey(ctx context.Context, secret, service string, keyOnly bool) (adm Admission, err error) {
+// CheckKey is AdmitKey's checks of the key alone (not ready, no or an
+// unknown credential, expired, not of role register), for a front end
+// that checks the key before it reads the body that names the service;
+// AdmitFor then admits the service. Errors, each a record of a refused
+// registration: as AdmitKey's.
+func (r *Registry) CheckKey(ctx context.Context, secret string) (Admission, error) {
+	return r.admitKey(ctx, secret, "")
+}
+
+// AdmitFor admits adm's key (from CheckKey) for service: AdmitKey's
+// checks of the service name and the key's scope, each refusal a record.
+func (r *Registry) AdmitFor(ctx context.Context, adm Admission, service string) (Admission, error) {
+	if adm.key == nil { // not from CheckKey
+		return Admission{}, ErrNoCredential
+	}
+	err := CheckServiceName(service)
+	if err == nil && !adm.key.Allows(service) {
+		err = catalog.ErrKeyScope
+	}
+	if err != nil {
+		r.record(ctx, audit.Record{Action: audit.ActionRegister, Service: service, Key: adm.key.ID}, err)
+		return Admission{}, err
+	}
+	return Admission{service: service, key: adm.key, secret: adm.secret}, nil
+}
+
+// admitKey checks the key of secret, recording a refusal with service
+// (the one the request names, if known), and returns an admission for
+// no service yet.
+func (r *Registry) admitKey(ctx context.Context, secret, service string) (adm Admission, err error) {
 	var keyID string
 	defer func() {
 		if err != nil {
@@ -319,16 +350,7 @@ func (r *Registry) admitKey(ctx context.Context, secret, service string, keyOnly
 	if role := key.RoleOrDefault(); role != catalog.RoleRegister {
 		return Admission{}, &RoleError{Role: role}
 	}
-	if keyOnly {
-		return Admission{}, nil
-	}
-	if err := CheckServiceName(service); err != nil {
-		return Admission{}, err
-	}
-	if !key.Allows(service) {
-		return Admission{}, catalog.ErrKeyScope
-	}
-	return Admission{service: service, key: key, secret: secret}, nil
+	return Admission{key: key, secret: secret}, nil
 }
 
 // Registered is the outcome of a registration.
