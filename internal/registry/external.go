@@ -118,11 +118,19 @@ func (r *Registry) external(ctx context.Context, action audit.Action, secret, fr
 	if refs == nil {
 		return nil, c, nil // the key alone (CheckBeatKey)
 	}
+	fits := func(inst *catalog.Instance, ref ExternalRef) bool {
+		return ref.Check == 0 || checkCount(inst) >= max(2, ref.Check)
+	}
 	find := func() (*catalog.Instance, error) {
 		for _, ref := range refs {
+			// Most calls come from the instance's own address: found
+			// there, it is the one meant, whatever else shares the ID.
+			if inst, ok := r.cat.InstanceByExternal(c.key.ID, ref.ID, from); ok && fits(inst, ref) {
+				return inst, nil
+			}
 			var named []*catalog.Instance
 			for _, inst := range r.cat.InstancesByExternal(c.key.ID, ref.ID) {
-				if ref.Check == 0 || checkCount(inst) >= max(2, ref.Check) {
+				if fits(inst, ref) {
 					named = append(named, inst)
 				}
 			}
