@@ -14,7 +14,7 @@ import (
 //
 // Every library (fetchurl, scraper, wordcloud, gateway, jobboard,
 // internal/…) uses only the standard library, muster's public api and
-// client packages (and internal/tlsfiles and internal/durable, the
+// client packages (and internal/tlsfiles, internal/durable and internal/pattern, the
 // leaves the SDK keeps its client certificate current with), other example libraries and
 // golang.org/x/net/html, never the server's internal packages, even
 // indirectly.
@@ -38,7 +38,7 @@ func TestBoundary_Imports(t *testing.T) {
 		return strings.HasPrefix(pkg, examples) ||
 			pkg == module+"api" ||
 			pkg == module+"client" ||
-			pkg == module+"internal/tlsfiles" || pkg == module+"internal/durable" || // the SDK's internal leaves (client/boundary_test.go)
+			pkg == module+"internal/tlsfiles" || pkg == module+"internal/durable" || pkg == module+"internal/pattern" || // the SDK's internal leaves (client/boundary_test.go)
 			pkg == "golang.org/x/net/html" || strings.HasPrefix(pkg, "golang.org/x/net/html/")
 	}
 	demoOnly := map[string]bool{module + "internal/server": true, module + "internal/durable": true}
