@@ -201,8 +201,8 @@ func (c *Catalog) applyEvict(idx uint64, cmd Command) (Result, []string) {
 // other, where the pass ends at the first one elsewhere.
 func (c *Catalog) otherProtocol(in *Instance) bool {
 	var set []*Instance
-	if v := c.services[in.Service]; v != nil {
-		set = v.Instances
+	if s := c.services[in.Service]; s != nil {
+		set = s.list
 	}
 	own, other := len(set)-c.seeds[in.Service], c.seeds[in.Service]
 	if in.KeyID == SeedKeyID {

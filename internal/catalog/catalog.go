@@ -25,8 +25,10 @@ type Catalog struct {
 	// without a pass over them. A service's instances are its view's:
 	// no second index holds them by service (at 100,000 instances one
 	// took 4 MB).
-	seeds    map[string]int
-	services map[string]*ServiceView
+	seeds map[string]int
+	// services holds each service's instances, sorted by ID, and the
+	// immutable view of them that readers get (see svc).
+	services map[string]*svc
 	keys     map[string]*Key
 	// keysByHash maps string(SecretHash) to the key, for authentication.
 	keysByHash map[string]*Key
@@ -114,7 +116,7 @@ func (c *Catalog) reset() {
 	c.index.Store(0)
 	c.instances = map[string]*Instance{}
 	c.seeds = map[string]int{}
-	c.services = map[string]*ServiceView{}
+	c.services = map[string]*svc{}
 	c.keys = map[string]*Key{}
 	c.keysByHash = map[string]*Key{}
 	c.addrs = map[string]string{}
@@ -295,8 +297,8 @@ func decrement(m map[string]int, k string) bool {
 // instead of holding copies decoded from its command: at 100,000
 // instances they came to about 9 MB.
 func (c *Catalog) intern(in *Instance, k *Key) {
-	if v := c.services[in.Service]; v != nil {
-		in.Service = v.Name
+	if s := c.services[in.Service]; s != nil {
+		in.Service = s.name
 	}
 	if k != nil && k.ID == in.KeyID {
 		in.KeyID = k.ID
@@ -322,20 +324,66 @@ func internOf(s string, common ...string) string {
 	return s
 }
 
-// rebuild replaces the service's immutable view with one of list, all
-// its instances, which it sorts and keeps. The view of a service whose
-// last instance left is kept (empty) so that its index keeps growing: a
-// client waiting on that index must see the removal.
-func (c *Catalog) rebuild(service string, idx uint64, list []*Instance) {
-	if list == nil {
-		list = []*Instance{}
+// svc is one service's state. list is its instances sorted by ID, which
+// the apply path changes in place under the catalog's write lock and
+// never hands out; readers get view, an immutable copy made on the first
+// read after a change (under the read lock, so list holds still). A
+// change used to copy the whole list into a new view: with thousands of
+// instances in a service, a burst of registrations copied (and the
+// garbage collector scanned) kilobytes each, for views no one read. Now
+// a change costs a binary search and a shift of the list, and a view is
+// made at most once per read after changes, however many there were.
+type svc struct {
+	name    string
+	index   uint64
+	list    []*Instance
+	checked int
+	bars    []*Bar
+	// mu serialises making view among readers holding the read lock.
+	mu   sync.Mutex
+	view atomic.Pointer[ServiceView]
+}
+
+// viewLocked returns s's immutable view, making it if a change dropped
+// it. The caller holds the catalog's lock, read or write.
+func (s *svc) viewLocked() *ServiceView {
+	if v := s.view.Load(); v != nil {
+		return v
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.view.Load(); v != nil {
+		return v
+	}
+	v := &ServiceView{Name: s.name, Index: s.index, Instances: slices.Clone(s.list), Checked: s.checked, Bars: s.bars}
+	if v.Instances == nil {
+		v.Instances = []*Instance{}
+	}
+	s.view.Store(v)
+	return v
+}
+
+// changed records that s changed at idx: its view is made again when
+// next read. The caller holds the write lock.
+func (c *Catalog) changed(s *svc, idx uint64) {
+	s.index = idx
+	s.bars = c.barsBySvc[s.name]
+	s.view.Store(nil)
+}
+
+// rebuild replaces the service's instances with list, which it sorts and
+// keeps. A service whose last instance left is kept (empty) so that its
+// index keeps growing: a client waiting on that index must see the
+// removal.
+func (c *Catalog) rebuild(service string, idx uint64, list []*Instance) {
 	slices.SortFunc(list, byID)
 	checked := 0
 	for _, inst := range list {
 		checked += hasChecks(inst)
 	}
-	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Checked: checked, Bars: c.barsBySvc[service]}
+	s := &svc{name: service, list: list, checked: checked}
+	c.changed(s, idx)
+	c.services[service] = s
 }
 
 // hasChecks is 1 when inst has active checks, else 0.
@@ -353,8 +401,8 @@ func hasChecks(inst *Instance) int {
 // registration in a service of n instances costs a copy of n pointers,
 // not a pass over a map and a sort.
 func (c *Catalog) update(service string, idx uint64, drop string, add *Instance) {
-	v := c.services[service]
-	if v == nil {
+	s := c.services[service]
+	if s == nil {
 		var list []*Instance
 		if add != nil {
 			list = []*Instance{add}
@@ -362,33 +410,23 @@ func (c *Catalog) update(service string, idx uint64, drop string, add *Instance)
 		c.rebuild(service, idx, list)
 		return
 	}
-	old := v.Instances
-	list := make([]*Instance, len(old), len(old)+1)
-	copy(list, old)
-	checked := v.Checked
-	at, replace := 0, false
-	if add != nil {
-		at, replace = slices.BinarySearchFunc(old, add.ID, hasID)
-	}
-	if drop != "" && !(replace && drop == add.ID) {
-		if i, ok := slices.BinarySearchFunc(old, drop, hasID); ok {
-			checked -= hasChecks(list[i])
-			list = slices.Delete(list, i, i+1)
-			if add != nil && i < at {
-				at--
-			}
+	if drop != "" && !(add != nil && drop == add.ID) {
+		if i, ok := slices.BinarySearchFunc(s.list, drop, hasID); ok {
+			s.checked -= hasChecks(s.list[i])
+			s.list = slices.Delete(s.list, i, i+1)
 		}
 	}
-	switch {
-	case add == nil:
-	case replace:
-		checked += hasChecks(add) - hasChecks(list[at])
-		list[at] = add
-	default:
-		checked += hasChecks(add)
-		list = slices.Insert(list, at, add)
+	if add != nil {
+		at, replace := slices.BinarySearchFunc(s.list, add.ID, hasID)
+		if replace {
+			s.checked += hasChecks(add) - hasChecks(s.list[at])
+			s.list[at] = add
+		} else {
+			s.checked += hasChecks(add)
+			s.list = slices.Insert(s.list, at, add)
+		}
 	}
-	c.services[service] = &ServiceView{Name: service, Index: idx, Instances: list, Checked: checked, Bars: c.barsBySvc[service]}
+	c.changed(s, idx)
 }
 
 // byID orders instances by ID, the order of a view.
@@ -404,17 +442,31 @@ func (c *Catalog) Index() uint64 { return c.index.Load() }
 // has never had an instance.
 func (c *Catalog) Service(name string) *ServiceView {
 	c.mu.RLock()
-	v := c.services[name]
-	c.mu.RUnlock()
-	return v
+	defer c.mu.RUnlock()
+	if s := c.services[name]; s != nil {
+		return s.viewLocked()
+	}
+	return nil
+}
+
+// Checked reports whether the service has ever had an instance and how
+// many of its instances have active checks, without making its view:
+// the check runner asks after every change.
+func (c *Catalog) Checked(name string) (exists bool, checked int) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if s := c.services[name]; s != nil {
+		return true, s.checked
+	}
+	return false, 0
 }
 
 // Services returns the views of all services, sorted by name.
 func (c *Catalog) Services() []*ServiceView {
 	c.mu.RLock()
 	out := make([]*ServiceView, 0, len(c.services))
-	for _, v := range c.services {
-		out = append(out, v)
+	for _, s := range c.services {
+		out = append(out, s.viewLocked())
 	}
 	c.mu.RUnlock()
 	sortViews(out)

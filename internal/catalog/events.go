@@ -176,13 +176,13 @@ func (c *Catalog) SnapshotOf(names []string) (index uint64, views []*ServiceView
 	c.mu.RLock()
 	if names == nil {
 		views = make([]*ServiceView, 0, len(c.services))
-		for _, v := range c.services {
-			views = append(views, v)
+		for _, s := range c.services {
+			views = append(views, s.viewLocked())
 		}
 	} else {
 		for _, n := range names {
-			if v, ok := c.services[n]; ok {
-				views = append(views, v)
+			if s, ok := c.services[n]; ok {
+				views = append(views, s.viewLocked())
 			}
 		}
 	}

@@ -146,8 +146,8 @@ func (c *Catalog) Snapshot() *Snapshot {
 	for _, k := range c.keys {
 		s.keys = append(s.keys, k)
 	}
-	for name, v := range c.services {
-		s.services[name] = v.Index
+	for name, sv := range c.services {
+		s.services[name] = sv.index
 	}
 	for name := range c.keyed {
 		s.keyed = append(s.keyed, name)
@@ -324,7 +324,7 @@ func (c *Catalog) install(rs *restored) {
 	n := len(rs.instances)
 	c.instances = make(map[string]*Instance, n)
 	c.addrs = make(map[string]string, n)
-	c.services = make(map[string]*ServiceView, len(rs.services))
+	c.services = make(map[string]*svc, len(rs.services))
 	sizes := make(map[string]int, len(rs.services))
 	for _, inst := range rs.instances {
 		sizes[inst.Service]++

@@ -3,6 +3,7 @@ package catalog
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -48,17 +49,18 @@ func (c *Catalog) otherProtocolByPass(in *Instance) bool {
 	return other && !own
 }
 
-// checkViews fails tb unless every service's view holds the instances a
-// rebuild from the catalog's instances holds, in its order, with the count of
-// those with checks, and the counts of the
-// tutorial protocol's instances are right. (Its bars are not compared: a
+// checkViews fails tb unless every service's instances, and its view when
+// read, hold the instances a rebuild from the catalog's instances holds,
+// in its order, with the count of those with checks, and the counts of
+// the tutorial protocol's instances are right. It reads the views only
+// when read is set, so that between reads changes pile up unseen. (Its bars are not compared: a
 // registration that drops an ended bar and is then refused leaves the
 // bar in the view until the service's next change, as it always has;
 // readers judge a bar by its end.)
-func checkViews(tb testing.TB, c *Catalog) {
+func checkViews(tb testing.TB, c *Catalog, read bool) {
 	tb.Helper()
 	groups := c.bySvc()
-	for name, v := range c.services {
+	for name, s := range c.services {
 		set := groups[name]
 		want := make([]*Instance, 0, len(set))
 		seeds := 0
@@ -69,15 +71,25 @@ func checkViews(tb testing.TB, c *Catalog) {
 			}
 		}
 		slices.SortFunc(want, byID)
-		if !slices.Equal(v.Instances, want) {
-			tb.Fatalf("view of %s: %d instances, not the %d a rebuild holds", name, len(v.Instances), len(want))
+		if !slices.Equal(s.list, want) {
+			tb.Fatalf("service %s: %d instances listed, not the %d a rebuild holds", name, len(s.list), len(want))
 		}
 		checked := 0
 		for _, inst := range want {
 			checked += hasChecks(inst)
 		}
-		if v.Checked != checked {
-			tb.Fatalf("view of %s: Checked %d, but %d of its instances have checks", name, v.Checked, checked)
+		if s.checked != checked {
+			tb.Fatalf("service %s: %d with checks counted, but %d of its instances have checks", name, s.checked, checked)
+		}
+		if !read {
+			continue
+		}
+		v := c.Service(name)
+		if !slices.Equal(v.Instances, want) {
+			tb.Fatalf("view of %s: %d instances, not the %d a rebuild holds", name, len(v.Instances), len(want))
+		}
+		if v.Checked != checked || v.Index != s.index || v.Name != name {
+			tb.Fatalf("view of %s: Checked %d, index %d, name %q; want %d, %d, %q", name, v.Checked, v.Index, v.Name, checked, s.index, name)
 		}
 		if c.seeds[name] != seeds {
 			tb.Fatalf("service %s: %d tutorial-protocol instances counted, %d held", name, c.seeds[name], seeds)
@@ -92,8 +104,10 @@ func checkViews(tb testing.TB, c *Catalog) {
 
 // TestCatalog_update: after every command of a random history (new
 // instances, replacements at an endpoint, across keys and protocols,
-// status changes, drains, evictions, deregistrations), every view is the
-// one a rebuild from scratch makes, and the rule of protocols judged from
+// status changes, drains, evictions, deregistrations), every service's
+// instances are the ones a rebuild from scratch holds, and its view, read
+// after one change or after several, is that too; a view once read never
+// changes, whatever comes after; and the rule of protocols judged from
 // counts agrees with the pass over the service it replaced.
 func TestCatalog_update(t *testing.T) {
 	for seed := range uint64(20) {
@@ -121,7 +135,21 @@ func TestCatalog_update(t *testing.T) {
 				slices.Sort(out)
 				return out
 			}
+			// held are views read earlier, with a copy of what they held.
+			type heldView struct {
+				v         *ServiceView
+				instances []*Instance
+				index     uint64
+			}
+			var held []heldView
 			for range 600 {
+				if rng.IntN(4) == 0 {
+					for _, name := range services {
+						if v := c.Service(name); v != nil {
+							held = append(held, heldView{v, slices.Clone(v.Instances), v.Index})
+						}
+					}
+				}
 				switch op := rng.IntN(10); {
 				case op < 5 || len(c.instances) == 0:
 					next++
@@ -147,7 +175,12 @@ func TestCatalog_update(t *testing.T) {
 					all := ids()
 					apply(Command{Op: OpEvict, ID: all[rng.IntN(len(all))], Until: viewT0.Add(time.Duration(rng.IntN(3)-1) * time.Minute)})
 				}
-				checkViews(t, c)
+				checkViews(t, c, rng.IntN(3) == 0)
+				for _, h := range held {
+					if !slices.Equal(h.v.Instances, h.instances) || h.v.Index != h.index {
+						t.Fatalf("a view of %s read at index %d changed after it was read", h.v.Name, h.index)
+					}
+				}
 			}
 		})
 	}
@@ -199,4 +232,67 @@ func BenchmarkCatalog_Register(b *testing.B) {
 			b.ReportMetric(float64(time.Since(start).Nanoseconds())/rebuilds, "rebuild-ns/change")
 		})
 	}
+}
+
+// TestCatalog_ViewsReadWhileChanging: readers of one service, its view
+// made by whichever of them comes first after a change, while commands
+// add and remove its instances. Every view read is sorted, never shrinks
+// below what it held when read, and its index only grows; run with -race,
+// it also shows that making a view under the read lock races with
+// nothing.
+func TestCatalog_ViewsReadWhileChanging(t *testing.T) {
+	c := New()
+	c.Apply(1, Command{Op: OpCreateKey, Key: &Key{ID: "k1", SecretHash: HashSecret("k1"), Services: []string{"*"}}})
+	const n = 2000
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			var last uint64
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				v := c.Service("s")
+				if v == nil {
+					continue
+				}
+				held := len(v.Instances)
+				if !slices.IsSortedFunc(v.Instances, byID) || v.Index < last {
+					errs <- fmt.Errorf("view at index %d (after %d): sorted %v", v.Index, last, slices.IsSortedFunc(v.Instances, byID))
+					return
+				}
+				last = v.Index
+				runtime.Gosched()
+				if len(v.Instances) != held {
+					errs <- fmt.Errorf("a view at index %d changed length", v.Index)
+					return
+				}
+			}
+		}()
+	}
+	idx := uint64(1)
+	var ids []string
+	for i := range n {
+		idx++
+		in := viewInstance(fmt.Sprintf("%08x", i*2654435761%(1<<32)), "s", "k1", "10.0.0.1", 1+i)
+		if res := c.Apply(idx, Command{Op: OpRegister, Instance: in, Rules: RulesCurrent}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		ids = append(ids, in.ID)
+		if i%3 == 2 {
+			idx++
+			c.Apply(idx, Command{Op: OpDeregister, ID: ids[i/2]})
+		}
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkViews(t, c, true)
 }

@@ -144,9 +144,13 @@ func openStore(cfg Config, snaps *raft.FileSnapshotStore) (openedStore, error) {
 			return openedStore{}, damaged(path, err, len(list))
 		}
 	}
+	// The free pages are kept in a map, not a sorted array: the log's
+	// compaction after each snapshot frees thousands of pages, and the
+	// array was merged again (allocated and copied) on every commit. The
+	// file's format is the same either way.
 	store, err := raftboltdb.New(raftboltdb.Options{
 		Path:        path,
-		BoltOptions: &bbolt.Options{Timeout: time.Second},
+		BoltOptions: &bbolt.Options{Timeout: time.Second, FreelistType: bbolt.FreelistMapType},
 	})
 	if err != nil {
 		return openedStore{}, fmt.Errorf("cluster: open raft.db (is another muster using %s?): %w", dir, err)

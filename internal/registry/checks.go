@@ -122,16 +122,19 @@ func (c *checkRun) sync(services []string) {
 	if services == nil {
 		views = c.r.cat.Services()
 		for name := range c.held {
-			if c.r.cat.Service(name) == nil {
+			if exists, _ := c.r.cat.Checked(name); !exists {
 				c.forget(name, nil)
 			}
 		}
 	} else {
 		for _, name := range services {
-			if v := c.r.cat.Service(name); v != nil {
-				views = append(views, v)
-			} else {
+			// Most services have no active checks: they are passed over
+			// without making their views (a service that never had an
+			// instance has none either).
+			if _, checked := c.r.cat.Checked(name); checked == 0 {
 				c.forget(name, nil)
+			} else if v := c.r.cat.Service(name); v != nil {
+				views = append(views, v)
 			}
 		}
 	}
