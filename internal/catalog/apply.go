@@ -106,6 +106,13 @@ func (c *Catalog) applyRegister(idx uint64, cmd Command) (Result, []string) {
 	ev.Instance = &stored
 	c.event = ev
 	res.Instance = &stored
+	if old != nil && old.Service != stored.Service {
+		// An external ID moved to another service (proposers refuse
+		// that since; a log may hold one from before): the old service
+		// loses the instance too, and its watchers are woken.
+		c.update(old.Service, idx, old.ID, nil)
+		return res, []string{stored.Service, old.Service}
+	}
 	return res, []string{stored.Service}
 }
 
@@ -219,7 +226,8 @@ func (c *Catalog) otherProtocol(in *Instance) bool {
 	return false
 }
 
-// addBar records b. The caller rebuilds the service's view.
+// addBar records b. The caller updates the service (update), which
+// takes the service's new bars.
 func (c *Catalog) addBar(b *Bar) {
 	c.bars[addrKey(b.Service, b.Address, b.Port)] = b
 	c.barsByID[b.Instance] = b
@@ -230,7 +238,8 @@ func (c *Catalog) addBar(b *Bar) {
 	c.barsBySvc[b.Service] = list
 }
 
-// dropBar forgets b. The caller rebuilds the service's view.
+// dropBar forgets b. The caller updates the service (update), which
+// takes the service's new bars.
 func (c *Catalog) dropBar(b *Bar) {
 	delete(c.bars, addrKey(b.Service, b.Address, b.Port))
 	delete(c.barsByID, b.Instance)

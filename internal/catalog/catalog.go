@@ -394,12 +394,12 @@ func hasChecks(inst *Instance) int {
 	return 0
 }
 
-// update replaces the service's view after one command changed it: the
+// update changes the service's list after one command changed it: the
 // instance drop (an ID, or "") left, and add (nil: none) came or took the
-// place of the stored instance of its ID. It builds the same view as
-// rebuild, from the current one, by a binary search and a copy: a
-// registration in a service of n instances costs a copy of n pointers,
-// not a pass over a map and a sort.
+// place of the stored instance of its ID. It keeps the list as rebuild
+// would make it, by binary searches and a shift in place, and drops the
+// view (changed): a registration in a service of n instances moves at
+// most n pointers, and copies none until someone reads the service.
 func (c *Catalog) update(service string, idx uint64, drop string, add *Instance) {
 	s := c.services[service]
 	if s == nil {

@@ -247,3 +247,27 @@ func TestRules5_OneExternalIDOnSeveralHosts(t *testing.T) {
 		t.Errorf("after the first left: %v", all)
 	}
 }
+
+// TestRules5_ExternalIDMovedToAnotherService: a registration of the same
+// key and external ID at the same address under another service name (a
+// log may hold one: proposers refuse it since) replaces the instance,
+// which leaves its old service's view as it leaves the catalog.
+func TestRules5_ExternalIDMovedToAnotherService(t *testing.T) {
+	c := rules5Catalog(t)
+	const key = "key_b1b2b3b4b5b6b7b8"
+	a, _ := c.InstanceByExternal(key, "web-1", "127.0.0.1")
+	next := *a
+	next.ID, next.Service, next.Port = "bbbb000000000000000000000000000c", "fetch_moved", 9011
+	res := c.Apply(c.Index()+1, catalog.Command{Op: catalog.OpRegister, Rules: catalog.RulesExternal, Instance: &next})
+	if res.Err != nil || res.Replaced != a.ID {
+		t.Fatalf("Apply = %+v", res)
+	}
+	if _, ok := c.Instance(a.ID); ok {
+		t.Fatal("replaced instance still held")
+	}
+	for _, inst := range c.Service(a.Service).Instances {
+		if inst.ID == a.ID {
+			t.Errorf("service %s's view still lists %s, replaced at index %d and gone from the catalog", a.Service, a.ID, res.Index)
+		}
+	}
+}

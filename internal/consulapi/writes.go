@@ -485,6 +485,12 @@ func admitErr(err error, service string, admin bool) error {
 // writeErr names the header a Consul client sends its key in when a
 // write came without one; other errors are the registry's.
 func writeErr(err error) error {
+	var elsewhere *registry.ExternalIDElsewhereError
+	if errors.As(err, &elsewhere) {
+		return httpapi.Errorf(http.StatusConflict, api.CodeConflict, "ID",
+			"the service ID %q is registered with this key at this address as service %q: deregister it first "+
+				"(PUT /v1/agent/service/deregister/%s), then register it under the new name", elsewhere.ID, elsewhere.Service, elsewhere.ID)
+	}
 	if errors.Is(err, registry.ErrAmbiguousID) {
 		return httpapi.Errorf(http.StatusConflict, api.CodeConflict, "",
 			"this service ID is registered with this key at several addresses (one per host, as Consul allows), and the call came from none of them: call from the instance's own host")

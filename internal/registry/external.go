@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/internal/audit"
@@ -72,6 +73,18 @@ func (r *Registry) RefuseRegistration(ctx context.Context, adm Admission, err er
 type ExternalRef struct {
 	ID    string
 	Check int
+}
+
+// ExternalIDElsewhereError refuses a registration under an external ID
+// that the key already uses, at the same address, for another service:
+// moving an instance between services in one command would leave the old
+// service's watchers and event streams unaware that it went.
+type ExternalIDElsewhereError struct {
+	ID, Service string
+}
+
+func (e *ExternalIDElsewhereError) Error() string {
+	return fmt.Sprintf("registry: the service ID %q is registered at this address as service %q", e.ID, e.Service)
 }
 
 // ErrAmbiguousID means an external ID names instances of the caller's

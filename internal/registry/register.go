@@ -429,6 +429,9 @@ func (r *Registry) register(ctx context.Context, adm Admission, req api.Register
 	sameHost := replacing && (old.Proof == catalog.ProofNone) == (proof == api.ProofNone)
 	if !replacing && as.externalID != "" {
 		old, replacing = r.cat.InstanceByExternal(adm.key.ID, as.externalID, reg.Address)
+		if replacing && old.Service != adm.service {
+			return Registered{}, &ExternalIDElsewhereError{ID: as.externalID, Service: old.Service}
+		}
 	}
 	if replacing && old.KeyID != adm.key.ID && proof != api.ProofAddressPort && !(old.Proof == catalog.ProofNone && proof != api.ProofNone) {
 		// Checked again in the catalog; refused here before any callback.
