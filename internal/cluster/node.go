@@ -375,9 +375,10 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		n.loadPromise()
 	}
 
+	logStore := contiguousLog{store, n.markState, newWriteGuard(filepath.Join(cfg.DataDir, raftDBFile), n.log)}
 	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt, restored: n.markState, obs: cfg.Observer, node: cfg.NodeID,
 		durableWait: cmp.Or(cfg.durableWait, durableWait)},
-		contiguousLog{store, n.markState}, store, snaps, trans)
+		logStore, logStore, snaps, trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: start raft: %w", err)

@@ -74,10 +74,14 @@ import (
 // behind, and none of them would start again.
 //
 // stored, if not nil, is called after every write of entries
-// (Node.markState, which records the first).
+// (Node.markState, which records the first). guard, if not nil,
+// serialises the writes (the log's and, as Raft's stable store, its
+// term and vote) and drops raft.db's resident pages after each
+// compaction of the log (resident.go).
 type contiguousLog struct {
 	*raftboltdb.BoltStore
 	stored func()
+	guard  *writeGuard
 }
 
 // IsMonotonic implements raft.MonotonicLogStore.
@@ -88,13 +92,56 @@ func (l contiguousLog) StoreLog(e *raft.Log) error { return l.StoreLogs([]*raft.
 
 // StoreLogs stores entries, then calls stored.
 func (l contiguousLog) StoreLogs(es []*raft.Log) error {
-	if err := l.BoltStore.StoreLogs(es); err != nil {
+	l.lock()
+	err := l.BoltStore.StoreLogs(es)
+	l.unlock()
+	if err != nil {
 		return err
 	}
 	if l.stored != nil {
 		l.stored()
 	}
 	return nil
+}
+
+// DeleteRange deletes the entries from min to max, then drops raft.db's
+// resident pages, most of them the deleted entries' (resident.go).
+func (l contiguousLog) DeleteRange(min, max uint64) error {
+	l.lock()
+	defer l.unlock()
+	if err := l.BoltStore.DeleteRange(min, max); err != nil {
+		return err
+	}
+	if l.guard != nil {
+		l.guard.afterCompaction()
+	}
+	return nil
+}
+
+// Set implements raft.StableStore under the write lock.
+func (l contiguousLog) Set(k, v []byte) error {
+	l.lock()
+	defer l.unlock()
+	return l.BoltStore.Set(k, v)
+}
+
+// SetUint64 implements raft.StableStore under the write lock.
+func (l contiguousLog) SetUint64(k []byte, v uint64) error {
+	l.lock()
+	defer l.unlock()
+	return l.BoltStore.SetUint64(k, v)
+}
+
+func (l contiguousLog) lock() {
+	if l.guard != nil {
+		l.guard.mu.Lock()
+	}
+}
+
+func (l contiguousLog) unlock() {
+	if l.guard != nil {
+		l.guard.mu.Unlock()
+	}
 }
 
 // restoreTimeout bounds a restore forwarded to the leader: the upload of
