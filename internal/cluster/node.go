@@ -183,6 +183,7 @@ type Node struct {
 	cfg       Config
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
+	guard     *writeGuard // serialises raft.db's writes, drops its resident pages (resident.go)
 	transport transport
 	log       *slog.Logger
 	cat       *catalog.Catalog
@@ -375,7 +376,8 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		n.loadPromise()
 	}
 
-	logStore := contiguousLog{store, n.markState, newWriteGuard(filepath.Join(cfg.DataDir, raftDBFile), n.log)}
+	n.guard = newWriteGuard(filepath.Join(cfg.DataDir, raftDBFile), n.log)
+	logStore := contiguousLog{store, n.markState, n.guard}
 	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt, restored: n.markState, obs: cfg.Observer, node: cfg.NodeID,
 		durableWait: cmp.Or(cfg.durableWait, durableWait)},
 		logStore, logStore, snaps, trans)
@@ -479,7 +481,33 @@ func (n *Node) closeStores() {
 	if n.transport != nil {
 		n.transport.Close()
 	}
-	n.store.Close()
+	n.closeStore()
+}
+
+// closeStore closes raft.db under its write guard, so that no drop of
+// its resident pages runs while bbolt unmaps it.
+func (n *Node) closeStore() error {
+	if n.guard == nil {
+		return n.store.Close()
+	}
+	n.guard.mu.Lock()
+	defer n.guard.mu.Unlock()
+	n.guard.closed = true
+	return n.store.Close()
+}
+
+// ShedResident drops this process's resident pages of raft.db's mapping
+// now, as each compaction of the log does (resident.go): the server calls
+// it once at rest after a burst of writes, whose latest entries' pages
+// would otherwise stay resident until the next compaction. A no-op
+// before Raft starts, after Close, and off Linux.
+func (n *Node) ShedResident() {
+	if n.guard == nil {
+		return
+	}
+	n.guard.mu.Lock()
+	defer n.guard.mu.Unlock()
+	n.guard.shedLocked()
 }
 
 // CheckNodeID checks that dir, if it holds a node ID (in its node-id
@@ -842,7 +870,7 @@ func (n *Node) Close() error {
 	n.wg.Wait()
 	n.unready()
 	n.transport.Close()
-	if cerr := n.store.Close(); err == nil {
+	if cerr := n.closeStore(); err == nil {
 		err = cerr
 	}
 	return err

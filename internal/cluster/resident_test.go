@@ -5,6 +5,7 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/musterhq/muster/internal/catalog"
 )
 
 // residentKB is the resident size, in kB, of this process's mappings of
@@ -201,5 +204,58 @@ func TestLog_DropsRaceWithNothing(t *testing.T) {
 	}
 	if l.guard.shed.times == 0 {
 		t.Fatal("no compaction dropped the resident pages")
+	}
+}
+
+// TestNode_ShedResident: a node at rest after a burst of writes keeps
+// the pages of the entries written since its last compaction resident
+// until the next one; ShedResident drops them, every write after it
+// commits, the catalog reopens whole, and after Close it does nothing.
+func TestNode_ShedResident(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.RaftAddr = ""
+	cfg.SnapshotThreshold = 1 << 20 // no compaction during the burst
+	n, _ := openReady(t, cfg)
+	path := filepath.Join(dir, raftDBFile)
+	mustApply(t, n, catalog.Command{Op: catalog.OpCreateKey, Key: &catalog.Key{ID: "k1", SecretHash: hash("s"), Services: []string{"svc"}}})
+	const burst = 3000
+	var wg sync.WaitGroup
+	errs := make(chan error, burst)
+	for w := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < burst; i += 32 {
+				if res, err := n.Apply(context.Background(), registerCmd(fmt.Sprintf("i%05d", i), "svc", 1000+i)); err != nil || res.Err != nil {
+					errs <- fmt.Errorf("register %d: %v %v", i, err, res.Err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	before := residentKB(t, path)
+	if before < 256 {
+		t.Fatalf("raft.db's mapping holds only %d kB resident after %d writes; the test no longer sees what it drops", before, burst)
+	}
+	n.ShedResident()
+	if after := residentKB(t, path); after > 64 {
+		t.Fatalf("raft.db's mapping holds %d kB resident after ShedResident (%d kB before); want it dropped", after, before)
+	}
+	t.Logf("raft.db resident: %d kB after the burst, dropped", before)
+	mustApply(t, n, registerCmd("after", "svc", 9999))
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n.ShedResident() // closed: nothing to drop, nothing to break
+
+	n2, cat := openReady(t, cfg)
+	defer n2.Close()
+	if got := len(cat.Instances()); got != burst+1 {
+		t.Fatalf("reopened with %d instances, want %d", got, burst+1)
 	}
 }

@@ -113,7 +113,7 @@ func (l contiguousLog) DeleteRange(min, max uint64) error {
 		return err
 	}
 	if l.guard != nil {
-		l.guard.afterCompaction()
+		l.guard.shedLocked()
 	}
 	return nil
 }

@@ -17,7 +17,10 @@ import (
 // it allocates, and once a busy spell is followed by a quiet window it
 // collects and returns the freed memory to the system, once
 // (debug.FreeOSMemory): a collection of the live heap, tens of
-// milliseconds at that size, paid once per burst. A steady load never
+// milliseconds at that size, paid once per burst. It drops raft.db's
+// resident pages then too (cluster.Node.ShedResident): the pages of the
+// log entries the burst wrote since the last compaction, which a server
+// at rest would otherwise keep until its next one. A steady load never
 // trims: it is never quiet, and its heap is what the load needs.
 
 const (
@@ -62,8 +65,9 @@ func heapAllocated() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// trimAfterBursts returns memory after each burst until ctx ends.
-func trimAfterBursts(ctx context.Context, log *slog.Logger) {
+// trimAfterBursts returns memory after each burst until ctx ends, and
+// calls also (if not nil) then.
+func trimAfterBursts(ctx context.Context, log *slog.Logger, also func()) {
 	t := trimmer{last: heapAllocated()}
 	tick := time.NewTicker(trimEvery)
 	defer tick.Stop()
@@ -76,6 +80,9 @@ func trimAfterBursts(ctx context.Context, log *slog.Logger) {
 		if t.observe(heapAllocated()) {
 			start := time.Now()
 			debug.FreeOSMemory()
+			if also != nil {
+				also()
+			}
 			log.Debug("returned the memory of a burst of work to the system", "took", time.Since(start).Round(time.Millisecond))
 		}
 	}

@@ -494,7 +494,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		trimAfterBursts(ctx, s.log)
+		trimAfterBursts(ctx, s.log, s.node.ShedResident)
 	}()
 	if s.relay != nil {
 		s.wg.Add(1)
