@@ -37,7 +37,7 @@ type journal struct {
 	// wake is called after every write, for readers that follow.
 	wake func()
 
-	q       chan Record
+	q       *queue
 	syncReq chan struct{} // one pending request to fsync now
 	stop    chan struct{}
 	done    chan struct{}
@@ -117,7 +117,7 @@ func (j *journal) path(seq uint64) string { return filepath.Join(j.dir, fileName
 func openJournal(name string, cfg Config, queue int, wake func()) (*journal, error) {
 	j := &journal{name: name, dir: cfg.Dir, maxSize: cfg.MaxFileSize, keep: cfg.MaxFiles, syncEvery: cfg.SyncEvery,
 		log: cfg.Logger.With("journal", name), wake: wake,
-		q: make(chan Record, queue), syncReq: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		q: newQueue(queue), syncReq: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		syncedCh: make(chan struct{})}
 	entries, err := os.ReadDir(cfg.Dir)
 	if err != nil {
@@ -279,21 +279,26 @@ func (j *journal) put(r Record, wait time.Duration) bool {
 		j.dropped.Add(1)
 		return false
 	}
-	select {
-	case j.q <- r:
+	ok, room := j.q.push(r)
+	if ok {
 		j.accepted.Add(1)
 		return true
-	default:
 	}
 	if wait > 0 && !j.overflowing.Load() {
 		t := time.NewTimer(wait)
 		defer t.Stop()
-		select {
-		case j.q <- r:
-			j.accepted.Add(1)
-			return true
-		case <-t.C:
-			j.overflowing.Store(true)
+	retry:
+		for {
+			select {
+			case <-room:
+				if ok, room = j.q.push(r); ok {
+					j.accepted.Add(1)
+					return true
+				}
+			case <-t.C:
+				j.overflowing.Store(true)
+				break retry
+			}
 		}
 	}
 	if j.dropped.Add(1) == 1 || j.dropped.Load()%10000 == 0 {
@@ -344,8 +349,7 @@ func (j *journal) run() {
 	for {
 		stopping, ticked := false, false
 		select {
-		case r := <-j.q:
-			batch = append(batch, r)
+		case <-j.q.ready:
 		case <-j.syncReq:
 			wantSync = true
 		case <-tick.C:
@@ -353,16 +357,11 @@ func (j *journal) run() {
 		case <-j.stop:
 			stopping = true
 		}
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-j.q:
-				batch = append(batch, r)
-			case <-j.syncReq:
-				wantSync = true
-			default:
-				break fill
-			}
+		batch = j.q.take(batch, maxBatch-len(batch))
+		select {
+		case <-j.syncReq:
+			wantSync = true
+		default:
 		}
 		if len(batch) > 0 && !j.hasRoom() {
 			// Counted as handled, so that no one waits for them.
@@ -397,7 +396,7 @@ func (j *journal) run() {
 				batch = batch[:0]
 			}
 		}
-		if j.overflowing.Load() && len(j.q) < cap(j.q)/2 {
+		if j.overflowing.Load() && j.q.len() < j.q.max/2 {
 			j.overflowing.Store(false)
 		}
 		if j.unsynced && (wantSync || stopping || ticked || time.Since(j.lastSync) >= j.syncEvery) {
@@ -406,7 +405,7 @@ func (j *journal) run() {
 			}
 			wantSync = false
 		}
-		if stopping && len(j.q) == 0 {
+		if stopping && j.q.len() == 0 {
 			if j.f != nil {
 				if err := j.f.Close(); err != nil {
 					j.failed(err)

@@ -9,7 +9,7 @@ import (
 // stalled is a journal whose writer never runs: its queue, once full,
 // stays full.
 func stalled(size int) *journal {
-	return &journal{name: "test", q: make(chan Record, size), log: slog.New(slog.DiscardHandler)}
+	return &journal{name: "test", q: newQueue(size), log: slog.New(slog.DiscardHandler)}
 }
 
 // TestJournal_FullQueueNeverBlocks: a record for a full queue is dropped

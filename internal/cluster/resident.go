@@ -34,8 +34,8 @@ type writeGuard struct {
 	mu     sync.Mutex
 	ino    uint64 // raft.db's inode: how its mapping is found
 	closed bool   // raft.db is closed: nothing to drop, and no mapping to trust
-	log  *slog.Logger
-	shed shedStats
+	log    *slog.Logger
+	shed   shedStats
 }
 
 // shedStats counts the drops, for tests and the debug log.
