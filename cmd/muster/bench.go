@@ -101,7 +101,11 @@ Give it a server of its own, never one that serves a fleet.`, envToken),
 			if err := cfg.Validate(); err != nil {
 				return usageError(strings.TrimPrefix(err.Error(), "bench: "))
 			}
-			rep, err := bench.Run(cmd.Context(), cfg)
+			run := e.bench
+			if run == nil {
+				run = bench.Run
+			}
+			rep, err := run(cmd.Context(), cfg)
 			if rep != nil {
 				if !jsonOnly {
 					if werr := bench.WriteTable(e.stdout, rep); werr != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/bench"
 	"github.com/musterhq/muster/internal/server"
 )
 
@@ -37,11 +38,14 @@ type env struct {
 	// serve runs a registry with cfg until ctx ends; tests replace it to
 	// see the configuration `muster server` would run.
 	serve func(ctx context.Context, e env, cfg server.Config) error
+	// bench runs the benchmark suite (bench.Run); tests replace it to see
+	// the configuration `muster bench` would run.
+	bench func(ctx context.Context, cfg bench.Config) (*bench.Report, error)
 }
 
 // run is the whole CLI; main only wires the process to it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return execute(ctx, env{getenv: getenv, stdout: stdout, stderr: stderr, serve: serve}, args)
+	return execute(ctx, env{getenv: getenv, stdout: stdout, stderr: stderr, serve: serve, bench: bench.Run}, args)
 }
 
 // execute runs the command args name in e.
