@@ -38,8 +38,6 @@ Workloads, in order (--only takes these names, or a row's own name):
                 and 64 (with --addr, needs --dns-addr)
   heartbeat     heartbeats, one request each; the SDK's fastest channel
   watch-fanout  1,000 event streams, each registration's time to all
-  register      verified registrations at concurrency 16 and 64, and the
-                in-process callback responder's own latency
   bulk-load     --instances registrations (RSS after, RSS per instance)
   idle-cpu      the server's CPU with that catalog and no requests
   deaths        1, a hundredth and a tenth of --instances stop heartbeating
@@ -47,6 +45,10 @@ Workloads, in order (--only takes these names, or a row's own name):
                 show it, false expirations
   restart       SIGKILL and restart with the catalog: time to ready with
                 full reads, false expirations (must be 0)
+  register      verified registrations at concurrency 16 and 64 (after the
+                deaths' heartbeats have stopped and their instances expired,
+                beside the bulk load's catalog), and the in-process callback
+                responder's own latency
 idle-cpu, deaths and restart need the bulk load, which then runs too.
 
 Each row gives ops, ops/s, the server's CPU seconds (from /proc) and ops

@@ -31,8 +31,8 @@ func TestBench_Short(t *testing.T) {
 		t.Fatalf("muster bench --short: %v\nstderr:\n%s\nstdout:\n%s", err, stderr.String(), stdout.String())
 	}
 	t.Logf("stderr:\n%s", stderr.String())
-	want := []string{"http-floor", "lookup-c16", "lookup-c64", "dns-c16", "dns-c64", "heartbeat", "heartbeat-sdk", "watch-fanout", "register-c16", "register-c64",
-		"bulk-load", "idle-cpu", "deaths-1", "deaths-20", "deaths-200", "restart"}
+	want := []string{"http-floor", "lookup-c16", "lookup-c64", "dns-c16", "dns-c64", "heartbeat", "heartbeat-sdk", "watch-fanout",
+		"bulk-load", "idle-cpu", "deaths-1", "deaths-20", "deaths-200", "restart", "register-c16", "register-c64"}
 	fields := []string{"workload", "status", "ops", "errors", "seconds", "ops_per_s", "server_cpu_s", "ops_per_server_cpu_s",
 		"server_cores", "load_cores", "p50_ms", "p99_ms", "rss_bytes", "pinned", "generator_bound", "notes"}
 	got := map[string]map[string]any{}

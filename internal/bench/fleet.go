@@ -257,6 +257,25 @@ func (mo *mortality) goneAt(id string) (time.Time, bool) {
 	return t, ok
 }
 
+// stopMortality stops the deaths' heartbeats, if they run, and waits
+// until the short-TTL instances' TTL has run out and the sweep has
+// judged them, so that what comes after (the registrations) runs beside
+// neither their heartbeats nor their expiry. The bulk load's fleet
+// (TTL 1 h) stays.
+func (r *runner) stopMortality(ctx context.Context) {
+	if r.mortal == nil {
+		return
+	}
+	ttl := r.mortal.ttl
+	r.mortal.stop()
+	r.mortal = nil
+	fmt.Fprintf(r.log, "bench: heartbeats stopped; waiting %s for the short-TTL instances to expire\n", ttl+time.Second)
+	select {
+	case <-time.After(ttl + time.Second):
+	case <-ctx.Done():
+	}
+}
+
 // setUpMortality registers the short-TTL instances and starts the keeper.
 func (r *runner) setUpMortality(ctx context.Context) error {
 	ttl := 5 * time.Second
