@@ -141,3 +141,28 @@ func TestQueue_ConcurrentWriters(t *testing.T) {
 		t.Fatalf("%d records left", q.len())
 	}
 }
+
+// TestQueue_BacklogWakesTheWriterAgain: a backlog of more than one batch
+// drains batch after batch, each take that leaves records behind waking
+// the writer again; without that, the rest would wait for the writer's
+// next tick.
+func TestQueue_BacklogWakesTheWriterAgain(t *testing.T) {
+	q := newQueue(5000)
+	for i := range 3000 {
+		q.push(Record{Index: uint64(i)})
+	}
+	taken := 0
+	for taken < 3000 {
+		select {
+		case <-q.ready:
+		case <-time.After(time.Second):
+			t.Fatalf("the writer was not woken with %d of 3,000 records still queued", 3000-taken)
+		}
+		taken += len(q.take(nil, maxBatch))
+	}
+	select {
+	case <-q.ready:
+		t.Fatal("woken with nothing queued")
+	default:
+	}
+}

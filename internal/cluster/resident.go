@@ -32,7 +32,7 @@ import (
 // the stable store's) with the dropping of its resident pages.
 type writeGuard struct {
 	mu     sync.Mutex
-	ino    uint64 // raft.db's inode: how its mapping is found
+	file   fileID // raft.db's device and inode: how its mapping is found
 	closed bool   // raft.db is closed: nothing to drop, and no mapping to trust
 	log    *slog.Logger
 	shed   shedStats
@@ -40,30 +40,32 @@ type writeGuard struct {
 
 // shedStats counts the drops, for tests and the debug log.
 type shedStats struct {
-	times int
-	last  time.Duration
+	times  int
+	ranges int // the mappings the last drop found
+	last   time.Duration
+	err    error // the last drop's
 }
 
 // newWriteGuard returns the guard of the raft.db at path, or nil (no
 // dropping, writes still serialised by the store itself) when the file
 // cannot be identified.
 func newWriteGuard(path string, log *slog.Logger) *writeGuard {
-	ino, ok := inodeOf(path)
+	id, ok := fileIDOf(path)
 	if !ok {
 		return &writeGuard{log: log}
 	}
-	return &writeGuard{ino: ino, log: log}
+	return &writeGuard{file: id, log: log}
 }
 
 // shedLocked drops raft.db's resident pages. The caller holds mu.
 func (g *writeGuard) shedLocked() {
-	if g.ino == 0 || g.closed {
+	if g.file.ino == 0 || g.closed {
 		return
 	}
 	start := time.Now()
-	n, err := shedPages(g.ino)
+	n, err := shedPages(g.file)
 	g.shed.times++
-	g.shed.last = time.Since(start)
+	g.shed.ranges, g.shed.err, g.shed.last = n, err, time.Since(start)
 	if err != nil {
 		g.log.Debug("raft.db: could not drop the mapping's resident pages", "err", err)
 		return

@@ -11,26 +11,38 @@ import (
 	"syscall"
 )
 
-// inodeOf returns the inode of the file at path.
-func inodeOf(path string) (uint64, bool) {
+// fileID is what names a file however its path is spelled: its device
+// and inode.
+type fileID struct {
+	major, minor uint64
+	ino          uint64
+}
+
+// fileIDOf returns the identity of the file at path.
+func fileIDOf(path string) (fileID, bool) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return 0, false
+		return fileID{}, false
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok || st.Ino == 0 {
-		return 0, false
+		return fileID{}, false
 	}
-	return st.Ino, true
+	dev := uint64(st.Dev)
+	// Linux's encoding of dev_t (glibc's gnu_dev_major and gnu_dev_minor):
+	// major in bits 8-19 and 44-63, minor in bits 0-7 and 20-43.
+	major := (dev>>8)&0xfff | (dev>>32)&0xfffff000
+	minor := dev&0xff | (dev>>12)&0xffffff00
+	return fileID{major: major, minor: minor, ino: st.Ino}, true
 }
 
-// shedPages drops this process's resident pages of every mapping of the
-// file with inode ino whose name ends in /raft.db, with
-// madvise(MADV_DONTNEED): for a shared mapping of a file this discards
-// the process's references to the pages, not their contents, which stay
-// in the page cache and the file. It returns how many ranges it dropped.
-// The caller must hold the store's write lock (see writeGuard).
-func shedPages(ino uint64) (int, error) {
+// shedPages drops this process's resident pages of every read-only
+// mapping of the file id, with madvise(MADV_DONTNEED): for a shared
+// mapping of a file this discards the process's references to the pages,
+// not their contents, which stay in the page cache and the file. It
+// returns how many ranges it dropped. The caller must hold the store's
+// write lock (see writeGuard).
+func shedPages(id fileID) (int, error) {
 	f, err := os.Open("/proc/self/maps")
 	if err != nil {
 		return 0, err
@@ -38,13 +50,24 @@ func shedPages(ino uint64) (int, error) {
 	defer f.Close()
 	n := 0
 	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10) // a line holds a path of up to PATH_MAX
 	for sc.Scan() {
-		// address perms offset dev inode path
+		// address perms offset major:minor inode [path]
 		fields := bytes.Fields(sc.Bytes())
-		if len(fields) < 6 || !bytes.HasSuffix(fields[5], []byte("/raft.db")) {
+		if len(fields) < 5 {
 			continue
 		}
-		if i, err := strconv.ParseUint(string(fields[4]), 10, 64); err != nil || i != ino {
+		if i, err := strconv.ParseUint(string(fields[4]), 10, 64); err != nil || i != id.ino {
+			continue
+		}
+		maj, min, ok := bytes.Cut(fields[3], []byte(":"))
+		if !ok {
+			continue
+		}
+		if m, err := strconv.ParseUint(string(maj), 16, 64); err != nil || m != id.major {
+			continue
+		}
+		if m, err := strconv.ParseUint(string(min), 16, 64); err != nil || m != id.minor {
 			continue
 		}
 		// bbolt maps the file read-only; a mapping this process could

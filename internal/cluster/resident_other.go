@@ -2,8 +2,12 @@
 
 package cluster
 
-// inodeOf finds no file: dropping raft.db's resident pages is done on
+// fileID names a file; dropping raft.db's resident pages is done on
 // Linux only.
-func inodeOf(string) (uint64, bool) { return 0, false }
+type fileID struct{ ino uint64 }
 
-func shedPages(uint64) (int, error) { return 0, nil }
+// fileIDOf finds no file: dropping raft.db's resident pages is done on
+// Linux only.
+func fileIDOf(string) (fileID, bool) { return fileID{}, false }
+
+func shedPages(fileID) (int, error) { return 0, nil }

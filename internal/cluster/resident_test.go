@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -26,10 +28,11 @@ import (
 // the file at path (by inode), from /proc/self/smaps.
 func residentKB(t *testing.T, path string) int {
 	t.Helper()
-	ino, ok := inodeOf(path)
+	id, ok := fileIDOf(path)
 	if !ok {
-		t.Fatalf("no inode for %s", path)
+		t.Fatalf("no identity for %s", path)
 	}
+	ino := id.ino
 	b, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		t.Fatal(err)
@@ -121,8 +124,8 @@ func TestLog_CompactionDropsResidentPages(t *testing.T) {
 	if kb := residentKB(t, path); kb > 1024 {
 		t.Fatalf("raft.db's mapping holds %d kB resident after the compaction; want it dropped", kb)
 	}
-	if l.guard.shed.times != 1 {
-		t.Fatalf("%d drops, want 1", l.guard.shed.times)
+	if g := l.guard.shed; g.times != 1 || g.err != nil || g.ranges < 1 {
+		t.Fatalf("%d drops, the last over %d mappings with error %v; want 1 over at least one, without error", g.times, g.ranges, g.err)
 	}
 	checkRange(t, l, n-2999, n)
 	storeRange(t, l, n+1, n+5000)
@@ -141,14 +144,21 @@ func TestLog_DropsRaceWithNothing(t *testing.T) {
 	l, _ := openLog(t)
 	const n = 20000
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		last uint64
-		errs = make(chan error, 3)
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		last  uint64
+		errs  = make(chan error, 3)
+		wrote = make(chan struct{}) // closed when the writer ends, however
 	)
+	latest := func() uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return last
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
+		defer close(wrote)
 		for i := uint64(1); i <= n; i += 64 {
 			batch := make([]*raft.Log, 0, 64)
 			for j := i; j < i+64 && j <= n; j++ {
@@ -165,13 +175,19 @@ func TestLog_DropsRaceWithNothing(t *testing.T) {
 	}()
 	go func() {
 		defer wg.Done()
-		for done := uint64(0); done < n-2000; {
-			mu.Lock()
-			upto := last
-			mu.Unlock()
-			if upto > done+2000 {
+		for done := uint64(0); ; runtime.Gosched() {
+			select {
+			case <-wrote:
+				return
+			default:
+			}
+			if upto := latest(); upto > done+2000 {
 				if err := l.DeleteRange(done+1, upto-1000); err != nil {
 					errs <- err
+					return
+				}
+				if err := l.guard.shed.err; err != nil {
+					errs <- fmt.Errorf("dropping the pages: %w", err)
 					return
 				}
 				done = upto - 1000
@@ -181,18 +197,18 @@ func TestLog_DropsRaceWithNothing(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		var got raft.Log
-		for {
-			mu.Lock()
-			i := last
-			mu.Unlock()
+		for ; ; runtime.Gosched() {
+			select {
+			case <-wrote:
+				return
+			default:
+			}
+			i := latest()
 			if i == 0 {
 				continue
 			}
 			if err := l.GetLog(i, &got); err != nil || !bytes.Equal(got.Data, entry(i).Data) {
 				errs <- fmt.Errorf("entry %d: %v", i, err)
-				return
-			}
-			if i == n {
 				return
 			}
 		}
@@ -204,6 +220,44 @@ func TestLog_DropsRaceWithNothing(t *testing.T) {
 	}
 	if l.guard.shed.times == 0 {
 		t.Fatal("no compaction dropped the resident pages")
+	}
+	checkRange(t, l, n-999, n)
+}
+
+// TestLog_WritesWaitForTheGuard: every way the node writes raft.db
+// (Raft's log and stable store: StoreLog, StoreLogs, DeleteRange, Set,
+// SetUint64) waits while the guard is held, as a drop of the pages holds
+// it: a write inherited from the store unwrapped could map the file
+// again in the middle of a drop.
+func TestLog_WritesWaitForTheGuard(t *testing.T) {
+	l, _ := openLog(t)
+	storeRange(t, l, 1, 100)
+	var s raft.StableStore = l
+	var ls raft.LogStore = l
+	writes := map[string]func() error{
+		"StoreLog":    func() error { return ls.StoreLog(entry(101)) },
+		"StoreLogs":   func() error { return ls.StoreLogs([]*raft.Log{entry(102)}) },
+		"DeleteRange": func() error { return ls.DeleteRange(1, 10) },
+		"Set":         func() error { return s.Set([]byte("k"), []byte("v")) },
+		"SetUint64":   func() error { return s.SetUint64([]byte("n"), 7) },
+	}
+	for name, write := range writes {
+		l.guard.mu.Lock()
+		done := make(chan error, 1)
+		go func() { done <- write() }()
+		select {
+		case err := <-done:
+			l.guard.mu.Unlock()
+			t.Fatalf("%s wrote while the guard was held (%v)", name, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		l.guard.mu.Unlock()
+		if err := <-done; err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if v, err := l.GetUint64([]byte("n")); err != nil || v != 7 {
+		t.Fatalf("SetUint64 reads back %d, %v", v, err)
 	}
 }
 
@@ -243,6 +297,9 @@ func TestNode_ShedResident(t *testing.T) {
 		t.Fatalf("raft.db's mapping holds only %d kB resident after %d writes; the test no longer sees what it drops", before, burst)
 	}
 	n.ShedResident()
+	if err := n.guard.shed.err; err != nil {
+		t.Fatal(err)
+	}
 	if after := residentKB(t, path); after > 64 {
 		t.Fatalf("raft.db's mapping holds %d kB resident after ShedResident (%d kB before); want it dropped", after, before)
 	}
