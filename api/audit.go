@@ -55,6 +55,11 @@ type AuditResponse struct {
 	// More is true when the read stopped at its limit or its budget of
 	// bytes before the end of the trail: ask again after Next.
 	More bool `json:"more"`
+	// Partial is true when a read of the newest records (without since
+	// or after) spent its budget of bytes before the start of the trail
+	// without finding limit records: older records may match. A read
+	// with since finds them.
+	Partial bool `json:"partial,omitempty"`
 	// Dropped counts the records the server lost since it started
 	// because its audit queues were full.
 	Dropped uint64 `json:"dropped"`

@@ -14,6 +14,7 @@ import (
 
 	"github.com/musterhq/muster/api"
 	"github.com/musterhq/muster/client"
+	"github.com/musterhq/muster/internal/audit"
 )
 
 // auditFollowWait is how long one request of audit --follow waits for
@@ -68,9 +69,15 @@ each record is one JSON document a line (api.AuditRecord).`, envAddr, envToken),
 				return err
 			}
 			p := &auditPrinter{w: e.stdout, json: out.String() == "json"}
-			next, node, err := auditRead(cmd.Context(), c, q, p)
-			if err != nil || !follow {
+			next, node, partial, err := auditRead(cmd.Context(), c, q, p)
+			if err != nil {
 				return err
+			}
+			if partial {
+				fmt.Fprintln(e.stderr, "muster audit: the server searched its newest records within its read budget only; older records may match: ask with --since")
+			}
+			if !follow {
+				return nil
 			}
 			err = auditFollow(cmd.Context(), c, q, next, node, p, e.stderr)
 			if cmd.Context().Err() != nil && errors.Is(err, cmd.Context().Err()) {
@@ -82,8 +89,10 @@ each record is one JSON document a line (api.AuditRecord).`, envAddr, envToken),
 	f := cmd.Flags()
 	f.StringVar(&since, "since", "", "show the records from this time on: a duration ago (1h, 30m) or an RFC 3339 time")
 	f.StringVar(&service, "service", "", "only the records of this service")
-	actions := []string{"register", "deregister", "drain", "evict", "expire", "remove", "status", "key_create", "key_revoke",
-		"key_list", "snapshot_save", "snapshot_restore", "member_remove", "heartbeat", "audit_read", "snapshot_installed"}
+	var actions []string // the server's, so that the two never differ
+	for _, a := range audit.Actions() {
+		actions = append(actions, string(a))
+	}
 	actionFlag = enumFlag(cmd, "action", "", "", "only the records of this action: "+orList(actions), append([]string{""}, actions...)...)
 	outcome = enumFlag(cmd, "outcome", "", "", "only the records of this outcome: ok, refused or failed", "", "ok", "refused", "failed")
 	f.IntVar(&limit, "limit", 100, "the most records shown (1 to 1000); with --follow, before it follows")
@@ -105,20 +114,21 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 // auditRead prints the records q asks for: the newest, or with Since the
 // pages from then on up to q.Limit records. It returns the cursor after
-// them and the node that answered.
-func auditRead(ctx context.Context, c *client.Client, q client.AuditQuery, p *auditPrinter) (string, string, error) {
+// them, the node that answered, and whether a read of the newest records
+// stopped at the server's budget before the trail's start (partial).
+func auditRead(ctx context.Context, c *client.Client, q client.AuditQuery, p *auditPrinter) (next, node string, partial bool, err error) {
 	left := q.Limit
 	for {
 		res, err := c.Audit(ctx, q)
 		if err != nil {
-			return "", "", err
+			return "", "", false, err
 		}
 		if err := p.print(res.Records); err != nil {
-			return "", "", err
+			return "", "", false, err
 		}
 		left -= len(res.Records)
 		if q.Since.IsZero() && q.After == "" || !res.More || left <= 0 {
-			return res.Next, res.Node, nil
+			return res.Next, res.Node, res.Partial, nil
 		}
 		q.After, q.Limit = res.Next, min(left, 1000)
 	}

@@ -80,6 +80,11 @@ type Page struct {
 	// bytes before the journals' end: reading again After Next gives
 	// more now.
 	More bool
+	// Partial is set when a read of the newest records spent its budget
+	// of bytes before the start of a journal without finding its limit
+	// of records: older records it did not reach may match. A read with
+	// Since finds them.
+	Partial bool
 }
 
 // Pos is a place in one journal: a file's number and the offset of a
@@ -245,7 +250,17 @@ func (l *Log) newest(m matchFunc, limit int, budget *int64) (Page, error) {
 	var found [2][]Record // newest first
 	var next Cursor
 	var errs []error
+	partial := false
+	// Each journal gets half the budget, and the local journal what the
+	// applied one left of its half too: a filter that matches few records
+	// of a large applied journal must not spend the whole budget there and
+	// never look at the local journal, which holds every refusal.
+	whole := *budget
+	shares := [2]int64{whole / 2}
 	for i, j := range []*journal{l.applied, l.local} {
+		if i == 1 {
+			shares[1] = whole - whole/2 + max(0, shares[0])
+		}
 		files := j.snapshot()
 		end := Pos{}
 		if n := len(files); n > 0 {
@@ -256,7 +271,7 @@ func (l *Log) newest(m matchFunc, limit int, budget *int64) (Page, error) {
 		} else {
 			next.Local = end
 		}
-		b := newBackward(j, files, budget)
+		b := newBackward(j, files, &shares[i])
 		for len(found[i]) < limit {
 			line, ok, err := b.next()
 			if err != nil {
@@ -273,7 +288,9 @@ func (l *Log) newest(m matchFunc, limit int, budget *int64) (Page, error) {
 			}
 		}
 		b.close()
+		partial = partial || (b.cut && len(found[i]) < limit)
 	}
+	*budget = shares[1]
 	// Merge newest first; the page is oldest first.
 	out := make([]Record, 0, min(limit, len(found[0])+len(found[1])))
 	a, b := found[0], found[1]
@@ -286,7 +303,7 @@ func (l *Log) newest(m matchFunc, limit int, budget *int64) (Page, error) {
 	}
 	slices.Reverse(out)
 	next.Node = l.tag()
-	return Page{Records: out, Next: next}, errors.Join(errs...)
+	return Page{Records: out, Next: next, Partial: partial}, errors.Join(errs...)
 }
 
 // matchFunc is a filter over lines: the record a line holds and true if
@@ -629,6 +646,7 @@ type backward struct {
 	start  int64  // the offset of pend in files[i]
 	pend   []byte // the unread bytes of files[i] from start, whole lines
 	budget *int64
+	cut    bool // the budget ran out before the journal's start
 }
 
 func newBackward(j *journal, files []fileInfo, budget *int64) *backward {
@@ -671,6 +689,7 @@ func (b *backward) next() ([]byte, bool, error) {
 			b.f.Close()
 			b.f = nil
 			if *b.budget <= 0 {
+				b.cut = b.start > 0 || b.i > 0
 				return nil, false, nil
 			}
 			continue

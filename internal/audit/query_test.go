@@ -216,3 +216,40 @@ func TestCursor_String(t *testing.T) {
 		}
 	}
 }
+
+// TestLog_NewestReachesTheLocalJournal: a read of the newest records
+// whose filter matches nothing in a large applied journal still reads
+// the local journal, which holds every refusal: the budget is shared, not
+// spent on the first journal. And a read that could not reach a
+// journal's start says so (Partial).
+func TestLog_NewestReachesTheLocalJournal(t *testing.T) {
+	l, _ := openLog(t, func(c *audit.Config) { c.ReadBudget = 64 << 10 })
+	l.Record(audit.Record{Time: t0, Action: audit.ActionRegister, Outcome: audit.OutcomeRefused, Reason: "unknown key",
+		Service: "web", Instance: "refused", Caller: "192.0.2.1:1"})
+	for i := range 2000 { // about 500 KB: eight budgets' worth
+		in := &catalog.Instance{ID: fmt.Sprintf("i%d", i), Service: "api", KeyID: "key_1"}
+		l.Applied(uint64(i+1), catalog.Command{Op: catalog.OpRegister, Instance: in, Reason: "api",
+			Origin: &catalog.Origin{Time: t0.Add(time.Duration(i+1) * time.Second), Node: "n1"}}, catalog.Result{Instance: in})
+	}
+	if err := l.Durable(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !l.WaitLocalSynced(1) {
+		t.Fatal("local record not written")
+	}
+	p, err := l.Query(context.Background(), audit.Query{Outcome: audit.OutcomeRefused, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(p.Records); !slices.Equal(got, []string{"refused"}) {
+		t.Fatalf("the newest refusals: %v, want the one in the local journal", got)
+	}
+	if !p.Partial {
+		t.Fatal("the applied journal was not read to its start, and the page does not say so")
+	}
+	// Everything read within the budget: not partial.
+	p, err = l.Query(context.Background(), audit.Query{Service: "api", Limit: 5})
+	if err != nil || len(p.Records) != 5 || p.Partial {
+		t.Fatalf("the newest 5 of api: %d records, partial %v (%v)", len(p.Records), p.Partial, err)
+	}
+}

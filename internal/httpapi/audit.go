@@ -44,7 +44,7 @@ func (a *apiServer) auditLog(w http.ResponseWriter, r *http.Request) error {
 		return adminAuth.apply(err)
 	}
 	out := api.AuditResponse{Node: a.reg.AuditLog().Node(), Records: make([]api.AuditRecord, 0, len(p.Records)),
-		Next: p.Next.String(), More: p.More, Dropped: a.reg.AuditLog().Stats().Dropped}
+		Next: p.Next.String(), More: p.More, Partial: p.Partial, Dropped: a.reg.AuditLog().Stats().Dropped}
 	for _, rec := range p.Records {
 		out.Records = append(out.Records, auditToAPI(rec))
 	}
