@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,7 +58,7 @@ Each row gives ops, ops/s, the server's CPU seconds (from /proc) and ops
 per server CPU-second, which hold up better than ops/s on a shared
 machine. With taskset and two CPUs or more, the server runs on CPU 0 and
 this process (the load) on the others. A row says when the load
-generator, not the server, was the limit. The full run takes up to about
+generator, not the server, was the limit. The full run takes about
 15 minutes; --short (CI's mode) under a minute.
 
 With --addr the server is one already running (its admin token in
@@ -87,6 +90,10 @@ Give it a server of its own, never one that serves a fleet.`, envToken),
 					}
 				}
 			}
+			if cmd.Flags().Changed("only") && len(cfg.Only) == 0 {
+				// An empty shell variable must not start the whole suite.
+				return usageError("--only names no workload")
+			}
 			cfg.Addr, cfg.DNSAddr, cfg.ServerPID, cfg.Log = addr, dnsAddr, serverPID, e.stderr
 			if addr != "" {
 				cfg.AdminToken = e.getenv("MUSTER_TOKEN")
@@ -102,6 +109,16 @@ Give it a server of its own, never one that serves a fleet.`, envToken),
 			}
 			if err := cfg.Validate(); err != nil {
 				return usageError(strings.TrimPrefix(err.Error(), "bench: "))
+			}
+			if serverPID > 0 && runtime.GOOS == "linux" {
+				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", serverPID))
+				if err != nil {
+					return usageError(fmt.Sprintf("--server-pid %d: no such process to read (%v)", serverPID, err))
+				}
+				if args := strings.Split(string(b), "\x00"); !slices.Contains(args, "server") {
+					fmt.Fprintf(e.stderr, "muster bench: warning: process %d (%s) does not look like a muster server; its CPU and RSS are reported as the server's\n",
+						serverPID, strings.Join(args, " "))
+				}
 			}
 			run := e.bench
 			if run == nil {
@@ -120,6 +137,17 @@ Give it a server of its own, never one that serves a fleet.`, envToken),
 			}
 			if err != nil && !errors.Is(err, cmd.Context().Err()) {
 				return err
+			}
+			if rep != nil {
+				var bad []string
+				for _, x := range rep.Results {
+					if x.Status == "failed" {
+						bad = append(bad, x.Workload)
+					}
+				}
+				if len(bad) > 0 {
+					return fmt.Errorf("bench: %d workloads failed: %s (their notes say why)", len(bad), strings.Join(bad, ", "))
+				}
 			}
 			return nil
 		},

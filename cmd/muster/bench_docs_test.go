@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,9 +14,10 @@ import (
 )
 
 var (
-	codeSpan   = regexp.MustCompile("`([^`]+)`")
-	fenceBlock = regexp.MustCompile("(?s)```[a-z]*\n(.*?)```")
-	assignment = regexp.MustCompile(`^[A-Z_]+=`)
+	codeSpan     = regexp.MustCompile("`([^`]+)`")
+	fenceBlock   = regexp.MustCompile("(?s)```[a-z]*\n(.*?)```")
+	assignment   = regexp.MustCompile(`^[A-Z_]+=`)
+	substitution = regexp.MustCompile(`\$\([^)]*\)`)
 )
 
 // docBenchCommands returns every `muster bench` command that text shows,
@@ -34,6 +36,7 @@ func docBenchCommands(text string) (cmds [][]string, envs []map[string]string) {
 	}
 	for _, c := range candidates {
 		c, _, _ = strings.Cut(c, " #")
+		c = substitution.ReplaceAllString(c, "value") // MUSTER_TOKEN=$(cat …)
 		f := strings.Fields(c)
 		env := map[string]string{}
 		for len(f) > 0 && assignment.MatchString(f[0]) {
@@ -61,7 +64,9 @@ func docBenchCommands(text string) (cmds [][]string, envs []map[string]string) {
 func TestDocs_BenchCommands(t *testing.T) {
 	files, _ := filepath.Glob("../../docs/*.md")
 	files = append(files, "../../README.md")
-	shellVars := strings.NewReplacer("$SERVER_PID", "4242", "$!", "4242")
+	// A process that exists: the suite refuses a PID without one.
+	pid := strconv.Itoa(os.Getpid())
+	shellVars := strings.NewReplacer("$SERVER_PID", pid, "$!", pid)
 	found := 0
 	for _, file := range files {
 		b, err := os.ReadFile(file)
@@ -99,7 +104,7 @@ func TestDocs_BenchCommands(t *testing.T) {
 // command, and what it leaves.
 func TestDocs_BenchCommandsExtraction(t *testing.T) {
 	text := "run `./muster bench --only restart\n--instances 100000` and\n" +
-		"```sh\nMUSTER_TOKEN=x ./muster bench --addr http://h:1 --server-pid $SERVER_PID # note\n```\n" +
+		"```sh\nMUSTER_TOKEN=$(cat dir/admin-token) ./muster bench --addr http://h:1 --server-pid $SERVER_PID # note\n```\n" +
 		"keys (`muster bench 0`, …) and `muster bench`; then `muster bench --nope`"
 	cmds, envs := docBenchCommands(text)
 	got := make([]string, len(cmds))
@@ -115,7 +120,7 @@ func TestDocs_BenchCommandsExtraction(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("commands %q, want %q", got, want)
 	}
-	if envs[0]["MUSTER_TOKEN"] != "x" {
+	if envs[0]["MUSTER_TOKEN"] != "value" {
 		t.Fatalf("environment %v", envs[0])
 	}
 	var out bytes.Buffer

@@ -100,6 +100,9 @@ func TestBench_Flags(t *testing.T) {
 		{name: "too few instances", args: []string{"bench", "--instances", "5"}},
 		{name: "pid without addr", args: []string{"bench", "--server-pid", "1"}},
 		{name: "argument", args: []string{"bench", "extra"}},
+		{name: "empty --only", args: []string{"bench", "--only", ""}},
+		{name: "no such server pid", args: []string{"bench", "--addr", "http://127.0.0.1:1", "--server-pid", "999999999"},
+			env: map[string]string{"MUSTER_TOKEN": "x"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

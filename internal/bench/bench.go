@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -61,7 +62,7 @@ func ShortConfig() Config {
 
 // Workloads are the groups --only takes, in the order they run. A group
 // is one row or several (lookup-c16 and lookup-c64 are "lookup").
-var Workloads = []string{"http-floor", "lookup", "dns", "heartbeat", "watch-fanout", "register", "bulk-load", "idle-cpu", "deaths", "restart"}
+var Workloads = []string{"http-floor", "lookup", "dns", "heartbeat", "watch-fanout", "bulk-load", "idle-cpu", "deaths", "restart", "register"}
 
 // Validate reports a configuration Run cannot use.
 func (c Config) Validate() error {
@@ -222,11 +223,17 @@ type runner struct {
 	token  string
 	admin  *client.Client
 	keys   []string // enrolment key secrets, each for every service
-	resp   *responder
-	env    string
-	tmp    string
-	fleet  []*member // the bulk load's instances
-	mortal *mortality
+	keyIDs []string // their IDs, revoked when a run on --addr ends
+	// portBase is the first port of the instances' endpoints: 10000 on
+	// the bench's own server; on one given by --addr, a base drawn per
+	// run, so that a second run does not find its endpoints held by the
+	// first run's instances (another key's: a conflict).
+	portBase int
+	resp     *responder
+	env      string
+	tmp      string
+	fleet    []*member // the bulk load's instances
+	mortal   *mortality
 }
 
 func (r *runner) serverPID() int {
@@ -244,6 +251,7 @@ func (r *runner) setUp(ctx context.Context) error {
 		// the TTL; CI's run keeps it short.
 		extra = []string{"--expiry-grace", "1s"}
 	}
+	r.portBase = 10000
 	if r.url == "" {
 		r.pin = pin()
 		dir, err := os.MkdirTemp("", "muster-bench")
@@ -260,6 +268,7 @@ func (r *runner) setUp(ctx context.Context) error {
 		r.env = fmt.Sprintf("server: a child `muster server` (%s %s)", strings.Join(serverFlags, " "), strings.Join(extra, " "))
 	} else {
 		r.pin = pinning{serverCPU: 1, loadCPU: max(1, numCPU()), why: "server given by --addr"}
+		r.portBase = 10000 + 1000*mathrand.IntN(40)
 		r.env = "server: given by --addr, with its own flags (its limits may be what is measured)"
 	}
 	if r.pin.pinned {
@@ -280,7 +289,7 @@ func (r *runner) setUp(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("bench: create an enrolment key: %w", err)
 		}
-		r.keys = append(r.keys, k.Secret)
+		r.keys, r.keyIDs = append(r.keys, k.Secret), append(r.keyIDs, k.ID)
 	}
 	r.resp, err = newResponder(8)
 	return err
@@ -289,6 +298,17 @@ func (r *runner) setUp(ctx context.Context) error {
 func (r *runner) close() {
 	if r.mortal != nil {
 		r.mortal.stop()
+	}
+	if r.srv == nil && r.admin != nil {
+		// A server given by --addr keeps running: its keys for the bench
+		// go with the run (its instances expire with their TTL).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		for _, id := range r.keyIDs {
+			if err := r.admin.RevokeKey(ctx, id); err != nil {
+				fmt.Fprintf(r.log, "bench: could not revoke the enrolment key %s: %v\n", id, err)
+			}
+		}
+		cancel()
 	}
 	if r.resp != nil {
 		r.resp.close()

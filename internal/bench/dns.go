@@ -21,7 +21,7 @@ func (r *runner) dnsQueries(ctx context.Context) []Result {
 			Notes: "the server given by --addr has no DNS address: start it with --dns-addr and give that to --dns-addr"}}
 	}
 	const instances = 10
-	ms := members("bench-dns", instances, instances)
+	ms := r.members("bench-dns", instances, instances)
 	if _, _, err := r.registerAll(ctx, ms, "1h", instances, nil); err != nil {
 		return []Result{failed("dns", err)}
 	}

@@ -22,7 +22,7 @@ func (r *runner) bulkLoad(ctx context.Context) []Result {
 	if r.cfg.Short {
 		limit = 30 * time.Second
 	}
-	ms := members("bench-fleet", n, 100)
+	ms := r.members("bench-fleet", n, 100)
 	var before Result
 	rss0 := r.rss(&before)
 	rec := newRecorder()
@@ -283,7 +283,7 @@ func (r *runner) setUpMortality(ctx context.Context) error {
 		ttl = 2 * time.Second
 	}
 	n := max(r.cfg.Instances/10, 1)
-	mo := &mortality{r: r, ttl: ttl, mortal: members("bench-mortal", n, 100), fleet: r.fleet,
+	mo := &mortality{r: r, ttl: ttl, mortal: r.members("bench-mortal", n, 100), fleet: r.fleet,
 		byID: map[string]*member{}, gone: map[string]time.Time{}}
 	// Each is heartbeated from the moment it is registered.
 	svc, err := r.admin.Services(ctx)

@@ -56,6 +56,9 @@ func (r *runner) finish(res *Result, u usage, rec *recorder, err error) {
 	if err != nil {
 		res.Notes += "; first error: " + err.Error()
 	}
+	if res.Ops == 0 && (res.Errors > 0 || err != nil) && res.Status == "" {
+		res.Status = "failed" // every attempt failed: not a figure
+	}
 }
 
 func latencies(res *Result, rec *recorder) {

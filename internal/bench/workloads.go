@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,17 +37,37 @@ func (m *member) creds() (id, token string) {
 	return m.id, m.token
 }
 
+// deregisterAfter is how long after its last heartbeat one of the
+// bench's instances with TTL ttl is removed: five minutes after its TTL
+// runs out, long enough that no removal falls inside a death round, short
+// enough that a server given by --addr lets them go soon after.
+func deregisterAfter(ttl string) string {
+	d, err := time.ParseDuration(ttl)
+	if err != nil {
+		return ttl // the server says what is wrong with it
+	}
+	return (d + 5*time.Minute).String()
+}
+
+// refusedFor bounds how long one registration is retried while the
+// server refuses it (503 busy, 429): a server whose limits (its register
+// rate, its instances per address or per key) hold the bench back would
+// otherwise keep a workload waiting until the run's end, measuring only
+// its limits.
+const refusedFor = 15 * time.Second
+
 // register registers an instance of service at 127.0.0.1:port with key
 // number key, its callback answered by the responder; it retries what
-// may pass (503 busy, 429) until ctx ends. It returns the attempts that
-// failed on the way.
+// may pass (503 busy, 429) until ctx ends or it has been refused for
+// refusedFor. It returns the attempts that failed on the way.
 func (r *runner) register(ctx context.Context, m *member, ttl string, n int) (retries int64, err error) {
 	secret := r.keys[m.key%len(r.keys)]
+	first := time.Now()
 	for {
 		nc := nonce()
 		r.resp.expect(nc, secret)
 		res, err := r.admin.Register(ctx, m.service, secret, api.RegisterRequest{Address: "127.0.0.1", Port: m.port,
-			VerifyPort: r.resp.port(n), TTL: ttl, DeregisterAfter: "168h", Nonce: nc})
+			VerifyPort: r.resp.port(n), TTL: ttl, DeregisterAfter: deregisterAfter(ttl), Nonce: nc})
 		var ce *client.Error
 		refused := errors.As(err, &ce) // the registry answered: no callback is still coming
 		id, token := r.resp.claim(nc, err == nil || refused)
@@ -64,6 +85,10 @@ func (r *runner) register(ctx context.Context, m *member, ttl string, n int) (re
 			return retries, err
 		}
 		retries++
+		if time.Since(first) > refusedFor {
+			return retries, fmt.Errorf("bench: registrations refused for %s (%w); a server given by --addr needs the limits the bench's own server gets: %s",
+				refusedFor, err, strings.Join(serverFlags, " "))
+		}
 		select {
 		case <-ctx.Done():
 			return retries, ctx.Err()
@@ -109,10 +134,10 @@ func (r *runner) registerAll(ctx context.Context, ms []*member, ttl string, conc
 
 // members makes n members of services prefix-0000, prefix-0001…, per
 // to a service, on ports 10000 up.
-func members(prefix string, n, per int) []*member {
+func (r *runner) members(prefix string, n, per int) []*member {
 	ms := make([]*member, n)
 	for i := range ms {
-		ms[i] = &member{service: fmt.Sprintf("%s-%04d", prefix, i/per), port: 10000 + i%per, key: i}
+		ms[i] = &member{service: fmt.Sprintf("%s-%04d", prefix, i/per), port: r.portBase + i%per, key: i}
 	}
 	return ms
 }
@@ -124,7 +149,7 @@ func failed(name string, err error) Result {
 // lookups: GET /v1/services/{service} of a service of 10 instances, at
 // concurrency 16 and 64.
 func (r *runner) lookups(ctx context.Context) []Result {
-	ms := members("bench-lookup", 10, 10)
+	ms := r.members("bench-lookup", 10, 10)
 	if _, _, err := r.registerAll(ctx, ms, "1h", 10, nil); err != nil {
 		return []Result{failed("lookup", err)}
 	}
@@ -173,7 +198,7 @@ func (r *runner) heartbeats(ctx context.Context) []Result {
 	if r.cfg.Short {
 		n = 100
 	}
-	ms := members("bench-hb", n, 100)
+	ms := r.members("bench-hb", n, 100)
 	if _, _, err := r.registerAll(ctx, ms, "1h", 32, nil); err != nil {
 		return []Result{failed("heartbeat", err)}
 	}
@@ -241,7 +266,7 @@ func (r *runner) registrations(ctx context.Context) []Result {
 		name := fmt.Sprintf("register-c%d", conc)
 		var fail atomic.Int64
 		ok, bad, err := hammer(ctx, conc, r.cfg.Duration, func(ctx context.Context, w, i int) error {
-			mb := &member{service: fmt.Sprintf("bench-reg-c%d-%02d", conc, w), port: 10000 + i, key: w}
+			mb := &member{service: fmt.Sprintf("bench-reg-c%d-%02d", conc, w), port: r.portBase + i, key: w}
 			if i >= 50000 {
 				return errors.New("bench: out of ports")
 			}
@@ -254,8 +279,12 @@ func (r *runner) registrations(ctx context.Context) []Result {
 			rec.add(time.Since(start))
 			return nil
 		})
+		limits := "register rate and quotas lifted"
+		if r.srv == nil {
+			limits = "the limits of the server given by --addr"
+		}
 		res := Result{Workload: name, Ops: ok, Errors: bad + fail.Load(),
-			Notes: "new instances, 2 keys, register rate and quotas lifted; errors count 503 busy and 429 retried"}
+			Notes: "new instances, 2 keys, " + limits + "; errors count 503 busy and 429 retried"}
 		r.fill(&res, m.stop())
 		latencies(&res, rec)
 		r.rss(&res)
@@ -265,6 +294,10 @@ func (r *runner) registrations(ctx context.Context) []Result {
 		}
 		if err != nil {
 			res.Notes += "; first error: " + err.Error()
+		}
+		if ok == 0 {
+			res.Status = "failed"
+			res.Notes += "; no registration passed in the workload's time: a server given by --addr needs " + strings.Join(serverFlags, " ")
 		}
 		out = append(out, res)
 	}
@@ -292,7 +325,7 @@ func (r *runner) fanout(ctx context.Context) []Result {
 	var ops int64
 loop:
 	for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-		mb := &member{service: service, port: 10000 + i}
+		mb := &member{service: service, port: r.portBase + i}
 		sent := time.Now()
 		if _, err = r.register(ctx, mb, "1h", i); err != nil {
 			break

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -172,6 +173,10 @@ func APIError(err error) *Error {
 		return Errorf(http.StatusBadRequest, api.CodeInvalidArgument, "", "%s; nothing was restored", strings.TrimPrefix(err.Error(), "catalog: "))
 	case errors.Is(err, catalog.ErrSnapshotTooLarge):
 		return Errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "", "the snapshot is larger than %d bytes; nothing was restored", catalog.MaxSnapshotSize)
+	case errors.Is(err, context.Canceled):
+		// The caller hung up before the answer: nothing went wrong here,
+		// and no one reads this.
+		return Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "", "the request was cancelled before it finished")
 	default:
 		return Errorf(http.StatusInternalServerError, api.CodeInternal, "", "internal error")
 	}
