@@ -1,8 +1,10 @@
 package audit
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -13,7 +15,8 @@ import (
 // same for all networks together. Past them its records are counted,
 // and one ActionSuppressed record a window says how many there were. A
 // client who floods the port, with bad credentials or good ones, then
-// writes a few kilobytes a second to the local journal, however fast it
+// writes at most totalRate records a second and maxSummaries+1 summaries
+// a window to the local journal (about 50 KB a second), however fast it
 // sends and from however many networks, instead of rotating away
 // everyone's records (and filling a disk) at its own pace.
 const (
@@ -25,6 +28,9 @@ const (
 	// maxNetworks bounds the networks tracked; past it, records from new
 	// networks share one bucket.
 	maxNetworks = 4096
+	// maxSummaries bounds the summaries a window: the networks with the
+	// most suppressed get one each, the rest one together.
+	maxSummaries = 64
 )
 
 // recordLimiter is a token bucket per client network (an IPv4 /24, an
@@ -111,28 +117,49 @@ func (l *recordLimiter) allow(caller string, action Action) bool {
 }
 
 // summaries returns one record for each network with refusals suppressed
-// since the last call, and forgets the networks whose buckets are full
-// again (they have sent nothing for a while).
+// since the last call, for the maxSummaries networks that had the most,
+// and one for all the others together; and it forgets the networks whose
+// buckets are full again (they have sent nothing for a while).
 func (l *recordLimiter) summaries(node string) []Record {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []Record
+	type net struct {
+		p netip.Prefix
+		b bucket
+	}
+	var hit []net
 	for p, b := range l.nets {
 		if b.suppressed > 0 {
-			who := "networks past the first 4096"
-			if p != overflow {
-				who = p.String()
-			}
-			out = append(out, Record{Time: now, Action: ActionSuppressed, Outcome: OutcomeRefused, Node: node, Caller: who,
-				Reason: fmt.Sprintf("%d records of requests (the first a %s) from %s not written one by one: over %d a second from one network, or %d from all",
-					b.suppressed, b.action, who, networkRate, totalRate)})
+			hit = append(hit, net{p, *b})
 			b.suppressed = 0
 			continue
 		}
 		if min(networkBurst, b.tokens+now.Sub(b.last).Seconds()*networkRate) >= networkBurst {
 			delete(l.nets, p)
 		}
+	}
+	slices.SortFunc(hit, func(a, b net) int { return cmp.Compare(b.b.suppressed, a.b.suppressed) })
+	var out []Record
+	var rest, restNets uint64
+	for i, n := range hit {
+		if i >= maxSummaries {
+			rest += n.b.suppressed
+			restNets++
+			continue
+		}
+		who := fmt.Sprintf("networks past the first %d", maxNetworks)
+		if n.p != overflow {
+			who = n.p.String()
+		}
+		out = append(out, Record{Time: now, Action: ActionSuppressed, Outcome: OutcomeRefused, Node: node, Caller: who,
+			Reason: fmt.Sprintf("%d records of requests (the first a %s) from %s not written one by one: over %d a second from one network, or %d from all",
+				n.b.suppressed, n.b.action, who, networkRate, totalRate)})
+	}
+	if restNets > 0 {
+		out = append(out, Record{Time: now, Action: ActionSuppressed, Outcome: OutcomeRefused, Node: node, Caller: "other networks",
+			Reason: fmt.Sprintf("%d records of requests from %d other networks not written one by one (only the %d networks with the most get a summary of their own)",
+				rest, restNets, maxSummaries)})
 	}
 	return out
 }

@@ -148,3 +148,70 @@ func TestLog_RecordsLimitedInAll(t *testing.T) {
 		t.Fatalf("%d records written one by one (want the total burst, 2000), %d summaries", all, sums)
 	}
 }
+
+// TestLog_SummariesBounded: a flood from thousands of networks writes at
+// most 64 summaries of single networks a window (those that sent the
+// most) and one for all the others, and every suppressed record is
+// counted in one of them.
+func TestLog_SummariesBounded(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)}
+	l, _ := openLog(t, func(c *audit.Config) { c.Now = clock.now })
+	sent := 0
+	for n := range 3000 { // 3000 /24s: past the total burst, each is suppressed
+		k := 1
+		if n >= 2990 {
+			k = 50 // the last ten networks send the most
+		}
+		for i := range k {
+			l.Record(audit.Record{Action: audit.ActionDrain, Outcome: audit.OutcomeRefused, Reason: "wrong token",
+				Caller: fmt.Sprintf("10.%d.%d.%d:80", n/256, n%256, i+1)})
+			sent++
+		}
+	}
+	l.Summarize()
+	if !l.WaitLocalSynced(2000) {
+		t.Fatal("not written")
+	}
+	time.Sleep(100 * time.Millisecond)
+	var sums []audit.Record
+	one := 0
+	after := &audit.Cursor{}
+	for {
+		p, err := l.Query(context.Background(), audit.Query{After: after, Limit: audit.MaxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Records {
+			switch r.Action {
+			case audit.ActionDrain:
+				one++
+			case audit.ActionSuppressed:
+				sums = append(sums, r)
+			}
+		}
+		if !p.More {
+			break
+		}
+		after = &p.Next
+	}
+	if len(sums) != 65 {
+		t.Fatalf("%d summaries, want 64 networks' and one for the rest", len(sums))
+	}
+	counted := 0
+	for _, r := range sums {
+		var n int
+		fmt.Sscanf(r.Reason, "%d records", &n)
+		counted += n
+	}
+	if one+counted != sent {
+		t.Fatalf("%d written one by one and %d in summaries, of %d", one, counted, sent)
+	}
+	if last := sums[len(sums)-1]; last.Caller != "other networks" {
+		t.Fatalf("the last summary is %+v, want the others'", last)
+	}
+	for _, r := range sums[:10] { // the heaviest first, in the order written
+		if !strings.HasPrefix(r.Reason, "50 records") {
+			t.Errorf("summary %q: want the networks that sent the most first", r.Reason)
+		}
+	}
+}
