@@ -295,6 +295,8 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// raft.db is open, and locked: no other process uses this data dir.
+	reapTempSnapshots(filepath.Join(cfg.DataDir, "snapshots"), n.log)
 	store := st.store
 	n.store = store
 	if auth == nil {

@@ -2,6 +2,10 @@ package cluster
 
 import (
 	"cmp"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -97,5 +101,28 @@ func (n *Node) setSnapshotThreshold() {
 	rc.SnapshotThreshold = want
 	if err := n.raft.ReloadConfig(rc); err != nil {
 		n.log.Warn("could not change the snapshot threshold", "err", err, "threshold", want)
+	}
+}
+
+// reapTempSnapshots removes the snapshots a crash left unfinished in dir
+// (hashicorp/raft writes each into NAME.tmp and renames it when done, and
+// never looks at a .tmp again: they would pile up, one per crash during a
+// snapshot, each as large as the catalog). The caller holds raft.db's
+// lock, so no snapshot of this data dir is being written.
+func reapTempSnapshots(dir string, log *slog.Logger) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			log.Warn("could not remove an unfinished snapshot", "path", p, "err", err)
+			continue
+		}
+		log.Info("removed an unfinished snapshot, left by a crash while it was written", "path", p)
 	}
 }

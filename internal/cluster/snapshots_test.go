@@ -149,3 +149,51 @@ func TestNode_JSONSnapshotStillRestores(t *testing.T) {
 		t.Fatal("the catalog restored from the binary snapshot differs")
 	}
 }
+
+// TestOpen_RemovesUnfinishedSnapshots: a crash while a snapshot is
+// written leaves its NAME.tmp directory, which Raft never looks at again;
+// the next start removes it, and keeps the finished snapshots and the
+// catalog.
+func TestOpen_RemovesUnfinishedSnapshots(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.RaftAddr = ""
+	n, _ := openReady(t, cfg)
+	mustApply(t, n, catalog.Command{Op: catalog.OpCreateKey, Key: &catalog.Key{ID: "k1", SecretHash: hash("s"), Services: []string{"svc"}}})
+	mustApply(t, n, registerCmd("i1", "svc", 1))
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snapDir := filepath.Join(dir, "snapshots")
+	tmp := filepath.Join(snapDir, "2-99-1700000000000.tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "state.bin"), make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kept, _ := filepath.Glob(filepath.Join(snapDir, "*"))
+
+	n2, cat := openReady(t, cfg)
+	defer n2.Close()
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Fatalf("the unfinished snapshot is still there (%v)", err)
+	}
+	for _, p := range kept {
+		if p == tmp {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("a finished snapshot went too: %v", err)
+		}
+	}
+	if len(kept) < 2 {
+		t.Fatalf("no finished snapshot beside the unfinished one: %v", kept)
+	}
+	if got := len(cat.Instances()); got != 1 {
+		t.Fatalf("reopened with %d instances, want 1", got)
+	}
+}
