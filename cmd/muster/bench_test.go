@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -154,5 +155,23 @@ func TestBench_AddrOnly(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "lookup-c16,lookup-c64" {
 		t.Fatalf("workloads run: %v, want only the lookups", names)
+	}
+}
+
+// TestBench_AddrNobodyThere: a --addr where no registry answers is an
+// error that names that address, not the CLI's MUSTER_ADDR.
+func TestBench_AddrNobodyThere(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	var out, errOut bytes.Buffer
+	err = run(context.Background(), []string{"bench", "--addr", dead, "--only", "lookup"},
+		func(k string) string { return map[string]string{"MUSTER_TOKEN": "x"}[k] }, &out, &errOut)
+	code := report(err, func(string) string { return "" }, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), dead+" (--addr)") || strings.Contains(errOut.String(), "MUSTER_ADDR") {
+		t.Fatalf("exit %d, stderr %q: want 1, naming %s and not MUSTER_ADDR", code, errOut.String(), dead)
 	}
 }

@@ -287,6 +287,11 @@ func (r *runner) setUp(ctx context.Context) error {
 		k, err := r.admin.NewKey(ctx, api.CreateKeyRequest{Services: []string{"*"}, Description: fmt.Sprintf("muster bench %d", i),
 			MaxInstances: 1_000_000})
 		if err != nil {
+			if r.srv == nil && errors.Is(err, client.ErrUnavailable) {
+				// Not %w: the CLI's hint for an unreachable registry names
+				// MUSTER_ADDR, and here the address is --addr's.
+				return fmt.Errorf("bench: no registry answered at %s (--addr): %v", r.url, err)
+			}
 			return fmt.Errorf("bench: create an enrolment key: %w", err)
 		}
 		r.keys, r.keyIDs = append(r.keys, k.Secret), append(r.keyIDs, k.ID)
