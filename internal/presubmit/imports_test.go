@@ -65,7 +65,7 @@ var layers = map[string][]string{
 	// never imports internal/server: what it measures is the binary.
 	"internal/bench": {"api", "client", "internal/verify"},
 
-	"cmd/muster": {"api", "client", "internal/bench", "internal/checks", "internal/durable", "internal/registry", "internal/server", "internal/tlsfiles", "internal/verify"},
+	"cmd/muster": {"api", "client", "internal/audit", "internal/bench", "internal/checks", "internal/durable", "internal/registry", "internal/server", "internal/tlsfiles", "internal/verify"},
 
 	// The examples use the SDK only; the demo command also embeds a
 	// registry, as any program may through internal/server.
