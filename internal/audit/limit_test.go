@@ -125,24 +125,13 @@ func TestLog_RecordsLimitedInAll(t *testing.T) {
 		t.Fatalf("%d records on the first page, want a full page", n)
 	}
 	all, sums := 0, 0
-	var after *audit.Cursor = &audit.Cursor{}
-	for {
-		p, err := l.Query(context.Background(), audit.Query{After: after, Limit: audit.MaxLimit})
-		if err != nil {
-			t.Fatal(err)
+	for _, r := range everyRecord(t, l) {
+		switch r.Action {
+		case audit.ActionDrain:
+			all++
+		case audit.ActionSuppressed:
+			sums++
 		}
-		for _, r := range p.Records {
-			switch r.Action {
-			case audit.ActionDrain:
-				all++
-			case audit.ActionSuppressed:
-				sums++
-			}
-		}
-		if !p.More {
-			break
-		}
-		after = &p.Next
 	}
 	if all != 2000 || sums == 0 {
 		t.Fatalf("%d records written one by one (want the total burst, 2000), %d summaries", all, sums)
@@ -175,24 +164,13 @@ func TestLog_SummariesBounded(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	var sums []audit.Record
 	one := 0
-	after := &audit.Cursor{}
-	for {
-		p, err := l.Query(context.Background(), audit.Query{After: after, Limit: audit.MaxLimit})
-		if err != nil {
-			t.Fatal(err)
+	for _, r := range everyRecord(t, l) {
+		switch r.Action {
+		case audit.ActionDrain:
+			one++
+		case audit.ActionSuppressed:
+			sums = append(sums, r)
 		}
-		for _, r := range p.Records {
-			switch r.Action {
-			case audit.ActionDrain:
-				one++
-			case audit.ActionSuppressed:
-				sums = append(sums, r)
-			}
-		}
-		if !p.More {
-			break
-		}
-		after = &p.Next
 	}
 	if len(sums) != 65 {
 		t.Fatalf("%d summaries, want 64 networks' and one for the rest", len(sums))
@@ -213,5 +191,23 @@ func TestLog_SummariesBounded(t *testing.T) {
 		if !strings.HasPrefix(r.Reason, "50 records") {
 			t.Errorf("summary %q: want the networks that sent the most first", r.Reason)
 		}
+	}
+}
+
+// everyRecord reads the whole trail, page after page from the start.
+func everyRecord(t *testing.T, l *audit.Log) []audit.Record {
+	t.Helper()
+	var out []audit.Record
+	after := &audit.Cursor{}
+	for {
+		p, err := l.Query(context.Background(), audit.Query{After: after, Limit: audit.MaxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p.Records...)
+		if !p.More {
+			return out
+		}
+		after = &p.Next
 	}
 }

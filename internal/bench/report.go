@@ -46,7 +46,6 @@ func (r *runner) fill(res *Result, u usage) {
 	}
 }
 
-// latencies copies a recorder's quantiles into the result.
 // finish fills res for a run of a workload: its server's usage u, the
 // latencies rec holds, the server's memory, and its first error, if any.
 func (r *runner) finish(res *Result, u usage, rec *recorder, err error) {
@@ -61,6 +60,7 @@ func (r *runner) finish(res *Result, u usage, rec *recorder, err error) {
 	}
 }
 
+// latencies copies a recorder's quantiles into the result.
 func latencies(res *Result, rec *recorder) {
 	if p50, p99, ok := rec.quantiles(); ok {
 		res.P50MS, res.P99MS = &p50, &p99

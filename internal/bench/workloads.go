@@ -283,19 +283,15 @@ func (r *runner) registrations(ctx context.Context) []Result {
 		if r.srv == nil {
 			limits = "the limits of the server given by --addr"
 		}
+		u := m.stop()
 		res := Result{Workload: name, Ops: ok, Errors: bad + fail.Load(),
 			Notes: "new instances, 2 keys, " + limits + "; errors count 503 busy and 429 retried"}
-		r.fill(&res, m.stop())
-		latencies(&res, rec)
-		r.rss(&res)
 		if p50, p99, ok := r.resp.lat.quantiles(); ok {
 			res.Extra = map[string]float64{"responder_p50_ms": p50, "responder_p99_ms": p99}
 			res.Notes += fmt.Sprintf("; the callback responder's own handling: p50 %.3fms, p99 %.3fms", p50, p99)
 		}
-		if err != nil {
-			res.Notes += "; first error: " + err.Error()
-		}
-		if ok == 0 {
+		r.finish(&res, u, rec, err)
+		if ok == 0 { // however the attempts ended: a registration row without one is no figure
 			res.Status = "failed"
 			res.Notes += "; no registration passed in the workload's time: a server given by --addr needs " + strings.Join(serverFlags, " ")
 		}

@@ -46,9 +46,9 @@ type shedStats struct {
 	err    error // the last drop's
 }
 
-// newWriteGuard returns the guard of the raft.db at path, or nil (no
-// dropping, writes still serialised by the store itself) when the file
-// cannot be identified.
+// newWriteGuard returns the guard of the raft.db at path. When the file
+// cannot be identified (or off Linux) it still serialises the writes and
+// drops nothing.
 func newWriteGuard(path string, log *slog.Logger) *writeGuard {
 	id, ok := fileIDOf(path)
 	if !ok {

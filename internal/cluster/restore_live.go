@@ -74,7 +74,7 @@ import (
 // behind, and none of them would start again.
 //
 // stored, if not nil, is called after every write of entries
-// (Node.markState, which records the first). guard, if not nil,
+// (Node.markState, which records the first). guard (required)
 // serialises the writes (the log's and, as Raft's stable store, its
 // term and vote) and drops raft.db's resident pages after each
 // compaction of the log (resident.go).
@@ -92,9 +92,9 @@ func (l contiguousLog) StoreLog(e *raft.Log) error { return l.StoreLogs([]*raft.
 
 // StoreLogs stores entries, then calls stored.
 func (l contiguousLog) StoreLogs(es []*raft.Log) error {
-	l.lock()
+	l.guard.mu.Lock()
 	err := l.BoltStore.StoreLogs(es)
-	l.unlock()
+	l.guard.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -107,41 +107,27 @@ func (l contiguousLog) StoreLogs(es []*raft.Log) error {
 // DeleteRange deletes the entries from min to max, then drops raft.db's
 // resident pages, most of them the deleted entries' (resident.go).
 func (l contiguousLog) DeleteRange(min, max uint64) error {
-	l.lock()
-	defer l.unlock()
+	l.guard.mu.Lock()
+	defer l.guard.mu.Unlock()
 	if err := l.BoltStore.DeleteRange(min, max); err != nil {
 		return err
 	}
-	if l.guard != nil {
-		l.guard.shedLocked()
-	}
+	l.guard.shedLocked()
 	return nil
 }
 
 // Set implements raft.StableStore under the write lock.
 func (l contiguousLog) Set(k, v []byte) error {
-	l.lock()
-	defer l.unlock()
+	l.guard.mu.Lock()
+	defer l.guard.mu.Unlock()
 	return l.BoltStore.Set(k, v)
 }
 
 // SetUint64 implements raft.StableStore under the write lock.
 func (l contiguousLog) SetUint64(k []byte, v uint64) error {
-	l.lock()
-	defer l.unlock()
+	l.guard.mu.Lock()
+	defer l.guard.mu.Unlock()
 	return l.BoltStore.SetUint64(k, v)
-}
-
-func (l contiguousLog) lock() {
-	if l.guard != nil {
-		l.guard.mu.Lock()
-	}
-}
-
-func (l contiguousLog) unlock() {
-	if l.guard != nil {
-		l.guard.mu.Unlock()
-	}
 }
 
 // restoreTimeout bounds a restore forwarded to the leader: the upload of
