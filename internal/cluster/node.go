@@ -299,6 +299,7 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 	reapTempSnapshots(filepath.Join(cfg.DataDir, "snapshots"), n.log)
 	store := st.store
 	n.store = store
+	n.guard = newWriteGuard(filepath.Join(cfg.DataDir, raftDBFile), n.log)
 	if auth == nil {
 		if err := singleVoterRule(st.conf, raft.ServerID(cfg.NodeID), cfg.DataDir); err != nil {
 			store.Close()
@@ -378,7 +379,6 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 		n.loadPromise()
 	}
 
-	n.guard = newWriteGuard(filepath.Join(cfg.DataDir, raftDBFile), n.log)
 	logStore := contiguousLog{store, n.markState, n.guard}
 	r, err := raft.NewRaft(rc, &fsm{cat: cat, log: n.log, halt: n.halt, restored: n.markState, obs: cfg.Observer, node: cfg.NodeID,
 		durableWait: cmp.Or(cfg.durableWait, durableWait)},
@@ -489,9 +489,6 @@ func (n *Node) closeStores() {
 // closeStore closes raft.db under its write guard, so that no drop of
 // its resident pages runs while bbolt unmaps it.
 func (n *Node) closeStore() error {
-	if n.guard == nil {
-		return n.store.Close()
-	}
 	n.guard.mu.Lock()
 	defer n.guard.mu.Unlock()
 	n.guard.closed = true
@@ -502,11 +499,8 @@ func (n *Node) closeStore() error {
 // now, as each compaction of the log does (resident.go): the server calls
 // it once at rest after a burst of writes, whose latest entries' pages
 // would otherwise stay resident until the next compaction. A no-op
-// before Raft starts, after Close, and off Linux.
+// after Close, and off Linux.
 func (n *Node) ShedResident() {
-	if n.guard == nil {
-		return
-	}
 	n.guard.mu.Lock()
 	defer n.guard.mu.Unlock()
 	n.guard.shedLocked()

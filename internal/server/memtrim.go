@@ -66,7 +66,7 @@ func heapAllocated() uint64 {
 }
 
 // trimAfterBursts returns memory after each burst until ctx ends, and
-// calls also (if not nil) then.
+// calls also then.
 func trimAfterBursts(ctx context.Context, log *slog.Logger, also func()) {
 	t := trimmer{last: heapAllocated()}
 	tick := time.NewTicker(trimEvery)
@@ -80,9 +80,7 @@ func trimAfterBursts(ctx context.Context, log *slog.Logger, also func()) {
 		if t.observe(heapAllocated()) {
 			start := time.Now()
 			debug.FreeOSMemory()
-			if also != nil {
-				also()
-			}
+			also()
 			log.Debug("returned the memory of a burst of work to the system", "took", time.Since(start).Round(time.Millisecond))
 		}
 	}
