@@ -82,6 +82,7 @@ type serverFlags struct {
 	dnsAddr, dnsDomain string
 	consulAddr         string
 	ui                 bool
+	leanBeats          bool
 	dnsTTL             time.Duration
 	dnsServices        string
 
@@ -199,6 +200,8 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "consul-addr", "MUSTER_CONSUL_ADDR")
 	f.BoolVar(&o.ui, "ui", true, "serve the web console at /ui/ on the API's address (see docs/ui.md); false: no console")
 	bindEnv(f, "ui", "MUSTER_UI")
+	f.BoolVar(&o.leanBeats, "lean-heartbeats", true, "without TLS, answer plain heartbeats (PUT /v1/instances/{id}/heartbeat) with a lean HTTP/1.1 reader, a third cheaper than net/http, through the same handler (see docs/performance.md); false: net/http answers every request")
+	bindEnv(f, "lean-heartbeats", "MUSTER_LEAN_HEARTBEATS")
 	f.StringVar(&o.dnsDomain, "dns-domain", def.DNS.Domain, "the DNS zone: NAME.service.<domain>, TAG.NAME.service.<domain>, ID.instance.<domain>; other names are refused")
 	bindEnv(f, "dns-domain", "MUSTER_DNS_DOMAIN")
 	f.DurationVar(&o.dnsTTL, "dns-ttl", def.DNS.TTL, "TTL of DNS answers, negative ones included, in whole seconds; 0 keeps resolvers from caching an address past its instance's death")
@@ -311,6 +314,7 @@ func (o *serverFlags) serverConfig(fs *pflag.FlagSet, e env) (server.Config, err
 	cfg.DNS.Addr, cfg.DNS.Domain, cfg.DNS.TTL = o.dnsAddr, o.dnsDomain, o.dnsTTL
 	cfg.Consul.Addr = o.consulAddr
 	cfg.NoConsole = !o.ui
+	cfg.NoLeanHeartbeats = !o.leanBeats
 	cfg.DNS.Services = splitList(o.dnsServices)
 	cfg.Registry.PrivateReads = !o.anonReads
 	if o.auditFileMiB < 1 || o.auditFileMiB > 1<<20 || o.auditFiles < 1 {

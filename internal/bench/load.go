@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -112,7 +113,7 @@ func hammer(ctx context.Context, conc int, d time.Duration, fn func(ctx context.
 			defer wg.Done()
 			for i := 0; ctx.Err() == nil; i++ {
 				if err := fn(ctx, w, i); err != nil {
-					if ctx.Err() != nil {
+					if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 						return // cut short by the deadline: not a failure
 					}
 					failN.Add(1)

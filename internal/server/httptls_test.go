@@ -74,6 +74,11 @@ func TestHTTPTLS_ServesAndRenews(t *testing.T) {
 			t.Fatal("plain HTTP was answered 200")
 		}
 	}
+	// Nor does a plain heartbeat reach the lean reader, which is not on a
+	// TLS listener: net/http's TLS server refuses it.
+	if status, _, body := rawAnswer(t, srv.Addr(), "PUT /v1/instances/i-1/heartbeat HTTP/1.1\r\nHost: x\r\n\r\n"); status != http.StatusBadRequest {
+		t.Fatalf("a plain heartbeat to the TLS port: %d %s", status, body)
+	}
 	if _, _, err := tlsGet(t, srv.URL()+"/livez", &tls.Config{}); err == nil {
 		t.Fatal("a client that does not trust the CA completed its handshake")
 	}

@@ -39,6 +39,14 @@ func (m metricsSource) Push() telemetry.PushStats {
 		AuditDropped: as.Dropped, AuditWriteErrors: as.WriteErrors, AuditDamaged: as.Damaged}
 }
 
+func (m metricsSource) HTTP() telemetry.HTTPStats {
+	if m.s.lean == nil {
+		return telemetry.HTTPStats{}
+	}
+	st := m.s.lean.Stats()
+	return telemetry.HTTPStats{LeanAnswered: st.Answered, LeanHandedOff: st.HandedOff}
+}
+
 // observer tells the metrics what the HTTP API answered.
 func observer(m *telemetry.Metrics) httpapi.Observer {
 	return httpapi.Observer{

@@ -27,6 +27,7 @@ import (
 	"github.com/musterhq/muster/internal/durable"
 	"github.com/musterhq/muster/internal/health"
 	"github.com/musterhq/muster/internal/httpapi"
+	"github.com/musterhq/muster/internal/leanhttp"
 	"github.com/musterhq/muster/internal/random"
 	"github.com/musterhq/muster/internal/redact"
 	"github.com/musterhq/muster/internal/registry"
@@ -94,6 +95,12 @@ type Config struct {
 	// NoConsole turns off the web console, served at /ui/ on the API's
 	// address unless set.
 	NoConsole bool
+	// NoLeanHeartbeats serves the heartbeat route through net/http, as
+	// every other request. Unless set, on a listener without TLS,
+	// connections that send heartbeats in their plain form are answered
+	// by the lean HTTP/1.1 reader of package leanhttp, through the same
+	// handler (leanBeats).
+	NoLeanHeartbeats bool
 	// Audit bounds the audit trail's journals (file size, files kept) and
 	// reads. Its Dir is DataDir/audit unless set.
 	Audit audit.Config
@@ -217,6 +224,9 @@ type Server struct {
 	// AdminTokenPath is where the admin token was read or written; empty
 	// when it came from Config.AdminToken.
 	adminTokenPath string
+	// lean reads the API's connections first and answers their plain
+	// heartbeats (nil with TLS, or with Config.NoLeanHeartbeats).
+	lean *leanhttp.Listener
 	// fresh holds connections that have sent no request yet, with the
 	// time they were accepted (see Close).
 	fresh sync.Map
@@ -465,7 +475,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			"key secrets and session tokens cross the network in the clear; serve it over TLS with --http-tls-cert "+
 			"and --http-tls-key", "http_addr", ln.Addr().String())
 	}
-	s.listener = ln
 	s.http = &http.Server{
 		ConnState:         s.trackNew,
 		ConnContext:       httpapi.ConnContext,
@@ -476,6 +485,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(newServerErrors(s.log), "", 0), // bounded: any client can cause these lines
 	}
+	if apiTLS == nil && !s.cfg.NoLeanHeartbeats {
+		s.lean = leanBeats(ln, s.http, s.log)
+		ln = s.lean
+	}
+	s.listener = ln
 	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.wg.Add(2)
 	go func() {
@@ -866,6 +880,11 @@ func (s *Server) Close() error {
 				// Requests still running after the grace (a slow request
 				// body, a long handler) are cut off.
 				s.http.Close()
+			}
+			if s.lean != nil {
+				// Shutdown closed it, and with it the connections that
+				// waited for a heartbeat; those answering one finish.
+				_ = s.lean.Wait(ctx)
 			}
 			cancel()
 		}

@@ -22,6 +22,15 @@ type Source interface {
 	// Push returns the event streams and blocking queries open now and
 	// the streams' counters.
 	Push() PushStats
+	// HTTP returns the API listener's counters.
+	HTTP() HTTPStats
+}
+
+// HTTPStats are the API listener's counters: requests answered by the
+// lean heartbeat reader, and connections it gave to net/http (both 0
+// when it is off).
+type HTTPStats struct {
+	LeanAnswered, LeanHandedOff uint64
 }
 
 // CatalogStats are the catalog's gauges.
@@ -207,6 +216,7 @@ type stateCollector struct {
 	leader, term, commit, applied, snapshot, lastContact *prometheus.Desc
 	streams, blocking, resyncs, dropped                  *prometheus.Desc
 	auditDropped, auditErrors, auditDamaged, sent        *prometheus.Desc
+	leanAnswered, leanHandedOff                          *prometheus.Desc
 }
 
 func newStateCollector(src Source) *stateCollector {
@@ -214,30 +224,33 @@ func newStateCollector(src Source) *stateCollector {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &stateCollector{
-		src:          src,
-		instances:    d("muster_instances", "Instances in the catalog, by status as lookups report it (passing, critical, draining).", "status"),
-		services:     d("muster_services", "Services with at least one instance."),
-		protection:   d("muster_mass_expiry_protection_active", "1 while mass-expiry protection holds expiries, else 0."),
-		leader:       d("muster_raft_leader", "1 while this node leads its Raft cluster, else 0."),
-		term:         d("muster_raft_term", "This node's current Raft term."),
-		commit:       d("muster_raft_commit_index", "The highest Raft index this node knows committed."),
-		applied:      d("muster_raft_applied_index", "The highest Raft index this node applied to its catalog."),
-		snapshot:     d("muster_raft_last_snapshot_index", "The Raft index of this node's last snapshot."),
-		lastContact:  d("muster_raft_last_contact_seconds", "Seconds since this follower last heard from its leader; 0 on the leader; absent when never."),
-		streams:      d("muster_event_streams_open", "Event streams (GET /v1/watch) open now."),
-		blocking:     d("muster_blocking_queries_open", "Blocking queries waiting now."),
-		resyncs:      d("muster_event_stream_resyncs_total", "Event streams that fell behind the recent history and were sent a fresh snapshot."),
-		dropped:      d("muster_event_streams_dropped_total", "Event streams closed because their reader did not keep up."),
-		sent:         d("muster_events_sent_total", "Events handed to event streams, each stream's copy counted."),
-		auditDropped: d("muster_audit_records_dropped_total", "Audit records lost because the audit trail's queue was full."),
-		auditErrors:  d("muster_audit_write_errors_total", "Failed writes or fsyncs of the audit trail's journals (each retried)."),
-		auditDamaged: d("muster_audit_damaged_lines_total", "Lines of the audit trail's journals that are not records (damage, an edit), passed and skipped by reads."),
+		src:           src,
+		instances:     d("muster_instances", "Instances in the catalog, by status as lookups report it (passing, critical, draining).", "status"),
+		services:      d("muster_services", "Services with at least one instance."),
+		protection:    d("muster_mass_expiry_protection_active", "1 while mass-expiry protection holds expiries, else 0."),
+		leader:        d("muster_raft_leader", "1 while this node leads its Raft cluster, else 0."),
+		term:          d("muster_raft_term", "This node's current Raft term."),
+		commit:        d("muster_raft_commit_index", "The highest Raft index this node knows committed."),
+		applied:       d("muster_raft_applied_index", "The highest Raft index this node applied to its catalog."),
+		snapshot:      d("muster_raft_last_snapshot_index", "The Raft index of this node's last snapshot."),
+		lastContact:   d("muster_raft_last_contact_seconds", "Seconds since this follower last heard from its leader; 0 on the leader; absent when never."),
+		streams:       d("muster_event_streams_open", "Event streams (GET /v1/watch) open now."),
+		blocking:      d("muster_blocking_queries_open", "Blocking queries waiting now."),
+		resyncs:       d("muster_event_stream_resyncs_total", "Event streams that fell behind the recent history and were sent a fresh snapshot."),
+		dropped:       d("muster_event_streams_dropped_total", "Event streams closed because their reader did not keep up."),
+		sent:          d("muster_events_sent_total", "Events handed to event streams, each stream's copy counted."),
+		auditDropped:  d("muster_audit_records_dropped_total", "Audit records lost because the audit trail's queue was full."),
+		auditErrors:   d("muster_audit_write_errors_total", "Failed writes or fsyncs of the audit trail's journals (each retried)."),
+		auditDamaged:  d("muster_audit_damaged_lines_total", "Lines of the audit trail's journals that are not records (damage, an edit), passed and skipped by reads."),
+		leanAnswered:  d("muster_http_lean_requests_total", "Requests (plain heartbeats) answered by the API listener's lean HTTP/1.1 reader rather than net/http; they count in muster_http_requests_total too."),
+		leanHandedOff: d("muster_http_lean_handoffs_total", "Connections the lean reader gave to net/http, at their first request of another shape."),
 	}
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.instances, c.services, c.protection, c.leader, c.term, c.commit, c.applied,
-		c.snapshot, c.lastContact, c.streams, c.blocking, c.resyncs, c.dropped, c.auditDropped, c.auditErrors, c.auditDamaged, c.sent} {
+		c.snapshot, c.lastContact, c.streams, c.blocking, c.resyncs, c.dropped, c.auditDropped, c.auditErrors, c.auditDamaged, c.sent,
+		c.leanAnswered, c.leanHandedOff} {
 		ch <- d
 	}
 }
@@ -271,6 +284,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.auditDropped, prometheus.CounterValue, float64(p.AuditDropped))
 	ch <- prometheus.MustNewConstMetric(c.auditErrors, prometheus.CounterValue, float64(p.AuditWriteErrors))
 	ch <- prometheus.MustNewConstMetric(c.auditDamaged, prometheus.CounterValue, float64(p.AuditDamaged))
+	h := c.src.HTTP()
+	ch <- prometheus.MustNewConstMetric(c.leanAnswered, prometheus.CounterValue, float64(h.LeanAnswered))
+	ch <- prometheus.MustNewConstMetric(c.leanHandedOff, prometheus.CounterValue, float64(h.LeanHandedOff))
 }
 
 func b2f(b bool) float64 {
