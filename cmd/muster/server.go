@@ -200,7 +200,7 @@ func newServerCmd(e env) *cobra.Command {
 	bindEnv(f, "consul-addr", "MUSTER_CONSUL_ADDR")
 	f.BoolVar(&o.ui, "ui", true, "serve the web console at /ui/ on the API's address (see docs/ui.md); false: no console")
 	bindEnv(f, "ui", "MUSTER_UI")
-	f.BoolVar(&o.leanBeats, "lean-heartbeats", true, "without TLS, answer plain heartbeats (PUT /v1/instances/{id}/heartbeat) with a lean HTTP/1.1 reader, a third cheaper than net/http, through the same handler (see docs/performance.md); false: net/http answers every request")
+	f.BoolVar(&o.leanBeats, "lean-heartbeats", true, "without TLS, answer plain heartbeats (PUT /v1/instances/{id}/heartbeat) with a lean HTTP/1.1 reader (about 30 % less server CPU a heartbeat than net/http) through the same handler (see docs/performance.md); false: net/http answers every request")
 	bindEnv(f, "lean-heartbeats", "MUSTER_LEAN_HEARTBEATS")
 	f.StringVar(&o.dnsDomain, "dns-domain", def.DNS.Domain, "the DNS zone: NAME.service.<domain>, TAG.NAME.service.<domain>, ID.instance.<domain>; other names are refused")
 	bindEnv(f, "dns-domain", "MUSTER_DNS_DOMAIN")

@@ -192,7 +192,7 @@ func (r *runner) gets(ctx context.Context, name, path string, conc int, notes st
 
 // heartbeats: PUT /v1/instances/{id}/heartbeat, one request per beat,
 // over 1,000 instances (100 in short mode) at concurrency 32; and the
-// SDK's fastest channel, which today is the same request.
+// SDK's fastest channel (sdkHeartbeats).
 func (r *runner) heartbeats(ctx context.Context) []Result {
 	n := 1000
 	if r.cfg.Short {
@@ -203,39 +203,85 @@ func (r *runner) heartbeats(ctx context.Context) []Result {
 		return []Result{failed("heartbeat", err)}
 	}
 	const conc = 32
-	conns := make([]*rawConn, conc)
-	for w := range conns {
-		c, err := newRawConn(r.url)
-		if err != nil {
-			return []Result{failed("heartbeat", err)}
-		}
-		conns[w] = c
-		defer c.close()
+	beat, client, err := r.beater(conc, ms)
+	if err != nil {
+		return []Result{failed("heartbeat", err)}
 	}
-	reqs := make([][]byte, n)
-	for i, m := range ms {
-		id, token := m.creds()
-		reqs[i] = rawRequest(http.MethodPut, conns[0].addr, "/v1/instances/"+id+"/heartbeat", token)
-	}
+	defer beat.close()
 	rec := newRecorder()
 	m := startMeter(r.serverPID())
 	ok, bad, err := hammer(ctx, conc, r.cfg.Duration, func(ctx context.Context, w, i int) error {
-		req := reqs[(w*7919+i)%n]
 		start := time.Now()
-		status, err := conns[w].do(ctx, req)
-		if err != nil {
+		if err := beat.do(ctx, w, (w*7919+i)%n); err != nil {
 			return err
-		}
-		if status != http.StatusOK {
-			return errStatus(req, status)
 		}
 		rec.add(time.Since(start))
 		return nil
 	})
 	res := Result{Workload: "heartbeat", Ops: ok, Errors: bad,
-		Notes: fmt.Sprintf("per request, %d instances, concurrency %d, keep-alive (a lean HTTP/1.1 client: one core of Go's own could not keep the server busy)", n, conc)}
+		Notes: fmt.Sprintf("per request, %d instances, concurrency %d, keep-alive, %s", n, conc, client)}
 	r.finish(&res, m.stop(), rec, err)
 	return []Result{res, r.sdkHeartbeats(ctx, ms)}
+}
+
+// beaters send one member's heartbeat as one request: over raw
+// connections (one per worker) to an http:// server, else with Go's
+// client.
+type beaters struct {
+	conns []*rawConn
+	reqs  [][]byte // by member
+	hc    *http.Client
+	urls  []string // by member, with hc
+	toks  []string
+}
+
+// beater prepares the heartbeats of ms for conc workers, and says which
+// client sends them.
+func (r *runner) beater(conc int, ms []*member) (*beaters, string, error) {
+	b := &beaters{}
+	if !strings.HasPrefix(r.url, "http://") {
+		b.hc = newHTTPClient(conc)
+		for _, m := range ms {
+			id, token := m.creds()
+			b.urls = append(b.urls, r.url+"/v1/instances/"+id+"/heartbeat")
+			b.toks = append(b.toks, token)
+		}
+		return b, "Go's HTTP client (over TLS)", nil
+	}
+	for range conc {
+		c, err := newRawConn(r.url)
+		if err != nil {
+			return nil, "", err
+		}
+		b.conns = append(b.conns, c)
+	}
+	for _, m := range ms {
+		id, token := m.creds()
+		b.reqs = append(b.reqs, rawRequest(http.MethodPut, b.conns[0].addr, "/v1/instances/"+id+"/heartbeat", token))
+	}
+	return b, "a lean HTTP/1.1 client (Go's own, on one core, could not keep the server busy)", nil
+}
+
+// do sends member i's heartbeat from worker w; anything but 200 is an
+// error.
+func (b *beaters) do(ctx context.Context, w, i int) error {
+	if b.hc != nil {
+		return do(ctx, b.hc, http.MethodPut, b.urls[i], b.toks[i], http.StatusOK)
+	}
+	status, err := b.conns[w].do(ctx, b.reqs[i])
+	if err == nil && status != http.StatusOK {
+		err = errStatus(b.reqs[i], status)
+	}
+	return err
+}
+
+func (b *beaters) close() {
+	for _, c := range b.conns {
+		c.close()
+	}
+	if b.hc != nil {
+		b.hc.CloseIdleConnections()
+	}
 }
 
 // sdkHeartbeats: the SDK's Client.Heartbeat called by many goroutines at

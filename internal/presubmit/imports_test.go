@@ -53,8 +53,11 @@ var layers = map[string][]string{
 	// telemetry holds the Prometheus registry and instruments; it
 	// imports nothing of ours (the server feeds it).
 	"internal/telemetry": {},
+	// leanhttp answers plain heartbeats on the API's listener; it knows
+	// net/http only (the server gives it the handler and the route).
+	"internal/leanhttp": {},
 	"internal/server": {"api", "internal/audit", "internal/catalog", "internal/checks", "internal/cluster", "internal/console", "internal/consulapi", "internal/dnsapi", "internal/durable", "internal/health",
-		"internal/httpapi", "internal/random", "internal/redact", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/tlsfiles", "internal/verify"},
+		"internal/httpapi", "internal/leanhttp", "internal/random", "internal/redact", "internal/registry", "internal/seedapi", "internal/telemetry", "internal/tlsfiles", "internal/verify"},
 
 	// Test helpers (imported only by _test files).
 	"internal/testutil":   {"api"},

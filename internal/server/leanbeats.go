@@ -16,7 +16,7 @@ import (
 // body, no query, common headers) have them answered by package
 // leanhttp, through srv's own handler; every other request, and every
 // request after it on its connection, goes to srv. It costs a heartbeat
-// about a third less CPU than net/http does (docs/performance.md), and
+// about 30 % less CPU than net/http does (docs/performance.md), and
 // nothing else changes: the same router, middleware, metrics, errors and
 // timeouts.
 func leanBeats(ln net.Listener, srv *http.Server, log *slog.Logger) *leanhttp.Listener {
