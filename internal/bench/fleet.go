@@ -80,7 +80,7 @@ func (r *runner) idle(ctx context.Context) []Result {
 	r.rss(&res)
 	if res.ServerCores != nil {
 		res.Extra["server_core_share"] = *res.ServerCores
-		res.Notes = fmt.Sprintf("no requests, %d instances at rest: %.2f%% of a core (the expiry sweep every 250 ms, the runtime)",
+		res.Notes = fmt.Sprintf("no requests, %d instances at rest: %.2f%% of a core (the expiry sweep every 100 ms, the runtime)",
 			len(r.fleet), *res.ServerCores*100)
 	} else {
 		res.Notes = fmt.Sprintf("no requests, %d instances at rest; the server's CPU is unknown (--server-pid)", len(r.fleet))

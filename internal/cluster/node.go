@@ -333,6 +333,7 @@ func Open(cfg Config, cat *catalog.Catalog) (*Node, error) {
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
 	rc.SnapshotInterval = snapshotInterval
 	rc.SnapshotThreshold = snapshotThreshold(cfg.SnapshotThreshold, 0)
+	rc.MaxAppendEntries = maxAppendEntries
 	if auth == nil {
 		singleVoterConfig(rc)
 	}
@@ -871,3 +872,9 @@ func (n *Node) Close() error {
 	}
 	return err
 }
+
+// maxAppendEntries bounds the commands the leader writes to its log in
+// one append (one fsync), and sends a follower in one request: Raft's
+// default is 64. A mass of expiries (the sweep proposes up to
+// health.sweepParallel at once) commits in 512s.
+const maxAppendEntries = 512

@@ -56,7 +56,7 @@ type SweepConfig struct {
 
 // DefaultSweepConfig returns the production settings.
 func DefaultSweepConfig() SweepConfig {
-	return SweepConfig{Interval: 250 * time.Millisecond}
+	return SweepConfig{Interval: 100 * time.Millisecond}
 }
 
 // Validate reports a configuration error.
@@ -277,7 +277,7 @@ func (s *Sweeper) Sweep(ctx context.Context, floor time.Time) {
 }
 
 // sweepParallel bounds the proposals of one pass in flight at once.
-const sweepParallel = 64
+const sweepParallel = 512
 
 // retry has inst judged again at the next pass.
 func (s *Sweeper) retry(inst *catalog.Instance) {
