@@ -34,12 +34,13 @@ and quotas lifted), run each workload for a bounded time, and print a
 table and one JSON line per workload (with --json, the JSON lines alone).
 
 Workloads, in order (--only takes these names, or a row's own name):
-  http-floor    GET /livez at concurrency 16: the HTTP stack alone, the
-                most any one-request-per-call workload can do
+  http-floor    GET /livez at concurrency 16: Go's HTTP stack alone, the
+                most any request it answers can do
   lookup        lookups of a 10-instance service at concurrency 16 and 64
   dns           DNS SRV queries of that service over UDP at concurrency 16
                 and 64 (with --addr, needs --dns-addr)
-  heartbeat     heartbeats, one request each; the SDK's fastest channel
+  heartbeat     heartbeats, one request each (answered by the lean
+                reader); the SDK's fastest channel
   watch-fanout  1,000 event streams, each registration's time to all
   bulk-load     --instances registrations (RSS after, RSS per instance)
   idle-cpu      the server's CPU with that catalog and no requests

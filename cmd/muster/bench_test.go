@@ -8,10 +8,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/musterhq/muster/internal/testutil"
 )
 
 // TestBench_Short runs `muster bench --short --json` end to end, as CI
@@ -173,5 +176,57 @@ func TestBench_AddrNobodyThere(t *testing.T) {
 	code := report(err, func(string) string { return "" }, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), dead+" (--addr)") || strings.Contains(errOut.String(), "MUSTER_ADDR") {
 		t.Fatalf("exit %d, stderr %q: want 1, naming %s and not MUSTER_ADDR", code, errOut.String(), dead)
+	}
+}
+
+// TestBench_AddrTLS: against an https:// server whose certificate is
+// from a CA of its own, the suite trusts what $MUSTER_CACERT names, as
+// every other command does, in every workload's clients (the per-request
+// heartbeats, the SDK's batches and the event streams among them).
+func TestBench_AddrTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the benchmark suite against a server process")
+	}
+	dir := t.TempDir()
+	ca := testutil.NewTestCA(t, "bench-ca")
+	cert, key := ca.Issue(t, dir, "api")
+	p := launchProcCmd(t, exec.Command(binary, "server", "--http-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
+		"--log-format", "json", "--http-tls-cert", cert, "--http-tls-key", key,
+		"--register-rate", "1000000", "--max-instances-per-key", "1000000", "--max-instances-per-address", "1000000"))
+	if !strings.HasPrefix(p.url, "https://") {
+		t.Fatalf("url %s", p.url)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env := append(os.Environ(), "MUSTER_TOKEN="+adminToken(t, filepath.Join(dir, "data")), "MUSTER_CACERT="+ca.File)
+	ready := exec.CommandContext(ctx, binary, "health", "--ready", "--timeout", "15s")
+	ready.Env = append(env, "MUSTER_ADDR="+p.url)
+	if out, err := ready.CombinedOutput(); err != nil {
+		t.Fatalf("muster health --ready: %v: %s", err, out)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, binary, "bench", "--addr", p.url, "--short", "--only", "heartbeat,watch-fanout", "--json")
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("muster bench --addr https://: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var names []string
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		var row struct {
+			Workload, Status, Notes string
+			Ops                     int64
+		}
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", sc.Text(), err)
+		}
+		names = append(names, row.Workload)
+		if row.Status != "ok" || row.Ops <= 0 {
+			t.Errorf("%s: %+v (want ok, some ops)", row.Workload, row)
+		}
+	}
+	if strings.Join(names, ",") != "heartbeat,heartbeat-sdk,watch-fanout" {
+		t.Fatalf("workloads run: %v", names)
 	}
 }

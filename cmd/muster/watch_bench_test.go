@@ -57,7 +57,7 @@ func BenchmarkWatch_FanOut(b *testing.B) {
 	in := testutil.NewInstance(b, key.Secret, verify.Proof)
 
 	// Every watcher reports the time it read each registered event's id.
-	w, err := bench.OpenWatchers(ctx, p.url, "bench", watchers)
+	w, err := bench.OpenWatchers(ctx, p.url, "bench", watchers, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -233,7 +234,11 @@ type runner struct {
 	env      string
 	tmp      string
 	fleet    []*member // the bulk load's instances
-	mortal   *mortality
+	// tls is the configuration of an https:// server's clients
+	// ($MUSTER_CACERT and the client certificate, as the SDK reads them);
+	// nil for http://.
+	tls    *tls.Config
+	mortal *mortality
 }
 
 func (r *runner) serverPID() int {
@@ -277,7 +282,12 @@ func (r *runner) setUp(ctx context.Context) error {
 		r.env += "; not pinned (" + r.pin.why + "): server and load share the CPUs"
 	}
 	var err error
-	r.admin, err = client.New(client.Config{Addr: r.url, Token: r.token})
+	if strings.HasPrefix(r.url, "https://") {
+		if r.tls, err = client.TLSFromEnv(os.Getenv); err != nil {
+			return err
+		}
+	}
+	r.admin, err = client.New(client.Config{Addr: r.url, Token: r.token, TLS: r.tls})
 	if err != nil {
 		return err
 	}

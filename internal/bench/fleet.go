@@ -121,7 +121,7 @@ func (mo *mortality) index(m *member) {
 // start runs the keeper (conc workers) and the watcher.
 func (mo *mortality) start(ctx context.Context, after uint64) {
 	ctx, mo.cancel = context.WithCancel(ctx)
-	hc := newHTTPClient(32)
+	hc := newHTTPClient(32, mo.r.tls)
 	every := mo.ttl / 3
 	mo.mortalCh = make(chan *member, len(mo.mortal))
 	fleetCh := make(chan *member, 64)
@@ -377,7 +377,7 @@ func (r *runner) deathRound(ctx context.Context, name string, victims []*member)
 	if r.cfg.Short {
 		limit = mo.ttl + 10*time.Second
 	}
-	hc := newHTTPClient(8)
+	hc := newHTTPClient(8, r.tls)
 	defer hc.CloseIdleConnections()
 	var lookupsAt, streamsAt time.Time
 	pending := map[string]bool{}

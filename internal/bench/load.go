@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -128,9 +129,10 @@ func hammer(ctx context.Context, conc int, d time.Duration, fn func(ctx context.
 	return okN.Load(), failN.Load(), firstErr
 }
 
-// newHTTPClient keeps enough idle connections for conc workers.
-func newHTTPClient(conc int) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+// newHTTPClient keeps enough idle connections for conc workers, and
+// trusts what the SDK would (tlsCfg: nil for the system's roots).
+func newHTTPClient(conc int, tlsCfg *tls.Config) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg,
 		MaxIdleConns: conc * 2, MaxIdleConnsPerHost: conc * 2, DisableCompression: true, IdleConnTimeout: time.Minute}}
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,12 +36,13 @@ type Watchers struct {
 // the registry at url, from 8 loopback addresses (127.0.0.2 to .9), as
 // from many clients: one address may hold only its share of streams. It
 // returns once every stream has sent its first snapshot, or fails after
-// 30 s. Close ends them.
-func OpenWatchers(ctx context.Context, url, service string, n int) (*Watchers, error) {
+// 30 s. Close ends them. tlsCfg is for an https:// url (nil: the
+// system's roots).
+func OpenWatchers(ctx context.Context, url, service string, n int, tlsCfg *tls.Config) (*Watchers, error) {
 	arrivals := make(chan Arrival, n*4)
 	var next atomic.Int64
 	w := &Watchers{Arrivals: arrivals}
-	w.tr = &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true,
+	w.tr = &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true, TLSClientConfig: tlsCfg,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			from := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+next.Add(1)%8))}
 			return (&net.Dialer{LocalAddr: from}).DialContext(ctx, network, addr)

@@ -164,15 +164,16 @@ func (r *runner) lookups(ctx context.Context) []Result {
 // floor: GET /livez at concurrency 16, the route that does least (a
 // 15-byte answer, no catalog): what the server's HTTP stack and its
 // middleware alone cost per request, with the same load generator as the
-// lookups and heartbeats. No request-per-call workload can do better per
-// server CPU-second; the gap to it is what muster's own work costs.
+// lookups. No request Go's HTTP server answers can do better per server
+// CPU-second (plain heartbeats, answered by the lean reader, do); the gap
+// to it is what muster's own work costs.
 func (r *runner) floor(ctx context.Context) []Result {
 	return []Result{r.gets(ctx, "http-floor", "/livez", 16, "GET /livez: the HTTP stack alone, concurrency 16, keep-alive")}
 }
 
 // gets runs GET path at concurrency conc for the configured duration.
 func (r *runner) gets(ctx context.Context, name, path string, conc int, notes string) Result {
-	hc := newHTTPClient(conc)
+	hc := newHTTPClient(conc, r.tls)
 	defer hc.CloseIdleConnections()
 	rec := newRecorder()
 	url := r.url + path
@@ -240,7 +241,7 @@ type beaters struct {
 func (r *runner) beater(conc int, ms []*member) (*beaters, string, error) {
 	b := &beaters{}
 	if !strings.HasPrefix(r.url, "http://") {
-		b.hc = newHTTPClient(conc)
+		b.hc = newHTTPClient(conc, r.tls)
 		for _, m := range ms {
 			id, token := m.creds()
 			b.urls = append(b.urls, r.url+"/v1/instances/"+id+"/heartbeat")
@@ -293,7 +294,7 @@ func (r *runner) sdkHeartbeats(ctx context.Context, ms []*member) Result {
 	if r.cfg.Short {
 		conc = 256
 	}
-	hc := newHTTPClient(8)
+	hc := newHTTPClient(8, r.tls)
 	defer hc.CloseIdleConnections()
 	c, err := client.New(client.Config{Addr: r.url, HTTPClient: hc})
 	if err != nil {
@@ -372,7 +373,7 @@ func (r *runner) fanout(ctx context.Context) []Result {
 	}
 	const name = "watch-fanout"
 	const service = "bench-fanout"
-	w, err := OpenWatchers(ctx, r.url, service, watchers)
+	w, err := OpenWatchers(ctx, r.url, service, watchers, r.tls)
 	if err != nil {
 		return []Result{failed(name, err)}
 	}
