@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,9 +32,11 @@ type Config struct {
 	// Path reports whether a path (beginning with Prefix, of letters,
 	// digits and "/-_.~" only) is answered here.
 	Path func(path []byte) bool
-	// BaseContext is the context of every request (its end does not end
-	// requests in flight; Close does that); ConnContext, when set,
-	// derives each connection's from it, as http.Server.ConnContext.
+	// BaseContext is the context of every request, with
+	// http.LocalAddrContextKey added; ConnContext, when set, derives
+	// each connection's from it, as http.Server.ConnContext. Unlike
+	// net/http's, a request's context does not end when its client
+	// hangs up: the requests answered here are short.
 	BaseContext context.Context
 	ConnContext func(context.Context, net.Conn) context.Context
 	// ReadHeaderTimeout bounds the reading of a request head from its
@@ -108,11 +111,14 @@ func (l *Listener) Stats() Stats {
 	return Stats{Answered: l.answered.Load(), HandedOff: l.handedOff.Load()}
 }
 
-// conn states: a connection is idle while it waits for a request (Close
-// may close it then), busy while it reads or answers one, closed once
-// Close or its goroutine has closed it.
+// conn states: a connection is idle while it waits for a request, and
+// reading while it waits for the rest of a head, with every answer sent
+// (Close may close it in either); busy while it answers a request or
+// reads one already received; closed once Close or its goroutine has
+// closed it.
 const (
 	idle int32 = iota
+	reading
 	busy
 	closed
 )
@@ -120,6 +126,35 @@ const (
 type conn struct {
 	c     net.Conn
 	state atomic.Int32
+}
+
+// claim makes c busy; false when Close has closed it.
+func (c *conn) claim() bool {
+	for {
+		switch s := c.state.Load(); s {
+		case closed:
+			return false
+		case busy:
+			return true
+		default:
+			if c.state.CompareAndSwap(s, busy) {
+				return true
+			}
+		}
+	}
+}
+
+// deadlined is a connection's writer: every write to it (each flush of
+// the buffer in front, whether serve or the buffer itself asks) must end
+// within timeout.
+type deadlined struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (d deadlined) Write(b []byte) (int, error) {
+	d.c.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.c.Write(b)
 }
 
 // New wraps inner; cfg must be valid (Validate), else New panics: it is
@@ -163,7 +198,7 @@ func (l *Listener) Close() error {
 	l.fail(fmt.Errorf("leanhttp: %w", net.ErrClosed))
 	l.mu.Lock()
 	for c := range l.conns {
-		if c.state.CompareAndSwap(idle, closed) {
+		if c.state.CompareAndSwap(idle, closed) || c.state.CompareAndSwap(reading, closed) {
 			c.c.Close()
 		}
 	}
@@ -261,15 +296,20 @@ func (l *Listener) serve(c *conn) {
 	defer l.wg.Done()
 	nc := c.c
 	br := bufio.NewReaderSize(nc, maxHead)
-	bw := bufio.NewWriterSize(nc, 4096)
-	ctx := l.cfg.BaseContext
+	bw := bufio.NewWriterSize(deadlined{nc, l.cfg.WriteTimeout}, 4096)
+	ctx := context.WithValue(l.cfg.BaseContext, http.LocalAddrContextKey, nc.LocalAddr())
 	if l.cfg.ConnContext != nil {
 		ctx = l.cfg.ConnContext(ctx, nc)
 	}
 	remote := nc.RemoteAddr().String()
 	w := &response{header: make(http.Header, 4)}
 	var h head
-	for {
+	// The first request's head, its wait included, is due within the
+	// header timeout of the accept, as net/http has it; a later one's
+	// first byte within the idle timeout, the rest within the header
+	// timeout of that byte.
+	nc.SetReadDeadline(time.Now().Add(l.cfg.ReadHeaderTimeout))
+	for first := true; ; first = false {
 		if br.Buffered() == 0 {
 			// Everything answered is sent before the wait for more, and
 			// only then may Close close the connection.
@@ -281,19 +321,29 @@ func (l *Listener) serve(c *conn) {
 				l.end(c)
 				return
 			}
-			nc.SetReadDeadline(time.Now().Add(l.cfg.IdleTimeout))
+			if !first {
+				nc.SetReadDeadline(time.Now().Add(l.cfg.IdleTimeout))
+			}
 			if _, err := br.Peek(1); err != nil {
 				l.end(c)
 				return
 			}
-			if !c.state.CompareAndSwap(idle, busy) {
+			if !c.state.CompareAndSwap(idle, reading) {
 				l.end(c) // closed by Close while it waited
 				return
 			}
 		}
-		nc.SetReadDeadline(time.Now().Add(l.cfg.ReadHeaderTimeout))
-		n, err := l.readHead(br)
+		if !first {
+			nc.SetReadDeadline(time.Now().Add(l.cfg.ReadHeaderTimeout))
+		}
+		n, err := l.readHead(c, br, bw)
 		if err != nil {
+			if errors.Is(err, io.EOF) && br.Buffered() > 0 && l.flush(c, bw) {
+				// The client ended inside a head: net/http answers that
+				// (400, as it would have).
+				l.handOff(c, br, bw)
+				return
+			}
 			l.flush(c, bw)
 			l.end(c)
 			return
@@ -301,6 +351,10 @@ func (l *Listener) serve(c *conn) {
 		b, _ := br.Peek(n)
 		if n == 0 || !parseHead(b, l.cfg.Method, l.cfg.Path, &h) {
 			l.handOff(c, br, bw)
+			return
+		}
+		if !c.claim() {
+			l.end(c) // closed by Close while the head came
 			return
 		}
 		r := l.request(ctx, &h, remote)
@@ -325,9 +379,11 @@ func (l *Listener) serve(c *conn) {
 
 // readHead reads until br holds a whole request head, and returns its
 // length; 0 when the request is not in the strict shape (its start is
-// not l.start, or its head is longer than maxHead). An error is the
+// not l.start, or its head is longer than maxHead). Before it waits for
+// more bytes it sends the answers bw holds (a client may wait for them
+// before it sends the rest), and lets Close close c. An error is the
 // connection's (closed, or too slow).
-func (l *Listener) readHead(br *bufio.Reader) (int, error) {
+func (l *Listener) readHead(c *conn, br *bufio.Reader, bw *bufio.Writer) (int, error) {
 	for {
 		b, _ := br.Peek(br.Buffered())
 		if !plausible(b, l.start) {
@@ -338,6 +394,14 @@ func (l *Listener) readHead(br *bufio.Reader) (int, error) {
 		}
 		if len(b) == maxHead {
 			return 0, nil
+		}
+		if bw.Buffered() > 0 || c.state.Load() == busy {
+			if !l.flush(c, bw) {
+				return 0, net.ErrClosed
+			}
+			if !c.state.CompareAndSwap(busy, reading) && c.state.Load() == closed {
+				return 0, net.ErrClosed
+			}
 		}
 		if _, err := br.Peek(len(b) + 1); err != nil {
 			return 0, err
@@ -380,13 +444,12 @@ func (l *Listener) answer(w *response, r *http.Request) (ok bool) {
 	return true
 }
 
-// flush writes what bw holds within the write timeout; false when it
-// could not (the connection is then closed).
+// flush writes what bw holds (each write within the write timeout);
+// false when it could not (the connection is then closed).
 func (l *Listener) flush(c *conn, bw *bufio.Writer) bool {
 	if bw.Buffered() == 0 {
 		return true
 	}
-	c.c.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
 	if err := bw.Flush(); err != nil {
 		l.end(c)
 		return false

@@ -312,6 +312,18 @@ func TestListener_Timeouts(t *testing.T) {
 			t.Fatalf("an idle connection was closed after %v; want the idle timeout, 600ms", d)
 		}
 	})
+	t.Run("silent", func(t *testing.T) {
+		// A connection that never sends a byte has the header timeout,
+		// as net/http gives it, not the idle timeout.
+		c := dial(t, l)
+		start := time.Now()
+		if _, err := c.br.ReadByte(); err != io.EOF {
+			t.Fatalf("a silent connection read %v; want EOF", err)
+		}
+		if d := time.Since(start); d < 250*time.Millisecond || d > 500*time.Millisecond {
+			t.Fatalf("a silent connection was closed after %v; want the header timeout, 300ms", d)
+		}
+	})
 	t.Run("slow head", func(t *testing.T) {
 		c := dial(t, l)
 		c.send(beat[:30]) // plausible, never finished
@@ -501,4 +513,78 @@ func TestHanded_PassesThrough(t *testing.T) {
 		t.Fatalf("the bytes read here did not come first")
 	}
 	h.Close()
+}
+
+// TestListener_WritesAfterAnIdleSpell: answers that outgrow the write
+// buffer in one go, on a connection idle for longer than the write
+// timeout, are all sent (each write gets a fresh deadline).
+func TestListener_WritesAfterAnIdleSpell(t *testing.T) {
+	cfg := testConfig(http.HandlerFunc(echo))
+	cfg.WriteTimeout = 200 * time.Millisecond
+	l, _ := serve(t, cfg)
+	c := dial(t, l)
+	c.send(beat)
+	c.answer()
+	time.Sleep(400 * time.Millisecond)
+	c.send(strings.Repeat(beat, 40)) // about 12 KiB of answers
+	for i := range 40 {
+		if resp, s := c.answer(); resp.StatusCode != 200 || s.By != "lean" {
+			t.Fatalf("answer %d: %d by %q", i, resp.StatusCode, s.By)
+		}
+	}
+}
+
+// TestListener_PartialHeads: an answer is sent before the wait for the
+// rest of the next head; a client that ends inside a head gets net/http's
+// 400; and Close closes a connection waiting for the rest of a head.
+func TestListener_PartialHeads(t *testing.T) {
+	l, _ := serve(t, testConfig(http.HandlerFunc(echo)))
+	t.Run("answer first", func(t *testing.T) {
+		c := dial(t, l)
+		c.send(beat + beat[:30])
+		start := time.Now()
+		if resp, s := c.answer(); resp.StatusCode != 200 || s.By != "lean" {
+			t.Fatalf("%d by %q", resp.StatusCode, s.By)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("the answer came after %v, behind the next head's wait", d)
+		}
+	})
+	t.Run("end inside a head", func(t *testing.T) {
+		c := dial(t, l)
+		c.send(beat[:30])
+		c.c.(*net.TCPConn).CloseWrite()
+		if resp, _ := c.answer(); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("status %d; want net/http's 400", resp.StatusCode)
+		}
+	})
+}
+
+// TestListener_CloseCutsPartialHeads: Close closes a connection waiting
+// for the rest of a head (no request is being answered there), and Wait
+// does not wait for it.
+func TestListener_CloseCutsPartialHeads(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(inner, testConfig(http.HandlerFunc(echo)))
+	first := dial(t, l)
+	first.send(beat[:30])
+	later := dial(t, l)
+	later.send(beat)
+	later.answer()
+	later.send(beat[:30])
+	time.Sleep(100 * time.Millisecond) // both are waiting for the rest
+	l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := l.Wait(ctx); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	for _, c := range []*client{first, later} {
+		if _, err := c.br.ReadByte(); err != io.EOF {
+			t.Fatalf("read %v; want EOF", err)
+		}
+	}
 }
