@@ -83,10 +83,12 @@ func (n *Node) watchRemoval() {
 			continue
 		}
 		if by, ok := n.askRemoved(); ok {
-			n.removed.Store(true)
+			// The line first: whoever sees the state removed finds it
+			// explained in the log.
 			n.log.Error("this server was removed from its cluster: a member that knows the leader does not count it, "+
 				"so it takes no part and refuses writes. To make it a member again, stop it, empty its data dir, "+
 				"and start it with --join (without --bootstrap-expect)", "node_id", n.cfg.NodeID, "told_by", by)
+			n.removed.Store(true)
 		}
 	}
 }
