@@ -88,7 +88,6 @@ type Listener struct {
 	// done is closed by Close; err is what Accept returns after it, or
 	// after the inner listener failed.
 	done    chan struct{}
-	once    sync.Once
 	errOnce sync.Once
 	err     error
 

@@ -56,11 +56,13 @@ func beatPath(p []byte) bool {
 
 // testConfig is the test route over h with short times.
 func testConfig(h http.Handler) Config {
-	return Config{Handler: h, Method: "PUT", Prefix: "/beat/", Path: beatPath,
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
-			return context.WithValue(ctx, connMark{}, true)
-		},
-		ReadHeaderTimeout: 2 * time.Second, IdleTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
+	cfg := DefaultConfig()
+	cfg.Handler, cfg.Method, cfg.Prefix, cfg.Path = h, "PUT", "/beat/", beatPath
+	cfg.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connMark{}, true)
+	}
+	cfg.ReadHeaderTimeout, cfg.IdleTimeout, cfg.WriteTimeout = 2*time.Second, 5*time.Second, 5*time.Second
+	return cfg
 }
 
 // serve starts a Listener on 127.0.0.1:0 with cfg, and a net/http server
@@ -482,37 +484,59 @@ func TestListener_ManyClients(t *testing.T) {
 	}
 }
 
-// TestHanded_PassesThrough: a connection given to net/http still sets
-// its send buffer and half-closes (event streams and net/http need
-// them).
+// bufferedConn records the send buffer asked of it.
+type bufferedConn struct {
+	*net.TCPConn
+	asked int
+}
+
+func (b *bufferedConn) SetWriteBuffer(n int) error { b.asked = n; return b.TCPConn.SetWriteBuffer(n) }
+
+// TestHanded_PassesThrough: a connection given to net/http reads the
+// bytes read here first, still sets its send buffer (event streams bound
+// theirs) and half-closes (net/http does before closing a connection
+// whose body it did not read).
 func TestHanded_PassesThrough(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer ln.Close()
-	go func() {
-		c, _ := net.Dial("tcp", ln.Addr().String())
-		if c != nil {
-			defer c.Close()
-			io.Copy(io.Discard, c)
-		}
-	}()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
 	c, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &handed{Conn: c, pending: []byte("ab")}
-	if err := h.SetWriteBuffer(8192); err != nil {
-		t.Fatal(err)
+	bc := &bufferedConn{TCPConn: c.(*net.TCPConn)}
+	h := &handed{Conn: bc, pending: []byte("ab")}
+	defer h.Close()
+	io.WriteString(peer, "c")
+	got := make([]byte, 0, 3)
+	for len(got) < 3 {
+		var b [2]byte
+		n, err := h.Read(b[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b[:n]...)
+	}
+	if string(got) != "abc" {
+		t.Fatalf("read %q; want the bytes read here first: abc", got)
+	}
+	if err := h.SetWriteBuffer(8192); err != nil || bc.asked != 8192 {
+		t.Fatalf("SetWriteBuffer: %v, asked of the connection beneath: %d", err, bc.asked)
 	}
 	if err := h.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	var b [1]byte
-	n, _ := h.Read(b[:])
-	n2, _ := h.Read(b[:])
-	if n != 1 || n2 != 1 || string(b[:]) != "b" {
-		t.Fatalf("the bytes read here did not come first")
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := peer.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the peer read %v after CloseWrite; want EOF", err)
 	}
-	h.Close()
 }
 
 // TestListener_WritesAfterAnIdleSpell: answers that outgrow the write

@@ -10,17 +10,14 @@ import (
 // whose own bound (the server's MaxHeaderBytes) applies.
 const maxHead = 4096
 
-// maxHeaders bounds the header lines of a request answered here.
-const maxHeaders = 16
-
 // head is a request head in the strict shape: the request's target and
 // its headers, as views into the bytes parsed (valid until they are
 // read past).
 type head struct {
 	target []byte
 	host   []byte
-	fields [maxHeaders]field
-	n      int // fields used
+	fields [len(known)]field // each known header at most once
+	n      int               // fields used
 }
 
 // field is a header other than Host: its canonical name and its value,
@@ -31,19 +28,32 @@ type field struct {
 }
 
 // known are the headers a request answered here may carry, by their
-// lower-case names, with their canonical names: what common clients
-// (Go's, curl, Python's) send with a bodiless request. Any other header
-// (Transfer-Encoding, Expect, Upgrade, Cookie, a header of the client's
-// own) sends the connection to net/http.
-var known = map[string]string{
-	"accept":          "Accept",
-	"accept-encoding": "Accept-Encoding",
-	"authorization":   "Authorization",
-	"connection":      "Connection",
-	"content-length":  "Content-Length",
-	"content-type":    "Content-Type",
-	"user-agent":      "User-Agent",
-	"x-request-id":    "X-Request-Id",
+// canonical names: what common clients (Go's, curl, Python's) send with
+// a bodiless request. Any other header (Transfer-Encoding, Expect,
+// Upgrade, Cookie, a header of the client's own) sends the connection to
+// net/http. At most 16 (parseHead keeps those seen in 16 bits).
+var known = [...]string{"Accept", "Accept-Encoding", "Authorization", "Connection", "Content-Length", "Content-Type", "User-Agent", "X-Request-Id"}
+
+// knownIndex returns the index in known of the header whose lower-case
+// name is lname, or -1.
+func knownIndex(lname []byte) int {
+next:
+	for i, k := range known {
+		if len(k) != len(lname) {
+			continue
+		}
+		for j := 0; j < len(k); j++ {
+			c := k[j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != lname[j] {
+				continue next
+			}
+		}
+		return i
+	}
+	return -1
 }
 
 var crlf2 = []byte("\r\n\r\n")
@@ -105,7 +115,7 @@ func parseHead(b []byte, method string, path func([]byte) bool, h *head) bool {
 		return false
 	}
 	h.target = target
-	var seen uint16 // bit i: known header i seen (in lowered order below)
+	var seen uint16 // bit i: known[i] seen
 	for {
 		line, rest, ok = cutLine(rest)
 		if !ok {
@@ -142,11 +152,11 @@ func parseHead(b []byte, method string, path func([]byte) bool, h *head) bool {
 			h.host = value
 			continue
 		}
-		canon, ok := known[string(lname)]
-		if !ok || h.n == maxHeaders {
+		i := knownIndex(lname)
+		if i < 0 {
 			return false
 		}
-		bit := uint16(1) << bitOf(canon)
+		canon, bit := known[i], uint16(1)<<i
 		if seen&bit != 0 {
 			return false // a header twice: net/http decides what that means
 		}
@@ -164,27 +174,6 @@ func parseHead(b []byte, method string, path func([]byte) bool, h *head) bool {
 		h.fields[h.n] = field{name: canon, value: value}
 		h.n++
 	}
-}
-
-// bitOf numbers the known headers, for parseHead's seen set.
-func bitOf(canon string) uint {
-	switch canon {
-	case "Accept":
-		return 0
-	case "Accept-Encoding":
-		return 1
-	case "Authorization":
-		return 2
-	case "Connection":
-		return 3
-	case "Content-Length":
-		return 4
-	case "Content-Type":
-		return 5
-	case "User-Agent":
-		return 6
-	}
-	return 7 // X-Request-Id
 }
 
 // cutLine cuts b at its first CRLF. A line with a bare CR or a bare LF
@@ -211,9 +200,10 @@ func trim(b []byte) []byte {
 	return b
 }
 
-func all(b []byte, ok func(byte) bool) bool {
-	for _, c := range b {
-		if !ok(c) {
+// all reports whether every byte of b is ok.
+func all[S ~string | ~[]byte](b S, ok func(byte) bool) bool {
+	for i := 0; i < len(b); i++ {
+		if !ok(b[i]) {
 			return false
 		}
 	}

@@ -82,7 +82,7 @@ func (w *response) writeTo(bw *bufio.Writer, date []byte, close bool) {
 		case "Content-Length", "Transfer-Encoding", "Connection":
 			continue
 		}
-		if name(k) {
+		if k != "" && all(k, tokenChar) {
 			ks = append(ks, k)
 		}
 	}
@@ -124,19 +124,6 @@ func (w *response) writeTo(bw *bufio.Writer, date []byte, close bool) {
 	if hasBody {
 		bw.Write(w.body)
 	}
-}
-
-// name reports whether k may be written as a header name.
-func name(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if !tokenChar(k[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // date is the Date header's value for one second.
